@@ -1,0 +1,64 @@
+// cogumi model init|quantize: models made by Cogumi.
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "core/io.h"
+#include "engine/model.h"
+#include "engine/model_init.h"
+
+namespace cogumi::cli {
+
+void setup_model(CLI::App& sub) {
+  sub.require_subcommand(1);
+  {
+    static std::string out, preset = "tiny";
+    static ModelInitOptions o;
+    static ModelShape over;  // -1 sentinel via flags below
+    static int n_embd = 0, n_layer = 0, n_head = 0, n_head_kv = 0, n_ff = 0, n_ctx = 0;
+    auto* init = sub.add_subcommand("init", "Write a llama-architecture GGUF with seeded random weights");
+    init->add_option("out", out, "Output GGUF path")->required();
+    init->add_option("--shape", preset, "Shape preset: tiny, nano, 1b (Llama-3.2-1B), 8b (Llama-3.1-8B)")
+        ->capture_default_str();
+    init->add_option("--n-embd", n_embd, "Override: embedding width");
+    init->add_option("--n-layer", n_layer, "Override: layers");
+    init->add_option("--n-head", n_head, "Override: attention heads");
+    init->add_option("--n-head-kv", n_head_kv, "Override: key/value heads");
+    init->add_option("--n-ff", n_ff, "Override: feed-forward width");
+    init->add_option("--n-ctx", n_ctx, "Override: training context length");
+    init->add_option("--type", o.type, "f32, f16 or a quantization (q8_0, q4_k_m, ...)")->capture_default_str();
+    init->add_option("--seed", o.seed, "Weight seed")->capture_default_str();
+    init->add_option("--std", o.init_std, "Weight standard deviation")->capture_default_str();
+    init->add_option("--vocab", o.vocab_from, "Copy the tokenizer from this GGUF (default: built-in vocabulary)");
+    init->add_option("--name", o.name, "general.name")->capture_default_str();
+    init->add_option("--threads", o.n_threads, "Threads (0 = all)");
+    init->callback([&] {
+      engine_set_verbose(globals().verbose);
+      o.shape = model_shape_preset(preset);
+      if (n_embd) o.shape.n_embd = n_embd;
+      if (n_layer) o.shape.n_layer = n_layer;
+      if (n_head) o.shape.n_head = n_head;
+      if (n_head_kv) o.shape.n_head_kv = n_head_kv;
+      if (n_ff) o.shape.n_ff = n_ff;
+      if (n_ctx) o.shape.n_ctx_train = n_ctx;
+      auto r = model_init(out, o);
+      fmt::print("wrote {}: {:.2f} M parameters, vocabulary {}, {:.2f} MiB ({})\n", out, r.n_params / 1e6, r.n_vocab,
+                 r.file_bytes / 1048576.0, o.type);
+    });
+  }
+  {
+    static std::string in, out, type = "q4_k_m";
+    static int threads = 0;
+    auto* q = sub.add_subcommand("quantize", "Quantize a GGUF model with llama.cpp");
+    q->add_option("in", in, "Input GGUF")->required();
+    q->add_option("out", out, "Output GGUF")->required();
+    q->add_option("--type", type, "f16, q8_0, q4_k_m, ...")->capture_default_str();
+    q->add_option("--threads", threads, "Threads (0 = all)");
+    q->callback([&] {
+      engine_set_verbose(globals().verbose);
+      model_quantize(in, out, type, threads);
+      fmt::print("wrote {} ({:.2f} MiB, {})\n", out, fs::file_size(out) / 1048576.0, type);
+    });
+  }
+}
+
+}  // namespace cogumi::cli

@@ -1,0 +1,45 @@
+// cogumi: one program, a subcommand per job. This file is only the dispatch table.
+#include <fmt/format.h>
+
+#include <cstdio>
+
+#include "commands.h"
+#include "core/error.h"
+#include "engine/model.h"
+
+namespace cogumi::cli {
+Globals& globals() {
+  static Globals g;
+  return g;
+}
+}  // namespace cogumi::cli
+
+using cogumi::cli::Command;
+
+static const Command kCommands[] = {
+    {"info", "Show a GGUF model's architecture, size, tensor types, vocabulary and chat template",
+     cogumi::cli::setup_info},
+    {"generate", "Generate text for one or many prompts (batched)", cogumi::cli::setup_generate},
+    {"model", "Make models: random-init GGUFs of any shape, quantization", cogumi::cli::setup_model},
+};
+
+int main(int argc, char** argv) {
+  CLI::App app{"cogumi: one open LLM made small, fast and modular"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "cogumi 0.1.0");
+  auto& g = cogumi::cli::globals();
+  app.add_flag("-v,--verbose", g.verbose, "Show llama.cpp's log");
+  for (const auto& c : kCommands) c.setup(*app.add_subcommand(c.name, c.help));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const cogumi::Error& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}

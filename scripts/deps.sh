@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Installs what Cogumi builds against, reusing whatever is already there.
+#   - Debian -dev packages (apt-get, only the missing ones)
+#   - llama.cpp v0.5.0 + ggml, from the pinned npm tarball node-llama-cpp@3.22.1
+#     (package/llama/gitRelease.bundle), built as shared libraries and installed into
+#     a cache directory keyed by version and build options.
+#
+# Usage: scripts/deps.sh [--cuda] [--tools]
+#   --cuda   also build ggml's CUDA backend for Hopper (sm_90) with the nvcc on PATH
+#   --tools  also build llama.cpp's llama-bench / llama-batched-bench / llama-cli (benchmarks)
+# Prints nothing on stdout but the install prefix (last line), so callers can capture it.
+set -euo pipefail
+
+NLC_VERSION=3.22.1
+NLC_SHA256=a0d9dd80eacd2ab1cfe71aee57ac8a806487fd70b3d2a38fbec637752d9e5c5f
+LLAMA_VERSION=0.5.0
+
+CUDA=0
+TOOLS=0
+for arg in "$@"; do
+  case "$arg" in
+    --cuda) CUDA=1 ;;
+    --tools) TOOLS=1 ;;
+    *) echo "deps.sh: unknown option '$arg'" >&2; exit 2 ;;
+  esac
+done
+
+CACHE="${COGUMI_CACHE:-$HOME/.cache/cogumi}"
+JOBS="${JOBS:-$(nproc)}"
+log() { echo "[deps] $*" >&2; }
+
+# ---- Debian packages -------------------------------------------------------
+APT_PKGS=(build-essential cmake ninja-build git pkg-config ccache
+  nlohmann-json3-dev libcpp-httplib-dev libcli11-dev libspdlog-dev libfmt-dev
+  libyaml-cpp-dev libzstd-dev libssl-dev zlib1g-dev libgtest-dev libgmock-dev
+  libbenchmark-dev bubblewrap python3)
+missing=()
+for p in "${APT_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+command -v npm >/dev/null || missing+=(nodejs npm)
+if ((${#missing[@]})); then
+  log "installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >&2
+fi
+
+# ---- pinned llama.cpp source -----------------------------------------------
+mkdir -p "$CACHE/npm"
+TGZ="$CACHE/npm/node-llama-cpp-$NLC_VERSION.tgz"
+if [ ! -f "$TGZ" ] || ! echo "$NLC_SHA256  $TGZ" | sha256sum -c --status; then
+  log "fetching node-llama-cpp@$NLC_VERSION from npm"
+  rm -f "$TGZ"
+  (cd "$CACHE/npm" && npm pack --silent "node-llama-cpp@$NLC_VERSION" >/dev/null)
+  echo "$NLC_SHA256  $TGZ" | sha256sum -c --status ||
+    { log "sha256 mismatch for $TGZ (expected $NLC_SHA256)"; rm -f "$TGZ"; exit 1; }
+fi
+
+SRC="$CACHE/llama.cpp-$LLAMA_VERSION-src"
+if [ ! -f "$SRC/.cogumi-ok" ]; then
+  log "unpacking llama.cpp $LLAMA_VERSION source"
+  rm -rf "$SRC" "$SRC.tmp"
+  mkdir -p "$SRC.tmp"
+  tar -xzf "$TGZ" -C "$SRC.tmp" package/llama/gitRelease.bundle
+  git clone -q "$SRC.tmp/package/llama/gitRelease.bundle" "$SRC" 2>/dev/null
+  rm -rf "$SRC.tmp"
+  touch "$SRC/.cogumi-ok"
+fi
+
+# ---- build + install the libraries -----------------------------------------
+OPTS=(-DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON -DGGML_NATIVE=ON
+  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF
+  -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_BUILD_IS_DEV=OFF)
+KEY="cpu"
+if ((CUDA)); then
+  OPTS+=(-DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90)
+  KEY="cuda90"
+fi
+PREFIX="$CACHE/llama-$LLAMA_VERSION-$KEY-$(echo "${OPTS[*]}" | sha256sum | cut -c1-8)"
+BUILD="$PREFIX.build"
+
+if [ ! -f "$PREFIX/.cogumi-ok" ]; then
+  log "building llama.cpp $LLAMA_VERSION ($KEY) into $PREFIX with $JOBS jobs (cold: ~10 min on 2 cores)"
+  if command -v ccache >/dev/null; then OPTS+=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
+  cmake -S "$SRC" -B "$BUILD" -G Ninja "${OPTS[@]}" -DLLAMA_BUILD_COMMON=ON \
+    -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_EXAMPLES=ON -DCMAKE_INSTALL_PREFIX="$PREFIX" >&2
+  cmake --build "$BUILD" -j "$JOBS" --target llama >&2
+  # Install only the library component pieces: headers, libs, CMake package files.
+  rm -rf "$PREFIX"
+  # cmake --install of unbuilt tools fails; copy the library artefacts explicitly instead.
+  mkdir -p "$PREFIX/lib" "$PREFIX/include"
+  cp -a "$SRC/include/"*.h "$PREFIX/include/"
+  cp -a "$SRC/ggml/include/"*.h "$PREFIX/include/"
+  find "$BUILD/bin" -maxdepth 1 -name 'lib*.so*' -exec cp -a {} "$PREFIX/lib/" \;
+  ln -sfn "$SRC" "$PREFIX/src"
+  touch "$PREFIX/.cogumi-ok"
+fi
+
+if ((TOOLS)) && [ ! -x "$PREFIX/bin/llama-bench" ]; then
+  log "building llama.cpp tools (llama-bench, llama-batched-bench, llama-cli, llama-simple)"
+  cmake --build "$BUILD" -j "$JOBS" --target llama-bench llama-batched-bench llama-cli llama-simple >&2
+  mkdir -p "$PREFIX/bin"
+  for t in llama-bench llama-batched-bench llama-cli llama-simple; do cp -a "$BUILD/bin/$t" "$PREFIX/bin/"; done
+fi
+
+echo "$PREFIX"

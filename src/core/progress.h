@@ -1,0 +1,32 @@
+// cogumi/core: progress reporting for long jobs.
+//
+// Draws a one-line bar on stderr when stderr is a terminal; otherwise prints a plain line
+// at most every few seconds so logs in CI stay readable. Thread-compatible, not thread-safe.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace cogumi {
+
+class Progress {
+ public:
+  Progress(std::string label, int64_t total, bool enabled = true);
+  ~Progress();
+  void update(int64_t done, const std::string& extra = "");
+  void finish(const std::string& extra = "");
+
+ private:
+  std::string label_;
+  int64_t total_;
+  bool enabled_;
+  bool tty_;
+  bool finished_ = false;
+  std::chrono::steady_clock::time_point start_, last_;
+};
+
+// True when stdout is a terminal.
+bool stdout_is_tty();
+
+}  // namespace cogumi

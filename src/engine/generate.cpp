@@ -1,0 +1,380 @@
+#include "engine/generate.h"
+
+#include <llama.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <deque>
+#include <map>
+#include <thread>
+
+#include "core/error.h"
+
+namespace cogumi {
+
+const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kCancelled: return "cancelled";
+    case FinishReason::kError: return "error";
+  }
+  return "?";
+}
+
+void GeneratorOptions::validate() const {
+  if (n_parallel < 1 || n_parallel > 255) fail("n_parallel must be in 1..255, got {}", n_parallel);
+  if (n_ctx_per_seq < 0) fail("n_ctx_per_seq must be >= 0, got {}", n_ctx_per_seq);
+  if (n_batch < 32) fail("n_batch must be >= 32, got {}", n_batch);
+  if (n_threads < 0) fail("n_threads must be >= 0, got {}", n_threads);
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct SamplerDeleter {
+  void operator()(llama_sampler* s) const { llama_sampler_free(s); }
+};
+using SamplerPtr = std::unique_ptr<llama_sampler, SamplerDeleter>;
+
+SamplerPtr make_sampler(const SamplingParams& sp, int32_t n_vocab) {
+  llama_sampler_chain_params cp = llama_sampler_chain_default_params();
+  cp.no_perf = true;
+  SamplerPtr chain(llama_sampler_chain_init(cp));
+  if (sp.repeat_penalty != 1.0f)
+    llama_sampler_chain_add(chain.get(), llama_sampler_init_penalties(n_vocab, sp.repeat_last_n, sp.repeat_penalty,
+                                                                      0.0f, 0.0f));
+  if (sp.temperature <= 0.0f) {
+    llama_sampler_chain_add(chain.get(), llama_sampler_init_greedy());
+  } else {
+    if (sp.top_k > 0) llama_sampler_chain_add(chain.get(), llama_sampler_init_top_k(sp.top_k));
+    if (sp.top_p < 1.0f) llama_sampler_chain_add(chain.get(), llama_sampler_init_top_p(sp.top_p, 1));
+    if (sp.min_p > 0.0f) llama_sampler_chain_add(chain.get(), llama_sampler_init_min_p(sp.min_p, 1));
+    llama_sampler_chain_add(chain.get(), llama_sampler_init_temp(sp.temperature));
+    llama_sampler_chain_add(chain.get(), llama_sampler_init_dist(sp.seed));
+  }
+  return chain;
+}
+
+// Bytes at the end of s that start an incomplete UTF-8 sequence.
+size_t utf8_incomplete_tail(const std::string& s) {
+  size_t n = s.size();
+  for (size_t k = 1; k <= std::min<size_t>(3, n); ++k) {
+    unsigned char c = static_cast<unsigned char>(s[n - k]);
+    if ((c & 0xC0) == 0x80) continue;  // continuation byte
+    size_t need = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 1;
+    return need > k ? k : 0;
+  }
+  return 0;
+}
+
+// Longest suffix of text that is a proper prefix of some stop string.
+size_t stop_holdback(const std::string& text, const std::vector<std::string>& stops) {
+  size_t hold = 0;
+  for (const auto& s : stops) {
+    for (size_t k = std::min(s.size() - 1, text.size()); k > hold; --k) {
+      if (text.compare(text.size() - k, k, s, 0, k) == 0) {
+        hold = k;
+        break;
+      }
+    }
+  }
+  return hold;
+}
+
+struct Slot {
+  llama_seq_id seq = 0;
+  long req = -1;                 // index into the request list; -1 = free
+  std::vector<Token> prompt;
+  size_t n_fed = 0;              // prompt tokens already placed in the KV cache (incl. shared prefix)
+  int n_past = 0;                // position of the next token
+  SamplerPtr sampler;
+  std::string text;
+  size_t emitted = 0;            // bytes of text already streamed
+  int n_gen = 0;
+  Token next = -1;               // sampled token waiting to be decoded
+  int32_t logits_at = -1;        // batch index holding this slot's logits this step
+  Clock::time_point start;
+  bool stream_stopped = false;
+};
+
+// Log-softmax of one row, plus the top-k alternatives.
+void fill_logprobs(const float* logits, int32_t n_vocab, Token chosen, int k, const Model& model, TokenLogprob& out) {
+  float mx = *std::max_element(logits, logits + n_vocab);
+  double sum = 0.0;
+  for (int32_t i = 0; i < n_vocab; ++i) sum += std::exp(double(logits[i] - mx));
+  float lse = mx + float(std::log(sum));
+  out.token = chosen;
+  out.text = model.token_to_piece(chosen);
+  out.logprob = logits[chosen] - lse;
+  if (k > 0) {
+    std::vector<int32_t> idx(n_vocab);
+    for (int32_t i = 0; i < n_vocab; ++i) idx[i] = i;
+    k = std::min(k, n_vocab);
+    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
+    for (int i = 0; i < k; ++i) out.top.emplace_back(model.token_to_piece(idx[i]), logits[idx[i]] - lse);
+  }
+}
+
+}  // namespace
+
+Generator::Generator(std::shared_ptr<Model> model, GeneratorOptions opts) : model_(std::move(model)), opts_(opts) {
+  opts_.validate();
+  if (opts_.n_ctx_per_seq == 0) opts_.n_ctx_per_seq = std::min(model_->n_ctx_train() > 0 ? model_->n_ctx_train() : 4096, 4096);
+  llama_context_params cp = llama_context_default_params();
+  // One KV stream per slot plus one for shared prefixes.
+  cp.n_seq_max = uint32_t(opts_.n_parallel + 1);
+  cp.n_ctx = uint32_t(opts_.n_ctx_per_seq) * cp.n_seq_max;
+  cp.n_batch = uint32_t(opts_.n_batch);
+  cp.n_ubatch = std::min<uint32_t>(512, cp.n_batch);
+  int threads = opts_.n_threads > 0 ? opts_.n_threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  cp.n_threads = threads;
+  cp.n_threads_batch = threads;
+  cp.kv_unified = false;
+  cp.no_perf = true;
+  cp.flash_attn_type = opts_.flash_attn < 0   ? LLAMA_FLASH_ATTN_TYPE_AUTO
+                       : opts_.flash_attn == 0 ? LLAMA_FLASH_ATTN_TYPE_DISABLED
+                                               : LLAMA_FLASH_ATTN_TYPE_ENABLED;
+  ctx_ = llama_init_from_model(model_->raw(), cp);
+  if (!ctx_) {
+    std::string why = engine_last_error();
+    fail("failed to create a context for '{}' ({} slots x {} tokens): {}", model_->info().path, opts_.n_parallel,
+         opts_.n_ctx_per_seq, why.empty() ? "out of memory?" : why);
+  }
+}
+
+Generator::~Generator() {
+  if (ctx_) llama_free(ctx_);
+}
+
+std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& requests, const StreamFn& on_piece,
+                                           const std::atomic<bool>* cancel) {
+  stats_ = GenStats{};
+  auto t0 = Clock::now();
+  std::vector<GenResult> results(requests.size());
+  if (requests.empty()) return results;
+
+  // Group by adapter: llama.cpp applies adapters to the whole context (see header).
+  std::map<std::pair<std::string, float>, std::vector<size_t>> groups;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    if (!requests[i].adapter.empty()) model_->raw_adapter(requests[i].adapter);  // throws if unknown
+    groups[{requests[i].adapter, requests[i].adapter_scale}].push_back(i);
+  }
+
+  const int32_t n_vocab = model_->n_vocab();
+  const int n_slots = opts_.n_parallel;
+  const llama_seq_id prefix_seq = n_slots;
+  const int ctx_seq = opts_.n_ctx_per_seq;
+  llama_memory_t mem = llama_get_memory(ctx_);
+  llama_batch batch = llama_batch_init(opts_.n_batch, 0, 1);
+  struct BatchGuard {
+    llama_batch& b;
+    ~BatchGuard() { llama_batch_free(b); }
+  } guard{batch};
+
+  // Tokenize everything up front.
+  std::vector<std::vector<Token>> prompts(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    prompts[i] = model_->tokenize(requests[i].prompt, true, true);
+    results[i].n_prompt_tokens = int(prompts[i].size());
+    if (prompts[i].empty()) {
+      results[i].finish = FinishReason::kError;
+      results[i].error = "empty prompt";
+    } else if (int(prompts[i].size()) >= ctx_seq) {
+      results[i].finish = FinishReason::kError;
+      results[i].error = fmt::format("prompt has {} tokens but the context holds {} per sequence", prompts[i].size(),
+                                     ctx_seq);
+    }
+  }
+
+  auto add_tok = [&](Token t, llama_pos pos, llama_seq_id seq, bool logits) {
+    int n = batch.n_tokens++;
+    batch.token[n] = t;
+    batch.pos[n] = pos;
+    batch.n_seq_id[n] = 1;
+    batch.seq_id[n][0] = seq;
+    batch.logits[n] = logits;
+    return n;
+  };
+  auto decode = [&]() {
+    int rc = llama_decode(ctx_, batch);
+    stats_.n_decode_calls++;
+    if (rc != 0) fail("llama_decode failed (code {}): {}", rc, engine_last_error());
+  };
+
+  for (auto& [key, members] : groups) {
+    std::vector<size_t> todo;
+    for (size_t i : members)
+      if (results[i].finish != FinishReason::kError) todo.push_back(i);
+    if (todo.empty()) continue;
+
+    if (key.first.empty()) {
+      llama_set_adapters_lora(ctx_, nullptr, 0, nullptr);
+    } else {
+      llama_adapter_lora* a = model_->raw_adapter(key.first);
+      float scale = key.second;
+      llama_set_adapters_lora(ctx_, &a, 1, &scale);
+    }
+    llama_memory_clear(mem, true);
+
+    // Shared prefix: the longest common token prefix of the group, kept one token short of
+    // the shortest prompt so every prompt still decodes at least one token of its own.
+    size_t prefix = 0;
+    if (opts_.shared_prefix && todo.size() > 1) {
+      const auto& p0 = prompts[todo[0]];
+      prefix = p0.size();
+      for (size_t i : todo) {
+        const auto& p = prompts[i];
+        size_t k = 0;
+        while (k < prefix && k < p.size() && p[k] == p0[k]) ++k;
+        prefix = std::min(k, p.size() - 1);
+      }
+      if (int(prefix) < opts_.min_shared_prefix) prefix = 0;
+    }
+    if (prefix > 0) {
+      for (size_t off = 0; off < prefix; off += opts_.n_batch) {
+        batch.n_tokens = 0;
+        for (size_t k = off; k < std::min(prefix, off + opts_.n_batch); ++k)
+          add_tok(prompts[todo[0]][k], llama_pos(k), prefix_seq, false);
+        decode();
+        stats_.n_prompt_tokens += batch.n_tokens;
+      }
+    }
+
+    std::deque<size_t> queue(todo.begin(), todo.end());
+    std::vector<Slot> slots(n_slots);
+    for (int s = 0; s < n_slots; ++s) slots[s].seq = s;
+    size_t active = 0;
+
+    auto finish_slot = [&](Slot& sl, FinishReason why) {
+      GenResult& r = results[sl.req];
+      r.text = sl.text;
+      r.finish = why;
+      r.n_gen_tokens = sl.n_gen;
+      r.latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - sl.start).count();
+      if (on_piece && !sl.stream_stopped && sl.emitted < sl.text.size())
+        on_piece(size_t(sl.req), sl.text.substr(sl.emitted));
+      llama_memory_seq_rm(mem, sl.seq, -1, -1);
+      sl.req = -1;
+      sl.sampler.reset();
+      --active;
+    };
+
+    while (!queue.empty() || active > 0) {
+      if (cancel && cancel->load()) {
+        for (auto& sl : slots)
+          if (sl.req >= 0) finish_slot(sl, FinishReason::kCancelled);
+        for (size_t i : queue) results[i].finish = FinishReason::kCancelled;
+        queue.clear();
+        break;
+      }
+      // Admit waiting requests into free slots.
+      for (auto& sl : slots) {
+        if (sl.req >= 0 || queue.empty()) continue;
+        sl.req = long(queue.front());
+        queue.pop_front();
+        const GenRequest& rq = requests[sl.req];
+        sl.prompt = prompts[sl.req];
+        sl.text.clear();
+        sl.emitted = 0;
+        sl.n_gen = 0;
+        sl.next = -1;
+        sl.stream_stopped = false;
+        sl.start = Clock::now();
+        sl.sampler = make_sampler(rq.sampling, n_vocab);
+        if (rq.sampling.repeat_penalty != 1.0f)
+          for (Token t : sl.prompt) llama_sampler_accept(sl.sampler.get(), t);
+        llama_memory_seq_rm(mem, sl.seq, -1, -1);
+        if (prefix > 0) {
+          llama_memory_seq_cp(mem, prefix_seq, sl.seq, -1, -1);
+          stats_.n_prefix_reused += long(prefix);
+        }
+        sl.n_fed = prefix;
+        sl.n_past = int(prefix);
+        ++active;
+      }
+
+      // One batch: the pending token of every generating slot, then prompt chunks.
+      batch.n_tokens = 0;
+      for (auto& sl : slots) {
+        sl.logits_at = -1;
+        if (sl.req >= 0 && sl.next >= 0) {
+          sl.logits_at = add_tok(sl.next, sl.n_past++, sl.seq, true);
+          sl.next = -1;
+        }
+      }
+      int n_gen_in_batch = batch.n_tokens;
+      for (auto& sl : slots) {
+        if (sl.req < 0 || sl.n_fed >= sl.prompt.size()) continue;
+        while (sl.n_fed < sl.prompt.size() && batch.n_tokens < opts_.n_batch) {
+          bool last = sl.n_fed + 1 == sl.prompt.size();
+          int at = add_tok(sl.prompt[sl.n_fed++], sl.n_past++, sl.seq, last);
+          if (last) sl.logits_at = at;
+        }
+      }
+      if (batch.n_tokens == 0) break;  // nothing runnable (cannot happen with admitted slots)
+      stats_.n_prompt_tokens += batch.n_tokens - n_gen_in_batch;
+      decode();
+
+      // Sample for every slot whose logits came out of this batch.
+      for (auto& sl : slots) {
+        if (sl.req < 0 || sl.logits_at < 0) continue;
+        const GenRequest& rq = requests[sl.req];
+        GenResult& r = results[sl.req];
+        Token tok = llama_sampler_sample(sl.sampler.get(), ctx_, sl.logits_at);
+        if (rq.n_logprobs >= 0) {
+          TokenLogprob lp;
+          fill_logprobs(llama_get_logits_ith(ctx_, sl.logits_at), n_vocab, tok, rq.n_logprobs, *model_, lp);
+          r.logprobs.push_back(std::move(lp));
+        }
+        if (!rq.ignore_eos && model_->is_eog(tok)) {
+          if (rq.n_logprobs >= 0) r.logprobs.pop_back();
+          finish_slot(sl, FinishReason::kStop);
+          continue;
+        }
+        ++sl.n_gen;
+        ++stats_.n_gen_tokens;
+        size_t before = sl.text.size();
+        sl.text += model_->token_to_piece(tok);
+        // Stop strings: search only where a new match could begin.
+        bool stopped = false;
+        for (const auto& s : rq.stop) {
+          if (s.empty()) continue;
+          size_t from = before >= s.size() ? before - s.size() + 1 : 0;
+          size_t at = sl.text.find(s, from);
+          if (at != std::string::npos) {
+            sl.text.resize(at);
+            stopped = true;
+          }
+        }
+        if (stopped) {
+          finish_slot(sl, FinishReason::kStop);
+          continue;
+        }
+        if (on_piece && !sl.stream_stopped) {
+          size_t hold = std::max(stop_holdback(sl.text, rq.stop), utf8_incomplete_tail(sl.text));
+          size_t safe = sl.text.size() - hold;
+          if (safe > sl.emitted) {
+            if (!on_piece(size_t(sl.req), sl.text.substr(sl.emitted, safe - sl.emitted))) {
+              sl.stream_stopped = true;
+              finish_slot(sl, FinishReason::kCancelled);
+              continue;
+            }
+            sl.emitted = safe;
+          }
+        }
+        if (sl.n_gen >= rq.max_tokens || sl.n_past + 1 >= ctx_seq) {
+          finish_slot(sl, FinishReason::kLength);
+          continue;
+        }
+        sl.next = tok;
+      }
+    }
+  }
+  stats_.t_total_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  return results;
+}
+
+}  // namespace cogumi

@@ -1,0 +1,122 @@
+// cogumi/engine: batched text generation.
+//
+// A Generator owns one llama.cpp context with n_parallel sequence slots and runs many
+// requests through it with continuous batching: every step decodes one batch holding the
+// next token of every active sequence plus the prompt tokens of newly admitted requests;
+// when a sequence finishes, its slot takes the next waiting request in the same step.
+//
+// Shared prompt prefixes (few-shot blocks, system prompts) are decoded once into a spare
+// sequence and copied into each slot's KV cache (llama_memory_seq_cp), so only the
+// distinct suffix of each prompt is computed.
+//
+// LoRA adapters: llama.cpp applies adapters per context, not per sequence. The Generator
+// groups requests by (adapter, scale) and runs the groups one after another through the same
+// context, switching adapters between groups (each group still batches fully). A caller
+// that needs two adapters truly concurrently uses two Generators on the same Model (weights
+// are shared; each context costs only its KV cache).
+//
+// Thread safety: one generate() call at a time per Generator.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/model.h"
+
+struct llama_context;
+
+namespace cogumi {
+
+struct SamplingParams {
+  float temperature = 0.0f;     // <= 0: greedy
+  int top_k = 40;               // 0: off
+  float top_p = 0.95f;          // 1: off
+  float min_p = 0.05f;          // 0: off
+  float repeat_penalty = 1.0f;  // 1: off
+  int repeat_last_n = 64;
+  uint32_t seed = 42;
+};
+
+struct GenRequest {
+  std::string prompt;              // text, already chat-formatted if wanted
+  SamplingParams sampling;
+  int max_tokens = 512;
+  std::vector<std::string> stop;   // generation ends before the first occurrence of any
+  int n_logprobs = -1;             // -1: none; 0: chosen token's logprob; k: plus top-k alternatives
+  bool ignore_eos = false;         // keep generating past end-of-generation tokens (benchmarks)
+  std::string adapter;             // name of an adapter loaded on the Model; "" = base
+  float adapter_scale = 1.0f;
+};
+
+enum class FinishReason { kStop, kLength, kCancelled, kError };
+const char* finish_reason_name(FinishReason r);
+
+struct TokenLogprob {
+  Token token = -1;
+  std::string text;
+  float logprob = 0.0f;
+  std::vector<std::pair<std::string, float>> top;  // alternatives, most likely first
+};
+
+struct GenResult {
+  std::string text;
+  FinishReason finish = FinishReason::kStop;
+  std::string error;               // set when finish == kError (e.g. prompt longer than context)
+  int n_prompt_tokens = 0;
+  int n_gen_tokens = 0;
+  std::vector<TokenLogprob> logprobs;
+  double latency_ms = 0.0;         // from admission to the last token
+};
+
+struct GenStats {
+  int64_t n_prompt_tokens = 0;     // prompt tokens actually decoded (shared prefixes once)
+  int64_t n_prefix_reused = 0;     // prompt tokens served from a shared prefix copy
+  int64_t n_gen_tokens = 0;
+  int64_t n_decode_calls = 0;
+  double t_total_ms = 0.0;
+  double gen_tokens_per_s() const { return t_total_ms > 0 ? n_gen_tokens * 1000.0 / t_total_ms : 0.0; }
+};
+
+struct GeneratorOptions {
+  int n_parallel = 8;          // sequence slots decoded together
+  int n_ctx_per_seq = 0;       // 0: min(model's training context, 4096); prompt + output must fit
+  int n_batch = 2048;          // tokens per llama_decode call
+  int n_threads = 0;           // 0: all cores
+  bool shared_prefix = true;   // decode common prompt prefixes once
+  int min_shared_prefix = 16;  // shortest prefix (tokens) worth sharing
+  int flash_attn = -1;         // -1 auto, 0 off, 1 on
+  void validate() const;
+};
+
+// Called for each new piece of text of request `index`; return false to stop that request.
+using StreamFn = std::function<bool(size_t index, const std::string& piece)>;
+
+class Generator {
+ public:
+  Generator(std::shared_ptr<Model> model, GeneratorOptions opts = {});
+  ~Generator();
+  Generator(const Generator&) = delete;
+  Generator& operator=(const Generator&) = delete;
+
+  // Runs all requests; results are in request order. Per-request problems (prompt too long)
+  // are reported in GenResult::error; an unknown adapter name throws before anything runs.
+  // `cancel` (optional) stops everything in flight; finished results are kept.
+  std::vector<GenResult> generate(const std::vector<GenRequest>& requests, const StreamFn& on_piece = {},
+                                  const std::atomic<bool>* cancel = nullptr);
+
+  const GenStats& last_stats() const { return stats_; }
+  const GeneratorOptions& options() const { return opts_; }
+  Model& model() const { return *model_; }
+
+ private:
+  struct Impl;
+  std::shared_ptr<Model> model_;
+  GeneratorOptions opts_;
+  llama_context* ctx_ = nullptr;
+  GenStats stats_;
+};
+
+}  // namespace cogumi
