@@ -15,6 +15,7 @@ struct Command {
 void setup_info(CLI::App& sub);
 void setup_generate(CLI::App& sub);
 void setup_model(CLI::App& sub);
+void setup_lora(CLI::App& sub);
 
 // Shared global flags.
 struct Globals {

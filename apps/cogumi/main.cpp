@@ -21,6 +21,7 @@ static const Command kCommands[] = {
      cogumi::cli::setup_info},
     {"generate", "Generate text for one or many prompts (batched)", cogumi::cli::setup_generate},
     {"model", "Make models: random-init GGUFs of any shape, quantization", cogumi::cli::setup_model},
+    {"lora", "LoRA adapters: init", cogumi::cli::setup_lora},
 };
 
 int main(int argc, char** argv) {

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "engine/gguf_writer.h"
 #include "engine/model.h"
 #include "engine/vocab.h"
 
@@ -59,43 +60,6 @@ namespace {
 struct GgufDeleter {
   void operator()(gguf_context* g) const { gguf_free(g); }
 };
-struct GgmlDeleter {
-  void operator()(ggml_context* c) const { ggml_free(c); }
-};
-
-uint64_t splitmix64(uint64_t& x) {
-  uint64_t z = (x += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-uint64_t hash_name(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
-
-// Deterministic for a given (seed, tensor name) whatever the thread count: each 64Ki-element
-// chunk has its own stream.
-void fill_uniform(float* out, int64_t n, uint64_t seed, const std::string& name, float stddev, int n_threads) {
-  const float a = stddev * std::sqrt(3.0f);
-  const int64_t chunk = 1 << 16;
-  const int64_t n_chunks = (n + chunk - 1) / chunk;
-  auto work = [&](int t) {
-    for (int64_t c = t; c < n_chunks; c += n_threads) {
-      uint64_t st = seed ^ hash_name(name) ^ (uint64_t(c) * 0xD1B54A32D192ED03ull);
-      for (int64_t i = c * chunk; i < std::min(n, (c + 1) * chunk); ++i) {
-        double u = double(splitmix64(st) >> 11) * (1.0 / 9007199254740992.0);
-        out[i] = float((2.0 * u - 1.0) * a);
-      }
-    }
-  };
-  std::vector<std::thread> ts;
-  for (int t = 1; t < n_threads; ++t) ts.emplace_back(work, t);
-  work(0);
-  for (auto& t : ts) t.join();
-}
 
 struct TensorSpec {
   std::string name;
@@ -173,87 +137,39 @@ ModelInitResult model_init(const fs::path& out, const ModelInitOptions& o) {
   const ggml_type wtype = type == "f16" || !direct ? GGML_TYPE_F16 : GGML_TYPE_F32;
   int n_threads = o.n_threads > 0 ? o.n_threads : int(std::max(1u, std::thread::hardware_concurrency()));
 
-  std::unique_ptr<gguf_context, GgufDeleter> g(gguf_init_empty());
+  GgufWriter w;
+  gguf_context* g = w.kv();
   int n_vocab = 0;
-  set_tokenizer(g.get(), o, n_vocab);
-  gguf_set_val_str(g.get(), "general.architecture", "llama");
-  gguf_set_val_str(g.get(), "general.name", o.name.c_str());
-  gguf_set_val_u32(g.get(), "general.file_type", wtype == GGML_TYPE_F16 ? 1 : 0);
-  gguf_set_val_u32(g.get(), "general.quantization_version", 2);
-  gguf_set_val_u32(g.get(), "llama.context_length", s.n_ctx_train);
-  gguf_set_val_u32(g.get(), "llama.embedding_length", s.n_embd);
-  gguf_set_val_u32(g.get(), "llama.block_count", s.n_layer);
-  gguf_set_val_u32(g.get(), "llama.feed_forward_length", s.n_ff);
-  gguf_set_val_u32(g.get(), "llama.attention.head_count", s.n_head);
-  gguf_set_val_u32(g.get(), "llama.attention.head_count_kv", s.n_head_kv);
-  gguf_set_val_u32(g.get(), "llama.rope.dimension_count", s.n_embd / s.n_head);
-  gguf_set_val_f32(g.get(), "llama.rope.freq_base", s.rope_theta);
-  gguf_set_val_f32(g.get(), "llama.attention.layer_norm_rms_epsilon", s.rms_eps);
-  gguf_set_val_u32(g.get(), "llama.vocab_size", n_vocab);
-  gguf_set_val_u64(g.get(), "cogumi.init.seed", o.seed);
+  set_tokenizer(g, o, n_vocab);
+  gguf_set_val_str(g, "general.architecture", "llama");
+  gguf_set_val_str(g, "general.name", o.name.c_str());
+  gguf_set_val_u32(g, "general.file_type", wtype == GGML_TYPE_F16 ? 1 : 0);
+  gguf_set_val_u32(g, "general.quantization_version", 2);
+  gguf_set_val_u32(g, "llama.context_length", s.n_ctx_train);
+  gguf_set_val_u32(g, "llama.embedding_length", s.n_embd);
+  gguf_set_val_u32(g, "llama.block_count", s.n_layer);
+  gguf_set_val_u32(g, "llama.feed_forward_length", s.n_ff);
+  gguf_set_val_u32(g, "llama.attention.head_count", s.n_head);
+  gguf_set_val_u32(g, "llama.attention.head_count_kv", s.n_head_kv);
+  gguf_set_val_u32(g, "llama.rope.dimension_count", s.n_embd / s.n_head);
+  gguf_set_val_f32(g, "llama.rope.freq_base", s.rope_theta);
+  gguf_set_val_f32(g, "llama.attention.layer_norm_rms_epsilon", s.rms_eps);
+  gguf_set_val_u32(g, "llama.vocab_size", n_vocab);
+  gguf_set_val_u64(g, "cogumi.init.seed", o.seed);
 
-  auto specs = llama_tensors(s, n_vocab);
-  ggml_init_params ip{(specs.size() + 8) * ggml_tensor_overhead(), nullptr, true};
-  std::unique_ptr<ggml_context, GgmlDeleter> gctx(ggml_init(ip));
   uint64_t n_params = 0;
-  for (auto& sp : specs) {
-    ggml_type t = sp.ne1 == 1 ? GGML_TYPE_F32 : wtype;
-    ggml_tensor* tensor = sp.ne1 == 1 ? ggml_new_tensor_1d(gctx.get(), t, sp.ne0)
-                                      : ggml_new_tensor_2d(gctx.get(), t, sp.ne0, sp.ne1);
-    ggml_set_name(tensor, sp.name.c_str());
-    gguf_add_tensor(g.get(), tensor);
+  for (auto& sp : llama_tensors(s, n_vocab)) {
+    w.add_tensor(sp.name, sp.ne1 == 1 ? GGML_TYPE_F32 : wtype, sp.ne0, sp.ne1);
     n_params += uint64_t(sp.ne0) * uint64_t(sp.ne1);
   }
-
   fs::path final_out = out;
   fs::path raw = direct ? out : fs::path(out.string() + ".f16.tmp");
-  fs::path tmp = raw.string() + ".part." + std::to_string(getpid());
-  if (raw.has_parent_path()) fs::create_directories(raw.parent_path());
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) fail("cannot write '{}': {}", tmp.string(), std::strerror(errno));
-  auto fwrite_all = [&](const void* d, size_t n) {
-    if (std::fwrite(d, 1, n, f) != n) {
-      std::fclose(f);
-      fs::remove(tmp);
-      fail("write to '{}' failed (disk full?)", tmp.string());
-    }
-  };
-  std::vector<char> meta(gguf_get_meta_size(g.get()));
-  gguf_get_meta_data(g.get(), meta.data());
-  fwrite_all(meta.data(), meta.size());
-  size_t written = 0;
-  std::vector<float> buf;
-  std::vector<ggml_fp16_t> half;
-  for (int64_t i = 0; i < gguf_get_n_tensors(g.get()); ++i) {
-    size_t off = gguf_get_tensor_offset(g.get(), i);
-    if (off > written) {
-      std::vector<char> pad(off - written, 0);
-      fwrite_all(pad.data(), pad.size());
-      written = off;
-    }
-    std::string name = gguf_get_tensor_name(g.get(), i);
-    const int64_t* ne = gguf_get_tensor_ne(g.get(), i);
-    int64_t n = ne[0] * ne[1];
-    buf.resize(n);
-    bool is_norm = name.find("_norm") != std::string::npos;
-    if (is_norm)
-      std::fill(buf.begin(), buf.end(), 1.0f);
+  w.write(raw, [&](const std::string& name, float* buf, int64_t n) {
+    if (name.find("_norm") != std::string::npos)
+      std::fill(buf, buf + n, 1.0f);
     else
-      fill_uniform(buf.data(), n, o.seed, name, o.init_std, n_threads);
-    if (gguf_get_tensor_type(g.get(), i) == GGML_TYPE_F16) {
-      half.resize(n);
-      ggml_fp32_to_fp16_row(buf.data(), half.data(), n);
-      fwrite_all(half.data(), n * sizeof(ggml_fp16_t));
-      written += n * sizeof(ggml_fp16_t);
-    } else {
-      fwrite_all(buf.data(), n * sizeof(float));
-      written += n * sizeof(float);
-    }
-  }
-  std::fflush(f);
-  fsync(fileno(f));
-  std::fclose(f);
-  fs::rename(tmp, raw);
+      fill_uniform(buf, n, o.seed, name, o.init_std, n_threads);
+  });
   if (!direct) {
     try {
       model_quantize(raw, final_out, type, n_threads);

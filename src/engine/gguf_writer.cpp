@@ -1,0 +1,112 @@
+#include "engine/gguf_writer.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstring>
+#include <thread>
+
+#include "core/error.h"
+
+namespace cogumi {
+
+namespace {
+struct GgmlDel {
+  void operator()(ggml_context* c) const { ggml_free(c); }
+};
+
+uint64_t splitmix64(uint64_t& x) {
+  uint64_t z = (x += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+uint64_t hash_name(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+}  // namespace
+
+void fill_uniform(float* out, int64_t n, uint64_t seed, const std::string& name, float stddev, int n_threads) {
+  const float a = stddev * std::sqrt(3.0f);
+  const int64_t chunk = 1 << 16;
+  const int64_t n_chunks = (n + chunk - 1) / chunk;
+  n_threads = std::max(1, std::min<int>(n_threads, int(n_chunks)));
+  auto work = [&](int t) {
+    for (int64_t c = t; c < n_chunks; c += n_threads) {
+      uint64_t st = seed ^ hash_name(name) ^ (uint64_t(c) * 0xD1B54A32D192ED03ull);
+      for (int64_t i = c * chunk; i < std::min(n, (c + 1) * chunk); ++i) {
+        double u = double(splitmix64(st) >> 11) * (1.0 / 9007199254740992.0);
+        out[i] = float((2.0 * u - 1.0) * a);
+      }
+    }
+  };
+  std::vector<std::thread> ts;
+  for (int t = 1; t < n_threads; ++t) ts.emplace_back(work, t);
+  work(0);
+  for (auto& t : ts) t.join();
+}
+
+GgufWriter::GgufWriter() : gguf_(gguf_init_empty()) {}
+GgufWriter::~GgufWriter() = default;
+
+void GgufWriter::add_tensor(const std::string& name, ggml_type type, int64_t ne0, int64_t ne1) {
+  decls_.push_back({name, type, ne0, ne1});
+}
+
+void GgufWriter::write(const std::filesystem::path& path, const FillFn& fill) {
+  ggml_init_params ip{(decls_.size() + 8) * ggml_tensor_overhead(), nullptr, true};
+  std::unique_ptr<ggml_context, GgmlDel> gctx(ggml_init(ip));
+  for (const auto& d : decls_) {
+    ggml_tensor* t = d.ne1 == 1 ? ggml_new_tensor_1d(gctx.get(), d.type, d.ne0)
+                                : ggml_new_tensor_2d(gctx.get(), d.type, d.ne0, d.ne1);
+    ggml_set_name(t, d.name.c_str());
+    gguf_add_tensor(gguf_.get(), t);
+  }
+  if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
+  std::filesystem::path tmp = path.string() + ".part." + std::to_string(getpid());
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) fail("cannot write '{}': {}", tmp.string(), std::strerror(errno));
+  auto put = [&](const void* d, size_t n) {
+    if (std::fwrite(d, 1, n, f) != n) {
+      std::fclose(f);
+      std::filesystem::remove(tmp);
+      fail("write to '{}' failed (disk full?)", tmp.string());
+    }
+  };
+  std::vector<char> meta(gguf_get_meta_size(gguf_.get()));
+  gguf_get_meta_data(gguf_.get(), meta.data());
+  put(meta.data(), meta.size());
+  size_t written = 0;
+  std::vector<float> buf;
+  std::vector<ggml_fp16_t> half;
+  for (int64_t i = 0; i < gguf_get_n_tensors(gguf_.get()); ++i) {
+    size_t off = gguf_get_tensor_offset(gguf_.get(), i);
+    if (off > written) {
+      std::vector<char> pad(off - written, 0);
+      put(pad.data(), pad.size());
+      written = off;
+    }
+    const int64_t* ne = gguf_get_tensor_ne(gguf_.get(), i);
+    int64_t n = ne[0] * ne[1];
+    buf.resize(n);
+    fill(gguf_get_tensor_name(gguf_.get(), i), buf.data(), n);
+    if (gguf_get_tensor_type(gguf_.get(), i) == GGML_TYPE_F16) {
+      half.resize(n);
+      ggml_fp32_to_fp16_row(buf.data(), half.data(), n);
+      put(half.data(), n * sizeof(ggml_fp16_t));
+      written += n * sizeof(ggml_fp16_t);
+    } else {
+      put(buf.data(), n * sizeof(float));
+      written += n * sizeof(float);
+    }
+  }
+  std::fflush(f);
+  fsync(fileno(f));
+  std::fclose(f);
+  std::filesystem::rename(tmp, path);
+}
+
+}  // namespace cogumi

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Integration test: the real cogumi binary on generated models, and llama.cpp's own
+# llama-simple (built from the pinned source) loading a GGUF that cogumi wrote.
+set -uo pipefail
+COGUMI="$1"
+SIMPLE="$2"
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+fails=0
+check() {  # check NAME CONDITION-COMMAND...
+  local name="$1"; shift
+  if "$@"; then echo "ok   $name"; else echo "FAIL $name"; fails=$((fails + 1)); fi
+}
+expect_error() {  # expect_error NAME NEEDLE CMD...: exits 1 and stderr names NEEDLE
+  local name="$1" needle="$2"; shift 2
+  "$@" >"$T/out" 2>"$T/err"; local rc=$?
+  if [ $rc -eq 1 ] && grep -qF -- "$needle" "$T/err"; then echo "ok   $name"; else
+    echo "FAIL $name (rc=$rc)"; cat "$T/err"; fails=$((fails + 1)); fi
+}
+
+"$COGUMI" model init "$T/m.gguf" --seed 5 --std 0.2 >/dev/null || { echo "model init failed"; exit 1; }
+check "model init writes a GGUF" test -s "$T/m.gguf"
+
+"$COGUMI" info "$T/m.gguf" --json >"$T/info.json"
+check "info --json reports the arch" grep -q '"arch": "llama"' "$T/info.json"
+check "info --json reports the chat template" grep -q 'im_start' "$T/info.json"
+"$COGUMI" info "$T/m.gguf" >"$T/info.txt"
+check "info text names the parameter count" grep -q "parameters" "$T/info.txt"
+
+# Single prompt: streamed text on stdout.
+"$COGUMI" generate -m "$T/m.gguf" -p "The answer is" -n 12 --ignore-eos -q >"$T/one.txt"
+check "generate prints text" test -s "$T/one.txt"
+
+# Many prompts from JSONL, chat and plain, results as JSONL with ids in order.
+cat >"$T/prompts.jsonl" <<'J'
+{"id": "a", "prompt": "The answer is"}
+{"id": "b", "messages": [{"role": "user", "content": "How many apples?"}]}
+{"id": "c", "prompt": "def add(a, b):", "max_tokens": 3}
+J
+"$COGUMI" generate -m "$T/m.gguf" --prompts "$T/prompts.jsonl" -n 10 --ignore-eos -q -o "$T/res.jsonl"
+check "generate -o writes one line per prompt" test "$(wc -l <"$T/res.jsonl")" -eq 3
+check "ids kept in order" test "$(python3 -c 'import json,sys; print(",".join(json.loads(l)["id"] for l in open(sys.argv[1])))' "$T/res.jsonl")" = "a,b,c"
+check "per-line max_tokens honoured" python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; assert r[2]["n_gen_tokens"]==3 and r[0]["n_gen_tokens"]==10' "$T/res.jsonl"
+check "chat prompt formatted with the template" python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; assert r[1]["prompt"].startswith("<|im_start|>user")' "$T/res.jsonl"
+
+# Same greedy output from cogumi and from stock llama.cpp (llama-simple).
+"$SIMPLE" -m "$T/m.gguf" -n 16 "The answer is" >"$T/simple.out" 2>"$T/simple.err"
+check "llama-simple loads and runs a cogumi GGUF" test $? -eq 0
+"$COGUMI" generate -m "$T/m.gguf" -p "The answer is" -n 16 --ignore-eos -q >"$T/ours.txt"
+check "llama-simple's greedy text equals cogumi's" python3 -c '
+import sys
+simple=open(sys.argv[1],encoding="utf-8",errors="replace").read()
+ours=open(sys.argv[2],encoding="utf-8",errors="replace").read().rstrip("\n").replace("\x00", "")  # printf %s drops NUL pieces
+assert ours and ours in simple, (ours, simple)' "$T/simple.out" "$T/ours.txt"
+
+# A random adapter changes the output; stock llama.cpp can load it too (via our engine: same loader).
+"$COGUMI" lora init "$T/m.gguf" "$T/lora.gguf" --rank 4 --std-b 0.5 --std-a 0.5 >/dev/null
+check "lora init writes an adapter" test -s "$T/lora.gguf"
+"$COGUMI" generate -m "$T/m.gguf" --lora code="$T/lora.gguf" --adapter code -p "The answer is" -n 16 --ignore-eos -q >"$T/lora.txt"
+check "adapter changes greedy output" bash -c '! cmp -s "$1" "$2"' _ "$T/lora.txt" "$T/ours.txt"
+
+# Bad input: clear errors naming the thing at fault, exit code 1.
+expect_error "missing model" "model file not found: '$T/nope.gguf'" "$COGUMI" info "$T/nope.gguf"
+echo "not json" >"$T/bad.jsonl"
+expect_error "malformed JSONL names file:line" "$T/bad.jsonl:1" "$COGUMI" generate -m "$T/m.gguf" --prompts "$T/bad.jsonl"
+echo '{"id": 1}' >"$T/nofield.jsonl"
+expect_error "missing field named" "missing field 'prompt'" "$COGUMI" generate -m "$T/m.gguf" --prompts "$T/nofield.jsonl"
+expect_error "unknown adapter" "unknown adapter 'math'" "$COGUMI" generate -m "$T/m.gguf" -p hi --adapter math
+long=$(python3 -c 'print("the answer " * 400)')
+expect_error "prompt longer than context" "context holds 256 per sequence" "$COGUMI" generate -m "$T/m.gguf" -p "$long" --ctx 256
+expect_error "bad shape" "multiple of n_head" "$COGUMI" model init "$T/bad.gguf" --n-head 5
+expect_error "unknown lora target" "unknown LoRA target module 'qkv'" "$COGUMI" lora init "$T/m.gguf" "$T/l2.gguf" --targets q,qkv
+head -c 1000 "$T/m.gguf" >"$T/trunc.gguf"
+expect_error "truncated GGUF" "failed to load model '$T/trunc.gguf'" "$COGUMI" info "$T/trunc.gguf"
+
+"$COGUMI" --help >/dev/null && "$COGUMI" generate --help | grep -q -- "--max-tokens"
+check "help on subcommands" test $? -eq 0
+
+echo "$fails failure(s)"
+exit $((fails > 0))

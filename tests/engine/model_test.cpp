@@ -1,0 +1,170 @@
+#include "engine/model.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "core/error.h"
+#include "engine/adapter.h"
+#include "engine/model_init.h"
+#include "test_util.h"
+
+namespace cogumi {
+namespace {
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Model, ReportsShapeAndVocabulary) {
+  auto m = Model::load(test::tiny_model());
+  const ModelInfo& i = m->info();
+  EXPECT_EQ(i.arch, "llama");
+  EXPECT_EQ(i.n_embd, 64);
+  EXPECT_EQ(i.n_layer, 2);
+  EXPECT_EQ(i.n_head, 4);
+  EXPECT_EQ(i.n_head_kv, 2);
+  EXPECT_EQ(i.n_ctx_train, 512);
+  EXPECT_EQ(i.vocab_type, "spm");
+  EXPECT_GT(i.n_vocab, 500);
+  EXPECT_GT(i.n_params, 100000u);
+  ASSERT_EQ(i.tensor_types.size(), 1u);
+  EXPECT_EQ(i.tensor_types[0].type, "f32");
+  EXPECT_TRUE(m->has_chat_template());
+  EXPECT_EQ(i.metadata.at("general.architecture"), "llama");
+}
+
+TEST(Model, TokenizeRoundTrips) {
+  auto m = Model::load(test::tiny_model());
+  for (std::string text : {"The answer is 42.", "def add(a, b):\n    return a + b", "héllo wörld ✓"}) {
+    auto toks = m->tokenize(text, false, false);
+    EXPECT_EQ(m->detokenize(toks), text);
+  }
+  // Whole words are single tokens, so text compresses.
+  EXPECT_LT(m->tokenize("the answer is the number", false).size(), 10u);
+  auto with_bos = m->tokenize("x", true);
+  EXPECT_EQ(with_bos.front(), m->info().bos);
+}
+
+TEST(Model, ChatTemplateIsChatML) {
+  auto m = Model::load(test::tiny_model());
+  std::string p = m->apply_chat_template({{"system", "Be brief."}, {"user", "Hi"}}, true);
+  EXPECT_EQ(p, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+  auto toks = m->tokenize(p, false, true);
+  EXPECT_EQ(m->token_to_piece(toks[0], true), "<|im_start|>");
+  EXPECT_TRUE(m->is_eog(m->info().eot));
+}
+
+TEST(Model, MissingFileIsAClearError) {
+  auto msg = error_of([] { Model::load("/nonexistent/model.gguf"); });
+  EXPECT_NE(msg.find("model file not found: '/nonexistent/model.gguf'"), std::string::npos) << msg;
+}
+
+TEST(Model, NonGgufIsAClearError) {
+  auto p = test::tmp_dir() / "not-a-model.gguf";
+  std::ofstream(p) << "hello, I am a text file";
+  auto msg = error_of([&] { Model::load(p); });
+  EXPECT_NE(msg.find("not a GGUF file"), std::string::npos) << msg;
+}
+
+TEST(Model, TruncatedGgufIsAClearError) {
+  auto p = test::tmp_dir() / "truncated.gguf";
+  {
+    std::ifstream in(test::tiny_model(), std::ios::binary);
+    std::string data((std::istreambuf_iterator<char>(in)), {});
+    std::ofstream(p, std::ios::binary) << data.substr(0, data.size() / 2);
+  }
+  auto msg = error_of([&] { Model::load(p); });
+  EXPECT_NE(msg.find("failed to load model"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("truncated.gguf"), std::string::npos) << msg;
+}
+
+TEST(Model, AdapterLoadsAndUnknownNamesAreErrors) {
+  auto m = Model::load(test::tiny_model());
+  m->load_adapter("code", test::tiny_adapter());
+  EXPECT_TRUE(m->has_adapter("code"));
+  auto msg = error_of([&] { m->raw_adapter("math"); });
+  EXPECT_EQ(msg, "unknown adapter 'math' (loaded: code)");
+  EXPECT_NE(error_of([&] { m->load_adapter("x", "/nonexistent.gguf"); }).find("adapter file not found"),
+            std::string::npos);
+}
+
+TEST(Model, AdapterForAnotherShapeIsRejected) {
+  auto other = test::tmp_dir() / "other.gguf";
+  ModelInitOptions o;
+  o.shape = model_shape_preset("tiny");
+  o.shape.n_embd = 32;
+  model_init(other, o);
+  auto m = Model::load(other);
+  auto msg = error_of([&] { m->load_adapter("code", test::tiny_adapter()); });
+  EXPECT_NE(msg.find("failed to load LoRA adapter"), std::string::npos) << msg;
+}
+
+TEST(Model, UnknownLoraTargetIsAnError) {
+  AdapterInitOptions o;
+  o.targets = {"q", "qkv"};
+  auto msg = error_of([&] { adapter_init(test::tiny_model(), test::tmp_dir() / "bad.gguf", o); });
+  EXPECT_NE(msg.find("unknown LoRA target module 'qkv'"), std::string::npos) << msg;
+}
+
+TEST(ModelInit, SameSeedSameFileOtherSeedDiffers) {
+  ModelInitOptions o;
+  o.seed = 11;
+  auto a = test::tmp_dir() / "a.gguf", b = test::tmp_dir() / "b.gguf", c = test::tmp_dir() / "c.gguf";
+  model_init(a, o);
+  model_init(b, o);
+  o.seed = 12;
+  model_init(c, o);
+  auto slurp = [](const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), {});
+  };
+  EXPECT_EQ(slurp(a), slurp(b));
+  EXPECT_NE(slurp(a), slurp(c));
+}
+
+TEST(ModelInit, F16AndQuantizedModelsLoad) {
+  ModelInitOptions o;
+  o.shape.n_embd = 256;  // k-quants need rows that are multiples of 256
+  o.shape.n_ff = 512;
+  o.type = "f16";
+  auto f16 = test::tmp_dir() / "m-f16.gguf";
+  model_init(f16, o);
+  auto q = test::tmp_dir() / "m-q4km.gguf";
+  model_quantize(f16, q, "q4_k_m");
+  auto m = Model::load(q);
+  bool has_q4k = false;
+  for (auto& t : m->info().tensor_types) has_q4k |= t.type == "q4_K";
+  EXPECT_TRUE(has_q4k);
+  EXPECT_LT(fs::file_size(q), fs::file_size(f16));
+  EXPECT_NE(error_of([&] { model_quantize(f16, q, "q9_z"); }).find("unknown model type 'q9_z'"), std::string::npos);
+}
+
+TEST(ModelInit, TokenizerFromAnotherGguf) {
+  fs::path vocab = fs::path(COGUMI_LLAMA_SRC) / "models/ggml-vocab-llama-bpe.gguf";
+  ASSERT_TRUE(fs::exists(vocab)) << vocab;
+  ModelInitOptions o;
+  o.vocab_from = vocab;
+  auto p = test::tmp_dir() / "bpe.gguf";
+  model_init(p, o);
+  auto m = Model::load(p);
+  EXPECT_EQ(m->info().n_vocab, 128256);
+  EXPECT_EQ(m->info().vocab_type, "bpe");
+  EXPECT_EQ(m->detokenize(m->tokenize("Hello world", false)), "Hello world");
+}
+
+TEST(ModelInit, BadShapeIsAnError) {
+  ModelInitOptions o;
+  o.shape.n_head = 5;
+  EXPECT_NE(error_of([&] { model_init(test::tmp_dir() / "bad.gguf", o); }).find("multiple of n_head"),
+            std::string::npos);
+  EXPECT_FALSE(fs::exists(test::tmp_dir() / "bad.gguf"));
+}
+
+}  // namespace
+}  // namespace cogumi
