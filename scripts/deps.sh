@@ -7,7 +7,7 @@
 #
 # Usage: scripts/deps.sh [--cuda] [--tools]
 #   --cuda   also build ggml's CUDA backend for Hopper (sm_90) with the nvcc on PATH
-#   --tools  also build llama.cpp's llama-bench / llama-batched-bench / llama-cli (benchmarks)
+#   --tools  also build llama.cpp's llama-bench / llama-batched-bench / llama-completion (benchmarks)
 # Prints nothing on stdout but the install prefix (last line), so callers can capture it.
 set -euo pipefail
 
@@ -35,10 +35,11 @@ APT_PKGS=(build-essential cmake ninja-build git pkg-config ccache
   libyaml-cpp-dev libzstd-dev libssl-dev zlib1g-dev libgtest-dev libgmock-dev
   libbenchmark-dev bubblewrap python3)
 missing=()
-for p in "${APT_PKGS[@]}"; do
+[ "${COGUMI_SKIP_APT:-0}" = 1 ] && APT_PKGS=()  # machines without Debian's archive (GPU device)
+for p in "${APT_PKGS[@]+"${APT_PKGS[@]}"}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-command -v npm >/dev/null || missing+=(nodejs npm)
+[ "${COGUMI_SKIP_APT:-0}" = 1 ] || command -v npm >/dev/null || missing+=(nodejs npm)
 if ((${#missing[@]})); then
   log "installing Debian packages: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -98,10 +99,10 @@ if [ ! -f "$PREFIX/.cogumi-ok" ]; then
 fi
 
 if ((TOOLS)) && [ ! -x "$PREFIX/bin/llama-bench" ]; then
-  log "building llama.cpp tools (llama-bench, llama-batched-bench, llama-cli, llama-simple)"
-  cmake --build "$BUILD" -j "$JOBS" --target llama-bench llama-batched-bench llama-cli llama-simple >&2
+  log "building llama.cpp tools (llama-bench, llama-batched-bench, llama-completion, llama-simple)"
+  cmake --build "$BUILD" -j "$JOBS" --target llama-bench llama-batched-bench llama-completion llama-simple >&2
   mkdir -p "$PREFIX/bin"
-  for t in llama-bench llama-batched-bench llama-cli llama-simple; do cp -a "$BUILD/bin/$t" "$PREFIX/bin/"; done
+  for t in llama-bench llama-batched-bench llama-completion llama-simple; do cp -a "$BUILD/bin/$t" "$PREFIX/bin/"; done
 fi
 
 echo "$PREFIX"

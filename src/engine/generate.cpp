@@ -177,7 +177,8 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
   // Tokenize everything up front.
   std::vector<std::vector<Token>> prompts(requests.size());
   for (size_t i = 0; i < requests.size(); ++i) {
-    prompts[i] = model_->tokenize(requests[i].prompt, true, true);
+    prompts[i] = requests[i].prompt_tokens.empty() ? model_->tokenize(requests[i].prompt, true, true)
+                                                   : requests[i].prompt_tokens;
     results[i].n_prompt_tokens = int(prompts[i].size());
     if (prompts[i].empty()) {
       results[i].finish = FinishReason::kError;
@@ -234,6 +235,7 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
       if (int(prefix) < opts_.min_shared_prefix) prefix = 0;
     }
     if (prefix > 0) {
+      auto tp = Clock::now();
       for (size_t off = 0; off < prefix; off += opts_.n_batch) {
         batch.n_tokens = 0;
         for (size_t k = off; k < std::min(prefix, off + opts_.n_batch); ++k)
@@ -241,6 +243,7 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
         decode();
         stats_.n_prompt_tokens += batch.n_tokens;
       }
+      stats_.t_prompt_ms += std::chrono::duration<double, std::milli>(Clock::now() - tp).count();
     }
 
     std::deque<size_t> queue(todo.begin(), todo.end());
@@ -315,7 +318,10 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
         }
       }
       if (batch.n_tokens == 0) break;  // nothing runnable (cannot happen with admitted slots)
+      const bool prompt_step = batch.n_tokens > n_gen_in_batch;
       stats_.n_prompt_tokens += batch.n_tokens - n_gen_in_batch;
+      if (!prompt_step) stats_.n_gen_step_tokens += n_gen_in_batch;
+      auto ts = Clock::now();
       decode();
 
       // Sample for every slot whose logits came out of this batch.
@@ -371,6 +377,8 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
         }
         sl.next = tok;
       }
+      double step_ms = std::chrono::duration<double, std::milli>(Clock::now() - ts).count();
+      (prompt_step ? stats_.t_prompt_ms : stats_.t_gen_ms) += step_ms;
     }
   }
   stats_.t_total_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();

@@ -42,6 +42,7 @@ struct SamplingParams {
 
 struct GenRequest {
   std::string prompt;              // text, already chat-formatted if wanted
+  std::vector<Token> prompt_tokens;  // if non-empty: used instead of `prompt` (no tokenization)
   SamplingParams sampling;
   int max_tokens = 512;
   std::vector<std::string> stop;   // generation ends before the first occurrence of any
@@ -77,6 +78,11 @@ struct GenStats {
   int64_t n_gen_tokens = 0;
   int64_t n_decode_calls = 0;
   double t_total_ms = 0.0;
+  double t_prompt_ms = 0.0;        // steps that decoded prompt tokens (plus their sampling)
+  double t_gen_ms = 0.0;           // steps that decoded only generated tokens (plus sampling)
+  int64_t n_gen_step_tokens = 0;   // tokens decoded in those generation-only steps
+  double prompt_tokens_per_s() const { return t_prompt_ms > 0 ? n_prompt_tokens * 1000.0 / t_prompt_ms : 0.0; }
+  double decode_tokens_per_s() const { return t_gen_ms > 0 ? n_gen_step_tokens * 1000.0 / t_gen_ms : 0.0; }
   double gen_tokens_per_s() const { return t_total_ms > 0 ? n_gen_tokens * 1000.0 / t_total_ms : 0.0; }
 };
 
