@@ -16,6 +16,8 @@ if [ ! -d "$DEPS" ]; then
   mkdir -p "$DEPS"
   for f in .devcache/debs/*.deb; do dpkg-deb -x "$f" "$DEPS"; done
 fi
+# fmt's CMake package checks that its shared library exists; Cogumi links fmt header-only.
+touch "$DEPS/usr/lib/x86_64-linux-gnu/libfmt.so.9.1.0"
 export CMAKE_PREFIX_PATH="$DEPS/usr"
 case "${1:-}" in
   llama)

@@ -84,6 +84,12 @@ size_t stop_holdback(const std::string& text, const std::vector<std::string>& st
   return hold;
 }
 
+// Log-softmax of one row: the chosen token's logprob and the top-k alternatives (ids).
+struct RawLogprob {
+  float logprob = 0.0f;
+  std::vector<std::pair<Token, float>> top;
+};
+
 struct Slot {
   llama_seq_id seq = 0;
   long req = -1;                 // index into the request list; -1 = free
@@ -98,24 +104,53 @@ struct Slot {
   int32_t logits_at = -1;        // batch index holding this slot's logits this step
   Clock::time_point start;
   bool stream_stopped = false;
+  std::vector<llama_token_data> cand;  // sampler candidates, reused across steps
+  Token chosen = -1;
+  RawLogprob lp;
 };
 
-// Log-softmax of one row, plus the top-k alternatives.
-void fill_logprobs(const float* logits, int32_t n_vocab, Token chosen, int k, const Model& model, TokenLogprob& out) {
+RawLogprob raw_logprobs(const float* logits, int32_t n_vocab, Token chosen, int k) {
+  RawLogprob out;
   float mx = *std::max_element(logits, logits + n_vocab);
   double sum = 0.0;
   for (int32_t i = 0; i < n_vocab; ++i) sum += std::exp(double(logits[i] - mx));
   float lse = mx + float(std::log(sum));
-  out.token = chosen;
-  out.text = model.token_to_piece(chosen);
   out.logprob = logits[chosen] - lse;
   if (k > 0) {
     std::vector<int32_t> idx(n_vocab);
     for (int32_t i = 0; i < n_vocab; ++i) idx[i] = i;
     k = std::min(k, n_vocab);
     std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
-    for (int i = 0; i < k; ++i) out.top.emplace_back(model.token_to_piece(idx[i]), logits[idx[i]] - lse);
+    for (int i = 0; i < k; ++i) out.top.emplace_back(idx[i], logits[idx[i]] - lse);
   }
+  return out;
+}
+
+// Index of the first maximum. Two passes: a max reduction the compiler vectorises, then a
+// scan for the first element equal to it (a 128k vocabulary makes this per-step work).
+Token argmax(const float* x, int32_t n) {
+  float m = x[0];
+#pragma omp simd reduction(max : m)
+  for (int32_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
+  for (int32_t i = 0; i < n; ++i)
+    if (x[i] == m) return i;
+  return 0;
+}
+
+// Picks the next token from one row of logits. Plain greedy is an argmax (the first maximum,
+// as llama.cpp's greedy sampler picks); everything else runs the slot's llama.cpp sampler
+// chain on its own candidate buffer, so slots can be sampled in parallel.
+Token choose_token(const float* logits, int32_t n_vocab, const SamplingParams& sp, llama_sampler* chain,
+                   std::vector<llama_token_data>& cand) {
+  if (sp.temperature <= 0.0f && sp.repeat_penalty == 1.0f)
+    return argmax(logits, n_vocab);
+  cand.resize(n_vocab);
+  for (int32_t i = 0; i < n_vocab; ++i) cand[i] = llama_token_data{i, logits[i], 0.0f};
+  llama_token_data_array arr{cand.data(), cand.size(), -1, false};
+  llama_sampler_apply(chain, &arr);
+  Token t = arr.data[arr.selected].id;
+  llama_sampler_accept(chain, t);
+  return t;
 }
 
 }  // namespace
@@ -125,11 +160,12 @@ Generator::Generator(std::shared_ptr<Model> model, GeneratorOptions opts) : mode
   if (opts_.n_ctx_per_seq == 0) opts_.n_ctx_per_seq = std::min(model_->n_ctx_train() > 0 ? model_->n_ctx_train() : 4096, 4096);
   llama_context_params cp = llama_context_default_params();
   // One KV stream per slot plus one for shared prefixes.
-  cp.n_seq_max = uint32_t(opts_.n_parallel + 1);
+  cp.n_seq_max = uint32_t(opts_.n_parallel + (opts_.shared_prefix ? 1 : 0));
   cp.n_ctx = uint32_t(opts_.n_ctx_per_seq) * cp.n_seq_max;
   cp.n_batch = uint32_t(opts_.n_batch);
   cp.n_ubatch = std::min<uint32_t>(512, cp.n_batch);
   int threads = opts_.n_threads > 0 ? opts_.n_threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  n_threads_ = threads;
   cp.n_threads = threads;
   cp.n_threads_batch = threads;
   cp.kv_unified = false;
@@ -199,8 +235,13 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
     batch.logits[n] = logits;
     return n;
   };
+  double last_decode_ms = 0.0;
   auto decode = [&]() {
+    auto td = Clock::now();
     int rc = llama_decode(ctx_, batch);
+    llama_synchronize(ctx_);
+    last_decode_ms = std::chrono::duration<double, std::milli>(Clock::now() - td).count();
+    stats_.t_decode_ms += last_decode_ms;
     stats_.n_decode_calls++;
     if (rc != 0) fail("llama_decode failed (code {}): {}", rc, engine_last_error());
   };
@@ -324,15 +365,33 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
       auto ts = Clock::now();
       decode();
 
-      // Sample for every slot whose logits came out of this batch.
+      // Choose tokens for every slot whose logits came out of this batch: in parallel, since
+      // with a large vocabulary this is real work (128k logits per sequence per step).
+      std::vector<Slot*> ready;
+      std::vector<const float*> rows;
       for (auto& sl : slots) {
         if (sl.req < 0 || sl.logits_at < 0) continue;
+        ready.push_back(&sl);
+        rows.push_back(llama_get_logits_ith(ctx_, sl.logits_at));
+      }
+#pragma omp parallel for schedule(dynamic) num_threads(n_threads_) if (ready.size() > 1)
+      for (size_t k = 0; k < ready.size(); ++k) {
+        Slot& sl = *ready[k];
+        const GenRequest& rq = requests[sl.req];
+        sl.chosen = choose_token(rows[k], n_vocab, rq.sampling, sl.sampler.get(), sl.cand);
+        if (rq.n_logprobs >= 0) sl.lp = raw_logprobs(rows[k], n_vocab, sl.chosen, rq.n_logprobs);
+      }
+      for (Slot* slp : ready) {
+        Slot& sl = *slp;
         const GenRequest& rq = requests[sl.req];
         GenResult& r = results[sl.req];
-        Token tok = llama_sampler_sample(sl.sampler.get(), ctx_, sl.logits_at);
+        Token tok = sl.chosen;
         if (rq.n_logprobs >= 0) {
           TokenLogprob lp;
-          fill_logprobs(llama_get_logits_ith(ctx_, sl.logits_at), n_vocab, tok, rq.n_logprobs, *model_, lp);
+          lp.token = tok;
+          lp.text = model_->token_to_piece(tok);
+          lp.logprob = sl.lp.logprob;
+          for (auto& [id, l] : sl.lp.top) lp.top.emplace_back(model_->token_to_piece(id), l);
           r.logprobs.push_back(std::move(lp));
         }
         if (!rq.ignore_eos && model_->is_eog(tok)) {
@@ -379,6 +438,7 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
       }
       double step_ms = std::chrono::duration<double, std::milli>(Clock::now() - ts).count();
       (prompt_step ? stats_.t_prompt_ms : stats_.t_gen_ms) += step_ms;
+      if (!prompt_step) stats_.t_gen_decode_ms += last_decode_ms;
     }
   }
   stats_.t_total_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();

@@ -81,6 +81,8 @@ struct GenStats {
   double t_prompt_ms = 0.0;        // steps that decoded prompt tokens (plus their sampling)
   double t_gen_ms = 0.0;           // steps that decoded only generated tokens (plus sampling)
   int64_t n_gen_step_tokens = 0;   // tokens decoded in those generation-only steps
+  double t_decode_ms = 0.0;        // inside llama_decode and waiting for its logits (all steps)
+  double t_gen_decode_ms = 0.0;    // the same, generation-only steps
   double prompt_tokens_per_s() const { return t_prompt_ms > 0 ? n_prompt_tokens * 1000.0 / t_prompt_ms : 0.0; }
   double decode_tokens_per_s() const { return t_gen_ms > 0 ? n_gen_step_tokens * 1000.0 / t_gen_ms : 0.0; }
   double gen_tokens_per_s() const { return t_total_ms > 0 ? n_gen_tokens * 1000.0 / t_total_ms : 0.0; }
@@ -122,6 +124,7 @@ class Generator {
   std::shared_ptr<Model> model_;
   GeneratorOptions opts_;
   llama_context* ctx_ = nullptr;
+  int n_threads_ = 1;
   GenStats stats_;
 };
 
