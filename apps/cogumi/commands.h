@@ -16,6 +16,8 @@ void setup_info(CLI::App& sub);
 void setup_generate(CLI::App& sub);
 void setup_model(CLI::App& sub);
 void setup_lora(CLI::App& sub);
+void setup_eval(CLI::App& sub);
+void setup_failures(CLI::App& sub);
 
 // Shared global flags.
 struct Globals {

@@ -1,0 +1,21 @@
+// cogumi/analysis: a run's failures as training data (the plan's Phase 1B.2). Every failed
+// item of an eval run becomes {"instruction","output"} with the benchmark's reference
+// solution as the output, plus category, failure type and source id; the plan's
+// hard-failure form {"instruction","reference_answer","category"} is written beside it.
+#pragma once
+
+#include "core/io.h"
+
+namespace cogumi {
+
+struct FailureExtractStats {
+  size_t n_items = 0, n_failures = 0;
+  std::map<std::string, size_t> by_type;
+};
+
+// Reads RUN/items.jsonl; writes `out` (training form) and, if non-empty, `hard_out`.
+FailureExtractStats extract_failures(const fs::path& run, const fs::path& out, const fs::path& hard_out);
+// The failed items of a run (as stored in items.jsonl).
+std::vector<json> load_failures(const fs::path& run);
+
+}  // namespace cogumi

@@ -1,0 +1,130 @@
+#include "eval/extract.h"
+
+#include <cctype>
+#include <regex>
+#include <sstream>
+
+namespace cogumi {
+
+std::string normalize_number(std::string_view in) {
+  std::string s;
+  for (char c : in)
+    if (c != ',' && c != '$' && c != ' ' && c != '%') s += c;
+  while (!s.empty() && (s.back() == '.')) s.pop_back();
+  if (s.empty()) return "";
+  static const std::regex num(R"(^[-+]?(\d+\.?\d*|\.\d+)$)");
+  if (!std::regex_match(s, num)) return "";
+  if (s[0] == '+') s.erase(0, 1);
+  if (s.find('.') != std::string::npos) {
+    while (s.back() == '0') s.pop_back();
+    if (s.back() == '.') s.pop_back();
+  }
+  if (s == "-0") s = "0";
+  // Leading zeros ("007" -> "7").
+  size_t neg = s[0] == '-' ? 1 : 0;
+  while (s.size() > neg + 1 && s[neg] == '0' && s[neg + 1] != '.') s.erase(neg, 1);
+  return s;
+}
+
+Extraction extract_numeric(std::string_view output) {
+  Extraction e;
+  std::string text(output);
+  static const std::regex strict1(R"(####\s*\$?\s*([-+]?[\d,]*\.?\d+))");
+  static const std::regex strict2(R"([Tt]he (?:final )?answer is:?\s*\$?\s*([-+]?[\d,]*\.?\d+))");
+  std::smatch m;
+  if (std::regex_search(text, m, strict1) || std::regex_search(text, m, strict2)) {
+    std::string n = normalize_number(m[1].str());
+    if (!n.empty()) e.strict = n;
+  }
+  static const std::regex any(R"([-+]?\$?\d[\d,]*\.?\d*)");
+  std::string last;
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), any); it != std::sregex_iterator(); ++it) {
+    std::string n = normalize_number(it->str());
+    if (!n.empty()) last = n;
+  }
+  if (!last.empty()) e.flexible = last;
+  return e;
+}
+
+Extraction extract_choice(std::string_view output, int n_choices) {
+  Extraction e;
+  std::string text(output);
+  std::string letters(size_t(n_choices), 'A');
+  for (int i = 0; i < n_choices; ++i) letters[i] = char('A' + i);
+  std::string cls = "[" + letters + "]";
+  std::regex strict1("[Aa]nswer(?: is)?:?\\s*\\(?(" + cls + ")\\b");
+  std::regex lead("^\\s*\\(?(" + cls + ")(?:[).:\\s]|$)");
+  std::smatch m;
+  if (std::regex_search(text, m, strict1) || std::regex_search(text, m, lead)) e.strict = m[1].str();
+  std::regex standalone("(?:^|[^A-Za-z])(" + cls + ")(?![A-Za-z])");
+  if (std::regex_search(text, m, standalone)) e.flexible = m[1].str();
+  return e;
+}
+
+Extraction extract_text_answer(std::string_view output) {
+  Extraction e;
+  std::string text(output);
+  static const std::regex strict(R"([Tt]he answer is:?\s*([^\n]+?)\.?\s*(?:\n|$))");
+  std::smatch m;
+  if (std::regex_search(text, m, strict)) e.strict = m[1].str();
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    size_t a = line.find_first_not_of(" \t\r"), b = line.find_last_not_of(" \t\r");
+    if (a == std::string::npos) continue;
+    e.flexible = line.substr(a, b - a + 1);
+    break;
+  }
+  return e;
+}
+
+std::string extract_code(std::string_view output) {
+  std::string text(output);
+  size_t start = text.find("```");
+  if (start == std::string::npos) return text;
+  size_t nl = text.find('\n', start);
+  if (nl == std::string::npos) return text;
+  size_t end = text.find("```", nl + 1);
+  return text.substr(nl + 1, end == std::string::npos ? std::string::npos : end - nl - 1);
+}
+
+std::optional<nlohmann::json> extract_json(std::string_view s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '{' && s[i] != '[') continue;
+    int depth = 0;
+    bool in_str = false, esc = false;
+    for (size_t j = i; j < s.size(); ++j) {
+      char c = s[j];
+      if (in_str) {
+        if (esc) esc = false;
+        else if (c == '\\') esc = true;
+        else if (c == '"') in_str = false;
+        continue;
+      }
+      if (c == '"') in_str = true;
+      else if (c == '{' || c == '[') ++depth;
+      else if (c == '}' || c == ']') {
+        if (--depth == 0) {
+          auto j2 = nlohmann::json::parse(s.substr(i, j - i + 1), nullptr, false);
+          if (!j2.is_discarded()) return j2;
+          break;
+        }
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+std::string normalize_text(std::string_view s) {
+  std::string lower;
+  for (unsigned char c : s) lower += std::ispunct(c) ? ' ' : char(std::tolower(c));
+  std::istringstream in(lower);
+  std::string out, w;
+  while (in >> w) {
+    if (w == "a" || w == "an" || w == "the") continue;
+    if (!out.empty()) out += ' ';
+    out += w;
+  }
+  return out;
+}
+
+}  // namespace cogumi

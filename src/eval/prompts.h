@@ -1,0 +1,25 @@
+// cogumi/eval: how each benchmark is asked. Plain-completion prompts in the formats the
+// benchmarks' own harnesses use (GSM8K "Question:/Answer:", MMLU's header + "Answer:",
+// HumanEval's bare prompt, MBPP's [BEGIN]/[DONE], BBH "Q:/A:"), optional n-shot blocks,
+// and the stop strings that end each answer. With chat on, the same text becomes the user
+// message and the model's chat template wraps it.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "eval/benchmark.h"
+
+namespace cogumi {
+
+struct PromptParts {
+  std::string text;                // the prompt (user message content when chatting)
+  std::vector<std::string> stops;  // completion-mode stop strings
+};
+
+PromptParts build_prompt(const EvalItem& item, const std::vector<const EvalItem*>& shots, bool chat);
+
+// Picks up to n shots for `item` from `pool` (same category first, never the item itself).
+std::vector<const EvalItem*> pick_shots(const EvalItem& item, const std::vector<EvalItem>& pool, int n);
+
+}  // namespace cogumi

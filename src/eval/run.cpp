@@ -1,0 +1,338 @@
+#include "eval/run.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "core/error.h"
+#include "core/io.h"
+#include "core/progress.h"
+#include "eval/prompts.h"
+#include "eval/score.h"
+
+namespace cogumi {
+
+BenchSpec parse_bench_spec(const std::string& spec) {
+  auto eq = spec.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
+    fail("benchmark spec must be KIND=PATH (kinds: gsm8k, mmlu, humaneval, mbpp, bbh, bfcl, jsonl), got '{}'", spec);
+  return {spec.substr(0, eq), spec.substr(eq + 1)};
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Default n-shot pool: GSM8K test.jsonl -> train.jsonl beside it; MMLU test/ -> dev/.
+fs::path default_shot_path(const BenchSpec& b) {
+  if (b.kind == "gsm8k" && b.path.filename() == "test.jsonl") return b.path.parent_path() / "train.jsonl";
+  if (b.kind == "mmlu") {
+    fs::path dir = fs::is_directory(b.path) ? b.path : b.path.parent_path();
+    if (dir.filename() == "test") return dir.parent_path() / "dev";
+  }
+  return {};
+}
+
+struct Responses {
+  std::map<std::string, std::vector<std::string>> by_id;
+};
+
+Responses load_responses(const fs::path& p) {
+  Responses r;
+  read_jsonl(p, [&](const json& o, size_t line) {
+    std::string at = fmt::format("{}:{}", p.string(), line);
+    std::string id, out;
+    if (o.contains("task_id") && o.contains("completion")) {
+      id = o["task_id"].is_string() ? o["task_id"].get<std::string>() : o["task_id"].dump();
+      out = get_string(o, "completion", at);
+    } else {
+      if (!o.contains("id")) fail("{}: missing field 'id' (or 'task_id')", at);
+      id = o["id"].is_string() ? o["id"].get<std::string>() : o["id"].dump();
+      out = get_string(o, "output", at);
+    }
+    r.by_id[id].push_back(out);
+  });
+  return r;
+}
+
+struct Job {
+  const EvalItem* item;
+  int sample;
+  std::string prompt;
+  std::vector<std::string> stops;
+};
+
+std::string job_key(const std::string& bench, const std::string& id, int sample) {
+  return bench + "\x1f" + id + "\x1f" + std::to_string(sample);
+}
+
+}  // namespace
+
+json run_eval(const EvalOptions& o) {
+  if (o.benches.empty()) fail("no benchmarks given (use --bench KIND=PATH)");
+  if (o.samples < 1) fail("--samples must be >= 1");
+  if (o.model.empty() && o.responses.empty()) fail("give a model (-m) or pre-generated outputs (--responses)");
+  fs::create_directories(o.out_dir);
+  const fs::path items_path = o.out_dir / "items.jsonl";
+
+  // Load items and shot pools.
+  LoadOptions lo;
+  lo.limit = o.limit;
+  lo.scoring = o.scoring;
+  std::vector<std::vector<EvalItem>> sets;
+  std::vector<std::vector<EvalItem>> pools;
+  for (const auto& b : o.benches) {
+    sets.push_back(load_benchmark(b.kind, b.path, lo));
+    std::vector<EvalItem> pool;
+    if (o.shots > 0) {
+      fs::path sp;
+      for (const auto& s : o.shots_from)
+        if (s.kind == b.kind) sp = s.path;
+      if (sp.empty()) sp = default_shot_path(b);
+      if (sp.empty() || !fs::exists(sp))
+        fail("--shots {} for {} needs a pool of examples: give --shots-from {}=PATH", o.shots, b.kind, b.kind);
+      LoadOptions plo;
+      plo.scoring = o.scoring;
+      pool = load_benchmark(b.kind, sp, plo);
+    }
+    pools.push_back(std::move(pool));
+  }
+
+  // Resume: skip what items.jsonl already holds.
+  std::set<std::string> done;
+  if (o.resume && fs::exists(items_path)) {
+    read_jsonl(items_path, [&](const json& j, size_t) {
+      done.insert(job_key(j.value("benchmark", ""), j.value("id", ""), j.value("sample", 0)));
+    });
+  } else if (fs::exists(items_path)) {
+    fs::remove(items_path);
+  }
+
+  std::shared_ptr<Model> model;
+  std::unique_ptr<Generator> gen;
+  Responses responses;
+  if (!o.responses.empty()) {
+    responses = load_responses(o.responses);
+  } else {
+    ModelOptions mo;
+    mo.n_gpu_layers = o.n_gpu_layers;
+    model = Model::load(o.model, mo);
+    for (const auto& [name, path] : o.adapters) model->load_adapter(name, path);
+    if (!o.adapter.empty()) model->raw_adapter(o.adapter);
+    gen = std::make_unique<Generator>(model, o.gen);
+  }
+
+  std::vector<Job> jobs;
+  for (size_t b = 0; b < sets.size(); ++b)
+    for (const auto& it : sets[b]) {
+      auto shots = pick_shots(it, pools[b], o.shots);
+      PromptParts pp = build_prompt(it, shots, o.chat);
+      std::string prompt = pp.text;
+      if (model && o.chat) {
+        std::vector<ChatMessage> msgs;
+        if (!o.system.empty()) msgs.push_back({"system", o.system});
+        msgs.push_back({"user", pp.text});
+        prompt = model->apply_chat_template(msgs, true, o.chat_template);
+      }
+      for (int s = 0; s < o.samples; ++s) {
+        if (done.count(job_key(it.benchmark, it.id, s))) continue;
+        if (!o.responses.empty()) {
+          auto r = responses.by_id.find(it.id);
+          if (r == responses.by_id.end() || int(r->second.size()) <= s)
+            fail("'{}' has no output for item '{}' (sample {})", o.responses.string(), it.id, s);
+        }
+        jobs.push_back({&it, s, prompt, pp.stops});
+      }
+    }
+
+  const int workers = o.workers > 0 ? o.workers : int(std::max(1u, std::thread::hardware_concurrency()));
+  JsonlWriter writer(items_path, /*append=*/true);
+  Progress progress("eval", int64_t(jobs.size()), o.progress);
+  auto t0 = Clock::now();
+  int64_t gen_tokens = 0, prompt_tokens = 0;
+  size_t n_done = 0;
+  bool cancelled = false;
+  for (size_t start = 0; start < jobs.size() && !cancelled; start += o.chunk) {
+    size_t end = std::min(jobs.size(), start + o.chunk);
+    std::vector<GenResult> results(end - start);
+    if (gen) {
+      std::vector<GenRequest> reqs;
+      for (size_t i = start; i < end; ++i) {
+        GenRequest r;
+        r.prompt = jobs[i].prompt;
+        r.stop = jobs[i].stops;
+        r.max_tokens = o.max_tokens;
+        r.ignore_eos = o.ignore_eos;
+        r.sampling = o.sampling;
+        r.sampling.seed = o.sampling.seed + uint32_t(jobs[i].sample);
+        r.adapter = o.adapter;
+        r.adapter_scale = o.adapter_scale;
+        reqs.push_back(std::move(r));
+      }
+      results = gen->generate(reqs, {}, o.cancel);
+      gen_tokens += gen->last_stats().n_gen_tokens;
+      prompt_tokens += gen->last_stats().n_prompt_tokens;
+    } else {
+      for (size_t i = start; i < end; ++i) {
+        results[i - start].text = responses.by_id[jobs[i].item->id][jobs[i].sample];
+        results[i - start].finish = FinishReason::kStop;
+      }
+    }
+    // Code: every program of the chunk through the sandbox at once.
+    std::vector<size_t> code_idx;
+    std::vector<std::string> programs;
+    for (size_t i = start; i < end; ++i)
+      if (jobs[i].item->kind == TaskKind::kCode && results[i - start].finish != FinishReason::kError) {
+        code_idx.push_back(i);
+        programs.push_back(code_program(*jobs[i].item, results[i - start].text));
+      }
+    std::map<size_t, SandboxResult> runs;
+    if (!programs.empty()) {
+      auto sr = run_python_batch(programs, o.sandbox, workers);
+      for (size_t k = 0; k < code_idx.size(); ++k) runs[code_idx[k]] = sr[k];
+    }
+    for (size_t i = start; i < end; ++i) {
+      const Job& jb = jobs[i];
+      const GenResult& r = results[i - start];
+      if (r.finish == FinishReason::kCancelled) {
+        cancelled = true;
+        continue;  // not scored: a resumed run generates it again
+      }
+      std::string finish = finish_reason_name(r.finish);
+      ItemScore sc;
+      if (jb.item->kind == TaskKind::kCode) {
+        auto it = runs.find(i);
+        sc = it == runs.end() ? score_code(*jb.item, r.text, finish, "", r.error)
+                              : score_code(*jb.item, r.text, finish, sandbox_outcome_name(it->second.outcome),
+                                           it->second.stderr_tail);
+      } else {
+        sc = score_output(*jb.item, r.text, finish);
+      }
+      if (!r.error.empty()) sc.detail = r.error;
+      json line = {{"id", jb.item->id},
+                   {"benchmark", jb.item->benchmark},
+                   {"category", jb.item->category},
+                   {"kind", task_kind_name(jb.item->kind)},
+                   {"sample", jb.sample},
+                   {"question", jb.item->question},
+                   {"prompt", jb.prompt},
+                   {"output", r.text},
+                   {"extracted", sc.flexible ? json(*sc.flexible) : json(nullptr)},
+                   {"extracted_strict", sc.strict ? json(*sc.strict) : json(nullptr)},
+                   {"reference", jb.item->kind == TaskKind::kCode ? jb.item->solution : jb.item->reference},
+                   {"solution", jb.item->solution},
+                   {"correct", sc.correct},
+                   {"correct_strict", sc.correct_strict},
+                   {"failure_type", sc.failure_type},
+                   {"detail", sc.detail},
+                   {"finish_reason", finish},
+                   {"n_prompt_tokens", r.n_prompt_tokens},
+                   {"n_gen_tokens", r.n_gen_tokens},
+                   {"latency_ms", r.latency_ms}};
+      writer.write(line);
+      progress.update(int64_t(++n_done));
+    }
+    if (o.cancel && o.cancel->load()) cancelled = true;
+  }
+  progress.finish();
+  double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+
+  json summary = summarize_items(load_jsonl(items_path), o.pass_k);
+  summary["run"] = {{"model", o.model.string()},
+                    {"responses", o.responses.string()},
+                    {"items_this_run", n_done},
+                    {"seconds", secs},
+                    {"items_per_s", secs > 0 ? n_done / secs : 0.0},
+                    {"gen_tokens", gen_tokens},
+                    {"prompt_tokens", prompt_tokens},
+                    {"gen_tokens_per_s", secs > 0 ? gen_tokens / secs : 0.0},
+                    {"shots", o.shots},
+                    {"chat", o.chat},
+                    {"max_tokens", o.max_tokens},
+                    {"samples", o.samples},
+                    {"adapter", o.adapter},
+                    {"complete", !cancelled}};
+  write_file_atomic(o.out_dir / "summary.json", summary.dump(2));
+  if (cancelled) fail("interrupted: {} items scored and kept in {}; rerun with --resume", n_done, items_path.string());
+  return summary;
+}
+
+json summarize_items(const std::vector<json>& items, const std::vector<int>& pass_k) {
+  struct Acc {
+    int n = 0, correct = 0, strict = 0;
+    std::map<std::string, int> failures;
+  };
+  std::map<std::string, Acc> by_bench;
+  std::map<std::string, std::map<std::string, Acc>> by_cat;
+  // pass@k: per (benchmark, id) the samples and successes.
+  std::map<std::string, std::map<std::string, std::pair<int, int>>> per_task;
+  for (const auto& j : items) {
+    std::string b = j.value("benchmark", ""), c = j.value("category", "");
+    bool ok = j.value("correct", false), st = j.value("correct_strict", false);
+    for (Acc* a : {&by_bench[b], &by_cat[b][c]}) {
+      a->n++;
+      a->correct += ok;
+      a->strict += st;
+      std::string ft = j.value("failure_type", "");
+      if (!ft.empty()) a->failures[ft]++;
+    }
+    auto& t = per_task[b][j.value("id", "")];
+    t.first++;
+    t.second += ok;
+  }
+  auto acc_json = [](const Acc& a) {
+    auto [lo, hi] = wilson_interval(a.correct, a.n);
+    return json{{"n", a.n},          {"correct", a.correct},
+                {"accuracy", a.n ? double(a.correct) / a.n : 0.0},
+                {"ci95", {lo, hi}},  {"strict_accuracy", a.n ? double(a.strict) / a.n : 0.0},
+                {"failures", a.failures}};
+  };
+  json out = {{"benchmarks", json::object()}};
+  int total_n = 0, total_c = 0;
+  for (auto& [b, a] : by_bench) {
+    json jb = acc_json(a);
+    json cats = json::object();
+    for (auto& [c, ca] : by_cat[b]) cats[c] = acc_json(ca);
+    jb["categories"] = cats;
+    json pk = json::object();
+    for (int k : pass_k) {
+      double sum = 0;
+      int tasks = 0;
+      for (auto& [id, nc] : per_task[b]) {
+        if (nc.first < k) continue;
+        sum += pass_at_k(nc.first, nc.second, k);
+        ++tasks;
+      }
+      if (tasks > 0) pk[fmt::format("pass@{}", k)] = sum / tasks;
+    }
+    jb["pass_at_k"] = pk;
+    out["benchmarks"][b] = jb;
+    total_n += a.n;
+    total_c += a.correct;
+  }
+  out["total"] = {{"n", total_n}, {"correct", total_c}, {"accuracy", total_n ? double(total_c) / total_n : 0.0}};
+  return out;
+}
+
+std::string summary_table(const json& s) {
+  std::string t = fmt::format("{:<12} {:>6} {:>9} {:>9} {:>17}  {}\n", "benchmark", "items", "accuracy", "strict",
+                              "95% CI", "failures");
+  for (auto& [b, j] : s["benchmarks"].items()) {
+    std::string f;
+    for (auto& [ft, n] : j["failures"].items()) f += fmt::format("{}={} ", ft, n.get<int>());
+    t += fmt::format("{:<12} {:>6} {:>8.1f}% {:>8.1f}% [{:>5.1f}%, {:>5.1f}%]  {}\n", b, j["n"].get<int>(),
+                     100 * j["accuracy"].get<double>(), 100 * j["strict_accuracy"].get<double>(),
+                     100 * j["ci95"][0].get<double>(), 100 * j["ci95"][1].get<double>(), f);
+    for (auto& [k, v] : j["pass_at_k"].items()) t += fmt::format("{:<12} {}: {:.3f}\n", "", k, v.get<double>());
+  }
+  if (s.contains("run") && s["run"].value("items_this_run", 0) > 0)
+    t += fmt::format("{} items in {:.1f}s ({:.2f} items/s, {:.0f} generated tokens/s)\n", s["run"]["items_this_run"].get<size_t>(),
+                     s["run"]["seconds"].get<double>(), s["run"]["items_per_s"].get<double>(),
+                     s["run"]["gen_tokens_per_s"].get<double>());
+  return t;
+}
+
+}  // namespace cogumi

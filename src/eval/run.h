@@ -1,0 +1,66 @@
+// cogumi/eval: one evaluation run. Loads benchmarks, generates every answer through the
+// engine in large batches (all items of a chunk in flight at once), runs code in the
+// sandbox, scores, and writes a run directory:
+//   items.jsonl   one line per item (and sample): prompt, output, extracted answers,
+//                 reference, correct, failure type, tokens, latency
+//   summary.json  accuracy per benchmark and category with 95% intervals, strict and
+//                 flexible, failure types, pass@k, throughput
+// Work is done in chunks appended to items.jsonl, so an interrupted run resumes (--resume)
+// with the items it already scored.
+#pragma once
+
+#include <atomic>
+#include <string>
+#include <vector>
+
+#include "engine/generate.h"
+#include "eval/benchmark.h"
+#include "eval/sandbox.h"
+
+namespace cogumi {
+
+struct BenchSpec {
+  std::string kind;
+  fs::path path;
+};
+// "kind=path" -> BenchSpec; throws Error naming the bad spec.
+BenchSpec parse_bench_spec(const std::string& spec);
+
+struct EvalOptions {
+  fs::path model;                  // empty with `responses`
+  std::vector<BenchSpec> benches;
+  fs::path out_dir = "runs/eval";
+  size_t limit = 0;                // per benchmark; 0 = all
+  int shots = 0;
+  std::vector<BenchSpec> shots_from;  // pools for n-shot examples (default: a sibling train/dev split)
+  bool chat = false;
+  std::string system;
+  std::string chat_template;
+  int max_tokens = 512;
+  bool ignore_eos = false;         // fixed-length generation (benchmarks)
+  SamplingParams sampling;         // greedy by default
+  int samples = 1;                 // per item (pass@k needs samples > 1 and temperature > 0)
+  std::vector<int> pass_k = {1};
+  std::vector<std::pair<std::string, fs::path>> adapters;  // loaded as NAME=PATH
+  std::string adapter;             // applied to every item
+  float adapter_scale = 1.0f;
+  GeneratorOptions gen;
+  int n_gpu_layers = -1;
+  fs::path responses;              // score these outputs instead of generating
+  SandboxOptions sandbox;
+  int workers = 0;                 // sandbox processes; 0 = cores
+  size_t chunk = 1024;             // items per generate call / append
+  bool resume = false;
+  bool progress = true;
+  std::string scoring = "normalized";  // generic JSONL
+  const std::atomic<bool>* cancel = nullptr;
+};
+
+// Runs the evaluation; returns the summary (also written to out_dir/summary.json).
+json run_eval(const EvalOptions& opts);
+// Rebuilds the summary from a run's items.jsonl.
+json summarize_items(const std::vector<json>& items, const std::vector<int>& pass_k);
+// Human-readable table of a summary.
+std::string summary_table(const json& summary);
+
+}  // namespace cogumi
