@@ -43,6 +43,8 @@ case "${1:-}" in
       "$PREFIX/bin/llama-batched-bench" -m "$M" -ngl 99 -fa on -c 20000 -b 2048 -ub 512 -npp 128 -ntg 128 -npl 1,8,32,64 2>/dev/null | grep '^|'
       echo "## cogumi engine (pp 128, tg 128)"
       "$B/cogumi-bench-engine" -m "$M" --pp 128 --tg 128 --npl 1,8,32,64 --fa 1 --reps 2 --json "$OUT/engine.jsonl"
+      echo "## GSM8K test (1319 questions), max tokens 256, EOS ignored: harness vs one at a time"
+      DATA=.devcache MAXTOK=256 bench/eval_bench.sh "$B/cogumi" "$M" 1319 48 64 --ctx 512
     } 2>&1 | tee "$OUT/bench.md"
     ;;
   *) echo "usage: bench/device.sh llama|cogumi" >&2; exit 2 ;;

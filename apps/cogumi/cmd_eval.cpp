@@ -51,7 +51,10 @@ void setup_eval(CLI::App& sub) {
                  "ids, else FILE:INDEX, e.g. test.jsonl:0)");
   sub.add_option("--workers", o.workers, "Sandbox processes for code (0 = cores)");
   sub.add_option("--timeout", o.sandbox.limits.timeout_s, "Seconds per code run")->capture_default_str();
-  sub.add_option("--scoring", o.scoring, "Generic JSONL scoring: exact, normalized, numeric, regex")->capture_default_str();
+  sub.add_option("--scoring", o.scoring, "Generic JSONL scoring: exact, normalized, numeric, regex, judge")
+      ->capture_default_str();
+  sub.add_option("--judge", o.judge.base_url, "OpenAI-compatible base URL of the judge model (with --scoring judge)");
+  sub.add_option("--judge-model", o.judge.model, "Model name sent to the judge")->capture_default_str();
   sub.add_option("--chunk", o.chunk, "Items per batch written before the next starts")->capture_default_str();
   sub.add_flag("--resume", o.resume, "Keep items already in the run directory and do the rest");
   sub.add_flag("--json", json_out, "Print the summary as JSON");

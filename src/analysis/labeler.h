@@ -1,18 +1,15 @@
-// cogumi/analysis: cluster labels written by an LLM behind any OpenAI-compatible endpoint
-// (POST {base_url}/chat/completions). Optional: c-TF-IDF labels are the default.
+// cogumi/analysis: cluster labels written by an LLM behind any OpenAI-compatible endpoint.
+// Optional: c-TF-IDF labels are the default.
 #pragma once
 
 #include <string>
 #include <vector>
 
+#include "data/openai_client.h"
+
 namespace cogumi {
 
-struct LabelerOptions {
-  std::string base_url;            // e.g. http://127.0.0.1:8080/v1
-  std::string model = "default";
-  std::string api_key;             // sent as a Bearer token when set
-  double timeout_s = 60.0;
-};
+using LabelerOptions = OpenAIEndpoint;
 
 // Asks for a 3-6 word label for a group of failed problems (examples + distinctive terms).
 // Throws Error naming the endpoint on connection failures or unexpected responses.

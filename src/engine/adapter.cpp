@@ -30,7 +30,7 @@ uint64_t adapter_init(const fs::path& base, const fs::path& out, const AdapterIn
   if (o.rank < 1) fail("LoRA rank must be >= 1, got {}", o.rank);
   if (o.targets.empty()) fail("LoRA needs at least one target module");
   std::vector<std::string> suffixes;
-  for (const auto& t : o.targets) suffixes.push_back("." + lora_target_tensor(t) + ".weight");
+  for (const auto& t : o.targets) suffixes.push_back(fmt::format(".{}.weight", lora_target_tensor(t)));
   if (!fs::exists(base)) fail("model file not found: '{}'", base.string());
   gguf_init_params p{true, nullptr};
   std::unique_ptr<gguf_context, decltype(&gguf_free)> src(gguf_init_from_file(base.c_str(), p), gguf_free);

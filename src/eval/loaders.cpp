@@ -255,9 +255,9 @@ std::vector<EvalItem> load_bfcl(const fs::path& spec) {
 }
 
 std::vector<EvalItem> load_generic(const fs::path& p, const std::string& scoring) {
-  static const std::vector<std::string> kScorings = {"exact", "normalized", "numeric", "regex"};
+  static const std::vector<std::string> kScorings = {"exact", "normalized", "numeric", "regex", "judge"};
   if (std::find(kScorings.begin(), kScorings.end(), scoring) == kScorings.end())
-    fail("unknown scoring '{}' (known: exact, normalized, numeric, regex)", scoring);
+    fail("unknown scoring '{}' (known: exact, normalized, numeric, regex, judge)", scoring);
   std::vector<EvalItem> out;
   std::string base = p.filename().string();
   read_jsonl(p, [&](const json& o, size_t line) {

@@ -189,6 +189,36 @@ json run_eval(const EvalOptions& o) {
         code_idx.push_back(i);
         programs.push_back(code_program(*jobs[i].item, results[i - start].text));
       }
+    // Judge-scored items: concurrent requests to the judge endpoint.
+    std::map<size_t, ItemScore> judged;
+    {
+      std::vector<size_t> idx;
+      for (size_t i = start; i < end; ++i)
+        if (jobs[i].item->scoring == "judge" && results[i - start].finish != FinishReason::kError &&
+            results[i - start].finish != FinishReason::kCancelled)
+          idx.push_back(i);
+      if (!idx.empty() && o.judge.base_url.empty()) fail("--scoring judge needs --judge URL");
+      std::vector<ItemScore> js(idx.size());
+      std::vector<std::string> errors(idx.size());
+      std::atomic<size_t> next{0};
+      auto work = [&] {
+        for (size_t k; (k = next++) < idx.size();) {
+          try {
+            js[k] = score_with_judge(*jobs[idx[k]].item, results[idx[k] - start].text,
+                                     finish_reason_name(results[idx[k] - start].finish), o.judge);
+          } catch (const Error& e) {
+            errors[k] = e.what();
+          }
+        }
+      };
+      std::vector<std::thread> ts;
+      for (int t = 0; t < std::min<int>(o.judge_concurrency, int(idx.size())); ++t) ts.emplace_back(work);
+      for (auto& t : ts) t.join();
+      for (size_t k = 0; k < idx.size(); ++k) {
+        if (!errors[k].empty()) fail("judging item '{}': {}", jobs[idx[k]].item->id, errors[k]);
+        judged[idx[k]] = js[k];
+      }
+    }
     std::map<size_t, SandboxResult> runs;
     if (!programs.empty()) {
       auto sr = run_python_batch(programs, o.sandbox, workers);
@@ -208,6 +238,8 @@ json run_eval(const EvalOptions& o) {
         sc = it == runs.end() ? score_code(*jb.item, r.text, finish, "", r.error)
                               : score_code(*jb.item, r.text, finish, sandbox_outcome_name(it->second.outcome),
                                            it->second.stderr_tail);
+      } else if (judged.count(i)) {
+        sc = judged[i];
       } else {
         sc = score_output(*jb.item, r.text, finish);
       }

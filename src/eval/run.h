@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "engine/generate.h"
+#include "data/openai_client.h"
 #include "eval/benchmark.h"
 #include "eval/sandbox.h"
 
@@ -52,7 +53,9 @@ struct EvalOptions {
   size_t chunk = 1024;             // items per generate call / append
   bool resume = false;
   bool progress = true;
-  std::string scoring = "normalized";  // generic JSONL
+  std::string scoring = "normalized";  // generic JSONL: exact, normalized, numeric, regex, judge
+  OpenAIEndpoint judge;            // for scoring = judge
+  int judge_concurrency = 8;
   const std::atomic<bool>* cancel = nullptr;
 };
 

@@ -283,6 +283,23 @@ ItemScore score_code(const EvalItem& item, const std::string& output, const std:
   return s;
 }
 
+ItemScore score_with_judge(const EvalItem& item, const std::string& output, const std::string& finish,
+                           const OpenAIEndpoint& judge) {
+  ItemScore s;
+  s.flexible = output;
+  std::string prompt = "You grade answers. Question:\n" + item.question + "\n\nReference answer:\n" + item.reference +
+                       "\n\nCandidate answer:\n" + output +
+                       "\n\nDoes the candidate answer the question correctly, agreeing with the reference? Reply with "
+                       "exactly one word: yes or no.";
+  std::string verdict = openai_chat(judge, json::array({{{"role", "user"}, {"content", prompt}}}), 4);
+  std::string v = normalize_text(verdict);
+  s.strict = v;
+  s.detail = "judge: " + verdict;
+  s.correct = s.correct_strict = v.rfind("yes", 0) == 0;
+  if (!s.correct) s.failure_type = classify(output, finish, true);
+  return s;
+}
+
 double pass_at_k(int n, int c, int k) {
   if (n - c < k) return 1.0;
   double prod = 1.0;

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 
+#include "data/openai_client.h"
 #include "eval/benchmark.h"
 
 namespace cogumi {
@@ -32,6 +33,11 @@ ItemScore score_code(const EvalItem& item, const std::string& output, const std:
 
 // BFCL-style call matching; on mismatch *why says what differed.
 bool match_tool_calls(const json& calls, const json& ground_truth, std::string* why);
+
+// Judge-model scoring: asks an OpenAI-compatible endpoint whether `output` answers the item
+// as its reference does; the verdict ("yes"/"no") decides. Throws Error if the judge fails.
+ItemScore score_with_judge(const EvalItem& item, const std::string& output, const std::string& finish,
+                           const OpenAIEndpoint& judge);
 
 double pass_at_k(int n, int c, int k);
 // 95% Wilson score interval for k successes of n.

@@ -234,3 +234,32 @@ TEST(Harness, GenerationRunIsBatchedResumableAndComplete) {
 
 }  // namespace
 }  // namespace cogumi
+
+namespace cogumi {
+namespace {
+
+TEST(Harness, JudgeScoringNeedsAReachableJudge) {
+  auto g = write("judge.jsonl", "{\"instruction\": \"Capital of France?\", \"output\": \"Paris\"}\n");
+  auto r = write("judge_resp.jsonl", "{\"id\": \"judge.jsonl:0\", \"output\": \"It is Paris.\"}\n");
+  EvalOptions o = responses_run("jsonl", g, r, "judge_run");
+  o.scoring = "judge";
+  try {
+    run_eval(o);
+    FAIL() << "expected an error without --judge";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--judge"), std::string::npos) << e.what();
+  }
+  o.judge.base_url = "http://127.0.0.1:1/v1";  // nothing listens on port 1
+  o.judge.timeout_s = 2;
+  try {
+    run_eval(o);
+    FAIL() << "expected an unreachable judge";
+  } catch (const Error& e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find("judging item 'judge.jsonl:0'"), std::string::npos) << m;
+    EXPECT_NE(m.find("127.0.0.1:1"), std::string::npos) << m;
+  }
+}
+
+}  // namespace
+}  // namespace cogumi
