@@ -1,0 +1,79 @@
+// cogumi/train: a llama-architecture model as a ggml graph Cogumi builds itself, for training.
+//
+// llama.cpp's own training entry (llama_opt_epoch) one-hot-labels every position (no prompt
+// masking), rebuilds the graph per micro-batch and trains only model tensors (no LoRA), so the
+// trainer builds the forward pass here, from the same GGUF weights, using only ggml ops that
+// have a backward pass. The forward pass matches llama.cpp's logits for the same model and
+// adapter (tests/train/model_graph_test.cpp), so what is trained is what llama.cpp serves.
+//
+// Weights live in one backend buffer (CPU here; the same code takes a CUDA backend).
+// LoRA: for each targeted weight W, trainable A [n_in, r] and B [r, n_out];
+// y = W x + (alpha / r) * B (A x), as llama.cpp applies adapters.
+#pragma once
+
+#include <ggml-backend.h>
+#include <ggml.h>
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace cogumi {
+
+struct LlamaHparams {
+  int n_vocab = 0, n_embd = 0, n_layer = 0, n_head = 0, n_head_kv = 0, n_ff = 0, n_ctx_train = 0, n_rot = 0;
+  float rope_theta = 10000.0f, rms_eps = 1e-5f;
+  int head_dim() const { return n_embd / n_head; }
+};
+
+struct LoraSpec {
+  int rank = 0;  // 0: no LoRA
+  float alpha = 16.0f;
+  std::vector<std::string> targets;  // q, k, v, o, gate, up, down
+};
+
+class ModelGraph {
+ public:
+  // Loads a llama GGUF (F32 or F16 weights) into `backend`'s memory. Quantized weights are
+  // refused with an error naming the tensor and type. Throws Error for other architectures.
+  ModelGraph(const std::filesystem::path& gguf, ggml_backend_t backend);
+  ~ModelGraph();
+  ModelGraph(const ModelGraph&) = delete;
+  ModelGraph& operator=(const ModelGraph&) = delete;
+
+  const LlamaHparams& hparams() const { return hp_; }
+  // Adds LoRA tensors (A random with `seed`, B zero unless init_b_std > 0) or loads them from an
+  // adapter GGUF (`from`). Throws for an unknown target.
+  void add_lora(const LoraSpec& spec, uint64_t seed, const std::filesystem::path& from = {}, float init_b_std = 0.0f);
+  bool has_lora() const { return lora_.rank > 0; }
+  const LoraSpec& lora() const { return lora_; }
+
+  // Builds logits [n_vocab, n_tokens * n_seq] for tokens [n_tokens, n_seq] (I32) in `ctx`.
+  // `pos` is an I32 [n_tokens] tensor holding 0..n_tokens-1.
+  ggml_tensor* build_logits(ggml_context* ctx, ggml_tensor* tokens, ggml_tensor* pos) const;
+
+  // Trainable tensors: LoRA A/B when LoRA is on, otherwise every weight.
+  std::vector<ggml_tensor*> trainable() const;
+  // name -> tensor, weights and LoRA.
+  const std::map<std::string, ggml_tensor*>& tensors() const { return by_name_; }
+  std::map<std::string, ggml_tensor*> lora_tensors() const;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  ggml_tensor* linear(ggml_context* ctx, ggml_tensor* x, const std::string& weight) const;
+
+  std::filesystem::path path_;
+  LlamaHparams hp_;
+  LoraSpec lora_;
+  ggml_backend_t backend_;
+  ggml_context* ctx_w_ = nullptr;   // weights (no_alloc; data in buf_w_)
+  ggml_backend_buffer_t buf_w_ = nullptr;
+  ggml_context* ctx_l_ = nullptr;   // LoRA tensors
+  ggml_backend_buffer_t buf_l_ = nullptr;
+  std::map<std::string, ggml_tensor*> by_name_;
+  std::map<std::string, std::pair<ggml_tensor*, ggml_tensor*>> lora_ab_;  // weight name -> (A, B)
+};
+
+}  // namespace cogumi
