@@ -18,6 +18,7 @@ void setup_model(CLI::App& sub);
 void setup_lora(CLI::App& sub);
 void setup_eval(CLI::App& sub);
 void setup_failures(CLI::App& sub);
+void setup_train(CLI::App& sub);
 
 // Shared global flags.
 struct Globals {

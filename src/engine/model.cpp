@@ -135,14 +135,16 @@ std::shared_ptr<Model> Model::load(const fs::path& path, const ModelOptions& opt
   llama_model_desc(m, buf, sizeof buf);
   info.description = buf;
   info.file_type = llama_ftype_name(llama_model_ftype(m));
-  info.n_params = llama_model_n_params(m);
-  info.size_bytes = llama_model_size(m);
   info.file_bytes = fs::file_size(path);
-  info.n_ctx_train = llama_model_n_ctx_train(m);
-  info.n_embd = llama_model_n_embd(m);
-  info.n_layer = llama_model_n_layer(m);
-  info.n_head = llama_model_n_head(m);
-  info.n_head_kv = llama_model_n_head_kv(m);
+  if (!opts.vocab_only) {  // llama.cpp aborts on shape queries of a vocabulary-only model
+    info.n_params = llama_model_n_params(m);
+    info.size_bytes = llama_model_size(m);
+    info.n_ctx_train = llama_model_n_ctx_train(m);
+    info.n_embd = llama_model_n_embd(m);
+    info.n_layer = llama_model_n_layer(m);
+    info.n_head = llama_model_n_head(m);
+    info.n_head_kv = llama_model_n_head_kv(m);
+  }
   const llama_vocab* v = llama_model_get_vocab(m);
   info.n_vocab = llama_vocab_n_tokens(v);
   static const char* vt[] = {"none", "spm", "bpe", "wpm", "ugm", "rwkv", "plamo2"};

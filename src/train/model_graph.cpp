@@ -198,11 +198,24 @@ ggml_tensor* ModelGraph::build_logits(ggml_context* ctx, ggml_tensor* tokens, gg
     ggml_tensor* v = ggml_reshape_4d(ctx, linear(ctx, h, b + "attn_v.weight"), hd, hp_.n_head_kv, T, S);
     q = ggml_rope_ext(ctx, q, pos, nullptr, hp_.n_rot, 0, hp_.n_ctx_train, hp_.rope_theta, 1.0f, 0.0f, 1.0f, 32.0f, 1.0f);
     k = ggml_rope_ext(ctx, k, pos, nullptr, hp_.n_rot, 0, hp_.n_ctx_train, hp_.rope_theta, 1.0f, 0.0f, 1.0f, 32.0f, 1.0f);
-    ggml_tensor* Q = ggml_permute(ctx, q, 0, 2, 1, 3);                 // [hd, T, n_head, S]
-    ggml_tensor* K = ggml_permute(ctx, k, 0, 2, 1, 3);                 // [hd, T, n_head_kv, S]
-    ggml_tensor* kq = ggml_mul_mat(ctx, K, Q);                         // [T_k, T_q, n_head, S]
+    ggml_tensor* Q = ggml_permute(ctx, q, 0, 2, 1, 3);                   // [hd, T, n_head, S]
+    ggml_tensor* K = ggml_cont(ctx, ggml_permute(ctx, k, 0, 2, 1, 3));   // [hd, T, n_head_kv, S]
+    ggml_tensor* V = ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3));   // [T, hd, n_head_kv, S]
+    if (hp_.n_head != hp_.n_head_kv) {
+      // Grouped-query attention: repeat each K/V head for its group (head h reads kv head
+      // h / group, as llama.cpp does). ggml's mul_mat backward cannot broadcast heads when
+      // there is also a batch dimension, so the heads are expanded explicitly.
+      const int g = hp_.n_head / hp_.n_head_kv;
+      auto expand = [&](ggml_tensor* t, int64_t d0, int64_t d1) {
+        ggml_tensor* r = ggml_reshape_4d(ctx, t, d0 * d1, 1, hp_.n_head_kv, S);
+        r = ggml_repeat(ctx, r, ggml_new_tensor_4d(ctx, GGML_TYPE_F32, d0 * d1, g, hp_.n_head_kv, S));
+        return ggml_reshape_4d(ctx, r, d0, d1, hp_.n_head, S);
+      };
+      K = expand(K, hd, T);
+      V = expand(V, T, hd);
+    }
+    ggml_tensor* kq = ggml_mul_mat(ctx, K, Q);                           // [T_k, T_q, n_head, S]
     kq = ggml_soft_max_ext(ctx, ggml_diag_mask_inf(ctx, kq, 0), nullptr, 1.0f / std::sqrt(float(hd)), 0.0f);
-    ggml_tensor* V = ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3));  // [T, hd, n_head_kv, S]
     ggml_tensor* kqv = ggml_mul_mat(ctx, V, kq);                       // [hd, T_q, n_head, S]
     ggml_tensor* o = ggml_cont(ctx, ggml_permute(ctx, kqv, 0, 2, 1, 3));  // [hd, n_head, T, S]
     o = ggml_reshape_2d(ctx, o, hp_.n_embd, T * S);

@@ -20,18 +20,14 @@
 #include <string>
 #include <vector>
 
+#include "train/lora_spec.h"
+
 namespace cogumi {
 
 struct LlamaHparams {
   int n_vocab = 0, n_embd = 0, n_layer = 0, n_head = 0, n_head_kv = 0, n_ff = 0, n_ctx_train = 0, n_rot = 0;
   float rope_theta = 10000.0f, rms_eps = 1e-5f;
   int head_dim() const { return n_embd / n_head; }
-};
-
-struct LoraSpec {
-  int rank = 0;  // 0: no LoRA
-  float alpha = 16.0f;
-  std::vector<std::string> targets;  // q, k, v, o, gate, up, down
 };
 
 class ModelGraph {

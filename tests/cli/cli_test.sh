@@ -4,6 +4,7 @@
 set -uo pipefail
 COGUMI="$1"
 SIMPLE="$2"
+cd "$(dirname "$0")/../.."  # repository root: ../shared/datasets is beside it
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 fails=0
@@ -72,6 +73,17 @@ expect_error "bad shape" "multiple of n_head" "$COGUMI" model init "$T/bad.gguf"
 expect_error "unknown lora target" "unknown LoRA target module 'qkv'" "$COGUMI" lora init "$T/m.gguf" "$T/l2.gguf" --targets q,qkv
 head -c 1000 "$T/m.gguf" >"$T/trunc.gguf"
 expect_error "truncated GGUF" "failed to load model '$T/trunc.gguf'" "$COGUMI" info "$T/trunc.gguf"
+
+# Eval on the real GSM8K file, a failure extraction and a LoRA trained on it, end to end.
+"$COGUMI" eval -m "$T/m.gguf" --bench gsm8k=../shared/datasets/gsm8k/test.jsonl --limit 6 -n 8 -o "$T/run" >"$T/eval.txt" 2>&1
+check "eval writes items and a summary" test -s "$T/run/items.jsonl" -a -s "$T/run/summary.json"
+check "eval prints a table" grep -q "gsm8k" "$T/eval.txt"
+"$COGUMI" failures extract "$T/run" -o "$T/fail.jsonl" --hard "$T/hard.jsonl" >/dev/null
+check "failures extract writes training JSONL" python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; assert r and all("instruction" in x and "####" in x["output"] for x in r)' "$T/fail.jsonl"
+"$COGUMI" train -m "$T/m.gguf" -d "$T/fail.jsonl" -o "$T/fix.gguf" --lora-rank 4 --max-steps 3 --seq-len 96 --batch 2 >"$T/train.txt" 2>&1
+check "train writes an adapter llama.cpp loads" "$COGUMI" generate -m "$T/m.gguf" --lora fix="$T/fix.gguf" --adapter fix -p hi -n 2 -q
+"$COGUMI" eval compare "$T/run" "$T/run" >"$T/cmp.txt"
+check "compare of a run with itself is all ties" grep -q "TOTAL" "$T/cmp.txt"
 
 "$COGUMI" --help >/dev/null && "$COGUMI" generate --help | grep -q -- "--max-tokens"
 check "help on subcommands" test $? -eq 0

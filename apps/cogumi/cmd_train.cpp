@@ -1,0 +1,49 @@
+// cogumi train: supervised fine-tuning (LoRA or full-parameter) on ggml.
+#include <fmt/format.h>
+
+#include <sstream>
+
+#include "commands.h"
+#include "train/trainer.h"
+
+namespace cogumi::cli {
+
+void setup_train(CLI::App& sub) {
+  static TrainOptions o;
+  static std::string targets = "q,k,v,o,gate,up,down";
+  sub.add_option("-m,--model", o.model, "Base GGUF (F32 for full training; F32/F16 for LoRA)")->required();
+  sub.add_option("-d,--data", o.data,
+                 "JSONL: {instruction,input?,output}, {messages:[...]}, or {prompt,completion}")
+      ->required();
+  sub.add_option("-o,--out", o.out, "Output: adapter GGUF (LoRA) or model GGUF (full)")->required();
+  sub.add_option("--lora-rank", o.lora.rank, "LoRA rank (0 = full-parameter training)")->capture_default_str();
+  sub.add_option("--lora-alpha", o.lora.alpha, "LoRA alpha")->capture_default_str();
+  sub.add_option("--targets", targets, "LoRA target modules")->capture_default_str();
+  sub.add_option("--seq-len", o.sft.max_len, "Tokens per sequence")->capture_default_str();
+  sub.add_flag("--drop-long", o.sft.drop_long, "Drop examples longer than --seq-len (default: truncate)");
+  sub.add_flag("--train-on-inputs", o.sft.train_on_inputs, "Loss on prompt tokens too");
+  sub.add_option("--batch", o.batch, "Sequences per micro-batch")->capture_default_str();
+  sub.add_option("--grad-accum", o.grad_accum, "Micro-batches per optimizer step")->capture_default_str();
+  sub.add_option("--epochs", o.epochs, "Epochs")->capture_default_str();
+  sub.add_option("--max-steps", o.max_steps, "Optimizer steps (overrides --epochs)");
+  sub.add_option("--lr", o.lr, "Peak learning rate")->capture_default_str();
+  sub.add_option("--warmup", o.warmup, "Warm-up steps")->capture_default_str();
+  sub.add_option("--schedule", o.schedule, "cosine, linear or constant")->capture_default_str();
+  sub.add_option("--weight-decay", o.weight_decay, "AdamW weight decay")->capture_default_str();
+  sub.add_option("--seed", o.seed, "Seed (data order, LoRA init)")->capture_default_str();
+  sub.add_option("--threads", o.n_threads, "CPU threads (0 = all)");
+  sub.add_option("--log", o.log, "Write one JSON line per step here");
+  sub.callback([&] {
+    engine_set_verbose(globals().verbose);
+    o.lora.targets.clear();
+    std::stringstream ss(targets);
+    for (std::string t; std::getline(ss, t, ',');)
+      if (!t.empty()) o.lora.targets.push_back(t);
+    TrainResult r = train(o);
+    fmt::print("{} examples ({} truncated, {} dropped), {} steps, loss {:.4f} -> {:.4f}, {:.0f} tokens/s\nwrote {}\n",
+               r.data.n_examples, r.data.n_truncated, r.data.n_dropped, r.steps, r.first_loss, r.last_loss,
+               r.tokens_per_s, o.out.string());
+  });
+}
+
+}  // namespace cogumi::cli

@@ -1,0 +1,218 @@
+// The curriculum driver: per-domain streams, cross-split dedup, and the writers of each
+// benchmark format (see synth.h). The item generators live in synth_{math,code,reasoning,tools}.cpp.
+#include "data/synth.h"
+
+#include <cctype>
+#include <unordered_set>
+
+#include "core/error.h"
+#include "core/io.h"
+
+namespace cogumi {
+
+namespace synth {
+
+std::string normalize_key(std::string_view s) {
+  std::string out;
+  bool gap = false;
+  for (unsigned char c : s) {
+    if (std::isalnum(c)) {
+      if (gap && !out.empty()) out += ' ';
+      out += char(std::tolower(c));
+      gap = false;
+    } else {
+      gap = true;
+    }
+  }
+  return out;
+}
+
+std::string cap(std::string s) {
+  if (!s.empty()) s[0] = char(std::toupper(static_cast<unsigned char>(s[0])));
+  return s;
+}
+
+std::string article(std::string_view word) {
+  char c = word.empty() ? 'x' : char(std::tolower(static_cast<unsigned char>(word[0])));
+  return std::string(c == 'a' || c == 'e' || c == 'i' || c == 'o' || c == 'u' ? "an" : "a");
+}
+
+}  // namespace synth
+
+namespace {
+
+using synth::Item;
+using synth::ojson;
+using synth::Rng;
+
+constexpr const char* kSplits[3] = {"train", "dev", "test"};
+
+struct Domain {
+  const char* name;
+  const char* eval_kind;  // the `cogumi eval` loader that reads it
+  Item (*gen)(Rng&, int);
+};
+
+const Domain kDomains[] = {
+    {"math", "gsm8k", synth::math_item},
+    {"code", "humaneval", synth::code_item},
+    {"reasoning", "mmlu", synth::reasoning_item},
+    {"automation", "bfcl", synth::automation_item},
+};
+
+// splitmix64: decorrelates the streams of nearby seeds and of the domains of one seed.
+uint64_t mix_seed(uint64_t seed, uint64_t salt) {
+  uint64_t z = seed + 0x9e3779b97f4a7c15ULL * (salt + 1);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+// How many draws in a row may collide with earlier items before we call the space exhausted.
+constexpr int kMaxCollisions = 20000;
+
+// Items of one domain, indexed like kSplits. The test split is drawn first and train last, so
+// a split depends only on the seed, the difficulty and the sizes of the splits drawn before it:
+// growing n_train leaves dev and test unchanged.
+std::array<std::vector<Item>, 3> generate(const Domain& d, size_t domain_index, const SynthOptions& o) {
+  Rng rng(mix_seed(o.seed, domain_index));
+  std::unordered_set<std::string> seen;
+  std::array<std::vector<Item>, 3> out;
+  const int sizes[3] = {o.n_train, o.n_dev, o.n_test};
+  for (int split : {2, 1, 0}) {
+    out[split].reserve(size_t(sizes[split]));
+    while (int(out[split].size()) < sizes[split]) {
+      for (int tries = 0;; ++tries) {
+        if (tries == kMaxCollisions)
+          fail("synth: {} at difficulty {} ran out of distinct items after {} (asked for {} in all)", d.name,
+               o.difficulty, seen.size(), o.n_train + o.n_dev + o.n_test);
+        Item it = d.gen(rng, o.difficulty);
+        if (seen.insert(it.key).second) {
+          out[split].push_back(std::move(it));
+          break;
+        }
+      }
+    }
+  }
+  return out;
+}
+
+std::string jsonl(const std::vector<ojson>& rows) {
+  std::string s;
+  for (const auto& r : rows) s += r.dump() + "\n";
+  return s;
+}
+
+// The record with `field: id` first, as upstream files order it.
+ojson with_id(const char* field, const std::string& id, const ojson& record) {
+  ojson r = {{field, id}};
+  for (auto& [k, v] : record.items()) r[k] = v;
+  return r;
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+// Writes one split of one domain; returns the path relative to out_dir.
+std::string write_split(const fs::path& out_dir, const std::string& domain, const char* split,
+                        const std::vector<Item>& items) {
+  fs::path dir = out_dir / domain;
+  std::string rel = domain + "/" + split + ".jsonl";
+  if (domain == "math") {
+    std::vector<ojson> rows;
+    for (const auto& it : items) rows.push_back(it.record);
+    write_file_atomic(dir / (std::string(split) + ".jsonl"), jsonl(rows));
+  } else if (domain == "code") {
+    std::vector<ojson> rows;
+    for (size_t i = 0; i < items.size(); ++i)
+      rows.push_back(with_id("task_id", fmt::format("SynthCode/{}/{}", split, i), items[i].record));
+    write_file_atomic(dir / (std::string(split) + ".jsonl"), jsonl(rows));
+  } else if (domain == "reasoning") {
+    std::string text = "question,choice0,choice1,choice2,choice3,answer\n";
+    for (const auto& it : items) {
+      for (size_t c = 0; c < it.record.size(); ++c)
+        text += (c ? "," : "") + csv_field(it.record[c].get<std::string>());
+      text += "\n";
+    }
+    rel = domain + "/reasoning_" + split + ".csv";
+    write_file_atomic(out_dir / rel, text);
+  } else {
+    std::vector<ojson> questions, answers;
+    for (size_t i = 0; i < items.size(); ++i) {
+      std::string id = fmt::format("automation_{}_{}", split, i);
+      questions.push_back(with_id("id", id, items[i].record));
+      answers.push_back(ojson{{"id", id}, {"ground_truth", items[i].answer}});
+    }
+    write_file_atomic(dir / (std::string(split) + ".jsonl"), jsonl(questions));
+    write_file_atomic(dir / "possible_answer" / (std::string(split) + ".jsonl"), jsonl(answers));
+  }
+  return rel;
+}
+
+}  // namespace
+
+void SynthOptions::validate() const {
+  if (n_train < 0) fail("synth: n_train must be >= 0, got {}", n_train);
+  if (n_dev < 0) fail("synth: n_dev must be >= 0, got {}", n_dev);
+  if (n_test < 0) fail("synth: n_test must be >= 0, got {}", n_test);
+  if (difficulty < 1 || difficulty > 4) fail("synth: difficulty must be 1..4, got {}", difficulty);
+}
+
+const std::vector<std::string>& synth_domains() {
+  static const std::vector<std::string> d = {"math", "code", "reasoning", "automation"};
+  return d;
+}
+
+SynthStats synth_write(const fs::path& out_dir, const SynthOptions& opts) {
+  opts.validate();
+  SynthStats stats;
+  ojson files = ojson::object(), kinds = ojson::object(), counts = ojson::object();
+  struct MixRow {
+    const char* domain;
+    const Item* item;
+  };
+  std::vector<MixRow> mix;
+  std::vector<std::array<std::vector<Item>, 3>> all;
+  all.reserve(std::size(kDomains));
+  for (size_t d = 0; d < std::size(kDomains); ++d) {
+    const Domain& dom = kDomains[d];
+    all.push_back(generate(dom, d, opts));
+    auto& splits = all.back();
+    for (int s = 0; s < 3; ++s) {
+      files[dom.name][kSplits[s]] = write_split(out_dir, dom.name, kSplits[s], splits[s]);
+      stats.counts[dom.name][s] = int(splits[s].size());
+      counts[dom.name][kSplits[s]] = splits[s].size();
+    }
+    kinds[dom.name] = dom.eval_kind;
+    for (const auto& it : splits[0]) mix.push_back({dom.name, &it});
+  }
+
+  // One shuffled stream, so any prefix of the mix holds every domain in proportion.
+  Rng rng(mix_seed(opts.seed, 1000));
+  rng.shuffle(mix);
+  std::string mix_text;
+  for (const auto& m : mix)
+    mix_text += ojson{{"instruction", m.item->instruction}, {"output", m.item->output}, {"category", m.domain}}.dump() +
+                "\n";
+  write_file_atomic(out_dir / "mix" / "train.jsonl", mix_text);
+  files["mix"]["train"] = "mix/train.jsonl";
+
+  ojson manifest = {
+      {"generator", "cogumi synth"},
+      {"version", 1},
+      {"seed", opts.seed},
+      {"options",
+       {{"n_train", opts.n_train}, {"n_dev", opts.n_dev}, {"n_test", opts.n_test}, {"difficulty", opts.difficulty}}},
+      {"counts", counts},
+      {"files", files},
+      {"eval_kind", kinds},
+  };
+  write_file_atomic(out_dir / "manifest.json", manifest.dump(2) + "\n");
+  return stats;
+}
+
+}  // namespace cogumi

@@ -1,0 +1,124 @@
+#include "train/trainer.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "core/error.h"
+#include "core/io.h"
+#include "engine/generate.h"
+#include "test_util.h"
+
+namespace cogumi {
+namespace {
+
+const std::vector<std::pair<std::string, std::string>> kPairs = {
+    {"What is two plus three?", "five"}, {"Name a red fruit.", "apple"},
+    {"Which is larger, 7 or 9?", "9"},   {"Capital of France?", "Paris"}};
+
+std::filesystem::path write_pairs() {
+  auto p = test::tmp_dir() / "pairs.jsonl";
+  std::ofstream f(p);
+  for (auto& [q, a] : kPairs) f << json{{"instruction", q}, {"output", a}}.dump() << "\n";
+  return p;
+}
+
+TEST(Trainer, LoraLearnsFixedAnswersAndLlamaCppServesThem) {
+  TrainOptions o;
+  o.model = test::tiny_model();
+  o.data = write_pairs();
+  o.out = test::tmp_dir() / "pairs-lora.gguf";
+  o.lora.rank = 8;
+  o.lora.alpha = 16;
+  o.lora.targets = {"q", "k", "v", "o", "gate", "up", "down"};
+  o.sft.max_len = 48;
+  o.batch = 4;
+  o.max_steps = 80;
+  o.lr = 1e-2f;
+  o.progress = false;
+  std::vector<double> losses;
+  auto r = train(o, [&](const TrainStep& s) { losses.push_back(s.loss); });
+  ASSERT_EQ(r.steps, 80);
+  EXPECT_LT(r.last_loss, 0.25 * r.first_loss) << r.first_loss << " -> " << r.last_loss;
+
+  auto model = Model::load(test::tiny_model());
+  model->load_adapter("pairs", o.out);
+  Generator gen(model);
+  std::vector<GenRequest> reqs;
+  for (auto& [q, a] : kPairs) {
+    GenRequest g;
+    g.prompt = model->apply_chat_template({{"user", q}});
+    g.max_tokens = 8;
+    g.adapter = "pairs";
+    reqs.push_back(g);
+  }
+  auto tuned = gen.generate(reqs);
+  for (auto& rq : reqs) rq.adapter.clear();
+  auto base = gen.generate(reqs);
+  int right = 0, base_right = 0;
+  for (size_t i = 0; i < kPairs.size(); ++i) {
+    right += tuned[i].text == kPairs[i].second;
+    base_right += base[i].text == kPairs[i].second;
+  }
+  EXPECT_GE(right, 3) << tuned[0].text << " | " << tuned[1].text << " | " << tuned[2].text << " | " << tuned[3].text;
+  EXPECT_EQ(base_right, 0);
+}
+
+TEST(Trainer, FullParameterLossFalls) {
+  TrainOptions o;
+  o.model = test::tiny_model();
+  o.data = write_pairs();
+  o.out = test::tmp_dir() / "pairs-full.gguf";
+  o.sft.max_len = 48;
+  o.max_steps = 30;
+  o.lr = 3e-3f;
+  o.progress = false;
+  auto r = train(o);
+  EXPECT_LT(r.last_loss, 0.5 * r.first_loss) << r.first_loss << " -> " << r.last_loss;
+  auto m = Model::load(o.out);  // the written model loads in llama.cpp
+  EXPECT_EQ(m->info().n_layer, 2);
+  EXPECT_TRUE(m->has_chat_template());
+}
+
+TEST(Trainer, MaskedPositionsCarryNoLabel) {
+  std::vector<std::vector<Token>> toks = {{1, 10, 11, 12, 13}};
+  std::vector<std::vector<uint8_t>> tgt = {{0, 0, 0, 1, 1}};
+  std::vector<float> lab;
+  EXPECT_EQ(make_labels(toks, tgt, 6, 20, lab), 2u);
+  auto row_sum = [&](int r) { float s = 0; for (int v = 0; v < 20; ++v) s += lab[r * 20 + v]; return s; };
+  EXPECT_EQ(row_sum(0), 0.0f);  // predicts 10: prompt
+  EXPECT_EQ(row_sum(1), 0.0f);  // predicts 11: prompt
+  EXPECT_EQ(lab[2 * 20 + 12], 1.0f);
+  EXPECT_EQ(lab[3 * 20 + 13], 1.0f);
+  EXPECT_EQ(row_sum(4), 0.0f);  // nothing after the last token
+  // Changing a prompt token's label changes nothing.
+  std::vector<float> lab2;
+  toks[0][2] = 17;
+  make_labels(toks, tgt, 6, 20, lab2);
+  EXPECT_EQ(lab, lab2);
+}
+
+TEST(Trainer, BadInputIsAClearError) {
+  auto bad = test::tmp_dir() / "bad-sft.jsonl";
+  std::ofstream(bad) << "{\"instruction\": \"q\", \"output\": \"a\"}\n{\"instruction\": \"q\"}\n";
+  TrainOptions o;
+  o.model = test::tiny_model();
+  o.data = bad;
+  o.out = test::tmp_dir() / "x.gguf";
+  o.max_steps = 1;
+  o.progress = false;
+  try {
+    train(o);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("bad-sft.jsonl:2: missing field 'output'"), std::string::npos) << e.what();
+  }
+  o.data = write_pairs();
+  o.lora.rank = 4;
+  o.lora.targets = {"qkv"};
+  EXPECT_THROW(train(o), Error);
+  EXPECT_FALSE(std::filesystem::exists(o.out));
+}
+
+}  // namespace
+}  // namespace cogumi
