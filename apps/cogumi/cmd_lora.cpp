@@ -6,6 +6,7 @@
 #include "commands.h"
 #include "engine/adapter.h"
 #include "engine/model.h"
+#include "train/lora_merge.h"
 
 namespace cogumi::cli {
 
@@ -30,6 +31,34 @@ void setup_lora(CLI::App& sub) {
       if (!t.empty()) o.targets.push_back(t);
     uint64_t n = adapter_init(base, out, o);
     fmt::print("wrote {}: rank {}, {} parameters\n", out, o.rank, n);
+  });
+
+  static std::string info_path;
+  static bool info_json = false;
+  auto* info = sub.add_subcommand("info", "Describe a LoRA adapter GGUF");
+  info->add_option("adapter", info_path, "Adapter GGUF")->required();
+  info->add_flag("--json", info_json, "Print JSON");
+  info->callback([&] {
+    auto j = lora_info(info_path);
+    if (info_json) {
+      fmt::print("{}\n", j.dump(2));
+      return;
+    }
+    fmt::print("adapter    {}\narch       {}\nrank       {}\nalpha      {}\nparameters {}\nmodules    {}\ntensors    {}\n",
+               j["path"].get<std::string>(), j["arch"].get<std::string>(), j["rank"].get<int>(), j["alpha"].get<float>(),
+               j["n_params"].get<uint64_t>(), j["modules"].dump(), j["tensors"].size());
+  });
+
+  static std::string m_base, m_adapter, m_out;
+  static float m_scale = 1.0f;
+  auto* merge = sub.add_subcommand("merge", "Merge an adapter into its base: a new GGUF that quantizes like any model");
+  merge->add_option("base", m_base, "Base GGUF (F32/F16)")->required();
+  merge->add_option("adapter", m_adapter, "Adapter GGUF")->required();
+  merge->add_option("out", m_out, "Merged GGUF")->required();
+  merge->add_option("--scale", m_scale, "Adapter scale")->capture_default_str();
+  merge->callback([&] {
+    lora_merge(m_base, m_adapter, m_out, m_scale);
+    fmt::print("wrote {}\n", m_out);
   });
 }
 

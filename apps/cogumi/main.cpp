@@ -21,7 +21,7 @@ static const Command kCommands[] = {
      cogumi::cli::setup_info},
     {"generate", "Generate text for one or many prompts (batched)", cogumi::cli::setup_generate},
     {"model", "Make models: random-init GGUFs of any shape, quantization", cogumi::cli::setup_model},
-    {"lora", "LoRA adapters: init", cogumi::cli::setup_lora},
+    {"lora", "LoRA adapters: init, info, merge", cogumi::cli::setup_lora},
     {"train", "Fine-tune: LoRA or full-parameter SFT with prompt masking", cogumi::cli::setup_train},
     {"eval", "Evaluate on benchmarks in their upstream formats; compare runs", cogumi::cli::setup_eval},
     {"failures", "Turn a run's failures into training data; cluster and label them", cogumi::cli::setup_failures},

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <fstream>
 
 #include "core/error.h"
@@ -118,6 +119,33 @@ TEST(Trainer, BadInputIsAClearError) {
   o.lora.targets = {"qkv"};
   EXPECT_THROW(train(o), Error);
   EXPECT_FALSE(std::filesystem::exists(o.out));
+}
+
+}  // namespace
+}  // namespace cogumi
+
+#include "engine/logits.h"
+#include "train/lora_merge.h"
+
+namespace cogumi {
+namespace {
+
+TEST(LoraFiles, MergedModelComputesWhatBasePlusAdapterComputes) {
+  auto merged = test::tmp_dir() / "merged.gguf";
+  lora_merge(test::tiny_model(), test::tiny_adapter(), merged);
+  auto info = lora_info(test::tiny_adapter());
+  EXPECT_EQ(info["rank"], 4);
+  EXPECT_EQ(info["modules"].size(), 4u);
+  auto base = Model::load(test::tiny_model());
+  base->load_adapter("a", test::tiny_adapter());
+  auto m = Model::load(merged);
+  auto toks = base->tokenize("Which is larger, 7 or 9?");
+  auto want = model_logits(*base, toks, "a");
+  auto got = model_logits(*m, toks);
+  double d = 0;
+  for (size_t i = 0; i < want.size(); ++i) d = std::max(d, double(std::fabs(want[i] - got[i])));
+  EXPECT_LT(d, 2e-3);
+  EXPECT_THROW(lora_info(test::tiny_model()), Error);  // a model is not an adapter
 }
 
 }  // namespace
