@@ -8,6 +8,6 @@ BUILD_DIR="${BUILD_DIR:-build}"
 LAUNCHER=()
 command -v ccache >/dev/null && LAUNCHER=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCOGUMI_LLAMA_PREFIX="$PREFIX" -DCMAKE_BUILD_TYPE=Release \
-  -DCOGUMI_WERROR="${COGUMI_WERROR:-OFF}" "${LAUNCHER[@]}" >&2
+  -DCOGUMI_WERROR="${COGUMI_WERROR:-ON}" "${LAUNCHER[@]}" >&2
 cmake --build "$BUILD_DIR" -j "${JOBS:-$(nproc)}" >&2
 echo "$BUILD_DIR/bin/cogumi"
