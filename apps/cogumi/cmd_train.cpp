@@ -30,6 +30,9 @@ void setup_train(CLI::App& sub) {
   sub.add_option("--warmup", o.warmup, "Warm-up steps")->capture_default_str();
   sub.add_option("--schedule", o.schedule, "cosine, linear or constant")->capture_default_str();
   sub.add_option("--weight-decay", o.weight_decay, "AdamW weight decay")->capture_default_str();
+  sub.add_option("--val-split", o.val_split, "Share of examples held out for validation (e.g. 0.05)");
+  sub.add_option("--eval-steps", o.eval_steps, "Validate every N steps (0 = each epoch)");
+  sub.add_option("--patience", o.patience, "Stop after N validations without improvement (0 = never)");
   sub.add_option("--seed", o.seed, "Seed (data order, LoRA init)")->capture_default_str();
   sub.add_option("--threads", o.n_threads, "CPU threads (0 = all)");
   sub.add_option("--log", o.log, "Write one JSON line per step here");
@@ -43,6 +46,9 @@ void setup_train(CLI::App& sub) {
     fmt::print("{} examples ({} truncated, {} dropped), {} steps, loss {:.4f} -> {:.4f}, {:.0f} tokens/s\nwrote {}\n",
                r.data.n_examples, r.data.n_truncated, r.data.n_dropped, r.steps, r.first_loss, r.last_loss,
                r.tokens_per_s, o.out.string());
+    if (r.best_val_loss >= 0)
+      fmt::print("best validation loss {:.4f} at step {}{}; those weights were written\n", r.best_val_loss, r.best_step,
+                 r.stopped_early ? " (stopped early)" : "");
   });
 }
 

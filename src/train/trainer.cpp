@@ -27,6 +27,8 @@ void TrainOptions::validate() const {
   if (schedule != "cosine" && schedule != "linear" && schedule != "constant")
     fail("unknown schedule '{}' (cosine, linear, constant)", schedule);
   if (out.empty()) fail("give an output path (-o)");
+  if (val_split < 0 || val_split >= 1) fail("--val-split must be in [0, 1)");
+  if (patience > 0 && val_split <= 0) fail("--patience needs a validation split (--val-split)");
 }
 
 size_t make_labels(const std::vector<std::vector<Token>>& tokens, const std::vector<std::vector<uint8_t>>& target,
@@ -111,6 +113,15 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
   auto tok = Model::load(o.model, mo);
   TrainResult res;
   auto examples = load_sft(o.data, *tok, o.sft, &res.data);
+  std::vector<SftExample> val;
+  if (o.val_split > 0) {
+    std::mt19937_64 split_rng(o.seed ^ 0x5eedULL);
+    std::shuffle(examples.begin(), examples.end(), split_rng);
+    size_t n_val = std::max<size_t>(1, size_t(double(examples.size()) * o.val_split + 0.5));
+    if (n_val >= examples.size()) fail("--val-split {} leaves no training examples ({} in all)", o.val_split, examples.size());
+    val.assign(examples.end() - long(n_val), examples.end());
+    examples.resize(examples.size() - n_val);
+  }
 
   const int threads = o.n_threads > 0 ? o.n_threads : int(std::max(1u, std::thread::hardware_concurrency()));
   ggml_backend_t be = ggml_backend_cpu_init();
@@ -178,28 +189,66 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
   int micro = 0;
   std::vector<int32_t> tok_buf(size_t(T) * S);
   std::vector<float> labels;
-  for (int epoch = 0; st.step < st.total; ++epoch) {
+  // Fills the input and label buffers from examples[idx...]; returns the target count.
+  auto fill = [&](const std::vector<SftExample>& set, const std::vector<size_t>& idx, size_t first) {
+    std::vector<std::vector<Token>> bt;
+    std::vector<std::vector<uint8_t>> bm;
+    for (int s = 0; s < S; ++s) {
+      const SftExample& ex = set[idx[(first + s) % idx.size()]];
+      bt.push_back(ex.tokens);
+      bm.push_back(ex.target);
+      for (int i = 0; i < T; ++i) tok_buf[size_t(s) * T + i] = i < int(ex.tokens.size()) ? ex.tokens[i] : pad;
+    }
+    return make_labels(bt, bm, T, V, labels);
+  };
+  auto run = [&](bool backward, size_t n_targets) {
+    ggml_opt_alloc(opt, backward);
+    ggml_backend_tensor_set(tokens, tok_buf.data(), 0, tok_buf.size() * sizeof(int32_t));
+    ggml_backend_tensor_set(ggml_opt_labels(opt), labels.data(), 0, labels.size() * sizeof(float));
+    ggml_opt_result_reset(result);
+    ggml_opt_eval(opt, result);
+    double loss = 0, unc = 0;
+    ggml_opt_result_loss(result, &loss, &unc);
+    // ggml averages over every row; report the mean over target tokens only.
+    return n_targets ? loss * double(T) * S / double(n_targets) : 0.0;
+  };
+  std::vector<size_t> val_idx(val.size());
+  std::iota(val_idx.begin(), val_idx.end(), 0);
+  auto validate = [&]() {
+    double sum = 0;
+    size_t targets = 0;
+    for (size_t first = 0; first < val.size(); first += S) {
+      // The last partial batch wraps around; count each example once by masking repeats.
+      size_t n = fill(val, val_idx, first);
+      size_t n_real = std::min<size_t>(S, val.size() - first);
+      if (n_real < size_t(S)) {
+        for (size_t s = n_real; s < size_t(S); ++s)
+          std::fill(labels.begin() + long(s * T * size_t(V)), labels.begin() + long((s + 1) * T * size_t(V)), 0.0f);
+        n = 0;
+        for (float x : labels) n += x != 0.0f;
+      }
+      sum += run(false, n) * double(n);
+      targets += n;
+    }
+    return targets ? sum / double(targets) : 0.0;
+  };
+  // The best validated weights, kept on the host.
+  std::vector<std::vector<char>> best;
+  auto snapshot = [&] {
+    auto params = mg.trainable();
+    best.resize(params.size());
+    for (size_t i = 0; i < params.size(); ++i) {
+      best[i].resize(ggml_nbytes(params[i]));
+      ggml_backend_tensor_get(params[i], best[i].data(), 0, best[i].size());
+    }
+  };
+  int since_best = 0;
+  for (int epoch = 0; st.step < st.total && !res.stopped_early; ++epoch) {
     std::shuffle(order.begin(), order.end(), rng);
     for (size_t first = 0; first < order.size() && st.step < st.total; first += S) {
-      std::vector<std::vector<Token>> bt;
-      std::vector<std::vector<uint8_t>> bm;
-      for (int s = 0; s < S; ++s) {
-        const SftExample& ex = examples[order[(first + s) % order.size()]];
-        bt.push_back(ex.tokens);
-        bm.push_back(ex.target);
-        for (int i = 0; i < T; ++i) tok_buf[size_t(s) * T + i] = i < int(ex.tokens.size()) ? ex.tokens[i] : pad;
-        tokens_done += ex.tokens.size();
-      }
-      size_t n_targets = make_labels(bt, bm, T, V, labels);
-      ggml_opt_alloc(opt, /*backward=*/true);
-      ggml_backend_tensor_set(tokens, tok_buf.data(), 0, tok_buf.size() * sizeof(int32_t));
-      ggml_backend_tensor_set(ggml_opt_labels(opt), labels.data(), 0, labels.size() * sizeof(float));
-      ggml_opt_result_reset(result);
-      ggml_opt_eval(opt, result);
-      double loss = 0, unc = 0;
-      ggml_opt_result_loss(result, &loss, &unc);
-      // ggml averages over every row; report the mean over target tokens only.
-      double batch_loss = n_targets ? loss * double(T) * S / double(n_targets) : 0.0;
+      size_t n_targets = fill(examples, order, first);
+      for (int s = 0; s < S; ++s) tokens_done += examples[order[(first + s) % order.size()]].tokens.size();
+      double batch_loss = run(true, n_targets);
       if (!std::isfinite(batch_loss))
         fail("loss became {} at step {}: stopping (lower --lr?); nothing was written to '{}'", batch_loss, st.step,
              o.out.string());
@@ -213,13 +262,35 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
       res.last_loss = ts.loss;
       acc_loss = 0;
       acc_targets = 0;
-      if (log) log->write({{"step", ts.step}, {"epoch", epoch}, {"loss", ts.loss}, {"lr", ts.lr}, {"tokens_per_s", ts.tokens_per_s}});
+      const bool end_of_epoch = first + S >= order.size();
+      if (!val.empty() && (o.eval_steps > 0 ? st.step % o.eval_steps == 0 : end_of_epoch)) {
+        ts.val_loss = validate();
+        if (res.best_val_loss < 0 || ts.val_loss < res.best_val_loss) {
+          res.best_val_loss = ts.val_loss;
+          res.best_step = st.step;
+          since_best = 0;
+          snapshot();
+        } else {
+          ++since_best;
+        }
+      }
+      json line = {{"step", ts.step}, {"epoch", epoch}, {"loss", ts.loss}, {"lr", ts.lr}, {"tokens_per_s", ts.tokens_per_s}};
+      if (ts.val_loss >= 0) line["val_loss"] = ts.val_loss;
+      if (log) log->write(line);
       if (on_step) on_step(ts);
       progress.update(st.step, fmt::format("loss {:.4f}", ts.loss));
+      if (o.patience > 0 && since_best >= o.patience) {
+        res.stopped_early = true;
+        break;
+      }
     }
   }
   progress.finish(fmt::format("loss {:.4f} -> {:.4f}", res.first_loss, res.last_loss));
   res.steps = st.step;
+  if (!best.empty()) {  // write the best validated weights, not the last
+    auto params = mg.trainable();
+    for (size_t i = 0; i < params.size(); ++i) ggml_backend_tensor_set(params[i], best[i].data(), 0, best[i].size());
+  }
   res.tokens_per_s = tokens_done / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (o.lora.rank > 0)
     save_lora(mg, o.out);

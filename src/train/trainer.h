@@ -3,7 +3,8 @@
 // once, reused for every micro-batch). Output: a LoRA adapter GGUF that llama.cpp loads, or a
 // full model GGUF.
 //
-// Not yet: validation split / early stopping, checkpoints and --resume, gradient clipping,
+// With --val-split the best validated weights are kept and written; --patience stops early.
+// Not yet: checkpoints and --resume, gradient clipping,
 // packing, several weighted files, CUDA placement (the graph takes any ggml backend; only CPU
 // is wired), labels are dense one-hot rows (n_vocab floats per position: fine for small
 // vocabularies, too large for 128k-vocabulary models at long sequence lengths).
@@ -35,6 +36,9 @@ struct TrainOptions {
   std::string schedule = "cosine";  // cosine, linear, constant (after warm-up)
   uint64_t seed = 1;
   int n_threads = 0;
+  double val_split = 0.0;        // share of examples held out for validation (the plan's 0.05)
+  int eval_steps = 0;            // validate every N optimizer steps (0: at the end of each epoch)
+  int patience = 0;              // stop after this many validations without improvement (0: never)
   std::filesystem::path log;     // JSONL, one line per optimizer step
   bool progress = true;
   void validate() const;
@@ -45,6 +49,7 @@ struct TrainStep {
   double loss = 0.0;             // mean cross-entropy over target tokens
   float lr = 0.0f;
   double tokens_per_s = 0.0;
+  double val_loss = -1.0;        // set on validation steps
 };
 
 struct TrainResult {
@@ -52,6 +57,9 @@ struct TrainResult {
   double first_loss = 0.0, last_loss = 0.0;
   SftStats data;
   double tokens_per_s = 0.0;
+  double best_val_loss = -1.0;   // the weights written are the best validated ones
+  int best_step = 0;
+  bool stopped_early = false;
 };
 
 TrainResult train(const TrainOptions& opts, const std::function<void(const TrainStep&)>& on_step = {});

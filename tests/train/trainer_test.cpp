@@ -150,3 +150,46 @@ TEST(LoraFiles, MergedModelComputesWhatBasePlusAdapterComputes) {
 
 }  // namespace
 }  // namespace cogumi
+
+namespace cogumi {
+namespace {
+
+TEST(Trainer, ValidationKeepsTheBestWeightsAndStopsEarly) {
+  auto data = test::tmp_dir() / "facts.jsonl";
+  {
+    std::ofstream f(data);
+    const char* words[] = {"red", "blue", "green", "seven", "apple", "Paris", "tool", "number", "books", "nine", "five", "cost"};
+    for (int i = 0; i < 12; ++i)
+      f << json{{"instruction", "Word " + std::to_string(i) + "?"}, {"output", words[i]}}.dump() << "\n";
+  }
+  TrainOptions o;
+  o.model = test::tiny_model();
+  o.data = data;
+  o.out = test::tmp_dir() / "facts-lora.gguf";
+  o.log = test::tmp_dir() / "facts-log.jsonl";
+  o.lora.rank = 8;
+  o.lora.targets = {"q", "k", "v", "o", "gate", "up", "down"};
+  o.sft.max_len = 32;
+  o.batch = 3;
+  o.max_steps = 300;
+  o.lr = 2e-2f;
+  o.schedule = "constant";
+  o.val_split = 0.25;
+  o.eval_steps = 5;
+  o.patience = 3;
+  o.progress = false;
+  auto r = train(o);
+  EXPECT_TRUE(r.stopped_early);
+  EXPECT_LT(r.steps, 300);
+  EXPECT_GT(r.best_val_loss, 0.0);
+  EXPECT_GE(r.steps, r.best_step + 3 * 5);  // stopped after `patience` evaluations without improvement
+  size_t with_val = 0;
+  read_jsonl(o.log, [&](const json& j, size_t) { with_val += j.contains("val_loss"); });
+  EXPECT_EQ(with_val, size_t(r.steps / 5));
+  o.patience = 1;
+  o.val_split = 0;
+  EXPECT_THROW(train(o), Error);  // patience without a validation split
+}
+
+}  // namespace
+}  // namespace cogumi
