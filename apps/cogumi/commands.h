@@ -19,6 +19,7 @@ void setup_lora(CLI::App& sub);
 void setup_eval(CLI::App& sub);
 void setup_failures(CLI::App& sub);
 void setup_train(CLI::App& sub);
+void setup_nano(CLI::App& sub);
 
 // Shared global flags.
 struct Globals {

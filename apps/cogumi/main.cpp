@@ -23,6 +23,7 @@ static const Command kCommands[] = {
     {"model", "Make models: random-init GGUFs of any shape, quantization", cogumi::cli::setup_model},
     {"lora", "LoRA adapters: init, info, merge", cogumi::cli::setup_lora},
     {"train", "Fine-tune: LoRA or full-parameter SFT with prompt masking", cogumi::cli::setup_train},
+    {"nano", "The built-in miniature: synthetic curriculum", cogumi::cli::setup_nano},
     {"eval", "Evaluate on benchmarks in their upstream formats; compare runs", cogumi::cli::setup_eval},
     {"failures", "Turn a run's failures into training data; cluster and label them", cogumi::cli::setup_failures},
 };

@@ -1,5 +1,6 @@
 // The curriculum driver: per-domain streams, cross-split dedup, and the writers of each
-// benchmark format (see synth.h). The item generators live in synth_{math,code,reasoning,tools}.cpp.
+// benchmark format (see synth.h). The item generators live in
+// synth_{math,code,reasoning,tools}.cpp.
 #include "data/synth.h"
 
 #include <cctype>
@@ -68,31 +69,46 @@ uint64_t mix_seed(uint64_t seed, uint64_t salt) {
   return z ^ (z >> 31);
 }
 
-// How many draws in a row may collide with earlier items before we call the space exhausted.
-constexpr int kMaxCollisions = 20000;
+uint64_t fnv1a(std::string_view s) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ULL;
+  return h;
+}
 
-// Items of one domain, indexed like kSplits. The test split is drawn first and train last, so
-// a split depends only on the seed, the difficulty and the sizes of the splits drawn before it:
-// growing n_train leaves dev and test unchanged.
-std::array<std::vector<Item>, 3> generate(const Domain& d, size_t domain_index, const SynthOptions& o) {
+// How many draws in a row may bring nothing new before we call the space exhausted.
+constexpr int kMaxIdleDraws = 20000;
+
+// Items of one domain, indexed like kSplits. One stream of draws; each new item goes to the
+// split its key hashes to, in proportion to the split sizes. Routing by key rather than by draw
+// order matters for templates with few distinct items (a "call X" request, an is_even task):
+// they spread over all three splits instead of being used up by whichever split is drawn first.
+std::array<std::vector<Item>, 3> generate(const Domain& d, size_t domain_index,
+                                          const SynthOptions& o) {
   Rng rng(mix_seed(o.seed, domain_index));
-  std::unordered_set<std::string> seen;
+  const uint64_t sizes[3] = {uint64_t(o.n_train), uint64_t(o.n_dev), uint64_t(o.n_test)};
+  const uint64_t total = sizes[0] + sizes[1] + sizes[2];
   std::array<std::vector<Item>, 3> out;
-  const int sizes[3] = {o.n_train, o.n_dev, o.n_test};
-  for (int split : {2, 1, 0}) {
-    out[split].reserve(size_t(sizes[split]));
-    while (int(out[split].size()) < sizes[split]) {
-      for (int tries = 0;; ++tries) {
-        if (tries == kMaxCollisions)
-          fail("synth: {} at difficulty {} ran out of distinct items after {} (asked for {} in all)", d.name,
-               o.difficulty, seen.size(), o.n_train + o.n_dev + o.n_test);
-        Item it = d.gen(rng, o.difficulty);
-        if (seen.insert(it.key).second) {
-          out[split].push_back(std::move(it));
-          break;
-        }
-      }
+  for (int s = 0; s < 3; ++s) out[size_t(s)].reserve(sizes[s]);
+  std::unordered_set<std::string> seen;
+  uint64_t filled = 0;
+  for (int idle = 0; filled < total;) {
+    if (idle == kMaxIdleDraws)
+      fail("synth: {} at difficulty {} ran out of distinct items: {} of {} made", d.name,
+           o.difficulty, filled, total);
+    Item it = d.gen(rng, o.difficulty);
+    if (!seen.insert(it.key).second) {
+      ++idle;
+      continue;
     }
+    uint64_t u = mix_seed(fnv1a(it.key), o.seed) % total;
+    size_t s = u < sizes[2] ? 2 : u < sizes[2] + sizes[1] ? 1 : 0;
+    if (out[s].size() == sizes[s]) {
+      ++idle;
+      continue;
+    }
+    out[s].push_back(std::move(it));
+    ++filled;
+    idle = 0;
   }
   return out;
 }
@@ -169,6 +185,14 @@ const std::vector<std::string>& synth_domains() {
 
 SynthStats synth_write(const fs::path& out_dir, const SynthOptions& opts) {
   opts.validate();
+  // Everything is drawn before anything is written: a domain that runs out of items leaves an
+  // earlier curriculum in out_dir whole rather than half replaced.
+  std::vector<std::array<std::vector<Item>, 3>> all;
+  for (size_t d = 0; d < std::size(kDomains); ++d) all.push_back(generate(kDomains[d], d, opts));
+  std::error_code ec;
+  fs::create_directories(out_dir, ec);
+  if (ec) fail("synth: cannot create '{}': {}", out_dir.string(), ec.message());
+
   SynthStats stats;
   ojson files = ojson::object(), kinds = ojson::object(), counts = ojson::object();
   struct MixRow {
@@ -176,28 +200,27 @@ SynthStats synth_write(const fs::path& out_dir, const SynthOptions& opts) {
     const Item* item;
   };
   std::vector<MixRow> mix;
-  std::vector<std::array<std::vector<Item>, 3>> all;
-  all.reserve(std::size(kDomains));
   for (size_t d = 0; d < std::size(kDomains); ++d) {
     const Domain& dom = kDomains[d];
-    all.push_back(generate(dom, d, opts));
-    auto& splits = all.back();
     for (int s = 0; s < 3; ++s) {
-      files[dom.name][kSplits[s]] = write_split(out_dir, dom.name, kSplits[s], splits[s]);
-      stats.counts[dom.name][s] = int(splits[s].size());
-      counts[dom.name][kSplits[s]] = splits[s].size();
+      const auto& items = all[d][size_t(s)];
+      files[dom.name][kSplits[s]] = write_split(out_dir, dom.name, kSplits[s], items);
+      stats.counts[dom.name][size_t(s)] = int(items.size());
+      counts[dom.name][kSplits[s]] = items.size();
     }
     kinds[dom.name] = dom.eval_kind;
-    for (const auto& it : splits[0]) mix.push_back({dom.name, &it});
+    for (const auto& it : all[d][0]) mix.push_back({dom.name, &it});
   }
 
   // One shuffled stream, so any prefix of the mix holds every domain in proportion.
   Rng rng(mix_seed(opts.seed, 1000));
   rng.shuffle(mix);
   std::string mix_text;
-  for (const auto& m : mix)
-    mix_text += ojson{{"instruction", m.item->instruction}, {"output", m.item->output}, {"category", m.domain}}.dump() +
-                "\n";
+  for (const auto& m : mix) {
+    ojson row = {
+        {"instruction", m.item->instruction}, {"output", m.item->output}, {"category", m.domain}};
+    mix_text += row.dump() + "\n";
+  }
   write_file_atomic(out_dir / "mix" / "train.jsonl", mix_text);
   files["mix"]["train"] = "mix/train.jsonl";
 
@@ -206,7 +229,10 @@ SynthStats synth_write(const fs::path& out_dir, const SynthOptions& opts) {
       {"version", 1},
       {"seed", opts.seed},
       {"options",
-       {{"n_train", opts.n_train}, {"n_dev", opts.n_dev}, {"n_test", opts.n_test}, {"difficulty", opts.difficulty}}},
+       {{"n_train", opts.n_train},
+        {"n_dev", opts.n_dev},
+        {"n_test", opts.n_test},
+        {"difficulty", opts.difficulty}}},
       {"counts", counts},
       {"files", files},
       {"eval_kind", kinds},

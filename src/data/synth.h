@@ -1,21 +1,22 @@
 // cogumi/data: the synthetic curriculum of the nano miniature model. Four domains, each written
 // in its upstream benchmark's format so `cogumi eval` reads the files unchanged:
 //
-//   math/{train,dev,test}.jsonl          GSM8K: {"question","answer"}, answer = worked lines + "#### N"
-//   code/{train,dev,test}.jsonl          HumanEval: {"task_id","prompt","entry_point",
-//                                        "canonical_solution","test"}
-//   reasoning/reasoning_{split}.csv      MMLU with header (0-based answer index); load one file at a
-//                                        time (the directory form would merge the splits), category
-//                                        "reasoning"
-//   automation/{split}.jsonl             BFCL, with possible_answer/{split}.jsonl beside it
-//   mix/train.jsonl                      {"instruction","output","category"}: every domain's train split
-//   manifest.json                        seed, options, counts, files, the eval kind of each domain
+//   math/{split}.jsonl               GSM8K: {"question","answer"}, answer = worked lines + "#### N"
+//   code/{split}.jsonl               HumanEval: {"task_id","prompt","entry_point",
+//                                    "canonical_solution","test"}
+//   reasoning/reasoning_{split}.csv  MMLU with header (0-based answer index). Load one file at a
+//                                    time: the directory form would merge the splits. The loader
+//                                    names dev and test "reasoning"; train keeps "reasoning_train".
+//   automation/{split}.jsonl         BFCL, answers in automation/possible_answer/{split}.jsonl
+//   mix/train.jsonl                  {"instruction","output","category"}: all train splits, mixed
+//   manifest.json                    seed, options, counts, files, the eval kind of each domain
 //
-// Small vocabularies and short texts, so a tiny model can learn some of it. Everything is a pure
-// function of (seed, options): one std::mt19937_64 per domain, and our own uniform/shuffle helpers
-// instead of <random>'s distributions (whose output the standard leaves to each library), so one
-// seed gives byte-identical files with any compiler. Splits never share an item: every domain
-// dedupes on its normalised question text across all three splits and draws again on a collision.
+// ({split} is train, dev, test.) Small vocabularies and short texts, so a tiny model can learn some
+// of it. Everything is a pure function of (seed, options): one std::mt19937_64 per domain, and our
+// own uniform/shuffle helpers instead of <random>'s distributions (whose output the standard leaves
+// to each library), so one seed gives byte-identical files with any compiler. Splits never share
+// an item: each domain dedupes on its normalised question text, and routes each new item to the
+// split its text hashes to (in proportion to the split sizes), drawing again until all are full.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -49,8 +50,8 @@ struct SynthStats {
 };
 
 // Writes the curriculum described above under out_dir (created if missing; files are replaced
-// atomically). Throws Error if the options are invalid or a domain runs out of distinct items
-// (only possible with very large counts at difficulty 1).
+// atomically). Throws Error, before writing anything, if the options are invalid or a domain runs
+// out of distinct items (code at difficulty 1 holds about 7,800; the other domains far more).
 SynthStats synth_write(const std::filesystem::path& out_dir, const SynthOptions& opts);
 
 // The domains in file order: math, code, reasoning, automation.
@@ -84,10 +85,11 @@ class Rng {
 
 // One generated item, before ids are given and it is written in its benchmark's format.
 struct Item {
-  std::string key;     // normalised question text: the dedup key
-  ojson record;        // math: {question, answer}; code: HumanEval fields but task_id;
-                       // reasoning: [question, c0, c1, c2, c3, "index"]; automation: {question, function}
-  ojson answer;        // automation: the ground_truth list; otherwise null
+  std::string key;  // normalised question text: the dedup key
+  // math: {question, answer}; code: the HumanEval fields but task_id; reasoning: the CSV row
+  // [question, c0, c1, c2, c3, "index"]; automation: {question, function}.
+  ojson record;
+  ojson answer;                     // automation: the ground_truth list; otherwise null
   std::string instruction, output;  // the training-mix form
 };
 

@@ -16,9 +16,9 @@ struct Person {
 };
 
 const Person kPeople[] = {
-    {"Ann", "she", "her"},  {"Bob", "he", "him"},  {"Cal", "he", "him"},  {"Dee", "she", "her"},
-    {"Eva", "she", "her"},  {"Finn", "he", "him"}, {"Gus", "he", "him"},  {"Hana", "she", "her"},
-    {"Ivy", "she", "her"},  {"Jack", "he", "him"}, {"Kim", "she", "her"}, {"Leo", "he", "him"},
+    {"Ann", "she", "her"},  {"Bob", "he", "him"},  {"Cal", "he", "him"},   {"Dee", "she", "her"},
+    {"Eva", "she", "her"},  {"Finn", "he", "him"}, {"Gus", "he", "him"},   {"Hana", "she", "her"},
+    {"Ivy", "she", "her"},  {"Jack", "he", "him"}, {"Kim", "she", "her"},  {"Leo", "he", "him"},
     {"Mia", "she", "her"},  {"Ned", "he", "him"},  {"Olga", "she", "her"}, {"Pete", "he", "him"},
     {"Rosa", "she", "her"}, {"Sam", "he", "him"},  {"Tina", "she", "her"}, {"Umar", "he", "him"},
 };
@@ -29,10 +29,10 @@ struct Thing {
 };
 
 const Thing kThings[] = {
-    {"apples", true},   {"pencils", false}, {"stickers", false}, {"marbles", false}, {"cookies", true},
-    {"books", false},   {"cards", false},   {"eggs", true},      {"shells", false},  {"stamps", false},
-    {"candies", true},  {"balloons", false}, {"oranges", true},  {"crayons", false}, {"muffins", true},
-    {"toy cars", false},
+    {"apples", true},  {"pencils", false}, {"stickers", false}, {"marbles", false},
+    {"cookies", true}, {"books", false},   {"cards", false},    {"eggs", true},
+    {"shells", false}, {"stamps", false},  {"candies", true},   {"balloons", false},
+    {"oranges", true}, {"crayons", false}, {"muffins", true},   {"toy cars", false},
 };
 
 struct Container {
@@ -40,7 +40,8 @@ struct Container {
   const char* many;
 };
 
-const Container kContainers[] = {{"box", "boxes"}, {"bag", "bags"}, {"pack", "packs"}, {"jar", "jars"}};
+const Container kContainers[] = {
+    {"box", "boxes"}, {"bag", "bags"}, {"pack", "packs"}, {"jar", "jars"}};
 
 enum class Op { kAdd, kSub, kGroupAdd, kShare, kSell };
 
@@ -60,8 +61,8 @@ Item math_item(Rng& rng, int difficulty) {
     const Container& c = rng.pick(kContainers);
     int k = rng.uniform(2, 6), b = rng.uniform(2, 12);
     cur = k * b;
-    sentences.push_back(fmt::format("{} has {} {} of {}. Each {} holds {} {}.", p.name, k, c.many, t.plural, c.one, b,
-                                    t.plural));
+    sentences.push_back(fmt::format("{} has {} {} of {}. Each {} holds {} {}.", p.name, k, c.many,
+                                    t.plural, c.one, b, t.plural));
     lines.push_back(fmt::format("{} * {} = {}", k, b, cur));
     used = 1;
   } else {
@@ -83,14 +84,21 @@ Item math_item(Rng& rng, int difficulty) {
           break;
         }
     }
-    const std::string he = cap(p.he), then = sentences.size() > 1 ? "Then " + std::string(p.he) : he;
+    const std::string he = cap(p.he),
+                      then = sentences.size() > 1 ? "Then " + std::string(p.he) : he;
     switch (rng.pick(ops)) {
       case Op::kAdd: {
         int b = rng.uniform(1, 20);
         switch (rng.uniform(0, 2)) {
-          case 0: sentences.push_back(fmt::format("{} buys {} more.", then, b)); break;
-          case 1: sentences.push_back(fmt::format("{} finds {} more.", then, b)); break;
-          default: sentences.push_back(fmt::format("{} gives {} {} more.", f->name, p.him, b)); break;
+          case 0:
+            sentences.push_back(fmt::format("{} buys {} more.", then, b));
+            break;
+          case 1:
+            sentences.push_back(fmt::format("{} finds {} more.", then, b));
+            break;
+          default:
+            sentences.push_back(fmt::format("{} gives {} {} more.", f->name, p.him, b));
+            break;
         }
         lines.push_back(fmt::format("{} + {} = {}", cur, b, cur + b));
         cur += b;
@@ -99,10 +107,18 @@ Item math_item(Rng& rng, int difficulty) {
       case Op::kSub: {
         int b = rng.uniform(1, cur - 1);
         switch (rng.uniform(0, t.food ? 3 : 2)) {
-          case 0: sentences.push_back(fmt::format("{} gives {} to {}.", then, b, f->name)); break;
-          case 1: sentences.push_back(fmt::format("{} loses {}.", then, b)); break;
-          case 2: sentences.push_back(fmt::format("{} sells {} of them.", then, b)); break;
-          default: sentences.push_back(fmt::format("{} eats {}.", then, b)); break;
+          case 0:
+            sentences.push_back(fmt::format("{} gives {} to {}.", then, b, f->name));
+            break;
+          case 1:
+            sentences.push_back(fmt::format("{} loses {}.", then, b));
+            break;
+          case 2:
+            sentences.push_back(fmt::format("{} gives {} away.", then, b));
+            break;
+          default:
+            sentences.push_back(fmt::format("{} eats {}.", then, b));
+            break;
         }
         lines.push_back(fmt::format("{} - {} = {}", cur, b, cur - b));
         cur -= b;
@@ -111,7 +127,8 @@ Item math_item(Rng& rng, int difficulty) {
       case Op::kGroupAdd: {
         const Container& c = rng.pick(kContainers);
         int k = rng.uniform(2, 5), b = rng.uniform(2, 10);
-        sentences.push_back(fmt::format("{} buys {} {} with {} {} in each.", then, k, c.many, b, t.plural));
+        sentences.push_back(
+            fmt::format("{} buys {} {} with {} {} in each.", then, k, c.many, b, t.plural));
         lines.push_back(fmt::format("{} * {} = {}", k, b, k * b));
         lines.push_back(fmt::format("{} + {} = {}", cur, k * b, cur + k * b));
         cur += k * b;
@@ -141,6 +158,8 @@ Item math_item(Rng& rng, int difficulty) {
     ++used;
   }
 
+  // A problem that is only its opening asks how many there are, not how many "now".
+  if (sentences.size() == 1) question = fmt::format("How many {} does {} have?", t.plural, p.name);
   std::string q;
   for (const auto& s : sentences) q += s + " ";
   q += question;

@@ -67,7 +67,7 @@ std::vector<EvalItem> load_gsm8k(const fs::path& p) {
 
 std::string mmlu_subject(const fs::path& p) {
   std::string s = p.stem().string();
-  for (const char* suf : {"_test", "_dev", "_val"}) {
+  for (const char* suf : {"_test", "_dev", "_val", "_train"}) {
     std::string x(suf);
     if (s.size() > x.size() && s.compare(s.size() - x.size(), x.size(), x) == 0) return s.substr(0, s.size() - x.size());
   }

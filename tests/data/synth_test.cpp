@@ -1,0 +1,370 @@
+// The synthetic curriculum: determinism, disjoint splits, counts, and that every file reads
+// through the evaluator's own loaders with reference answers that score 100%.
+#include "data/synth.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/io.h"
+#include "eval/benchmark.h"
+#include "eval/sandbox.h"
+#include "eval/score.h"
+#include "test_util.h"
+
+namespace cogumi {
+namespace {
+
+const char* const kSplits[] = {"train", "dev", "test"};
+
+// The eval kind and file of one domain's split, as `cogumi eval` is given them.
+std::pair<std::string, fs::path> bench_of(const fs::path& dir, const std::string& domain,
+                                          const std::string& split) {
+  if (domain == "math") return {"gsm8k", dir / "math" / (split + ".jsonl")};
+  if (domain == "code") return {"humaneval", dir / "code" / (split + ".jsonl")};
+  if (domain == "reasoning") return {"mmlu", dir / "reasoning" / ("reasoning_" + split + ".csv")};
+  return {"bfcl", dir / "automation" / (split + ".jsonl")};
+}
+
+std::vector<EvalItem> load(const fs::path& dir, const std::string& domain,
+                           const std::string& split) {
+  auto [kind, path] = bench_of(dir, domain, split);
+  return load_benchmark(kind, path);
+}
+
+// The default curriculum, written once per test binary (seed 1, and seed 2 for the difference).
+const fs::path& default_dir(uint64_t seed = 1) {
+  static std::map<uint64_t, fs::path> dirs;
+  auto it = dirs.find(seed);
+  if (it != dirs.end()) return it->second;
+  fs::path d = test::tmp_dir() / fmt::format("synth-default-{}", seed);
+  SynthOptions o;
+  o.seed = seed;
+  synth_write(d, o);
+  return dirs[seed] = d;
+}
+
+std::map<std::string, std::string> read_tree(const fs::path& root) {
+  std::map<std::string, std::string> out;
+  for (auto& e : fs::recursive_directory_iterator(root))
+    if (e.is_regular_file()) out[fs::relative(e.path(), root).string()] = read_file(e.path());
+  return out;
+}
+
+// What makes two items the same task: the question, or for code the prompt without its example.
+std::string task_key(const EvalItem& it) {
+  std::string q =
+      it.kind == TaskKind::kCode ? it.question.substr(0, it.question.find(">>>")) : it.question;
+  return synth::normalize_key(q);
+}
+
+TEST(Synth, SameSeedSameBytesOtherSeedDiffers) {
+  fs::path again = test::tmp_dir() / "synth-again";
+  synth_write(again, SynthOptions{});
+  auto a = read_tree(default_dir(1)), b = read_tree(again), c = read_tree(default_dir(2));
+  ASSERT_EQ(a.size(), 17u);  // 3 splits x 4 domains, 3 BFCL answer files, the mix, the manifest
+  EXPECT_TRUE(a == b) << "same seed gave different files";
+  for (auto& [name, text] : a) {
+    if (name == "manifest.json") continue;
+    EXPECT_NE(text, c[name]) << name << " is the same for seeds 1 and 2";
+  }
+}
+
+TEST(Synth, CountsAsRequested) {
+  SynthOptions o;
+  o.seed = 5;
+  o.n_train = 37;
+  o.n_dev = 0;
+  o.n_test = 11;
+  o.difficulty = 3;
+  fs::path dir = test::tmp_dir() / "synth-counts";
+  SynthStats s = synth_write(dir, o);
+  ASSERT_EQ(s.counts.size(), 4u);
+  for (const auto& domain : synth_domains()) {
+    EXPECT_EQ(s.counts[domain], (std::array<int, 3>{37, 0, 11})) << domain;
+    EXPECT_EQ(load(dir, domain, "train").size(), 37u) << domain;
+    EXPECT_EQ(load(dir, domain, "test").size(), 11u) << domain;
+    // An empty split is an empty file (the loaders refuse it as a benchmark, by design).
+    EXPECT_EQ(fs::file_size(bench_of(dir, domain, "dev").second), domain == "reasoning" ? 48u : 0u)
+        << domain;
+  }
+  EXPECT_EQ(load_jsonl(dir / "mix" / "train.jsonl").size(), 4u * 37u);
+  json m = json::parse(read_file(dir / "manifest.json"));
+  EXPECT_EQ(m["seed"], 5);
+  EXPECT_EQ(m["options"]["difficulty"], 3);
+  EXPECT_EQ(m["counts"]["code"]["test"], 11);
+  EXPECT_EQ(m["eval_kind"]["automation"], "bfcl");
+}
+
+TEST(Synth, SplitsShareNoQuestion) {
+  for (const auto& domain : synth_domains()) {
+    std::map<std::string, std::string> where;  // key -> split
+    size_t n = 0;
+    for (const char* split : kSplits)
+      for (const auto& it : load(default_dir(), domain, split)) {
+        ++n;
+        auto [pos, fresh] = where.emplace(task_key(it), split);
+        EXPECT_TRUE(fresh) << domain << ": '" << it.question << "' is in " << pos->second << " and "
+                           << split;
+      }
+    EXPECT_EQ(n, 2500u) << domain;
+  }
+}
+
+TEST(Synth, LoadsWithTheRightKind) {
+  const fs::path& dir = default_dir();
+  auto math = load(dir, "math", "test");
+  EXPECT_EQ(math[0].benchmark, "gsm8k");
+  EXPECT_EQ(math[0].kind, TaskKind::kNumeric);
+  EXPECT_EQ(math[0].id, "test.jsonl:0");
+  auto code = load(dir, "code", "dev");
+  EXPECT_EQ(code[0].kind, TaskKind::kCode);
+  EXPECT_EQ(code[0].id, "SynthCode/dev/0");
+  EXPECT_NE(code[0].code_prompt.find("def " + code[0].entry_point + "("), std::string::npos);
+  auto mc = load(dir, "reasoning", "test");
+  EXPECT_EQ(mc[0].benchmark, "mmlu");
+  EXPECT_EQ(mc[0].id, "reasoning_test.csv:0");
+  ASSERT_EQ(mc[0].choices.size(), 4u);
+  // The MMLU loader strips _test/_dev/_val from a file's name to get its subject, so the
+  // evaluated splits are "reasoning"; the train file (not an MMLU split name) stays
+  // "reasoning_train".
+  EXPECT_EQ(mc[0].category, "reasoning");
+  EXPECT_EQ(load(dir, "reasoning", "dev")[0].category, "reasoning");
+  auto tools = load(dir, "automation", "test");
+  EXPECT_EQ(tools[0].kind, TaskKind::kToolCall);
+  EXPECT_EQ(tools[0].id, "automation_test_0");
+  EXPECT_FALSE(tools[0].question.empty());
+  auto mix = load_benchmark("jsonl", dir / "mix" / "train.jsonl");
+  std::map<std::string, int> per;
+  for (auto& it : mix) ++per[it.category];
+  EXPECT_EQ(per, (std::map<std::string, int>{
+                     {"automation", 2000}, {"code", 2000}, {"math", 2000}, {"reasoning", 2000}}));
+}
+
+TEST(Synth, MathWorkedAnswersAreRightAndScore) {
+  static const std::regex step(R"(^(\d+) ([-+*/]) (\d+) = (\d+)$)");
+  for (int difficulty : {1, 4}) {
+    SynthOptions o;
+    o.difficulty = difficulty;
+    o.n_train = 300;
+    fs::path dir = test::tmp_dir() / fmt::format("synth-math-{}", difficulty);
+    synth_write(dir, o);
+    int most_steps = 0;
+    for (const char* split : kSplits)
+      for (const auto& it : load(dir, "math", split)) {
+        ItemScore s = score_output(it, it.solution, "stop");
+        ASSERT_TRUE(s.correct && s.correct_strict) << it.id << ": " << it.solution;
+        std::istringstream in(it.solution);
+        int steps = 0;
+        long last = -1;
+        for (std::string line; std::getline(in, line) && line.rfind("####", 0) != 0; ++steps) {
+          std::smatch m;
+          ASSERT_TRUE(std::regex_match(line, m, step)) << it.id << ": '" << line << "'";
+          long a = std::stol(m[1]), b = std::stol(m[3]), c = std::stol(m[4]);
+          char op = m[2].str()[0];
+          long want = op == '+' ? a + b : op == '-' ? a - b : op == '*' ? a * b : a / b;
+          ASSERT_EQ(c, want) << it.id << ": " << line;
+          if (op == '/') {
+            ASSERT_EQ(a % b, 0) << it.id << ": " << line;
+          }
+          last = c;
+        }
+        ASSERT_EQ(std::to_string(last), it.reference) << it.id;
+        ASSERT_GE(steps, 1);
+        ASSERT_LE(steps, difficulty) << it.id;
+        most_steps = std::max(most_steps, steps);
+      }
+    EXPECT_EQ(most_steps, difficulty);
+  }
+}
+
+TEST(Synth, ReasoningLettersScoreAndOptionsAreDistinct) {
+  std::set<std::string> answers;
+  for (const char* split : kSplits)
+    for (const auto& it : load(default_dir(), "reasoning", split)) {
+      ASSERT_TRUE(score_output(it, it.reference, "stop").correct) << it.id;
+      ASSERT_TRUE(score_output(it, "The answer is (" + it.reference + ").", "stop").correct_strict)
+          << it.id;
+      std::string wrong(1, it.reference == "A" ? 'B' : 'A');
+      ASSERT_FALSE(score_output(it, wrong, "stop").correct) << it.id;
+      ASSERT_EQ(std::set<std::string>(it.choices.begin(), it.choices.end()).size(), 4u) << it.id;
+      answers.insert(it.reference);
+    }
+  EXPECT_EQ(answers, (std::set<std::string>{"A", "B", "C", "D"}));  // shuffled, not always first
+}
+
+// The call a model should produce: each argument's first accepted value, "" ones left out.
+json canonical_call(const json& ground_truth) {
+  auto entry = ground_truth[0].begin();
+  json a = json::object();
+  for (auto& [k, v] : entry.value().items())
+    if (v[0] != "") a[k] = v[0];
+  return {{"name", entry.key()}, {"arguments", a}};
+}
+
+TEST(Synth, AutomationCanonicalCallsScore) {
+  std::set<std::string> called;
+  for (int difficulty : {1, 2, 4}) {
+    SynthOptions o;
+    o.difficulty = difficulty;
+    o.n_train = 200;
+    fs::path dir = difficulty == 2 ? default_dir()
+                                   : test::tmp_dir() / fmt::format("synth-tools-{}", difficulty);
+    if (difficulty != 2) synth_write(dir, o);
+    for (const char* split : kSplits)
+      for (const auto& it : load(dir, "automation", split)) {
+        ASSERT_EQ(it.ground_truth.size(), 1u) << it.id;
+        json call = canonical_call(it.ground_truth);
+        std::string name = call["name"];
+        called.insert(name);
+        ItemScore s = score_output(it, call.dump(), "stop");
+        ASSERT_TRUE(s.correct) << it.id << ": " << s.detail;
+        // The called function is offered, with 2-4 functions in all, and its arguments are its own.
+        ASSERT_GE(it.functions.size(), 2u);
+        ASSERT_LE(it.functions.size(), 4u);
+        if (difficulty == 1) {
+          ASSERT_EQ(it.functions.size(), 2u);
+        }
+        if (difficulty == 4) {
+          ASSERT_EQ(it.functions.size(), 4u);
+        }
+        const json* fn = nullptr;
+        for (auto& f : it.functions)
+          if (f["name"] == name) fn = &f;
+        ASSERT_NE(fn, nullptr) << it.id;
+        for (auto& [k, v] : call["arguments"].items())
+          ASSERT_TRUE((*fn)["parameters"]["properties"].contains(k)) << k;
+        for (auto& r : (*fn)["parameters"]["required"])
+          ASSERT_TRUE(call["arguments"].contains(r)) << it.id << " " << r;
+        // A wrong function or a changed value is refused.
+        json wrong = call;
+        wrong["name"] =
+            name == it.functions[0]["name"] ? it.functions[1]["name"] : it.functions[0]["name"];
+        ASSERT_FALSE(score_output(it, wrong.dump(), "stop").correct) << it.id;
+        json changed = call;
+        auto& first = *changed["arguments"].begin();
+        first = first.is_number() ? json(first.get<double>() + 1) : json("zzz");
+        ASSERT_FALSE(score_output(it, changed.dump(), "stop").correct) << it.id;
+      }
+  }
+  EXPECT_GE(called.size(), 10u);
+}
+
+TEST(Synth, MixOutputsAreTheReferences) {
+  // The mix's tool-call outputs score against their items; every domain's output has its form.
+  auto mix = load_jsonl(default_dir() / "mix" / "train.jsonl");
+  std::map<std::string, int> checked;
+  for (const auto& m : mix) {
+    std::string cat = m["category"], out = m["output"], ins = m["instruction"];
+    ASSERT_FALSE(ins.empty());
+    if (cat == "math") {
+      ASSERT_NE(out.find("\n#### "), std::string::npos) << out;
+    }
+    if (cat == "reasoning") {
+      ASSERT_TRUE(out.size() == 1 && out[0] >= 'A' && out[0] <= 'D') << out;
+    }
+    if (cat == "code") {
+      ASSERT_EQ(out.rfind("    ", 0), 0u) << out;
+    }
+    if (cat == "automation") {
+      json call = json::parse(out);
+      ASSERT_TRUE(call.contains("name") && call.contains("arguments")) << out;
+      ASSERT_NE(ins.find("Request: "), std::string::npos);
+    }
+    ++checked[cat];
+  }
+  EXPECT_EQ(checked.size(), 4u);
+  // The first train item of each domain is in the mix with its reference.
+  auto tools = load(default_dir(), "automation", "train");
+  bool found = false;
+  for (const auto& m : mix)
+    if (m["category"] == "automation" &&
+        m["instruction"].get<std::string>().find("Request: " + tools[0].question) !=
+            std::string::npos) {
+      EXPECT_TRUE(score_output(tools[0], m["output"].get<std::string>(), "stop").correct);
+      found = true;
+    }
+  EXPECT_TRUE(found);
+}
+
+TEST(Synth, BadOptionsNameTheField) {
+  SynthOptions o;
+  o.difficulty = 5;
+  try {
+    synth_write(test::tmp_dir() / "synth-bad", o);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("difficulty"), std::string::npos) << e.what();
+  }
+  o.difficulty = 2;
+  o.n_test = -1;
+  EXPECT_THROW(synth_write(test::tmp_dir() / "synth-bad", o), Error);
+  EXPECT_FALSE(fs::exists(test::tmp_dir() / "synth-bad"));
+}
+
+std::string sandbox_report(const std::vector<EvalItem>& items,
+                           const std::vector<std::string>& programs,
+                           const std::vector<SandboxResult>& res, bool want_pass) {
+  std::string why;
+  int shown = 0;
+  for (size_t i = 0; i < res.size() && shown < 3; ++i)
+    if ((res[i].outcome == SandboxOutcome::kPassed) != want_pass) {
+      why += fmt::format("{}: {}\n{}\n{}\n", items[i].id, sandbox_outcome_name(res[i].outcome),
+                         programs[i], res[i].stderr_tail);
+      ++shown;
+    }
+  return why;
+}
+
+TEST(Synth, CanonicalCodePassesInTheSandbox) {
+  std::string why;
+  if (!sandbox_available(&why)) GTEST_SKIP() << "no sandbox: " << why;
+  // Every template tier, one program per item as `cogumi eval` runs them...
+  SynthOptions o;
+  o.seed = 3;
+  o.difficulty = 4;
+  o.n_train = 30;
+  o.n_dev = 10;
+  o.n_test = 20;
+  fs::path dir = test::tmp_dir() / "synth-code";
+  synth_write(dir, o);
+  std::vector<EvalItem> items;
+  for (const char* split : kSplits)
+    for (auto& it : load(dir, "code", split)) items.push_back(std::move(it));
+  std::vector<std::string> good, bad;
+  for (const auto& it : items) {
+    good.push_back(code_program(it, it.solution));
+    bad.push_back(
+        code_program(it, "    return None\n"));  // tests that accept anything would pass this
+  }
+  SandboxOptions so;
+  auto res = run_python_batch(good, so, 2);
+  for (const auto& r : res)
+    EXPECT_EQ(r.outcome, SandboxOutcome::kPassed) << sandbox_report(items, good, res, true);
+  auto res_bad = run_python_batch(bad, so, 2);
+  for (const auto& r : res_bad)
+    EXPECT_NE(r.outcome, SandboxOutcome::kPassed) << sandbox_report(items, bad, res_bad, false);
+
+  // ...and the whole default curriculum in one interpreter (each program in a fresh namespace),
+  // which is far quicker than 2,500 sandboxes.
+  std::vector<std::string> all;
+  for (const char* split : kSplits)
+    for (const auto& it : load(default_dir(), "code", split))
+      all.push_back(code_program(it, it.solution));
+  std::string program =
+      "import json\nprograms = json.loads(" + json(json(all).dump()).dump() +
+      ")\nfailed = 0\nfor i, p in enumerate(programs):\n    try:\n        exec(p, {'__name__': "
+      "'c'})\n"
+      "    except BaseException as e:\n        failed += 1\n        print(i, repr(e))\n"
+      "print(len(programs), 'programs', failed, 'failed')\nassert failed == 0\n";
+  SandboxResult r = run_python_sandboxed(program, so);
+  EXPECT_EQ(r.outcome, SandboxOutcome::kPassed) << r.stdout_tail << r.stderr_tail;
+  EXPECT_NE(r.stdout_tail.find("2500 programs 0 failed"), std::string::npos) << r.stdout_tail;
+}
+
+}  // namespace
+}  // namespace cogumi
