@@ -254,7 +254,7 @@ json run_eval(const EvalOptions& o) {
                    {"output", r.text},
                    {"extracted", sc.flexible ? json(*sc.flexible) : json(nullptr)},
                    {"extracted_strict", sc.strict ? json(*sc.strict) : json(nullptr)},
-                   {"reference", jb.item->kind == TaskKind::kCode ? jb.item->solution : jb.item->reference},
+                   {"reference", jb.item->reference.empty() ? jb.item->solution : jb.item->reference},
                    {"solution", jb.item->solution},
                    {"correct", sc.correct},
                    {"correct_strict", sc.correct_strict},

@@ -90,6 +90,7 @@ check "compare of a run with itself is all ties" grep -q "TOTAL" "$T/cmp.txt"
 check "nano data writes four domains" test -s "$T/nano/math/test.jsonl" -a -s "$T/nano/code/test.jsonl" -a -s "$T/nano/reasoning/reasoning_test.csv" -a -s "$T/nano/automation/test.jsonl"
 "$COGUMI" eval -m "$T/m.gguf" --bench gsm8k="$T/nano/math/test.jsonl" --bench humaneval="$T/nano/code/test.jsonl" \
   --bench mmlu="$T/nano/reasoning/reasoning_test.csv" --bench bfcl="$T/nano/automation/test.jsonl" -n 8 -o "$T/nano_run" --json >"$T/nano_eval.json" 2>/dev/null
+check "tool-call items record their ground truth as the reference" python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1]) if json.loads(l)["benchmark"]=="bfcl"]; assert r and all(x["reference"] for x in r)' "$T/nano_run/items.jsonl"
 check "eval reads every nano domain" python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); assert sorted(s["benchmarks"])==["bfcl","gsm8k","humaneval","mmlu"], s["benchmarks"].keys(); assert all(b["n"]==8 for b in s["benchmarks"].values())' "$T/nano_eval.json"
 
 "$COGUMI" --help >/dev/null && "$COGUMI" generate --help | grep -q -- "--max-tokens"
