@@ -82,6 +82,8 @@ check "eval prints a table" grep -q "gsm8k" "$T/eval.txt"
 check "failures extract writes training JSONL" python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; assert r and all("instruction" in x and "####" in x["output"] for x in r)' "$T/fail.jsonl"
 "$COGUMI" train -m "$T/m.gguf" -d "$T/fail.jsonl" -o "$T/fix.gguf" --lora-rank 4 --max-steps 3 --seq-len 96 --batch 2 >"$T/train.txt" 2>&1
 check "train writes an adapter llama.cpp loads" "$COGUMI" generate -m "$T/m.gguf" --lora fix="$T/fix.gguf" --adapter fix -p hi -n 2 -q
+"$COGUMI" failures cluster "$T/run" -m "$T/m.gguf" -k 2 -o "$T/clusters" >/dev/null 2>&1
+check "failures cluster writes clusters and reports" test -s "$T/clusters/clusters.jsonl" -a -s "$T/clusters/report.html" -a -s "$T/clusters/report.md"
 "$COGUMI" eval compare "$T/run" "$T/run" >"$T/cmp.txt"
 check "compare of a run with itself is all ties" grep -q "TOTAL" "$T/cmp.txt"
 
