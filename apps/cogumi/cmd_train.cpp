@@ -11,9 +11,11 @@ namespace cogumi::cli {
 void setup_train(CLI::App& sub) {
   static TrainOptions o;
   static std::string targets = "q,k,v,o,gate,up,down";
+  static std::vector<std::string> data;
   sub.add_option("-m,--model", o.model, "Base GGUF (F32 for full training; F32/F16 for LoRA)")->required();
-  sub.add_option("-d,--data", o.data,
-                 "JSONL: {instruction,input?,output}, {messages:[...]}, or {prompt,completion}")
+  sub.add_option("-d,--data", data,
+                 "JSONL file[:WEIGHT] (repeatable): {instruction,input?,output}, {messages:[...]}, or "
+                 "{prompt,completion}; WEIGHT 0.3 samples 30%, 2 repeats twice")
       ->required();
   sub.add_option("-o,--out", o.out, "Output: adapter GGUF (LoRA) or model GGUF (full)")->required();
   sub.add_option("--lora-rank", o.lora.rank, "LoRA rank (0 = full-parameter training)")->capture_default_str();
@@ -38,13 +40,15 @@ void setup_train(CLI::App& sub) {
   sub.add_option("--log", o.log, "Write one JSON line per step here");
   sub.callback([&] {
     engine_set_verbose(globals().verbose);
+    o.data.clear();
+    for (auto& d : data) o.data.push_back(parse_data_source(d));
     o.lora.targets.clear();
     std::stringstream ss(targets);
     for (std::string t; std::getline(ss, t, ',');)
       if (!t.empty()) o.lora.targets.push_back(t);
     TrainResult r = train(o);
-    fmt::print("{} examples ({} truncated, {} dropped), {} steps, loss {:.4f} -> {:.4f}, {:.0f} tokens/s\nwrote {}\n",
-               r.data.n_examples, r.data.n_truncated, r.data.n_dropped, r.steps, r.first_loss, r.last_loss,
+    fmt::print("{} examples read ({} truncated, {} dropped), {} trained on, {} validation; {} steps, loss {:.4f} -> {:.4f}, {:.0f} tokens/s\nwrote {}\n",
+               r.data.n_examples, r.data.n_truncated, r.data.n_dropped, r.n_train, r.n_val, r.steps, r.first_loss, r.last_loss,
                r.tokens_per_s, o.out.string());
     if (r.best_val_loss >= 0)
       fmt::print("best validation loss {:.4f} at step {}{}; those weights were written\n", r.best_val_loss, r.best_step,

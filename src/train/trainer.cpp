@@ -18,7 +18,19 @@
 
 namespace cogumi {
 
+DataSource parse_data_source(const std::string& spec) {
+  auto colon = spec.rfind(':');
+  if (colon == std::string::npos || colon == 0) return {spec, 1.0};
+  std::string w = spec.substr(colon + 1);
+  char* end = nullptr;
+  double weight = std::strtod(w.c_str(), &end);
+  if (w.empty() || end != w.c_str() + w.size()) return {spec, 1.0};  // a ':' in the path itself
+  if (!(weight > 0)) fail("data weight must be > 0 in '{}'", spec);
+  return {spec.substr(0, colon), weight};
+}
+
 void TrainOptions::validate() const {
+  if (data.empty()) fail("give training data (-d FILE[:WEIGHT])");
   if (batch < 1) fail("--batch must be >= 1");
   if (grad_accum < 1) fail("--grad-accum must be >= 1");
   if (epochs < 1 && max_steps < 1) fail("give --epochs or --max-steps");
@@ -112,7 +124,24 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
   mo.vocab_only = true;
   auto tok = Model::load(o.model, mo);
   TrainResult res;
-  auto examples = load_sft(o.data, *tok, o.sft, &res.data);
+  std::vector<SftExample> examples;
+  std::mt19937_64 mix_rng(o.seed ^ 0x6d1fULL);
+  for (const auto& src : o.data) {
+    SftStats st;
+    auto ex = load_sft(src.path, *tok, o.sft, &st);
+    res.data.n_examples += st.n_examples;
+    res.data.n_truncated += st.n_truncated;
+    res.data.n_dropped += st.n_dropped;
+    res.data.n_target_tokens += st.n_target_tokens;
+    const size_t whole = size_t(src.weight);
+    for (size_t k = 0; k < whole; ++k) examples.insert(examples.end(), ex.begin(), ex.end());
+    size_t part = size_t((src.weight - double(whole)) * double(ex.size()) + 0.5);
+    if (part > 0) {
+      std::shuffle(ex.begin(), ex.end(), mix_rng);
+      examples.insert(examples.end(), ex.begin(), ex.begin() + long(part));
+    }
+  }
+  if (examples.empty()) fail("the data weights leave no training examples");
   std::vector<SftExample> val;
   if (o.val_split > 0) {
     std::mt19937_64 split_rng(o.seed ^ 0x5eedULL);
@@ -122,6 +151,8 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
     val.assign(examples.end() - long(n_val), examples.end());
     examples.resize(examples.size() - n_val);
   }
+  res.n_train = examples.size();
+  res.n_val = val.size();
 
   const int threads = o.n_threads > 0 ? o.n_threads : int(std::max(1u, std::thread::hardware_concurrency()));
   ggml_backend_t be = ggml_backend_cpu_init();

@@ -5,7 +5,7 @@
 //
 // With --val-split the best validated weights are kept and written; --patience stops early.
 // Not yet: checkpoints and --resume, gradient clipping,
-// packing, several weighted files, CUDA placement (the graph takes any ggml backend; only CPU
+// packing, CUDA placement (the graph takes any ggml backend; only CPU
 // is wired), labels are dense one-hot rows (n_vocab floats per position: fine for small
 // vocabularies, too large for 128k-vocabulary models at long sequence lengths).
 #pragma once
@@ -19,9 +19,18 @@
 
 namespace cogumi {
 
+// One training file and its mixing weight: 1 uses every example once, 0.3 a seeded 30% sample,
+// 2.5 every example twice plus a seeded half of them again.
+struct DataSource {
+  std::filesystem::path path;
+  double weight = 1.0;
+};
+// "PATH" or "PATH:WEIGHT"; throws Error naming a bad weight.
+DataSource parse_data_source(const std::string& spec);
+
 struct TrainOptions {
   std::filesystem::path model;   // base GGUF (F32 for full training; F32/F16 for LoRA)
-  std::filesystem::path data;    // SFT JSONL
+  std::vector<DataSource> data;  // SFT JSONL files with mixing weights
   std::filesystem::path out;     // adapter GGUF (LoRA) or model GGUF (full)
   LoraSpec lora;                 // rank 0: full-parameter training
   SftOptions sft;
@@ -57,6 +66,7 @@ struct TrainResult {
   double first_loss = 0.0, last_loss = 0.0;
   SftStats data;
   double tokens_per_s = 0.0;
+  size_t n_train = 0, n_val = 0;  // examples after mixing and the validation split
   double best_val_loss = -1.0;   // the weights written are the best validated ones
   int best_step = 0;
   bool stopped_early = false;

@@ -27,7 +27,7 @@ std::filesystem::path write_pairs() {
 TEST(Trainer, LoraLearnsFixedAnswersAndLlamaCppServesThem) {
   TrainOptions o;
   o.model = test::tiny_model();
-  o.data = write_pairs();
+  o.data = {{write_pairs()}};
   o.out = test::tmp_dir() / "pairs-lora.gguf";
   o.lora.rank = 8;
   o.lora.alpha = 16;
@@ -68,7 +68,7 @@ TEST(Trainer, LoraLearnsFixedAnswersAndLlamaCppServesThem) {
 TEST(Trainer, FullParameterLossFalls) {
   TrainOptions o;
   o.model = test::tiny_model();
-  o.data = write_pairs();
+  o.data = {{write_pairs()}};
   o.out = test::tmp_dir() / "pairs-full.gguf";
   o.sft.max_len = 48;
   o.max_steps = 30;
@@ -104,7 +104,7 @@ TEST(Trainer, BadInputIsAClearError) {
   std::ofstream(bad) << "{\"instruction\": \"q\", \"output\": \"a\"}\n{\"instruction\": \"q\"}\n";
   TrainOptions o;
   o.model = test::tiny_model();
-  o.data = bad;
+  o.data = {{bad}};
   o.out = test::tmp_dir() / "x.gguf";
   o.max_steps = 1;
   o.progress = false;
@@ -114,7 +114,7 @@ TEST(Trainer, BadInputIsAClearError) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("bad-sft.jsonl:2: missing field 'output'"), std::string::npos) << e.what();
   }
-  o.data = write_pairs();
+  o.data = {{write_pairs()}};
   o.lora.rank = 4;
   o.lora.targets = {"qkv"};
   EXPECT_THROW(train(o), Error);
@@ -164,7 +164,7 @@ TEST(Trainer, ValidationKeepsTheBestWeightsAndStopsEarly) {
   }
   TrainOptions o;
   o.model = test::tiny_model();
-  o.data = data;
+  o.data = {{data}};
   o.out = test::tmp_dir() / "facts-lora.gguf";
   o.log = test::tmp_dir() / "facts-log.jsonl";
   o.lora.rank = 8;
@@ -189,6 +189,38 @@ TEST(Trainer, ValidationKeepsTheBestWeightsAndStopsEarly) {
   o.patience = 1;
   o.val_split = 0;
   EXPECT_THROW(train(o), Error);  // patience without a validation split
+}
+
+}  // namespace
+}  // namespace cogumi
+
+namespace cogumi {
+namespace {
+
+TEST(Trainer, WeightedFilesMix) {
+  auto a = test::tmp_dir() / "mix-a.jsonl";
+  auto b = test::tmp_dir() / "mix-b.jsonl";
+  {
+    std::ofstream fa(a), fb(b);
+    for (int i = 0; i < 4; ++i) fa << json{{"instruction", "a" + std::to_string(i)}, {"output", "x"}}.dump() << "\n";
+    for (int i = 0; i < 12; ++i) fb << json{{"prompt", "b" + std::to_string(i)}, {"completion", "y"}}.dump() << "\n";
+  }
+  TrainOptions o;
+  o.model = test::tiny_model();
+  o.data = {parse_data_source(a.string()), parse_data_source(b.string() + ":0.25")};
+  EXPECT_DOUBLE_EQ(o.data[1].weight, 0.25);
+  o.out = test::tmp_dir() / "mix.gguf";
+  o.lora.rank = 2;
+  o.lora.targets = {"q"};
+  o.sft.max_len = 16;
+  o.max_steps = 1;
+  o.progress = false;
+  auto r = train(o);
+  EXPECT_EQ(r.data.n_examples, 16u);
+  EXPECT_EQ(r.n_train, 4u + 3u);
+  o.data = {parse_data_source(a.string() + ":2.5")};
+  EXPECT_EQ(train(o).n_train, 10u);
+  EXPECT_THROW(parse_data_source(a.string() + ":-1"), Error);
 }
 
 }  // namespace
