@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/io.h"
 #include "core/progress.h"
+#include "data/prompt_file.h"
 #include "engine/generate.h"
 
 namespace cogumi::cli {
@@ -20,9 +21,7 @@ struct GenerateArgs {
   std::vector<std::string> prompts;
   std::string prompts_file;
   std::string out;
-  bool chat = false;
-  std::string system;
-  std::string chat_template;
+  PromptFormat fmt;
   GenRequest req;
   GeneratorOptions gen;
   std::vector<std::string> loras;  // NAME=PATH
@@ -31,13 +30,6 @@ struct GenerateArgs {
   bool quiet = false;
 };
 
-std::string format_prompt(const Model& m, const GenerateArgs& a, const std::string& user) {
-  if (!a.chat) return user;
-  std::vector<ChatMessage> msgs;
-  if (!a.system.empty()) msgs.push_back({"system", a.system});
-  msgs.push_back({"user", user});
-  return m.apply_chat_template(msgs, true, a.chat_template);
-}
 }  // namespace
 
 void setup_generate(CLI::App& sub) {
@@ -48,9 +40,9 @@ void setup_generate(CLI::App& sub) {
                  "JSONL file: one object per line with \"prompt\" (text) or \"messages\" (chat), optional \"id\", "
                  "\"adapter\"");
   sub.add_option("-o,--out", a.out, "Write results as JSONL here (one line per prompt)");
-  sub.add_flag("--chat", a.chat, "Wrap each prompt as a user message with the model's chat template");
-  sub.add_option("--system", a.system, "System message (with --chat)");
-  sub.add_option("--chat-template", a.chat_template, "Template name or text overriding the model's");
+  sub.add_flag("--chat", a.fmt.chat, "Wrap each prompt as a user message with the model's chat template");
+  sub.add_option("--system", a.fmt.system, "System message (with --chat)");
+  sub.add_option("--chat-template", a.fmt.chat_template, "Template name or text overriding the model's");
   sub.add_option("-n,--max-tokens", a.req.max_tokens, "Maximum new tokens per prompt")->capture_default_str();
   sub.add_option("--temp", a.req.sampling.temperature, "Temperature (0 = greedy)")->capture_default_str();
   sub.add_option("--top-k", a.req.sampling.top_k, "Top-k (0 = off)")->capture_default_str();
@@ -86,28 +78,15 @@ void setup_generate(CLI::App& sub) {
     std::vector<json> ids;
     for (const auto& p : a.prompts) {
       GenRequest r = a.req;
-      r.prompt = format_prompt(*model, a, p);
+      r.prompt = format_prompt(*model, a.fmt, p);
       reqs.push_back(r);
       ids.push_back(json(reqs.size() - 1));
     }
     if (!a.prompts_file.empty()) {
-      read_jsonl(a.prompts_file, [&](const json& o, size_t line) {
-        std::string where = fmt::format("{}:{}", a.prompts_file, line);
-        GenRequest r = a.req;
-        if (o.contains("messages")) {
-          std::vector<ChatMessage> msgs;
-          if (!o["messages"].is_array()) fail("{}: field 'messages' must be an array", where);
-          for (const auto& m : o["messages"])
-            msgs.push_back({get_string(m, "role", where + " messages[]"), get_string(m, "content", where + " messages[]")});
-          r.prompt = model->apply_chat_template(msgs, true, a.chat_template);
-        } else {
-          r.prompt = format_prompt(*model, a, get_string(o, "prompt", where));
-        }
-        if (o.contains("adapter")) r.adapter = get_string(o, "adapter", where);
-        if (o.contains("max_tokens")) r.max_tokens = o["max_tokens"].get<int>();
-        reqs.push_back(r);
-        ids.push_back(o.contains("id") ? o["id"] : json(reqs.size() - 1));
-      });
+      for (auto& rec : load_prompt_file(a.prompts_file, *model, a.fmt, a.req, reqs.size())) {
+        reqs.push_back(std::move(rec.request));
+        ids.push_back(std::move(rec.id));
+      }
     }
     if (reqs.empty()) fail("nothing to generate: give --prompt or --prompts FILE");
 
