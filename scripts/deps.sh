@@ -30,10 +30,10 @@ JOBS="${JOBS:-$(nproc)}"
 log() { echo "[deps] $*" >&2; }
 
 # ---- Debian packages -------------------------------------------------------
-APT_PKGS=(build-essential cmake ninja-build git pkg-config ccache
-  nlohmann-json3-dev libcpp-httplib-dev libcli11-dev libspdlog-dev libfmt-dev
-  libyaml-cpp-dev libzstd-dev libssl-dev zlib1g-dev libgtest-dev libgmock-dev
-  libbenchmark-dev bubblewrap python3)
+APT_PKGS=(build-essential cmake ninja-build git ccache
+  nlohmann-json3-dev libcpp-httplib-dev libcli11-dev libfmt-dev
+  libssl-dev zlib1g-dev libgtest-dev libgmock-dev
+  bubblewrap python3)
 missing=()
 [ "${COGUMI_SKIP_APT:-0}" = 1 ] && APT_PKGS=()  # machines without Debian's archive (GPU device)
 for p in "${APT_PKGS[@]+"${APT_PKGS[@]}"}"; do

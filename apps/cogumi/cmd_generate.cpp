@@ -95,7 +95,6 @@ void setup_generate(CLI::App& sub) {
     auto old = std::signal(SIGINT, on_sigint);
     const bool stream = reqs.size() == 1 && !a.json_out && a.out.empty();
     Progress progress("generate", int64_t(reqs.size()), !stream && !a.quiet && reqs.size() > 1);
-    size_t done = 0;
     StreamFn on_piece;
     if (stream) {
       on_piece = [](size_t, const std::string& piece) {
@@ -106,7 +105,6 @@ void setup_generate(CLI::App& sub) {
     }
     auto results = gen.generate(reqs, on_piece, &g_cancel);
     std::signal(SIGINT, old);
-    (void)done;
     progress.finish();
 
     std::unique_ptr<JsonlWriter> writer;

@@ -49,6 +49,17 @@ void fill_uniform(float* out, int64_t n, uint64_t seed, const std::string& name,
   for (auto& t : ts) t.join();
 }
 
+std::vector<char> gguf_tensor_bytes(const std::filesystem::path& path, const gguf_context* g, int64_t id) {
+  std::vector<char> raw(gguf_get_tensor_size(g, id));
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) fail("cannot open '{}': {}", path.string(), std::strerror(errno));
+  bool ok = std::fseek(f, long(gguf_get_data_offset(g) + gguf_get_tensor_offset(g, id)), SEEK_SET) == 0 &&
+            std::fread(raw.data(), 1, raw.size(), f) == raw.size();
+  std::fclose(f);
+  if (!ok) fail("'{}': truncated data for tensor '{}'", path.string(), gguf_get_tensor_name(g, id));
+  return raw;
+}
+
 GgufWriter::GgufWriter() : gguf_(gguf_init_empty()) {}
 GgufWriter::~GgufWriter() = default;
 

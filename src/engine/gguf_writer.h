@@ -1,4 +1,5 @@
-// cogumi/engine: streaming GGUF writer (engine/train/compress only: exposes ggml types).
+// cogumi/engine: GGUF files for engine/train/compress (exposes ggml types): a streaming writer,
+// and raw reads of one tensor's data.
 //
 // Collects key/values and tensor descriptions, then writes the header and streams each
 // tensor's data from a callback, so an 8B model never needs to sit in memory at once.
@@ -39,6 +40,10 @@ class GgufWriter {
   std::unique_ptr<gguf_context, GgufDel> gguf_;
   std::vector<Decl> decls_;
 };
+
+// The raw bytes of tensor `id` of an open GGUF (`g` read from `path` with no_alloc). Throws Error
+// naming the file and tensor when the data is cut short.
+std::vector<char> gguf_tensor_bytes(const std::filesystem::path& path, const gguf_context* g, int64_t id);
 
 // Deterministic uniform fill with the given standard deviation, keyed by (seed, name) and
 // independent of the thread count.

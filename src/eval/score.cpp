@@ -248,15 +248,15 @@ ItemScore score_output(const EvalItem& item, const std::string& output, const st
 std::string code_program(const EvalItem& item, const std::string& output) {
   std::string code = extract_code(output);
   if (item.benchmark == "humaneval" || !item.code_prompt.empty()) {
-    // A completion continues the prompt; a whole function (chat answers) replaces it.
-    std::string body = code.find("def " + item.entry_point + "(") != std::string::npos ? code : item.code_prompt + code;
-    if (body != item.code_prompt + code) {
-      // Keep the prompt's imports for a replacing function.
-      std::string imports;
+    // A completion continues the prompt; a whole function (chat answers) replaces it, keeping
+    // the prompt's imports.
+    std::string body = item.code_prompt + code;
+    if (code.find("def " + item.entry_point + "(") != std::string::npos) {
+      body.clear();
       std::istringstream in(item.code_prompt);
       for (std::string line; std::getline(in, line);)
-        if (line.rfind("import ", 0) == 0 || line.rfind("from ", 0) == 0) imports += line + "\n";
-      body = imports + body;
+        if (line.rfind("import ", 0) == 0 || line.rfind("from ", 0) == 0) body += line + "\n";
+      body += code;
     }
     return body + "\n\n" + item.test + "\n\ncheck(" + item.entry_point + ")\n";
   }

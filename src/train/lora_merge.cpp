@@ -39,14 +39,8 @@ struct Gguf {
     int64_t id = gguf_find_tensor(g, name.c_str());
     if (id < 0) fail("'{}': no tensor '{}'", path.string(), name);
     ggml_type t = gguf_get_tensor_type(g, id);
-    size_t bytes = gguf_get_tensor_size(g, id);
-    std::vector<char> raw(bytes);
-    std::FILE* f = std::fopen(path.c_str(), "rb");
-    if (!f) fail("cannot open '{}'", path.string());
-    bool ok = std::fseek(f, long(gguf_get_data_offset(g) + gguf_get_tensor_offset(g, id)), SEEK_SET) == 0 &&
-              std::fread(raw.data(), 1, bytes, f) == bytes;
-    std::fclose(f);
-    if (!ok) fail("'{}': truncated data for '{}'", path.string(), name);
+    std::vector<char> raw = gguf_tensor_bytes(path, g, id);
+    const size_t bytes = raw.size();
     if (t == GGML_TYPE_F32) {
       std::vector<float> out(bytes / 4);
       std::memcpy(out.data(), raw.data(), bytes);

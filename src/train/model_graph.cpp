@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "engine/adapter.h"
+#include "engine/gguf_writer.h"
 
 namespace cogumi {
 
@@ -37,22 +38,13 @@ float kv_f32(gguf_context* g, const std::string& key, float def) {
 
 // Reads every tensor named in `ctx` from a GGUF file into its (allocated) backend buffer.
 void read_tensor_data(const std::filesystem::path& path, gguf_context* g, ggml_context* ctx) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) fail("cannot open '{}': {}", path.string(), std::strerror(errno));
-  std::vector<char> buf;
   for (int64_t i = 0; i < gguf_get_n_tensors(g); ++i) {
     ggml_tensor* t = ggml_get_tensor(ctx, gguf_get_tensor_name(g, i));
     if (!t) continue;
-    size_t n = ggml_nbytes(t);
-    buf.resize(n);
-    if (std::fseek(f, long(gguf_get_data_offset(g) + gguf_get_tensor_offset(g, i)), SEEK_SET) != 0 ||
-        std::fread(buf.data(), 1, n, f) != n) {
-      std::fclose(f);
-      fail("'{}': truncated data for tensor '{}'", path.string(), t->name);
-    }
-    ggml_backend_tensor_set(t, buf.data(), 0, n);
+    std::vector<char> raw = gguf_tensor_bytes(path, g, i);
+    if (raw.size() != ggml_nbytes(t)) fail("'{}': tensor '{}' has an unexpected size", path.string(), t->name);
+    ggml_backend_tensor_set(t, raw.data(), 0, raw.size());
   }
-  std::fclose(f);
 }
 
 }  // namespace
