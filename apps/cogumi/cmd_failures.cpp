@@ -11,13 +11,18 @@ namespace cogumi::cli {
 void setup_failures(CLI::App& sub) {
   sub.require_subcommand(1);
   {
-    static std::string run, out, hard;
-    auto* ex = sub.add_subcommand("extract", "Every failure of a run as training JSONL {instruction, output}");
+    static std::string run, out, hard, form = "eval";
+    auto* ex = sub.add_subcommand("extract", "Every failure of a run as training JSONL");
     ex->add_option("run", run, "Eval run directory")->required();
     ex->add_option("-o,--out", out, "Training-ready JSONL")->required();
     ex->add_option("--hard", hard, "Also write {instruction, reference_answer, category} here");
+    ex->add_option("--form", form,
+                   "eval: asked as the eval asked it ({prompt, completion}, or {instruction, output} for --chat runs); "
+                   "question: {instruction: bare question, output: reference solution}")
+        ->check(CLI::IsMember({"eval", "question"}))
+        ->capture_default_str();
     ex->callback([&] {
-      auto st = extract_failures(run, out, hard);
+      auto st = extract_failures(run, out, hard, form == "eval" ? FailureForm::kEval : FailureForm::kQuestion);
       fmt::print("{} failures of {} items -> {}\n", st.n_failures, st.n_items, out);
       for (auto& [t, n] : st.by_type) fmt::print("  {:<18} {}\n", t, n);
     });

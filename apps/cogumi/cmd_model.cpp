@@ -29,6 +29,9 @@ void setup_model(CLI::App& sub) {
     init->add_option("--seed", o.seed, "Weight seed")->capture_default_str();
     init->add_option("--std", o.init_std, "Weight standard deviation")->capture_default_str();
     init->add_option("--vocab", o.vocab_from, "Copy the tokenizer from this GGUF (default: built-in vocabulary)");
+    init->add_option("--vocab-train", o.vocab_train,
+                     "Fit the built-in vocabulary to these files (JSONL: every string value) with byte-pair merges");
+    init->add_option("--vocab-merges", o.vocab_merges, "Merges learned with --vocab-train")->capture_default_str();
     init->add_option("--name", o.name, "general.name")->capture_default_str();
     init->add_option("--threads", o.n_threads, "Threads (0 = all)");
     init->callback([&] {

@@ -1,6 +1,9 @@
 // cogumi train: supervised fine-tuning (LoRA or full-parameter) on ggml.
 #include <fmt/format.h>
 
+#include <atomic>
+#include <csignal>
+
 #include <sstream>
 
 #include "commands.h"
@@ -37,7 +40,12 @@ void setup_train(CLI::App& sub) {
   sub.add_option("--patience", o.patience, "Stop after N validations without improvement (0 = never)");
   sub.add_option("--seed", o.seed, "Seed (data order, LoRA init)")->capture_default_str();
   sub.add_option("--threads", o.n_threads, "CPU threads (0 = all)");
-  sub.add_option("--log", o.log, "Write one JSON line per step here");
+  sub.add_option("--log", o.log, "Write one JSON line per step here (default OUT.log.jsonl)");
+  sub.add_option("--clip", o.clip, "Max global gradient norm (0 = off)")->capture_default_str();
+  sub.add_flag("--pack", o.pack, "Pack several short examples into each sequence (kept apart by the attention mask)");
+  sub.add_option("--save-steps", o.save_steps, "Checkpoint (OUT.ckpt.gguf) every N steps (0 = only on Ctrl-C)");
+  sub.add_flag("--resume", o.resume, "Continue from OUT.ckpt.gguf");
+  sub.add_flag("--cpu", o.cpu_only, "Train on the CPU even when a GPU is present");
   sub.callback([&] {
     engine_set_verbose(globals().verbose);
     o.data.clear();
@@ -46,10 +54,21 @@ void setup_train(CLI::App& sub) {
     std::stringstream ss(targets);
     for (std::string t; std::getline(ss, t, ',');)
       if (!t.empty()) o.lora.targets.push_back(t);
+    static std::atomic<bool> cancel{false};
+    o.cancel = &cancel;
+    auto old = std::signal(SIGINT, [](int) { cancel = true; });
     TrainResult r = train(o);
+    std::signal(SIGINT, old);
+    if (r.interrupted) {
+      fmt::print("interrupted at step {}: checkpoint {}.ckpt.gguf; continue with --resume\n", r.steps, o.out.string());
+      return;
+    }
     fmt::print("{} examples read ({} truncated, {} dropped), {} trained on, {} validation; {} steps, loss {:.4f} -> {:.4f}, {:.0f} tokens/s\nwrote {}\n",
                r.data.n_examples, r.data.n_truncated, r.data.n_dropped, r.n_train, r.n_val, r.steps, r.first_loss, r.last_loss,
                r.tokens_per_s, o.out.string());
+    if (r.diverged_at) fmt::print("warning: the loss diverged from step {}\n", r.diverged_at);
+    fmt::print("log {0}, loss curve {1}.loss.svg, summary {1}.summary.json\n",
+               o.log.empty() ? o.out.string() + ".log.jsonl" : o.log.string(), o.out.string());
     if (r.best_val_loss >= 0)
       fmt::print("best validation loss {:.4f} at step {}{}; those weights were written\n", r.best_val_loss, r.best_step,
                  r.stopped_early ? " (stopped early)" : "");

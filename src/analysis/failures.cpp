@@ -15,7 +15,8 @@ std::vector<json> load_failures(const fs::path& run) {
   return out;
 }
 
-FailureExtractStats extract_failures(const fs::path& run, const fs::path& out, const fs::path& hard_out) {
+FailureExtractStats extract_failures(const fs::path& run, const fs::path& out, const fs::path& hard_out,
+                                     FailureForm form) {
   FailureExtractStats st;
   fs::path p = fs::is_directory(run) ? run / "items.jsonl" : run;
   std::vector<json> all = load_jsonl(p);
@@ -26,13 +27,20 @@ FailureExtractStats extract_failures(const fs::path& run, const fs::path& out, c
     std::string instruction = j.value("question", "");
     std::string solution = j.value("solution", "");
     if (solution.empty()) solution = j.value("reference", "");
-    json row = {{"instruction", instruction},
-                {"output", solution},
-                {"category", j.value("category", "")},
+    json row = {{"instruction", instruction}, {"output", solution}};
+    if (form == FailureForm::kEval) {
+      if (!j.contains("sft") || !j["sft"].is_object())
+        fail("{}: item '{}' has no 'sft' record (a run from an older cogumi?): use --form question", p.string(),
+             j.value("id", ""));
+      row = json::object();
+      for (const char* k : {"prompt", "completion", "instruction", "output"})
+        if (j["sft"].contains(k)) row[k] = j["sft"][k];
+    }
+    row.update(json{{"category", j.value("category", "")},
                 {"benchmark", j.value("benchmark", "")},
                 {"failure_type", j.value("failure_type", "")},
                 {"source_id", j.value("id", "")},
-                {"model_output", j.value("output", "")}};
+                {"model_output", j.value("output", "")}});
     train += row.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
     json h = {{"instruction", instruction}, {"reference_answer", j.value("reference", "")}, {"category", j.value("category", "")}};
     hard += h.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";

@@ -13,8 +13,15 @@ struct FailureExtractStats {
   std::map<std::string, size_t> by_type;
 };
 
+// kEval (default): each failure asked exactly as the eval asked it (zero-shot), with the ideal
+// answer as the target: {"prompt","completion"} for completion-mode runs, {"instruction",
+// "output"} for chat runs. Training on this form teaches what the eval measures.
+// kQuestion: the plan's form, {"instruction": bare question, "output": reference solution}.
+enum class FailureForm { kEval, kQuestion };
+
 // Reads RUN/items.jsonl; writes `out` (training form) and, if non-empty, `hard_out`.
-FailureExtractStats extract_failures(const fs::path& run, const fs::path& out, const fs::path& hard_out);
+FailureExtractStats extract_failures(const fs::path& run, const fs::path& out, const fs::path& hard_out,
+                                     FailureForm form = FailureForm::kEval);
 // The failed items of a run (as stored in items.jsonl).
 std::vector<json> load_failures(const fs::path& run);
 

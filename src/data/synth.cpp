@@ -8,6 +8,8 @@
 
 #include "core/error.h"
 #include "core/io.h"
+#include "eval/benchmark.h"
+#include "eval/prompts.h"
 
 namespace cogumi {
 
@@ -195,11 +197,9 @@ SynthStats synth_write(const fs::path& out_dir, const SynthOptions& opts) {
 
   SynthStats stats;
   ojson files = ojson::object(), kinds = ojson::object(), counts = ojson::object();
-  struct MixRow {
-    const char* domain;
-    const Item* item;
-  };
-  std::vector<MixRow> mix;
+  // The training mix: each train item asked exactly as `cogumi eval` asks it (completion mode,
+  // zero-shot), read back through eval's own loaders, so what the base learns is what is measured.
+  std::vector<json> mix;
   for (size_t d = 0; d < std::size(kDomains); ++d) {
     const Domain& dom = kDomains[d];
     for (int s = 0; s < 3; ++s) {
@@ -209,18 +209,24 @@ SynthStats synth_write(const fs::path& out_dir, const SynthOptions& opts) {
       counts[dom.name][kSplits[s]] = items.size();
     }
     kinds[dom.name] = dom.eval_kind;
-    for (const auto& it : all[d][0]) mix.push_back({dom.name, &it});
+    std::string domain_text;
+    if (!all[d][0].empty())
+      for (const auto& it : load_benchmark(dom.eval_kind, out_dir / files[dom.name]["train"].get<std::string>())) {
+        json row = training_record(it, false);
+        row["category"] = dom.name;
+        domain_text += row.dump() + "\n";
+        mix.push_back(std::move(row));
+      }
+    std::string rel = std::string("mix/") + dom.name + ".jsonl";
+    write_file_atomic(out_dir / rel, domain_text);
+    files["mix"][dom.name] = rel;
   }
 
   // One shuffled stream, so any prefix of the mix holds every domain in proportion.
   Rng rng(mix_seed(opts.seed, 1000));
   rng.shuffle(mix);
   std::string mix_text;
-  for (const auto& m : mix) {
-    ojson row = {
-        {"instruction", m.item->instruction}, {"output", m.item->output}, {"category", m.domain}};
-    mix_text += row.dump() + "\n";
-  }
+  for (const auto& m : mix) mix_text += m.dump() + "\n";
   write_file_atomic(out_dir / "mix" / "train.jsonl", mix_text);
   files["mix"]["train"] = "mix/train.jsonl";
 

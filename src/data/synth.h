@@ -8,7 +8,9 @@
 //                                    time: the directory form would merge the splits. The loader
 //                                    names dev and test "reasoning"; train keeps "reasoning_train".
 //   automation/{split}.jsonl         BFCL, answers in automation/possible_answer/{split}.jsonl
-//   mix/train.jsonl                  {"instruction","output","category"}: all train splits, mixed
+//   mix/{domain}.jsonl               {"prompt","completion","category",...}: the domain's train split
+//                                    asked exactly as `cogumi eval` asks it (completion mode)
+//   mix/train.jsonl                  all four, shuffled together: the base model's training set
 //   manifest.json                    seed, options, counts, files, the eval kind of each domain
 //
 // ({split} is train, dev, test.) Small vocabularies and short texts, so a tiny model can learn some

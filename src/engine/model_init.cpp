@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/io.h"
 #include "engine/gguf_writer.h"
 #include "engine/model.h"
 #include "engine/vocab.h"
@@ -87,9 +88,27 @@ std::vector<TensorSpec> llama_tensors(const ModelShape& s, int n_vocab) {
   return t;
 }
 
+void collect_strings(const json& j, std::vector<std::string>& out) {
+  if (j.is_string()) out.push_back(j.get<std::string>());
+  if (j.is_array() || j.is_object())
+    for (const auto& x : j) collect_strings(x, out);
+}
+
+std::vector<std::string> corpus_texts(const std::vector<fs::path>& files) {
+  std::vector<std::string> texts;
+  for (const auto& f : files) {
+    if (f.extension() == ".jsonl")
+      read_jsonl(f, [&](const json& j, size_t) { collect_strings(j, texts); });
+    else
+      texts.push_back(read_file(f));
+  }
+  return texts;
+}
+
 void set_tokenizer(gguf_context* g, const ModelInitOptions& o, int& n_vocab) {
   if (o.vocab_from.empty()) {
-    BuiltinVocab v = builtin_vocab(o.extra_words);
+    BuiltinVocab v = o.vocab_train.empty() ? builtin_vocab(o.extra_words)
+                                           : learned_vocab(corpus_texts(o.vocab_train), o.vocab_merges);
     std::vector<const char*> toks;
     for (auto& t : v.tokens) toks.push_back(t.c_str());
     gguf_set_val_str(g, "tokenizer.ggml.model", "llama");

@@ -38,6 +38,10 @@ struct ModelInitOptions {
   float init_std = 0.02f;        // weights ~ U(-a, a) with this standard deviation
   fs::path vocab_from;           // empty: Cogumi's built-in vocabulary
   std::vector<std::string> extra_words;  // extra whole-word tokens for the built-in vocabulary
+  // Fit the vocabulary to these files instead (JSONL: every string value; other files: the
+  // text): byte-pair merges learned on them (see learned_vocab in vocab.h).
+  std::vector<fs::path> vocab_train;
+  int vocab_merges = 2000;
   std::string name = "cogumi-random";
   std::string chat_template;     // empty: ChatML for the built-in vocabulary, the source's otherwise
   int n_threads = 0;

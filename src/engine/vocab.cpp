@@ -1,6 +1,10 @@
 #include "engine/vocab.h"
 
+#include <algorithm>
+#include <cctype>
+#include <map>
 #include <set>
+#include <unordered_map>
 
 namespace cogumi {
 
@@ -22,6 +26,128 @@ const char* kWords[] = {
     "user", "assistant", "system", "The", "A", "B", "C", "D", "Answer", "Question", "Let", "We", "So",
 };
 }  // namespace
+
+namespace {
+
+const std::string kSpace = "\xE2\x96\x81";  // U+2581, SentencePiece's space marker
+
+// Control tokens, byte fallback, the space marker, printable ASCII and newline.
+void add_base(BuiltinVocab& v, std::set<std::string>& seen) {
+  auto add = [&](const std::string& t, float score, int32_t type) {
+    if (!seen.insert(t).second) return;
+    v.tokens.push_back(t);
+    v.scores.push_back(score);
+    v.types.push_back(type);
+  };
+  // llama_token_type: 1 normal, 2 unknown, 3 control, 6 byte.
+  add("<unk>", 0.0f, 2);
+  add("<s>", 0.0f, 3);
+  add("</s>", 0.0f, 3);
+  add("<|im_start|>", 0.0f, 3);
+  add("<|im_end|>", 0.0f, 3);
+  char buf[8];
+  for (int b = 0; b < 256; ++b) {
+    std::snprintf(buf, sizeof buf, "<0x%02X>", b);
+    add(buf, 0.0f, 6);
+  }
+  add(kSpace, -1.0f, 1);
+  for (int c = 0x21; c < 0x7F; ++c) add(std::string(1, char(c)), -1.0f, 1);
+  add("\n", -1.0f, 1);
+}
+
+}  // namespace
+
+BuiltinVocab learned_vocab(const std::vector<std::string>& texts, int n_merges) {
+  BuiltinVocab v;
+  std::set<std::string> seen;
+  add_base(v, seen);
+  // Words: split before each space and around newlines, spaces written as the marker.
+  std::map<std::string, int64_t> word_count;
+  for (const auto& t : texts) {
+    std::string w;
+    auto flush = [&] {
+      if (!w.empty()) word_count[w]++;
+      w.clear();
+    };
+    for (char c : t) {
+      if (c == ' ') {
+        flush();
+        w = kSpace;
+      } else if (c == '\n') {
+        flush();
+      } else {
+        w += c;
+      }
+    }
+    flush();
+  }
+  // Symbols: the marker (3 bytes) or one byte. Pieces are interned as ids.
+  std::vector<std::string> piece;
+  std::unordered_map<std::string, int> id_of;
+  auto intern = [&](const std::string& p) {
+    auto [it, fresh] = id_of.emplace(p, int(piece.size()));
+    if (fresh) piece.push_back(p);
+    return it->second;
+  };
+  struct Word {
+    std::vector<int> sym;
+    int64_t n;
+  };
+  std::vector<Word> words;
+  for (const auto& [w, n] : word_count) {
+    Word wd{{}, n};
+    for (size_t i = 0; i < w.size();) {
+      size_t len = w.compare(i, kSpace.size(), kSpace) == 0 ? kSpace.size() : 1;
+      wd.sym.push_back(intern(w.substr(i, len)));
+      i += len;
+    }
+    words.push_back(std::move(wd));
+  }
+  auto has_digit = [&](int id) {
+    return std::any_of(piece[size_t(id)].begin(), piece[size_t(id)].end(),
+                       [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+  };
+  std::vector<std::string> merged;
+  for (int m = 0; m < n_merges; ++m) {
+    std::unordered_map<uint64_t, int64_t> pairs;
+    for (const auto& w : words)
+      for (size_t i = 0; i + 1 < w.sym.size(); ++i)
+        pairs[uint64_t(uint32_t(w.sym[i])) << 32 | uint32_t(w.sym[i + 1])] += w.n;
+    uint64_t best = 0;
+    int64_t best_n = 2;  // a pair must occur at least twice
+    std::string best_text;
+    for (const auto& [k, n] : pairs) {
+      int a = int(k >> 32), b = int(k & 0xffffffffu);
+      if (n < best_n || has_digit(a) || has_digit(b)) continue;
+      std::string text = piece[size_t(a)] + piece[size_t(b)];
+      if (n > best_n || best_text.empty() || text < best_text) {  // ties: the smaller text, for determinism
+        best = k, best_n = n, best_text = std::move(text);
+      }
+    }
+    if (best_text.empty()) break;
+    int a = int(best >> 32), b = int(best & 0xffffffffu), ab = intern(best_text);
+    for (auto& w : words) {
+      size_t o = 0;
+      for (size_t i = 0; i < w.sym.size(); ++i, ++o) {
+        if (i + 1 < w.sym.size() && w.sym[i] == a && w.sym[i + 1] == b) {
+          w.sym[o] = ab;
+          ++i;
+        } else {
+          w.sym[o] = w.sym[i];
+        }
+      }
+      w.sym.resize(o);
+    }
+    merged.push_back(best_text);
+  }
+  for (size_t r = 0; r < merged.size(); ++r) {
+    if (!seen.insert(merged[r]).second) continue;
+    v.tokens.push_back(merged[r]);
+    v.scores.push_back(float(merged.size() - r));
+    v.types.push_back(1);
+  }
+  return v;
+}
 
 BuiltinVocab builtin_vocab(const std::vector<std::string>& extra_words) {
   BuiltinVocab v;

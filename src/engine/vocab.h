@@ -20,4 +20,12 @@ struct BuiltinVocab {
 
 BuiltinVocab builtin_vocab(const std::vector<std::string>& extra_words = {});
 
+// A vocabulary fitted to a corpus: the control, byte-fallback and printable-ASCII tokens above,
+// plus up to n_merges byte-pair merges learned from `texts` (SentencePiece-BPE, as Llama 2's
+// tokenizer: a merged piece's score falls with its rank, so llama.cpp's SPM tokenizer, which
+// merges the best-scoring adjacent pair first, replays the merges in order). Words start at
+// "▁" (a space) or a newline and pieces never cross them; digits are never merged, so
+// numbers are read and written one digit at a time. Deterministic for the same texts.
+BuiltinVocab learned_vocab(const std::vector<std::string>& texts, int n_merges);
+
 }  // namespace cogumi

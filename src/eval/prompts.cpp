@@ -107,4 +107,33 @@ PromptParts build_prompt(const EvalItem& it, const std::vector<const EvalItem*>&
   return p;
 }
 
+std::string target_text(const EvalItem& it, bool chat) {
+  const std::string lead = chat ? "" : " ";
+  switch (it.kind) {
+    case TaskKind::kNumeric:
+      return lead + it.solution;
+    case TaskKind::kMultipleChoice:
+      return lead + it.reference;
+    case TaskKind::kCode:
+      if (it.benchmark == "mbpp") return it.solution + "\n[DONE]";
+      if (chat) return "```python\n" + it.code_prompt + it.solution + "```";
+      return it.solution;
+    case TaskKind::kToolCall:
+      return lead + call_from_truth(it.ground_truth);
+    case TaskKind::kText:
+      return lead + it.reference;
+  }
+  return it.reference;
+}
+
+json training_record(const EvalItem& it, bool chat) {
+  std::string text = build_prompt(it, {}, chat).text;
+  json r = chat ? json{{"instruction", text}, {"output", target_text(it, true)}}
+                : json{{"prompt", text}, {"completion", target_text(it, false)}};
+  r["category"] = it.category;
+  r["benchmark"] = it.benchmark;
+  r["source_id"] = it.id;
+  return r;
+}
+
 }  // namespace cogumi

@@ -256,6 +256,7 @@ json run_eval(const EvalOptions& o) {
                    {"extracted_strict", sc.strict ? json(*sc.strict) : json(nullptr)},
                    {"reference", jb.item->reference.empty() ? jb.item->solution : jb.item->reference},
                    {"solution", jb.item->solution},
+                   {"sft", training_record(*jb.item, o.chat)},
                    {"correct", sc.correct},
                    {"correct_strict", sc.correct_strict},
                    {"failure_type", sc.failure_type},

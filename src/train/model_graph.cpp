@@ -178,7 +178,7 @@ ggml_tensor* ModelGraph::linear(ggml_context* ctx, ggml_tensor* x, const std::st
   return y;
 }
 
-ggml_tensor* ModelGraph::build_logits(ggml_context* ctx, ggml_tensor* tokens, ggml_tensor* pos) const {
+ggml_tensor* ModelGraph::build_logits(ggml_context* ctx, ggml_tensor* tokens, ggml_tensor* pos, ggml_tensor* mask) const {
   const int64_t T = tokens->ne[0], S = tokens->ne[1];
   const int hd = hp_.head_dim();
   ggml_tensor* x = ggml_get_rows(ctx, by_name_.at("token_embd.weight"), ggml_reshape_1d(ctx, tokens, T * S));
@@ -188,8 +188,18 @@ ggml_tensor* ModelGraph::build_logits(ggml_context* ctx, ggml_tensor* tokens, gg
     ggml_tensor* q = ggml_reshape_4d(ctx, linear(ctx, h, b + "attn_q.weight"), hd, hp_.n_head, T, S);
     ggml_tensor* k = ggml_reshape_4d(ctx, linear(ctx, h, b + "attn_k.weight"), hd, hp_.n_head_kv, T, S);
     ggml_tensor* v = ggml_reshape_4d(ctx, linear(ctx, h, b + "attn_v.weight"), hd, hp_.n_head_kv, T, S);
-    q = ggml_rope_ext(ctx, q, pos, nullptr, hp_.n_rot, 0, hp_.n_ctx_train, hp_.rope_theta, 1.0f, 0.0f, 1.0f, 32.0f, 1.0f);
-    k = ggml_rope_ext(ctx, k, pos, nullptr, hp_.n_rot, 0, hp_.n_ctx_train, hp_.rope_theta, 1.0f, 0.0f, 1.0f, 32.0f, 1.0f);
+    auto rope = [&](ggml_tensor* t) {
+      if (!mask)
+        return ggml_rope_ext(ctx, t, pos, nullptr, hp_.n_rot, 0, hp_.n_ctx_train, hp_.rope_theta, 1.0f, 0.0f, 1.0f,
+                             32.0f, 1.0f);
+      // Per-token positions: rope over [hd, heads, T * S].
+      ggml_tensor* r = ggml_reshape_3d(ctx, t, hd, t->ne[1], T * S);
+      r = ggml_rope_ext(ctx, r, pos, nullptr, hp_.n_rot, 0, hp_.n_ctx_train, hp_.rope_theta, 1.0f, 0.0f, 1.0f, 32.0f,
+                        1.0f);
+      return ggml_reshape_4d(ctx, r, hd, t->ne[1], T, S);
+    };
+    q = rope(q);
+    k = rope(k);
     ggml_tensor* Q = ggml_permute(ctx, q, 0, 2, 1, 3);                   // [hd, T, n_head, S]
     ggml_tensor* K = ggml_cont(ctx, ggml_permute(ctx, k, 0, 2, 1, 3));   // [hd, T, n_head_kv, S]
     ggml_tensor* V = ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3));   // [T, hd, n_head_kv, S]
@@ -207,7 +217,8 @@ ggml_tensor* ModelGraph::build_logits(ggml_context* ctx, ggml_tensor* tokens, gg
       V = expand(V, T, hd);
     }
     ggml_tensor* kq = ggml_mul_mat(ctx, K, Q);                           // [T_k, T_q, n_head, S]
-    kq = ggml_soft_max_ext(ctx, ggml_diag_mask_inf(ctx, kq, 0), nullptr, 1.0f / std::sqrt(float(hd)), 0.0f);
+    kq = mask ? ggml_soft_max_ext(ctx, kq, mask, 1.0f / std::sqrt(float(hd)), 0.0f)
+              : ggml_soft_max_ext(ctx, ggml_diag_mask_inf(ctx, kq, 0), nullptr, 1.0f / std::sqrt(float(hd)), 0.0f);
     ggml_tensor* kqv = ggml_mul_mat(ctx, V, kq);                       // [hd, T_q, n_head, S]
     ggml_tensor* o = ggml_cont(ctx, ggml_permute(ctx, kqv, 0, 2, 1, 3));  // [hd, n_head, T, S]
     o = ggml_reshape_2d(ctx, o, hp_.n_embd, T * S);

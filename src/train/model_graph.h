@@ -47,8 +47,11 @@ class ModelGraph {
   const LoraSpec& lora() const { return lora_; }
 
   // Builds logits [n_vocab, n_tokens * n_seq] for tokens [n_tokens, n_seq] (I32) in `ctx`.
-  // `pos` is an I32 [n_tokens] tensor holding 0..n_tokens-1.
-  ggml_tensor* build_logits(ggml_context* ctx, ggml_tensor* tokens, ggml_tensor* pos) const;
+  // Without `mask`: `pos` is I32 [n_tokens] holding 0..n_tokens-1, attention is causal.
+  // With `mask` (F32 [n_tokens, n_tokens, 1, n_seq], 0 where query i may attend key j, -inf
+  // elsewhere): `pos` is I32 [n_tokens * n_seq], each token's position in its own example.
+  // That is how packed rows keep their examples apart.
+  ggml_tensor* build_logits(ggml_context* ctx, ggml_tensor* tokens, ggml_tensor* pos, ggml_tensor* mask = nullptr) const;
 
   // Trainable tensors: LoRA A/B when LoRA is on, otherwise every weight.
   std::vector<ggml_tensor*> trainable() const;

@@ -1,5 +1,7 @@
 #include "train/sft_data.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 #include "core/io.h"
 
@@ -10,8 +12,9 @@ std::vector<SftExample> load_sft(const std::filesystem::path& path, const Model&
   SftStats st;
   std::vector<SftExample> out;
   const Token end = tok.info().eot >= 0 ? tok.info().eot : tok.info().eos;
-  const bool chat = o.use_chat_template && tok.has_chat_template();
+  const bool can_chat = o.use_chat_template && tok.has_chat_template();
   read_jsonl(path, [&](const json& j, size_t line) {
+    bool chat = can_chat;
     std::string at = fmt::format("{}:{}", path.string(), line);
     std::vector<ChatMessage> prompt_msgs;
     std::string prompt, response;
@@ -38,7 +41,7 @@ std::vector<SftExample> load_sft(const std::filesystem::path& path, const Model&
     } else if (j.contains("prompt")) {
       prompt = get_string(j, "prompt", at);
       response = get_string(j, "completion", at);
-      prompt_msgs.push_back({"user", prompt});
+      chat = false;  // completion data: the text exactly as given, as `cogumi eval` asks without --chat
     } else {
       fail("{}: expected 'instruction'/'output', 'messages', or 'prompt'/'completion'", at);
     }
@@ -60,9 +63,13 @@ std::vector<SftExample> load_sft(const std::filesystem::path& path, const Model&
         st.n_dropped++;
         return;
       }
-      st.n_truncated++;
       ex.tokens.resize(o.max_len);
       ex.target.resize(o.max_len);
+      if (std::find(ex.target.begin(), ex.target.end(), uint8_t(1)) == ex.target.end()) {
+        st.n_dropped++;  // the prompt alone fills the sequence: nothing left to learn from
+        return;
+      }
+      st.n_truncated++;
     }
     for (uint8_t t : ex.target) st.n_target_tokens += t;
     out.push_back(std::move(ex));

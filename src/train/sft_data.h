@@ -1,8 +1,10 @@
 // cogumi/train: supervised fine-tuning data. Reads JSONL in the formats people use:
 //   {"instruction","input"?,"output"}   (alpaca; the plan's failure files)
 //   {"messages":[{"role","content"},...]}  (chat; the last assistant message is the target)
-//   {"prompt","completion"}
-// The model's chat template wraps the prompt when it has one; the target ends with the
+//   {"prompt","completion"}             (plain completion: the text exactly as given)
+// For instruction and messages data the model's chat template wraps the prompt when it has
+// one; prompt/completion data is never templated (TRL treats it the same way), which is the
+// form `cogumi eval` uses without --chat. The target ends with the
 // end-of-turn (or end-of-sequence) token so the model learns to stop. By default only target
 // tokens carry loss (prompt masking).
 #pragma once
@@ -23,7 +25,8 @@ struct SftExample {
 
 struct SftOptions {
   int max_len = 256;
-  bool drop_long = false;        // drop (instead of truncate) examples longer than max_len
+  bool drop_long = false;        // drop (instead of truncate) examples longer than max_len; an example
+                                 // whose prompt alone fills max_len is always dropped (no target left)
   bool train_on_inputs = false;  // loss on prompt tokens too
   bool use_chat_template = true;
 };

@@ -1,20 +1,24 @@
 #include "train/trainer.h"
 
-#include <ggml-alloc.h>
-#include <ggml-cpu.h>
-#include <ggml-opt.h>
+#include <ggml-backend.h>
+#include <gguf.h>
 
 #include <chrono>
 #include <cmath>
 #include <numeric>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "core/error.h"
 #include "core/io.h"
 #include "core/progress.h"
 #include "engine/gguf_writer.h"
+#include "train/batches.h"
+#include "train/checkpoint.h"
 #include "train/model_graph.h"
+#include "train/report.h"
+#include "train/step.h"
 
 namespace cogumi {
 
@@ -58,13 +62,6 @@ size_t make_labels(const std::vector<std::vector<Token>>& tokens, const std::vec
 
 namespace {
 
-struct State {
-  const TrainOptions* o;
-  int step = 0;      // optimizer steps done
-  int total = 1;
-  float lr = 0.0f;
-};
-
 float lr_at(const TrainOptions& o, int step, int total) {
   if (o.warmup > 0 && step < o.warmup) return o.lr * float(step + 1) / float(o.warmup);
   float p = total > o.warmup ? float(step - o.warmup) / float(std::max(1, total - o.warmup)) : 1.0f;
@@ -72,17 +69,6 @@ float lr_at(const TrainOptions& o, int step, int total) {
   if (o.schedule == "cosine") return o.lr * (0.1f + 0.9f * 0.5f * (1.0f + std::cos(float(M_PI) * p)));
   if (o.schedule == "linear") return o.lr * (1.0f - 0.9f * p);
   return o.lr;
-}
-
-ggml_opt_optimizer_params opt_pars(void* ud) {
-  State* st = static_cast<State*>(ud);
-  ggml_opt_optimizer_params p = ggml_opt_get_default_optimizer_params(nullptr);
-  st->lr = lr_at(*st->o, st->step, st->total);
-  p.adamw.alpha = st->lr;
-  p.adamw.beta1 = st->o->beta1;
-  p.adamw.beta2 = st->o->beta2;
-  p.adamw.wd = st->o->weight_decay;
-  return p;
 }
 
 void save_lora(const ModelGraph& mg, const std::filesystem::path& out) {
@@ -113,6 +99,18 @@ void save_model(const ModelGraph& mg, const std::filesystem::path& out) {
     ggml_tensor* t = mg.tensors().at(name);
     ggml_backend_tensor_get(t, buf, 0, ggml_nbytes(t));
   });
+}
+
+std::filesystem::path beside(const std::filesystem::path& out, const std::string& suffix) {
+  return std::filesystem::path(out.string() + suffix);
+}
+
+// What must match for a checkpoint to be resumed.
+json fingerprint(const TrainOptions& o, size_t n_train) {
+  json data = json::array();
+  for (auto& d : o.data) data.push_back({d.path.string(), d.weight});
+  return {{"model", o.model.string()}, {"data", data}, {"lora_rank", o.lora.rank}, {"seq_len", o.sft.max_len},
+          {"batch", o.batch}, {"grad_accum", o.grad_accum}, {"seed", o.seed}, {"pack", o.pack}, {"n_train", n_train}};
 }
 
 }  // namespace
@@ -155,178 +153,227 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
   res.n_val = val.size();
 
   const int threads = o.n_threads > 0 ? o.n_threads : int(std::max(1u, std::thread::hardware_concurrency()));
-  ggml_backend_t be = ggml_backend_cpu_init();
-  ggml_backend_cpu_set_n_threads(be, threads);
-  std::unique_ptr<ggml_backend, decltype(&ggml_backend_free)> be_guard(be, ggml_backend_free);
-  ModelGraph mg(o.model, be);
+  std::vector<ggml_backend_t> backends = train_backends(o.cpu_only, threads);
+  struct BackendsFree {
+    std::vector<ggml_backend_t>* b;
+    ~BackendsFree() {
+      for (auto* x : *b) ggml_backend_free(x);
+    }
+  } backends_free{&backends};
+  ModelGraph mg(o.model, backends.front());
   if (o.lora.rank > 0) mg.add_lora(o.lora, o.seed);
-  for (ggml_tensor* t : mg.trainable()) {
+  for (ggml_tensor* t : mg.trainable())
     if (t->type != GGML_TYPE_F32)
       fail("full-parameter training needs F32 weights, but '{}' is {} (convert with 'cogumi model quantize IN OUT "
            "--type f32', or train a LoRA)",
            t->name, ggml_type_name(t->type));
-    ggml_set_param(t);
-  }
   const int T = o.sft.max_len, S = o.batch, V = mg.hparams().n_vocab;
+  TrainGraph tg(mg, backends, T, S);
 
-  // Inputs live in their own buffer: ggml-opt's static graphs need them allocated up front.
-  ggml_init_params ipi{4 * ggml_tensor_overhead(), nullptr, true};
-  std::unique_ptr<ggml_context, decltype(&ggml_free)> ctx_in(ggml_init(ipi), ggml_free);
-  ggml_tensor* tokens = ggml_new_tensor_2d(ctx_in.get(), GGML_TYPE_I32, T, S);
-  ggml_tensor* pos = ggml_new_tensor_1d(ctx_in.get(), GGML_TYPE_I32, T);
-  ggml_set_input(tokens);
-  ggml_set_input(pos);
-  ggml_backend_buffer_t buf_in = ggml_backend_alloc_ctx_tensors(ctx_in.get(), be);
-  std::unique_ptr<ggml_backend_buffer, decltype(&ggml_backend_buffer_free)> buf_guard(buf_in, ggml_backend_buffer_free);
-  std::vector<int32_t> p(T);
-  std::iota(p.begin(), p.end(), 0);
-  ggml_backend_tensor_set(pos, p.data(), 0, T * sizeof(int32_t));
-
-  const size_t graph_size = GGML_DEFAULT_GRAPH_SIZE;
-  ggml_init_params ipc{8 * graph_size * ggml_tensor_overhead() + 4 * ggml_graph_overhead_custom(graph_size, true), nullptr,
-                       true};
-  std::unique_ptr<ggml_context, decltype(&ggml_free)> ctx_c(ggml_init(ipc), ggml_free);
-  ggml_tensor* logits = mg.build_logits(ctx_c.get(), tokens, pos);
-
-  ggml_backend_sched_t sched = ggml_backend_sched_new(&be, nullptr, 1, graph_size * 4, false, false);
-  std::unique_ptr<ggml_backend_sched, decltype(&ggml_backend_sched_free)> sched_guard(sched, ggml_backend_sched_free);
-  State st{&o};
-  const int micro_per_epoch = int((examples.size() + S - 1) / S);
-  st.total = o.max_steps > 0 ? o.max_steps : std::max(1, micro_per_epoch * o.epochs / o.grad_accum);
-  ggml_opt_params op = ggml_opt_default_params(sched, GGML_OPT_LOSS_TYPE_CROSS_ENTROPY);
-  op.ctx_compute = ctx_c.get();
-  op.inputs = tokens;
-  op.outputs = logits;
-  op.opt_period = o.grad_accum;
-  op.get_opt_pars = opt_pars;
-  op.get_opt_pars_ud = &st;
-  op.optimizer = GGML_OPT_OPTIMIZER_TYPE_ADAMW;
-  ggml_opt_context_t opt = ggml_opt_init(op);
-  std::unique_ptr<std::remove_pointer_t<ggml_opt_context_t>, decltype(&ggml_opt_free)> opt_guard(opt, ggml_opt_free);
-  ggml_opt_result_t result = ggml_opt_result_init();
-  std::unique_ptr<std::remove_pointer_t<ggml_opt_result_t>, decltype(&ggml_opt_result_free)> result_guard(
-      result, ggml_opt_result_free);
-
-  std::unique_ptr<JsonlWriter> log;
-  if (!o.log.empty()) log = std::make_unique<JsonlWriter>(o.log);
+  const Token pad = tok->info().eos >= 0 ? tok->info().eos : 0;
   std::mt19937_64 rng(o.seed);
   std::vector<size_t> order(examples.size());
   std::iota(order.begin(), order.end(), 0);
-  const Token pad = tok->info().eos >= 0 ? tok->info().eos : 0;
-  Progress progress("train", st.total, o.progress);
-  auto t0 = std::chrono::steady_clock::now();
-  double acc_loss = 0.0;
-  size_t acc_targets = 0, tokens_done = 0;
-  int micro = 0;
-  std::vector<int32_t> tok_buf(size_t(T) * S);
-  std::vector<float> labels;
-  // Fills the input and label buffers from examples[idx...]; returns the target count.
-  auto fill = [&](const std::vector<SftExample>& set, const std::vector<size_t>& idx, size_t first) {
-    std::vector<std::vector<Token>> bt;
-    std::vector<std::vector<uint8_t>> bm;
-    for (int s = 0; s < S; ++s) {
-      const SftExample& ex = set[idx[(first + s) % idx.size()]];
-      bt.push_back(ex.tokens);
-      bm.push_back(ex.target);
-      for (int i = 0; i < T; ++i) tok_buf[size_t(s) * T + i] = i < int(ex.tokens.size()) ? ex.tokens[i] : pad;
+  // Steps per epoch: rows / (batch * grad_accum). Packing makes fewer rows; the first epoch's
+  // packing sets the count used by the schedule.
+  const size_t rows_per_epoch = make_rows(examples, order, T, o.pack).size();
+  const int micro_per_epoch = int((rows_per_epoch + S - 1) / S);
+  const int total = o.max_steps > 0 ? o.max_steps : std::max(1, micro_per_epoch * o.epochs / o.grad_accum);
+
+  const std::filesystem::path ckpt = beside(o.out, ".ckpt.gguf");
+  const std::filesystem::path log_path = o.log.empty() ? beside(o.out, ".log.jsonl") : o.log;
+  const json fp = fingerprint(o, examples.size());
+  std::vector<std::vector<char>> best;  // the best validated weights, on the host
+  CheckpointTensors ct;
+  auto params = mg.trainable();
+  auto moments = tg.moments();
+  best.resize(params.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    ct.device["p." + std::string(params[i]->name)] = params[i];
+    ct.device["m." + std::string(params[i]->name)] = moments[2 * i];
+    ct.device["v." + std::string(params[i]->name)] = moments[2 * i + 1];
+  }
+
+  int step = 0, epoch = 0, since_best = 0;
+  size_t next_row = 0, tokens_done = 0;
+  double secs_before = 0;
+  bool fresh_epoch = true;
+  std::vector<json> log_lines;
+  if (o.resume) {
+    CheckpointTensors with_best = ct;
+    nlohmann::json peek;
+    {
+      // The best weights are in the checkpoint only once a validation happened.
+      gguf_init_params gp{true, nullptr};
+      gguf_context* g = gguf_init_from_file(ckpt.c_str(), gp);
+      if (!g) fail("--resume: no readable checkpoint at '{}'", ckpt.string());
+      for (size_t i = 0; i < params.size(); ++i)
+        if (gguf_find_tensor(g, ("b." + std::string(params[i]->name)).c_str()) >= 0)
+          with_best.host["b." + std::string(params[i]->name)] = &best[i];
+      gguf_free(g);
     }
-    return make_labels(bt, bm, T, V, labels);
+    json st = load_checkpoint(ckpt, with_best);
+    if (st["fingerprint"] != fp)
+      fail("--resume: '{}' was written by a different run (options or data differ: {} vs {})", ckpt.string(),
+           st["fingerprint"].dump(), fp.dump());
+    step = st["step"], epoch = st["epoch"], next_row = st["next_row"], since_best = st["since_best"];
+    tokens_done = st["tokens_done"], secs_before = st["seconds"];
+    order = st["order"].get<std::vector<size_t>>();
+    std::istringstream(st["rng"].get<std::string>()) >> rng;
+    res.best_val_loss = st["best_val_loss"], res.best_step = st["best_step"], res.first_loss = st["first_loss"];
+    res.diverged_at = st["diverged_at"];
+    tg.set_steps_done(step);
+    res.resumed_from = step;
+    fresh_epoch = false;
+    if (std::filesystem::exists(log_path)) {  // keep the log up to the checkpoint
+      read_jsonl(log_path, [&](const json& j, size_t) {
+        if (j.value("step", 0) <= step) log_lines.push_back(j);
+      });
+    }
+    if (best.empty() || best[0].empty()) best.assign(params.size(), {});
+  }
+  auto save = [&] {
+    json st = {{"fingerprint", fp},         {"step", step},
+               {"epoch", epoch},            {"next_row", next_row},
+               {"since_best", since_best},  {"tokens_done", tokens_done},
+               {"order", order},            {"best_val_loss", res.best_val_loss},
+               {"best_step", res.best_step}, {"first_loss", res.first_loss},
+               {"diverged_at", res.diverged_at}};
+    std::ostringstream r;
+    r << rng;
+    st["rng"] = r.str();
+    st["seconds"] = secs_before;
+    CheckpointTensors c = ct;
+    if (!best.empty() && !best[0].empty())
+      for (size_t i = 0; i < params.size(); ++i) c.host["b." + std::string(params[i]->name)] = &best[i];
+    save_checkpoint(ckpt, c, st);
   };
-  auto run = [&](bool backward, size_t n_targets) {
-    ggml_opt_alloc(opt, backward);
-    ggml_backend_tensor_set(tokens, tok_buf.data(), 0, tok_buf.size() * sizeof(int32_t));
-    ggml_backend_tensor_set(ggml_opt_labels(opt), labels.data(), 0, labels.size() * sizeof(float));
-    ggml_opt_result_reset(result);
-    ggml_opt_eval(opt, result);
-    double loss = 0, unc = 0;
-    ggml_opt_result_loss(result, &loss, &unc);
-    // ggml averages over every row; report the mean over target tokens only.
-    return n_targets ? loss * double(T) * S / double(n_targets) : 0.0;
+
+  std::string log_text;
+  for (auto& j : log_lines) log_text += j.dump() + "\n";
+  write_file_atomic(log_path, log_text);
+  JsonlWriter log(log_path, /*append=*/true);
+
+  const size_t tokens_at_start = tokens_done;
+  Progress progress("train", total, o.progress);
+  const auto proc_t0 = std::chrono::steady_clock::now();
+  auto rate = [&] {
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - proc_t0).count();
+    return double(tokens_done - tokens_at_start) / std::max(1e-9, secs);
   };
-  std::vector<size_t> val_idx(val.size());
-  std::iota(val_idx.begin(), val_idx.end(), 0);
+  auto t0 = proc_t0;
+  auto elapsed = [&] { return secs_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  HostBatch batch;
+  std::vector<Row> val_rows;
+  {
+    std::vector<size_t> vo(val.size());
+    std::iota(vo.begin(), vo.end(), 0);
+    val_rows = make_rows(val, vo, T, o.pack);
+  }
   auto validate = [&]() {
     double sum = 0;
     size_t targets = 0;
-    for (size_t first = 0; first < val.size(); first += S) {
-      // The last partial batch wraps around; count each example once by masking repeats.
-      size_t n = fill(val, val_idx, first);
-      size_t n_real = std::min<size_t>(S, val.size() - first);
-      if (n_real < size_t(S)) {
-        for (size_t s = n_real; s < size_t(S); ++s)
-          std::fill(labels.begin() + long(s * T * size_t(V)), labels.begin() + long((s + 1) * T * size_t(V)), 0.0f);
-        n = 0;
-        for (float x : labels) n += x != 0.0f;
-      }
-      sum += run(false, n) * double(n);
-      targets += n;
+    for (size_t first = 0; first < val_rows.size(); first += S) {
+      fill_batch(val, val_rows, first, std::min<size_t>(S, val_rows.size() - first), S, T, V, pad, batch);
+      sum += tg.evaluate(batch) * double(batch.n_targets);
+      targets += batch.n_targets;
     }
     return targets ? sum / double(targets) : 0.0;
   };
-  // The best validated weights, kept on the host.
-  std::vector<std::vector<char>> best;
-  auto snapshot = [&] {
-    auto params = mg.trainable();
-    best.resize(params.size());
-    for (size_t i = 0; i < params.size(); ++i) {
-      best[i].resize(ggml_nbytes(params[i]));
-      ggml_backend_tensor_get(params[i], best[i].data(), 0, best[i].size());
+  double ema = -1, best_ema = -1;
+  int rising = 0;
+  std::vector<Row> rows;
+  while (step < total && !res.stopped_early) {
+    if (fresh_epoch) {
+      std::shuffle(order.begin(), order.end(), rng);
+      next_row = 0;
     }
-  };
-  int since_best = 0;
-  for (int epoch = 0; st.step < st.total && !res.stopped_early; ++epoch) {
-    std::shuffle(order.begin(), order.end(), rng);
-    for (size_t first = 0; first < order.size() && st.step < st.total; first += S) {
-      size_t n_targets = fill(examples, order, first);
-      for (int s = 0; s < S; ++s) tokens_done += examples[order[(first + s) % order.size()]].tokens.size();
-      double batch_loss = run(true, n_targets);
-      if (!std::isfinite(batch_loss))
-        fail("loss became {} at step {}: stopping (lower --lr?); nothing was written to '{}'", batch_loss, st.step,
-             o.out.string());
-      acc_loss += batch_loss * double(n_targets);
-      acc_targets += n_targets;
-      if (++micro % o.grad_accum != 0) continue;
-      ++st.step;
-      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      TrainStep ts{st.step, acc_targets ? acc_loss / double(acc_targets) : 0.0, st.lr, tokens_done / secs};
-      if (st.step == 1) res.first_loss = ts.loss;
+    fresh_epoch = true;
+    rows = make_rows(examples, order, T, o.pack);
+    while (next_row < rows.size() && step < total) {
+      double acc_loss = 0;
+      size_t acc_targets = 0;
+      for (int m = 0; m < o.grad_accum; ++m) {
+        fill_batch(examples, rows, next_row, S, S, T, V, pad, batch);
+        next_row += size_t(S);
+        tokens_done += batch.n_tokens;
+        double l = tg.accumulate(batch);
+        if (!std::isfinite(l))
+          fail("loss became {} at step {}: stopping (lower --lr or --clip?). {}", l, step + 1,
+               std::filesystem::exists(ckpt) ? "The last good checkpoint is '" + ckpt.string() + "' (--resume)."
+                                             : "No checkpoint was written (--save-steps).");
+        acc_loss += l * double(batch.n_targets);
+        acc_targets += batch.n_targets;
+      }
+      AdamWParams ap{lr_at(o, step, total), o.beta1, o.beta2, 1e-8f, o.weight_decay, o.clip};
+      double norm = tg.step(ap, o.grad_accum);
+      ++step;
+      TrainStep ts{step, acc_targets ? acc_loss / double(acc_targets) : 0.0, ap.lr, rate()};
+      ts.grad_norm = norm;
+      if (step == 1) res.first_loss = ts.loss;
       res.last_loss = ts.loss;
-      acc_loss = 0;
-      acc_targets = 0;
-      const bool end_of_epoch = first + S >= order.size();
-      if (!val.empty() && (o.eval_steps > 0 ? st.step % o.eval_steps == 0 : end_of_epoch)) {
+      res.losses.push_back(ts.loss);
+      // Divergence: the smoothed loss climbs well above its best for 20 steps after warm-up.
+      ema = ema < 0 ? ts.loss : 0.9 * ema + 0.1 * ts.loss;
+      if (step > o.warmup) {
+        best_ema = best_ema < 0 ? ema : std::min(best_ema, ema);
+        rising = ema > 1.3 * best_ema + 0.05 ? rising + 1 : 0;
+        if (rising == 20 && !res.diverged_at) {
+          res.diverged_at = step;
+          fmt::print(stderr, "warning: the loss is diverging at step {} (smoothed {:.4f}, best {:.4f}); lower --lr?\n",
+                     step, ema, best_ema);
+        }
+      }
+      const bool end_of_epoch = next_row >= rows.size();
+      if (!val.empty() && (o.eval_steps > 0 ? step % o.eval_steps == 0 : end_of_epoch)) {
         ts.val_loss = validate();
         if (res.best_val_loss < 0 || ts.val_loss < res.best_val_loss) {
           res.best_val_loss = ts.val_loss;
-          res.best_step = st.step;
+          res.best_step = step;
           since_best = 0;
-          snapshot();
+          for (size_t i = 0; i < params.size(); ++i) {
+            best[i].resize(ggml_nbytes(params[i]));
+            ggml_backend_tensor_get(params[i], best[i].data(), 0, best[i].size());
+          }
         } else {
           ++since_best;
         }
       }
-      json line = {{"step", ts.step}, {"epoch", epoch}, {"loss", ts.loss}, {"lr", ts.lr}, {"tokens_per_s", ts.tokens_per_s}};
-      if (ts.val_loss >= 0) line["val_loss"] = ts.val_loss;
-      if (log) log->write(line);
+      json line = {{"step", ts.step},   {"epoch", epoch}, {"loss", ts.loss}, {"ppl", std::exp(std::min(ts.loss, 50.0))},
+                   {"lr", ts.lr},       {"grad_norm", norm}, {"tokens_per_s", ts.tokens_per_s},
+                   {"tokens", tokens_done}};
+      if (ts.val_loss >= 0) line["val_loss"] = ts.val_loss, line["val_ppl"] = std::exp(std::min(ts.val_loss, 50.0));
+      log.write(line);
       if (on_step) on_step(ts);
-      progress.update(st.step, fmt::format("loss {:.4f}", ts.loss));
+      progress.update(step, fmt::format("loss {:.4f}", ts.loss));
+      const bool cancelled = o.cancel && o.cancel->load();
+      if ((o.save_steps > 0 && step % o.save_steps == 0) || cancelled) {
+        secs_before = elapsed(), t0 = std::chrono::steady_clock::now();
+        save();
+      }
+      if (cancelled) {
+        res.interrupted = true;
+        res.steps = step;
+        progress.finish("interrupted: checkpoint " + ckpt.string());
+        return res;
+      }
       if (o.patience > 0 && since_best >= o.patience) {
         res.stopped_early = true;
         break;
       }
     }
+    if (next_row >= rows.size()) ++epoch;
   }
   progress.finish(fmt::format("loss {:.4f} -> {:.4f}", res.first_loss, res.last_loss));
-  res.steps = st.step;
-  if (!best.empty()) {  // write the best validated weights, not the last
-    auto params = mg.trainable();
+  res.steps = step;
+  if (!best.empty() && !best[0].empty())  // write the best validated weights, not the last
     for (size_t i = 0; i < params.size(); ++i) ggml_backend_tensor_set(params[i], best[i].data(), 0, best[i].size());
-  }
-  res.tokens_per_s = tokens_done / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  res.tokens_per_s = rate();
   if (o.lora.rank > 0)
     save_lora(mg, o.out);
   else
     save_model(mg, o.out);
+  write_train_report(log_path, beside(o.out, ".loss.svg"), beside(o.out, ".summary.json"), res, o);
   return res;
 }
 

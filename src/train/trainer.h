@@ -4,12 +4,15 @@
 // full model GGUF.
 //
 // With --val-split the best validated weights are kept and written; --patience stops early.
-// Not yet: checkpoints and --resume, gradient clipping,
-// packing, CUDA placement (the graph takes any ggml backend; only CPU
-// is wired), labels are dense one-hot rows (n_vocab floats per position: fine for small
-// vocabularies, too large for 128k-vocabulary models at long sequence lengths).
+// Checkpoints (--save-steps) hold everything the loop needs; --resume continues from the last
+// one along the same loss curve. Every layer runs on the first GPU when there is one.
+// Artifacts beside OUT: OUT.log.jsonl (one line per step), OUT.summary.json, OUT.loss.svg,
+// OUT.ckpt.gguf (the checkpoint).
+// Limits: labels are dense one-hot rows (n_vocab floats per position): fine for small
+// vocabularies; for 128k-vocabulary models they cost 0.5 MB per token of the micro-batch.
 #pragma once
 
+#include <atomic>
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -48,7 +51,13 @@ struct TrainOptions {
   double val_split = 0.0;        // share of examples held out for validation (the plan's 0.05)
   int eval_steps = 0;            // validate every N optimizer steps (0: at the end of each epoch)
   int patience = 0;              // stop after this many validations without improvement (0: never)
-  std::filesystem::path log;     // JSONL, one line per optimizer step
+  std::filesystem::path log;     // JSONL, one line per optimizer step (default OUT.log.jsonl)
+  float clip = 1.0f;             // max global gradient norm (0: off)
+  bool pack = false;             // pack several short examples into each row
+  int save_steps = 0;            // checkpoint every N optimizer steps (0: only when interrupted)
+  bool resume = false;           // continue from OUT.ckpt.gguf
+  bool cpu_only = false;         // ignore GPUs
+  const std::atomic<bool>* cancel = nullptr;  // set (Ctrl-C): checkpoint and return
   bool progress = true;
   void validate() const;
 };
@@ -59,6 +68,7 @@ struct TrainStep {
   float lr = 0.0f;
   double tokens_per_s = 0.0;
   double val_loss = -1.0;        // set on validation steps
+  double grad_norm = 0.0;        // before clipping
 };
 
 struct TrainResult {
@@ -70,6 +80,10 @@ struct TrainResult {
   double best_val_loss = -1.0;   // the weights written are the best validated ones
   int best_step = 0;
   bool stopped_early = false;
+  bool interrupted = false;      // cancelled: a checkpoint was written, nothing else
+  int resumed_from = 0;          // the checkpoint's step, when resumed
+  int diverged_at = 0;           // first step the smoothed loss was flagged as diverging (0: never)
+  std::vector<double> losses;    // per step, this process's steps only
 };
 
 TrainResult train(const TrainOptions& opts, const std::function<void(const TrainStep&)>& on_step = {});

@@ -79,9 +79,21 @@ expect_error "truncated GGUF" "failed to load model '$T/trunc.gguf'" "$COGUMI" i
 check "eval writes items and a summary" test -s "$T/run/items.jsonl" -a -s "$T/run/summary.json"
 check "eval prints a table" grep -q "gsm8k" "$T/eval.txt"
 "$COGUMI" failures extract "$T/run" -o "$T/fail.jsonl" --hard "$T/hard.jsonl" >/dev/null
-check "failures extract writes training JSONL" python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; assert r and all("instruction" in x and "####" in x["output"] for x in r)' "$T/fail.jsonl"
+check "failures extract writes training JSONL, asked as the eval asked" python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; assert r and all(x["prompt"].startswith("Question: ") and "####" in x["completion"] for x in r)' "$T/fail.jsonl"
+"$COGUMI" failures extract "$T/run" -o "$T/fail_q.jsonl" --form question >/dev/null
+check "failures extract --form question writes the plan's form" python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; assert r and all("instruction" in x and "####" in x["output"] for x in r)' "$T/fail_q.jsonl"
 "$COGUMI" train -m "$T/m.gguf" -d "$T/fail.jsonl" -o "$T/fix.gguf" --lora-rank 4 --max-steps 3 --seq-len 96 --batch 2 >"$T/train.txt" 2>&1
 check "train writes an adapter llama.cpp loads" "$COGUMI" generate -m "$T/m.gguf" --lora fix="$T/fix.gguf" --adapter fix -p hi -n 2 -q
+# A training run killed with SIGKILL resumes from its last checkpoint and finishes; the log holds every step once.
+"$COGUMI" train -m "$T/m.gguf" -d "$T/fail.jsonl" -o "$T/kill.gguf" --lora-rank 4 --max-steps 200 --seq-len 160 --batch 2 --save-steps 5 >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 100); do [ -s "$T/kill.gguf.ckpt.gguf" ] && break; sleep 0.1; done
+sleep 0.5
+kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+check "killed run left a checkpoint and no adapter" test -s "$T/kill.gguf.ckpt.gguf" -a ! -e "$T/kill.gguf"
+"$COGUMI" train -m "$T/m.gguf" -d "$T/fail.jsonl" -o "$T/kill.gguf" --lora-rank 4 --max-steps 200 --seq-len 160 --batch 2 --save-steps 5 --resume >"$T/resume.txt" 2>&1
+check "killed run resumes and finishes" test -s "$T/kill.gguf" -a -s "$T/kill.gguf.summary.json" -a -s "$T/kill.gguf.loss.svg"
+check "resumed log has every step once" python3 -c 'import json,sys; s=[json.loads(l)["step"] for l in open(sys.argv[1])]; assert s==list(range(1,201)), (len(s), s[:3])' "$T/kill.gguf.log.jsonl"
 "$COGUMI" failures cluster "$T/run" -m "$T/m.gguf" -k 2 -o "$T/clusters" >/dev/null 2>&1
 check "failures cluster writes clusters and reports" test -s "$T/clusters/clusters.jsonl" -a -s "$T/clusters/report.html" -a -s "$T/clusters/report.md"
 "$COGUMI" eval compare "$T/run" "$T/run" >"$T/cmp.txt"

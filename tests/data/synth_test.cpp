@@ -13,6 +13,7 @@
 #include "core/io.h"
 #include "eval/benchmark.h"
 #include "eval/sandbox.h"
+#include "eval/prompts.h"
 #include "eval/score.h"
 #include "test_util.h"
 
@@ -66,7 +67,7 @@ TEST(Synth, SameSeedSameBytesOtherSeedDiffers) {
   fs::path again = test::tmp_dir() / "synth-again";
   synth_write(again, SynthOptions{});
   auto a = read_tree(default_dir(1)), b = read_tree(again), c = read_tree(default_dir(2));
-  ASSERT_EQ(a.size(), 17u);  // 3 splits x 4 domains, 3 BFCL answer files, the mix, the manifest
+  ASSERT_EQ(a.size(), 21u);  // 3 splits x 4 domains, 3 BFCL answer files, 4 + 1 mixes, the manifest
   EXPECT_TRUE(a == b) << "same seed gave different files";
   for (auto& [name, text] : a) {
     if (name == "manifest.json") continue;
@@ -129,18 +130,15 @@ TEST(Synth, LoadsWithTheRightKind) {
   EXPECT_EQ(mc[0].benchmark, "mmlu");
   EXPECT_EQ(mc[0].id, "reasoning_test.csv:0");
   ASSERT_EQ(mc[0].choices.size(), 4u);
-  // The MMLU loader strips _test/_dev/_val from a file's name to get its subject, so the
-  // evaluated splits are "reasoning"; the train file (not an MMLU split name) stays
-  // "reasoning_train".
+  // The MMLU loader strips _test/_dev/_val/_train from a file's name to get its subject.
   EXPECT_EQ(mc[0].category, "reasoning");
   EXPECT_EQ(load(dir, "reasoning", "dev")[0].category, "reasoning");
   auto tools = load(dir, "automation", "test");
   EXPECT_EQ(tools[0].kind, TaskKind::kToolCall);
   EXPECT_EQ(tools[0].id, "automation_test_0");
   EXPECT_FALSE(tools[0].question.empty());
-  auto mix = load_benchmark("jsonl", dir / "mix" / "train.jsonl");
   std::map<std::string, int> per;
-  for (auto& it : mix) ++per[it.category];
+  read_jsonl(dir / "mix" / "train.jsonl", [&](const json& j, size_t) { ++per[j.at("category").get<std::string>()]; });
   EXPECT_EQ(per, (std::map<std::string, int>{
                      {"automation", 2000}, {"code", 2000}, {"math", 2000}, {"reasoning", 2000}}));
 }
@@ -254,41 +252,34 @@ TEST(Synth, AutomationCanonicalCallsScore) {
   EXPECT_GE(called.size(), 10u);
 }
 
-TEST(Synth, MixOutputsAreTheReferences) {
-  // The mix's tool-call outputs score against their items; every domain's output has its form.
+TEST(Synth, MixIsAskedAsEvalAsksAndItsCompletionsScore) {
+  // Every train item is in the mix exactly once, with eval's zero-shot completion prompt, and
+  // the completion, scored as a model output, is correct (code: the canonical body).
   auto mix = load_jsonl(default_dir() / "mix" / "train.jsonl");
-  std::map<std::string, int> checked;
+  std::map<std::string, json> by_id;
   for (const auto& m : mix) {
-    std::string cat = m["category"], out = m["output"], ins = m["instruction"];
-    ASSERT_FALSE(ins.empty());
-    if (cat == "math") {
-      ASSERT_NE(out.find("\n#### "), std::string::npos) << out;
-    }
-    if (cat == "reasoning") {
-      ASSERT_TRUE(out.size() == 1 && out[0] >= 'A' && out[0] <= 'D') << out;
-    }
-    if (cat == "code") {
-      ASSERT_EQ(out.rfind("    ", 0), 0u) << out;
-    }
-    if (cat == "automation") {
-      json call = json::parse(out);
-      ASSERT_TRUE(call.contains("name") && call.contains("arguments")) << out;
-      ASSERT_NE(ins.find("Request: "), std::string::npos);
-    }
-    ++checked[cat];
+    ASSERT_TRUE(m.contains("prompt") && m.contains("completion")) << m.dump();
+    ASSERT_TRUE(by_id.emplace(m["category"].get<std::string>() + "/" + m["source_id"].get<std::string>(), m).second);
   }
-  EXPECT_EQ(checked.size(), 4u);
-  // The first train item of each domain is in the mix with its reference.
-  auto tools = load(default_dir(), "automation", "train");
-  bool found = false;
-  for (const auto& m : mix)
-    if (m["category"] == "automation" &&
-        m["instruction"].get<std::string>().find("Request: " + tools[0].question) !=
-            std::string::npos) {
-      EXPECT_TRUE(score_output(tools[0], m["output"].get<std::string>(), "stop").correct);
-      found = true;
+  size_t n = 0;
+  for (const char* domain : {"math", "code", "reasoning", "automation"}) {
+    auto items = load(default_dir(), domain, "train");
+    auto per_domain = load_jsonl(default_dir() / "mix" / (std::string(domain) + ".jsonl"));
+    EXPECT_EQ(per_domain.size(), items.size()) << domain;
+    for (const auto& it : items) {
+      auto f = by_id.find(std::string(domain) + "/" + it.id);
+      ASSERT_NE(f, by_id.end()) << domain << " " << it.id;
+      const json& m = f->second;
+      EXPECT_EQ(m["prompt"], build_prompt(it, {}, false).text);
+      std::string out = m["completion"];
+      if (it.kind == TaskKind::kCode)
+        EXPECT_EQ(out, it.solution);
+      else
+        ASSERT_TRUE(score_output(it, out, "stop").correct) << domain << " " << it.id << ": " << out;
+      ++n;
     }
-  EXPECT_TRUE(found);
+  }
+  EXPECT_EQ(n, mix.size());
 }
 
 TEST(Synth, BadOptionsNameTheField) {

@@ -13,6 +13,7 @@
 #include "engine/logits.h"
 #include "engine/model_init.h"
 #include "test_util.h"
+#include "train/batches.h"
 
 namespace cogumi {
 namespace {
@@ -65,6 +66,61 @@ TEST_F(ModelGraphTest, LogitsMatchLlamaCpp) {
   auto ours = graph_logits(mg, be_, toks);
   ASSERT_EQ(ours.size(), ref.size());
   EXPECT_LT(max_abs_diff(ours, ref), 2e-3) << "logits scale: " << std::fabs(ref[0]);
+}
+
+// Logits of a packed batch (the trainer's masked path), one row per batch row.
+std::vector<float> packed_logits(ModelGraph& mg, ggml_backend_t be, const HostBatch& b, int T, int S) {
+  ggml_init_params ip{ggml_tensor_overhead() * 16384 + ggml_graph_overhead_custom(16384, false), nullptr, true};
+  ggml_context* ctx = ggml_init(ip);
+  ggml_tensor* tokens = ggml_new_tensor_2d(ctx, GGML_TYPE_I32, T, S);
+  ggml_tensor* pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, int64_t(T) * S);
+  ggml_tensor* mask = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, T, T, 1, S);
+  for (auto* t : {tokens, pos, mask}) ggml_set_input(t);
+  ggml_tensor* logits = mg.build_logits(ctx, tokens, pos, mask);
+  ggml_set_output(logits);
+  ggml_cgraph* gf = ggml_new_graph_custom(ctx, 16384, false);
+  ggml_build_forward_expand(gf, logits);
+  ggml_gallocr_t alloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(be));
+  EXPECT_TRUE(ggml_gallocr_alloc_graph(alloc, gf));
+  ggml_backend_tensor_set(tokens, b.tokens.data(), 0, ggml_nbytes(tokens));
+  ggml_backend_tensor_set(pos, b.pos.data(), 0, ggml_nbytes(pos));
+  ggml_backend_tensor_set(mask, b.mask.data(), 0, ggml_nbytes(mask));
+  ggml_backend_graph_compute(be, gf);
+  std::vector<float> out(ggml_nelements(logits));
+  ggml_backend_tensor_get(logits, out.data(), 0, ggml_nbytes(logits));
+  ggml_gallocr_free(alloc);
+  ggml_free(ctx);
+  return out;
+}
+
+TEST_F(ModelGraphTest, PackedExamplesSeeOnlyThemselves) {
+  // Two examples packed in one row compute, token for token, what each computes alone: the mask
+  // and per-example positions keep them apart, so packing changes speed and nothing else.
+  auto model = Model::load(test::tiny_model());
+  std::vector<SftExample> ex(2);
+  ex[0].tokens = model->tokenize("Question: 2 + 3? Answer: 5", true);
+  ex[1].tokens = model->tokenize("def add(a, b): return a + b", true);
+  for (auto& e : ex) e.target.assign(e.tokens.size(), 1);
+  const int T = int(ex[0].tokens.size() + ex[1].tokens.size()) + 3, V = model->n_vocab();
+  auto rows = make_rows(ex, {0, 1}, T, true);
+  ASSERT_EQ(rows.size(), 1u);
+  HostBatch b;
+  fill_batch(ex, rows, 0, 1, 1, T, V, 0, b);
+  ModelGraph mg(test::tiny_model(), be_);
+  auto packed = packed_logits(mg, be_, b, T, 1);
+  size_t offset = 0;
+  for (const auto& e : ex) {
+    auto alone = graph_logits(mg, be_, e.tokens);
+    std::vector<float> part(packed.begin() + long(offset * V), packed.begin() + long((offset + e.tokens.size()) * V));
+    EXPECT_LT(max_abs_diff(part, alone), 1e-4);
+    offset += e.tokens.size();
+  }
+  // Without the mask the second example would read the first: the check above can fail.
+  std::vector<float> unmasked = graph_logits(mg, be_, b.tokens);
+  auto alone = graph_logits(mg, be_, ex[1].tokens);
+  std::vector<float> part(unmasked.begin() + long(ex[0].tokens.size() * V),
+                          unmasked.begin() + long((ex[0].tokens.size() + ex[1].tokens.size()) * V));
+  EXPECT_GT(max_abs_diff(part, alone), 1e-3);
 }
 
 TEST_F(ModelGraphTest, LoraLogitsMatchLlamaCppWithTheSameAdapter) {

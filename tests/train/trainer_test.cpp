@@ -1,5 +1,6 @@
 #include "train/trainer.h"
 
+#include <gguf.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -221,6 +222,169 @@ TEST(Trainer, WeightedFilesMix) {
   o.data = {parse_data_source(a.string() + ":2.5")};
   EXPECT_EQ(train(o).n_train, 10u);
   EXPECT_THROW(parse_data_source(a.string() + ":-1"), Error);
+}
+
+}  // namespace
+}  // namespace cogumi
+
+namespace cogumi {
+namespace {
+
+TrainOptions resume_options(const std::string& name) {
+  auto data = test::tmp_dir() / "resume-data.jsonl";
+  {
+    std::ofstream f(data);
+    for (int i = 0; i < 40; ++i)
+      f << json{{"instruction", "Item " + std::to_string(i) + " is"}, {"output", std::to_string(i * 7 % 13)}}.dump() << "\n";
+  }
+  TrainOptions o;
+  o.model = test::tiny_model();
+  o.data = {{data}};
+  o.out = test::tmp_dir() / (name + ".gguf");
+  o.lora.rank = 4;
+  o.lora.targets = {"q", "v", "up"};
+  o.sft.max_len = 48;
+  o.pack = true;  // rows of several examples: packing is part of the state that must resume
+  o.batch = 2;
+  o.grad_accum = 2;
+  o.max_steps = 12;  // more than one epoch, so the reshuffle happens after the resume
+  o.lr = 1e-2f;
+  o.warmup = 2;
+  o.val_split = 0.2;
+  o.eval_steps = 3;
+  o.save_steps = 4;
+  o.progress = false;
+  return o;
+}
+
+TEST(Trainer, ResumeFollowsTheSameLossCurve) {
+  // Uninterrupted, then the same run stopped after step 5 (checkpoint written on cancel) and
+  // resumed. The resumed steps must reproduce the uninterrupted losses: same data order, RNG,
+  // weights, AdamW moments and step count. Tolerance 1e-6: both runs do the same float
+  // operations in the same order on the same threads, so any real state loss (a reset moment,
+  // a reshuffled epoch) moves the loss by far more.
+  auto a = resume_options("resume-a");
+  auto ra = train(a);
+  ASSERT_EQ(ra.losses.size(), 12u);
+
+  auto b = resume_options("resume-b");
+  std::atomic<bool> cancel{false};
+  b.cancel = &cancel;
+  auto rb1 = train(b, [&](const TrainStep& s) {
+    if (s.step == 5) cancel = true;
+  });
+  EXPECT_TRUE(rb1.interrupted);
+  EXPECT_EQ(rb1.steps, 5);
+  EXPECT_FALSE(std::filesystem::exists(b.out));  // nothing final written yet
+  ASSERT_TRUE(std::filesystem::exists(b.out.string() + ".ckpt.gguf"));
+  b.cancel = nullptr;
+  b.resume = true;
+  auto rb2 = train(b);
+  EXPECT_EQ(rb2.resumed_from, 5);
+  ASSERT_EQ(rb2.losses.size(), 7u);
+  for (size_t i = 0; i < 7; ++i) EXPECT_NEAR(rb2.losses[i], ra.losses[5 + i], 1e-6) << "step " << 6 + i;
+  EXPECT_NEAR(rb2.best_val_loss, ra.best_val_loss, 1e-6);
+  EXPECT_EQ(rb2.best_step, ra.best_step);
+  // The log holds every step once, across the interruption.
+  std::vector<int> steps;
+  read_jsonl(b.out.string() + ".log.jsonl", [&](const json& j, size_t) { steps.push_back(j["step"]); });
+  ASSERT_EQ(steps.size(), 12u);
+  for (int i = 0; i < 12; ++i) EXPECT_EQ(steps[size_t(i)], i + 1);
+  // The adapters are the same.
+  EXPECT_EQ(read_file(a.out), read_file(b.out));
+
+  // A checkpoint from another run is refused, naming the difference.
+  auto c = resume_options("resume-b");
+  c.resume = true;
+  c.lr = 1e-2f;
+  c.seed = 99;
+  try {
+    train(c);
+    FAIL() << "resumed a checkpoint of another run";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("different run"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Trainer, ReportLogAndClipping) {
+  auto o = resume_options("report");
+  o.save_steps = 0;
+  o.val_split = 0.2;
+  auto r = train(o);
+  // Log: loss, perplexity, grad norm, lr, tokens/s each step; validation every 3 steps.
+  size_t n = 0, with_val = 0;
+  read_jsonl(o.out.string() + ".log.jsonl", [&](const json& j, size_t) {
+    ++n;
+    EXPECT_GT(j["grad_norm"].get<double>(), 0.0);
+    EXPECT_NEAR(j["ppl"].get<double>(), std::exp(j["loss"].get<double>()), 1e-6 * j["ppl"].get<double>());
+    EXPECT_GT(j["tokens_per_s"].get<double>(), 0.0);
+    with_val += j.contains("val_loss");
+  });
+  EXPECT_EQ(n, 12u);
+  EXPECT_EQ(with_val, 4u);
+  json sum = json::parse(read_file(o.out.string() + ".summary.json"));
+  EXPECT_EQ(sum["steps"], 12);
+  EXPECT_EQ(sum["mode"], "lora");
+  EXPECT_DOUBLE_EQ(sum["best_val_loss"].get<double>(), r.best_val_loss);
+  std::string svg = read_file(o.out.string() + ".loss.svg");
+  EXPECT_NE(svg.find("<svg"), std::string::npos);
+  EXPECT_EQ(std::count(svg.begin(), svg.end(), '\n') > 10, true);
+  EXPECT_NE(svg.find("<polyline"), std::string::npos);
+  EXPECT_NE(svg.find("<circle"), std::string::npos);  // validation points
+
+  // Clipping: with the norm clipped to almost nothing, AdamW's steps shrink below its epsilon and
+  // the loss stays where it started; without clipping the same run learns.
+  auto frozen = resume_options("clip-frozen");
+  frozen.save_steps = 0, frozen.val_split = 0, frozen.clip = 1e-14f;
+  auto rf = train(frozen);
+  auto free_ = resume_options("clip-free");
+  free_.save_steps = 0, free_.val_split = 0, free_.clip = 0;
+  auto rl = train(free_);
+  EXPECT_NEAR(rf.losses.back(), rf.losses.front(), 0.05 * rf.losses.front());
+  EXPECT_LT(rl.losses.back(), 0.8 * rl.losses.front());
+}
+
+// Overwrites the start of a tensor's data in a GGUF file with NaN.
+void poison_tensor(const std::filesystem::path& path, const std::string& name) {
+  gguf_init_params gp{true, nullptr};
+  gguf_context* g = gguf_init_from_file(path.c_str(), gp);
+  ASSERT_NE(g, nullptr);
+  int64_t id = gguf_find_tensor(g, name.c_str());
+  ASSERT_GE(id, 0);
+  size_t off = gguf_get_data_offset(g) + gguf_get_tensor_offset(g, id);
+  gguf_free(g);
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekp(long(off));
+  const float nan = std::nanf("");
+  for (int i = 0; i < 16; ++i) f.write(reinterpret_cast<const char*>(&nan), sizeof nan);
+}
+
+TEST(Trainer, NonFiniteLossStopsAndKeepsTheLastGoodCheckpoint) {
+  auto model = test::tmp_dir() / "nan-base.gguf";
+  std::filesystem::copy_file(test::tiny_model(), model, std::filesystem::copy_options::overwrite_existing);
+  auto o = resume_options("nan");
+  o.model = model;
+  o.val_split = 0;
+  o.save_steps = 1;
+  std::atomic<bool> cancel{false};
+  o.cancel = &cancel;
+  train(o, [&](const TrainStep& s) { cancel = s.step == 2; });
+  const std::string ckpt = o.out.string() + ".ckpt.gguf";
+  const std::string good = read_file(ckpt);
+  // The base's weights go bad (NaN); the resumed run must stop on the first non-finite loss.
+  poison_tensor(model, "blk.0.attn_q.weight");
+  o.cancel = nullptr;
+  o.resume = true;
+  try {
+    train(o);
+    FAIL() << "trained through NaN weights";
+  } catch (const Error& e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find("loss became nan at step 3"), std::string::npos) << m;
+    EXPECT_NE(m.find(ckpt), std::string::npos) << m;
+  }
+  EXPECT_EQ(read_file(ckpt), good);  // the last good checkpoint is untouched
+  EXPECT_FALSE(std::filesystem::exists(o.out));
 }
 
 }  // namespace

@@ -1,0 +1,24 @@
+// cogumi/train: examples -> micro-batches. A row holds one example, or with packing as many
+// consecutive examples (in the epoch's shuffled order) as fit in the sequence length, kept
+// apart by the attention mask and per-example positions (no example sees another), so packing
+// changes speed, not what is learned.
+#pragma once
+
+#include <vector>
+
+#include "train/sft_data.h"
+#include "train/step.h"
+
+namespace cogumi {
+
+using Row = std::vector<size_t>;  // indices into the example set
+
+// Rows for one epoch in `order`. Without packing, one example per row.
+std::vector<Row> make_rows(const std::vector<SftExample>& ex, const std::vector<size_t>& order, int T, bool pack);
+
+// Fills `b` with rows[first], rows[first + 1], ... (n_rows of them, at most S; the remaining
+// rows of the batch are padding with no targets). Token ids, positions, mask, one-hot labels.
+void fill_batch(const std::vector<SftExample>& ex, const std::vector<Row>& rows, size_t first, size_t n_rows, int S, int T,
+                int n_vocab, Token pad, HostBatch& b);
+
+}  // namespace cogumi

@@ -1,0 +1,28 @@
+// cogumi/train: training checkpoints. One GGUF file holds the trainable tensors, the AdamW
+// moments, the best validated weights (when kept) and the loop's state as JSON (step, epoch,
+// data order, position in the epoch, RNG, early-stopping counters, a fingerprint of the run's
+// options). It is written to a temporary file, synced and renamed over the previous one, so a
+// process killed at any moment leaves either the old checkpoint or the new one, never half.
+#pragma once
+
+#include <ggml.h>
+
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace cogumi {
+
+struct CheckpointTensors {
+  std::map<std::string, ggml_tensor*> device;            // read from / written to backend tensors
+  std::map<std::string, std::vector<char>*> host;        // F32 bytes kept on the host
+};
+
+void save_checkpoint(const std::filesystem::path& path, const CheckpointTensors& t, const nlohmann::json& state);
+// Restores every tensor named in `t` (host vectors are resized) and returns the state. Throws
+// Error naming the file and the missing or mis-sized tensor.
+nlohmann::json load_checkpoint(const std::filesystem::path& path, const CheckpointTensors& t);
+
+}  // namespace cogumi

@@ -1,0 +1,183 @@
+#include "train/step.h"
+
+#include <ggml-alloc.h>
+#include <ggml-cpu.h>
+
+#include <cmath>
+#include <limits>
+
+#include "core/error.h"
+
+namespace cogumi {
+
+namespace {
+constexpr size_t kGraphSize = 32768;
+}
+
+std::vector<ggml_backend_t> train_backends(bool cpu_only, int n_threads) {
+  std::vector<ggml_backend_t> out;
+  if (!cpu_only) {
+    for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
+      ggml_backend_dev_t d = ggml_backend_dev_get(i);
+      if (ggml_backend_dev_type(d) != GGML_BACKEND_DEVICE_TYPE_GPU) continue;
+      if (ggml_backend_t b = ggml_backend_dev_init(d, nullptr)) {
+        out.push_back(b);
+        break;
+      }
+    }
+  }
+  ggml_backend_t cpu = ggml_backend_cpu_init();
+  if (!cpu) fail("cannot start ggml's CPU backend");
+  ggml_backend_cpu_set_n_threads(cpu, n_threads);
+  out.push_back(cpu);
+  return out;
+}
+
+TrainGraph::TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S)
+    : mg_(mg), backends_(std::move(backends)), T_(T), S_(S), V_(mg.hparams().n_vocab) {
+  params_ = mg.trainable();
+  for (ggml_tensor* t : params_) ggml_set_param(t);
+  const size_t n_static = 16 + 3 * params_.size();
+  ggml_init_params sp{n_static * ggml_tensor_overhead(), nullptr, true};
+  ctx_static_ = ggml_init(sp);
+  tokens_ = ggml_new_tensor_2d(ctx_static_, GGML_TYPE_I32, T, S);
+  pos_ = ggml_new_tensor_1d(ctx_static_, GGML_TYPE_I32, int64_t(T) * S);
+  mask_ = ggml_new_tensor_4d(ctx_static_, GGML_TYPE_F32, T, T, 1, S);
+  labels_ = ggml_new_tensor_2d(ctx_static_, GGML_TYPE_F32, V_, int64_t(T) * S);
+  row_scale_ = ggml_new_tensor_1d(ctx_static_, GGML_TYPE_F32, 1);
+  seed_ = ggml_new_tensor_1d(ctx_static_, GGML_TYPE_F32, 1);
+  adamw_ = ggml_new_tensor_1d(ctx_static_, GGML_TYPE_F32, 7);
+  clip_ = ggml_new_tensor_1d(ctx_static_, GGML_TYPE_F32, 1);
+  inv_micro_ = ggml_new_tensor_1d(ctx_static_, GGML_TYPE_F32, 1);
+  for (ggml_tensor* t : {tokens_, pos_, mask_, labels_, row_scale_, seed_, adamw_, clip_, inv_micro_}) ggml_set_input(t);
+  for (ggml_tensor* p : params_) {
+    acc_.push_back(ggml_new_tensor(ctx_static_, GGML_TYPE_F32, GGML_MAX_DIMS, p->ne));
+    m_.push_back(ggml_new_tensor(ctx_static_, GGML_TYPE_F32, GGML_MAX_DIMS, p->ne));
+    v_.push_back(ggml_new_tensor(ctx_static_, GGML_TYPE_F32, GGML_MAX_DIMS, p->ne));
+  }
+  buf_static_ = ggml_backend_alloc_ctx_tensors(ctx_static_, backends_.front());
+  if (!buf_static_) fail("cannot allocate the trainer's buffers (accumulators and AdamW moments) on the device");
+  ggml_backend_buffer_clear(buf_static_, 0);
+  const float one = 1.0f;
+  ggml_backend_tensor_set(seed_, &one, 0, sizeof one);
+
+  ggml_init_params gp{4 * kGraphSize * ggml_tensor_overhead() + 4 * ggml_graph_overhead_custom(kGraphSize, true), nullptr,
+                      true};
+  ctx_graph_ = ggml_init(gp);
+  ggml_context* c = ctx_graph_;
+  ggml_tensor* logits = mg.build_logits(c, tokens_, pos_, mask_);
+  // ggml's cross-entropy is the mean over all T*S rows; rescale to the mean over target rows.
+  loss_ = ggml_mul(c, ggml_cross_entropy_loss(c, logits, labels_), row_scale_);
+  ggml_set_name(loss_, "loss");
+  ggml_set_loss(loss_);
+  ggml_set_output(loss_);
+  gf_ = ggml_new_graph_custom(c, kGraphSize, true);
+  ggml_build_forward_expand(gf_, loss_);
+  const int n_nodes = ggml_graph_n_nodes(gf_);
+  std::vector<ggml_tensor*> grad_accs(size_t(n_nodes), nullptr);
+  for (int i = 0; i < n_nodes; ++i) {
+    ggml_tensor* n = ggml_graph_node(gf_, i);
+    if (n->flags & GGML_TENSOR_FLAG_LOSS) grad_accs[size_t(i)] = seed_;
+    for (size_t k = 0; k < params_.size(); ++k)
+      if (n == params_[k]) grad_accs[size_t(i)] = acc_[k];
+  }
+  gb_ = ggml_graph_dup(c, gf_, true);
+  ggml_build_backward_expand(c, gb_, grad_accs.data());
+
+  // The optimizer step: norm of the averaged gradients, clip factor, AdamW.
+  gopt_ = ggml_new_graph_custom(c, kGraphSize, false);
+  ggml_tensor* sumsq = nullptr;
+  for (ggml_tensor* a : acc_) {
+    ggml_tensor* s = ggml_sum(c, ggml_sqr(c, a));
+    sumsq = sumsq ? ggml_add(c, sumsq, s) : s;
+  }
+  // norm of (acc / n_micro) = sqrt(sumsq) * inv_micro
+  norm_ = ggml_mul(c, ggml_sqrt(c, sumsq), inv_micro_);
+  ggml_set_name(norm_, "grad_norm");
+  ggml_set_output(norm_);
+  ggml_build_forward_expand(gopt_, norm_);
+  // factor = inv_micro * clip / max(norm, clip); without clipping clip is FLT_MAX and factor = inv_micro.
+  ggml_tensor* max_norm_clip = ggml_add(c, ggml_relu(c, ggml_sub(c, norm_, clip_)), clip_);
+  ggml_tensor* factor = ggml_mul(c, inv_micro_, ggml_div(c, clip_, max_norm_clip));
+  for (size_t k = 0; k < params_.size(); ++k) {
+    ggml_tensor* g = ggml_mul(c, acc_[k], factor);
+    ggml_build_forward_expand(gopt_, ggml_opt_step_adamw(c, params_[k], g, m_[k], v_[k], adamw_));
+  }
+
+  std::vector<ggml_backend_buffer_type_t> bufts;
+  for (auto* b : backends_) bufts.push_back(ggml_backend_get_default_buffer_type(b));
+  sched_ = ggml_backend_sched_new(backends_.data(), bufts.data(), int(backends_.size()), kGraphSize, false, true);
+  if (!sched_) fail("cannot create the ggml scheduler for training");
+}
+
+TrainGraph::~TrainGraph() {
+  if (sched_) ggml_backend_sched_free(sched_);
+  if (ctx_graph_) ggml_free(ctx_graph_);
+  if (buf_static_) ggml_backend_buffer_free(buf_static_);
+  if (ctx_static_) ggml_free(ctx_static_);
+}
+
+void TrainGraph::compute(ggml_cgraph* g) {
+  if (allocated_ != g) {
+    ggml_backend_sched_reset(sched_);
+    if (!ggml_backend_sched_alloc_graph(sched_, g)) fail("cannot allocate the training graph (out of device memory?)");
+    allocated_ = g;
+  }
+  if (ggml_backend_sched_graph_compute(sched_, g) != GGML_STATUS_SUCCESS) fail("ggml failed computing a training step");
+}
+
+void TrainGraph::set_inputs(const HostBatch& b) {
+  const size_t n = size_t(T_) * S_;
+  if (b.tokens.size() != n || b.pos.size() != n || b.mask.size() != n * T_ || b.labels.size() != n * V_)
+    fail("internal: batch of the wrong shape");
+  ggml_backend_tensor_set(tokens_, b.tokens.data(), 0, n * sizeof(int32_t));
+  ggml_backend_tensor_set(pos_, b.pos.data(), 0, n * sizeof(int32_t));
+  ggml_backend_tensor_set(mask_, b.mask.data(), 0, b.mask.size() * sizeof(float));
+  ggml_backend_tensor_set(labels_, b.labels.data(), 0, b.labels.size() * sizeof(float));
+  float rs = b.n_targets ? float(double(n) / double(b.n_targets)) : 0.0f;
+  ggml_backend_tensor_set(row_scale_, &rs, 0, sizeof rs);
+}
+
+double TrainGraph::accumulate(const HostBatch& b) {
+  set_inputs(b);
+  compute(gb_);
+  float loss = 0;
+  ggml_backend_tensor_get(loss_, &loss, 0, sizeof loss);
+  return loss;
+}
+
+double TrainGraph::evaluate(const HostBatch& b) {
+  set_inputs(b);
+  compute(gf_);
+  float loss = 0;
+  ggml_backend_tensor_get(loss_, &loss, 0, sizeof loss);
+  return loss;
+}
+
+double TrainGraph::step(const AdamWParams& p, int n_micro) {
+  ++iter_;
+  const float beta1h = 1.0f / (1.0f - std::pow(p.beta1, float(iter_)));
+  const float beta2h = 1.0f / (1.0f - std::pow(p.beta2, float(iter_)));
+  const float pars[7] = {p.lr, p.beta1, p.beta2, p.eps, p.weight_decay, beta1h, beta2h};
+  ggml_backend_tensor_set(adamw_, pars, 0, sizeof pars);
+  const float clip = p.clip > 0 ? p.clip : std::numeric_limits<float>::max();
+  ggml_backend_tensor_set(clip_, &clip, 0, sizeof clip);
+  const float inv = 1.0f / float(std::max(1, n_micro));
+  ggml_backend_tensor_set(inv_micro_, &inv, 0, sizeof inv);
+  compute(gopt_);
+  float norm = 0;
+  ggml_backend_tensor_get(norm_, &norm, 0, sizeof norm);
+  for (ggml_tensor* a : acc_) ggml_backend_tensor_memset(a, 0, 0, ggml_nbytes(a));
+  return norm;
+}
+
+std::vector<ggml_tensor*> TrainGraph::moments() const {
+  std::vector<ggml_tensor*> out;
+  for (size_t k = 0; k < params_.size(); ++k) {
+    out.push_back(m_[k]);
+    out.push_back(v_[k]);
+  }
+  return out;
+}
+
+}  // namespace cogumi

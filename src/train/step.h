@@ -1,0 +1,89 @@
+// cogumi/train: one training step on ggml, owned by Cogumi rather than ggml-opt.
+//
+// ggml-opt keeps its AdamW moments and step count private, has no gradient clipping, and
+// averages the loss over every row including masked ones. TrainGraph builds the same static
+// graphs itself:
+//   - forward + backward: logits -> cross-entropy over target rows only (loss = mean over the
+//     micro-batch's target tokens), gradients accumulated in place into per-parameter buffers
+//     (ggml_build_backward_expand with our accumulators), so gradient accumulation is free;
+//   - forward only, for validation;
+//   - the optimizer step: global gradient norm, clip factor min(1, clip / norm), AdamW
+//     (ggml_opt_step_adamw) on accumulated gradients / micro-batches, all on the device.
+// Moments, accumulators and the step count are ours: checkpoints save and restore them exactly.
+// Each row of a batch is one example or several packed ones; `mask` keeps packed examples apart.
+#pragma once
+
+#include <ggml-backend.h>
+#include <ggml.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "train/model_graph.h"
+
+namespace cogumi {
+
+// One micro-batch on the host, S rows of T tokens.
+struct HostBatch {
+  std::vector<int32_t> tokens;  // [S * T]
+  std::vector<int32_t> pos;     // [S * T] position within its example
+  std::vector<float> mask;      // [S * T * T] 0 or -inf, row-major [s][query][key]
+  std::vector<float> labels;    // [S * T * n_vocab] one-hot rows for target positions
+  size_t n_targets = 0;
+  size_t n_tokens = 0;          // real (non-padding) tokens
+};
+
+struct AdamWParams {
+  float lr = 1e-3f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 0.0f;
+  float clip = 0.0f;  // max global gradient norm (0: no clipping)
+};
+
+class TrainGraph {
+ public:
+  // backends: the devices to use, CPU last (ggml's scheduler falls back to it).
+  TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S);
+  ~TrainGraph();
+  TrainGraph(const TrainGraph&) = delete;
+  TrainGraph& operator=(const TrainGraph&) = delete;
+
+  // Forward + backward; gradients are added to the accumulators. Returns the mean loss over
+  // the batch's target tokens (0 when it has none).
+  double accumulate(const HostBatch& b);
+  // Forward only (validation): the mean loss over target tokens.
+  double evaluate(const HostBatch& b);
+  // AdamW on the accumulated gradients (averaged over `n_micro` micro-batches, then clipped),
+  // then zeroes the accumulators. Returns the global gradient norm before clipping.
+  double step(const AdamWParams& p, int n_micro);
+  int64_t steps_done() const { return iter_; }
+
+  // Optimizer state for checkpoints: m and v per trainable tensor, and the step count.
+  std::vector<ggml_tensor*> moments() const;
+  void set_steps_done(int64_t n) { iter_ = n; }
+
+ private:
+  void set_inputs(const HostBatch& b);
+  void compute(ggml_cgraph* g);
+
+  ModelGraph& mg_;
+  std::vector<ggml_backend_t> backends_;
+  int T_, S_, V_;
+  std::vector<ggml_tensor*> params_;
+  ggml_context* ctx_static_ = nullptr;   // inputs, accumulators, moments, step parameters
+  ggml_backend_buffer_t buf_static_ = nullptr;
+  ggml_context* ctx_graph_ = nullptr;    // graph nodes (no data)
+  ggml_backend_sched_t sched_ = nullptr;
+  ggml_tensor *tokens_ = nullptr, *pos_ = nullptr, *mask_ = nullptr, *labels_ = nullptr, *row_scale_ = nullptr;
+  ggml_tensor *seed_ = nullptr, *adamw_ = nullptr, *clip_ = nullptr, *inv_micro_ = nullptr;
+  ggml_tensor *loss_ = nullptr, *norm_ = nullptr;
+  std::vector<ggml_tensor*> acc_, m_, v_;
+  ggml_cgraph *gf_ = nullptr, *gb_ = nullptr, *gopt_ = nullptr;
+  ggml_cgraph* allocated_ = nullptr;
+  int64_t iter_ = 0;
+};
+
+// The trainer's device list: the first GPU ggml knows (all layers on it) unless `cpu_only`, then
+// the CPU with n_threads. Caller frees them.
+std::vector<ggml_backend_t> train_backends(bool cpu_only, int n_threads);
+
+}  // namespace cogumi
