@@ -3,6 +3,9 @@
 # stays well inside the 10-minute command limit (the machine keeps files ~30 s between calls).
 #   bench/device.sh llama    # CUDA build of the pinned llama.cpp (libs + bench tools), sm_90
 #   bench/device.sh cogumi   # build cogumi, make an 8B-shaped Q4_K_M model, run the benchmarks
+#   bench/device.sh engine   # build cogumi; 8B Q4_K_M decode: llama-batched-bench vs cogumi with
+#                            # backend (in-graph) greedy and with host greedy
+#   bench/device.sh train    # build cogumi; LoRA r=16 training, cogumi train vs PEFT, 1B and 8B shapes
 # Needs the carried folder .devcache/ (npm tarball + Debian -dev packages; the device image
 # has no network). Results go to $OUT (device tool) or out/device.
 set -euo pipefail
@@ -47,5 +50,54 @@ case "${1:-}" in
       DATA=.devcache MAXTOK=256 bench/eval_bench.sh "$B/cogumi" "$M" 1319 48 64 --ctx 512
     } 2>&1 | tee "$OUT/bench.md"
     ;;
-  *) echo "usage: bench/device.sh llama|cogumi" >&2; exit 2 ;;
+  engine|train)
+    PREFIX=$(scripts/deps.sh --cuda | tail -n 1)
+    cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DCOGUMI_LLAMA_PREFIX="$PREFIX" \
+      -DCOGUMI_BUILD_TESTS=OFF -DZLIB_ROOT="$DEPS/usr" -DOPENSSL_ROOT_DIR="$DEPS/usr" >/dev/null
+    cmake --build build-cuda -j 16 >/dev/null
+    B=build-cuda/bin
+    VOCAB="$PREFIX/src/models/ggml-vocab-llama-bpe.gguf"
+    if [ "$1" = engine ]; then
+      M=/root/m8b-q4km.gguf
+      [ -f "$M" ] || "$B/cogumi" model init "$M" --shape 8b --type q4_k_m --vocab "$VOCAB" --seed 1 >/dev/null
+      {
+        echo "## llama-batched-bench (pp 128, tg 128)"
+        "$PREFIX/bin/llama-batched-bench" -m "$M" -ngl 99 -fa on -c 20000 -b 2048 -ub 512 -npp 128 -ntg 128 -npl 1,8,32,64 2>/dev/null | grep '^|'
+        echo "## cogumi engine, greedy in llama.cpp's graph (backend sampling)"
+        "$B/cogumi-bench-engine" -m "$M" --pp 128 --tg 128 --npl 1,8,32,64 --fa 1 --reps 2 --json "$OUT/engine.jsonl"
+        echo "## cogumi engine, greedy on the host"
+        "$B/cogumi-bench-engine" -m "$M" --pp 128 --tg 128 --npl 1,8,32,64 --fa 1 --reps 2 --host-sampling --json "$OUT/engine-host.jsonl"
+      } 2>&1 | tee "$OUT/engine.md"
+    else
+      # Long examples (every token a target) so each row is full: pure training throughput.
+      python3 -c 'import json,random
+r=random.Random(1); w=["alpha","beta","gamma","delta","omega","token","model","train","speed","value"]
+with open("/root/long.jsonl","w") as f:
+  for i in range(64): f.write(json.dumps({"prompt":"x","completion":" ".join(r.choice(w) for _ in range(3000))})+"\n")'
+      {
+        for shape in 1b 8b; do
+          M=/root/m-$shape-f32.gguf
+          [ -f "$M" ] || "$B/cogumi" model init "$M" --shape $shape --type f32 --vocab "$VOCAB" --seed 1 >/dev/null
+          for cfg in "1 1024" "4 1024" "1 2048"; do
+            set -- $cfg
+            [ $shape = 8b ] && [ "$1" = 4 ] && continue
+            nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 >/root/mem.txt &
+            SMI=$!
+            "$B/cogumi" train -m "$M" -d /root/long.jsonl -o /root/a.gguf --lora-rank 16 --lora-alpha 16 \
+              --targets q,k,v,o,gate,up,down --seq-len $2 --batch $1 --max-steps 8 --train-on-inputs --clip 0 >/root/train.txt 2>&1 || tail -5 /root/train.txt
+            kill $SMI
+            python3 -c 'import json,sys
+log=[json.loads(l) for l in open("/root/a.gguf.log.jsonl")]
+mem=max(int(x) for x in open("/root/mem.txt").read().split() if x.strip().isdigit())
+t=[l["tokens"]/l["tokens_per_s"] for l in log]
+steady=(log[-1]["tokens"]-log[1]["tokens"])/(t[-1]-t[1])
+print(json.dumps({"impl":"cogumi","shape":sys.argv[1],"batch":int(sys.argv[2]),"seq":int(sys.argv[3]),"tokens_per_s":round(steady,1),"tokens_per_s_with_setup":round(log[-1]["tokens_per_s"],1),"peak_gib_nvidia_smi":round(mem/1024,2),"loss":[round(log[0]["loss"],3),round(log[-1]["loss"],3)]}))' $shape $1 $2 || true
+          done
+          rm -f "$M"
+        done
+        python3 bench/peft_bench.py 1b:1:1024:8 1b:4:1024:8 1b:1:2048:8 8b:1:1024:6 8b:1:2048:6 || true
+      } 2>&1 | tee "$OUT/train.md"
+    fi
+    ;;
+  *) echo "usage: bench/device.sh llama|cogumi|engine|train" >&2; exit 2 ;;
 esac

@@ -36,6 +36,7 @@ void setup_train(CLI::App& sub) {
   sub.add_option("--schedule", o.schedule, "cosine, linear or constant")->capture_default_str();
   sub.add_option("--weight-decay", o.weight_decay, "AdamW weight decay")->capture_default_str();
   sub.add_option("--val-split", o.val_split, "Share of examples held out for validation (e.g. 0.05)");
+  sub.add_option("--val-data", o.val_data, "Validate on these SFT files (a dev split) instead of --val-split");
   sub.add_option("--eval-steps", o.eval_steps, "Validate every N steps (0 = each epoch)");
   sub.add_option("--patience", o.patience, "Stop after N validations without improvement (0 = never)");
   sub.add_option("--seed", o.seed, "Seed (data order, LoRA init)")->capture_default_str();

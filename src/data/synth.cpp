@@ -220,6 +220,15 @@ SynthStats synth_write(const fs::path& out_dir, const SynthOptions& opts) {
     std::string rel = std::string("mix/") + dom.name + ".jsonl";
     write_file_atomic(out_dir / rel, domain_text);
     files["mix"][dom.name] = rel;
+    // The dev split in the same form: validation data for early stopping.
+    std::string dev_text;
+    if (!all[d][1].empty())
+      for (const auto& it : load_benchmark(dom.eval_kind, out_dir / files[dom.name]["dev"].get<std::string>())) {
+        json row = training_record(it, false);
+        row["category"] = dom.name;
+        dev_text += row.dump() + "\n";
+      }
+    write_file_atomic(out_dir / "mix" / "dev" / (std::string(dom.name) + ".jsonl"), dev_text);
   }
 
   // One shuffled stream, so any prefix of the mix holds every domain in proportion.

@@ -10,6 +10,7 @@
 //   automation/{split}.jsonl         BFCL, answers in automation/possible_answer/{split}.jsonl
 //   mix/{domain}.jsonl               {"prompt","completion","category",...}: the domain's train split
 //                                    asked exactly as `cogumi eval` asks it (completion mode)
+//   mix/dev/{domain}.jsonl           the dev split in the same form (validation for early stopping)
 //   mix/train.jsonl                  all four, shuffled together: the base model's training set
 //   manifest.json                    seed, options, counts, files, the eval kind of each domain
 //

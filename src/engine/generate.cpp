@@ -183,6 +183,7 @@ Generator::Generator(std::shared_ptr<Model> model, GeneratorOptions opts) : mode
 
 Generator::~Generator() {
   if (ctx_) llama_free(ctx_);
+  for (auto* c : backend_chains_) llama_sampler_free(c);
 }
 
 std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& requests, const StreamFn& on_piece,
@@ -201,6 +202,34 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
 
   const int32_t n_vocab = model_->n_vocab();
   const int n_slots = opts_.n_parallel;
+  // Backend (in-graph) greedy when every request of this call is plain greedy without log-probs.
+  bool backend = opts_.backend_sampling;
+  for (const auto& rq : requests)
+    if (!(rq.sampling.temperature <= 0.0f && rq.sampling.repeat_penalty == 1.0f) || rq.n_logprobs >= 0) backend = false;
+  if (backend != backend_attached_) {
+    // A chain initialises its backend state once, so every attach gets fresh chains.
+    auto detach = [&] {
+      for (int s = 0; s < n_slots; ++s) llama_set_sampler(ctx_, s, nullptr);
+      for (auto* c : backend_chains_) llama_sampler_free(c);
+      backend_chains_.clear();
+    };
+    if (backend) {
+      bool ok = true;
+      for (int s = 0; s < n_slots; ++s) {
+        llama_sampler* c = llama_sampler_chain_init(llama_sampler_chain_default_params());
+        llama_sampler_chain_add(c, llama_sampler_init_greedy());
+        backend_chains_.push_back(c);
+        ok = llama_set_sampler(ctx_, s, c) && ok;
+      }
+      if (!ok) {  // not offloadable here: back to host sampling
+        detach();
+        backend = false;
+      }
+    } else {
+      detach();
+    }
+    backend_attached_ = backend;
+  }
   const llama_seq_id prefix_seq = n_slots;
   const int ctx_seq = opts_.n_ctx_per_seq;
   llama_memory_t mem = llama_get_memory(ctx_);
@@ -372,10 +401,15 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
       for (auto& sl : slots) {
         if (sl.req < 0 || sl.logits_at < 0) continue;
         ready.push_back(&sl);
-        rows.push_back(llama_get_logits_ith(ctx_, sl.logits_at));
+        if (backend_attached_) {
+          sl.chosen = llama_get_sampled_token_ith(ctx_, sl.logits_at);
+          if (sl.chosen == LLAMA_TOKEN_NULL) fail("llama.cpp's backend sampler gave no token");
+        } else {
+          rows.push_back(llama_get_logits_ith(ctx_, sl.logits_at));
+        }
       }
-#pragma omp parallel for schedule(dynamic) num_threads(n_threads_) if (ready.size() > 1)
-      for (size_t k = 0; k < ready.size(); ++k) {
+#pragma omp parallel for schedule(dynamic) num_threads(n_threads_) if (rows.size() > 1)
+      for (size_t k = 0; k < rows.size(); ++k) {
         Slot& sl = *ready[k];
         const GenRequest& rq = requests[sl.req];
         sl.chosen = choose_token(rows[k], n_vocab, rq.sampling, sl.sampler.get(), sl.cand);

@@ -27,6 +27,7 @@
 #include "engine/model.h"
 
 struct llama_context;
+struct llama_sampler;
 
 namespace cogumi {
 
@@ -96,6 +97,11 @@ struct GeneratorOptions {
   bool shared_prefix = true;   // decode common prompt prefixes once
   int min_shared_prefix = 16;  // shortest prefix (tokens) worth sharing
   int flash_attn = -1;         // -1 auto, 0 off, 1 on
+  // Greedy calls without log-probabilities pick tokens inside llama.cpp's graph (its backend
+  // samplers: an argmax on the GPU) instead of copying every row of logits to the host and
+  // scanning it there. At 64 sequences x 128k vocabulary that copy and scan is most of the
+  // engine's overhead over raw llama_decode. Same tokens either way (a test checks).
+  bool backend_sampling = true;
   void validate() const;
 };
 
@@ -125,6 +131,8 @@ class Generator {
   GeneratorOptions opts_;
   llama_context* ctx_ = nullptr;
   int n_threads_ = 1;
+  std::vector<llama_sampler*> backend_chains_;  // one greedy chain per slot sequence
+  bool backend_attached_ = false;
   GenStats stats_;
 };
 

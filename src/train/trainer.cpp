@@ -44,7 +44,8 @@ void TrainOptions::validate() const {
     fail("unknown schedule '{}' (cosine, linear, constant)", schedule);
   if (out.empty()) fail("give an output path (-o)");
   if (val_split < 0 || val_split >= 1) fail("--val-split must be in [0, 1)");
-  if (patience > 0 && val_split <= 0) fail("--patience needs a validation split (--val-split)");
+  if (patience > 0 && val_split <= 0 && val_data.empty()) fail("--patience needs validation data (--val-split or --val-data)");
+  if (val_split > 0 && !val_data.empty()) fail("give --val-split or --val-data, not both");
 }
 
 size_t make_labels(const std::vector<std::vector<Token>>& tokens, const std::vector<std::vector<uint8_t>>& target,
@@ -148,6 +149,10 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
     if (n_val >= examples.size()) fail("--val-split {} leaves no training examples ({} in all)", o.val_split, examples.size());
     val.assign(examples.end() - long(n_val), examples.end());
     examples.resize(examples.size() - n_val);
+  }
+  for (const auto& f : o.val_data) {
+    auto ex = load_sft(f, *tok, o.sft);
+    val.insert(val.end(), ex.begin(), ex.end());
   }
   res.n_train = examples.size();
   res.n_val = val.size();

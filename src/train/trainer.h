@@ -49,6 +49,7 @@ struct TrainOptions {
   uint64_t seed = 1;
   int n_threads = 0;
   double val_split = 0.0;        // share of examples held out for validation (the plan's 0.05)
+  std::vector<std::filesystem::path> val_data;  // or validate on these files (a dev split)
   int eval_steps = 0;            // validate every N optimizer steps (0: at the end of each epoch)
   int patience = 0;              // stop after this many validations without improvement (0: never)
   std::filesystem::path log;     // JSONL, one line per optimizer step (default OUT.log.jsonl)

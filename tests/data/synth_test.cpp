@@ -67,7 +67,7 @@ TEST(Synth, SameSeedSameBytesOtherSeedDiffers) {
   fs::path again = test::tmp_dir() / "synth-again";
   synth_write(again, SynthOptions{});
   auto a = read_tree(default_dir(1)), b = read_tree(again), c = read_tree(default_dir(2));
-  ASSERT_EQ(a.size(), 21u);  // 3 splits x 4 domains, 3 BFCL answer files, 4 + 1 mixes, the manifest
+  ASSERT_EQ(a.size(), 25u);  // 3 splits x 4 domains, 3 BFCL answer files, 4 + 4 + 1 mixes, the manifest
   EXPECT_TRUE(a == b) << "same seed gave different files";
   for (auto& [name, text] : a) {
     if (name == "manifest.json") continue;

@@ -48,6 +48,28 @@ TEST_F(GenerateTest, BatchOf64MatchesOneByOne) {
   EXPECT_EQ(g64.last_stats().n_gen_tokens, 64 * 24);
 }
 
+TEST_F(GenerateTest, BackendGreedyPicksWhatHostGreedyPicks) {
+  // Greedy inside llama.cpp's graph (backend samplers) and the host argmax give the same text,
+  // and a call that needs logits on the host (log-probs) in between still works.
+  auto reqs = greedy_requests(16, 20);
+  GeneratorOptions on, off;
+  on.n_parallel = off.n_parallel = 8;
+  off.backend_sampling = false;
+  Generator gon(model_, on), goff(model_, off);
+  auto a = gon.generate(reqs);
+  auto b = goff.generate(reqs);
+  auto lp = reqs;
+  for (auto& r : lp) r.n_logprobs = 1;
+  auto c = gon.generate(lp);  // host path on the same generator
+  auto d = gon.generate(reqs);  // and back to the backend path
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    EXPECT_EQ(a[i].text, b[i].text) << i;
+    EXPECT_EQ(c[i].text, b[i].text) << i;
+    EXPECT_EQ(d[i].text, b[i].text) << i;
+    EXPECT_EQ(c[i].logprobs.size(), 20u);
+  }
+}
+
 TEST_F(GenerateTest, ContinuousBatchingWithFewerSlotsThanRequests) {
   auto reqs = greedy_requests(20, 16);
   for (size_t i = 0; i < reqs.size(); ++i) reqs[i].max_tokens = 4 + int(i % 5) * 5;  // uneven lengths

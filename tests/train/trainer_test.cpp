@@ -213,7 +213,7 @@ TEST(Trainer, WeightedFilesMix) {
   o.out = test::tmp_dir() / "mix.gguf";
   o.lora.rank = 2;
   o.lora.targets = {"q"};
-  o.sft.max_len = 16;
+  o.sft.max_len = 48;
   o.max_steps = 1;
   o.progress = false;
   auto r = train(o);

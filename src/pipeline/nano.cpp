@@ -1,0 +1,254 @@
+#include "pipeline/nano.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <map>
+
+#include "analysis/failures.h"
+#include "core/error.h"
+#include "data/synth.h"
+#include "engine/model_init.h"
+#include "eval/run.h"
+#include "train/trainer.h"
+
+namespace cogumi {
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void log_stage(const std::string& s) { fmt::print(stderr, "[nano] {}\n", s); }
+
+// Accuracy per benchmark kind of a run summary.
+double accuracy(const json& summary, const std::string& kind) {
+  return summary["benchmarks"].contains(kind) ? summary["benchmarks"][kind]["accuracy"].get<double>() : 0.0;
+}
+
+// Wins / ties / losses of run B against run A on one benchmark, matched by item id.
+json wtl(const fs::path& a, const fs::path& b, const std::string& kind) {
+  std::map<std::string, bool> ra;
+  read_jsonl(a / "items.jsonl", [&](const json& j, size_t) {
+    if (j["benchmark"] == kind) ra[j["id"].get<std::string>()] = j["correct"].get<bool>();
+  });
+  int w = 0, t = 0, l = 0;
+  read_jsonl(b / "items.jsonl", [&](const json& j, size_t) {
+    if (j["benchmark"] != kind) return;
+    auto it = ra.find(j["id"].get<std::string>());
+    if (it == ra.end()) return;
+    bool cb = j["correct"].get<bool>();
+    (cb && !it->second) ? ++w : (!cb && it->second) ? ++l : ++t;
+  });
+  return {{"wins", w}, {"ties", t}, {"losses", l}};
+}
+
+}  // namespace
+
+std::vector<NanoDomain> nano_domains(const fs::path& data) {
+  return {{"math", "gsm8k", data / "math/test.jsonl", data / "math/train.jsonl", data / "mix/dev/math.jsonl",
+           data / "mix/math.jsonl"},
+          {"code", "humaneval", data / "code/test.jsonl", data / "code/train.jsonl", data / "mix/dev/code.jsonl",
+           data / "mix/code.jsonl"},
+          {"reasoning", "mmlu", data / "reasoning/reasoning_test.csv", data / "reasoning/reasoning_train.csv",
+           data / "mix/dev/reasoning.jsonl", data / "mix/reasoning.jsonl"},
+          {"automation", "bfcl", data / "automation/test.jsonl", data / "automation/train.jsonl",
+           data / "mix/dev/automation.jsonl", data / "mix/automation.jsonl"}};
+}
+
+json nano_base(const NanoBaseOptions& o) {
+  auto t0 = std::chrono::steady_clock::now();
+  fs::create_directories(o.dir);
+  SynthOptions so;
+  so.seed = o.seed, so.difficulty = o.difficulty, so.n_train = o.n_train, so.n_dev = o.n_dev, so.n_test = o.n_test;
+  log_stage("curriculum -> " + (o.dir / "data").string());
+  synth_write(o.dir / "data", so);
+
+  ModelInitOptions mi;
+  mi.shape = model_shape_preset("nano");
+  mi.shape.n_embd = o.n_embd, mi.shape.n_layer = o.n_layer, mi.shape.n_head = o.n_head, mi.shape.n_head_kv = o.n_head;
+  mi.shape.n_ff = o.n_ff;
+  mi.seed = o.seed;
+  mi.vocab_train = {o.dir / "data/mix/train.jsonl"};
+  mi.vocab_merges = o.vocab_merges;
+  mi.name = "cogumi-nano-base";
+  mi.n_threads = o.n_threads;
+  const fs::path init = o.dir / "base-init.gguf", f32 = o.dir / "base-f32.gguf", out = o.dir / "base.gguf";
+  log_stage("random-init model with a vocabulary fitted to the curriculum");
+  auto ir = model_init(init, mi);
+
+  TrainOptions to;
+  to.model = init;
+  to.data = {{o.dir / "data/mix/train.jsonl"}};
+  to.out = f32;
+  to.sft.max_len = o.seq_len;
+  to.pack = true;
+  to.batch = o.batch;
+  to.max_steps = o.steps;
+  to.lr = o.lr;
+  to.warmup = o.warmup;
+  to.seed = o.seed;
+  to.n_threads = o.n_threads;
+  to.cpu_only = true;  // the recipe is the CPU one, so it reproduces anywhere
+  to.progress = o.progress;
+  log_stage(fmt::format("full-parameter training, {} steps", o.steps));
+  auto tr = train(to);
+  model_quantize(f32, out, "f16", o.n_threads);
+  fs::remove(init);
+  fs::remove(f32);
+  json recipe = {{"model", out.filename().string()},
+                 {"sha256", sha256_file(out)},
+                 {"bytes", fs::file_size(out)},
+                 {"parameters", ir.n_params},
+                 {"vocabulary", ir.n_vocab},
+                 {"seed", o.seed},
+                 {"curriculum", {{"difficulty", o.difficulty}, {"n_train", o.n_train}, {"n_dev", o.n_dev}, {"n_test", o.n_test}}},
+                 {"shape", {{"n_embd", o.n_embd}, {"n_layer", o.n_layer}, {"n_head", o.n_head}, {"n_ff", o.n_ff}}},
+                 {"train", {{"steps", tr.steps}, {"seq_len", o.seq_len}, {"batch", o.batch}, {"lr", o.lr}, {"warmup", o.warmup},
+                            {"pack", true}, {"first_loss", tr.first_loss}, {"last_loss", tr.last_loss},
+                            {"tokens_per_s", tr.tokens_per_s}}},
+                 {"vocab_merges", o.vocab_merges},
+                 {"command", fmt::format("cogumi nano base --dir DIR --seed {} --steps {}", o.seed, o.steps)},
+                 {"seconds", seconds_since(t0)}};
+  write_file_atomic(o.dir / "recipe.json", recipe.dump(2) + "\n");
+  return recipe;
+}
+
+json nano_loop(const NanoLoopOptions& o) {
+  auto t0 = std::chrono::steady_clock::now();
+  const fs::path base = o.base.empty() ? o.dir / "base.gguf" : o.base;
+  const fs::path data = o.data.empty() ? o.dir / "data" : o.data;
+  if (!fs::exists(base)) fail("no base model at '{}' (run 'cogumi nano base' first)", base.string());
+  if (!fs::exists(data / "manifest.json")) fail("no curriculum at '{}' (run 'cogumi nano data')", data.string());
+  const auto domains = nano_domains(data);
+  const fs::path runs = o.dir / "runs";
+  fs::create_directories(runs);
+
+  auto eval = [&](const fs::path& out, const std::vector<BenchSpec>& benches, size_t limit, const fs::path& adapter) {
+    if (fs::exists(out / "summary.json")) return json::parse(read_file(out / "summary.json"));  // reused
+    EvalOptions e;
+    e.model = base;
+    e.benches = benches;
+    e.out_dir = out;
+    e.limit = limit;
+    e.max_tokens = o.max_tokens;
+    e.gen.n_parallel = 64;
+    e.gen.n_threads = o.n_threads;
+    e.progress = o.progress;
+    e.resume = fs::exists(out / "items.jsonl");
+    if (!adapter.empty()) {
+      e.adapters = {{"mod", adapter}};
+      e.adapter = "mod";
+    }
+    return run_eval(e);
+  };
+  std::vector<BenchSpec> tests;
+  for (auto& d : domains) tests.push_back({d.kind, d.test});
+
+  log_stage("1. base on the four test sets");
+  json base_test = eval(runs / "base-test", tests, o.test_limit, {});
+
+  log_stage("2. base on each domain's training split: its failures");
+  std::vector<BenchSpec> trains;
+  for (auto& d : domains) trains.push_back({d.kind, d.train});
+  json base_train = eval(runs / "base-train", trains, o.mine_limit, {});
+  std::vector<json> fails = load_failures(runs / "base-train");
+
+  json out = {{"base", base.string()}, {"base_sha256", sha256_file(base)}, {"domains", json::object()}};
+  for (auto& d : domains) {
+    const fs::path dd = o.dir / "modifiers" / d.name;
+    fs::create_directories(dd);
+    std::string text;
+    size_t n_fail = 0;
+    for (auto& j : fails)
+      if (j["benchmark"] == d.kind) {
+        json row = j["sft"];
+        row["category"] = d.name;
+        text += row.dump() + "\n";
+        ++n_fail;
+      }
+    write_file_atomic(dd / "failures.jsonl", text);
+    const fs::path adapter = dd / "modifier.gguf";
+    json tr_info;
+    if (!fs::exists(adapter)) {
+      log_stage(fmt::format("3. {} modifier: {} failures + {}x the domain's training set", d.name, n_fail, o.domain_share));
+      TrainOptions to;
+      to.model = base;
+      to.data = {};
+      if (n_fail) to.data.push_back({dd / "failures.jsonl", 1.0});
+      to.data.push_back({d.train_sft, o.domain_share});
+      to.val_data = {d.dev_sft};
+      to.out = adapter;
+      to.lora.rank = o.lora_rank;
+      to.lora.alpha = float(o.lora_rank);
+      to.lora.targets = {"q", "k", "v", "o", "gate", "up", "down"};
+      to.sft.max_len = o.seq_len;
+      to.pack = true;
+      to.batch = o.batch;
+      to.max_steps = o.steps;
+      to.lr = o.lr;
+      to.warmup = 10;
+      to.eval_steps = o.eval_steps;
+      to.patience = o.patience;
+      to.n_threads = o.n_threads;
+      to.cpu_only = true;
+      to.progress = o.progress;
+      auto r = train(to);
+      tr_info = {{"steps", r.steps}, {"best_step", r.best_step}, {"best_val_loss", r.best_val_loss},
+                 {"stopped_early", r.stopped_early}, {"n_train", r.n_train}};
+      write_file_atomic(dd / "train.json", tr_info.dump(2) + "\n");
+    } else if (fs::exists(dd / "train.json")) {
+      tr_info = json::parse(read_file(dd / "train.json"));
+    }
+    out["domains"][d.name] = {{"kind", d.kind}, {"failures_mined", n_fail}, {"train", tr_info},
+                              {"base_train_accuracy", accuracy(base_train, d.kind)}};
+  }
+
+  log_stage("4. base + each modifier on all four test sets");
+  for (auto& m : domains) {
+    const fs::path run = runs / ("with-" + m.name);
+    json s = eval(run, tests, o.test_limit, o.dir / "modifiers" / m.name / "modifier.gguf");
+    json row = json::object();
+    for (auto& d : domains) {
+      row[d.name] = {{"accuracy", accuracy(s, d.kind)}, {"vs_base", wtl(runs / "base-test", run, d.kind)}};
+    }
+    out["domains"][m.name]["with_modifier"] = row;
+  }
+  for (auto& d : domains) out["domains"][d.name]["base_accuracy"] = accuracy(base_test, d.kind);
+  out["seconds"] = seconds_since(t0);
+  write_file_atomic(o.dir / "loop.json", out.dump(2) + "\n");
+  write_file_atomic(o.dir / "table.md", nano_table(out));
+  return out;
+}
+
+std::string nano_table(const json& loop) {
+  std::vector<std::string> names;
+  for (auto& [k, _] : loop["domains"].items()) names.push_back(k);
+  // The order of the curriculum, not alphabetical.
+  std::vector<std::string> order;
+  for (const char* n : {"math", "code", "reasoning", "automation"})
+    if (loop["domains"].contains(n)) order.push_back(n);
+  std::string t = "| test set | base |";
+  for (auto& m : order) t += " +" + m + " |";
+  t += " own modifier: W/T/L | own gain | worst other-modifier change |\n|---|---:|";
+  for (size_t i = 0; i < order.size(); ++i) t += "---:|";
+  t += "---|---:|---:|\n";
+  for (auto& d : order) {
+    double base = loop["domains"][d]["base_accuracy"].get<double>();
+    t += fmt::format("| {} | {:.1f}% |", d, 100 * base);
+    double worst = 0;
+    for (auto& m : order) {
+      const json& cell = loop["domains"][m]["with_modifier"][d];
+      double acc = cell["accuracy"].get<double>();
+      t += fmt::format(" {:.1f}% |", 100 * acc);
+      if (m != d) worst = std::min(worst, acc - base);
+    }
+    const json& own = loop["domains"][d]["with_modifier"][d];
+    t += fmt::format(" {}/{}/{} | {:+.1f} | {:+.1f} |\n", own["vs_base"]["wins"].get<int>(), own["vs_base"]["ties"].get<int>(),
+                     own["vs_base"]["losses"].get<int>(), 100 * (own["accuracy"].get<double>() - base), 100 * worst);
+  }
+  return t;
+}
+
+}  // namespace cogumi

@@ -1,0 +1,68 @@
+// cogumi/pipeline: the nano system end to end (issue "Nano").
+//
+// nano_base: the base model from nothing: the curriculum (`cogumi nano data`), a llama model
+// with a vocabulary fitted to it (`model init --vocab-train`), full-parameter training on the
+// mix, then F16. Everything follows from the options and seed; recipe.json records them with
+// the sha256 of the result.
+//
+// nano_loop: the plan's first improvement loop on that base:
+//   1. evaluate the base on the four test sets;
+//   2. evaluate it on each domain's training split and keep every failure (Phase 1B.2);
+//   3. train one LoRA modifier per domain on its failures plus a share of the domain's own
+//      training data, early stopping on the domain's dev split;
+//   4. evaluate base + each modifier on all four test sets and compare with the base.
+// Results: loop.json and table.md in the work directory (per domain: base accuracy, with its own
+// modifier, with each other modifier; wins/ties/losses). Finished stages are reused on rerun.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include "core/io.h"
+
+namespace cogumi {
+
+struct NanoBaseOptions {
+  fs::path dir = "runs/nano";  // data/ and base.gguf go here
+  uint64_t seed = 1;
+  int difficulty = 1;
+  int n_train = 2000, n_dev = 200, n_test = 300;
+  int vocab_merges = 2000;
+  int n_embd = 256, n_layer = 4, n_head = 4, n_ff = 768;
+  int steps = 1200, seq_len = 128, batch = 8, warmup = 30;
+  float lr = 3e-3f;
+  int n_threads = 0;
+  bool progress = true;
+};
+
+// Writes dir/data (the curriculum), dir/base.gguf (F16) and dir/recipe.json. Returns the recipe.
+json nano_base(const NanoBaseOptions& o);
+
+struct NanoLoopOptions {
+  fs::path dir = "runs/nano";  // work directory (data/ from nano_base or `nano data`)
+  fs::path base;               // default: dir/base.gguf
+  fs::path data;               // default: dir/data
+  size_t test_limit = 0;       // test items per domain (0: all)
+  size_t mine_limit = 600;     // training items per domain evaluated for failures
+  double domain_share = 0.5;   // weight of the domain's own training set beside its failures
+  int lora_rank = 16;
+  int steps = 300, batch = 8, seq_len = 128, eval_steps = 25, patience = 4;
+  float lr = 2e-3f;
+  int max_tokens = 96;
+  int n_threads = 0;
+  bool progress = true;
+};
+
+// Runs the loop; returns loop.json's content.
+json nano_loop(const NanoLoopOptions& o);
+// The results table (markdown) from loop.json's content.
+std::string nano_table(const json& loop);
+
+// The four domains and the eval kind and test/train/dev files of each, under a curriculum dir.
+struct NanoDomain {
+  std::string name, kind;
+  fs::path test, train, dev_sft, train_sft;
+};
+std::vector<NanoDomain> nano_domains(const fs::path& data);
+
+}  // namespace cogumi
