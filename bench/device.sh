@@ -50,14 +50,25 @@ case "${1:-}" in
       DATA=.devcache MAXTOK=256 bench/eval_bench.sh "$B/cogumi" "$M" 1319 48 64 --ctx 512
     } 2>&1 | tee "$OUT/bench.md"
     ;;
-  engine|train)
+  engine|train|nano)
     PREFIX=$(scripts/deps.sh --cuda | tail -n 1)
     cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DCOGUMI_LLAMA_PREFIX="$PREFIX" \
       -DCOGUMI_BUILD_TESTS=OFF -DZLIB_ROOT="$DEPS/usr" -DOPENSSL_ROOT_DIR="$DEPS/usr" >/dev/null
     cmake --build build-cuda -j 16 >/dev/null
     B=build-cuda/bin
     VOCAB="$PREFIX/src/models/ggml-vocab-llama-bpe.gguf"
-    if [ "$1" = engine ]; then
+    if [ "$1" = nano ]; then
+      # The nano base model, trained on the GPU (variants side by side), shipped as models/nano-base.gguf.
+      shift
+      i=0
+      for v in "$@"; do
+        i=$((i + 1))
+        ( "$B/cogumi" nano base --dir /root/nano$i $v >/root/nano$i.txt 2>&1
+          mkdir -p "$OUT/v$i"; cp /root/nano$i/base.gguf /root/nano$i/recipe.json "$OUT/v$i/"
+          cp /root/nano$i/base-f32.gguf.log.jsonl "$OUT/v$i/train.log.jsonl" 2>/dev/null; tail -3 /root/nano$i.txt ) &
+      done
+      wait
+    elif [ "$1" = engine ]; then
       M=/root/m8b-q4km.gguf
       [ -f "$M" ] || "$B/cogumi" model init "$M" --shape 8b --type q4_k_m --vocab "$VOCAB" --seed 1 >/dev/null
       {

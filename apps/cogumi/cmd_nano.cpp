@@ -34,6 +34,12 @@ void setup_nano(CLI::App& sub) {
   base->add_option("--steps", b.steps, "Optimizer steps")->capture_default_str();
   base->add_option("--lr", b.lr, "Peak learning rate")->capture_default_str();
   base->add_option("--difficulty", b.difficulty, "Curriculum difficulty 1..4")->capture_default_str();
+  base->add_option("--n-train", b.n_train, "Training items per domain")->capture_default_str();
+  base->add_option("--batch", b.batch, "Sequences (packed rows) per step")->capture_default_str();
+  base->add_option("--layers", b.n_layer, "Transformer layers")->capture_default_str();
+  base->add_option("--seq-len", b.seq_len, "Tokens per packed row")->capture_default_str();
+  base->add_option("--warmup", b.warmup, "Warm-up steps")->capture_default_str();
+  base->add_flag("--cpu", b.cpu_only, "Train on the CPU even when a GPU is present");
   base->add_option("--threads", b.n_threads, "CPU threads (0 = all)");
   base->callback([&] {
     engine_set_verbose(globals().verbose);

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdint>
+#include <cstdio>
+#include <string>
 #include <map>
 #include <set>
 #include <unordered_map>

@@ -90,7 +90,7 @@ json nano_base(const NanoBaseOptions& o) {
   to.warmup = o.warmup;
   to.seed = o.seed;
   to.n_threads = o.n_threads;
-  to.cpu_only = true;  // the recipe is the CPU one, so it reproduces anywhere
+  to.cpu_only = o.cpu_only;
   to.progress = o.progress;
   log_stage(fmt::format("full-parameter training, {} steps", o.steps));
   auto tr = train(to);
@@ -109,7 +109,9 @@ json nano_base(const NanoBaseOptions& o) {
                             {"pack", true}, {"first_loss", tr.first_loss}, {"last_loss", tr.last_loss},
                             {"tokens_per_s", tr.tokens_per_s}}},
                  {"vocab_merges", o.vocab_merges},
-                 {"command", fmt::format("cogumi nano base --dir DIR --seed {} --steps {}", o.seed, o.steps)},
+                 {"command", fmt::format("cogumi nano base --dir DIR --seed {} --steps {} --batch {} --lr {} --layers {} "
+                                         "--n-train {} --difficulty {}",
+                                         o.seed, o.steps, o.batch, o.lr, o.n_layer, o.n_train, o.difficulty)},
                  {"seconds", seconds_since(t0)}};
   write_file_atomic(o.dir / "recipe.json", recipe.dump(2) + "\n");
   return recipe;

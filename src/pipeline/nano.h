@@ -26,12 +26,13 @@ struct NanoBaseOptions {
   fs::path dir = "runs/nano";  // data/ and base.gguf go here
   uint64_t seed = 1;
   int difficulty = 1;
-  int n_train = 2000, n_dev = 200, n_test = 300;
+  int n_train = 6000, n_dev = 200, n_test = 300;
   int vocab_merges = 2000;
   int n_embd = 256, n_layer = 4, n_head = 4, n_ff = 768;
   int steps = 1200, seq_len = 128, batch = 8, warmup = 30;
   float lr = 3e-3f;
   int n_threads = 0;
+  bool cpu_only = false;       // train on the CPU even when a GPU is present
   bool progress = true;
 };
 
