@@ -12,11 +12,13 @@ std::string mc_block(const EvalItem& it) {
   return s + "Answer:";
 }
 
-// A canonical call from BFCL ground truth: the first accepted value of each argument.
+// A canonical call from BFCL ground truth: the first accepted value of each argument. The name
+// comes first, as in the instruction's {"name": ..., "arguments": {...}}: a model writing this
+// left to right picks the function before its arguments.
 std::string call_from_truth(const json& gt) {
   if (!gt.is_array() || gt.empty() || !gt[0].is_object() || gt[0].empty()) return "{}";
   const auto& entry = *gt[0].begin();
-  json args = json::object();
+  nlohmann::ordered_json args = nlohmann::ordered_json::object();
   for (auto& [k, v] : entry.items()) {
     if (!v.is_array()) {
       args[k] = v;
@@ -28,7 +30,10 @@ std::string call_from_truth(const json& gt) {
         break;
       }
   }
-  return json{{"name", gt[0].begin().key()}, {"arguments", args}}.dump();
+  nlohmann::ordered_json call = nlohmann::ordered_json::object();
+  call["name"] = gt[0].begin().key();
+  call["arguments"] = args;
+  return call.dump();
 }
 
 std::string mbpp_task(const EvalItem& it) {
