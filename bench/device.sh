@@ -75,9 +75,9 @@ case "${1:-}" in
         echo "## llama-batched-bench (pp 128, tg 128)"
         "$PREFIX/bin/llama-batched-bench" -m "$M" -ngl 99 -fa on -c 20000 -b 2048 -ub 512 -npp 128 -ntg 128 -npl 1,8,32,64 2>/dev/null | grep '^|'
         echo "## cogumi engine, greedy in llama.cpp's graph (backend sampling)"
+        "$B/cogumi-bench-engine" -m "$M" --pp 128 --tg 128 --npl 1,8,32,64 --fa 1 --reps 2 --backend-sampling --json "$OUT/engine-backend.jsonl"
+        echo "## cogumi engine, greedy on the host (the default)"
         "$B/cogumi-bench-engine" -m "$M" --pp 128 --tg 128 --npl 1,8,32,64 --fa 1 --reps 2 --json "$OUT/engine.jsonl"
-        echo "## cogumi engine, greedy on the host"
-        "$B/cogumi-bench-engine" -m "$M" --pp 128 --tg 128 --npl 1,8,32,64 --fa 1 --reps 2 --host-sampling --json "$OUT/engine-host.jsonl"
       } 2>&1 | tee "$OUT/engine.md"
     else
       # Long examples (every token a target) so each row is full: pure training throughput.

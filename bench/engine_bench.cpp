@@ -27,8 +27,8 @@ int main(int argc, char** argv) {
   app.add_option("--fa", fa, "Flash attention: -1 auto, 0 off, 1 on");
   app.add_option("--reps", reps, "Repetitions (best is reported)")->capture_default_str();
   app.add_option("--json", json_out, "Append JSON lines here");
-  bool host_sampling = false;
-  app.add_flag("--host-sampling", host_sampling, "Greedy on the host (copy logits, argmax) instead of in llama.cpp's graph");
+  bool backend_sampling = false;
+  app.add_flag("--backend-sampling", backend_sampling, "Greedy inside llama.cpp's graph (backend samplers) instead of on the host");
   CLI11_PARSE(app, argc, argv);
   try {
     ModelOptions mo;
@@ -51,7 +51,7 @@ int main(int argc, char** argv) {
       go.n_threads = threads;
       go.flash_attn = fa;
       go.shared_prefix = false;
-      go.backend_sampling = !host_sampling;
+      go.backend_sampling = backend_sampling;
       Generator gen(model, go);
       std::vector<GenRequest> reqs(npl);
       for (auto& r : reqs) {

@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
-# The main job on the built-in default. Until the nano pipeline lands, it builds Cogumi,
-# makes a nano-shaped random model and runs a batch of prompts through the engine,
-# reporting throughput. Output goes to out/ (override with OUT_DIR).
+# The main job on the built-in default: the nano system's first improvement loop.
+# Builds Cogumi, checks the shipped base model (models/nano-base.gguf, sha256 in
+# models/nano-base.json), writes the curriculum it was trained on, then runs `cogumi nano loop`:
+# base on the four test sets, failures mined on the training splits, one LoRA modifier per
+# domain, base + each modifier on every test set, the comparison table. Work goes to
+# runs/nano (override with OUT_DIR); finished stages are reused when run again.
+# About 10-15 minutes on 2 CPU cores. Extra arguments go to `cogumi nano loop`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-COGUMI=$(scripts/build.sh "$@" | tail -n 1)
-OUT="${OUT_DIR:-out}"
+COGUMI=$(scripts/build.sh | tail -n 1)
+OUT="${OUT_DIR:-runs/nano}"
+BASE=models/nano-base.gguf
+want=$(python3 -c 'import json; print(json.load(open("models/nano-base.json"))["sha256"])')
+have=$(sha256sum "$BASE" | cut -d' ' -f1)
+if [ "$want" != "$have" ]; then
+  echo "error: $BASE has sha256 $have, models/nano-base.json says $want" >&2
+  exit 1
+fi
 mkdir -p "$OUT"
-[ -f "$OUT/nano-random.gguf" ] || "$COGUMI" model init "$OUT/nano-random.gguf" --shape nano --seed 1
-"$COGUMI" info "$OUT/nano-random.gguf"
-python3 - "$OUT/prompts.jsonl" <<'PY'
-import json, sys
-with open(sys.argv[1], "w") as f:
-    for i in range(64):
-        f.write(json.dumps({"id": i, "prompt": f"Question {i}: Tom has {i} apples and buys {i % 7} more. How many apples?"}) + "\n")
-PY
-"$COGUMI" generate -m "$OUT/nano-random.gguf" --prompts "$OUT/prompts.jsonl" -n 64 --ignore-eos \
-  --parallel 16 -o "$OUT/generations.jsonl"
-echo "wrote $OUT/generations.jsonl"
+[ -f "$OUT/data/manifest.json" ] || "$COGUMI" nano data -o "$OUT/data" --seed 1 --n-train 6000 --difficulty 2
+"$COGUMI" nano loop --dir "$OUT" --base "$BASE" "$@"

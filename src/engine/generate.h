@@ -97,11 +97,12 @@ struct GeneratorOptions {
   bool shared_prefix = true;   // decode common prompt prefixes once
   int min_shared_prefix = 16;  // shortest prefix (tokens) worth sharing
   int flash_attn = -1;         // -1 auto, 0 off, 1 on
-  // Greedy calls without log-probabilities pick tokens inside llama.cpp's graph (its backend
-  // samplers: an argmax on the GPU) instead of copying every row of logits to the host and
-  // scanning it there. At 64 sequences x 128k vocabulary that copy and scan is most of the
-  // engine's overhead over raw llama_decode. Same tokens either way (a test checks).
-  bool backend_sampling = true;
+  // Greedy calls without log-probabilities can pick tokens inside llama.cpp's graph (its
+  // backend samplers) instead of copying each row of logits to the host and scanning it there.
+  // Same tokens either way (a test checks). Off by default: on the H100 with an 8B model it
+  // removes the host work (1.4% of step time left at 64 sequences) but llama_decode itself gets
+  // slower (3,443 vs 4,118 decode tokens/s at 64 sequences; bench/RESULTS.md).
+  bool backend_sampling = false;
   void validate() const;
 };
 

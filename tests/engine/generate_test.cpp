@@ -54,6 +54,7 @@ TEST_F(GenerateTest, BackendGreedyPicksWhatHostGreedyPicks) {
   auto reqs = greedy_requests(16, 20);
   GeneratorOptions on, off;
   on.n_parallel = off.n_parallel = 8;
+  on.backend_sampling = true;
   off.backend_sampling = false;
   Generator gon(model_, on), goff(model_, off);
   auto a = gon.generate(reqs);
