@@ -59,6 +59,8 @@ void setup_nano(CLI::App& sub) {
   loop->add_option("--mine-limit", l.mine_limit, "Training items per domain evaluated for failures")->capture_default_str();
   loop->add_option("--domain-share", l.domain_share, "Weight of the domain's own training set beside its failures")
       ->capture_default_str();
+  loop->add_option("--replay", l.replay, "Weight of the general mix (all domains) in each modifier's data")
+      ->capture_default_str();
   loop->add_option("--modifiers", l.modifiers, "Train modifiers for these domains only (default: all four)");
   loop->add_option("--rank", l.lora_rank, "LoRA rank")->capture_default_str();
   loop->add_option("--steps", l.steps, "Max optimizer steps per modifier")->capture_default_str();

@@ -190,6 +190,7 @@ json nano_loop(const NanoLoopOptions& o) {
       to.data = {};
       if (n_fail) to.data.push_back({dd / "failures.jsonl", 1.0});
       to.data.push_back({d.train_sft, o.domain_share});
+      if (o.replay > 0) to.data.push_back({data / "mix/train.jsonl", o.replay});
       to.val_data = {d.dev_sft};
       to.out = adapter;
       to.lora.rank = o.lora_rank;

@@ -48,6 +48,7 @@ struct NanoLoopOptions {
   size_t mine_limit = 600;     // training items per domain evaluated for failures
   std::vector<std::string> modifiers;  // domains to train modifiers for (empty: all four)
   double domain_share = 0.5;   // weight of the domain's own training set beside its failures
+  double replay = 0.0;         // weight of the general mix (all domains) replayed against forgetting
   int lora_rank = 16;
   int steps = 300, batch = 8, seq_len = 128, eval_steps = 25, patience = 4;
   float lr = 2e-3f;

@@ -61,6 +61,16 @@ size_t make_labels(const std::vector<std::vector<Token>>& tokens, const std::vec
   return n;
 }
 
+bool DivergenceWatch::update(int step, double loss) {
+  ema_ = ema_ < 0 ? loss : 0.9 * ema_ + 0.1 * loss;
+  if (step <= warmup_) return false;
+  best_ = best_ < 0 ? ema_ : std::min(best_, ema_);
+  rising_ = ema_ > 1.3 * best_ + 0.05 ? rising_ + 1 : 0;
+  if (rising_ < 20 || fired_) return false;
+  fired_ = true;
+  return true;
+}
+
 namespace {
 
 float lr_at(const TrainOptions& o, int step, int total) {
@@ -285,8 +295,7 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
     }
     return targets ? sum / double(targets) : 0.0;
   };
-  double ema = -1, best_ema = -1;
-  int rising = 0;
+  DivergenceWatch watch(o.warmup);
   std::vector<Row> rows;
   while (step < total && !res.stopped_early) {
     if (fresh_epoch) {
@@ -318,16 +327,9 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
       if (step == 1) res.first_loss = ts.loss;
       res.last_loss = ts.loss;
       res.losses.push_back(ts.loss);
-      // Divergence: the smoothed loss climbs well above its best for 20 steps after warm-up.
-      ema = ema < 0 ? ts.loss : 0.9 * ema + 0.1 * ts.loss;
-      if (step > o.warmup) {
-        best_ema = best_ema < 0 ? ema : std::min(best_ema, ema);
-        rising = ema > 1.3 * best_ema + 0.05 ? rising + 1 : 0;
-        if (rising == 20 && !res.diverged_at) {
-          res.diverged_at = step;
-          fmt::print(stderr, "warning: the loss is diverging at step {} (smoothed {:.4f}, best {:.4f}); lower --lr?\n",
-                     step, ema, best_ema);
-        }
+      if (watch.update(step, ts.loss) && !res.diverged_at) {
+        res.diverged_at = step;
+        fmt::print(stderr, "warning: the loss is diverging at step {} (loss {:.4f}); lower --lr?\n", step, ts.loss);
       }
       const bool end_of_epoch = next_row >= rows.size();
       if (!val.empty() && (o.eval_steps > 0 ? step % o.eval_steps == 0 : end_of_epoch)) {

@@ -87,6 +87,19 @@ struct TrainResult {
   std::vector<double> losses;    // per step, this process's steps only
 };
 
+// Flags a diverging run: after warm-up, the smoothed loss (EMA, weight 0.1) stays above 1.3x its
+// best plus 0.05 for 20 steps in a row. update() returns true once, at the step it fires.
+class DivergenceWatch {
+ public:
+  explicit DivergenceWatch(int warmup) : warmup_(warmup) {}
+  bool update(int step, double loss);
+
+ private:
+  int warmup_, rising_ = 0;
+  double ema_ = -1, best_ = -1;
+  bool fired_ = false;
+};
+
 TrainResult train(const TrainOptions& opts, const std::function<void(const TrainStep&)>& on_step = {});
 
 // Dense labels for a micro-batch: row (s * T + i) is one-hot for tokens[s][i + 1] when that

@@ -306,6 +306,20 @@ TEST(Trainer, ResumeFollowsTheSameLossCurve) {
   }
 }
 
+TEST(Trainer, DivergenceIsFlaggedOnceWhenTheLossKeepsClimbing) {
+  DivergenceWatch falling(5), noisy(5), climbing(5);
+  int fired_at = 0, n_fired = 0;
+  for (int step = 1; step <= 200; ++step) {
+    EXPECT_FALSE(falling.update(step, 5.0 / step));
+    EXPECT_FALSE(noisy.update(step, 2.0 + ((step % 2) ? 0.3 : -0.3)));  // bouncing, not climbing
+    double loss = step < 60 ? 3.0 - step * 0.03 : 1.2 + (step - 60) * 0.1;  // falls, then climbs
+    if (climbing.update(step, loss)) fired_at = step, ++n_fired;
+  }
+  EXPECT_EQ(n_fired, 1);
+  EXPECT_GT(fired_at, 60);
+  EXPECT_LT(fired_at, 100);
+}
+
 TEST(Trainer, ReportLogAndClipping) {
   auto o = resume_options("report");
   o.save_steps = 0;
