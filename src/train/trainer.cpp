@@ -216,7 +216,6 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
   std::vector<json> log_lines;
   if (o.resume) {
     CheckpointTensors with_best = ct;
-    nlohmann::json peek;
     {
       // The best weights are in the checkpoint only once a validation happened.
       gguf_init_params gp{true, nullptr};
