@@ -61,7 +61,8 @@ void setup_nano(CLI::App& sub) {
       ->capture_default_str();
   loop->add_option("--replay", l.replay, "Weight of the general mix (all domains) in each modifier's data")
       ->capture_default_str();
-  loop->add_option("--modifiers", l.modifiers, "Train modifiers for these domains only (default: all four)");
+  loop->add_option("--modifiers", l.modifiers, "Train modifiers for these domains only, comma-separated (default: all four)")
+      ->delimiter(',');
   loop->add_option("--rank", l.lora_rank, "LoRA rank")->capture_default_str();
   loop->add_option("--steps", l.steps, "Max optimizer steps per modifier")->capture_default_str();
   loop->add_option("--lr", l.lr, "Modifier learning rate")->capture_default_str();

@@ -125,6 +125,9 @@ json nano_loop(const NanoLoopOptions& o) {
   if (!fs::exists(base)) fail("no base model at '{}' (run 'cogumi nano base' first)", base.string());
   if (!fs::exists(data / "manifest.json")) fail("no curriculum at '{}' (run 'cogumi nano data')", data.string());
   const auto domains = nano_domains(data);
+  for (const auto& m : o.modifiers)
+    if (std::none_of(domains.begin(), domains.end(), [&](const NanoDomain& d) { return d.name == m; }))
+      fail("unknown modifier domain '{}' (math, code, reasoning, automation)", m);
   const fs::path runs = o.dir / "runs";
   fs::create_directories(runs);
 

@@ -107,6 +107,7 @@ check "nano data writes four domains" test -s "$T/nano/math/test.jsonl" -a -s "$
 check "tool-call items record their ground truth as the reference" python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1]) if json.loads(l)["benchmark"]=="bfcl"]; assert r and all(x["reference"] for x in r)' "$T/nano_run/items.jsonl"
 check "eval reads every nano domain" python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); assert sorted(s["benchmarks"])==["bfcl","gsm8k","humaneval","mmlu"], s["benchmarks"].keys(); assert all(b["n"]==8 for b in s["benchmarks"].values())' "$T/nano_eval.json"
 
+expect_error "nano loop names an unknown modifier domain" "unknown modifier domain 'maths'" "$COGUMI" nano loop --dir "$T/nl" --base "$T/m.gguf" --data "$T/nano" --modifiers math,maths
 "$COGUMI" --help >/dev/null && "$COGUMI" generate --help | grep -q -- "--max-tokens"
 check "help on subcommands" test $? -eq 0
 
