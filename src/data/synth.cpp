@@ -209,25 +209,27 @@ SynthStats synth_write(const fs::path& out_dir, const SynthOptions& opts) {
       counts[dom.name][kSplits[s]] = items.size();
     }
     kinds[dom.name] = dom.eval_kind;
-    std::string domain_text;
-    if (!all[d][0].empty())
-      for (const auto& it : load_benchmark(dom.eval_kind, out_dir / files[dom.name]["train"].get<std::string>())) {
+    // Each item of a split asked as eval asks it, read back through eval's own loader.
+    auto sft_records = [&](int split) {
+      std::vector<json> rows;
+      if (all[d][size_t(split)].empty()) return rows;
+      for (const auto& it : load_benchmark(dom.eval_kind, out_dir / files[dom.name][kSplits[split]].get<std::string>())) {
         json row = training_record(it, false);
         row["category"] = dom.name;
-        domain_text += row.dump() + "\n";
-        mix.push_back(std::move(row));
+        rows.push_back(std::move(row));
       }
+      return rows;
+    };
+    std::string domain_text, dev_text;
+    for (auto& row : sft_records(0)) {
+      domain_text += row.dump() + "\n";
+      mix.push_back(std::move(row));
+    }
     std::string rel = std::string("mix/") + dom.name + ".jsonl";
     write_file_atomic(out_dir / rel, domain_text);
     files["mix"][dom.name] = rel;
     // The dev split in the same form: validation data for early stopping.
-    std::string dev_text;
-    if (!all[d][1].empty())
-      for (const auto& it : load_benchmark(dom.eval_kind, out_dir / files[dom.name]["dev"].get<std::string>())) {
-        json row = training_record(it, false);
-        row["category"] = dom.name;
-        dev_text += row.dump() + "\n";
-      }
+    for (auto& row : sft_records(1)) dev_text += row.dump() + "\n";
     write_file_atomic(out_dir / "mix" / "dev" / (std::string(dom.name) + ".jsonl"), dev_text);
   }
 

@@ -34,36 +34,41 @@ namespace {
 
 const std::string kSpace = "\xE2\x96\x81";  // U+2581, SentencePiece's space marker
 
-// Control tokens, byte fallback, the space marker, printable ASCII and newline.
-void add_base(BuiltinVocab& v, std::set<std::string>& seen) {
-  auto add = [&](const std::string& t, float score, int32_t type) {
+// Tokens in order, each once.
+struct VocabBuilder {
+  BuiltinVocab v;
+  std::set<std::string> seen;
+  void add(const std::string& t, float score, int32_t type) {
     if (!seen.insert(t).second) return;
     v.tokens.push_back(t);
     v.scores.push_back(score);
     v.types.push_back(type);
-  };
-  // llama_token_type: 1 normal, 2 unknown, 3 control, 6 byte.
-  add("<unk>", 0.0f, 2);
-  add("<s>", 0.0f, 3);
-  add("</s>", 0.0f, 3);
-  add("<|im_start|>", 0.0f, 3);
-  add("<|im_end|>", 0.0f, 3);
+  }
+};
+
+// Control tokens, byte fallback, the space marker, printable ASCII and newline: the start of
+// both vocabularies. llama_token_type: 1 normal, 2 unknown, 3 control, 6 byte.
+void add_base(VocabBuilder& vb) {
+  vb.add("<unk>", 0.0f, 2);
+  vb.add("<s>", 0.0f, 3);
+  vb.add("</s>", 0.0f, 3);
+  vb.add("<|im_start|>", 0.0f, 3);
+  vb.add("<|im_end|>", 0.0f, 3);
   char buf[8];
   for (int b = 0; b < 256; ++b) {
     std::snprintf(buf, sizeof buf, "<0x%02X>", b);
-    add(buf, 0.0f, 6);
+    vb.add(buf, 0.0f, 6);
   }
-  add(kSpace, -1.0f, 1);
-  for (int c = 0x21; c < 0x7F; ++c) add(std::string(1, char(c)), -1.0f, 1);
-  add("\n", -1.0f, 1);
+  vb.add(kSpace, -1.0f, 1);
+  for (int c = 0x21; c < 0x7F; ++c) vb.add(std::string(1, char(c)), -1.0f, 1);
+  vb.add("\n", -1.0f, 1);
 }
 
 }  // namespace
 
 BuiltinVocab learned_vocab(const std::vector<std::string>& texts, int n_merges) {
-  BuiltinVocab v;
-  std::set<std::string> seen;
-  add_base(v, seen);
+  VocabBuilder vb;
+  add_base(vb);
   // Words: split before each space and around newlines, spaces written as the marker.
   std::map<std::string, int64_t> word_count;
   for (const auto& t : texts) {
@@ -143,54 +148,29 @@ BuiltinVocab learned_vocab(const std::vector<std::string>& texts, int n_merges) 
     }
     merged.push_back(best_text);
   }
-  for (size_t r = 0; r < merged.size(); ++r) {
-    if (!seen.insert(merged[r]).second) continue;
-    v.tokens.push_back(merged[r]);
-    v.scores.push_back(float(merged.size() - r));
-    v.types.push_back(1);
-  }
-  return v;
+  for (size_t r = 0; r < merged.size(); ++r) vb.add(merged[r], float(merged.size() - r), 1);
+  return vb.v;
 }
 
 BuiltinVocab builtin_vocab(const std::vector<std::string>& extra_words) {
-  BuiltinVocab v;
-  std::set<std::string> seen;
-  auto add = [&](const std::string& t, float score, int32_t type) {
-    if (!seen.insert(t).second) return;
-    v.tokens.push_back(t);
-    v.scores.push_back(score);
-    v.types.push_back(type);
-  };
-  // llama_token_type: 1 normal, 2 unknown, 3 control, 6 byte.
-  add("<unk>", 0.0f, 2);
-  add("<s>", 0.0f, 3);
-  add("</s>", 0.0f, 3);
-  add("<|im_start|>", 0.0f, 3);
-  add("<|im_end|>", 0.0f, 3);
-  char buf[8];
-  for (int b = 0; b < 256; ++b) {
-    std::snprintf(buf, sizeof buf, "<0x%02X>", b);
-    add(buf, 0.0f, 6);
-  }
-  const std::string sp = "\xE2\x96\x81";  // U+2581, SentencePiece's space marker
-  add(sp, -1.0f, 1);
-  for (int c = 0x21; c < 0x7F; ++c) add(std::string(1, char(c)), -1.0f, 1);
-  add("\n", -1.0f, 1);
-  for (int c = 0x21; c < 0x7F; ++c) add(sp + char(c), -0.5f, 1);
+  VocabBuilder vb;
+  add_base(vb);
+  const std::string& sp = kSpace;
+  for (int c = 0x21; c < 0x7F; ++c) vb.add(sp + char(c), -0.5f, 1);
   // Digit pairs keep numbers short without a huge table.
   for (int a = 0; a < 10; ++a)
-    for (int b = 0; b < 10; ++b) add(std::string{char('0' + a), char('0' + b)}, -0.6f, 1);
+    for (int b = 0; b < 10; ++b) vb.add(std::string{char('0' + a), char('0' + b)}, -0.6f, 1);
   auto add_word = [&](const std::string& w) {
     // Every prefix of "▁word" so SPM's pairwise merges can reach the whole word.
     std::string t = sp;
     for (size_t i = 0; i < w.size(); ++i) {
       t += w[i];
-      if (i >= 1) add(t, float(i), 1);
+      if (i >= 1) vb.add(t, float(i), 1);
     }
   };
   for (const char* w : kWords) add_word(w);
   for (const auto& w : extra_words) add_word(w);
-  return v;
+  return vb.v;
 }
 
 }  // namespace cogumi

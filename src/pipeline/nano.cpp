@@ -162,10 +162,6 @@ json nano_loop(const NanoLoopOptions& o) {
   std::vector<json> fails = load_failures(runs / "base-train");
 
   json out = {{"base", base.string()}, {"base_sha256", sha256_file(base)}, {"domains", json::object()}};
-  // Modifiers train against an F32 copy of the base: ggml's backward through a frozen F16 matmul is
-  // several times slower on the CPU. The adapters then apply to the shipped F16 base unchanged.
-  const fs::path base_f32 = o.dir / "base-f32.gguf";
-  if (!fs::exists(base_f32)) model_quantize(base, base_f32, "f32", o.n_threads);
   auto wanted = [&](const std::string& name) {
     return o.modifiers.empty() || std::find(o.modifiers.begin(), o.modifiers.end(), name) != o.modifiers.end();
   };
@@ -189,7 +185,7 @@ json nano_loop(const NanoLoopOptions& o) {
     if (!fs::exists(adapter)) {
       log_stage(fmt::format("3. {} modifier: {} failures + {}x the domain's training set", d.name, n_fail, o.domain_share));
       TrainOptions to;
-      to.model = base_f32;
+      to.model = base;
       to.data = {};
       if (n_fail) to.data.push_back({dd / "failures.jsonl", 1.0});
       to.data.push_back({d.train_sft, o.domain_share});

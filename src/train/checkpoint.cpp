@@ -55,7 +55,12 @@ nlohmann::json load_checkpoint(const std::filesystem::path& path, const Checkpoi
     auto b = bytes_of(name, ggml_nbytes(x));
     ggml_backend_tensor_set(x, b.data(), 0, b.size());
   }
-  for (auto& [name, v] : t.host) *v = bytes_of(name, 0);
+  for (auto& [name, v] : t.host) {
+    if (gguf_find_tensor(g.get(), name.c_str()) < 0)
+      v->clear();
+    else
+      *v = bytes_of(name, 0);
+  }
   return state;
 }
 

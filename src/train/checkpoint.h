@@ -17,12 +17,13 @@ namespace cogumi {
 
 struct CheckpointTensors {
   std::map<std::string, ggml_tensor*> device;            // read from / written to backend tensors
-  std::map<std::string, std::vector<char>*> host;        // F32 bytes kept on the host
+  std::map<std::string, std::vector<char>*> host;        // F32 bytes kept on the host (optional on load)
 };
 
 void save_checkpoint(const std::filesystem::path& path, const CheckpointTensors& t, const nlohmann::json& state);
-// Restores every tensor named in `t` (host vectors are resized) and returns the state. Throws
-// Error naming the file and the missing or mis-sized tensor.
+// Restores every tensor named in `t` and returns the state. Host vectors are resized, or cleared
+// when the checkpoint does not hold them. Throws Error naming the file and a missing or mis-sized
+// device tensor.
 nlohmann::json load_checkpoint(const std::filesystem::path& path, const CheckpointTensors& t);
 
 }  // namespace cogumi

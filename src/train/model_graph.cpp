@@ -36,12 +36,18 @@ float kv_f32(gguf_context* g, const std::string& key, float def) {
   return id < 0 ? def : gguf_get_val_f32(g, id);
 }
 
-// Reads every tensor named in `ctx` from a GGUF file into its (allocated) backend buffer.
+// Reads every tensor named in `ctx` from a GGUF file into its (allocated) backend buffer; F16
+// data is widened to F32 where the tensor in `ctx` is F32.
 void read_tensor_data(const std::filesystem::path& path, gguf_context* g, ggml_context* ctx) {
   for (int64_t i = 0; i < gguf_get_n_tensors(g); ++i) {
     ggml_tensor* t = ggml_get_tensor(ctx, gguf_get_tensor_name(g, i));
     if (!t) continue;
     std::vector<char> raw = gguf_tensor_bytes(path, g, i);
+    if (gguf_get_tensor_type(g, i) == GGML_TYPE_F16 && t->type == GGML_TYPE_F32) {
+      std::vector<float> wide(raw.size() / sizeof(ggml_fp16_t));
+      ggml_fp16_to_fp32_row(reinterpret_cast<const ggml_fp16_t*>(raw.data()), wide.data(), int64_t(wide.size()));
+      raw.assign(reinterpret_cast<const char*>(wide.data()), reinterpret_cast<const char*>(wide.data() + wide.size()));
+    }
     if (raw.size() != ggml_nbytes(t)) fail("'{}': tensor '{}' has an unexpected size", path.string(), t->name);
     ggml_backend_tensor_set(t, raw.data(), 0, raw.size());
   }
@@ -79,7 +85,9 @@ ModelGraph::ModelGraph(const std::filesystem::path& path, ggml_backend_t backend
       fail("'{}': tensor '{}' is {}; the trainer needs F32 or F16 weights (dequantize with 'cogumi model quantize "
            "IN OUT --type f16' first)",
            p, name, ggml_type_name(src->type));
-    ggml_tensor* t = ggml_dup_tensor(ctx_w_, src);
+    // Held as F32 whatever the file's type: ggml's backward through a matmul into its input
+    // (OUT_PROD) is F32-only on CUDA and several times slower from F16 on the CPU.
+    ggml_tensor* t = ggml_new_tensor(ctx_w_, GGML_TYPE_F32, ggml_n_dims(src), src->ne);
     ggml_set_name(t, name);
     by_name_[name] = t;
   }

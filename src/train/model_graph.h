@@ -32,8 +32,10 @@ struct LlamaHparams {
 
 class ModelGraph {
  public:
-  // Loads a llama GGUF (F32 or F16 weights) into `backend`'s memory. Quantized weights are
-  // refused with an error naming the tensor and type. Throws Error for other architectures.
+  // Loads a llama GGUF (F32 or F16 weights, held as F32: ggml's backward through a frozen
+  // matmul needs F32 on CUDA and is slow from F16 on the CPU) into `backend`'s memory. Quantized
+  // weights are refused with an error naming the tensor and type. Throws Error for other
+  // architectures.
   ModelGraph(const std::filesystem::path& gguf, ggml_backend_t backend);
   ~ModelGraph();
   ModelGraph(const ModelGraph&) = delete;

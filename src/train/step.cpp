@@ -138,21 +138,17 @@ void TrainGraph::set_inputs(const HostBatch& b) {
   ggml_backend_tensor_set(row_scale_, &rs, 0, sizeof rs);
 }
 
-double TrainGraph::accumulate(const HostBatch& b) {
+double TrainGraph::loss_of(const HostBatch& b, ggml_cgraph* g) {
   set_inputs(b);
-  compute(gb_);
+  compute(g);
   float loss = 0;
   ggml_backend_tensor_get(loss_, &loss, 0, sizeof loss);
   return loss;
 }
 
-double TrainGraph::evaluate(const HostBatch& b) {
-  set_inputs(b);
-  compute(gf_);
-  float loss = 0;
-  ggml_backend_tensor_get(loss_, &loss, 0, sizeof loss);
-  return loss;
-}
+double TrainGraph::accumulate(const HostBatch& b) { return loss_of(b, gb_); }
+
+double TrainGraph::evaluate(const HostBatch& b) { return loss_of(b, gf_); }
 
 double TrainGraph::step(const AdamWParams& p, int n_micro) {
   ++iter_;

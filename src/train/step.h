@@ -64,6 +64,7 @@ class TrainGraph {
  private:
   void set_inputs(const HostBatch& b);
   void compute(ggml_cgraph* g);
+  double loss_of(const HostBatch& b, ggml_cgraph* g);  // inputs, compute `g`, read the loss
 
   ModelGraph& mg_;
   std::vector<ggml_backend_t> backends_;

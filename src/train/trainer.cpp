@@ -177,11 +177,6 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
   } backends_free{&backends};
   ModelGraph mg(o.model, backends.front());
   if (o.lora.rank > 0) mg.add_lora(o.lora, o.seed);
-  for (ggml_tensor* t : mg.trainable())
-    if (t->type != GGML_TYPE_F32)
-      fail("full-parameter training needs F32 weights, but '{}' is {} (convert with 'cogumi model quantize IN OUT "
-           "--type f32', or train a LoRA)",
-           t->name, ggml_type_name(t->type));
   const int T = o.sft.max_len, S = o.batch, V = mg.hparams().n_vocab;
   TrainGraph tg(mg, backends, T, S);
 
@@ -215,17 +210,9 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
   bool fresh_epoch = true;
   std::vector<json> log_lines;
   if (o.resume) {
+    // The best weights are in the checkpoint only once a validation happened (host tensors are optional).
     CheckpointTensors with_best = ct;
-    {
-      // The best weights are in the checkpoint only once a validation happened.
-      gguf_init_params gp{true, nullptr};
-      gguf_context* g = gguf_init_from_file(ckpt.c_str(), gp);
-      if (!g) fail("--resume: no readable checkpoint at '{}'", ckpt.string());
-      for (size_t i = 0; i < params.size(); ++i)
-        if (gguf_find_tensor(g, ("b." + std::string(params[i]->name)).c_str()) >= 0)
-          with_best.host["b." + std::string(params[i]->name)] = &best[i];
-      gguf_free(g);
-    }
+    for (size_t i = 0; i < params.size(); ++i) with_best.host["b." + std::string(params[i]->name)] = &best[i];
     json st = load_checkpoint(ckpt, with_best);
     if (st["fingerprint"] != fp)
       fail("--resume: '{}' was written by a different run (options or data differ: {} vs {})", ckpt.string(),
@@ -244,7 +231,6 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
         if (j.value("step", 0) <= step) log_lines.push_back(j);
       });
     }
-    if (best.empty() || best[0].empty()) best.assign(params.size(), {});
   }
   auto save = [&] {
     json st = {{"fingerprint", fp},         {"step", step},

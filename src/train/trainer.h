@@ -32,7 +32,7 @@ struct DataSource {
 DataSource parse_data_source(const std::string& spec);
 
 struct TrainOptions {
-  std::filesystem::path model;   // base GGUF (F32 for full training; F32/F16 for LoRA)
+  std::filesystem::path model;   // base GGUF, F32 or F16 (trained as F32)
   std::vector<DataSource> data;  // SFT JSONL files with mixing weights
   std::filesystem::path out;     // adapter GGUF (LoRA) or model GGUF (full)
   LoraSpec lora;                 // rank 0: full-parameter training
