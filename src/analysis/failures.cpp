@@ -15,6 +15,26 @@ std::vector<json> load_failures(const fs::path& run) {
   return out;
 }
 
+json failure_record(const json& j, FailureForm form, const fs::path& source) {
+  std::string solution = j.value("solution", "");
+  if (solution.empty()) solution = j.value("reference", "");
+  json row = {{"instruction", j.value("question", "")}, {"output", solution}};
+  if (form == FailureForm::kEval) {
+    if (!j.contains("sft") || !j["sft"].is_object())
+      fail("{}: item '{}' has no 'sft' record (a run from an older cogumi?): use --form question", source.string(),
+           j.value("id", ""));
+    row = json::object();
+    for (const char* k : {"prompt", "completion", "instruction", "output"})
+      if (j["sft"].contains(k)) row[k] = j["sft"][k];
+  }
+  row.update(json{{"category", j.value("category", "")},
+                  {"benchmark", j.value("benchmark", "")},
+                  {"failure_type", j.value("failure_type", "")},
+                  {"source_id", j.value("id", "")},
+                  {"model_output", j.value("output", "")}});
+  return row;
+}
+
 FailureExtractStats extract_failures(const fs::path& run, const fs::path& out, const fs::path& hard_out,
                                      FailureForm form) {
   FailureExtractStats st;
@@ -24,25 +44,9 @@ FailureExtractStats extract_failures(const fs::path& run, const fs::path& out, c
   std::string train, hard;
   for (const auto& j : all) {
     if (j.value("correct", true)) continue;
-    std::string instruction = j.value("question", "");
-    std::string solution = j.value("solution", "");
-    if (solution.empty()) solution = j.value("reference", "");
-    json row = {{"instruction", instruction}, {"output", solution}};
-    if (form == FailureForm::kEval) {
-      if (!j.contains("sft") || !j["sft"].is_object())
-        fail("{}: item '{}' has no 'sft' record (a run from an older cogumi?): use --form question", p.string(),
-             j.value("id", ""));
-      row = json::object();
-      for (const char* k : {"prompt", "completion", "instruction", "output"})
-        if (j["sft"].contains(k)) row[k] = j["sft"][k];
-    }
-    row.update(json{{"category", j.value("category", "")},
-                {"benchmark", j.value("benchmark", "")},
-                {"failure_type", j.value("failure_type", "")},
-                {"source_id", j.value("id", "")},
-                {"model_output", j.value("output", "")}});
+    json row = failure_record(j, form, p);
     train += row.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
-    json h = {{"instruction", instruction}, {"reference_answer", j.value("reference", "")}, {"category", j.value("category", "")}};
+    json h = {{"instruction", j.value("question", "")}, {"reference_answer", j.value("reference", "")}, {"category", j.value("category", "")}};
     hard += h.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
     st.n_failures++;
     st.by_type[j.value("failure_type", "")]++;

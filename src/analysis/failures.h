@@ -19,6 +19,10 @@ struct FailureExtractStats {
 // kQuestion: the plan's form, {"instruction": bare question, "output": reference solution}.
 enum class FailureForm { kEval, kQuestion };
 
+// One failed item (a line of items.jsonl) as a training record in `form`, with category,
+// benchmark, failure type, source id and the model's output. `source` names the file in errors.
+json failure_record(const json& item, FailureForm form, const fs::path& source);
+
 // Reads RUN/items.jsonl; writes `out` (training form) and, if non-empty, `hard_out`.
 FailureExtractStats extract_failures(const fs::path& run, const fs::path& out, const fs::path& hard_out,
                                      FailureForm form = FailureForm::kEval);

@@ -174,9 +174,9 @@ json nano_loop(const NanoLoopOptions& o) {
     size_t n_fail = 0;
     for (auto& j : fails)
       if (j["benchmark"] == d.kind) {
-        json row = j["sft"];
+        json row = failure_record(j, FailureForm::kEval, runs / "base-train" / "items.jsonl");
         row["category"] = d.name;
-        text += row.dump() + "\n";
+        text += row.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
         ++n_fail;
       }
     write_file_atomic(dd / "failures.jsonl", text);
