@@ -6,6 +6,9 @@
 #   bench/device.sh engine   # build cogumi; 8B Q4_K_M decode: llama-batched-bench vs cogumi with
 #                            # backend (in-graph) greedy and with host greedy
 #   bench/device.sh train    # build cogumi; LoRA r=16 training, cogumi train vs PEFT, 1B and 8B shapes
+#   bench/device.sh nano "<nano base args>"...      # nano base candidates side by side: base.gguf, recipe,
+#                                                   # training log, test accuracy (300 items per domain)
+#   bench/device.sh nanoloop I "<nano loop args>"... # loops on candidate I's base, side by side
 # Needs the carried folder .devcache/ (npm tarball + Debian -dev packages; the device image
 # has no network). Results go to $OUT (device tool) or out/device.
 set -euo pipefail
@@ -50,7 +53,7 @@ case "${1:-}" in
       DATA=.devcache MAXTOK=256 bench/eval_bench.sh "$B/cogumi" "$M" 1319 48 64 --ctx 512
     } 2>&1 | tee "$OUT/bench.md"
     ;;
-  engine|train|nano)
+  engine|train|nano|nanoloop)
     PREFIX=$(scripts/deps.sh --cuda | tail -n 1)
     cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DCOGUMI_LLAMA_PREFIX="$PREFIX" \
       -DCOGUMI_BUILD_TESTS=OFF -DZLIB_ROOT="$DEPS/usr" -DOPENSSL_ROOT_DIR="$DEPS/usr" >/dev/null
@@ -63,9 +66,29 @@ case "${1:-}" in
       i=0
       for v in "$@"; do
         i=$((i + 1))
-        ( "$B/cogumi" nano base --dir /root/nano$i $v >/root/nano$i.txt 2>&1
-          mkdir -p "$OUT/v$i"; cp /root/nano$i/base.gguf /root/nano$i/recipe.json "$OUT/v$i/"
-          cp /root/nano$i/base-f32.gguf.log.jsonl "$OUT/v$i/train.log.jsonl" 2>/dev/null; tail -3 /root/nano$i.txt ) &
+        ( D=/root/nano$i
+          "$B/cogumi" nano base --dir $D $v >$D.txt 2>&1
+          mkdir -p "$OUT/v$i"; cp $D/base.gguf $D/recipe.json "$OUT/v$i/"
+          cp $D/base-f32.gguf.log.jsonl "$OUT/v$i/train.log.jsonl" 2>/dev/null; tail -2 $D.txt
+          "$B/cogumi" eval -m $D/base.gguf --bench gsm8k=$D/data/math/test.jsonl --bench humaneval=$D/data/code/test.jsonl \
+            --bench mmlu=$D/data/reasoning/reasoning_test.csv --bench bfcl=$D/data/automation/test.jsonl -n 96 \
+            --parallel 64 -o $D/test >/dev/null 2>&1
+          cp $D/test/summary.json "$OUT/v$i/test-summary.json"
+          python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["benchmarks"]; print(sys.argv[2], {k: round(100*v["accuracy"],1) for k,v in s.items()})' \
+            $D/test/summary.json "v$i $v" ) &
+      done
+      wait
+    elif [ "$1" = nanoloop ]; then
+      # Loop configurations side by side on one candidate's base and curriculum (modifiers on the GPU).
+      D=/root/nano$2
+      shift 2
+      j=0
+      for v in "$@"; do
+        j=$((j + 1))
+        ( L=/root/loop$j
+          "$B/cogumi" nano loop --dir $L --base $D/base.gguf --data $D/data $v >$L.txt 2>&1 || tail -5 $L.txt
+          mkdir -p "$OUT/loop$j"; cp $L/loop.json $L/table.md "$OUT/loop$j/" 2>/dev/null
+          echo "## loop$j: $v"; cat $L/table.md ) &
       done
       wait
     elif [ "$1" = engine ]; then

@@ -19,8 +19,13 @@ void setup_nano(CLI::App& sub) {
   data->add_option("--n-train", o.n_train, "Training items per domain")->capture_default_str();
   data->add_option("--n-dev", o.n_dev, "Dev items per domain")->capture_default_str();
   data->add_option("--n-test", o.n_test, "Test items per domain")->capture_default_str();
-  data->add_option("--difficulty", o.difficulty, "1..4")->capture_default_str();
+  static std::string difficulty = "2";
+  data->add_option("--difficulty", difficulty, "1..4 for every domain, or per domain: 2,math=1,code=3")
+      ->capture_default_str();
+  data->add_option("--n-mix", o.n_mix, "Training items per domain in the base's mix/train.jsonl (0 = all)")
+      ->capture_default_str();
   data->callback([&] {
+    o.set_difficulty(difficulty);
     SynthStats st = synth_write(out, o);
     for (auto& [domain, c] : st.counts) fmt::print("{:<11} train {:>6}  dev {:>5}  test {:>5}\n", domain, c[0], c[1], c[2]);
     fmt::print("wrote {}\n", out);
@@ -33,8 +38,10 @@ void setup_nano(CLI::App& sub) {
   base->add_option("--seed", b.seed, "Seed (curriculum, weights, data order)")->capture_default_str();
   base->add_option("--steps", b.steps, "Optimizer steps")->capture_default_str();
   base->add_option("--lr", b.lr, "Peak learning rate")->capture_default_str();
-  base->add_option("--difficulty", b.difficulty, "Curriculum difficulty 1..4")->capture_default_str();
+  base->add_option("--difficulty", b.difficulty, "Curriculum difficulty 1..4, or per domain: 2,math=1")
+      ->capture_default_str();
   base->add_option("--n-train", b.n_train, "Training items per domain")->capture_default_str();
+  base->add_option("--n-mix", b.n_mix, "Training items per domain the base trains on (0 = all)")->capture_default_str();
   base->add_option("--batch", b.batch, "Sequences (packed rows) per step")->capture_default_str();
   base->add_option("--layers", b.n_layer, "Transformer layers")->capture_default_str();
   base->add_option("--seq-len", b.seq_len, "Tokens per packed row")->capture_default_str();
@@ -67,7 +74,9 @@ void setup_nano(CLI::App& sub) {
   loop->add_option("--steps", l.steps, "Max optimizer steps per modifier")->capture_default_str();
   loop->add_option("--lr", l.lr, "Modifier learning rate")->capture_default_str();
   loop->add_option("--patience", l.patience, "Early stopping patience (dev-split validations)")->capture_default_str();
+  loop->add_option("--batch", l.batch, "Packed rows per modifier step")->capture_default_str();
   loop->add_option("--threads", l.n_threads, "CPU threads (0 = all)");
+  loop->add_flag("--cpu", l.cpu_only, "Train modifiers on the CPU even when a GPU is present");
   loop->callback([&] {
     engine_set_verbose(globals().verbose);
     json r = nano_loop(l);

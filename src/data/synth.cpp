@@ -3,6 +3,7 @@
 // synth_{math,code,reasoning,tools}.cpp.
 #include "data/synth.h"
 
+#include <algorithm>
 #include <cctype>
 #include <unordered_set>
 
@@ -96,8 +97,8 @@ std::array<std::vector<Item>, 3> generate(const Domain& d, size_t domain_index,
   for (int idle = 0; filled < total;) {
     if (idle == kMaxIdleDraws)
       fail("synth: {} at difficulty {} ran out of distinct items: {} of {} made", d.name,
-           o.difficulty, filled, total);
-    Item it = d.gen(rng, o.difficulty);
+           o.difficulty_of(d.name), filled, total);
+    Item it = d.gen(rng, o.difficulty_of(d.name));
     if (!seen.insert(it.key).second) {
       ++idle;
       continue;
@@ -173,11 +174,60 @@ std::string write_split(const fs::path& out_dir, const std::string& domain, cons
 
 }  // namespace
 
+int SynthOptions::difficulty_of(const std::string& domain) const {
+  auto it = domain_difficulty.find(domain);
+  return it == domain_difficulty.end() ? difficulty : it->second;
+}
+
+void SynthOptions::set_difficulty(const std::string& spec) {
+  auto level = [&](const std::string& v, const std::string& part) {
+    size_t used = 0;
+    int n = 0;
+    try {
+      n = std::stoi(v, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != v.size() || v.empty() || n < 1 || n > 4)
+      fail("synth: difficulty '{}': '{}' is not a level 1..4", spec, part);
+    return n;
+  };
+  domain_difficulty.clear();
+  size_t start = 0;
+  while (start <= spec.size()) {
+    size_t end = spec.find(',', start);
+    if (end == std::string::npos) end = spec.size();
+    std::string part = spec.substr(start, end - start);
+    size_t eq = part.find('=');
+    if (eq == std::string::npos) {
+      difficulty = level(part, part);
+    } else {
+      std::string name = part.substr(0, eq);
+      const auto& ds = synth_domains();
+      if (std::find(ds.begin(), ds.end(), name) == ds.end())
+        fail("synth: difficulty '{}': unknown domain '{}' (math, code, reasoning, automation)", spec, name);
+      domain_difficulty[name] = level(part.substr(eq + 1), part);
+    }
+    start = end + 1;
+  }
+}
+
+std::string SynthOptions::difficulty_spec() const {
+  std::string s = std::to_string(difficulty);
+  for (const auto& d : synth_domains())
+    if (domain_difficulty.count(d) && domain_difficulty.at(d) != difficulty)
+      s += fmt::format(",{}={}", d, domain_difficulty.at(d));
+  return s;
+}
+
 void SynthOptions::validate() const {
   if (n_train < 0) fail("synth: n_train must be >= 0, got {}", n_train);
   if (n_dev < 0) fail("synth: n_dev must be >= 0, got {}", n_dev);
   if (n_test < 0) fail("synth: n_test must be >= 0, got {}", n_test);
+  if (n_mix < 0) fail("synth: n_mix must be >= 0, got {}", n_mix);
   if (difficulty < 1 || difficulty > 4) fail("synth: difficulty must be 1..4, got {}", difficulty);
+  for (const auto& [d, n] : domain_difficulty)
+    if (n < 1 || n > 4) fail("synth: difficulty of {} must be 1..4, got {}", d, n);
 }
 
 const std::vector<std::string>& synth_domains() {
@@ -221,9 +271,10 @@ SynthStats synth_write(const fs::path& out_dir, const SynthOptions& opts) {
       return rows;
     };
     std::string domain_text, dev_text;
+    int taken = 0;
     for (auto& row : sft_records(0)) {
       domain_text += row.dump() + "\n";
-      mix.push_back(std::move(row));
+      if (opts.n_mix == 0 || taken++ < opts.n_mix) mix.push_back(std::move(row));
     }
     std::string rel = std::string("mix/") + dom.name + ".jsonl";
     write_file_atomic(out_dir / rel, domain_text);
@@ -249,7 +300,8 @@ SynthStats synth_write(const fs::path& out_dir, const SynthOptions& opts) {
        {{"n_train", opts.n_train},
         {"n_dev", opts.n_dev},
         {"n_test", opts.n_test},
-        {"difficulty", opts.difficulty}}},
+        {"n_mix", opts.n_mix},
+        {"difficulty", opts.difficulty_spec()}}},
       {"counts", counts},
       {"files", files},
       {"eval_kind", kinds},

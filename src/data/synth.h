@@ -43,7 +43,18 @@ struct SynthOptions {
   // 1..4. Math: up to this many arithmetic steps. Code, reasoning and automation: templates up to
   // this tier (longer loops, more premises, more tools to choose from, optional arguments).
   int difficulty = 2;
+  std::map<std::string, int> domain_difficulty;  // per-domain overrides of `difficulty`
+  // Training items per domain in the base model's mix (mix/train.jsonl): the first n_mix of each
+  // domain's train split; 0 takes the whole split. The domain files (mix/{domain}.jsonl) always
+  // hold the whole split, so a modifier can see more of its domain than the base did.
+  int n_mix = 0;
 
+  int difficulty_of(const std::string& domain) const;
+  // "2" (every domain) or "math=1,code=3" (those domains; the rest keep `difficulty`), or both
+  // ("2,math=1"). Throws Error naming the part it cannot read.
+  void set_difficulty(const std::string& spec);
+  // The spec back, in the form set_difficulty reads ("2" or "2,math=1").
+  std::string difficulty_spec() const;
   // Throws Error naming the field that is out of range.
   void validate() const;
 };

@@ -117,8 +117,14 @@ std::string target_text(const EvalItem& it, bool chat) {
   switch (it.kind) {
     case TaskKind::kNumeric:
       return lead + it.solution;
-    case TaskKind::kMultipleChoice:
-      return lead + it.reference;
+    case TaskKind::kMultipleChoice: {
+      // The right option's text, then its letter: a model learns what is right and then reads the
+      // letter off the option it just named, instead of guessing a letter in one step (which small
+      // models never get past chance at). Eval's extraction reads the "Answer: X" line.
+      size_t i = it.reference.size() == 1 ? size_t(it.reference[0] - 'A') : it.choices.size();
+      if (i >= it.choices.size()) return lead + it.reference;
+      return lead + it.choices[i] + "\nAnswer: " + it.reference;
+    }
     case TaskKind::kCode:
       if (it.benchmark == "mbpp") return it.solution + "\n[DONE]";
       if (chat) return "```python\n" + it.code_prompt + it.solution + "```";

@@ -22,8 +22,9 @@ PromptParts build_prompt(const EvalItem& item, const std::vector<const EvalItem*
 
 // The ideal answer to `item` asked with build_prompt(item, {}, chat): what a model should
 // generate. Completion mode: the text that continues the prompt (" 12 - 5 = 7\n#### 7",
-// " B", a HumanEval function body, " {\"name\": ...}"). Chat: the assistant message (the
-// worked answer, the letter, the whole function in a ```python block, the JSON call).
+// " Paris\nAnswer: B", a HumanEval function body, " {\"name\": ...}"). Chat: the assistant
+// message (the worked answer, the right option then its letter, the whole function in a
+// ```python block, the JSON call). Multiple choice names the option before its letter.
 std::string target_text(const EvalItem& item, bool chat);
 
 // `item` as one SFT record in the form `cogumi train` reads, asked exactly as `cogumi eval`

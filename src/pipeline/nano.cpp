@@ -62,7 +62,8 @@ json nano_base(const NanoBaseOptions& o) {
   auto t0 = std::chrono::steady_clock::now();
   fs::create_directories(o.dir);
   SynthOptions so;
-  so.seed = o.seed, so.difficulty = o.difficulty, so.n_train = o.n_train, so.n_dev = o.n_dev, so.n_test = o.n_test;
+  so.seed = o.seed, so.n_train = o.n_train, so.n_dev = o.n_dev, so.n_test = o.n_test, so.n_mix = o.n_mix;
+  so.set_difficulty(o.difficulty);
   log_stage("curriculum -> " + (o.dir / "data").string());
   synth_write(o.dir / "data", so);
 
@@ -104,15 +105,17 @@ json nano_base(const NanoBaseOptions& o) {
                  {"parameters", ir.n_params},
                  {"vocabulary", ir.n_vocab},
                  {"seed", o.seed},
-                 {"curriculum", {{"difficulty", o.difficulty}, {"n_train", o.n_train}, {"n_dev", o.n_dev}, {"n_test", o.n_test}}},
+                 {"curriculum", {{"difficulty", so.difficulty_spec()}, {"n_train", o.n_train}, {"n_mix", o.n_mix},
+                                 {"n_dev", o.n_dev}, {"n_test", o.n_test}}},
                  {"shape", {{"n_embd", o.n_embd}, {"n_layer", o.n_layer}, {"n_head", o.n_head}, {"n_ff", o.n_ff}}},
                  {"train", {{"steps", tr.steps}, {"seq_len", o.seq_len}, {"batch", o.batch}, {"lr", o.lr}, {"warmup", o.warmup},
                             {"pack", true}, {"first_loss", tr.first_loss}, {"last_loss", tr.last_loss},
                             {"tokens_per_s", tr.tokens_per_s}}},
                  {"vocab_merges", o.vocab_merges},
                  {"command", fmt::format("cogumi nano base --dir DIR --seed {} --steps {} --batch {} --lr {} --layers {} "
-                                         "--n-train {} --difficulty {}",
-                                         o.seed, o.steps, o.batch, o.lr, o.n_layer, o.n_train, o.difficulty)},
+                                         "--warmup {} --n-train {} --n-mix {} --difficulty {}",
+                                         o.seed, o.steps, o.batch, o.lr, o.n_layer, o.warmup, o.n_train, o.n_mix,
+                                         so.difficulty_spec())},
                  {"seconds", seconds_since(t0)}};
   write_file_atomic(o.dir / "recipe.json", recipe.dump(2) + "\n");
   return recipe;
@@ -204,7 +207,7 @@ json nano_loop(const NanoLoopOptions& o) {
       to.eval_steps = o.eval_steps;
       to.patience = o.patience;
       to.n_threads = o.n_threads;
-      to.cpu_only = true;
+      to.cpu_only = o.cpu_only;
       to.progress = o.progress;
       auto r = train(to);
       tr_info = {{"steps", r.steps}, {"best_step", r.best_step}, {"best_val_loss", r.best_val_loss},

@@ -25,8 +25,9 @@ namespace cogumi {
 struct NanoBaseOptions {
   fs::path dir = "runs/nano";  // data/ and base.gguf go here
   uint64_t seed = 1;
-  int difficulty = 2;
+  std::string difficulty = "2";  // SynthOptions::set_difficulty's spec: "2" or "2,math=1"
   int n_train = 6000, n_dev = 200, n_test = 300;
+  int n_mix = 0;  // training items per domain in the base's mix (0: all n_train)
   int vocab_merges = 2000;
   int n_embd = 256, n_layer = 4, n_head = 4, n_ff = 768;
   // The shipped models/nano-base.gguf: these defaults, on an H100 (5.5 minutes).
@@ -54,6 +55,7 @@ struct NanoLoopOptions {
   float lr = 2e-3f;
   int max_tokens = 96;
   int n_threads = 0;
+  bool cpu_only = false;  // train modifiers on the CPU even when a GPU is present
   bool progress = true;
 };
 

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -96,9 +97,52 @@ TEST(Synth, CountsAsRequested) {
   EXPECT_EQ(load_jsonl(dir / "mix" / "train.jsonl").size(), 4u * 37u);
   json m = json::parse(read_file(dir / "manifest.json"));
   EXPECT_EQ(m["seed"], 5);
-  EXPECT_EQ(m["options"]["difficulty"], 3);
+  EXPECT_EQ(m["options"]["difficulty"], "3");
   EXPECT_EQ(m["counts"]["code"]["test"], 11);
   EXPECT_EQ(m["eval_kind"]["automation"], "bfcl");
+}
+
+TEST(Synth, PerDomainDifficultyAndAPartialMix) {
+  // "3,math=1": math problems take one step, the other domains are written at 3; the base's mix
+  // holds the first 10 training items of each domain while the domain files hold all 30.
+  SynthOptions o;
+  o.set_difficulty("3,math=1");
+  EXPECT_EQ(o.difficulty_of("math"), 1);
+  EXPECT_EQ(o.difficulty_of("code"), 3);
+  EXPECT_EQ(o.difficulty_spec(), "3,math=1");
+  o.n_train = 30, o.n_dev = 5, o.n_test = 5, o.n_mix = 10;
+  fs::path dir = test::tmp_dir() / "synth-per-domain";
+  synth_write(dir, o);
+  for (const auto& it : load(dir, "math", "train"))
+    EXPECT_EQ(std::count(it.solution.begin(), it.solution.end(), '='), 1) << it.solution;
+  auto mix = load_jsonl(dir / "mix" / "train.jsonl");
+  EXPECT_EQ(mix.size(), 40u);
+  for (const auto& domain : synth_domains()) {
+    auto all = load_jsonl(dir / "mix" / (domain + ".jsonl"));
+    ASSERT_EQ(all.size(), 30u) << domain;
+    std::set<std::string> first10;
+    for (size_t i = 0; i < 10; ++i) first10.insert(all[i]["source_id"].get<std::string>());
+    size_t in_mix = 0;
+    for (const auto& m : mix)
+      if (m["category"] == domain) {
+        EXPECT_TRUE(first10.count(m["source_id"].get<std::string>())) << domain << " " << m.dump();
+        ++in_mix;
+      }
+    EXPECT_EQ(in_mix, 10u) << domain;
+  }
+  json m = json::parse(read_file(dir / "manifest.json"));
+  EXPECT_EQ(m["options"]["difficulty"], "3,math=1");
+  EXPECT_EQ(m["options"]["n_mix"], 10);
+  // A bad spec names the part it cannot read.
+  for (const char* bad : {"5", "math=0", "physics=2", "two", "math=1,"}) {
+    try {
+      SynthOptions b;
+      b.set_difficulty(bad);
+      ADD_FAILURE() << bad << ": no error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("difficulty"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(Synth, SplitsShareNoQuestion) {

@@ -23,7 +23,9 @@ const fs::path& curriculum() {
     SynthOptions o;
     o.seed = r["seed"];
     o.n_train = r["curriculum"]["n_train"], o.n_dev = r["curriculum"]["n_dev"], o.n_test = r["curriculum"]["n_test"];
-    o.difficulty = r["curriculum"]["difficulty"];
+    const json& c = r["curriculum"];
+    o.set_difficulty(c["difficulty"].is_string() ? c["difficulty"].get<std::string>() : c["difficulty"].dump());
+    o.n_mix = c.value("n_mix", 0);
     fs::path d = test::tmp_dir() / "nano-data";
     synth_write(d, o);
     return d;
