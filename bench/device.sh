@@ -25,6 +25,8 @@ fi
 # fmt's CMake package checks that its shared library exists; Cogumi links fmt header-only.
 touch "$DEPS/usr/lib/x86_64-linux-gnu/libfmt.so.9.1.0"
 export CMAKE_PREFIX_PATH="$DEPS/usr"
+# bubblewrap, for the code sandbox (the device image lacks it)
+export PATH="$PATH:$DEPS/usr/bin"
 case "${1:-}" in
   llama)
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
@@ -80,15 +82,15 @@ case "${1:-}" in
       wait
     elif [ "$1" = nanoloop ]; then
       # Loop configurations side by side on one candidate's base and curriculum (modifiers on the GPU).
-      D=/root/nano$2
+      I=$2 D=/root/nano$2
       shift 2
       j=0
       for v in "$@"; do
         j=$((j + 1))
-        ( L=/root/loop$j
+        ( L=/root/loop${I}_$(echo "$v" | md5sum | cut -c1-8)
           "$B/cogumi" nano loop --dir $L --base $D/base.gguf --data $D/data $v >$L.txt 2>&1 || tail -5 $L.txt
-          mkdir -p "$OUT/loop$j"; cp $L/loop.json $L/table.md "$OUT/loop$j/" 2>/dev/null
-          echo "## loop$j: $v"; cat $L/table.md ) &
+          mkdir -p "$OUT/loop${I}_$j"; cp $L/loop.json $L/table.md "$OUT/loop${I}_$j/" 2>/dev/null
+          echo "## loop${I}_$j: $v"; cat $L/table.md ) &
       done
       wait
     elif [ "$1" = engine ]; then

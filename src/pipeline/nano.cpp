@@ -133,6 +133,39 @@ json nano_loop(const NanoLoopOptions& o) {
       fail("unknown modifier domain '{}' (math, code, reasoning, automation)", m);
   const fs::path runs = o.dir / "runs";
   fs::create_directories(runs);
+  // What the stages in dir are made from. Reusing them under other settings would mix old
+  // results into a new table, so a rerun with different ones is refused.
+  const std::string base_sha = sha256_file(base);
+  const json made_from = {
+      {"base_sha256", base_sha},
+      {"curriculum_sha256", sha256_file(data / "manifest.json")},
+      {"test_limit", o.test_limit},
+      {"mine_limit", o.mine_limit},
+      {"max_tokens", o.max_tokens},
+      {"modifier", {{"domain_share", o.domain_share}, {"replay", o.replay}, {"rank", o.lora_rank}, {"steps", o.steps},
+                    {"batch", o.batch}, {"seq_len", o.seq_len}, {"eval_steps", o.eval_steps}, {"patience", o.patience},
+                    {"lr", o.lr}}}};
+  const fs::path made_path = o.dir / "options.json";
+  if (fs::exists(made_path)) {
+    json before = json::parse(read_file(made_path), nullptr, false);
+    if (before != made_from) {
+      std::string diff;
+      for (auto& [k, v] : made_from.items()) {
+        const json was = before.is_object() && before.contains(k) ? before[k] : json();
+        if (was == v) continue;
+        if (v.is_object() && was.is_object()) {
+          for (auto& [k2, v2] : v.items())
+            if (!was.contains(k2) || was[k2] != v2) diff += (diff.empty() ? "" : ", ") + k + "." + k2;
+        } else {
+          diff += (diff.empty() ? "" : ", ") + k;
+        }
+      }
+      fail("'{}' holds a loop run with other settings ({} differ; see {}): use another --dir, or delete it to start over",
+           o.dir.string(), diff.empty() ? "the file" : diff, made_path.string());
+    }
+  } else {
+    write_file_atomic(made_path, made_from.dump(2) + "\n");
+  }
 
   auto eval = [&](const fs::path& out, const std::vector<BenchSpec>& benches, size_t limit, const fs::path& adapter) {
     if (fs::exists(out / "summary.json")) return json::parse(read_file(out / "summary.json"));  // reused
@@ -164,7 +197,7 @@ json nano_loop(const NanoLoopOptions& o) {
   json base_train = eval(runs / "base-train", trains, o.mine_limit, {});
   std::vector<json> fails = load_failures(runs / "base-train");
 
-  json out = {{"base", base.string()}, {"base_sha256", sha256_file(base)}, {"domains", json::object()}};
+  json out = {{"base", base.string()}, {"base_sha256", base_sha}, {"options", made_from}, {"domains", json::object()}};
   auto wanted = [&](const std::string& name) {
     return o.modifiers.empty() || std::find(o.modifiers.begin(), o.modifiers.end(), name) != o.modifiers.end();
   };

@@ -12,7 +12,9 @@
 //      training data, early stopping on the domain's dev split;
 //   4. evaluate base + each modifier on all four test sets and compare with the base.
 // Results: loop.json and table.md in the work directory (per domain: base accuracy, with its own
-// modifier, with each other modifier; wins/ties/losses). Finished stages are reused on rerun.
+// modifier, with each other modifier; wins/ties/losses). Finished stages are reused on rerun;
+// options.json records what they were made from (base, curriculum, loop options), and a rerun
+// with different ones is refused rather than mixing old stages with new settings.
 #pragma once
 
 #include <filesystem>
@@ -48,10 +50,10 @@ struct NanoLoopOptions {
   size_t test_limit = 0;       // test items per domain (0: all)
   size_t mine_limit = 600;     // training items per domain evaluated for failures
   std::vector<std::string> modifiers;  // domains to train modifiers for (empty: all four)
-  double domain_share = 0.5;   // weight of the domain's own training set beside its failures
-  double replay = 0.0;         // weight of the general mix (all domains) replayed against forgetting
+  double domain_share = 1.0;   // weight of the domain's own training set beside its failures
+  double replay = 0.5;         // weight of the general mix (all domains) replayed against forgetting
   int lora_rank = 16;
-  int steps = 300, batch = 8, seq_len = 128, eval_steps = 25, patience = 4;
+  int steps = 1000, batch = 16, seq_len = 128, eval_steps = 25, patience = 8;
   float lr = 2e-3f;
   int max_tokens = 96;
   int n_threads = 0;

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "core/error.h"
 #include "core/io.h"
 #include "data/synth.h"
 #include "eval/run.h"
@@ -40,11 +41,13 @@ TEST(Nano, ShippedBaseMatchesItsRecipe) {
 }
 
 TEST(Nano, BaseAccuracyStaysInItsRecordedBand) {
-  // The first 60 test items of each domain, greedy. Recorded on the CPU when the base shipped:
-  // math 4/60, code 31/60, reasoning 13/60, automation 8/60. Tolerance: 6 items (10 points) either
-  // way, for float differences across CPUs that flip a few greedy choices. A broken engine, prompt,
-  // extraction or model file moves these by far more.
-  const std::map<std::string, int> recorded = {{"gsm8k", 4}, {"humaneval", 31}, {"mmlu", 13}, {"bfcl", 8}};
+  // The first 60 test items of each domain, greedy. Recorded on the CPU when the base shipped
+  // (models/nano-base.json, first_60_correct): math 14/60, code 40/60, reasoning 21/60, automation
+  // 13/60. Tolerance: 6 items (10 points) either way, for float differences across CPUs that flip a
+  // few greedy choices. A broken engine, prompt, extraction or model file moves these by far more.
+  json recipe = json::parse(read_file(fs::path(COGUMI_REPO_DIR) / "models/nano-base.json"));
+  const std::map<std::string, int> recorded = recipe["test_accuracy"]["first_60_correct"];
+  ASSERT_EQ(recorded.size(), 4u);
   EvalOptions e;
   e.model = kBase;
   for (auto& d : nano_domains(curriculum())) e.benches.push_back({d.kind, d.test});
@@ -58,25 +61,27 @@ TEST(Nano, BaseAccuracyStaysInItsRecordedBand) {
     int got = s["benchmarks"][kind]["correct"].get<int>();
     EXPECT_NEAR(got, want, 6) << kind;
   }
-  // Clearly above chance and below perfect where chance is zero: real failures to learn from.
-  EXPECT_GT(s["benchmarks"]["humaneval"]["correct"].get<int>(), 15);
-  EXPECT_LT(s["benchmarks"]["humaneval"]["correct"].get<int>(), 55);
+  // Inside the band (15%-75%, 9..45 of 60) in every domain: real failures to learn from,
+  // and above chance (25% for the four-option reasoning items) where chance is not zero.
+  for (auto& [kind, _] : recorded) {
+    int got = s["benchmarks"][kind]["correct"].get<int>();
+    EXPECT_GE(got, 9) << kind;
+    EXPECT_LE(got, 45) << kind;
+  }
+  EXPECT_GT(s["benchmarks"]["mmlu"]["correct"].get<int>(), 15);
 }
 
 TEST(Nano, ModifierTrainedOnFailuresBeatsTheBaseOnItsDomain) {
-  // A small first loop on a sample: 200 training items mined per domain, 60 test items, one
-  // modifier (MODIFIER_DOMAIN, 80 steps at most). It must beat the base on its own domain: more
-  // test items right, and more items won than lost item by item (recorded: 6.7% -> 10.0%, 2 wins,
-  // 0 losses; the full loop in bench/RESULTS.md gives +3.7 points on 300 items).
+  // The first loop as shipped (the main job's modifier settings) on a sample: 200 training items
+  // mined per domain, the first 100 test items, one modifier (MODIFIER_DOMAIN). It must beat the
+  // base on its own domain: more test items right, and at least 4 more items won than lost item by
+  // item (the main job, 300 items: see bench/RESULTS.md). The slowest test: about 16 minutes on 2 cores.
   NanoLoopOptions o;
   o.dir = test::tmp_dir() / "nano-loop";
   o.base = kBase;
   o.data = curriculum();
-  o.test_limit = 60;
+  o.test_limit = 100;
   o.mine_limit = 200;
-  o.steps = 80;
-  o.eval_steps = 20;
-  o.patience = 2;
   o.modifiers = {MODIFIER_DOMAIN};
   o.progress = false;
   json r = nano_loop(o);
@@ -84,9 +89,21 @@ TEST(Nano, ModifierTrainedOnFailuresBeatsTheBaseOnItsDomain) {
   double base = d["base_accuracy"], with = d["with_modifier"][MODIFIER_DOMAIN]["accuracy"];
   const json& vs = d["with_modifier"][MODIFIER_DOMAIN]["vs_base"];
   EXPECT_GT(with, base) << nano_table(r);
-  EXPECT_GE(vs["wins"].get<int>(), vs["losses"].get<int>() + 2) << nano_table(r);
+  EXPECT_GE(vs["wins"].get<int>(), vs["losses"].get<int>() + 4) << nano_table(r);
   EXPECT_GT(d["failures_mined"].get<int>(), 0);
   EXPECT_TRUE(fs::exists(o.dir / "table.md"));
+
+  // Rerun with the same settings: every stage is reused, same table. With other settings: refused,
+  // naming what differs, and the finished run is left as it was.
+  EXPECT_EQ(nano_table(nano_loop(o)), nano_table(r));
+  o.steps = 999;
+  try {
+    nano_loop(o);
+    ADD_FAILURE() << "a rerun with other settings was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("modifier.steps"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(nano_table(json::parse(read_file(o.dir / "loop.json"))), nano_table(r));
 }
 
 }  // namespace
