@@ -133,39 +133,25 @@ json nano_loop(const NanoLoopOptions& o) {
       fail("unknown modifier domain '{}' (math, code, reasoning, automation)", m);
   const fs::path runs = o.dir / "runs";
   fs::create_directories(runs);
-  // What the stages in dir are made from. Reusing them under other settings would mix old
-  // results into a new table, so a rerun with different ones is refused.
+  // Each stage directory records what it was made from (stage.json). A rerun reuses a stage whose
+  // inputs are unchanged (resuming a half-finished evaluation) and redoes one whose inputs changed,
+  // so `--steps 2000` retrains the modifiers and re-evaluates them but keeps the base's runs.
   const std::string base_sha = sha256_file(base);
-  const json made_from = {
-      {"base_sha256", base_sha},
-      {"curriculum_sha256", sha256_file(data / "manifest.json")},
-      {"test_limit", o.test_limit},
-      {"mine_limit", o.mine_limit},
-      {"max_tokens", o.max_tokens},
-      {"modifier", {{"domain_share", o.domain_share}, {"replay", o.replay}, {"rank", o.lora_rank}, {"steps", o.steps},
-                    {"batch", o.batch}, {"seq_len", o.seq_len}, {"eval_steps", o.eval_steps}, {"patience", o.patience},
-                    {"lr", o.lr}}}};
-  const fs::path made_path = o.dir / "options.json";
-  if (fs::exists(made_path)) {
-    json before = json::parse(read_file(made_path), nullptr, false);
-    if (before != made_from) {
-      std::string diff;
-      for (auto& [k, v] : made_from.items()) {
-        const json was = before.is_object() && before.contains(k) ? before[k] : json();
-        if (was == v) continue;
-        if (v.is_object() && was.is_object()) {
-          for (auto& [k2, v2] : v.items())
-            if (!was.contains(k2) || was[k2] != v2) diff += (diff.empty() ? "" : ", ") + k + "." + k2;
-        } else {
-          diff += (diff.empty() ? "" : ", ") + k;
-        }
-      }
-      fail("'{}' holds a loop run with other settings ({} differ; see {}): use another --dir, or delete it to start over",
-           o.dir.string(), diff.empty() ? "the file" : diff, made_path.string());
+  const std::string curriculum_sha = sha256_file(data / "manifest.json");
+  auto stage = [&](const fs::path& dir, const json& key) {
+    const fs::path f = dir / "stage.json";
+    if (fs::exists(f) && json::parse(read_file(f), nullptr, false) == key) return;
+    if (fs::exists(dir)) {
+      log_stage(fmt::format("{}: made with other settings, redoing it", dir.string()));
+      fs::remove_all(dir);
     }
-  } else {
-    write_file_atomic(made_path, made_from.dump(2) + "\n");
-  }
+    fs::create_directories(dir);
+    write_file_atomic(f, key.dump(2) + "\n");
+  };
+  const json eval_key = {{"base_sha256", base_sha}, {"curriculum_sha256", curriculum_sha}, {"max_tokens", o.max_tokens}};
+  const json modifier_options = {{"domain_share", o.domain_share}, {"replay", o.replay}, {"rank", o.lora_rank},
+                                 {"steps", o.steps}, {"batch", o.batch}, {"seq_len", o.seq_len},
+                                 {"eval_steps", o.eval_steps}, {"patience", o.patience}, {"lr", o.lr}};
 
   auto eval = [&](const fs::path& out, const std::vector<BenchSpec>& benches, size_t limit, const fs::path& adapter) {
     if (fs::exists(out / "summary.json")) return json::parse(read_file(out / "summary.json"));  // reused
@@ -189,15 +175,22 @@ json nano_loop(const NanoLoopOptions& o) {
   for (auto& d : domains) tests.push_back({d.kind, d.test});
 
   log_stage("1. base on the four test sets");
+  json test_key = eval_key;
+  test_key["test_limit"] = o.test_limit;
+  stage(runs / "base-test", test_key);
   json base_test = eval(runs / "base-test", tests, o.test_limit, {});
 
   log_stage("2. base on each domain's training split: its failures");
   std::vector<BenchSpec> trains;
   for (auto& d : domains) trains.push_back({d.kind, d.train});
+  json mine_key = eval_key;
+  mine_key["mine_limit"] = o.mine_limit;
+  stage(runs / "base-train", mine_key);
   json base_train = eval(runs / "base-train", trains, o.mine_limit, {});
   std::vector<json> fails = load_failures(runs / "base-train");
 
-  json out = {{"base", base.string()}, {"base_sha256", base_sha}, {"options", made_from}, {"domains", json::object()}};
+  json out = {{"base", base.string()}, {"base_sha256", base_sha}, {"modifier_options", modifier_options},
+              {"domains", json::object()}};
   auto wanted = [&](const std::string& name) {
     return o.modifiers.empty() || std::find(o.modifiers.begin(), o.modifiers.end(), name) != o.modifiers.end();
   };
@@ -205,7 +198,9 @@ json nano_loop(const NanoLoopOptions& o) {
     out["domains"][d.name] = {{"kind", d.kind}, {"base_accuracy", accuracy(base_test, d.kind)}};
     if (!wanted(d.name)) continue;
     const fs::path dd = o.dir / "modifiers" / d.name;
-    fs::create_directories(dd);
+    json mod_key = mine_key;
+    mod_key["modifier"] = modifier_options;
+    stage(dd, mod_key);
     std::string text;
     size_t n_fail = 0;
     for (auto& j : fails)
@@ -257,7 +252,11 @@ json nano_loop(const NanoLoopOptions& o) {
   for (auto& m : domains) {
     if (!wanted(m.name)) continue;
     const fs::path run = runs / ("with-" + m.name);
-    json s = eval(run, tests, o.test_limit, o.dir / "modifiers" / m.name / "modifier.gguf");
+    const fs::path adapter = o.dir / "modifiers" / m.name / "modifier.gguf";
+    json with_key = test_key;
+    with_key["modifier_sha256"] = sha256_file(adapter);
+    stage(run, with_key);
+    json s = eval(run, tests, o.test_limit, adapter);
     json row = json::object();
     for (auto& d : domains) {
       row[d.name] = {{"accuracy", accuracy(s, d.kind)}, {"vs_base", wtl(runs / "base-test", run, d.kind)}};

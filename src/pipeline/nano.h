@@ -12,9 +12,8 @@
 //      training data, early stopping on the domain's dev split;
 //   4. evaluate base + each modifier on all four test sets and compare with the base.
 // Results: loop.json and table.md in the work directory (per domain: base accuracy, with its own
-// modifier, with each other modifier; wins/ties/losses). Finished stages are reused on rerun;
-// options.json records what they were made from (base, curriculum, loop options), and a rerun
-// with different ones is refused rather than mixing old stages with new settings.
+// modifier, with each other modifier; wins/ties/losses). Each stage directory records its inputs
+// (stage.json); a rerun reuses the stages whose inputs are unchanged and redoes the others.
 #pragma once
 
 #include <filesystem>
@@ -53,7 +52,7 @@ struct NanoLoopOptions {
   double domain_share = 1.0;   // weight of the domain's own training set beside its failures
   double replay = 0.5;         // weight of the general mix (all domains) replayed against forgetting
   int lora_rank = 16;
-  int steps = 1000, batch = 16, seq_len = 128, eval_steps = 25, patience = 8;
+  int steps = 1000, batch = 16, seq_len = 128, eval_steps = 25, patience = 16;
   float lr = 2e-3f;
   int max_tokens = 96;
   int n_threads = 0;
