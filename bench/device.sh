@@ -9,6 +9,7 @@
 #   bench/device.sh nano "<nano base args>"...      # nano base candidates side by side: base.gguf, recipe,
 #                                                   # training log, test accuracy (300 items per domain)
 #   bench/device.sh nanoloop I "<nano loop args>"... # loops on candidate I's base, side by side
+#                                                   # (I = ship: the shipped models/nano-base.gguf)
 # Needs the carried folder .devcache/ (npm tarball + Debian -dev packages; the device image
 # has no network). Results go to $OUT (device tool) or out/device.
 set -euo pipefail
@@ -84,6 +85,11 @@ case "${1:-}" in
       # Loop configurations side by side on one candidate's base and curriculum (modifiers on the GPU).
       I=$2 D=/root/nano$2
       shift 2
+      if [ "$I" = ship ] && [ ! -f $D/data/manifest.json ]; then
+        # The shipped base and the curriculum scripts/run.sh writes for it.
+        mkdir -p $D && cp models/nano-base.gguf $D/base.gguf
+        "$B/cogumi" nano data -o $D/data --seed 1 --n-train 12000 --n-mix 3000 --difficulty 2,math=1 >/dev/null
+      fi
       j=0
       for v in "$@"; do
         j=$((j + 1))

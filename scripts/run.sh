@@ -19,5 +19,8 @@ if [ "$want" != "$have" ]; then
   exit 1
 fi
 mkdir -p "$OUT"
-[ -f "$OUT/data/manifest.json" ] || "$COGUMI" nano data -o "$OUT/data" --seed 1 --n-train 12000 --n-mix 3000 --difficulty 2,math=1
+# The curriculum the base was trained on (models/nano-base.json). Written every time: it is
+# deterministic, so unchanged files keep the loop's finished stages valid, and a curriculum left by
+# an older version is replaced rather than silently used.
+"$COGUMI" nano data -o "$OUT/data" --seed 1 --n-train 12000 --n-mix 3000 --difficulty 2,math=1
 "$COGUMI" nano loop --dir "$OUT" --base "$BASE" "$@"

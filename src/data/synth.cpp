@@ -192,21 +192,29 @@ void SynthOptions::set_difficulty(const std::string& spec) {
       fail("synth: difficulty '{}': '{}' is not a level 1..4", spec, part);
     return n;
   };
+  auto trim = [](std::string x) {
+    size_t a = x.find_first_not_of(" \t"), b = x.find_last_not_of(" \t");
+    return a == std::string::npos ? std::string() : x.substr(a, b - a + 1);
+  };
   domain_difficulty.clear();
+  bool have_default = false;
   size_t start = 0;
   while (start <= spec.size()) {
     size_t end = spec.find(',', start);
     if (end == std::string::npos) end = spec.size();
-    std::string part = spec.substr(start, end - start);
+    std::string part = trim(spec.substr(start, end - start));
     size_t eq = part.find('=');
     if (eq == std::string::npos) {
+      if (have_default) fail("synth: difficulty '{}': more than one level for every domain", spec);
       difficulty = level(part, part);
+      have_default = true;
     } else {
-      std::string name = part.substr(0, eq);
+      std::string name = trim(part.substr(0, eq));
       const auto& ds = synth_domains();
       if (std::find(ds.begin(), ds.end(), name) == ds.end())
         fail("synth: difficulty '{}': unknown domain '{}' (math, code, reasoning, automation)", spec, name);
-      domain_difficulty[name] = level(part.substr(eq + 1), part);
+      if (domain_difficulty.count(name)) fail("synth: difficulty '{}': {} is given twice", spec, name);
+      domain_difficulty[name] = level(trim(part.substr(eq + 1)), part);
     }
     start = end + 1;
   }
@@ -226,8 +234,11 @@ void SynthOptions::validate() const {
   if (n_test < 0) fail("synth: n_test must be >= 0, got {}", n_test);
   if (n_mix < 0) fail("synth: n_mix must be >= 0, got {}", n_mix);
   if (difficulty < 1 || difficulty > 4) fail("synth: difficulty must be 1..4, got {}", difficulty);
-  for (const auto& [d, n] : domain_difficulty)
+  const auto& ds = synth_domains();
+  for (const auto& [d, n] : domain_difficulty) {
+    if (std::find(ds.begin(), ds.end(), d) == ds.end()) fail("synth: difficulty given for unknown domain '{}'", d);
     if (n < 1 || n > 4) fail("synth: difficulty of {} must be 1..4, got {}", d, n);
+  }
 }
 
 const std::vector<std::string>& synth_domains() {

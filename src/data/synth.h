@@ -11,7 +11,8 @@
 //   mix/{domain}.jsonl               {"prompt","completion","category",...}: the domain's train split
 //                                    asked exactly as `cogumi eval` asks it (completion mode)
 //   mix/dev/{domain}.jsonl           the dev split in the same form (validation for early stopping)
-//   mix/train.jsonl                  all four, shuffled together: the base model's training set
+//   mix/train.jsonl                  all four (the first n_mix items of each), shuffled together: the
+//                                    base model's training set
 //   manifest.json                    seed, options, counts, files, the eval kind of each domain
 //
 // ({split} is train, dev, test.) Small vocabularies and short texts, so a tiny model can learn some

@@ -55,7 +55,17 @@ Extraction extract_choice(std::string_view output, int n_choices) {
   std::regex strict1("[Aa]nswer(?: is)?:?\\s*\\(?(" + cls + ")\\b");
   std::regex lead("^\\s*\\(?(" + cls + ")(?:[).:\\s]|$)");
   std::smatch m;
-  if (std::regex_search(text, m, strict1) || std::regex_search(text, m, lead)) e.strict = m[1].str();
+  // The last "answer: X" wins: a worked answer may name the option's text first (which can itself
+  // hold "answer"), and the letter it settles on comes last.
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), strict1); it != std::sregex_iterator(); ++it)
+    e.strict = (*it)[1].str();
+  if (!e.strict && std::regex_search(text, m, lead)) e.strict = m[1].str();
+  // A stated answer is also the flexible one: " Vitamin C\nAnswer: B" answers B, not the C of the
+  // option's text. Without one, the first standalone letter.
+  if (e.strict) {
+    e.flexible = e.strict;
+    return e;
+  }
   std::regex standalone("(?:^|[^A-Za-z])(" + cls + ")(?![A-Za-z])");
   if (std::regex_search(text, m, standalone)) e.flexible = m[1].str();
   return e;

@@ -113,9 +113,9 @@ json nano_base(const NanoBaseOptions& o) {
                             {"tokens_per_s", tr.tokens_per_s}}},
                  {"vocab_merges", o.vocab_merges},
                  {"command", fmt::format("cogumi nano base --dir DIR --seed {} --steps {} --batch {} --lr {} --layers {} "
-                                         "--warmup {} --n-train {} --n-mix {} --difficulty {}",
-                                         o.seed, o.steps, o.batch, o.lr, o.n_layer, o.warmup, o.n_train, o.n_mix,
-                                         so.difficulty_spec())},
+                                         "--seq-len {} --warmup {} --n-train {} --n-mix {} --difficulty {}",
+                                         o.seed, o.steps, o.batch, o.lr, o.n_layer, o.seq_len, o.warmup, o.n_train,
+                                         o.n_mix, so.difficulty_spec())},
                  {"seconds", seconds_since(t0)}};
   write_file_atomic(o.dir / "recipe.json", recipe.dump(2) + "\n");
   return recipe;
@@ -140,9 +140,11 @@ json nano_loop(const NanoLoopOptions& o) {
   const std::string curriculum_sha = sha256_file(data / "manifest.json");
   auto stage = [&](const fs::path& dir, const json& key) {
     const fs::path f = dir / "stage.json";
-    if (fs::exists(f) && json::parse(read_file(f), nullptr, false) == key) return;
+    const bool recorded = fs::exists(f);
+    if (recorded && json::parse(read_file(f), nullptr, false) == key) return;
     if (fs::exists(dir)) {
-      log_stage(fmt::format("{}: made with other settings, redoing it", dir.string()));
+      log_stage(fmt::format("{}: {}, redoing it", dir.string(),
+                            recorded ? "made from other inputs" : "no record of its inputs (an older cogumi)"));
       fs::remove_all(dir);
     }
     fs::create_directories(dir);
