@@ -73,7 +73,8 @@ TEST(Nano, ModifierTrainedOnFailuresBeatsTheBaseOnItsDomain) {
   // The first loop as shipped (the main job's modifier settings) on a sample: 200 training items
   // mined per domain, the first 100 test items, one modifier (MODIFIER_DOMAIN). It must beat the
   // base on its own domain: more test items right, and at least 4 more items won than lost item by
-  // item (the main job, 300 items: see bench/RESULTS.md). The slowest test: about 16 minutes on 2 cores.
+  // item (the main job on 300 items: 18.3% -> 33.3%, 53 wins, 8 losses). The slowest test: about 16
+  // minutes on 2 cores.
   NanoLoopOptions o;
   o.dir = test::tmp_dir() / "nano-loop";
   o.base = kBase;
