@@ -7,7 +7,7 @@ set -euo pipefail
 COGUMI="$1" MODEL="$2" NH="$3" NS="$4" PAR="$5"
 shift 5
 EXTRA=("$@")
-DATA="${DATA:-../shared/datasets}/gsm8k/test.jsonl"
+DATA="${DATA:-datasets}/gsm8k/test.jsonl"
 T=$(mktemp -d)
 run() {  # run NAME LIMIT PARALLEL
   "$COGUMI" eval -m "$MODEL" --bench gsm8k="$DATA" --limit "$2" --parallel "$3" -n "${MAXTOK:-256}" --ignore-eos \

@@ -4,7 +4,7 @@
 set -uo pipefail
 COGUMI="$1"
 SIMPLE="$2"
-cd "$(dirname "$0")/../.."  # repository root: ../shared/datasets is beside it
+cd "$(dirname "$0")/../.."  # repository root (datasets/ holds the benchmark files)
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 fails=0
@@ -75,7 +75,7 @@ head -c 1000 "$T/m.gguf" >"$T/trunc.gguf"
 expect_error "truncated GGUF" "failed to load model '$T/trunc.gguf'" "$COGUMI" info "$T/trunc.gguf"
 
 # Eval on the real GSM8K file, a failure extraction and a LoRA trained on it, end to end.
-"$COGUMI" eval -m "$T/m.gguf" --bench gsm8k=../shared/datasets/gsm8k/test.jsonl --limit 6 -n 8 -o "$T/run" >"$T/eval.txt" 2>&1
+"$COGUMI" eval -m "$T/m.gguf" --bench gsm8k=datasets/gsm8k/test.jsonl --limit 6 -n 8 -o "$T/run" >"$T/eval.txt" 2>&1
 check "eval writes items and a summary" test -s "$T/run/items.jsonl" -a -s "$T/run/summary.json"
 check "eval prints a table" grep -q "gsm8k" "$T/eval.txt"
 "$COGUMI" failures extract "$T/run" -o "$T/fail.jsonl" --hard "$T/hard.jsonl" >/dev/null

@@ -49,7 +49,7 @@ TEST(Jsonl, MissingFieldNamesField) {
 }
 
 TEST(Jsonl, ReadsGzip) {
-  auto rows = load_jsonl(fs::path(COGUMI_SHARED_DIR) / "datasets/humaneval/HumanEval.jsonl.gz");
+  auto rows = load_jsonl(fs::path(COGUMI_DATASETS) / "humaneval/HumanEval.jsonl.gz");
   EXPECT_EQ(rows.size(), 164u);
   EXPECT_EQ(rows[0]["task_id"], "HumanEval/0");
 }

@@ -12,7 +12,7 @@
 namespace cogumi {
 namespace {
 
-const fs::path kData = fs::path(COGUMI_SHARED_DIR) / "datasets";
+const fs::path kData = fs::path(COGUMI_DATASETS);
 
 fs::path write(const std::string& name, const std::string& text) {
   fs::path p = test::tmp_dir() / name;
