@@ -7,8 +7,10 @@
 #                            # backend (in-graph) greedy and with host greedy
 #   bench/device.sh train    # build cogumi; LoRA r=16 training, cogumi train vs PEFT, 1B and 8B shapes
 #   bench/device.sh nano "<nano base args>"...      # nano base candidates side by side: base.gguf, recipe,
-#                                                   # training log, test accuracy (300 items per domain)
+#                                                   # training log, dev accuracy (200 items per domain)
 #   bench/device.sh nanoloop I "<nano loop args>"... # loops on candidate I's base, side by side
+#   bench/device.sh nanoselect "<nano loop args>"...  # loop settings chosen on dev (bench/nano_select.py),
+#                                                   # the chosen one reported on test
 #                                                   # (I = ship: the shipped models/nano-base.gguf)
 # Needs the carried folder .devcache/ (npm tarball + Debian -dev packages; the device image
 # has no network). Results go to $OUT (device tool) or out/device.
@@ -53,10 +55,10 @@ case "${1:-}" in
       echo "## cogumi engine (pp 128, tg 128)"
       "$B/cogumi-bench-engine" -m "$M" --pp 128 --tg 128 --npl 1,8,32,64 --fa 1 --reps 2 --json "$OUT/engine.jsonl"
       echo "## GSM8K test (1319 questions), max tokens 256, EOS ignored: harness vs one at a time"
-      DATA=.devcache MAXTOK=256 bench/eval_bench.sh "$B/cogumi" "$M" 1319 48 64 --ctx 512
+      MAXTOK=256 bench/eval_bench.sh "$B/cogumi" "$M" 1319 48 64 --ctx 512
     } 2>&1 | tee "$OUT/bench.md"
     ;;
-  engine|train|nano|nanoloop)
+  engine|train|nano|nanoloop|nanoselect)
     PREFIX=$(scripts/deps.sh --cuda | tail -n 1)
     cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DCOGUMI_LLAMA_PREFIX="$PREFIX" \
       -DCOGUMI_BUILD_TESTS=OFF -DZLIB_ROOT="$DEPS/usr" -DOPENSSL_ROOT_DIR="$DEPS/usr" >/dev/null
@@ -73,12 +75,13 @@ case "${1:-}" in
           "$B/cogumi" nano base --dir $D $v >$D.txt 2>&1
           mkdir -p "$OUT/v$i"; cp $D/base.gguf $D/recipe.json "$OUT/v$i/"
           cp $D/base-f32.gguf.log.jsonl "$OUT/v$i/train.log.jsonl" 2>/dev/null; tail -2 $D.txt
-          "$B/cogumi" eval -m $D/base.gguf --bench gsm8k=$D/data/math/test.jsonl --bench humaneval=$D/data/code/test.jsonl \
-            --bench mmlu=$D/data/reasoning/reasoning_test.csv --bench bfcl=$D/data/automation/test.jsonl -n 96 \
-            --parallel 64 -o $D/test >/dev/null 2>&1
-          cp $D/test/summary.json "$OUT/v$i/test-summary.json"
-          python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["benchmarks"]; print(sys.argv[2], {k: round(100*v["accuracy"],1) for k,v in s.items()})' \
-            $D/test/summary.json "v$i $v" ) &
+          # Candidates are compared on the dev splits; test accuracy is measured only for the one shipped.
+          "$B/cogumi" eval -m $D/base.gguf --bench gsm8k=$D/data/math/dev.jsonl --bench humaneval=$D/data/code/dev.jsonl \
+            --bench mmlu=$D/data/reasoning/reasoning_dev.csv --bench bfcl=$D/data/automation/dev.jsonl -n 96 \
+            --parallel 64 -o $D/dev >/dev/null 2>&1
+          cp $D/dev/summary.json "$OUT/v$i/dev-summary.json"
+          python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["benchmarks"]; print(sys.argv[2], "dev:", {k: round(100*v["accuracy"],1) for k,v in s.items()})' \
+            $D/dev/summary.json "v$i $v" ) &
       done
       wait
     elif [ "$1" = nanoloop ]; then
@@ -99,6 +102,32 @@ case "${1:-}" in
           echo "## loop${I}_$j: $v"; cat $L/table.md ) &
       done
       wait
+    elif [ "$1" = nanoselect ]; then
+      # Settings chosen on dev, reported on test: every configuration's loop on the dev splits
+      # (side by side), bench/nano_select.py picks one by its stated rule, and only that one runs on
+      # test (its modifiers and mined failures are reused). Rerunning the same command resumes.
+      D=/root/nanoship
+      shift
+      if [ ! -f $D/data/manifest.json ]; then
+        mkdir -p $D && cp models/nano-base.gguf $D/base.gguf
+        "$B/cogumi" nano data -o $D/data --seed 1 --n-train 12000 --n-mix 3000 --difficulty 2,math=1 >/dev/null
+      fi
+      dirs=()
+      for v in "$@"; do
+        L=/root/sel_$(echo "$v" | md5sum | cut -c1-8)
+        dirs+=("$L")
+        [ -f $L/loop-dev.json ] || "$B/cogumi" nano loop --dir $L --base $D/base.gguf --data $D/data --eval-split dev $v >$L.dev.txt 2>&1 &
+      done
+      wait
+      for L in "${dirs[@]}"; do [ -f $L/loop-dev.json ] || { tail -5 $L.dev.txt; exit 1; }; done
+      python3 bench/nano_select.py "${dirs[@]/%//loop-dev.json}" | tee "$OUT/select.md"
+      best=$(tail -1 "$OUT/select.md")
+      args=("$@")
+      L=${dirs[$best]}
+      echo "## chosen on dev: ${args[$best]}" | tee -a "$OUT/select.md"
+      "$B/cogumi" nano loop --dir $L --base $D/base.gguf --data $D/data ${args[$best]} >$L.test.txt 2>&1 || tail -5 $L.test.txt
+      cp $L/loop.json "$OUT/loop-test.json"; cat $L/table.md | tee -a "$OUT/select.md"
+      for i in "${!dirs[@]}"; do cp ${dirs[$i]}/table-dev.md "$OUT/dev$i.md"; done
     elif [ "$1" = engine ]; then
       M=/root/m8b-q4km.gguf
       [ -f "$M" ] || "$B/cogumi" model init "$M" --shape 8b --type q4_k_m --vocab "$VOCAB" --seed 1 >/dev/null
@@ -116,6 +145,17 @@ case "${1:-}" in
 r=random.Random(1); w=["alpha","beta","gamma","delta","omega","token","model","train","speed","value"]
 with open("/root/long.jsonl","w") as f:
   for i in range(64): f.write(json.dumps({"prompt":"x","completion":" ".join(r.choice(w) for _ in range(3000))})+"\n")'
+      # Peak GPU memory of one command, measured the same way for both sides: nvidia-smi's memory.used,
+      # sampled every 200 ms while the command runs, minus the reading before it starts (the
+      # CUDA context and allocator reserve count; PyTorch's max_memory_allocated would not).
+      peak_gib() {  # peak_gib LOG CMD...: runs CMD with its output in LOG, prints the peak in GiB
+        local log=$1 idle; shift idle=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
+        nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 >/root/mem.txt &
+        local smi=$!
+        "$@" >"$log" 2>&1 || true
+        kill $smi; wait $smi 2>/dev/null || true
+        python3 -c 'import sys; m=max(int(x) for x in open("/root/mem.txt").read().split() if x.strip().isdigit()); print(round((m-int(sys.argv[1]))/1024,2))' "$idle"
+      }
       {
         for shape in 1b 8b; do
           M=/root/m-$shape-f32.gguf
@@ -123,23 +163,23 @@ with open("/root/long.jsonl","w") as f:
           for cfg in "1 1024" "4 1024" "1 2048"; do
             set -- $cfg
             [ $shape = 8b ] && [ "$1" = 4 ] && continue
-            nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 >/root/mem.txt &
-            SMI=$!
-            "$B/cogumi" train -m "$M" -d /root/long.jsonl -o /root/a.gguf --lora-rank 16 --lora-alpha 16 \
-              --targets q,k,v,o,gate,up,down --seq-len $2 --batch $1 --max-steps 8 --train-on-inputs --clip 0 >/root/train.txt 2>&1 || tail -5 /root/train.txt
-            kill $SMI
+            MEM=$(peak_gib /root/train.txt "$B/cogumi" train -m "$M" -d /root/long.jsonl -o /root/a.gguf --lora-rank 16 --lora-alpha 16 \
+              --targets q,k,v,o,gate,up,down --seq-len $2 --batch $1 --max-steps 8 --train-on-inputs --clip 0)
             python3 -c 'import json,sys
 log=[json.loads(l) for l in open("/root/a.gguf.log.jsonl")]
-mem=max(int(x) for x in open("/root/mem.txt").read().split() if x.strip().isdigit())
 t=[l["tokens"]/l["tokens_per_s"] for l in log]
 steady=(log[-1]["tokens"]-log[1]["tokens"])/(t[-1]-t[1])
-print(json.dumps({"impl":"cogumi","shape":sys.argv[1],"batch":int(sys.argv[2]),"seq":int(sys.argv[3]),"tokens_per_s":round(steady,1),"tokens_per_s_with_setup":round(log[-1]["tokens_per_s"],1),"peak_gib_nvidia_smi":round(mem/1024,2),"loss":[round(log[0]["loss"],3),round(log[-1]["loss"],3)]}))' $shape $1 $2 || true
+print(json.dumps({"impl":"cogumi","shape":sys.argv[1],"batch":int(sys.argv[2]),"seq":int(sys.argv[3]),"tokens_per_s":round(steady,1),"tokens_per_s_with_setup":round(log[-1]["tokens_per_s"],1),"peak_gib_nvidia_smi":float(sys.argv[4]),"loss":[round(log[0]["loss"],3),round(log[-1]["loss"],3)]}))' $shape $1 $2 "$MEM" || tail -5 /root/train.txt
           done
           rm -f "$M"
         done
-        python3 bench/peft_bench.py 1b:1:1024:8 1b:4:1024:8 1b:1:2048:8 8b:1:1024:6 8b:1:2048:6 || true
+        for spec in 1b:1:1024:8 1b:4:1024:8 1b:1:2048:8 8b:1:1024:6 8b:1:2048:6; do
+          MEM=$(peak_gib /root/peft.txt python3 bench/peft_bench.py $spec)
+          python3 -c 'import json,sys
+r=json.loads([l for l in open("/root/peft.txt") if l.startswith("{")][-1]); r["peak_gib_nvidia_smi"]=float(sys.argv[1]); print(json.dumps(r))' "$MEM" || tail -5 /root/peft.txt
+        done
       } 2>&1 | tee "$OUT/train.md"
     fi
     ;;
-  *) echo "usage: bench/device.sh llama|cogumi|engine|train" >&2; exit 2 ;;
+  *) echo "usage: bench/device.sh llama|cogumi|engine|train|nano|nanoloop|nanoselect" >&2; exit 2 ;;
 esac

@@ -62,7 +62,10 @@ void setup_nano(CLI::App& sub) {
   loop->add_option("--dir", l.dir, "Work directory (runs/, modifiers/, loop.json, table.md)")->capture_default_str();
   loop->add_option("--base", l.base, "Base GGUF (default DIR/base.gguf)");
   loop->add_option("--data", l.data, "Curriculum directory (default DIR/data)");
-  loop->add_option("--test-limit", l.test_limit, "Test items per domain (0 = all)")->capture_default_str();
+  loop->add_option("--eval-split", l.eval_split, "Compare on 'test' (report) or 'dev' (choose settings): runs/*-dev, table-dev.md")
+      ->check(CLI::IsMember({"test", "dev"}))
+      ->capture_default_str();
+  loop->add_option("--test-limit", l.test_limit, "Items per domain of the eval split (0 = all)")->capture_default_str();
   loop->add_option("--mine-limit", l.mine_limit, "Training items per domain evaluated for failures")->capture_default_str();
   loop->add_option("--domain-share", l.domain_share, "Weight of the domain's own training set beside its failures")
       ->capture_default_str();

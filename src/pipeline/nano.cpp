@@ -49,13 +49,13 @@ json wtl(const fs::path& a, const fs::path& b, const std::string& kind) {
 
 std::vector<NanoDomain> nano_domains(const fs::path& data) {
   return {{"math", "gsm8k", data / "math/test.jsonl", data / "math/train.jsonl", data / "mix/dev/math.jsonl",
-           data / "mix/math.jsonl"},
+           data / "mix/math.jsonl", data / "math/dev.jsonl"},
           {"code", "humaneval", data / "code/test.jsonl", data / "code/train.jsonl", data / "mix/dev/code.jsonl",
-           data / "mix/code.jsonl"},
+           data / "mix/code.jsonl", data / "code/dev.jsonl"},
           {"reasoning", "mmlu", data / "reasoning/reasoning_test.csv", data / "reasoning/reasoning_train.csv",
-           data / "mix/dev/reasoning.jsonl", data / "mix/reasoning.jsonl"},
+           data / "mix/dev/reasoning.jsonl", data / "mix/reasoning.jsonl", data / "reasoning/reasoning_dev.csv"},
           {"automation", "bfcl", data / "automation/test.jsonl", data / "automation/train.jsonl",
-           data / "mix/dev/automation.jsonl", data / "mix/automation.jsonl"}};
+           data / "mix/dev/automation.jsonl", data / "mix/automation.jsonl", data / "automation/dev.jsonl"}};
 }
 
 json nano_base(const NanoBaseOptions& o) {
@@ -84,6 +84,7 @@ json nano_base(const NanoBaseOptions& o) {
   to.model = init;
   to.data = {{o.dir / "data/mix/train.jsonl"}};
   to.out = f32;
+  to.full = true;
   to.sft.max_len = o.seq_len;
   to.pack = true;
   to.batch = o.batch;
@@ -127,6 +128,8 @@ json nano_loop(const NanoLoopOptions& o) {
   const fs::path data = o.data.empty() ? o.dir / "data" : o.data;
   if (!fs::exists(base)) fail("no base model at '{}' (run 'cogumi nano base' first)", base.string());
   if (!fs::exists(data / "manifest.json")) fail("no curriculum at '{}' (run 'cogumi nano data')", data.string());
+  if (o.eval_split != "test" && o.eval_split != "dev")
+    fail("--eval-split must be 'dev' or 'test', got '{}'", o.eval_split);
   const auto domains = nano_domains(data);
   for (const auto& m : o.modifiers)
     if (std::none_of(domains.begin(), domains.end(), [&](const NanoDomain& d) { return d.name == m; }))
@@ -173,14 +176,19 @@ json nano_loop(const NanoLoopOptions& o) {
     }
     return run_eval(e);
   };
+  const bool on_dev = o.eval_split == "dev";
+  // Run directories of the dev comparison carry the split in their name; the test ones keep theirs.
+  const std::string sfx = on_dev ? "-dev" : "";
   std::vector<BenchSpec> tests;
-  for (auto& d : domains) tests.push_back({d.kind, d.test});
+  for (auto& d : domains) tests.push_back({d.kind, on_dev ? d.dev : d.test});
 
-  log_stage("1. base on the four test sets");
+  log_stage("1. base on the four " + o.eval_split + " sets");
   json test_key = eval_key;
   test_key["test_limit"] = o.test_limit;
-  stage(runs / "base-test", test_key);
-  json base_test = eval(runs / "base-test", tests, o.test_limit, {});
+  if (on_dev) test_key["eval_split"] = "dev";
+  const fs::path base_run = runs / (on_dev ? "base-dev" : "base-test");
+  stage(base_run, test_key);
+  json base_test = eval(base_run, tests, o.test_limit, {});
 
   log_stage("2. base on each domain's training split: its failures");
   std::vector<BenchSpec> trains;
@@ -250,10 +258,10 @@ json nano_loop(const NanoLoopOptions& o) {
         json{{"failures_mined", n_fail}, {"train", tr_info}, {"base_train_accuracy", accuracy(base_train, d.kind)}});
   }
 
-  log_stage("4. base + each modifier on all four test sets");
+  log_stage("4. base + each modifier on all four " + o.eval_split + " sets");
   for (auto& m : domains) {
     if (!wanted(m.name)) continue;
-    const fs::path run = runs / ("with-" + m.name);
+    const fs::path run = runs / ("with-" + m.name + sfx);
     const fs::path adapter = o.dir / "modifiers" / m.name / "modifier.gguf";
     json with_key = test_key;
     with_key["modifier_sha256"] = sha256_file(adapter);
@@ -261,13 +269,14 @@ json nano_loop(const NanoLoopOptions& o) {
     json s = eval(run, tests, o.test_limit, adapter);
     json row = json::object();
     for (auto& d : domains) {
-      row[d.name] = {{"accuracy", accuracy(s, d.kind)}, {"vs_base", wtl(runs / "base-test", run, d.kind)}};
+      row[d.name] = {{"accuracy", accuracy(s, d.kind)}, {"vs_base", wtl(base_run, run, d.kind)}};
     }
     out["domains"][m.name]["with_modifier"] = row;
   }
   out["seconds"] = seconds_since(t0);
-  write_file_atomic(o.dir / "loop.json", out.dump(2) + "\n");
-  write_file_atomic(o.dir / "table.md", nano_table(out));
+  out["eval_split"] = o.eval_split;
+  write_file_atomic(o.dir / ("loop" + sfx + ".json"), out.dump(2) + "\n");
+  write_file_atomic(o.dir / ("table" + sfx + ".md"), nano_table(out));
   return out;
 }
 
@@ -281,7 +290,7 @@ std::string nano_table(const json& loop) {
       order.push_back(n);
       if (loop["domains"][n].contains("with_modifier")) mods.push_back(n);
     }
-  std::string t = "| test set | base |";
+  std::string t = "| " + loop.value("eval_split", std::string("test")) + " set | base |";
   for (auto& m : mods) t += " +" + m + " |";
   t += " own modifier: W/T/L | own gain | worst other-modifier change |\n|---|---:|";
   for (size_t i = 0; i < mods.size(); ++i) t += "---:|";

@@ -46,7 +46,10 @@ struct NanoLoopOptions {
   fs::path dir = "runs/nano";  // work directory (data/ from nano_base or `nano data`)
   fs::path base;               // default: dir/base.gguf
   fs::path data;               // default: dir/data
-  size_t test_limit = 0;       // test items per domain (0: all)
+  // The split the base and the modifiers are compared on: "test" reports, "dev" chooses settings
+  // (loop settings are compared on dev, and only the chosen ones are run on test).
+  std::string eval_split = "test";
+  size_t test_limit = 0;       // items per domain of eval_split (0: all)
   size_t mine_limit = 600;     // training items per domain evaluated for failures
   std::vector<std::string> modifiers;  // domains to train modifiers for (empty: all four)
   double domain_share = 1.0;   // weight of the domain's own training set beside its failures
@@ -71,6 +74,7 @@ std::string nano_table(const json& loop);
 struct NanoDomain {
   std::string name, kind;
   fs::path test, train, dev_sft, train_sft;
+  fs::path dev;  // the dev split in eval form (settings are chosen on it)
 };
 std::vector<NanoDomain> nano_domains(const fs::path& data);
 
