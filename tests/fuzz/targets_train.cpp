@@ -1,0 +1,89 @@
+// Targets for the trainer's inputs: SFT records (tokenized with the shipped nano model's
+// vocabulary) and GGUF files through Cogumi's own readers (the trainer's ModelGraph, lora_info
+// of lora merge, the checkpoint loader; all read tensor data with gguf_tensor_bytes).
+#include <ggml-backend.h>
+#include <ggml-cpu.h>
+#include <ggml.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+
+#include "core/error.h"
+#include "engine/model.h"
+#include "fuzz.h"
+#include "train/checkpoint.h"
+#include "train/lora_merge.h"
+#include "train/model_graph.h"
+#include "train/sft_data.h"
+
+namespace cogumi::fuzz {
+
+namespace {
+
+std::shared_ptr<Model> g_tok;
+ggml_backend_t g_cpu = nullptr;
+
+// The vocabulary comes from the repository's shipped model: $COGUMI_FUZZ_VOCAB, else
+// models/nano-base.gguf found from the working directory or the source tree.
+std::filesystem::path vocab_path() {
+  if (const char* e = std::getenv("COGUMI_FUZZ_VOCAB")) return e;
+  return std::filesystem::path(COGUMI_FUZZ_REPO) / "models/nano-base.gguf";
+}
+
+void quiet_log(ggml_log_level, const char*, void*) {}
+
+}  // namespace
+
+void init_sft() {
+  ModelOptions o;
+  o.vocab_only = true;
+  g_tok = Model::load(vocab_path(), o);
+}
+
+// The options come from the input's length, so every combination is reached.
+void target_sft(std::string_view in) {
+  auto path = write_scratch("sft.jsonl", in);
+  SftOptions o;
+  o.max_len = 8 + int(in.size() % 57);
+  o.drop_long = in.size() & 1;
+  o.train_on_inputs = in.size() & 2;
+  o.use_chat_template = in.size() & 4;
+  SftStats st;
+  auto ex = load_sft(path, *g_tok, o, &st);
+  size_t n_target = 0;
+  for (const auto& e : ex) {
+    FUZZ_CHECK(e.tokens.size() == e.target.size(), "tokens and target differ in length at " + e.source);
+    FUZZ_CHECK(!e.tokens.empty() && int(e.tokens.size()) <= o.max_len, "example length out of range at " + e.source);
+    for (Token t : e.tokens) FUZZ_CHECK(t >= 0 && t < g_tok->n_vocab(), "token id outside the vocabulary at " + e.source);
+    size_t nt = 0;
+    for (uint8_t t : e.target) nt += t;
+    FUZZ_CHECK(nt > 0, "an example with no target tokens at " + e.source);
+    n_target += nt;
+  }
+  FUZZ_CHECK(st.n_target_tokens == n_target, "SftStats counts other target tokens than the examples hold");
+  FUZZ_CHECK(st.n_examples == ex.size() + st.n_dropped, "SftStats: examples != kept + dropped");
+}
+
+void init_gguf() {
+  engine_init();
+  ggml_log_set(quiet_log, nullptr);  // every rejected header would print a line
+  g_cpu = ggml_backend_cpu_init();
+}
+
+// Each reader gets the same file; each may refuse it with an Error, none may crash.
+void target_gguf(std::string_view in) {
+  auto path = write_scratch("model.gguf", in);
+  try {
+    ModelGraph mg(path, g_cpu);
+    FUZZ_CHECK(mg.hparams().n_vocab > 0, "a model without a vocabulary loaded");
+  } catch (const Error&) {
+  }
+  try {
+    (void)lora_info(path);
+  } catch (const Error&) {
+  }
+  (void)load_checkpoint(path, {});
+}
+
+}  // namespace cogumi::fuzz
