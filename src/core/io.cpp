@@ -26,7 +26,8 @@ static std::string read_gz(const fs::path& path) {
   int n;
   while ((n = gzread(gz, buf, sizeof buf)) > 0) out.append(buf, n);
   int err = 0;
-  const char* msg = gzerror(gz, &err);
+  // gzerror's text lives in the gzFile: copy it before gzclose frees it.
+  const std::string msg = gzerror(gz, &err);
   gzclose(gz);
   if (n < 0 || (err != Z_OK && err != Z_STREAM_END)) fail("'{}': corrupt gzip data: {}", path.string(), msg);
   return out;
@@ -79,7 +80,7 @@ void read_jsonl(const fs::path& path, const std::function<void(const json&, size
     json obj;
     try {
       obj = json::parse(line);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, and out_of_range for a number too large (1e400)
       fail("{}:{}: invalid JSON: {}", path.string(), line_no, e.what());
     }
     if (!obj.is_object()) fail("{}:{}: expected a JSON object, got {}", path.string(), line_no, obj.type_name());
