@@ -5,8 +5,10 @@
 
 namespace cogumi {
 
-std::vector<CsvRow> parse_csv(std::string_view text, const std::string& where) {
+std::vector<CsvRow> parse_csv(std::string_view text, const std::string& where, std::vector<size_t>* row_lines) {
+  if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
   std::vector<CsvRow> rows;
+  if (row_lines) row_lines->clear();
   CsvRow row;
   std::string field;
   bool in_quotes = false, field_started = false;
@@ -18,7 +20,10 @@ std::vector<CsvRow> parse_csv(std::string_view text, const std::string& where) {
   };
   auto end_row = [&] {
     end_field();
-    if (!(row.size() == 1 && row[0].empty())) rows.push_back(std::move(row));
+    if (!(row.size() == 1 && row[0].empty())) {
+      rows.push_back(std::move(row));
+      if (row_lines) row_lines->push_back(row_line);
+    }
     row.clear();
   };
   for (size_t i = 0; i < text.size(); ++i) {
@@ -55,6 +60,8 @@ std::vector<CsvRow> parse_csv(std::string_view text, const std::string& where) {
   return rows;
 }
 
-std::vector<CsvRow> read_csv(const std::filesystem::path& path) { return parse_csv(read_file(path), path.string()); }
+std::vector<CsvRow> read_csv(const std::filesystem::path& path, std::vector<size_t>* row_lines) {
+  return parse_csv(read_file(path), path.string(), row_lines);
+}
 
 }  // namespace cogumi

@@ -15,8 +15,9 @@ struct OpenAIEndpoint {
   double timeout_s = 60.0;
 };
 
-// Sends `messages` ([{"role","content"}]) and returns the first choice's message content.
-// Throws Error naming the endpoint on connection failures, HTTP errors and malformed replies.
+// Sends `messages` ([{"role","content"}]) and returns the first choice's message content ("" when
+// the reply's content is null or absent). Throws Error naming the endpoint on connection
+// failures, HTTP errors and malformed replies; never any other exception.
 std::string openai_chat(const OpenAIEndpoint& ep, const nlohmann::json& messages, int max_tokens,
                         double temperature = 0.0);
 

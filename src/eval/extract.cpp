@@ -2,7 +2,9 @@
 
 #include <cctype>
 #include <regex>
+#include <algorithm>
 #include <sstream>
+#include <vector>
 
 namespace cogumi {
 
@@ -89,12 +91,25 @@ Extraction extract_text_answer(std::string_view output) {
 
 std::string extract_code(std::string_view output) {
   std::string text(output);
-  size_t start = text.find("```");
-  if (start == std::string::npos) return text;
-  size_t nl = text.find('\n', start);
+  std::vector<size_t> fences;
+  for (size_t at = text.find("```"); at != std::string::npos; at = text.find("```", at + 3)) fences.push_back(at);
+  if (fences.empty()) return text;
+  const size_t first = fences[0];
+  bool tagged = first + 3 < text.size() && std::isalpha(static_cast<unsigned char>(text[first + 3]));
+  bool text_before = text.find_first_not_of(" \t\r\n") < first;
+  // A bare fence after code with no partner closes a block the prompt opened (a completion that
+  // continues "```python\n<prompt>"): the code is what precedes it. Prose that follows with its
+  // own blocks keeps the count odd.
+  if (!tagged && text_before && fences.size() % 2 == 1) return text.substr(0, first);
+  size_t nl = text.find('\n', first);
   if (nl == std::string::npos) return text;
-  size_t end = text.find("```", nl + 1);
-  return text.substr(nl + 1, end == std::string::npos ? std::string::npos : end - nl - 1);
+  auto close = std::upper_bound(fences.begin(), fences.end(), nl);
+  if (close == fences.end()) return text.substr(nl + 1);  // unclosed (truncated) block
+  size_t end = *close;
+  // A closing fence on its own line: its indentation is not code.
+  size_t line = text.rfind('\n', end - 1);
+  if (line != std::string::npos && line >= nl && text.find_first_not_of(" \t", line + 1) == end) end = line + 1;
+  return text.substr(nl + 1, end - nl - 1);
 }
 
 std::optional<nlohmann::json> extract_json(std::string_view s) {

@@ -26,11 +26,14 @@ Extraction extract_choice(std::string_view output, int n_choices = 4);
 // Strict: "the answer is X" (up to the end of the sentence/line); flexible: the first
 // non-empty line.
 Extraction extract_text_answer(std::string_view output);
-// The first ```python (or any ```) fenced block, else the text unchanged.
+// The first fenced block (```python or bare ```), else the text unchanged. A bare fence that
+// follows code and has no partner closes a block the prompt opened: the text before it is the
+// code ("    return x\n```\nExplanation" gives "    return x\n").
 std::string extract_code(std::string_view output);
 // The first balanced JSON object or array in the text that parses.
 std::optional<nlohmann::json> extract_json(std::string_view output);
-// SQuAD-style: lowercase, drop punctuation and articles, collapse whitespace.
+// SQuAD-style: lowercase, drop punctuation and articles, collapse whitespace. It can return ""
+// ("(A)", "---", "The"): comparing answers goes through answers_match (score.h), not this alone.
 std::string normalize_text(std::string_view s);
 
 }  // namespace cogumi

@@ -1,6 +1,8 @@
 // Loaders for each benchmark's upstream format (see benchmark.h).
 #include <algorithm>
 #include <fstream>
+#include <map>
+#include <optional>
 
 #include "core/error.h"
 #include "core/io.h"
@@ -29,10 +31,54 @@ namespace {
 
 std::string where(const fs::path& p, size_t line) { return fmt::format("{}:{}", p.string(), line); }
 
+// 1-based line of each element of a JSON document's list: the top-level list when `key` is
+// empty, else the list under that top-level key. Errors then name the line of the element at
+// fault, as JSONL errors do. The document has already parsed; this only counts.
+std::vector<size_t> element_lines(const std::string& text, const std::string& key) {
+  std::vector<size_t> lines;
+  size_t line = 1;
+  int depth = 0, list_depth = key.empty() ? 1 : -1;
+  bool expect_element = false;
+  std::string last_string;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c == '\n') {
+      ++line;
+      continue;
+    }
+    if (c == ' ' || c == '\t' || c == '\r') continue;
+    if (expect_element && c != ']') lines.push_back(line);
+    expect_element = false;
+    if (c == '"') {
+      size_t j = i + 1;
+      for (; j < text.size() && text[j] != '"'; ++j)
+        if (text[j] == '\\') ++j;
+      last_string = text.substr(i + 1, j - i - 1);
+      i = j;
+    } else if (c == ':' && depth == 1 && list_depth < 0 && last_string == key) {
+      list_depth = 2;  // the value that follows opens at depth 1 and holds elements at depth 2
+    } else if (c == '{' || c == '[') {
+      ++depth;
+      if (c == '[' && depth == list_depth) expect_element = true;
+    } else if (c == '}' || c == ']') {
+      if (depth == list_depth) list_depth = key.empty() ? 1 : -2;  // that list is done
+      --depth;
+    } else if (c == ',' && depth == list_depth) {
+      expect_element = true;
+    }
+  }
+  return lines;
+}
+
 const json& field(const json& o, const char* name, const std::string& at) {
   auto it = o.find(name);
   if (it == o.end()) fail("{}: missing field '{}'", at, name);
   return *it;
+}
+
+const json& object_at(const json& o, const std::string& at) {
+  if (!o.is_object()) fail("{}: expected a JSON object, got {}", at, o.type_name());
+  return o;
 }
 
 std::string str_field(const json& o, const char* name, const std::string& at) {
@@ -75,13 +121,14 @@ std::string mmlu_subject(const fs::path& p) {
 }
 
 void load_mmlu_file(const fs::path& p, std::vector<EvalItem>& out) {
-  auto rows = read_csv(p);
+  std::vector<size_t> lines;
+  auto rows = read_csv(p, &lines);
   if (rows.empty()) return;
   bool header = rows[0].size() >= 6 && rows[0][0] == "question";
   std::string subject = mmlu_subject(p), base = p.filename().string();
   for (size_t r = header ? 1 : 0; r < rows.size(); ++r) {
     const CsvRow& row = rows[r];
-    std::string at = fmt::format("{}: row {}", p.string(), r + 1);
+    std::string at = fmt::format("{}:{}", p.string(), lines[r]);
     if (row.size() < 6) fail("{}: expected 6 columns (question, 4 choices, answer), got {}", at, row.size());
     EvalItem it;
     it.id = fmt::format("{}:{}", base, r - (header ? 1 : 0));
@@ -138,7 +185,19 @@ std::vector<EvalItem> load_humaneval(const fs::path& p) {
   return out;
 }
 
+std::vector<std::string> string_list(const json& o, const char* name, const std::string& at) {
+  const json& v = field(o, name, at);
+  if (!v.is_array()) fail("{}: field '{}' must be a list of strings", at, name);
+  std::vector<std::string> out;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (!v[i].is_string()) fail("{}: field '{}[{}]' must be a string, got {}", at, name, i, v[i].type_name());
+    out.push_back(v[i].get<std::string>());
+  }
+  return out;
+}
+
 EvalItem mbpp_item(const json& o, const std::string& at, bool sanitized) {
+  object_at(o, at);
   EvalItem it;
   it.id = "mbpp/" + str_field(o, "task_id", at);
   it.benchmark = "mbpp";
@@ -146,11 +205,9 @@ EvalItem mbpp_item(const json& o, const std::string& at, bool sanitized) {
   it.kind = TaskKind::kCode;
   it.question = str_field(o, sanitized ? "prompt" : "text", at);
   it.solution = str_field(o, "code", at);
-  const json& tl = field(o, "test_list", at);
-  if (!tl.is_array()) fail("{}: 'test_list' must be an array", at);
-  for (auto& t : tl) it.test_list.push_back(t.get<std::string>());
+  it.test_list = string_list(o, "test_list", at);
   if (sanitized && o.contains("test_imports"))
-    for (auto& t : o["test_imports"]) it.test_setup += t.get<std::string>() + "\n";
+    for (const auto& t : string_list(o, "test_imports", at)) it.test_setup += t + "\n";
   if (!sanitized && o.contains("test_setup_code")) it.test_setup = str_field(o, "test_setup_code", at);
   return it;
 }
@@ -166,7 +223,10 @@ std::vector<EvalItem> load_mbpp(const fs::path& p) {
     } catch (const json::parse_error& e) {
       fail("{}: invalid JSON: {}", p.string(), e.what());
     }
-    for (size_t i = 0; i < arr.size(); ++i) out.push_back(mbpp_item(arr[i], fmt::format("{}[{}]", p.string(), i), true));
+    if (!arr.is_array()) fail("{}: expected a JSON list of tasks", p.string());
+    auto lines = element_lines(text, "");
+    for (size_t i = 0; i < arr.size(); ++i)
+      out.push_back(mbpp_item(arr[i], fmt::format("{}:{}: [{}]", p.string(), i < lines.size() ? lines[i] : 0, i), true));
   } else {
     read_jsonl(p, [&](const json& o, size_t line) { out.push_back(mbpp_item(o, where(p, line), false)); });
   }
@@ -175,15 +235,20 @@ std::vector<EvalItem> load_mbpp(const fs::path& p) {
 
 void load_bbh_file(const fs::path& p, std::vector<EvalItem>& out) {
   json doc;
+  std::string text = read_file(p);
   try {
-    doc = json::parse(read_file(p));
+    doc = json::parse(text);
   } catch (const json::parse_error& e) {
     fail("{}: invalid JSON: {}", p.string(), e.what());
   }
+  object_at(doc, p.string());
   const json& ex = field(doc, "examples", p.string());
+  if (!ex.is_array()) fail("{}: field 'examples' must be a list, got {}", p.string(), ex.type_name());
+  auto lines = element_lines(text, "examples");
   std::string task = p.stem().string();
   for (size_t i = 0; i < ex.size(); ++i) {
-    std::string at = fmt::format("{}: examples[{}]", p.string(), i);
+    std::string at = fmt::format("{}:{}: examples[{}]", p.string(), i < lines.size() ? lines[i] : 0, i);
+    object_at(ex[i], at);
     EvalItem it;
     it.id = fmt::format("{}:{}", p.filename().string(), i);
     it.benchmark = "bbh";
@@ -211,6 +276,47 @@ std::vector<EvalItem> load_bbh(const fs::path& p) {
   return out;
 }
 
+// question: [[{"role","content"}, ...]] (v3: turns of messages; the first turn's last user
+// message is the request), [{"role","content"}, ...], or a plain string (v1).
+std::string bfcl_question(const json& q, const std::string& at) {
+  if (q.is_string()) return q.get<std::string>();
+  bool turns = q.is_array() && !q.empty() && q[0].is_array();
+  const json& turn = turns ? q[0] : q;
+  const std::string path = turns ? "question[0]" : "question";
+  if (!turn.is_array()) fail("{}: field '{}' must be a list of messages, got {}", at, path, turn.type_name());
+  std::optional<std::string> text;
+  for (size_t i = 0; i < turn.size(); ++i) {
+    const json& m = turn[i];
+    if (!m.is_object() || !m.contains("role") || !m["role"].is_string() || !m.contains("content") ||
+        !m["content"].is_string())
+      fail("{}: field '{}[{}]' must be an object with string 'role' and 'content', got {}", at, path, i, m.dump());
+    if (m["role"] == "user") text = m["content"].get<std::string>();
+  }
+  if (!text) fail("{}: field '{}' has no user message", at, path);
+  return *text;
+}
+
+// function: a list of {"name", "parameters", ...} (v1 files may hold one object).
+json bfcl_functions(const json& f, const std::string& at) {
+  json list = f.is_object() ? json::array({f}) : f;
+  if (!list.is_array()) fail("{}: field 'function' must be a list of functions, got {}", at, f.type_name());
+  for (size_t i = 0; i < list.size(); ++i)
+    if (!list[i].is_object() || !list[i].contains("name") || !list[i]["name"].is_string())
+      fail("{}: field 'function[{}]' must be an object with a string 'name'", at, i);
+  return list;
+}
+
+// ground_truth: [{func_name: {param: [accepted values]}}].
+json bfcl_ground_truth(const json& o, const std::string& at) {
+  const json& gt = field(object_at(o, at), "ground_truth", at);
+  if (!gt.is_array()) fail("{}: field 'ground_truth' must be a list, got {}", at, gt.type_name());
+  for (size_t i = 0; i < gt.size(); ++i)
+    if (!gt[i].is_object() || gt[i].size() != 1 || !gt[i].begin().value().is_object())
+      fail("{}: field 'ground_truth[{}]' must be {{\"function name\": {{\"param\": [accepted values]}}}}, got {}", at,
+           i, gt[i].dump());
+  return gt;
+}
+
 // "questions.jsonl,answers.jsonl", or questions with answers in possible_answer/<same name>.
 std::vector<EvalItem> load_bfcl(const fs::path& spec) {
   std::string s = spec.string();
@@ -227,7 +333,7 @@ std::vector<EvalItem> load_bfcl(const fs::path& spec) {
   std::map<std::string, json> answers;
   read_jsonl(apath, [&](const json& o, size_t line) {
     std::string at = where(apath, line);
-    answers[str_field(o, "id", at)] = field(o, "ground_truth", at);
+    answers[str_field(o, "id", at)] = bfcl_ground_truth(o, at);
   });
   std::vector<EvalItem> out;
   std::string category = qpath.stem().string();
@@ -238,13 +344,8 @@ std::vector<EvalItem> load_bfcl(const fs::path& spec) {
     it.benchmark = "bfcl";
     it.category = category;
     it.kind = TaskKind::kToolCall;
-    const json& q = field(o, "question", at);
-    // question: [[{"role","content"}, ...]] (turns of messages); use the last user message.
-    const json& turn = q.is_array() && !q.empty() && q[0].is_array() ? q[0] : q;
-    if (!turn.is_array()) fail("{}: 'question' must be a list of messages", at);
-    for (auto& m : turn)
-      if (m.value("role", "") == "user") it.question = m.value("content", "");
-    it.functions = field(o, "function", at);
+    it.question = bfcl_question(field(o, "question", at), at);
+    it.functions = bfcl_functions(field(o, "function", at), at);
     auto a = answers.find(it.id);
     if (a == answers.end()) fail("{}: no ground truth for id '{}' in '{}'", at, it.id, apath.string());
     it.ground_truth = a->second;

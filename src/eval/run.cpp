@@ -235,9 +235,7 @@ json run_eval(const EvalOptions& o) {
       ItemScore sc;
       if (jb.item->kind == TaskKind::kCode) {
         auto it = runs.find(i);
-        sc = it == runs.end() ? score_code(*jb.item, r.text, finish, "", r.error)
-                              : score_code(*jb.item, r.text, finish, sandbox_outcome_name(it->second.outcome),
-                                           it->second.stderr_tail);
+        sc = score_code(*jb.item, r.text, finish, it == runs.end() ? nullptr : &it->second);
       } else if (judged.count(i)) {
         sc = judged[i];
       } else {

@@ -6,7 +6,9 @@
 #include <sstream>
 
 #include <fmt/format.h>
+#include <openssl/rand.h>
 
+#include "core/error.h"
 #include "eval/extract.h"
 
 namespace cogumi {
@@ -30,6 +32,41 @@ bool numbers_equal(const std::string& a, const std::string& b) {
   }
 }
 
+std::string trimmed(const std::string& s) {
+  size_t a = s.find_first_not_of(" \t\r\n"), b = s.find_last_not_of(" \t\r\n");
+  return a == std::string::npos ? "" : s.substr(a, b - a + 1);
+}
+
+// "(B)" -> 'B'. BBH writes its multiple-choice targets this way.
+std::optional<char> target_letter(const std::string& reference) {
+  static const std::regex letter(R"(^\(([A-Za-z])\)$)");
+  std::smatch m;
+  std::string r = trimmed(reference);
+  if (!std::regex_match(r, m, letter)) return std::nullopt;
+  return char(std::toupper(static_cast<unsigned char>(m[1].str()[0])));
+}
+
+// The option an answer names: "(B)", "(b) text", "B", "B.", "B)". Not the article in "A dog".
+std::optional<char> answer_letter(const std::string& got) {
+  static const std::regex paren(R"(^\(([A-Za-z])\))"), bare(R"(^([A-Z])(?:[.):]|$))");
+  std::smatch m;
+  std::string g = trimmed(got);
+  if (std::regex_search(g, m, paren) || std::regex_search(g, m, bare))
+    return char(std::toupper(static_cast<unsigned char>(m[1].str()[0])));
+  return std::nullopt;
+}
+
+// Lowercase, whitespace collapsed, one trailing period dropped: for references that SQuAD
+// normalization would erase ("] ) }").
+std::string squash(const std::string& s) {
+  std::istringstream in(s);
+  std::string out, w;
+  while (in >> w) out += (out.empty() ? "" : " ") + w;
+  if (out.size() > 1 && out.back() == '.') out.pop_back();
+  for (char& c : out) c = char(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
 bool text_equal(const std::string& got, const EvalItem& item) {
   const std::string& scoring = item.scoring;
   if (scoring == "exact") return got == item.reference;
@@ -44,7 +81,7 @@ bool text_equal(const std::string& got, const EvalItem& item) {
       return false;
     }
   }
-  return normalize_text(got) == normalize_text(item.reference);
+  return answers_match(got, item.reference);
 }
 
 // Final failure type for an incorrect answer, given whether anything was extracted.
@@ -55,146 +92,33 @@ std::string classify(const std::string& output, const std::string& finish, bool 
   return extracted ? "wrong_answer" : "no_answer";
 }
 
-// ---- tool calls ------------------------------------------------------------
-
-std::string std_string(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s)
-    if (!std::isspace(c) && c != ',' && c != '.' && c != '/' && c != '-' && c != '_' && c != '*' && c != '^')
-      out += char(std::tolower(c));
-  return out;
-}
-
-bool value_matches(const json& got, const json& want) {
-  if (want.is_number() && got.is_number()) return std::fabs(got.get<double>() - want.get<double>()) < 1e-9;
-  if (want.is_string() && got.is_string()) return std_string(got.get<std::string>()) == std_string(want.get<std::string>());
-  if (want.is_boolean() && got.is_boolean()) return got == want;
-  if (want.is_array() && got.is_array()) {
-    if (want.size() != got.size()) return false;
-    for (size_t i = 0; i < want.size(); ++i)
-      if (!value_matches(got[i], want[i])) return false;
-    return true;
+ItemScore score_tool_call(const EvalItem& item, const std::string& output, const std::string& finish) {
+  ItemScore s;
+  auto j = extract_json(output);
+  if (!j) {
+    s.failure_type = finish == "length" ? "truncated" : is_empty_or_refusal(output) ? "empty_or_refusal" : "malformed_json";
+    return s;
   }
-  if (want.is_object() && got.is_object()) {
-    for (auto& [k, v] : want.items()) {
-      if (!got.contains(k)) {
-        if (v.is_array() && std::any_of(v.begin(), v.end(), [](const json& x) { return x == ""; })) continue;
-        return false;
-      }
-      // Nested ground truth lists accepted values per key.
-      if (v.is_array() && !got[k].is_array()) {
-        if (!std::any_of(v.begin(), v.end(), [&](const json& x) { return value_matches(got[k], x); })) return false;
-      } else if (!value_matches(got[k], v)) {
-        return false;
-      }
-    }
-    return true;
-  }
-  return got == want;
-}
-
-// Model output -> list of {"name", "arguments"} (accepts the common shapes).
-std::vector<std::pair<std::string, json>> normalize_calls(const json& j) {
-  std::vector<std::pair<std::string, json>> out;
-  auto one = [&](const json& c) {
-    if (!c.is_object()) return;
-    const json* call = c.contains("function") && c["function"].is_object() ? &c["function"] : &c;
-    if (call->contains("name")) {
-      json args = call->value("arguments", call->value("parameters", json::object()));
-      if (args.is_string()) args = json::parse(args.get<std::string>(), nullptr, false);
-      out.emplace_back((*call)["name"].get<std::string>(), args);
-    } else if (call->size() == 1 && call->begin().value().is_object()) {
-      out.emplace_back(call->begin().key(), call->begin().value());
-    }
-  };
-  if (j.is_array()) {
-    for (auto& c : j) one(c);
-  } else if (j.contains("tool_calls") && j["tool_calls"].is_array()) {
-    for (auto& c : j["tool_calls"]) one(c);
-  } else {
-    one(j);
-  }
-  return out;
-}
-
-bool names_match(const std::string& got, const std::string& want) {
-  if (got == want) return true;
-  std::string w = want;
-  std::replace(w.begin(), w.end(), '.', '_');
-  return got == w;
-}
-
-bool call_matches(const std::string& name, const json& args, const std::string& gt_name, const json& gt_args,
-                  std::string* why) {
-  if (!names_match(name, gt_name)) {
-    *why = "function '" + name + "' instead of '" + gt_name + "'";
-    return false;
-  }
-  if (!args.is_object()) {
-    *why = "arguments of '" + name + "' are not an object";
-    return false;
-  }
-  for (auto& [k, v] : args.items()) {
-    if (!gt_args.contains(k)) {
-      *why = "unexpected argument '" + k + "'";
-      return false;
-    }
-  }
-  for (auto& [k, accepted] : gt_args.items()) {
-    if (!args.contains(k)) {
-      bool optional = accepted.is_array() && std::any_of(accepted.begin(), accepted.end(), [](const json& x) { return x == ""; });
-      if (!optional) {
-        *why = "missing argument '" + k + "'";
-        return false;
-      }
-      continue;
-    }
-    bool ok = accepted.is_array()
-                  ? std::any_of(accepted.begin(), accepted.end(), [&](const json& x) { return value_matches(args[k], x); })
-                  : value_matches(args[k], accepted);
-    if (!ok) {
-      *why = "argument '" + k + "' = " + args[k].dump() + " not in " + accepted.dump();
-      return false;
-    }
-  }
-  return true;
+  s.strict = s.flexible = j->dump();
+  CallMatch m = check_tool_calls(*j, item.ground_truth, item.functions, &s.detail);
+  s.correct = s.correct_strict = m == CallMatch::kMatched;
+  if (m == CallMatch::kMalformed) s.failure_type = finish == "length" ? "truncated" : "malformed_json";
+  else if (m == CallMatch::kMismatch) s.failure_type = "wrong_answer";
+  return s;
 }
 
 }  // namespace
 
-bool match_tool_calls(const json& calls, const json& ground_truth, std::string* why) {
-  std::string dummy;
-  if (!why) why = &dummy;
-  auto got = normalize_calls(calls);
-  if (!ground_truth.is_array()) {
-    *why = "ground truth is not a list";
-    return false;
+bool answers_match(const std::string& got, const std::string& reference) {
+  if (auto want = target_letter(reference)) return answer_letter(got) == want;
+  std::string ref_number = normalize_number(trimmed(reference));
+  if (!ref_number.empty()) {
+    std::string n = normalize_number(trimmed(got));
+    return !n.empty() && numbers_equal(n, ref_number);
   }
-  if (got.size() != ground_truth.size()) {
-    *why = fmt::format("{} call(s), expected {}", got.size(), ground_truth.size());
-    return false;
-  }
-  // Order-insensitive (parallel calls): each expected call must match a distinct produced call.
-  std::vector<bool> used(got.size(), false);
-  for (const auto& gt : ground_truth) {
-    if (!gt.is_object() || gt.size() != 1) {
-      *why = "malformed ground truth entry";
-      return false;
-    }
-    bool found = false;
-    std::string last_why;
-    for (size_t i = 0; i < got.size() && !found; ++i) {
-      if (used[i]) continue;
-      if (call_matches(got[i].first, got[i].second, gt.begin().key(), gt.begin().value(), &last_why)) {
-        used[i] = found = true;
-      }
-    }
-    if (!found) {
-      *why = last_why;
-      return false;
-    }
-  }
-  return true;
+  std::string ref = normalize_text(reference);
+  if (ref.empty()) return !squash(reference).empty() && squash(got) == squash(reference);
+  return normalize_text(got) == ref;
 }
 
 ItemScore score_output(const EvalItem& item, const std::string& output, const std::string& finish) {
@@ -206,7 +130,8 @@ ItemScore score_output(const EvalItem& item, const std::string& output, const st
       s.flexible = e.flexible;
       std::string ref = normalize_number(item.reference);
       s.correct_strict = e.strict && numbers_equal(*e.strict, ref);
-      s.correct = e.flexible && numbers_equal(*e.flexible, ref);
+      // A stated answer is the answer: the last number of "#### 7 (checked: 3 + 4)" is not.
+      s.correct = e.strict ? s.correct_strict : e.flexible && numbers_equal(*e.flexible, ref);
       break;
     }
     case TaskKind::kMultipleChoice: {
@@ -222,63 +147,105 @@ ItemScore score_output(const EvalItem& item, const std::string& output, const st
       s.strict = e.strict;
       s.flexible = e.flexible;
       s.correct_strict = e.strict && text_equal(*e.strict, item);
-      // Flexible: the strict answer, the first line, or (regex scoring) the whole output.
-      s.correct = s.correct_strict || (e.flexible && text_equal(*e.flexible, item)) ||
-                  (item.scoring == "regex" && text_equal(output, item));
+      // Flexible: the strict answer when stated, else the first line, or (regex scoring) the
+      // whole output.
+      if (e.strict) s.correct = s.correct_strict;
+      else if (item.scoring == "regex") s.correct = text_equal(output, item);
+      else s.correct = e.flexible && text_equal(*e.flexible, item);
       break;
     }
-    case TaskKind::kToolCall: {
-      auto j = extract_json(output);
-      if (!j) {
-        s.failure_type = finish == "length" ? "truncated" : is_empty_or_refusal(output) ? "empty_or_refusal" : "malformed_json";
-        return s;
-      }
-      s.strict = s.flexible = j->dump();
-      s.correct = s.correct_strict = match_tool_calls(*j, item.ground_truth, &s.detail);
-      if (!s.correct) s.failure_type = "wrong_answer";
-      return s;
-    }
+    case TaskKind::kToolCall:
+      return score_tool_call(item, output, finish);
     case TaskKind::kCode:
-      return score_code(item, output, finish, "", "");
+      return score_code(item, output, finish, nullptr);
   }
   if (!s.correct) s.failure_type = classify(output, finish, s.flexible.has_value());
   return s;
 }
 
-std::string code_program(const EvalItem& item, const std::string& output) {
-  std::string code = extract_code(output);
-  if (item.benchmark == "humaneval" || !item.code_prompt.empty()) {
-    // A completion continues the prompt; a whole function (chat answers) replaces it, keeping
-    // the prompt's imports.
-    std::string body = item.code_prompt + code;
-    if (code.find("def " + item.entry_point + "(") != std::string::npos) {
-      body.clear();
-      std::istringstream in(item.code_prompt);
-      for (std::string line; std::getline(in, line);)
-        if (line.rfind("import ", 0) == 0 || line.rfind("from ", 0) == 0) body += line + "\n";
-      body += code;
-    }
-    return body + "\n\n" + item.test + "\n\ncheck(" + item.entry_point + ")\n";
+const std::string& code_pass_marker() {
+  static const std::string marker = [] {
+    unsigned char b[16];
+    if (RAND_bytes(b, sizeof b) != 1) fail("OpenSSL RAND_bytes failed: cannot make the code-test marker");
+    std::string m = "COGUMI_TESTS_PASSED_";
+    for (unsigned char c : b) m += fmt::format("{:02x}", c);
+    return m;
+  }();
+  return marker;
+}
+
+namespace {
+
+// Python that prints the marker without containing it: two random-looking hex numbers whose
+// XOR is the marker's bytes (the hex alphabet cannot spell its capitals). Builtins and os come
+// from fresh imports, so a solution that shadows `int` or `print` cannot break it.
+std::string marker_epilogue() {
+  const std::string& m = code_pass_marker();
+  std::vector<unsigned char> pad(m.size());
+  if (RAND_bytes(pad.data(), int(pad.size())) != 1) fail("OpenSSL RAND_bytes failed: cannot make the code-test marker");
+  std::string a, b;
+  for (size_t i = 0; i < m.size(); ++i) {
+    a += fmt::format("{:02x}", pad[i]);
+    b += fmt::format("{:02x}", pad[i] ^ static_cast<unsigned char>(m[i]));
   }
-  std::string prog = item.test_setup + "\n" + code + "\n\n";
+  return fmt::format(
+      "\n\nimport builtins as _cogumi_b, os as _cogumi_os\n"
+      "_cogumi_os.write(1, b'\\n' + (_cogumi_b.int('{}', 16) ^ _cogumi_b.int('{}', 16)).to_bytes({}, 'big') + b'\\n')\n",
+      a, b, m.size());
+}
+
+// The prompt up to the entry point's definition: its imports and helper functions
+// (HumanEval/10's is_palindrome, /38's encode_cyclic), for a whole-function answer.
+std::string prompt_before_entry(const EvalItem& item) {
+  std::regex def("(^|\\n)(async\\s+)?def\\s+" + item.entry_point + "\\s*\\(");
+  std::smatch m;
+  if (std::regex_search(item.code_prompt, m, def)) return item.code_prompt.substr(0, size_t(m.position(0) + m[1].length()));
+  std::string out;
+  std::istringstream in(item.code_prompt);
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("import ", 0) == 0 || line.rfind("from ", 0) == 0) out += line + "\n";
+  return out;
+}
+
+}  // namespace
+
+std::string code_program(const EvalItem& item, const std::string& output) {
+  std::string text = output;
+  if (item.benchmark == "mbpp") {
+    // MBPP asks for [BEGIN] code [DONE]; in chat mode no stop string cuts the answer there.
+    if (size_t done = text.find("[DONE]"); done != std::string::npos) text.resize(done);
+    if (size_t begin = text.find("[BEGIN]"); begin != std::string::npos) text.erase(0, begin + 7);
+  }
+  std::string code = extract_code(text);
+  if (item.benchmark == "humaneval" || !item.code_prompt.empty()) {
+    // A completion continues the prompt; a whole function (chat answers) replaces the prompt's
+    // stub and keeps everything before it.
+    bool whole = !item.entry_point.empty() && code.find("def " + item.entry_point + "(") != std::string::npos;
+    std::string body = whole ? prompt_before_entry(item) + code : item.code_prompt + code;
+    return body + "\n\n" + item.test + "\n\ncheck(" + item.entry_point + ")\n" + marker_epilogue();
+  }
+  // MBPP: upstream runs the setup after the solution (it may build the solution's classes).
+  std::string prog = code + "\n\n" + item.test_setup + "\n\n";
   for (const auto& t : item.test_list) prog += t + "\n";
-  return prog;
+  return prog + marker_epilogue();
 }
 
 ItemScore score_code(const EvalItem& item, const std::string& output, const std::string& finish,
-                     const std::string& sandbox, const std::string& stderr_tail) {
+                     const SandboxResult* run) {
   (void)item;
   ItemScore s;
-  s.correct = s.correct_strict = sandbox == "passed";
+  bool exited_clean = run && run->outcome == SandboxOutcome::kPassed;
+  s.correct = s.correct_strict = exited_clean && run->stdout_tail.find(code_pass_marker()) != std::string::npos;
   if (s.correct) return s;
-  s.detail = stderr_tail.size() > 600 ? stderr_tail.substr(stderr_tail.size() - 600) : stderr_tail;
+  const std::string err = run ? run->stderr_tail : "";
+  s.detail = err.size() > 600 ? err.substr(err.size() - 600) : err;
+  if (exited_clean) s.detail = "exited 0 before its tests finished (no pass marker on stdout)";
   if (finish == "error") s.failure_type = "error";
   else if (is_empty_or_refusal(output)) s.failure_type = "empty_or_refusal";
-  else if (sandbox == "timeout") s.failure_type = "timeout";
-  else if (stderr_tail.find("SyntaxError") != std::string::npos ||
-           stderr_tail.find("IndentationError") != std::string::npos)
+  else if (run && run->outcome == SandboxOutcome::kTimeout) s.failure_type = "timeout";
+  else if (err.find("SyntaxError") != std::string::npos || err.find("IndentationError") != std::string::npos)
     s.failure_type = finish == "length" ? "truncated" : "compile_error";
-  else if (sandbox.empty()) s.failure_type = "no_answer";
+  else if (!run) s.failure_type = "no_answer";
   else s.failure_type = "test_failure";
   return s;
 }
@@ -293,6 +260,13 @@ ItemScore score_with_judge(const EvalItem& item, const std::string& output, cons
                        "exactly one word: yes or no.";
   std::string verdict = openai_chat(judge, json::array({{{"role", "user"}, {"content", prompt}}}), 4);
   std::string v = normalize_text(verdict);
+  if (v.empty()) {
+    // A filtered or empty reply (content null) says nothing about the output: this item fails
+    // as an error of the run, the rest are judged.
+    s.failure_type = "error";
+    s.detail = "judge gave no verdict (empty or null content): " + verdict;
+    return s;
+  }
   s.strict = v;
   s.detail = "judge: " + verdict;
   s.correct = s.correct_strict = v.rfind("yes", 0) == 0;

@@ -1,6 +1,7 @@
 // cogumi/eval: scoring one output against its item, the failure taxonomy, tool-call
-// matching (BFCL), code programs for the sandbox, and the statistics of a run
-// (Wilson intervals, pass@k, McNemar).
+// matching (BFCL, in tool_match.cpp), code programs for the sandbox, and the statistics of a
+// run (Wilson intervals, pass@k, McNemar). Scoring never throws for anything an output holds:
+// a bad output fails its own item with a failure type and a detail.
 #pragma once
 
 #include <optional>
@@ -8,6 +9,7 @@
 
 #include "data/openai_client.h"
 #include "eval/benchmark.h"
+#include "eval/sandbox.h"
 
 namespace cogumi {
 
@@ -17,7 +19,9 @@ namespace cogumi {
 struct ItemScore {
   std::optional<std::string> strict, flexible;  // extracted answers
   bool correct_strict = false;
-  bool correct = false;        // flexible for text/numeric/choice; passed for code; matched for tools
+  // The headline: the strict answer when the output stated one ("#### 7", "The answer is (B)"),
+  // else the flexible one; passed for code; matched for tools.
+  bool correct = false;
   std::string failure_type;
   std::string detail;          // why (tool-call mismatch, sandbox stderr tail)
 };
@@ -25,17 +29,38 @@ struct ItemScore {
 // Scores a non-code item. finish: "stop", "length", "error", ...
 ItemScore score_output(const EvalItem& item, const std::string& output, const std::string& finish);
 
-// The program that tests a code completion (prompt + completion + tests), for the sandbox.
-std::string code_program(const EvalItem& item, const std::string& output);
-// Scores a code item from its sandbox run. sandbox: "passed", "failed", "timeout", ...
-ItemScore score_code(const EvalItem& item, const std::string& output, const std::string& finish,
-                     const std::string& sandbox, const std::string& stderr_tail);
+// Text answers as BBH and generic JSONL items compare them ("normalized" scoring): a reference
+// such as "(A)" is a multiple-choice letter and matches "(A)", "A", "A." or "(A) text"; a
+// numeric reference compares as a number ("-24" is not "24"); other references compare after
+// SQuAD normalization, or, when that leaves nothing ("] ) }"), lowercased with whitespace
+// collapsed. An output that normalizes to nothing ("---", "The") never matches.
+bool answers_match(const std::string& got, const std::string& reference);
 
-// BFCL-style call matching; on mismatch *why says what differed.
-bool match_tool_calls(const json& calls, const json& ground_truth, std::string* why);
+// The program that tests a code completion, for the sandbox. HumanEval: the prompt, the
+// completion (or, when the output is a whole function, the prompt's imports and helpers
+// followed by it), the tests, check(entry_point). MBPP: the code, test_setup_code (after the
+// code, as upstream runs it: setups build objects of classes the solution defines), the
+// asserts. The program ends by printing code_pass_marker(), which its text does not contain.
+std::string code_program(const EvalItem& item, const std::string& output);
+// Random per process (OpenSSL RAND_bytes). A program passes only if its stdout shows this
+// after its tests returned: exiting 0 early (sys.exit(0), os._exit(0)) is not a pass.
+const std::string& code_pass_marker();
+// Scores a code item from its sandbox run of code_program(); run is null when no program ran
+// (the generation failed).
+ItemScore score_code(const EvalItem& item, const std::string& output, const std::string& finish,
+                     const SandboxResult* run);
+
+// BFCL's AST checker rules (see tool_match.cpp): `calls` is the JSON the model wrote,
+// `functions` the item's function list (declared types and required parameters).
+enum class CallMatch { kMatched, kMismatch, kMalformed };
+CallMatch check_tool_calls(const json& calls, const json& ground_truth, const json& functions, std::string* why);
+// On mismatch *why says what differed.
+bool match_tool_calls(const json& calls, const json& ground_truth, const json& functions, std::string* why);
 
 // Judge-model scoring: asks an OpenAI-compatible endpoint whether `output` answers the item
-// as its reference does; the verdict ("yes"/"no") decides. Throws Error if the judge fails.
+// as its reference does; the verdict ("yes"/"no") decides. A reply without a verdict (null or
+// empty content) fails this item as "error". Throws Error if the judge cannot be reached or
+// answers with an HTTP error or a reply that is not a chat completion.
 ItemScore score_with_judge(const EvalItem& item, const std::string& output, const std::string& finish,
                            const OpenAIEndpoint& judge);
 
