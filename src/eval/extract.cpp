@@ -8,7 +8,13 @@
 
 namespace cogumi {
 
+// libstdc++'s regex recurses once per character a match consumes: an unbounded quantifier over a
+// long output (a 50,000-character line) overflows the stack. Every pattern that runs over
+// output text therefore bounds its repeats, and numbers longer than any answer are not numbers.
+constexpr size_t kMaxNumberChars = 100;
+
 std::string normalize_number(std::string_view in) {
+  if (in.size() > kMaxNumberChars) return "";
   std::string s;
   for (char c : in)
     if (c != ',' && c != '$' && c != ' ' && c != '%') s += c;
@@ -31,14 +37,14 @@ std::string normalize_number(std::string_view in) {
 Extraction extract_numeric(std::string_view output) {
   Extraction e;
   std::string text(output);
-  static const std::regex strict1(R"(####\s*\$?\s*([-+]?[\d,]*\.?\d+))");
-  static const std::regex strict2(R"([Tt]he (?:final )?answer is:?\s*\$?\s*([-+]?[\d,]*\.?\d+))");
+  static const std::regex strict1(R"(####\s{0,16}\$?\s{0,16}([-+]?[\d,]{0,40}\.?\d{1,40}))");
+  static const std::regex strict2(R"([Tt]he (?:final )?answer is:?\s{0,16}\$?\s{0,16}([-+]?[\d,]{0,40}\.?\d{1,40}))");
   std::smatch m;
   if (std::regex_search(text, m, strict1) || std::regex_search(text, m, strict2)) {
     std::string n = normalize_number(m[1].str());
     if (!n.empty()) e.strict = n;
   }
-  static const std::regex any(R"([-+]?\$?\d[\d,]*\.?\d*)");
+  static const std::regex any(R"([-+]?\$?\d[\d,]{0,40}\.?\d{0,40})");
   std::string last;
   for (auto it = std::sregex_iterator(text.begin(), text.end(), any); it != std::sregex_iterator(); ++it) {
     std::string n = normalize_number(it->str());
@@ -54,8 +60,8 @@ Extraction extract_choice(std::string_view output, int n_choices) {
   std::string letters(size_t(n_choices), 'A');
   for (int i = 0; i < n_choices; ++i) letters[i] = char('A' + i);
   std::string cls = "[" + letters + "]";
-  std::regex strict1("[Aa]nswer(?: is)?:?\\s*\\(?(" + cls + ")\\b");
-  std::regex lead("^\\s*\\(?(" + cls + ")(?:[).:\\s]|$)");
+  std::regex strict1("[Aa]nswer(?: is)?:?\\s{0,16}\\(?(" + cls + ")\\b");
+  std::regex lead("^\\s{0,64}\\(?(" + cls + ")(?:[).:\\s]|$)");
   std::smatch m;
   // The last "answer: X" wins: a worked answer may name the option's text first (which can itself
   // hold "answer"), and the letter it settles on comes last.
@@ -76,7 +82,7 @@ Extraction extract_choice(std::string_view output, int n_choices) {
 Extraction extract_text_answer(std::string_view output) {
   Extraction e;
   std::string text(output);
-  static const std::regex strict(R"([Tt]he answer is:?\s*([^\n]+?)\.?\s*(?:\n|$))");
+  static const std::regex strict(R"([Tt]he answer is:?\s{0,16}([^\n]{1,1000}?)\.?[ \t\r]{0,16}(?:\n|$))");
   std::smatch m;
   if (std::regex_search(text, m, strict)) e.strict = m[1].str();
   std::istringstream in(text);

@@ -220,7 +220,7 @@ std::vector<EvalItem> load_mbpp(const fs::path& p) {
     json arr;
     try {
       arr = json::parse(text);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, or out_of_range for 1e400
       fail("{}: invalid JSON: {}", p.string(), e.what());
     }
     if (!arr.is_array()) fail("{}: expected a JSON list of tasks", p.string());
@@ -238,7 +238,7 @@ void load_bbh_file(const fs::path& p, std::vector<EvalItem>& out) {
   std::string text = read_file(p);
   try {
     doc = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for 1e400
     fail("{}: invalid JSON: {}", p.string(), e.what());
   }
   object_at(doc, p.string());

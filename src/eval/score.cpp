@@ -17,7 +17,7 @@ namespace {
 
 bool is_empty_or_refusal(const std::string& out) {
   if (out.find_first_not_of(" \t\r\n") == std::string::npos) return true;
-  static const std::regex refusal(R"(^\s*(I'm sorry|I am sorry|I cannot|I can't|As an AI|I'm unable|I am unable))",
+  static const std::regex refusal(R"(^\s{0,64}(I'm sorry|I am sorry|I cannot|I can't|As an AI|I'm unable|I am unable))",
                                   std::regex::icase);
   return std::regex_search(out, refusal);
 }

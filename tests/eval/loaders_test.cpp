@@ -112,6 +112,11 @@ TEST(Loaders, BbhErrorsNameFileLineAndField) {
   EXPECT_HAS(load_error("bbh", p), "navigate2.json:3: examples[1]: field 'target' must be a string");
   p = write("bbh/navigate3.json", "{\"examples\": {\"input\": \"a\"}}");
   EXPECT_HAS(load_error("bbh", p), "navigate3.json: field 'examples' must be a list");
+  // A number beyond a double is invalid JSON here, not an escaping nlohmann out_of_range.
+  p = write("bbh/overflow.json", "{\"examples\": [{\"input\": \"a\", \"target\": 1e400}]}");
+  EXPECT_HAS(load_error("bbh", p), "overflow.json: invalid JSON");
+  p = write("mbpp/overflow.json", "[{\"task_id\": 1e400}]");
+  EXPECT_HAS(load_error("mbpp", p), "overflow.json: invalid JSON");
   p = write("bbh/navigate4.json", "[1, 2]");
   EXPECT_HAS(load_error("bbh", p), "navigate4.json: expected a JSON object");
 }

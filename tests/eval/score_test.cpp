@@ -94,6 +94,26 @@ TEST(Score, StatedAnswerIsTheHeadline) {
   EXPECT_TRUE(score_output(bbh, "(A) is out.\nSo the answer is (B).", "stop").correct);
 }
 
+TEST(Score, LongOutputsAreScoredNotCrashedOn) {
+  // libstdc++'s regex recursed once per character: a 50,000-character line overflowed the stack.
+  const size_t n = 300000;
+  EvalItem gsm, mc, text = text_item("(B)");
+  gsm.kind = TaskKind::kNumeric;
+  gsm.reference = "12";
+  mc.kind = TaskKind::kMultipleChoice;
+  mc.reference = "B";
+  mc.choices = {"a", "b", "c", "d"};
+  for (const std::string& out : {"The answer is " + std::string(n, 'x') + "\n", std::string(n, '1'),
+                                 "#### " + std::string(n, '7'), std::string(n, ' ') + "I'm sorry",
+                                 std::string(n, 'x') + " Answer: B", "Answer:" + std::string(n, ' ') + "B"})
+    for (const EvalItem* it : {&gsm, &mc, &text}) {
+      ItemScore s;
+      EXPECT_NO_THROW(s = score_output(*it, out, "stop"));
+    }
+  EXPECT_TRUE(score_output(mc, std::string(n, 'x') + " Answer: B", "stop").correct);
+  EXPECT_TRUE(score_output(gsm, std::string(n, 'x') + "\n#### 12", "stop").correct);
+}
+
 // ---- tool calls ---------------------------------------------------------------------------
 
 EvalItem bfcl_item(const std::string& id) {
