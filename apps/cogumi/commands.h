@@ -4,6 +4,9 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cmath>
+#include <string>
+
 namespace cogumi::cli {
 
 struct Command {
@@ -20,6 +23,44 @@ void setup_eval(CLI::App& sub);
 void setup_failures(CLI::App& sub);
 void setup_train(CLI::App& sub);
 void setup_nano(CLI::App& sub);
+void setup_router(CLI::App& sub);
+
+// A number that is not NaN or infinite (CLI11's range checks let NaN through).
+inline CLI::Validator finite_number() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        try {
+          size_t used = 0;
+          double v = std::stod(s, &used);
+          if (used == s.size() && std::isfinite(v)) return "";
+        } catch (const std::exception&) {
+        }
+        return "'" + s + "' is not a finite number";
+      },
+      "FINITE");
+}
+
+// A number >= lo (or > lo when `strict`), finite; CLI11 prefixes the message with the option's
+// name. (CLI::PositiveNumber's message prints DBL_MAX in full.)
+inline CLI::Validator at_least(double lo, bool strict = false) {
+  const std::string bound = (strict ? "> " : ">= ") + (lo == std::floor(lo) ? std::to_string((long long)lo) : std::to_string(lo));
+  return CLI::Validator(
+      [lo, strict, bound](std::string& s) -> std::string {
+        double v = 0;
+        try {
+          size_t used = 0;
+          v = std::stod(s, &used);
+          if (used != s.size()) return "'" + s + "' is not a number";
+        } catch (const std::exception&) {
+          return "'" + s + "' is not a number";
+        }
+        if (!std::isfinite(v)) return "'" + s + "' is not a finite number";
+        if (strict ? v > lo : v >= lo) return "";
+        return "must be " + bound + ", got " + s;
+      },
+      bound);
+}
+inline CLI::Validator positive_number() { return at_least(0, true); }
 
 // Shared global flags.
 struct Globals {

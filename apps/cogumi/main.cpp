@@ -25,6 +25,7 @@ static const Command kCommands[] = {
     {"train", "Fine-tune: LoRA or full-parameter SFT with prompt masking", cogumi::cli::setup_train},
     {"nano", "The built-in miniature: synthetic curriculum", cogumi::cli::setup_nano},
     {"eval", "Evaluate on benchmarks in their upstream formats; compare runs", cogumi::cli::setup_eval},
+    {"router", "The learned router: train, evaluate, route queries", cogumi::cli::setup_router},
     {"failures", "Turn a run's failures into training data; cluster and label them", cogumi::cli::setup_failures},
 };
 
