@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -27,6 +28,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "eval/sandbox_host.h"
 
 extern char** environ;
 
@@ -34,6 +36,10 @@ namespace cogumi {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
+using sandbox_detail::MemoryMode;
+using sandbox_detail::missing_bwrap_message;
+using sandbox_detail::outside_system_dirs;
+using sandbox_detail::system_bind_args;
 
 namespace {
 
@@ -126,14 +132,17 @@ struct ExecPlan {
   std::vector<std::string> tmpfs_dirs;  // with drop_to_sandbox_uid
   std::vector<BindBack> binds;          // with drop_to_sandbox_uid
   const SandboxLimits* limits = nullptr;
-  int program_fd = -1;  // becomes fd 4 (bwrap --file 4)
+  int program_fd = -1;       // becomes fd 4 (bwrap --file 4)
+  std::string cgroup_procs;  // non-empty: the child joins this cgroup first
+  int64_t watch_memory = 0;  // > 0: the watchdog kills the tree above this many bytes
 };
 
 struct RawRun {
   std::string spawn_error;  // non-empty: nothing ran
   int status = 0;           // waitpid status
   bool timed_out = false;
-  bool started = false;  // the bootstrap wrote its byte: the program itself began
+  bool started = false;          // the bootstrap wrote its byte: the program itself began
+  bool memory_exceeded = false;  // the watchdog killed it
   std::string out, err;
   double wall_s = 0.0;
 };
@@ -174,6 +183,12 @@ void set_limit(int resource, rlim_t soft, rlim_t hard) {
   for (int i = 0; i < 5; ++i) high[i] = stdio[i] >= 0 ? fcntl(stdio[i], F_DUPFD, 150) : -1;
   for (int i = 0; i < 5; ++i)
     if (high[i] >= 0 && dup2(high[i], i) < 0) child_fail("dup2");
+  // While still the caller's uid (cgroup files are ours), so bwrap and all it starts are inside.
+  if (!p.cgroup_procs.empty()) {
+    int fd = open(p.cgroup_procs.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, "0", 1) != 1) child_fail("joining the sandbox cgroup");
+    close(fd);
+  }
 
   if (p.drop_to_sandbox_uid) {
     if (unshare(CLONE_NEWNS) != 0) child_fail("unshare(CLONE_NEWNS)");
@@ -292,6 +307,7 @@ RawRun spawn_and_wait(const ExecPlan& plan, double timeout_s) {
   TailBuffer* bufs[3] = {&out_tail, &err_tail, nullptr};
   auto deadline =
       t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s));
+  auto next_watch = t0;
   for (;;) {
     // WNOWAIT: the exited child stays a zombie, so its pid and process group cannot be reused
     // before the kill below.
@@ -302,13 +318,21 @@ RawRun spawn_and_wait(const ExecPlan& plan, double timeout_s) {
       r.timed_out = true;
       break;
     }
+    // Only once the program runs: before exec the forked child still shows the caller's memory.
+    if (plan.watch_memory > 0 && r.started && now >= next_watch) {
+      next_watch = now + std::chrono::milliseconds(20);
+      if (sandbox_detail::tree_memory_bytes(pid) > plan.watch_memory) {
+        r.memory_exceeded = true;
+        break;
+      }
+    }
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
     pump(fds, bufs, &r.started, int(std::min<int64_t>(left, 20)));
   }
   // Under bwrap the group is bwrap itself; killing it tears down the pid namespace. Unconfined,
   // it also ends background processes the program left behind.
   kill(-pid, SIGKILL);
-  if (r.timed_out) kill(pid, SIGKILL);
+  if (r.timed_out || r.memory_exceeded) kill(pid, SIGKILL);
   auto grace = Clock::now() + std::chrono::seconds(2);
   while ((fds[0] >= 0 || fds[1] >= 0 || fds[2] >= 0) && Clock::now() < grace)
     pump(fds, bufs, &r.started, 20);
@@ -336,9 +360,9 @@ std::string find_in_path(const std::string& name) {
   return "";
 }
 
-std::string find_bwrap() {
-  std::string p = find_in_path("bwrap");
-  if (p.empty() && access("/usr/bin/bwrap", X_OK) == 0) p = "/usr/bin/bwrap";
+std::string find_bwrap(const std::string& name) {
+  std::string p = find_in_path(name);
+  if (p.empty() && name == "bwrap" && access("/usr/bin/bwrap", X_OK) == 0) p = "/usr/bin/bwrap";
   return p;
 }
 
@@ -346,7 +370,8 @@ struct Interpreter {
   std::string exe;    // sys.executable: the real binary behind PATH lookups and pyenv shims
   std::string error;  // non-empty: unusable
   std::vector<std::string> tmpfs_dirs;
-  std::vector<BindBack> binds;  // what the sandbox uid needs bound back (root only)
+  std::vector<BindBack> binds;       // what the sandbox uid needs bound back (root only)
+  std::vector<std::string> ro_dirs;  // its directories outside /usr and /lib*: bound read-only
 };
 
 bool is_under(const fs::path& p, const fs::path& root) {
@@ -421,13 +446,12 @@ const Interpreter& interpreter(const std::string& python) {
     return in;
   }
   in.exe = lines[0];
-  if (geteuid() == 0) {
-    std::error_code ec;
-    fs::path real = fs::canonical(in.exe, ec);
-    std::vector<std::string> needed = {lines[1], lines[2], fs::path(in.exe).parent_path().string()};
-    if (!ec) needed.push_back(real.parent_path().string());
-    plan_bind_backs(needed, &in);
-  }
+  std::error_code ec;
+  fs::path real = fs::canonical(in.exe, ec);
+  std::vector<std::string> needed = {lines[1], lines[2], fs::path(in.exe).parent_path().string()};
+  if (!ec) needed.push_back(real.parent_path().string());
+  in.ro_dirs = outside_system_dirs(needed);
+  if (geteuid() == 0) plan_bind_backs(needed, &in);
   return in;
 }
 
@@ -464,21 +488,88 @@ std::string sandbox_path(const Interpreter& in) {
 std::vector<std::string> bwrap_args(const std::string& bwrap, const Interpreter& in,
                                     const SandboxLimits& l) {
   int64_t tmpfs_mb = std::max<int64_t>(64, 4 * l.max_file_mb);
+  int64_t shm_mb = std::max<int64_t>(1, l.shm_mb);
   int nproc = l.max_procs > 0 ? l.max_procs + 1 : 0;  // +1: bwrap's init shares the namespace
   std::string uid = std::to_string(kSandboxUid);
   std::string work = kWorkDir;
   // clang-format off
-  return {bwrap,
-          "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
-          "--unshare-cgroup-try", "--disable-userns", "--uid", uid, "--gid", uid,
-          "--hostname", "sandbox", "--die-with-parent", "--new-session",
-          "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-          "--size", std::to_string(tmpfs_mb << 20), "--tmpfs", "/tmp",
-          "--dir", work, "--file", "4", work + "/main.py", "--chdir", work,
-          "--clearenv", "--setenv", "HOME", work, "--setenv", "TMPDIR", "/tmp",
-          "--setenv", "PATH", sandbox_path(in), "--setenv", "LANG", "C.UTF-8",
-          "--", in.exe, "-I", "-S", "-c", kBootstrap, std::to_string(nproc)};
+  std::vector<std::string> a = {bwrap,
+      "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+      "--unshare-cgroup-try", "--disable-userns", "--uid", uid, "--gid", uid,
+      "--hostname", "sandbox", "--die-with-parent", "--new-session"};
+  a.insert(a.end(), system_bind_args().begin(), system_bind_args().end());
+  for (const auto& d : in.ro_dirs) a.insert(a.end(), {"--ro-bind", d, d});
+  a.insert(a.end(), {
+      "--dev", "/dev", "--proc", "/proc",
+      "--size", std::to_string(shm_mb << 20), "--tmpfs", "/dev/shm",
+      "--size", std::to_string(tmpfs_mb << 20), "--tmpfs", "/tmp",
+      "--dir", work, "--file", "4", work + "/main.py", "--chdir", work,
+      "--remount-ro", "/",  // the root tmpfs: no writes outside /tmp and /dev/shm
+      "--clearenv", "--setenv", "HOME", work, "--setenv", "TMPDIR", "/tmp",
+      "--setenv", "PATH", sandbox_path(in), "--setenv", "LANG", "C.UTF-8",
+      "--", in.exe, "-I", "-S", "-c", kBootstrap, std::to_string(nproc)});
   // clang-format on
+  return a;
+}
+
+// Sets up the whole-sandbox memory limit of one run: its cgroup, or the watchdog.
+bool limit_memory(const SandboxLimits& l, bool isolated, sandbox_detail::RunCgroup* cgroup,
+                  ExecPlan* plan, std::string* error) {
+  if (l.memory_mb <= 0) return true;
+  int64_t bytes = l.memory_mb << 20;
+  const auto& mc = sandbox_detail::memory_control();
+  if (!isolated || mc.mode == MemoryMode::kWatchdog) {
+    plan->watch_memory = bytes;
+    return true;
+  }
+  // pids.max counts threads too, and bwrap's two processes besides the program's.
+  if (!cgroup->create(mc, bytes, l.max_procs > 0 ? l.max_procs + 4 : 0, error)) return false;
+  plan->cgroup_procs = cgroup->procs_path();
+  return true;
+}
+
+// How the run ended, as an outcome.
+SandboxResult to_result(RawRun& r, bool isolated, const SandboxLimits& l, int64_t oom_kills) {
+  SandboxResult res;
+  res.stdout_tail = std::move(r.out);
+  res.stderr_tail = std::move(r.err);
+  res.wall_s = r.wall_s;
+  if (!r.spawn_error.empty()) {
+    res.stderr_tail = r.spawn_error;
+    return res;
+  }
+  if (r.memory_exceeded || oom_kills > 0) {
+    res.memory_exceeded = true;
+    res.stderr_tail += fmt::format(
+        "\ncogumi sandbox: memory limit exceeded ({} MiB for the whole sandbox); {}\n", l.memory_mb,
+        oom_kills > 0 ? fmt::format("the kernel killed {} process(es)", oom_kills)
+                      : std::string("the watchdog killed the sandbox"));
+  }
+  if (r.memory_exceeded) {
+    res.outcome = SandboxOutcome::kCrashed;
+    res.signal = SIGKILL;
+    return res;
+  }
+  if (r.timed_out) {
+    res.outcome = SandboxOutcome::kTimeout;
+    res.signal = SIGKILL;
+    return res;
+  }
+  if (!r.started) return res;  // kSetupError: bwrap or the interpreter failed; stderr says why
+  if (WIFSIGNALED(r.status)) {
+    res.outcome = SandboxOutcome::kCrashed;
+    res.signal = WTERMSIG(r.status);
+    return res;
+  }
+  int code = WEXITSTATUS(r.status);
+  if (isolated && code > 128 && code <= 128 + 64) {  // bwrap's report of a signal death
+    res.outcome = SandboxOutcome::kCrashed;
+    res.signal = code - 128;
+    return res;
+  }
+  res.exit_code = code;
+  res.outcome = code == 0 ? SandboxOutcome::kPassed : SandboxOutcome::kFailed;
+  return res;
 }
 
 SandboxResult run_once(const std::string& program, const SandboxOptions& opts,
@@ -523,62 +614,44 @@ SandboxResult run_once(const std::string& program, const SandboxOptions& opts,
     plan.env = {"HOME=" + plan.cwd, "TMPDIR=" + plan.cwd, "PATH=" + sandbox_path(in),
                 "LANG=C.UTF-8"};
   }
+  sandbox_detail::RunCgroup cgroup;
+  if (!limit_memory(opts.limits, !bwrap.empty(), &cgroup, &plan, &res.stderr_tail)) {
+    if (plan.program_fd >= 0) close(plan.program_fd);
+    return res;
+  }
   RawRun r = spawn_and_wait(plan, std::max(opts.limits.timeout_s, 0.01));
   if (plan.program_fd >= 0) close(plan.program_fd);
-
-  res.stdout_tail = std::move(r.out);
-  res.stderr_tail = std::move(r.err);
-  res.wall_s = r.wall_s;
-  if (!r.spawn_error.empty()) {
-    res.stderr_tail = r.spawn_error;
-    return res;
-  }
-  if (r.timed_out) {
-    res.outcome = SandboxOutcome::kTimeout;
-    res.signal = SIGKILL;
-    return res;
-  }
-  if (!r.started) return res;  // kSetupError: bwrap or the interpreter failed; stderr says why
-  if (WIFSIGNALED(r.status)) {
-    res.outcome = SandboxOutcome::kCrashed;
-    res.signal = WTERMSIG(r.status);
-    return res;
-  }
-  int code = WEXITSTATUS(r.status);
-  if (!bwrap.empty() && code > 128 && code <= 128 + 64) {  // bwrap's report of a signal death
-    res.outcome = SandboxOutcome::kCrashed;
-    res.signal = code - 128;
-    return res;
-  }
-  res.exit_code = code;
-  res.outcome = code == 0 ? SandboxOutcome::kPassed : SandboxOutcome::kFailed;
-  return res;
+  int64_t oom_kills = cgroup.oom_kills();
+  cgroup.remove();
+  return to_result(r, !bwrap.empty(), opts.limits, oom_kills);
 }
 
-// Whether bwrap isolates `python` here, decided once per interpreter by running a program.
-bool probe(const std::string& python, std::string* why) {
+// Whether bwrap isolates `python` here, decided once per interpreter and bwrap by running a
+// program.
+bool probe(const std::string& python, const std::string& bwrap_name, std::string* why) {
   static std::mutex mu;
   static std::map<std::string, std::pair<bool, std::string>> cache;
   std::lock_guard lock(mu);
-  auto it = cache.find(python);
+  std::string key = python + '\n' + bwrap_name;
+  auto it = cache.find(key);
   if (it == cache.end()) {
     std::pair<bool, std::string> v{false, ""};
     const Interpreter& in = interpreter(python);
-    std::string bwrap = find_bwrap();
+    std::string bwrap = find_bwrap(bwrap_name);
     if (!in.error.empty()) {
       v.second = in.error;
     } else if (bwrap.empty()) {
-      v.second = "bwrap not found (Debian package bubblewrap)";
+      v.second = missing_bwrap_message(bwrap_name);
     } else {
       SandboxOptions o;
       o.limits.timeout_s = 30;
       SandboxResult r = run_once("import sys\nsys.exit(0)\n", o, in, bwrap);
       v.first = r.outcome == SandboxOutcome::kPassed;
       if (!v.first)
-        v.second = fmt::format("bubblewrap cannot isolate here ({}): {}",
-                               sandbox_outcome_name(r.outcome), r.stderr_tail);
+        v.second =
+            sandbox_detail::explain_setup_failure(sandbox_outcome_name(r.outcome), r.stderr_tail);
     }
-    it = cache.emplace(python, std::move(v)).first;
+    it = cache.emplace(key, std::move(v)).first;
   }
   if (why) *why = it->second.second;
   return it->second.first;
@@ -609,12 +682,12 @@ SandboxResult run_python_sandboxed(const std::string& program, const SandboxOpti
     res.stderr_tail = in.error;
     return res;
   }
-  std::string bwrap = find_bwrap();
+  std::string bwrap = find_bwrap(opts.bwrap);
   if (!opts.require_isolation) {
-    if (!probe(opts.python, nullptr)) bwrap.clear();  // run unconfined
+    if (!probe(opts.python, opts.bwrap, nullptr)) bwrap.clear();  // run unconfined
   } else if (bwrap.empty()) {
     SandboxResult res;
-    res.stderr_tail = "bwrap not found (Debian package bubblewrap); isolation is required";
+    res.stderr_tail = missing_bwrap_message(opts.bwrap);
     return res;
   }
   return run_once(program, opts, in, bwrap);
@@ -624,6 +697,7 @@ std::vector<SandboxResult> run_python_batch(const std::vector<std::string>& prog
                                             const SandboxOptions& opts, int workers,
                                             const std::function<void(size_t)>& on_done) {
   if (workers < 1) fail("run_python_batch: workers must be at least 1, got {}", workers);
+  opts.validate();
   std::vector<SandboxResult> results(programs.size());
   std::atomic<size_t> next{0};
   std::mutex mu;  // serializes on_done and the first error
@@ -656,7 +730,23 @@ std::vector<SandboxResult> run_python_batch(const std::vector<std::string>& prog
 }
 
 bool sandbox_available(std::string* why) {
-  return probe("python3", why);
+  return sandbox_available(SandboxOptions{}, why);
+}
+
+bool sandbox_available(const SandboxOptions& opts, std::string* why) {
+  return probe(opts.python, opts.bwrap, why);
+}
+
+std::string sandbox_memory_control() {
+  return sandbox_detail::memory_control().description;
+}
+
+void SandboxOptions::validate() const {
+  if (!(limits.timeout_s > 0) || !std::isfinite(limits.timeout_s))
+    fail("sandbox option limits.timeout_s must be a positive number of seconds, got {}",
+         limits.timeout_s);
+  if (python.empty()) fail("sandbox option python must name an interpreter");
+  if (bwrap.empty()) fail("sandbox option bwrap must name bubblewrap");
 }
 
 }  // namespace cogumi

@@ -3,23 +3,43 @@
 // Owns process isolation, resource limits, the wall-clock kill and the mapping of how a run
 // ended to an outcome. Each program is written to a fresh private directory and run by a fresh
 // interpreter inside bubblewrap (bwrap). What the sandbox gives (checked on Debian 12, bwrap 0.8,
-// kernel 6.x, running as root in a container):
-//   - namespaces: user (uid/gid 65534 inside, nested user namespaces disabled), pid, net (only a
-//     private loopback: no route out, the host's 127.0.0.1 is unreachable), ipc, uts, cgroup;
-//   - files: the host root read-only (--ro-bind / /), fresh /dev and /proc, a private size-capped
-//     tmpfs on /tmp whose /tmp/work holds a copy of the program and is the writable cwd;
+// kernel 6.x, as root in a container and as an unprivileged user):
+//   - namespaces: user (uid/gid 65534 inside, never 0; nested user namespaces disabled), pid, net
+//     (only a private loopback: no route out, the host's 127.0.0.1 and abstract Unix sockets are
+//     unreachable), ipc, uts, cgroup;
+//   - files: nothing of the host but what the interpreter needs, read-only: /usr, the /bin /sbin
+//     /lib* links or directories, the interpreter's prefix (sys.prefix, sys.base_prefix, the
+//     executable's directory) and a few /etc files (ld.so cache and config, localtime,
+//     alternatives, python3.*). The root is an empty read-only tmpfs, so the caller's home, the
+//     working tree, /run (D-Bus, docker.sock and other host Unix sockets), /var and /tmp are not
+//     there. Fresh /dev and /proc; /dev/shm and /tmp are private tmpfs of fixed size; /tmp/work
+//     holds a copy of the program and is the writable cwd;
 //   - bwrap --die-with-parent --new-session; the caller's death kills the sandbox;
-//   - rlimits: CPU, AS, FSIZE, CORE=0 set before bwrap is exec'd; NPROC set by a short Python
-//     bootstrap inside the sandbox, so it counts only that sandbox's user namespace;
+//   - rlimits: CPU, AS (per process, as a cap on any one allocation), FSIZE, CORE=0 set before
+//     bwrap is exec'd; NPROC set by a short Python bootstrap inside the sandbox, so it counts only
+//     that sandbox's user namespace;
+//   - one memory limit for the whole sandbox (all its processes, and with cgroups also its tmpfs
+//     pages), by the first of these that works here (sandbox_memory_control() says which):
+//       cgroup v2: a child cgroup per run with memory.max, memory.swap.max=0 and pids.max, under
+//         our own cgroup when it has the memory controller delegated (when we are alone in it, we
+//         first move into a leaf "cogumi-main" so the controllers can be enabled for siblings);
+//       cgroup v1: a child of our memory cgroup with memory.limit_in_bytes (and memsw) when that
+//         hierarchy is writable (root in a container on a cgroup v1 or hybrid host);
+//       fallback, a watchdog: the caller polls the sandbox's process tree every 20 ms and kills the
+//         whole sandbox once the sum of its anonymous and shared resident memory (RssAnon +
+//         RssShmem) passes the limit. Each process is still capped by RLIMIT_AS and the count by
+//         RLIMIT_NPROC, so the worst case is the limit plus what can be touched in one poll, plus
+//         the /tmp and /dev/shm tmpfs (sized, not counted).
+//     Either way the kernel or the watchdog kills: a program over the limit ends kCrashed (or its
+//     child is killed), and SandboxResult::memory_exceeded says so;
 //   - the wall timeout SIGKILLs bwrap's process group; bwrap's init then dies and the kernel
 //     kills every process in the pid namespace with it.
 // RLIMIT_NPROC is never enforced for host uid 0, and a user namespace created by a root bwrap
 // still runs as host uid 0. So when the caller is root, the forked child switches to host uid
 // 65534 before exec'ing bwrap. That uid cannot traverse 0700 directories such as /root, where
 // pyenv interpreters live, so the child first gives itself a private mount namespace that covers
-// such a directory with a tmpfs and binds only the interpreter's prefix back into it (which also
-// hides the rest of /root from the program). Not provided: seccomp filtering, cgroup memory or
-// pid accounting (RLIMIT_AS is per process).
+// such a directory with a tmpfs and binds only the interpreter's prefix back into it. Not
+// provided: seccomp filtering.
 #pragma once
 
 #include <cstdint>
@@ -33,9 +53,10 @@ namespace cogumi {
 struct SandboxLimits {
   double timeout_s = 10.0;   // wall clock; the whole process tree is killed after this
   int cpu_s = 10;            // RLIMIT_CPU (soft; the hard limit one second later kills)
-  int64_t memory_mb = 1024;  // RLIMIT_AS, per process
+  int64_t memory_mb = 1024;  // the whole sandbox (see above); also RLIMIT_AS of each process
   int max_procs = 32;        // processes/threads inside the sandbox (fork bombs die here)
   int64_t max_file_mb = 16;  // RLIMIT_FSIZE; the /tmp tmpfs holds max(64, 4x this) MiB in all
+  int64_t shm_mb = 64;       // size of the private /dev/shm tmpfs (<= 0: 1 MiB)
 };
 
 enum class SandboxOutcome { kPassed, kFailed, kTimeout, kCrashed, kSetupError };
@@ -50,13 +71,18 @@ struct SandboxResult {
   // Last ~4 KiB of each, invalid UTF-8 replaced by '?'. A setup error's reason is in stderr_tail.
   std::string stdout_tail, stderr_tail;
   double wall_s = 0.0;
+  bool memory_exceeded = false;  // the whole-sandbox memory limit killed a process (or all)
 };
 
 struct SandboxOptions {
   SandboxLimits limits;
   std::string python = "python3";  // resolved once (PATH, pyenv shims) to the real interpreter
+  std::string bwrap = "bwrap";     // bubblewrap: on PATH, else /usr/bin/bwrap; or a path
   // If bubblewrap cannot isolate, return kSetupError rather than run unconfined.
   bool require_isolation = true;
+
+  // Throws Error naming the field: timeout_s must be positive and finite, python and bwrap set.
+  void validate() const;
 };
 
 // Runs `program` (Python source, as main.py) in the sandbox described above. Exit 0 => kPassed,
@@ -76,7 +102,15 @@ std::vector<SandboxResult> run_python_batch(const std::vector<std::string>& prog
                                             const std::function<void(size_t)>& on_done = {});
 
 // True if bubblewrap can isolate a python3 program here (decided once per process by running
-// one); otherwise false and *why says why (missing binary, user namespaces refused, ...).
+// one); otherwise false and *why names the cause and the fix: bubblewrap not installed, user
+// namespaces refused (Ubuntu 24.04's AppArmor default, kernel.unprivileged_userns_clone=0,
+// user.max_user_namespaces=0, a container's seccomp profile), the interpreter missing.
 bool sandbox_available(std::string* why = nullptr);
+// The same for opts.python and opts.bwrap.
+bool sandbox_available(const SandboxOptions& opts, std::string* why);
+
+// How the whole-sandbox memory limit is enforced here, decided once per process, e.g.
+// "cgroup v1 (/sys/fs/cgroup/memory/...)" or "watchdog (no cgroup: ...)"; for logs and reports.
+std::string sandbox_memory_control();
 
 }  // namespace cogumi
