@@ -66,6 +66,8 @@ void target_tool_calls(std::string_view);
 void init_sft();
 void target_sft(std::string_view);
 void init_gguf();
-void target_gguf(std::string_view);
+void target_gguf_model(std::string_view);
+void target_gguf_lora(std::string_view);
+void target_gguf_checkpoint(std::string_view);
 
 }  // namespace cogumi::fuzz

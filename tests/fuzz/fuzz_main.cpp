@@ -27,7 +27,9 @@ const TargetInfo kTargets[] = {
     {"extract", target_extract, nullptr},
     {"tool_calls", target_tool_calls, nullptr},
     {"sft", target_sft, init_sft},
-    {"gguf", target_gguf, init_gguf},
+    {"gguf_model", target_gguf_model, init_gguf},
+    {"gguf_lora", target_gguf_lora, init_gguf},
+    {"gguf_checkpoint", target_gguf_checkpoint, init_gguf},
 };
 
 const TargetInfo* g_target = nullptr;

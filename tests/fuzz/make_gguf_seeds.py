@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes minimal GGUF seeds for the gguf fuzz target into tests/fuzz/corpus/gguf/.
+"""Writes minimal GGUF seeds for the gguf_* fuzz targets into tests/fuzz/corpus/gguf_{model,lora,checkpoint}/.
 
 Small on purpose (under 1 KB each): libFuzzer mutates every byte of an input, so a seed of a few
 hundred bytes reaches the header, key/value, tensor-info and data paths far faster than a real
@@ -51,8 +51,7 @@ def gguf(kvs, tensors):
 
 
 def main():
-    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "corpus", "gguf")
-    os.makedirs(out, exist_ok=True)
+    root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
     e, v = 8, 10
     model = gguf(
         [("general.architecture", STR, "llama"), ("llama.embedding_length", U32, e), ("llama.block_count", U32, 1),
@@ -67,9 +66,13 @@ def main():
         [("blk.0.attn_q.weight.lora_a", [e, 2], T_F32), ("blk.0.attn_q.weight.lora_b", [2, e], T_F32)])
     checkpoint = gguf([("cogumi.checkpoint.state", STR, '{"step": 3, "epoch": 0, "rng": "1"}')],
                       [("blk.0.attn_q.weight.lora_a", [e, 2], T_F32)])
-    for name, blob in (("min_model", model), ("min_adapter", adapter), ("min_checkpoint", checkpoint)):
-        with open(os.path.join(out, name), "wb") as f:
-            f.write(blob)
+    # Each reader's corpus holds all three: a reader handed another's file must refuse it cleanly.
+    for target in ("gguf_model", "gguf_lora", "gguf_checkpoint"):
+        out = os.path.join(root, target)
+        os.makedirs(out, exist_ok=True)
+        for name, blob in (("min_model", model), ("min_adapter", adapter), ("min_checkpoint", checkpoint)):
+            with open(os.path.join(out, name), "wb") as f:
+                f.write(blob)
 
 
 if __name__ == "__main__":

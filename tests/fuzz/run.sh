@@ -4,7 +4,8 @@
 # Usage: tests/fuzz/run.sh [--replay] [--runs N] [--time S] [--max-len B] [--build DIR] [TARGET ...]
 #   (no --replay)  fuzz each target in turn, one process, until N executions (default 1,000,000)
 #                  or S seconds (default 180); new inputs go to DIR/corpus/<target>, crashes to
-#                  DIR/crashes/; prints a table of executions and crashes per target.
+#                  DIR/crashes/; prints a table of executions and crashes per target. Seeds: the
+#                  saved corpus but its crash-* files (findings kept for replay).
 #   --replay       run every saved input of tests/fuzz/corpus/<target>/ once (CI); fails on any
 #                  crash, sanitizer report or finding, and when a target has no saved inputs.
 #   TARGET         a subset (default: all); see tests/fuzz/README.md.
@@ -15,7 +16,7 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
-ALL=(jsonl csv load_gsm8k load_mmlu load_humaneval load_mbpp load_bbh load_bfcl load_jsonl extract tool_calls sft gguf)
+ALL=(jsonl csv load_gsm8k load_mmlu load_humaneval load_mbpp load_bbh load_bfcl load_jsonl extract tool_calls sft gguf_model gguf_lora gguf_checkpoint)
 
 REPLAY=0; RUNS=1000000; TIME=180; MAXLEN=""; BUILD="$REPO/build-fuzz"; TARGETS=()
 while (($#)); do
@@ -73,7 +74,7 @@ if ((REPLAY)); then
     if ((${#files[@]} == 0)); then
       echo "FAILED $t: no saved inputs in $dir" >&2; fail=1; continue
     fi
-    leak=1; [[ $t == sft || $t == gguf ]] && leak=0
+    leak=1; [[ $t == sft || $t == gguf* ]] && leak=0
     if ASAN_OPTIONS="detect_leaks=$leak" "$BUILD/fuzz_$t" -rss_limit_mb=4096 -timeout=60 "${files[@]}" \
         >"$BUILD/replay_$t.log" 2>&1; then
       echo "ok     $t: ${#files[@]} inputs"
@@ -85,17 +86,22 @@ if ((REPLAY)); then
 fi
 
 mkdir -p "$BUILD/crashes"
+echo "mode: COGUMI_FUZZ_STRICT=${COGUMI_FUZZ_STRICT:-1} (1: stray exceptions and failed checks are findings; 0: only memory errors, UB, aborts)"
 printf '%-15s %12s %8s %8s %7s  %s\n' target executions exec/s seconds crashes result
 for t in "${TARGETS[@]}"; do
   work="$BUILD/corpus/$t"; mkdir -p "$work"
-  leak=1; [[ $t == sft || $t == gguf ]] && leak=0
+  leak=1; [[ $t == sft || $t == gguf* ]] && leak=0
   args=(-runs="$RUNS" -max_total_time="$TIME" -rss_limit_mb=4096 -timeout=30 -print_final_stats=1
         -artifact_prefix="$BUILD/crashes/$t-")
   [ -n "$MAXLEN" ] && args+=(-max_len="$MAXLEN")
   logf="$BUILD/fuzz_$t.log"
   start=$(date +%s)
   rc=0
-  ASAN_OPTIONS="detect_leaks=$leak" "$BUILD/fuzz_$t" "${args[@]}" "$work" "$HERE/corpus/$t" >"$logf" 2>&1 || rc=$?
+  # Saved findings (crash-*) are replayed by --replay, not used as seeds: one not yet fixed would
+  # end the run at its first input.
+  seeds="$BUILD/seeds/$t"; rm -rf "$seeds"; mkdir -p "$seeds"
+  for f in "$HERE/corpus/$t"/*; do [[ $(basename "$f") == crash-* ]] || cp "$f" "$seeds/"; done
+  ASAN_OPTIONS="detect_leaks=$leak" "$BUILD/fuzz_$t" "${args[@]}" "$work" "$seeds" >"$logf" 2>&1 || rc=$?
   secs=$(($(date +%s) - start))
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$logf" | tail -n 1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$logf" | tail -n 1)
