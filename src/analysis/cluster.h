@@ -24,6 +24,7 @@ struct ClusterOptions {
   int max_iter = 100;
   int n_representatives = 3;  // members nearest each centroid
   int n_label_terms = 4;      // c-TF-IDF terms per cluster label
+  void validate() const;      // throws Error naming the field (and its CLI flag)
 };
 
 struct Cluster {
@@ -33,6 +34,8 @@ struct Cluster {
   std::vector<std::pair<std::string, double>> top_terms;  // c-TF-IDF, best first
   std::string label;        // top terms joined with " / " (an LLM label may replace it later)
   double silhouette = 0.0;  // mean silhouette of members
+  std::string group;                // the category it was found in (partition_points), or ""
+  std::vector<size_t> borderline;   // members nearest another cluster of their group first
 };
 
 struct Clustering {

@@ -107,7 +107,7 @@ void check_items(const Clustering& c, const std::vector<ReportItem>& items, cons
     fail("{}: {} items for a clustering of {} points", who, items.size(), c.assignment.size());
   }
   for (const Cluster& cl : c.clusters) {
-    for (const auto* list : {&cl.members, &cl.representatives}) {
+    for (const auto* list : {&cl.members, &cl.representatives, &cl.borderline}) {
       for (size_t i : *list) {
         if (i >= items.size())
           fail("{}: cluster {} refers to item {} of {}", who, cl.id, i, items.size());
@@ -137,6 +137,46 @@ std::vector<std::pair<std::string, size_t>> failure_types(const Cluster& cl,
   std::vector<std::pair<std::string, size_t>> out(counts.begin(), counts.end());
   std::stable_sort(out.begin(), out.end(),
                    [](const auto& a, const auto& b) { return a.second > b.second; });
+  return out;
+}
+
+// The most common value of a field among a cluster's members and its share: how pure the
+// cluster is by benchmark, failure type or reference label.
+std::pair<std::string, double> top_share(const Cluster& cl, const std::vector<ReportItem>& items,
+                                         std::string ReportItem::*field) {
+  std::map<std::string, size_t> counts;
+  for (size_t i : cl.members) ++counts[items[i].*field];
+  std::pair<std::string, size_t> best{"", 0};
+  for (const auto& [v, n] : counts)
+    if (n > best.second) best = {v, n};
+  return {best.first, cl.members.empty() ? 0.0 : double(best.second) / double(cl.members.size())};
+}
+
+bool has_reference(const std::vector<ReportItem>& items) {
+  return std::any_of(items.begin(), items.end(), [](const ReportItem& it) { return !it.reference.empty(); });
+}
+
+// Size-weighted purity over all clusters.
+double overall_purity(const Clustering& c, const std::vector<ReportItem>& items,
+                      std::string ReportItem::*field) {
+  double s = 0;
+  size_t n = 0;
+  for (const Cluster& cl : c.clusters) {
+    s += top_share(cl, items, field).second * double(cl.members.size());
+    n += cl.members.size();
+  }
+  return n ? s / double(n) : 0.0;
+}
+
+// One line a user can trust: how the grouping lines up with what is already known.
+std::string quality_line(const Clustering& c, const std::vector<ReportItem>& items) {
+  size_t largest = c.clusters.empty() ? 0 : c.clusters[0].members.size();
+  std::string out = fmt::format(
+      "purity by benchmark {:.2f}, by failure type {:.2f}; largest cluster {:.1f}% of the failures",
+      overall_purity(c, items, &ReportItem::category), overall_purity(c, items, &ReportItem::failure_type),
+      share(largest, items.size()));
+  if (has_reference(items))
+    out += fmt::format("; purity by reference label {:.2f}", overall_purity(c, items, &ReportItem::reference));
   return out;
 }
 
@@ -229,6 +269,32 @@ std::string sizes_svg(const Clustering& c) {
   return out + "</svg>\n";
 }
 
+std::string purity_text(const Cluster& cl, const std::vector<ReportItem>& items) {
+  auto [cat, cat_share] = top_share(cl, items, &ReportItem::category);
+  auto [type, type_share] = top_share(cl, items, &ReportItem::failure_type);
+  std::string out = fmt::format("{:.0f}% {}, {:.0f}% {}", 100 * cat_share, cat.empty() ? "(none)" : cat,
+                                100 * type_share, type.empty() ? "(none)" : type);
+  if (has_reference(items)) {
+    auto [ref, ref_share] = top_share(cl, items, &ReportItem::reference);
+    out += fmt::format(", {:.0f}% reference {}", 100 * ref_share, ref);
+  }
+  return out;
+}
+
+std::string member_list_html(const char* title, const std::vector<size_t>& list,
+                             const std::vector<ReportItem>& items) {
+  if (list.empty()) return "";
+  std::string out = fmt::format("<h4>{}</h4>\n<ol>\n", title);
+  for (size_t i : list) {
+    const ReportItem& it = items[i];
+    out += fmt::format("<li><div class=\"meta\">{}", html_escape(it.id));
+    if (!it.category.empty()) out += " &middot; " + html_escape(it.category);
+    if (!it.failure_type.empty()) out += " &middot; " + html_escape(it.failure_type);
+    out += fmt::format("</div><pre>{}</pre></li>\n", html_escape(truncate_utf8(it.text, kTextChars)));
+  }
+  return out + "</ol>\n";
+}
+
 std::string cluster_section_html(const Cluster& cl, const std::vector<ReportItem>& items,
                                  size_t n_items) {
   std::string out = fmt::format(
@@ -236,6 +302,7 @@ std::string cluster_section_html(const Cluster& cl, const std::vector<ReportItem
       "</span>{0}. {2}</h3>\n<p>{3} items ({4:.1f}%), silhouette {5:.3f}</p>\n",
       cl.id, cluster_color(cl.id), html_escape(cl.label), cl.members.size(),
       share(cl.members.size(), n_items), cl.silhouette);
+  out += "<p class=\"purity\">" + html_escape(purity_text(cl, items)) + "</p>\n";
   if (!cl.top_terms.empty()) {
     out += "<p class=\"terms\">Terms:";
     for (const auto& [term, score] : cl.top_terms) {
@@ -248,18 +315,8 @@ std::string cluster_section_html(const Cluster& cl, const std::vector<ReportItem
     out += fmt::format("<tr><td>{}</td><td class=\"n\">{}</td></tr>\n", html_escape(type), count);
   }
   out += "</table>\n";
-  if (!cl.representatives.empty()) {
-    out += "<h4>Representatives</h4>\n<ol>\n";
-    for (size_t i : cl.representatives) {
-      const ReportItem& it = items[i];
-      out += fmt::format("<li><div class=\"meta\">{}", html_escape(it.id));
-      if (!it.category.empty()) out += " &middot; " + html_escape(it.category);
-      if (!it.failure_type.empty()) out += " &middot; " + html_escape(it.failure_type);
-      out += fmt::format("</div><pre>{}</pre></li>\n",
-                         html_escape(truncate_utf8(it.text, kTextChars)));
-    }
-    out += "</ol>\n";
-  }
+  out += member_list_html("Representatives", cl.representatives, items);
+  out += member_list_html("Borderline (nearest another cluster)", cl.borderline, items);
   return out + "</section>\n";
 }
 
@@ -269,15 +326,15 @@ std::string cluster_report_markdown(const Clustering& c, const std::vector<Repor
                                     const std::string& title) {
   check_items(c, items, "cluster_report_markdown");
   size_t n = items.size();
-  std::string out = fmt::format("# {}\n\n{} items in {} clusters, mean silhouette {:.3f}.\n\n",
-                                md_escape(title), n, c.clusters.size(), c.silhouette);
-  out += "| Cluster | Label | Size | Share | Silhouette | Main failure type |\n";
+  std::string out = fmt::format("# {}\n\n{} items in {} clusters, mean silhouette {:.3f}; {}.\n\n",
+                                md_escape(title), n, c.clusters.size(), c.silhouette,
+                                md_escape(quality_line(c, items)));
+  out += "| Cluster | Label | Size | Share | Silhouette | Purity |\n";
   out += "|---:|---|---:|---:|---:|---|\n";
   for (const Cluster& cl : c.clusters) {
-    auto types = failure_types(cl, items);
     out += fmt::format("| {} | {} | {} | {:.1f}% | {:.3f} | {} |\n", cl.id, md_escape(cl.label),
                        cl.members.size(), share(cl.members.size(), n), cl.silhouette,
-                       types.empty() ? "" : md_escape(types[0].first));
+                       md_escape(purity_text(cl, items)));
   }
   for (const Cluster& cl : c.clusters) {
     out += fmt::format("\n## Cluster {}: {}\n\n{} items ({:.1f}%), silhouette {:.3f}.\n\n", cl.id,
@@ -296,13 +353,16 @@ std::string cluster_report_markdown(const Clustering& c, const std::vector<Repor
       out += fmt::format(" {} {},", md_escape(type), count);
     }
     out.back() = '\n';
-    if (!cl.representatives.empty()) out += "\nRepresentatives:\n\n";
-    for (size_t i : cl.representatives) {
-      const ReportItem& it = items[i];
-      std::string meta = md_escape(it.id);
-      if (!it.category.empty()) meta += ", " + md_escape(it.category);
-      if (!it.failure_type.empty()) meta += ", " + md_escape(it.failure_type);
-      out += fmt::format("- **{}**: {}\n", meta, md_escape(truncate_utf8(it.text, kTextChars)));
+    for (auto [title, list] : {std::pair{"Representatives", &cl.representatives},
+                               {"Borderline (nearest another cluster)", &cl.borderline}}) {
+      if (!list->empty()) out += fmt::format("\n{}:\n\n", title);
+      for (size_t i : *list) {
+        const ReportItem& it = items[i];
+        std::string meta = md_escape(it.id);
+        if (!it.category.empty()) meta += ", " + md_escape(it.category);
+        if (!it.failure_type.empty()) meta += ", " + md_escape(it.failure_type);
+        out += fmt::format("- **{}**: {}\n", meta, md_escape(truncate_utf8(it.text, kTextChars)));
+      }
     }
   }
   return out;
@@ -324,8 +384,9 @@ std::string cluster_report_html(const Clustering& c, const std::vector<ReportIte
       "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
       "<title>{0}</title>\n<style>{1}</style>\n</head>\n<body>\n<h1>{0}</h1>\n"
       "<p class=\"summary\">{2} items in <b>{3}</b> clusters &middot; mean silhouette "
-      "<b>{4:.3f}</b> &middot; sizes {5}</p>\n",
-      html_escape(title), kStyle, n, c.clusters.size(), c.silhouette, sizes);
+      "<b>{4:.3f}</b> &middot; sizes {5}</p>\n<p class=\"summary quality\">{6}</p>\n",
+      html_escape(title), kStyle, n, c.clusters.size(), c.silhouette, sizes,
+      html_escape(quality_line(c, items)));
   if (total_members(c) != n) {
     out += fmt::format("<p class=\"summary\">{} items belong to no cluster.</p>\n",
                        n - std::min(n, total_members(c)));
@@ -352,7 +413,9 @@ std::vector<nlohmann::json> clusters_to_json(const Clustering& c,
     nlohmann::json terms = nlohmann::json::array(), reps = nlohmann::json::array(),
                    members = nlohmann::json::array(), types = nlohmann::json::object();
     for (const auto& [term, score] : cl.top_terms) terms.push_back({term, score});
+    nlohmann::json border = nlohmann::json::array();
     for (size_t i : cl.representatives) reps.push_back(items[i].id);
+    for (size_t i : cl.borderline) border.push_back(items[i].id);
     for (size_t i : cl.members) members.push_back(items[i].id);
     for (const auto& [type, count] : failure_types(cl, items)) types[type] = count;
     out.push_back({{"cluster", cl.id},
@@ -362,6 +425,8 @@ std::vector<nlohmann::json> clusters_to_json(const Clustering& c,
                    {"terms", std::move(terms)},
                    {"representatives", std::move(reps)},
                    {"members", std::move(members)},
+                   {"borderline", std::move(border)},
+                   {"group", cl.group},
                    {"failure_types", std::move(types)}});
   }
   return out;

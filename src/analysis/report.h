@@ -20,6 +20,7 @@ struct ReportItem {
   std::string category;
   std::string failure_type;
   std::string text;
+  std::string reference;  // a known label (e.g. the generator's template), shown when set
 };
 
 // Title, summary (items, k, mean silhouette), a table of clusters, and per cluster its label,

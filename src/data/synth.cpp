@@ -172,6 +172,22 @@ std::string write_split(const fs::path& out_dir, const std::string& domain, cons
   return rel;
 }
 
+// One {"id","domain","split","template"} line per item, under the id `cogumi eval` gives it (read
+// back through eval's own loader, which keeps file order), so a run's items.jsonl joins on id.
+// A file of its own: the benchmark files stay in their upstream formats, byte for byte.
+std::string template_lines(const fs::path& out_dir, const Domain& dom, const char* split,
+                           const std::string& rel, const std::vector<Item>& items) {
+  if (items.empty()) return "";
+  auto loaded = load_benchmark(dom.eval_kind, out_dir / rel);
+  if (loaded.size() != items.size())
+    fail("synth: {} reads back {} items of {}, {} were written", rel, loaded.size(), dom.name, items.size());
+  std::string text;
+  for (size_t i = 0; i < items.size(); ++i)
+    text += ojson{{"id", loaded[i].id}, {"domain", dom.name}, {"split", split}, {"template", items[i].template_name}}
+                .dump() + "\n";
+  return text;
+}
+
 }  // namespace
 
 int SynthOptions::difficulty_of(const std::string& domain) const {
@@ -261,11 +277,13 @@ SynthStats synth_write(const fs::path& out_dir, const SynthOptions& opts) {
   // The training mix: each train item asked exactly as `cogumi eval` asks it (completion mode,
   // zero-shot), read back through eval's own loaders, so what the base learns is what is measured.
   std::vector<json> mix;
+  std::string templates;
   for (size_t d = 0; d < std::size(kDomains); ++d) {
     const Domain& dom = kDomains[d];
     for (int s = 0; s < 3; ++s) {
       const auto& items = all[d][size_t(s)];
       files[dom.name][kSplits[s]] = write_split(out_dir, dom.name, kSplits[s], items);
+      templates += template_lines(out_dir, dom, kSplits[s], files[dom.name][kSplits[s]].get<std::string>(), items);
       stats.counts[dom.name][size_t(s)] = int(items.size());
       counts[dom.name][kSplits[s]] = items.size();
     }
@@ -301,6 +319,8 @@ SynthStats synth_write(const fs::path& out_dir, const SynthOptions& opts) {
   std::string mix_text;
   for (const auto& m : mix) mix_text += m.dump() + "\n";
   write_file_atomic(out_dir / "mix" / "train.jsonl", mix_text);
+  // Not in the manifest: its bytes are the nano loop's record of the curriculum it used.
+  write_file_atomic(out_dir / "templates.jsonl", templates);
   files["mix"]["train"] = "mix/train.jsonl";
 
   ojson manifest = {

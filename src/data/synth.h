@@ -14,6 +14,8 @@
 //   mix/train.jsonl                  all four (the first n_mix items of each), shuffled together: the
 //                                    base model's training set
 //   manifest.json                    seed, options, counts, files, the eval kind of each domain
+//   templates.jsonl                  {"id","domain","split","template"}: each item's generator
+//                                    template under its eval id (reference labels for clustering)
 //
 // ({split} is train, dev, test.) Small vocabularies and short texts, so a tiny model can learn some
 // of it. Everything is a pure function of (seed, options): one std::mt19937_64 per domain, and our
@@ -106,6 +108,10 @@ struct Item {
   ojson record;
   ojson answer;                     // automation: the ground_truth list; otherwise null
   std::string instruction, output;  // the training-mix form
+  // The generator's template (e.g. "math/1-step/sell", "automation/get_weather"): a reference
+  // label for judging failure clusters, written to templates.jsonl, never into the benchmark
+  // files. Set from choices already drawn, so recording it draws nothing.
+  std::string template_name;
 };
 
 Item math_item(Rng& rng, int difficulty);

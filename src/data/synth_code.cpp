@@ -602,7 +602,8 @@ Item code_item(Rng& rng, int difficulty) {
   std::vector<const Template*> eligible;
   for (const auto& t : kTemplates)
     if (t.tier <= difficulty) eligible.push_back(&t);
-  Task t = rng.pick(eligible)->make(rng);
+  const Template* tmpl = rng.pick(eligible);
+  Task t = tmpl->make(rng);
 
   const bool typing =
       t.params.find("List[") != std::string::npos || t.ret.find("List[") != std::string::npos;
@@ -622,6 +623,8 @@ Item code_item(Rng& rng, int difficulty) {
       {"prompt", prompt}, {"entry_point", t.name}, {"canonical_solution", t.body}, {"test", test}};
   it.instruction = prompt;
   it.output = t.body;
+  // A template's function names vary between draws; its tier and place in kTemplates do not.
+  it.template_name = fmt::format("code/t{}-{:02}", tmpl->tier, tmpl - kTemplates);
   return it;
 }
 

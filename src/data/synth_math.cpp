@@ -55,12 +55,14 @@ Item math_item(Rng& rng, int difficulty) {
   const int steps = rng.uniform(1, difficulty);
 
   std::vector<std::string> sentences, lines;
+  std::string shape = "count";  // the opening and each operation: the item's template
   int cur = 0, used = 0;
   // Opening: a plain count, or packs of a size (itself one multiplication step).
   if (rng.percent(steps == 1 ? 25 : 35)) {
     const Container& c = rng.pick(kContainers);
     int k = rng.uniform(2, 6), b = rng.uniform(2, 12);
     cur = k * b;
+    shape = "packs";
     sentences.push_back(fmt::format("{} has {} {} of {}. Each {} holds {} {}.", p.name, k, c.many,
                                     t.plural, c.one, b, t.plural));
     lines.push_back(fmt::format("{} * {} = {}", k, b, cur));
@@ -86,7 +88,13 @@ Item math_item(Rng& rng, int difficulty) {
     }
     const std::string he = cap(p.he),
                       then = sentences.size() > 1 ? "Then " + std::string(p.he) : he;
-    switch (rng.pick(ops)) {
+    const Op op = rng.pick(ops);
+    shape += op == Op::kAdd        ? "+add"
+             : op == Op::kSub      ? "+sub"
+             : op == Op::kGroupAdd ? "+group_add"
+             : op == Op::kShare    ? "+share"
+                                   : "+sell";
+    switch (op) {
       case Op::kAdd: {
         int b = rng.uniform(1, 20);
         switch (rng.uniform(0, 2)) {
@@ -172,6 +180,7 @@ Item math_item(Rng& rng, int difficulty) {
   it.record = {{"question", q}, {"answer", answer}};
   it.instruction = q;
   it.output = answer;
+  it.template_name = fmt::format("math/{}-step/{}", steps, shape);
   return it;
 }
 

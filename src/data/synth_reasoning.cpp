@@ -272,10 +272,12 @@ Built assignment(Rng& r, int difficulty) {
 struct Family {
   int tier;
   Built (*make)(Rng&, int);
+  const char* name;  // the reference label (Item::template_name)
 };
 
 const Family kFamilies[] = {
-    {1, comparison}, {1, ordering}, {2, syllogism}, {2, conditional}, {3, assignment}};
+    {1, comparison, "comparison"}, {1, ordering, "ordering"},       {2, syllogism, "syllogism"},
+    {2, conditional, "conditional"}, {3, assignment, "assignment"}};
 
 }  // namespace
 
@@ -283,7 +285,8 @@ Item reasoning_item(Rng& rng, int difficulty) {
   std::vector<const Family*> eligible;
   for (const auto& f : kFamilies)
     if (f.tier <= difficulty) eligible.push_back(&f);
-  Built b = rng.pick(eligible)->make(rng, difficulty);
+  const Family* family = rng.pick(eligible);
+  Built b = family->make(rng, difficulty);
 
   std::vector<int> order = {0, 1, 2, 3};
   rng.shuffle(order);
@@ -302,6 +305,7 @@ Item reasoning_item(Rng& rng, int difficulty) {
   for (int i = 0; i < 4; ++i)
     it.instruction += fmt::format("\n{}. {}", char('A' + i), choices[size_t(i)]);
   it.output = std::string(1, char('A' + answer));
+  it.template_name = std::string("reasoning/") + family->name;
   return it;
 }
 

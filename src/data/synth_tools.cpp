@@ -343,6 +343,7 @@ Item automation_item(Rng& rng, int difficulty) {
                    "\n\nAnswer each request with one JSON object {\"name\": ..., \"arguments\": "
                    "{...}} and nothing else.\n\nRequest: " + req.text;
   it.output = call.dump();
+  it.template_name = "automation/" + std::string(target.name);
   return it;
 }
 
