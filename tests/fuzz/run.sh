@@ -75,7 +75,7 @@ if ((REPLAY)); then
       echo "FAILED $t: no saved inputs in $dir" >&2; fail=1; continue
     fi
     leak=1; [[ $t == sft || $t == gguf* ]] && leak=0
-    if ASAN_OPTIONS="detect_leaks=$leak" "$BUILD/fuzz_$t" -rss_limit_mb=4096 -timeout=60 "${files[@]}" \
+    if ASAN_OPTIONS="detect_leaks=$leak" "$BUILD/fuzz_$t" -rss_limit_mb=4096 -timeout=20 "${files[@]}" \
         >"$BUILD/replay_$t.log" 2>&1; then
       echo "ok     $t: ${#files[@]} inputs"
     else

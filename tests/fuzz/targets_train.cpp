@@ -79,6 +79,13 @@ void target_gguf_model(std::string_view in) {
 
 void target_gguf_lora(std::string_view in) { (void)lora_info(write_scratch("adapter.gguf", in)); }
 
-void target_gguf_checkpoint(std::string_view in) { (void)load_checkpoint(write_scratch("checkpoint.gguf", in), {}); }
+// The seeds' checkpoint holds this tensor: asking for it reaches the tensor data reader
+// (gguf_tensor_bytes) with whatever size and offset the file claims.
+void target_gguf_checkpoint(std::string_view in) {
+  std::vector<char> lora_a;
+  CheckpointTensors t;
+  t.host["blk.0.attn_q.weight.lora_a"] = &lora_a;
+  (void)load_checkpoint(write_scratch("checkpoint.gguf", in), t);
+}
 
 }  // namespace cogumi::fuzz
