@@ -9,9 +9,18 @@
 
 namespace cogumi {
 
+void EmbedOptions::validate() const {
+  if (n_ctx_per_text < 8 || n_ctx_per_text > (1 << 16))
+    fail("embedding n_ctx_per_text must be in 8..65536 tokens, got {}", n_ctx_per_text);
+  // llama.cpp holds at most 256 sequences in one context.
+  if (n_seq < 1 || n_seq > 256) fail("embedding n_seq must be in 1..256, got {}", n_seq);
+  if (int64_t(n_ctx_per_text) * n_seq > (int64_t(1) << 24))
+    fail("embedding context of {} x {} tokens is too large", n_seq, n_ctx_per_text);
+  if (n_threads < 0 || n_threads > 1024) fail("embedding n_threads (--threads) must be in 0..1024, got {}", n_threads);
+}
+
 Embedder::Embedder(std::shared_ptr<Model> model, EmbedOptions opts) : model_(std::move(model)), opts_(opts) {
-  if (opts_.n_ctx_per_text < 8) fail("embedding context must be >= 8 tokens");
-  if (opts_.n_seq < 1) fail("embedding n_seq must be >= 1");
+  opts_.validate();
   llama_context_params cp = llama_context_default_params();
   cp.embeddings = true;
   cp.pooling_type = LLAMA_POOLING_TYPE_MEAN;
@@ -37,6 +46,10 @@ std::vector<std::vector<float>> Embedder::embed(const std::vector<std::string>& 
   std::vector<std::vector<float>> out(texts.size());
   const int d = dim();
   llama_batch batch = llama_batch_init(opts_.n_ctx_per_text * opts_.n_seq, 0, 1);
+  struct BatchGuard {
+    llama_batch& b;
+    ~BatchGuard() { llama_batch_free(b); }
+  } guard{batch};
   llama_memory_t mem = llama_get_memory(ctx_);
   size_t next = 0;
   while (next < texts.size()) {
@@ -58,16 +71,10 @@ std::vector<std::vector<float>> Embedder::embed(const std::vector<std::string>& 
       members.push_back(next++);
     }
     llama_memory_clear(mem, true);
-    if (llama_decode(ctx_, batch) != 0) {
-      llama_batch_free(batch);
-      fail("embedding decode failed: {}", engine_last_error());
-    }
+    if (llama_decode(ctx_, batch) != 0) fail("embedding decode failed: {}", engine_last_error());
     for (size_t s = 0; s < members.size(); ++s) {
       const float* e = llama_get_embeddings_seq(ctx_, llama_seq_id(s));
-      if (!e) {
-        llama_batch_free(batch);
-        fail("model '{}' produced no pooled embedding", model_->info().path);
-      }
+      if (!e) fail("model '{}' produced no pooled embedding", model_->info().path);
       std::vector<float> v(e, e + d);
       if (opts_.normalize) {
         double n2 = 0;
@@ -78,7 +85,6 @@ std::vector<std::vector<float>> Embedder::embed(const std::vector<std::string>& 
       out[members[s]] = std::move(v);
     }
   }
-  llama_batch_free(batch);
   return out;
 }
 

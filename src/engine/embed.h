@@ -17,6 +17,7 @@ struct EmbedOptions {
   int n_seq = 16;            // texts decoded together
   int n_threads = 0;         // 0: all cores
   bool normalize = true;     // L2-normalise each vector
+  void validate() const;     // n_ctx_per_text 8..65536, n_seq 1..256, n_threads 0..1024
 };
 
 class Embedder {

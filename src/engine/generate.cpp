@@ -24,10 +24,36 @@ const char* finish_reason_name(FinishReason r) {
 }
 
 void GeneratorOptions::validate() const {
-  if (n_parallel < 1 || n_parallel > 255) fail("n_parallel must be in 1..255, got {}", n_parallel);
-  if (n_ctx_per_seq < 0) fail("n_ctx_per_seq must be >= 0, got {}", n_ctx_per_seq);
-  if (n_batch < 32) fail("n_batch must be >= 32, got {}", n_batch);
-  if (n_threads < 0) fail("n_threads must be >= 0, got {}", n_threads);
+  if (n_parallel < 1 || n_parallel > 255) fail("n_parallel (--parallel) must be in 1..255, got {}", n_parallel);
+  if (n_ctx_per_seq < 0 || n_ctx_per_seq > (1 << 20))
+    fail("n_ctx_per_seq (--ctx) must be in 0..{} (0 = the model's), got {}", 1 << 20, n_ctx_per_seq);
+  if (n_batch < 32 || n_batch > (1 << 16)) fail("n_batch (--batch) must be in 32..{}, got {}", 1 << 16, n_batch);
+  if (n_batch < n_parallel)
+    fail("n_batch (--batch) {} is smaller than n_parallel (--parallel) {}: every step decodes one token per "
+         "sequence, so the batch must hold at least one per slot",
+         n_batch, n_parallel);
+  if (n_threads < 0 || n_threads > 1024) fail("n_threads (--threads) must be in 0..1024 (0 = all cores), got {}", n_threads);
+  if (min_shared_prefix < 1) fail("min_shared_prefix must be >= 1, got {}", min_shared_prefix);
+  if (flash_attn < -1 || flash_attn > 1) fail("flash_attn must be -1 (auto), 0 or 1, got {}", flash_attn);
+}
+
+void SamplingParams::validate() const {
+  // !(x >= 0) also catches NaN.
+  if (!(temperature >= 0.0f) || std::isinf(temperature))
+    fail("temperature (--temp) must be a finite number >= 0 (0 = greedy), got {}", temperature);
+  if (top_k < 0) fail("top_k (--top-k) must be >= 0 (0 = off), got {}", top_k);
+  if (!(top_p > 0.0f && top_p <= 1.0f)) fail("top_p (--top-p) must be in (0, 1] (1 = off), got {}", top_p);
+  if (!(min_p >= 0.0f && min_p <= 1.0f)) fail("min_p (--min-p) must be in [0, 1] (0 = off), got {}", min_p);
+  if (!(repeat_penalty > 0.0f) || std::isinf(repeat_penalty))
+    fail("repeat_penalty (--repeat-penalty) must be a finite number > 0 (1 = off), got {}", repeat_penalty);
+  if (repeat_last_n < -1) fail("repeat_last_n must be >= -1 (-1 = the whole context), got {}", repeat_last_n);
+}
+
+void GenRequest::validate() const {
+  if (max_tokens < 1) fail("max_tokens (-n, --max-tokens) must be >= 1, got {}", max_tokens);
+  if (n_logprobs < -1) fail("n_logprobs (--logprobs) must be >= 0, or -1 for none, got {}", n_logprobs);
+  if (!std::isfinite(adapter_scale)) fail("adapter_scale (--adapter-scale) must be finite, got {}", adapter_scale);
+  sampling.validate();
 }
 
 namespace {
@@ -196,6 +222,11 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
   // Group by adapter: llama.cpp applies adapters to the whole context (see header).
   std::map<std::pair<std::string, float>, std::vector<size_t>> groups;
   for (size_t i = 0; i < requests.size(); ++i) {
+    try {
+      requests[i].validate();
+    } catch (const Error& e) {
+      fail("request {}: {}", i, e.what());
+    }
     if (!requests[i].adapter.empty()) model_->raw_adapter(requests[i].adapter);  // throws if unknown
     groups[{requests[i].adapter, requests[i].adapter_scale}].push_back(i);
   }
@@ -242,12 +273,18 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
   // Tokenize everything up front.
   std::vector<std::vector<Token>> prompts(requests.size());
   for (size_t i = 0; i < requests.size(); ++i) {
-    prompts[i] = requests[i].prompt_tokens.empty() ? model_->tokenize(requests[i].prompt, true, true)
+    // parse_special off: a prompt is data, and "<|eot_id|>" in a question must stay text.
+    prompts[i] = requests[i].prompt_tokens.empty() ? model_->tokenize(requests[i].prompt, true, false)
                                                    : requests[i].prompt_tokens;
     results[i].n_prompt_tokens = int(prompts[i].size());
+    auto bad = std::find_if(prompts[i].begin(), prompts[i].end(), [&](Token t) { return t < 0 || t >= n_vocab; });
     if (prompts[i].empty()) {
       results[i].finish = FinishReason::kError;
       results[i].error = "empty prompt";
+    } else if (bad != prompts[i].end()) {
+      results[i].finish = FinishReason::kError;
+      results[i].error = fmt::format("prompt token {} at position {} is outside the vocabulary (0..{})", *bad,
+                                     bad - prompts[i].begin(), n_vocab - 1);
     } else if (int(prompts[i].size()) >= ctx_seq) {
       results[i].finish = FinishReason::kError;
       results[i].error = fmt::format("prompt has {} tokens but the context holds {} per sequence", prompts[i].size(),
@@ -256,6 +293,9 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
   }
 
   auto add_tok = [&](Token t, llama_pos pos, llama_seq_id seq, bool logits) {
+    // The buffer holds n_batch tokens; every caller checks room first, this keeps a slip from
+    // turning into a write past the end.
+    if (batch.n_tokens >= opts_.n_batch) fail("internal: decode batch full ({} tokens)", opts_.n_batch);
     int n = batch.n_tokens++;
     batch.token[n] = t;
     batch.pos[n] = pos;
@@ -373,7 +413,9 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
       batch.n_tokens = 0;
       for (auto& sl : slots) {
         sl.logits_at = -1;
-        if (sl.req >= 0 && sl.next >= 0) {
+        // validate() keeps n_parallel <= n_batch, so every pending token fits; a slot that did
+        // not would keep its token for the next step.
+        if (sl.req >= 0 && sl.next >= 0 && batch.n_tokens < opts_.n_batch) {
           sl.logits_at = add_tok(sl.next, sl.n_past++, sl.seq, true);
           sl.next = -1;
         }

@@ -31,18 +31,24 @@ struct llama_sampler;
 
 namespace cogumi {
 
+// Each validate() below throws Error naming the field and the CLI flag that sets it, so library
+// callers get the same checks as the command line.
 struct SamplingParams {
-  float temperature = 0.0f;     // <= 0: greedy
+  float temperature = 0.0f;     // 0: greedy; >= 0
   int top_k = 40;               // 0: off
-  float top_p = 0.95f;          // 1: off
-  float min_p = 0.05f;          // 0: off
-  float repeat_penalty = 1.0f;  // 1: off
-  int repeat_last_n = 64;
+  float top_p = 0.95f;          // 1: off; in (0, 1]
+  float min_p = 0.05f;          // 0: off; in [0, 1]
+  float repeat_penalty = 1.0f;  // 1: off; > 0
+  int repeat_last_n = 64;       // -1: the whole context
   uint32_t seed = 42;
+  void validate() const;
 };
 
 struct GenRequest {
-  std::string prompt;              // text, already chat-formatted if wanted
+  // Plain text, tokenized with special tokens NOT parsed: "<|eot_id|>" in data stays text. A
+  // chat-formatted prompt comes as prompt_tokens from Model::tokenize_chat, which parses only
+  // the template's own markup.
+  std::string prompt;
   std::vector<Token> prompt_tokens;  // if non-empty: used instead of `prompt` (no tokenization)
   SamplingParams sampling;
   int max_tokens = 512;
@@ -50,7 +56,8 @@ struct GenRequest {
   int n_logprobs = -1;             // -1: none; 0: chosen token's logprob; k: plus top-k alternatives
   bool ignore_eos = false;         // keep generating past end-of-generation tokens (benchmarks)
   std::string adapter;             // name of an adapter loaded on the Model; "" = base
-  float adapter_scale = 1.0f;
+  float adapter_scale = 1.0f;      // finite
+  void validate() const;           // max_tokens >= 1, n_logprobs >= -1, sampling, scale
 };
 
 enum class FinishReason { kStop, kLength, kCancelled, kError };
@@ -90,12 +97,14 @@ struct GenStats {
 };
 
 struct GeneratorOptions {
-  int n_parallel = 8;          // sequence slots decoded together
+  int n_parallel = 8;          // sequence slots decoded together, 1..255 (llama.cpp's sequence limit)
   int n_ctx_per_seq = 0;       // 0: min(model's training context, 4096); prompt + output must fit
-  int n_batch = 2048;          // tokens per llama_decode call
+  // Tokens per llama_decode call, >= n_parallel: every step decodes one token per generating
+  // sequence, and the batch buffer holds n_batch tokens.
+  int n_batch = 2048;
   int n_threads = 0;           // 0: all cores
   bool shared_prefix = true;   // decode common prompt prefixes once
-  int min_shared_prefix = 16;  // shortest prefix (tokens) worth sharing
+  int min_shared_prefix = 16;  // shortest prefix (tokens) worth sharing, >= 1
   int flash_attn = -1;         // -1 auto, 0 off, 1 on
   // Greedy calls without log-probabilities can pick tokens inside llama.cpp's graph (its
   // backend samplers) instead of copying each row of logits to the host and scanning it there.
@@ -117,7 +126,8 @@ class Generator {
   Generator& operator=(const Generator&) = delete;
 
   // Runs all requests; results are in request order. Per-request problems (prompt too long)
-  // are reported in GenResult::error; an unknown adapter name throws before anything runs.
+  // are reported in GenResult::error; an invalid request (GenRequest::validate) or an unknown
+  // adapter name throws, naming the request, before anything runs.
   // `cancel` (optional) stops everything in flight; finished results are kept.
   std::vector<GenResult> generate(const std::vector<GenRequest>& requests, const StreamFn& on_piece = {},
                                   const std::atomic<bool>* cancel = nullptr);

@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "core/error.h"
 #include "test_util.h"
 
 namespace cogumi {
@@ -32,6 +33,21 @@ TEST(Embed, BatchedVectorsMatchSingleAndAreNormalised) {
   }
   EXPECT_NEAR(dot(all[0], all[5]), 1.0, 1e-5);  // same text, same vector
   EXPECT_LT(dot(all[0], all[1]), 0.9999);
+}
+
+TEST(Embed, OptionsOutOfRangeAreNamed) {
+  auto m = Model::load(test::tiny_model());
+  auto message = [&](EmbedOptions o) {
+    try {
+      Embedder e(m, o);
+    } catch (const Error& err) {
+      return std::string(err.what());
+    }
+    return std::string("(no error)");
+  };
+  EXPECT_NE(message({.n_seq = 300}).find("n_seq"), std::string::npos);  // llama.cpp holds 256 sequences
+  EXPECT_NE(message({.n_ctx_per_text = 4}).find("n_ctx_per_text"), std::string::npos);
+  EXPECT_NE(message({.n_threads = -1}).find("n_threads"), std::string::npos);
 }
 
 }  // namespace
