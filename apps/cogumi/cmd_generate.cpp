@@ -43,28 +43,45 @@ void setup_generate(CLI::App& sub) {
   sub.add_flag("--chat", a.fmt.chat, "Wrap each prompt as a user message with the model's chat template");
   sub.add_option("--system", a.fmt.system, "System message (with --chat)");
   sub.add_option("--chat-template", a.fmt.chat_template, "Template name or text overriding the model's");
-  sub.add_option("-n,--max-tokens", a.req.max_tokens, "Maximum new tokens per prompt")->capture_default_str();
-  sub.add_option("--temp", a.req.sampling.temperature, "Temperature (0 = greedy)")->capture_default_str();
-  sub.add_option("--top-k", a.req.sampling.top_k, "Top-k (0 = off)")->capture_default_str();
-  sub.add_option("--top-p", a.req.sampling.top_p, "Top-p (1 = off)")->capture_default_str();
-  sub.add_option("--min-p", a.req.sampling.min_p, "Min-p (0 = off)")->capture_default_str();
+  sub.add_option("-n,--max-tokens", a.req.max_tokens, "Maximum new tokens per prompt (>= 1)")
+      ->check(at_least(1))
+      ->capture_default_str();
+  sub.add_option("--temp", a.req.sampling.temperature, "Temperature (0 = greedy)")
+      ->check(at_least(0))
+      ->capture_default_str();
+  sub.add_option("--top-k", a.req.sampling.top_k, "Top-k (0 = off)")->check(at_least(0))->capture_default_str();
+  sub.add_option("--top-p", a.req.sampling.top_p, "Top-p in (0, 1] (1 = off)")
+      ->check(CLI::Range(0.0, 1.0) & finite_number())
+      ->capture_default_str();
+  sub.add_option("--min-p", a.req.sampling.min_p, "Min-p (0 = off)")
+      ->check(CLI::Range(0.0, 1.0) & finite_number())
+      ->capture_default_str();
   sub.add_option("--repeat-penalty", a.req.sampling.repeat_penalty, "Repetition penalty (1 = off)")
+      ->check(positive_number())
       ->capture_default_str();
   sub.add_option("--seed", a.req.sampling.seed, "Sampling seed")->capture_default_str();
   sub.add_option("--stop", a.req.stop, "Stop string (repeatable)");
-  sub.add_option("--logprobs", a.req.n_logprobs, "Per-token log-probabilities with this many alternatives");
+  sub.add_option("--logprobs", a.req.n_logprobs, "Per-token log-probabilities with this many alternatives")
+      ->check(CLI::Range(0, 1 << 20));
   sub.add_flag("--ignore-eos", a.req.ignore_eos, "Generate past end-of-generation tokens");
   sub.add_option("--lora", a.loras, "Load an adapter: NAME=PATH (repeatable)");
   sub.add_option("--adapter", a.req.adapter, "Apply this loaded adapter to every prompt");
-  sub.add_option("--adapter-scale", a.req.adapter_scale, "Adapter scale")->capture_default_str();
-  sub.add_option("--parallel", a.gen.n_parallel, "Sequences decoded together")->capture_default_str();
-  sub.add_option("--ctx", a.gen.n_ctx_per_seq, "Context per sequence (0 = model's, at most 4096)");
-  sub.add_option("--batch", a.gen.n_batch, "Tokens per decode call")->capture_default_str();
-  sub.add_option("--threads", a.gen.n_threads, "CPU threads (0 = all)");
-  sub.add_option("--ngl", a.n_gpu_layers, "Layers on the GPU (-1 = all)");
+  sub.add_option("--adapter-scale", a.req.adapter_scale, "Adapter scale")->check(finite_number())->capture_default_str();
+  sub.add_option("--parallel", a.gen.n_parallel, "Sequences decoded together (1..255, at most --batch)")
+      ->check(CLI::Range(1, 255))
+      ->capture_default_str();
+  sub.add_option("--ctx", a.gen.n_ctx_per_seq, "Context per sequence (0 = model's, at most 4096)")->check(CLI::Range(0, 1 << 20));
+  sub.add_option("--batch", a.gen.n_batch, "Tokens per decode call (32..65536)")
+      ->check(CLI::Range(32, 1 << 16))
+      ->capture_default_str();
+  sub.add_option("--threads", a.gen.n_threads, "CPU threads (0 = all)")->check(CLI::Range(0, 1024));
+  sub.add_option("--ngl", a.n_gpu_layers, "Layers on the GPU (-1 = all)")->check(CLI::Range(-1, 1 << 20));
   sub.add_flag("--json", a.json_out, "Print results as JSON lines on stdout");
   sub.add_flag("-q,--quiet", a.quiet, "No statistics on stderr");
   sub.callback([&] {
+    // Before loading anything: options that combine (--parallel above --batch) are checked here.
+    a.gen.validate();
+    a.req.validate();
     engine_set_verbose(globals().verbose);
     ModelOptions mo;
     mo.n_gpu_layers = a.n_gpu_layers;
@@ -77,9 +94,7 @@ void setup_generate(CLI::App& sub) {
     std::vector<GenRequest> reqs;
     std::vector<json> ids;
     for (const auto& p : a.prompts) {
-      GenRequest r = a.req;
-      r.prompt = format_prompt(*model, a.fmt, p);
-      reqs.push_back(r);
+      reqs.push_back(format_request(*model, a.fmt, p, a.req));
       ids.push_back(json(reqs.size() - 1));
     }
     if (!a.prompts_file.empty()) {

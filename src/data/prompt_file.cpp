@@ -12,6 +12,26 @@ std::string format_prompt(const Model& model, const PromptFormat& fmt, const std
   return model.apply_chat_template(msgs, true, fmt.chat_template);
 }
 
+GenRequest format_request(const Model& model, const PromptFormat& fmt, const std::string& user, GenRequest req) {
+  if (!fmt.chat) {
+    req.prompt = user;
+    return req;
+  }
+  std::vector<ChatMessage> msgs;
+  if (!fmt.system.empty()) msgs.push_back({"system", fmt.system});
+  msgs.push_back({"user", user});
+  return chat_request(model, msgs, fmt.chat_template, std::move(req));
+}
+
+GenRequest chat_request(const Model& model, const std::vector<ChatMessage>& msgs, const std::string& chat_template,
+                        GenRequest req) {
+  // Tokens from tokenize_chat: the template's markup is special, the messages are not.
+  auto ct = model.tokenize_chat(msgs, true, chat_template);
+  req.prompt = std::move(ct.text);
+  req.prompt_tokens = std::move(ct.tokens);
+  return req;
+}
+
 std::vector<PromptRecord> load_prompt_file(const std::filesystem::path& path, const Model& model,
                                            const PromptFormat& fmt, const GenRequest& defaults, size_t first_index) {
   std::vector<PromptRecord> out;
@@ -24,13 +44,15 @@ std::vector<PromptRecord> load_prompt_file(const std::filesystem::path& path, co
       std::vector<ChatMessage> msgs;
       for (const auto& m : o["messages"])
         msgs.push_back({get_string(m, "role", where + " messages[]"), get_string(m, "content", where + " messages[]")});
-      rec.request.prompt = model.apply_chat_template(msgs, true, fmt.chat_template);
+      rec.request = chat_request(model, msgs, fmt.chat_template, std::move(rec.request));
     } else {
-      rec.request.prompt = format_prompt(model, fmt, get_string(o, "prompt", where));
+      rec.request = format_request(model, fmt, get_string(o, "prompt", where), std::move(rec.request));
     }
     if (o.contains("adapter")) rec.request.adapter = get_string(o, "adapter", where);
     if (o.contains("max_tokens")) {
-      if (!o["max_tokens"].is_number_integer()) fail("{}: field 'max_tokens' must be an integer", where);
+      if (!o["max_tokens"].is_number_integer() || o["max_tokens"].get<int64_t>() < 1 ||
+          o["max_tokens"].get<int64_t>() > (int64_t(1) << 30))
+        fail("{}: field 'max_tokens' must be an integer >= 1, got {}", where, o["max_tokens"].dump());
       rec.request.max_tokens = o["max_tokens"].get<int>();
     }
     rec.id = o.contains("id") ? o["id"] : json(first_index + out.size());

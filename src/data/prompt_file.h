@@ -24,6 +24,11 @@ struct PromptRecord {
 
 // Formats one user text as the format asks (plain, or through the chat template).
 std::string format_prompt(const Model& model, const PromptFormat& fmt, const std::string& user);
+// `req` asking for `user` as the format asks: plain text, or the chat template's text and its
+// tokens, special tokens parsed in the template's markup only (Model::tokenize_chat).
+GenRequest format_request(const Model& model, const PromptFormat& fmt, const std::string& user, GenRequest req);
+GenRequest chat_request(const Model& model, const std::vector<ChatMessage>& msgs, const std::string& chat_template,
+                        GenRequest req);
 
 // Reads a prompt file; `defaults` supplies sampling and limits. Errors name file:line and field.
 // `first_index` numbers lines without an "id".

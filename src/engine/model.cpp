@@ -230,6 +230,87 @@ std::string Model::apply_chat_template(const std::vector<ChatMessage>& messages,
   return buf;
 }
 
+namespace {
+
+// Stands in for message i's content while the template is rendered, so the markup around each
+// content is known exactly (searching for the content could match the markup itself when a
+// message is "<|im_start|>"). Control characters: no template or message plausibly holds them.
+std::string content_marker(size_t i) { return fmt::format("\x1e" "cogumi-content-{}\x1f", i); }
+
+}  // namespace
+
+Model::ChatTokens Model::tokenize_chat(const std::vector<ChatMessage>& messages, bool add_assistant,
+                                       const std::string& template_override) const {
+  ChatTokens out;
+  out.text = apply_chat_template(messages, add_assistant, template_override);
+  auto has_special_text = [&](const std::string& c) { return tokenize(c, false, true) != tokenize(c, false, false); };
+  bool any_special = false;
+  for (const auto& m : messages) any_special = any_special || has_special_text(m.content);
+  if (!any_special) {  // the common case: exactly the whole string's tokens
+    out.tokens = tokenize(out.text, true, true);
+    return out;
+  }
+  // Render with markers, then put the contents back: pieces[k] is markup, or content of message idx[k].
+  std::vector<ChatMessage> marked = messages;
+  for (size_t i = 0; i < marked.size(); ++i) marked[i].content = content_marker(i);
+  const std::string skel = apply_chat_template(marked, add_assistant, template_override);
+  struct Piece {
+    size_t begin, end;
+    long msg;  // -1: markup
+  };
+  std::vector<Piece> pieces;
+  size_t pos = 0;
+  while (pos < skel.size()) {
+    size_t at = skel.find('\x1e', pos), close = at == std::string::npos ? at : skel.find('\x1f', at);
+    long msg = -1;
+    if (close != std::string::npos) {
+      for (size_t i = 0; i < messages.size() && msg < 0; ++i)
+        if (skel.compare(at, close + 1 - at, content_marker(i)) == 0) msg = long(i);
+    }
+    if (msg < 0) {  // no (further) marker
+      pieces.push_back({pos, skel.size(), -1});
+      break;
+    }
+    if (at > pos) pieces.push_back({pos, at, -1});
+    pieces.push_back({at, close + 1, msg});
+    pos = close + 1;
+  }
+  // Some templates trim contents; the text must be the one the real render gives.
+  auto trim = [](std::string s) {
+    s.erase(0, s.find_first_not_of(" \t\n\r"));
+    s.erase(s.find_last_not_of(" \t\n\r") + 1);
+    return s;
+  };
+  for (bool trimmed : {false, true}) {
+    std::string text;
+    std::vector<std::pair<std::string, bool>> parts;  // text, parse specials
+    for (const auto& p : pieces) {
+      if (p.msg < 0) {
+        parts.emplace_back(skel.substr(p.begin, p.end - p.begin), true);
+      } else {
+        const std::string& c = messages[size_t(p.msg)].content;
+        parts.emplace_back(trimmed ? trim(c) : c, false);
+      }
+      text += parts.back().first;
+    }
+    if (text != out.text) continue;
+    // Pieces are tokenized apart, so BOS/EOS are added here once, as llama_tokenize would. (An SPM
+    // vocabulary's space prefix may then start a content piece: the price of keeping it text.)
+    const llama_vocab* v = llama_model_get_vocab(model_);
+    if (llama_vocab_get_add_bos(v) && llama_vocab_bos(v) != LLAMA_TOKEN_NULL) out.tokens.push_back(llama_vocab_bos(v));
+    for (const auto& [t, special] : parts) {
+      if (t.empty()) continue;
+      auto toks = tokenize(t, false, special);
+      out.tokens.insert(out.tokens.end(), toks.begin(), toks.end());
+    }
+    if (llama_vocab_get_add_eos(v) && llama_vocab_eos(v) != LLAMA_TOKEN_NULL) out.tokens.push_back(llama_vocab_eos(v));
+    return out;
+  }
+  fail("a message holds control-token text and the chat template of '{}' rewrites message contents, so it can't "
+       "be kept as plain text",
+       info_.path);
+}
+
 void Model::load_adapter(const std::string& name, const fs::path& path) {
   if (!fs::exists(path)) fail("adapter file not found: '{}'", path.string());
   if (adapters_.count(name)) fail("adapter '{}' is already loaded", name);

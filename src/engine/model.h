@@ -88,6 +88,17 @@ class Model {
                                   const std::string& template_override = "") const;
   bool has_chat_template() const { return !info_.chat_template.empty(); }
 
+  // The chat-formatted text and its tokens, with special tokens parsed in the template's markup
+  // only: a message that contains control-token text ("<|eot_id|>") keeps it as plain text, so
+  // data can't end a turn or forge a role. Messages without such text tokenize exactly as the
+  // whole string would. Throws Error if the template rewrote such a message so it can't be found.
+  struct ChatTokens {
+    std::string text;
+    std::vector<Token> tokens;
+  };
+  ChatTokens tokenize_chat(const std::vector<ChatMessage>& messages, bool add_assistant = true,
+                           const std::string& template_override = "") const;
+
   // LoRA adapters (GGUF). Loaded once; applied per request by name (see Generator).
   // Throws Error for a missing file or an adapter that does not fit this model.
   void load_adapter(const std::string& name, const fs::path& path);
