@@ -19,43 +19,57 @@ void setup_eval(CLI::App& sub) {
   static EvalOptions o;
   static std::vector<std::string> benches, shots_from, loras;
   static bool json_out = false;
-  static std::string pass_k = "1";
   sub.add_option("-m,--model", o.model, "GGUF model to evaluate");
   sub.add_option("-b,--bench", benches,
                  "KIND=PATH (repeatable). Kinds: gsm8k, mmlu (CSV or folder), humaneval (.jsonl/.gz), mbpp "
                  "(mbpp.jsonl or sanitized-mbpp.json), bbh (task JSON or folder), bfcl (QUESTIONS[,ANSWERS]), jsonl "
                  "({instruction,output})");
   sub.add_option("-o,--out", o.out_dir, "Run directory")->capture_default_str();
-  sub.add_option("--limit", o.limit, "Items per benchmark (0 = all)");
-  sub.add_option("--shots", o.shots, "Few-shot examples per prompt")->capture_default_str();
+  sub.add_option("--limit", o.limit, "Items per benchmark (0 = all)")->check(at_least(0));
+  sub.add_option("--shots", o.shots, "Few-shot examples per prompt")->check(CLI::Range(0, 1000))->capture_default_str();
   sub.add_option("--shots-from", shots_from, "KIND=PATH pool for few-shot examples (default: train/dev beside the test set)");
   sub.add_flag("--chat", o.chat, "Ask through the model's chat template");
   sub.add_option("--system", o.system, "System message (with --chat)");
   sub.add_option("--chat-template", o.chat_template, "Template name or text overriding the model's");
-  sub.add_option("-n,--max-tokens", o.max_tokens, "Maximum new tokens per answer")->capture_default_str();
+  sub.add_option("-n,--max-tokens", o.max_tokens, "Maximum new tokens per answer (>= 1)")
+      ->check(at_least(1))
+      ->capture_default_str();
   sub.add_flag("--ignore-eos", o.ignore_eos, "Generate exactly --max-tokens (throughput benchmarks)");
-  sub.add_option("--temp", o.sampling.temperature, "Temperature (0 = greedy)")->capture_default_str();
-  sub.add_option("--top-p", o.sampling.top_p, "Top-p")->capture_default_str();
+  sub.add_option("--temp", o.sampling.temperature, "Temperature (0 = greedy)")
+      ->check(at_least(0))
+      ->capture_default_str();
+  sub.add_option("--top-p", o.sampling.top_p, "Top-p in (0, 1] (1 = off)")
+      ->check(CLI::Range(0.0, 1.0) & finite_number())
+      ->capture_default_str();
   sub.add_option("--seed", o.sampling.seed, "Seed (sample i uses seed + i)")->capture_default_str();
-  sub.add_option("--samples", o.samples, "Samples per item (pass@k)")->capture_default_str();
-  sub.add_option("--pass-k", pass_k, "Comma-separated k for pass@k")->capture_default_str();
+  sub.add_option("--samples", o.samples, "Samples per item (pass@k)")->check(CLI::Range(1, 100000))->capture_default_str();
+  sub.add_option("--pass-k", o.pass_k, "Comma-separated k for pass@k, each in 1..--samples")
+      ->delimiter(',')
+      ->check(positive_number())
+      ->capture_default_str();
   sub.add_option("--lora", loras, "Load an adapter NAME=PATH (repeatable)");
   sub.add_option("--adapter", o.adapter, "Apply this loaded adapter to every item");
-  sub.add_option("--adapter-scale", o.adapter_scale, "Adapter scale")->capture_default_str();
-  sub.add_option("--parallel", o.gen.n_parallel, "Sequences decoded together")->capture_default_str();
-  sub.add_option("--ctx", o.gen.n_ctx_per_seq, "Context per sequence (0 = model's, at most 4096)");
-  sub.add_option("--threads", o.gen.n_threads, "CPU threads (0 = all)");
-  sub.add_option("--ngl", o.n_gpu_layers, "Layers on the GPU (-1 = all)");
+  sub.add_option("--adapter-scale", o.adapter_scale, "Adapter scale")->check(finite_number())->capture_default_str();
+  sub.add_option("--parallel", o.gen.n_parallel, "Sequences decoded together (1..255)")
+      ->check(CLI::Range(1, 255))
+      ->capture_default_str();
+  sub.add_option("--ctx", o.gen.n_ctx_per_seq, "Context per sequence (0 = model's, at most 4096)")->check(CLI::Range(0, 1 << 20));
+  sub.add_option("--threads", o.gen.n_threads, "CPU threads (0 = all)")->check(CLI::Range(0, 1024));
+  sub.add_option("--ngl", o.n_gpu_layers, "Layers on the GPU (-1 = all)")->check(CLI::Range(-1, 1 << 20));
   sub.add_option("--responses", o.responses,
                  "Score pre-generated outputs: JSONL {\"task_id\",\"completion\"} or {\"id\",\"output\"} (ids: upstream "
                  "ids, else FILE:INDEX, e.g. test.jsonl:0)");
-  sub.add_option("--workers", o.workers, "Sandbox processes for code (0 = cores)");
-  sub.add_option("--timeout", o.sandbox.limits.timeout_s, "Seconds per code run")->capture_default_str();
+  sub.add_option("--workers", o.workers, "Sandbox processes for code (0 = cores)")->check(CLI::Range(0, 1024));
+  sub.add_option("--timeout", o.sandbox.limits.timeout_s, "Seconds per code run (> 0)")
+      ->check(positive_number())
+      ->capture_default_str();
   sub.add_option("--scoring", o.scoring, "Generic JSONL scoring: exact, normalized, numeric, regex, judge")
       ->capture_default_str();
   sub.add_option("--judge", o.judge.base_url, "OpenAI-compatible base URL of the judge model (with --scoring judge)");
   sub.add_option("--judge-model", o.judge.model, "Model name sent to the judge")->capture_default_str();
-  sub.add_option("--chunk", o.chunk, "Items per batch written before the next starts")->capture_default_str();
+  sub.add_option("--chunk", o.chunk, "Items per batch written before the next starts (>= 1)")
+      ->check(positive_number())
+      ->capture_default_str();
   sub.add_flag("--resume", o.resume, "Keep items already in the run directory and do the rest");
   sub.add_flag("--json", json_out, "Print the summary as JSON");
 
@@ -83,9 +97,6 @@ void setup_eval(CLI::App& sub) {
       if (eq == std::string::npos || eq == 0) fail("--lora expects NAME=PATH, got '{}'", l);
       o.adapters.emplace_back(l.substr(0, eq), l.substr(eq + 1));
     }
-    o.pass_k.clear();
-    std::stringstream ss(pass_k);
-    for (std::string t; std::getline(ss, t, ',');) o.pass_k.push_back(std::stoi(t));
     g_cancel = false;
     o.cancel = &g_cancel;
     auto old = std::signal(SIGINT, on_sigint);

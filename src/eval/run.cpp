@@ -2,7 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <functional>
 #include <map>
 #include <set>
 #include <thread>
@@ -22,9 +26,124 @@ BenchSpec parse_bench_spec(const std::string& spec) {
   return {spec.substr(0, eq), spec.substr(eq + 1)};
 }
 
+void EvalOptions::validate() const {
+  if (benches.empty()) fail("no benchmarks given (use --bench KIND=PATH)");
+  if (model.empty() && responses.empty()) fail("give a model (-m) or pre-generated outputs (--responses)");
+  if (shots < 0 || shots > 1000) fail("--shots must be in 0..1000, got {}", shots);
+  if (max_tokens < 1) fail("-n/--max-tokens must be >= 1, got {}", max_tokens);
+  if (samples < 1 || samples > 100000) fail("--samples must be in 1..100000, got {}", samples);
+  for (int k : pass_k)
+    if (k < 1 || k > samples)
+      fail("--pass-k {} needs 1 <= k <= --samples ({}): pass@k takes k of the samples of each item", k, samples);
+  if (chunk < 1) fail("--chunk must be >= 1 (items per batch), got {}", chunk);
+  if (workers < 0 || workers > 1024) fail("--workers must be in 0..1024 (0 = cores), got {}", workers);
+  if (!(sandbox.limits.timeout_s > 0) || !std::isfinite(sandbox.limits.timeout_s))
+    fail("--timeout must be a finite number of seconds > 0, got {}", sandbox.limits.timeout_s);
+  if (n_gpu_layers < -1) fail("--ngl must be >= -1 (-1 = all), got {}", n_gpu_layers);
+  if (judge_concurrency < 1) fail("judge_concurrency must be >= 1, got {}", judge_concurrency);
+  if (!std::isfinite(adapter_scale)) fail("--adapter-scale must be finite, got {}", adapter_scale);
+  if (!adapter.empty() && std::none_of(adapters.begin(), adapters.end(), [&](const auto& a) { return a.first == adapter; }))
+    fail("--adapter '{}' is not among the loaded adapters (--lora NAME=PATH)", adapter);
+  sampling.validate();
+  gen.validate();
+}
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// Name, size and content hash: a moved model is the same model, a retrained one is not.
+json file_identity(const fs::path& p) {
+  if (!fs::exists(p)) fail("file not found: '{}'", p.string());
+  return {{"name", p.filename().string()}, {"bytes", fs::file_size(p)}, {"sha256", sha256_file(p)}};
+}
+
+// Everything an item's answer depends on; a resumed run must match it (run.json).
+json run_settings(const EvalOptions& o) {
+  json adapters = json::object();
+  for (const auto& [name, path] : o.adapters) adapters[name] = file_identity(path);
+  const SamplingParams& sp = o.sampling;
+  return {{"model", o.model.empty() ? json(nullptr) : file_identity(o.model)},
+          {"responses", o.responses.empty() ? json(nullptr) : file_identity(o.responses)},
+          {"adapters", adapters},
+          {"adapter", o.adapter},
+          {"adapter_scale", o.adapter_scale},
+          {"chat", o.chat},
+          {"system", o.system},
+          {"chat_template", o.chat_template},
+          {"shots", o.shots},
+          {"max_tokens", o.max_tokens},
+          {"ignore_eos", o.ignore_eos},
+          {"sampling", {{"temperature", sp.temperature}, {"top_k", sp.top_k}, {"top_p", sp.top_p}, {"min_p", sp.min_p},
+                        {"repeat_penalty", sp.repeat_penalty}, {"repeat_last_n", sp.repeat_last_n}, {"seed", sp.seed}}},
+          {"samples", o.samples},
+          {"scoring", o.scoring},
+          {"judge_model", o.scoring == "judge" ? json(o.judge.model) : json(nullptr)}};
+}
+
+// A file identity compares by content: the same bytes under another path or mtime are the same.
+bool same_setting(const json& a, const json& b) {
+  if (a.is_object() && b.is_object() && a.contains("sha256") && b.contains("sha256")) return a["sha256"] == b["sha256"];
+  if (a.is_object() && b.is_object() && a.size() == b.size()) {
+    for (auto& [k, v] : a.items())
+      if (!b.contains(k) || !same_setting(v, b[k])) return false;
+    return true;
+  }
+  return a == b;
+}
+
+// Resuming: the run directory must have been made with these settings.
+void check_run_record(const fs::path& dir, const json& now) {
+  const fs::path f = dir / "run.json";
+  if (!fs::exists(f))
+    fail("--resume: '{}' has items but no run.json recording what made them (an older cogumi, or not a run "
+         "directory); start a new run directory",
+         dir.string());
+  json was = json::parse(read_file(f), nullptr, false);
+  if (was.is_discarded() || !was.is_object()) fail("--resume: '{}' is not valid JSON", f.string());
+  std::string diff;
+  for (auto& [k, v] : now.items()) {
+    json old = was.contains(k) ? was[k] : json(nullptr);
+    if (same_setting(old, v)) continue;
+    diff += fmt::format("\n  {}: the run has {}, this call {}", k, old.dump(), v.dump());
+  }
+  if (!diff.empty())
+    fail("--resume: '{}' was made with other settings, so its items can't be mixed with new ones:{}\nuse a new "
+         "run directory (or drop --resume to start this one afresh)",
+         dir.string(), diff);
+}
+
+// The keys of the items already scored. A last line without its newline that isn't a JSON object
+// is what a kill mid-write leaves: it is cut off (with a warning) and that item is redone. Damage
+// anywhere else is an error naming the line.
+std::set<std::string> read_done(const fs::path& items_path, const std::function<std::string(const json&)>& key) {
+  std::set<std::string> done;
+  const std::string text = read_file(items_path);
+  size_t pos = 0, line = 0;
+  while (pos < text.size()) {
+    ++line;
+    size_t nl = text.find('\n', pos);
+    const bool last = nl == std::string::npos;
+    const std::string_view l = std::string_view(text).substr(pos, last ? std::string::npos : nl - pos);
+    json j = l.find_first_not_of(" \t\r") == std::string::npos ? json() : json::parse(l, nullptr, false);
+    if (last && !l.empty() && (j.is_discarded() || !j.is_object())) {
+      fmt::print(stderr, "warning: {}:{}: dropping a torn last line ({} bytes, an interrupted write); its item is redone\n",
+                 items_path.string(), line, l.size());
+      fs::resize_file(items_path, pos);
+      break;
+    }
+    if (j.is_discarded() || (!j.is_null() && !j.is_object()))
+      fail("{}:{}: not a JSON object; the run directory is damaged (start a new one)", items_path.string(), line);
+    if (j.is_object()) done.insert(key(j));
+    if (last) {  // a whole object without its newline: the next append must start a new line
+      std::FILE* f = std::fopen(items_path.c_str(), "ab");
+      if (!f || std::fputc('\n', f) == EOF || std::fclose(f) != 0) fail("cannot append to '{}'", items_path.string());
+      break;
+    }
+    pos = nl + 1;
+  }
+  return done;
+}
 
 // Default n-shot pool: GSM8K test.jsonl -> train.jsonl beside it; MMLU test/ -> dev/.
 fs::path default_shot_path(const BenchSpec& b) {
@@ -62,6 +181,7 @@ struct Job {
   const EvalItem* item;
   int sample;
   std::string prompt;
+  std::vector<Token> tokens;  // chat prompts: markup special, content plain (Model::tokenize_chat)
   std::vector<std::string> stops;
 };
 
@@ -72,9 +192,7 @@ std::string job_key(const std::string& bench, const std::string& id, int sample)
 }  // namespace
 
 json run_eval(const EvalOptions& o) {
-  if (o.benches.empty()) fail("no benchmarks given (use --bench KIND=PATH)");
-  if (o.samples < 1) fail("--samples must be >= 1");
-  if (o.model.empty() && o.responses.empty()) fail("give a model (-m) or pre-generated outputs (--responses)");
+  o.validate();
   fs::create_directories(o.out_dir);
   const fs::path items_path = o.out_dir / "items.jsonl";
 
@@ -101,14 +219,28 @@ json run_eval(const EvalOptions& o) {
     pools.push_back(std::move(pool));
   }
 
-  // Resume: skip what items.jsonl already holds.
+  // Code is scored by running it: without a sandbox every such item would fail as a setup error,
+  // so say so now, before the model loads and generation spends its time.
+  if (o.sandbox.require_isolation) {
+    bool code = false;
+    for (const auto& set : sets)
+      for (const auto& it : set) code = code || it.kind == TaskKind::kCode;
+    std::string why;
+    if (code && !sandbox_available(&why))
+      fail("this evaluation runs code, and the sandbox can't run here: {}", why.empty() ? "unknown reason" : why);
+  }
+
+  // Resume: skip what items.jsonl already holds, if the same settings made it.
+  const json settings = run_settings(o);
   std::set<std::string> done;
   if (o.resume && fs::exists(items_path)) {
-    read_jsonl(items_path, [&](const json& j, size_t) {
-      done.insert(job_key(j.value("benchmark", ""), j.value("id", ""), j.value("sample", 0)));
+    check_run_record(o.out_dir, settings);
+    done = read_done(items_path, [](const json& j) {
+      return job_key(j.value("benchmark", ""), j.value("id", ""), j.value("sample", 0));
     });
-  } else if (fs::exists(items_path)) {
-    fs::remove(items_path);
+  } else {
+    if (fs::exists(items_path)) fs::remove(items_path);
+    write_file_atomic(o.out_dir / "run.json", settings.dump(2) + "\n");
   }
 
   std::shared_ptr<Model> model;
@@ -131,11 +263,14 @@ json run_eval(const EvalOptions& o) {
       auto shots = pick_shots(it, pools[b], o.shots);
       PromptParts pp = build_prompt(it, shots, o.chat);
       std::string prompt = pp.text;
+      std::vector<Token> tokens;
       if (model && o.chat) {
         std::vector<ChatMessage> msgs;
         if (!o.system.empty()) msgs.push_back({"system", o.system});
         msgs.push_back({"user", pp.text});
-        prompt = model->apply_chat_template(msgs, true, o.chat_template);
+        auto ct = model->tokenize_chat(msgs, true, o.chat_template);
+        prompt = std::move(ct.text);
+        tokens = std::move(ct.tokens);
       }
       for (int s = 0; s < o.samples; ++s) {
         if (done.count(job_key(it.benchmark, it.id, s))) continue;
@@ -144,7 +279,7 @@ json run_eval(const EvalOptions& o) {
           if (r == responses.by_id.end() || int(r->second.size()) <= s)
             fail("'{}' has no output for item '{}' (sample {})", o.responses.string(), it.id, s);
         }
-        jobs.push_back({&it, s, prompt, pp.stops});
+        jobs.push_back({&it, s, prompt, tokens, pp.stops});
       }
     }
 
@@ -163,6 +298,7 @@ json run_eval(const EvalOptions& o) {
       for (size_t i = start; i < end; ++i) {
         GenRequest r;
         r.prompt = jobs[i].prompt;
+        r.prompt_tokens = jobs[i].tokens;
         r.stop = jobs[i].stops;
         r.max_tokens = o.max_tokens;
         r.ignore_eos = o.ignore_eos;

@@ -5,8 +5,11 @@
 //                 reference, correct, failure type, tokens, latency
 //   summary.json  accuracy per benchmark and category with 95% intervals, strict and
 //                 flexible, failure types, pass@k, throughput
+//   run.json      what the answers depend on: model and adapters (name, bytes, sha256), chat
+//                 mode and template, shots, max tokens, sampling, samples, scoring
 // Work is done in chunks appended to items.jsonl, so an interrupted run resumes (--resume)
-// with the items it already scored.
+// with the items it already scored. A resume refuses a directory whose run.json differs (or
+// is missing), and drops a torn last line of items.jsonl (a kill mid-write) to redo that item.
 #pragma once
 
 #include <atomic>
@@ -32,16 +35,16 @@ struct EvalOptions {
   std::vector<BenchSpec> benches;
   fs::path out_dir = "runs/eval";
   size_t limit = 0;                // per benchmark; 0 = all
-  int shots = 0;
+  int shots = 0;                   // 0..1000
   std::vector<BenchSpec> shots_from;  // pools for n-shot examples (default: a sibling train/dev split)
   bool chat = false;
   std::string system;
   std::string chat_template;
-  int max_tokens = 512;
+  int max_tokens = 512;            // >= 1
   bool ignore_eos = false;         // fixed-length generation (benchmarks)
   SamplingParams sampling;         // greedy by default
   int samples = 1;                 // per item (pass@k needs samples > 1 and temperature > 0)
-  std::vector<int> pass_k = {1};
+  std::vector<int> pass_k = {1};   // each in 1..samples
   std::vector<std::pair<std::string, fs::path>> adapters;  // loaded as NAME=PATH
   std::string adapter;             // applied to every item
   float adapter_scale = 1.0f;
@@ -50,13 +53,15 @@ struct EvalOptions {
   fs::path responses;              // score these outputs instead of generating
   SandboxOptions sandbox;
   int workers = 0;                 // sandbox processes; 0 = cores
-  size_t chunk = 1024;             // items per generate call / append
+  size_t chunk = 1024;             // items per generate call / append, >= 1
   bool resume = false;
   bool progress = true;
   std::string scoring = "normalized";  // generic JSONL: exact, normalized, numeric, regex, judge
   OpenAIEndpoint judge;            // for scoring = judge
   int judge_concurrency = 8;
   const std::atomic<bool>* cancel = nullptr;
+  // Throws Error naming the option (its CLI flag) for a value out of range.
+  void validate() const;
 };
 
 // Runs the evaluation; returns the summary (also written to out_dir/summary.json).

@@ -1,12 +1,15 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
+#include <functional>
 
 #include "core/error.h"
 #include "core/io.h"
 #include "eval/compare.h"
 #include "eval/run.h"
 #include "eval/score.h"
+#include "engine/model.h"
 #include "test_util.h"
 
 namespace cogumi {
@@ -230,6 +233,142 @@ TEST(Harness, GenerationRunIsBatchedResumableAndComplete) {
   EXPECT_EQ(s2["benchmarks"]["gsm8k"]["n"], 12);
   auto again = load_jsonl(o.out_dir / "items.jsonl");
   EXPECT_EQ(again[11]["output"], items[11]["output"]);  // greedy: same answer when regenerated
+}
+
+EvalOptions small_generation_run(const std::string& out) {
+  EvalOptions o;
+  o.model = test::tiny_model();
+  o.benches = {{"gsm8k", kData / "gsm8k/test.jsonl"}};
+  o.limit = 4;
+  o.max_tokens = 4;
+  o.out_dir = test::tmp_dir() / out;
+  o.progress = false;
+  o.gen.n_parallel = 4;
+  return o;
+}
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(Harness, ResumeRefusesARunMadeWithOtherSettings) {
+  EvalOptions o = small_generation_run("resume_settings");
+  run_eval(o);
+  ASSERT_TRUE(fs::exists(o.out_dir / "run.json"));
+  o.resume = true;
+  auto refused = [&](EvalOptions changed, const std::string& field) {
+    std::string m = error_of([&] { run_eval(changed); });
+    EXPECT_NE(m.find("other settings"), std::string::npos) << m;
+    EXPECT_NE(m.find(field + ":"), std::string::npos) << "wanted " << field << " in: " << m;
+  };
+  EvalOptions c = o;
+  c.max_tokens = 8;
+  refused(c, "max_tokens");
+  c = o;
+  c.chat = true;
+  refused(c, "chat");
+  c = o;
+  c.chat_template = "llama3";
+  refused(c, "chat_template");
+  c = o;
+  c.shots = 1;
+  refused(c, "shots");
+  c = o;
+  c.adapters = {{"a", test::tiny_adapter()}};
+  c.adapter = "a";
+  refused(c, "adapter");
+  c = o;
+  c.model = test::tmp_dir() / "other-model.gguf";
+  fs::copy_file(test::tiny_adapter(), c.model, fs::copy_options::overwrite_existing);  // any other file
+  refused(c, "model");
+  // The same model under another name is the same model; nothing left to do.
+  c = o;
+  c.model = test::tmp_dir() / "tiny-copy.gguf";
+  fs::copy_file(test::tiny_model(), c.model, fs::copy_options::overwrite_existing);
+  EXPECT_EQ(run_eval(c)["run"]["items_this_run"], 0);
+  // No record at all (a directory from an older cogumi) is refused too.
+  fs::remove(o.out_dir / "run.json");
+  EXPECT_NE(error_of([&] { run_eval(o); }).find("no run.json"), std::string::npos);
+}
+
+TEST(Harness, ResumeDropsATornLastLineAndRedoesItsItem) {
+  EvalOptions o = small_generation_run("resume_torn");
+  run_eval(o);
+  const fs::path items = o.out_dir / "items.jsonl";
+  auto before = load_jsonl(items);
+  ASSERT_EQ(before.size(), 4u);
+  // A kill in the middle of writing the last line.
+  std::string text = read_file(items);
+  fs::resize_file(items, text.size() - text.size() / 8);
+  o.resume = true;
+  json s = run_eval(o);
+  EXPECT_EQ(s["run"]["items_this_run"], 1);
+  auto after = load_jsonl(items);  // every line whole again
+  ASSERT_EQ(after.size(), 4u);
+  EXPECT_EQ(after[3]["id"], before[3]["id"]);
+  EXPECT_EQ(after[3]["output"], before[3]["output"]);
+  // A whole last line that only lost its newline is kept.
+  text = read_file(items);
+  fs::resize_file(items, text.size() - 1);
+  EXPECT_EQ(run_eval(o)["run"]["items_this_run"], 0);
+  EXPECT_EQ(load_jsonl(items).size(), 4u);
+  // Damage before the last line is an error naming the line.
+  text = read_file(items);
+  write_file_atomic(items, "{not json\n" + text);
+  EXPECT_NE(error_of([&] { run_eval(o); }).find("items.jsonl:1"), std::string::npos);
+}
+
+TEST(Harness, OptionsOutOfRangeNameTheOption) {
+  auto g = write("opts.jsonl", "{\"question\": \"1+1?\", \"answer\": \"#### 2\"}\n");
+  auto r = write("opts_resp.jsonl", "{\"id\": \"opts.jsonl:0\", \"output\": \"#### 2\"}\n");
+  const EvalOptions base = responses_run("gsm8k", g, r, "opts_run");
+  auto named = [&](const std::function<void(EvalOptions&)>& change, const std::string& flag) {
+    EvalOptions o = base;
+    change(o);
+    std::string m = error_of([&] { run_eval(o); });
+    EXPECT_NE(m.find(flag), std::string::npos) << "wanted " << flag << " in: " << m;
+  };
+  named([](EvalOptions& o) { o.chunk = 0; }, "--chunk");  // looped forever before
+  named([](EvalOptions& o) { o.max_tokens = 0; }, "--max-tokens");
+  named([](EvalOptions& o) { o.sandbox.limits.timeout_s = 0; }, "--timeout");
+  named([](EvalOptions& o) { o.pass_k = {2}; }, "--pass-k");
+  named([](EvalOptions& o) { o.shots = -1; }, "--shots");
+  named([](EvalOptions& o) { o.samples = 0; }, "--samples");
+  named([](EvalOptions& o) { o.workers = -1; }, "--workers");
+  named([](EvalOptions& o) { o.sampling.top_p = 2; }, "--top-p");
+  named([](EvalOptions& o) { o.gen.n_parallel = 0; }, "--parallel");
+  EXPECT_EQ(run_eval(base)["benchmarks"]["gsm8k"]["correct"], 1);
+}
+
+TEST(Harness, ChatPromptsKeepControlTokenTextInQuestionsAsText) {
+  // The question itself holds "<|im_end|>", a control token of the tiny model's vocabulary.
+  auto g = write("chat_special.jsonl",
+                 "{\"question\": \"What is <|im_end|> for?\", \"answer\": \"#### 1\"}\n");
+  EvalOptions o = small_generation_run("chat_special");
+  o.benches = {{"gsm8k", g}};
+  o.chat = true;
+  o.max_tokens = 1;
+  run_eval(o);
+  auto items = load_jsonl(o.out_dir / "items.jsonl");
+  ASSERT_EQ(items.size(), 1u);
+  auto model = Model::load(test::tiny_model());
+  const std::string prompt = items[0]["prompt"];
+  const std::string head = "<|im_start|>user\n", tail = "<|im_end|>\n<|im_start|>assistant\n";
+  ASSERT_EQ(prompt.rfind(head, 0), 0u) << prompt;
+  ASSERT_EQ(prompt.substr(prompt.size() - tail.size()), tail) << prompt;
+  const std::string user = prompt.substr(head.size(), prompt.size() - head.size() - tail.size());
+  auto expected = model->tokenize_chat({{"user", user}});
+  ASSERT_EQ(expected.text, prompt);
+  const Token im_end = model->tokenize("<|im_end|>", false, true).at(0);
+  EXPECT_EQ(std::count(expected.tokens.begin(), expected.tokens.end(), im_end), 1);  // the template's only
+  EXPECT_EQ(items[0]["n_prompt_tokens"].get<int>(), int(expected.tokens.size()));
+  auto parsed = model->tokenize(prompt, true, true);  // what parsing the whole text fed the model
+  EXPECT_NE(items[0]["n_prompt_tokens"].get<int>(), int(parsed.size()));
 }
 
 }  // namespace
