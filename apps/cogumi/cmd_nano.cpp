@@ -16,13 +16,13 @@ void setup_nano(CLI::App& sub) {
                                           "(MMLU CSV), automation (BFCL); train/dev/test splits that never overlap");
   data->add_option("-o,--out", out, "Output directory")->capture_default_str();
   data->add_option("--seed", o.seed, "Seed")->capture_default_str();
-  data->add_option("--n-train", o.n_train, "Training items per domain")->capture_default_str();
-  data->add_option("--n-dev", o.n_dev, "Dev items per domain")->capture_default_str();
-  data->add_option("--n-test", o.n_test, "Test items per domain")->capture_default_str();
+  data->add_option("--n-train", o.n_train, "Training items per domain")->check(at_least(1))->capture_default_str();
+  data->add_option("--n-dev", o.n_dev, "Dev items per domain")->check(at_least(1))->capture_default_str();
+  data->add_option("--n-test", o.n_test, "Test items per domain")->check(at_least(1))->capture_default_str();
   static std::string difficulty = "2";
   data->add_option("--difficulty", difficulty, "1..4 for every domain, or per domain: 2,math=1,code=3")
       ->capture_default_str();
-  data->add_option("--n-mix", o.n_mix, "Training items per domain in the base's mix/train.jsonl (0 = all)")
+  data->add_option("--n-mix", o.n_mix, "Training items per domain in the base's mix/train.jsonl (0 = all)")->check(at_least(0))
       ->capture_default_str();
   data->callback([&] {
     o.set_difficulty(difficulty);
@@ -36,18 +36,18 @@ void setup_nano(CLI::App& sub) {
                                           "on 2 cores): DIR/base.gguf (F16) and DIR/recipe.json");
   base->add_option("--dir", b.dir, "Work directory")->capture_default_str();
   base->add_option("--seed", b.seed, "Seed (curriculum, weights, data order)")->capture_default_str();
-  base->add_option("--steps", b.steps, "Optimizer steps")->capture_default_str();
-  base->add_option("--lr", b.lr, "Peak learning rate")->capture_default_str();
+  base->add_option("--steps", b.steps, "Optimizer steps")->check(at_least(1))->capture_default_str();
+  base->add_option("--lr", b.lr, "Peak learning rate")->check(positive_number())->capture_default_str();
   base->add_option("--difficulty", b.difficulty, "Curriculum difficulty 1..4, or per domain: 2,math=1")
       ->capture_default_str();
-  base->add_option("--n-train", b.n_train, "Training items per domain")->capture_default_str();
-  base->add_option("--n-mix", b.n_mix, "Training items per domain the base trains on (0 = all)")->capture_default_str();
-  base->add_option("--batch", b.batch, "Sequences (packed rows) per step")->capture_default_str();
-  base->add_option("--layers", b.n_layer, "Transformer layers")->capture_default_str();
-  base->add_option("--seq-len", b.seq_len, "Tokens per packed row")->capture_default_str();
-  base->add_option("--warmup", b.warmup, "Warm-up steps")->capture_default_str();
+  base->add_option("--n-train", b.n_train, "Training items per domain")->check(at_least(1))->capture_default_str();
+  base->add_option("--n-mix", b.n_mix, "Training items per domain the base trains on (0 = all)")->check(at_least(0))->capture_default_str();
+  base->add_option("--batch", b.batch, "Sequences (packed rows) per step")->check(at_least(1))->capture_default_str();
+  base->add_option("--layers", b.n_layer, "Transformer layers")->check(CLI::Range(1, 256))->capture_default_str();
+  base->add_option("--seq-len", b.seq_len, "Tokens per packed row")->check(CLI::Range(8, 1 << 16))->capture_default_str();
+  base->add_option("--warmup", b.warmup, "Warm-up steps")->check(at_least(0))->capture_default_str();
   base->add_flag("--cpu", b.cpu_only, "Train on the CPU even when a GPU is present");
-  base->add_option("--threads", b.n_threads, "CPU threads (0 = all)");
+  base->add_option("--threads", b.n_threads, "CPU threads (0 = all)")->check(CLI::Range(0, 1024));
   base->callback([&] {
     engine_set_verbose(globals().verbose);
     json r = nano_base(b);
@@ -65,20 +65,20 @@ void setup_nano(CLI::App& sub) {
   loop->add_option("--eval-split", l.eval_split, "Compare on 'test' (report) or 'dev' (choose settings): runs/*-dev, table-dev.md")
       ->check(CLI::IsMember({"test", "dev"}))
       ->capture_default_str();
-  loop->add_option("--test-limit", l.test_limit, "Items per domain of the eval split (0 = all)")->capture_default_str();
-  loop->add_option("--mine-limit", l.mine_limit, "Training items per domain evaluated for failures")->capture_default_str();
-  loop->add_option("--domain-share", l.domain_share, "Weight of the domain's own training set beside its failures")
+  loop->add_option("--test-limit", l.test_limit, "Items per domain of the eval split (0 = all)")->check(at_least(0))->capture_default_str();
+  loop->add_option("--mine-limit", l.mine_limit, "Training items per domain evaluated for failures")->check(at_least(0))->capture_default_str();
+  loop->add_option("--domain-share", l.domain_share, "Weight of the domain's own training set beside its failures")->check(at_least(0))
       ->capture_default_str();
-  loop->add_option("--replay", l.replay, "Weight of the general mix (all domains) in each modifier's data")
+  loop->add_option("--replay", l.replay, "Weight of the general mix (all domains) in each modifier's data")->check(at_least(0))
       ->capture_default_str();
   loop->add_option("--modifiers", l.modifiers, "Train modifiers for these domains only, comma-separated (default: all four)")
       ->delimiter(',');
-  loop->add_option("--rank", l.lora_rank, "LoRA rank")->capture_default_str();
-  loop->add_option("--steps", l.steps, "Max optimizer steps per modifier")->capture_default_str();
-  loop->add_option("--lr", l.lr, "Modifier learning rate")->capture_default_str();
-  loop->add_option("--patience", l.patience, "Early stopping patience (dev-split validations)")->capture_default_str();
-  loop->add_option("--batch", l.batch, "Packed rows per modifier step")->capture_default_str();
-  loop->add_option("--threads", l.n_threads, "CPU threads (0 = all)");
+  loop->add_option("--rank", l.lora_rank, "LoRA rank")->check(CLI::Range(1, 4096))->capture_default_str();
+  loop->add_option("--steps", l.steps, "Max optimizer steps per modifier")->check(at_least(1))->capture_default_str();
+  loop->add_option("--lr", l.lr, "Modifier learning rate")->check(positive_number())->capture_default_str();
+  loop->add_option("--patience", l.patience, "Early stopping patience (dev-split validations)")->check(at_least(0))->capture_default_str();
+  loop->add_option("--batch", l.batch, "Packed rows per modifier step")->check(at_least(1))->capture_default_str();
+  loop->add_option("--threads", l.n_threads, "CPU threads (0 = all)")->check(CLI::Range(0, 1024));
   loop->add_flag("--cpu", l.cpu_only, "Train modifiers on the CPU even when a GPU is present");
   loop->callback([&] {
     engine_set_verbose(globals().verbose);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <map>
 
 #include "analysis/failures.h"
@@ -45,7 +46,47 @@ json wtl(const fs::path& a, const fs::path& b, const std::string& kind) {
   return {{"wins", w}, {"ties", t}, {"losses", l}};
 }
 
+// Range checks shared by both option structs: the message names the CLI flag.
+void need(bool ok, const char* flag, const std::string& rule, double got) {
+  if (!ok) fail("{} must be {}, got {}", flag, rule, got);
+}
+bool finite_pos(double x) { return std::isfinite(x) && x > 0; }
+bool finite_nonneg(double x) { return std::isfinite(x) && x >= 0; }
+
 }  // namespace
+
+void NanoBaseOptions::validate() const {
+  need(n_train >= 1, "--n-train", ">= 1", n_train);
+  need(n_dev >= 1, "n_dev", ">= 1", n_dev);
+  need(n_test >= 1, "n_test", ">= 1", n_test);
+  need(n_mix >= 0 && n_mix <= n_train, "--n-mix", "in 0..--n-train", n_mix);
+  need(vocab_merges >= 0, "vocab_merges", ">= 0", vocab_merges);
+  need(n_layer >= 1 && n_layer <= 256, "--layers", "in 1..256", n_layer);
+  need(n_embd >= 8, "n_embd", ">= 8", n_embd);
+  need(n_head >= 1 && n_embd % n_head == 0, "n_head", "a divisor of n_embd", n_head);
+  need(n_ff >= 1, "n_ff", ">= 1", n_ff);
+  need(steps >= 1, "--steps", ">= 1", steps);
+  need(seq_len >= 8 && seq_len <= (1 << 16), "--seq-len", "in 8..65536", seq_len);
+  need(batch >= 1, "--batch", ">= 1", batch);
+  need(warmup >= 0, "--warmup", ">= 0", warmup);
+  need(finite_pos(lr), "--lr", "a finite number > 0", lr);
+  need(n_threads >= 0 && n_threads <= 1024, "--threads", "in 0..1024 (0 = all)", n_threads);
+}
+
+void NanoLoopOptions::validate() const {
+  if (eval_split != "test" && eval_split != "dev") fail("--eval-split must be 'dev' or 'test', got '{}'", eval_split);
+  need(finite_nonneg(domain_share), "--domain-share", "a finite number >= 0", domain_share);
+  need(finite_nonneg(replay), "--replay", "a finite number >= 0", replay);
+  need(lora_rank >= 1 && lora_rank <= 4096, "--rank", "in 1..4096", lora_rank);
+  need(steps >= 1, "--steps", ">= 1", steps);
+  need(batch >= 1, "--batch", ">= 1", batch);
+  need(seq_len >= 8 && seq_len <= (1 << 16), "seq_len", "in 8..65536", seq_len);
+  need(eval_steps >= 1, "eval_steps", ">= 1", eval_steps);
+  need(patience >= 0, "--patience", ">= 0", patience);
+  need(finite_pos(lr), "--lr", "a finite number > 0", lr);
+  need(max_tokens >= 1, "max_tokens", ">= 1", max_tokens);
+  need(n_threads >= 0 && n_threads <= 1024, "--threads", "in 0..1024 (0 = all)", n_threads);
+}
 
 std::vector<NanoDomain> nano_domains(const fs::path& data) {
   return {{"math", "gsm8k", data / "math/test.jsonl", data / "math/train.jsonl", data / "mix/dev/math.jsonl",
@@ -59,6 +100,7 @@ std::vector<NanoDomain> nano_domains(const fs::path& data) {
 }
 
 json nano_base(const NanoBaseOptions& o) {
+  o.validate();
   auto t0 = std::chrono::steady_clock::now();
   fs::create_directories(o.dir);
   SynthOptions so;
@@ -123,13 +165,12 @@ json nano_base(const NanoBaseOptions& o) {
 }
 
 json nano_loop(const NanoLoopOptions& o) {
+  o.validate();
   auto t0 = std::chrono::steady_clock::now();
   const fs::path base = o.base.empty() ? o.dir / "base.gguf" : o.base;
   const fs::path data = o.data.empty() ? o.dir / "data" : o.data;
   if (!fs::exists(base)) fail("no base model at '{}' (run 'cogumi nano base' first)", base.string());
   if (!fs::exists(data / "manifest.json")) fail("no curriculum at '{}' (run 'cogumi nano data')", data.string());
-  if (o.eval_split != "test" && o.eval_split != "dev")
-    fail("--eval-split must be 'dev' or 'test', got '{}'", o.eval_split);
   const auto domains = nano_domains(data);
   for (const auto& m : o.modifiers)
     if (std::none_of(domains.begin(), domains.end(), [&](const NanoDomain& d) { return d.name == m; }))

@@ -37,6 +37,7 @@ struct NanoBaseOptions {
   int n_threads = 0;
   bool cpu_only = false;       // train on the CPU even when a GPU is present
   bool progress = true;
+  void validate() const;       // throws Error naming the option (its CLI flag)
 };
 
 // Writes dir/data (the curriculum), dir/base.gguf (F16) and dir/recipe.json. Returns the recipe.
@@ -63,6 +64,7 @@ struct NanoLoopOptions {
   // trained on either is reused by the other (same data and settings; the floats differ slightly).
   bool cpu_only = false;
   bool progress = true;
+  void validate() const;       // throws Error naming the option (its CLI flag)
 };
 
 // Runs the loop; returns loop.json's content.
