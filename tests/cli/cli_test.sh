@@ -18,6 +18,12 @@ expect_error() {  # expect_error NAME NEEDLE CMD...: exits 1 and stderr names NE
   if [ $rc -eq 1 ] && grep -qF -- "$needle" "$T/err"; then echo "ok   $name"; else
     echo "FAIL $name (rc=$rc)"; cat "$T/err"; fails=$((fails + 1)); fi
 }
+expect_bad_option() {  # expect_bad_option NAME NEEDLE CMD...: fails (not by a signal), stderr names NEEDLE, no abort
+  local name="$1" needle="$2"; shift 2
+  "$@" >"$T/out" 2>"$T/err"; local rc=$?
+  if [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -qF -- "$needle" "$T/err" && ! grep -qE "terminate called|Aborted|Segmentation|std::" "$T/err"; then
+    echo "ok   $name"; else echo "FAIL $name (rc=$rc)"; cat "$T/err"; fails=$((fails + 1)); fi
+}
 
 "$COGUMI" model init "$T/m.gguf" --seed 5 --std 0.2 >/dev/null || { echo "model init failed"; exit 1; }
 check "model init writes a GGUF" test -s "$T/m.gguf"
@@ -74,10 +80,50 @@ expect_error "unknown lora target" "unknown LoRA target module 'qkv'" "$COGUMI" 
 head -c 1000 "$T/m.gguf" >"$T/trunc.gguf"
 expect_error "truncated GGUF" "failed to load model '$T/trunc.gguf'" "$COGUMI" info "$T/trunc.gguf"
 
+# Numeric options out of range: an error naming the option, before any work.
+G=("$COGUMI" generate -m "$T/m.gguf" -p hi)
+expect_bad_option "generate --parallel above --batch" "--parallel" "${G[@]}" --parallel 64 --batch 32
+expect_bad_option "generate -n 0" "--max-tokens" "${G[@]}" -n 0
+expect_bad_option "generate -n not a number" "--max-tokens" "${G[@]}" -n 1x
+expect_bad_option "generate --temp nan" "--temp" "${G[@]}" --temp nan
+expect_bad_option "generate --top-p 0" "--top-p" "${G[@]}" --top-p 0
+expect_bad_option "generate --repeat-penalty 0" "--repeat-penalty" "${G[@]}" --repeat-penalty 0
+expect_bad_option "generate --batch 8" "--batch" "${G[@]}" --batch 8
+expect_bad_option "generate --parallel 0" "--parallel" "${G[@]}" --parallel 0
+expect_bad_option "generate --ctx -1" "--ctx" "${G[@]}" --ctx -1
+expect_bad_option "generate --threads -1" "--threads" "${G[@]}" --threads -1
+expect_bad_option "generate --logprobs -2" "--logprobs" "${G[@]}" --logprobs -2
+expect_bad_option "generate --adapter-scale inf" "--adapter-scale" "${G[@]}" --adapter-scale inf
+echo '{"prompt": "hi", "max_tokens": 0}' >"$T/zero.jsonl"
+expect_bad_option "prompt file max_tokens 0" "zero.jsonl:1: field 'max_tokens'" "$COGUMI" generate -m "$T/m.gguf" --prompts "$T/zero.jsonl"
+E=("$COGUMI" eval -m "$T/m.gguf" --bench gsm8k=datasets/gsm8k/test.jsonl --limit 2 -o "$T/bad_run")
+expect_bad_option "eval --chunk 0" "--chunk" "${E[@]}" --chunk 0
+expect_bad_option "eval --timeout 0" "--timeout" "${E[@]}" --timeout 0
+expect_bad_option "eval --pass-k x" "--pass-k" "${E[@]}" --pass-k x
+expect_bad_option "eval --pass-k above --samples" "--pass-k 5" "${E[@]}" --pass-k 5
+expect_bad_option "eval -n 0" "--max-tokens" "${E[@]}" -n 0
+expect_bad_option "eval --samples 0" "--samples" "${E[@]}" --samples 0
+expect_bad_option "eval --shots -1" "--shots" "${E[@]}" --shots -1
+expect_bad_option "eval --limit -1" "--limit" "${E[@]}" --limit -1
+expect_bad_option "eval --workers -1" "--workers" "${E[@]}" --workers -1
+expect_bad_option "eval --parallel 300" "--parallel" "${E[@]}" --parallel 300
+expect_bad_option "failures cluster -k -1" "-k" "$COGUMI" failures cluster "$T/bad_run" -m "$T/m.gguf" -k -1
+expect_bad_option "nano data --n-test 0" "--n-test" "$COGUMI" nano data -o "$T/bad_nano" --n-test 0
+expect_bad_option "nano base --lr 0" "--lr" "$COGUMI" nano base --dir "$T/bad_nano" --lr 0
+expect_bad_option "nano loop --rank 0" "--rank" "$COGUMI" nano loop --dir "$T/bad_nano" --rank 0
+expect_bad_option "nano loop --replay -1" "--replay" "$COGUMI" nano loop --dir "$T/bad_nano" --replay -1
+check "no run was started by a rejected option" test ! -e "$T/bad_run/items.jsonl"
+# Code to run and no sandbox: said before the model loads or anything is generated.
+expect_bad_option "eval without a sandbox fails first" "the sandbox can't run here" env PATH=/nonexistent \
+  "$COGUMI" eval -m "$T/m.gguf" --bench humaneval=datasets/humaneval/HumanEval.jsonl.gz --limit 2 -n 4 -o "$T/nosbx"
+check "nothing generated without a sandbox" test ! -e "$T/nosbx/items.jsonl"
+
 # Eval on the real GSM8K file, a failure extraction and a LoRA trained on it, end to end.
 "$COGUMI" eval -m "$T/m.gguf" --bench gsm8k=datasets/gsm8k/test.jsonl --limit 6 -n 8 -o "$T/run" >"$T/eval.txt" 2>&1
 check "eval writes items and a summary" test -s "$T/run/items.jsonl" -a -s "$T/run/summary.json"
 check "eval prints a table" grep -q "gsm8k" "$T/eval.txt"
+expect_bad_option "eval --resume refuses other settings" "max_tokens" "$COGUMI" eval -m "$T/m.gguf" --bench gsm8k=datasets/gsm8k/test.jsonl --limit 6 -n 9 -o "$T/run" --resume
+check "a refused resume keeps the run" test "$(wc -l <"$T/run/items.jsonl")" -eq 6
 "$COGUMI" failures extract "$T/run" -o "$T/fail.jsonl" --hard "$T/hard.jsonl" >/dev/null
 check "failures extract writes training JSONL, asked as the eval asked" python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; assert r and all(x["prompt"].startswith("Question: ") and "####" in x["completion"] for x in r)' "$T/fail.jsonl"
 "$COGUMI" failures extract "$T/run" -o "$T/fail_q.jsonl" --form question >/dev/null
