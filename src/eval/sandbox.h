@@ -32,6 +32,8 @@
 //         the /tmp and /dev/shm tmpfs (sized, not counted).
 //     Either way the kernel or the watchdog kills: a program over the limit ends kCrashed (or its
 //     child is killed), and SandboxResult::memory_exceeded says so;
+//     Cost: a cgroup v1 run took ~75 ms against ~60 ms without (print(1), 2 cores); moving a task
+//     into a cgroup and making one each wait for RCU grace periods;
 //   - the wall timeout SIGKILLs bwrap's process group; bwrap's init then dies and the kernel
 //     kills every process in the pid namespace with it.
 // RLIMIT_NPROC is never enforced for host uid 0, and a user namespace created by a root bwrap
