@@ -66,7 +66,12 @@ void score_items(const std::vector<EvalItem>& items) {
     FUZZ_CHECK(!it.id.empty() || it.benchmark != "gsm8k", "gsm8k item without an id");
     if (it.kind == TaskKind::kCode) {
       std::string prog = code_program(it, it.question);
-      FUZZ_CHECK(prog.find(code_pass_marker()) == std::string::npos, "the program text holds the pass marker");
+      // libFuzzer lifts compared strings into its inputs, so it learns the per-process marker that
+      // no model output can know; the property holds for items that do not already quote it.
+      std::string texts = it.question + it.code_prompt + it.test + it.test_setup + it.entry_point;
+      for (const auto& t : it.test_list) texts += t;
+      if (texts.find("COGUMI_TESTS_PASSED_") == std::string::npos)
+        FUZZ_CHECK(prog.find(code_pass_marker()) == std::string::npos, "the program text holds the pass marker");
       SandboxResult run;
       run.outcome = SandboxOutcome::kFailed;
       run.stderr_tail = it.solution;
