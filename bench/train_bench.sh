@@ -13,7 +13,7 @@ mkdir -p "$T"
 echo "| mode | seq len | batch | steps | loss first -> last | tokens/s |"
 echo "|---|---:|---:|---:|---|---:|"
 for mode in full lora; do
-  extra=(); [ $mode = lora ] && extra=(--lora-rank 16 --lora-alpha 32)
+  extra=(--full); [ $mode = lora ] && extra=(--lora-rank 16 --lora-alpha 32)
   out=$("$COGUMI" train -m "$T/nano.gguf" -d "$T/nano/mix/train.jsonl" -o "$T/$mode.gguf" --seq-len 256 --batch 8 \
     --max-steps "$STEPS" --lr 1e-3 "${extra[@]}" 2>/dev/null | head -1)
   python3 - "$mode" "$out" "$STEPS" <<'PY'

@@ -17,8 +17,10 @@ void setup_lora(CLI::App& sub) {
   auto* init = sub.add_subcommand("init", "Write a LoRA adapter GGUF for a model (random A; B zero unless --std-b)");
   init->add_option("base", base, "Base model GGUF")->required();
   init->add_option("out", out, "Output adapter GGUF")->required();
-  init->add_option("--rank", o.rank, "LoRA rank")->capture_default_str();
-  init->add_option("--alpha", o.alpha, "LoRA alpha")->capture_default_str();
+  init->add_option("--rank", o.rank, "LoRA rank")->check(CLI::Range(1, 4096))->capture_default_str();
+  init->add_option("--alpha", o.alpha, "LoRA alpha (scale alpha / rank; llama.cpp reads 0 as scale 1)")
+      ->check(CLI::Range(0.0f, 1e6f))
+      ->capture_default_str();
   init->add_option("--targets", targets, "Comma-separated modules: q,k,v,o,gate,up,down")->capture_default_str();
   init->add_option("--seed", o.seed, "Seed")->capture_default_str();
   init->add_option("--std-a", o.std_a, "Standard deviation of A")->capture_default_str();
@@ -52,7 +54,7 @@ void setup_lora(CLI::App& sub) {
   static std::string m_base, m_adapter, m_out;
   static float m_scale = 1.0f;
   auto* merge = sub.add_subcommand("merge", "Merge an adapter into its base: a new GGUF that quantizes like any model");
-  merge->add_option("base", m_base, "Base GGUF (F32/F16)")->required();
+  merge->add_option("base", m_base, "Base GGUF (F32/F16/BF16)")->required();
   merge->add_option("adapter", m_adapter, "Adapter GGUF")->required();
   merge->add_option("out", m_out, "Merged GGUF")->required();
   merge->add_option("--scale", m_scale, "Adapter scale")->capture_default_str();

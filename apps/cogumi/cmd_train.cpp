@@ -13,17 +13,19 @@ namespace cogumi::cli {
 
 void setup_train(CLI::App& sub) {
   static TrainOptions o;
-  static std::string targets = "q,k,v,o,gate,up,down";
+  static std::string targets = "q,k,v,o,gate,up,down";  // LoraSpec's default
   static std::vector<std::string> data;
-  sub.add_option("-m,--model", o.model, "Base GGUF, F32 or F16 (held as F32 while training)")->required();
+  sub.add_option("-m,--model", o.model, "Base GGUF, F32, F16 or BF16 (held as F32 while training)")->required();
   sub.add_option("-d,--data", data,
                  "JSONL file[:WEIGHT] (repeatable): {instruction,input?,output}, {messages:[...]}, or "
                  "{prompt,completion}; WEIGHT 0.3 samples 30%, 2 repeats twice")
       ->required();
   sub.add_option("-o,--out", o.out, "Output: adapter GGUF (LoRA) or model GGUF (full)")->required();
-  sub.add_option("--lora-rank", o.lora.rank, "LoRA rank (0 = full-parameter training)")->capture_default_str();
-  sub.add_option("--lora-alpha", o.lora.alpha, "LoRA alpha")->capture_default_str();
-  sub.add_option("--targets", targets, "LoRA target modules")->capture_default_str();
+  auto* full = sub.add_flag("--full", o.full, "Full-parameter training (default: LoRA)");
+  auto* rank = sub.add_option("--lora-rank", o.lora.rank, "LoRA rank (1-4096)")->capture_default_str();
+  auto* alpha = sub.add_option("--lora-alpha", o.lora.alpha, "LoRA alpha (> 0; scale = alpha / rank)")->capture_default_str();
+  auto* tgt = sub.add_option("--targets", targets, "LoRA target modules")->capture_default_str();
+  full->excludes(rank)->excludes(alpha)->excludes(tgt);
   sub.add_option("--seq-len", o.sft.max_len, "Tokens per sequence")->capture_default_str();
   sub.add_flag("--drop-long", o.sft.drop_long, "Drop examples longer than --seq-len (default: truncate)");
   sub.add_flag("--train-on-inputs", o.sft.train_on_inputs, "Loss on prompt tokens too");

@@ -3,7 +3,8 @@
 //
 // Collects key/values and tensor descriptions, then writes the header and streams each
 // tensor's data from a callback, so an 8B model never needs to sit in memory at once.
-// The file appears under its final name only when complete (temp file + fsync + rename).
+// The file appears under its final name only when complete (temp file, checked flush, fsync and
+// close, rename, directory fsync); a failed write (a full disk) leaves the previous file intact.
 #pragma once
 
 #include <ggml.h>
@@ -22,7 +23,7 @@ class GgufWriter {
   GgufWriter();
   ~GgufWriter();
   gguf_context* kv() { return gguf_.get(); }
-  // Declares a tensor (1-D when ne1 == 1). type: GGML_TYPE_F32 or GGML_TYPE_F16.
+  // Declares a tensor (1-D when ne1 == 1). type: GGML_TYPE_F32, F16 or BF16.
   void add_tensor(const std::string& name, ggml_type type, int64_t ne0, int64_t ne1 = 1);
   // fill(name, out, n) writes n float32 values; they are converted to the tensor's type.
   using FillFn = std::function<void(const std::string& name, float* out, int64_t n)>;

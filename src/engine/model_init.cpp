@@ -25,6 +25,34 @@ void ModelShape::validate() const {
   if (n_embd % n_head != 0) fail("model shape: n_embd ({}) must be a multiple of n_head ({})", n_embd, n_head);
   if (n_head % n_head_kv != 0) fail("model shape: n_head ({}) must be a multiple of n_head_kv ({})", n_head, n_head_kv);
   if ((n_embd / n_head) % 2 != 0) fail("model shape: head size {} must be even (RoPE)", n_embd / n_head);
+  if (rope_llama3_factor != 0.0f) {
+    if (!(rope_llama3_factor >= 1.0f) || !std::isfinite(rope_llama3_factor))
+      fail("model shape: the llama3 RoPE factor must be >= 1, got {}", rope_llama3_factor);
+    if (!(rope_low_freq_factor > 0) || !(rope_high_freq_factor > rope_low_freq_factor))
+      fail("model shape: llama3 RoPE needs 0 < low_freq_factor ({}) < high_freq_factor ({})", rope_low_freq_factor,
+           rope_high_freq_factor);
+    if (rope_orig_ctx <= 0) fail("model shape: llama3 RoPE original context must be positive, got {}", rope_orig_ctx);
+  }
+}
+
+std::vector<float> llama3_rope_freqs(int head_dim, float base, float factor, float low_freq_factor,
+                                     float high_freq_factor, int orig_ctx) {
+  const float low_wavelen = float(orig_ctx) / low_freq_factor, high_wavelen = float(orig_ctx) / high_freq_factor;
+  std::vector<float> out;
+  for (int i = 0; i < head_dim; i += 2) {
+    // float32 throughout, as the converter computes it with torch.float32.
+    const float freq = 1.0f / std::pow(base, float(i) / float(head_dim));
+    const float wavelen = 2.0f * float(M_PI) / freq;
+    if (wavelen < high_wavelen) {
+      out.push_back(1.0f);
+    } else if (wavelen > low_wavelen) {
+      out.push_back(factor);
+    } else {
+      const float smooth = (float(orig_ctx) / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+      out.push_back(1.0f / ((1.0f - smooth) / factor + smooth));
+    }
+  }
+  return out;
 }
 
 ModelShape model_shape_preset(const std::string& name) {
@@ -37,11 +65,13 @@ ModelShape model_shape_preset(const std::string& name) {
   if (name == "1b") {  // Llama-3.2-1B
     s.n_embd = 2048, s.n_layer = 16, s.n_head = 32, s.n_head_kv = 8, s.n_ff = 8192, s.n_ctx_train = 8192;
     s.rope_theta = 500000.0f, s.tie_embeddings = true;
+    s.rope_llama3_factor = 32.0f;  // Llama 3.2's rope_scaling (low 1, high 4, original context 8192)
     return s;
   }
   if (name == "8b") {  // Llama-3.1-8B
     s.n_embd = 4096, s.n_layer = 32, s.n_head = 32, s.n_head_kv = 8, s.n_ff = 14336, s.n_ctx_train = 8192;
     s.rope_theta = 500000.0f;
+    s.rope_llama3_factor = 8.0f;  // Llama 3.1's rope_scaling (low 1, high 4, original context 8192)
     return s;
   }
   fail("unknown model shape preset '{}' (known: tiny, nano, 1b, 8b)", name);
@@ -152,8 +182,8 @@ ModelInitResult model_init(const fs::path& out, const ModelInitOptions& o) {
   s.validate();
   std::string type = o.type;
   std::transform(type.begin(), type.end(), type.begin(), ::tolower);
-  const bool direct = type == "f32" || type == "f16";
-  const ggml_type wtype = type == "f16" || !direct ? GGML_TYPE_F16 : GGML_TYPE_F32;
+  const bool direct = type == "f32" || type == "f16" || type == "bf16";
+  const ggml_type wtype = type == "f32" ? GGML_TYPE_F32 : type == "bf16" ? GGML_TYPE_BF16 : GGML_TYPE_F16;
   int n_threads = o.n_threads > 0 ? o.n_threads : int(std::max(1u, std::thread::hardware_concurrency()));
 
   GgufWriter w;
@@ -162,7 +192,9 @@ ModelInitResult model_init(const fs::path& out, const ModelInitOptions& o) {
   set_tokenizer(g, o, n_vocab);
   gguf_set_val_str(g, "general.architecture", "llama");
   gguf_set_val_str(g, "general.name", o.name.c_str());
-  gguf_set_val_u32(g, "general.file_type", wtype == GGML_TYPE_F16 ? 1 : 0);
+  gguf_set_val_u32(g, "general.file_type",
+                   wtype == GGML_TYPE_F32 ? LLAMA_FTYPE_ALL_F32
+                   : wtype == GGML_TYPE_BF16 ? LLAMA_FTYPE_MOSTLY_BF16 : LLAMA_FTYPE_MOSTLY_F16);
   gguf_set_val_u32(g, "general.quantization_version", 2);
   gguf_set_val_u32(g, "llama.context_length", s.n_ctx_train);
   gguf_set_val_u32(g, "llama.embedding_length", s.n_embd);
@@ -176,7 +208,12 @@ ModelInitResult model_init(const fs::path& out, const ModelInitOptions& o) {
   gguf_set_val_u32(g, "llama.vocab_size", n_vocab);
   gguf_set_val_u64(g, "cogumi.init.seed", o.seed);
 
-  uint64_t n_params = 0;
+  std::vector<float> rope_freqs;
+  if (s.rope_llama3_factor != 0.0f)
+    rope_freqs = llama3_rope_freqs(s.n_embd / s.n_head, s.rope_theta, s.rope_llama3_factor, s.rope_low_freq_factor,
+                                   s.rope_high_freq_factor, s.rope_orig_ctx);
+  if (!rope_freqs.empty()) w.add_tensor("rope_freqs.weight", GGML_TYPE_F32, int64_t(rope_freqs.size()));
+  uint64_t n_params = rope_freqs.size();
   for (auto& sp : llama_tensors(s, n_vocab)) {
     w.add_tensor(sp.name, sp.ne1 == 1 ? GGML_TYPE_F32 : wtype, sp.ne0, sp.ne1);
     n_params += uint64_t(sp.ne0) * uint64_t(sp.ne1);
@@ -184,7 +221,9 @@ ModelInitResult model_init(const fs::path& out, const ModelInitOptions& o) {
   fs::path final_out = out;
   fs::path raw = direct ? out : fs::path(out.string() + ".f16.tmp");
   w.write(raw, [&](const std::string& name, float* buf, int64_t n) {
-    if (name.find("_norm") != std::string::npos)
+    if (name == "rope_freqs.weight")
+      std::copy(rope_freqs.begin(), rope_freqs.end(), buf);
+    else if (name.find("_norm") != std::string::npos)
       std::fill(buf, buf + n, 1.0f);
     else
       fill_uniform(buf, n, o.seed, name, o.init_std, n_threads);
@@ -222,6 +261,9 @@ void model_quantize(const fs::path& in, const fs::path& out, const std::string& 
   llama_model_quantize_params qp = llama_model_quantize_default_params();
   qp.ftype = it->second;
   qp.nthread = n_threads;
+  // llama.cpp refuses any quantized input unless allow_requantize; to a float type that is a
+  // dequantization (the way to a trainable base), so it is allowed there only.
+  qp.allow_requantize = type == "f32" || type == "f16" || type == "bf16";
   fs::path tmp = out.string() + ".part." + std::to_string(getpid());
   if (llama_model_quantize(in.c_str(), tmp.c_str(), &qp) != 0) {
     fs::remove(tmp);

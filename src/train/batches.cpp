@@ -23,7 +23,8 @@ std::vector<Row> make_rows(const std::vector<SftExample>& ex, const std::vector<
 
 void fill_batch(const std::vector<SftExample>& ex, const std::vector<Row>& rows, size_t first, size_t n_rows, int S, int T,
                 int V, Token pad, HostBatch& b) {
-  if (n_rows > size_t(S)) fail("internal: {} rows for a batch of {}", n_rows, S);
+  if (n_rows > size_t(S) || first + n_rows > rows.size())
+    fail("internal: rows {}..{} of {} for a batch of {}", first, first + n_rows, rows.size(), S);
   const size_t TS = size_t(T) * S;
   b.tokens.assign(TS, pad);
   b.pos.assign(TS, 0);
@@ -35,7 +36,7 @@ void fill_batch(const std::vector<SftExample>& ex, const std::vector<Row>& rows,
     const size_t base = size_t(s) * T;
     int used = 0;
     if (size_t(s) < n_rows) {
-      const Row& row = rows[(first + size_t(s)) % rows.size()];
+      const Row& row = rows[first + size_t(s)];
       for (size_t k = 0; k < row.size(); ++k) {
         const SftExample& e = ex[row[k]];
         const int n = std::min<int>(int(e.tokens.size()), T - used);

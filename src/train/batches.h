@@ -16,8 +16,10 @@ using Row = std::vector<size_t>;  // indices into the example set
 // Rows for one epoch in `order`. Without packing, one example per row.
 std::vector<Row> make_rows(const std::vector<SftExample>& ex, const std::vector<size_t>& order, int T, bool pack);
 
-// Fills `b` with rows[first], rows[first + 1], ... (n_rows of them, at most S; the remaining
-// rows of the batch are padding with no targets). Token ids, positions, mask, one-hot labels.
+// Fills `b` with rows[first], rows[first + 1], ... (n_rows of them, at most S, never past the
+// last row: an epoch's tail is a short batch, not one wrapped to the epoch's first rows, which
+// could put the same example in a batch twice); the remaining rows of the batch are padding
+// with no targets. Token ids, positions, mask, one-hot labels.
 void fill_batch(const std::vector<SftExample>& ex, const std::vector<Row>& rows, size_t first, size_t n_rows, int S, int T,
                 int n_vocab, Token pad, HostBatch& b);
 

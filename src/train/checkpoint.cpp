@@ -3,6 +3,7 @@
 #include <ggml-backend.h>
 #include <gguf.h>
 
+#include <cmath>
 #include <cstring>
 #include <memory>
 
@@ -31,17 +32,39 @@ void save_checkpoint(const std::filesystem::path& path, const CheckpointTensors&
     } else {
       std::memcpy(out, t.host.at(name)->data(), size_t(n) * sizeof(float));
     }
+    // A NaN or inf here would make this "the last good checkpoint" of a broken run; failing
+    // leaves the previous one in place.
+    for (int64_t i = 0; i < n; ++i)
+      if (!std::isfinite(out[i]))
+        fail("not writing checkpoint '{}': tensor '{}' holds a non-finite value (the previous checkpoint is kept)",
+             path.string(), name);
   });
 }
 
-nlohmann::json load_checkpoint(const std::filesystem::path& path, const CheckpointTensors& t) {
+namespace {
+std::unique_ptr<gguf_context, GgufDel> open_checkpoint(const std::filesystem::path& path, nlohmann::json& state) {
   if (!std::filesystem::exists(path)) fail("no checkpoint at '{}'", path.string());
   gguf_init_params gp{true, nullptr};
   std::unique_ptr<gguf_context, GgufDel> g(gguf_init_from_file(path.c_str(), gp));
   if (!g) fail("'{}' is not a readable checkpoint (GGUF)", path.string());
   int64_t k = gguf_find_key(g.get(), kStateKey);
-  if (k < 0) fail("'{}' is not a cogumi checkpoint (no {})", path.string(), kStateKey);
-  nlohmann::json state = nlohmann::json::parse(gguf_get_val_str(g.get(), k));
+  if (k < 0 || gguf_get_kv_type(g.get(), k) != GGUF_TYPE_STRING)
+    fail("'{}' is not a cogumi checkpoint (no {})", path.string(), kStateKey);
+  state = nlohmann::json::parse(gguf_get_val_str(g.get(), k), nullptr, false);
+  if (!state.is_object()) fail("'{}': the checkpoint's state is not a JSON object", path.string());
+  return g;
+}
+}  // namespace
+
+nlohmann::json checkpoint_state(const std::filesystem::path& path) {
+  nlohmann::json state;
+  open_checkpoint(path, state);
+  return state;
+}
+
+nlohmann::json load_checkpoint(const std::filesystem::path& path, const CheckpointTensors& t) {
+  nlohmann::json state;
+  auto g = open_checkpoint(path, state);
   auto bytes_of = [&](const std::string& name, size_t want) {
     int64_t id = gguf_find_tensor(g.get(), name.c_str());
     if (id < 0) fail("checkpoint '{}' has no tensor '{}' (written by a different run?)", path.string(), name);

@@ -46,12 +46,12 @@ struct Gguf {
       std::memcpy(out.data(), raw.data(), bytes);
       return out;
     }
-    if (t == GGML_TYPE_F16) {
+    if (t == GGML_TYPE_F16 || t == GGML_TYPE_BF16) {
       std::vector<float> out(bytes / 2);
-      ggml_fp16_to_fp32_row(reinterpret_cast<const ggml_fp16_t*>(raw.data()), out.data(), int64_t(out.size()));
+      ggml_get_type_traits(t)->to_float(raw.data(), out.data(), int64_t(out.size()));
       return out;
     }
-    fail("'{}': tensor '{}' is {}; merging needs an F32 or F16 base", path.string(), name, ggml_type_name(t));
+    fail("'{}': tensor '{}' is {}; merging needs an F32, F16 or BF16 base", path.string(), name, ggml_type_name(t));
   }
 };
 
@@ -111,8 +111,9 @@ void lora_merge(const std::filesystem::path& base, const std::filesystem::path& 
   for (int64_t i = 0; i < gguf_get_n_tensors(b.g); ++i) {
     ggml_type t = gguf_get_tensor_type(b.g, i);
     const char* name = gguf_get_tensor_name(b.g, i);
-    if (t != GGML_TYPE_F32 && t != GGML_TYPE_F16)
-      fail("'{}': tensor '{}' is {}; merge into an F32/F16 base, then quantize", base.string(), name, ggml_type_name(t));
+    if (t != GGML_TYPE_F32 && t != GGML_TYPE_F16 && t != GGML_TYPE_BF16)
+      fail("'{}': tensor '{}' is {}; merge into an F32/F16/BF16 base, then quantize", base.string(), name,
+           ggml_type_name(t));
     const int64_t* ne = gguf_get_tensor_ne(b.g, i);
     wtr.add_tensor(name, t, ne[0], ne[1]);
   }

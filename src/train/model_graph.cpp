@@ -2,6 +2,7 @@
 
 #include <gguf.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -22,35 +23,111 @@ struct GgmlDel {
   void operator()(ggml_context* c) const { ggml_free(c); }
 };
 
-uint32_t kv_u32(gguf_context* g, const std::string& key, const std::string& path, int64_t def = -1) {
+// Typed GGUF reads that fail naming the key instead of tripping gguf's type asserts.
+int64_t kv_int(gguf_context* g, const std::string& key, const std::string& path, int64_t def = -1) {
   int64_t id = gguf_find_key(g, key.c_str());
   if (id < 0) {
-    if (def >= 0) return uint32_t(def);
+    if (def >= 0) return def;
     fail("'{}': missing GGUF key '{}'", path, key);
   }
-  return gguf_get_val_u32(g, id);
+  switch (gguf_get_kv_type(g, id)) {
+    case GGUF_TYPE_UINT8: return gguf_get_val_u8(g, id);
+    case GGUF_TYPE_INT8: return gguf_get_val_i8(g, id);
+    case GGUF_TYPE_UINT16: return gguf_get_val_u16(g, id);
+    case GGUF_TYPE_INT16: return gguf_get_val_i16(g, id);
+    case GGUF_TYPE_UINT32: return gguf_get_val_u32(g, id);
+    case GGUF_TYPE_INT32: return gguf_get_val_i32(g, id);
+    case GGUF_TYPE_UINT64: return int64_t(gguf_get_val_u64(g, id));
+    case GGUF_TYPE_INT64: return gguf_get_val_i64(g, id);
+    default: fail("'{}': GGUF key '{}' is not an integer", path, key);
+  }
 }
 
-float kv_f32(gguf_context* g, const std::string& key, float def) {
+float kv_f32(gguf_context* g, const std::string& key, float def, const std::string& path) {
   int64_t id = gguf_find_key(g, key.c_str());
-  return id < 0 ? def : gguf_get_val_f32(g, id);
+  if (id < 0) return def;
+  if (gguf_get_kv_type(g, id) == GGUF_TYPE_FLOAT32) return gguf_get_val_f32(g, id);
+  if (gguf_get_kv_type(g, id) == GGUF_TYPE_FLOAT64) return float(gguf_get_val_f64(g, id));
+  fail("'{}': GGUF key '{}' is not a float", path, key);
+}
+
+std::string kv_str(gguf_context* g, const std::string& key, const std::string& def, const std::string& path) {
+  int64_t id = gguf_find_key(g, key.c_str());
+  if (id < 0) return def;
+  if (gguf_get_kv_type(g, id) != GGUF_TYPE_STRING) fail("'{}': GGUF key '{}' is not a string", path, key);
+  return gguf_get_val_str(g, id);
+}
+
+// As llama.cpp derives ggml_rope_ext's arguments for a llama model with default context
+// parameters (llama-model.cpp load_hparams, llama-context.cpp): the llama architecture reads
+// only these keys (not the yarn_* ones other architectures read).
+RopeParams read_rope(gguf_context* g, const std::string& p, int n_ctx_train) {
+  RopeParams r;
+  r.freq_base = kv_f32(g, "llama.rope.freq_base", 10000.0f, p);
+  const std::string type = kv_str(g, "llama.rope.scaling.type", "linear", p);
+  if (type == "longrope")
+    fail("'{}': llama.rope.scaling.type 'longrope' (context-dependent factors) is not supported by the trainer", p);
+  if (type != "none" && type != "linear" && type != "yarn")
+    fail("'{}': unknown llama.rope.scaling.type '{}' (llama.cpp knows none, linear, yarn, longrope)", p, type);
+  float factor = kv_f32(g, "llama.rope.scaling.factor", 0.0f, p);
+  if (factor == 0.0f) factor = kv_f32(g, "llama.rope.scale_linear", 0.0f, p);
+  if (!std::isfinite(factor) || factor < 0) fail("'{}': llama.rope.scaling.factor {} is not a valid factor", p, factor);
+  r.freq_scale = type == "none" || factor == 0.0f ? 1.0f : 1.0f / factor;
+  r.ext_factor = type == "yarn" ? 1.0f : 0.0f;
+  r.attn_factor = 1.0f;
+  if (r.ext_factor != 0.0f) {
+    const float f = 1.0f / r.freq_scale;
+    const float mscale = f <= 1.0f ? 1.0f : 0.1f * std::log(f) + 1.0f;
+    r.attn_factor = mscale * (1.0f / (1.0f + 0.1f * std::log(f)));
+  }
+  r.attn_factor *= kv_f32(g, "llama.rope.scaling.attn_factor", 1.0f, p);
+  r.n_ctx_orig = int(kv_int(g, "llama.rope.scaling.original_context_length", p, 0));
+  if (r.n_ctx_orig == 0) r.n_ctx_orig = n_ctx_train;
+  return r;
 }
 
 // Reads every tensor named in `ctx` from a GGUF file into its (allocated) backend buffer; F16
-// data is widened to F32 where the tensor in `ctx` is F32.
+// and BF16 data are widened to F32 where the tensor in `ctx` is F32.
 void read_tensor_data(const std::filesystem::path& path, gguf_context* g, ggml_context* ctx) {
   for (int64_t i = 0; i < gguf_get_n_tensors(g); ++i) {
     ggml_tensor* t = ggml_get_tensor(ctx, gguf_get_tensor_name(g, i));
     if (!t) continue;
     std::vector<char> raw = gguf_tensor_bytes(path, g, i);
-    if (gguf_get_tensor_type(g, i) == GGML_TYPE_F16 && t->type == GGML_TYPE_F32) {
-      std::vector<float> wide(raw.size() / sizeof(ggml_fp16_t));
-      ggml_fp16_to_fp32_row(reinterpret_cast<const ggml_fp16_t*>(raw.data()), wide.data(), int64_t(wide.size()));
+    const ggml_type type = gguf_get_tensor_type(g, i);
+    if ((type == GGML_TYPE_F16 || type == GGML_TYPE_BF16) && t->type == GGML_TYPE_F32) {
+      std::vector<float> wide(raw.size() / 2);
+      ggml_get_type_traits(type)->to_float(raw.data(), wide.data(), int64_t(wide.size()));
       raw.assign(reinterpret_cast<const char*>(wide.data()), reinterpret_cast<const char*>(wide.data() + wide.size()));
     }
     if (raw.size() != ggml_nbytes(t)) fail("'{}': tensor '{}' has an unexpected size", path.string(), t->name);
     ggml_backend_tensor_set(t, raw.data(), 0, raw.size());
   }
+}
+
+// The shape the graph needs for each tensor a llama GGUF may hold; empty: not one the trainer's
+// graph computes (a bias, an expert, a fused QKV), so training it would not train what
+// llama.cpp serves.
+std::vector<int64_t> expected_shape(const std::string& name, const LlamaHparams& hp) {
+  const int64_t e = hp.n_embd, kv = int64_t(hp.head_dim()) * hp.n_head_kv, v = hp.n_vocab;
+  if (name == "token_embd.weight" || name == "output.weight") return {e, v};
+  if (name == "output_norm.weight") return {e};
+  if (name == "rope_freqs.weight") return {hp.n_rot / 2};
+  int layer = -1;
+  char rest[64] = {0};
+  if (std::sscanf(name.c_str(), "blk.%d.%63s", &layer, rest) != 2 || layer < 0 || layer >= hp.n_layer) return {};
+  const std::string r = rest;
+  if (r == "attn_norm.weight" || r == "ffn_norm.weight") return {e};
+  if (r == "attn_q.weight" || r == "attn_output.weight") return {e, e};
+  if (r == "attn_k.weight" || r == "attn_v.weight") return {e, kv};
+  if (r == "ffn_gate.weight" || r == "ffn_up.weight") return {e, hp.n_ff};
+  if (r == "ffn_down.weight") return {hp.n_ff, e};
+  return {};
+}
+
+std::string shape_str(const int64_t* ne, int n) {
+  std::string s;
+  for (int i = 0; i < n; ++i) s += (i ? " x " : "") + std::to_string(ne[i]);
+  return s;
 }
 
 }  // namespace
@@ -62,40 +139,79 @@ ModelGraph::ModelGraph(const std::filesystem::path& path, ggml_backend_t backend
   std::unique_ptr<gguf_context, GgufDel> g(gguf_init_from_file(path.c_str(), gp));
   if (!g) fail("'{}' is not a readable GGUF file", path.string());
   std::unique_ptr<ggml_context, GgmlDel> meta_owner(meta);
-  int64_t arch_id = gguf_find_key(g.get(), "general.architecture");
-  std::string arch = arch_id >= 0 ? gguf_get_val_str(g.get(), arch_id) : "";
-  if (arch != "llama") fail("'{}': the trainer supports the llama architecture, not '{}'", path.string(), arch);
   const std::string p = path.string();
-  hp_.n_embd = int(kv_u32(g.get(), "llama.embedding_length", p));
-  hp_.n_layer = int(kv_u32(g.get(), "llama.block_count", p));
-  hp_.n_head = int(kv_u32(g.get(), "llama.attention.head_count", p));
-  hp_.n_head_kv = int(kv_u32(g.get(), "llama.attention.head_count_kv", p, hp_.n_head));
-  hp_.n_ff = int(kv_u32(g.get(), "llama.feed_forward_length", p));
-  hp_.n_ctx_train = int(kv_u32(g.get(), "llama.context_length", p));
-  hp_.n_rot = int(kv_u32(g.get(), "llama.rope.dimension_count", p, hp_.n_embd / hp_.n_head));
-  hp_.rope_theta = kv_f32(g.get(), "llama.rope.freq_base", 10000.0f);
-  hp_.rms_eps = kv_f32(g.get(), "llama.attention.layer_norm_rms_epsilon", 1e-5f);
-
+  const std::string arch = kv_str(g.get(), "general.architecture", "", p);
+  if (arch != "llama") fail("'{}': the trainer supports the llama architecture, not '{}'", p, arch);
+  read_hparams(g.get());
   ggml_init_params ip{size_t(gguf_get_n_tensors(g.get()) + 8) * ggml_tensor_overhead(), nullptr, true};
   ctx_w_ = ggml_init(ip);
   for (int64_t i = 0; i < gguf_get_n_tensors(g.get()); ++i) {
     const char* name = gguf_get_tensor_name(g.get(), i);
     ggml_tensor* src = ggml_get_tensor(meta, name);
-    if (src->type != GGML_TYPE_F32 && src->type != GGML_TYPE_F16)
-      fail("'{}': tensor '{}' is {}; the trainer needs F32 or F16 weights (dequantize with 'cogumi model quantize "
-           "IN OUT --type f16' first)",
-           p, name, ggml_type_name(src->type));
+    if (src->type != GGML_TYPE_F32 && src->type != GGML_TYPE_F16 && src->type != GGML_TYPE_BF16)
+      fail("'{}': tensor '{}' is {}; the trainer needs F32, F16 or BF16 weights. Train on the original F16/BF16 "
+           "GGUF, or make a trainable copy of this one: cogumi model quantize {} OUT.gguf --type f16",
+           p, name, ggml_type_name(src->type), p);
     // Held as F32 whatever the file's type: ggml's backward through a matmul into its input
     // (OUT_PROD) is F32-only on CUDA and several times slower from F16 on the CPU.
     ggml_tensor* t = ggml_new_tensor(ctx_w_, GGML_TYPE_F32, ggml_n_dims(src), src->ne);
     ggml_set_name(t, name);
     by_name_[name] = t;
   }
-  if (!by_name_.count("token_embd.weight")) fail("'{}': no token_embd.weight", p);
-  hp_.n_vocab = int(by_name_["token_embd.weight"]->ne[1]);
+  check_tensors();
   buf_w_ = ggml_backend_alloc_ctx_tensors(ctx_w_, backend_);
   if (!buf_w_) fail("out of memory loading '{}'", p);
   read_tensor_data(path, g.get(), ctx_w_);
+}
+
+void ModelGraph::read_hparams(gguf_context* g) {
+  const std::string p = path_.string();
+  auto dim = [&](const std::string& key, int64_t def = -1) {
+    const int64_t x = kv_int(g, key, p, def);
+    if (x <= 0 || x > (int64_t(1) << 30)) fail("'{}': GGUF key '{}' = {} is out of range", p, key, x);
+    return int(x);
+  };
+  hp_.n_embd = dim("llama.embedding_length");
+  hp_.n_layer = dim("llama.block_count");
+  hp_.n_head = dim("llama.attention.head_count");
+  hp_.n_head_kv = dim("llama.attention.head_count_kv", hp_.n_head);
+  hp_.n_ff = dim("llama.feed_forward_length");
+  hp_.n_ctx_train = dim("llama.context_length");
+  if (hp_.n_embd % hp_.n_head != 0 || hp_.n_head % hp_.n_head_kv != 0)
+    fail("'{}': {} heads ({} key/value heads) do not divide the embedding width {}", p, hp_.n_head, hp_.n_head_kv,
+         hp_.n_embd);
+  hp_.n_rot = dim("llama.rope.dimension_count", hp_.head_dim());
+  // llama.cpp's llama graph requires these (llama-model.cpp); other values would be a different model.
+  if (hp_.n_rot != hp_.head_dim()) fail("'{}': llama.rope.dimension_count {} is not the head size {}", p, hp_.n_rot, hp_.head_dim());
+  for (const char* k : {"llama.attention.key_length", "llama.attention.value_length"})
+    if (kv_int(g, k, p, hp_.head_dim()) != hp_.head_dim()) fail("'{}': {} is not the head size {} (not supported)", p, k, hp_.head_dim());
+  if (kv_int(g, "llama.expert_count", p, 0) > 1) fail("'{}': mixture-of-experts llama models are not supported by the trainer", p);
+  hp_.rms_eps = kv_f32(g, "llama.attention.layer_norm_rms_epsilon", 1e-5f, p);
+  hp_.rope = read_rope(g, p, hp_.n_ctx_train);
+}
+
+void ModelGraph::check_tensors() {
+  const std::string p = path_.string();
+  if (!by_name_.count("token_embd.weight")) fail("'{}': no token_embd.weight", p);
+  hp_.n_vocab = int(by_name_["token_embd.weight"]->ne[1]);
+  for (auto& [name, t] : by_name_) {
+    std::vector<int64_t> want = expected_shape(name, hp_);
+    if (want.empty())
+      fail("'{}': tensor '{}' is not part of the llama graph the trainer builds (biases, experts and fused "
+           "projections are not supported)", p, name);
+    const int n = ggml_n_dims(t);
+    if (n != int(want.size()) || !std::equal(want.begin(), want.end(), t->ne))
+      fail("'{}': tensor '{}' is {}, expected {}", p, name, shape_str(t->ne, n), shape_str(want.data(), int(want.size())));
+  }
+  std::vector<std::string> need = {"output_norm.weight"};
+  for (int l = 0; l < hp_.n_layer; ++l)
+    for (const char* w : {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up",
+                          "ffn_down"})
+      need.push_back("blk." + std::to_string(l) + "." + w + ".weight");
+  for (auto& n : need)
+    if (!by_name_.count(n)) fail("'{}': missing tensor '{}'", p, n);
+  auto rf = by_name_.find("rope_freqs.weight");
+  rope_freqs_ = rf != by_name_.end() ? rf->second : nullptr;
 }
 
 ModelGraph::~ModelGraph() {
@@ -127,23 +243,26 @@ void ModelGraph::add_lora(const LoraSpec& spec, uint64_t seed, const std::filesy
   }
   if (lora_ab_.empty()) fail("'{}' has no tensors matching the LoRA targets", path_.string());
   buf_l_ = ggml_backend_alloc_ctx_tensors(ctx_l_, backend_);
+  if (!buf_l_) fail("out of memory allocating LoRA tensors for '{}'", path_.string());
+  has_lora_ = true;
   if (!from.empty()) {
     gguf_init_params gp{true, nullptr};
     std::unique_ptr<gguf_context, GgufDel> g(gguf_init_from_file(from.c_str(), gp));
     if (!g) fail("'{}' is not a readable GGUF file", from.string());
-    int64_t ak = gguf_find_key(g.get(), "adapter.lora.alpha");
-    if (ak >= 0) lora_.alpha = gguf_get_val_f32(g.get(), ak);
+    lora_.alpha = kv_f32(g.get(), "adapter.lora.alpha", 0.0f, from.string());
     read_tensor_data(from, g.get(), ctx_l_);
     return;
   }
-  // A ~ U with Kaiming-like scale, B = 0 (the adapter starts as a no-op), as PEFT does.
+  // PEFT's default (nn.init.kaiming_uniform_ with a = sqrt(5)): bound = gain * sqrt(3 / fan_in)
+  // with gain = sqrt(2 / (1 + 5)), i.e. 1 / sqrt(n_in).
   std::mt19937_64 rng(seed);
   for (auto& [name, ab] : lora_ab_) {
-    std::normal_distribution<float> da(0.0f, 1.0f / std::sqrt(float(ab.first->ne[0])));
-    std::vector<float> va(ggml_nelements(ab.first));
+    const float bound = 1.0f / std::sqrt(float(ab.first->ne[0]));
+    std::uniform_real_distribution<float> da(-bound, bound);
+    std::vector<float> va(size_t(ggml_nelements(ab.first)));
     for (auto& x : va) x = da(rng);
     ggml_backend_tensor_set(ab.first, va.data(), 0, ggml_nbytes(ab.first));
-    std::vector<float> vb(ggml_nelements(ab.second), 0.0f);
+    std::vector<float> vb(size_t(ggml_nelements(ab.second)), 0.0f);
     if (init_b_std > 0) {
       std::normal_distribution<float> db(0.0f, init_b_std);
       for (auto& x : vb) x = db(rng);
@@ -151,6 +270,8 @@ void ModelGraph::add_lora(const LoraSpec& spec, uint64_t seed, const std::filesy
     ggml_backend_tensor_set(ab.second, vb.data(), 0, ggml_nbytes(ab.second));
   }
 }
+
+float ModelGraph::lora_scale() const { return lora_.alpha != 0.0f ? lora_.alpha / float(lora_.rank) : 1.0f; }
 
 std::map<std::string, ggml_tensor*> ModelGraph::lora_tensors() const {
   std::map<std::string, ggml_tensor*> out;
@@ -169,7 +290,8 @@ std::vector<ggml_tensor*> ModelGraph::trainable() const {
       out.push_back(ab.second);
     }
   } else {
-    for (auto& [_, t] : by_name_) out.push_back(t);
+    for (auto& [_, t] : by_name_)
+      if (t != rope_freqs_) out.push_back(t);
   }
   return out;
 }
@@ -181,9 +303,22 @@ ggml_tensor* ModelGraph::linear(ggml_context* ctx, ggml_tensor* x, const std::st
   auto ab = lora_ab_.find(weight);
   if (ab != lora_ab_.end()) {
     ggml_tensor* d = ggml_mul_mat(ctx, ab->second.second, ggml_mul_mat(ctx, ab->second.first, x));
-    y = ggml_add(ctx, y, ggml_scale(ctx, d, lora_.alpha / float(lora_.rank)));
+    y = ggml_add(ctx, y, ggml_scale(ctx, d, lora_scale()));
   }
   return y;
+}
+
+ggml_tensor* ModelGraph::rope(ggml_context* ctx, ggml_tensor* t, ggml_tensor* pos, bool per_token) const {
+  // llama.cpp's llama graph: rope type NORM (0), rope_freqs as the frequency factors.
+  const RopeParams& r = hp_.rope;
+  auto apply = [&](ggml_tensor* x) {
+    return ggml_rope_ext(ctx, x, pos, rope_freqs_, hp_.n_rot, 0, r.n_ctx_orig, r.freq_base, r.freq_scale, r.ext_factor,
+                         r.attn_factor, r.beta_fast, r.beta_slow);
+  };
+  if (!per_token) return apply(t);
+  // Per-token positions (packed rows): rope over [hd, heads, T * S].
+  const int64_t hd = t->ne[0], heads = t->ne[1], T = t->ne[2], S = t->ne[3];
+  return ggml_reshape_4d(ctx, apply(ggml_reshape_3d(ctx, t, hd, heads, T * S)), hd, heads, T, S);
 }
 
 ggml_tensor* ModelGraph::build_logits(ggml_context* ctx, ggml_tensor* tokens, ggml_tensor* pos, ggml_tensor* mask) const {
@@ -196,18 +331,8 @@ ggml_tensor* ModelGraph::build_logits(ggml_context* ctx, ggml_tensor* tokens, gg
     ggml_tensor* q = ggml_reshape_4d(ctx, linear(ctx, h, b + "attn_q.weight"), hd, hp_.n_head, T, S);
     ggml_tensor* k = ggml_reshape_4d(ctx, linear(ctx, h, b + "attn_k.weight"), hd, hp_.n_head_kv, T, S);
     ggml_tensor* v = ggml_reshape_4d(ctx, linear(ctx, h, b + "attn_v.weight"), hd, hp_.n_head_kv, T, S);
-    auto rope = [&](ggml_tensor* t) {
-      if (!mask)
-        return ggml_rope_ext(ctx, t, pos, nullptr, hp_.n_rot, 0, hp_.n_ctx_train, hp_.rope_theta, 1.0f, 0.0f, 1.0f,
-                             32.0f, 1.0f);
-      // Per-token positions: rope over [hd, heads, T * S].
-      ggml_tensor* r = ggml_reshape_3d(ctx, t, hd, t->ne[1], T * S);
-      r = ggml_rope_ext(ctx, r, pos, nullptr, hp_.n_rot, 0, hp_.n_ctx_train, hp_.rope_theta, 1.0f, 0.0f, 1.0f, 32.0f,
-                        1.0f);
-      return ggml_reshape_4d(ctx, r, hd, t->ne[1], T, S);
-    };
-    q = rope(q);
-    k = rope(k);
+    q = rope(ctx, q, pos, mask != nullptr);
+    k = rope(ctx, k, pos, mask != nullptr);
     ggml_tensor* Q = ggml_permute(ctx, q, 0, 2, 1, 3);                   // [hd, T, n_head, S]
     ggml_tensor* K = ggml_cont(ctx, ggml_permute(ctx, k, 0, 2, 1, 3));   // [hd, T, n_head_kv, S]
     ggml_tensor* V = ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3));   // [T, hd, n_head_kv, S]

@@ -8,7 +8,10 @@
 //
 // Weights live in one backend buffer (CPU here; the same code takes a CUDA backend).
 // LoRA: for each targeted weight W, trainable A [n_in, r] and B [r, n_out];
-// y = W x + (alpha / r) * B (A x), as llama.cpp applies adapters.
+// y = W x + (alpha / r) * B (A x), as llama.cpp applies adapters (alpha 0 in an adapter file
+// means scale 1 there, so here too).
+// RoPE: rope_freqs.weight (Llama 3.1's frequency factors) and the rope scaling keys are applied
+// as llama.cpp's llama graph applies them with its default context parameters.
 #pragma once
 
 #include <ggml-backend.h>
@@ -22,31 +25,50 @@
 
 #include "train/lora_spec.h"
 
+struct gguf_context;
+
 namespace cogumi {
+
+// ggml_rope_ext's arguments as llama.cpp derives them from the GGUF (llama-model.cpp's hparams,
+// llama-context.cpp's cparams with default context parameters).
+struct RopeParams {
+  float freq_base = 10000.0f;
+  float freq_scale = 1.0f;   // 1 / llama.rope.scaling.factor; 1 for scaling type "none"
+  float ext_factor = 0.0f;   // 1 for yarn
+  float attn_factor = 1.0f;  // yarn's magnitude correction times llama.rope.scaling.attn_factor
+  float beta_fast = 32.0f, beta_slow = 1.0f;
+  int n_ctx_orig = 0;        // llama.rope.scaling.original_context_length, else the training context
+};
 
 struct LlamaHparams {
   int n_vocab = 0, n_embd = 0, n_layer = 0, n_head = 0, n_head_kv = 0, n_ff = 0, n_ctx_train = 0, n_rot = 0;
-  float rope_theta = 10000.0f, rms_eps = 1e-5f;
+  float rms_eps = 1e-5f;
+  RopeParams rope;
   int head_dim() const { return n_embd / n_head; }
 };
 
 class ModelGraph {
  public:
-  // Loads a llama GGUF (F32 or F16 weights, held as F32: ggml's backward through a frozen
+  // Loads a llama GGUF (F32, F16 or BF16 weights, held as F32: ggml's backward through a frozen
   // matmul needs F32 on CUDA and is slow from F16 on the CPU) into `backend`'s memory. Quantized
-  // weights are refused with an error naming the tensor and type. Throws Error for other
-  // architectures.
+  // weights are refused with an error naming the tensor, its type and a command that makes a
+  // trainable copy. Throws Error for other architectures and for tensors or settings this graph
+  // would not compute as llama.cpp does (biases, experts, longrope).
   ModelGraph(const std::filesystem::path& gguf, ggml_backend_t backend);
   ~ModelGraph();
   ModelGraph(const ModelGraph&) = delete;
   ModelGraph& operator=(const ModelGraph&) = delete;
 
   const LlamaHparams& hparams() const { return hp_; }
-  // Adds LoRA tensors (A random with `seed`, B zero unless init_b_std > 0) or loads them from an
-  // adapter GGUF (`from`). Throws for an unknown target.
+  // Adds LoRA tensors or loads them from an adapter GGUF (`from`). Fresh ones start as PEFT's
+  // do: A ~ Kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(n_in), 1/sqrt(n_in)), seeded with
+  // `seed`; B zero (unless init_b_std > 0), so the adapter starts as a no-op. Throws for an
+  // unknown target.
   void add_lora(const LoraSpec& spec, uint64_t seed, const std::filesystem::path& from = {}, float init_b_std = 0.0f);
-  bool has_lora() const { return lora_.rank > 0; }
+  bool has_lora() const { return has_lora_; }
   const LoraSpec& lora() const { return lora_; }
+  // The factor on B (A x): alpha / rank, or 1 when alpha is 0 (llama.cpp's reading).
+  float lora_scale() const;
 
   // Builds logits [n_vocab, n_tokens * n_seq] for tokens [n_tokens, n_seq] (I32) in `ctx`.
   // Without `mask`: `pos` is I32 [n_tokens] holding 0..n_tokens-1, attention is causal.
@@ -55,7 +77,8 @@ class ModelGraph {
   // That is how packed rows keep their examples apart.
   ggml_tensor* build_logits(ggml_context* ctx, ggml_tensor* tokens, ggml_tensor* pos, ggml_tensor* mask = nullptr) const;
 
-  // Trainable tensors: LoRA A/B when LoRA is on, otherwise every weight.
+  // Trainable tensors: LoRA A/B when LoRA is on, otherwise every weight (not rope_freqs: fixed
+  // by the model's RoPE scaling, and ggml has no gradient for it).
   std::vector<ggml_tensor*> trainable() const;
   // name -> tensor, weights and LoRA.
   const std::map<std::string, ggml_tensor*>& tensors() const { return by_name_; }
@@ -64,10 +87,15 @@ class ModelGraph {
 
  private:
   ggml_tensor* linear(ggml_context* ctx, ggml_tensor* x, const std::string& weight) const;
+  ggml_tensor* rope(ggml_context* ctx, ggml_tensor* t, ggml_tensor* pos, bool per_token) const;
+  void read_hparams(gguf_context* g);
+  void check_tensors();  // every tensor known and of its shape; sets n_vocab and rope_freqs_
 
   std::filesystem::path path_;
   LlamaHparams hp_;
   LoraSpec lora_;
+  bool has_lora_ = false;
+  ggml_tensor* rope_freqs_ = nullptr;  // Llama 3.1 frequency factors, or null
   ggml_backend_t backend_;
   ggml_context* ctx_w_ = nullptr;   // weights (no_alloc; data in buf_w_)
   ggml_backend_buffer_t buf_w_ = nullptr;

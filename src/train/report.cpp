@@ -37,7 +37,8 @@ void write_train_report(const std::filesystem::path& log, const std::filesystem:
     double step = j.value("step", 0);
     train.pts.emplace_back(step, j.value("loss", 0.0));
     if (j.contains("val_loss")) val.pts.emplace_back(step, j["val_loss"].get<double>());
-    grad_max = std::max(grad_max, j.value("grad_norm", 0.0));
+    // A skipped step's norm was not finite: JSON holds it as null.
+    if (j.contains("grad_norm") && j["grad_norm"].is_number()) grad_max = std::max(grad_max, j["grad_norm"].get<double>());
   });
   double x0 = 0, x1 = 1, y0 = 0, y1 = 1;
   if (!train.pts.empty()) {
@@ -67,7 +68,7 @@ void write_train_report(const std::filesystem::path& log, const std::filesystem:
   write_file_atomic(svg, s);
 
   json sum = {{"output", o.out.string()},
-              {"mode", o.lora.rank > 0 ? "lora" : "full"},
+              {"mode", o.full ? "full" : "lora"},
               {"steps", res.steps},
               {"first_loss", res.first_loss},
               {"last_loss", res.last_loss},
@@ -76,11 +77,13 @@ void write_train_report(const std::filesystem::path& log, const std::filesystem:
               {"stopped_early", res.stopped_early},
               {"diverged_at_step", res.diverged_at ? json(res.diverged_at) : json(nullptr)},
               {"resumed_from_step", res.resumed_from},
+              {"skipped_steps", res.n_skipped},
               {"tokens_per_s", res.tokens_per_s},
               {"max_grad_norm", grad_max},
               {"examples", {{"read", res.data.n_examples}, {"truncated", res.data.n_truncated},
                             {"dropped", res.data.n_dropped}, {"train", res.n_train}, {"validation", res.n_val}}},
               {"options", {{"model", o.model.string()}, {"lora_rank", o.lora.rank}, {"lora_alpha", o.lora.alpha},
+                           {"lora_targets", o.lora.targets},
                            {"seq_len", o.sft.max_len}, {"batch", o.batch}, {"grad_accum", o.grad_accum},
                            {"lr", o.lr}, {"schedule", o.schedule}, {"warmup", o.warmup}, {"clip", o.clip},
                            {"weight_decay", o.weight_decay}, {"pack", o.pack}, {"seed", o.seed}}},

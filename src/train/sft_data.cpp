@@ -45,10 +45,11 @@ std::vector<SftExample> load_sft(const std::filesystem::path& path, const Model&
     } else {
       fail("{}: expected 'instruction'/'output', 'messages', or 'prompt'/'completion'", at);
     }
-    std::string prompt_text = chat ? tok.apply_chat_template(prompt_msgs, true) : prompt;
     SftExample ex;
     ex.source = at;
-    ex.tokens = tok.tokenize(prompt_text, true, chat);
+    // Chat prompts tokenize as generation and eval tokenize them (Model::tokenize_chat): control
+    // tokens only in the template's markup, so text in the data can't close a turn here either.
+    ex.tokens = chat ? tok.tokenize_chat(prompt_msgs, true).tokens : tok.tokenize(prompt, true, false);
     ex.target.assign(ex.tokens.size(), o.train_on_inputs ? 1 : 0);
     if (!ex.target.empty()) ex.target[0] = 0;  // nothing predicts the first token
     std::vector<Token> resp = tok.tokenize(response, false, false);

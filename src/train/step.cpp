@@ -4,7 +4,6 @@
 #include <ggml-cpu.h>
 
 #include <cmath>
-#include <limits>
 
 #include "core/error.h"
 
@@ -47,9 +46,9 @@ TrainGraph::TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int
   row_scale_ = ggml_new_tensor_1d(ctx_static_, GGML_TYPE_F32, 1);
   seed_ = ggml_new_tensor_1d(ctx_static_, GGML_TYPE_F32, 1);
   adamw_ = ggml_new_tensor_1d(ctx_static_, GGML_TYPE_F32, 7);
-  clip_ = ggml_new_tensor_1d(ctx_static_, GGML_TYPE_F32, 1);
+  factor_ = ggml_new_tensor_1d(ctx_static_, GGML_TYPE_F32, 1);
   inv_micro_ = ggml_new_tensor_1d(ctx_static_, GGML_TYPE_F32, 1);
-  for (ggml_tensor* t : {tokens_, pos_, mask_, labels_, row_scale_, seed_, adamw_, clip_, inv_micro_}) ggml_set_input(t);
+  for (ggml_tensor* t : {tokens_, pos_, mask_, labels_, row_scale_, seed_, adamw_, factor_, inv_micro_}) ggml_set_input(t);
   for (ggml_tensor* p : params_) {
     acc_.push_back(ggml_new_tensor(ctx_static_, GGML_TYPE_F32, GGML_MAX_DIMS, p->ne));
     m_.push_back(ggml_new_tensor(ctx_static_, GGML_TYPE_F32, GGML_MAX_DIMS, p->ne));
@@ -84,8 +83,9 @@ TrainGraph::TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int
   gb_ = ggml_graph_dup(c, gf_, true);
   ggml_build_backward_expand(c, gb_, grad_accs.data());
 
-  // The optimizer step: norm of the averaged gradients, clip factor, AdamW.
-  gopt_ = ggml_new_graph_custom(c, kGraphSize, false);
+  // The optimizer step in two graphs: the norm of the averaged gradients, read on the host to
+  // decide whether to update at all and by what clip factor; then AdamW.
+  gnorm_ = ggml_new_graph_custom(c, kGraphSize, false);
   ggml_tensor* sumsq = nullptr;
   for (ggml_tensor* a : acc_) {
     ggml_tensor* s = ggml_sum(c, ggml_sqr(c, a));
@@ -95,12 +95,10 @@ TrainGraph::TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int
   norm_ = ggml_mul(c, ggml_sqrt(c, sumsq), inv_micro_);
   ggml_set_name(norm_, "grad_norm");
   ggml_set_output(norm_);
-  ggml_build_forward_expand(gopt_, norm_);
-  // factor = inv_micro * clip / max(norm, clip); without clipping clip is FLT_MAX and factor = inv_micro.
-  ggml_tensor* max_norm_clip = ggml_add(c, ggml_relu(c, ggml_sub(c, norm_, clip_)), clip_);
-  ggml_tensor* factor = ggml_mul(c, inv_micro_, ggml_div(c, clip_, max_norm_clip));
+  ggml_build_forward_expand(gnorm_, norm_);
+  gopt_ = ggml_new_graph_custom(c, kGraphSize, false);
   for (size_t k = 0; k < params_.size(); ++k) {
-    ggml_tensor* g = ggml_mul(c, acc_[k], factor);
+    ggml_tensor* g = ggml_mul(c, acc_[k], factor_);  // factor = inv_micro * min(1, clip / norm)
     ggml_build_forward_expand(gopt_, ggml_opt_step_adamw(c, params_[k], g, m_[k], v_[k], adamw_));
   }
 
@@ -151,18 +149,21 @@ double TrainGraph::accumulate(const HostBatch& b) { return loss_of(b, gb_); }
 double TrainGraph::evaluate(const HostBatch& b) { return loss_of(b, gf_); }
 
 double TrainGraph::step(const AdamWParams& p, int n_micro) {
-  ++iter_;
-  const float beta1h = 1.0f / (1.0f - std::pow(p.beta1, float(iter_)));
-  const float beta2h = 1.0f / (1.0f - std::pow(p.beta2, float(iter_)));
-  const float pars[7] = {p.lr, p.beta1, p.beta2, p.eps, p.weight_decay, beta1h, beta2h};
-  ggml_backend_tensor_set(adamw_, pars, 0, sizeof pars);
-  const float clip = p.clip > 0 ? p.clip : std::numeric_limits<float>::max();
-  ggml_backend_tensor_set(clip_, &clip, 0, sizeof clip);
   const float inv = 1.0f / float(std::max(1, n_micro));
   ggml_backend_tensor_set(inv_micro_, &inv, 0, sizeof inv);
-  compute(gopt_);
+  compute(gnorm_);
   float norm = 0;
   ggml_backend_tensor_get(norm_, &norm, 0, sizeof norm);
+  if (std::isfinite(norm)) {
+    ++iter_;
+    const float beta1h = 1.0f / (1.0f - std::pow(p.beta1, float(iter_)));
+    const float beta2h = 1.0f / (1.0f - std::pow(p.beta2, float(iter_)));
+    const float pars[7] = {p.lr, p.beta1, p.beta2, p.eps, p.weight_decay, beta1h, beta2h};
+    ggml_backend_tensor_set(adamw_, pars, 0, sizeof pars);
+    const float factor = p.clip > 0 && norm > p.clip ? inv * (p.clip / norm) : inv;
+    ggml_backend_tensor_set(factor_, &factor, 0, sizeof factor);
+    compute(gopt_);
+  }
   for (ggml_tensor* a : acc_) ggml_backend_tensor_memset(a, 0, 0, ggml_nbytes(a));
   return norm;
 }

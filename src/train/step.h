@@ -7,8 +7,10 @@
 //     micro-batch's target tokens), gradients accumulated in place into per-parameter buffers
 //     (ggml_build_backward_expand with our accumulators), so gradient accumulation is free;
 //   - forward only, for validation;
-//   - the optimizer step: global gradient norm, clip factor min(1, clip / norm), AdamW
-//     (ggml_opt_step_adamw) on accumulated gradients / micro-batches, all on the device.
+//   - the optimizer step: the global gradient norm (on the device), then, only when it is
+//     finite, AdamW (ggml_opt_step_adamw) on accumulated gradients / micro-batches times the
+//     clip factor min(1, clip / norm). A non-finite norm (an overflowing gradient) skips the
+//     update: the weights, moments and step count stay as they were.
 // Moments, accumulators and the step count are ours: checkpoints save and restore them exactly.
 // Each row of a batch is one example or several packed ones; `mask` keeps packed examples apart.
 #pragma once
@@ -53,7 +55,8 @@ class TrainGraph {
   // Forward only (validation): the mean loss over target tokens.
   double evaluate(const HostBatch& b);
   // AdamW on the accumulated gradients (averaged over `n_micro` micro-batches, then clipped),
-  // then zeroes the accumulators. Returns the global gradient norm before clipping.
+  // then zeroes the accumulators. Returns the global gradient norm before clipping; when it is
+  // not finite nothing is updated (the accumulators are still zeroed).
   double step(const AdamWParams& p, int n_micro);
   int64_t steps_done() const { return iter_; }
 
@@ -75,10 +78,10 @@ class TrainGraph {
   ggml_context* ctx_graph_ = nullptr;    // graph nodes (no data)
   ggml_backend_sched_t sched_ = nullptr;
   ggml_tensor *tokens_ = nullptr, *pos_ = nullptr, *mask_ = nullptr, *labels_ = nullptr, *row_scale_ = nullptr;
-  ggml_tensor *seed_ = nullptr, *adamw_ = nullptr, *clip_ = nullptr, *inv_micro_ = nullptr;
+  ggml_tensor *seed_ = nullptr, *adamw_ = nullptr, *factor_ = nullptr, *inv_micro_ = nullptr;
   ggml_tensor *loss_ = nullptr, *norm_ = nullptr;
   std::vector<ggml_tensor*> acc_, m_, v_;
-  ggml_cgraph *gf_ = nullptr, *gb_ = nullptr, *gopt_ = nullptr;
+  ggml_cgraph *gf_ = nullptr, *gb_ = nullptr, *gnorm_ = nullptr, *gopt_ = nullptr;
   ggml_cgraph* allocated_ = nullptr;
   int64_t iter_ = 0;
 };

@@ -29,21 +29,48 @@ DataSource parse_data_source(const std::string& spec) {
   char* end = nullptr;
   double weight = std::strtod(w.c_str(), &end);
   if (w.empty() || end != w.c_str() + w.size()) return {spec, 1.0};  // a ':' in the path itself
-  if (!(weight > 0)) fail("data weight must be > 0 in '{}'", spec);
+  if (!(weight > 0) || !std::isfinite(weight)) fail("data weight must be > 0 in '{}'", spec);
   return {spec.substr(0, colon), weight};
 }
 
+namespace {
+// Fails naming `option` unless lo <= v <= hi (NaN fails too).
+void check_range(const char* option, double v, double lo, double hi) {
+  if (!(v >= lo && v <= hi)) fail("{} must be in [{}, {}], got {}", option, lo, hi, v);
+}
+}  // namespace
+
 void TrainOptions::validate() const {
+  if (model.empty()) fail("give a base model (-m)");
   if (data.empty()) fail("give training data (-d FILE[:WEIGHT])");
-  if (batch < 1) fail("--batch must be >= 1");
-  if (grad_accum < 1) fail("--grad-accum must be >= 1");
-  if (epochs < 1 && max_steps < 1) fail("give --epochs or --max-steps");
-  if (!(lr > 0)) fail("--lr must be > 0");
-  if (sft.max_len < 8) fail("--seq-len must be >= 8");
-  if (schedule != "cosine" && schedule != "linear" && schedule != "constant")
-    fail("unknown schedule '{}' (cosine, linear, constant)", schedule);
+  for (const auto& d : data)
+    if (!(d.weight > 0 && d.weight <= 1000)) fail("-d {}: the weight must be in (0, 1000], got {}", d.path.string(), d.weight);
   if (out.empty()) fail("give an output path (-o)");
-  if (val_split < 0 || val_split >= 1) fail("--val-split must be in [0, 1)");
+  if (!full) {
+    check_range("--lora-rank", lora.rank, 1, 4096);
+    // llama.cpp reads an adapter's alpha 0 as scale 1, not 0: one meaning only, so 0 is refused.
+    if (!(lora.alpha > 0) || !std::isfinite(lora.alpha))
+      fail("--lora-alpha must be > 0, got {} (the LoRA scale is alpha / rank)", lora.alpha);
+    if (lora.targets.empty()) fail("--targets: give at least one LoRA target module");
+  }
+  check_range("--seq-len", sft.max_len, 8, 1 << 20);
+  check_range("--batch", batch, 1, 1 << 16);
+  check_range("--grad-accum", grad_accum, 1, 1 << 16);
+  check_range("--epochs", epochs, 0, 1e6);
+  check_range("--max-steps", max_steps, 0, 1e9);
+  if (epochs < 1 && max_steps < 1) fail("give --epochs or --max-steps");
+  if (!(lr > 0 && lr <= 10)) fail("--lr must be in (0, 10], got {}", lr);
+  check_range("--weight-decay", weight_decay, 0, 10);
+  if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1)) fail("AdamW betas must be in [0, 1), got {} and {}", beta1, beta2);
+  check_range("--warmup", warmup, 0, 1e9);
+  if (schedule != "cosine" && schedule != "linear" && schedule != "constant")
+    fail("unknown --schedule '{}' (cosine, linear, constant)", schedule);
+  if (!(val_split >= 0 && val_split < 1)) fail("--val-split must be in [0, 1), got {}", val_split);
+  check_range("--eval-steps", eval_steps, 0, 1e9);
+  check_range("--patience", patience, 0, 1e9);
+  check_range("--clip", clip, 0, 1e30);
+  check_range("--save-steps", save_steps, 0, 1e9);
+  check_range("--threads", n_threads, 0, 4096);
   if (patience > 0 && val_split <= 0 && val_data.empty()) fail("--patience needs validation data (--val-split or --val-data)");
   if (val_split > 0 && !val_data.empty()) fail("give --val-split or --val-data, not both");
 }
@@ -116,13 +143,40 @@ std::filesystem::path beside(const std::filesystem::path& out, const std::string
   return std::filesystem::path(out.string() + suffix);
 }
 
-// What must match for a checkpoint to be resumed.
+// What must match for a checkpoint to be resumed: everything that shapes the loss curve. Data
+// files are hashed (an edited file under the same name is another run); the base model only by
+// path and size, since hashing tens of GB on every start costs minutes.
 json fingerprint(const TrainOptions& o, size_t n_train) {
-  json data = json::array();
-  for (auto& d : o.data) data.push_back({d.path.string(), d.weight});
-  return {{"model", o.model.string()}, {"data", data}, {"lora_rank", o.lora.rank}, {"seq_len", o.sft.max_len},
-          {"batch", o.batch}, {"grad_accum", o.grad_accum}, {"seed", o.seed}, {"pack", o.pack}, {"n_train", n_train}};
+  json data = json::array(), val = json::array();
+  for (auto& d : o.data) data.push_back({d.path.string(), d.weight, sha256_file(d.path)});
+  for (auto& f : o.val_data) val.push_back({f.string(), sha256_file(f)});
+  std::error_code ec;
+  const auto model_bytes = std::filesystem::file_size(o.model, ec);
+  json lora = o.full ? json(nullptr) : json{{"rank", o.lora.rank}, {"alpha", o.lora.alpha}, {"targets", o.lora.targets}};
+  return {{"model", o.model.string()}, {"model_bytes", ec ? 0 : model_bytes}, {"data", data}, {"val_data", val},
+          {"val_split", o.val_split}, {"full", o.full}, {"lora", lora}, {"seq_len", o.sft.max_len},
+          {"drop_long", o.sft.drop_long}, {"train_on_inputs", o.sft.train_on_inputs}, {"batch", o.batch},
+          {"grad_accum", o.grad_accum}, {"epochs", o.epochs}, {"max_steps", o.max_steps}, {"lr", o.lr},
+          {"schedule", o.schedule}, {"warmup", o.warmup}, {"weight_decay", o.weight_decay}, {"beta1", o.beta1},
+          {"beta2", o.beta2}, {"clip", o.clip}, {"seed", o.seed}, {"pack", o.pack}, {"n_train", n_train}};
 }
+
+std::string fingerprint_diff(const json& a, const json& b) {
+  std::string keys;
+  for (auto& [k, v] : b.items())
+    if (!a.contains(k) || a[k] != v) keys += (keys.empty() ? "" : ", ") + k;
+  return keys.empty() ? "format" : keys;
+}
+
+// Optimizer steps in one epoch of `rows` rows: an epoch ends with a short micro-batch, and a step
+// with fewer micro-batches, rather than wrapping to its first rows.
+int steps_per_epoch(size_t rows, int S, int grad_accum) {
+  const size_t micro = (rows + size_t(S) - 1) / size_t(S);
+  return int((micro + size_t(grad_accum) - 1) / size_t(grad_accum));
+}
+
+// Non-finite gradient norms in a row that stop the run (each skips its update).
+constexpr int kMaxSkips = 5;
 
 }  // namespace
 
@@ -176,7 +230,7 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
     }
   } backends_free{&backends};
   ModelGraph mg(o.model, backends.front());
-  if (o.lora.rank > 0) mg.add_lora(o.lora, o.seed);
+  if (!o.full) mg.add_lora(o.lora, o.seed);
   const int T = o.sft.max_len, S = o.batch, V = mg.hparams().n_vocab;
   TrainGraph tg(mg, backends, T, S);
 
@@ -184,11 +238,9 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
   std::mt19937_64 rng(o.seed);
   std::vector<size_t> order(examples.size());
   std::iota(order.begin(), order.end(), 0);
-  // Steps per epoch: rows / (batch * grad_accum). Packing makes fewer rows; the first epoch's
-  // packing sets the count used by the schedule.
-  const size_t rows_per_epoch = make_rows(examples, order, T, o.pack).size();
-  const int micro_per_epoch = int((rows_per_epoch + S - 1) / S);
-  const int total = o.max_steps > 0 ? o.max_steps : std::max(1, micro_per_epoch * o.epochs / o.grad_accum);
+  // Packing makes fewer rows; the unshuffled packing sets the count used by the schedule.
+  const int epoch_steps = steps_per_epoch(make_rows(examples, order, T, o.pack).size(), S, o.grad_accum);
+  const int total = o.max_steps > 0 ? o.max_steps : std::max(1, epoch_steps * o.epochs);
 
   const std::filesystem::path ckpt = beside(o.out, ".ckpt.gguf");
   const std::filesystem::path log_path = o.log.empty() ? beside(o.out, ".log.jsonl") : o.log;
@@ -213,17 +265,19 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
     // The best weights are in the checkpoint only once a validation happened (host tensors are optional).
     CheckpointTensors with_best = ct;
     for (size_t i = 0; i < params.size(); ++i) with_best.host["b." + std::string(params[i]->name)] = &best[i];
+    const json saved = checkpoint_state(ckpt).value("fingerprint", json::object());
+    if (saved != fp)
+      fail("--resume: '{}' was written by a different run (differing: {}); start afresh without --resume or "
+           "restore that run's options and data", ckpt.string(), fingerprint_diff(saved, fp));
     json st = load_checkpoint(ckpt, with_best);
-    if (st["fingerprint"] != fp)
-      fail("--resume: '{}' was written by a different run (options or data differ: {} vs {})", ckpt.string(),
-           st["fingerprint"].dump(), fp.dump());
     step = st["step"], epoch = st["epoch"], next_row = st["next_row"], since_best = st["since_best"];
     tokens_done = st["tokens_done"], secs_before = st["seconds"];
     order = st["order"].get<std::vector<size_t>>();
     std::istringstream(st["rng"].get<std::string>()) >> rng;
     res.best_val_loss = st["best_val_loss"], res.best_step = st["best_step"], res.first_loss = st["first_loss"];
     res.diverged_at = st["diverged_at"];
-    tg.set_steps_done(step);
+    tg.set_steps_done(st.value("adam_steps", int64_t(step)));  // fewer than `step` when updates were skipped
+    res.n_skipped = st.value("skipped", 0);
     res.resumed_from = step;
     fresh_epoch = false;
     if (std::filesystem::exists(log_path)) {  // keep the log up to the checkpoint
@@ -243,6 +297,8 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
     r << rng;
     st["rng"] = r.str();
     st["seconds"] = secs_before;
+    st["adam_steps"] = tg.steps_done();
+    st["skipped"] = res.n_skipped;
     CheckpointTensors c = ct;
     if (!best.empty() && !best[0].empty())
       for (size_t i = 0; i < params.size(); ++i) c.host["b." + std::string(params[i]->name)] = &best[i];
@@ -282,6 +338,11 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
   };
   DivergenceWatch watch(o.warmup);
   std::vector<Row> rows;
+  int skips_in_row = 0;
+  auto last_good = [&] {
+    return std::filesystem::exists(ckpt) ? "The last good checkpoint is '" + ckpt.string() + "' (--resume)."
+                                         : std::string("No checkpoint was written (--save-steps).");
+  };
   while (step < total && !res.stopped_early) {
     if (fresh_epoch) {
       std::shuffle(order.begin(), order.end(), rng);
@@ -292,23 +353,33 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
     while (next_row < rows.size() && step < total) {
       double acc_loss = 0;
       size_t acc_targets = 0;
-      for (int m = 0; m < o.grad_accum; ++m) {
-        fill_batch(examples, rows, next_row, S, S, T, V, pad, batch);
-        next_row += size_t(S);
+      int n_micro = 0;
+      for (; n_micro < o.grad_accum && next_row < rows.size(); ++n_micro) {
+        const size_t n_rows = std::min<size_t>(size_t(S), rows.size() - next_row);
+        fill_batch(examples, rows, next_row, n_rows, S, T, V, pad, batch);
+        next_row += n_rows;
         tokens_done += batch.n_tokens;
         double l = tg.accumulate(batch);
         if (!std::isfinite(l))
-          fail("loss became {} at step {}: stopping (lower --lr or --clip?). {}", l, step + 1,
-               std::filesystem::exists(ckpt) ? "The last good checkpoint is '" + ckpt.string() + "' (--resume)."
-                                             : "No checkpoint was written (--save-steps).");
+          fail("loss became {} at step {}: stopping (lower --lr or --clip?). {}", l, step + 1, last_good());
         acc_loss += l * double(batch.n_targets);
         acc_targets += batch.n_targets;
       }
       AdamWParams ap{lr_at(o, step, total), o.beta1, o.beta2, 1e-8f, o.weight_decay, o.clip};
-      double norm = tg.step(ap, o.grad_accum);
+      double norm = tg.step(ap, n_micro);
       ++step;
       TrainStep ts{step, acc_targets ? acc_loss / double(acc_targets) : 0.0, ap.lr, rate()};
       ts.grad_norm = norm;
+      ts.skipped = !std::isfinite(norm);
+      if (ts.skipped) {
+        ++res.n_skipped;
+        if (++skips_in_row >= kMaxSkips)
+          fail("the gradient norm was {} for {} steps in a row (to step {}, loss {:.4f}): stopping (lower --lr?). {}",
+               norm, skips_in_row, step, ts.loss, last_good());
+        fmt::print(stderr, "warning: step {}: gradient norm {} with loss {:.4f}; update skipped\n", step, norm, ts.loss);
+      } else {
+        skips_in_row = 0;
+      }
       if (step == 1) res.first_loss = ts.loss;
       res.last_loss = ts.loss;
       res.losses.push_back(ts.loss);
@@ -334,12 +405,14 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
       json line = {{"step", ts.step},   {"epoch", epoch}, {"loss", ts.loss}, {"ppl", std::exp(std::min(ts.loss, 50.0))},
                    {"lr", ts.lr},       {"grad_norm", norm}, {"tokens_per_s", ts.tokens_per_s},
                    {"tokens", tokens_done}};
+      if (ts.skipped) line["skipped"] = true;
       if (ts.val_loss >= 0) line["val_loss"] = ts.val_loss, line["val_ppl"] = std::exp(std::min(ts.val_loss, 50.0));
       log.write(line);
       if (on_step) on_step(ts);
       progress.update(step, fmt::format("loss {:.4f}", ts.loss));
       const bool cancelled = o.cancel && o.cancel->load();
-      if ((o.save_steps > 0 && step % o.save_steps == 0) || cancelled) {
+      // A skipped step's checkpoint would hold the same weights under a later step: wait for a good one.
+      if ((o.save_steps > 0 && step % o.save_steps == 0 && !ts.skipped) || cancelled) {
         secs_before = elapsed(), t0 = std::chrono::steady_clock::now();
         save();
       }
@@ -361,7 +434,7 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
   if (!best.empty() && !best[0].empty())  // write the best validated weights, not the last
     for (size_t i = 0; i < params.size(); ++i) ggml_backend_tensor_set(params[i], best[i].data(), 0, best[i].size());
   res.tokens_per_s = rate();
-  if (o.lora.rank > 0)
+  if (!o.full)
     save_lora(mg, o.out);
   else
     save_model(mg, o.out);

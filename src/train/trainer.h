@@ -5,7 +5,10 @@
 //
 // With --val-split the best validated weights are kept and written; --patience stops early.
 // Checkpoints (--save-steps) hold everything the loop needs; --resume continues from the last
-// one along the same loss curve. Every layer runs on the first GPU when there is one.
+// one along the same loss curve, and refuses a checkpoint of a run with other data (by content),
+// model, optimizer, LoRA or schedule settings. A step whose gradient norm is not finite (with a
+// finite loss) is skipped: no update, no checkpoint; kMaxSkips of them in a row stop the run.
+// An epoch ends with a short micro-batch (and step) rather than wrapping to its first rows. Every layer runs on the first GPU when there is one.
 // Artifacts beside OUT: OUT.log.jsonl (one line per step), OUT.summary.json, OUT.loss.svg,
 // OUT.ckpt.gguf (the checkpoint).
 // Limits: labels are dense one-hot rows (n_vocab floats per position): fine for small
@@ -32,10 +35,11 @@ struct DataSource {
 DataSource parse_data_source(const std::string& spec);
 
 struct TrainOptions {
-  std::filesystem::path model;   // base GGUF, F32 or F16 (trained as F32)
+  std::filesystem::path model;   // base GGUF, F32, F16 or BF16 (trained as F32)
   std::vector<DataSource> data;  // SFT JSONL files with mixing weights
   std::filesystem::path out;     // adapter GGUF (LoRA) or model GGUF (full)
-  LoraSpec lora;                 // rank 0: full-parameter training
+  bool full = false;             // full-parameter training (--full); otherwise LoRA
+  LoraSpec lora;                 // rank 16, alpha 16, all seven linear modules (ignored with full)
   SftOptions sft;
   int batch = 4;                 // sequences per micro-batch
   int grad_accum = 1;            // micro-batches per optimizer step
@@ -60,6 +64,7 @@ struct TrainOptions {
   bool cpu_only = false;         // ignore GPUs
   const std::atomic<bool>* cancel = nullptr;  // set (Ctrl-C): checkpoint and return
   bool progress = true;
+  // Every numeric option in its range; errors name the command-line option.
   void validate() const;
 };
 
@@ -70,6 +75,7 @@ struct TrainStep {
   double tokens_per_s = 0.0;
   double val_loss = -1.0;        // set on validation steps
   double grad_norm = 0.0;        // before clipping
+  bool skipped = false;          // the norm was not finite: no update was made
 };
 
 struct TrainResult {
@@ -84,6 +90,7 @@ struct TrainResult {
   bool interrupted = false;      // cancelled: a checkpoint was written, nothing else
   int resumed_from = 0;          // the checkpoint's step, when resumed
   int diverged_at = 0;           // first step the smoothed loss was flagged as diverging (0: never)
+  int n_skipped = 0;             // steps whose update was skipped (non-finite gradient norm)
   std::vector<double> losses;    // per step, this process's steps only
 };
 

@@ -2,10 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <fstream>
 
 #include "core/error.h"
 #include "engine/adapter.h"
+#include "engine/gguf_writer.h"
 #include "engine/model_init.h"
 #include "test_util.h"
 
@@ -156,6 +158,62 @@ TEST(ModelInit, TokenizerFromAnotherGguf) {
   EXPECT_EQ(m->info().n_vocab, 128256);
   EXPECT_EQ(m->info().vocab_type, "bpe");
   EXPECT_EQ(m->detokenize(m->tokenize("Hello world", false)), "Hello world");
+}
+
+TEST(ModelInit, Llama31ShapesCarryRopeFreqsAsTheConverterWritesThem) {
+  // Llama 3.1's rope_scaling: factor 8, low_freq_factor 1, high_freq_factor 4, original context
+  // 8192, theta 500000, head size 128: 29 pairs keep their frequency, 29 are divided by 8, and
+  // 6 are smoothed between (conversion/llama.py's rule).
+  ModelShape s8 = model_shape_preset("8b");
+  EXPECT_EQ(s8.rope_llama3_factor, 8.0f);
+  EXPECT_EQ(s8.rope_orig_ctx, 8192);
+  auto f = llama3_rope_freqs(128, 500000.0f, 8.0f, 1.0f, 4.0f, 8192);
+  ASSERT_EQ(f.size(), 64u);
+  int ones = 0, eights = 0, between = 0;
+  for (size_t i = 0; i < f.size(); ++i) {
+    ones += f[i] == 1.0f, eights += f[i] == 8.0f, between += f[i] > 1.0f && f[i] < 8.0f;
+    if (i > 0) {
+      EXPECT_GE(f[i], f[i - 1]);
+    }
+  }
+  EXPECT_EQ(ones, 29);
+  EXPECT_EQ(eights, 29);
+  EXPECT_EQ(between, 6);
+  EXPECT_EQ(model_shape_preset("1b").rope_llama3_factor, 32.0f);  // Llama 3.2
+  EXPECT_EQ(model_shape_preset("tiny").rope_llama3_factor, 0.0f);
+
+  // The 8b preset's RoPE on a model small enough for a test (head size 128 kept): the GGUF holds
+  // rope_freqs.weight with those values and llama.cpp loads it.
+  ModelInitOptions o;
+  o.shape = s8;
+  o.shape.n_embd = 256, o.shape.n_head = 2, o.shape.n_head_kv = 1, o.shape.n_layer = 1, o.shape.n_ff = 256;
+  auto p = test::tmp_dir() / "llama31-rope.gguf";
+  model_init(p, o);
+  gguf_init_params gp{true, nullptr};
+  gguf_context* g = gguf_init_from_file(p.c_str(), gp);
+  ASSERT_NE(g, nullptr);
+  int64_t id = gguf_find_tensor(g, "rope_freqs.weight");
+  ASSERT_GE(id, 0);
+  EXPECT_EQ(gguf_get_tensor_type(g, id), GGML_TYPE_F32);
+  auto raw = gguf_tensor_bytes(p, g, id);
+  gguf_free(g);
+  ASSERT_EQ(raw.size(), f.size() * sizeof(float));
+  std::vector<float> got(f.size());
+  std::memcpy(got.data(), raw.data(), raw.size());
+  EXPECT_EQ(got, f);
+  auto m = Model::load(p);
+  EXPECT_EQ(m->info().n_embd, 256);
+}
+
+TEST(ModelInit, Bf16ModelsAreWrittenDirectly) {
+  ModelInitOptions o;
+  o.type = "bf16";
+  auto p = test::tmp_dir() / "m-bf16.gguf";
+  model_init(p, o);
+  auto m = Model::load(p);
+  bool has_bf16 = false;
+  for (auto& t : m->info().tensor_types) has_bf16 |= t.type == "bf16";
+  EXPECT_TRUE(has_bf16);
 }
 
 TEST(ModelInit, BadShapeIsAnError) {

@@ -49,7 +49,7 @@ TEST(Trainer, LoraLearnsFixedAnswersAndLlamaCppServesThem) {
   std::vector<GenRequest> reqs;
   for (auto& [q, a] : kPairs) {
     GenRequest g;
-    g.prompt = model->apply_chat_template({{"user", q}});
+    g.prompt_tokens = model->tokenize_chat({{"user", q}}).tokens;
     g.max_tokens = 8;
     g.adapter = "pairs";
     reqs.push_back(g);
@@ -71,6 +71,7 @@ TEST(Trainer, FullParameterLossFalls) {
   o.model = test::tiny_model();
   o.data = {{write_pairs()}};
   o.out = test::tmp_dir() / "pairs-full.gguf";
+  o.full = true;
   o.sft.max_len = 48;
   o.max_steps = 30;
   o.lr = 3e-3f;
