@@ -127,7 +127,9 @@ case "${1:-}" in
       echo "## chosen on dev: ${args[$best]}" | tee -a "$OUT/select.md"
       "$B/cogumi" nano loop --dir $L --base $D/base.gguf --data $D/data ${args[$best]} >$L.test.txt 2>&1 || tail -5 $L.test.txt
       cp $L/loop.json "$OUT/loop-test.json"; cat $L/table.md | tee -a "$OUT/select.md"
-      for i in "${!dirs[@]}"; do cp ${dirs[$i]}/table-dev.md "$OUT/dev$i.md"; done
+      for i in "${!dirs[@]}"; do { echo "## dev table of candidate $i: ${args[$i]}"; cat ${dirs[$i]}/table-dev.md; } >>"$OUT/select.md"; done
+      # The chosen modifiers (the nano system's, shipped in models/) and their training records.
+      tar czf "$OUT/modifiers.tgz" -C $L $(cd $L && ls modifiers/*/modifier.gguf modifiers/*/train.json modifiers/*/stage.json 2>/dev/null)
     elif [ "$1" = engine ]; then
       M=/root/m8b-q4km.gguf
       [ -f "$M" ] || "$B/cogumi" model init "$M" --shape 8b --type q4_k_m --vocab "$VOCAB" --seed 1 >/dev/null

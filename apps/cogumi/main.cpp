@@ -25,7 +25,10 @@ static const Command kCommands[] = {
     {"train", "Fine-tune: LoRA or full-parameter SFT with prompt masking", cogumi::cli::setup_train},
     {"nano", "The built-in miniature: synthetic curriculum", cogumi::cli::setup_nano},
     {"eval", "Evaluate on benchmarks in their upstream formats; compare runs", cogumi::cli::setup_eval},
+    {"ask", "One request through the modular system: router, modifier, mode; prints the answer and the decision",
+     cogumi::cli::setup_ask},
     {"router", "The learned router: train, evaluate, route queries", cogumi::cli::setup_router},
+    {"escalation", "Detect dissatisfied follow-ups: train, evaluate, detect", cogumi::cli::setup_escalation},
     {"failures", "Turn a run's failures into training data; cluster and label them", cogumi::cli::setup_failures},
 };
 

@@ -1,0 +1,258 @@
+#include "runtime/runtime.h"
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <regex>
+
+#include "core/error.h"
+#include "engine/generate.h"
+#include "engine/model.h"
+#include "eval/extract.h"
+#include "eval/prompts.h"
+
+namespace cogumi {
+
+namespace {
+
+// "A. text" / "B) text" lines of a pasted multiple-choice question.
+void split_options(const std::string& text, EvalItem& it) {
+  static const std::regex opt(R"(^\s*\(?([A-J])[\.\):]\s+(.*)$)");
+  std::string question;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string line = text.substr(start, end - start);
+    std::smatch m;
+    if (std::regex_match(line, m, opt) && m[1].str()[0] == char('A' + it.choices.size()))
+      it.choices.push_back(m[2].str());
+    else if (it.choices.empty())
+      question += (question.empty() ? "" : "\n") + line;
+    start = end + 1;
+  }
+  it.question = question;
+}
+
+double mean_logprob(const GenResult& r) {
+  if (r.logprobs.empty()) return 0;
+  double s = 0;
+  for (auto& t : r.logprobs) s += t.logprob;
+  return s / double(r.logprobs.size());
+}
+
+}  // namespace
+
+EvalItem item_from_request(const std::string& text, const std::string& ask_as,
+                           const nlohmann::json& tools) {
+  EvalItem it;
+  it.id = "request";
+  it.benchmark = ask_as;
+  it.category = ask_as;
+  it.question = text;
+  if (ask_as == "gsm8k") {
+    it.kind = TaskKind::kNumeric;
+  } else if (ask_as == "mmlu") {
+    it.kind = TaskKind::kMultipleChoice;
+    split_options(text, it);
+  } else if (ask_as == "humaneval" || ask_as == "mbpp") {
+    it.kind = TaskKind::kCode;
+    it.code_prompt = text;
+  } else if (ask_as == "bfcl") {
+    it.kind = TaskKind::kToolCall;
+    it.functions = tools;
+  } else {
+    it.kind = TaskKind::kText;
+  }
+  return it;
+}
+
+std::string vote_key(const EvalItem& item, const std::string& output) {
+  switch (item.kind) {
+    case TaskKind::kNumeric: {
+      Extraction e = extract_numeric(output);
+      return e.strict ? *e.strict : e.flexible.value_or("");
+    }
+    case TaskKind::kMultipleChoice: {
+      Extraction e = extract_choice(output, std::max<int>(4, int(item.choices.size())));
+      return e.strict ? *e.strict : e.flexible.value_or("");
+    }
+    case TaskKind::kToolCall: {
+      auto j = extract_json(output);
+      return j ? j->dump() : "";  // nlohmann sorts object keys: equal calls dump equally
+    }
+    case TaskKind::kCode: {
+      std::string code = extract_code(output), key;
+      for (char c : code)
+        if (!std::isspace(static_cast<unsigned char>(c))) key += c;
+      return key;
+    }
+    case TaskKind::kText:
+      break;
+  }
+  return normalize_text(output);
+}
+
+size_t majority_vote(const std::vector<std::string>& keys, const std::vector<double>& lps,
+                     int* votes) {
+  if (keys.empty() || keys.size() != lps.size())
+    fail("majority_vote: {} keys and {} log-probabilities", keys.size(), lps.size());
+  // key -> (votes, best mean logprob, index of that sample)
+  std::map<std::string, std::tuple<int, double, size_t>> tally;
+  for (size_t s = 0; s < keys.size(); ++s) {
+    auto [it, fresh] = tally.try_emplace(keys[s], 0, lps[s], s);
+    auto& [n, best, idx] = it->second;
+    ++n;
+    if (!fresh && lps[s] > best) best = lps[s], idx = s;
+  }
+  const std::tuple<int, double, size_t>* win = nullptr;
+  for (auto& [key, t] : tally) {
+    if (key.empty() && tally.size() > 1) continue;
+    if (!win || std::get<0>(t) > std::get<0>(*win) ||
+        (std::get<0>(t) == std::get<0>(*win) && std::get<1>(t) > std::get<1>(*win)))
+      win = &t;
+  }
+  if (votes) *votes = std::get<0>(*win);
+  return std::get<2>(*win);
+}
+
+nlohmann::json AskResponse::to_json(const std::vector<std::string>& router_choices) const {
+  nlohmann::json probs = nlohmann::json::object();
+  for (size_t i = 0; i < route.probs.size() && i < router_choices.size(); ++i)
+    probs[router_choices[i]] = route.probs[i];
+  return {{"text", text},
+          {"choice", choice},
+          {"mode", mode},
+          {"overridden", overridden},
+          {"escalated", escalated},
+          {"confidence", confidence},
+          {"probabilities", probs},
+          {"answer", answer_key},
+          {"votes", votes},
+          {"samples", samples},
+          {"prompt_tokens", prompt_tokens},
+          {"completion_tokens", gen_tokens},
+          {"seconds", seconds}};
+}
+
+Runtime::Runtime(SystemConfig cfg) : cfg_(std::move(cfg)) {
+  cfg_.validate();
+  engine_init();
+  model_ = Model::load(cfg_.base);
+  for (auto& c : cfg_.choices)
+    if (!c.adapter.empty()) model_->load_adapter(c.name, c.adapter);
+  if (!cfg_.router.empty()) {
+    router_ = Router::load(cfg_.router);
+    for (auto& name : router_->choices())
+      if (!cfg_.has_choice(name))
+        fail("{}: the router '{}' can choose '{}', which the system has no choice for",
+             cfg_.file.string(), cfg_.router.string(), name);
+  }
+  GeneratorOptions go;
+  go.n_parallel = cfg_.parallel;
+  go.n_threads = cfg_.threads;
+  gen_ = std::make_unique<Generator>(model_, go);
+}
+
+Runtime::~Runtime() = default;
+
+std::string Runtime::adapter_of(const std::string& choice) const {
+  return cfg_.choice(choice).adapter.empty() ? "" : choice;
+}
+
+std::string Runtime::route(const std::string& text, RouteDecision* decision) const {
+  if (!router_) return cfg_.default_choice;
+  RouteDecision d = router_->route(text);
+  if (decision) *decision = d;
+  return router_->choices()[size_t(d.choice)];
+}
+
+std::vector<AskResponse> Runtime::ask(const std::vector<AskRequest>& requests) {
+  struct Plan {
+    EvalItem item;
+    size_t first = 0, n = 1;  // generation requests of this ask
+  };
+  std::vector<AskResponse> out(requests.size());
+  std::vector<Plan> plans(requests.size());
+  std::vector<GenRequest> gens;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const AskRequest& q = requests[i];
+    AskResponse& r = out[i];
+    const std::string mode = q.mode.empty() ? cfg_.mode : q.mode;
+    if (mode != "fast" && mode != "accurate")
+      fail("request {}: mode must be fast or accurate, got '{}'", i, mode);
+    if (q.max_tokens < 0 || q.max_tokens > 32768)
+      fail("request {}: max_tokens must be 0..32768, got {}", i, q.max_tokens);
+    r.mode = mode;
+    if (!q.choice.empty()) {
+      (void)cfg_.choice(q.choice);  // throws for an unknown name, listing the known ones
+      r.choice = q.choice;
+      r.overridden = true;
+      r.confidence = 1.0;
+    } else {
+      r.choice = route(q.text, &r.route);
+      r.confidence = router_ ? r.route.probability : 1.0;
+      if (router_ && r.confidence < cfg_.threshold) {
+        r.escalated = true;
+        if (cfg_.escalation == "accurate")
+          r.mode = "accurate";
+        else
+          r.choice = cfg_.default_choice;
+      }
+    }
+    const SystemChoice& c = cfg_.choice(r.choice);
+    Plan& p = plans[i];
+    p.item = item_from_request(q.text, c.ask_as, q.tools);
+    p.item.category = c.name;
+    GenRequest g;
+    g.max_tokens = q.max_tokens ? q.max_tokens : cfg_.max_tokens;
+    g.adapter = adapter_of(r.choice);
+    g.n_logprobs = 0;
+    if (c.ask_as == "chat") {
+      g.prompt_tokens = model_->tokenize_chat({{"user", q.text}}).tokens;
+    } else if (c.ask_as == "raw") {
+      g.prompt = q.text;
+    } else {
+      PromptParts pp = build_prompt(p.item, {}, false);
+      g.prompt = pp.text;
+      g.stop = pp.stops;
+    }
+    p.first = gens.size();
+    p.n = r.mode == "accurate" ? size_t(cfg_.samples) : 1;
+    for (size_t s = 0; s < p.n; ++s) {
+      GenRequest gs = g;
+      if (r.mode == "accurate") {
+        gs.sampling.temperature = cfg_.temperature;
+        gs.sampling.seed = uint32_t(1000 + s);
+      }
+      gens.push_back(std::move(gs));
+    }
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<GenResult> res = gen_->generate(gens);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  for (size_t i = 0; i < requests.size(); ++i) {
+    AskResponse& r = out[i];
+    const Plan& p = plans[i];
+    r.seconds = secs;
+    r.samples = int(p.n);
+    std::vector<std::string> keys;
+    std::vector<double> lps;
+    for (size_t s = p.first; s < p.first + p.n; ++s) {
+      const GenResult& g = res[s];
+      if (g.finish == FinishReason::kError) fail("request {}: {}", i, g.error);
+      r.prompt_tokens = g.n_prompt_tokens;
+      r.gen_tokens += g.n_gen_tokens;
+      keys.push_back(vote_key(p.item, g.text));
+      lps.push_back(mean_logprob(g));
+    }
+    const size_t win = majority_vote(keys, lps, &r.votes);
+    r.text = res[p.first + win].text;
+    r.answer_key = keys[win];
+    if (r.mode == "accurate") r.confidence = double(r.votes) / double(p.n);
+  }
+  return out;
+}
+
+}  // namespace cogumi

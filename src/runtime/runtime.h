@@ -1,0 +1,101 @@
+// cogumi/runtime: one request end to end. A request goes: router -> choice (the base, or the
+// base with one modifier) -> mode -> answer, and the response says what was decided and why
+// (the router's probability per choice, the confidence, whether the request escalated or was
+// overridden). `cogumi ask`, `cogumi eval --system` and `cogumi serve` take this one path.
+//
+// Modes:
+//  - fast: one greedy answer from the routed choice.
+//  - accurate: self-consistency. N samples at the mode's temperature, all in one batch
+//    through the engine; each sample's answer is extracted the way the eval extracts it for
+//    that kind (the number, the option letter, the tool call as canonical JSON, the code);
+//    the majority wins, ties go to the higher mean token log-probability. Confidence is the
+//    winner's vote share. Self-critique by the model itself is not used: without outside
+//    feedback it often makes answers worse (Huang et al. 2023).
+// A router probability below the system's threshold escalates the request: to accurate mode,
+// or to the default choice (escalation: base).
+//
+// Thread safety: one ask() at a time per Runtime (it owns one Generator).
+#pragma once
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "eval/benchmark.h"
+#include "route/router.h"
+#include "runtime/system.h"
+
+namespace cogumi {
+
+class Model;
+class Generator;
+
+struct AskRequest {
+  std::string text;                                // the user's request
+  nlohmann::json tools = nlohmann::json::array();  // functions, for choices asked as bfcl
+  std::string choice;                              // manual override ("" = the router decides)
+  std::string mode;                                // "" = the system's default; fast | accurate
+  int max_tokens = 0;                              // 0 = the system's
+};
+
+struct AskResponse {
+  std::string text;         // the answer
+  std::string choice;       // the choice that answered
+  std::string mode;         // the mode used
+  bool overridden = false;  // the caller named the choice
+  bool escalated = false;   // router confidence under the threshold
+  RouteDecision route;      // empty probs when there is no router or the choice was overridden
+  double confidence = 0;    // router probability (fast) or vote share (accurate)
+  std::string answer_key;   // the extracted answer the vote counted
+  int votes = 1, samples = 1;
+  int prompt_tokens = 0, gen_tokens = 0;
+  double seconds = 0;  // wall time of the batch this request ran in
+  nlohmann::json to_json(const std::vector<std::string>& router_choices) const;
+};
+
+class Runtime {
+ public:
+  explicit Runtime(SystemConfig cfg);
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  // Answers every request in one batch through the engine. Bad requests (unknown choice or
+  // mode) throw before anything runs, naming the request.
+  std::vector<AskResponse> ask(const std::vector<AskRequest>& requests);
+
+  // The choice the router makes for a query (the default without a router).
+  std::string route(const std::string& text, RouteDecision* decision = nullptr) const;
+  // The adapter name the engine knows a choice by ("" for the base alone).
+  std::string adapter_of(const std::string& choice) const;
+
+  const SystemConfig& config() const { return cfg_; }
+  const std::optional<Router>& router() const { return router_; }
+  std::shared_ptr<Model> model() const { return model_; }
+
+ private:
+  SystemConfig cfg_;
+  std::shared_ptr<Model> model_;
+  std::optional<Router> router_;
+  std::unique_ptr<Generator> gen_;
+};
+
+// A bare request put as the eval asks `ask_as` (see SystemChoice): the item whose prompt the
+// choice was trained on. Multiple-choice options are read from lines "A. ..", "B) ..".
+EvalItem item_from_request(const std::string& text, const std::string& ask_as,
+                           const nlohmann::json& tools);
+
+// Self-consistency: the index of the winning sample. Most votes for its key wins, ties go to
+// the higher mean log-probability, and within the winning key the sample with the highest
+// mean log-probability answers. An empty key (nothing extracted) wins only when every key is
+// empty. Returns the votes of the winner in *votes.
+size_t majority_vote(const std::vector<std::string>& keys, const std::vector<double>& mean_logprobs,
+                     int* votes);
+
+// The answer of one output as the vote counts it, for items of `kind`: "" when nothing can be
+// extracted (such samples never win a vote unless every sample is empty).
+std::string vote_key(const EvalItem& item, const std::string& output);
+
+}  // namespace cogumi

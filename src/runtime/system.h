@@ -1,0 +1,63 @@
+// cogumi/runtime: a system file. One YAML file describes a whole modular system: the base
+// GGUF, the choices a request can take (the base alone, or the base with one modifier), the
+// router that picks among them, the confidence threshold and escalation path, the modes and
+// their settings, and where session memory lives. The pipeline writes it; `cogumi ask`,
+// `cogumi eval --system` and `cogumi serve` read it. Relative paths resolve against the
+// file's own folder, so a system folder can be moved as a whole.
+//
+//   name: nano
+//   base: nano-base.gguf
+//   router: nano-router.json          # optional: without it every request takes `default`
+//   default: base                     # the choice when there is no router (or for overrides)
+//   choices:
+//     base: {}                        # no adapter
+//     math: {adapter: nano-math.gguf, ask_as: gsm8k}
+//   threshold: 0.8                    # router confidence below which a request escalates
+//   escalation: accurate              # accurate | base
+//   modes: {default: fast, accurate: {samples: 5, temperature: 0.7}}
+//   generation: {max_tokens: 256, parallel: 16, threads: 0}
+//   memory: sessions.db               # optional
+//
+// `ask_as` says how a bare user request is put to that choice: a benchmark kind (gsm8k,
+// humaneval, mmlu, bfcl, bbh, mbpp: the prompt the nano models were trained on) or "chat"
+// (the base model's chat template) or "raw" (the text as is).
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace cogumi {
+
+struct SystemChoice {
+  std::string name;
+  std::filesystem::path adapter;  // empty: the base alone
+  std::string ask_as = "chat";
+};
+
+struct SystemConfig {
+  std::filesystem::path file;  // where it was read from ("" when built in code)
+  std::string name = "system";
+  std::filesystem::path base;
+  std::filesystem::path router;  // optional
+  std::string default_choice = "base";
+  std::vector<SystemChoice> choices;
+  double threshold = 0.0;               // [0, 1]
+  std::string escalation = "accurate";  // accurate | base
+  std::string mode = "fast";            // fast | accurate
+  int samples = 5;                      // accurate mode: samples per request, 1..64
+  float temperature = 0.7f;             // accurate mode sampling temperature, (0, 2]
+  int max_tokens = 256;                 // 1..32768
+  int parallel = 16;                    // generator slots, 1..255
+  int threads = 0;                      // 0: all cores
+  std::filesystem::path memory;         // optional SQLite session store
+
+  // Reads and checks a system file. Errors name the file, the line and the key.
+  static SystemConfig load(const std::filesystem::path& path);
+  // Throws Error naming the key for anything out of range or inconsistent.
+  void validate() const;
+  const SystemChoice& choice(const std::string& name) const;  // throws for unknown names
+  bool has_choice(const std::string& name) const;
+};
+
+}  // namespace cogumi

@@ -1,0 +1,215 @@
+// The modular runtime: system files, request formatting, voting, and requests through the
+// shipped nano base with a router trained here.
+#include "runtime/runtime.h"
+
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "core/io.h"
+#include "data/synth.h"
+#include "route/router_job.h"
+#include "test_util.h"
+
+namespace cogumi {
+namespace {
+
+const fs::path kBase = fs::path(COGUMI_REPO_DIR) / "models/nano-base.gguf";
+
+fs::path write(const std::string& name, const std::string& text) {
+  const fs::path p = test::tmp_dir() / "runtime" / name;
+  fs::create_directories(p.parent_path());
+  write_file_atomic(p, text);
+  return p;
+}
+
+std::string error_of(const fs::path& p) {
+  try {
+    SystemConfig::load(p);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(loaded)";
+}
+
+// A router over the four nano domains, trained on a small curriculum.
+const fs::path& nano_router() {
+  static const fs::path p = [] {
+    const fs::path d = test::tmp_dir() / "runtime" / "nano-data";
+    SynthOptions o;
+    o.n_train = 400, o.n_dev = 20, o.n_test = 20, o.n_mix = 50;
+    synth_write(d, o);
+    RouterJob j;
+    j.data = {"math=gsm8k:" + (d / "math/train.jsonl").string(),
+              "code=humaneval:" + (d / "code/train.jsonl").string(),
+              "reasoning=mmlu:" + (d / "reasoning/reasoning_train.csv").string(),
+              "automation=bfcl:" + (d / "automation/train.jsonl").string()};
+    j.holdout = 0;
+    j.out = test::tmp_dir() / "runtime" / "router.json";
+    train_router_job(j);
+    return j.out;
+  }();
+  return p;
+}
+
+std::string nano_system(const std::string& extra = "") {
+  return "name: nano-test\nbase: " + kBase.string() + "\nrouter: " + nano_router().string() +
+         "\ndefault: math\nchoices:\n  math: {ask_as: gsm8k}\n  code: {ask_as: humaneval}\n"
+         "  reasoning: {ask_as: mmlu}\n  automation: {ask_as: bfcl}\ngeneration: {max_tokens: 48, "
+         "parallel: 8}\n" +
+         extra;
+}
+
+TEST(SystemFile, ReadsEverySettingAndResolvesPathsBesideTheFile) {
+  const fs::path p =
+      write("full.yaml",
+            "name: demo\nbase: m.gguf\nrouter: r.json\ndefault: base\nchoices:\n  base:\n"
+            "  math: {adapter: math.gguf, ask_as: gsm8k}\nthreshold: 0.8\nescalation: base\n"
+            "modes: {default: accurate, accurate: {samples: 7, temperature: 0.5}}\n"
+            "generation: {max_tokens: 64, parallel: 4, threads: 2}\nmemory: s.db\n");
+  SystemConfig s = SystemConfig::load(p);
+  EXPECT_EQ(s.name, "demo");
+  EXPECT_EQ(s.base, p.parent_path() / "m.gguf");
+  EXPECT_EQ(s.router, p.parent_path() / "r.json");
+  ASSERT_EQ(s.choices.size(), 2u);
+  EXPECT_TRUE(s.choices[0].adapter.empty());
+  EXPECT_EQ(s.choice("math").adapter, p.parent_path() / "math.gguf");
+  EXPECT_EQ(s.choice("math").ask_as, "gsm8k");
+  EXPECT_DOUBLE_EQ(s.threshold, 0.8);
+  EXPECT_EQ(s.escalation, "base");
+  EXPECT_EQ(s.mode, "accurate");
+  EXPECT_EQ(s.samples, 7);
+  EXPECT_EQ(s.max_tokens, 64);
+  EXPECT_EQ(s.memory, p.parent_path() / "s.db");
+}
+
+TEST(SystemFile, ErrorsNameTheFileLineAndKey) {
+  const std::string head = "base: m.gguf\nchoices:\n  base:\n";
+  std::string e = error_of(write("unknown.yaml", head + "treshold: 0.5\n"));
+  EXPECT_NE(e.find("unknown.yaml:4: 'treshold': unknown key"), std::string::npos) << e;
+  e = error_of(write("type.yaml", head + "generation: {max_tokens: lots}\n"));
+  EXPECT_NE(e.find("type.yaml:4: 'generation.max_tokens': expected a number"), std::string::npos)
+      << e;
+  e = error_of(write("range.yaml", head + "threshold: 1.5\n"));
+  EXPECT_NE(e.find("'threshold' must be in [0, 1]"), std::string::npos) << e;
+  e = error_of(write("nobase.yaml", "choices:\n  base:\n"));
+  EXPECT_NE(e.find("'base' is required"), std::string::npos) << e;
+  e = error_of(write("default.yaml", head + "default: math\n"));
+  EXPECT_NE(e.find("'default' names 'math'"), std::string::npos) << e;
+  e = error_of(write("askas.yaml", "base: m.gguf\nchoices:\n  base: {ask_as: poetry}\n"));
+  EXPECT_NE(e.find("choices.base.ask_as"), std::string::npos) << e;
+  e = error_of(write("broken.yaml", "base: [unclosed\n"));
+  EXPECT_NE(e.find("broken.yaml:"), std::string::npos) << e;
+  EXPECT_NE(error_of(test::tmp_dir() / "runtime" / "missing.yaml").find("cannot read"),
+            std::string::npos);
+}
+
+TEST(Runtime, RequestsAreAskedAsTheirChoiceWasTrained) {
+  EvalItem mc = item_from_request("Who is the oldest?\nA. Cannot tell\nB) Mia\n(C) Tina\nD. Bob",
+                                  "mmlu", json::array());
+  EXPECT_EQ(mc.kind, TaskKind::kMultipleChoice);
+  EXPECT_EQ(mc.question, "Who is the oldest?");
+  EXPECT_EQ(mc.choices, (std::vector<std::string>{"Cannot tell", "Mia", "Tina", "Bob"}));
+  EXPECT_EQ(item_from_request("def f(x):\n", "humaneval", json::array()).code_prompt,
+            "def f(x):\n");
+  EXPECT_EQ(
+      item_from_request("call mom", "bfcl", json::array({{{"name", "call"}}})).functions[0]["name"],
+      "call");
+  EXPECT_EQ(vote_key(item_from_request("q", "gsm8k", {}), " 3 + 4 = 7\n#### 7"), "7");
+  EXPECT_EQ(vote_key(mc, " Mia\nAnswer: B"), "B");
+  // Equal calls vote together whatever their key order and spacing.
+  EvalItem call = item_from_request("q", "bfcl", {});
+  EXPECT_EQ(vote_key(call, R"({"name":"f","arguments":{"a":1,"b":2}})"),
+            vote_key(call, R"( {"arguments": {"b": 2, "a": 1}, "name": "f"})"));
+}
+
+TEST(Runtime, MajorityVoteBreaksTiesByLogProbabilityAndIgnoresEmptyAnswers) {
+  int votes = 0;
+  EXPECT_EQ(majority_vote({"7", "8", "7", "8", "9"}, {-1.0, -0.2, -0.9, -0.3, -0.1}, &votes),
+            1u);  // 8 ties 7, likelier
+  EXPECT_EQ(votes, 2);
+  EXPECT_EQ(majority_vote({"", "", "", "5"}, {-0.1, -0.1, -0.1, -2.0}, &votes),
+            3u);  // nothing extracted never wins
+  EXPECT_EQ(votes, 1);
+  EXPECT_EQ(majority_vote({"", ""}, {-0.5, -0.1}, &votes), 1u);
+  EXPECT_EQ(majority_vote({"4", "4", "4"}, {-0.5, -0.1, -0.3}, &votes),
+            1u);  // the likeliest sample of the winner
+  EXPECT_EQ(votes, 3);
+  EXPECT_THROW(majority_vote({}, {}, &votes), Error);
+}
+
+TEST(Runtime, RoutesAsksOverridesAndEscalatesThroughTheNanoBase) {
+  SystemConfig cfg = SystemConfig::load(write("nano.yaml", nano_system()));
+  cfg.threads = 2;
+  Runtime rt(cfg);
+  std::vector<AskRequest> reqs(3);
+  reqs[0].text = "Gus has 15 stickers. He gives 1 away. How many stickers does Gus have now?";
+  reqs[1].text =
+      "Mia is older than Bob. Tina is younger than Bob. Who is the oldest?\nA. Cannot tell\nB. "
+      "Mia\nC. Tina\nD. Bob";
+  reqs[2] = reqs[0];
+  reqs[2].choice = "reasoning";
+  auto out = rt.ask(reqs);
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out[0].choice, "math");
+  EXPECT_FALSE(out[0].overridden);
+  EXPECT_GT(out[0].confidence, 0.9);
+  ASSERT_EQ(out[0].route.probs.size(), 4u);
+  // Asked in GSM8K's format, the nano base answers with its worked form.
+  EXPECT_NE(out[0].text.find("####"), std::string::npos) << out[0].text;
+  EXPECT_EQ(out[1].choice, "reasoning");
+  EXPECT_NE(out[1].text.find("Answer:"), std::string::npos) << out[1].text;
+  EXPECT_EQ(out[2].choice, "reasoning");
+  EXPECT_TRUE(out[2].overridden);
+  EXPECT_TRUE(out[2].route.probs.empty());
+  EXPECT_GT(out[0].gen_tokens, 0);
+
+  // Accurate mode: five samples in one batch, the vote share is the confidence, and a rerun
+  // gives the same answer (seeded samples).
+  AskRequest acc = reqs[0];
+  acc.mode = "accurate";
+  auto a1 = rt.ask({acc}), a2 = rt.ask({acc});
+  EXPECT_EQ(a1[0].samples, 5);
+  EXPECT_GE(a1[0].votes, 1);
+  EXPECT_DOUBLE_EQ(a1[0].confidence, a1[0].votes / 5.0);
+  EXPECT_EQ(a1[0].text, a2[0].text);
+
+  AskRequest bad = reqs[0];
+  bad.choice = "poetry";
+  EXPECT_THROW(rt.ask({bad}), Error);
+  bad = reqs[0];
+  bad.mode = "slow";
+  EXPECT_THROW(rt.ask({bad}), Error);
+}
+
+TEST(Runtime, LowRouterConfidenceEscalatesToAccurateOrTheDefault) {
+  SystemConfig cfg = SystemConfig::load(write("strict.yaml", nano_system("threshold: 1.0\n")));
+  cfg.threads = 2;
+  Runtime rt(cfg);
+  AskRequest q;
+  q.text = "Sam has 30 cards. He gives 11 away. How many cards does Sam have now?";
+  auto r = rt.ask({q});
+  EXPECT_TRUE(r[0].escalated);
+  EXPECT_EQ(r[0].mode, "accurate");
+  cfg.escalation = "base";
+  cfg.default_choice = "code";
+  Runtime rt2(cfg);
+  r = rt2.ask({q});
+  EXPECT_TRUE(r[0].escalated);
+  EXPECT_EQ(r[0].choice, "code");
+  EXPECT_EQ(r[0].mode, "fast");
+}
+
+TEST(Runtime, ARouterChoiceTheSystemLacksIsRefused) {
+  const std::string text = "name: x\nbase: " + kBase.string() +
+                           "\nrouter: " + nano_router().string() +
+                           "\ndefault: math\nchoices:\n  math: {ask_as: gsm8k}\n";
+  try {
+    Runtime rt(SystemConfig::load(write("missing-choice.yaml", text)));
+    FAIL() << "a router choice without a system choice was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("can choose 'code'"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace cogumi
