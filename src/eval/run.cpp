@@ -189,21 +189,18 @@ std::string job_key(const std::string& bench, const std::string& id, int sample)
   return bench + "\x1f" + id + "\x1f" + std::to_string(sample);
 }
 
-}  // namespace
+// The benchmarks' items and, with --shots, each one's pool of examples.
+struct ItemSets {
+  std::vector<std::vector<EvalItem>> sets, pools;
+};
 
-json run_eval(const EvalOptions& o) {
-  o.validate();
-  fs::create_directories(o.out_dir);
-  const fs::path items_path = o.out_dir / "items.jsonl";
-
-  // Load items and shot pools.
+ItemSets load_sets(const EvalOptions& o) {
+  ItemSets out;
   LoadOptions lo;
   lo.limit = o.limit;
   lo.scoring = o.scoring;
-  std::vector<std::vector<EvalItem>> sets;
-  std::vector<std::vector<EvalItem>> pools;
   for (const auto& b : o.benches) {
-    sets.push_back(load_benchmark(b.kind, b.path, lo));
+    out.sets.push_back(load_benchmark(b.kind, b.path, lo));
     std::vector<EvalItem> pool;
     if (o.shots > 0) {
       fs::path sp;
@@ -216,51 +213,45 @@ json run_eval(const EvalOptions& o) {
       plo.scoring = o.scoring;
       pool = load_benchmark(b.kind, sp, plo);
     }
-    pools.push_back(std::move(pool));
+    out.pools.push_back(std::move(pool));
   }
+  return out;
+}
 
-  // Code is scored by running it: without a sandbox every such item would fail as a setup error,
-  // so say so now, before the model loads and generation spends its time.
-  if (o.sandbox.require_isolation) {
-    bool code = false;
-    for (const auto& set : sets)
-      for (const auto& it : set) code = code || it.kind == TaskKind::kCode;
-    std::string why;
-    if (code && !sandbox_available(&why))
-      fail("this evaluation runs code, and the sandbox can't run here: {}", why.empty() ? "unknown reason" : why);
-  }
+// Code is scored by running it: without a sandbox every such item would fail as a setup error,
+// so say so now, before the model loads and generation spends its time.
+void require_sandbox(const EvalOptions& o, const ItemSets& is) {
+  if (!o.sandbox.require_isolation) return;
+  bool code = false;
+  for (const auto& set : is.sets)
+    for (const auto& it : set) code = code || it.kind == TaskKind::kCode;
+  std::string why;
+  if (code && !sandbox_available(&why))
+    fail("this evaluation runs code, and the sandbox can't run here: {}", why.empty() ? "unknown reason" : why);
+}
 
-  // Resume: skip what items.jsonl already holds, if the same settings made it.
+// A fresh run records its settings; a resumed one must match them and skips what items.jsonl holds.
+std::set<std::string> prepare_run_dir(const EvalOptions& o, const fs::path& items_path) {
   const json settings = run_settings(o);
-  std::set<std::string> done;
   if (o.resume && fs::exists(items_path)) {
     check_run_record(o.out_dir, settings);
-    done = read_done(items_path, [](const json& j) {
+    return read_done(items_path, [](const json& j) {
       return job_key(j.value("benchmark", ""), j.value("id", ""), j.value("sample", 0));
     });
-  } else {
-    if (fs::exists(items_path)) fs::remove(items_path);
-    write_file_atomic(o.out_dir / "run.json", settings.dump(2) + "\n");
   }
+  if (fs::exists(items_path)) fs::remove(items_path);
+  write_file_atomic(o.out_dir / "run.json", settings.dump(2) + "\n");
+  return {};
+}
 
-  std::shared_ptr<Model> model;
-  std::unique_ptr<Generator> gen;
-  Responses responses;
-  if (!o.responses.empty()) {
-    responses = load_responses(o.responses);
-  } else {
-    ModelOptions mo;
-    mo.n_gpu_layers = o.n_gpu_layers;
-    model = Model::load(o.model, mo);
-    for (const auto& [name, path] : o.adapters) model->load_adapter(name, path);
-    if (!o.adapter.empty()) model->raw_adapter(o.adapter);
-    gen = std::make_unique<Generator>(model, o.gen);
-  }
-
+// One job per item and sample not done yet. With a model and --chat, the prompt is tokenized
+// here (template markup special, the item's text not).
+std::vector<Job> make_jobs(const EvalOptions& o, const ItemSets& is, const Model* model,
+                           const std::set<std::string>& done, const Responses& responses) {
   std::vector<Job> jobs;
-  for (size_t b = 0; b < sets.size(); ++b)
-    for (const auto& it : sets[b]) {
-      auto shots = pick_shots(it, pools[b], o.shots);
+  for (size_t b = 0; b < is.sets.size(); ++b)
+    for (const auto& it : is.sets[b]) {
+      auto shots = pick_shots(it, is.pools[b], o.shots);
       PromptParts pp = build_prompt(it, shots, o.chat);
       std::string prompt = pp.text;
       std::vector<Token> tokens;
@@ -282,6 +273,68 @@ json run_eval(const EvalOptions& o) {
         jobs.push_back({&it, s, prompt, tokens, pp.stops});
       }
     }
+  return jobs;
+}
+
+// Judge-scored items of jobs[start, end): concurrent requests to the judge endpoint.
+std::map<size_t, ItemScore> judge_chunk(const EvalOptions& o, const std::vector<Job>& jobs,
+                                        const std::vector<GenResult>& results, size_t start, size_t end) {
+  std::map<size_t, ItemScore> judged;
+  std::vector<size_t> idx;
+  for (size_t i = start; i < end; ++i)
+    if (jobs[i].item->scoring == "judge" && results[i - start].finish != FinishReason::kError &&
+        results[i - start].finish != FinishReason::kCancelled)
+      idx.push_back(i);
+  if (!idx.empty() && o.judge.base_url.empty()) fail("--scoring judge needs --judge URL");
+  std::vector<ItemScore> js(idx.size());
+  std::vector<std::string> errors(idx.size());
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t k; (k = next++) < idx.size();) {
+      try {
+        js[k] = score_with_judge(*jobs[idx[k]].item, results[idx[k] - start].text,
+                                 finish_reason_name(results[idx[k] - start].finish), o.judge);
+      } catch (const Error& e) {
+        errors[k] = e.what();
+      }
+    }
+  };
+  std::vector<std::thread> ts;
+  for (int t = 0; t < std::min<int>(o.judge_concurrency, int(idx.size())); ++t) ts.emplace_back(work);
+  for (auto& t : ts) t.join();
+  for (size_t k = 0; k < idx.size(); ++k) {
+    if (!errors[k].empty()) fail("judging item '{}': {}", jobs[idx[k]].item->id, errors[k]);
+    judged[idx[k]] = js[k];
+  }
+  return judged;
+}
+
+}  // namespace
+
+json run_eval(const EvalOptions& o) {
+  o.validate();
+  fs::create_directories(o.out_dir);
+  const fs::path items_path = o.out_dir / "items.jsonl";
+
+  const ItemSets is = load_sets(o);
+  require_sandbox(o, is);
+  const std::set<std::string> done = prepare_run_dir(o, items_path);
+
+  std::shared_ptr<Model> model;
+  std::unique_ptr<Generator> gen;
+  Responses responses;
+  if (!o.responses.empty()) {
+    responses = load_responses(o.responses);
+  } else {
+    ModelOptions mo;
+    mo.n_gpu_layers = o.n_gpu_layers;
+    model = Model::load(o.model, mo);
+    for (const auto& [name, path] : o.adapters) model->load_adapter(name, path);
+    if (!o.adapter.empty()) model->raw_adapter(o.adapter);
+    gen = std::make_unique<Generator>(model, o.gen);
+  }
+
+  std::vector<Job> jobs = make_jobs(o, is, model.get(), done, responses);
 
   const int workers = o.workers > 0 ? o.workers : int(std::max(1u, std::thread::hardware_concurrency()));
   JsonlWriter writer(items_path, /*append=*/true);
@@ -325,36 +378,7 @@ json run_eval(const EvalOptions& o) {
         code_idx.push_back(i);
         programs.push_back(code_program(*jobs[i].item, results[i - start].text));
       }
-    // Judge-scored items: concurrent requests to the judge endpoint.
-    std::map<size_t, ItemScore> judged;
-    {
-      std::vector<size_t> idx;
-      for (size_t i = start; i < end; ++i)
-        if (jobs[i].item->scoring == "judge" && results[i - start].finish != FinishReason::kError &&
-            results[i - start].finish != FinishReason::kCancelled)
-          idx.push_back(i);
-      if (!idx.empty() && o.judge.base_url.empty()) fail("--scoring judge needs --judge URL");
-      std::vector<ItemScore> js(idx.size());
-      std::vector<std::string> errors(idx.size());
-      std::atomic<size_t> next{0};
-      auto work = [&] {
-        for (size_t k; (k = next++) < idx.size();) {
-          try {
-            js[k] = score_with_judge(*jobs[idx[k]].item, results[idx[k] - start].text,
-                                     finish_reason_name(results[idx[k] - start].finish), o.judge);
-          } catch (const Error& e) {
-            errors[k] = e.what();
-          }
-        }
-      };
-      std::vector<std::thread> ts;
-      for (int t = 0; t < std::min<int>(o.judge_concurrency, int(idx.size())); ++t) ts.emplace_back(work);
-      for (auto& t : ts) t.join();
-      for (size_t k = 0; k < idx.size(); ++k) {
-        if (!errors[k].empty()) fail("judging item '{}': {}", jobs[idx[k]].item->id, errors[k]);
-        judged[idx[k]] = js[k];
-      }
-    }
+    std::map<size_t, ItemScore> judged = judge_chunk(o, jobs, results, start, end);
     std::map<size_t, SandboxResult> runs;
     if (!programs.empty()) {
       auto sr = run_python_batch(programs, o.sandbox, workers);

@@ -68,7 +68,8 @@ TEST(Harness, MmluHeaderlessOriginalFormat) {
 }
 
 TEST(Harness, HumanEvalCanonicalSolutionsPassInTheSandbox) {
-  if (!sandbox_available()) GTEST_SKIP() << "bubblewrap unavailable";
+  std::string why;
+  ASSERT_TRUE(sandbox_available(&why)) << "the sandbox can't run here: " << why;
   auto items = load_benchmark("humaneval", kData / "humaneval/HumanEval.jsonl.gz");
   ASSERT_EQ(items.size(), 164u);
   std::string resp;
