@@ -17,7 +17,9 @@ void setup_model(CLI::App& sub) {
     static int n_embd = 0, n_layer = 0, n_head = 0, n_head_kv = 0, n_ff = 0, n_ctx = 0;
     auto* init = sub.add_subcommand("init", "Write a llama-architecture GGUF with seeded random weights");
     init->add_option("out", out, "Output GGUF path")->required();
-    init->add_option("--shape", preset, "Shape preset: tiny, nano, 1b (Llama-3.2-1B), 8b (Llama-3.1-8B)")
+    init->add_option("--shape", preset,
+                     "Shape preset: tiny, nano, 1b (Llama-3.2-1B), 8b (Llama-3.1-8B); 1b and 8b carry their llama3 "
+                     "RoPE scaling (rope_freqs.weight)")
         ->capture_default_str();
     init->add_option("--n-embd", n_embd, "Override: embedding width");
     init->add_option("--n-layer", n_layer, "Override: layers");
@@ -25,7 +27,7 @@ void setup_model(CLI::App& sub) {
     init->add_option("--n-head-kv", n_head_kv, "Override: key/value heads");
     init->add_option("--n-ff", n_ff, "Override: feed-forward width");
     init->add_option("--n-ctx", n_ctx, "Override: training context length");
-    init->add_option("--type", o.type, "f32, f16 or a quantization (q8_0, q4_k_m, ...)")->capture_default_str();
+    init->add_option("--type", o.type, "f32, f16, bf16 or a quantization (q8_0, q4_k_m, ...)")->capture_default_str();
     init->add_option("--seed", o.seed, "Weight seed")->capture_default_str();
     init->add_option("--std", o.init_std, "Weight standard deviation")->capture_default_str();
     init->add_option("--vocab", o.vocab_from, "Copy the tokenizer from this GGUF (default: built-in vocabulary)");
@@ -54,7 +56,8 @@ void setup_model(CLI::App& sub) {
     auto* q = sub.add_subcommand("quantize", "Quantize a GGUF model with llama.cpp");
     q->add_option("in", in, "Input GGUF")->required();
     q->add_option("out", out, "Output GGUF")->required();
-    q->add_option("--type", type, "f16, q8_0, q4_k_m, ...")->capture_default_str();
+    q->add_option("--type", type, "f16, q8_0, q4_k_m, ... (f32/f16/bf16 also dequantize a quantized model)")
+        ->capture_default_str();
     q->add_option("--threads", threads, "Threads (0 = all)");
     q->callback([&] {
       engine_set_verbose(globals().verbose);
