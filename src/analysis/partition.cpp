@@ -79,6 +79,7 @@ GroupFit fit_group(const Points& p, const PartitionOptions& o, size_t min_size) 
   int k_lo = o.k > 0 ? o.k : 2;
   int k_hi = o.k > 0 ? o.k : std::min<int>(o.k_max, int(n / std::max<size_t>(min_size, 1)));
   k_hi = std::min(k_hi, distinct);
+  k_lo = std::min(k_lo, k_hi);  // a fixed k above the distinct points takes them all
   if (k_lo <= k_hi && k_hi >= 2) {
     SilhouetteEstimator sil(p, d, o.kmeans.seed);
     double best_score = -kInf;

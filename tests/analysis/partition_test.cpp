@@ -241,6 +241,12 @@ TEST(Partition, OneShapelessGroupStaysOneCluster) {
   Clustering c = partition_points(pts, std::vector<std::string>(80, "code"), {}, {});
   EXPECT_EQ(c.k, 1);
   EXPECT_EQ(c.clusters[0].members.size(), 80u);
+  // A fixed k is clamped to the distinct points, as cluster_points does.
+  PartitionOptions fixed;
+  fixed.k = 10;
+  fixed.min_size = 1;
+  Points three = {{0, 0}, {0, 0}, {5, 5}, {9, 0}};
+  EXPECT_EQ(partition_points(three, std::vector<std::string>(4, "x"), {}, fixed).k, 3);
   PartitionOptions bad;
   bad.k_max = 0;
   EXPECT_THROW(bad.validate(), Error);

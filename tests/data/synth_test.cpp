@@ -68,7 +68,8 @@ TEST(Synth, SameSeedSameBytesOtherSeedDiffers) {
   fs::path again = test::tmp_dir() / "synth-again";
   synth_write(again, SynthOptions{});
   auto a = read_tree(default_dir(1)), b = read_tree(again), c = read_tree(default_dir(2));
-  ASSERT_EQ(a.size(), 25u);  // 3 splits x 4 domains, 3 BFCL answer files, 4 + 4 + 1 mixes, the manifest
+  // 3 splits x 4 domains, 3 BFCL answer files, 4 + 4 + 1 mixes, the manifest, templates.jsonl
+  ASSERT_EQ(a.size(), 26u);
   EXPECT_TRUE(a == b) << "same seed gave different files";
   for (auto& [name, text] : a) {
     if (name == "manifest.json") continue;
