@@ -178,20 +178,14 @@ int steps_per_epoch(size_t rows, int S, int grad_accum) {
 // Non-finite gradient norms in a row that stop the run (each skips its update).
 constexpr int kMaxSkips = 5;
 
-}  // namespace
-
-TrainResult train(const TrainOptions& o, const std::function<void(const TrainStep&)>& on_step) {
-  o.validate();
-  engine_init();
-  ModelOptions mo;
-  mo.vocab_only = true;
-  auto tok = Model::load(o.model, mo);
-  TrainResult res;
-  std::vector<SftExample> examples;
+// The training examples (files mixed by weight) and the validation ones (a seeded split or
+// --val-data); counts go to res.data.
+void load_examples(const TrainOptions& o, const Model& tok, TrainResult& res, std::vector<SftExample>& examples,
+                   std::vector<SftExample>& val) {
   std::mt19937_64 mix_rng(o.seed ^ 0x6d1fULL);
   for (const auto& src : o.data) {
     SftStats st;
-    auto ex = load_sft(src.path, *tok, o.sft, &st);
+    auto ex = load_sft(src.path, tok, o.sft, &st);
     res.data.n_examples += st.n_examples;
     res.data.n_truncated += st.n_truncated;
     res.data.n_dropped += st.n_dropped;
@@ -205,7 +199,6 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
     }
   }
   if (examples.empty()) fail("the data weights leave no training examples");
-  std::vector<SftExample> val;
   if (o.val_split > 0) {
     std::mt19937_64 split_rng(o.seed ^ 0x5eedULL);
     std::shuffle(examples.begin(), examples.end(), split_rng);
@@ -215,9 +208,22 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
     examples.resize(examples.size() - n_val);
   }
   for (const auto& f : o.val_data) {
-    auto ex = load_sft(f, *tok, o.sft);
+    auto ex = load_sft(f, tok, o.sft);
     val.insert(val.end(), ex.begin(), ex.end());
   }
+}
+
+}  // namespace
+
+TrainResult train(const TrainOptions& o, const std::function<void(const TrainStep&)>& on_step) {
+  o.validate();
+  engine_init();
+  ModelOptions mo;
+  mo.vocab_only = true;
+  auto tok = Model::load(o.model, mo);
+  TrainResult res;
+  std::vector<SftExample> examples, val;
+  load_examples(o, *tok, res, examples, val);
   res.n_train = examples.size();
   res.n_val = val.size();
 
@@ -270,14 +276,23 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
       fail("--resume: '{}' was written by a different run (differing: {}); start afresh without --resume or "
            "restore that run's options and data", ckpt.string(), fingerprint_diff(saved, fp));
     json st = load_checkpoint(ckpt, with_best);
-    step = st["step"], epoch = st["epoch"], next_row = st["next_row"], since_best = st["since_best"];
-    tokens_done = st["tokens_done"], secs_before = st["seconds"];
-    order = st["order"].get<std::vector<size_t>>();
-    std::istringstream(st["rng"].get<std::string>()) >> rng;
-    res.best_val_loss = st["best_val_loss"], res.best_step = st["best_step"], res.first_loss = st["first_loss"];
-    res.diverged_at = st["diverged_at"];
-    tg.set_steps_done(st.value("adam_steps", int64_t(step)));  // fewer than `step` when updates were skipped
-    res.n_skipped = st.value("skipped", 0);
+    try {
+      step = st.at("step"), epoch = st.at("epoch"), next_row = st.at("next_row"), since_best = st.at("since_best");
+      tokens_done = st.at("tokens_done"), secs_before = st.at("seconds");
+      order = st.at("order").get<std::vector<size_t>>();
+      std::istringstream(st.at("rng").get<std::string>()) >> rng;
+      res.best_val_loss = st.at("best_val_loss"), res.best_step = st.at("best_step"), res.first_loss = st.at("first_loss");
+      res.diverged_at = st.at("diverged_at");
+      tg.set_steps_done(st.value("adam_steps", int64_t(step)));  // fewer than `step` when updates were skipped
+      res.n_skipped = st.value("skipped", 0);
+    } catch (const json::exception& e) {
+      fail("--resume: '{}' holds a malformed state: {}", ckpt.string(), e.what());
+    }
+    if (order.size() != examples.size() || next_row > order.size() || step < 0 || step > total)
+      fail("--resume: '{}' holds a state that does not fit this run (step {}, {} examples)", ckpt.string(), step,
+           order.size());
+    for (size_t i : order)
+      if (i >= examples.size()) fail("--resume: '{}' holds a data order outside the examples", ckpt.string());
     res.resumed_from = step;
     fresh_epoch = false;
     if (std::filesystem::exists(log_path)) {  // keep the log up to the checkpoint
