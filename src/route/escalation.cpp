@@ -22,7 +22,6 @@ double percentile(std::vector<double> v, double p) {
   return v[std::min(i, v.size() - 1)];
 }
 
-
 // Lowercase runs of letters or of digits: enough to compare two turns' wording.
 std::vector<std::string> plain_words(std::string_view s) {
   std::vector<std::string> out;
@@ -47,8 +46,8 @@ std::vector<std::string> plain_words(std::string_view s) {
 // " neg_w" for each word w in the scope of a negation: the 3 words after it, cut at
 // punctuation.
 std::string negated_words(std::string_view s) {
-  static const std::set<std::string> kNegators = {"not", "no", "never", "nothing", "nope",
-                                                  "cannot", "without", "isnt", "dont"};
+  static const std::set<std::string> kNegators = {"not",    "no",      "never", "nothing", "nope",
+                                                  "cannot", "without", "isnt",  "dont"};
   std::string out, word;
   int scope = 0;
   bool apostrophe = false;  // the word had one: "didn't" is read as "didnt"
@@ -73,7 +72,9 @@ std::string negated_words(std::string_view s) {
   return out;
 }
 
-bool is_number(const std::string& w) { return !w.empty() && std::isdigit((unsigned char)w[0]); }
+bool is_number(const std::string& w) {
+  return !w.empty() && std::isdigit((unsigned char)w[0]);
+}
 
 }  // namespace
 
@@ -193,7 +194,8 @@ EscalationDetector EscalationDetector::load(const fs::path& path) {
   if (!e.contains("threshold") || !e["threshold"].is_number())
     fail("{}: escalation: field 'threshold' must be a number", where);
   const double t = e["threshold"].get<double>();
-  if (!(t > 0 && t < 1)) fail("{}: escalation: field 'threshold' must be in (0, 1), got {}", where, t);
+  if (!(t > 0 && t < 1))
+    fail("{}: escalation: field 'threshold' must be in (0, 1), got {}", where, t);
   d.threshold_ = t;
   for (const char* k : {"use_previous", "negation"})
     if (e.contains(k) && !e[k].is_boolean())
@@ -236,11 +238,16 @@ EscalationReport evaluate_escalation(const EscalationDetector& d,
 }
 
 json EscalationReport::to_json() const {
-  return {{"n", n},           {"tp", tp},
-          {"fp", fp},         {"tn", tn},
-          {"fn", fn},         {"accuracy", accuracy},
-          {"precision", precision}, {"recall", recall},
-          {"f1", f1},         {"latency_p50_us", latency_p50_us},
+  return {{"n", n},
+          {"tp", tp},
+          {"fp", fp},
+          {"tn", tn},
+          {"fn", fn},
+          {"accuracy", accuracy},
+          {"precision", precision},
+          {"recall", recall},
+          {"f1", f1},
+          {"latency_p50_us", latency_p50_us},
           {"latency_p99_us", latency_p99_us}};
 }
 
@@ -261,8 +268,8 @@ void EscalationJob::validate() const {
 EscalationJobResult train_escalation_job(const EscalationJob& job) {
   job.validate();
   const auto train = load_escalation_examples(job.train_file);
-  const auto n_pos = size_t(std::count_if(train.begin(), train.end(),
-                                          [](auto& e) { return e.escalate; }));
+  const auto n_pos =
+      size_t(std::count_if(train.begin(), train.end(), [](auto& e) { return e.escalate; }));
   if (n_pos == 0 || n_pos == train.size())
     fail("escalation train: {} needs both escalate and continue rows", job.train_file.string());
   EscalationJobResult r{EscalationDetector::train(train, job.opts), train.size(), {}};

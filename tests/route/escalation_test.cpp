@@ -1,5 +1,7 @@
 // The escalation detector: the shipped labelled set's held-out split, hard cases both ways,
 // the file format, bad inputs, and the CLI.
+#include "route/escalation.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -8,7 +10,6 @@
 
 #include "core/error.h"
 #include "core/io.h"
-#include "route/escalation.h"
 #include "test_util.h"
 
 namespace cogumi {
@@ -28,7 +29,9 @@ const fs::path& trained() {
   return p;
 }
 
-void write(const fs::path& p, const std::string& s) { std::ofstream(p) << s; }
+void write(const fs::path& p, const std::string& s) {
+  std::ofstream(p) << s;
+}
 
 std::string error_of(const std::function<void()>& f) {
   try {
@@ -147,19 +150,26 @@ TEST(Escalation, BadRowsNameFileLineAndField) {
     write(p, body);
     return error_of([&] { load_escalation_examples(p); });
   };
-  const std::string ok = R"({"text": "thanks", "label": "continue"})" "\n";
-  std::string e = err(ok + R"({"text": "nope", "label": "bad"})" "\n");
+  const std::string ok = R"({"text": "thanks", "label": "continue"})"
+                         "\n";
+  std::string e = err(ok + R"({"text": "nope", "label": "bad"})"
+                           "\n");
   EXPECT_NE(e.find(p.string() + ":2"), std::string::npos) << e;
   EXPECT_NE(e.find("'label'"), std::string::npos) << e;
-  e = err(ok + ok + R"({"label": "escalate"})" "\n");
+  e = err(ok + ok +
+          R"({"label": "escalate"})"
+          "\n");
   EXPECT_NE(e.find(":3"), std::string::npos) << e;
   EXPECT_NE(e.find("'text'"), std::string::npos) << e;
-  e = err(R"({"text": "x", "label": "continue", "previous": 3})" "\n");
+  e = err(R"({"text": "x", "label": "continue", "previous": 3})"
+          "\n");
   EXPECT_NE(e.find(":1"), std::string::npos) << e;
   EXPECT_NE(e.find("'previous'"), std::string::npos) << e;
-  e = err(R"({"text": "x", "lable": "continue"})" "\n");
+  e = err(R"({"text": "x", "lable": "continue"})"
+          "\n");
   EXPECT_NE(e.find("'lable'"), std::string::npos) << e;
-  e = err(R"({"text": "", "label": "continue"})" "\n");
+  e = err(R"({"text": "", "label": "continue"})"
+          "\n");
   EXPECT_NE(e.find("'text' is empty"), std::string::npos) << e;
   e = err("not json\n");
   EXPECT_NE(e.find(p.string() + ":1"), std::string::npos) << e;
