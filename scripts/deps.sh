@@ -33,7 +33,7 @@ log() { echo "[deps] $*" >&2; }
 APT_PKGS=(build-essential cmake ninja-build git ccache
   nlohmann-json3-dev libcpp-httplib-dev libcli11-dev libfmt-dev
   libssl-dev zlib1g-dev libsqlite3-dev libgtest-dev libgmock-dev libyaml-cpp-dev
-  bubblewrap python3)
+  libre2-dev bubblewrap python3)
 missing=()
 [ "${COGUMI_SKIP_APT:-0}" = 1 ] && APT_PKGS=()  # machines without Debian's archive (GPU device)
 for p in "${APT_PKGS[@]+"${APT_PKGS[@]}"}"; do

@@ -1,6 +1,7 @@
 #include "eval/extract.h"
 
 #include <cctype>
+#include <optional>
 #include <regex>
 #include <algorithm>
 #include <sstream>
@@ -54,14 +55,45 @@ Extraction extract_numeric(std::string_view output) {
   return e;
 }
 
+namespace {
+
+// extract_choice's patterns for n choices (letters A.. the n-th), compiled once per n: compiling
+// them on every call made choice extraction (and MMLU scoring) ~100x slower than matching.
+struct ChoicePatterns {
+  std::regex strict1, lead, standalone;
+  explicit ChoicePatterns(int n_choices) {
+    std::string letters(size_t(n_choices), 'A');
+    for (int i = 0; i < n_choices; ++i) letters[i] = char('A' + i);
+    std::string cls = "[" + letters + "]";
+    strict1 = std::regex("[Aa]nswer(?: is)?:?\\s{0,16}\\(?(" + cls + ")\\b");
+    lead = std::regex("^\\s{0,64}\\(?(" + cls + ")(?:[).:\\s]|$)");
+    standalone = std::regex("(?:^|[^A-Za-z])(" + cls + ")(?![A-Za-z])");
+  }
+};
+
+constexpr int kMaxCachedChoices = 26;  // A..Z
+
+const ChoicePatterns& choice_patterns(int n_choices) {
+  // Built once, thread-safe (a function-local static); counts outside 1..26 compile per call below.
+  static const std::vector<ChoicePatterns> cache = [] {
+    std::vector<ChoicePatterns> v;
+    v.reserve(kMaxCachedChoices);
+    for (int n = 1; n <= kMaxCachedChoices; ++n) v.emplace_back(n);
+    return v;
+  }();
+  return cache[size_t(n_choices - 1)];
+}
+
+}  // namespace
+
 Extraction extract_choice(std::string_view output, int n_choices) {
   Extraction e;
   std::string text(output);
-  std::string letters(size_t(n_choices), 'A');
-  for (int i = 0; i < n_choices; ++i) letters[i] = char('A' + i);
-  std::string cls = "[" + letters + "]";
-  std::regex strict1("[Aa]nswer(?: is)?:?\\s{0,16}\\(?(" + cls + ")\\b");
-  std::regex lead("^\\s{0,64}\\(?(" + cls + ")(?:[).:\\s]|$)");
+  std::optional<ChoicePatterns> own;
+  if (n_choices < 1 || n_choices > kMaxCachedChoices) own.emplace(n_choices);
+  const ChoicePatterns& p = own ? *own : choice_patterns(n_choices);
+  const std::regex& strict1 = p.strict1;
+  const std::regex& lead = p.lead;
   std::smatch m;
   // The last "answer: X" wins: a worked answer may name the option's text first (which can itself
   // hold "answer"), and the letter it settles on comes last.
@@ -74,8 +106,7 @@ Extraction extract_choice(std::string_view output, int n_choices) {
     e.flexible = e.strict;
     return e;
   }
-  std::regex standalone("(?:^|[^A-Za-z])(" + cls + ")(?![A-Za-z])");
-  if (std::regex_search(text, m, standalone)) e.flexible = m[1].str();
+  if (std::regex_search(text, m, p.standalone)) e.flexible = m[1].str();
   return e;
 }
 

@@ -3,6 +3,7 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <re2/re2.h>
 
 #include "core/error.h"
 #include "core/io.h"
@@ -374,6 +375,12 @@ std::vector<EvalItem> load_generic(const fs::path& p, const std::string& scoring
     it.reference = str_field(o, "output", at);
     it.solution = it.reference;
     it.scoring = scoring;
+    if (scoring == "regex") {  // refused here, before any model time is spent on the item
+      RE2::Options ro;
+      ro.set_log_errors(false);
+      RE2 re(it.reference, ro);
+      if (!re.ok()) fail("{}: item '{}': invalid regex in \"output\": {} (RE2 syntax)", at, it.id, re.error());
+    }
     out.push_back(std::move(it));
   });
   return out;

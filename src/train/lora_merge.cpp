@@ -32,7 +32,18 @@ struct Gguf {
   }
   std::string str(const char* key) const {
     int64_t id = gguf_find_key(g, key);
-    return id < 0 ? "" : gguf_get_val_str(g, id);
+    if (id < 0) return "";
+    // gguf_get_val_str asserts (aborts) on a key of another type: a malformed file is refused.
+    if (gguf_get_kv_type(g, id) != GGUF_TYPE_STRING)
+      fail("'{}': key '{}' is {}, expected a string", path.string(), key, gguf_type_name(gguf_get_kv_type(g, id)));
+    return gguf_get_val_str(g, id);
+  }
+  float f32(const char* key) const {
+    int64_t id = gguf_find_key(g, key);
+    if (id < 0) return 0.0f;
+    if (gguf_get_kv_type(g, id) != GGUF_TYPE_FLOAT32)
+      fail("'{}': key '{}' is {}, expected f32", path.string(), key, gguf_type_name(gguf_get_kv_type(g, id)));
+    return gguf_get_val_f32(g, id);
   }
   // Tensor data as float32.
   std::vector<float> read(const std::string& name) const {
@@ -62,7 +73,7 @@ nlohmann::json lora_info(const std::filesystem::path& adapter) {
   if (a.str("general.type") != "adapter" || a.str("adapter.type") != "lora")
     fail("'{}' is not a LoRA adapter (general.type='{}', adapter.type='{}')", adapter.string(), a.str("general.type"),
          a.str("adapter.type"));
-  int64_t ak = gguf_find_key(a.g, "adapter.lora.alpha");
+  const float alpha = a.f32("adapter.lora.alpha");
   nlohmann::json tensors = nlohmann::json::array();
   std::set<std::string> modules;
   uint64_t n_params = 0;
@@ -70,7 +81,10 @@ nlohmann::json lora_info(const std::filesystem::path& adapter) {
   for (int64_t i = 0; i < gguf_get_n_tensors(a.g); ++i) {
     std::string name = gguf_get_tensor_name(a.g, i);
     const int64_t* ne = gguf_get_tensor_ne(a.g, i);
-    n_params += uint64_t(ne[0] * ne[1]);
+    // ne[0]*ne[1] alone can overflow when a later dimension is 0 (gguf bounds the full product).
+    uint64_t n = 0;
+    if (__builtin_mul_overflow(uint64_t(ne[0]), uint64_t(ne[1]), &n) || __builtin_add_overflow(n_params, n, &n_params))
+      fail("'{}': tensor '{}' is {}x{}: too many parameters", adapter.string(), name, ne[0], ne[1]);
     if (name.size() > 7 && name.compare(name.size() - 7, 7, ".lora_a") == 0) {
       std::string w = name.substr(0, name.size() - 7);
       rank = int(ne[1]);
@@ -83,7 +97,7 @@ nlohmann::json lora_info(const std::filesystem::path& adapter) {
     }
   }
   return {{"path", adapter.string()}, {"arch", a.str("general.architecture")},
-          {"alpha", ak >= 0 ? gguf_get_val_f32(a.g, ak) : 0.0f},
+          {"alpha", alpha},
           {"rank", rank}, {"n_params", n_params}, {"modules", modules}, {"tensors", tensors}};
 }
 

@@ -203,6 +203,12 @@ void ModelGraph::check_tensors() {
     if (n != int(want.size()) || !std::equal(want.begin(), want.end(), t->ne))
       fail("'{}': tensor '{}' is {}, expected {}", p, name, shape_str(t->ne, n), shape_str(want.data(), int(want.size())));
   }
+  // Each block has 9 tensors: a block count the file cannot hold is refused before the names of
+  // its tensors are built (llama.block_count may claim up to 2^30 blocks).
+  constexpr size_t kBlockTensors = 9;
+  if (size_t(hp_.n_layer) > by_name_.size() / kBlockTensors)
+    fail("'{}': llama.block_count {} needs {} block tensors, the file has {} tensors in all", p, hp_.n_layer,
+         uint64_t(hp_.n_layer) * kBlockTensors, by_name_.size());
   std::vector<std::string> need = {"output_norm.weight"};
   for (int l = 0; l < hp_.n_layer; ++l)
     for (const char* w : {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up",

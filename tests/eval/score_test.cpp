@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <fstream>
 #include <functional>
 #include <thread>
@@ -122,6 +123,52 @@ EvalItem bfcl_item(const std::string& id) {
       if (it.id == id) return it;
   ADD_FAILURE() << "no BFCL fixture item " << id;
   return {};
+}
+
+TEST(Score, RegexReferencesMatchInLinearTime) {
+  // A user-supplied pattern with stacked quantifiers made std::regex_search backtrack for over
+  // 30 s (fuzz corpus load_jsonl/crash-regex_reference_hang); RE2 matches in linear time.
+  EvalItem it;
+  it.id = "q7";
+  it.benchmark = "jsonl";
+  it.kind = TaskKind::kText;
+  it.scoring = "regex";
+  it.reference = "(a*)*(b+)*(a|aa)*c";
+  const std::string out = std::string(100000, 'a') + "!";
+  const auto t0 = std::chrono::steady_clock::now();
+  ItemScore s = score_output(it, out, "stop");
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_FALSE(s.correct);
+  EXPECT_LT(secs, 2.0) << "regex scoring of a catastrophic pattern took " << secs << " s";
+  EXPECT_TRUE(score_output(it, std::string(5000, 'a') + "c", "stop").correct);
+  it.reference = R"(^\s*(\d+)\s*apples$)";
+  EXPECT_TRUE(score_output(it, "  12 apples", "stop").correct);
+  EXPECT_FALSE(score_output(it, "12 pears", "stop").correct);
+  // An invalid pattern is an error naming the item, not a silent "wrong".
+  it.reference = "(unclosed";
+  try {
+    score_output(it, "(unclosed", "stop");
+    ADD_FAILURE() << "an invalid regex reference was scored";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'q7'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("invalid regex"), std::string::npos) << e.what();
+  }
+  // The loader refuses it first, naming the file's line and the item.
+  const fs::path f = test::tmp_dir() / "bad_regex.jsonl";
+  {
+    std::ofstream o(f);
+    o << R"({"id": "ok", "instruction": "q", "output": "a+b"})" << "\n"
+      << R"({"id": "bad", "instruction": "q", "output": "(a"})" << "\n";
+  }
+  LoadOptions lo;
+  lo.scoring = "regex";
+  try {
+    load_benchmark("jsonl", f, lo);
+    ADD_FAILURE() << "a JSONL file with an invalid regex loaded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(":2"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("'bad'"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Score, ToolCallsFollowBfclRules) {

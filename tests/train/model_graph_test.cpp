@@ -22,6 +22,8 @@
 #include "engine/model_init.h"
 #include "test_util.h"
 #include "train/batches.h"
+#include "train/checkpoint.h"
+#include "train/lora_merge.h"
 
 namespace cogumi {
 namespace {
@@ -348,6 +350,55 @@ TEST_F(ModelGraphTest, MalformedModelsAreErrorsNotCrashes) {
   auto type = edited_copy(test::tiny_model(), "bad-type.gguf",
                           [](gguf_context* g) { gguf_set_val_str(g, "llama.block_count", "two"); });
   EXPECT_THROW(ModelGraph(type, be_), Error);
+}
+
+// Fuzz findings (tests/fuzz/corpus/gguf_model/crash-block_count_huge_oom,
+// gguf_lora/crash-alpha_not_f32_assert, gguf_lora/crash-n_params_signed_overflow): a malformed
+// GGUF is refused with an Error naming the file, never an abort, an overflow or gigabytes of names.
+TEST_F(ModelGraphTest, MalformedGgufIsRefusedNotAborted) {
+  auto base = rope_model("f32");
+  auto huge = edited_copy(base, "huge-blocks.gguf",
+                          [](gguf_context* g) { gguf_set_val_u32(g, "llama.block_count", 1u << 30); });
+  try {
+    ModelGraph mg(huge, be_);
+    ADD_FAILURE() << "a GGUF claiming 2^30 blocks loaded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("block_count"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("huge-blocks.gguf"), std::string::npos) << e.what();
+  }
+  // An adapter whose alpha or type keys have another GGUF type (gguf_get_val_* asserted).
+  auto adapter = test::tmp_dir() / "malformed-base-adapter.gguf";
+  AdapterInitOptions ao;
+  ao.rank = 2;
+  adapter_init(base, adapter, ao);
+  EXPECT_NO_THROW(lora_info(adapter));
+  auto alpha_u32 = edited_copy(adapter, "alpha-u32.gguf",
+                               [](gguf_context* g) { gguf_set_val_u32(g, "adapter.lora.alpha", 16); });
+  EXPECT_THROW(lora_info(alpha_u32), Error);
+  auto type_i32 = edited_copy(adapter, "type-i32.gguf",
+                              [](gguf_context* g) { gguf_set_val_i32(g, "adapter.type", 1); });
+  EXPECT_THROW(lora_info(type_i32), Error);
+  // A checkpoint whose state is not a string, or not JSON (gguf_get_val_str asserted; the JSON
+  // parser threw its own exception): gguf_checkpoint/crash-checkpoint_state_*.
+  auto ckpt = [](const std::string& name, const std::function<void(gguf_context*)>& set) {
+    GgufWriter w;
+    gguf_set_val_str(w.kv(), "general.type", "cogumi-checkpoint");
+    set(w.kv());
+    auto out = test::tmp_dir() / name;
+    w.write(out, [](const std::string&, float*, int64_t) {});
+    return out;
+  };
+  EXPECT_THROW(checkpoint_state(ckpt("state-i32.gguf", [](gguf_context* g) {
+                 gguf_set_val_i32(g, "cogumi.checkpoint.state", 7);
+               })),
+               Error);
+  EXPECT_THROW(checkpoint_state(ckpt("state-not-json.gguf", [](gguf_context* g) {
+                 gguf_set_val_str(g, "cogumi.checkpoint.state", "{\"step\": ");
+               })),
+               Error);
+  EXPECT_NO_THROW(checkpoint_state(ckpt("state-ok.gguf", [](gguf_context* g) {
+    gguf_set_val_str(g, "cogumi.checkpoint.state", "{\"step\": 3}");
+  })));
 }
 
 }  // namespace
