@@ -68,6 +68,7 @@ json run_settings(const EvalOptions& o) {
           {"adapters", adapters},
           {"adapter", o.adapter},
           {"adapter_scale", o.adapter_scale},
+          {"route", o.route_id},
           {"chat", o.chat},
           {"system", o.system},
           {"chat_template", o.chat_template},
@@ -183,6 +184,7 @@ struct Job {
   std::string prompt;
   std::vector<Token> tokens;  // chat prompts: markup special, content plain (Model::tokenize_chat)
   std::vector<std::string> stops;
+  std::string route;  // the adapter a routed system picked for this item
 };
 
 std::string job_key(const std::string& bench, const std::string& id, int sample) {
@@ -270,7 +272,7 @@ std::vector<Job> make_jobs(const EvalOptions& o, const ItemSets& is, const Model
           if (r == responses.by_id.end() || int(r->second.size()) <= s)
             fail("'{}' has no output for item '{}' (sample {})", o.responses.string(), it.id, s);
         }
-        jobs.push_back({&it, s, prompt, tokens, pp.stops});
+        jobs.push_back({&it, s, prompt, tokens, pp.stops, o.route ? o.route(it) : std::string()});
       }
     }
   return jobs;
@@ -357,7 +359,7 @@ json run_eval(const EvalOptions& o) {
         r.ignore_eos = o.ignore_eos;
         r.sampling = o.sampling;
         r.sampling.seed = o.sampling.seed + uint32_t(jobs[i].sample);
-        r.adapter = o.adapter;
+        r.adapter = o.route ? jobs[i].route : o.adapter;
         r.adapter_scale = o.adapter_scale;
         reqs.push_back(std::move(r));
       }
@@ -408,6 +410,7 @@ json run_eval(const EvalOptions& o) {
                    {"kind", task_kind_name(jb.item->kind)},
                    {"sample", jb.sample},
                    {"question", jb.item->question},
+                   {"route", o.route ? json(jb.route) : json(nullptr)},
                    {"prompt", jb.prompt},
                    {"output", r.text},
                    {"extracted", sc.flexible ? json(*sc.flexible) : json(nullptr)},

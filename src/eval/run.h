@@ -13,6 +13,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,11 @@ struct EvalOptions {
   OpenAIEndpoint judge;            // for scoring = judge
   int judge_concurrency = 8;
   const std::atomic<bool>* cancel = nullptr;
+  // A routed system as the model under test: picks each item's adapter ("" = the base alone)
+  // and replaces `adapter`. `route_id` names the routing (the system file and its sha256) in
+  // run.json, so --resume refuses a run routed differently. Items record their route.
+  std::function<std::string(const EvalItem&)> route;
+  std::string route_id;
   // Throws Error naming the option (its CLI flag) for a value out of range.
   void validate() const;
 };
