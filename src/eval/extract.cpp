@@ -28,10 +28,10 @@ std::string normalize_number(std::string_view in) {
     while (s.back() == '0') s.pop_back();
     if (s.back() == '.') s.pop_back();
   }
-  if (s == "-0") s = "0";
-  // Leading zeros ("007" -> "7").
+  // Leading zeros ("007" -> "7"), then negative zero: "-00" is "0", not "-0".
   size_t neg = s[0] == '-' ? 1 : 0;
   while (s.size() > neg + 1 && s[neg] == '0' && s[neg + 1] != '.') s.erase(neg, 1);
+  if (s == "-0") s = "0";
   return s;
 }
 

@@ -1,5 +1,6 @@
 // Loaders for each benchmark's upstream format (see benchmark.h).
 #include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -179,6 +180,11 @@ std::vector<EvalItem> load_humaneval(const fs::path& p) {
     it.code_prompt = str_field(o, "prompt", at);
     it.question = it.code_prompt;
     it.entry_point = str_field(o, "entry_point", at);
+    // A Python identifier: it is spliced into a pattern (prompt_before_entry) and a test call.
+    const std::string& e = it.entry_point;
+    auto word = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
+    if (e.empty() || std::isdigit(static_cast<unsigned char>(e[0])) || !std::all_of(e.begin(), e.end(), word))
+      fail("{}: entry_point '{}' is not a Python identifier", at, e);
     it.test = str_field(o, "test", at);
     if (o.contains("canonical_solution")) it.solution = str_field(o, "canonical_solution", at);
     out.push_back(std::move(it));

@@ -53,6 +53,12 @@ TEST(Extract, NumbersNormalise) {
   EXPECT_EQ(normalize_number("$18.00"), "18");
   EXPECT_EQ(normalize_number("-0.50"), "-0.5");
   EXPECT_EQ(normalize_number("abc"), "");
+  // Negative zero with leading zeros is zero (fuzz corpus extract/crash-negative_zero_leading_zeros).
+  EXPECT_EQ(normalize_number("-00."), "0");
+  EXPECT_EQ(normalize_number("-000.000"), "0");
+  EXPECT_EQ(normalize_number("-007"), "-7");
+  EXPECT_EQ(normalize_number("-00.5"), "-0.5");
+  EXPECT_EQ(extract_numeric("Th5-00.").flexible, "0");
   EXPECT_EQ(normalize_text("The  Answer, is: YES!"), "answer is yes");
 }
 

@@ -169,6 +169,21 @@ TEST(Score, RegexReferencesMatchInLinearTime) {
     EXPECT_NE(std::string(e.what()).find(":2"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("'bad'"), std::string::npos) << e.what();
   }
+  // A HumanEval entry_point is spliced into a std::regex: anything but an identifier is refused
+  // at load (a "(" threw std::regex_error; "f(a*)*" could backtrack).
+  const fs::path he = test::tmp_dir() / "bad_entry.jsonl";
+  for (const char* entry : {"f(a*)*", "(", "", "1f", "f g"}) {
+    {
+      std::ofstream o(he);
+      o << json{{"task_id", "T/0"}, {"prompt", "def f(x):\n"}, {"entry_point", entry}, {"test", "pass"}}.dump() << "\n";
+    }
+    EXPECT_THROW(load_benchmark("humaneval", he), Error) << entry;
+  }
+  {
+    std::ofstream o(he);
+    o << json{{"task_id", "T/0"}, {"prompt", "def f_2(x):\n"}, {"entry_point", "f_2"}, {"test", "pass"}}.dump() << "\n";
+  }
+  EXPECT_EQ(load_benchmark("humaneval", he).at(0).entry_point, "f_2");
 }
 
 TEST(Score, ToolCallsFollowBfclRules) {
