@@ -65,7 +65,10 @@ TEST(Nano, BaseAccuracyStaysInItsRecordedBand) {
   json s = run_eval(e);
   for (auto& [kind, want] : recorded) {
     int got = s["benchmarks"][kind]["correct"].get<int>();
-    EXPECT_NEAR(got, want, 6) << kind;
+    // Reasoning is the exception: near chance, the base's letter choice flips with float order.
+    // The same binary and curriculum gave 21/60 on session 3's CPU and 31/60 on session 4's
+    // (both built with GGML_NATIVE); chance is 15, and a broken prompt or extraction falls below 9.
+    EXPECT_NEAR(got, want, kind == "mmlu" ? 12 : 6) << kind;
   }
 }
 
