@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/io.h"
 #include "engine/model.h"
+#include "runtime/memory.h"
 #include "runtime/runtime.h"
 
 namespace cogumi::cli {
@@ -26,6 +27,9 @@ void setup_ask(CLI::App& sub) {
   sub.add_option("-n,--max-tokens", max_tokens, "Tokens per answer (0 = the system's)")
       ->check(CLI::Range(0, 32768));
   sub.add_flag("--json", as_json, "One JSON object per request: the answer and the decision");
+  static std::string session;
+  sub.add_option("--session", session,
+                 "Continue a session of the system's memory ('new' starts one; its id is printed)");
   sub.callback([&] {
     engine_set_verbose(globals().verbose);
     Runtime rt(SystemConfig::load(system));
@@ -38,6 +42,11 @@ void setup_ask(CLI::App& sub) {
         throw cogumi::Error(fmt::format("--tools '{}': not JSON: {}", tools_file, e.what()));
       }
     }
+    if (session == "new") {
+      session = rt.memory().create_session();
+      fmt::print(stderr, "session {}\n", session);
+    }
+    req.session = session;
     std::vector<AskRequest> reqs;
     for (auto& p : prompts) {
       AskRequest r = req;
@@ -55,11 +64,13 @@ void setup_ask(CLI::App& sub) {
       for (size_t i = 0; i < r.route.probs.size() && i < rc.size(); ++i)
         probs += fmt::format("{}{} {:.2f}", probs.empty() ? "" : ", ", rc[i], r.route.probs[i]);
       fmt::print("{}\n", r.text);
-      fmt::print("-- choice {}{}{} | mode {} | confidence {:.2f}{} | {} + {} tokens, {:.2f} s\n",
-                 r.choice, r.overridden ? " (override)" : "",
-                 probs.empty() ? "" : " [" + probs + "]", r.mode, r.confidence,
-                 r.mode == "accurate" ? fmt::format(" ({}/{} votes)", r.votes, r.samples) : "",
-                 r.prompt_tokens, r.gen_tokens, r.seconds);
+      fmt::print(
+          "-- choice {}{}{} | mode {}{} | confidence {:.2f}{} | {} + {} tokens, {:.2f} s{}\n",
+          r.choice, r.overridden ? " (override)" : "", probs.empty() ? "" : " [" + probs + "]",
+          r.mode, r.escalated ? " (escalated by " + r.escalated_by + ")" : "", r.confidence,
+          r.mode == "accurate" ? fmt::format(" ({}/{} votes)", r.votes, r.samples) : "",
+          r.prompt_tokens, r.gen_tokens, r.seconds,
+          r.turn_id ? fmt::format(" | turn {}", r.turn_id) : "");
     }
   });
 }

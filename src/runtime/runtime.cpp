@@ -10,6 +10,8 @@
 #include "engine/model.h"
 #include "eval/extract.h"
 #include "eval/prompts.h"
+#include "route/escalation.h"
+#include "runtime/memory.h"
 
 namespace cogumi {
 
@@ -125,6 +127,9 @@ nlohmann::json AskResponse::to_json(const std::vector<std::string>& router_choic
           {"mode", mode},
           {"overridden", overridden},
           {"escalated", escalated},
+          {"escalated_by", escalated_by},
+          {"escalation_probability", escalation_probability},
+          {"turn_id", turn_id},
           {"confidence", confidence},
           {"probabilities", probs},
           {"answer", answer_key},
@@ -148,6 +153,8 @@ Runtime::Runtime(SystemConfig cfg) : cfg_(std::move(cfg)) {
         fail("{}: the router '{}' can choose '{}', which the system has no choice for",
              cfg_.file.string(), cfg_.router.string(), name);
   }
+  if (!cfg_.detector.empty())
+    detector_ = std::make_unique<EscalationDetector>(EscalationDetector::load(cfg_.detector));
   GeneratorOptions go;
   go.n_parallel = cfg_.parallel;
   go.n_threads = cfg_.threads;
@@ -155,6 +162,55 @@ Runtime::Runtime(SystemConfig cfg) : cfg_(std::move(cfg)) {
 }
 
 Runtime::~Runtime() = default;
+
+SessionStore& Runtime::memory() {
+  if (cfg_.memory.empty())
+    fail("system '{}' has no session memory (add 'memory: FILE' to the system file)", cfg_.name);
+  if (!memory_) {  // opened on first use: a system asked without sessions never creates the file
+    std::error_code ec;
+    std::filesystem::create_directories(cfg_.memory.parent_path(), ec);
+    memory_ = std::make_unique<SessionStore>(SessionStore::open(cfg_.memory));
+  }
+  return *memory_;
+}
+
+// A follow-up that complains about the session's last answer escalates this request.
+void Runtime::escalate_from_session(const AskRequest& q, AskResponse& r) {
+  if (!detector_ || q.session.empty()) return;
+  auto last = memory().last_turns(q.session, 1);
+  if (last.empty() || last.back().role != "assistant") return;
+  EscalationVerdict v = detector_->detect(q.text, last.back().content);
+  r.escalation_probability = v.probability;
+  if (!v.escalate || r.escalated) return;
+  r.escalated = true;
+  r.escalated_by = "detector";
+  // A complaint is about the last answer: it stays with that answer's choice (the complaint's
+  // own words would route elsewhere), unless the caller overrode it.
+  if (!r.overridden && cfg_.has_choice(last.back().choice)) r.choice = last.back().choice;
+  if (cfg_.escalation == "accurate")
+    r.mode = "accurate";
+  else if (!r.overridden)
+    r.choice = cfg_.default_choice;
+}
+
+void Runtime::record(const AskRequest& q, AskResponse& r) {
+  if (q.session.empty()) return;
+  const std::vector<std::string> rc = router_ ? router_->choices() : std::vector<std::string>{};
+  Turn user;
+  user.role = "user";
+  user.content = q.text;
+  memory().append_turn(q.session, user);
+  Turn a;
+  a.role = "assistant";
+  a.content = r.text;
+  a.choice = r.choice;
+  a.decision = r.to_json(rc);
+  a.decision.erase("text");
+  a.confidence = r.confidence;
+  a.mode = r.mode;
+  a.escalated = r.escalated;
+  r.turn_id = memory().append_turn(q.session, a);
+}
 
 std::string Runtime::adapter_of(const std::string& choice) const {
   return cfg_.choice(choice).adapter.empty() ? "" : choice;
@@ -194,12 +250,16 @@ std::vector<AskResponse> Runtime::ask(const std::vector<AskRequest>& requests) {
       r.confidence = router_ ? r.route.probability : 1.0;
       if (router_ && r.confidence < cfg_.threshold) {
         r.escalated = true;
+        r.escalated_by = "router";
         if (cfg_.escalation == "accurate")
           r.mode = "accurate";
         else
           r.choice = cfg_.default_choice;
       }
     }
+    if (!q.session.empty() && !memory().session(q.session))
+      fail("request {}: no session '{}' in '{}'", i, q.session, cfg_.memory.string());
+    escalate_from_session(q, r);
     const SystemChoice& c = cfg_.choice(r.choice);
     Plan& p = plans[i];
     p.item = item_from_request(q.text, c.ask_as, q.tools);
@@ -251,6 +311,7 @@ std::vector<AskResponse> Runtime::ask(const std::vector<AskRequest>& requests) {
     r.text = res[p.first + win].text;
     r.answer_key = keys[win];
     if (r.mode == "accurate") r.confidence = double(r.votes) / double(p.n);
+    record(requests[i], r);
   }
   return out;
 }

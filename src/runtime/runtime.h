@@ -31,6 +31,8 @@ namespace cogumi {
 
 class Model;
 class Generator;
+class SessionStore;
+class EscalationDetector;
 
 struct AskRequest {
   std::string text;                                // the user's request
@@ -38,17 +40,24 @@ struct AskRequest {
   std::string choice;                              // manual override ("" = the router decides)
   std::string mode;                                // "" = the system's default; fast | accurate
   int max_tokens = 0;                              // 0 = the system's
+  // A conversation in the system's session memory ("" = none): the request and its answer are
+  // recorded as turns with the decision, and when the system has an escalation detector, a
+  // follow-up that complains about the previous answer escalates this one.
+  std::string session;
 };
 
 struct AskResponse {
-  std::string text;         // the answer
-  std::string choice;       // the choice that answered
-  std::string mode;         // the mode used
-  bool overridden = false;  // the caller named the choice
-  bool escalated = false;   // router confidence under the threshold
-  RouteDecision route;      // empty probs when there is no router or the choice was overridden
-  double confidence = 0;    // router probability (fast) or vote share (accurate)
-  std::string answer_key;   // the extracted answer the vote counted
+  std::string text;          // the answer
+  std::string choice;        // the choice that answered
+  std::string mode;          // the mode used
+  bool overridden = false;   // the caller named the choice
+  bool escalated = false;    // router confidence under the threshold, or a complaining follow-up
+  std::string escalated_by;  // "router" or "detector"
+  double escalation_probability = 0;  // the detector's P(escalate), when it ran
+  int64_t turn_id = 0;                // the answer's turn in session memory (0 = not recorded)
+  RouteDecision route;     // empty probs when there is no router or the choice was overridden
+  double confidence = 0;   // router probability (fast) or vote share (accurate)
+  std::string answer_key;  // the extracted answer the vote counted
   int votes = 1, samples = 1;
   int prompt_tokens = 0, gen_tokens = 0;
   double seconds = 0;  // wall time of the batch this request ran in
@@ -73,6 +82,8 @@ class Runtime {
 
   const SystemConfig& config() const { return cfg_; }
   const std::optional<Router>& router() const { return router_; }
+  // The session store, opened on first use (throws when the system file names no memory).
+  SessionStore& memory();
   std::shared_ptr<Model> model() const { return model_; }
 
  private:
@@ -80,6 +91,11 @@ class Runtime {
   std::shared_ptr<Model> model_;
   std::optional<Router> router_;
   std::unique_ptr<Generator> gen_;
+  std::unique_ptr<SessionStore> memory_;
+  std::unique_ptr<EscalationDetector> detector_;
+
+  void escalate_from_session(const AskRequest& q, AskResponse& r);
+  void record(const AskRequest& q, AskResponse& r);
 };
 
 // A bare request put as the eval asks `ask_as` (see SystemChoice): the item whose prompt the

@@ -118,7 +118,7 @@ SystemConfig SystemConfig::load(const std::filesystem::path& path) {
   s.file = path;
   r.expect_map(root, "",
                {"name", "base", "router", "default", "choices", "threshold", "escalation", "modes",
-                "generation", "memory"});
+                "generation", "memory", "detector"});
   if (root["name"]) s.name = r.get<std::string>(root["name"], "name");
   if (!root["base"]) fail("{}: 'base' is required (the base model GGUF)", path.string());
   s.base = r.path(root["base"], "base");
@@ -158,6 +158,7 @@ SystemConfig SystemConfig::load(const std::filesystem::path& path) {
     if (g["threads"]) s.threads = r.get<int>(g["threads"], "generation.threads");
   }
   if (root["memory"]) s.memory = r.path(root["memory"], "memory");
+  if (root["detector"]) s.detector = r.path(root["detector"], "detector");
   s.validate();
   return s;
 }

@@ -16,7 +16,8 @@
 //   escalation: accurate              # accurate | base
 //   modes: {default: fast, accurate: {samples: 5, temperature: 0.7}}
 //   generation: {max_tokens: 256, parallel: 16, threads: 0}
-//   memory: sessions.db               # optional
+//   memory: sessions.db               # optional: sessions (turns, decisions, feedback)
+//   detector: escalation.json         # optional: a follow-up that complains escalates
 //
 // `ask_as` says how a bare user request is put to that choice: a benchmark kind (gsm8k,
 // humaneval, mmlu, bfcl, bbh, mbpp: the prompt the nano models were trained on) or "chat"
@@ -51,6 +52,7 @@ struct SystemConfig {
   int parallel = 16;                    // generator slots, 1..255
   int threads = 0;                      // 0: all cores
   std::filesystem::path memory;         // optional SQLite session store
+  std::filesystem::path detector;       // optional escalation detector (cogumi escalation train)
 
   // Reads and checks a system file. Errors name the file, the line and the key.
   static SystemConfig load(const std::filesystem::path& path);

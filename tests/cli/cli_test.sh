@@ -154,6 +154,11 @@ check "tool-call items record their ground truth as the reference" python3 -c 'i
 check "eval reads every nano domain" python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); assert sorted(s["benchmarks"])==["bfcl","gsm8k","humaneval","mmlu"], s["benchmarks"].keys(); assert all(b["n"]==8 for b in s["benchmarks"].values())' "$T/nano_eval.json"
 
 expect_error "nano loop names an unknown modifier domain" "unknown modifier domain 'maths'" "$COGUMI" nano loop --dir "$T/nl" --base "$T/m.gguf" --data "$T/nano" --modifiers math,maths
+# The shipped nano system answers from a fresh clone: the router picks the math modifier and says so.
+"$COGUMI" ask --json -p "Sam has 30 cards. He gives 11 away. How many cards does Sam have now?" >"$T/ask.json" 2>/dev/null
+check "ask routes a math question through the shipped nano system" python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).read()); assert r["choice"]=="math" and r["probabilities"]["math"]>0.9 and "####" in r["text"], r' "$T/ask.json"
+expect_error "ask names an unknown choice" "no choice named 'poetry'" "$COGUMI" ask --choice poetry -p "hi"
+
 "$COGUMI" --help >/dev/null && "$COGUMI" generate --help | grep -q -- "--max-tokens"
 check "help on subcommands" test $? -eq 0
 

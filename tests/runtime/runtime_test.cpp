@@ -11,6 +11,7 @@
 #include "data/synth.h"
 #include "route/router_job.h"
 #include "runtime/eval_system.h"
+#include "runtime/memory.h"
 #include "test_util.h"
 
 namespace cogumi {
@@ -269,6 +270,62 @@ TEST(SystemEval, TheShippedNanoSystemRoutesEachItemToItsDomainsModifier) {
     EXPECT_GE(same, n - 2) << name;
   }
   EXPECT_FALSE(sys["run"]["complete"].is_null());
+}
+
+}  // namespace
+}  // namespace cogumi
+
+namespace cogumi {
+namespace {
+
+// Sessions: each request and answer is a turn with its decision; a follow-up that complains
+// about the last answer escalates to accurate mode and stays with that answer's choice.
+TEST(RuntimeSession, TurnsAreRecordedAndAComplaintEscalates) {
+  const fs::path models = fs::path(COGUMI_REPO_DIR) / "models";
+  const fs::path db = test::tmp_dir() / "runtime" / "sessions" / "s.db";
+  SystemConfig cfg = SystemConfig::load(
+      write("session.yaml",
+            "base: " + (models / "nano-base.gguf").string() +
+                "\nrouter: " + (models / "nano-router.json").string() +
+                "\ndefault: math\nchoices:\n  math: {ask_as: gsm8k}\n  code: {ask_as: humaneval}\n"
+                "  reasoning: {ask_as: mmlu}\n  automation: {ask_as: bfcl}\ngeneration: "
+                "{max_tokens: 32}\n"
+                "detector: " +
+                (models / "nano-escalation.json").string() + "\nmemory: " + db.string() + "\n"));
+  cfg.threads = 2;
+  Runtime rt(cfg);
+  const std::string s = rt.memory().create_session();
+  AskRequest q;
+  q.session = s;
+  q.text = "Sam has 30 cards. He gives 11 away. How many cards does Sam have now?";
+  auto first = rt.ask({q});
+  EXPECT_FALSE(first[0].escalated);
+  EXPECT_EQ(first[0].mode, "fast");
+  EXPECT_GT(first[0].turn_id, 0);
+  q.text = "That's wrong. 30 - 11 isn't that, try again.";
+  auto second = rt.ask({q});
+  EXPECT_TRUE(second[0].escalated);
+  EXPECT_EQ(second[0].escalated_by, "detector");
+  EXPECT_GT(second[0].escalation_probability, 0.5);
+  EXPECT_EQ(second[0].mode, "accurate");
+  EXPECT_EQ(second[0].choice, "math");  // the complained-about answer's choice
+  q.text = "Thanks! Now a new one: Kim has 3 packs of 11 cars. How many cars?";
+  auto third = rt.ask({q});
+  EXPECT_FALSE(third[0].escalated);
+
+  auto turns = rt.memory().last_turns(s, 10);
+  ASSERT_EQ(turns.size(), 6u);
+  EXPECT_EQ(turns[0].role, "user");
+  EXPECT_EQ(turns[1].role, "assistant");
+  EXPECT_EQ(turns[1].choice, "math");
+  EXPECT_EQ(turns[1].mode, "fast");
+  EXPECT_TRUE(turns[3].escalated);
+  EXPECT_EQ(turns[3].mode, "accurate");
+  EXPECT_EQ(turns[3].decision["escalated_by"], "detector");
+  EXPECT_EQ(turns[3].id, second[0].turn_id);
+  // An unknown session is refused before anything runs.
+  q.session = "no-such-session";
+  EXPECT_THROW(rt.ask({q}), Error);
 }
 
 }  // namespace
