@@ -27,6 +27,7 @@ std::string normalize_number(std::string_view in) {
   if (s.find('.') != std::string::npos) {
     while (s.back() == '0') s.pop_back();
     if (s.back() == '.') s.pop_back();
+    if (s.empty() || s == "-") s = "0";  // ".0", "-.0": zero, not "" or "-"
   }
   // Leading zeros ("007" -> "7"), then negative zero: "-00" is "0", not "-0".
   size_t neg = s[0] == '-' ? 1 : 0;

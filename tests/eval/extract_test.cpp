@@ -59,6 +59,11 @@ TEST(Extract, NumbersNormalise) {
   EXPECT_EQ(normalize_number("-007"), "-7");
   EXPECT_EQ(normalize_number("-00.5"), "-0.5");
   EXPECT_EQ(extract_numeric("Th5-00.").flexible, "0");
+  // A zero with only a fraction (fuzz corpus extract/crash-negative_zero_fraction_only).
+  EXPECT_EQ(normalize_number("-.0"), "0");
+  EXPECT_EQ(normalize_number(".000"), "0");
+  EXPECT_EQ(normalize_number("+.0"), "0");
+  EXPECT_EQ(normalize_number("-.50"), "-.5");
   EXPECT_EQ(normalize_text("The  Answer, is: YES!"), "answer is yes");
 }
 
