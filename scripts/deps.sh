@@ -5,9 +5,10 @@
 #     (package/llama/gitRelease.bundle), built as shared libraries and installed into
 #     a cache directory keyed by version and build options.
 #
-# Usage: scripts/deps.sh [--cuda] [--tools]
+# Usage: scripts/deps.sh [--cuda] [--tools] [--test]
 #   --cuda   also build ggml's CUDA backend for Hopper (sm_90) with the nvcc on PATH
 #   --tools  also build llama.cpp's llama-bench / llama-batched-bench / llama-completion (benchmarks)
+#   --test   also install what only the tests use (chromium, clang-14 + libFuzzer)
 # Prints nothing on stdout but the install prefix (last line), so callers can capture it.
 set -euo pipefail
 
@@ -17,10 +18,12 @@ LLAMA_VERSION=0.5.0
 
 CUDA=0
 TOOLS=0
+TEST=0
 for arg in "$@"; do
   case "$arg" in
     --cuda) CUDA=1 ;;
     --tools) TOOLS=1 ;;
+    --test) TEST=1 ;;
     *) echo "deps.sh: unknown option '$arg'" >&2; exit 2 ;;
   esac
 done
@@ -34,6 +37,8 @@ APT_PKGS=(build-essential cmake ninja-build git ccache
   nlohmann-json3-dev libcpp-httplib-dev libcli11-dev libfmt-dev
   libssl-dev zlib1g-dev libsqlite3-dev libgtest-dev libgmock-dev libyaml-cpp-dev
   libre2-dev bubblewrap python3)
+# The test suite also drives a real browser (the failure report) and builds the fuzz targets with clang.
+((TEST)) && APT_PKGS+=(chromium clang-14 libclang-rt-14-dev)
 missing=()
 [ "${COGUMI_SKIP_APT:-0}" = 1 ] && APT_PKGS=()  # machines without Debian's archive (GPU device)
 for p in "${APT_PKGS[@]+"${APT_PKGS[@]}"}"; do

@@ -2,6 +2,6 @@
 # The test suite: installs what it needs, builds, runs every test (unit, integration, CLI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/build.sh "$@" >/dev/null
+scripts/build.sh --test "$@" >/dev/null
 cd "${BUILD_DIR:-build}"
 ctest --output-on-failure -j "${JOBS:-$(nproc)}" --timeout 900
