@@ -2,7 +2,10 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <string>
+
+#include "core/error.h"
 
 namespace cogumi::test {
 
@@ -12,5 +15,15 @@ const std::filesystem::path& tmp_dir();
 const std::filesystem::path& tiny_model();
 // A random LoRA adapter for tiny_model() with non-zero B (changes outputs).
 const std::filesystem::path& tiny_adapter();
+
+// The message of the cogumi::Error that fn throws; "" when it throws none.
+inline std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
 
 }  // namespace cogumi::test

@@ -20,15 +20,12 @@ json eval_system(const SystemConfig& cfg, EvalOptions o) {
     if (!c.adapter.empty()) o.adapters.emplace_back(c.name, c.adapter);
   std::optional<Router> router;
   if (!cfg.router.empty()) router = Router::load(cfg.router);
-  auto adapter_of = [&cfg](const std::string& choice) {
-    return cfg.choice(choice).adapter.empty() ? "" : choice;
-  };
   if (router)
     for (const auto& n : router->choices()) (void)cfg.choice(n);  // every routable choice exists
-  o.route = [&cfg, router, adapter_of](const EvalItem& it) {
-    if (!router) return adapter_of(cfg.default_choice);
+  o.route = [&cfg, router](const EvalItem& it) {
+    if (!router) return cfg.adapter_name(cfg.default_choice);
     const RouteDecision d = router->route(query_text(it));
-    return adapter_of(router->choices()[size_t(d.choice)]);
+    return cfg.adapter_name(router->choices()[size_t(d.choice)]);
   };
   const std::string file = cfg.file.empty() ? "(in memory)" : cfg.file.string();
   o.route_id = file + (cfg.file.empty() ? "" : " " + sha256_file(cfg.file)) +

@@ -213,7 +213,7 @@ void Runtime::record(const AskRequest& q, AskResponse& r) {
 }
 
 std::string Runtime::adapter_of(const std::string& choice) const {
-  return cfg_.choice(choice).adapter.empty() ? "" : choice;
+  return cfg_.adapter_name(choice);
 }
 
 std::string Runtime::route(const std::string& text, RouteDecision* decision) const {

@@ -62,6 +62,10 @@ bool SystemConfig::has_choice(const std::string& n) const {
                      [&](const SystemChoice& c) { return c.name == n; });
 }
 
+std::string SystemConfig::adapter_name(const std::string& n) const {
+  return choice(n).adapter.empty() ? "" : n;
+}
+
 const SystemChoice& SystemConfig::choice(const std::string& n) const {
   for (auto& c : choices)
     if (c.name == n) return c;

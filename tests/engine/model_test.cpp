@@ -14,14 +14,7 @@
 namespace cogumi {
 namespace {
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 TEST(Model, ReportsShapeAndVocabulary) {
   auto m = Model::load(test::tiny_model());

@@ -248,14 +248,7 @@ EvalOptions small_generation_run(const std::string& out) {
   return o;
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 TEST(Harness, ResumeRefusesARunMadeWithOtherSettings) {
   EvalOptions o = small_generation_run("resume_settings");

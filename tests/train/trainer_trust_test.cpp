@@ -48,14 +48,7 @@ TrainOptions small_options(const std::string& name, const std::filesystem::path&
   return o;
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 // ---- the epoch's tail ------------------------------------------------------------------------
 
