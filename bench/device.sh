@@ -19,7 +19,14 @@ cd "$(dirname "$0")/.."
 export COGUMI_CACHE=/root/.cache/cogumi COGUMI_SKIP_APT=1 JOBS=16
 OUT="${OUT:-out/device}"
 mkdir -p "$OUT" "$COGUMI_CACHE/npm"
-cp -n .devcache/node-llama-cpp-3.22.1.tgz "$COGUMI_CACHE/npm/" 2>/dev/null || true
+# The pinned llama.cpp source, unpacked where scripts/deps.sh looks (bench/devcache.sh packs it).
+SRC="$COGUMI_CACHE/llama.cpp-0.5.0-src"
+if [ ! -f "$SRC/.cogumi-ok" ]; then
+  rm -rf "$SRC" && mkdir -p "$SRC"
+  xz -dc .devcache/llama-src.tar.xz | tar -C "$SRC" -xf -
+  xz -dc .devcache/llama-vocab.tar.xz | tar -C "$SRC" -xf -
+  touch "$SRC/.cogumi-ok"
+fi
 DEPS=/opt/cogumi-debs
 if [ ! -d "$DEPS" ]; then
   mkdir -p "$DEPS"

@@ -55,7 +55,9 @@ fi
 # ---- pinned llama.cpp source -----------------------------------------------
 mkdir -p "$CACHE/npm"
 TGZ="$CACHE/npm/node-llama-cpp-$NLC_VERSION.tgz"
-if [ ! -f "$TGZ" ] || ! echo "$NLC_SHA256  $TGZ" | sha256sum -c --status; then
+SRC="$CACHE/llama.cpp-$LLAMA_VERSION-src"
+# The tarball is needed only to unpack the source (bench/device.sh brings the unpacked source).
+if [ ! -f "$SRC/.cogumi-ok" ] && { [ ! -f "$TGZ" ] || ! echo "$NLC_SHA256  $TGZ" | sha256sum -c --status; }; then
   log "fetching node-llama-cpp@$NLC_VERSION from npm"
   rm -f "$TGZ"
   (cd "$CACHE/npm" && npm pack --silent "node-llama-cpp@$NLC_VERSION" >/dev/null)
@@ -63,7 +65,6 @@ if [ ! -f "$TGZ" ] || ! echo "$NLC_SHA256  $TGZ" | sha256sum -c --status; then
     { log "sha256 mismatch for $TGZ (expected $NLC_SHA256)"; rm -f "$TGZ"; exit 1; }
 fi
 
-SRC="$CACHE/llama.cpp-$LLAMA_VERSION-src"
 if [ ! -f "$SRC/.cogumi-ok" ]; then
   log "unpacking llama.cpp $LLAMA_VERSION source"
   rm -rf "$SRC" "$SRC.tmp"
