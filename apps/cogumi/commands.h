@@ -26,6 +26,8 @@ void setup_nano(CLI::App& sub);
 void setup_router(CLI::App& sub);
 void setup_escalation(CLI::App& sub);
 void setup_ask(CLI::App& sub);
+void setup_run(CLI::App& sub);
+void setup_gates(CLI::App& sub);
 
 // A number that is not NaN or infinite (CLI11's range checks let NaN through).
 inline CLI::Validator finite_number() {

@@ -30,6 +30,9 @@ static const Command kCommands[] = {
     {"router", "The learned router: train, evaluate, route queries", cogumi::cli::setup_router},
     {"escalation", "Detect dissatisfied follow-ups: train, evaluate, detect", cogumi::cli::setup_escalation},
     {"failures", "Turn a run's failures into training data; cluster and label them", cogumi::cli::setup_failures},
+    {"run", "Run a pipeline config: base, evals, failures, modifiers, router, gates, report (cached stages)",
+     cogumi::cli::setup_run},
+    {"gates", "Print a pipeline run's gates; exit 1 when one failed (for CI)", cogumi::cli::setup_gates},
 };
 
 int main(int argc, char** argv) {

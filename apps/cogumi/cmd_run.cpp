@@ -1,0 +1,42 @@
+// cogumi run PIPELINE.yaml: the plan as one command (src/pipeline/stages.h).
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "core/error.h"
+#include "engine/model.h"
+#include "pipeline/stages.h"
+
+namespace cogumi::cli {
+
+void setup_run(CLI::App& sub) {
+  static std::string config, dir;
+  static RunOptions o;
+  static bool quiet = false;
+  sub.add_option("config", config, "Pipeline config (YAML), e.g. configs/nano.yaml")->required();
+  sub.add_option("--dir", dir, "Work directory (default: the config's work_dir, else runs/NAME)");
+  sub.add_option("--until", o.until, "Run the stages up to this one (a name, or a group: train = train.*)");
+  sub.add_option("--only", o.only, "Run only this stage or group; its inputs must be finished");
+  sub.add_flag("--dry-run", o.dry_run, "Print the plan and what would be reused; run nothing");
+  sub.add_flag("-q,--quiet", quiet, "No progress lines");
+  sub.callback([&] {
+    engine_set_verbose(globals().verbose);
+    PipelineConfig cfg = PipelineConfig::load(config);
+    if (!dir.empty()) cfg.work_dir = dir;
+    o.progress = !quiet;
+    PipelineRun r = run_pipeline(cfg, o);
+    if (o.dry_run) {
+      fmt::print("{}", r.summary.plan_text);
+      if (!r.missing.empty()) {
+        std::string m;
+        for (auto& f : r.missing) m += "\n  " + f;
+        fail("{} input file{} missing (give their paths in {}):{}", r.missing.size(), r.missing.size() == 1 ? " is" : "s are",
+             config, m);
+      }
+      return;
+    }
+    fmt::print("{} stages ran, {} reused in {:.1f} s; report {}\n", r.summary.ran, r.summary.reused, r.summary.seconds,
+               (cfg.work_dir / "report.html").string());
+  });
+}
+
+}  // namespace cogumi::cli

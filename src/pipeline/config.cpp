@@ -1,0 +1,363 @@
+#include "pipeline/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <set>
+
+#include "core/error.h"
+#include "data/synth.h"
+
+namespace cogumi {
+
+namespace {
+
+const std::set<std::string> kKinds = {"gsm8k", "humaneval", "mbpp", "mmlu", "bbh", "bfcl", "jsonl"};
+
+// Reads one YAML file; every error says "FILE:LINE: 'key': what".
+class Reader {
+ public:
+  explicit Reader(fs::path file) : file_(std::move(file)) {}
+
+  [[noreturn]] void error(const YAML::Node& n, const std::string& key, const std::string& msg) const {
+    fail("{}:{}: '{}': {}", file_.string(), n.Mark().line + 1, key, msg);
+  }
+  void expect_map(const YAML::Node& n, const std::string& key, const std::set<std::string>& allowed) const {
+    if (!n.IsMap()) error(n, key.empty() ? "(top level)" : key, "expected a mapping");
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      const auto k = it->first.as<std::string>();
+      if (!allowed.count(k)) {
+        std::string known;
+        for (auto& a : allowed) known += (known.empty() ? "" : ", ") + a;
+        error(it->first, key.empty() ? k : key + "." + k, "unknown key (known: " + known + ")");
+      }
+    }
+  }
+  std::string str(const YAML::Node& n, const std::string& key) const {
+    if (!n.IsScalar()) error(n, key, "expected a string");
+    return n.as<std::string>();
+  }
+  bool boolean(const YAML::Node& n, const std::string& key) const {
+    try {
+      if (n.IsScalar()) return n.as<bool>();
+    } catch (const YAML::Exception&) {
+    }
+    error(n, key, "expected true or false");
+  }
+  double number(const YAML::Node& n, const std::string& key, double lo, double hi, bool lo_open = false) const {
+    double v = 0;
+    try {
+      if (!n.IsScalar()) error(n, key, "expected a number");
+      v = n.as<double>();
+    } catch (const YAML::Exception&) {
+      error(n, key, fmt::format("expected a number, got '{}'", n.Scalar()));
+    }
+    if (!std::isfinite(v) || (lo_open ? v <= lo : v < lo) || v > hi)
+      error(n, key, fmt::format("must be in {}{}, {}], got {}", lo_open ? "(" : "[", lo, hi, n.Scalar()));
+    return v;
+  }
+  int integer(const YAML::Node& n, const std::string& key, long lo, long hi) const {
+    double v = number(n, key, double(lo), double(hi));
+    if (v != std::floor(v)) error(n, key, fmt::format("expected a whole number, got {}", n.Scalar()));
+    return int(v);
+  }
+  fs::path path(const YAML::Node& n, const std::string& key) const {
+    fs::path p = str(n, key);
+    if (p.empty()) error(n, key, "empty path");
+    return p.is_absolute() ? p : file_.parent_path() / p;
+  }
+  std::vector<fs::path> paths(const YAML::Node& n, const std::string& key) const {
+    std::vector<fs::path> out;
+    if (n.IsScalar()) return {path(n, key)};
+    if (!n.IsSequence()) error(n, key, "expected a path or a list of paths");
+    for (size_t i = 0; i < n.size(); ++i) out.push_back(path(n[i], fmt::format("{}[{}]", key, i)));
+    return out;
+  }
+  std::vector<BenchSpec> benches(const YAML::Node& n, const std::string& key) const {
+    if (!n.IsMap()) error(n, key, "expected a mapping of benchmark kind to file, e.g. {gsm8k: test.jsonl}");
+    std::vector<BenchSpec> out;
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      const std::string kind = it->first.as<std::string>();
+      if (!kKinds.count(kind))
+        error(it->first, key + "." + kind, "unknown benchmark kind (gsm8k, humaneval, mbpp, mmlu, bbh, bfcl, jsonl)");
+      out.push_back({kind, path(it->second, key + "." + kind)});
+    }
+    return out;
+  }
+  const fs::path& file() const { return file_; }
+
+ private:
+  fs::path file_;
+};
+
+void read_modifier(const Reader& r, const YAML::Node& n, const std::string& key, ModifierSettings& m) {
+  r.expect_map(n, key, {"rank", "steps", "batch", "seq_len", "eval_steps", "patience", "warmup", "lr", "val_split",
+                        "domain_share", "replay"});
+  auto k = [&](const char* f) { return key + "." + f; };
+  if (n["rank"]) m.rank = r.integer(n["rank"], k("rank"), 1, 4096);
+  if (n["steps"]) m.steps = r.integer(n["steps"], k("steps"), 1, 10000000);
+  if (n["batch"]) m.batch = r.integer(n["batch"], k("batch"), 1, 65536);
+  if (n["seq_len"]) m.seq_len = r.integer(n["seq_len"], k("seq_len"), 8, 65536);
+  if (n["eval_steps"]) m.eval_steps = r.integer(n["eval_steps"], k("eval_steps"), 1, 10000000);
+  if (n["patience"]) m.patience = r.integer(n["patience"], k("patience"), 0, 1000000);
+  if (n["warmup"]) m.warmup = r.integer(n["warmup"], k("warmup"), 0, 10000000);
+  if (n["lr"]) m.lr = r.number(n["lr"], k("lr"), 0, 1, true);
+  if (n["val_split"]) m.val_split = r.number(n["val_split"], k("val_split"), 0, 0.5);
+  if (n["domain_share"]) m.domain_share = r.number(n["domain_share"], k("domain_share"), 0, 100);
+  if (n["replay"]) m.replay = r.number(n["replay"], k("replay"), 0, 100);
+}
+
+void read_base(const Reader& r, const YAML::Node& n, PipelineConfig& c) {
+  r.expect_map(n, "base", {"gguf", "train"});
+  if (bool(n["gguf"]) == bool(n["train"])) r.error(n, "base", "give exactly one of 'gguf' (a model file) or 'train' (settings)");
+  if (n["gguf"]) {
+    c.base_gguf = r.path(n["gguf"], "base.gguf");
+    return;
+  }
+  c.base_train = true;
+  const YAML::Node t = n["train"];
+  if (t.IsNull()) return;
+  r.expect_map(t, "base.train", {"seed", "difficulty", "n_train", "n_dev", "n_test", "n_mix", "vocab_merges", "n_embd",
+                                 "n_layer", "n_head", "n_ff", "steps", "seq_len", "batch", "warmup", "lr"});
+  NanoBaseOptions& b = c.base_options;
+  auto k = [](const char* f) { return std::string("base.train.") + f; };
+  if (t["seed"]) b.seed = uint64_t(r.integer(t["seed"], k("seed"), 0, 2147483647));
+  if (t["difficulty"]) b.difficulty = r.str(t["difficulty"], k("difficulty"));
+  if (t["n_train"]) b.n_train = r.integer(t["n_train"], k("n_train"), 1, 10000000);
+  if (t["n_dev"]) b.n_dev = r.integer(t["n_dev"], k("n_dev"), 1, 10000000);
+  if (t["n_test"]) b.n_test = r.integer(t["n_test"], k("n_test"), 1, 10000000);
+  if (t["n_mix"]) b.n_mix = r.integer(t["n_mix"], k("n_mix"), 0, 10000000);
+  if (t["vocab_merges"]) b.vocab_merges = r.integer(t["vocab_merges"], k("vocab_merges"), 0, 1000000);
+  if (t["n_embd"]) b.n_embd = r.integer(t["n_embd"], k("n_embd"), 8, 65536);
+  if (t["n_layer"]) b.n_layer = r.integer(t["n_layer"], k("n_layer"), 1, 256);
+  if (t["n_head"]) b.n_head = r.integer(t["n_head"], k("n_head"), 1, 1024);
+  if (t["n_ff"]) b.n_ff = r.integer(t["n_ff"], k("n_ff"), 1, 1000000);
+  if (t["steps"]) b.steps = r.integer(t["steps"], k("steps"), 1, 10000000);
+  if (t["seq_len"]) b.seq_len = r.integer(t["seq_len"], k("seq_len"), 8, 65536);
+  if (t["batch"]) b.batch = r.integer(t["batch"], k("batch"), 1, 65536);
+  if (t["warmup"]) b.warmup = r.integer(t["warmup"], k("warmup"), 0, 10000000);
+  if (t["lr"]) b.lr = float(r.number(t["lr"], k("lr"), 0, 1, true));
+  try {
+    b.validate();
+    SynthOptions so;
+    so.set_difficulty(b.difficulty);
+  } catch (const Error& e) {
+    r.error(t, "base.train", e.what());
+  }
+}
+
+void read_curriculum(const Reader& r, const YAML::Node& n, CurriculumConfig& c) {
+  r.expect_map(n, "curriculum", {"seed", "n_train", "n_dev", "n_test", "n_mix", "difficulty"});
+  c.enabled = true;
+  if (n["seed"]) c.seed = uint64_t(r.integer(n["seed"], "curriculum.seed", 0, 2147483647));
+  if (n["n_train"]) c.n_train = r.integer(n["n_train"], "curriculum.n_train", 1, 10000000);
+  if (n["n_dev"]) c.n_dev = r.integer(n["n_dev"], "curriculum.n_dev", 1, 10000000);
+  if (n["n_test"]) c.n_test = r.integer(n["n_test"], "curriculum.n_test", 1, 10000000);
+  if (n["n_mix"]) c.n_mix = r.integer(n["n_mix"], "curriculum.n_mix", 0, 10000000);
+  if (n["difficulty"]) c.difficulty = r.str(n["difficulty"], "curriculum.difficulty");
+  if (c.n_mix > c.n_train) r.error(n, "curriculum.n_mix", "must not exceed n_train");
+  try {
+    SynthOptions so;
+    so.set_difficulty(c.difficulty);
+  } catch (const Error& e) {
+    r.error(n["difficulty"] ? n["difficulty"] : n, "curriculum.difficulty", e.what());
+  }
+}
+
+void read_domains(const Reader& r, const YAML::Node& n, PipelineConfig& c, const ModifierSettings& defaults) {
+  if (!n.IsMap() || n.size() == 0) r.error(n, "domains", "expected a mapping of domain names (at least one)");
+  for (auto it = n.begin(); it != n.end(); ++it) {
+    DomainConfig d;
+    d.name = it->first.as<std::string>();
+    const std::string key = "domains." + d.name;
+    const bool ident = !d.name.empty() && (std::isalpha(static_cast<unsigned char>(d.name[0])) || d.name[0] == '_') &&
+                       std::all_of(d.name.begin(), d.name.end(),
+                                   [](char ch) { return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_'; });
+    if (!ident) r.error(it->first, key, "a domain name is letters, digits and _ (it is used in gates)");
+    if (gate_reserved_name(d.name)) r.error(it->first, key, "this name is reserved for gates (base, own, best, ...)");
+    d.train = defaults;
+    const YAML::Node v = it->second;
+    if (!v.IsNull()) {
+      r.expect_map(v, key, {"test", "mine", "sft", "val", "modifier", "train"});
+      if (v["test"]) d.test = r.benches(v["test"], key + ".test");
+      if (v["mine"]) d.mine = r.benches(v["mine"], key + ".mine");
+      if (v["sft"]) d.sft = r.paths(v["sft"], key + ".sft");
+      if (v["val"]) d.val = r.paths(v["val"], key + ".val");
+      if (v["modifier"]) d.modifier = r.boolean(v["modifier"], key + ".modifier");
+      if (v["train"]) read_modifier(r, v["train"], key + ".train", d.train);
+    }
+    if (d.test.empty()) {
+      const bool nano = d.name == "math" || d.name == "code" || d.name == "reasoning" || d.name == "automation";
+      const bool has_curriculum = c.curriculum.enabled || c.base_train;
+      if (!nano || !has_curriculum)
+        r.error(it->first, key + ".test",
+                nano ? "required without a curriculum (add 'curriculum:' or 'base: {train: ...}')"
+                     : "required: the benchmark files this domain is evaluated on, e.g. {gsm8k: test.jsonl}");
+      if (!d.mine.empty() || !d.sft.empty() || !d.val.empty())
+        r.error(it->first, key, "a curriculum domain takes its files from the curriculum: give all of test/mine/sft/val or none");
+      d.from_curriculum = true;
+    }
+    if (d.modifier && d.mine.empty() && d.sft.empty() && !d.from_curriculum)
+      r.error(it->first, key, "a modifier needs training data: 'mine' (failures) and/or 'sft'");
+    c.domains.push_back(std::move(d));
+  }
+}
+
+void read_gates(const Reader& r, const YAML::Node& n, PipelineConfig& c) {
+  if (!n.IsSequence()) r.error(n, "gates", "expected a list of gate expressions");
+  const auto names = c.domain_names();
+  for (size_t i = 0; i < n.size(); ++i) {
+    const std::string key = fmt::format("gates[{}]", i);
+    const std::string text = r.str(n[i], key);
+    try {
+      Gate g = parse_gate(text, names);
+      g.line = n[i].Mark().line + 1;
+      c.gates.push_back(std::move(g));
+    } catch (const Error& e) {
+      r.error(n[i], key, fmt::format("'{}': {}", text, e.what()));
+    }
+  }
+}
+
+}  // namespace
+
+json ModifierSettings::to_json() const {
+  return {{"rank", rank},         {"steps", steps},   {"batch", batch}, {"seq_len", seq_len},
+          {"eval_steps", eval_steps}, {"patience", patience}, {"warmup", warmup}, {"lr", lr},
+          {"val_split", val_split}, {"domain_share", domain_share}, {"replay", replay}};
+}
+
+void ModifierSettings::validate(const std::string& where) const {
+  auto need = [&](bool ok, const char* key, const std::string& rule, double got) {
+    if (!ok) fail("{}.{} must be {}, got {}", where, key, rule, got);
+  };
+  need(rank >= 1 && rank <= 4096, "rank", "in 1..4096", rank);
+  need(steps >= 1, "steps", ">= 1", steps);
+  need(batch >= 1 && batch <= 65536, "batch", "in 1..65536", batch);
+  need(seq_len >= 8 && seq_len <= 65536, "seq_len", "in 8..65536", seq_len);
+  need(eval_steps >= 1, "eval_steps", ">= 1", eval_steps);
+  need(patience >= 0, "patience", ">= 0", patience);
+  need(warmup >= 0, "warmup", ">= 0", warmup);
+  need(std::isfinite(lr) && lr > 0 && lr <= 1, "lr", "in (0, 1]", lr);
+  need(val_split >= 0 && val_split <= 0.5, "val_split", "in [0, 0.5]", val_split);
+  need(domain_share >= 0 && domain_share <= 100, "domain_share", "in [0, 100]", domain_share);
+  need(replay >= 0 && replay <= 100, "replay", "in [0, 100]", replay);
+}
+
+json CurriculumConfig::to_json() const {
+  return {{"seed", seed}, {"n_train", n_train}, {"n_dev", n_dev}, {"n_test", n_test}, {"n_mix", n_mix}, {"difficulty", difficulty}};
+}
+
+std::vector<std::string> PipelineConfig::domain_names() const {
+  std::vector<std::string> n;
+  for (auto& d : domains) n.push_back(d.name);
+  return n;
+}
+
+const DomainConfig& PipelineConfig::domain(const std::string& n) const {
+  for (auto& d : domains)
+    if (d.name == n) return d;
+  fail("no domain named '{}'", n);
+}
+
+void PipelineConfig::validate() const {
+  const std::string where = file.empty() ? "pipeline" : file.string();
+  if (base_gguf.empty() == !base_train) fail("{}: base: give exactly one of 'gguf' or 'train'", where);
+  if (base_train) base_options.validate();
+  if (domains.empty()) fail("{}: 'domains' needs at least one domain", where);
+  if (threads < 0 || threads > 1024) fail("{}: threads must be in 0..1024, got {}", where, threads);
+  if (max_tokens < 1 || max_tokens > 32768) fail("{}: eval.max_tokens must be in 1..32768, got {}", where, max_tokens);
+  if (parallel < 1 || parallel > 255) fail("{}: eval.parallel must be in 1..255, got {}", where, parallel);
+  if (k < 0 || k > 100) fail("{}: failures.k must be in 0..100, got {}", where, k);
+  if (k_max < 1 || k_max > 100) fail("{}: failures.k_max must be in 1..100, got {}", where, k_max);
+  if (!(embeddings >= 0 && embeddings <= 10)) fail("{}: failures.embeddings must be in [0, 10], got {}", where, embeddings);
+  if (!(router_holdout >= 0.05 && router_holdout <= 0.9))
+    fail("{}: router.holdout must be in [0.05, 0.9], got {}", where, router_holdout);
+  if (router_epochs < 1 || router_epochs > 1000) fail("{}: router.epochs must be in 1..1000, got {}", where, router_epochs);
+  if (!(router_lr > 0 && router_lr <= 100)) fail("{}: router.lr must be in (0, 100], got {}", where, router_lr);
+  if (!(threshold >= 0 && threshold <= 1)) fail("{}: runtime.threshold must be in [0, 1], got {}", where, threshold);
+  if (escalation != "accurate" && escalation != "base")
+    fail("{}: runtime.escalation must be accurate or base, got '{}'", where, escalation);
+  std::set<std::string> names, test_kinds, mine_kinds;
+  for (auto& d : domains) {
+    if (!names.insert(d.name).second) fail("{}: domain '{}' is named twice", where, d.name);
+    d.train.validate(where + ": domains." + d.name + ".train");
+    // Eval summaries are keyed by benchmark kind: one kind belongs to one domain.
+    for (auto& b : d.test)
+      if (!test_kinds.insert(b.kind).second)
+        fail("{}: domains.{}.test: benchmark kind '{}' is already another domain's (one kind per domain)", where, d.name, b.kind);
+    for (auto& b : d.mine)
+      if (!mine_kinds.insert(b.kind).second)
+        fail("{}: domains.{}.mine: benchmark kind '{}' is already another domain's (one kind per domain)", where, d.name, b.kind);
+  }
+}
+
+PipelineConfig PipelineConfig::load(const fs::path& path) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path.string());
+  } catch (const YAML::BadFile&) {
+    fail("cannot read pipeline config '{}'", path.string());
+  } catch (const YAML::Exception& e) {
+    fail("{}:{}: not valid YAML: {}", path.string(), e.mark.line + 1, e.msg);
+  }
+  Reader r(path);
+  PipelineConfig c;
+  c.file = path;
+  c.name = path.stem().string();
+  r.expect_map(root, "", {"name", "work_dir", "threads", "cpu_only", "base", "curriculum", "eval", "failures", "training",
+                          "replay", "domains", "router", "runtime", "gates"});
+  if (root["name"]) c.name = r.str(root["name"], "name");
+  if (root["work_dir"]) c.work_dir = r.str(root["work_dir"], "work_dir");
+  if (root["threads"]) c.threads = r.integer(root["threads"], "threads", 0, 1024);
+  if (root["cpu_only"]) c.cpu_only = r.boolean(root["cpu_only"], "cpu_only");
+  if (!root["base"]) fail("{}: 'base' is required (gguf: PATH, or train: {{...}})", path.string());
+  read_base(r, root["base"], c);
+  if (root["curriculum"]) read_curriculum(r, root["curriculum"], c.curriculum);
+  if (c.base_train && c.curriculum.enabled)
+    r.error(root["curriculum"], "curriculum", "a trained base brings its own curriculum (set it under base.train)");
+  if (const YAML::Node e = root["eval"]) {
+    r.expect_map(e, "eval", {"test_limit", "mine_limit", "max_tokens", "parallel"});
+    if (e["test_limit"]) c.test_limit = size_t(r.integer(e["test_limit"], "eval.test_limit", 0, 100000000));
+    if (e["mine_limit"]) c.mine_limit = size_t(r.integer(e["mine_limit"], "eval.mine_limit", 0, 100000000));
+    if (e["max_tokens"]) c.max_tokens = r.integer(e["max_tokens"], "eval.max_tokens", 1, 32768);
+    if (e["parallel"]) c.parallel = r.integer(e["parallel"], "eval.parallel", 1, 255);
+  }
+  if (const YAML::Node f = root["failures"]) {
+    r.expect_map(f, "failures", {"cluster", "k", "k_max", "embeddings"});
+    if (f["cluster"]) c.cluster = r.boolean(f["cluster"], "failures.cluster");
+    if (f["k"]) c.k = r.integer(f["k"], "failures.k", 0, 100);
+    if (f["k_max"]) c.k_max = r.integer(f["k_max"], "failures.k_max", 1, 100);
+    if (f["embeddings"]) c.embeddings = r.number(f["embeddings"], "failures.embeddings", 0, 10);
+  }
+  ModifierSettings defaults;
+  if (root["training"]) read_modifier(r, root["training"], "training", defaults);
+  if (root["replay"]) c.replay = r.path(root["replay"], "replay");
+  if (!root["domains"]) fail("{}: 'domains' is required", path.string());
+  read_domains(r, root["domains"], c, defaults);
+  if (const YAML::Node n = root["router"]) {
+    r.expect_map(n, "router", {"enabled", "holdout", "epochs", "lr", "limit"});
+    if (n["enabled"]) c.router = r.boolean(n["enabled"], "router.enabled");
+    if (n["holdout"]) c.router_holdout = r.number(n["holdout"], "router.holdout", 0.05, 0.9);
+    if (n["epochs"]) c.router_epochs = r.integer(n["epochs"], "router.epochs", 1, 1000);
+    if (n["lr"]) c.router_lr = r.number(n["lr"], "router.lr", 0, 100, true);
+    if (n["limit"]) c.router_limit = size_t(r.integer(n["limit"], "router.limit", 0, 100000000));
+  }
+  if (const YAML::Node n = root["runtime"]) {
+    r.expect_map(n, "runtime", {"threshold", "escalation"});
+    if (n["threshold"]) c.threshold = r.number(n["threshold"], "runtime.threshold", 0, 1);
+    if (n["escalation"]) {
+      c.escalation = r.str(n["escalation"], "runtime.escalation");
+      if (c.escalation != "accurate" && c.escalation != "base")
+        r.error(n["escalation"], "runtime.escalation", "must be accurate or base");
+    }
+  }
+  if (root["gates"]) read_gates(r, root["gates"], c);
+  if (c.work_dir.empty()) c.work_dir = fs::path("runs") / c.name;
+  c.validate();
+  return c;
+}
+
+}  // namespace cogumi

@@ -1,0 +1,123 @@
+// cogumi/pipeline: the pipeline config (`cogumi run PIPELINE.yaml`). One YAML file says which
+// base model, which benchmarks per domain, which modifiers with which training settings, how the
+// failures are analysed, how the router is trained, and which gates the result must pass.
+//
+//   name: nano                       # default: the file's stem; the work dir is runs/NAME
+//   work_dir: runs/nano              # default runs/NAME (relative to the current directory)
+//   threads: 0                       # 0: all cores
+//   base:
+//     gguf: ../models/nano-base.gguf # a GGUF (relative to this file), or
+//     train: {steps: 2500, ...}      # "train the nano base" (NanoBaseOptions' fields)
+//   curriculum: {seed: 1, n_train: 12000, n_mix: 3000, difficulty: "2,math=1"}  # nano data
+//   eval: {test_limit: 0, mine_limit: 600, max_tokens: 96, parallel: 64}
+//   failures: {cluster: true, k: 0, k_max: 6, embeddings: 0.5}
+//   training: {rank: 16, steps: 1000, lr: 2e-3, ...}   # defaults of every modifier
+//   replay: PATH                     # general mix replayed against forgetting (nano: mix/train)
+//   domains:
+//     math:                          # a nano domain: test/mine/sft/val come from the curriculum
+//       train: {rank: 32}            # this modifier's settings over `training`
+//     code:
+//       test: {humaneval: PATH, mbpp: PATH}  # benchmark kind -> file, evaluated
+//       mine: {humaneval: PATH}              # the base's failures are mined here
+//       sft: [PATH]                          # the domain's own training data
+//       val: [PATH]                          # early stopping (else train.val_split)
+//       modifier: true                       # false: evaluated and routed to the base only
+//   router: {enabled: true, holdout: 0.2, epochs: 10, lr: 0.5, limit: 0}
+//   runtime: {threshold: 0.0, escalation: accurate}
+//   gates: ["math >= base + 10", "every other domain >= base - 5", "router.accuracy >= 0.97"]
+//
+// Every key is checked: an unknown key, a wrong type or a value out of range is an Error naming
+// FILE:LINE and the key. Domain accuracies in gates are percentage points (0..100); see gates.h.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/io.h"
+#include "eval/run.h"
+#include "pipeline/gates.h"
+#include "pipeline/nano.h"
+
+namespace cogumi {
+
+// One modifier's training settings. Defaults: the nano loop's (NanoLoopOptions).
+struct ModifierSettings {
+  int rank = 16;             // LoRA rank, 1..4096; alpha = rank
+  int steps = 1000;          // max optimizer steps, 1..10^7
+  int batch = 16;            // packed rows per step, 1..65536
+  int seq_len = 128;         // tokens per row, 8..65536
+  int eval_steps = 25;       // validate every N steps, 1..10^7
+  int patience = 16;         // validations without improvement before stopping (0: never), 0..10^6
+  int warmup = 10;           // 0..10^7
+  double lr = 2e-3;          // (0, 1]
+  double val_split = 0.0;    // share held out for validation when the domain has no val files, [0, 0.5]
+  double domain_share = 1.0; // weight of the domain's own sft data beside its failures, [0, 100]
+  double replay = 0.5;       // weight of the replay mix, [0, 100]
+  json to_json() const;
+  void validate(const std::string& where) const;  // throws Error naming where.key
+};
+
+struct DomainConfig {
+  std::string name;
+  std::vector<BenchSpec> test;       // benchmark kind + file: base, modifiers, system evaluated here
+  std::vector<BenchSpec> mine;       // the base's failures are mined here (training splits)
+  std::vector<fs::path> sft;         // the domain's own training data (SFT JSONL)
+  std::vector<fs::path> val;         // validation files for early stopping
+  bool modifier = true;
+  ModifierSettings train;
+  bool from_curriculum = false;      // test/mine/sft/val filled from the nano curriculum at plan time
+};
+
+struct CurriculumConfig {
+  bool enabled = false;
+  uint64_t seed = 1;
+  int n_train = 12000, n_dev = 200, n_test = 300, n_mix = 3000;  // each 1..10^7 (n_mix 0..n_train)
+  std::string difficulty = "2,math=1";
+  json to_json() const;
+};
+
+struct PipelineConfig {
+  fs::path file;                 // where it was read from
+  std::string name = "pipeline";
+  fs::path work_dir;             // default runs/NAME
+  int threads = 0;               // 0..1024
+  bool cpu_only = false;
+  // The base: a GGUF, or trained from nothing (nano_base; its curriculum becomes the data).
+  fs::path base_gguf;
+  bool base_train = false;
+  NanoBaseOptions base_options;  // dir is ignored (the stage's own directory)
+  CurriculumConfig curriculum;
+  // Eval settings shared by every evaluation.
+  size_t test_limit = 0;         // items per test benchmark (0: all)
+  size_t mine_limit = 600;       // items per mining benchmark (0: all)
+  int max_tokens = 96;           // 1..32768
+  int parallel = 64;             // generator slots, 1..255
+  // Failure analysis.
+  bool cluster = true;
+  int k = 0;                     // clusters per benchmark (0: chosen by silhouette), 0..100
+  int k_max = 6;                 // 1..100
+  double embeddings = 0.5;       // weight of the model's embeddings in the features, [0, 10]
+  fs::path replay;               // default: the curriculum's mix/train.jsonl, if any
+  std::vector<DomainConfig> domains;
+  // Router.
+  bool router = true;
+  double router_holdout = 0.2;   // [0.05, 0.9]
+  int router_epochs = 10;        // 1..1000
+  double router_lr = 0.5;        // (0, 100]
+  size_t router_limit = 0;       // queries per source (0: all)
+  // Runtime (the system file's settings).
+  double threshold = 0.0;        // [0, 1]
+  std::string escalation = "accurate";
+  std::vector<Gate> gates;
+
+  // Reads and checks a config; errors name FILE:LINE and the key.
+  static PipelineConfig load(const fs::path& path);
+  // Cross-field checks (also run by load): domains, kinds, base. Errors name the key.
+  void validate() const;
+  const DomainConfig& domain(const std::string& name) const;
+  std::vector<std::string> domain_names() const;
+};
+
+}  // namespace cogumi

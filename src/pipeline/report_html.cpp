@@ -1,0 +1,337 @@
+#include "pipeline/report_html.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace cogumi {
+
+namespace {
+
+std::string esc(const std::string& s) {
+  std::string o;
+  for (char c : s) {
+    switch (c) {
+      case '<': o += "&lt;"; break;
+      case '>': o += "&gt;"; break;
+      case '&': o += "&amp;"; break;
+      case '"': o += "&quot;"; break;
+      default: o += c;
+    }
+  }
+  return o;
+}
+
+double acc(const json& by_domain, const std::string& d) {
+  return by_domain.contains(d) ? by_domain[d].value("accuracy", 0.0) : std::nan("");
+}
+
+std::string fmt_p(double p) { return p < 0.001 ? "&lt;0.001" : fmt::format("{:.3f}", p); }
+
+// Grouped bars per domain: base, own modifier, routed system (0..100%), with W/T/L and p below.
+std::string accuracy_chart(const json& r) {
+  const json& doms = r["domains"];
+  const int n = int(doms.size()), gw = 150, h = 300, top = 20, plot = 200, left = 40;
+  const int w = left + n * gw + 20;
+  std::string s = fmt::format("<svg class=\"chart\" id=\"accuracy-chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" "
+                              "height=\"{}\" viewBox=\"0 0 {} {}\">\n", w, h + 40, w, h + 40);
+  for (int t = 0; t <= 100; t += 25) {
+    const double y = top + plot * (1 - t / 100.0);
+    s += fmt::format("<line x1=\"{}\" x2=\"{}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#ddd\"/><text x=\"{}\" y=\"{:.1f}\" "
+                     "font-size=\"10\" text-anchor=\"end\">{}%</text>\n", left, w - 10, y, y, left - 4, y + 3, t);
+  }
+  const char* colors[] = {"#9aa0a6", "#1a73e8", "#188038"};
+  for (int i = 0; i < n; ++i) {
+    const std::string d = doms[i]["name"];
+    const double vals[] = {acc(r["base_accuracy"], d),
+                           r["modifiers"].contains(d) ? acc(r["modifiers"][d]["accuracy"], d) : std::nan(""),
+                           acc(r["routed_accuracy"], d)};
+    const int x0 = left + i * gw + 15;
+    for (int k = 0; k < 3; ++k) {
+      if (std::isnan(vals[k])) continue;
+      const double bh = std::max(1.0, plot * vals[k] / 100.0);
+      s += fmt::format("<rect class=\"bar\" x=\"{}\" y=\"{:.1f}\" width=\"36\" height=\"{:.1f}\" fill=\"{}\"><title>{} {}: "
+                       "{:.1f}%</title></rect><text x=\"{}\" y=\"{:.1f}\" font-size=\"10\" text-anchor=\"middle\">{:.1f}</text>\n",
+                       x0 + k * 40, top + plot - bh, bh, colors[k], d, k == 0 ? "base" : k == 1 ? "own modifier" : "routed",
+                       vals[k], x0 + k * 40 + 18, top + plot - bh - 3, vals[k]);
+    }
+    s += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"middle\" font-weight=\"bold\">{}</text>\n",
+                     x0 + 58, top + plot + 16, esc(d));
+    if (r["modifiers"].contains(d)) {
+      const json& v = r["modifiers"][d]["vs_base"][d];
+      s += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"10\" text-anchor=\"middle\">W/T/L {}/{}/{}</text>"
+                       "<text x=\"{}\" y=\"{}\" font-size=\"10\" text-anchor=\"middle\">McNemar p {}</text>\n",
+                       x0 + 58, top + plot + 30, v["wins"].get<int>(), v["ties"].get<int>(), v["losses"].get<int>(), x0 + 58,
+                       top + plot + 43, fmt_p(v["mcnemar_p"].get<double>()));
+    }
+  }
+  const char* names[] = {"base", "own modifier", "routed system"};
+  for (int k = 0; k < 3; ++k)
+    s += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{}\" y=\"{}\" "
+                     "font-size=\"11\">{}</text>\n", left + k * 120, h + 22, colors[k], left + k * 120 + 14, h + 31, names[k]);
+  return s + "</svg>\n";
+}
+
+std::string loss_chart(const std::string& name, const json& curve) {
+  const json& loss = curve["loss"];
+  const json& val = curve["val"];
+  if (loss.empty()) return "<p>No training log.</p>";
+  const int w = 420, h = 220, l = 45, t = 12, pw = w - l - 12, ph = h - t - 30;
+  double smax = 1, ymax = 0, ymin = 1e30;
+  for (const json* c : {&loss, &val})
+    for (auto& p : *c) {
+      smax = std::max(smax, p[0].get<double>());
+      ymax = std::max(ymax, p[1].get<double>());
+      ymin = std::min(ymin, p[1].get<double>());
+    }
+  if (ymax - ymin < 1e-9) ymax = ymin + 1;
+  auto X = [&](double s) { return l + pw * s / smax; };
+  auto Y = [&](double v) { return t + ph * (1 - (v - ymin) / (ymax - ymin)); };
+  std::string s = fmt::format("<svg class=\"chart loss\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" "
+                              "viewBox=\"0 0 {} {}\">\n<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" "
+                              "stroke=\"#ccc\"/>\n", w, h, w, h, l, t, pw, ph);
+  s += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"10\" text-anchor=\"end\">{:.3g}</text><text x=\"{}\" y=\"{}\" "
+                   "font-size=\"10\" text-anchor=\"end\">{:.3g}</text>\n", l - 3, t + 8, ymax, l - 3, t + ph, ymin);
+  s += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"10\" text-anchor=\"middle\">step (max {})</text>\n", l + pw / 2,
+                   h - 6, int(smax));
+  std::string pts;
+  for (auto& p : loss) pts += fmt::format("{:.1f},{:.1f} ", X(p[0].get<double>()), Y(p[1].get<double>()));
+  s += fmt::format("<polyline class=\"train-loss\" points=\"{}\" fill=\"none\" stroke=\"#1a73e8\" stroke-width=\"1.5\"/>\n", pts);
+  if (!val.empty()) {
+    std::string vp;
+    for (auto& p : val) vp += fmt::format("{:.1f},{:.1f} ", X(p[0].get<double>()), Y(p[1].get<double>()));
+    s += fmt::format("<polyline class=\"val-loss\" points=\"{}\" fill=\"none\" stroke=\"#d93025\" stroke-width=\"1.5\" "
+                     "stroke-dasharray=\"4 2\"/>\n", vp);
+    for (auto& p : val)
+      s += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"2.5\" fill=\"#d93025\"/>", X(p[0].get<double>()),
+                       Y(p[1].get<double>()));
+  }
+  s += fmt::format("\n<text x=\"{}\" y=\"{}\" font-size=\"11\" font-weight=\"bold\">{}: training loss (blue), validation "
+                   "(red)</text>\n", l + 6, t + 14, esc(name));
+  return s + "</svg>\n";
+}
+
+std::string confusion_chart(const json& heldout) {
+  const json& ch = heldout["choices"];
+  const json& m = heldout["confusion"];
+  const int n = int(ch.size()), cell = 54, l = 100, t = 40;
+  const int w = l + n * cell + 10, h = t + n * cell + 30;
+  int mx = 1;
+  for (auto& row : m)
+    for (auto& v : row) mx = std::max(mx, v.get<int>());
+  std::string s = fmt::format("<svg class=\"chart\" id=\"confusion-chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" "
+                              "height=\"{}\" viewBox=\"0 0 {} {}\">\n", w, h, w, h);
+  s += fmt::format("<text x=\"{}\" y=\"14\" font-size=\"11\">routed to &#8594;</text>\n", l);
+  for (int j = 0; j < n; ++j)
+    s += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"10\" text-anchor=\"middle\">{}</text>\n", l + j * cell + cell / 2,
+                     t - 6, esc(ch[j]));
+  for (int i = 0; i < n; ++i) {
+    s += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"10\" text-anchor=\"end\">{}</text>\n", l - 6, t + i * cell + cell / 2 + 3,
+                     esc(ch[i]));
+    for (int j = 0; j < n; ++j) {
+      const int v = m[i][j].get<int>();
+      const double a = 0.08 + 0.92 * double(v) / mx;
+      s += fmt::format("<rect class=\"cell\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\" fill-opacity=\"{:.2f}\" "
+                       "stroke=\"#fff\"/><text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\">{}</text>\n",
+                       l + j * cell, t + i * cell, cell, cell, i == j ? "#188038" : "#d93025", a, l + j * cell + cell / 2,
+                       t + i * cell + cell / 2 + 4, v);
+    }
+  }
+  s += fmt::format("<text x=\"4\" y=\"{}\" font-size=\"11\">true domain &#8595;</text>\n", h - 8);
+  return s + "</svg>\n";
+}
+
+// Reliability diagram: bins {confidence, accuracy, count} from calibration, when it ran.
+std::string reliability_chart(const json& bins) {
+  const int sz = 260, l = 40, t = 10, p = 200;
+  std::string s = fmt::format("<svg class=\"chart\" id=\"reliability-chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" "
+                              "height=\"{}\" viewBox=\"0 0 {} {}\">\n<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" "
+                              "fill=\"none\" stroke=\"#ccc\"/><line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#999\" "
+                              "stroke-dasharray=\"3 3\"/>\n", sz, sz + 20, sz, sz + 20, l, t, p, p, l, t + p, l + p, t);
+  const double bw = p / std::max<double>(1, double(bins.size()));
+  for (size_t i = 0; i < bins.size(); ++i) {
+    const double a = bins[i].value("accuracy", 0.0);
+    s += fmt::format("<rect class=\"bar\" x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"#1a73e8\" "
+                     "fill-opacity=\"0.7\"><title>confidence {:.2f}: accuracy {:.2f} ({} queries)</title></rect>\n",
+                     l + i * bw, t + p * (1 - a), bw - 1, std::max(1.0, p * a), bins[i].value("confidence", 0.0), a,
+                     bins[i].value("count", 0));
+  }
+  s += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"10\" text-anchor=\"middle\">confidence</text>\n", l + p / 2, sz + 14);
+  return s + "</svg>\n";
+}
+
+std::string failure_types_chart(const json& by_type) {
+  if (by_type.empty()) return "";
+  int mx = 1;
+  for (auto& [k, v] : by_type.items()) mx = std::max(mx, v.get<int>());
+  const int rowh = 20, l = 160, w = 560;
+  std::string s = fmt::format("<svg class=\"chart\" id=\"failure-chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" "
+                              "height=\"{}\" viewBox=\"0 0 {} {}\">\n", w, rowh * by_type.size() + 10, w,
+                              rowh * by_type.size() + 10);
+  int i = 0;
+  for (auto& [k, v] : by_type.items()) {
+    const double bw = std::max(1.0, (w - l - 60) * v.get<double>() / mx);
+    s += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{}</text><rect class=\"bar\" x=\"{}\" "
+                     "y=\"{}\" width=\"{:.1f}\" height=\"14\" fill=\"#e37400\"/><text x=\"{:.1f}\" y=\"{}\" font-size=\"11\">"
+                     "{}</text>\n", l - 6, i * rowh + 16, esc(k), l, i * rowh + 5, bw, l + bw + 4, i * rowh + 16, v.get<int>());
+    ++i;
+  }
+  return s + "</svg>\n";
+}
+
+std::string cross_table(const json& r) {
+  std::string t = "<table><tr><th>domain</th><th>base</th>";
+  for (auto& [m, _] : r["modifiers"].items()) t += "<th>+" + esc(m) + "</th>";
+  t += "<th>routed</th></tr>\n";
+  for (auto& d : r["domains"]) {
+    const std::string n = d["name"];
+    const double b = acc(r["base_accuracy"], n);
+    t += fmt::format("<tr><td>{}</td><td>{:.1f}%</td>", esc(n), b);
+    for (auto& [m, mod] : r["modifiers"].items()) {
+      const double a = acc(mod["accuracy"], n);
+      const json& v = mod["vs_base"][n];
+      t += fmt::format("<td class=\"{}\">{:.1f}% <small>({:+.1f}; {}/{}/{}, p {})</small></td>", a >= b ? "up" : "down", a,
+                       a - b, v["wins"].get<int>(), v["ties"].get<int>(), v["losses"].get<int>(), fmt_p(v["mcnemar_p"]));
+    }
+    const double ra = acc(r["routed_accuracy"], n);
+    t += fmt::format("<td class=\"{}\">{:.1f}%</td></tr>\n", ra >= b ? "up" : "down", ra);
+  }
+  return t + "</table>\n";
+}
+
+std::string gates_section(const json& g) {
+  std::string t = fmt::format("<p class=\"{}\">{}</p><table><tr><th></th><th>gate</th><th>checks</th></tr>\n",
+                              g.value("passed", false) ? "pass" : "fail",
+                              g.value("passed", false) ? "All gates passed." : "Some gates failed.");
+  for (auto& x : g["gates"]) {
+    std::string checks;
+    for (auto& c : x["checks"])
+      checks += fmt::format("{} {} {:.4g} vs {:.4g}<br>", c["passed"].get<bool>() ? "&#10003;" : "&#10007;",
+                            esc(c["what"]), c["value"].get<double>(), c["threshold"].get<double>());
+    if (x.contains("error")) checks += esc(x["error"]);
+    const bool ok = x["passed"].get<bool>();
+    t += fmt::format("<tr><td class=\"{}\">{}</td><td><code>{}</code></td><td>{}</td></tr>\n", ok ? "pass" : "fail",
+                     ok ? "PASS" : "FAIL", esc(x["gate"]), checks);
+  }
+  return t + "</table>\n";
+}
+
+std::string model_card(const json& r) {
+  std::string t = fmt::format("<table><tr><th>base</th><td><code>{}</code><br>sha256 {}<br>{:.2f} MB</td></tr>\n",
+                              esc(r["base"]["model"]), esc(r["base"].value("sha256", "")),
+                              r["base"]["bytes"].get<double>() / 1e6);
+  for (auto& [m, mod] : r["modifiers"].items()) {
+    const json& tr = mod["train"];
+    const json& st = mod["settings"];
+    std::string data;
+    for (auto& s : mod["trainset"])
+      data += fmt::format("{} &times;{} <code>{}</code><br>", esc(s.value("what", "")), s["weight"].get<double>(),
+                          esc(fs::path(s["path"].get<std::string>()).filename().string()));
+    t += fmt::format("<tr><th>{} modifier</th><td>rank {}, lr {}, {} of max {} steps (best {}; {}), {} examples, {:.2f} MB"
+                     "<br>{}</td></tr>\n", esc(m), st["rank"].get<int>(), st["lr"].get<double>(), tr["steps"].get<int>(),
+                     st["steps"].get<int>(), tr["best_step"].get<int>(),
+                     tr["stopped_early"].get<bool>() ? "stopped early" : "ran to the end", tr["n_train"].get<long>(),
+                     tr["bytes"].get<double>() / 1e6, data);
+  }
+  return t + "</table>\n";
+}
+
+}  // namespace
+
+std::string report_html(const json& r) {
+  std::string h = fmt::format(
+      "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Cogumi run: {}</title>\n<style>\n"
+      "body{{font-family:sans-serif;max-width:1100px;margin:20px auto;color:#202124}} table{{border-collapse:collapse;"
+      "margin:8px 0}} td,th{{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}} .pass{{color:#188038;"
+      "font-weight:bold}} .fail{{color:#d93025;font-weight:bold}} td.up{{background:#e6f4ea}} td.down{{background:#fce8e6}} "
+      "svg.chart{{display:block;margin:8px 0}} .curves{{display:flex;flex-wrap:wrap;gap:8px}}\n</style></head><body>\n"
+      "<h1>Cogumi run: {}</h1>\n<p>config <code>{}</code></p>\n", esc(r["name"]), esc(r["name"]), esc(r["config"]));
+  h += "<h2>Gates</h2>\n" + gates_section(r["gates"]);
+  h += "<h2>Accuracy per domain: base, own modifier, routed system</h2>\n" + accuracy_chart(r);
+  h += "<h3>Every configuration on every domain (change vs base; wins/ties/losses, McNemar p)</h3>\n" + cross_table(r);
+  h += "<h2>Model card</h2>\n" + model_card(r);
+  h += "<h2>Training curves</h2>\n<div class=\"curves\">\n";
+  for (auto& [m, mod] : r["modifiers"].items()) h += loss_chart(m, mod["curve"]);
+  h += "</div>\n<h2>Failures</h2>\n";
+  if (r.contains("failures")) {
+    h += "<p>Mined per domain: ";
+    for (auto& [d, n] : r["failures"]["counts"].items()) h += fmt::format("{} {}; ", esc(d), n.get<int>());
+    h += "</p>\n" + failure_types_chart(r["failures"]["by_type"]);
+  } else {
+    h += "<p>No failures were mined (no domain has a mining set).</p>\n";
+  }
+  if (r.contains("clusters")) {
+    const json& c = r["clusters"];
+    if (c.contains("skipped")) {
+      h += "<p>Clustering skipped: " + esc(c["skipped"]) + "</p>\n";
+    } else {
+      h += fmt::format("<p>{} failures in {} clusters (silhouette {:.3f}).</p><table><tr><th>cluster</th><th>size</th></tr>\n",
+                       c["n_failures"].get<long>(), c["clusters"].size(), c["summary"].value("silhouette", 0.0));
+      for (auto& x : c["clusters"]) h += fmt::format("<tr><td>{}</td><td>{}</td></tr>\n", esc(x["label"]), x["size"].get<int>());
+      h += "</table>\n";
+    }
+  }
+  h += "<h2>Router</h2>\n";
+  const json& ro = r["router"];
+  if (ro.contains("skipped")) {
+    h += "<p>Skipped: " + esc(ro["skipped"]) + "</p>\n";
+  } else {
+    h += fmt::format("<p>Held-out accuracy {:.2f}% on {} queries ({} trained on).</p>\n",
+                     100 * ro["heldout"].value("accuracy", 0.0), ro["n_heldout"].get<long>(), ro["n_train"].get<long>());
+    if (ro["n_heldout"].get<long>() > 0) h += confusion_chart(ro["heldout"]);
+  }
+  h += "<h2>Calibration</h2>\n";
+  const json& ca = r["calibration"];
+  if (ca.contains("bins")) h += fmt::format("<p>ECE {:.4f}</p>\n", ca.value("ece", 0.0)) + reliability_chart(ca["bins"]);
+  else h += "<p>Skipped: " + esc(ca.value("skipped", std::string("no data"))) + "</p>\n";
+  h += "<h2>Routed system: where each domain's test items went</h2>\n<table><tr><th>domain</th><th>routes</th></tr>\n";
+  for (auto& [d, routes] : r["routes"].items()) {
+    std::string rs;
+    for (auto& [c, n] : routes.items()) rs += fmt::format("{} {}; ", esc(c), n.get<int>());
+    h += fmt::format("<tr><td>{}</td><td>{}</td></tr>\n", esc(d), rs);
+  }
+  h += "</table>\n<h2>Stages</h2>\n<p>";
+  for (auto& s : r["stages"]) h += fmt::format("{} <code>{}</code>; ", esc(s["name"]), esc(s["key"]));
+  return h + "</p>\n</body></html>\n";
+}
+
+std::string report_markdown(const json& r) {
+  std::string m = fmt::format("# Cogumi run: {}\n\nconfig `{}`; base `{}` ({:.2f} MB)\n\n", r["name"].get<std::string>(),
+                              r["config"].get<std::string>(), r["base"]["model"].get<std::string>(),
+                              r["base"]["bytes"].get<double>() / 1e6);
+  m += "| domain | base | own modifier | W/T/L vs base | McNemar p | routed |\n|---|---:|---:|---|---:|---:|\n";
+  for (auto& d : r["domains"]) {
+    const std::string n = d["name"];
+    const double b = acc(r["base_accuracy"], n), ra = acc(r["routed_accuracy"], n);
+    const long items = r["base_accuracy"].contains(n) ? r["base_accuracy"][n].value("n", 0L) : 0L;
+    if (r["modifiers"].contains(n)) {
+      const json& v = r["modifiers"][n]["vs_base"][n];
+      m += fmt::format("| {} (n={}) | {:.1f}% | {:.1f}% | {}/{}/{} | {:.3g} | {:.1f}% |\n", n, items, b,
+                       acc(r["modifiers"][n]["accuracy"], n), v["wins"].get<int>(), v["ties"].get<int>(),
+                       v["losses"].get<int>(), v["mcnemar_p"].get<double>(), ra);
+    } else {
+      m += fmt::format("| {} (n={}) | {:.1f}% | - | - | - | {:.1f}% |\n", n, items, b, ra);
+    }
+  }
+  const json& ro = r["router"];
+  m += ro.contains("skipped") ? "\nRouter: skipped (" + ro["skipped"].get<std::string>() + ")\n"
+                              : fmt::format("\nRouter: held-out accuracy {:.2f}% on {} queries.\n",
+                                            100 * ro["heldout"].value("accuracy", 0.0), ro["n_heldout"].get<long>());
+  const json& ca = r["calibration"];
+  m += ca.contains("ece") ? fmt::format("Calibration: ECE {:.4f}\n", ca["ece"].get<double>())
+                          : "Calibration: skipped (" + ca.value("skipped", std::string("")) + ")\n";
+  m += "\n## Gates\n\n";
+  for (auto& g : r["gates"]["gates"]) {
+    m += fmt::format("- {} `{}`", g["passed"].get<bool>() ? "PASS" : "FAIL", g["gate"].get<std::string>());
+    if (g.contains("error")) m += " (" + g["error"].get<std::string>() + ")";
+    for (auto& c : g["checks"])
+      if (!c["passed"].get<bool>())
+        m += fmt::format("; {} {:.4g} vs {:.4g}", c["what"].get<std::string>(), c["value"].get<double>(),
+                         c["threshold"].get<double>());
+    m += "\n";
+  }
+  return m;
+}
+
+}  // namespace cogumi

@@ -1,0 +1,18 @@
+// cogumi/pipeline: the run report. One self-contained HTML page (no scripts, no external files:
+// inline SVG charts and CSS) and a Markdown summary, both from the report stage's report.json:
+// the model card (base, modifiers, sizes, settings, training data), per-domain accuracy before and
+// after with wins/ties/losses and McNemar p, every modifier on every domain, the failure taxonomy
+// and clusters, training loss curves, router accuracy and confusion matrix, the calibration
+// reliability diagram (when calibration ran), the routed system, and the gates.
+#pragma once
+
+#include <string>
+
+#include "core/io.h"
+
+namespace cogumi {
+
+std::string report_html(const json& report);
+std::string report_markdown(const json& report);
+
+}  // namespace cogumi

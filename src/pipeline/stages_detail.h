@@ -1,0 +1,43 @@
+// cogumi/pipeline: what the stage files share (internal to src/pipeline).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "pipeline/config.h"
+#include "pipeline/runner.h"
+
+namespace cogumi::pipeline_detail {
+
+// A domain's files, resolved (curriculum domains point into the curriculum directory).
+struct DomainFiles {
+  std::string name;
+  bool modifier = true;
+  std::vector<BenchSpec> test, mine;
+  std::vector<fs::path> sft, val;
+};
+
+// What every stage closure holds on to (the plan may outlive the caller's config).
+struct Shared {
+  PipelineConfig cfg;
+  fs::path data;  // the curriculum directory, or empty
+  std::vector<DomainFiles> domains;
+  bool has_data_stage = false;
+  // Dependencies of a stage that reads the curriculum: `first`, then "data" when it is a stage.
+  std::vector<std::string> data_deps(const char* first = nullptr) const;
+};
+
+DomainFiles files_of(const DomainConfig& d, const fs::path& data);
+// Per domain {n, correct, accuracy (points)} from an eval summary (pooled over its test kinds).
+json domain_accuracy(const json& summary, const std::vector<DomainFiles>& domains);
+// Runs one evaluation into STAGE_DIR/run (resuming its items); result {run, summary, domains}.
+json eval_stage(const Shared& sh, const StageContext& ctx, const std::vector<BenchSpec>& benches, size_t limit,
+                const std::vector<std::pair<std::string, fs::path>>& adapters);
+
+// router, calibrate, eval_system, gates, report (stages_system.cpp).
+void add_system_stages(Plan& plan, const std::shared_ptr<Shared>& sh);
+// Copies the latest finished outputs into the work directory (report, gates, system, run.json).
+void publish_outputs(const Plan& plan);
+
+}  // namespace cogumi::pipeline_detail

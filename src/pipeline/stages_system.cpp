@@ -1,0 +1,302 @@
+// The stages after the modifiers: router, calibrate, eval_system, gates, report.
+#include <fmt/format.h>
+
+#include <set>
+
+#include "core/error.h"
+#include "eval/compare.h"
+#include "eval/score.h"
+#include "pipeline/report_html.h"
+#include "pipeline/stages_detail.h"
+#include "route/router_job.h"
+#include "runtime/eval_system.h"
+
+namespace cogumi::pipeline_detail {
+
+namespace {
+
+const std::set<std::string> kAskAs = {"gsm8k", "humaneval", "mmlu", "bfcl", "bbh", "mbpp"};
+
+std::vector<std::string> modifier_names(const Shared& sh) {
+  std::vector<std::string> m;
+  for (auto& d : sh.domains)
+    if (d.modifier) m.push_back(d.name);
+  return m;
+}
+
+// Router choices: each domain with a modifier routes to it; the others to the base. A domain's
+// queries are its mining sets (training splits), or its own training data.
+struct RouteSrc {
+  std::string choice, kind;  // kind empty: a JSONL of requests
+  fs::path path;
+  std::string spec() const { return kind.empty() ? choice + "=" + path.string() : choice + "=" + kind + ":" + path.string(); }
+};
+std::vector<RouteSrc> route_sources(const Shared& sh) {
+  std::vector<RouteSrc> out;
+  for (auto& d : sh.domains) {
+    const std::string choice = d.modifier ? d.name : "base";
+    for (auto& b : d.mine) out.push_back({choice, b.kind, b.path});
+    if (d.mine.empty())
+      for (auto& f : d.sft) out.push_back({choice, "", f});
+  }
+  return out;
+}
+
+void add_router(Plan& plan, const std::shared_ptr<Shared>& sh) {
+  const PipelineConfig& c = sh->cfg;
+  Stage s{"router", "1", sh->data_deps(), {}, {}, {}, {}};
+  json sources = json::array();
+  for (auto& src : route_sources(*sh)) {
+    const std::string rel = sh->data.empty() ? "" : fs::relative(src.path, sh->data).string();
+    const std::string id = !sh->data.empty() && rel.rfind("..", 0) != 0 ? "curriculum:" + rel : plan.file_id(src.path);
+    sources.push_back({{"choice", src.choice}, {"kind", src.kind}, {"file", id}});
+  }
+  s.settings = {{"sources", sources}, {"holdout", c.router_holdout}, {"epochs", c.router_epochs},
+                {"lr", c.router_lr}, {"limit", c.router_limit}};
+  s.run = [sh](const StageContext& ctx) {
+    RouterJob job;
+    for (auto& src : route_sources(*sh)) job.data.push_back(src.spec());
+    job.holdout = sh->cfg.router_holdout;
+    job.limit = sh->cfg.router_limit;
+    job.train.epochs = sh->cfg.router_epochs;
+    job.train.lr = sh->cfg.router_lr;
+    job.out = ctx.stage.dir / "router.json";
+    std::set<std::string> choices;
+    for (auto& d : sh->domains) choices.insert(d.modifier ? d.name : "base");
+    if (choices.size() < 2) return json{{"skipped", "fewer than two choices to route between"}};
+    RouterJobResult r = train_router_job(job);
+    json rep = r.heldout.to_json(r.router.choices());
+    return json{{"router", job.out.string()}, {"bytes", fs::file_size(job.out)}, {"n_train", r.n_train},
+                {"n_heldout", r.n_heldout}, {"heldout", rep}};
+  };
+  plan.add(std::move(s));
+}
+
+void add_calibrate(Plan& plan) {
+  // Another piece of work (src/route/calibration) brings temperature scaling and the reliability
+  // data; until it is in the build, this stage records why it did nothing, and gates on `ece`
+  // fail with that reason.
+#if __has_include("route/calibration.h")
+  const bool present = true;
+#else
+  const bool present = false;
+#endif
+  Stage s{"calibrate", "1", {"router"}, {{"calibration_module", present}}, {}, {}, {}};
+  s.run = [present](const StageContext& ctx) {
+    if (ctx.result("router").contains("skipped")) return json{{"skipped", "no router was trained"}};
+    return json{{"skipped", present ? "route/calibration exists but this pipeline version does not call it yet"
+                                    : "route/calibration is not part of this build yet"}};
+  };
+  plan.add(std::move(s));
+}
+
+std::string yaml_str(const std::string& s) { return json(s).dump(); }  // a JSON string is a YAML scalar
+
+void add_eval_system(Plan& plan, const std::shared_ptr<Shared>& sh) {
+  const PipelineConfig& c = sh->cfg;
+  Stage s{"eval_system", "1", sh->data_deps("base"), {}, {}, {}, {}};
+  s.deps.push_back("router");
+  for (auto& m : modifier_names(*sh)) s.deps.push_back("train." + m);
+  json tests = json::object();
+  for (auto& d : sh->domains)
+    for (auto& b : d.test) tests[b.kind] = d.name;
+  s.settings = {{"eval_of", "eval_base"}, {"limit", c.test_limit}, {"max_tokens", c.max_tokens}, {"parallel", c.parallel},
+                {"threshold", c.threshold}, {"escalation", c.escalation}, {"tests", tests}};
+  // The test files' identities come with eval_base's key.
+  s.deps.push_back("eval_base");
+  s.run = [sh](const StageContext& ctx) {
+    const Shared& h = *sh;
+    std::string y = fmt::format("name: {}\nbase: {}\n", yaml_str(h.cfg.name), yaml_str(ctx.result("base")["model"]));
+    const json& router = ctx.result("router");
+    if (!router.contains("skipped")) y += fmt::format("router: {}\n", yaml_str(router["router"]));
+    const auto mods = modifier_names(h);
+    y += fmt::format("default: {}\nchoices:\n  base: {{}}\n", mods.empty() ? "base" : mods[0]);
+    for (auto& d : h.domains) {
+      if (!d.modifier) continue;
+      const std::string ask = !d.test.empty() && kAskAs.count(d.test[0].kind) ? d.test[0].kind : "chat";
+      y += fmt::format("  {}: {{adapter: {}, ask_as: {}}}\n", d.name,
+                       yaml_str(ctx.result("train." + d.name)["adapter"]), ask);
+    }
+    y += fmt::format("threshold: {}\nescalation: {}\ngeneration: {{max_tokens: {}, parallel: {}, threads: {}}}\n",
+                     h.cfg.threshold, h.cfg.escalation, h.cfg.max_tokens, h.cfg.parallel, h.cfg.threads);
+    const fs::path file = ctx.stage.dir / "system.yaml";
+    write_file_atomic(file, y);
+    SystemConfig sys = SystemConfig::load(file);
+    EvalOptions e;
+    for (auto& d : h.domains) e.benches.insert(e.benches.end(), d.test.begin(), d.test.end());
+    e.out_dir = ctx.stage.dir / "run";
+    e.limit = h.cfg.test_limit;
+    e.max_tokens = h.cfg.max_tokens;
+    e.gen.n_parallel = h.cfg.parallel;
+    e.gen.n_threads = h.cfg.threads;
+    e.progress = ctx.progress;
+    e.resume = fs::exists(e.out_dir / "items.jsonl");
+    json summary = eval_system(sys, e);
+    // How the router sent each domain's test items.
+    json routes = json::object();
+    std::map<std::string, std::string> domain_of;
+    for (auto& d : h.domains)
+      for (auto& b : d.test) domain_of[b.kind] = d.name;
+    read_jsonl(e.out_dir / "items.jsonl", [&](const json& j, size_t) {
+      const std::string d = domain_of[j.value("benchmark", "")];
+      const std::string r = j.contains("route") && j["route"].is_string() && !j["route"].get<std::string>().empty()
+                                ? j["route"].get<std::string>() : "base";
+      routes[d][r] = routes[d].value(r, 0) + 1;
+    });
+    return json{{"run", e.out_dir.string()}, {"system", file.string()}, {"summary", summary},
+                {"domains", domain_accuracy(summary, h.domains)}, {"routes", routes}};
+  };
+  plan.add(std::move(s));
+}
+
+GateMetrics gate_metrics(const Shared& sh, const StageContext& ctx) {
+  GateMetrics m;
+  for (auto& [d, v] : ctx.result("eval_base")["domains"].items()) m.base[d] = v["accuracy"];
+  for (auto& [d, v] : ctx.result("eval_system")["domains"].items()) m.routed[d] = v["accuracy"];
+  double bytes = ctx.result("base")["bytes"].get<double>();
+  for (auto& mod : modifier_names(sh)) {
+    for (auto& [d, v] : ctx.result("eval." + mod)["domains"].items()) m.with[mod][d] = v["accuracy"];
+    bytes += ctx.result("train." + mod)["bytes"].get<double>();
+  }
+  const json& router = ctx.result("router");
+  if (router.contains("skipped")) {
+    m.missing_reason["router.accuracy"] = router["skipped"];
+  } else {
+    bytes += router["bytes"].get<double>();
+    if (router["n_heldout"].get<long>() > 0) m.scalars["router.accuracy"] = router["heldout"]["accuracy"];
+    else m.missing_reason["router.accuracy"] = "no held-out queries";
+  }
+  const json& cal = ctx.result("calibrate");
+  if (cal.contains("ece")) m.scalars["ece"] = cal["ece"];
+  else m.missing_reason["ece"] = cal.value("skipped", std::string("calibration did not report it"));
+  m.scalars["size_mb"] = bytes / 1e6;
+  return m;
+}
+
+std::vector<std::string> final_deps(const Shared& sh) {
+  std::vector<std::string> d = {"base", "eval_base", "router", "calibrate", "eval_system"};
+  for (auto& m : modifier_names(sh)) d.push_back("eval." + m), d.push_back("train." + m);
+  return d;
+}
+
+void add_gates(Plan& plan, const std::shared_ptr<Shared>& sh) {
+  json texts = json::array();
+  for (auto& g : sh->cfg.gates) texts.push_back(g.text);
+  Stage s{"gates", "1", final_deps(*sh), {{"gates", texts}}, {}, {}, {}};
+  s.run = [sh](const StageContext& ctx) {
+    GateMetrics m = gate_metrics(*sh, ctx);
+    json gates = json::array();
+    bool all = true;
+    for (auto& r : evaluate_gates(sh->cfg.gates, m)) {
+      gates.push_back(r.to_json());
+      all = all && r.passed;
+    }
+    json out = {{"passed", all}, {"gates", gates}, {"metrics", m.to_json()}};
+    write_file_atomic(ctx.stage.dir / "gates.json", out.dump(2) + "\n");
+    return out;
+  };
+  plan.add(std::move(s));
+}
+
+// Wins/ties/losses and McNemar p of run B against A, per domain (pooled over its benchmarks).
+json compare_by_domain(const Shared& sh, const fs::path& a, const fs::path& b) {
+  const json cmp = compare_runs(a, b);
+  json out = json::object();
+  for (auto& d : sh.domains) {
+    int w = 0, t = 0, l = 0;
+    for (auto& [cat, v] : cmp["categories"].items())
+      for (auto& bench : d.test)
+        if (cat.rfind(bench.kind + "/", 0) == 0) w += v["wins"].get<int>(), t += v["ties"].get<int>(), l += v["losses"].get<int>();
+    out[d.name] = {{"wins", w}, {"ties", t}, {"losses", l}, {"mcnemar_p", mcnemar_p(w, l)}};
+  }
+  return out;
+}
+
+json loss_curve(const fs::path& log) {
+  json loss = json::array(), val = json::array();
+  if (fs::exists(log))
+    read_jsonl(log, [&](const json& j, size_t) {
+      if (j.contains("loss")) loss.push_back({j.value("step", 0), j["loss"]});
+      if (j.contains("val_loss")) val.push_back({j.value("step", 0), j["val_loss"]});
+    });
+  return {{"loss", loss}, {"val", val}};
+}
+
+void add_report(Plan& plan, const std::shared_ptr<Shared>& sh) {
+  std::vector<std::string> deps = final_deps(*sh);
+  deps.push_back("gates");
+  for (const char* opt : {"mine", "failures", "cluster"})
+    if (plan.has(opt)) deps.push_back(opt);
+  for (auto& m : modifier_names(*sh)) deps.push_back("trainset." + m);
+  Stage s{"report", "1", deps, json::object(), {}, {}, {}};
+  s.run = [sh](const StageContext& ctx) {
+    const Shared& h = *sh;
+    const fs::path base_run = ctx.result("eval_base")["run"].get<std::string>();
+    json r = {{"name", h.cfg.name}, {"config", h.cfg.file.string()}, {"base", ctx.result("base")}};
+    json domains = json::array();
+    for (auto& d : h.domains) {
+      json kinds = json::array();
+      for (auto& b : d.test) kinds.push_back(b.kind);
+      domains.push_back({{"name", d.name}, {"kinds", kinds}, {"modifier", d.modifier}});
+    }
+    r["domains"] = domains;
+    r["base_accuracy"] = ctx.result("eval_base")["domains"];
+    r["routed_accuracy"] = ctx.result("eval_system")["domains"];
+    r["routes"] = ctx.result("eval_system")["routes"];
+    r["routed_vs_base"] = compare_by_domain(h, base_run, ctx.result("eval_system")["run"].get<std::string>());
+    json mods = json::object();
+    for (auto& m : modifier_names(h)) {
+      const json& tr = ctx.result("train." + m);
+      mods[m] = {{"accuracy", ctx.result("eval." + m)["domains"]},
+                 {"vs_base", compare_by_domain(h, base_run, ctx.result("eval." + m)["run"].get<std::string>())},
+                 {"train", tr},
+                 {"settings", h.cfg.domain(m).train.to_json()},
+                 {"trainset", ctx.result("trainset." + m)["sources"]},
+                 {"curve", loss_curve(tr["log"].get<std::string>())}};
+    }
+    r["modifiers"] = mods;
+    if (ctx.plan.has("failures")) r["failures"] = ctx.result("failures");
+    if (ctx.plan.has("cluster")) r["clusters"] = ctx.result("cluster");
+    r["router"] = ctx.result("router");
+    r["calibration"] = ctx.result("calibrate");
+    r["gates"] = ctx.result("gates");
+    json stages = json::array();
+    for (auto& st : ctx.plan.stages())
+      if (st.name != "report") stages.push_back({{"name", st.name}, {"key", st.key.substr(0, 12)}});
+    r["stages"] = stages;
+    write_file_atomic(ctx.stage.dir / "report.json", r.dump(2) + "\n");
+    write_file_atomic(ctx.stage.dir / "report.html", report_html(r));
+    write_file_atomic(ctx.stage.dir / "report.md", report_markdown(r));
+    return json{{"html", (ctx.stage.dir / "report.html").string()}, {"markdown", (ctx.stage.dir / "report.md").string()}};
+  };
+  plan.add(std::move(s));
+}
+
+}  // namespace
+
+void add_system_stages(Plan& plan, const std::shared_ptr<Shared>& sh) {
+  add_router(plan, sh);
+  add_calibrate(plan);
+  add_eval_system(plan, sh);
+  add_gates(plan, sh);
+  add_report(plan, sh);
+}
+
+void publish_outputs(const Plan& plan) {
+  json run = json::object();
+  auto copy = [&](const char* stage, const char* file) {
+    if (!plan.has(stage) || !plan.finished(stage)) return;
+    const fs::path f = plan.at(stage).dir / file;
+    if (fs::exists(f)) write_file_atomic(plan.work_dir() / file, read_file(f));
+  };
+  copy("report", "report.html");
+  copy("report", "report.md");
+  copy("report", "report.json");
+  copy("gates", "gates.json");
+  copy("eval_system", "system.yaml");
+  for (auto& s : plan.stages())
+    run[s.name] = {{"key", s.key}, {"dir", s.dir.string()}, {"finished", plan.finished(s.name)}};
+  write_file_atomic(plan.work_dir() / "run.json", json{{"stages", run}}.dump(2) + "\n");
+}
+
+}  // namespace cogumi::pipeline_detail
