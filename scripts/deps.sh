@@ -36,7 +36,7 @@ log() { echo "[deps] $*" >&2; }
 APT_PKGS=(build-essential cmake ninja-build git ccache
   nlohmann-json3-dev libcpp-httplib-dev libcli11-dev libfmt-dev
   libssl-dev zlib1g-dev libsqlite3-dev libgtest-dev libgmock-dev libyaml-cpp-dev
-  libre2-dev bubblewrap python3)
+  libre2-dev libhnswlib-dev bubblewrap python3)
 # The test suite also drives a real browser (the failure report) and builds the fuzz targets with clang.
 ((TEST)) && APT_PKGS+=(chromium clang-14 libclang-rt-14-dev)
 # The server's monitoring tests: promtool and a real Prometheus, nginx in front of replicas.
