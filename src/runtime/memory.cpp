@@ -89,7 +89,7 @@ constexpr std::array<const char*, kNumQueries> kSql{
     "SELECT f.id, f.turn_id, t.session_id, f.thumbs, f.note, f.created_ms, t.choice, t.confidence, "
     "t.mode, t.escalated FROM feedback f JOIN turns t ON t.id = f.turn_id WHERE f.id > ?1 AND "
     "(?2 = 0 OR f.id = (SELECT MAX(g.id) FROM feedback g WHERE g.turn_id = f.turn_id)) "
-    "ORDER BY f.id LIMIT ?3",
+    "AND (?4 = '' OR t.session_id = ?4) ORDER BY f.id LIMIT ?3",
 };
 
 struct Conn {
@@ -493,7 +493,7 @@ int64_t SessionStore::record_feedback(int64_t turn_id, int thumbs, const std::st
 std::vector<FeedbackRow> SessionStore::feedback(const FeedbackQuery& q) {
   Lease c(*impl_);
   Run r(*impl_, *c, kFeedback);
-  r.i64(1, q.after_id).i64(2, q.latest_per_turn ? 1 : 0).i64(3, sql_limit(q.limit));
+  r.i64(1, q.after_id).i64(2, q.latest_per_turn ? 1 : 0).i64(3, sql_limit(q.limit)).text(4, q.session);
   std::vector<FeedbackRow> out;
   while (r.step()) {
     FeedbackRow f;

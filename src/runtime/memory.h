@@ -88,6 +88,7 @@ struct FeedbackQuery {
   size_t limit = 0;      // 0: all
   // A user can change their mind: with true, only each turn's latest rating is returned.
   bool latest_per_turn = true;
+  std::string session;  // only this session's turns ("" = every session)
 };
 
 class SessionStore {
