@@ -4,17 +4,12 @@
 #include <map>
 
 #include "core/error.h"
+#include "core/hash.h"
 #include "core/io.h"
 
 namespace cogumi {
 
 namespace {
-
-uint64_t fnv1a(std::string_view s) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ULL;
-  return h;
-}
 
 int choice_index(RouteData& d, const std::string& name) {
   auto it = std::find(d.choices.begin(), d.choices.end(), name);

@@ -7,18 +7,11 @@
 #include <unordered_map>
 
 #include "core/error.h"
+#include "core/hash.h"
 
 namespace cogumi {
 
 namespace {
-
-constexpr uint64_t kFnvOffset = 0xcbf29ce484222325ULL;
-constexpr uint64_t kFnvPrime = 0x100000001b3ULL;
-
-uint64_t fnv1a(std::string_view s, uint64_t h) {
-  for (unsigned char c : s) h = (h ^ c) * kFnvPrime;
-  return h;
-}
 
 // Word tokens: runs of letters/digits/underscore (and bytes >= 0x80, so UTF-8 words stay
 // whole), and each other non-space byte on its own: "x->y" gives x - > y, which keeps code
@@ -106,7 +99,7 @@ SparseVec featurize(std::string_view text, const FeatureOptions& o) {
   const auto words = word_tokens(text);
   for (int n = 1; n <= o.word_ngram_max; ++n) {
     for (size_t i = 0; i + size_t(n) <= words.size(); ++i) {
-      uint64_t h = fnv1a("w", kFnvOffset + uint64_t(n));
+      uint64_t h = fnv1a("w", kFnv1aOffset + uint64_t(n));
       for (int k = 0; k < n; ++k) h = fnv1a(words[i + size_t(k)], fnv1a(" ", h));
       add(h);
     }
@@ -117,7 +110,7 @@ SparseVec featurize(std::string_view text, const FeatureOptions& o) {
       padded.assign("<").append(w).append(">");
       for (int n = o.char_ngram_min; n <= o.char_ngram_max; ++n)
         for (size_t i = 0; i + size_t(n) <= padded.size(); ++i)
-          add(fnv1a(std::string_view(padded).substr(i, size_t(n)), fnv1a("c", kFnvOffset)));
+          add(fnv1a(std::string_view(padded).substr(i, size_t(n)), fnv1a("c", kFnv1aOffset)));
     }
   }
   SparseVec v(counts.begin(), counts.end());
