@@ -54,6 +54,18 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >&2
 fi
 
+# ---- npm packages of the tests ------------------------------------------------
+# The web UI's browser test drives Chromium with playwright-core, pinned by tests/serve/ui's
+# lockfile; `npm ci` runs again only when the lockfile changed (a copy marks the install).
+if ((TEST)); then
+  UI_TEST="$(cd "$(dirname "$0")/.." && pwd)/tests/serve/ui"
+  if ! cmp -s "$UI_TEST/package-lock.json" "$UI_TEST/node_modules/.cogumi-lock.json"; then
+    log "installing the web UI test's npm packages (npm ci in tests/serve/ui)"
+    (cd "$UI_TEST" && npm ci --no-audit --no-fund --loglevel=error >&2)
+    cp "$UI_TEST/package-lock.json" "$UI_TEST/node_modules/.cogumi-lock.json"
+  fi
+fi
+
 # ---- pinned llama.cpp source -----------------------------------------------
 mkdir -p "$CACHE/npm"
 TGZ="$CACHE/npm/node-llama-cpp-$NLC_VERSION.tgz"
