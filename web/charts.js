@@ -1,4 +1,4 @@
-// Line charts drawn as SVG: time on x (the last `windowMs`), one line per series, a y axis
+// Line charts drawn as SVG: time on x (the last `windowMs`, ticks every 5 s to 10 min), one line per series, a y axis
 // rounded up to a readable maximum, a legend with each series' latest value.
 
 const SVG = 'http://www.w3.org/2000/svg';
@@ -28,9 +28,20 @@ export function formatValue(v) {
   if (a >= 1e9) return `${(v / 1e9).toFixed(1)}G`;
   if (a >= 1e6) return `${(v / 1e6).toFixed(1)}M`;
   if (a >= 1e4) return `${(v / 1e3).toFixed(1)}k`;
-  if (a >= 100 || a === 0) return v.toFixed(0);
-  if (a >= 1) return v.toFixed(2);
-  return v.toPrecision(2);
+  if (a >= 100 || Number.isInteger(v)) return v.toFixed(0);
+  if (a >= 1) return String(Number(v.toFixed(2)));
+  return String(Number(v.toPrecision(2)));
+}
+
+// A tick step for an x axis `windowMs` wide: at most 6 ticks.
+function tickStep(windowMs) {
+  for (const s of [5, 10, 15, 30, 60, 120, 300]) if (windowMs / (s * 1000) <= 6) return s * 1000;
+  return 600000;
+}
+
+function formatAgo(ms) {
+  if (ms === 0) return 'now';
+  return ms % 60000 === 0 ? `-${ms / 60000}m` : `-${ms / 1000}s`;
 }
 
 // Draws `series` ([{name, points: [[timeMs, value | null]]}]) into `figure`, replacing what it
@@ -41,7 +52,7 @@ export function drawLineChart(figure, series, { now = Date.now(), windowMs = 300
   const t0 = now - windowMs;
   const values = series.flatMap((s) => s.points.map((p) => p[1]))
     .filter((v) => v !== null && Number.isFinite(v));
-  const yMax = niceMax(Math.max(0, ...values));
+  const yMax = niceMax(1.05 * Math.max(0, ...values));
   const x = (t) => PAD.left + ((t - t0) / windowMs) * (W - PAD.left - PAD.right);
   const y = (v) => H - PAD.bottom - (v / yMax) * (H - PAD.top - PAD.bottom);
 
@@ -53,10 +64,10 @@ export function drawLineChart(figure, series, { now = Date.now(), windowMs = 300
     svg.append(svgEl('text', { x: PAD.left - 6, y: y(v) + 4, class: 'axis', 'text-anchor': 'end' },
       `${formatValue(v)}${unit}`));
   }
-  for (let m = 0; m <= windowMs / 60000; m++) {
-    const t = now - m * 60000;
-    svg.append(svgEl('text', { x: x(t), y: H - 8, class: 'axis', 'text-anchor': 'middle' },
-      m === 0 ? 'now' : `-${m}m`));
+  const step = tickStep(windowMs);
+  for (let ago = 0; ago <= windowMs; ago += step) {
+    svg.append(svgEl('text', { x: x(now - ago), y: H - 8, class: 'axis', 'text-anchor': 'middle' },
+      formatAgo(ago)));
   }
   series.forEach((s, i) => {
     let d = '';

@@ -104,13 +104,26 @@ function showFeedback(article, score) {
   article.dataset.feedback = String(score || '');
 }
 
+// A thumb drawn in SVG (emoji fonts are not everywhere); CSS turns it down for the down button.
+function thumbIcon() {
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  svg.setAttribute('viewBox', '0 0 24 24');
+  svg.setAttribute('aria-hidden', 'true');
+  const path = document.createElementNS(ns, 'path');
+  path.setAttribute('d', 'M2 10h4v11H2zM8 21h9.5a2 2 0 0 0 2-1.6l1.4-7A2 2 0 0 0 19 10h-5.5l.9-4.3'
+    + 'A1.8 1.8 0 0 0 12.7 4L8 9.5z');
+  svg.append(path);
+  return svg;
+}
+
 // The thumbs under an answer; only answers recorded in session memory (a turn id) can be rated.
 function addFeedback(article, turnId, score) {
   if (!turnId) return;
   article.dataset.turnId = String(turnId);
   const bar = document.createElement('div');
   bar.className = 'feedback';
-  for (const [s, label, glyph] of [[1, 'Good answer', '\u{1F44D}'], [-1, 'Bad answer', '\u{1F44E}']]) {
+  for (const [s, label] of [[1, 'Good answer'], [-1, 'Bad answer']]) {
     const b = document.createElement('button');
     b.type = 'button';
     b.className = `thumb ${s > 0 ? 'up' : 'down'}`;
@@ -118,7 +131,7 @@ function addFeedback(article, turnId, score) {
     b.title = label;
     b.setAttribute('aria-label', label);
     b.setAttribute('aria-pressed', 'false');
-    b.textContent = glyph;
+    b.append(thumbIcon());
     b.addEventListener('click', () => rate(article, s));
     bar.append(b);
   }

@@ -44,7 +44,10 @@ function routingSeries() {
 }
 
 function drawCharts() {
-  const opts = { now: scrapes[scrapes.length - 1].t, windowMs: WINDOW_MS };
+  // The x axis spans what was scraped so far (at least 30 s), up to the five minutes kept.
+  const now = scrapes[scrapes.length - 1].t;
+  const span = Math.min(WINDOW_MS, Math.max(30000, now - scrapes[0].t));
+  const opts = { now, windowMs: Math.ceil(span / 5000) * 5000 };
   drawLineChart($('chart-requests'), [
     between('all', counterRate('cogumi_requests_total')),
     between('errors', counterRate('cogumi_requests_total', { status: /^[45]/ })),
