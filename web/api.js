@@ -10,6 +10,19 @@ export class ApiError extends Error {
   }
 }
 
+const KEY_STORE = 'cogumi.apiKey';
+
+// The API key the user gave for a server started with --api-key ("" = none).
+export function apiKey() { return localStorage.getItem(KEY_STORE) || ''; }
+export function setApiKey(key) {
+  if (key) localStorage.setItem(KEY_STORE, key); else localStorage.removeItem(KEY_STORE);
+}
+
+function headers(extra) {
+  const key = apiKey();
+  return key ? { ...extra, Authorization: `Bearer ${key}` } : extra;
+}
+
 async function errorOf(res) {
   let body = null;
   try { body = await res.json(); } catch { /* not JSON */ }
@@ -20,9 +33,9 @@ async function errorOf(res) {
 
 // GET (no body) or POST (body given) a JSON endpoint; throws ApiError on a non-2xx answer.
 export async function callJson(path, body) {
-  const init = body === undefined ? {} : {
+  const init = body === undefined ? { headers: headers({}) } : {
     method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
+    headers: headers({ 'Content-Type': 'application/json' }),
     body: JSON.stringify(body),
   };
   const res = await fetch(path, init);
@@ -55,7 +68,7 @@ export class SseParser {
 export async function streamChat(request, { onDelta, onChunk, signal } = {}) {
   const res = await fetch('/v1/chat/completions', {
     method: 'POST',
-    headers: { 'Content-Type': 'application/json', Accept: 'text/event-stream' },
+    headers: headers({ 'Content-Type': 'application/json', Accept: 'text/event-stream' }),
     body: JSON.stringify({ ...request, stream: true }),
     signal,
   });

@@ -1,7 +1,7 @@
 // The chat page: streams answers from /v1/chat/completions, shows the router's view of each
 // answer, lets the user override the modifier, switch the mode and rate answers, and keeps the
 // conversation in the server's session memory (its id in localStorage, so a reload restores it).
-import { ApiError, callJson, streamChat } from './api.js';
+import { ApiError, callJson, setApiKey, streamChat } from './api.js';
 import { renderDecision } from './decision.js';
 
 const SESSION_KEY = 'cogumi.session';
@@ -166,7 +166,14 @@ function buildRequest() {
 }
 
 async function send(text) {
-  await ensureSession();
+  try {
+    await ensureSession();
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) askForKey(`Not authorized: ${e.message}`);
+    else setStatus(`Cannot start a session: ${e.message}`, 'error');
+    $('input').value = text;  // not sent: keep it
+    return;
+  }
   state.messages.push({ role: 'user', content: text });
   addMessage('user', text);
   const article = addMessage('assistant', '');
@@ -202,7 +209,8 @@ async function send(text) {
       article.querySelector('.bubble').append(err);
     }
     state.messages.pop();  // the question goes unanswered: don't send it as context again
-    setStatus(aborted ? 'Stopped.' : `Request failed: ${e.message}`, aborted ? '' : 'error');
+    if (e instanceof ApiError && e.status === 401) askForKey(`Not authorized: ${e.message}`);
+    else setStatus(aborted ? 'Stopped.' : `Request failed: ${e.message}`, aborted ? '' : 'error');
   } finally {
     article.classList.remove('streaming');
     state.busy = null;
@@ -275,15 +283,36 @@ function wire() {
   $('new-chat').addEventListener('click', newChat);
 }
 
-async function main() {
-  wire();
+// A server started with --api-key answers 401 until the page sends a key: ask for it once, keep
+// it in localStorage, start again.
+function askForKey(message) {
+  setStatus(message, 'error');
+  const form = $('key-form');
+  form.hidden = false;
+  form.onsubmit = (ev) => {
+    ev.preventDefault();
+    setApiKey($('key-input').value.trim());
+    form.hidden = true;
+    start();
+  };
+  $('key-input').focus();
+}
+
+async function start() {
   try {
-    await loadModels();
+    if (!state.model) await loadModels();
     await restore();
+    setStatus('');
     document.body.dataset.ready = 'true';
   } catch (e) {
-    setStatus(`Cannot reach the server: ${e.message}`, 'error');
+    if (e instanceof ApiError && e.status === 401) askForKey(`Not authorized: ${e.message}`);
+    else setStatus(`Cannot reach the server: ${e.message}`, 'error');
   }
+}
+
+function main() {
+  wire();
+  start();
 }
 
 main();
