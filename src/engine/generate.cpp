@@ -65,10 +65,16 @@ struct SamplerDeleter {
 };
 using SamplerPtr = std::unique_ptr<llama_sampler, SamplerDeleter>;
 
-SamplerPtr make_sampler(const SamplingParams& sp, int32_t n_vocab) {
+SamplerPtr make_sampler(const SamplingParams& sp, int32_t n_vocab, const llama_vocab* vocab = nullptr,
+                        const std::string& grammar = "") {
   llama_sampler_chain_params cp = llama_sampler_chain_default_params();
   cp.no_perf = true;
   SamplerPtr chain(llama_sampler_chain_init(cp));
+  if (!grammar.empty()) {  // first: later samplers only see tokens the grammar allows
+    llama_sampler* g = llama_sampler_init_grammar(vocab, grammar.c_str(), "root");
+    if (!g) return nullptr;
+    llama_sampler_chain_add(chain.get(), g);
+  }
   if (sp.repeat_penalty != 1.0f)
     llama_sampler_chain_add(chain.get(), llama_sampler_init_penalties(n_vocab, sp.repeat_last_n, sp.repeat_penalty,
                                                                       0.0f, 0.0f));
@@ -167,8 +173,8 @@ Token argmax(const float* x, int32_t n) {
 // as llama.cpp's greedy sampler picks); everything else runs the slot's llama.cpp sampler
 // chain on its own candidate buffer, so slots can be sampled in parallel.
 Token choose_token(const float* logits, int32_t n_vocab, const SamplingParams& sp, llama_sampler* chain,
-                   std::vector<llama_token_data>& cand) {
-  if (sp.temperature <= 0.0f && sp.repeat_penalty == 1.0f)
+                   std::vector<llama_token_data>& cand, bool constrained = false) {
+  if (sp.temperature <= 0.0f && sp.repeat_penalty == 1.0f && !constrained)
     return argmax(logits, n_vocab);
   cand.resize(n_vocab);
   for (int32_t i = 0; i < n_vocab; ++i) cand[i] = llama_token_data{i, logits[i], 0.0f};
@@ -228,6 +234,9 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
       fail("request {}: {}", i, e.what());
     }
     if (!requests[i].adapter.empty()) model_->raw_adapter(requests[i].adapter);  // throws if unknown
+    if (!requests[i].grammar.empty() &&
+        !make_sampler(requests[i].sampling, model_->n_vocab(), llama_model_get_vocab(model_->raw()), requests[i].grammar))
+      fail("request {}: the grammar does not parse (llama.cpp's log, with -v, says where)", i);
     groups[{requests[i].adapter, requests[i].adapter_scale}].push_back(i);
   }
 
@@ -236,7 +245,9 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
   // Backend (in-graph) greedy when every request of this call is plain greedy without log-probs.
   bool backend = opts_.backend_sampling;
   for (const auto& rq : requests)
-    if (!(rq.sampling.temperature <= 0.0f && rq.sampling.repeat_penalty == 1.0f) || rq.n_logprobs >= 0) backend = false;
+    if (!(rq.sampling.temperature <= 0.0f && rq.sampling.repeat_penalty == 1.0f) || rq.n_logprobs >= 0 ||
+        !rq.grammar.empty())
+      backend = false;
   if (backend != backend_attached_) {
     // A chain initialises its backend state once, so every attach gets fresh chains.
     auto detach = [&] {
@@ -396,7 +407,7 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
         sl.next = -1;
         sl.stream_stopped = false;
         sl.start = Clock::now();
-        sl.sampler = make_sampler(rq.sampling, n_vocab);
+        sl.sampler = make_sampler(rq.sampling, n_vocab, llama_model_get_vocab(model_->raw()), rq.grammar);
         if (rq.sampling.repeat_penalty != 1.0f)
           for (Token t : sl.prompt) llama_sampler_accept(sl.sampler.get(), t);
         llama_memory_seq_rm(mem, sl.seq, -1, -1);
@@ -454,7 +465,7 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
       for (size_t k = 0; k < rows.size(); ++k) {
         Slot& sl = *ready[k];
         const GenRequest& rq = requests[sl.req];
-        sl.chosen = choose_token(rows[k], n_vocab, rq.sampling, sl.sampler.get(), sl.cand);
+        sl.chosen = choose_token(rows[k], n_vocab, rq.sampling, sl.sampler.get(), sl.cand, !rq.grammar.empty());
         if (rq.n_logprobs >= 0) sl.lp = raw_logprobs(rows[k], n_vocab, sl.chosen, rq.n_logprobs);
       }
       for (Slot* slp : ready) {

@@ -57,6 +57,9 @@ struct GenRequest {
   bool ignore_eos = false;         // keep generating past end-of-generation tokens (benchmarks)
   std::string adapter;             // name of an adapter loaded on the Model; "" = base
   float adapter_scale = 1.0f;      // finite
+  // A GBNF grammar (root rule "root") every output follows (llama.cpp's grammar sampler): JSON
+  // for a schema, a tool call. "" = none. An invalid grammar fails generate() for the request.
+  std::string grammar;
   void validate() const;           // max_tokens >= 1, n_logprobs >= -1, sampling, scale
 };
 

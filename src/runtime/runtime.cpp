@@ -144,6 +144,10 @@ Runtime::Runtime(SystemConfig cfg) : cfg_(std::move(cfg)) {
   cfg_.validate();
   engine_init();
   model_ = Model::load(cfg_.base);
+  // "base" always names the base alone (a server's `model: base`), even when the system's
+  // choices are all modifiers; the router never picks it unless it was trained to.
+  if (!cfg_.has_choice("base"))
+    cfg_.choices.push_back({"base", {}, model_->has_chat_template() ? "chat" : "raw"});
   for (auto& c : cfg_.choices)
     if (!c.adapter.empty()) model_->load_adapter(c.name, c.adapter);
   if (!cfg_.router.empty()) {
@@ -223,7 +227,7 @@ std::string Runtime::route(const std::string& text, RouteDecision* decision) con
   return router_->choices()[size_t(d.choice)];
 }
 
-std::vector<AskResponse> Runtime::ask(const std::vector<AskRequest>& requests) {
+std::vector<AskResponse> Runtime::ask(const std::vector<AskRequest>& requests, const AskStream& stream) {
   struct Plan {
     EvalItem item;
     size_t first = 0, n = 1;  // generation requests of this ask
@@ -267,16 +271,22 @@ std::vector<AskResponse> Runtime::ask(const std::vector<AskRequest>& requests) {
     GenRequest g;
     g.max_tokens = q.max_tokens ? q.max_tokens : cfg_.max_tokens;
     g.adapter = adapter_of(r.choice);
-    g.n_logprobs = 0;
-    if (c.ask_as == "chat") {
-      g.prompt_tokens = model_->tokenize_chat({{"user", q.text}}).tokens;
-    } else if (c.ask_as == "raw") {
+    g.n_logprobs = std::max(0, q.n_logprobs);
+    g.grammar = q.grammar;
+    if (q.sampling && r.mode == "fast") g.sampling = *q.sampling;
+    // A model without a chat template takes the request as plain text.
+    if (c.ask_as == "chat" && !q.raw && model_->has_chat_template()) {
+      std::vector<ChatMessage> msgs = q.history;
+      msgs.push_back({"user", q.text});
+      g.prompt_tokens = model_->tokenize_chat(msgs).tokens;
+    } else if (c.ask_as == "raw" || c.ask_as == "chat" || q.raw) {
       g.prompt = q.text;
     } else {
       PromptParts pp = build_prompt(p.item, {}, false);
       g.prompt = pp.text;
       g.stop = pp.stops;
     }
+    g.stop.insert(g.stop.end(), q.stop.begin(), q.stop.end());
     p.first = gens.size();
     p.n = r.mode == "accurate" ? size_t(cfg_.samples) : 1;
     for (size_t s = 0; s < p.n; ++s) {
@@ -289,7 +299,20 @@ std::vector<AskResponse> Runtime::ask(const std::vector<AskRequest>& requests) {
     }
   }
   const auto t0 = std::chrono::steady_clock::now();
-  std::vector<GenResult> res = gen_->generate(gens);
+  if (stream.on_decision)
+    for (size_t i = 0; i < out.size(); ++i) stream.on_decision(i, out[i]);
+  std::vector<size_t> ask_of(gens.size());  // generation request -> its ask request
+  for (size_t i = 0; i < plans.size(); ++i)
+    for (size_t s = plans[i].first; s < plans[i].first + plans[i].n; ++s) ask_of[s] = i;
+  // Fast answers stream as they come; accurate ones are known only after the vote.
+  auto on_piece = [&](size_t gi, const std::string& piece) {
+    const size_t i = ask_of[gi];
+    const AskRequest& q = requests[i];
+    if (q.cancel && q.cancel->load()) return false;
+    if (stream.on_piece && plans[i].n == 1) return stream.on_piece(i, piece);
+    return true;
+  };
+  std::vector<GenResult> res = gen_->generate(gens, on_piece);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   for (size_t i = 0; i < requests.size(); ++i) {
@@ -301,14 +324,20 @@ std::vector<AskResponse> Runtime::ask(const std::vector<AskRequest>& requests) {
     std::vector<double> lps;
     for (size_t s = p.first; s < p.first + p.n; ++s) {
       const GenResult& g = res[s];
-      if (g.finish == FinishReason::kError) fail("request {}: {}", i, g.error);
+      if (g.finish == FinishReason::kError) {
+        if (!stream.errors_in_response) fail("request {}: {}", i, g.error);
+        r.error = g.error;
+      }
       r.prompt_tokens = g.n_prompt_tokens;
       r.gen_tokens += g.n_gen_tokens;
       keys.push_back(vote_key(p.item, g.text));
       lps.push_back(mean_logprob(g));
     }
     const size_t win = majority_vote(keys, lps, &r.votes);
+    if (!r.error.empty()) continue;
     r.text = res[p.first + win].text;
+    r.finish_reason = finish_reason_name(res[p.first + win].finish);
+    if (requests[i].n_logprobs >= 0) r.logprobs = res[p.first + win].logprobs;
     r.answer_key = keys[win];
     if (r.mode == "accurate") r.confidence = double(r.votes) / double(p.n);
     record(requests[i], r);

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/generate.h"
 #include "eval/benchmark.h"
 #include "route/router.h"
 #include "runtime/system.h"
@@ -44,6 +45,31 @@ struct AskRequest {
   // recorded as turns with the decision, and when the system has an escalation detector, a
   // follow-up that complains about the previous answer escalates this one.
   std::string session;
+  // Serving (cogumi serve). The conversation before `text`, for choices asked as chat. Fast
+  // mode's sampling (accurate mode samples at the system's temperature). Extra stop strings.
+  // Token log-probabilities of the answer (-1 none, 0 the chosen token's, k also the top k). A
+  // GBNF grammar the answer must follow. `raw`: `text` goes to the choice as is (a completion
+  // prompt), whatever its ask_as. `cancel`, once set, stops the request where it is.
+  std::vector<ChatMessage> history;
+  std::optional<SamplingParams> sampling;
+  std::vector<std::string> stop;
+  int n_logprobs = -1;
+  std::string grammar;
+  bool raw = false;
+  const std::atomic<bool>* cancel = nullptr;
+};
+
+struct AskResponse;
+
+// How ask() runs a server's batch: each new piece of a fast-mode answer as it is generated
+// (return false to stop that request), and an engine refusal of one request (a prompt over the
+// context) in its AskResponse::error instead of failing the whole batch.
+struct AskStream {
+  std::function<bool(size_t request, const std::string& piece)> on_piece;
+  // Once every request is routed, before anything is generated: the decision (choice, mode,
+  // probabilities, escalation) of request i, so a stream can announce it first.
+  std::function<void(size_t request, const AskResponse& decision)> on_decision;
+  bool errors_in_response = false;
 };
 
 struct AskResponse {
@@ -61,6 +87,9 @@ struct AskResponse {
   int votes = 1, samples = 1;
   int prompt_tokens = 0, gen_tokens = 0;
   double seconds = 0;  // wall time of the batch this request ran in
+  std::string finish_reason = "stop";  // stop | length | cancelled
+  std::vector<TokenLogprob> logprobs;  // the answer's, when AskRequest::n_logprobs >= 0
+  std::string error;                   // the engine's refusal (AskStream::errors_in_response)
   nlohmann::json to_json(const std::vector<std::string>& router_choices) const;
 };
 
@@ -73,7 +102,7 @@ class Runtime {
 
   // Answers every request in one batch through the engine. Bad requests (unknown choice or
   // mode) throw before anything runs, naming the request.
-  std::vector<AskResponse> ask(const std::vector<AskRequest>& requests);
+  std::vector<AskResponse> ask(const std::vector<AskRequest>& requests, const AskStream& stream = {});
 
   // The choice the router makes for a query (the default without a router).
   std::string route(const std::string& text, RouteDecision* decision = nullptr) const;

@@ -1,0 +1,52 @@
+// cogumi serve: the OpenAI-compatible HTTP server over the modular runtime.
+#include <cstdlib>
+#include <sstream>
+
+#include "commands.h"
+#include "core/error.h"
+#include "engine/model.h"
+#if COGUMI_HAVE_HTTPLIB
+#include "serve/server.h"
+#endif
+
+namespace cogumi::cli {
+
+void setup_serve(CLI::App& sub) {
+#if COGUMI_HAVE_HTTPLIB
+  static serve::ServeOptions o;
+  static std::string system = o.system.string(), model;
+  static size_t max_body = o.max_body;
+  sub.add_option("-s,--system", system, "System file (YAML) to serve")->capture_default_str();
+  sub.add_option("-m,--model", model, "Serve a bare GGUF model instead of a system");
+  sub.add_option("--host", o.host, "Address to listen on")->capture_default_str();
+  sub.add_option("--port", o.port, "Port (0: any free port, printed)")->capture_default_str();
+  sub.add_option("--api-key", o.api_keys,
+                 "A key clients must send as 'Authorization: Bearer KEY' (repeatable; also COGUMI_API_KEYS, comma-separated)");
+  sub.add_option("--rate-limit", o.rate_limit, "Requests per minute per key (0: off)")->capture_default_str();
+  sub.add_option("--max-body", max_body, "Largest request body in bytes")->capture_default_str();
+  sub.add_option("--timeout", o.timeout_s, "Seconds a request may take, queueing included")
+      ->check(finite_number())
+      ->capture_default_str();
+  sub.add_option("--parallel", o.parallel, "Engine sequence slots (0: the system's)")->capture_default_str();
+  sub.add_option("--http-threads", o.http_threads, "Connections served at once (0: 2 x slots + 8)")
+      ->capture_default_str();
+  sub.add_option("--max-batch", o.max_batch, "Answers per engine batch")->capture_default_str();
+  sub.callback([&] {
+    engine_set_verbose(globals().verbose);
+    o.system = system;
+    o.model = model;
+    o.max_body = max_body;
+    if (const char* env = std::getenv("COGUMI_API_KEYS")) {
+      std::stringstream ss(env);
+      for (std::string k; std::getline(ss, k, ',');)
+        if (!k.empty()) o.api_keys.push_back(k);
+    }
+    o.validate();
+    if (int rc = serve::serve(o)) throw CLI::RuntimeError(rc);
+  });
+#else
+  sub.callback([] { throw cogumi::Error("cogumi serve: this build has no cpp-httplib (install libcpp-httplib-dev, rebuild)"); });
+#endif
+}
+
+}  // namespace cogumi::cli

@@ -1,0 +1,57 @@
+#include "engine/json_grammar.h"
+
+#include <json-schema-to-grammar.h>
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+
+// The converter's three string helpers live in llama.cpp's common.cpp, which would bring the
+// whole of llama.cpp's common library (logging, downloads, arguments) with it. Written here to
+// common.h's declarations instead.
+std::string string_join(const std::vector<std::string>& values, const std::string& separator) {
+  std::string out;
+  for (size_t i = 0; i < values.size(); ++i) out += (i ? separator : "") + values[i];
+  return out;
+}
+
+std::vector<std::string> string_split(const std::string& str, const std::string& delimiter) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  for (size_t at; !delimiter.empty() && (at = str.find(delimiter, start)) != std::string::npos;
+       start = at + delimiter.size())
+    parts.push_back(str.substr(start, at - start));
+  parts.push_back(str.substr(start));
+  return parts;
+}
+
+std::string string_repeat(const std::string& str, size_t n) {
+  std::string out;
+  out.reserve(str.size() * n);
+  for (size_t i = 0; i < n; ++i) out += str;
+  return out;
+}
+
+namespace cogumi {
+
+std::string json_object_grammar() {
+  static const std::string g = json_schema_grammar({{"type", "object"}});
+  return g;
+}
+
+std::string json_schema_grammar(const nlohmann::json& schema) {
+  if (!schema.is_object() && !schema.is_boolean()) fail("a JSON schema must be an object, got {}", schema.type_name());
+  try {
+    return json_schema_to_grammar(common_json::parse(schema.dump()), /*force_gbnf=*/true);
+  } catch (const std::exception& e) {
+    std::string why = e.what();
+    const std::string lead = "JSON schema conversion failed:\n";
+    if (why.rfind(lead, 0) == 0) why = why.substr(lead.size());
+    while (!why.empty() && why.back() == '\n') why.pop_back();
+    fail("{}", why);
+  }
+}
+
+}  // namespace cogumi

@@ -1,0 +1,317 @@
+// The generating endpoints of Server: /v1/chat/completions, /v1/completions (whole or streamed
+// over SSE) and /v1/embeddings.
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "engine/embed.h"
+#include "runtime/memory.h"
+#include "serve/openai_api.h"
+#include "serve/server.h"
+
+namespace cogumi::serve {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+void send_error(httplib::Response& res, const ApiError& e) {
+  res.status = e.status;
+  res.set_content(e.body().dump(), "application/json");
+}
+
+int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string make_id(const char* prefix) {
+  static std::atomic<uint64_t> counter{0};
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::system_clock::now().time_since_epoch());
+  return fmt::format("{}-{:x}{:04x}", prefix, uint64_t(us.count()), counter++ & 0xffff);
+}
+
+double secs(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+
+// The choice a request's model names: "" (the router decides) for the system, or a choice.
+std::string choice_of_model(const Runtime& rt, const std::string& model) {
+  const SystemConfig& cfg = rt.config();
+  if (model.empty() || model == cfg.name) return "";
+  if (cfg.has_choice(model)) return model;
+  std::vector<std::string> names = {cfg.name};
+  for (auto& c : cfg.choices) names.push_back(c.name);
+  throw ApiError(404, fmt::format("The model '{}' does not exist; this server has: {}", model, fmt::join(names, ", ")),
+                 "invalid_request_error", "model", "model_not_found");
+}
+
+// The Runtime requests of one API request: one per answer (n).
+std::vector<AskRequest> plan(Runtime& rt, CompletionRequest& q) {
+  const SystemConfig& cfg = rt.config();
+  AskRequest a;
+  a.choice = choice_of_model(rt, q.model);
+  if (!q.cogumi.choice.empty()) {
+    if (!cfg.has_choice(q.cogumi.choice))
+      throw ApiError(400, fmt::format("'cogumi.choice' names '{}', which is not a choice of system '{}'", q.cogumi.choice,
+                                      cfg.name),
+                     "invalid_request_error", "cogumi.choice", "unknown_choice");
+    a.choice = q.cogumi.choice;
+  }
+  // A call the caller insists on goes to a choice that writes tool calls.
+  if (a.choice.empty() && q.tool_choice != "auto" && q.tool_choice != "none") {
+    auto it = std::find_if(cfg.choices.begin(), cfg.choices.end(), [](auto& c) { return c.ask_as == "bfcl"; });
+    if (it != cfg.choices.end()) a.choice = it->name;
+  }
+  a.mode = q.cogumi.mode;
+  if (!q.cogumi.session.empty()) {
+    if (cfg.memory.empty())
+      throw ApiError(400, fmt::format("system '{}' keeps no sessions (no 'memory' in its system file)", cfg.name),
+                     "invalid_request_error", "cogumi.session");
+    if (q.cogumi.session == "new")
+      q.cogumi.session = rt.memory().create_session({{"source", "serve"}});
+    else if (!rt.memory().session(q.cogumi.session))
+      throw ApiError(400, fmt::format("'cogumi.session': no session '{}'", q.cogumi.session), "invalid_request_error",
+                     "cogumi.session", "unknown_session");
+    a.session = q.cogumi.session;
+  }
+  a.text = q.text();
+  if (q.chat) a.history.assign(q.messages.begin(), q.messages.end() - 1);
+  a.raw = !q.chat;
+  a.max_tokens = q.max_tokens;
+  a.stop = q.stop;
+  a.n_logprobs = q.logprobs;
+  a.grammar = grammar_for(q);
+  if (q.tool_choice != "none")
+    for (auto& t : q.tools) a.tools.push_back(t);
+  std::vector<AskRequest> out;
+  for (int i = 0; i < q.n; ++i) {
+    AskRequest r = a;
+    if (q.temperature || q.top_p || q.seed || q.n > 1) {
+      SamplingParams sp;
+      sp.temperature = q.temperature.value_or(q.n > 1 ? 1.0f : 0.0f);
+      sp.top_p = q.top_p.value_or(1.0f);
+      sp.top_k = 0;
+      sp.min_p = 0.0f;
+      sp.seed = q.seed.value_or(uint32_t(unix_now())) + uint32_t(i);
+      r.sampling = sp;
+    }
+    if (i > 0) r.session.clear();  // one answer per turn goes to session memory
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+bool writes_tool_calls(const Runtime& rt, const CompletionRequest& q, const std::string& choice) {
+  return q.chat && !q.tools.empty() && q.tool_choice != "none" && rt.config().has_choice(choice) &&
+         rt.config().choice(choice).ask_as == "bfcl";
+}
+
+void set_decision_headers(httplib::Response& res, const AskResponse& d) {
+  res.set_header("X-Cogumi-Choice", d.choice);
+  res.set_header("X-Cogumi-Confidence", fmt::format("{:.4f}", d.confidence));
+  res.set_header("X-Cogumi-Mode", d.mode);
+  res.set_header("X-Cogumi-Escalated", d.escalated ? "true" : "false");
+}
+
+// The first answer error (a prompt over the context) as the API reports it.
+std::optional<ApiError> answer_error(const std::vector<AskResponse>& answers) {
+  for (auto& a : answers)
+    if (!a.error.empty())
+      return ApiError(400, a.error, "invalid_request_error", "messages",
+                      a.error.find("context") != std::string::npos ? "context_length_exceeded" : "");
+  return std::nullopt;
+}
+
+void fill_record(RequestRecord& rec, const Job& job, const std::vector<AskResponse>& answers) {
+  if (!answers.empty()) {
+    rec.choice = answers[0].choice;
+    rec.mode = answers[0].mode;
+    rec.escalated = answers[0].escalated;
+    rec.escalated_by = answers[0].escalated_by;
+    rec.prompt_tokens = answers[0].prompt_tokens;
+    for (auto& a : answers) rec.completion_tokens += a.gen_tokens;
+  }
+  if (job.started != Clock::time_point{}) rec.queue_seconds = secs(job.submitted, job.started);
+  if (job.first_piece != Clock::time_point{}) rec.ttft_seconds = secs(job.submitted, job.first_piece);
+}
+
+}  // namespace
+
+void Server::handle_completion(const httplib::Request& req, httplib::Response& res, bool chat) {
+  auto guard = std::make_shared<InFlight>(this);
+  const auto t0 = Clock::now();
+  const auto deadline = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opts_.timeout_s));
+  RequestRecord rec;
+  rec.endpoint = chat ? "/v1/chat/completions" : "/v1/completions";
+  auto refuse = [&](const ApiError& e) {
+    send_error(res, e);
+    rec.status = e.status;
+    rec.error_type = e.code.empty() ? e.type : e.code;
+    rec.seconds = secs(t0, Clock::now());
+    notify(rec);
+  };
+  auto q = std::make_shared<CompletionRequest>();
+  std::shared_ptr<Job> job;
+  try {
+    *q = parse_completion_request(req.body, chat);
+    rec.model = q->model.empty() ? system_name() : q->model;
+    rec.stream = q->stream;
+    job = sched_->submit(plan(*rt_, *q));
+  } catch (const ApiError& e) {
+    return refuse(e);
+  } catch (const Error& e) {
+    return refuse(ApiError(400, e.what()));
+  }
+  ResponseContext ctx;
+  ctx.id = make_id(chat ? "chatcmpl" : "cmpl");
+  ctx.created = unix_now();
+  ctx.model = rec.model;
+  if (rt_->router()) ctx.router_choices = rt_->router()->choices();
+
+  // Whole answers: wait for the batch. Streams: wait for the first piece (or the end), so a
+  // refusal still gets its status code and the headers carry the decision.
+  std::unique_lock lk(job->mu);
+  const bool ready = job->cv.wait_until(lk, deadline, [&] {
+    return job->done || (q->stream && job->decided && !job->pieces.empty());
+  });
+  if (!ready) {
+    job->cancel = true;
+    lk.unlock();
+    return refuse(ApiError(504, fmt::format("the request took longer than {} s (--timeout)", opts_.timeout_s), "timeout",
+                           "", "timeout"));
+  }
+  if (!job->error.empty()) {
+    const std::string why = job->error;
+    lk.unlock();
+    return refuse(ApiError(400, why));
+  }
+  if (job->done) {
+    if (auto e = answer_error(job->answers)) {
+      lk.unlock();
+      return refuse(*e);
+    }
+  }
+  const AskResponse decision = job->decisions.at(0);
+  ctx.tool_calling = writes_tool_calls(*rt_, *q, decision.choice);
+  set_decision_headers(res, decision);
+  if (!q->stream) {
+    const std::vector<AskResponse> answers = job->answers;
+    lk.unlock();
+    res.set_content(completion_response(*q, answers, ctx).dump(), "application/json");
+    fill_record(rec, *job, answers);
+    rec.seconds = secs(t0, Clock::now());
+    return notify(rec);
+  }
+  lk.unlock();
+  res.set_header("Cache-Control", "no-cache");
+  res.set_chunked_content_provider(
+      "text/event-stream", [this, job, q, ctx, guard, t0, deadline, rec, decision](size_t, httplib::DataSink& sink) mutable {
+        auto send = [&](const json& j) {
+          const std::string s = "data: " + j.dump() + "\n\n";
+          return sink.write(s.data(), s.size());
+        };
+        const size_t n = job->requests.size();
+        std::vector<bool> streamed(n, false);
+        bool ok = true;
+        for (size_t i = 0; i < n && ok; ++i) {
+          json first = stream_chunk(*q, ctx, i, q->chat ? json{{"role", "assistant"}, {"content", ""}} : json::object(),
+                                    nullptr);
+          first["cogumi"] = decision_json(decision, ctx.router_choices, q->cogumi.session);
+          if (q->chat) ok = send(first);
+        }
+        bool timed_out = false;
+        while (ok) {
+          std::unique_lock lk(job->mu);
+          job->cv.wait_until(lk, std::min(deadline, Clock::now() + std::chrono::milliseconds(250)),
+                             [&] { return job->done || !job->pieces.empty(); });
+          auto pieces = std::move(job->pieces);
+          job->pieces.clear();
+          const bool done = job->done;
+          lk.unlock();
+          for (auto& [k, piece] : pieces) {
+            if (ctx.tool_calling) continue;  // calls go out whole, at the end
+            streamed[k] = true;
+            ok = ok && send(stream_chunk(*q, ctx, k, {{"content", piece}}, nullptr));
+          }
+          if (!ok || done) break;
+          if (Clock::now() >= deadline) {
+            timed_out = true;
+            break;
+          }
+          if (pieces.empty() && !sink.is_writable()) ok = false;  // nothing flows: is the client there?
+        }
+        if (!ok || timed_out) {
+          job->cancel = true;
+          if (timed_out) {
+            ApiError e(504, fmt::format("the request took longer than {} s (--timeout)", opts_.timeout_s), "timeout", "",
+                       "timeout");
+            send(e.body());
+            sink.done();
+          }
+          rec.status = timed_out ? 504 : 499;  // 499: the client closed the connection
+          rec.error_type = timed_out ? "timeout" : "cancelled";
+          rec.seconds = secs(t0, Clock::now());
+          notify(rec);
+          return timed_out;
+        }
+        std::vector<AskResponse> answers;
+        {
+          std::lock_guard lk(job->mu);
+          answers = job->answers;
+        }
+        for (size_t i = 0; i < answers.size() && ok; ++i)
+          for (auto& c : stream_final_chunks(*q, ctx, i, answers[i], streamed[i])) ok = ok && send(c);
+        if (ok && q->include_usage) {
+          json u = stream_chunk(*q, ctx, 0, json::object(), nullptr);
+          u["choices"] = json::array();
+          u["usage"] = usage_json(answers);
+          ok = send(u);
+        }
+        if (ok) ok = sink.write("data: [DONE]\n\n", 14);
+        if (ok) sink.done();
+        fill_record(rec, *job, answers);
+        rec.seconds = secs(t0, Clock::now());
+        notify(rec);
+        return ok;
+      });
+}
+
+void Server::handle_embeddings(const httplib::Request& req, httplib::Response& res) {
+  InFlight guard(this);
+  const auto t0 = Clock::now();
+  RequestRecord rec;
+  rec.endpoint = "/v1/embeddings";
+  try {
+    EmbeddingRequest q = parse_embedding_request(req.body);
+    if (q.model.empty()) q.model = system_name();
+    (void)choice_of_model(*rt_, q.model);  // 404 for an unknown one
+    rec.model = q.model;
+    int tokens = 0;
+    for (auto& t : q.input) tokens += int(rt_->model()->tokenize(t, true, false).size());
+    std::vector<std::vector<float>> vecs;
+    {
+      std::lock_guard lk(embed_mu_);
+      if (!embedder_) {
+        EmbedOptions eo;
+        eo.n_threads = rt_->config().threads;
+        embedder_ = std::make_unique<Embedder>(rt_->model(), eo);
+      }
+      vecs = embedder_->embed(q.input);
+    }
+    res.set_content(embedding_response(q, vecs, tokens).dump(), "application/json");
+    rec.prompt_tokens = tokens;
+  } catch (const ApiError& e) {
+    send_error(res, e);
+    rec.status = e.status;
+    rec.error_type = e.code.empty() ? e.type : e.code;
+  } catch (const Error& e) {
+    send_error(res, ApiError(400, e.what()));
+    rec.status = 400;
+    rec.error_type = "invalid_request_error";
+  }
+  rec.seconds = secs(t0, Clock::now());
+  notify(rec);
+}
+
+}  // namespace cogumi::serve
