@@ -6,6 +6,8 @@
 #   bench/device.sh engine   # build cogumi; 8B Q4_K_M decode: llama-batched-bench vs cogumi with
 #                            # backend (in-graph) greedy and with host greedy
 #   bench/device.sh train    # build cogumi; LoRA r=16 training, cogumi train vs PEFT, 1B and 8B shapes
+#   bench/device.sh mixedlora [STREAMS]  # (after `llama`: it builds llama-server too) 8B Q4_K_M and three
+#                            # rank-16 random adapters: cogumi one batch vs grouped vs llama-server
 #   bench/device.sh nano "<nano base args>"...      # nano base candidates side by side: base.gguf, recipe,
 #                                                   # training log, dev accuracy (200 items per domain)
 #   bench/device.sh nanoloop I "<nano loop args>"... # loops on candidate I's base, side by side
@@ -64,6 +66,25 @@ case "${1:-}" in
       echo "## GSM8K test (1319 questions), max tokens 256, EOS ignored: harness vs one at a time"
       MAXTOK=256 bench/eval_bench.sh "$B/cogumi" "$M" 1319 48 64 --ctx 512
     } 2>&1 | tee "$OUT/bench.md"
+    ;;
+  mixedlora)
+    # Many modifiers, one batch (bench/mixed_lora_bench.sh): base only / one adapter / spread over three.
+    PREFIX=$(scripts/deps.sh --cuda --tools | tail -n 1)
+    cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DCOGUMI_LLAMA_PREFIX="$PREFIX" \
+      -DCOGUMI_BUILD_TESTS=OFF -DZLIB_ROOT="$DEPS/usr" -DOPENSSL_ROOT_DIR="$DEPS/usr" >/dev/null
+    cmake --build build-cuda -j 16 --target cogumi cogumi-bench-mixed-lora >/dev/null
+    B=build-cuda/bin
+    M=/root/m8b-q4km.gguf
+    [ -f "$M" ] || "$B/cogumi" model init "$M" --shape 8b --type q4_k_m --vocab "$PREFIX/src/models/ggml-vocab-llama-bpe.gguf" --seed 1 >/dev/null
+    A=""
+    for i in 1 2 3; do
+      # rank 16 on all seven linear modules (what cogumi train makes), B non-zero so each adapter changes outputs
+      [ -f /root/m8b-lora$i.gguf ] || "$B/cogumi" lora init "$M" /root/m8b-lora$i.gguf --rank 16 \
+        --targets q,k,v,o,gate,up,down --seed $i --std-b 0.01 >/dev/null
+      A="$A${A:+,}/root/m8b-lora$i.gguf"
+    done
+    STREAMS=${2:-1,8,32} PP=128 TG=128 FA=1 LLAMA_SERVER="$PREFIX/bin/llama-server" \
+      bench/mixed_lora_bench.sh "$B" "$M" "$A" "$OUT/mixed_lora" 2>&1 | tee "$OUT/mixed_lora.md"
     ;;
   engine|train|nano|nanoloop|nanoselect)
     PREFIX=$(scripts/deps.sh --cuda | tail -n 1)

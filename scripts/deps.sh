@@ -89,6 +89,48 @@ if [ ! -f "$SRC/.cogumi-ok" ]; then
   touch "$SRC/.cogumi-ok"
 fi
 
+# ---- Cogumi's patches (patches/*.patch, applied in name order) ---------------
+# The pinned source stays pristine; the patched tree is a copy of it ($PSRC) that is rebuilt in
+# place when the patches change: only files whose content changes are rewritten, so the build
+# directory (shared across patch versions) recompiles only what a patch touches. The install
+# prefix is keyed by the patches' hash, so changed patches always give a new prefix.
+PATCHES=()
+for p in "$(cd "$(dirname "$0")/.." && pwd)"/patches/*.patch; do [ -f "$p" ] && PATCHES+=("$p"); done
+PATCH_HASH=none
+if ((${#PATCHES[@]})); then
+  PATCH_HASH=$(cat "${PATCHES[@]}" | sha256sum | cut -c1-8)
+  PSRC="$CACHE/llama.cpp-$LLAMA_VERSION-patched"
+  if [ ! -f "$PSRC/.cogumi-ok" ]; then
+    rm -rf "$PSRC" && mkdir -p "$PSRC"
+    tar -C "$SRC" --exclude=./.git -cf - . | tar -C "$PSRC" -xf -
+    : >"$PSRC/.cogumi-patched-files"
+    touch "$PSRC/.cogumi-ok"
+  fi
+  if [ "$(cat "$PSRC/.cogumi-patches" 2>/dev/null)" != "$PATCH_HASH" ]; then
+    log "applying ${#PATCHES[@]} patch(es) to llama.cpp ($PATCH_HASH): ${PATCHES[*]##*/}"
+    new_files=$(for p in "${PATCHES[@]}"; do git apply --numstat "$p" | cut -f3; done | sort -u)
+    stage=$(mktemp -d)
+    for f in $new_files; do
+      if [ -f "$SRC/$f" ]; then mkdir -p "$stage/$(dirname "$f")" && cp "$SRC/$f" "$stage/$f"; fi
+    done
+    for p in "${PATCHES[@]}"; do
+      # GIT_CEILING_DIRECTORIES: apply to the stage even when the cache sits inside a git work tree
+      GIT_CEILING_DIRECTORIES="$(dirname "$stage")" git -C "$stage" apply "$p" ||
+        { log "$p does not apply to llama.cpp $LLAMA_VERSION"; rm -rf "$stage"; exit 1; }
+    done
+    for f in $(cat "$PSRC/.cogumi-patched-files") $new_files; do
+      want="$SRC/$f"
+      echo "$new_files" | grep -qxF "$f" && want="$stage/$f"
+      if [ ! -f "$want" ]; then rm -f "$PSRC/$f"
+      elif ! cmp -s "$want" "$PSRC/$f"; then mkdir -p "$PSRC/$(dirname "$f")" && cp "$want" "$PSRC/$f"; fi
+    done
+    rm -rf "$stage"
+    echo "$new_files" >"$PSRC/.cogumi-patched-files"
+    echo "$PATCH_HASH" >"$PSRC/.cogumi-patches"
+  fi
+  SRC="$PSRC"
+fi
+
 # ---- build + install the libraries -----------------------------------------
 OPTS=(-DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON -DGGML_NATIVE=ON
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF
@@ -98,8 +140,14 @@ if ((CUDA)); then
   OPTS+=(-DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90)
   KEY="cuda90"
 fi
-PREFIX="$CACHE/llama-$LLAMA_VERSION-$KEY-$(echo "${OPTS[*]}" | sha256sum | cut -c1-8)"
-BUILD="$PREFIX.build"
+OPTS_HASH=$(echo "${OPTS[*]}" | sha256sum | cut -c1-8)
+if [ "$PATCH_HASH" = none ]; then
+  PREFIX="$CACHE/llama-$LLAMA_VERSION-$KEY-$OPTS_HASH"
+  BUILD="$PREFIX.build"
+else
+  PREFIX="$CACHE/llama-$LLAMA_VERSION-$KEY-$OPTS_HASH-p$PATCH_HASH"
+  BUILD="$CACHE/llama-$LLAMA_VERSION-$KEY-$OPTS_HASH-patched.build"
+fi
 
 if [ ! -f "$PREFIX/.cogumi-ok" ]; then
   log "building llama.cpp $LLAMA_VERSION ($KEY) into $PREFIX with $JOBS jobs (cold: ~10 min on 2 cores)"
@@ -118,11 +166,13 @@ if [ ! -f "$PREFIX/.cogumi-ok" ]; then
   touch "$PREFIX/.cogumi-ok"
 fi
 
-if ((TOOLS)) && [ ! -x "$PREFIX/bin/llama-bench" ]; then
-  log "building llama.cpp tools (llama-bench, llama-batched-bench, llama-completion, llama-simple)"
-  cmake --build "$BUILD" -j "$JOBS" --target llama-bench llama-batched-bench llama-completion llama-simple >&2
+if ((TOOLS)) && [ ! -x "$PREFIX/bin/llama-server" ]; then
+  log "building llama.cpp tools (llama-bench, llama-batched-bench, llama-completion, llama-simple, llama-server)"
+  # llama-server (the peer in bench/mixed_lora_bench.sh): only adds targets, the libraries keep their flags
+  cmake -S "$SRC" -B "$BUILD" -DLLAMA_BUILD_SERVER=ON >&2
+  cmake --build "$BUILD" -j "$JOBS" --target llama-bench llama-batched-bench llama-completion llama-simple llama-server >&2
   mkdir -p "$PREFIX/bin"
-  for t in llama-bench llama-batched-bench llama-completion llama-simple; do cp -a "$BUILD/bin/$t" "$PREFIX/bin/"; done
+  for t in llama-bench llama-batched-bench llama-completion llama-simple llama-server; do cp -a "$BUILD/bin/$t" "$PREFIX/bin/"; done
 fi
 
 echo "$PREFIX"

@@ -218,6 +218,32 @@ Generator::~Generator() {
   for (auto* c : backend_chains_) llama_sampler_free(c);
 }
 
+bool Generator::use_adapter_slots() {
+#ifndef LLAMA_ADAPTER_SLOTS  // llama.cpp without Cogumi's patch: group by adapter
+  return false;
+#else
+  std::vector<std::string> names = model_->adapter_names();
+  std::vector<llama_adapter_lora*> adapters;
+  for (const auto& n : names) adapters.push_back(model_->raw_adapter(n));
+  if (adapters == slot_adapters_) return true;
+  // Stacks copies of every loaded adapter, once per set of adapters (the Model's rarely changes).
+  if (llama_set_adapter_slots(ctx_, adapters.data(), int32_t(adapters.size())) != 0) {
+    // An adapter the slots cannot apply (e.g. one on token_embd): group by adapter instead.
+    llama_set_adapter_slots(ctx_, nullptr, 0);
+    slot_adapters_.clear();
+    slot_names_.clear();
+    return false;
+  }
+  slot_adapters_ = std::move(adapters);
+  slot_names_ = std::move(names);
+  return true;
+#endif
+}
+
+#ifndef LLAMA_ADAPTER_SLOTS
+static int32_t llama_set_seq_adapter_slot(llama_context*, llama_seq_id, int32_t, float) { return -1; }
+#endif
+
 std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& requests, const StreamFn& on_piece,
                                            const std::atomic<bool>* cancel) {
   stats_ = GenStats{};
@@ -326,48 +352,89 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
     if (rc != 0) fail("llama_decode failed (code {}): {}", rc, engine_last_error());
   };
 
+  // The (adapter, scale) groups that have work. Mixed: one run holds every group and each
+  // sequence carries its group's adapter slot; grouped: one run per group, its adapter on the
+  // whole context.
+  std::vector<std::pair<std::string, float>> keys;
+  std::vector<std::vector<size_t>> members_of;
+  std::vector<int> group_of(requests.size(), -1);
   for (auto& [key, members] : groups) {
-    std::vector<size_t> todo;
+    std::vector<size_t> ok;
     for (size_t i : members)
-      if (results[i].finish != FinishReason::kError) todo.push_back(i);
-    if (todo.empty()) continue;
+      if (results[i].finish != FinishReason::kError) ok.push_back(i);
+    if (ok.empty()) continue;
+    for (size_t i : ok) group_of[i] = int(keys.size());
+    keys.push_back(key);
+    members_of.push_back(std::move(ok));
+  }
+  const bool mixed = opts_.mixed_adapters && keys.size() > 1 && use_adapter_slots();
+  stats_.mixed_adapters = mixed;
+  // No sequence keeps a slot from an earlier call (a context with slots but none in use
+  // computes no slot deltas).
+  for (llama_seq_id s = 0; s <= prefix_seq && !slot_adapters_.empty(); ++s) llama_set_seq_adapter_slot(ctx_, s, -1, 0.0f);
+  auto set_seq_group = [&](llama_seq_id seq, int g) {
+    if (!mixed) return;
+    int slot = -1;
+    if (!keys[g].first.empty())
+      slot = int(std::find(slot_names_.begin(), slot_names_.end(), keys[g].first) - slot_names_.begin());
+    if (llama_set_seq_adapter_slot(ctx_, seq, slot, keys[g].second) != 0)
+      fail("internal: adapter slot {} for sequence {}: {}", slot, seq, engine_last_error());
+  };
+  std::vector<std::vector<int>> runs;  // group indices
+  for (int g = 0; g < int(keys.size()); ++g) {
+    if (mixed && g > 0) runs[0].push_back(g);
+    else runs.push_back({g});
+  }
 
-    if (key.first.empty()) {
+  // Shared prefix of a group: the longest common token prefix of its prompts, kept one token
+  // short of the shortest prompt so every prompt still decodes at least one token of its own.
+  // A prefix's KV depends on the adapter, so each group has its own; the spare sequence holds
+  // one group's at a time and is refilled when admission reaches the next group.
+  std::vector<size_t> prefix_len(keys.size(), 0);
+  for (size_t g = 0; g < keys.size(); ++g) {
+    const auto& todo = members_of[g];
+    if (!opts_.shared_prefix || todo.size() < 2) continue;
+    const auto& p0 = prompts[todo[0]];
+    size_t prefix = p0.size();
+    for (size_t i : todo) {
+      const auto& p = prompts[i];
+      size_t k = 0;
+      while (k < prefix && k < p.size() && p[k] == p0[k]) ++k;
+      prefix = std::min(k, p.size() - 1);
+    }
+    if (int(prefix) >= opts_.min_shared_prefix) prefix_len[g] = prefix;
+  }
+  int prefix_group = -1;  // whose prefix the spare sequence holds
+  auto decode_prefix = [&](int g) {
+    const size_t prefix = prefix_len[g];
+    const auto& p0 = prompts[members_of[g][0]];
+    llama_memory_seq_rm(mem, prefix_seq, -1, -1);
+    set_seq_group(prefix_seq, g);
+    auto tp = Clock::now();
+    for (size_t off = 0; off < prefix; off += opts_.n_batch) {
+      batch.n_tokens = 0;
+      for (size_t k = off; k < std::min(prefix, off + opts_.n_batch); ++k)
+        add_tok(p0[k], llama_pos(k), prefix_seq, false);
+      decode();
+      stats_.n_prompt_tokens += batch.n_tokens;
+    }
+    stats_.t_prompt_ms += std::chrono::duration<double, std::milli>(Clock::now() - tp).count();
+    prefix_group = g;
+  };
+
+  for (const auto& run : runs) {
+    if (mixed || keys[run[0]].first.empty()) {
       llama_set_adapters_lora(ctx_, nullptr, 0, nullptr);
     } else {
-      llama_adapter_lora* a = model_->raw_adapter(key.first);
-      float scale = key.second;
+      llama_adapter_lora* a = model_->raw_adapter(keys[run[0]].first);
+      float scale = keys[run[0]].second;
       llama_set_adapters_lora(ctx_, &a, 1, &scale);
     }
     llama_memory_clear(mem, true);
+    prefix_group = -1;
 
-    // Shared prefix: the longest common token prefix of the group, kept one token short of
-    // the shortest prompt so every prompt still decodes at least one token of its own.
-    size_t prefix = 0;
-    if (opts_.shared_prefix && todo.size() > 1) {
-      const auto& p0 = prompts[todo[0]];
-      prefix = p0.size();
-      for (size_t i : todo) {
-        const auto& p = prompts[i];
-        size_t k = 0;
-        while (k < prefix && k < p.size() && p[k] == p0[k]) ++k;
-        prefix = std::min(k, p.size() - 1);
-      }
-      if (int(prefix) < opts_.min_shared_prefix) prefix = 0;
-    }
-    if (prefix > 0) {
-      auto tp = Clock::now();
-      for (size_t off = 0; off < prefix; off += opts_.n_batch) {
-        batch.n_tokens = 0;
-        for (size_t k = off; k < std::min(prefix, off + opts_.n_batch); ++k)
-          add_tok(prompts[todo[0]][k], llama_pos(k), prefix_seq, false);
-        decode();
-        stats_.n_prompt_tokens += batch.n_tokens;
-      }
-      stats_.t_prompt_ms += std::chrono::duration<double, std::milli>(Clock::now() - tp).count();
-    }
-
-    std::deque<size_t> queue(todo.begin(), todo.end());
+    std::deque<size_t> queue;
+    for (int g : run) queue.insert(queue.end(), members_of[g].begin(), members_of[g].end());
     std::vector<Slot> slots(n_slots);
     for (int s = 0; s < n_slots; ++s) slots[s].seq = s;
     size_t active = 0;
@@ -411,7 +478,11 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
         if (rq.sampling.repeat_penalty != 1.0f)
           for (Token t : sl.prompt) llama_sampler_accept(sl.sampler.get(), t);
         llama_memory_seq_rm(mem, sl.seq, -1, -1);
+        const int g = group_of[sl.req];
+        set_seq_group(sl.seq, g);
+        const size_t prefix = prefix_len[g];
         if (prefix > 0) {
+          if (prefix_group != g) decode_prefix(g);
           llama_memory_seq_cp(mem, prefix_seq, sl.seq, -1, -1);
           stats_.n_prefix_reused += long(prefix);
         }

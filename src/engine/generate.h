@@ -9,11 +9,14 @@
 // sequence and copied into each slot's KV cache (llama_memory_seq_cp), so only the
 // distinct suffix of each prompt is computed.
 //
-// LoRA adapters: llama.cpp applies adapters per context, not per sequence. The Generator
-// groups requests by (adapter, scale) and runs the groups one after another through the same
-// context, switching adapters between groups (each group still batches fully). A caller
-// that needs two adapters truly concurrently uses two Generators on the same Model (weights
-// are shared; each context costs only its KV cache).
+// LoRA adapters: stock llama.cpp applies adapters per context, not per sequence. Cogumi's
+// llama.cpp patch (patches/0001-mixed-lora-batch.patch) adds adapter slots: when the requests
+// of one call name different adapters (or scales), every adapter loaded on the Model is
+// registered as a slot and each sequence carries its own, so all requests decode in one batch
+// (the base matmul once for every token, each token's adapter delta added per token). With
+// GeneratorOptions::mixed_adapters off, or if the slots refuse an adapter, the Generator groups
+// requests by (adapter, scale) and runs the groups one after another, switching the context's
+// adapter between groups (each group still batches fully).
 //
 // Thread safety: one generate() call at a time per Generator.
 #pragma once
@@ -94,6 +97,7 @@ struct GenStats {
   int64_t n_gen_step_tokens = 0;   // tokens decoded in those generation-only steps
   double t_decode_ms = 0.0;        // inside llama_decode and waiting for its logits (all steps)
   double t_gen_decode_ms = 0.0;    // the same, generation-only steps
+  bool mixed_adapters = false;     // requests for different adapters shared decode batches
   double prompt_tokens_per_s() const { return t_prompt_ms > 0 ? n_prompt_tokens * 1000.0 / t_prompt_ms : 0.0; }
   double decode_tokens_per_s() const { return t_gen_ms > 0 ? n_gen_step_tokens * 1000.0 / t_gen_ms : 0.0; }
   double gen_tokens_per_s() const { return t_total_ms > 0 ? n_gen_tokens * 1000.0 / t_total_ms : 0.0; }
@@ -115,6 +119,10 @@ struct GeneratorOptions {
   // removes the host work (1.4% of step time left at 64 sequences) but llama_decode itself gets
   // slower (3,443 vs 4,118 decode tokens/s at 64 sequences; bench/RESULTS.md).
   bool backend_sampling = false;
+  // Requests for different adapters decode in one batch (adapter slots, see above); false: one
+  // (adapter, scale) group after another. A call that names one adapter (or none) is the same
+  // either way. The slots hold a copy of every adapter loaded on the Model (memory: their size).
+  bool mixed_adapters = true;
   void validate() const;
 };
 
@@ -147,6 +155,9 @@ class Generator {
   int n_threads_ = 1;
   std::vector<llama_sampler*> backend_chains_;  // one greedy chain per slot sequence
   bool backend_attached_ = false;
+  bool use_adapter_slots();                        // registers the Model's adapters; false if refused
+  std::vector<std::string> slot_names_;            // the adapters registered as slots, in slot order
+  std::vector<llama_adapter_lora*> slot_adapters_;
   GenStats stats_;
 };
 
