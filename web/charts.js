@@ -82,6 +82,8 @@ export function drawLineChart(figure, series, { now = Date.now(), windowMs = 300
     const path = svgEl('path', { d: d || 'M0,0', class: 'series', stroke: COLORS[i % COLORS.length] });
     path.dataset.series = s.name;
     path.dataset.points = String(drawn);
+    const last = [...s.points].reverse().find((p) => p[1] !== null);
+    if (last) path.dataset.last = String(last[1]);
     svg.append(path);
   });
   figure.append(svg);

@@ -12,6 +12,8 @@
 #include "engine/embed.h"
 #include "runtime/memory.h"
 #include "serve/openai_api.h"
+#include "serve/sessions_api.h"
+#include "serve/ui.h"
 
 namespace cogumi::serve {
 
@@ -248,6 +250,11 @@ int serve(const ServeOptions& opts) {
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   Server server(opts);
+  // The web UI and the session routes it shows history and stores thumbs through. Session
+  // memory opens here, before handler threads could race to open it first.
+  if (!server.runtime().config().memory.empty()) server.sessions();
+  add_ui_routes(server.http());
+  add_session_routes(server.http(), [&server]() -> SessionStore& { return server.sessions(); });
   const int port = server.bind();
   std::atomic<bool> by_signal{false};
   std::thread waiter([&] {
