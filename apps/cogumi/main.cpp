@@ -27,6 +27,8 @@ static const Command kCommands[] = {
     {"eval", "Evaluate on benchmarks in their upstream formats; compare runs", cogumi::cli::setup_eval},
     {"ask", "One request through the modular system: router, modifier, mode; prints the answer and the decision",
      cogumi::cli::setup_ask},
+    {"chat", "A terminal chat over the modular system, showing the decision per answer",
+     cogumi::cli::setup_chat},
     {"serve", "Serve the system over an OpenAI-compatible HTTP API (chat, completions, embeddings, models)",
      cogumi::cli::setup_serve},
     {"router", "The learned router: train, evaluate, route queries", cogumi::cli::setup_router},

@@ -309,8 +309,7 @@ ServeMetrics::ServeMetrics(metrics::RegistryOptions options)
       ttft_(reg_.histogram("cogumi_time_to_first_token_seconds",
                            "Time from a request's arrival to its first generated token",
                            {"endpoint", "model"}, kTtftBuckets)),
-      in_flight_(reg_.gauge("cogumi_requests_in_flight", "Requests being answered now",
-                            {"endpoint"})),
+      in_flight_(reg_.gauge("cogumi_requests_in_flight", "Requests being answered now")),
       queue_depth_(reg_.gauge("cogumi_queue_depth", "Requests waiting for the engine")),
       kv_used_(reg_.gauge("cogumi_kv_cache_used_cells", "KV cache cells in use")),
       kv_ratio_(reg_.gauge("cogumi_kv_cache_usage_ratio", "KV cache cells in use / capacity")),
@@ -337,6 +336,7 @@ ServeMetrics::ServeMetrics(metrics::RegistryOptions options)
   for (const char* by : {"router", "detector"}) escalations_.touch({by});
   for (const auto& t : error_types()) errors_.touch({t});
   queue_depth_.set(0);
+  in_flight_.set(0);
   kv_used_.set(0);
 }
 
@@ -349,12 +349,11 @@ void ServeMetrics::declare(const std::vector<std::string>& choices,
   }
 }
 
-void ServeMetrics::request_started(const std::string& endpoint) { in_flight_.inc({endpoint}, 1); }
+void ServeMetrics::set_in_flight(int64_t n) { in_flight_.set(double(n)); }
 
 void ServeMetrics::request_finished(const std::string& endpoint, const std::string& model,
                                     int status, double seconds, int64_t prompt_tokens,
                                     int64_t completion_tokens, double ttft_seconds) {
-  in_flight_.inc({endpoint}, -1);
   requests_.inc({endpoint, model, std::to_string(status)});
   if (prompt_tokens > 0) prompt_tokens_.inc({model}, double(prompt_tokens));
   if (completion_tokens > 0) completion_tokens_.inc({model}, double(completion_tokens));

@@ -132,8 +132,8 @@ class ServeMetrics {
   // at zero, so dashboards and alert ratios see them before the first request.
   void declare(const std::vector<std::string>& choices, const std::vector<std::string>& models);
 
-  // Every request_started is matched by exactly one request_finished for the same endpoint.
-  void request_started(const std::string& endpoint);
+  // Requests being answered now (the server counts them; sampled at each scrape).
+  void set_in_flight(int64_t n);
   // status: the HTTP status; ttft_seconds < 0 when no token was produced (or not streaming).
   void request_finished(const std::string& endpoint, const std::string& model, int status,
                         double seconds, int64_t prompt_tokens, int64_t completion_tokens,

@@ -12,6 +12,7 @@
 #include "engine/embed.h"
 #include "runtime/memory.h"
 #include "serve/openai_api.h"
+#include "serve/server_metrics.h"
 #include "serve/sessions_api.h"
 #include "serve/ui.h"
 
@@ -249,7 +250,9 @@ int serve(const ServeOptions& opts) {
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  ServeMetrics metrics;  // outlives the server's handlers
   Server server(opts);
+  add_metrics(server, metrics);  // GET /metrics
   // The web UI and the session routes it shows history and stores thumbs through. Session
   // memory opens here, before handler threads could race to open it first.
   if (!server.runtime().config().memory.empty()) server.sessions();

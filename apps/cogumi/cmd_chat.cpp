@@ -1,0 +1,41 @@
+// cogumi chat: a terminal conversation over the runtime, one request per line, each answer
+// with its decision (src/serve/chat.h).
+#include <unistd.h>
+
+#include <iostream>
+
+#include "commands.h"
+#include "engine/model.h"
+#include "runtime/runtime.h"
+#include "serve/chat.h"
+
+namespace cogumi::cli {
+
+void setup_chat(CLI::App& sub) {
+  static std::string system = "models/nano-system.yaml", memory;
+  static ChatOptions opts;
+  sub.add_option("-s,--system", system, "System file (YAML)")->capture_default_str();
+  sub.add_option("--session", opts.session,
+                 "'new' starts a session in the system's memory, 'none' keeps none, or the id "
+                 "of a session to continue")
+      ->capture_default_str();
+  sub.add_option("--memory", memory, "Session store (SQLite) instead of the system file's");
+  sub.add_option("--mode", opts.mode, "fast or accurate (default: the system's)")
+      ->check(CLI::IsMember({"fast", "accurate"}));
+  sub.add_option("--choice", opts.choice, "Skip the router: answer with this choice");
+  sub.add_option("-n,--max-tokens", opts.max_tokens, "Tokens per answer (0 = the system's)")
+      ->check(CLI::Range(0, 32768));
+  sub.add_flag("--json", opts.json, "One JSON object per answer: the text and the decision");
+  sub.callback([&] {
+    engine_set_verbose(globals().verbose);
+    opts.validate();
+    SystemConfig cfg = SystemConfig::load(system);
+    if (!memory.empty()) cfg.memory = memory;
+    Runtime rt(cfg);
+    opts.show_prompt = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
+    const ChatStats st = run_chat(rt, std::cin, std::cout, std::cerr, opts);
+    std::cerr << st.answered << " answered, " << st.failed << " failed\n";
+  });
+}
+
+}  // namespace cogumi::cli
