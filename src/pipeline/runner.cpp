@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <openssl/sha.h>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <set>
@@ -42,7 +43,8 @@ bool selects(const std::string& pattern, const std::string& name) {
 
 }  // namespace
 
-Plan::Plan(fs::path work_dir) : work_dir_(std::move(work_dir)) {
+// Absolute: stage results hold paths that other files (system.yaml) resolve from elsewhere.
+Plan::Plan(fs::path work_dir) : work_dir_(fs::absolute(work_dir).lexically_normal()) {
   const fs::path f = work_dir_ / "hashes.json";
   if (fs::exists(f)) {
     json h = json::parse(read_file(f), nullptr, false);
@@ -61,6 +63,15 @@ Plan::~Plan() {
 
 std::string Plan::file_id(const fs::path& path) {
   std::error_code ec;
+  if (fs::is_directory(path, ec)) {  // a benchmark folder (MMLU's CSVs, BBH's tasks): its files
+    std::vector<fs::path> files;
+    for (auto& e : fs::recursive_directory_iterator(path))
+      if (e.is_regular_file()) files.push_back(e.path());
+    std::sort(files.begin(), files.end());
+    std::string all;
+    for (auto& f : files) all += fs::relative(f, path).string() + " " + file_id(f) + "\n";
+    return "dir:" + sha256_hex(all);
+  }
   if (!fs::is_regular_file(path, ec)) {
     if (std::find(missing_.begin(), missing_.end(), path.string()) == missing_.end()) missing_.push_back(path.string());
     return "missing:" + path.string();

@@ -62,7 +62,7 @@ void add_router(Plan& plan, const std::shared_ptr<Shared>& sh) {
     job.train.lr = sh->cfg.router_lr;
     job.out = ctx.stage.dir / "router.json";
     std::set<std::string> choices;
-    for (auto& d : sh->domains) choices.insert(d.modifier ? d.name : "base");
+    for (auto& src : route_sources(*sh)) choices.insert(src.choice);
     if (choices.size() < 2) return json{{"skipped", "fewer than two choices to route between"}};
     RouterJobResult r = train_router_job(job);
     json rep = r.heldout.to_json(r.router.choices());
@@ -141,7 +141,8 @@ void add_eval_system(Plan& plan, const std::shared_ptr<Shared>& sh) {
       const std::string d = domain_of[j.value("benchmark", "")];
       const std::string r = j.contains("route") && j["route"].is_string() && !j["route"].get<std::string>().empty()
                                 ? j["route"].get<std::string>() : "base";
-      routes[d][r] = routes[d].value(r, 0) + 1;
+      json& row = routes[d];
+      row[r] = (row.is_object() && row.contains(r) ? row[r].get<int>() : 0) + 1;
     });
     return json{{"run", e.out_dir.string()}, {"system", file.string()}, {"summary", summary},
                 {"domains", domain_accuracy(summary, h.domains)}, {"routes", routes}};

@@ -1,0 +1,208 @@
+// `cogumi run` end to end on a miniature: a nano base trained from nothing in a few steps, every
+// stage run once, then reused; a changed gate or rank reruns only what depends on it; `cogumi
+// gates` exits 1 when a gate fails; the report renders its charts in headless Chromium; the
+// shipped configs plan cleanly (the 8B one names the files a user must provide).
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <fstream>
+#include <set>
+
+#include "pipeline/config.h"
+#include "pipeline/stages.h"
+#include "test_util.h"
+
+namespace cogumi {
+namespace {
+
+const char* kTiny = R"(name: tiny
+threads: 2
+base:
+  train: {n_train: 60, n_dev: 12, n_test: 12, n_mix: 30, vocab_merges: 400, n_embd: 32, n_layer: 1, n_head: 2,
+          n_ff: 64, steps: 4, batch: 4, seq_len: 256, warmup: 1}
+eval: {test_limit: 6, mine_limit: 8, max_tokens: 12, parallel: 16}
+failures: {k: 2, embeddings: 0}
+training: {rank: 4, steps: 3, batch: 2, seq_len: 256, eval_steps: 2, patience: 1, domain_share: 0.1, replay: 0}
+domains:
+  math: {}
+  code: {}
+  reasoning: {}
+  automation: {}
+router: {holdout: 0.3, epochs: 2}
+gates:
+  - every other domain >= base - 100
+  - size_mb <= 1000
+)";
+
+struct Cmd {
+  int status = -1;
+  std::string out;
+};
+Cmd run_cmd(const std::string& cmd) {
+  Cmd r;
+  FILE* f = popen((cmd + " 2>&1").c_str(), "r");
+  if (!f) return r;
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof buf, f)) > 0;) r.out.append(buf, n);
+  const int st = pclose(f);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+std::set<std::string> ran(const RunSummary& s) {
+  std::set<std::string> out;
+  for (auto& st : s.stages)
+    if (st.status == "ran") out.insert(st.name);
+  return out;
+}
+
+// Events of the last run in events.jsonl (after its run_start).
+std::vector<json> last_run_events(const fs::path& f) {
+  std::vector<json> ev;
+  read_jsonl(f, [&](const json& j, size_t) {
+    if (j["event"] == "run_start") ev.clear();
+    ev.push_back(j);
+  });
+  return ev;
+}
+
+std::string chromium() {
+  for (const char* name : {"chromium", "chromium-browser", "google-chrome"}) {
+    Cmd c = run_cmd(fmt::format("command -v {}", name));
+    if (c.status == 0 && !c.out.empty()) return c.out.substr(0, c.out.find('\n'));
+  }
+  return "";
+}
+
+// Renders the report in headless Chromium with a probe appended that measures every chart as laid
+// out; returns the probe's line "svgs=N sized=M bars=B".
+std::string rendered_charts(const fs::path& html) {
+  const std::string browser = chromium();
+  if (browser.empty()) return "no chromium (apt-get install -y chromium)";
+  const fs::path probe = html.parent_path() / "probe.html";
+  std::string page = read_file(html);
+  page.insert(page.rfind("</body>"),
+              "<script>window.addEventListener('load',()=>{const s=[...document.querySelectorAll('svg')];"
+              "const sized=s.filter(e=>{const r=e.getBoundingClientRect();return r.width>50&&r.height>50;}).length;"
+              "const bars=[...document.querySelectorAll('svg rect.bar, svg rect.cell, svg polyline')].filter(e=>{"
+              "const b=e.getBBox();return b.width>0&&b.height>0;}).length;"
+              "document.body.setAttribute('data-probe','svgs='+s.length+' sized='+sized+' bars='+bars);});</script>");
+  write_file_atomic(probe, page);
+  Cmd c = run_cmd(fmt::format("timeout 120 '{}' --headless --no-sandbox --disable-gpu --window-size=1200,3000 "
+                              "--virtual-time-budget=2000 --dump-dom 'file://{}'", browser, probe.string()));
+  const size_t at = c.out.find("data-probe=\"");
+  if (at == std::string::npos) return "no probe in the DOM: " + c.out.substr(0, 300);
+  return c.out.substr(at + 12, c.out.find('"', at + 12) - at - 12);
+}
+
+TEST(PipelineRun, TinyEndToEndThenReusedThenOnlyWhatChanged) {
+  const fs::path dir = test::tmp_dir() / "pipeline-run";
+  fs::create_directories(dir);
+  std::ofstream(dir / "tiny.yaml") << kTiny;
+  PipelineConfig cfg = PipelineConfig::load(dir / "tiny.yaml");
+  cfg.work_dir = dir / "work";
+  RunOptions o;
+  o.progress = false;
+
+  // 1. Every stage runs.
+  PipelineRun r1 = run_pipeline(cfg, o);
+  ASSERT_EQ(r1.summary.stages.size(), 22u);
+  EXPECT_EQ(r1.summary.ran, 22);
+  for (const char* f : {"report.html", "report.md", "gates.json", "system.yaml", "run.json"})
+    EXPECT_TRUE(fs::exists(cfg.work_dir / f)) << f;
+  const json report = json::parse(read_file(cfg.work_dir / "report.json"));
+  EXPECT_EQ(report["modifiers"].size(), 4u);
+  EXPECT_GT(report["failures"]["counts"]["math"].get<int>(), 0);  // a 4-step base fails a lot
+  EXPECT_GT(report["modifiers"]["code"]["curve"]["loss"].size(), 0u);
+  EXPECT_EQ(report["router"]["heldout"]["choices"].size(), 4u);
+  EXPECT_EQ(report["base_accuracy"]["reasoning"]["n"].get<int>(), 6);
+
+  // 2. A second run reuses every stage: no stage starts (the event log says so).
+  PipelineRun r2 = run_pipeline(cfg, o);
+  EXPECT_EQ(r2.summary.ran, 0);
+  EXPECT_EQ(r2.summary.reused, 22);
+  size_t reused = 0;
+  for (const json& e : last_run_events(cfg.work_dir / "events.jsonl")) {
+    EXPECT_NE(e["event"], "stage_start") << e.dump();
+    EXPECT_NE(e["event"], "stage_resume") << e.dump();
+    reused += e["event"] == "stage_reused";
+  }
+  EXPECT_EQ(reused, 22u);
+
+  // 3. The gates pass: `cogumi gates` exits 0 and prints each gate with its values.
+  Cmd ok = run_cmd(fmt::format("'{}' gates '{}'", COGUMI_BIN, cfg.work_dir.string()));
+  EXPECT_EQ(ok.status, 0) << ok.out;
+  EXPECT_NE(ok.out.find("PASS  size_mb <= 1000"), std::string::npos) << ok.out;
+  EXPECT_NE(ok.out.find("2 of 2 gates passed"), std::string::npos) << ok.out;
+
+  // 4. A gate that fails: only gates and report rerun; `cogumi gates` exits 1 naming it.
+  cfg.gates.push_back(parse_gate("size_mb <= 0.01", cfg.domain_names()));
+  PipelineRun r3 = run_pipeline(cfg, o);
+  EXPECT_EQ(ran(r3.summary), (std::set<std::string>{"gates", "report"}));
+  Cmd bad = run_cmd(fmt::format("'{}' gates '{}'", COGUMI_BIN, cfg.work_dir.string()));
+  EXPECT_EQ(bad.status, 1) << bad.out;
+  EXPECT_NE(bad.out.find("FAIL  size_mb <= 0.01"), std::string::npos) << bad.out;
+  EXPECT_NE(bad.out.find("2 of 3 gates passed"), std::string::npos) << bad.out;
+  Cmd none = run_cmd(fmt::format("'{}' gates '{}'", COGUMI_BIN, dir.string()));
+  EXPECT_EQ(none.status, 1);
+  EXPECT_NE(none.out.find("has no gates.json"), std::string::npos) << none.out;
+
+  // 5. One modifier's rank: that modifier and what follows it, nothing else.
+  const json before = json::parse(read_file(cfg.work_dir / "run.json"));
+  for (auto& d : cfg.domains)
+    if (d.name == "automation") d.train.rank = 8;
+  PipelineRun r4 = run_pipeline(cfg, o);
+  EXPECT_EQ(ran(r4.summary),
+            (std::set<std::string>{"train.automation", "eval.automation", "eval_system", "gates", "report"}));
+  const json after = json::parse(read_file(cfg.work_dir / "run.json"));
+  EXPECT_EQ(after["stages"]["train.math"]["dir"], before["stages"]["train.math"]["dir"]);
+  EXPECT_NE(after["stages"]["train.automation"]["dir"], before["stages"]["train.automation"]["dir"]);
+
+  // 6. The report as a user sees it: every chart laid out with a size, bars and curves drawn.
+  //    Charts: accuracy, failure types, 4 loss curves, router confusion matrix.
+  const std::string probe = rendered_charts(cfg.work_dir / "report.html");
+  int svgs = 0, sized = 0, bars = 0;
+  ASSERT_EQ(std::sscanf(probe.c_str(), "svgs=%d sized=%d bars=%d", &svgs, &sized, &bars), 3) << probe;
+  EXPECT_EQ(svgs, 7) << probe;
+  EXPECT_EQ(sized, svgs) << probe;
+  // 4 domains x 3 bars (drawn at least 1px for 0%), 3 failure types, 16 confusion cells, 4 curves.
+  EXPECT_GE(bars, 12 + 16 + 4) << probe;
+  const std::string html = read_file(cfg.work_dir / "report.html");
+  EXPECT_NE(html.find("FAIL"), std::string::npos);
+  EXPECT_NE(html.find("McNemar p"), std::string::npos);
+}
+
+TEST(PipelineRun, ShippedConfigsPlan) {
+  const fs::path repo = COGUMI_REPO_DIR;
+  const fs::path dir = test::tmp_dir() / "pipeline-dry";
+  // The default: the shipped base exists, the curriculum is a stage; nothing is missing.
+  Cmd nano = run_cmd(fmt::format("'{}' run '{}' --dry-run --dir '{}'", COGUMI_BIN, (repo / "configs/nano.yaml").string(),
+                                 (dir / "nano").string()));
+  EXPECT_EQ(nano.status, 0) << nano.out;
+  for (const char* s : {"base ", "data ", "mine ", "cluster ", "train.reasoning ", "router ", "eval_system ", "report "})
+    EXPECT_NE(nano.out.find(s), std::string::npos) << s << "\n" << nano.out;
+  EXPECT_FALSE(fs::exists(dir / "nano" / "events.jsonl"));  // a dry run runs nothing
+  // The 8B setup: the plan prints, then the files the user must provide are named, exit 1.
+  Cmd llama = run_cmd(fmt::format("'{}' run '{}' --dry-run --dir '{}'", COGUMI_BIN,
+                                  (repo / "configs/llama-3.1-8b.yaml").string(), (dir / "llama").string()));
+  EXPECT_EQ(llama.status, 1) << llama.out;
+  EXPECT_NE(llama.out.find("train.code "), std::string::npos) << llama.out;
+  for (const char* f : {"Meta-Llama-3.1-8B-Instruct-F16.gguf", "mbpp_test.jsonl", "mbpp_train.jsonl", "data/bbh",
+                        "BFCL_v3_simple.json"})
+    EXPECT_NE(llama.out.find(f), std::string::npos) << f << "\n" << llama.out;
+  EXPECT_NE(llama.out.find("input files are missing"), std::string::npos) << llama.out;
+  EXPECT_EQ(llama.out.find("gsm8k/test.jsonl"), std::string::npos) << "shipped files are not missing\n" << llama.out;
+  // Its settings are the plan's.
+  PipelineConfig c = PipelineConfig::load(repo / "configs/llama-3.1-8b.yaml");
+  EXPECT_EQ(c.domain("code").train.rank, 128);
+  EXPECT_EQ(c.domain("reasoning").train.rank, 112);
+  EXPECT_EQ(c.domain("automation").train.rank, 96);
+  EXPECT_DOUBLE_EQ(c.domain("math").train.lr, 3e-6);
+  EXPECT_EQ(c.domain("math").train.patience, 3);
+  EXPECT_DOUBLE_EQ(c.domain("math").train.val_split, 0.05);
+}
+
+}  // namespace
+}  // namespace cogumi
