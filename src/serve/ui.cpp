@@ -3,8 +3,9 @@
 #include <fmt/format.h>
 #include <httplib.h>
 
-#include <cstdint>
 #include <string>
+
+#include "core/hash.h"
 
 namespace cogumi {
 namespace {
@@ -14,9 +15,7 @@ constexpr std::string_view kCsp =
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 std::string etag_of(std::string_view body) {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a 64
-  for (unsigned char c : body) h = (h ^ c) * 1099511628211ull;
-  return fmt::format("\"{:016x}-{}\"", h, body.size());
+  return fmt::format("\"{:016x}-{}\"", fnv1a(body), body.size());
 }
 
 // httplib matches routes as regular expressions: escape the file name's dots.
