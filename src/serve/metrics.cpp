@@ -291,7 +291,7 @@ ProcStats read_proc_self() {
 const std::vector<std::string>& ServeMetrics::error_types() {
   static const std::vector<std::string> kTypes = {
       "bad_request",  "unknown_model", "context_length", "body_too_large",    "invalid_schema",
-      "unauthorized", "rate_limited",  "timeout",        "client_disconnect", "internal"};
+      "unauthorized", "rate_limited",  "timeout",        "client_disconnect", "unavailable", "internal"};
   return kTypes;
 }
 

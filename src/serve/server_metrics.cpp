@@ -12,6 +12,7 @@ std::string error_type_of(const RequestRecord& r) {
   if (r.status == 413 || t == "request_too_large") return "body_too_large";
   if (r.status == 504 || t == "timeout") return "timeout";
   if (r.status == 499 || t == "cancelled") return "client_disconnect";
+  if (r.status == 503 || t == "shutting_down") return "unavailable";
   if (t == "model_not_found") return "unknown_model";
   if (t == "context_length_exceeded") return "context_length";
   if (t.find("schema") != std::string::npos) return "invalid_schema";
