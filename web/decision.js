@@ -56,6 +56,12 @@ export function renderDecision(article, d) {
     if (d.samples > 1) conf += ` (${d.votes}/${d.samples} samples agree)`;
     aside.append(el('div', 'route-conf', conf));
   }
+  if (d.escalated_by === 'detector') {
+    aside.append(el('p', 'note', 'The question read as a complaint about the previous answer: asked '
+      + `again with the same choice${d.mode === 'accurate' ? ', in accurate mode' : ''}.`));
+  } else if (d.escalated_by === 'router') {
+    aside.append(el('p', 'note', 'The router was unsure (confidence under the threshold): escalated.'));
+  }
   const probs = d.probabilities || {};
   if (Object.keys(probs).length) {
     aside.append(probabilityBars(probs, d.choice));

@@ -21,6 +21,7 @@ const WAIT = { timeout: 90000 };  // one answer on a busy 2-core machine
 const MATH_Q = 'Sam has 30 cards. He gives 11 away. How many cards does Sam have now?';
 const MATH_Q2 = 'A baker makes 12 loaves and sells 5. How many loaves are left?';
 const MATH_Q3 = 'Tom has 7 apples and buys 8 more. How many apples does Tom have?';
+const COMPLAINT = 'No, that is wrong. Try again.';
 
 let server;       // the cogumi serve child process
 let serverLog = '';
@@ -171,6 +172,16 @@ test('the mode switch asks in accurate mode', async () => {
   await page.click('#mode label:has(input[value=fast])');
 });
 
+test('a complaint about the last answer escalates, and the panel says so', async () => {
+  const { article, choice } = await ask(COMPLAINT);
+  assert.equal(choice, 'math', 'a complaint stays with the answer it complains about');
+  const route = article.locator('.route');
+  assert.equal(await route.getAttribute('data-escalated'), 'true');
+  assert.equal(await route.locator('.tag.escalated').textContent(), 'escalated by detector');
+  assert.equal(await route.locator('.tag.mode').textContent(), 'accurate');
+  assert.match(await route.locator('.note').textContent(), /complaint about the previous answer/);
+});
+
 test('thumbs are stored in session memory', async () => {
   const session = await page.evaluate(() => localStorage.getItem('cogumi.session'));
   assert.ok(session, 'no session id in localStorage');
@@ -198,15 +209,17 @@ test('a reload shows the history with its decisions and thumbs', async () => {
     choice: a.querySelector('.route')?.dataset.choice,
     feedback: a.dataset.feedback,
   })));
-  assert.deepEqual(shown.map((m) => m.role), ['user', 'assistant', 'user', 'assistant', 'user', 'assistant']);
-  assert.deepEqual(shown.filter((m) => m.role === 'user').map((m) => m.text), [MATH_Q, MATH_Q2, MATH_Q3]);
+  assert.deepEqual(shown.map((m) => m.role), Array(4).fill(['user', 'assistant']).flat());
+  assert.deepEqual(shown.filter((m) => m.role === 'user').map((m) => m.text), [MATH_Q, MATH_Q2, MATH_Q3, COMPLAINT]);
   const restored = shown.filter((m) => m.role === 'assistant');
   assert.deepEqual(restored.map((m) => m.text), answers.map((a) => a.text));
-  assert.deepEqual(restored.map((m) => m.choice), ['math', 'code', 'math']);
-  assert.deepEqual(restored.map((m) => m.feedback), ['1', '-1', '']);
+  assert.deepEqual(restored.map((m) => m.choice), ['math', 'code', 'math', 'math']);
+  assert.deepEqual(restored.map((m) => m.feedback), ['1', '-1', '', '']);
   const bars = await page.locator('article.msg.assistant').nth(0).locator('.route .probs li').count();
   assert.equal(bars, firstBars, 'the restored answer lost its probability bars');
   assert.equal(await page.locator('article.msg.assistant').nth(1).locator('.route .tag.overridden').count(), 1);
+  assert.equal(await page.locator('article.msg.assistant').nth(3).locator('.route .tag.escalated').textContent(),
+    'escalated by detector');
 });
 
 test('the metrics page draws live charts from /metrics', async () => {
@@ -222,7 +235,7 @@ test('the metrics page draws live charts from /metrics', async () => {
   // Routing: a line per choice that answered above, its last value the count so far.
   const routing = Object.fromEntries(await page.locator('#chart-routing svg path.series')
     .evaluateAll((ps) => ps.map((p) => [p.dataset.series, Number(p.dataset.last)])));
-  assert.equal(routing.math, 2, `routing lines: ${JSON.stringify(routing)}`);
+  assert.equal(routing.math, 3, `routing lines: ${JSON.stringify(routing)}`);
   assert.equal(routing.code, 1, `routing lines: ${JSON.stringify(routing)}`);
   const tiles = await page.locator('.tile[data-metric="thumbs up"] b').textContent();
   assert.equal(tiles, '1', 'the thumbs-up tile should count the one thumbs up given');
