@@ -295,14 +295,15 @@ void add_modifiers(Plan& plan, const std::shared_ptr<Shared>& sh) {
 
 void plan_pipeline(const PipelineConfig& cfg, Plan& plan) {
   cfg.validate();
-  auto sh = std::make_shared<Shared>(Shared{cfg, {}, {}, false});
+  auto sh = std::make_shared<Shared>(Shared{cfg, {}, {}, {}});
   add_base(plan, sh);
   if (cfg.curriculum.enabled) {
     add_data(plan, sh);
     sh->data = plan.at("data").dir / "data";
-    sh->has_data_stage = true;
+    sh->data_stage = "data";
   } else if (cfg.base_train) {
     sh->data = plan.at("base").dir / "data";
+    sh->data_stage = "base";
   }
   for (auto& d : cfg.domains) sh->domains.push_back(files_of(d, sh->data));
   add_evals(plan, sh);
@@ -313,7 +314,7 @@ void plan_pipeline(const PipelineConfig& cfg, Plan& plan) {
 std::vector<std::string> Shared::data_deps(const char* first) const {
   std::vector<std::string> d;
   if (first) d.push_back(first);
-  if (has_data_stage) d.push_back("data");
+  if (!data_stage.empty() && data_stage != (first ? first : "")) d.push_back(data_stage);
   return d;
 }
 

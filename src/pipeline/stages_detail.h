@@ -23,8 +23,8 @@ struct Shared {
   PipelineConfig cfg;
   fs::path data;  // the curriculum directory, or empty
   std::vector<DomainFiles> domains;
-  bool has_data_stage = false;
-  // Dependencies of a stage that reads the curriculum: `first`, then "data" when it is a stage.
+  std::string data_stage;  // the stage that wrote the curriculum: "data", "base" (a trained base) or ""
+  // Dependencies of a stage that reads the curriculum: `first`, then the curriculum's stage.
   std::vector<std::string> data_deps(const char* first = nullptr) const;
 };
 

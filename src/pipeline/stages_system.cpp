@@ -1,6 +1,7 @@
 // The stages after the modifiers: router, calibrate, eval_system, gates, report.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <set>
 
 #include "core/error.h"
@@ -8,7 +9,11 @@
 #include "eval/score.h"
 #include "pipeline/report_html.h"
 #include "pipeline/stages_detail.h"
+#include "route/data.h"
 #include "route/router_job.h"
+#if __has_include("route/calibration.h")
+#include "route/calibration.h"
+#endif
 #include "runtime/eval_system.h"
 
 namespace cogumi::pipeline_detail {
@@ -72,20 +77,65 @@ void add_router(Plan& plan, const std::shared_ptr<Shared>& sh) {
   plan.add(std::move(s));
 }
 
-void add_calibrate(Plan& plan) {
-  // Another piece of work (src/route/calibration) brings temperature scaling and the reliability
-  // data; until it is in the build, this stage records why it did nothing, and gates on `ece`
-  // fail with that reason.
+#if __has_include("route/calibration.h")
+// The router's confidence (its top probability) against whether its pick was right, on the
+// held-out queries: temperature fitted on one half (even positions), ECE measured on the other.
+json calibrate_router(const Shared& sh, const json& router_result, const fs::path& dir) {
+  std::vector<std::string> specs;
+  for (auto& src : route_sources(sh)) specs.push_back(src.spec());
+  RouteData d = load_route_data(specs, sh.cfg.router_holdout, sh.cfg.router_limit);
+  Router router = Router::load(router_result["router"].get<std::string>());
+  std::vector<std::vector<double>> fit_p, test_p;
+  std::vector<int> fit_y, test_y;
+  for (size_t i = 0; i < d.heldout.size(); ++i) {
+    const RouteDecision rd = router.route(d.heldout[i].text);
+    const std::string& truth = d.choices[size_t(d.heldout[i].label)];
+    const auto it = std::find(router.choices().begin(), router.choices().end(), truth);
+    std::vector<double> p(rd.probs.begin(), rd.probs.end());
+    ((i % 2) ? test_p : fit_p).push_back(p);
+    ((i % 2) ? test_y : fit_y).push_back(int(it - router.choices().begin()));
+  }
+  if (fit_p.size() < 2 || test_p.size() < 2) return json{{"skipped", "fewer than 4 held-out router queries"}};
+  const double t = fit_temperature(fit_p, fit_y);
+  auto report = [&](double temp) {
+    std::vector<double> conf;
+    std::vector<bool> ok;
+    for (size_t i = 0; i < test_p.size(); ++i) {
+      const auto q = apply_temperature(test_p[i], temp);
+      const size_t top = size_t(std::max_element(q.begin(), q.end()) - q.begin());
+      conf.push_back(q[top]);
+      ok.push_back(int(top) == test_y[i]);
+    }
+    return calibration_report(conf, ok, 10);
+  };
+  const CalibrationReport before = report(1.0), after = report(t);
+  router.set_temperature(float(t));
+  router.save(dir / "router.calibrated.json");
+  write_file_atomic(dir / "reliability.svg", reliability_svg({{"before", before}, {"after", after}}, "router confidence"));
+  json bins = json::array();
+  for (auto& b : after.bins)
+    if (b.n) bins.push_back({{"confidence", b.confidence}, {"accuracy", b.accuracy}, {"count", b.n}});
+  return json{{"temperature", t},         {"ece", after.ece},      {"ece_before", before.ece}, {"n_fit", fit_p.size()},
+              {"n_measured", test_p.size()}, {"bins", bins}, {"router", (dir / "router.calibrated.json").string()}};
+}
+#endif
+
+void add_calibrate(Plan& plan, const std::shared_ptr<Shared>& sh) {
 #if __has_include("route/calibration.h")
   const bool present = true;
 #else
   const bool present = false;
 #endif
   Stage s{"calibrate", "1", {"router"}, {{"calibration_module", present}}, {}, {}, {}};
-  s.run = [present](const StageContext& ctx) {
-    if (ctx.result("router").contains("skipped")) return json{{"skipped", "no router was trained"}};
-    return json{{"skipped", present ? "route/calibration exists but this pipeline version does not call it yet"
-                                    : "route/calibration is not part of this build yet"}};
+  s.run = [sh, present](const StageContext& ctx) {
+    const json& router = ctx.result("router");
+    if (router.contains("skipped")) return json{{"skipped", "no router was trained"}};
+#if __has_include("route/calibration.h")
+    return calibrate_router(*sh, router, ctx.stage.dir);
+#else
+    (void)present;
+    return json{{"skipped", "route/calibration is not part of this build"}};
+#endif
   };
   plan.add(std::move(s));
 }
@@ -277,7 +327,7 @@ void add_report(Plan& plan, const std::shared_ptr<Shared>& sh) {
 
 void add_system_stages(Plan& plan, const std::shared_ptr<Shared>& sh) {
   add_router(plan, sh);
-  add_calibrate(plan);
+  add_calibrate(plan, sh);
   add_eval_system(plan, sh);
   add_gates(plan, sh);
   add_report(plan, sh);

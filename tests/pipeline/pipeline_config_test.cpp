@@ -71,7 +71,7 @@ TEST(PipelineConfig, ErrorsNameFileLineAndKey) {
       {"base: {gguf: b.gguf}\ndomains:\n  math: {test: {gsm8k: t.jsonl}, mine: {gsm8k: m.jsonl}}\n  code: {test: {gsm8k: t2.jsonl}, sft: s.jsonl, train: {patience: 0}}\n",
        "domains.code.test: benchmark kind 'gsm8k' is already another domain's"},
       {"base: {gguf: b.gguf}\ndomains:\n  math: {test: {gsm8k: t.jsonl}}\n", "'domains.math': a modifier needs training data"},
-      {"base: {gguf: [x]\n", "bad.yaml:1: not valid YAML"},
+      {"base: {gguf: [x]\n", "bad.yaml:2: not valid YAML"},
   };
   for (const Case& k : cases) {
     const fs::path f = write("bad.yaml", k.yaml);

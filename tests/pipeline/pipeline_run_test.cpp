@@ -34,6 +34,7 @@ router: {holdout: 0.3, epochs: 2}
 gates:
   - every other domain >= base - 100
   - size_mb <= 1000
+  - ece <= 1
 )";
 
 struct Cmd {
@@ -118,6 +119,10 @@ TEST(PipelineRun, TinyEndToEndThenReusedThenOnlyWhatChanged) {
   EXPECT_GT(report["modifiers"]["code"]["curve"]["loss"].size(), 0u);
   EXPECT_EQ(report["router"]["heldout"]["choices"].size(), 4u);
   EXPECT_EQ(report["base_accuracy"]["reasoning"]["n"].get<int>(), 6);
+  // The router's confidence calibrated on half its held-out queries, measured on the other half.
+  ASSERT_TRUE(report["calibration"].contains("ece")) << report["calibration"].dump();
+  EXPECT_GT(report["calibration"]["temperature"].get<double>(), 0);
+  EXPECT_GE(report["calibration"]["n_measured"].get<int>(), 2);
 
   // 2. A second run reuses every stage: no stage starts (the event log says so).
   PipelineRun r2 = run_pipeline(cfg, o);
@@ -135,7 +140,7 @@ TEST(PipelineRun, TinyEndToEndThenReusedThenOnlyWhatChanged) {
   Cmd ok = run_cmd(fmt::format("'{}' gates '{}'", COGUMI_BIN, cfg.work_dir.string()));
   EXPECT_EQ(ok.status, 0) << ok.out;
   EXPECT_NE(ok.out.find("PASS  size_mb <= 1000"), std::string::npos) << ok.out;
-  EXPECT_NE(ok.out.find("2 of 2 gates passed"), std::string::npos) << ok.out;
+  EXPECT_NE(ok.out.find("3 of 3 gates passed"), std::string::npos) << ok.out;
 
   // 4. A gate that fails: only gates and report rerun; `cogumi gates` exits 1 naming it.
   cfg.gates.push_back(parse_gate("size_mb <= 0.01", cfg.domain_names()));
@@ -144,7 +149,7 @@ TEST(PipelineRun, TinyEndToEndThenReusedThenOnlyWhatChanged) {
   Cmd bad = run_cmd(fmt::format("'{}' gates '{}'", COGUMI_BIN, cfg.work_dir.string()));
   EXPECT_EQ(bad.status, 1) << bad.out;
   EXPECT_NE(bad.out.find("FAIL  size_mb <= 0.01"), std::string::npos) << bad.out;
-  EXPECT_NE(bad.out.find("2 of 3 gates passed"), std::string::npos) << bad.out;
+  EXPECT_NE(bad.out.find("3 of 4 gates passed"), std::string::npos) << bad.out;
   Cmd none = run_cmd(fmt::format("'{}' gates '{}'", COGUMI_BIN, dir.string()));
   EXPECT_EQ(none.status, 1);
   EXPECT_NE(none.out.find("has no gates.json"), std::string::npos) << none.out;
@@ -161,11 +166,11 @@ TEST(PipelineRun, TinyEndToEndThenReusedThenOnlyWhatChanged) {
   EXPECT_NE(after["stages"]["train.automation"]["dir"], before["stages"]["train.automation"]["dir"]);
 
   // 6. The report as a user sees it: every chart laid out with a size, bars and curves drawn.
-  //    Charts: accuracy, failure types, 4 loss curves, router confusion matrix.
+  //    Charts: accuracy, failure types, 4 loss curves, router confusion matrix, reliability diagram.
   const std::string probe = rendered_charts(cfg.work_dir / "report.html");
   int svgs = 0, sized = 0, bars = 0;
   ASSERT_EQ(std::sscanf(probe.c_str(), "svgs=%d sized=%d bars=%d", &svgs, &sized, &bars), 3) << probe;
-  EXPECT_EQ(svgs, 7) << probe;
+  EXPECT_EQ(svgs, 8) << probe;
   EXPECT_EQ(sized, svgs) << probe;
   // 4 domains x 3 bars (drawn at least 1px for 0%), 3 failure types, 16 confusion cells, 4 curves.
   EXPECT_GE(bars, 12 + 16 + 4) << probe;
