@@ -255,6 +255,7 @@ std::vector<Job> make_jobs(const EvalOptions& o, const ItemSets& is, const Model
     for (const auto& it : is.sets[b]) {
       auto shots = pick_shots(it, is.pools[b], o.shots);
       PromptParts pp = build_prompt(it, shots, o.chat);
+      if (o.prompt_prefix) pp.text = o.prompt_prefix(it, pp.text) + pp.text;
       std::string prompt = pp.text;
       std::vector<Token> tokens;
       if (model && o.chat) {

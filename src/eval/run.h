@@ -66,6 +66,9 @@ struct EvalOptions {
   // run.json, so --resume refuses a run routed differently. Items record their route.
   std::function<std::string(const EvalItem&)> route;
   std::string route_id;
+  // Text put before an item's prompt (a routed system's retrieved demonstrations, runtime/fewshot.h);
+  // whatever it depends on belongs in route_id.
+  std::function<std::string(const EvalItem&, const std::string& prompt)> prompt_prefix;
   // Throws Error naming the option (its CLI flag) for a value out of range.
   void validate() const;
 };

@@ -4,10 +4,34 @@
 
 #include "core/error.h"
 #include "core/io.h"
+#include "engine/model.h"
 #include "route/data.h"
 #include "route/router.h"
+#include "runtime/fewshot.h"
 
 namespace cogumi {
+
+namespace {
+
+// The system's few-shot bank puts each item's nearest examples (of the routed choice's domain)
+// before its prompt, as the runtime does for a request.
+void add_demonstrations(const SystemConfig& cfg, const std::optional<Router>& router, EvalOptions& o) {
+  std::shared_ptr<Model> model;
+  if (cfg.fewshot.embedding == Embedding::model) {
+    engine_init();
+    model = Model::load(cfg.base);
+  }
+  auto bank = std::make_shared<FewshotBank>(FewshotBank::open(cfg.fewshot, model));
+  o.prompt_prefix = [&cfg, router, bank](const EvalItem& it, const std::string& prompt) {
+    const std::string choice =
+        router ? router->choices()[size_t(router->route(query_text(it)).choice)] : cfg.default_choice;
+    return demonstration_text(bank->demonstrations(choice, prompt));
+  };
+  o.route_id += fmt::format(" fewshot {} k {} max_chars {} {}", bank->sha256(), cfg.fewshot.k,
+                            cfg.fewshot.max_chars, bank->embedder().signature().dump());
+}
+
+}  // namespace
 
 json eval_system(const SystemConfig& cfg, EvalOptions o) {
   cfg.validate();
@@ -30,6 +54,7 @@ json eval_system(const SystemConfig& cfg, EvalOptions o) {
   const std::string file = cfg.file.empty() ? "(in memory)" : cfg.file.string();
   o.route_id = file + (cfg.file.empty() ? "" : " " + sha256_file(cfg.file)) +
                (cfg.router.empty() ? "" : " router " + sha256_file(cfg.router));
+  if (!cfg.fewshot.bank.empty()) add_demonstrations(cfg, router, o);
   return run_eval(o);
 }
 

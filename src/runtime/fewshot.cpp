@@ -322,4 +322,17 @@ std::string demonstration_text(const std::vector<Retrieved>& demos) {
   return s;
 }
 
+std::vector<ChatMessage> demonstration_messages(const std::vector<Retrieved>& demos,
+                                                const std::vector<ChatMessage>& history,
+                                                const std::string& text) {
+  std::vector<ChatMessage> msgs;
+  for (auto it = demos.rbegin(); it != demos.rend(); ++it) {
+    msgs.push_back({"user", it->entry->prompt});
+    msgs.push_back({"assistant", it->entry->completion});
+  }
+  msgs.insert(msgs.end(), history.begin(), history.end());
+  msgs.push_back({"user", text});
+  return msgs;
+}
+
 }  // namespace cogumi

@@ -132,6 +132,13 @@ std::filesystem::path bank_index_dir(const std::filesystem::path& bank);
 // line, farthest first so the nearest example sits right before the query's own prompt.
 std::string demonstration_text(const std::vector<Retrieved>& demos);
 
+// Demonstrations as chat turns: each example as a user turn and the assistant's answer, farthest
+// first, then the conversation so far and the request.
+struct ChatMessage;
+std::vector<ChatMessage> demonstration_messages(const std::vector<Retrieved>& demos,
+                                                const std::vector<ChatMessage>& history,
+                                                const std::string& text);
+
 // Prompt normalisation behind the duplicate check: collapsed whitespace, ASCII lowercase.
 std::string normalize_prompt(const std::string& s);
 

@@ -69,7 +69,8 @@ class VectorIndex {
   std::unique_ptr<Graph> graph_;
 };
 
-// Recall@k of `approx` against `exact`: the share of the true k nearest that were found.
+// Recall@k of `approx` against `exact`: the share of the true k nearest that were found (a hit
+// scoring as high as the true k-th counts, so ties between duplicates are not misses).
 double recall_at_k(const std::vector<Hit>& exact, const std::vector<Hit>& approx);
 
 }  // namespace cogumi

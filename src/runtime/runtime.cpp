@@ -11,6 +11,7 @@
 #include "eval/extract.h"
 #include "eval/prompts.h"
 #include "route/escalation.h"
+#include "runtime/fewshot.h"
 #include "runtime/memory.h"
 
 namespace cogumi {
@@ -134,6 +135,7 @@ nlohmann::json AskResponse::to_json(const std::vector<std::string>& router_choic
           {"probabilities", probs},
           {"answer", answer_key},
           {"votes", votes},
+          {"demonstrations", demonstrations},
           {"samples", samples},
           {"prompt_tokens", prompt_tokens},
           {"completion_tokens", gen_tokens},
@@ -159,6 +161,8 @@ Runtime::Runtime(SystemConfig cfg) : cfg_(std::move(cfg)) {
   }
   if (!cfg_.detector.empty())
     detector_ = std::make_unique<EscalationDetector>(EscalationDetector::load(cfg_.detector));
+  if (!cfg_.fewshot.bank.empty())
+    fewshot_ = std::make_unique<FewshotBank>(FewshotBank::open(cfg_.fewshot, model_));
   GeneratorOptions go;
   go.n_parallel = cfg_.parallel;
   go.n_threads = cfg_.threads;
@@ -214,6 +218,23 @@ void Runtime::record(const AskRequest& q, AskResponse& r) {
   a.mode = r.mode;
   a.escalated = r.escalated;
   r.turn_id = memory().append_turn(q.session, a);
+}
+
+// Completion-form prompts get the examples' prompts and answers in front; chat prompts get them
+// as earlier user/assistant turns. Retrieval compares the examples' prompts with the request's
+// own prompt (the bank stores each example in its domain's form).
+void Runtime::demonstrate(const SystemChoice& c, const AskRequest& q, GenRequest& g,
+                          AskResponse& r) const {
+  if (!fewshot_ || !fewshot_->options().covers(c.name)) return;
+  const bool chat = !g.prompt_tokens.empty();
+  const std::vector<Retrieved> demos = fewshot_->demonstrations(c.name, chat ? q.text : g.prompt);
+  if (demos.empty()) return;
+  for (const auto& d : demos) r.demonstrations.push_back(d.entry->id);
+  if (!chat) {
+    g.prompt = demonstration_text(demos) + g.prompt;
+    return;
+  }
+  g.prompt_tokens = model_->tokenize_chat(demonstration_messages(demos, q.history, q.text)).tokens;
 }
 
 std::string Runtime::adapter_of(const std::string& choice) const {
@@ -287,6 +308,7 @@ std::vector<AskResponse> Runtime::ask(const std::vector<AskRequest>& requests, c
       g.stop = pp.stops;
     }
     g.stop.insert(g.stop.end(), q.stop.begin(), q.stop.end());
+    demonstrate(c, q, g, r);
     p.first = gens.size();
     p.n = r.mode == "accurate" ? size_t(cfg_.samples) : 1;
     for (size_t s = 0; s < p.n; ++s) {

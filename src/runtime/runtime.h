@@ -34,6 +34,8 @@ class Model;
 class Generator;
 class SessionStore;
 class EscalationDetector;
+class FewshotBank;
+struct GenRequest;
 
 struct AskRequest {
   std::string text;                                // the user's request
@@ -85,6 +87,7 @@ struct AskResponse {
   double confidence = 0;   // router probability (fast) or vote share (accurate)
   std::string answer_key;  // the extracted answer the vote counted
   int votes = 1, samples = 1;
+  std::vector<std::string> demonstrations;  // ids of the bank examples put before the request
   int prompt_tokens = 0, gen_tokens = 0;
   double seconds = 0;  // wall time of the batch this request ran in
   std::string finish_reason = "stop";  // stop | length | cancelled
@@ -122,9 +125,12 @@ class Runtime {
   std::unique_ptr<Generator> gen_;
   std::unique_ptr<SessionStore> memory_;
   std::unique_ptr<EscalationDetector> detector_;
+  std::unique_ptr<FewshotBank> fewshot_;  // the system's few-shot bank, when it has one
 
   void escalate_from_session(const AskRequest& q, AskResponse& r);
   void record(const AskRequest& q, AskResponse& r);
+  // Puts the bank's nearest examples of the choice's domain before the request (runtime/fewshot.h).
+  void demonstrate(const SystemChoice& c, const AskRequest& q, GenRequest& g, AskResponse& r) const;
 };
 
 // A bare request put as the eval asks `ask_as` (see SystemChoice): the item whose prompt the

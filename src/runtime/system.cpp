@@ -55,6 +55,37 @@ class Reader {
   std::filesystem::path file_;
 };
 
+// fewshot: {bank: FILE, k: 3, domains: [..], embedding: hashed|model, dim: 256, max_chars: 3000,
+//           exact_below: 20000, ef_search: 64}
+void read_fewshot(const Reader& r, const YAML::Node& n, FewshotOptions& f) {
+  r.expect_map(n, "fewshot",
+               {"bank", "k", "domains", "embedding", "dim", "max_chars", "exact_below", "ef_search"});
+  if (!n["bank"]) r.error(n, "fewshot.bank", "required (a bank JSONL: cogumi fewshot build)");
+  f.bank = r.path(n["bank"], "fewshot.bank");
+  if (n["k"]) f.k = r.get<int>(n["k"], "fewshot.k");
+  if (const YAML::Node d = n["domains"]) {
+    if (!d.IsSequence()) r.error(d, "fewshot.domains", "expected a list of choice names");
+    for (const auto& x : d) f.domains.push_back(r.get<std::string>(x, "fewshot.domains"));
+  }
+  if (n["embedding"]) {
+    const auto e = r.get<std::string>(n["embedding"], "fewshot.embedding");
+    if (e != "hashed" && e != "model") r.error(n["embedding"], "fewshot.embedding", "expected hashed or model");
+    f.embedding = e == "model" ? Embedding::model : Embedding::hashed;
+  }
+  if (n["dim"]) f.dim = r.get<int>(n["dim"], "fewshot.dim");
+  if (n["max_chars"]) {
+    const auto m = r.get<long long>(n["max_chars"], "fewshot.max_chars");
+    if (m < 1) r.error(n["max_chars"], "fewshot.max_chars", "must be 1..1000000");
+    f.max_chars = size_t(m);
+  }
+  if (n["exact_below"]) {
+    const auto m = r.get<long long>(n["exact_below"], "fewshot.exact_below");
+    if (m < 0) r.error(n["exact_below"], "fewshot.exact_below", "must be >= 0");
+    f.index.exact_below = size_t(m);
+  }
+  if (n["ef_search"]) f.index.ef_search = r.get<int>(n["ef_search"], "fewshot.ef_search");
+}
+
 }  // namespace
 
 bool SystemConfig::has_choice(const std::string& n) const {
@@ -106,6 +137,15 @@ void SystemConfig::validate() const {
     fail("{}: generation.parallel must be 1..255, got {}", where, parallel);
   if (threads < 0 || threads > 1024)
     fail("{}: generation.threads must be 0..1024, got {}", where, threads);
+  if (!fewshot.bank.empty()) {
+    try {
+      fewshot.validate();
+    } catch (const Error& e) {
+      fail("{}: {}", where, e.what());
+    }
+    for (auto& d : fewshot.domains)
+      if (!has_choice(d)) fail("{}: fewshot.domains names '{}', which is not a choice", where, d);
+  }
 }
 
 SystemConfig SystemConfig::load(const std::filesystem::path& path) {
@@ -122,7 +162,7 @@ SystemConfig SystemConfig::load(const std::filesystem::path& path) {
   s.file = path;
   r.expect_map(root, "",
                {"name", "base", "router", "default", "choices", "threshold", "escalation", "modes",
-                "generation", "memory", "detector"});
+                "generation", "memory", "detector", "fewshot"});
   if (root["name"]) s.name = r.get<std::string>(root["name"], "name");
   if (!root["base"]) fail("{}: 'base' is required (the base model GGUF)", path.string());
   s.base = r.path(root["base"], "base");
@@ -163,6 +203,7 @@ SystemConfig SystemConfig::load(const std::filesystem::path& path) {
   }
   if (root["memory"]) s.memory = r.path(root["memory"], "memory");
   if (root["detector"]) s.detector = r.path(root["detector"], "detector");
+  if (root["fewshot"]) read_fewshot(r, root["fewshot"], s.fewshot);
   s.validate();
   return s;
 }

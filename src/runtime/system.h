@@ -18,6 +18,7 @@
 //   generation: {max_tokens: 256, parallel: 16, threads: 0}
 //   memory: sessions.db               # optional: sessions (turns, decisions, feedback)
 //   detector: escalation.json         # optional: a follow-up that complains escalates
+//   fewshot: {bank: bank.jsonl, k: 3, domains: [math]}  # optional: retrieved demonstrations
 //
 // `ask_as` says how a bare user request is put to that choice: a benchmark kind (gsm8k,
 // humaneval, mmlu, bfcl, bbh, mbpp: the prompt the nano models were trained on) or "chat"
@@ -27,6 +28,8 @@
 #include <filesystem>
 #include <string>
 #include <vector>
+
+#include "runtime/fewshot.h"
 
 namespace cogumi {
 
@@ -53,6 +56,7 @@ struct SystemConfig {
   int threads = 0;                      // 0: all cores
   std::filesystem::path memory;         // optional SQLite session store
   std::filesystem::path detector;       // optional escalation detector (cogumi escalation train)
+  FewshotOptions fewshot;               // optional: demonstrations from a bank (fewshot.bank empty: off)
 
   // Reads and checks a system file. Errors name the file, the line and the key.
   static SystemConfig load(const std::filesystem::path& path);
