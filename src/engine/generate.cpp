@@ -227,9 +227,10 @@ bool Generator::use_adapter_slots() {
   for (const auto& n : names) adapters.push_back(model_->raw_adapter(n));
   if (adapters == slot_adapters_) return true;
   // Stacks copies of every loaded adapter, once per set of adapters (the Model's rarely changes).
-  if (llama_set_adapter_slots(ctx_, adapters.data(), int32_t(adapters.size())) != 0) {
+  const ggml_type type = opts_.adapter_slots_f16 ? GGML_TYPE_F16 : GGML_TYPE_COUNT;  // COUNT: the adapters' own
+  if (llama_set_adapter_slots(ctx_, adapters.data(), int32_t(adapters.size()), type) != 0) {
     // An adapter the slots cannot apply (e.g. one on token_embd): group by adapter instead.
-    llama_set_adapter_slots(ctx_, nullptr, 0);
+    llama_set_adapter_slots(ctx_, nullptr, 0, GGML_TYPE_COUNT);
     slot_adapters_.clear();
     slot_names_.clear();
     return false;

@@ -123,6 +123,9 @@ struct GeneratorOptions {
   // (adapter, scale) group after another. A call that names one adapter (or none) is the same
   // either way. The slots hold a copy of every adapter loaded on the Model (memory: their size).
   bool mixed_adapters = true;
+  // The slots' copies in F16 instead of the adapters' own type: half the memory each decode step
+  // reads for the adapters (on a GPU that is most of their cost), at F16 precision of the weights.
+  bool adapter_slots_f16 = false;
   void validate() const;
 };
 

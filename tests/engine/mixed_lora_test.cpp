@@ -22,7 +22,7 @@ const fs::path kModels = fs::path(COGUMI_REPO_DIR) / "models";
 // text (so a reordering of near-ties is not a difference; tokens that print alike are compared as
 // sorted groups): the largest absolute difference between two results of the same greedy request.
 constexpr int kTopK = 8;
-float max_logprob_diff(const GenResult& a, const GenResult& b) {
+float max_logprob_diff(const GenResult& a, const GenResult& b, bool alternatives = true) {
   auto by_text = [](const TokenLogprob& lp) {
     std::map<std::string, std::vector<float>> m;
     for (const auto& [text, l] : lp.top) m[text].push_back(l);
@@ -33,6 +33,7 @@ float max_logprob_diff(const GenResult& a, const GenResult& b) {
   EXPECT_EQ(a.logprobs.size(), b.logprobs.size());
   for (size_t t = 0; t < std::min(a.logprobs.size(), b.logprobs.size()); ++t) {
     worst = std::max(worst, std::fabs(a.logprobs[t].logprob - b.logprobs[t].logprob));
+    if (!alternatives) continue;
     auto ma = by_text(a.logprobs[t]), mb = by_text(b.logprobs[t]);
     for (const auto& [text, la] : ma) {
       auto it = mb.find(text);
@@ -85,14 +86,14 @@ std::vector<GenResult> each_alone(const std::shared_ptr<Model>& model, const std
 }
 
 void expect_same(const std::vector<GenRequest>& reqs, const std::vector<GenResult>& got,
-                 const std::vector<GenResult>& want, float tol) {
+                 const std::vector<GenResult>& want, float tol, bool alternatives = true) {
   ASSERT_EQ(got.size(), want.size());
   for (size_t i = 0; i < got.size(); ++i) {
     const std::string who = "request " + std::to_string(i) + " (adapter '" + reqs[i].adapter + "', scale " +
                             std::to_string(reqs[i].adapter_scale) + ")";
     EXPECT_EQ(got[i].text, want[i].text) << who;
     EXPECT_EQ(got[i].n_gen_tokens, want[i].n_gen_tokens) << who;
-    EXPECT_LT(max_logprob_diff(got[i], want[i]), tol) << who;
+    EXPECT_LT(max_logprob_diff(got[i], want[i], alternatives), tol) << who;
   }
 }
 
@@ -187,6 +188,22 @@ TEST_F(MixedLora, ScalesArePerRequest) {
   for (auto& r : base) r.adapter.clear();
   auto b = each_alone(nano_, base);
   for (size_t i = 2; i < reqs.size(); i += 4) EXPECT_EQ(got[i].text, b[i].text) << i;
+}
+
+TEST_F(MixedLora, F16SlotsGiveTheSameTokens) {
+  // The slots' copies in F16 (GeneratorOptions::adapter_slots_f16, for GPUs): the F32 modifiers
+  // rounded to F16 (and the activations they multiply, on the CPU) move the chosen tokens'
+  // log-probabilities by far less than the gaps greedy decoding depends on. (Alternatives are not
+  // compared: near-ties at the 8th place swap tokens that print alike.)
+  auto reqs = requests_for({"math", "code", "reasoning", ""}, 2, 12);
+  auto want = each_alone(nano_, reqs);
+  GeneratorOptions o;
+  o.n_parallel = int(reqs.size());
+  o.adapter_slots_f16 = true;
+  Generator g(nano_, o);
+  auto got = g.generate(reqs);
+  EXPECT_TRUE(g.last_stats().mixed_adapters);
+  expect_same(reqs, got, want, 0.1f, /*alternatives=*/false);  // measured: up to 0.04
 }
 
 TEST_F(MixedLora, AdaptersOfDifferentRanksAndTargets) {
