@@ -40,8 +40,11 @@ wait_for() {  # wait_for SECONDS CMD...: retries CMD every 0.2 s
 }
 
 # ---- two replicas -------------------------------------------------------------
+# The shipped nano system with absolute model paths and its session memory in this run's dir.
+sed -e "s#\(nano-[a-z]*\.\(gguf\|json\)\)#$REPO/models/\1#g" -e "s#^memory:.*#memory: $T/sessions.db#" \
+  "$REPO/models/nano-system.yaml" >"$T/system.yaml"
 start_replica() {  # start_replica NAME: sets PORT_<NAME>
-  "$COGUMI" serve --system "$REPO/models/nano-system.yaml" --host 127.0.0.1 --port 0 \
+  "$COGUMI" serve --system "$T/system.yaml" --host 127.0.0.1 --port 0 \
     >"$T/$1.out" 2>"$T/$1.err" &
   PIDS+=($!)
   if ! wait_for 120 grep -q "listening on http://" "$T/$1.out"; then

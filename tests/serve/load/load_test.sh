@@ -24,7 +24,10 @@ check() {
 }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$SERVER/status"; }
 
-"$COGUMI" serve --system "$REPO/models/nano-system.yaml" --host 127.0.0.1 --port 0 >"$T/out" 2>"$T/err" &
+# The shipped nano system with absolute model paths and its session memory in this run's dir.
+sed -e "s#\(nano-[a-z]*\.\(gguf\|json\)\)#$REPO/models/\1#g" -e "s#^memory:.*#memory: $T/sessions.db#" \
+  "$REPO/models/nano-system.yaml" >"$T/system.yaml"
+"$COGUMI" serve --system "$T/system.yaml" --host 127.0.0.1 --port 0 >"$T/out" 2>"$T/err" &
 SERVER=$!
 for _ in $(seq 600); do grep -q "listening on http://" "$T/out" && break; kill -0 "$SERVER" 2>/dev/null || break; sleep 0.2; done
 PORT=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$T/out")
