@@ -56,6 +56,10 @@ enum class CallMatch { kMatched, kMismatch, kMalformed };
 CallMatch check_tool_calls(const json& calls, const json& ground_truth, const json& functions, std::string* why);
 // On mismatch *why says what differed.
 bool match_tool_calls(const json& calls, const json& ground_truth, const json& functions, std::string* why);
+// The call(s) in `calls` against the functions' declarations alone, without a ground truth (the
+// runtime's verification of a tool call): each names a listed function, gives its required
+// parameters, no undeclared one, each of its declared type. False with *why on the first fault.
+bool check_call_schema(const json& calls, const json& functions, std::string* why);
 
 // Judge-model scoring: asks an OpenAI-compatible endpoint whether `output` answers the item
 // as its reference does; the verdict ("yes"/"no") decides. A reply without a verdict (null or

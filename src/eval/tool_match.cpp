@@ -366,3 +366,50 @@ bool match_tool_calls(const json& calls, const json& ground_truth, const json& f
 }
 
 }  // namespace cogumi
+
+namespace cogumi {
+
+bool check_call_schema(const json& calls, const json& functions, std::string* why) {
+  std::string dummy;
+  if (!why) why = &dummy;
+  std::vector<Call> got;
+  if (!parse_calls(calls, &got, why)) return false;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const Call& c = got[i];
+    const json* fn = nullptr;
+    if (functions.is_array())
+      for (const auto& f : functions)
+        if (f.is_object() && f.value("name", json()).is_string() && names_match(c.name, f["name"].get<std::string>()))
+          fn = &f;
+    if (!fn) {
+      *why = fmt::format("call {}: no function named '{}'", i, c.name);
+      return false;
+    }
+    const json params = fn->value("parameters", json::object());
+    const json props = params.is_object() ? params.value("properties", json::object()) : json::object();
+    if (params.is_object() && params.contains("required") && params["required"].is_array())
+      for (const auto& r : params["required"])
+        if (r.is_string() && !c.args.contains(r.get<std::string>())) {
+          *why = fmt::format("call {} ('{}'): missing required argument '{}'", i, c.name, r.get<std::string>());
+          return false;
+        }
+    for (auto& [k, v] : c.args.items()) {
+      if (!props.is_object() || !props.contains(k)) {
+        *why = fmt::format("call {} ('{}'): argument '{}' is not declared", i, c.name, k);
+        return false;
+      }
+      if (!has_type(v, param_type(&props[k]))) {
+        *why = fmt::format("call {} ('{}'): argument '{}' = {} is not of the declared type {}", i, c.name, k, v.dump(),
+                           props[k].value("type", json("?")).dump());
+        return false;
+      }
+    }
+  }
+  if (got.empty()) {
+    *why = "no call";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace cogumi

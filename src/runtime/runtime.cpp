@@ -61,6 +61,10 @@ EvalItem item_from_request(const std::string& text, const std::string& ask_as,
   } else if (ask_as == "humaneval" || ask_as == "mbpp") {
     it.kind = TaskKind::kCode;
     it.code_prompt = text;
+    // The function to complete: the last one the request defines (its doctests verify it).
+    static const std::regex def(R"((?:^|\n)\s*def\s+([A-Za-z_][A-Za-z0-9_]*)\s*\()");
+    for (auto m = std::sregex_iterator(text.begin(), text.end(), def); m != std::sregex_iterator(); ++m)
+      it.entry_point = (*m)[1].str();
   } else if (ask_as == "bfcl") {
     it.kind = TaskKind::kToolCall;
     it.functions = tools;
