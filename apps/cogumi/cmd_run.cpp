@@ -1,12 +1,19 @@
 // cogumi run PIPELINE.yaml: the plan as one command (src/pipeline/stages.h).
 #include <fmt/format.h>
 
+#include <atomic>
+#include <csignal>
+
 #include "commands.h"
 #include "core/error.h"
 #include "engine/model.h"
 #include "pipeline/stages.h"
 
 namespace cogumi::cli {
+
+namespace {
+std::atomic<bool> g_cancel{false};
+}
 
 void setup_run(CLI::App& sub) {
   static std::string config, dir;
@@ -23,7 +30,18 @@ void setup_run(CLI::App& sub) {
     PipelineConfig cfg = PipelineConfig::load(config);
     if (!dir.empty()) cfg.work_dir = dir;
     o.progress = !quiet;
-    PipelineRun r = run_pipeline(cfg, o);
+    o.cancel = &g_cancel;
+    // Ctrl-C: the running stage keeps what it finished (eval items, a trainer checkpoint); the next
+    // run resumes it.
+    auto old = std::signal(SIGINT, [](int) { g_cancel = true; });
+    PipelineRun r;
+    try {
+      r = run_pipeline(cfg, o);
+    } catch (...) {
+      std::signal(SIGINT, old);
+      throw;
+    }
+    std::signal(SIGINT, old);
     if (o.dry_run) {
       fmt::print("{}", r.summary.plan_text);
       if (!r.missing.empty()) {

@@ -326,11 +326,20 @@ PipelineConfig PipelineConfig::load(const fs::path& path) {
     if (e["parallel"]) c.parallel = r.integer(e["parallel"], "eval.parallel", 1, 255);
   }
   if (const YAML::Node f = root["failures"]) {
-    r.expect_map(f, "failures", {"cluster", "k", "k_max", "embeddings"});
+    r.expect_map(f, "failures", {"cluster", "k", "k_max", "embeddings", "labeler"});
     if (f["cluster"]) c.cluster = r.boolean(f["cluster"], "failures.cluster");
     if (f["k"]) c.k = r.integer(f["k"], "failures.k", 0, 100);
     if (f["k_max"]) c.k_max = r.integer(f["k_max"], "failures.k_max", 1, 100);
     if (f["embeddings"]) c.embeddings = r.number(f["embeddings"], "failures.embeddings", 0, 10);
+    if (const YAML::Node l = f["labeler"]) {
+      r.expect_map(l, "failures.labeler", {"url", "model", "key_env"});
+      if (!l["url"]) r.error(l, "failures.labeler.url", "required (an OpenAI-compatible base URL)");
+      c.labeler_url = r.str(l["url"], "failures.labeler.url");
+      if (c.labeler_url.rfind("http://", 0) != 0 && c.labeler_url.rfind("https://", 0) != 0)
+        r.error(l["url"], "failures.labeler.url", "expected an http:// or https:// URL");
+      if (l["model"]) c.labeler_model = r.str(l["model"], "failures.labeler.model");
+      if (l["key_env"]) c.labeler_key_env = r.str(l["key_env"], "failures.labeler.key_env");
+    }
   }
   ModifierSettings defaults;
   if (root["training"]) read_modifier(r, root["training"], "training", defaults);

@@ -10,7 +10,8 @@
 //     train: {steps: 2500, ...}      # "train the nano base" (NanoBaseOptions' fields)
 //   curriculum: {seed: 1, n_train: 12000, n_mix: 3000, difficulty: "2,math=1"}  # nano data
 //   eval: {test_limit: 0, mine_limit: 600, max_tokens: 96, parallel: 64}
-//   failures: {cluster: true, k: 0, k_max: 6, embeddings: 0.5}
+//   failures: {cluster: true, k: 0, k_max: 6, embeddings: 0.5,
+//              labeler: {url: http://127.0.0.1:8080/v1, model: default, key_env: LABELER_KEY}}
 //   training: {rank: 16, steps: 1000, lr: 2e-3, ...}   # defaults of every modifier
 //   replay: PATH                     # general mix replayed against forgetting (nano: mix/train)
 //   domains:
@@ -99,6 +100,8 @@ struct PipelineConfig {
   int k = 0;                     // clusters per benchmark (0: chosen by silhouette), 0..100
   int k_max = 6;                 // 1..100
   double embeddings = 0.5;       // weight of the model's embeddings in the features, [0, 10]
+  // Cluster labels from an LLM behind an OpenAI-compatible endpoint (empty: c-TF-IDF terms).
+  std::string labeler_url, labeler_model = "default", labeler_key_env;  // key_env: variable holding the key
   fs::path replay;               // default: the curriculum's mix/train.jsonl, if any
   std::vector<DomainConfig> domains;
   // Router.

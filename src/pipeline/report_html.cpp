@@ -321,6 +321,18 @@ std::string report_markdown(const json& r) {
   const json& ca = r["calibration"];
   m += ca.contains("ece") ? fmt::format("Calibration: ECE {:.4f}\n", ca["ece"].get<double>())
                           : "Calibration: skipped (" + ca.value("skipped", std::string("")) + ")\n";
+  if (r.contains("failures")) {
+    m += "\nFailures mined:";
+    for (auto& [d, n] : r["failures"]["counts"].items()) m += fmt::format(" {} {};", d, n.get<int>());
+    m += " by type:";
+    for (auto& [t, n] : r["failures"]["by_type"].items()) m += fmt::format(" {} {};", t, n.get<int>());
+    m += "\n";
+  }
+  if (r.contains("clusters") && r["clusters"].contains("clusters")) {
+    m += "Clusters:";
+    for (auto& c : r["clusters"]["clusters"]) m += fmt::format(" \"{}\" ({});", c["label"].get<std::string>(), c["size"].get<int>());
+    m += "\n";
+  }
   m += "\n## Gates\n\n";
   for (auto& g : r["gates"]["gates"]) {
     m += fmt::format("- {} `{}`", g["passed"].get<bool>() ? "PASS" : "FAIL", g["gate"].get<std::string>());

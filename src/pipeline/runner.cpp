@@ -204,6 +204,7 @@ RunSummary run_plan(Plan& plan, const RunOptions& o) {
       ++sum.reused;
       continue;
     }
+    if (o.cancel && o.cancel->load()) fail("interrupted before stage '{}'; run again to continue", s.name);
     for (auto& d : s.deps)
       if (!plan.finished(d))
         fail("stage '{}' needs '{}', which has not finished: run without --only, or with --until {}", s.name, d, d);
@@ -218,10 +219,12 @@ RunSummary run_plan(Plan& plan, const RunOptions& o) {
     const auto ts = std::chrono::steady_clock::now();
     json result;
     try {
-      StageContext ctx{s, plan, o.progress};
+      StageContext ctx{s, plan, o.progress, o.cancel};
       result = s.run(ctx);
     } catch (const std::exception& e) {
-      events.write({{"t", utc_now()}, {"event", "stage_failed"}, {"stage", s.name}, {"key", s.key}, {"error", e.what()}});
+      const bool stopped = o.cancel && o.cancel->load();
+      events.write({{"t", utc_now()}, {"event", stopped ? "stage_interrupted" : "stage_failed"}, {"stage", s.name},
+                    {"key", s.key}, {"error", e.what()}});
       throw;
     }
     const double secs = since(ts);

@@ -11,6 +11,7 @@
 // Every start, reuse, finish and failure is a line of WORK/events.jsonl.
 #pragma once
 
+#include <atomic>
 #include <deque>
 #include <functional>
 #include <map>
@@ -39,6 +40,7 @@ struct StageContext {
   const Stage& stage;
   const Plan& plan;
   bool progress = true;
+  const std::atomic<bool>* cancel = nullptr;  // set (Ctrl-C): stop, keeping partial work for the resume
   // The result (done.json "result") of a finished stage this one depends on.
   const json& result(const std::string& name) const;
   fs::path dir(const std::string& name) const;
@@ -78,6 +80,7 @@ struct RunOptions {
   std::string only;     // run only these (their dependencies must be finished)
   bool dry_run = false; // print the plan and what would be reused; run nothing
   bool progress = true;
+  const std::atomic<bool>* cancel = nullptr;  // set (Ctrl-C): the running stage stops and keeps its work
   void validate() const;  // throws Error naming the option
 };
 

@@ -50,6 +50,7 @@ json eval_stage(const Shared& sh, const StageContext& ctx, const std::vector<Ben
   e.gen.n_threads = sh.cfg.threads;
   e.progress = ctx.progress;
   e.resume = fs::exists(e.out_dir / "items.jsonl");
+  e.cancel = ctx.cancel;
   if (!adapters.empty()) {
     e.adapters = adapters;
     e.adapter = adapters[0].first;
@@ -180,7 +181,10 @@ void add_evals(Plan& plan, const std::shared_ptr<Shared>& sh) {
   plan.add(std::move(fa));
 
   if (!c.cluster) return;
-  Stage cl{"cluster", "1", {"base", "mine", "failures"}, {{"k", c.k}, {"k_max", c.k_max}, {"embeddings", c.embeddings}}, {}, {}, {}};
+  Stage cl{"cluster", "1", {"base", "mine", "failures"},
+           {{"k", c.k}, {"k_max", c.k_max}, {"embeddings", c.embeddings}, {"labeler", c.labeler_url},
+            {"labeler_model", c.labeler_model}},
+           {}, {}, {}};
   cl.run = [sh](const StageContext& ctx) {
     long n = 0;
     for (auto& [d, k] : ctx.result("failures")["counts"].items()) n += k.get<long>();
@@ -192,6 +196,9 @@ void add_evals(Plan& plan, const std::shared_ptr<Shared>& sh) {
     o.features.w_embed = sh->cfg.embeddings;
     o.partition.k = sh->cfg.k;
     o.partition.k_max = sh->cfg.k_max;
+    o.labeler.base_url = sh->cfg.labeler_url;
+    o.labeler.model = sh->cfg.labeler_model;
+    o.labeler_key_env = sh->cfg.labeler_key_env;
     o.n_threads = sh->cfg.threads;
     o.progress = ctx.progress;
     FailureClusterResult r = cluster_failures(o);
@@ -205,7 +212,8 @@ void add_evals(Plan& plan, const std::shared_ptr<Shared>& sh) {
   plan.add(std::move(cl));
 }
 
-void add_modifiers(Plan& plan, const std::shared_ptr<Shared>& sh) {
+// trainset.D: domain D's training sources and weights (its failures, its own data, the replay mix).
+void add_trainsets(Plan& plan, const std::shared_ptr<Shared>& sh) {
   const PipelineConfig& c = sh->cfg;
   const fs::path replay = !c.replay.empty() ? c.replay : sh->data.empty() ? fs::path() : sh->data / "mix/train.jsonl";
   for (const DomainFiles& d : sh->domains) {
@@ -239,6 +247,11 @@ void add_modifiers(Plan& plan, const std::shared_ptr<Shared>& sh) {
     };
     plan.add(std::move(t));
   }
+}
+
+// train.D: the LoRA modifier, early stopping on the validation data; resumes from its checkpoint.
+void add_trains(Plan& plan, const std::shared_ptr<Shared>& sh) {
+  const PipelineConfig& c = sh->cfg;
   for (const DomainFiles& d : sh->domains) {
     if (!d.modifier) continue;
     const ModifierSettings ms = c.domain(d.name).train;
@@ -265,6 +278,7 @@ void add_modifiers(Plan& plan, const std::shared_ptr<Shared>& sh) {
       to.n_threads = sh->cfg.threads;
       to.cpu_only = sh->cfg.cpu_only;
       to.progress = ctx.progress;
+      to.cancel = ctx.cancel;
       // An interrupted stage continues from its checkpoint along the same loss curve.
       to.save_steps = std::max(1, std::min(100, ms.steps / 4));
       to.resume = fs::exists(to.out.string() + ".ckpt.gguf");
@@ -277,6 +291,11 @@ void add_modifiers(Plan& plan, const std::shared_ptr<Shared>& sh) {
     };
     plan.add(std::move(tr));
   }
+}
+
+// eval.D: base + D's modifier on every test set.
+void add_modifier_evals(Plan& plan, const std::shared_ptr<Shared>& sh) {
+  const PipelineConfig& c = sh->cfg;
   const json eval_settings = {{"max_tokens", c.max_tokens}, {"parallel", c.parallel}};
   for (const DomainFiles& d : sh->domains) {
     if (!d.modifier) continue;
@@ -307,7 +326,9 @@ void plan_pipeline(const PipelineConfig& cfg, Plan& plan) {
   }
   for (auto& d : cfg.domains) sh->domains.push_back(files_of(d, sh->data));
   add_evals(plan, sh);
-  add_modifiers(plan, sh);
+  add_trainsets(plan, sh);
+  add_trains(plan, sh);
+  add_modifier_evals(plan, sh);
   add_system_stages(plan, sh);
 }
 

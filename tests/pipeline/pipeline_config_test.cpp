@@ -61,6 +61,7 @@ TEST(PipelineConfig, ErrorsNameFileLineAndKey) {
       {std::string(kMinimal) + "training:\n  lr: 0\n", "'training.lr': must be in (0, 1], got 0"},
       {std::string(kMinimal) + "eval: {test_limit: 2.5}\n", "bad.yaml:10: 'eval.test_limit': expected a whole number"},
       {std::string(kMinimal) + "router: {enabled: maybe}\n", "bad.yaml:10: 'router.enabled': expected true or false"},
+      {std::string(kMinimal) + "failures:\n  labeler: {url: ftp://x}\n", "bad.yaml:11: 'failures.labeler.url': expected an http"},
       {std::string(kMinimal) + "gates:\n  - math >= bse + 10\n", "bad.yaml:11: 'gates[0]': 'math >= bse + 10': unknown name 'bse'"},
       {std::string(kMinimal) + "gates:\n  - poetry >= base\n", "bad.yaml:11: 'gates[0]'"},
       {"base: {gguf: b.gguf}\ndomains:\n  poetry: {}\n", "bad.yaml:3: 'domains.poetry.test': required"},
