@@ -64,6 +64,13 @@ if ((TEST)); then
     (cd "$UI_TEST" && npm ci --no-audit --no-fund --loglevel=error >&2)
     cp "$UI_TEST/package-lock.json" "$UI_TEST/node_modules/.cogumi-lock.json"
   fi
+  # The API test runs the official `openai` client, pinned by tests/serve/openai's lockfile.
+  API_TEST="$(cd "$(dirname "$0")/.." && pwd)/tests/serve/openai"
+  if ! cmp -s "$API_TEST/package-lock.json" "$API_TEST/node_modules/.cogumi-lock.json"; then
+    log "installing the API test's npm packages (npm ci in tests/serve/openai)"
+    (cd "$API_TEST" && npm ci --no-audit --no-fund --loglevel=error >&2)
+    cp "$API_TEST/package-lock.json" "$API_TEST/node_modules/.cogumi-lock.json"
+  fi
 fi
 
 # ---- pinned llama.cpp source -----------------------------------------------

@@ -298,6 +298,7 @@ std::vector<AskResponse> Runtime::ask(const std::vector<AskRequest>& requests, c
     g.adapter = adapter_of(r.choice);
     g.n_logprobs = std::max(0, q.n_logprobs);
     g.grammar = q.grammar;
+  g.ignore_eos = q.ignore_eos;
     if (q.sampling && r.mode == "fast") g.sampling = *q.sampling;
     // A model without a chat template takes the request as plain text.
     if (c.ask_as == "chat" && !q.raw && model_->has_chat_template()) {

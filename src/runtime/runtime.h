@@ -58,6 +58,7 @@ struct AskRequest {
   int n_logprobs = -1;
   std::string grammar;
   bool raw = false;
+  bool ignore_eos = false;  // generate max_tokens whatever the model says (benchmarks, load tests)
   const std::atomic<bool>* cancel = nullptr;
 };
 

@@ -19,7 +19,7 @@ namespace {
 
 void send_error(httplib::Response& res, const ApiError& e) {
   res.status = e.status;
-  res.set_content(e.body().dump(), "application/json");
+  res.set_content(wire(e.body()), "application/json");
 }
 
 int64_t unix_now() {
@@ -82,6 +82,7 @@ std::vector<AskRequest> plan(Runtime& rt, CompletionRequest& q) {
   a.stop = q.stop;
   a.n_logprobs = q.logprobs;
   a.grammar = grammar_for(q);
+  a.ignore_eos = q.ignore_eos;
   if (q.tool_choice != "none")
     for (auto& t : q.tools) a.tools.push_back(t);
   std::vector<AskRequest> out;
@@ -198,17 +199,16 @@ void Server::handle_completion(const httplib::Request& req, httplib::Response& r
   if (!q->stream) {
     const std::vector<AskResponse> answers = job->answers;
     lk.unlock();
-    res.set_content(completion_response(*q, answers, ctx).dump(), "application/json");
+    res.set_content(wire(completion_response(*q, answers, ctx)), "application/json");
     fill_record(rec, *job, answers);
     rec.seconds = secs(t0, Clock::now());
     return notify(rec);
   }
   lk.unlock();
   res.set_header("Cache-Control", "no-cache");
-  res.set_chunked_content_provider(
-      "text/event-stream", [this, job, q, ctx, guard, t0, deadline, rec, decision](size_t, httplib::DataSink& sink) mutable {
+  auto write_stream = [this, job, q, ctx, guard, t0, deadline, rec, decision](httplib::DataSink& sink) mutable {
         auto send = [&](const json& j) {
-          const std::string s = "data: " + j.dump() + "\n\n";
+          const std::string s = "data: " + wire(j) + "\n\n";
           return sink.write(s.data(), s.size());
         };
         const size_t n = job->requests.size();
@@ -274,7 +274,17 @@ void Server::handle_completion(const httplib::Request& req, httplib::Response& r
         rec.seconds = secs(t0, Clock::now());
         notify(rec);
         return ok;
-      });
+      };
+  // An exception must not leave httplib's thread (it would end the process): the stream ends.
+  res.set_chunked_content_provider("text/event-stream",
+                                   [write_stream, job](size_t, httplib::DataSink& sink) mutable {
+                                     try {
+                                       return write_stream(sink);
+                                     } catch (const std::exception&) {
+                                       job->cancel = true;
+                                       return false;
+                                     }
+                                   });
 }
 
 void Server::handle_embeddings(const httplib::Request& req, httplib::Response& res) {
@@ -299,7 +309,7 @@ void Server::handle_embeddings(const httplib::Request& req, httplib::Response& r
       }
       vecs = embedder_->embed(q.input);
     }
-    res.set_content(embedding_response(q, vecs, tokens).dump(), "application/json");
+    res.set_content(wire(embedding_response(q, vecs, tokens)), "application/json");
     rec.prompt_tokens = tokens;
   } catch (const ApiError& e) {
     send_error(res, e);

@@ -195,6 +195,8 @@ void parse_extension(const json& body, CogumiExtension& x) {
 
 }  // namespace
 
+std::string wire(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
 json ApiError::body() const {
   return {{"error",
            {{"message", what()},
@@ -225,6 +227,7 @@ CompletionRequest parse_completion_request(const std::string& body_text, bool ch
     r.echo = get_bool(body, "echo", false);
   }
   r.stream = get_bool(body, "stream", false);
+  r.ignore_eos = get_bool(body, "ignore_eos", false);
   if (auto so = body.find("stream_options"); so != body.end() && so->is_object())
     r.include_usage = get_bool(*so, "include_usage", false);
   r.n = int(get_int(body, "n", 1, 16).value_or(1));

@@ -55,6 +55,7 @@ struct CompletionRequest {
   nlohmann::json tools = nlohmann::json::array();  // the functions ({name, description, parameters})
   std::string tool_choice = "auto";    // none | auto | required | a function's name
   bool echo = false;                   // completions: the prompt before the answer
+  bool ignore_eos = false;             // as vLLM: generate max_tokens (benchmarks, load tests)
   CogumiExtension cogumi;
 
   // The last user message (chat) or the prompt.
@@ -81,6 +82,10 @@ std::string grammar_for(const CompletionRequest& r);
 // OpenAI writes it: {"id", "type": "function", "function": {"name", "arguments": "<JSON>"}}.
 nlohmann::json parse_tool_calls(const std::string& answer, const nlohmann::json& tools,
                                 const std::string& id_prefix);
+
+// A body as it goes on the wire: compact, invalid UTF-8 replaced by U+FFFD (a model's token can
+// end inside a character).
+std::string wire(const nlohmann::json& j);
 
 // The "cogumi" object of a response: the routing decision.
 nlohmann::json decision_json(const AskResponse& r, const std::vector<std::string>& router_choices,

@@ -12,9 +12,9 @@
 #include "engine/embed.h"
 #include "runtime/memory.h"
 #include "serve/openai_api.h"
-#include "serve/server_metrics.h"
 #include "serve/sessions_api.h"
 #include "serve/ui.h"
+#include "serve/server_metrics.h"
 
 namespace cogumi::serve {
 
@@ -54,7 +54,7 @@ SystemConfig load_config(const ServeOptions& o) {
 
 void send_error(httplib::Response& res, const ApiError& e) {
   res.status = e.status;
-  res.set_content(e.body().dump(), "application/json");
+  res.set_content(wire(e.body()), "application/json");
 }
 
 double secs(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
@@ -149,10 +149,16 @@ void Server::routes() {
     if (!api) return httplib::Server::HandlerResponse::Unhandled;
     if (draining_.load()) {
       send_error(res, ApiError(503, "the server is shutting down", "server_error", "", "shutting_down"));
-      return httplib::Server::HandlerResponse::Handled;
+    } else if (admit(req, res)) {
+      return httplib::Server::HandlerResponse::Unhandled;
     }
-    return admit(req, res) ? httplib::Server::HandlerResponse::Unhandled
-                           : httplib::Server::HandlerResponse::Handled;
+    RequestRecord rec;  // refused before any handler: observers still count it
+    rec.endpoint = req.path;
+    rec.status = res.status;
+    const json code = json::parse(res.body)["error"]["code"];
+    rec.error_type = code.is_string() ? code.get<std::string>() : "shutting_down";
+    notify(rec);
+    return httplib::Server::HandlerResponse::Handled;
   });
   // Errors httplib itself answers (unknown path, body over the limit) in OpenAI's shape.
   httplib::Server::HandlerWithResponse on_error = [this](const httplib::Request& req, httplib::Response& res) {
@@ -165,6 +171,13 @@ void Server::routes() {
                                "unknown_url"));
     else
       send_error(res, ApiError(res.status, fmt::format("HTTP {}", res.status), "invalid_request_error"));
+    if (res.status == 413) {
+      RequestRecord rec;
+      rec.endpoint = req.path;
+      rec.status = 413;
+      rec.error_type = "request_too_large";
+      notify(rec);
+    }
     return httplib::Server::HandlerResponse::Handled;
   };
   http_.set_error_handler(std::move(on_error));
@@ -183,9 +196,11 @@ void Server::routes() {
               {"system", system_name()},
               {"waiting", sched_->waiting()},
               {"running", sched_->running()},
-              {"in_flight", in_flight_.load()}};
+              {"in_flight", in_flight_.load()},
+              {"batches", sched_->batches()},
+              {"largest_batch", sched_->largest_batch()}};
     res.status = draining_.load() ? 503 : 200;
-    res.set_content(j.dump(), "application/json");
+    res.set_content(wire(j), "application/json");
   });
   http_.Get("/v1/models", [this](const httplib::Request& q, httplib::Response& r) { handle_models(q, r); });
   http_.Get(R"(/v1/models/(.+))", [this](const httplib::Request& q, httplib::Response& r) { handle_models(q, r); });
@@ -214,11 +229,11 @@ void Server::handle_models(const httplib::Request& req, httplib::Response& res) 
     if (std::find(names.begin(), names.end(), id) == names.end())
       return send_error(res, ApiError(404, fmt::format("The model '{}' does not exist", id), "invalid_request_error",
                                       "model", "model_not_found"));
-    return res.set_content(entry(id).dump(), "application/json");
+    return res.set_content(wire(entry(id)), "application/json");
   }
   json data = json::array();
   for (auto& n : model_names()) data.push_back(entry(n));
-  res.set_content(json{{"object", "list"}, {"data", data}}.dump(), "application/json");
+  res.set_content(wire(json{{"object", "list"}, {"data", data}}), "application/json");
 }
 
 void Server::listen() {

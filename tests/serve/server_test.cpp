@@ -1,0 +1,163 @@
+// The server in process with the shipped nano system on a free loopback port, over real HTTP
+// (httplib's client): options checks, concurrent requests sharing engine batches, observers,
+// request timeouts. The official client's view of the same server is tests/serve/openai/.
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <fstream>
+#include <regex>
+#include <set>
+#include <thread>
+
+#include "core/io.h"
+#include "serve/server.h"
+#include "test_util.h"
+
+namespace cogumi::serve {
+namespace {
+
+using json = nlohmann::json;
+
+// models/nano-system.yaml with absolute model paths and its session memory in the test's dir.
+std::filesystem::path nano_system() {
+  const std::filesystem::path models = std::filesystem::path(COGUMI_REPO_DIR) / "models";
+  std::string yaml = read_file(models / "nano-system.yaml");
+  yaml = std::regex_replace(yaml, std::regex(R"(([\s{:]) ?(nano-[a-z]+\.(gguf|json)))"), "$1 " + models.string() + "/$2");
+  yaml = std::regex_replace(yaml, std::regex(R"(memory:.*)"), "memory: " + (test::tmp_dir() / "serve-sessions.db").string());
+  const auto out = test::tmp_dir() / "serve-system.yaml";
+  std::ofstream(out) << yaml;
+  return out;
+}
+
+std::string refusal(const ServeOptions& o) { return test::error_of([&] { o.validate(); }); }
+
+TEST(ServeOptions, EveryNumberIsRangeCheckedNamingTheOption) {
+  ServeOptions o;
+  EXPECT_EQ(refusal(o), "");
+  auto with = [](auto set) {
+    ServeOptions x;
+    set(x);
+    return refusal(x);
+  };
+  EXPECT_NE(with([](ServeOptions& x) { x.port = 70000; }).find("--port"), std::string::npos);
+  EXPECT_NE(with([](ServeOptions& x) { x.rate_limit = -1; }).find("--rate-limit"), std::string::npos);
+  EXPECT_NE(with([](ServeOptions& x) { x.max_body = 10; }).find("--max-body"), std::string::npos);
+  EXPECT_NE(with([](ServeOptions& x) { x.timeout_s = 0; }).find("--timeout"), std::string::npos);
+  EXPECT_NE(with([](ServeOptions& x) { x.parallel = 300; }).find("--parallel"), std::string::npos);
+  EXPECT_NE(with([](ServeOptions& x) { x.max_batch = 0; }).find("--max-batch"), std::string::npos);
+  EXPECT_NE(with([](ServeOptions& x) { x.api_keys = {"a b"}; }).find("--api-key"), std::string::npos);
+  EXPECT_NE(with([](ServeOptions& x) { x.host = ""; }).find("--host"), std::string::npos);
+}
+
+class ServeNano : public ::testing::Test {
+ protected:
+  void start(ServeOptions o) {
+    o.system = nano_system();
+    o.port = 0;
+    server_ = std::make_unique<Server>(o);
+    server_->on_request([this](const RequestRecord& r) {
+      std::lock_guard lk(mu_);
+      records_.push_back(r);
+    });
+    port_ = server_->bind();
+    thread_ = std::thread([this] { server_->listen(); });
+  }
+  void TearDown() override {
+    if (server_) server_->stop();
+    if (thread_.joinable()) thread_.join();
+  }
+  httplib::Client client() {
+    httplib::Client c("127.0.0.1", port_);
+    c.set_read_timeout(120);
+    return c;
+  }
+  static std::string chat(const std::string& model, const std::string& text) {
+    return json{{"model", model}, {"messages", {{{"role", "user"}, {"content", text}}}}}.dump();
+  }
+  std::unique_ptr<Server> server_;
+  std::thread thread_;
+  int port_ = 0;
+  std::mutex mu_;
+  std::vector<RequestRecord> records_;
+};
+
+TEST_F(ServeNano, ConcurrentRequestsShareBatchesAndAnswerAsAlone) {
+  start({});
+  const std::vector<std::string> qs = {"Sam has 30 cards. He gives 11 away. How many cards does Sam have now?",
+                                       "Write a function that adds two numbers.",
+                                       "Which is larger?\nA. 3\nB. 9",
+                                       "Tom has 7 apples and buys 8 more. How many apples does Tom have?",
+                                       "Send an email to Pete about the meeting.",
+                                       "A baker makes 12 loaves and sells 5. How many loaves are left?"};
+  auto ask = [&](const std::string& q) {
+    auto r = client().Post("/v1/chat/completions", chat("nano", q), "application/json");
+    EXPECT_TRUE(r && r->status == 200) << (r ? r->body : "no response");
+    return r ? json::parse(r->body) : json();
+  };
+  std::vector<json> alone;
+  for (auto& q : qs) alone.push_back(ask(q));
+  const int64_t batches_alone = server_->scheduler().batches();
+  EXPECT_EQ(batches_alone, int64_t(qs.size()));
+
+  std::vector<json> together(qs.size());
+  std::vector<std::thread> ts;
+  for (size_t i = 0; i < qs.size(); ++i) ts.emplace_back([&, i] { together[i] = ask(qs[i]); });
+  for (auto& t : ts) t.join();
+  std::set<std::string> choices;
+  for (size_t i = 0; i < qs.size(); ++i) {
+    // Greedy answers do not depend on the company a request keeps in a batch.
+    EXPECT_EQ(together[i]["choices"][0]["message"], alone[i]["choices"][0]["message"]) << qs[i];
+    EXPECT_EQ(together[i]["cogumi"]["choice"], alone[i]["cogumi"]["choice"]);
+    choices.insert(together[i]["cogumi"]["choice"].get<std::string>());
+  }
+  EXPECT_GE(choices.size(), 2u);  // different modifiers shared batches
+  // Six requests arriving together never run one prompt at a time.
+  EXPECT_LT(server_->scheduler().batches() - batches_alone, int64_t(qs.size()));
+  EXPECT_GE(server_->scheduler().largest_batch(), 2u);
+  std::lock_guard lk(mu_);
+  ASSERT_EQ(records_.size(), 2 * qs.size());
+  for (auto& r : records_) {
+    EXPECT_EQ(r.endpoint, "/v1/chat/completions");
+    EXPECT_EQ(r.status, 200);
+    EXPECT_FALSE(r.choice.empty());
+    EXPECT_GT(r.prompt_tokens, 0);
+    EXPECT_GE(r.seconds, r.queue_seconds);
+  }
+}
+
+TEST_F(ServeNano, ARequestOverItsTimeoutGets504AndStopsGenerating) {
+  ServeOptions o;
+  o.timeout_s = 0.02;
+  start(o);
+  auto r = client().Post("/v1/completions",
+                         json{{"model", "base"}, {"prompt", "Once upon a time"}, {"max_tokens", 900}, {"ignore_eos", true}}.dump(),
+                         "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 504);
+  EXPECT_EQ(json::parse(r->body)["error"]["code"], "timeout");
+  // The generation was cancelled, not left running: the engine is free well before 900 tokens.
+  for (int i = 0; i < 100 && server_->scheduler().running() > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(server_->scheduler().running(), 0u);
+}
+
+TEST_F(ServeNano, ApiKeysAndUnknownRoutes) {
+  ServeOptions o;
+  o.api_keys = {"k1", "k2"};
+  start(o);
+  auto c = client();
+  auto r = c.Get("/v1/models");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 401);
+  EXPECT_EQ(json::parse(r->body)["error"]["code"], "invalid_api_key");
+  r = c.Get("/v1/models", {{"Authorization", "Bearer k2"}});
+  EXPECT_EQ(r->status, 200);
+  r = c.Get("/health");  // no key needed
+  EXPECT_EQ(r->status, 200);
+  r = c.Get("/v1/nothing", {{"Authorization", "Bearer k1"}});
+  EXPECT_EQ(r->status, 404);
+  EXPECT_EQ(json::parse(r->body)["error"]["code"], "unknown_url");
+}
+
+}  // namespace
+}  // namespace cogumi::serve
