@@ -6,12 +6,12 @@
 # (accurate mode's shape: 5 samples at temperature 0.7, the majority vote answers). Then
 # `cogumi router calibrate` fits temperature + Platt on dev, picks the threshold on dev by its
 # rule, and reports ECE before/after on test with a reliability diagram.
-# Usage: bench/calibration_bench.sh [LIMIT]   (items per domain and split, default 200)
+# Usage: bench/calibration_bench.sh [LIMIT]   (items per domain and split, default 0 = all: 200 dev, 300 test)
 # Writes: models/nano-calibration.json (+ .report.json), bench/results/calibration/{report.md,reliability.svg}
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COGUMI="${COGUMI:-$(scripts/build.sh | tail -n 1)}"
-LIMIT="${1:-200}"
+LIMIT="${1:-0}"
 T="${BENCH_DIR:-/tmp/cogumi-calibration-bench}"
 R=bench/results/calibration
 mkdir -p "$T" "$R"

@@ -23,7 +23,7 @@ void setup_router_calibration(CLI::App& sub) {
         ->required();
     c->add_option("--dev-escalated", j.dev_escalated,
                   "Run of the escalation path on the dev items (e.g. eval --system --samples 5 "
-                  "--temperature 0.7: its majority vote is accurate mode's answer)");
+                  "--temp 0.7: its majority vote is accurate mode's answer)");
     c->add_option("--test-escalated", j.test_escalated, "The same on the test items");
     c->add_option("-o,--out", j.out, "Calibration file to write (JSON; OUT.report.json beside it)")
         ->required();

@@ -125,6 +125,7 @@ void setup_router(CLI::App& sub) {
       }
     });
   }
+  setup_router_calibration(sub);
 }
 
 }  // namespace cogumi::cli

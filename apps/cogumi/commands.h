@@ -24,6 +24,7 @@ void setup_failures(CLI::App& sub);
 void setup_train(CLI::App& sub);
 void setup_nano(CLI::App& sub);
 void setup_router(CLI::App& sub);
+void setup_router_calibration(CLI::App& router);  // router calibrate|adapt (cmd_calibrate.cpp)
 void setup_escalation(CLI::App& sub);
 void setup_ask(CLI::App& sub);
 void setup_chat(CLI::App& sub);

@@ -361,6 +361,7 @@ json run_eval(const EvalOptions& o) {
         r.sampling = o.sampling;
         r.sampling.seed = o.sampling.seed + uint32_t(jobs[i].sample);
         r.adapter = o.route ? jobs[i].route : o.adapter;
+        if (o.logprobs) r.n_logprobs = 0;
         r.adapter_scale = o.adapter_scale;
         reqs.push_back(std::move(r));
       }
@@ -427,6 +428,13 @@ json run_eval(const EvalOptions& o) {
                    {"n_prompt_tokens", r.n_prompt_tokens},
                    {"n_gen_tokens", r.n_gen_tokens},
                    {"latency_ms", r.latency_ms}};
+      if (o.logprobs && !r.logprobs.empty()) {
+        double sum = 0, lo = 0;
+        for (const auto& t : r.logprobs) sum += t.logprob, lo = std::min<double>(lo, t.logprob);
+        line["logprob_mean"] = sum / double(r.logprobs.size());
+        line["logprob_min"] = lo;
+      }
+      if (o.route_signals) line.update(o.route_signals(*jb.item));
       writer.write(line);
       progress.update(int64_t(++n_done));
     }

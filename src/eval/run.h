@@ -66,6 +66,11 @@ struct EvalOptions {
   // run.json, so --resume refuses a run routed differently. Items record their route.
   std::function<std::string(const EvalItem&)> route;
   std::string route_id;
+  // Extra fields a routed system records on each item's line (e.g. the router's probabilities,
+  // for calibration); called once per line.
+  std::function<json(const EvalItem&)> route_signals;
+  // Record each answer's mean and min token log-probability (logprob_mean, logprob_min).
+  bool logprobs = false;
   // Text put before an item's prompt (a routed system's retrieved demonstrations, runtime/fewshot.h);
   // whatever it depends on belongs in route_id.
   std::function<std::string(const EvalItem&, const std::string& prompt)> prompt_prefix;

@@ -58,10 +58,6 @@ const std::vector<Candidate>& candidates() {
          if (!s.verified) return std::nullopt;
          return *s.verified ? 1.0 : -1.0;
        }},
-      {"mode=accurate",
-       [](const AnswerSignals& s, double) -> std::optional<double> {
-         return s.mode == "accurate" ? 1.0 : 0.0;
-       }},
   };
   return c;
 }
@@ -383,25 +379,34 @@ std::vector<double> Calibrator::router_probs(const std::vector<double>& probs) c
   return apply_temperature(probs, temperature_);
 }
 
-std::vector<double> Calibrator::features(const AnswerSignals& s) const {
+std::vector<double> Calibrator::features(const Platt& m, const AnswerSignals& s) const {
   const auto rp = router_probs(s.router_probs);
   const double p = rp.empty() ? 1.0 : *std::max_element(rp.begin(), rp.end());
-  std::vector<double> x(names_.size(), 0.0);
-  for (size_t k = 0; k < names_.size(); ++k) {
+  std::vector<double> x(m.names.size(), 0.0);
+  for (size_t k = 0; k < m.names.size(); ++k) {
     std::optional<double> v;
-    if (names_[k].rfind("choice=", 0) == 0) {
-      v = s.choice == names_[k].substr(7) ? 1.0 : 0.0;
+    if (m.names[k].rfind("choice=", 0) == 0) {
+      v = s.choice == m.names[k].substr(7) ? 1.0 : 0.0;
     } else {
       for (const auto& c : candidates())
-        if (c.name == names_[k]) v = c.get(s, p);
+        if (c.name == m.names[k]) v = c.get(s, p);
     }
-    x[k] = v ? (*v - mean_[k]) / scale_[k] : 0.0;  // unknown: the dev mean
+    x[k] = v ? (*v - m.mean[k]) / m.scale[k] : 0.0;  // unknown: the dev mean
   }
   return x;
 }
 
+const Calibrator::Platt& Calibrator::platt_for(const std::string& mode) const {
+  auto it = platt_.find(mode);
+  if (it == platt_.end()) it = platt_.find("fast");
+  if (it == platt_.end()) it = platt_.begin();
+  return it->second;
+}
+
 double Calibrator::confidence(const AnswerSignals& s) const {
-  const double p = model_.predict(features(s));
+  if (platt_.empty()) fail("calibration: no Platt model (an empty calibrator)");
+  const Platt& m = platt_for(s.mode);
+  const double p = m.model.predict(features(m, s));
   if (recal_a_ == 1.0 && recal_b_ == 0.0) return p;
   return sigmoid(recal_a_ * logit(p) + recal_b_);
 }
@@ -425,13 +430,56 @@ void Calibrator::set_recalibration(double a, double b) {
   recal_a_ = a, recal_b_ = b;
 }
 
+Calibrator::Platt Calibrator::fit_platt(const Calibrator& c, const std::vector<const Outcome*>& rows,
+                                        const CalibratorOptions& opts) {
+  // Candidate features: kept when known on enough rows and not constant there.
+  Platt m;
+  std::vector<std::vector<std::optional<double>>> cols;
+  auto consider = [&](const std::string& name, std::vector<std::optional<double>> col) {
+    std::vector<double> known;
+    for (auto& v : col)
+      if (v) known.push_back(*v);
+    if (known.size() < size_t(opts.min_choice_count)) return;
+    const auto [lo, hi] = std::minmax_element(known.begin(), known.end());
+    if (*hi - *lo < 1e-9) return;
+    m.names.push_back(name);
+    cols.push_back(std::move(col));
+  };
+  for (const auto& cand : candidates()) {
+    std::vector<std::optional<double>> col;
+    for (const Outcome* o : rows) {
+      const auto rp = c.router_probs(o->signals.router_probs);
+      col.push_back(cand.get(o->signals, rp.empty() ? 1.0 : *std::max_element(rp.begin(), rp.end())));
+    }
+    consider(cand.name, std::move(col));
+  }
+  std::map<std::string, size_t> per_choice;
+  for (const Outcome* o : rows)
+    if (!o->signals.choice.empty()) ++per_choice[o->signals.choice];
+  for (const auto& [choice, count] : per_choice) {
+    std::vector<std::optional<double>> col;
+    for (const Outcome* o : rows) col.push_back(o->signals.choice == choice ? 1.0 : 0.0);
+    if (count >= size_t(opts.min_choice_count)) consider("choice=" + choice, std::move(col));
+  }
+  m.mean.assign(m.names.size(), 0.0);
+  m.scale.assign(m.names.size(), 1.0);
+  for (size_t k = 0; k < m.names.size(); ++k) {
+    double s = 0, s2 = 0, n = 0;
+    for (auto& v : cols[k])
+      if (v) s += *v, s2 += *v * *v, ++n;
+    m.mean[k] = s / n;
+    m.scale[k] = std::max(1e-6, std::sqrt(std::max(0.0, s2 / n - m.mean[k] * m.mean[k])));
+  }
+  std::vector<std::vector<double>> x;
+  std::vector<bool> y;
+  for (const Outcome* o : rows) x.push_back(c.features(m, o->signals)), y.push_back(o->correct);
+  m.model = fit_logistic(x, y, opts.logistic);
+  return m;
+}
+
 Calibrator Calibrator::fit(const std::vector<Outcome>& dev, const CalibratorOptions& opts) {
   opts.validate();
   if (dev.empty()) fail("calibration: no dev outcomes to fit on");
-  const size_t n_ok = size_t(std::count_if(dev.begin(), dev.end(), [](auto& o) { return o.correct; }));
-  if (n_ok == 0 || n_ok == dev.size())
-    fail("calibration: the dev outcomes are all {} ({}); a fit needs both", n_ok ? "correct" : "wrong",
-         dev.size());
   Calibrator c;
   // Temperature: on the rows whose router probabilities and right route are known.
   if (opts.fit_router_temperature) {
@@ -442,65 +490,64 @@ Calibrator Calibrator::fit(const std::vector<Outcome>& dev, const CalibratorOpti
         probs.push_back(o.signals.router_probs), labels.push_back(o.route_label);
     if (!probs.empty()) c.temperature_ = fit_temperature(probs, labels);
   }
-  // Candidate features: kept when known on enough rows and not constant there.
-  std::vector<std::string> names;
-  std::vector<std::vector<std::optional<double>>> cols;
-  auto consider = [&](const std::string& name, std::vector<std::optional<double>> col) {
-    std::vector<double> known;
-    for (auto& v : col)
-      if (v) known.push_back(*v);
-    if (known.size() < size_t(opts.min_choice_count)) return;
-    const auto [lo, hi] = std::minmax_element(known.begin(), known.end());
-    if (*hi - *lo < 1e-9) return;
-    names.push_back(name);
-    cols.push_back(std::move(col));
-  };
-  for (const auto& cand : candidates()) {
-    std::vector<std::optional<double>> col;
-    for (const auto& o : dev) {
-      const auto rp = c.router_probs(o.signals.router_probs);
-      col.push_back(cand.get(o.signals, rp.empty() ? 1.0 : *std::max_element(rp.begin(), rp.end())));
+  std::map<std::string, std::vector<const Outcome*>> by_mode;
+  for (const auto& o : dev) by_mode[o.signals.mode == "accurate" ? "accurate" : "fast"].push_back(&o);
+  for (const auto& [mode, rows] : by_mode) {
+    const size_t ok = size_t(std::count_if(rows.begin(), rows.end(), [](auto* o) { return o->correct; }));
+    if (ok == 0 || ok == rows.size()) {
+      if (mode == "fast" || by_mode.size() == 1)
+        fail("calibration: the dev {} answers are all {} ({}); a fit needs both", mode,
+             ok ? "correct" : "wrong", rows.size());
+      continue;  // accurate answers then use the fast model
     }
-    consider(cand.name, std::move(col));
+    c.platt_[mode] = fit_platt(c, rows, opts);
   }
-  std::map<std::string, size_t> per_choice;
-  for (const auto& o : dev)
-    if (!o.signals.choice.empty()) ++per_choice[o.signals.choice];
-  for (const auto& [choice, count] : per_choice) {
-    std::vector<std::optional<double>> col;
-    for (const auto& o : dev) col.push_back(o.signals.choice == choice ? 1.0 : 0.0);
-    if (count >= size_t(opts.min_choice_count)) consider("choice=" + choice, std::move(col));
-  }
-  c.names_ = names;
-  c.mean_.assign(names.size(), 0.0);
-  c.scale_.assign(names.size(), 1.0);
-  for (size_t k = 0; k < names.size(); ++k) {
-    double s = 0, s2 = 0, m = 0;
-    for (auto& v : cols[k])
-      if (v) s += *v, s2 += *v * *v, ++m;
-    c.mean_[k] = s / m;
-    c.scale_[k] = std::max(1e-6, std::sqrt(std::max(0.0, s2 / m - c.mean_[k] * c.mean_[k])));
-  }
-  std::vector<std::vector<double>> x;
-  std::vector<bool> y;
-  for (const auto& o : dev) x.push_back(c.features(o.signals)), y.push_back(o.correct);
-  c.model_ = fit_logistic(x, y, opts.logistic);
   return c;
 }
 
 json Calibrator::to_json() const {
-  json f = json::array();
-  for (size_t k = 0; k < names_.size(); ++k)
-    f.push_back({{"name", names_[k]}, {"mean", mean_[k]}, {"scale", scale_[k]}, {"weight", model_.w[k]}});
-  json j = {{"format", "cogumi-calibration"},
-            {"version", 1},
-            {"router_temperature", temperature_},
-            {"platt", {{"bias", model_.bias}, {"features", f}}},
-            {"recalibration", {{"a", recal_a_}, {"b", recal_b_}}},
-            {"threshold", threshold_ ? json(*threshold_) : json(nullptr)},
-            {"threshold_rule", threshold_rule_},
-            {"info", info_}};
-  return j;
+  json platt = json::object();
+  for (const auto& [mode, m] : platt_) {
+    json f = json::array();
+    for (size_t k = 0; k < m.names.size(); ++k)
+      f.push_back({{"name", m.names[k]}, {"mean", m.mean[k]}, {"scale", m.scale[k]}, {"weight", m.model.w[k]}});
+    platt[mode] = {{"bias", m.model.bias}, {"features", f}};
+  }
+  return {{"format", "cogumi-calibration"},
+          {"version", 1},
+          {"router_temperature", temperature_},
+          {"platt", platt},
+          {"recalibration", {{"a", recal_a_}, {"b", recal_b_}}},
+          {"threshold", threshold_ ? json(*threshold_) : json(nullptr)},
+          {"threshold_rule", threshold_rule_},
+          {"info", info_}};
+}
+
+Calibrator::Platt Calibrator::platt_from_json(const json& p, const std::string& where) {
+  if (!p.is_object()) fail("{}: must be an object", where);
+  Platt m;
+  m.model.bias = opt_number(p, "bias", where).value_or(0.0);
+  if (!p.contains("features") || !p["features"].is_array())
+    fail("{}: 'features' must be an array", where);
+  for (size_t k = 0; k < p["features"].size(); ++k) {
+    const json& f = p["features"][k];
+    const std::string at = fmt::format("{}.features[{}]", where, k);
+    if (!f.is_object()) fail("{}: must be an object", at);
+    const std::string name = get_string(f, "name", at);
+    const bool known = name.rfind("choice=", 0) == 0 ||
+                       std::any_of(candidates().begin(), candidates().end(),
+                                   [&](const Candidate& cand) { return cand.name == name; });
+    if (!known) fail("{}: unknown feature '{}'", at, name);
+    const auto mean = opt_number(f, "mean", at), scale = opt_number(f, "scale", at),
+               w = opt_number(f, "weight", at);
+    if (!mean || !scale || !w) fail("{}: 'mean', 'scale' and 'weight' are required", at);
+    if (!(*scale > 0)) fail("{}: 'scale' must be > 0, got {}", at, *scale);
+    m.names.push_back(name);
+    m.mean.push_back(*mean);
+    m.scale.push_back(*scale);
+    m.model.w.push_back(*w);
+  }
+  return m;
 }
 
 Calibrator Calibrator::from_json(const json& j, const std::string& where) {
@@ -512,28 +559,12 @@ Calibrator Calibrator::from_json(const json& j, const std::string& where) {
   if (t && !(*t >= 0.01 && *t <= 100))
     fail("{}: 'router_temperature' must be in [0.01, 100], got {}", where, *t);
   c.temperature_ = t.value_or(1.0);
-  if (!j.contains("platt") || !j["platt"].is_object()) fail("{}: 'platt' must be an object", where);
-  const json& p = j["platt"];
-  c.model_.bias = opt_number(p, "bias", where + ": platt").value_or(0.0);
-  if (!p.contains("features") || !p["features"].is_array())
-    fail("{}: 'platt.features' must be an array", where);
-  for (size_t k = 0; k < p["features"].size(); ++k) {
-    const json& f = p["features"][k];
-    const std::string at = fmt::format("{}: platt.features[{}]", where, k);
-    if (!f.is_object()) fail("{}: must be an object", at);
-    const std::string name = get_string(f, "name", at);
-    const bool known = name.rfind("choice=", 0) == 0 ||
-                       std::any_of(candidates().begin(), candidates().end(),
-                                   [&](const Candidate& cand) { return cand.name == name; });
-    if (!known) fail("{}: unknown feature '{}'", at, name);
-    const auto mean = opt_number(f, "mean", at), scale = opt_number(f, "scale", at),
-               w = opt_number(f, "weight", at);
-    if (!mean || !scale || !w) fail("{}: 'mean', 'scale' and 'weight' are required", at);
-    if (!(*scale > 0)) fail("{}: 'scale' must be > 0, got {}", at, *scale);
-    c.names_.push_back(name);
-    c.mean_.push_back(*mean);
-    c.scale_.push_back(*scale);
-    c.model_.w.push_back(*w);
+  if (!j.contains("platt") || !j["platt"].is_object() || !j["platt"].contains("fast"))
+    fail("{}: 'platt' must be an object with a 'fast' model (and optionally 'accurate')", where);
+  for (auto it = j["platt"].begin(); it != j["platt"].end(); ++it) {
+    if (it.key() != "fast" && it.key() != "accurate")
+      fail("{}: platt.{}: the modes are fast and accurate", where, it.key());
+    c.platt_[it.key()] = platt_from_json(it.value(), fmt::format("{}: platt.{}", where, it.key()));
   }
   if (j.contains("recalibration")) {
     const json& r = j["recalibration"];

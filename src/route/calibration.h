@@ -5,7 +5,8 @@
 // (eval runs that say per item whether the answer was correct):
 //  - temperature scaling of the router's softmax (one T minimizing the NLL of the routed domain);
 //  - Platt scaling: logistic regression from the signals (standardized, plus one indicator per
-//    choice, since modifiers differ in accuracy) to P(correct).
+//    choice, since modifiers differ in accuracy) to P(correct), one model per mode (fast answers,
+//    and accurate mode's votes when the dev outcomes hold them).
 // Reports: expected calibration error over equal-width bins (also the largest bin gap and the
 // over/under-confident parts), Brier score and NLL, and a reliability diagram as SVG.
 // Thresholds: a sweep over candidate thresholds (share escalated, accuracy of the kept answers,
@@ -17,6 +18,7 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -180,12 +182,21 @@ class Calibrator {
   const nlohmann::json& info() const { return info_; }
 
  private:
-  std::vector<double> features(const AnswerSignals& s) const;
+  // One Platt model per mode: the signals mean different things for one greedy answer and for
+  // a vote (agreement exists only there, and logprobs are of a sampled answer).
+  struct Platt {
+    std::vector<std::string> names;  // feature names, in model order
+    std::vector<double> mean, scale;
+    LogisticModel model;
+  };
+  static Platt fit_platt(const Calibrator& c, const std::vector<const Outcome*>& rows,
+                         const CalibratorOptions& opts);
+  static Platt platt_from_json(const nlohmann::json& j, const std::string& where);
+  std::vector<double> features(const Platt& m, const AnswerSignals& s) const;
+  const Platt& platt_for(const std::string& mode) const;
 
   double temperature_ = 1.0;
-  std::vector<std::string> names_;  // feature names, in model order
-  std::vector<double> mean_, scale_;
-  LogisticModel model_;
+  std::map<std::string, Platt> platt_;  // by mode: "fast" always, "accurate" when fit
   double recal_a_ = 1.0, recal_b_ = 0.0;
   std::optional<double> threshold_;
   std::string threshold_rule_;

@@ -53,8 +53,7 @@ TaskKind kind_of(const std::string& name) {
 }
 
 // One eval line read as an answer: its signals and its label.
-Outcome outcome_of(const json& o, const std::string& at,
-                   const std::map<std::string, std::string>& labels, double spt) {
+Outcome outcome_of(const json& o, const std::string& at, const RouteLabels& labels, double spt) {
   Outcome r;
   const std::string bench = get_string(o, "benchmark", at);
   r.id = bench + "/" + get_string(o, "id", at);
@@ -68,13 +67,16 @@ Outcome outcome_of(const json& o, const std::string& at,
     s.choice = o["route"].get<std::string>();
   if (o.contains("route_probs")) {
     if (!o["route_probs"].is_object()) fail("{}: 'route_probs' must be an object", at);
+    // The right route: the one routable choice asked the way this benchmark is.
     const auto want = labels.find(bench);
-    int k = 0;
+    int k = 0, matches = 0;
     for (auto it = o["route_probs"].begin(); it != o["route_probs"].end(); ++it, ++k) {
       if (!it.value().is_number()) fail("{}: route_probs.{} must be a number", at, it.key());
       s.router_probs.push_back(std::clamp(it.value().get<double>(), 0.0, 1.0));
-      if (want != labels.end() && want->second == it.key()) r.route_label = k;
+      if (want != labels.end() && std::count(want->second.begin(), want->second.end(), it.key()))
+        r.route_label = k, ++matches;
     }
+    if (matches > 1) r.route_label = -1;
   }
   // eval --system --mode accurate: the runtime's vote and verification on the line.
   const auto votes = number_field(o, "votes", at), samples = number_field(o, "samples", at);
@@ -112,7 +114,7 @@ std::map<std::string, std::vector<std::pair<json, std::string>>> read_run(const 
 // The answer the escalation path gives for one item: with several samples, the majority vote as
 // accurate mode takes it (runtime.h: vote_key, majority_vote); with one, that answer.
 Outcome voted_outcome(const std::vector<std::pair<json, std::string>>& samples,
-                      const std::map<std::string, std::string>& labels, double spt) {
+                      const RouteLabels& labels, double spt) {
   std::vector<std::string> keys;
   std::vector<double> lps;
   double tokens = 0;
@@ -137,17 +139,14 @@ Outcome voted_outcome(const std::vector<std::pair<json, std::string>>& samples,
 
 }  // namespace
 
-std::map<std::string, std::string> route_labels_of(const SystemConfig& cfg) {
-  std::map<std::string, std::string> out;
-  std::map<std::string, int> count;
-  for (const auto& c : cfg.choices) ++count[c.ask_as];
+RouteLabels route_labels_of(const SystemConfig& cfg) {
+  RouteLabels out;
   for (const auto& c : cfg.choices)
-    if (c.ask_as != "chat" && c.ask_as != "raw" && count[c.ask_as] == 1) out[c.ask_as] = c.name;
+    if (c.ask_as != "chat" && c.ask_as != "raw") out[c.ask_as].push_back(c.name);
   return out;
 }
 
-std::vector<Outcome> load_outcomes(const fs::path& run,
-                                   const std::map<std::string, std::string>& labels,
+std::vector<Outcome> load_outcomes(const fs::path& run, const RouteLabels& labels,
                                    const fs::path& escalated) {
   const fs::path file = items_file(run);
   const double spt = seconds_per_token(file);
@@ -176,8 +175,7 @@ std::vector<Outcome> load_outcomes(const fs::path& run,
   return out;
 }
 
-std::vector<Outcome> load_voted_outcomes(const fs::path& run,
-                                         const std::map<std::string, std::string>& labels) {
+std::vector<Outcome> load_voted_outcomes(const fs::path& run, const RouteLabels& labels) {
   const fs::path file = items_file(run);
   const double spt = seconds_per_token(file);
   std::vector<std::string> order;

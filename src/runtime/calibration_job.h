@@ -26,23 +26,23 @@ namespace cogumi {
 class SessionStore;
 struct SystemConfig;
 
-// Outcomes of one eval run (a run directory or its items.jsonl). `route_labels`: benchmark ->
-// the router choice that is right for its items (for temperature scaling; may be empty).
+// benchmark kind -> the choices asked that way (system.h's ask_as). An item's right route is
+// the one of them its router can choose (none or several: unknown).
+using RouteLabels = std::map<std::string, std::vector<std::string>>;
+RouteLabels route_labels_of(const SystemConfig& cfg);
+
+// Outcomes of one eval run (a run directory or its items.jsonl). `route_labels` give each item's
+// right route (for temperature scaling; may be empty).
 // `escalated`: optional run of the escalation path on the same items, attached to each outcome
 // (items it lacks are an error). Throws Error naming the file and line.
-std::vector<Outcome> load_outcomes(const std::filesystem::path& run,
-                                   const std::map<std::string, std::string>& route_labels,
+std::vector<Outcome> load_outcomes(const std::filesystem::path& run, const RouteLabels& route_labels,
                                    const std::filesystem::path& escalated = {});
 
 // The escalation path's own answers as outcomes (mode accurate, agreement = vote share) when
 // its run voted: several samples per item, or eval --system --mode accurate (votes, samples and
 // the verification on each line); empty otherwise.
 std::vector<Outcome> load_voted_outcomes(const std::filesystem::path& run,
-                                         const std::map<std::string, std::string>& route_labels);
-
-// benchmark kind -> choice name, from the system's choices (those whose ask_as is a benchmark
-// and the only choice asked that way).
-std::map<std::string, std::string> route_labels_of(const SystemConfig& cfg);
+                                         const RouteLabels& route_labels);
 
 struct CalibrateJob {
   std::filesystem::path system;        // the system file (its choices name the routes)

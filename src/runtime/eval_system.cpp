@@ -51,6 +51,18 @@ json eval_system(const SystemConfig& cfg, EvalOptions o) {
     const RouteDecision d = router->route(query_text(it));
     return cfg.adapter_name(router->choices()[size_t(d.choice)]);
   };
+  // What calibration reads (route/calibration.h): the routed choice, the router's probability
+  // of each choice, and the answer's token log-probabilities.
+  o.logprobs = true;
+  o.route_signals = [&cfg, router](const EvalItem& it) {
+    if (!router) return json{{"route_choice", cfg.default_choice}};
+    const RouteDecision d = router->route(query_text(it));
+    json probs = json::object();
+    for (size_t i = 0; i < d.probs.size(); ++i) probs[router->choices()[i]] = d.probs[i];
+    return json{{"route_choice", router->choices()[size_t(d.choice)]},
+                {"route_probability", d.probability},
+                {"route_probs", probs}};
+  };
   const std::string file = cfg.file.empty() ? "(in memory)" : cfg.file.string();
   o.route_id = file + (cfg.file.empty() ? "" : " " + sha256_file(cfg.file)) +
                (cfg.router.empty() ? "" : " router " + sha256_file(cfg.router));

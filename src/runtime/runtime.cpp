@@ -136,6 +136,8 @@ nlohmann::json AskResponse::to_json(const std::vector<std::string>& router_choic
           {"escalation_probability", escalation_probability},
           {"turn_id", turn_id},
           {"confidence", confidence},
+          {"raw_confidence", raw_confidence},
+          {"signals", signals.to_json()},
           {"probabilities", probs},
           {"answer", answer_key},
           {"votes", votes},
@@ -165,6 +167,7 @@ Runtime::Runtime(SystemConfig cfg) : cfg_(std::move(cfg)) {
   }
   if (!cfg_.detector.empty())
     detector_ = std::make_unique<EscalationDetector>(EscalationDetector::load(cfg_.detector));
+  if (!cfg_.calibration.empty()) calibrator_ = Calibrator::load(cfg_.calibration);
   if (!cfg_.fewshot.bank.empty())
     fewshot_ = std::make_unique<FewshotBank>(FewshotBank::open(cfg_.fewshot, model_));
   GeneratorOptions go;
@@ -239,6 +242,54 @@ void Runtime::demonstrate(const SystemChoice& c, const AskRequest& q, GenRequest
     return;
   }
   g.prompt_tokens = model_->tokenize_chat(demonstration_messages(demos, q.history, q.text)).tokens;
+}
+
+bool Runtime::judge_confidence(const AskRequest& q, const GenResult& g, AskResponse& r) const {
+  AnswerSignals& s = r.signals;
+  s.choice = r.choice;
+  s.mode = r.mode;
+  s.router_probs.assign(r.route.probs.begin(), r.route.probs.end());
+  if (!g.logprobs.empty()) {
+    double sum = 0, lo = 0;
+    for (const auto& t : g.logprobs) sum += t.logprob, lo = std::min<double>(lo, t.logprob);
+    s.logprob_mean = sum / double(g.logprobs.size());
+    s.logprob_min = lo;
+  }
+  if (r.mode == "accurate") s.agreement = double(r.votes) / double(std::max(1, r.samples));
+  r.raw_confidence = r.confidence;
+  if (!calibrator_) return false;
+  r.confidence = calibrator_->confidence(s);
+  const auto t = calibrator_->threshold();
+  return t && r.confidence < *t && r.mode == "fast" && !r.overridden && !r.escalated &&
+         q.mode.empty();  // a caller who asked for fast mode gets fast mode
+}
+
+void Runtime::escalate_unsure(const std::vector<AskRequest>& requests,
+                              const std::vector<size_t>& unsure, std::vector<AskResponse>& out) {
+  if (unsure.empty()) return;
+  std::vector<AskRequest> again;
+  for (size_t i : unsure) {
+    AskRequest q = requests[i];
+    q.session.clear();  // recorded below, with the first answer's decision
+    if (cfg_.escalation == "accurate")
+      q.mode = "accurate";
+    else
+      q.choice = cfg_.default_choice;
+    again.push_back(std::move(q));
+  }
+  std::vector<AskResponse> second = ask(again);
+  for (size_t k = 0; k < unsure.size(); ++k) {
+    const AskResponse& first = out[unsure[k]];
+    AskResponse r = std::move(second[k]);
+    r.overridden = false;
+    r.escalated = true;
+    r.escalated_by = "confidence";
+    r.route = first.route;
+    r.gen_tokens += first.gen_tokens;
+    r.seconds += first.seconds;
+    out[unsure[k]] = std::move(r);
+    record(requests[unsure[k]], out[unsure[k]]);
+  }
 }
 
 std::string Runtime::adapter_of(const std::string& choice) const {
@@ -341,6 +392,7 @@ std::vector<AskResponse> Runtime::ask(const std::vector<AskRequest>& requests, c
   };
   std::vector<GenResult> res = gen_->generate(gens, on_piece);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::vector<size_t> unsure;  // fast answers under the calibrated threshold
 
   for (size_t i = 0; i < requests.size(); ++i) {
     AskResponse& r = out[i];
@@ -367,8 +419,13 @@ std::vector<AskResponse> Runtime::ask(const std::vector<AskRequest>& requests, c
     if (requests[i].n_logprobs >= 0) r.logprobs = res[p.first + win].logprobs;
     r.answer_key = keys[win];
     if (r.mode == "accurate") r.confidence = double(r.votes) / double(p.n);
+    if (judge_confidence(requests[i], res[p.first + win], r) && !stream.on_piece) {
+      unsure.push_back(i);
+      continue;  // recorded once it has its escalated answer
+    }
     record(requests[i], r);
   }
+  escalate_unsure(requests, unsure, out);
   return out;
 }
 

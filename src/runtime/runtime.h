@@ -25,6 +25,7 @@
 
 #include "engine/generate.h"
 #include "eval/benchmark.h"
+#include "route/calibration.h"
 #include "route/router.h"
 #include "runtime/system.h"
 
@@ -81,11 +82,15 @@ struct AskResponse {
   std::string mode;          // the mode used
   bool overridden = false;   // the caller named the choice
   bool escalated = false;    // router confidence under the threshold, or a complaining follow-up
-  std::string escalated_by;  // "router" or "detector"
+  std::string escalated_by;  // "router", "detector" or "confidence" (calibrated, after answering)
   double escalation_probability = 0;  // the detector's P(escalate), when it ran
   int64_t turn_id = 0;                // the answer's turn in session memory (0 = not recorded)
   RouteDecision route;     // empty probs when there is no router or the choice was overridden
-  double confidence = 0;   // router probability (fast) or vote share (accurate)
+  // P(answer correct) from the system's calibration (route/calibration.h); without one, the
+  // router probability (fast) or the vote share (accurate), as raw_confidence always is.
+  double confidence = 0;
+  double raw_confidence = 0;
+  AnswerSignals signals;   // what the confidence was judged from
   std::string answer_key;  // the extracted answer the vote counted
   int votes = 1, samples = 1;
   std::vector<std::string> demonstrations;  // ids of the bank examples put before the request
@@ -115,6 +120,7 @@ class Runtime {
 
   const SystemConfig& config() const { return cfg_; }
   const std::optional<Router>& router() const { return router_; }
+  const std::optional<Calibrator>& calibrator() const { return calibrator_; }
   // The session store, opened on first use (throws when the system file names no memory).
   SessionStore& memory();
   std::shared_ptr<Model> model() const { return model_; }
@@ -126,6 +132,15 @@ class Runtime {
   std::unique_ptr<Generator> gen_;
   std::unique_ptr<SessionStore> memory_;
   std::unique_ptr<EscalationDetector> detector_;
+  std::optional<Calibrator> calibrator_;
+
+  // Confidence from the answer's signals; true when a fast answer falls under the calibration's
+  // threshold and should be asked again on the escalation path.
+  bool judge_confidence(const AskRequest& q, const GenResult& answer, AskResponse& r) const;
+  // Asks the requests `unsure` indexes again on the escalation path; each keeps its first
+  // answer's cost and route, and is recorded in its session then.
+  void escalate_unsure(const std::vector<AskRequest>& requests, const std::vector<size_t>& unsure,
+                       std::vector<AskResponse>& out);
   std::unique_ptr<FewshotBank> fewshot_;  // the system's few-shot bank, when it has one
 
   void escalate_from_session(const AskRequest& q, AskResponse& r);

@@ -162,7 +162,7 @@ SystemConfig SystemConfig::load(const std::filesystem::path& path) {
   s.file = path;
   r.expect_map(root, "",
                {"name", "base", "router", "default", "choices", "threshold", "escalation", "modes",
-                "generation", "memory", "detector", "fewshot"});
+                "generation", "memory", "detector", "fewshot", "calibration"});
   if (root["name"]) s.name = r.get<std::string>(root["name"], "name");
   if (!root["base"]) fail("{}: 'base' is required (the base model GGUF)", path.string());
   s.base = r.path(root["base"], "base");
@@ -203,6 +203,7 @@ SystemConfig SystemConfig::load(const std::filesystem::path& path) {
   }
   if (root["memory"]) s.memory = r.path(root["memory"], "memory");
   if (root["detector"]) s.detector = r.path(root["detector"], "detector");
+  if (root["calibration"]) s.calibration = r.path(root["calibration"], "calibration");
   if (root["fewshot"]) read_fewshot(r, root["fewshot"], s.fewshot);
   s.validate();
   return s;

@@ -18,6 +18,7 @@
 //   generation: {max_tokens: 256, parallel: 16, threads: 0}
 //   memory: sessions.db               # optional: sessions (turns, decisions, feedback)
 //   detector: escalation.json         # optional: a follow-up that complains escalates
+//   calibration: calibration.json     # optional: calibrated confidence + answer threshold
 //   fewshot: {bank: bank.jsonl, k: 3, domains: [math]}  # optional: retrieved demonstrations
 //
 // `ask_as` says how a bare user request is put to that choice: a benchmark kind (gsm8k,
@@ -56,6 +57,9 @@ struct SystemConfig {
   int threads = 0;                      // 0: all cores
   std::filesystem::path memory;         // optional SQLite session store
   std::filesystem::path detector;       // optional escalation detector (cogumi escalation train)
+  // Optional (cogumi router calibrate): confidence becomes the calibrated P(answer correct), and
+  // a fast answer below the calibration's threshold is asked again on the escalation path.
+  std::filesystem::path calibration;
   FewshotOptions fewshot;               // optional: demonstrations from a bank (fewshot.bank empty: off)
 
   // Reads and checks a system file. Errors name the file, the line and the key.

@@ -157,18 +157,18 @@ TEST(Calibration, CalibratorLowersEceOnHeldOutAnswersAndRoundTrips) {
     EXPECT_NEAR(l.confidence(test_set[i].signals), c.confidence(test_set[i].signals), 1e-12);
   // Malformed files name the field.
   json j = json::parse(read_file(f));
-  j["platt"]["features"][0]["scale"] = -1;
+  j["platt"]["fast"]["features"][0]["scale"] = -1;
   write_file_atomic(f, j.dump());
-  EXPECT_NE(test::error_of([&] { Calibrator::load(f); }).find("platt.features[0]: 'scale'"),
+  EXPECT_NE(test::error_of([&] { Calibrator::load(f); }).find("platt.fast.features[0]: 'scale'"),
             std::string::npos);
-  j["platt"]["features"][0]["name"] = "magic";
+  j["platt"]["fast"]["features"][0]["name"] = "magic";
   write_file_atomic(f, j.dump());
   EXPECT_NE(test::error_of([&] { Calibrator::load(f); }).find("unknown feature 'magic'"),
             std::string::npos);
   // One class only cannot be fit.
   auto all_ok = dev;
   for (auto& o : all_ok) o.correct = true;
-  EXPECT_NE(test::error_of([&] { Calibrator::fit(all_ok); }).find("all correct"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { Calibrator::fit(all_ok); }).find("fast answers are all correct"), std::string::npos);
 }
 
 // Well-formed XML, checked by matching every tag to its closing tag.
@@ -365,7 +365,7 @@ TEST(CalibrationRuntime, AskReportsTheCalibratedConfidenceAndEscalatesBelowTheTh
   // no router), so a runtime that ignored the file would report 1.
   auto cal = [&](double threshold) {
     json j = {{"format", "cogumi-calibration"}, {"version", 1}, {"router_temperature", 1.0},
-              {"platt", {{"bias", 0.3}, {"features", {{{"name", "logprob_mean"}, {"mean", -1.0}, {"scale", 0.5}, {"weight", 1.0}}}}}},
+              {"platt", {{"fast", {{"bias", 0.3}, {"features", {{{"name", "logprob_mean"}, {"mean", -1.0}, {"scale", 0.5}, {"weight", 1.0}}}}}}}},
               {"threshold", threshold}};
     write_file_atomic(d / "cal.json", j.dump());
   };
