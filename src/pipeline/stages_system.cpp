@@ -56,9 +56,10 @@ void add_router(Plan& plan, const std::shared_ptr<Shared>& sh) {
     const std::string id = !sh->data.empty() && rel.rfind("..", 0) != 0 ? "curriculum:" + rel : plan.file_id(src.path);
     sources.push_back({{"choice", src.choice}, {"kind", src.kind}, {"file", id}});
   }
-  s.settings = {{"sources", sources}, {"holdout", c.router_holdout}, {"epochs", c.router_epochs},
+  s.settings = {{"enabled", c.router}, {"sources", sources}, {"holdout", c.router_holdout}, {"epochs", c.router_epochs},
                 {"lr", c.router_lr}, {"limit", c.router_limit}};
   s.run = [sh](const StageContext& ctx) {
+    if (!sh->cfg.router) return json{{"skipped", "router.enabled is false: every request takes the base"}};
     RouterJob job;
     for (auto& src : route_sources(*sh)) job.data.push_back(src.spec());
     job.holdout = sh->cfg.router_holdout;
@@ -144,7 +145,7 @@ std::string yaml_str(const std::string& s) { return json(s).dump(); }  // a JSON
 
 void add_eval_system(Plan& plan, const std::shared_ptr<Shared>& sh) {
   const PipelineConfig& c = sh->cfg;
-  Stage s{"eval_system", "1", sh->data_deps("base"), {}, {}, {}, {}};
+  Stage s{"eval_system", "2", sh->data_deps("base"), {}, {}, {}, {}};
   s.deps.push_back("router");
   for (auto& m : modifier_names(*sh)) s.deps.push_back("train." + m);
   json tests = json::object();
@@ -159,8 +160,7 @@ void add_eval_system(Plan& plan, const std::shared_ptr<Shared>& sh) {
     std::string y = fmt::format("name: {}\nbase: {}\n", yaml_str(h.cfg.name), yaml_str(ctx.result("base")["model"]));
     const json& router = ctx.result("router");
     if (!router.contains("skipped")) y += fmt::format("router: {}\n", yaml_str(router["router"]));
-    const auto mods = modifier_names(h);
-    y += fmt::format("default: {}\nchoices:\n  base: {{}}\n", mods.empty() ? "base" : mods[0]);
+    y += "default: base\nchoices:\n  base: {}\n";  // without a router, every request takes the base
     for (auto& d : h.domains) {
       if (!d.modifier) continue;
       const std::string ask = !d.test.empty() && kAskAs.count(d.test[0].kind) ? d.test[0].kind : "chat";
