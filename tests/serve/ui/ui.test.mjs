@@ -24,9 +24,11 @@ const MATH_Q3 = 'Tom has 7 apples and buys 8 more. How many apples does Tom have
 const COMPLAINT = 'No, that is wrong. Try again.';
 
 let server;       // the cogumi serve child process
+let keyed;        // a second one, started with --api-key
 let serverLog = '';
 let base;         // http://127.0.0.1:PORT
 let tmp;
+let system;       // the system file both servers serve
 let browser;
 let page;
 const answers = [];  // what the page showed: {turnId, text, choice}
@@ -44,14 +46,23 @@ function systemIn(dir) {
   return file;
 }
 
-function startServer(system) {
+async function stopServer(child) {
+  if (!child || child.exitCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await exited;
+}
+
+function startServer(system, extraArgs = []) {
   return new Promise((resolve, reject) => {
-    const child = spawn(BIN, ['serve', '-s', system, '--host', '127.0.0.1', '--port', '0'],
+    const child = spawn(BIN, ['serve', '-s', system, '--host', '127.0.0.1', '--port', '0', ...extraArgs],
       { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';  // this server's stdout
     const timer = setTimeout(() => reject(new Error(`cogumi serve did not start in 120 s:\n${serverLog}`)), 120000);
     child.stdout.on('data', (d) => {
       serverLog += d;
-      const m = /listening on (http:\/\/[\d.]+:\d+)/.exec(serverLog);
+      out += d;
+      const m = /listening on (http:\/\/[\d.]+:\d+)/.exec(out);
       if (m) { clearTimeout(timer); resolve({ child, url: m[1] }); }
     });
     child.stderr.on('data', (d) => { serverLog += d; });
@@ -106,7 +117,8 @@ before(async () => {
     assert.fail(`playwright-core is not installed in ${HERE} (scripts/deps.sh --test runs npm ci there): ${e.message}`);
   }
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cogumi-ui-'));
-  ({ child: server, url: base } = await startServer(systemIn(tmp)));
+  system = systemIn(tmp);
+  ({ child: server, url: base } = await startServer(system));
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
   page = await browser.newPage();
   page.on('pageerror', (e) => { serverLog += `\n[page error] ${e.message}`; });
@@ -114,11 +126,8 @@ before(async () => {
 
 after(async () => {
   if (browser) await browser.close();
-  if (server && server.exitCode === null) {
-    const exited = new Promise((r) => server.once('exit', r));
-    server.kill('SIGTERM');
-    await exited;
-  }
+  await stopServer(server);
+  await stopServer(keyed);
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -126,13 +135,22 @@ test('an answer streams in and shows the router\'s view', async () => {
   await page.goto(`${base}/`);
   await page.locator('body[data-ready="true"]').waitFor(WAIT);
   assert.equal(await page.title(), 'Cogumi chat');
+  // A slow link (2 KB/s down, through Chromium's network emulation) spreads the stream's pieces
+  // over separate reads, as on a real network, so the growing answer shows in the DOM.
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('Network.enable');
+  await cdp.send('Network.emulateNetworkConditions',
+    { offline: false, latency: 0, downloadThroughput: 2000, uploadThroughput: -1 });
   const { article, lengths, text, choice } = await ask(MATH_Q);
+  await cdp.send('Network.emulateNetworkConditions',
+    { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
 
   assert.ok(text.length > 0, 'the answer is empty');
   const chunks = Number(await article.getAttribute('data-chunks'));
   assert.ok(chunks > 1, `the answer arrived in ${chunks} chunk(s), not streamed`);
   const partial = new Set(lengths.filter((n) => n > 0 && n < text.length));
-  assert.ok(partial.size >= 1, `the page never showed a partial answer (lengths seen: ${lengths})`);
+  assert.ok(partial.size >= 2, `the page showed ${partial.size} partial answer(s) (lengths seen: ${lengths})`);
+  assert.ok(Number(await article.getAttribute('data-first-chunk-ms')) >= 0, 'no first chunk recorded');
 
   // The routing panel: one bar per router choice, the chosen one marked, probabilities sum to 1.
   assert.equal(choice, 'math', 'the router should send a word problem to the math modifier');
@@ -239,4 +257,21 @@ test('the metrics page draws live charts from /metrics', async () => {
   assert.equal(routing.code, 1, `routing lines: ${JSON.stringify(routing)}`);
   const tiles = await page.locator('.tile[data-metric="thumbs up"] b').textContent();
   assert.equal(tiles, '1', 'the thumbs-up tile should count the one thumbs up given');
+});
+
+test('a server started with --api-key asks for the key, then answers', async () => {
+  let url;
+  ({ child: keyed, url } = await startServer(system, ['--api-key', 'sesame']));
+  await page.goto(`${url}/`);
+  const form = page.locator('#key-form');
+  await form.waitFor({ state: 'visible', ...WAIT });
+  assert.match(await page.locator('#status').textContent(), /^Not authorized/);
+  await page.fill('#key-input', 'sesame');
+  await form.locator('button').click();
+  await page.locator('body[data-ready="true"]').waitFor(WAIT);
+  assert.equal(await form.isHidden(), true);
+  const { text, choice } = await ask(MATH_Q);
+  assert.ok(text.length > 0);
+  assert.equal(choice, 'math');
+  assert.equal(await page.evaluate(() => localStorage.getItem('cogumi.apiKey')), 'sesame');
 });
