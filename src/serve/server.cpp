@@ -272,7 +272,8 @@ int serve(const ServeOptions& opts) {
   // memory opens here, before handler threads could race to open it first.
   if (!server.runtime().config().memory.empty()) server.sessions();
   add_ui_routes(server.http());
-  add_session_routes(server.http(), [&server]() -> SessionStore& { return server.sessions(); });
+  add_session_routes(server.http(), [&server]() -> SessionStore& { return server.sessions(); },
+                     {.on_feedback = [&metrics](int score) { metrics.feedback(score); }});
   const int port = server.bind();
   std::atomic<bool> by_signal{false};
   std::thread waiter([&] {
