@@ -136,6 +136,23 @@ TEST(PipelineRun, TinyEndToEndThenReusedThenOnlyWhatChanged) {
   }
   EXPECT_EQ(reused, 22u);
 
+  // 2b. An evaluation interrupted halfway (no done.json, half its items written): the next run resumes
+  //     it in its directory, keeps the items it had, and reuses everything downstream (same key).
+  const fs::path eval_dir = json::parse(read_file(cfg.work_dir / "run.json"))["stages"]["eval_base"]["dir"].get<std::string>();
+  fs::remove(eval_dir / "done.json");
+  const fs::path items = eval_dir / "run" / "items.jsonl";
+  const std::string all = read_file(items);
+  size_t cut = 0;
+  for (int i = 0; i < 10; ++i) cut = all.find('\n', cut) + 1;
+  write_file_atomic(items, all.substr(0, cut));
+  PipelineRun r2b = run_pipeline(cfg, o);
+  EXPECT_EQ(ran(r2b.summary), (std::set<std::string>{"eval_base"}));
+  size_t resumed = 0;
+  for (const json& e : last_run_events(cfg.work_dir / "events.jsonl")) resumed += e["event"] == "stage_resume";
+  EXPECT_EQ(resumed, 1u);
+  EXPECT_EQ(load_jsonl(items).size(), 24u);  // 10 kept + 14 redone
+  EXPECT_EQ(read_file(items).substr(0, cut), all.substr(0, cut));
+
   // 3. The gates pass: `cogumi gates` exits 0 and prints each gate with its values.
   Cmd ok = run_cmd(fmt::format("'{}' gates '{}'", COGUMI_BIN, cfg.work_dir.string()));
   EXPECT_EQ(ok.status, 0) << ok.out;
