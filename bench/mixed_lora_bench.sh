@@ -55,6 +55,11 @@ for _ in range(600):  # up to 10 minutes to load
 else:
     sys.exit("llama-server did not become healthy")
 n_vocab = 32000  # prompt token ids drawn from [300, n_vocab): ordinary tokens of a Llama-3 vocabulary
+try:  # smaller vocabularies (the nano system's)
+    with urllib.request.urlopen(url + "/v1/models", timeout=10) as r:
+        n_vocab = min(n_vocab, int(json.load(r)["data"][0]["meta"]["n_vocab"]))
+except Exception:
+    pass
 rng = random.Random(1234)
 
 def one(prompt, lora, res, i, t0):
