@@ -6,13 +6,14 @@ import { renderDecision } from './decision.js';
 
 const SESSION_KEY = 'cogumi.session';
 const PREFS_KEY = 'cogumi.prefs';
+const NO_MEMORY_TURNS = 7;  // messages sent as context when the server keeps no session memory
 
 const $ = (id) => document.getElementById(id);
 const state = {
   model: null,         // the routed system's model id (from /v1/models)
   session: null,       // the session id in the server's memory (null: none yet)
   memory: true,        // false when the server keeps no session memory
-  messages: [],        // the conversation sent with each request: [{role, content}]
+  messages: [],        // the conversation so far: [{role, content}]
   busy: null,          // the AbortController of the answer streaming now
 };
 
@@ -162,7 +163,10 @@ function buildRequest() {
   if (state.session) cogumi.session = state.session;
   const choice = $('override').value;
   if (choice) cogumi.choice = choice;
-  return { model: state.model, messages: state.messages.slice(), cogumi };
+  // With a session the server's memory holds the conversation and puts as much of it in the
+  // prompt as the system allows: send only the new question. Without one, the last few turns.
+  const messages = state.session ? state.messages.slice(-1) : state.messages.slice(-NO_MEMORY_TURNS);
+  return { model: state.model, messages, cogumi };
 }
 
 async function send(text) {
