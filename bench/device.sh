@@ -72,7 +72,7 @@ case "${1:-}" in
     PREFIX=$(scripts/deps.sh --cuda --tools | tail -n 1)
     cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DCOGUMI_LLAMA_PREFIX="$PREFIX" \
       -DCOGUMI_BUILD_TESTS=OFF -DZLIB_ROOT="$DEPS/usr" -DOPENSSL_ROOT_DIR="$DEPS/usr" >/dev/null
-    cmake --build build-cuda -j 16 --target cogumi cogumi-bench-mixed-lora >/dev/null
+    cmake --build build-cuda -j 16 --target cogumi_app cogumi-bench-mixed-lora >/dev/null
     B=build-cuda/bin
     M=/root/m8b-q4km.gguf
     [ -f "$M" ] || "$B/cogumi" model init "$M" --shape 8b --type q4_k_m --vocab "$PREFIX/src/models/ggml-vocab-llama-bpe.gguf" --seed 1 >/dev/null
