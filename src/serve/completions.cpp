@@ -81,7 +81,8 @@ std::vector<AskRequest> plan(Runtime& rt, CompletionRequest& q) {
   a.max_tokens = q.max_tokens;
   a.stop = q.stop;
   a.n_logprobs = q.logprobs;
-  a.grammar = grammar_for(q);
+  a.grammar = tool_call_grammar(q);
+  if (a.grammar.empty()) a.grammar = grammar_for(q);
   a.ignore_eos = q.ignore_eos;
   if (q.tool_choice != "none")
     for (auto& t : q.tools) a.tools.push_back(t);
@@ -104,8 +105,9 @@ std::vector<AskRequest> plan(Runtime& rt, CompletionRequest& q) {
 }
 
 bool writes_tool_calls(const Runtime& rt, const CompletionRequest& q, const std::string& choice) {
-  return q.chat && !q.tools.empty() && q.tool_choice != "none" && rt.config().has_choice(choice) &&
-         rt.config().choice(choice).ask_as == "bfcl";
+  if (!q.chat || q.tools.empty() || q.tool_choice == "none") return false;
+  if (q.tool_choice != "auto") return true;  // the grammar made the answer a call
+  return rt.config().has_choice(choice) && rt.config().choice(choice).ask_as == "bfcl";
 }
 
 void set_decision_headers(httplib::Response& res, const AskResponse& d) {

@@ -290,6 +290,32 @@ std::string grammar_for(const CompletionRequest& r) {
   }
 }
 
+std::string tool_call_grammar(const CompletionRequest& r) {
+  if (r.tools.empty() || r.tool_choice == "none" || r.tool_choice == "auto") return "";
+  json any = json::array();
+  for (auto& f : r.tools) {
+    if (r.tool_choice != "required" && f["name"] != r.tool_choice) continue;
+    any.push_back({{"type", "object"},
+                   {"properties", {{"name", {{"const", f["name"]}}}, {"arguments", f.value("parameters", json{{"type", "object"}})}}},
+                   {"required", {"name", "arguments"}},
+                   {"additionalProperties", false}});
+  }
+  std::string g;
+  try {
+    g = json_schema_grammar(any.size() == 1 ? any[0] : json{{"anyOf", any}});
+  } catch (const Error& e) {
+    throw ApiError(400, fmt::format("a function's 'parameters' is not a schema the grammar converter takes: {}", e.what()),
+                   "invalid_request_error", "tools", "invalid_schema");
+  }
+  // The call may follow a space (the tool-calling prompts end in "Call:").
+  const std::string root = "root ::=";
+  size_t at = g.rfind("\n" + root);
+  at = g.rfind(root, 0) == 0 ? 0 : at == std::string::npos ? at : at + 1;
+  if (at == std::string::npos) fail("the converter's grammar has no root rule");
+  g.replace(at, root.size(), "cogumi-call ::=");
+  return g + "root ::= \" \"? cogumi-call\n";
+}
+
 json parse_tool_calls(const std::string& answer, const json& tools, const std::string& id_prefix) {
   json calls = json::array();
   auto j = extract_json(answer);

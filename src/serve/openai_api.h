@@ -77,6 +77,12 @@ EmbeddingRequest parse_embedding_request(const std::string& body);
 // converter refuses.
 std::string grammar_for(const CompletionRequest& r);
 
+// tool_choice "required" or a function's name: a grammar that makes the answer one call
+// {"name": ..., "arguments": {...}} of an allowed function, its arguments valid under the
+// function's parameter schema ("" for none/auto). Throws ApiError (param tools) for a parameter
+// schema the converter refuses.
+std::string tool_call_grammar(const CompletionRequest& r);
+
 // Tool calls in an answer of a tool-calling choice: a JSON call {"name", "arguments"} or a list
 // of them, each naming one of `tools`. Empty when the answer holds none. Each call comes as
 // OpenAI writes it: {"id", "type": "function", "function": {"name", "arguments": "<JSON>"}}.

@@ -173,6 +173,29 @@ TEST(OpenAiApi, SchemaGrammarsParseInLlamaCppAndBadSchemasAreRefused) {
   json v = json::parse(out.text);
   EXPECT_TRUE(v["ok"].is_boolean()) << out.text;
   EXPECT_TRUE(v["k"] == "a" || v["k"] == "b") << out.text;
+  // A required tool call: whatever the model, one call of an allowed function, valid arguments.
+  CompletionRequest tq = parse_completion_request(
+      chat_body({{"tools",
+                  {{{"type", "function"},
+                    {"function",
+                     {{"name", "add"},
+                      {"parameters",
+                       {{"type", "object"},
+                        {"properties", {{"a", {{"type", "integer"}}}, {"b", {{"type", "integer"}}}}},
+                        {"required", {"a", "b"}}}}}}},
+                   {{"type", "function"}, {"function", {{"name", "noop"}}}}}},
+                 {"tool_choice", {{"type", "function"}, {"function", {{"name", "add"}}}}}})
+          .dump(),
+      true);
+  EXPECT_EQ(tool_call_grammar(parse_completion_request(chat_body().dump(), true)), "");
+  r.grammar = tool_call_grammar(tq);
+  out = gen.generate({r})[0];
+  json calls = parse_tool_calls(out.text, tq.tools, "c");
+  ASSERT_EQ(calls.size(), 1u) << out.text;
+  EXPECT_EQ(calls[0]["function"]["name"], "add");
+  json args = json::parse(calls[0]["function"]["arguments"].get<std::string>());
+  EXPECT_TRUE(args["a"].is_number_integer() && args["b"].is_number_integer()) << out.text;
+
   r.grammar = "root ::= (";
   EXPECT_NE(test::error_of([&] { gen.generate({r}); }).find("grammar does not parse"), std::string::npos);
 }

@@ -188,6 +188,19 @@ test('tools: the automation modifier answers with a tool call, whole and streame
   assert.equal(calls.length, 1);
   assert.equal(calls[0].name, 'get_weather');
   assert.deepEqual(JSON.parse(calls[0].arguments), args);
+
+  // tool_choice naming a function: even the base alone (no tool-calling modifier) must call it.
+  // (maxLength bounds the string: a grammar cannot stop a model that never closes its quotes.)
+  const bounded = structuredClone(WEATHER);
+  bounded.function.parameters.properties.city.maxLength = 16;
+  const forced = await client.chat.completions.create({
+    model: 'base', max_tokens: 100, messages: [{ role: 'user', content: TOOL_Q }], tools: [bounded],
+    tool_choice: { type: 'function', function: { name: 'get_weather' } },
+  });
+  const call = forced.choices[0].message.tool_calls?.[0];
+  assert.ok(call, JSON.stringify(forced.choices[0]));
+  assert.equal(call.function.name, 'get_weather');
+  assert.equal(typeof JSON.parse(call.function.arguments).city, 'string');
 });
 
 test('structured output: json_schema answers parse and validate; json_object parses', async () => {
