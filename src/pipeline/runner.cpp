@@ -1,10 +1,15 @@
 #include "pipeline/runner.h"
 
 #include <fmt/format.h>
+#include <fcntl.h>
 #include <openssl/sha.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <ctime>
 #include <set>
 
@@ -34,6 +39,27 @@ std::string utc_now() {
 double since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
+
+// Holds WORK/run.lock (flock) for the length of a run: two runs in one work directory would
+// write the same stage directories.
+class WorkLock {
+ public:
+  explicit WorkLock(const fs::path& dir) {
+    const fs::path f = dir / "run.lock";
+    fd_ = ::open(f.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) fail("cannot open {}: {}", f.string(), std::strerror(errno));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd_);
+      fail("another cogumi run is working in {} (it holds {}); wait for it to finish", dir.string(), f.string());
+    }
+  }
+  ~WorkLock() { ::close(fd_); }
+  WorkLock(const WorkLock&) = delete;
+  WorkLock& operator=(const WorkLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
 
 // "train" selects train.math, train.code, ...; "train.math" selects itself.
 bool selects(const std::string& pattern, const std::string& name) {
@@ -185,6 +211,7 @@ RunSummary run_plan(Plan& plan, const RunOptions& o) {
     fail("pipeline: input files are missing:{}", m);
   }
   fs::create_directories(plan.work_dir());
+  WorkLock lock(plan.work_dir());
   JsonlWriter events(plan.work_dir() / "events.jsonl", true);
   events.write({{"t", utc_now()}, {"event", "run_start"}, {"stages", n_sel}, {"until", o.until}, {"only", o.only}});
   size_t k = 0;

@@ -4,6 +4,10 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <fstream>
 #include <map>
 #include <set>
@@ -273,6 +277,14 @@ TEST(PipelineRunner, ResumesAnInterruptedStageAndReusesFinishedOnes) {
   EXPECT_EQ(c.runs["c"], 1);
   EXPECT_EQ(count_events(dir / "events.jsonl", "stage_resume"), 1u);
   EXPECT_EQ(p.result("c")["a"], true);
+  // A second run in the same directory while one holds it is refused, naming the lock.
+  const int fd = ::open((dir / "run.lock").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  Plan busy(dir);
+  c.plan(busy);
+  EXPECT_NE(test::error_of([&] { run_plan(busy, o); }).find("another cogumi run is working in"), std::string::npos);
+  ::close(fd);
   // Everything finished: a third run runs nothing.
   Plan p3(dir);
   c.plan(p3);
