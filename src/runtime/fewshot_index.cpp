@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/io.h"
 
 namespace cogumi {
 
@@ -148,10 +149,17 @@ void VectorIndex::save(const std::filesystem::path& stem) const {
   const size_t wrote = want ? std::fwrite(data_.data(), sizeof(float), want, f) : 0;
   if (std::fclose(f) != 0 || wrote != want) fail("cannot write '{}'", vec);
   const std::string hnsw = stem.string() + ".hnsw";
-  if (approximate())
+  if (approximate()) {
     graph_->hnsw->saveIndex(hnsw);
-  else
+    // hnswlib reads a graph file without checks: its size is recorded, and a file of another
+    // size is rebuilt rather than read.
+    std::error_code ec;
+    const uintmax_t bytes = std::filesystem::file_size(hnsw, ec);
+    if (ec) fail("cannot write '{}'", hnsw);
+    write_file_atomic(hnsw + ".bytes", std::to_string(bytes) + "\n");
+  } else {
     std::filesystem::remove(hnsw);
+  }
 }
 
 VectorIndex VectorIndex::load(const std::filesystem::path& stem, int dim, size_t n,
@@ -171,7 +179,13 @@ VectorIndex VectorIndex::load(const std::filesystem::path& stem, int dim, size_t
   ix.n_ = n;
   if (n == 0 || n < opts.exact_below) return ix;
   const std::string hnsw = stem.string() + ".hnsw";
-  if (std::filesystem::exists(hnsw)) {
+  std::string recorded;
+  try {
+    recorded = read_file(hnsw + ".bytes");
+  } catch (const Error&) {
+  }
+  const uintmax_t graph_bytes = std::filesystem::file_size(hnsw, ec);
+  if (!ec && !recorded.empty() && std::to_string(graph_bytes) + "\n" == recorded) {
     try {
       auto g = std::make_unique<Graph>(dim);
       g->hnsw = std::make_unique<hnswlib::HierarchicalNSW<float>>(&g->space, hnsw, false, n);

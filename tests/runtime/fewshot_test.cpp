@@ -97,6 +97,11 @@ TEST(FewshotIndex, HnswAgreesWithExactSearch) {
     for (size_t j = 0; j < a.size(); ++j) EXPECT_EQ(a[j].row, b[j].row);
   }
   EXPECT_NE(test::error_of([&] { VectorIndex::load(stem, d, n + 1, o); }).find("d0.vec"), std::string::npos);
+  // A truncated graph file is rebuilt from the vectors, not read.
+  fs::resize_file(stem.string() + ".hnsw", 1000);
+  VectorIndex rebuilt = VectorIndex::load(stem, d, n, o);
+  EXPECT_TRUE(rebuilt.approximate());
+  EXPECT_EQ(rebuilt.search(ix.row(77), 1)[0].row, 77u);
 }
 
 fs::path write_lines(const fs::path& p, const std::vector<std::string>& lines) {
