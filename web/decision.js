@@ -1,7 +1,12 @@
 // The router's view of one answer: its choice, the probability of every choice as a bar, the
 // confidence, the mode, and whether the answer was escalated or its choice overridden.
 
-const pct = (p) => `${(100 * p).toFixed(p >= 0.995 || p < 0.001 ? 0 : 1)}%`;
+// A probability as a percentage; never rounds a non-zero one to 0% or a non-certain one to 100%.
+function pct(p) {
+  if (p > 0 && p < 0.001) return '<0.1%';
+  if (p > 0.999 && p < 1) return '>99.9%';
+  return `${(100 * p).toFixed(p === 0 || p === 1 ? 0 : 1)}%`;
+}
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
