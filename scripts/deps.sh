@@ -2,12 +2,13 @@
 # Installs what Cogumi builds against, reusing whatever is already there.
 #   - Debian -dev packages (apt-get, only the missing ones)
 #   - llama.cpp v0.5.0 + ggml, from the pinned npm tarball node-llama-cpp@3.22.1
-#     (package/llama/gitRelease.bundle), built as shared libraries and installed into
-#     a cache directory keyed by version and build options.
+#     (package/llama/gitRelease.bundle), with Cogumi's patches (patches/*.patch) applied,
+#     built as shared libraries and installed into a cache directory keyed by version, build
+#     options and the patches' hash.
 #
 # Usage: scripts/deps.sh [--cuda] [--tools] [--test]
 #   --cuda   also build ggml's CUDA backend for Hopper (sm_90) with the nvcc on PATH
-#   --tools  also build llama.cpp's llama-bench / llama-batched-bench / llama-completion (benchmarks)
+#   --tools  also build llama.cpp's llama-bench / llama-batched-bench / llama-completion / llama-server (benchmarks)
 #   --test   also install what only the tests use (chromium, clang-14 + libFuzzer)
 # Prints nothing on stdout but the install prefix (last line), so callers can capture it.
 set -euo pipefail
