@@ -337,7 +337,6 @@ ServeMetrics::ServeMetrics(metrics::RegistryOptions options)
   for (const auto& t : error_types()) errors_.touch({t});
   queue_depth_.set(0);
   in_flight_.set(0);
-  kv_used_.set(0);
 }
 
 void ServeMetrics::declare(const std::vector<std::string>& choices,

@@ -146,7 +146,11 @@ TEST(Metrics, ConcurrentUpdatesAreAllCounted) {
 TEST(Metrics, ServeMetricsRecordWhatTheServerReports) {
   ServeMetrics m;
   m.declare({"base", "math", "code"}, {"nano-system", "math"});
-  EXPECT_NE(m.render().find("cogumi_requests_in_flight 0\n"), std::string::npos);
+  const std::string fresh = m.render();
+  EXPECT_NE(fresh.find("cogumi_requests_in_flight 0\n"), std::string::npos);
+  // No KV figure is made up before one is reported: the family is declared, without a sample.
+  EXPECT_NE(fresh.find("# TYPE cogumi_kv_cache_used_cells gauge\n"), std::string::npos);
+  EXPECT_EQ(fresh.find("\ncogumi_kv_cache_used_cells "), std::string::npos);
   m.set_in_flight(2);
   m.request_finished("/v1/completions", "math", 200, 0.3, 12, 5, 0.02);
   m.routed("math", "", 0.95, true);

@@ -103,8 +103,14 @@ TEST_F(ServeMetricsHttp, AScrapeCountsAnswersStreamsRoutingAndRefusals) {
   ASSERT_TRUE(malformed);
   EXPECT_EQ(malformed->status, 400);
 
-  const std::string t = scrape();
+  // A stream is counted when its writer finishes, which may be just after the client read its
+  // last byte: scrape until it shows (as Prometheus would at its next scrape).
   const std::string chat = R"(endpoint="/v1/chat/completions",model="nano")";
+  std::string t = scrape();
+  for (int i = 0; i < 100 && sample(t, "cogumi_requests_total{" + chat + R"(,status="200"})") < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    t = scrape();
+  }
   EXPECT_EQ(sample(t, "cogumi_requests_total{" + chat + R"(,status="200"})"), 2) << t;
   EXPECT_EQ(sample(t, R"(cogumi_requests_total{endpoint="/v1/chat/completions",model="gpt-9",status="404"})"), 1) << t;
   EXPECT_EQ(sample(t, R"(cogumi_errors_total{type="unknown_model"})"), 1);
