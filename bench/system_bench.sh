@@ -1,49 +1,42 @@
 #!/usr/bin/env bash
-# The routed nano system against the base and each modifier alone, on the same test items
-# (cogumi eval --system models/nano-system.yaml vs cogumi eval -m base [--lora X]): accuracy per
-# domain, and the system's wins/ties/losses with McNemar p against the best single configuration.
-# Usage: bench/system_bench.sh [LIMIT]   (items per domain, default all 300; markdown on stdout)
+# The routed nano system (issue 11) on the CPU, against the base and each modifier alone on the
+# same items (cogumi eval --system SYSTEM --mode fast|accurate vs cogumi eval -m base [--lora X]):
+#   bench/system_bench.sh select [LIMIT]   dev splits: base and each modifier; prints the routing
+#       rule's choice per domain (bench/system_table.py: a domain's own modifier where it answers
+#       more of the domain's dev items right than the base, the base otherwise) and the choices
+#       lines of models/nano-system.yaml
+#   bench/system_bench.sh [test] [LIMIT]   test splits: base, each modifier, the system in fast mode,
+#       in accurate mode, and in accurate mode without verification; markdown tables on stdout
+# LIMIT: items per domain (default 0 = all: 200 dev, 300 test). SYSTEM=FILE picks another system;
+# BENCH_DIR=DIR keeps the runs (default /tmp/cogumi-system-bench); COGUMI=BIN skips the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COGUMI="${COGUMI:-$(scripts/build.sh | tail -n 1)}"
-LIMIT="${1:-0}"
+WHAT="${1:-test}"
+LIMIT="${2:-0}"
+SYSTEM="${SYSTEM:-models/nano-system.yaml}"
+case "$WHAT" in select) SPLIT=dev ;; test) SPLIT=test ;; *) echo "usage: $0 [select|test] [LIMIT]" >&2; exit 2 ;; esac
 T="${BENCH_DIR:-/tmp/cogumi-system-bench}"
 mkdir -p "$T"
 N="$T/nano-data"
 [ -f "$N/manifest.json" ] || "$COGUMI" nano data -o "$N" --seed 1 --n-train 12000 --n-mix 3000 --difficulty 2,math=1 >/dev/null
-BENCH=(--bench gsm8k=$N/math/test.jsonl --bench humaneval=$N/code/test.jsonl
-  --bench mmlu=$N/reasoning/reasoning_test.csv --bench bfcl=$N/automation/test.jsonl -n 96 --parallel 64 --limit "$LIMIT")
-run() { [ -f "$T/$1/summary.json" ] || "$COGUMI" eval "${@:2}" "${BENCH[@]}" -o "$T/$1" >/dev/null 2>&1 || { echo "eval $1 failed" >&2; exit 1; }; }
-run base -m models/nano-base.gguf
-for d in math code reasoning automation; do run "$d" -m models/nano-base.gguf --lora $d=models/nano-$d.gguf --adapter $d; done
-run system --system models/nano-system.yaml
-python3 - "$T" <<'PY'
-import json, sys, math
-T = sys.argv[1]
-configs = ["base", "math", "code", "reasoning", "automation", "system"]
-bench = {"math": "gsm8k", "code": "humaneval", "reasoning": "mmlu", "automation": "bfcl"}
-def items(c):
-    out = {}
-    for l in open(f"{T}/{c}/items.jsonl"):
-        j = json.loads(l)
-        out[(j["benchmark"], j["id"])] = (j["correct"], j.get("route"))
-    return out
-runs = {c: items(c) for c in configs}
-def mcnemar(b, c):
-    n = b + c
-    if n == 0: return 1.0
-    k = min(b, c)
-    p = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
-    return min(1.0, 2 * p)
-print("| test set | " + " | ".join(("+" + c if c in bench else c) for c in configs) + " | best single | system vs best: W/T/L | McNemar p | routed to own modifier |")
-print("|---|" + "---:|" * len(configs) + "---|---|---:|---:|")
-for dom, b in bench.items():
-    keys = [k for k in runs["base"] if k[0] == b]
-    acc = {c: sum(runs[c][k][0] for k in keys) / len(keys) for c in configs}
-    best = max((c for c in configs if c != "system"), key=lambda c: acc[c])
-    w = sum(runs["system"][k][0] and not runs[best][k][0] for k in keys)
-    l = sum(runs[best][k][0] and not runs["system"][k][0] for k in keys)
-    own = sum(runs["system"][k][1] == dom for k in keys) / len(keys)
-    cells = " | ".join(f"{100*acc[c]:.1f}%" for c in configs)
-    print(f"| {dom} ({len(keys)}) | {cells} | {best} | {w}/{len(keys)-w-l}/{l} | {mcnemar(w, l):.2f} | {100*own:.1f}% |")
-PY
+BENCH=(--bench gsm8k=$N/math/$SPLIT.jsonl --bench humaneval=$N/code/$SPLIT.jsonl
+  --bench mmlu=$N/reasoning/reasoning_$SPLIT.csv --bench bfcl=$N/automation/$SPLIT.jsonl -n 96 --parallel 64 --limit "$LIMIT")
+R="$T/$SPLIT-$LIMIT"
+# Single configurations are reused when already run; the system's runs are always redone (the
+# system file may have changed).
+# COGUMI_LOCK=FILE: each eval takes this lock (flock), so runs on a shared machine interleave.
+run() { ${COGUMI_LOCK:+flock "$COGUMI_LOCK"} "$COGUMI" eval "${@:2}" "${BENCH[@]}" -o "$R/$1" >"$R/$1.log" 2>&1 || { echo "eval $1 failed: $R/$1.log" >&2; exit 1; }; }
+mkdir -p "$R"
+[ -f "$R/base/summary.json" ] || run base -m models/nano-base.gguf
+for d in math code reasoning automation; do
+  [ -f "$R/$d/summary.json" ] || run "$d" -m models/nano-base.gguf --lora $d=models/nano-$d.gguf --adapter $d
+done
+if [ "$WHAT" = select ]; then
+  python3 bench/system_table.py select "$R"
+  exit 0
+fi
+run fast --system "$SYSTEM" --mode fast
+run accurate --system "$SYSTEM" --mode accurate
+run accurate-noverify --system "$SYSTEM" --mode accurate --no-verify
+python3 bench/system_table.py table "$R"

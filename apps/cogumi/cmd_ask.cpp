@@ -65,10 +65,14 @@ void setup_ask(CLI::App& sub) {
         probs += fmt::format("{}{} {:.2f}", probs.empty() ? "" : ", ", rc[i], r.route.probs[i]);
       fmt::print("{}\n", r.text);
       fmt::print(
-          "-- choice {}{}{} | mode {}{} | confidence {:.2f}{} | {} + {} tokens, {:.2f} s{}\n",
+          "-- choice {}{}{} | mode {}{} | confidence {:.2f}{}{} | {} + {} tokens, {:.2f} s{}\n",
           r.choice, r.overridden ? " (override)" : "", probs.empty() ? "" : " [" + probs + "]",
           r.mode, r.escalated ? " (escalated by " + r.escalated_by + ")" : "", r.confidence,
           r.mode == "accurate" ? fmt::format(" ({}/{} votes)", r.votes, r.samples) : "",
+          r.verifier.empty()            ? ""
+          : r.verifier == "agreement" ? (r.verified ? " | a majority agrees" : " | no majority")
+                                      : fmt::format(" | {} {} ({}/{} samples passed)", r.verifier,
+                                                    r.verified ? "passed" : "failed", r.verify_passed, r.samples),
           r.prompt_tokens, r.gen_tokens, r.seconds,
           r.turn_id ? fmt::format(" | turn {}", r.turn_id) : "");
     }

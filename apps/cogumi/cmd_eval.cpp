@@ -27,6 +27,14 @@ void setup_eval(CLI::App& sub) {
   sub.add_option("--system", system_file,
                  "Evaluate a routed system (YAML system file) instead of -m: each item is routed")
       ->excludes(model_opt);
+  static std::string system_mode;
+  static bool no_verify = false;
+  sub.add_option("--mode", system_mode,
+                 "With --system: fast (one answer per item) or accurate (the system's samples, vote "
+                 "and verification); default: the system's")
+      ->check(CLI::IsMember({"fast", "accurate"}));
+  sub.add_flag("--no-verify", no_verify,
+               "With --system --mode accurate: vote without verification (code tests, tool schemas)");
   sub.add_option(
       "-b,--bench", benches,
       "KIND=PATH (repeatable). Kinds: gsm8k, mmlu (CSV or folder), humaneval (.jsonl/.gz), mbpp "
@@ -126,7 +134,16 @@ void setup_eval(CLI::App& sub) {
     g_cancel = false;
     o.cancel = &g_cancel;
     auto old = std::signal(SIGINT, on_sigint);
-    json s = system_file.empty() ? run_eval(o) : eval_system(SystemConfig::load(system_file), o);
+    if (system_file.empty() && (!system_mode.empty() || no_verify))
+      fail("--mode and --no-verify apply to a routed system: give --system FILE");
+    json s;
+    if (system_file.empty()) {
+      s = run_eval(o);
+    } else {
+      SystemConfig sys = SystemConfig::load(system_file);
+      if (no_verify) sys.verify = false;
+      s = eval_system(sys, o, system_mode);
+    }
     std::signal(SIGINT, old);
     fmt::print("{}", json_out ? s.dump(2) + "\n" : summary_table(s));
     if (!json_out) fmt::print("run: {}\n", o.out_dir.string());

@@ -28,7 +28,7 @@ BenchSpec parse_bench_spec(const std::string& spec) {
 
 void EvalOptions::validate() const {
   if (benches.empty()) fail("no benchmarks given (use --bench KIND=PATH)");
-  if (model.empty() && responses.empty()) fail("give a model (-m) or pre-generated outputs (--responses)");
+  if (model.empty() && responses.empty() && !answer) fail("give a model (-m) or pre-generated outputs (--responses)");
   if (shots < 0 || shots > 1000) fail("--shots must be in 0..1000, got {}", shots);
   if (max_tokens < 1) fail("-n/--max-tokens must be >= 1, got {}", max_tokens);
   if (samples < 1 || samples > 100000) fail("--samples must be in 1..100000, got {}", samples);
@@ -328,7 +328,7 @@ json run_eval(const EvalOptions& o) {
   Responses responses;
   if (!o.responses.empty()) {
     responses = load_responses(o.responses);
-  } else {
+  } else if (!o.answer) {
     ModelOptions mo;
     mo.n_gpu_layers = o.n_gpu_layers;
     model = Model::load(o.model, mo);
@@ -349,7 +349,15 @@ json run_eval(const EvalOptions& o) {
   for (size_t start = 0; start < jobs.size() && !cancelled; start += o.chunk) {
     size_t end = std::min(jobs.size(), start + o.chunk);
     std::vector<GenResult> results(end - start);
-    if (gen) {
+    std::vector<json> extras;  // fields an answering system records per item
+    if (o.answer) {
+      std::vector<const EvalItem*> items;
+      for (size_t i = start; i < end; ++i) items.push_back(jobs[i].item);
+      results = o.answer(items, &extras);
+      if (results.size() != items.size() || (!extras.empty() && extras.size() != items.size()))
+        fail("eval: the answering system returned {} results for {} items", results.size(), items.size());
+      for (const auto& r : results) gen_tokens += r.n_gen_tokens, prompt_tokens += r.n_prompt_tokens;
+    } else if (gen) {
       std::vector<GenRequest> reqs;
       for (size_t i = start; i < end; ++i) {
         GenRequest r;
@@ -435,6 +443,7 @@ json run_eval(const EvalOptions& o) {
         line["logprob_min"] = lo;
       }
       if (o.route_signals) line.update(o.route_signals(*jb.item));
+      if (!extras.empty()) line.update(extras[i - start]);
       writer.write(line);
       progress.update(int64_t(++n_done));
     }

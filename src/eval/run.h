@@ -66,14 +66,19 @@ struct EvalOptions {
   // run.json, so --resume refuses a run routed differently. Items record their route.
   std::function<std::string(const EvalItem&)> route;
   std::string route_id;
-  // Extra fields a routed system records on each item's line (e.g. the router's probabilities,
-  // for calibration); called once per line.
-  std::function<json(const EvalItem&)> route_signals;
-  // Record each answer's mean and min token log-probability (logprob_mean, logprob_min).
-  bool logprobs = false;
   // Text put before an item's prompt (a routed system's retrieved demonstrations, runtime/fewshot.h);
   // whatever it depends on belongs in route_id.
   std::function<std::string(const EvalItem&, const std::string& prompt)> prompt_prefix;
+  // Extra fields a routed system records on each item's line (e.g. the router's probabilities,
+  // for calibration); called once per line.
+  std::function<json(const EvalItem&)> route_signals;
+  // A system that answers items itself instead of the model (eval --system --mode accurate: the
+  // runtime's samples, vote and verification): one result per item of a chunk, in order, and
+  // in *extra per item the fields its line records (the vote, the verification). Replaces the
+  // model; name what it depends on in route_id.
+  std::function<std::vector<GenResult>(const std::vector<const EvalItem*>& items, std::vector<json>* extra)> answer;
+  // Record each answer's mean and min token log-probability (logprob_mean, logprob_min).
+  bool logprobs = false;
   // Throws Error naming the option (its CLI flag) for a value out of range.
   void validate() const;
 };

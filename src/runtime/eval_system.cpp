@@ -8,6 +8,7 @@
 #include "route/data.h"
 #include "route/router.h"
 #include "runtime/fewshot.h"
+#include "runtime/runtime.h"
 
 namespace cogumi {
 
@@ -23,18 +24,64 @@ void add_demonstrations(const SystemConfig& cfg, const std::optional<Router>& ro
   }
   auto bank = std::make_shared<FewshotBank>(FewshotBank::open(cfg.fewshot, model));
   o.prompt_prefix = [&cfg, router, bank](const EvalItem& it, const std::string& prompt) {
-    const std::string choice =
-        router ? router->choices()[size_t(router->route(query_text(it)).choice)] : cfg.default_choice;
+    const std::string choice = route_choice(cfg, router ? &*router : nullptr, query_text(it));
     return demonstration_text(bank->demonstrations(choice, prompt));
   };
   o.route_id += fmt::format(" fewshot {} k {} max_chars {} {}", bank->sha256(), cfg.fewshot.k,
                             cfg.fewshot.max_chars, bank->embedder().signature().dump());
 }
 
+// Accurate mode (or fast through the runtime): the runtime answers each chunk of items in one
+// batch, each asked as the harness asks it; the line records the vote and the verification.
+void answer_with_runtime(const SystemConfig& cfg, const std::string& mode, EvalOptions& o) {
+  if (o.chat || o.shots > 0 || o.samples != 1)
+    fail("eval --system --mode {}: --chat, --shots and --samples don't apply (the system asks each item in "
+         "its benchmark's format and samples {} times itself)",
+         mode, cfg.samples);
+  SystemConfig batch = cfg;  // the harness's batch settings (--parallel, --threads) drive the engine
+  batch.parallel = o.gen.n_parallel;
+  batch.threads = o.gen.n_threads;
+  auto rt = std::make_shared<Runtime>(batch);
+  const int max_tokens = o.max_tokens;
+  o.answer = [rt, mode, max_tokens](const std::vector<const EvalItem*>& items, std::vector<json>* extra) {
+    std::vector<AskRequest> qs(items.size());
+    for (size_t i = 0; i < items.size(); ++i) {
+      qs[i].text = query_text(*items[i]);
+      qs[i].item = *items[i];
+      qs[i].mode = mode;
+      qs[i].max_tokens = max_tokens;
+      qs[i].n_logprobs = 0;
+    }
+    std::vector<AskResponse> rs = rt->ask(qs);
+    std::vector<GenResult> out(rs.size());
+    for (size_t i = 0; i < rs.size(); ++i) {
+      const AskResponse& r = rs[i];
+      out[i].text = r.text;
+      out[i].finish = r.finish_reason == "length" ? FinishReason::kLength : FinishReason::kStop;
+      out[i].n_prompt_tokens = r.prompt_tokens;
+      out[i].n_gen_tokens = r.gen_tokens;  // every sample's
+      out[i].logprobs = r.logprobs;
+      out[i].latency_ms = r.seconds * 1000;  // the batch's wall time
+      extra->push_back({{"mode", r.mode},
+                        {"choice", r.choice},
+                        {"votes", r.votes},
+                        {"samples", r.samples},
+                        {"verifier", r.verifier},
+                        {"verified", r.verified},
+                        {"verify_passed", r.verify_passed}});
+    }
+    return out;
+  };
+  o.route_id += fmt::format(" mode {} samples {} temperature {} verify {}", mode, cfg.samples, cfg.temperature,
+                            cfg.verify ? "on" : "off");
+}
+
 }  // namespace
 
-json eval_system(const SystemConfig& cfg, EvalOptions o) {
+json eval_system(const SystemConfig& cfg, EvalOptions o, const std::string& mode_in) {
   cfg.validate();
+  const std::string mode = mode_in.empty() ? cfg.mode : mode_in;
+  if (mode != "fast" && mode != "accurate") fail("eval --system: --mode must be fast or accurate, got '{}'", mode);
   if (!o.model.empty() || !o.adapter.empty() || !o.adapters.empty())
     fail(
         "eval --system takes the model and adapters from the system file: drop -m, --lora and "
@@ -47,26 +94,27 @@ json eval_system(const SystemConfig& cfg, EvalOptions o) {
   if (router)
     for (const auto& n : router->choices()) (void)cfg.choice(n);  // every routable choice exists
   o.route = [&cfg, router](const EvalItem& it) {
-    if (!router) return cfg.adapter_name(cfg.default_choice);
-    const RouteDecision d = router->route(query_text(it));
-    return cfg.adapter_name(router->choices()[size_t(d.choice)]);
+    return cfg.adapter_name(route_choice(cfg, router ? &*router : nullptr, query_text(it)));
   };
   // What calibration reads (route/calibration.h): the routed choice, the router's probability
   // of each choice, and the answer's token log-probabilities.
   o.logprobs = true;
   o.route_signals = [&cfg, router](const EvalItem& it) {
-    if (!router) return json{{"route_choice", cfg.default_choice}};
-    const RouteDecision d = router->route(query_text(it));
+    RouteDecision d;
+    const std::string choice = route_choice(cfg, router ? &*router : nullptr, query_text(it), &d);
+    if (!router) return json{{"route_choice", choice}};
     json probs = json::object();
     for (size_t i = 0; i < d.probs.size(); ++i) probs[router->choices()[i]] = d.probs[i];
-    return json{{"route_choice", router->choices()[size_t(d.choice)]},
-                {"route_probability", d.probability},
-                {"route_probs", probs}};
+    return json{{"route_choice", choice}, {"route_probability", d.probability}, {"route_probs", probs}};
   };
   const std::string file = cfg.file.empty() ? "(in memory)" : cfg.file.string();
   o.route_id = file + (cfg.file.empty() ? "" : " " + sha256_file(cfg.file)) +
                (cfg.router.empty() ? "" : " router " + sha256_file(cfg.router));
-  if (!cfg.fewshot.bank.empty()) add_demonstrations(cfg, router, o);
+  if (mode == "accurate") {
+    answer_with_runtime(cfg, mode, o);  // the runtime puts the bank's demonstrations itself
+  } else if (!cfg.fewshot.bank.empty()) {
+    add_demonstrations(cfg, router, o);
+  }
   return run_eval(o);
 }
 

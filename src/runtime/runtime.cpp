@@ -4,6 +4,7 @@
 #include <chrono>
 #include <map>
 #include <regex>
+#include <thread>
 
 #include "core/error.h"
 #include "engine/generate.h"
@@ -13,6 +14,7 @@
 #include "route/escalation.h"
 #include "runtime/fewshot.h"
 #include "runtime/memory.h"
+#include "runtime/verify.h"
 
 namespace cogumi {
 
@@ -141,6 +143,7 @@ nlohmann::json AskResponse::to_json(const std::vector<std::string>& router_choic
           {"probabilities", probs},
           {"answer", answer_key},
           {"votes", votes},
+          {"verification", {{"verifier", verifier}, {"verified", verified}, {"passed", verify_passed}}},
           {"demonstrations", demonstrations},
           {"samples", samples},
           {"prompt_tokens", prompt_tokens},
@@ -167,9 +170,9 @@ Runtime::Runtime(SystemConfig cfg) : cfg_(std::move(cfg)) {
   }
   if (!cfg_.detector.empty())
     detector_ = std::make_unique<EscalationDetector>(EscalationDetector::load(cfg_.detector));
-  if (!cfg_.calibration.empty()) calibrator_ = Calibrator::load(cfg_.calibration);
   if (!cfg_.fewshot.bank.empty())
     fewshot_ = std::make_unique<FewshotBank>(FewshotBank::open(cfg_.fewshot, model_));
+  if (!cfg_.calibration.empty()) calibrator_ = Calibrator::load(cfg_.calibration);
   GeneratorOptions go;
   go.n_parallel = cfg_.parallel;
   go.n_threads = cfg_.threads;
@@ -227,23 +230,6 @@ void Runtime::record(const AskRequest& q, AskResponse& r) {
   r.turn_id = memory().append_turn(q.session, a);
 }
 
-// Completion-form prompts get the examples' prompts and answers in front; chat prompts get them
-// as earlier user/assistant turns. Retrieval compares the examples' prompts with the request's
-// own prompt (the bank stores each example in its domain's form).
-void Runtime::demonstrate(const SystemChoice& c, const AskRequest& q, GenRequest& g,
-                          AskResponse& r) const {
-  if (!fewshot_ || !fewshot_->options().covers(c.name)) return;
-  const bool chat = !g.prompt_tokens.empty();
-  const std::vector<Retrieved> demos = fewshot_->demonstrations(c.name, chat ? q.text : g.prompt);
-  if (demos.empty()) return;
-  for (const auto& d : demos) r.demonstrations.push_back(d.entry->id);
-  if (!chat) {
-    g.prompt = demonstration_text(demos) + g.prompt;
-    return;
-  }
-  g.prompt_tokens = model_->tokenize_chat(demonstration_messages(demos, q.history, q.text)).tokens;
-}
-
 bool Runtime::judge_confidence(const AskRequest& q, const GenResult& g, AskResponse& r) const {
   AnswerSignals& s = r.signals;
   s.choice = r.choice;
@@ -256,6 +242,7 @@ bool Runtime::judge_confidence(const AskRequest& q, const GenResult& g, AskRespo
     s.logprob_min = lo;
   }
   if (r.mode == "accurate") s.agreement = double(r.votes) / double(std::max(1, r.samples));
+  if (r.verifier == "tests" || r.verifier == "schema") s.verified = r.verified;  // outside checks
   r.raw_confidence = r.confidence;
   if (!calibrator_) return false;
   r.confidence = calibrator_->confidence(s);
@@ -292,93 +279,206 @@ void Runtime::escalate_unsure(const std::vector<AskRequest>& requests,
   }
 }
 
+// Completion-form prompts get the examples' prompts and answers in front; chat prompts get them
+// as earlier user/assistant turns. Retrieval compares the examples' prompts with the request's
+// own prompt (the bank stores each example in its domain's form).
+void Runtime::demonstrate(const SystemChoice& c, const AskRequest& q, GenRequest& g,
+                          AskResponse& r) const {
+  if (!fewshot_ || !fewshot_->options().covers(c.name)) return;
+  const bool chat = !g.prompt_tokens.empty();
+  const std::vector<Retrieved> demos = fewshot_->demonstrations(c.name, chat ? q.text : g.prompt);
+  if (demos.empty()) return;
+  for (const auto& d : demos) r.demonstrations.push_back(d.entry->id);
+  if (!chat) {
+    g.prompt = demonstration_text(demos) + g.prompt;
+    return;
+  }
+  g.prompt_tokens = model_->tokenize_chat(demonstration_messages(demos, q.history, q.text)).tokens;
+}
+
 std::string Runtime::adapter_of(const std::string& choice) const {
   return cfg_.adapter_name(choice);
 }
 
+std::string route_choice(const SystemConfig& cfg, const Router* router, std::string_view text,
+                         RouteDecision* decision) {
+  if (!router) return cfg.default_choice;
+  RouteDecision d = router->route(text);
+  std::string choice = router->choices()[size_t(d.choice)];
+  if (decision) *decision = std::move(d);
+  return choice;
+}
+
 std::string Runtime::route(const std::string& text, RouteDecision* decision) const {
-  if (!router_) return cfg_.default_choice;
-  RouteDecision d = router_->route(text);
-  if (decision) *decision = d;
-  return router_->choices()[size_t(d.choice)];
+  return route_choice(cfg_, router_ ? &*router_ : nullptr, text, decision);
+}
+
+std::vector<ChatMessage> Runtime::session_history(const AskRequest& q) {
+  std::vector<ChatMessage> out;
+  if (q.session.empty() || cfg_.history == 0) return out;
+  for (const Turn& t : memory().last_turns(q.session, size_t(cfg_.history)))
+    if (t.role == "user" || t.role == "assistant") out.push_back({t.role, t.content});
+  return out;
+}
+
+namespace {
+
+// Earlier turns before a completion-form prompt: each exchange asked as this request is, with
+// the answer it got (the form a completion model continues best).
+std::string history_text(const std::vector<ChatMessage>& history, const std::string& ask_as,
+                         const nlohmann::json& tools) {
+  std::string out;
+  for (size_t i = 0; i + 1 < history.size(); ++i) {
+    if (history[i].role != "user" || history[i + 1].role != "assistant") continue;
+    out += build_prompt(item_from_request(history[i].content, ask_as, tools), {}, false).text +
+           history[i + 1].content + "\n\n";
+    ++i;
+  }
+  return out;
+}
+
+}  // namespace
+
+struct Runtime::Plan {
+  EvalItem item;            // the request as the eval would ask it: what votes and checks read
+  size_t first = 0, n = 1;  // this request's generation requests (n > 1: accurate mode's samples)
+};
+
+// Route, override, mode and escalation: everything decided before generation.
+AskResponse Runtime::decide(const AskRequest& q, size_t i) {
+  AskResponse r;
+  r.mode = q.mode.empty() ? cfg_.mode : q.mode;
+  if (r.mode != "fast" && r.mode != "accurate")
+    fail("request {}: mode must be fast or accurate, got '{}'", i, r.mode);
+  if (q.max_tokens < 0 || q.max_tokens > 32768)
+    fail("request {}: max_tokens must be 0..32768, got {}", i, q.max_tokens);
+  if (!q.choice.empty()) {
+    (void)cfg_.choice(q.choice);  // throws for an unknown name, listing the known ones
+    r.choice = q.choice;
+    r.overridden = true;
+    r.confidence = 1.0;
+  } else {
+    r.choice = route(q.text, &r.route);
+    r.confidence = router_ ? r.route.probability : 1.0;
+    if (router_ && r.confidence < cfg_.threshold) {
+      r.escalated = true;
+      r.escalated_by = "router";
+      if (cfg_.escalation == "accurate")
+        r.mode = "accurate";
+      else
+        r.choice = cfg_.default_choice;
+    }
+  }
+  if (!q.session.empty() && !memory().session(q.session))
+    fail("request {}: no session '{}' in '{}'", i, q.session, cfg_.memory.string());
+  escalate_from_session(q, r);
+  return r;
+}
+
+// The prompt of a decided request and its generation requests (one, or the accurate mode's
+// samples), appended to `gens`.
+void Runtime::plan(const AskRequest& q, AskResponse& r, Plan& p, std::vector<GenRequest>& gens) {
+  const SystemChoice& c = cfg_.choice(r.choice);
+  if (q.item) {
+    p.item = *q.item;
+  } else {
+    p.item = item_from_request(q.text, c.ask_as, q.tools);
+    p.item.category = c.name;
+  }
+  GenRequest g;
+  g.max_tokens = q.max_tokens ? q.max_tokens : cfg_.max_tokens;
+  g.adapter = adapter_of(r.choice);
+  g.n_logprobs = std::max(0, q.n_logprobs);
+  g.grammar = q.grammar;
+  g.ignore_eos = q.ignore_eos;
+  if (q.sampling && r.mode == "fast") g.sampling = *q.sampling;
+  // A model without a chat template takes the request as plain text.
+  if (!q.item && c.ask_as == "chat" && !q.raw && model_->has_chat_template()) {
+    std::vector<ChatMessage> msgs = q.history;
+    msgs.push_back({"user", q.text});
+    auto ct = model_->tokenize_chat(msgs);
+    g.prompt_tokens = std::move(ct.tokens);
+    r.prompt = std::move(ct.text);
+  } else if (!q.item && (c.ask_as == "raw" || c.ask_as == "chat" || q.raw)) {
+    g.prompt = q.text;
+  } else {
+    PromptParts pp = build_prompt(p.item, {}, false);
+    g.prompt = (q.item ? "" : history_text(q.history, c.ask_as, q.tools)) + pp.text;
+    g.stop = pp.stops;
+  }
+  g.stop.insert(g.stop.end(), q.stop.begin(), q.stop.end());
+  demonstrate(c, q, g, r);
+  if (g.prompt_tokens.empty()) r.prompt = g.prompt;
+  p.first = gens.size();
+  p.n = r.mode == "accurate" ? size_t(cfg_.samples) : 1;
+  for (size_t s = 0; s < p.n; ++s) {
+    GenRequest gs = g;
+    if (r.mode == "accurate") {
+      gs.sampling.temperature = cfg_.temperature;
+      gs.sampling.seed = uint32_t(1000 + s);
+    }
+    gens.push_back(std::move(gs));
+  }
+}
+
+// Every sample of the batch checked at once (code: one sandbox batch); all unchecked when the
+// system verifies nothing.
+std::vector<Verdict> Runtime::verify(const std::vector<Plan>& plans, const std::vector<GenResult>& res) const {
+  std::vector<Verdict> verdicts(res.size());
+  if (!cfg_.verify) return verdicts;
+  std::vector<std::pair<const EvalItem*, std::string>> answers(res.size());
+  for (const Plan& p : plans)
+    for (size_t s = p.first; s < p.first + p.n; ++s) answers[s] = {&p.item, res[s].text};
+  return verify_outputs(answers, SandboxOptions{}, int(std::max(1u, std::thread::hardware_concurrency())));
+}
+
+// The answer of request i from its samples: the verified vote, its confidence, its cost.
+// Returns the winning generation request, or npos when the engine refused the request.
+size_t Runtime::conclude(size_t i, const Plan& p, const std::vector<GenResult>& res,
+                         const std::vector<Verdict>& verdicts, bool errors_in_response, AskResponse& r) const {
+  r.samples = int(p.n);
+  std::vector<std::string> keys;
+  std::vector<double> lps;
+  for (size_t s = p.first; s < p.first + p.n; ++s) {
+    const GenResult& g = res[s];
+    if (g.finish == FinishReason::kError) {
+      if (!errors_in_response) fail("request {}: {}", i, g.error);
+      r.error = g.error;
+    }
+    r.prompt_tokens = g.n_prompt_tokens;
+    r.gen_tokens += g.n_gen_tokens;
+    keys.push_back(vote_key(p.item, g.text));
+    lps.push_back(mean_logprob(g));
+  }
+  if (!r.error.empty()) return std::string::npos;
+  r.verifier = cfg_.verify ? verifier_for(p.item) : "";
+  if (r.verifier == "agreement" && p.n == 1) r.verifier.clear();  // one sample agrees with nothing
+  const VerifiedVote vote = verified_vote(
+      keys, lps, {verdicts.begin() + long(p.first), verdicts.begin() + long(p.first + p.n)}, r.verifier);
+  r.votes = vote.votes;
+  r.verified = vote.verified;
+  r.verify_passed = vote.passed;
+  const GenResult& win = res[p.first + vote.index];
+  r.text = win.text;
+  r.finish_reason = finish_reason_name(win.finish);
+  r.answer_key = keys[vote.index];
+  if (r.mode == "accurate") r.confidence = double(r.votes) / double(p.n);
+  return p.first + vote.index;
 }
 
 std::vector<AskResponse> Runtime::ask(const std::vector<AskRequest>& requests, const AskStream& stream) {
-  struct Plan {
-    EvalItem item;
-    size_t first = 0, n = 1;  // generation requests of this ask
-  };
   std::vector<AskResponse> out(requests.size());
   std::vector<Plan> plans(requests.size());
   std::vector<GenRequest> gens;
   for (size_t i = 0; i < requests.size(); ++i) {
-    const AskRequest& q = requests[i];
-    AskResponse& r = out[i];
-    const std::string mode = q.mode.empty() ? cfg_.mode : q.mode;
-    if (mode != "fast" && mode != "accurate")
-      fail("request {}: mode must be fast or accurate, got '{}'", i, mode);
-    if (q.max_tokens < 0 || q.max_tokens > 32768)
-      fail("request {}: max_tokens must be 0..32768, got {}", i, q.max_tokens);
-    r.mode = mode;
-    if (!q.choice.empty()) {
-      (void)cfg_.choice(q.choice);  // throws for an unknown name, listing the known ones
-      r.choice = q.choice;
-      r.overridden = true;
-      r.confidence = 1.0;
-    } else {
-      r.choice = route(q.text, &r.route);
-      r.confidence = router_ ? r.route.probability : 1.0;
-      if (router_ && r.confidence < cfg_.threshold) {
-        r.escalated = true;
-        r.escalated_by = "router";
-        if (cfg_.escalation == "accurate")
-          r.mode = "accurate";
-        else
-          r.choice = cfg_.default_choice;
-      }
-    }
-    if (!q.session.empty() && !memory().session(q.session))
-      fail("request {}: no session '{}' in '{}'", i, q.session, cfg_.memory.string());
-    escalate_from_session(q, r);
-    const SystemChoice& c = cfg_.choice(r.choice);
-    Plan& p = plans[i];
-    p.item = item_from_request(q.text, c.ask_as, q.tools);
-    p.item.category = c.name;
-    GenRequest g;
-    g.max_tokens = q.max_tokens ? q.max_tokens : cfg_.max_tokens;
-    g.adapter = adapter_of(r.choice);
-    g.n_logprobs = std::max(0, q.n_logprobs);
-    g.grammar = q.grammar;
-  g.ignore_eos = q.ignore_eos;
-    if (q.sampling && r.mode == "fast") g.sampling = *q.sampling;
-    // A model without a chat template takes the request as plain text.
-    if (c.ask_as == "chat" && !q.raw && model_->has_chat_template()) {
-      std::vector<ChatMessage> msgs = q.history;
-      msgs.push_back({"user", q.text});
-      g.prompt_tokens = model_->tokenize_chat(msgs).tokens;
-    } else if (c.ask_as == "raw" || c.ask_as == "chat" || q.raw) {
-      g.prompt = q.text;
-    } else {
-      PromptParts pp = build_prompt(p.item, {}, false);
-      g.prompt = pp.text;
-      g.stop = pp.stops;
-    }
-    g.stop.insert(g.stop.end(), q.stop.begin(), q.stop.end());
-    demonstrate(c, q, g, r);
-    p.first = gens.size();
-    p.n = r.mode == "accurate" ? size_t(cfg_.samples) : 1;
-    for (size_t s = 0; s < p.n; ++s) {
-      GenRequest gs = g;
-      if (r.mode == "accurate") {
-        gs.sampling.temperature = cfg_.temperature;
-        gs.sampling.seed = uint32_t(1000 + s);
-      }
-      gens.push_back(std::move(gs));
-    }
+    AskRequest q = requests[i];
+    if (q.history.empty()) q.history = session_history(q);  // the session's last turns
+    out[i] = decide(q, i);
+    plan(q, out[i], plans[i], gens);
   }
-  const auto t0 = std::chrono::steady_clock::now();
   if (stream.on_decision)
     for (size_t i = 0; i < out.size(); ++i) stream.on_decision(i, out[i]);
+  const auto t0 = std::chrono::steady_clock::now();
   std::vector<size_t> ask_of(gens.size());  // generation request -> its ask request
   for (size_t i = 0; i < plans.size(); ++i)
     for (size_t s = plans[i].first; s < plans[i].first + plans[i].n; ++s) ask_of[s] = i;
@@ -392,34 +492,15 @@ std::vector<AskResponse> Runtime::ask(const std::vector<AskRequest>& requests, c
   };
   std::vector<GenResult> res = gen_->generate(gens, on_piece);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const std::vector<Verdict> verdicts = verify(plans, res);
   std::vector<size_t> unsure;  // fast answers under the calibrated threshold
-
   for (size_t i = 0; i < requests.size(); ++i) {
     AskResponse& r = out[i];
-    const Plan& p = plans[i];
     r.seconds = secs;
-    r.samples = int(p.n);
-    std::vector<std::string> keys;
-    std::vector<double> lps;
-    for (size_t s = p.first; s < p.first + p.n; ++s) {
-      const GenResult& g = res[s];
-      if (g.finish == FinishReason::kError) {
-        if (!stream.errors_in_response) fail("request {}: {}", i, g.error);
-        r.error = g.error;
-      }
-      r.prompt_tokens = g.n_prompt_tokens;
-      r.gen_tokens += g.n_gen_tokens;
-      keys.push_back(vote_key(p.item, g.text));
-      lps.push_back(mean_logprob(g));
-    }
-    const size_t win = majority_vote(keys, lps, &r.votes);
-    if (!r.error.empty()) continue;
-    r.text = res[p.first + win].text;
-    r.finish_reason = finish_reason_name(res[p.first + win].finish);
-    if (requests[i].n_logprobs >= 0) r.logprobs = res[p.first + win].logprobs;
-    r.answer_key = keys[win];
-    if (r.mode == "accurate") r.confidence = double(r.votes) / double(p.n);
-    if (judge_confidence(requests[i], res[p.first + win], r) && !stream.on_piece) {
+    const size_t win = conclude(i, plans[i], res, verdicts, stream.errors_in_response, r);
+    if (win == std::string::npos) continue;
+    if (requests[i].n_logprobs >= 0) r.logprobs = res[win].logprobs;
+    if (judge_confidence(requests[i], res[win], r) && !stream.on_piece) {
       unsure.push_back(i);
       continue;  // recorded once it has its escalated answer
     }

@@ -28,6 +28,7 @@
 #include "route/calibration.h"
 #include "route/router.h"
 #include "runtime/system.h"
+#include "runtime/verify.h"
 
 namespace cogumi {
 
@@ -48,6 +49,9 @@ struct AskRequest {
   // recorded as turns with the decision, and when the system has an escalation detector, a
   // follow-up that complains about the previous answer escalates this one.
   std::string session;
+  // An item asked exactly as `cogumi eval` asks it (eval --system): its own benchmark's prompt
+  // through the routed choice's adapter, whatever the choice's ask_as; `text` is what routes it.
+  std::optional<EvalItem> item;
   // Serving (cogumi serve). The conversation before `text`, for choices asked as chat. Fast
   // mode's sampling (accurate mode samples at the system's temperature). Extra stop strings.
   // Token log-probabilities of the answer (-1 none, 0 the chosen token's, k also the top k). A
@@ -92,6 +96,13 @@ struct AskResponse {
   double raw_confidence = 0;
   AnswerSignals signals;   // what the confidence was judged from
   std::string answer_key;  // the extracted answer the vote counted
+  // Verification (runtime/verify.h; off with modes.accurate.verify: false): what checked the
+  // answer ("tests", "schema", "agreement", "" = nothing could), whether the answer given passed,
+  // and how many samples passed.
+  std::string verifier;
+  bool verified = false;
+  int verify_passed = 0;
+  std::string prompt;  // the prompt as generated (chat prompts: after the template)
   int votes = 1, samples = 1;
   std::vector<std::string> demonstrations;  // ids of the bank examples put before the request
   int prompt_tokens = 0, gen_tokens = 0;
@@ -113,7 +124,7 @@ class Runtime {
   // mode) throw before anything runs, naming the request.
   std::vector<AskResponse> ask(const std::vector<AskRequest>& requests, const AskStream& stream = {});
 
-  // The choice the router makes for a query (the default without a router).
+  // The choice the router makes for a query (the default without a router): route_choice().
   std::string route(const std::string& text, RouteDecision* decision = nullptr) const;
   // The adapter name the engine knows a choice by ("" for the base alone).
   std::string adapter_of(const std::string& choice) const;
@@ -132,6 +143,7 @@ class Runtime {
   std::unique_ptr<Generator> gen_;
   std::unique_ptr<SessionStore> memory_;
   std::unique_ptr<EscalationDetector> detector_;
+  std::unique_ptr<FewshotBank> fewshot_;  // the system's few-shot bank, when it has one
   std::optional<Calibrator> calibrator_;
 
   // Confidence from the answer's signals; true when a fast answer falls under the calibration's
@@ -141,13 +153,28 @@ class Runtime {
   // answer's cost and route, and is recorded in its session then.
   void escalate_unsure(const std::vector<AskRequest>& requests, const std::vector<size_t>& unsure,
                        std::vector<AskResponse>& out);
-  std::unique_ptr<FewshotBank> fewshot_;  // the system's few-shot bank, when it has one
 
+  // One ask, phase by phase (runtime.cpp): decide (route, override, mode, escalation), plan
+  // (prompt and generation requests), generate (in ask), verify (every sample at once),
+  // conclude (the verified vote, confidence, cost).
+  struct Plan;
+  AskResponse decide(const AskRequest& q, size_t i);
+  void plan(const AskRequest& q, AskResponse& r, Plan& p, std::vector<GenRequest>& gens);
+  std::vector<Verdict> verify(const std::vector<Plan>& plans, const std::vector<GenResult>& res) const;
+  size_t conclude(size_t i, const Plan& p, const std::vector<GenResult>& res, const std::vector<Verdict>& verdicts,
+                  bool errors_in_response, AskResponse& r) const;
   void escalate_from_session(const AskRequest& q, AskResponse& r);
+  // The session's last `history` turns as chat messages (none without a session).
+  std::vector<ChatMessage> session_history(const AskRequest& q);
   void record(const AskRequest& q, AskResponse& r);
   // Puts the bank's nearest examples of the choice's domain before the request (runtime/fewshot.h).
   void demonstrate(const SystemChoice& c, const AskRequest& q, GenRequest& g, AskResponse& r) const;
 };
+
+// The one routing decision of a system (Runtime::route, eval --system): the router's choice
+// for `text`, or the system's default without a router. `decision` gets the probabilities.
+std::string route_choice(const SystemConfig& cfg, const Router* router, std::string_view text,
+                         RouteDecision* decision = nullptr);
 
 // A bare request put as the eval asks `ask_as` (see SystemChoice): the item whose prompt the
 // choice was trained on. Multiple-choice options are read from lines "A. ..", "B) ..".

@@ -137,6 +137,7 @@ void SystemConfig::validate() const {
     fail("{}: generation.parallel must be 1..255, got {}", where, parallel);
   if (threads < 0 || threads > 1024)
     fail("{}: generation.threads must be 0..1024, got {}", where, threads);
+  if (history < 0 || history > 64) fail("{}: 'history' must be 0..64 turns, got {}", where, history);
   if (!fewshot.bank.empty()) {
     try {
       fewshot.validate();
@@ -162,7 +163,7 @@ SystemConfig SystemConfig::load(const std::filesystem::path& path) {
   s.file = path;
   r.expect_map(root, "",
                {"name", "base", "router", "default", "choices", "threshold", "escalation", "modes",
-                "generation", "memory", "detector", "fewshot", "calibration"});
+                "generation", "memory", "detector", "calibration", "fewshot", "history"});
   if (root["name"]) s.name = r.get<std::string>(root["name"], "name");
   if (!root["base"]) fail("{}: 'base' is required (the base model GGUF)", path.string());
   s.base = r.path(root["base"], "base");
@@ -189,7 +190,8 @@ SystemConfig SystemConfig::load(const std::filesystem::path& path) {
     r.expect_map(m, "modes", {"default", "accurate"});
     if (m["default"]) s.mode = r.get<std::string>(m["default"], "modes.default");
     if (const YAML::Node a = m["accurate"]) {
-      r.expect_map(a, "modes.accurate", {"samples", "temperature"});
+      r.expect_map(a, "modes.accurate", {"samples", "temperature", "verify"});
+      if (a["verify"]) s.verify = r.get<bool>(a["verify"], "modes.accurate.verify");
       if (a["samples"]) s.samples = r.get<int>(a["samples"], "modes.accurate.samples");
       if (a["temperature"])
         s.temperature = r.get<float>(a["temperature"], "modes.accurate.temperature");
@@ -202,9 +204,10 @@ SystemConfig SystemConfig::load(const std::filesystem::path& path) {
     if (g["threads"]) s.threads = r.get<int>(g["threads"], "generation.threads");
   }
   if (root["memory"]) s.memory = r.path(root["memory"], "memory");
+  if (root["history"]) s.history = r.get<int>(root["history"], "history");
   if (root["detector"]) s.detector = r.path(root["detector"], "detector");
-  if (root["calibration"]) s.calibration = r.path(root["calibration"], "calibration");
   if (root["fewshot"]) read_fewshot(r, root["fewshot"], s.fewshot);
+  if (root["calibration"]) s.calibration = r.path(root["calibration"], "calibration");
   s.validate();
   return s;
 }

@@ -14,12 +14,13 @@
 //     math: {adapter: nano-math.gguf, ask_as: gsm8k}
 //   threshold: 0.8                    # router confidence below which a request escalates
 //   escalation: accurate              # accurate | base
-//   modes: {default: fast, accurate: {samples: 5, temperature: 0.7}}
+//   modes: {default: fast, accurate: {samples: 5, temperature: 0.7, verify: true}}
 //   generation: {max_tokens: 256, parallel: 16, threads: 0}
+//   history: 2                        # the last N turns of a session feed the next prompt
 //   memory: sessions.db               # optional: sessions (turns, decisions, feedback)
 //   detector: escalation.json         # optional: a follow-up that complains escalates
-//   calibration: calibration.json     # optional: calibrated confidence + answer threshold
 //   fewshot: {bank: bank.jsonl, k: 3, domains: [math]}  # optional: retrieved demonstrations
+//   calibration: calibration.json     # optional: calibrated confidence + answer threshold
 //
 // `ask_as` says how a bare user request is put to that choice: a benchmark kind (gsm8k,
 // humaneval, mmlu, bfcl, bbh, mbpp: the prompt the nano models were trained on) or "chat"
@@ -51,16 +52,21 @@ struct SystemConfig {
   std::string escalation = "accurate";  // accurate | base
   std::string mode = "fast";            // fast | accurate
   int samples = 5;                      // accurate mode: samples per request, 1..64
+  // Verification (runtime/verify.h): code run against the request's visible tests, tool calls
+  // against the functions' schema; the vote prefers samples that pass. YAML modes.accurate.verify.
+  bool verify = true;
+  // How many of a session's last turns feed the next prompt (0..64; YAML `history`).
+  int history = 2;
   float temperature = 0.7f;             // accurate mode sampling temperature, (0, 2]
   int max_tokens = 256;                 // 1..32768
   int parallel = 16;                    // generator slots, 1..255
   int threads = 0;                      // 0: all cores
   std::filesystem::path memory;         // optional SQLite session store
   std::filesystem::path detector;       // optional escalation detector (cogumi escalation train)
+  FewshotOptions fewshot;               // optional: demonstrations from a bank (fewshot.bank empty: off)
   // Optional (cogumi router calibrate): confidence becomes the calibrated P(answer correct), and
   // a fast answer below the calibration's threshold is asked again on the escalation path.
   std::filesystem::path calibration;
-  FewshotOptions fewshot;               // optional: demonstrations from a bank (fewshot.bank empty: off)
 
   // Reads and checks a system file. Errors name the file, the line and the key.
   static SystemConfig load(const std::filesystem::path& path);
