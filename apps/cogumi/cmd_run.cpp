@@ -52,8 +52,10 @@ void setup_run(CLI::App& sub) {
       }
       return;
     }
-    fmt::print("{} stages ran, {} reused in {:.1f} s; report {}\n", r.summary.ran, r.summary.reused, r.summary.seconds,
-               (cfg.work_dir / "report.html").string());
+    bool reported = false;
+    for (auto& st : r.summary.stages) reported |= st.name == "report" && (st.status == "ran" || st.status == "reused");
+    fmt::print("{} stages ran, {} reused in {:.1f} s{}\n", r.summary.ran, r.summary.reused, r.summary.seconds,
+               reported ? "; report " + (cfg.work_dir / "report.html").string() : "");
   });
 }
 
