@@ -159,6 +159,17 @@ expect_error "nano loop names an unknown modifier domain" "unknown modifier doma
 check "ask routes a math question through the shipped nano system" python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).read()); assert r["choice"]=="math" and r["probabilities"]["math"]>0.9 and "####" in r["text"], r' "$T/ask.json"
 expect_error "ask names an unknown choice" "no choice named 'poetry'" "$COGUMI" ask --choice poetry -p "hi"
 
+# Few-shot: a bank from the nano training split; a query gets solved examples in the eval's form, the
+# same from exact search; a bad bank line and an out-of-range option are named.
+"$COGUMI" fewshot build -o "$T/fewshot/bank.jsonl" --data math=gsm8k:"$T/nano/math/train.jsonl" >/dev/null 2>&1
+"$COGUMI" fewshot query "$T/fewshot/bank.jsonl" --domain math --ask-as gsm8k -k 2 --json -p "Ann has 3 boxes of pens. Each box holds 4 pens. How many pens does Ann have?" >"$T/fs.json" 2>/dev/null
+"$COGUMI" fewshot query "$T/fewshot/bank.jsonl" --domain math --ask-as gsm8k -k 2 --json --exact -p "Ann has 3 boxes of pens. Each box holds 4 pens. How many pens does Ann have?" >"$T/fs_exact.json" 2>/dev/null
+check "fewshot query returns solved examples in the eval's form" python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert len(r)==2 and all(x["prompt"].startswith("Question: ") and "####" in x["completion"] for x in r), r' "$T/fs.json"
+check "fewshot exact search agrees" cmp -s "$T/fs.json" "$T/fs_exact.json"
+printf '{"domain":"math","prompt":"Question: 1?\\nAnswer:","completion":" 1"}\n{"domain":"math","prompt":"p"}\n' >"$T/badbank.jsonl"
+expect_error "fewshot names the bad bank line" "badbank.jsonl:2: missing field 'completion'" "$COGUMI" fewshot query "$T/badbank.jsonl" --domain math -p x
+expect_bad_option "fewshot -k out of range" "-k" "$COGUMI" fewshot query "$T/badbank.jsonl" --domain math -p x -k 99
+
 "$COGUMI" --help >/dev/null && "$COGUMI" generate --help | grep -q -- "--max-tokens"
 check "help on subcommands" test $? -eq 0
 
