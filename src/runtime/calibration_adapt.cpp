@@ -93,6 +93,29 @@ std::pair<double, double> kept(const Slice& s, std::optional<double> t) {
   return {s.conf.empty() ? 0 : double(n) / double(s.conf.size()), n ? double(ok) / double(n) : 0};
 }
 
+// The lowest threshold on the grid whose kept answers (fast ones, refit confidence) are right at
+// least as often as the dev pick's were (the calibration's target_kept_accuracy). Returns why the
+// threshold stayed as it was, or "" when it was refit.
+std::string refit_threshold(const Calibrator& current, const std::vector<FeedbackOutcome>& rows,
+                            size_t n_fit, Calibrator& next) {
+  if (!current.info().contains("target_kept_accuracy") ||
+      !current.info()["target_kept_accuracy"].is_number() || !current.threshold())
+    return "no threshold or target kept accuracy in the calibration: threshold unchanged";
+  const double target = current.info()["target_kept_accuracy"].get<double>();
+  const Slice fit_fast = slice_of(next, rows, 0, n_fit, true);
+  for (double t : default_threshold_grid()) {
+    const auto [share, acc] = kept(fit_fast, t);
+    if (share > 0 && acc >= target) {
+      next.set_threshold(t, fmt::format(
+                                "router adapt: the lowest threshold whose kept answers in the "
+                                "feedback are right at least {:.1f}% of the time (the dev pick's)",
+                                100 * target));
+      return "";
+    }
+  }
+  return "no threshold reaches the target on the feedback: threshold unchanged";
+}
+
 }  // namespace
 
 AdaptResult adapt_calibration(SessionStore& store, const Calibrator& current, const AdaptJob& job) {
@@ -130,28 +153,7 @@ AdaptResult adapt_calibration(SessionStore& store, const Calibrator& current, co
   } else {
     note = "the feedback does not rank answers the way the current confidence does; kept as is";
   }
-  // Threshold: the lowest on the grid whose kept answers (fast ones, refit confidence) are right at
-  // least as often as the dev pick's were (its kept accuracy, target_kept_accuracy).
-  const Slice fit_fast = slice_of(next, rows, 0, n_fit, true);
-  std::optional<double> target;
-  if (current.info().contains("target_kept_accuracy"))
-    target = current.info()["target_kept_accuracy"].get<double>();
-  std::string threshold_note = "no target kept accuracy in the calibration: threshold unchanged";
-  if (target && current.threshold()) {
-    threshold_note = "no threshold reaches the target on the feedback: threshold unchanged";
-    for (double t : default_threshold_grid()) {
-      const auto [share, acc] = kept(fit_fast, t);
-      if (share > 0 && acc >= *target) {
-        next.set_threshold(t, fmt::format(
-                                  "router adapt: the lowest threshold whose kept answers in the "
-                                  "feedback are right at least {:.1f}% of the time (the dev pick's)",
-                                  100 * *target));
-        threshold_note = "";
-        break;
-      }
-    }
-  }
-
+  const std::string threshold_note = refit_threshold(current, rows, n_fit, next);
   // Before/after on the held-out (newest) slice.
   const Slice hb = slice_of(current, rows, n_fit, rows.size(), false);
   const Slice ha = slice_of(next, rows, n_fit, rows.size(), false);

@@ -20,7 +20,9 @@ namespace {
 
 fs::path items_file(const fs::path& run) {
   const fs::path f = fs::is_directory(run) ? run / "items.jsonl" : run;
-  if (!fs::exists(f)) fail("calibration: no eval run at '{}' (no '{}')", run.string(), f.string());
+  if (!fs::exists(f))
+    fail("calibration: no eval run at '{}' (a run directory with items.jsonl, or an items.jsonl)",
+         run.string());
   return f;
 }
 
@@ -246,6 +248,65 @@ std::string sweep_table(const std::vector<ThresholdRow>& rows, double picked) {
   return s;
 }
 
+// Calibration within each routed choice, on test after calibration.
+std::string per_choice_section(const std::vector<Outcome>& test, const std::vector<double>& conf,
+                               int bins, json& rep) {
+  std::string md =
+      "\n| test, per routed choice | n | accuracy | mean confidence | ECE after |\n"
+      "|---|---:|---:|---:|---:|\n";
+  json per = json::object();
+  std::map<std::string, std::pair<std::vector<double>, std::vector<bool>>> by;
+  for (size_t i = 0; i < test.size(); ++i) {
+    by[test[i].signals.choice].first.push_back(conf[i]);
+    by[test[i].signals.choice].second.push_back(test[i].correct);
+  }
+  for (const auto& [choice, cy] : by) {
+    const auto r = calibration_report(cy.first, cy.second, bins);
+    per[choice] = r.to_json();
+    md += fmt::format("| {} | {} | {} | {:.3f} | {:.4f} |\n", choice.empty() ? "(base)" : choice,
+                      r.n, pct(r.accuracy), r.mean_confidence, r.ece);
+  }
+  rep["answer"]["test_after_per_choice"] = per;
+  return md;
+}
+
+// Thresholds: swept on dev, the rule picks (written into the calibration), test shows what that
+// pick does.
+std::string threshold_section(const CalibrateJob& job, const std::vector<Outcome>& dev,
+                              const std::vector<Outcome>& test,
+                              const std::vector<double>& test_conf, Calibrator& cal, json& rep) {
+  std::string md;
+  const auto grid = job.thresholds.empty() ? default_threshold_grid() : job.thresholds;
+  const auto dev_rows = sweep_thresholds(cal.confidences(dev), dev, grid);
+  const auto test_rows = sweep_thresholds(test_conf, test, grid);
+  json dr = json::array(), tr = json::array();
+  for (const auto& r : dev_rows) dr.push_back(r.to_json());
+  for (const auto& r : test_rows) tr.push_back(r.to_json());
+  rep["thresholds"] = {{"dev", dr}, {"test", tr}};
+  double picked = -1;
+  if (dev_rows.front().overall_accuracy) {
+    const ThresholdRow& p = pick_threshold(dev_rows, job.tolerance);
+    picked = p.threshold;
+    const std::string rule = fmt::format(
+        "the lowest threshold whose dev overall accuracy (escalated answers scored by the "
+        "escalation path) is within {:.1f} points of the best",
+        100 * job.tolerance);
+    cal.set_threshold(p.threshold, rule);
+    cal.info()["target_kept_accuracy"] = p.kept_accuracy;
+    rep["threshold"] = {{"value", p.threshold}, {"rule", rule}, {"dev", p.to_json()}};
+    for (const auto& r : test_rows)
+      if (std::abs(r.threshold - p.threshold) < 1e-9) rep["threshold"]["test"] = r.to_json();
+    md += fmt::format("\nThreshold rule: {}. Picked **{:.2f}**.\n", rule, p.threshold);
+  } else {
+    md += "\nNo escalation run was given: no overall accuracy, so no threshold is picked.\n";
+  }
+  md += "\nDev sweep (calibrated confidence below the threshold escalates):\n\n" +
+        sweep_table(dev_rows, picked);
+  md += "\nTest sweep (for reading only; the pick was made on dev):\n\n" +
+        sweep_table(test_rows, picked);
+  return md;
+}
+
 }  // namespace
 
 void CalibrateJob::validate() const {
@@ -319,52 +380,8 @@ CalibrateResult calibrate_job(const CalibrateJob& job) {
     md += report_row("test, router pick, before", router_before) +
           report_row(fmt::format("test, router pick, T={:.3f}", cal.router_temperature()),
                      router_after);
-  // Per choice, on test after calibration.
-  json per = json::object();
-  std::map<std::string, std::pair<std::vector<double>, std::vector<bool>>> by;
-  for (size_t i = 0; i < test.size(); ++i) {
-    by[test[i].signals.choice].first.push_back(test_after[i]);
-    by[test[i].signals.choice].second.push_back(test[i].correct);
-  }
-  md += "\n| test, per routed choice | n | accuracy | mean confidence | ECE after |\n|---|---:|---:|---:|---:|\n";
-  for (const auto& [choice, cy] : by) {
-    const auto r = calibration_report(cy.first, cy.second, job.bins);
-    per[choice] = r.to_json();
-    md += fmt::format("| {} | {} | {} | {:.3f} | {:.4f} |\n", choice.empty() ? "(base)" : choice,
-                      r.n, pct(r.accuracy), r.mean_confidence, r.ece);
-  }
-  rep["answer"]["test_after_per_choice"] = per;
-
-  // Thresholds: swept on dev, the rule picks, test shows what that pick does.
-  const auto grid = job.thresholds.empty() ? default_threshold_grid() : job.thresholds;
-  const auto dev_rows = sweep_thresholds(cal.confidences(dev), dev, grid);
-  const auto test_rows = sweep_thresholds(test_after, test, grid);
-  json dr = json::array(), tr = json::array();
-  for (const auto& r : dev_rows) dr.push_back(r.to_json());
-  for (const auto& r : test_rows) tr.push_back(r.to_json());
-  rep["thresholds"] = {{"dev", dr}, {"test", tr}};
-  double picked = -1;
-  if (dev_rows.front().overall_accuracy) {
-    const ThresholdRow& p = pick_threshold(dev_rows, job.tolerance);
-    picked = p.threshold;
-    const std::string rule = fmt::format(
-        "the lowest threshold whose dev overall accuracy (escalated answers scored by the "
-        "escalation path) is within {:.1f} points of the best",
-        100 * job.tolerance);
-    cal.set_threshold(p.threshold, rule);
-    cal.info()["target_kept_accuracy"] = p.kept_accuracy;
-    rep["threshold"] = {{"value", p.threshold}, {"rule", rule}, {"dev", p.to_json()}};
-    for (const auto& r : test_rows)
-      if (std::abs(r.threshold - p.threshold) < 1e-9) rep["threshold"]["test"] = r.to_json();
-    md += fmt::format("\nThreshold rule: {}. Picked **{:.2f}**.\n", rule, p.threshold);
-  } else {
-    md += "\nNo escalation run was given: no overall accuracy, so no threshold is picked.\n";
-  }
-  md += "\nDev sweep (calibrated confidence below the threshold escalates):\n\n" +
-        sweep_table(dev_rows, picked);
-  md += "\nTest sweep (for reading only; the pick was made on dev):\n\n" +
-        sweep_table(test_rows, picked);
-
+  md += per_choice_section(test, test_after, job.bins, rep);
+  md += threshold_section(job, dev, test, test_after, cal, rep);
   cal.info()["fit"] = {{"system", job.system.string()}, {"dev", job.dev.string()},
                        {"dev_escalated", job.dev_escalated.string()}, {"n", fit_set.size()},
                        {"test_ece_before", before.ece}, {"test_ece_after", after.ece}};
