@@ -65,7 +65,9 @@ export function renderDecision(article, d) {
     aside.append(el('p', 'note', 'The question read as a complaint about the previous answer: asked '
       + `again with the same choice${d.mode === 'accurate' ? ', in accurate mode' : ''}.`));
   } else if (d.escalated_by === 'router') {
-    aside.append(el('p', 'note', 'The router was unsure (confidence under the threshold): escalated.'));
+    aside.append(el('p', 'note', 'The router was unsure (its confidence was under the threshold): escalated.'));
+  } else if (d.escalated_by === 'confidence') {
+    aside.append(el('p', 'note', 'The fast answer\'s confidence was under the threshold: asked again in accurate mode.'));
   }
   const probs = d.probabilities || {};
   if (Object.keys(probs).length) {
