@@ -13,7 +13,6 @@
 // (--queries may repeat; --n-queries is per domain.)
 //   cogumi-bench-fewshot --bank BANK.jsonl --queries DEV.jsonl --templates T.jsonl --model M.gguf
 #include <CLI/CLI.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -59,8 +58,10 @@ std::vector<Example> read_examples(const std::string& path) {
 
 void latency(const std::vector<Example>& bank, const std::vector<Example>& queries,
              const std::vector<size_t>& sizes, int k, int dim, const IndexOptions& base) {
-  std::printf("| examples | embed p50 us | exact p50 ms | exact p99 ms | HNSW p50 ms | HNSW p99 ms | "
-              "HNSW build s | recall@%d |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n", k);
+  std::printf(
+      "| examples | embed p50 us | exact p50 ms | exact p99 ms | HNSW p50 ms | HNSW p99 ms | "
+      "HNSW build s | recall@%d |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+      k);
   std::vector<float> qv;
   std::vector<double> embed_us;
   for (auto& q : queries) {
@@ -141,21 +142,27 @@ std::map<std::string, double> template_match(const std::vector<Example>& bank,
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Few-shot retrieval: latency (exact vs HNSW) and neighbour quality (hashed vs model)"};
+  CLI::App app{
+      "Few-shot retrieval: latency (exact vs HNSW) and neighbour quality (hashed vs model)"};
   std::vector<std::string> queries_paths;
   std::string bank_path, templates_path, model_path, sizes_s = "1000,10000,100000";
   int k = 3, dim = 256, n_queries = 500;
   IndexOptions io;
   app.add_option("--bank", bank_path, "Bank JSONL (prompt, domain, id)")->required();
-  app.add_option("--queries", queries_paths, "JSONL of query prompts (prompt, category or domain, source_id)")->required();
+  app.add_option("--queries", queries_paths,
+                 "JSONL of query prompts (prompt, category or domain, source_id)")
+      ->required();
   app.add_option("--sizes", sizes_s, "Index sizes for the latency table");
-  app.add_option("--n-queries", n_queries, "Queries per domain (spread over the file)")->check(CLI::Range(1, 1000000));
+  app.add_option("--n-queries", n_queries, "Queries per domain (spread over the file)")
+      ->check(CLI::Range(1, 1000000));
   app.add_option("-k", k, "Neighbours")->check(CLI::Range(1, 100));
   app.add_option("--dim", dim, "Hashed embedding dimension")->check(CLI::Range(16, 4096));
   app.add_option("--ef-search", io.ef_search, "HNSW query beam")->check(CLI::Range(1, 10000));
-  app.add_option("--ef-construction", io.ef_construction, "HNSW build beam")->check(CLI::Range(8, 2000));
+  app.add_option("--ef-construction", io.ef_construction, "HNSW build beam")
+      ->check(CLI::Range(8, 2000));
   app.add_option("--hnsw-m", io.M, "HNSW links per node")->check(CLI::Range(2, 128));
-  app.add_option("--templates", templates_path, "templates.jsonl (id, domain, template): the neighbour table");
+  app.add_option("--templates", templates_path,
+                 "templates.jsonl (id, domain, template): the neighbour table");
   app.add_option("--model", model_path, "GGUF whose embeddings the neighbour table compares");
   CLI11_PARSE(app, argc, argv);
   try {
@@ -180,16 +187,22 @@ int main(int argc, char** argv) {
         sizes.push_back(std::stoul(sizes_s.substr(a, b - a)));
         a = b + 1;
       }
-      std::printf("# %zu queries, k %d, hashed dim %d, HNSW M %d ef_construction %d ef_search %d, 1 thread per query\n\n",
-                  queries.size(), k, dim, io.M, io.ef_construction, io.ef_search);
+      std::printf(
+          "# %zu queries, k %d, hashed dim %d, HNSW M %d ef_construction %d ef_search %d, 1 thread "
+          "per query\n\n",
+          queries.size(), k, dim, io.M, io.ef_construction, io.ef_search);
       latency(bank, queries, sizes, k, dim, io);
       return 0;
     }
     std::map<std::string, std::string> tmpl;
     read_jsonl(templates_path, [&](const nlohmann::json& o, size_t) {
-      tmpl[o.at("domain").get<std::string>() + "/" + o.at("id").get<std::string>()] = o.at("template");
+      tmpl[o.at("domain").get<std::string>() + "/" + o.at("id").get<std::string>()] =
+          o.at("template");
     });
-    std::printf("| domain | hashed: same template in top-%d | model embeddings: same template in top-%d |\n|---|---:|---:|\n", k, k);
+    std::printf(
+        "| domain | hashed: same template in top-%d | model embeddings: same template in top-%d "
+        "|\n|---|---:|---:|\n",
+        k, k);
     TextEmbedder hashed(Embedding::hashed, dim);
     auto h = template_match(bank, queries, tmpl, hashed, k);
     std::map<std::string, double> m;
@@ -199,7 +212,8 @@ int main(int argc, char** argv) {
       m = template_match(bank, queries, tmpl, me, k);
     }
     for (auto& [d, v] : h)
-      std::printf("| %s | %.3f | %s |\n", d.c_str(), v, m.count(d) ? std::to_string(m[d]).substr(0, 5).c_str() : "-");
+      std::printf("| %s | %.3f | %s |\n", d.c_str(), v,
+                  m.count(d) ? std::to_string(m[d]).substr(0, 5).c_str() : "-");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -16,32 +16,48 @@ namespace cogumi::cli {
 namespace {
 
 void add_embedding_flags(CLI::App& a, FewshotOptions& f, std::string& embedding) {
-  a.add_option("--embedding", embedding, "hashed (router n-grams) or model (the base's hidden states)")
+  a.add_option("--embedding", embedding,
+               "hashed (router n-grams) or model (the base's hidden states)")
       ->check(CLI::IsMember({"hashed", "model"}))
       ->capture_default_str();
-  a.add_option("--dim", f.dim, "Hashed embedding dimension")->check(CLI::Range(16, 4096))->capture_default_str();
-  a.add_option("--exact-below", f.index.exact_below, "Domains with fewer examples are searched exactly")
+  a.add_option("--dim", f.dim, "Hashed embedding dimension")
+      ->check(CLI::Range(16, 4096))
+      ->capture_default_str();
+  a.add_option("--exact-below", f.index.exact_below,
+               "Domains with fewer examples are searched exactly")
       ->check(CLI::Range(0, 1 << 30))
       ->capture_default_str();
-  a.add_option("--hnsw-m", f.index.M, "HNSW links per node")->check(CLI::Range(2, 128))->capture_default_str();
+  a.add_option("--hnsw-m", f.index.M, "HNSW links per node")
+      ->check(CLI::Range(2, 128))
+      ->capture_default_str();
   a.add_option("--ef-construction", f.index.ef_construction, "HNSW build beam")
       ->check(CLI::Range(8, 2000))
       ->capture_default_str();
-  a.add_option("--ef-search", f.index.ef_search, "HNSW query beam")->check(CLI::Range(1, 10000))->capture_default_str();
+  a.add_option("--ef-search", f.index.ef_search, "HNSW query beam")
+      ->check(CLI::Range(1, 10000))
+      ->capture_default_str();
 }
 
-Embedding embedding_of(const std::string& s) { return s == "model" ? Embedding::model : Embedding::hashed; }
+Embedding embedding_of(const std::string& s) {
+  return s == "model" ? Embedding::model : Embedding::hashed;
+}
 
 void add_build(CLI::App& sub) {
   static FewshotBuildOptions o;
   static std::string embedding = "hashed";
-  auto* b = sub.add_subcommand("build", "Write a bank (JSONL) from training data and good answers, and index it");
-  b->add_option("-o,--out", o.out, "Bank JSONL to write (its index goes to OUT.index/)")->required();
+  auto* b = sub.add_subcommand(
+      "build", "Write a bank (JSONL) from training data and good answers, and index it");
+  b->add_option("-o,--out", o.out, "Bank JSONL to write (its index goes to OUT.index/)")
+      ->required();
   b->add_option("--data", o.sources,
-                "DOMAIN=KIND:PATH (a benchmark file) or DOMAIN=PATH.jsonl ({prompt,completion} or {instruction,output})");
+                "DOMAIN=KIND:PATH (a benchmark file) or DOMAIN=PATH.jsonl ({prompt,completion} or "
+                "{instruction,output})");
   b->add_option("--memory", o.memory, "Session store: answers users rated thumbs-up");
-  b->add_option("--system", o.system, "System file: how each choice asks (for --memory) and the base (--embedding model)");
-  b->add_option("--limit", o.limit, "Examples per source (0 = all)")->check(CLI::Range(0, 100000000));
+  b->add_option(
+      "--system", o.system,
+      "System file: how each choice asks (for --memory) and the base (--embedding model)");
+  b->add_option("--limit", o.limit, "Examples per source (0 = all)")
+      ->check(CLI::Range(0, 100000000));
   add_embedding_flags(*b, o.fewshot, embedding);
   b->callback([&] {
     engine_set_verbose(globals().verbose);
@@ -49,8 +65,8 @@ void add_build(CLI::App& sub) {
     FewshotBuildResult r = build_fewshot_bank(o);
     for (auto& [d, n] : r.per_domain) fmt::print("{:<16} {:>8} examples\n", d, n);
     if (r.from_memory) fmt::print("from session memory: {}\n", r.from_memory);
-    fmt::print("wrote {} and its index {} ({:.1f} s)\n", o.out.string(), bank_index_dir(o.out).string(),
-               r.index_seconds);
+    fmt::print("wrote {} and its index {} ({:.1f} s)\n", o.out.string(),
+               bank_index_dir(o.out).string(), r.index_seconds);
   });
 }
 
@@ -62,7 +78,9 @@ void add_query(CLI::App& sub) {
   q->add_option("bank", f.bank, "Bank JSONL")->required();
   q->add_option("--domain", domain, "The domain to search")->required();
   q->add_option("-p,--prompt", prompt, "The request")->required();
-  q->add_option("--ask-as", ask_as, "Put the request in this form first: raw (as is), gsm8k, mmlu, humaneval, bfcl, ...")
+  q->add_option(
+       "--ask-as", ask_as,
+       "Put the request in this form first: raw (as is), gsm8k, mmlu, humaneval, bfcl, ...")
       ->capture_default_str();
   q->add_option("-k", f.k, "Neighbours")->check(CLI::Range(1, 32))->capture_default_str();
   q->add_option("--system", system, "System file whose base embeds (--embedding model)");
@@ -81,14 +99,19 @@ void add_query(CLI::App& sub) {
     }
     FewshotBank bank = FewshotBank::open(f, model);
     if (!bank.index(domain)) fail("fewshot query: the bank has no domain '{}'", domain);
-    const std::string p = ask_as == "raw" ? prompt
-                                          : build_prompt(item_from_request(prompt, ask_as, json::array()), {}, false).text;
+    const std::string p =
+        ask_as == "raw"
+            ? prompt
+            : build_prompt(item_from_request(prompt, ask_as, json::array()), {}, false).text;
     const std::vector<Retrieved> hits = bank.retrieve(domain, p, size_t(f.k), exact);
     if (as_json) {
       json out = json::array();
       for (auto& h : hits)
-        out.push_back({{"id", h.entry->id}, {"score", h.score}, {"prompt", h.entry->prompt},
-                       {"completion", h.entry->completion}, {"line", h.entry->line}});
+        out.push_back({{"id", h.entry->id},
+                       {"score", h.score},
+                       {"prompt", h.entry->prompt},
+                       {"completion", h.entry->completion},
+                       {"line", h.entry->line}});
       fmt::print("{}\n", out.dump(2));
     } else {
       for (auto& h : hits)

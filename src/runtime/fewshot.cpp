@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <map>
 #include <functional>
+#include <map>
 #include <mutex>
 
 #include "core/error.h"
@@ -41,7 +41,9 @@ void normalize(float* v, size_t d) {
   for (size_t i = 0; i < d; ++i) v[i] *= inv;
 }
 
-const char* embedding_name(Embedding e) { return e == Embedding::model ? "model" : "hashed"; }
+const char* embedding_name(Embedding e) {
+  return e == Embedding::model ? "model" : "hashed";
+}
 
 }  // namespace
 
@@ -56,7 +58,8 @@ void FewshotOptions::validate() const {
 }
 
 bool FewshotOptions::covers(const std::string& domain) const {
-  return k > 0 && (domains.empty() || std::find(domains.begin(), domains.end(), domain) != domains.end());
+  return k > 0 &&
+         (domains.empty() || std::find(domains.begin(), domains.end(), domain) != domains.end());
 }
 
 std::string normalize_prompt(const std::string& s) {
@@ -76,7 +79,8 @@ std::string normalize_prompt(const std::string& s) {
 }
 
 std::vector<BankEntry> read_bank(const fs::path& path) {
-  if (!fs::exists(path)) fail("fewshot bank '{}' does not exist (cogumi fewshot build writes one)", path.string());
+  if (!fs::exists(path))
+    fail("fewshot bank '{}' does not exist (cogumi fewshot build writes one)", path.string());
   std::vector<BankEntry> out;
   read_jsonl(path, [&](const json& o, size_t line) {
     const std::string at = fmt::format("{}:{}", path.string(), line);
@@ -87,7 +91,8 @@ std::vector<BankEntry> read_bank(const fs::path& path) {
     const bool chat = o.contains("instruction") || o.contains("output");
     e.prompt = get_string(o, chat ? "instruction" : "prompt", at);
     e.completion = get_string(o, chat ? "output" : "completion", at);
-    if (normalize_prompt(e.prompt).empty()) fail("{}: '{}' is empty", at, chat ? "instruction" : "prompt");
+    if (normalize_prompt(e.prompt).empty())
+      fail("{}: '{}' is empty", at, chat ? "instruction" : "prompt");
     if (o.contains("id")) e.id = o["id"].is_string() ? o["id"].get<std::string>() : o["id"].dump();
     if (e.id.empty()) e.id = fmt::format("{}:{}", path.filename().string(), line);
     if (o.contains("source")) e.source = get_string(o, "source", at);
@@ -99,7 +104,8 @@ std::vector<BankEntry> read_bank(const fs::path& path) {
 void write_bank(const fs::path& path, const std::vector<BankEntry>& entries) {
   std::string text;
   for (auto& e : entries) {
-    json o = {{"domain", e.domain}, {"prompt", e.prompt}, {"completion", e.completion}, {"id", e.id}};
+    json o = {
+        {"domain", e.domain}, {"prompt", e.prompt}, {"completion", e.completion}, {"id", e.id}};
     if (!e.source.empty()) o["source"] = e.source;
     text += o.dump() + "\n";
   }
@@ -136,7 +142,9 @@ TextEmbedder::TextEmbedder(Embedding kind, int dim, std::shared_ptr<Model> model
 
 TextEmbedder::~TextEmbedder() = default;
 
-std::vector<float> TextEmbedder::embed(const std::string& text) const { return embed_many({text}); }
+std::vector<float> TextEmbedder::embed(const std::string& text) const {
+  return embed_many({text});
+}
 
 std::vector<float> TextEmbedder::embed_many(const std::vector<std::string>& texts) const {
   std::vector<float> out;
@@ -151,7 +159,8 @@ std::vector<float> TextEmbedder::embed_many(const std::vector<std::string>& text
   static std::mutex mu;  // one llama context: one caller at a time
   std::lock_guard lock(mu);
   for (auto& v : embedder_->embed(texts)) {
-    if (int(v.size()) != dim_) fail("fewshot: the model gave a {}-float embedding, expected {}", v.size(), dim_);
+    if (int(v.size()) != dim_)
+      fail("fewshot: the model gave a {}-float embedding, expected {}", v.size(), dim_);
     normalize(v.data(), v.size());
     out.insert(out.end(), v.begin(), v.end());
   }
@@ -168,7 +177,9 @@ json TextEmbedder::signature() const {
   return j;
 }
 
-fs::path bank_index_dir(const fs::path& bank) { return fs::path(bank.string() + ".index"); }
+fs::path bank_index_dir(const fs::path& bank) {
+  return fs::path(bank.string() + ".index");
+}
 
 struct FewshotBank::Impl {
   FewshotOptions opts;
@@ -183,8 +194,11 @@ struct FewshotBank::Impl {
   json meta() const {
     json d = json::object();
     for (auto& [name, r] : rows) d[name] = r.size();
-    return {{"format", kIndexFormat}, {"bank_sha256", sha}, {"embedder", embedder->signature()},
-            {"index", opts.index.to_json()}, {"domains", d}};
+    return {{"format", kIndexFormat},
+            {"bank_sha256", sha},
+            {"embedder", embedder->signature()},
+            {"index", opts.index.to_json()},
+            {"domains", d}};
   }
   bool load_index();
   void build_index();
@@ -203,8 +217,8 @@ bool FewshotBank::Impl::load_index() {
   try {
     size_t i = 0;
     for (auto& [name, r] : rows)
-      index.emplace(name, VectorIndex::load(dir / fmt::format("d{}", i++), embedder->dim(), r.size(),
-                                            opts.index));
+      index.emplace(name, VectorIndex::load(dir / fmt::format("d{}", i++), embedder->dim(),
+                                            r.size(), opts.index));
   } catch (const Error&) {
     index.clear();
     return false;
@@ -271,10 +285,12 @@ std::vector<Retrieved> FewshotBank::retrieve(const std::string& domain, const st
   // Duplicates of the query are dropped after the search: ask for a few more than k.
   for (size_t want = k + 4;; want *= 4) {
     std::vector<Retrieved> out;
-    const auto hits = exact ? it->second.search_exact(q.data(), want) : it->second.search(q.data(), want);
+    const auto hits =
+        exact ? it->second.search_exact(q.data(), want) : it->second.search(q.data(), want);
     for (const Hit& hit : hits) {
       const uint32_t e = rows[hit.row];
-      if (impl_->prompt_hash[e] == h && normalize_prompt(impl_->entries[e].prompt) == norm) continue;
+      if (impl_->prompt_hash[e] == h && normalize_prompt(impl_->entries[e].prompt) == norm)
+        continue;
       out.push_back({&impl_->entries[e], hit.score});
       if (out.size() == k) return out;
     }
@@ -295,8 +311,12 @@ std::vector<Retrieved> FewshotBank::demonstrations(const std::string& domain,
   return out;
 }
 
-const FewshotOptions& FewshotBank::options() const { return impl_->opts; }
-const std::vector<BankEntry>& FewshotBank::entries() const { return impl_->entries; }
+const FewshotOptions& FewshotBank::options() const {
+  return impl_->opts;
+}
+const std::vector<BankEntry>& FewshotBank::entries() const {
+  return impl_->entries;
+}
 std::vector<std::string> FewshotBank::domains() const {
   std::vector<std::string> out;
   for (auto& [name, r] : impl_->rows) out.push_back(name);
@@ -310,9 +330,15 @@ const VectorIndex* FewshotBank::index(const std::string& domain) const {
   auto it = impl_->index.find(domain);
   return it == impl_->index.end() ? nullptr : &it->second;
 }
-const TextEmbedder& FewshotBank::embedder() const { return *impl_->embedder; }
-const BankStats& FewshotBank::stats() const { return impl_->stats; }
-std::string FewshotBank::sha256() const { return impl_->sha; }
+const TextEmbedder& FewshotBank::embedder() const {
+  return *impl_->embedder;
+}
+const BankStats& FewshotBank::stats() const {
+  return impl_->stats;
+}
+std::string FewshotBank::sha256() const {
+  return impl_->sha;
+}
 
 std::string demonstration_text(const std::vector<Retrieved>& demos) {
   std::string s;

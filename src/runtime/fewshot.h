@@ -42,8 +42,8 @@ struct FewshotOptions {
   int k = 3;                         // demonstrations per request, 0..32 (0: off)
   std::vector<std::string> domains;  // choices that get demonstrations (empty: every bank domain)
   Embedding embedding = Embedding::hashed;
-  int dim = 256;                     // hashed embedding dimension, 16..4096
-  size_t max_chars = 3000;           // demonstrations' total size cap, 1..1000000 bytes
+  int dim = 256;            // hashed embedding dimension, 16..4096
+  size_t max_chars = 3000;  // demonstrations' total size cap, 1..1000000 bytes
   IndexOptions index;
   // Throws Error naming the field (as the system file spells it) on a value out of range.
   void validate() const;

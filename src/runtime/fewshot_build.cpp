@@ -70,8 +70,9 @@ std::vector<BankEntry> bank_entries_from_source(const std::string& spec, size_t 
     e.completion = get_string(o, chat ? "output" : "completion", at);
     if (normalize_prompt(e.prompt).empty())
       fail("{}: '{}' is empty", at, chat ? "instruction" : "prompt");
-    e.id = o.contains("source_id") && o["source_id"].is_string() ? o["source_id"].get<std::string>()
-                                                                  : fmt::format("{}:{}", path.filename().string(), line);
+    e.id = o.contains("source_id") && o["source_id"].is_string()
+               ? o["source_id"].get<std::string>()
+               : fmt::format("{}:{}", path.filename().string(), line);
     e.source = path.filename().string();
     out.push_back(std::move(e));
   });
@@ -80,7 +81,8 @@ std::vector<BankEntry> bank_entries_from_source(const std::string& spec, size_t 
 
 std::vector<BankEntry> bank_entries_from_memory(const fs::path& memory, const fs::path& system) {
   const SystemConfig cfg = SystemConfig::load(system);
-  if (!fs::exists(memory)) fail("fewshot build: session memory '{}' does not exist", memory.string());
+  if (!fs::exists(memory))
+    fail("fewshot build: session memory '{}' does not exist", memory.string());
   SessionStore store = SessionStore::open(memory);
   std::vector<BankEntry> out;
   std::map<std::string, std::vector<Turn>> sessions;  // read each session once
@@ -89,7 +91,8 @@ std::vector<BankEntry> bank_entries_from_memory(const fs::path& memory, const fs
     auto [it, fresh] = sessions.try_emplace(f.session);
     if (fresh) it->second = store.last_turns(f.session, 1000000000);
     const std::vector<Turn>& turns = it->second;
-    auto at = std::find_if(turns.begin(), turns.end(), [&](const Turn& t) { return t.id == f.turn_id; });
+    auto at =
+        std::find_if(turns.begin(), turns.end(), [&](const Turn& t) { return t.id == f.turn_id; });
     if (at == turns.end() || at == turns.begin() || at->role != "assistant") continue;
     const Turn& user = *(at - 1);
     if (user.role != "user") continue;
@@ -99,7 +102,8 @@ std::vector<BankEntry> bank_entries_from_memory(const fs::path& memory, const fs
     if (c.ask_as == "chat" || c.ask_as == "raw")
       e.prompt = user.content;
     else
-      e.prompt = build_prompt(item_from_request(user.content, c.ask_as, json::array()), {}, false).text;
+      e.prompt =
+          build_prompt(item_from_request(user.content, c.ask_as, json::array()), {}, false).text;
     e.completion = at->content;
     e.id = fmt::format("turn:{}", at->id);
     e.source = "memory";
@@ -115,12 +119,14 @@ FewshotBuildResult build_fewshot_bank(FewshotBuildOptions o) {
   FewshotBuildResult r;
   for (const auto& spec : o.sources) {
     auto part = bank_entries_from_source(spec, o.limit);
-    all.insert(all.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
+    all.insert(all.end(), std::make_move_iterator(part.begin()),
+               std::make_move_iterator(part.end()));
   }
   if (!o.memory.empty()) {
     auto part = bank_entries_from_memory(o.memory, o.system);
     r.from_memory = part.size();
-    all.insert(all.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
+    all.insert(all.end(), std::make_move_iterator(part.begin()),
+               std::make_move_iterator(part.end()));
   }
   if (all.empty()) fail("fewshot build: the sources hold no examples");
   std::map<std::string, size_t> counts;

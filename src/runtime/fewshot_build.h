@@ -18,12 +18,12 @@
 namespace cogumi {
 
 struct FewshotBuildOptions {
-  std::filesystem::path out;          // the bank JSONL to write
-  std::vector<std::string> sources;   // DOMAIN=KIND:PATH or DOMAIN=PATH.jsonl
-  std::filesystem::path memory;       // a session store (answers marked good); optional
-  std::filesystem::path system;       // the system whose choices say how memory turns are asked
-  size_t limit = 0;                   // examples per source, 0 = all
-  FewshotOptions fewshot;             // embedding and index settings (bank is set to `out`)
+  std::filesystem::path out;         // the bank JSONL to write
+  std::vector<std::string> sources;  // DOMAIN=KIND:PATH or DOMAIN=PATH.jsonl
+  std::filesystem::path memory;      // a session store (answers marked good); optional
+  std::filesystem::path system;      // the system whose choices say how memory turns are asked
+  size_t limit = 0;                  // examples per source, 0 = all
+  FewshotOptions fewshot;            // embedding and index settings (bank is set to `out`)
   // Throws Error naming the option.
   void validate() const;
 };

@@ -24,8 +24,11 @@ void IndexOptions::validate() const {
 }
 
 nlohmann::json IndexOptions::to_json() const {
-  return {{"exact_below", exact_below}, {"M", M}, {"ef_construction", ef_construction},
-          {"ef_search", ef_search},     {"seed", seed}};
+  return {{"exact_below", exact_below},
+          {"M", M},
+          {"ef_construction", ef_construction},
+          {"ef_search", ef_search},
+          {"seed", seed}};
 }
 
 IndexOptions IndexOptions::from_json(const nlohmann::json& j) {
@@ -34,13 +37,20 @@ IndexOptions IndexOptions::from_json(const nlohmann::json& j) {
   for (auto& [k, v] : j.items()) {
     if (!v.is_number_unsigned() && !v.is_number_integer())
       fail("fewshot index options: '{}' must be an integer", k);
-    if (k == "exact_below") o.exact_below = v.get<size_t>();
-    else if (k == "M") o.M = v.get<int>();
-    else if (k == "ef_construction") o.ef_construction = v.get<int>();
-    else if (k == "ef_search") o.ef_search = v.get<int>();
-    else if (k == "seed") o.seed = v.get<uint64_t>();
-    else if (k == "threads") o.threads = v.get<int>();
-    else fail("fewshot index options: unknown field '{}'", k);
+    if (k == "exact_below")
+      o.exact_below = v.get<size_t>();
+    else if (k == "M")
+      o.M = v.get<int>();
+    else if (k == "ef_construction")
+      o.ef_construction = v.get<int>();
+    else if (k == "ef_search")
+      o.ef_search = v.get<int>();
+    else if (k == "seed")
+      o.seed = v.get<uint64_t>();
+    else if (k == "threads")
+      o.threads = v.get<int>();
+    else
+      fail("fewshot index options: unknown field '{}'", k);
   }
   o.validate();
   return o;
@@ -66,7 +76,9 @@ void VectorIndex::add(const float* rows, size_t n) {
   graph_.reset();
 }
 
-bool VectorIndex::approximate() const { return graph_ && graph_->hnsw; }
+bool VectorIndex::approximate() const {
+  return graph_ && graph_->hnsw;
+}
 
 void VectorIndex::build() {
   graph_.reset();

@@ -28,8 +28,8 @@ struct IndexOptions {
 };
 
 struct Hit {
-  uint32_t row = 0;   // the vector's row, in insertion order
-  float score = 0;    // inner product with the query (cosine for unit vectors)
+  uint32_t row = 0;  // the vector's row, in insertion order
+  float score = 0;   // inner product with the query (cosine for unit vectors)
 };
 
 class VectorIndex {

@@ -96,7 +96,8 @@ TEST(FewshotIndex, HnswAgreesWithExactSearch) {
     ASSERT_EQ(a.size(), b.size());
     for (size_t j = 0; j < a.size(); ++j) EXPECT_EQ(a[j].row, b[j].row);
   }
-  EXPECT_NE(test::error_of([&] { VectorIndex::load(stem, d, n + 1, o); }).find("d0.vec"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { VectorIndex::load(stem, d, n + 1, o); }).find("d0.vec"),
+            std::string::npos);
   // A truncated graph file is rebuilt from the vectors, not read.
   fs::resize_file(stem.string() + ".hnsw", 1000);
   VectorIndex rebuilt = VectorIndex::load(stem, d, n, o);
@@ -111,9 +112,11 @@ fs::path write_lines(const fs::path& p, const std::vector<std::string>& lines) {
   return p;
 }
 
-std::string entry(const std::string& domain, const std::string& prompt, const std::string& completion,
-                  const std::string& id) {
-  return nlohmann::json{{"domain", domain}, {"prompt", prompt}, {"completion", completion}, {"id", id}}.dump();
+std::string entry(const std::string& domain, const std::string& prompt,
+                  const std::string& completion, const std::string& id) {
+  return nlohmann::json{
+      {"domain", domain}, {"prompt", prompt}, {"completion", completion}, {"id", id}}
+      .dump();
 }
 
 std::vector<std::string> ids(const std::vector<Retrieved>& r) {
@@ -123,9 +126,12 @@ std::vector<std::string> ids(const std::vector<Retrieved>& r) {
 }
 
 TEST(FewshotBank, PersistsReloadsAndRebuildsWhenTheJsonlChanges) {
-  const fs::path bank = write_lines(dir("persist") / "bank.jsonl",
-      {entry("math", "Question: Ann has 3 apples and buys 4 more apples. How many apples?\nAnswer:", " 3 + 4 = 7\n#### 7", "a"),
-       entry("math", "Question: A train goes 60 miles per hour for 2 hours. How far?\nAnswer:", " 60 * 2 = 120\n#### 120", "b"),
+  const fs::path bank = write_lines(
+      dir("persist") / "bank.jsonl",
+      {entry("math", "Question: Ann has 3 apples and buys 4 more apples. How many apples?\nAnswer:",
+             " 3 + 4 = 7\n#### 7", "a"),
+       entry("math", "Question: A train goes 60 miles per hour for 2 hours. How far?\nAnswer:",
+             " 60 * 2 = 120\n#### 120", "b"),
        entry("code", "def add(a, b):\n", "    return a + b\n", "c")});
   FewshotOptions o;
   o.bank = bank;
@@ -135,7 +141,8 @@ TEST(FewshotBank, PersistsReloadsAndRebuildsWhenTheJsonlChanges) {
     EXPECT_TRUE(b.stats().rebuilt);
     EXPECT_EQ(b.size("math"), 2u);
     EXPECT_EQ(b.domains(), (std::vector<std::string>{"code", "math"}));
-    auto r = b.retrieve("math", "Question: Bo has 5 apples and buys 2 more apples. How many apples?\nAnswer:", 2);
+    auto r = b.retrieve(
+        "math", "Question: Bo has 5 apples and buys 2 more apples. How many apples?\nAnswer:", 2);
     EXPECT_EQ(ids(r), (std::vector<std::string>{"a", "b"}));
     EXPECT_TRUE(b.retrieve("poetry", "x", 2).empty());
   }
@@ -147,12 +154,18 @@ TEST(FewshotBank, PersistsReloadsAndRebuildsWhenTheJsonlChanges) {
               (std::vector<std::string>{"a"}));
   }
   // An edited bank (a new, nearer example) invalidates the index.
-  std::ofstream(bank, std::ios::app) << entry("math", "Question: Bo has 5 apples and buys 2 more apples. How many pears?\nAnswer:", " 0\n#### 0", "d") << "\n";
+  std::ofstream(bank, std::ios::app)
+      << entry("math", "Question: Bo has 5 apples and buys 2 more apples. How many pears?\nAnswer:",
+               " 0\n#### 0", "d")
+      << "\n";
   {
     FewshotBank b = FewshotBank::open(o);
     EXPECT_TRUE(b.stats().rebuilt);
-    EXPECT_EQ(ids(b.retrieve("math", "Question: Bo has 5 apples and buys 2 more apples. How many apples?\nAnswer:", 1)),
-              (std::vector<std::string>{"d"}));
+    EXPECT_EQ(
+        ids(b.retrieve(
+            "math",
+            "Question: Bo has 5 apples and buys 2 more apples. How many apples?\nAnswer:", 1)),
+        (std::vector<std::string>{"d"}));
   }
   // So do other embedding settings.
   o.dim = 128;
@@ -160,13 +173,23 @@ TEST(FewshotBank, PersistsReloadsAndRebuildsWhenTheJsonlChanges) {
 }
 
 TEST(FewshotBank, NeverReturnsTheQueryItself) {
-  const std::string q = "Question: Dee has 4 jars of stickers. Each jar holds 3 stickers. How many stickers does Dee have?\nAnswer:";
-  const fs::path bank = write_lines(dir("leak") / "bank.jsonl",
+  const std::string q =
+      "Question: Dee has 4 jars of stickers. Each jar holds 3 stickers. How many stickers does Dee "
+      "have?\nAnswer:";
+  const fs::path bank = write_lines(
+      dir("leak") / "bank.jsonl",
       {entry("math", q, " 4 * 3 = 12\n#### 12", "self"),
        // the same text with other spacing and case: still the query
-       entry("math", "question:  Dee has 4 jars of stickers.\nEach jar holds 3 stickers. How many stickers does Dee have?  Answer:", " 12\n#### 12", "self-respaced"),
-       entry("math", "Question: Dee has 5 jars of stickers. Each jar holds 3 stickers. How many stickers does Dee have?\nAnswer:", " 5 * 3 = 15\n#### 15", "near"),
-       entry("math", "Question: Tom runs 3 miles a day for 7 days. How many miles?\nAnswer:", " 21\n#### 21", "far")});
+       entry("math",
+             "question:  Dee has 4 jars of stickers.\nEach jar holds 3 stickers. How many stickers "
+             "does Dee have?  Answer:",
+             " 12\n#### 12", "self-respaced"),
+       entry("math",
+             "Question: Dee has 5 jars of stickers. Each jar holds 3 stickers. How many stickers "
+             "does Dee have?\nAnswer:",
+             " 5 * 3 = 15\n#### 15", "near"),
+       entry("math", "Question: Tom runs 3 miles a day for 7 days. How many miles?\nAnswer:",
+             " 21\n#### 21", "far")});
   FewshotOptions o;
   o.bank = bank;
   FewshotBank b = FewshotBank::open(o);
@@ -183,12 +206,15 @@ TEST(FewshotBank, BadLinesNameTheFileAndLine) {
     return test::error_of([&] { FewshotBank::open(o); });
   };
   const std::string ok = entry("math", "Question: 1?\nAnswer:", " 1", "x");
-  EXPECT_NE(err({ok, R"({"prompt": "p", "completion": "c"})"}).find("bank.jsonl:2"), std::string::npos);
-  EXPECT_NE(err({ok, ok, R"({"domain": "math", "prompt": "p"})"}).find("bank.jsonl:3: missing field 'completion'"),
+  EXPECT_NE(err({ok, R"({"prompt": "p", "completion": "c"})"}).find("bank.jsonl:2"),
+            std::string::npos);
+  EXPECT_NE(err({ok, ok, R"({"domain": "math", "prompt": "p"})"})
+                .find("bank.jsonl:3: missing field 'completion'"),
             std::string::npos)
       << err({ok, ok, R"({"domain": "math", "prompt": "p"})"});
   EXPECT_NE(err({ok, "{not json"}).find("bank.jsonl:2"), std::string::npos);
-  EXPECT_NE(err({R"({"domain": "math", "prompt": "  ", "completion": "c"})"}).find("bank.jsonl:1: 'prompt' is empty"),
+  EXPECT_NE(err({R"({"domain": "math", "prompt": "  ", "completion": "c"})"})
+                .find("bank.jsonl:1: 'prompt' is empty"),
             std::string::npos);
   o.bank = d / "missing.jsonl";
   EXPECT_NE(test::error_of([&] { FewshotBank::open(o); }).find("missing.jsonl"), std::string::npos);
@@ -198,9 +224,11 @@ TEST(FewshotBank, BadLinesNameTheFileAndLine) {
 }
 
 TEST(FewshotBank, DemonstrationsAreCutToTheSizeCapNearestKept) {
-  const fs::path bank = write_lines(dir("cap") / "bank.jsonl",
+  const fs::path bank = write_lines(
+      dir("cap") / "bank.jsonl",
       {entry("math", "Question: Ann has 3 red apples.\nAnswer:", " 3\n#### 3", "near"),
-       entry("math", "Question: Ann has 3 green pears and some red apples.\nAnswer:", " 3\n#### 3", "far")});
+       entry("math", "Question: Ann has 3 green pears and some red apples.\nAnswer:", " 3\n#### 3",
+             "far")});
   FewshotOptions o;
   o.bank = bank;
   o.k = 2;
@@ -212,16 +240,19 @@ TEST(FewshotBank, DemonstrationsAreCutToTheSizeCapNearestKept) {
             "Question: Ann has 3 green pears and some red apples.\nAnswer: 3\n#### 3\n\n"
             "Question: Ann has 3 red apples.\nAnswer: 3\n#### 3\n\n");
   o.max_chars = 60;
-  EXPECT_EQ(ids(FewshotBank::open(o).demonstrations("math", "Question: Ann has 4 red apples.\nAnswer:")),
-            (std::vector<std::string>{"near"}));
+  EXPECT_EQ(
+      ids(FewshotBank::open(o).demonstrations("math", "Question: Ann has 4 red apples.\nAnswer:")),
+      (std::vector<std::string>{"near"}));
   o.domains = {"code"};  // math is not a few-shot domain
-  EXPECT_TRUE(FewshotBank::open(o).demonstrations("math", "Question: Ann has 4 red apples.").empty());
+  EXPECT_TRUE(
+      FewshotBank::open(o).demonstrations("math", "Question: Ann has 4 red apples.").empty());
 }
 
 TEST(FewshotBank, ChatDemonstrationsAreEarlierTurnsInTheModelsTemplate) {
-  const fs::path bank = write_lines(dir("chat") / "bank.jsonl",
-      {entry("general", "What is the capital of France?", "Paris.", "fr"),
-       entry("general", "What is the capital of Spain?", "Madrid.", "es")});
+  const fs::path bank =
+      write_lines(dir("chat") / "bank.jsonl",
+                  {entry("general", "What is the capital of France?", "Paris.", "fr"),
+                   entry("general", "What is the capital of Spain?", "Madrid.", "es")});
   FewshotOptions o;
   o.bank = bank;
   o.k = 1;
@@ -231,13 +262,16 @@ TEST(FewshotBank, ChatDemonstrationsAreEarlierTurnsInTheModelsTemplate) {
   engine_init();
   auto model = Model::load(kBase, {});
   const std::string text =
-      model->tokenize_chat(demonstration_messages(demos, {{"user", "hi"}, {"assistant", "hello"}},
-                                                  "What is the capital of Italy?"))
+      model
+          ->tokenize_chat(demonstration_messages(demos, {{"user", "hi"}, {"assistant", "hello"}},
+                                                 "What is the capital of Italy?"))
           .text;
-  const std::string want = "<|im_start|>user\n" + demos[0].entry->prompt + "<|im_end|>\n<|im_start|>assistant\n" +
-                           demos[0].entry->completion + "<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n"
-                           "<|im_start|>assistant\nhello<|im_end|>\n<|im_start|>user\nWhat is the capital of "
-                           "Italy?<|im_end|>\n<|im_start|>assistant\n";
+  const std::string want =
+      "<|im_start|>user\n" + demos[0].entry->prompt + "<|im_end|>\n<|im_start|>assistant\n" +
+      demos[0].entry->completion +
+      "<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n"
+      "<|im_start|>assistant\nhello<|im_end|>\n<|im_start|>user\nWhat is the capital of "
+      "Italy?<|im_end|>\n<|im_start|>assistant\n";
   EXPECT_EQ(text, want);
 }
 
@@ -265,15 +299,19 @@ TEST(FewshotBuild, BanksFromBenchmarkFilesTrainingJsonlAndGoodAnswers) {
   ASSERT_EQ(mix.size(), 5u);
   EXPECT_EQ(mix[0].prompt, bench[0].prompt);
   EXPECT_EQ(mix[0].completion, bench[0].completion);
-  EXPECT_NE(test::error_of([&] { bank_entries_from_source("math=" + (d / "nope.jsonl").string()); }).find("nope.jsonl"),
+  EXPECT_NE(test::error_of([&] {
+              bank_entries_from_source("math=" + (d / "nope.jsonl").string());
+            }).find("nope.jsonl"),
             std::string::npos);
-  EXPECT_NE(test::error_of([&] { bank_entries_from_source("nodomain"); }).find("DOMAIN="), std::string::npos);
+  EXPECT_NE(test::error_of([&] { bank_entries_from_source("nodomain"); }).find("DOMAIN="),
+            std::string::npos);
 
   // Session memory: only the thumbs-up answer becomes an example, asked in its choice's form.
   const fs::path sd = dir("memory");
   const fs::path db = sd / "sessions.db";
-  const fs::path sys = write_lines(sd / "system.yaml",
-      {"base: " + kBase.string(), "default: math", "choices:", "  math: {ask_as: gsm8k}", "  chat: {ask_as: chat}"});
+  const fs::path sys = write_lines(
+      sd / "system.yaml", {"base: " + kBase.string(), "default: math",
+                           "choices:", "  math: {ask_as: gsm8k}", "  chat: {ask_as: chat}"});
   {
     SessionStore s = SessionStore::open(db);
     const std::string id = s.create_session();
@@ -317,7 +355,8 @@ fs::path nano_bank() {
     const fs::path d = nano_data();
     FewshotBuildOptions bo;
     bo.out = dir("nano-bank") / "bank.jsonl";
-    bo.sources = {"math=" + (d / "mix/math.jsonl").string(), "reasoning=" + (d / "mix/reasoning.jsonl").string(),
+    bo.sources = {"math=" + (d / "mix/math.jsonl").string(),
+                  "reasoning=" + (d / "mix/reasoning.jsonl").string(),
                   // the test items themselves: they must never be shown their own answers
                   "math=gsm8k:" + (d / "math/test.jsonl").string()};
     build_fewshot_bank(bo);
@@ -329,32 +368,43 @@ fs::path nano_bank() {
 TEST(FewshotSystem, TheSystemFileReadsFewshotAndRefusesBadSettings) {
   const fs::path sd = dir("system");
   auto load = [&](const std::string& fewshot) {
-    const fs::path p = write_lines(sd / "s.yaml",
-        {"base: " + kBase.string(), "default: math", "choices:", "  math: {ask_as: gsm8k}", fewshot});
+    const fs::path p = write_lines(sd / "s.yaml", {"base: " + kBase.string(), "default: math",
+                                                   "choices:", "  math: {ask_as: gsm8k}", fewshot});
     return p;
   };
-  SystemConfig c = SystemConfig::load(load("fewshot: {bank: " + nano_bank().string() + ", k: 2, domains: [math], dim: 128}"));
+  SystemConfig c = SystemConfig::load(
+      load("fewshot: {bank: " + nano_bank().string() + ", k: 2, domains: [math], dim: 128}"));
   EXPECT_EQ(c.fewshot.bank, nano_bank());
   EXPECT_EQ(c.fewshot.k, 2);
   EXPECT_EQ(c.fewshot.dim, 128);
   EXPECT_EQ(c.fewshot.domains, (std::vector<std::string>{"math"}));
-  auto err = [&](const std::string& f) { return test::error_of([&] { SystemConfig::load(load(f)); }); };
-  EXPECT_NE(err("fewshot: {bank: b.jsonl, k: 99}").find("fewshot.k must be 0..32"), std::string::npos);
-  EXPECT_NE(err("fewshot: {bank: b.jsonl, domains: [poetry]}").find("'poetry', which is not a choice"), std::string::npos);
-  EXPECT_NE(err("fewshot: {bank: b.jsonl, shots: 2}").find("s.yaml:5: 'fewshot.shots': unknown key"), std::string::npos);
+  auto err = [&](const std::string& f) {
+    return test::error_of([&] { SystemConfig::load(load(f)); });
+  };
+  EXPECT_NE(err("fewshot: {bank: b.jsonl, k: 99}").find("fewshot.k must be 0..32"),
+            std::string::npos);
+  EXPECT_NE(
+      err("fewshot: {bank: b.jsonl, domains: [poetry]}").find("'poetry', which is not a choice"),
+      std::string::npos);
+  EXPECT_NE(
+      err("fewshot: {bank: b.jsonl, shots: 2}").find("s.yaml:5: 'fewshot.shots': unknown key"),
+      std::string::npos);
   EXPECT_NE(err("fewshot: {k: 2}").find("fewshot.bank"), std::string::npos);
-  EXPECT_NE(err("fewshot: {bank: b.jsonl, embedding: bert}").find("hashed or model"), std::string::npos);
+  EXPECT_NE(err("fewshot: {bank: b.jsonl, embedding: bert}").find("hashed or model"),
+            std::string::npos);
 }
 
 TEST(FewshotSystem, RuntimeAndEvalPutTheNearestExamplesBeforeTheRequest) {
   const fs::path sd = dir("ask");
-  const fs::path sys = write_lines(sd / "s.yaml",
-      {"base: " + kBase.string(), "default: math", "choices:", "  math: {ask_as: gsm8k}",
-       "generation: {max_tokens: 8, parallel: 4, threads: 2}",
-       "fewshot: {bank: " + nano_bank().string() + ", k: 2}"});
+  const fs::path sys =
+      write_lines(sd / "s.yaml", {"base: " + kBase.string(), "default: math",
+                                  "choices:", "  math: {ask_as: gsm8k}",
+                                  "generation: {max_tokens: 8, parallel: 4, threads: 2}",
+                                  "fewshot: {bank: " + nano_bank().string() + ", k: 2}"});
   const SystemConfig cfg = SystemConfig::load(sys);
   // A test item that also sits in the bank.
-  const std::vector<EvalItem> test_items = load_benchmark("gsm8k", nano_data() / "math/test.jsonl", {3});
+  const std::vector<EvalItem> test_items =
+      load_benchmark("gsm8k", nano_data() / "math/test.jsonl", {3});
   const std::string own = "Question: " + test_items[0].question + "\nAnswer:";
   {
     Runtime rt(cfg);
@@ -371,7 +421,8 @@ TEST(FewshotSystem, RuntimeAndEvalPutTheNearestExamplesBeforeTheRequest) {
     EXPECT_TRUE(without[0].demonstrations.empty());
     EXPECT_GT(with[0].prompt_tokens, without[0].prompt_tokens + 20);
   }
-  // eval --system: each item's prompt holds two solved examples, then the item; never the item twice.
+  // eval --system: each item's prompt holds two solved examples, then the item; never the item
+  // twice.
   EvalOptions o;
   o.benches = {{"gsm8k", nano_data() / "math/test.jsonl"}};
   o.limit = 3;
@@ -387,9 +438,11 @@ TEST(FewshotSystem, RuntimeAndEvalPutTheNearestExamplesBeforeTheRequest) {
     ++n;
     ASSERT_GE(prompt.size(), question.size());
     EXPECT_EQ(prompt.substr(prompt.size() - question.size()), question);  // the item comes last
-    EXPECT_EQ(prompt.find(question), prompt.size() - question.size());     // and only once
+    EXPECT_EQ(prompt.find(question), prompt.size() - question.size());    // and only once
     size_t answers = 0;
-    for (size_t at = prompt.find("#### "); at != std::string::npos; at = prompt.find("#### ", at + 1)) ++answers;
+    for (size_t at = prompt.find("#### "); at != std::string::npos;
+         at = prompt.find("#### ", at + 1))
+      ++answers;
     EXPECT_EQ(answers, 2u) << prompt;
   }
   EXPECT_EQ(n, 3u);
