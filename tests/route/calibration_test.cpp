@@ -303,6 +303,30 @@ TEST(Calibration, CalibrateFromEvalRunsWritesTheFileTheSvgAndAThreshold) {
   EXPECT_NE(test::error_of([&] { calibrate_job(j); }).find("--bins"), std::string::npos);
 }
 
+TEST(Calibration, RunsOfTheRuntimesAccurateModeReadAsVotesWithTheirVerification) {
+  // eval --system --mode accurate: one line per item with the runtime's vote and verification.
+  const fs::path d = dir("accurate-run");
+  std::string s;
+  s += json{{"benchmark", "humaneval"}, {"id", "0"}, {"kind", "code"}, {"route_choice", "code"},
+            {"correct", true}, {"votes", 4}, {"samples", 5}, {"verifier", "tests"}, {"verified", true},
+            {"n_gen_tokens", 50}}.dump() + "\n";
+  s += json{{"benchmark", "gsm8k"}, {"id", "1"}, {"kind", "numeric"}, {"route_choice", "math"},
+            {"correct", false}, {"votes", 2}, {"samples", 5}, {"verifier", "agreement"},
+            {"verified", true}, {"n_gen_tokens", 40}}.dump() + "\n";
+  write_file_atomic(d / "items.jsonl", s);
+  const auto v = load_voted_outcomes(d, {{"humaneval", {"code"}}});
+  ASSERT_EQ(v.size(), 2u);
+  EXPECT_EQ(v[0].signals.mode, "accurate");
+  EXPECT_DOUBLE_EQ(*v[0].signals.agreement, 0.8);
+  EXPECT_EQ(v[0].signals.verified, std::optional<bool>(true));  // tests ran: an outside check
+  EXPECT_DOUBLE_EQ(*v[1].signals.agreement, 0.4);
+  EXPECT_FALSE(v[1].signals.verified);  // agreement is the vote itself, not a verification
+  // A line without 'correct' is refused with its file and line.
+  write_file_atomic(d / "items.jsonl", json{{"benchmark", "gsm8k"}, {"id", "1"}}.dump() + "\n");
+  EXPECT_NE(test::error_of([&] { load_voted_outcomes(d, {}); }).find("items.jsonl:1: 'correct'"),
+            std::string::npos);
+}
+
 // Sessions in a real SQLite store: answers whose true accuracy is lower than the calibration
 // says (the world moved), rated by thumbs, some flagged by a complaining follow-up instead.
 TEST(Calibration, AdaptRefitsFromFeedbackInARealSessionStore) {
