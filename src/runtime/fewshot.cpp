@@ -227,11 +227,6 @@ bool FewshotBank::Impl::load_index() {
 }
 
 void FewshotBank::Impl::build_index() {
-  const fs::path dir = bank_index_dir(opts.bank);
-  const fs::path tmp = fs::path(dir.string() + fmt::format(".tmp-{}", ::getpid()));
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
-  size_t i = 0;
   for (auto& [name, r] : rows) {
     std::vector<std::string> texts;
     texts.reserve(r.size());
@@ -240,15 +235,26 @@ void FewshotBank::Impl::build_index() {
     const std::vector<float> vecs = embedder->embed_many(texts);
     ix.add(vecs.data(), r.size());
     ix.build();
-    ix.save(tmp / fmt::format("d{}", i++));
     index.emplace(name, std::move(ix));
   }
-  write_file_atomic(tmp / "meta.json", meta().dump(2) + "\n");
-  std::error_code ec;
-  fs::remove_all(dir, ec);
-  fs::rename(tmp, dir, ec);
-  if (ec) fail("cannot write the fewshot index '{}': {}", dir.string(), ec.message());
   stats.rebuilt = true;
+  // Written to a fresh folder and renamed into place, so a reader never sees half an index. A
+  // bank in a folder it cannot write to (a read-only install) still serves from memory.
+  const fs::path dir = bank_index_dir(opts.bank);
+  const fs::path tmp = fs::path(dir.string() + fmt::format(".tmp-{}", ::getpid()));
+  try {
+    fs::remove_all(tmp);
+    fs::create_directories(tmp);
+    size_t i = 0;
+    for (auto& [name, r] : rows) index.at(name).save(tmp / fmt::format("d{}", i++));
+    write_file_atomic(tmp / "meta.json", meta().dump(2) + "\n");
+    fs::remove_all(dir);
+    fs::rename(tmp, dir);
+    stats.saved = true;
+  } catch (const std::exception&) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+  }
 }
 
 FewshotBank FewshotBank::open(const FewshotOptions& opts, std::shared_ptr<Model> model) {

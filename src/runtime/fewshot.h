@@ -17,6 +17,8 @@
 // Retrieval: prompts are embedded (see Embedding) and compared by cosine. An example whose
 // prompt equals the query's (after whitespace and case folding) is never returned: a test item
 // that also sits in the bank cannot be shown its own answer.
+//
+// Thread safety: a FewshotBank's const methods may be called from many threads at once.
 #pragma once
 
 #include <filesystem>
@@ -60,8 +62,8 @@ std::vector<BankEntry> read_bank(const std::filesystem::path& path);
 // Writes a bank JSONL atomically.
 void write_bank(const std::filesystem::path& path, const std::vector<BankEntry>& entries);
 
-// Text -> unit vector. Hashed embeddings need no model.
-class Embedder;
+// Text -> unit vector. Hashed embeddings need no model. embed() may be called from many threads
+// (model embeddings take turns on one llama context).
 class TextEmbedder {
  public:
   // `model` is required for Embedding::model (throws otherwise).
@@ -90,6 +92,7 @@ struct Retrieved {
 
 struct BankStats {
   bool rebuilt = false;  // the index was (re)built on open
+  bool saved = false;    // ... and written beside the bank (false: the folder is not writable)
   double seconds = 0;    // time to open (embedding + graph build when rebuilt)
 };
 

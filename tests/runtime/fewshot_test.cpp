@@ -139,6 +139,7 @@ TEST(FewshotBank, PersistsReloadsAndRebuildsWhenTheJsonlChanges) {
   {
     FewshotBank b = FewshotBank::open(o);
     EXPECT_TRUE(b.stats().rebuilt);
+    EXPECT_TRUE(b.stats().saved);
     EXPECT_EQ(b.size("math"), 2u);
     EXPECT_EQ(b.domains(), (std::vector<std::string>{"code", "math"}));
     auto r = b.retrieve(
