@@ -150,7 +150,9 @@ test('an answer streams in and shows the router\'s view', async () => {
   assert.ok(chunks > 1, `the answer arrived in ${chunks} chunk(s), not streamed`);
   const partial = new Set(lengths.filter((n) => n > 0 && n < text.length));
   assert.ok(partial.size >= 2, `the page showed ${partial.size} partial answer(s) (lengths seen: ${lengths})`);
-  assert.ok(Number(await article.getAttribute('data-first-chunk-ms')) >= 0, 'no first chunk recorded');
+  const firstChunkMs = await article.getAttribute('data-first-chunk-ms');
+  assert.ok(firstChunkMs !== null && firstChunkMs !== '' && Number(firstChunkMs) >= 0,
+    `no first chunk recorded (data-first-chunk-ms=${firstChunkMs})`);
 
   // The routing panel: one bar per router choice, the chosen one marked, probabilities sum to 1.
   assert.equal(choice, 'math', 'the router should send a word problem to the math modifier');
