@@ -55,6 +55,8 @@ struct RequestRecord {
   int status = 200;
   std::string model, choice, mode;
   bool stream = false, escalated = false;
+  bool overridden = false;        // the client named the choice (a modifier as model, cogumi.choice)
+  double router_probability = -1;  // the router's probability of the choice it made (-1: not routed)
   std::string escalated_by, error_type;
   int prompt_tokens = 0, completion_tokens = 0;
   double seconds = 0;        // receipt to last byte of the answer

@@ -96,6 +96,11 @@ TEST_F(ServeMetricsHttp, AScrapeCountsAnswersStreamsRoutingAndRefusals) {
   auto streamed = c.Post("/v1/chat/completions", body("nano", true), "application/json");
   ASSERT_TRUE(streamed);
   ASSERT_EQ(streamed->status, 200);
+  json override = json::parse(body("nano", false));
+  override["cogumi"] = {{"choice", "code"}};
+  auto overridden = c.Post("/v1/chat/completions", override.dump(), "application/json");
+  ASSERT_TRUE(overridden);
+  ASSERT_EQ(overridden->status, 200) << overridden->body;
   auto unknown = c.Post("/v1/chat/completions", body("gpt-9", false), "application/json");
   ASSERT_TRUE(unknown);
   EXPECT_EQ(unknown->status, 404);
@@ -107,23 +112,30 @@ TEST_F(ServeMetricsHttp, AScrapeCountsAnswersStreamsRoutingAndRefusals) {
   // last byte: scrape until it shows (as Prometheus would at its next scrape).
   const std::string chat = R"(endpoint="/v1/chat/completions",model="nano")";
   std::string t = scrape();
-  for (int i = 0; i < 100 && sample(t, "cogumi_requests_total{" + chat + R"(,status="200"})") < 2; ++i) {
+  for (int i = 0; i < 100 && sample(t, "cogumi_requests_total{" + chat + R"(,status="200"})") < 3; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     t = scrape();
   }
-  EXPECT_EQ(sample(t, "cogumi_requests_total{" + chat + R"(,status="200"})"), 2) << t;
+  EXPECT_EQ(sample(t, "cogumi_requests_total{" + chat + R"(,status="200"})"), 3) << t;
   EXPECT_EQ(sample(t, R"(cogumi_requests_total{endpoint="/v1/chat/completions",model="gpt-9",status="404"})"), 1) << t;
   EXPECT_EQ(sample(t, R"(cogumi_errors_total{type="unknown_model"})"), 1);
   EXPECT_EQ(sample(t, R"(cogumi_errors_total{type="bad_request"})"), 1);
   EXPECT_EQ(sample(t, R"(cogumi_routed_total{choice="math"})"), 2);
+  EXPECT_EQ(sample(t, R"(cogumi_routed_total{choice="code"})"), 1);
+  EXPECT_EQ(sample(t, R"(cogumi_route_overrides_total{choice="code"})"), 1) << t;
+  // The router's confidence is observed for the two answers it routed, not the override.
+  EXPECT_EQ(sample(t, "cogumi_router_confidence_count"), 2);
+  EXPECT_GT(sample(t, R"(cogumi_router_confidence_bucket{le="1"})"), 0);
   EXPECT_GE(sample(t, R"(cogumi_completion_tokens_total{model="nano"})"), completion_tokens);
   EXPECT_GT(sample(t, R"(cogumi_prompt_tokens_total{model="nano"})"), 20);
-  EXPECT_EQ(sample(t, "cogumi_request_duration_seconds_count{" + chat + "}"), 2);
+  EXPECT_EQ(sample(t, "cogumi_request_duration_seconds_count{" + chat + "}"), 3);
   EXPECT_GT(sample(t, "cogumi_request_duration_seconds_sum{" + chat + "}"), 0);
-  // Both answers had a first token (a whole answer's is when the engine produced it); the
-  // refusals had none.
-  EXPECT_EQ(sample(t, "cogumi_time_to_first_token_seconds_count{" + chat + "}"), 2);
-  EXPECT_EQ(sample(t, "cogumi_time_to_first_token_seconds_bucket{" + chat + R"(,le="+Inf"})"), 2);
+  // The stream had a first token (whole answers have one when the engine produced a piece);
+  // the refusals had none.
+  const double ttft = sample(t, "cogumi_time_to_first_token_seconds_count{" + chat + "}");
+  EXPECT_GE(ttft, 1);
+  EXPECT_LE(ttft, 3);
+  EXPECT_EQ(sample(t, "cogumi_time_to_first_token_seconds_bucket{" + chat + R"(,le="+Inf"})"), ttft);
   EXPECT_EQ(sample(t, R"(cogumi_time_to_first_token_seconds_count{endpoint="/v1/chat/completions",model="gpt-9"})"), -1);
   EXPECT_GT(sample(t, "process_resident_memory_bytes"), 1e6);
 
