@@ -279,21 +279,29 @@ void Runtime::escalate_unsure(const std::vector<AskRequest>& requests,
   }
 }
 
-// Completion-form prompts get the examples' prompts and answers in front; chat prompts get them
-// as earlier user/assistant turns. Retrieval compares the examples' prompts with the request's
-// own prompt (the bank stores each example in its domain's form).
+// Completion-form prompts get the examples' prompts and answers in front (before a session's
+// earlier turns too); chat prompts get them as the first user/assistant turns. Retrieval compares
+// the examples' prompts with the request's own prompt, without its history (the bank stores each
+// example in its domain's form).
 void Runtime::demonstrate(const SystemChoice& c, const AskRequest& q, GenRequest& g,
                           AskResponse& r) const {
   if (!fewshot_ || !fewshot_->options().covers(c.name)) return;
   const bool chat = !g.prompt_tokens.empty();
-  const std::vector<Retrieved> demos = fewshot_->demonstrations(c.name, chat ? q.text : g.prompt);
+  std::string own = q.text;
+  if (q.item)
+    own = build_prompt(*q.item, {}, false).text;
+  else if (!chat && !q.raw && c.ask_as != "raw" && c.ask_as != "chat")
+    own = build_prompt(item_from_request(q.text, c.ask_as, q.tools), {}, false).text;
+  const std::vector<Retrieved> demos = fewshot_->demonstrations(c.name, own);
   if (demos.empty()) return;
   for (const auto& d : demos) r.demonstrations.push_back(d.entry->id);
   if (!chat) {
     g.prompt = demonstration_text(demos) + g.prompt;
     return;
   }
-  g.prompt_tokens = model_->tokenize_chat(demonstration_messages(demos, q.history, q.text)).tokens;
+  auto ct = model_->tokenize_chat(demonstration_messages(demos, q.history, q.text));
+  g.prompt_tokens = std::move(ct.tokens);
+  r.prompt = std::move(ct.text);
 }
 
 std::string Runtime::adapter_of(const std::string& choice) const {

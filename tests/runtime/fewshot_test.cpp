@@ -449,5 +449,41 @@ TEST(FewshotSystem, RuntimeAndEvalPutTheNearestExamplesBeforeTheRequest) {
   EXPECT_EQ(n, 3u);
 }
 
+TEST(FewshotSystem, RetrievalUsesTheRequestNotTheSessionsEarlierTurns) {
+  const fs::path sd = dir("history");
+  const std::string near_request =
+      "Question: Kim has 12 apples. She eats 4 of them. How many apples are left?\nAnswer:";
+  const std::string near_history =
+      "Question: A train travels 60 miles every hour for 5 hours. How many miles does the train "
+      "travel in total?\nAnswer:";
+  const fs::path bank = write_lines(
+      sd / "bank.jsonl", {entry("math", near_request, " 12 - 4 = 8\n#### 8", "apples"),
+                          entry("math", near_history, " 60 * 5 = 300\n#### 300", "train")});
+  const fs::path sys =
+      write_lines(sd / "s.yaml", {"base: " + kBase.string(), "default: math",
+                                  "choices:", "  math: {ask_as: gsm8k}",
+                                  "generation: {max_tokens: 4, parallel: 2, threads: 2}",
+                                  "fewshot: {bank: " + bank.string() + ", k: 1}"});
+  Runtime rt(SystemConfig::load(sys));
+  AskRequest q;
+  q.text = "Kim has 15 apples. She eats 6 of them. How many apples are left?";
+  q.history = {{"user",
+                "A train travels 70 miles every hour for 3 hours. How many miles does the train "
+                "travel in total? "
+                "A train travels 70 miles every hour for 3 hours."},
+               {"assistant", " 70 * 3 = 210\n#### 210"}};
+  auto r = rt.ask({q});
+  ASSERT_EQ(r[0].demonstrations, (std::vector<std::string>{"apples"}));
+  // The demonstration comes first, then the earlier turn, then the request.
+  const std::string& p = r[0].prompt;
+  const size_t demo = p.find("Kim has 12 apples"), earlier = p.find("70 miles"),
+               request = p.find("Kim has 15 apples");
+  ASSERT_NE(demo, std::string::npos);
+  ASSERT_NE(earlier, std::string::npos);
+  ASSERT_NE(request, std::string::npos);
+  EXPECT_LT(demo, earlier);
+  EXPECT_LT(earlier, request);
+}
+
 }  // namespace
 }  // namespace cogumi
