@@ -141,6 +141,91 @@ void fill_record(RequestRecord& rec, const Job& job, const std::vector<AskRespon
   if (job.first_piece != Clock::time_point{}) rec.ttft_seconds = secs(job.submitted, job.first_piece);
 }
 
+// One SSE response: the role chunk with the decision, the pieces as the batch makes them, then
+// the final chunks (tool calls, finish reason, decision), usage and [DONE]. A failed write (the
+// client left) or the deadline cancels the job's generation.
+struct SseWriter {
+  std::shared_ptr<Job> job;
+  std::shared_ptr<CompletionRequest> q;
+  ResponseContext ctx;
+  AskResponse decision;
+  Clock::time_point t0, deadline;
+  double timeout_s = 0;
+  RequestRecord rec;
+  std::function<void(const RequestRecord&)> notify;
+  std::shared_ptr<void> guard;  // the request counts as in flight while this lives
+
+  bool send(httplib::DataSink& sink, const json& j) {
+    const std::string s = "data: " + wire(j) + "\n\n";
+    return sink.write(s.data(), s.size());
+  }
+
+  // Pieces until the job is done; false when the client left or the deadline passed.
+  bool stream_pieces(httplib::DataSink& sink, std::vector<bool>& streamed, bool& timed_out) {
+    for (;;) {
+      std::unique_lock lk(job->mu);
+      job->cv.wait_until(lk, std::min(deadline, Clock::now() + std::chrono::milliseconds(250)),
+                         [&] { return job->done || !job->pieces.empty(); });
+      auto pieces = std::move(job->pieces);
+      job->pieces.clear();
+      const bool done = job->done;
+      lk.unlock();
+      for (auto& [k, piece] : pieces) {
+        if (ctx.tool_calling) continue;  // calls go out whole, at the end
+        streamed[k] = true;
+        if (!send(sink, stream_chunk(*q, ctx, k, {{"content", piece}}, nullptr))) return false;
+      }
+      if (done) return true;
+      if (Clock::now() >= deadline) return !(timed_out = true);
+      if (pieces.empty() && !sink.is_writable()) return false;  // nothing flows: is the client there?
+    }
+  }
+
+  bool write(httplib::DataSink& sink) {
+    const size_t n = job->requests.size();
+    std::vector<bool> streamed(n, false);
+    bool ok = true, timed_out = false;
+    for (size_t i = 0; i < n && ok && q->chat; ++i) {
+      json first = stream_chunk(*q, ctx, i, {{"role", "assistant"}, {"content", ""}}, nullptr);
+      first["cogumi"] = decision_json(decision, ctx.router_choices, q->cogumi.session);
+      ok = send(sink, first);
+    }
+    if (!ok || !stream_pieces(sink, streamed, timed_out)) {
+      job->cancel = true;
+      if (timed_out) {
+        send(sink, ApiError(504, fmt::format("the request took longer than {} s (--timeout)", timeout_s), "timeout",
+                            "", "timeout")
+                       .body());
+        sink.done();
+      }
+      rec.status = timed_out ? 504 : 499;  // 499: the client closed the connection
+      rec.error_type = timed_out ? "timeout" : "cancelled";
+      rec.seconds = secs(t0, Clock::now());
+      notify(rec);
+      return timed_out;
+    }
+    std::vector<AskResponse> answers;
+    {
+      std::lock_guard lk(job->mu);
+      answers = job->answers;
+    }
+    for (size_t i = 0; i < answers.size() && ok; ++i)
+      for (auto& c : stream_final_chunks(*q, ctx, i, answers[i], streamed[i])) ok = ok && send(sink, c);
+    if (ok && q->include_usage) {
+      json u = stream_chunk(*q, ctx, 0, json::object(), nullptr);
+      u["choices"] = json::array();
+      u["usage"] = usage_json(answers);
+      ok = send(sink, u);
+    }
+    if (ok) ok = sink.write("data: [DONE]\n\n", 14);
+    if (ok) sink.done();
+    fill_record(rec, *job, answers);
+    rec.seconds = secs(t0, Clock::now());
+    notify(rec);
+    return ok;
+  }
+};
+
 }  // namespace
 
 void Server::handle_completion(const httplib::Request& req, httplib::Response& res, bool chat) {
@@ -210,85 +295,18 @@ void Server::handle_completion(const httplib::Request& req, httplib::Response& r
   }
   lk.unlock();
   res.set_header("Cache-Control", "no-cache");
-  auto write_stream = [this, job, q, ctx, guard, t0, deadline, rec, decision](httplib::DataSink& sink) mutable {
-        auto send = [&](const json& j) {
-          const std::string s = "data: " + wire(j) + "\n\n";
-          return sink.write(s.data(), s.size());
-        };
-        const size_t n = job->requests.size();
-        std::vector<bool> streamed(n, false);
-        bool ok = true;
-        for (size_t i = 0; i < n && ok; ++i) {
-          json first = stream_chunk(*q, ctx, i, q->chat ? json{{"role", "assistant"}, {"content", ""}} : json::object(),
-                                    nullptr);
-          first["cogumi"] = decision_json(decision, ctx.router_choices, q->cogumi.session);
-          if (q->chat) ok = send(first);
-        }
-        bool timed_out = false;
-        while (ok) {
-          std::unique_lock lk(job->mu);
-          job->cv.wait_until(lk, std::min(deadline, Clock::now() + std::chrono::milliseconds(250)),
-                             [&] { return job->done || !job->pieces.empty(); });
-          auto pieces = std::move(job->pieces);
-          job->pieces.clear();
-          const bool done = job->done;
-          lk.unlock();
-          for (auto& [k, piece] : pieces) {
-            if (ctx.tool_calling) continue;  // calls go out whole, at the end
-            streamed[k] = true;
-            ok = ok && send(stream_chunk(*q, ctx, k, {{"content", piece}}, nullptr));
-          }
-          if (!ok || done) break;
-          if (Clock::now() >= deadline) {
-            timed_out = true;
-            break;
-          }
-          if (pieces.empty() && !sink.is_writable()) ok = false;  // nothing flows: is the client there?
-        }
-        if (!ok || timed_out) {
-          job->cancel = true;
-          if (timed_out) {
-            ApiError e(504, fmt::format("the request took longer than {} s (--timeout)", opts_.timeout_s), "timeout", "",
-                       "timeout");
-            send(e.body());
-            sink.done();
-          }
-          rec.status = timed_out ? 504 : 499;  // 499: the client closed the connection
-          rec.error_type = timed_out ? "timeout" : "cancelled";
-          rec.seconds = secs(t0, Clock::now());
-          notify(rec);
-          return timed_out;
-        }
-        std::vector<AskResponse> answers;
-        {
-          std::lock_guard lk(job->mu);
-          answers = job->answers;
-        }
-        for (size_t i = 0; i < answers.size() && ok; ++i)
-          for (auto& c : stream_final_chunks(*q, ctx, i, answers[i], streamed[i])) ok = ok && send(c);
-        if (ok && q->include_usage) {
-          json u = stream_chunk(*q, ctx, 0, json::object(), nullptr);
-          u["choices"] = json::array();
-          u["usage"] = usage_json(answers);
-          ok = send(u);
-        }
-        if (ok) ok = sink.write("data: [DONE]\n\n", 14);
-        if (ok) sink.done();
-        fill_record(rec, *job, answers);
-        rec.seconds = secs(t0, Clock::now());
-        notify(rec);
-        return ok;
-      };
+  auto w = std::make_shared<SseWriter>();
+  *w = SseWriter{job, q, ctx, decision, t0, deadline, opts_.timeout_s, rec,
+                 [this](const RequestRecord& r) { notify(r); }, guard};
   // An exception must not leave httplib's thread (it would end the process): the stream ends.
-  res.set_chunked_content_provider("text/event-stream",
-                                   [write_stream, job](size_t, httplib::DataSink& sink) mutable {
-                                     try {
-                                       return write_stream(sink);
-                                     } catch (const std::exception&) {
-                                       job->cancel = true;
-                                       return false;
-                                     }
-                                   });
+  res.set_chunked_content_provider("text/event-stream", [w](size_t, httplib::DataSink& sink) {
+    try {
+      return w->write(sink);
+    } catch (const std::exception&) {
+      w->job->cancel = true;
+      return false;
+    }
+  });
 }
 
 void Server::handle_embeddings(const httplib::Request& req, httplib::Response& res) {
