@@ -132,6 +132,16 @@ check "a new request shows up in Prometheus" \
   wait_for 30 bash -c "[ \"\$(curl -sf '$P/api/v1/query' --data-urlencode 'query=sum(cogumi_requests_total{endpoint=\"/v1/chat/completions\",status=\"200\"})' | jq -r '.data.result[0].value[1]')\" = 6 ]"
 check "Prometheus sees routing per choice" \
   bash -c "query() { curl -sf '$P/api/v1/query' --data-urlencode \"query=\$1\"; }; [ \"\$(query 'sum(cogumi_routed_total{choice=\"math\"})' | jq -r '.data.result[0].value[1]')\" = 6 ]"
+# Thumbs through nginx: the session is made on one replica, answered and rated on whichever
+# nginx picks (the replicas share the session store); the rating reaches Prometheus.
+sid=$(curl -sf -H 'Content-Type: application/json' "$N/v1/sessions" -d '{}' | jq -r .id)
+turn=$(curl -sf -H 'Content-Type: application/json' "$N/v1/chat/completions" \
+  -d "{\"model\":\"nano\",\"max_tokens\":8,\"cogumi\":{\"session\":\"$sid\"},\"messages\":[{\"role\":\"user\",\"content\":\"Sam has 9 cards. He gives 3 away. How many are left?\"}]}" |
+  jq -r .cogumi.turn_id)
+curl -sf -H 'Content-Type: application/json' "$N/v1/feedback" -d "{\"turn_id\":$turn,\"score\":-1}" >"$T/feedback.json"
+check "a thumbs-down through nginx is stored (turn $turn)" jq -e ".turn_id == $turn" "$T/feedback.json"
+check "Prometheus sees the thumbs-down" \
+  wait_for 30 bash -c "[ \"\$(curl -sf '$P/api/v1/query' --data-urlencode 'query=sum(cogumi_feedback_total{score=\"down\"})' | jq -r '.data.result[0].value[1]')\" = 1 ]"
 check "Prometheus loaded every shipped alert rule, all healthy" \
   bash -c "curl -sf '$P/api/v1/rules' | jq -e '[.data.groups[].rules[]] | length == $(grep -c -- '- alert:' "$D/prometheus/cogumi-alerts.yml") and all(.health == \"ok\")'"
 check "no alert fires on a healthy pair" \
