@@ -7,6 +7,7 @@
 #       lines of models/nano-system.yaml
 #   bench/system_bench.sh [test] [LIMIT]   test splits: base, each modifier, the system in fast mode,
 #       in accurate mode, and in accurate mode without verification; markdown tables on stdout
+#   bench/system_bench.sh dev [LIMIT]      the same tables on the dev splits
 # LIMIT: items per domain (default 0 = all: 200 dev, 300 test). SYSTEM=FILE picks another system;
 # BENCH_DIR=DIR keeps the runs (default /tmp/cogumi-system-bench); COGUMI=BIN skips the build.
 set -euo pipefail
@@ -15,7 +16,7 @@ COGUMI="${COGUMI:-$(scripts/build.sh | tail -n 1)}"
 WHAT="${1:-test}"
 LIMIT="${2:-0}"
 SYSTEM="${SYSTEM:-models/nano-system.yaml}"
-case "$WHAT" in select) SPLIT=dev ;; test) SPLIT=test ;; *) echo "usage: $0 [select|test] [LIMIT]" >&2; exit 2 ;; esac
+case "$WHAT" in select | dev) SPLIT=dev ;; test) SPLIT=test ;; *) echo "usage: $0 [select|dev|test] [LIMIT]" >&2; exit 2 ;; esac
 T="${BENCH_DIR:-/tmp/cogumi-system-bench}"
 mkdir -p "$T"
 N="$T/nano-data"

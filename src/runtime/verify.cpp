@@ -85,8 +85,9 @@ std::string visible_test_program(const EvalItem& item, const std::string& output
   return code_program(with_doctest_check(item, prompt_doctests(item.code_prompt)), output);
 }
 
-std::vector<Verdict> verify_outputs(const std::vector<std::pair<const EvalItem*, std::string>>& outputs,
-                                    const SandboxOptions& sandbox, int workers) {
+std::vector<Verdict> verify_outputs(
+    const std::vector<std::pair<const EvalItem*, std::string>>& outputs,
+    const SandboxOptions& sandbox, int workers) {
   std::vector<Verdict> out(outputs.size(), Verdict::kUnchecked);
   std::vector<size_t> code_idx;
   std::vector<std::string> programs;
@@ -95,7 +96,8 @@ std::vector<Verdict> verify_outputs(const std::vector<std::pair<const EvalItem*,
     const std::string& text = outputs[i].second;
     if (it.kind == TaskKind::kToolCall && verifier_for(it) == "schema") {
       const auto calls = extract_json(text);
-      out[i] = calls && check_call_schema(*calls, it.functions, nullptr) ? Verdict::kPassed : Verdict::kFailed;
+      out[i] = calls && check_call_schema(*calls, it.functions, nullptr) ? Verdict::kPassed
+                                                                         : Verdict::kFailed;
     } else if (std::string p = visible_test_program(it, text); !p.empty()) {
       code_idx.push_back(i);
       programs.push_back(std::move(p));
@@ -115,7 +117,8 @@ std::vector<Verdict> verify_outputs(const std::vector<std::pair<const EvalItem*,
 VerifiedVote verified_vote(const std::vector<std::string>& keys, const std::vector<double>& lps,
                            const std::vector<Verdict>& verdicts, const std::string& verifier) {
   if (keys.empty() || keys.size() != lps.size() || keys.size() != verdicts.size())
-    fail("verified_vote: {} keys, {} log-probabilities, {} verdicts", keys.size(), lps.size(), verdicts.size());
+    fail("verified_vote: {} keys, {} log-probabilities, {} verdicts", keys.size(), lps.size(),
+         verdicts.size());
   VerifiedVote v;
   std::vector<size_t> pool;
   for (size_t s = 0; s < keys.size(); ++s)

@@ -38,19 +38,21 @@ std::string visible_test_program(const EvalItem& item, const std::string& output
 // One verdict per (item, output): tool calls checked here, every code program run at once in
 // the sandbox (`workers` processes; kUnchecked for code when the sandbox can't run here).
 // Numbers, options and text are kUnchecked: agreement is the vote's business.
-std::vector<Verdict> verify_outputs(const std::vector<std::pair<const EvalItem*, std::string>>& outputs,
-                                    const SandboxOptions& sandbox, int workers);
+std::vector<Verdict> verify_outputs(
+    const std::vector<std::pair<const EvalItem*, std::string>>& outputs,
+    const SandboxOptions& sandbox, int workers);
 
 struct VerifiedVote {
-  size_t index = 0;     // the winning sample
-  int votes = 0;        // samples with the winner's answer (among those the vote counted)
-  int passed = 0;       // samples that passed their check
+  size_t index = 0;       // the winning sample
+  int votes = 0;          // samples with the winner's answer (among those the vote counted)
+  int passed = 0;         // samples that passed their check
   bool verified = false;  // the winner passed its check ("agreement": a majority of all samples)
 };
 
 // Majority vote (runtime.h's majority_vote) over the samples that passed, or over all when
 // none passed; `verifier` as verifier_for() names it.
-VerifiedVote verified_vote(const std::vector<std::string>& keys, const std::vector<double>& mean_logprobs,
+VerifiedVote verified_vote(const std::vector<std::string>& keys,
+                           const std::vector<double>& mean_logprobs,
                            const std::vector<Verdict>& verdicts, const std::string& verifier);
 
 }  // namespace cogumi

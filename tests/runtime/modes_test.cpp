@@ -20,12 +20,13 @@ SystemConfig session_system(const std::string& name, int history) {
   const fs::path dir = test::tmp_dir() / "modes" / name;
   fs::create_directories(dir);
   const fs::path file = dir / "system.yaml";
-  write_file_atomic(file, "base: " + (kModels / "nano-base.gguf").string() +
-                              "\nrouter: " + (kModels / "nano-router.json").string() +
-                              "\ndefault: math\nchoices:\n  math: {ask_as: gsm8k}\n  code: {ask_as: humaneval}\n"
-                              "  reasoning: {ask_as: mmlu}\n  automation: {ask_as: bfcl}\n"
-                              "generation: {max_tokens: 24, threads: 2}\nmemory: sessions.db\nhistory: " +
-                              std::to_string(history) + "\n");
+  write_file_atomic(
+      file, "base: " + (kModels / "nano-base.gguf").string() +
+                "\nrouter: " + (kModels / "nano-router.json").string() +
+                "\ndefault: math\nchoices:\n  math: {ask_as: gsm8k}\n  code: {ask_as: humaneval}\n"
+                "  reasoning: {ask_as: mmlu}\n  automation: {ask_as: bfcl}\n"
+                "generation: {max_tokens: 24, threads: 2}\nmemory: sessions.db\nhistory: " +
+                std::to_string(history) + "\n");
   return SystemConfig::load(file);
 }
 
@@ -40,8 +41,9 @@ TEST(RuntimeHistory, TheSecondTurnsPromptHoldsTheFirstTurn) {
   q.text = "Kim has 3 packs of 11 cars. How many cars does Kim have?";
   const AskResponse second = rt.ask({q})[0];
   // The first exchange, asked as this request is, with the answer it got, then this request.
-  const std::string first_turn = "Question: Sam has 30 cards. He gives 11 away. How many cards does Sam have now?\nAnswer:" +
-                                 first.text + "\n\n";
+  const std::string first_turn =
+      "Question: Sam has 30 cards. He gives 11 away. How many cards does Sam have now?\nAnswer:" +
+      first.text + "\n\n";
   EXPECT_EQ(second.prompt.find(first_turn), 0u) << second.prompt;
   EXPECT_NE(second.prompt.find("Question: Kim has 3 packs of 11 cars."), std::string::npos);
   // A request outside the session has no history.
@@ -61,8 +63,10 @@ TEST(RuntimeHistory, TheSecondTurnsPromptHoldsTheFirstTurn) {
 TEST(RuntimeHistory, TheSettingIsChecked) {
   const fs::path f = test::tmp_dir() / "modes" / "bad-history.yaml";
   fs::create_directories(f.parent_path());
-  write_file_atomic(f, "base: b.gguf\nchoices: {math: {ask_as: gsm8k}}\ndefault: math\nhistory: 65\n");
-  EXPECT_NE(test::error_of([&] { SystemConfig::load(f); }).find("'history' must be 0..64"), std::string::npos);
+  write_file_atomic(f,
+                    "base: b.gguf\nchoices: {math: {ask_as: gsm8k}}\ndefault: math\nhistory: 65\n");
+  EXPECT_NE(test::error_of([&] { SystemConfig::load(f); }).find("'history' must be 0..64"),
+            std::string::npos);
 }
 
 // Five nano test items per domain through eval --system in accurate mode: each line records
@@ -98,7 +102,8 @@ TEST(SystemEvalModes, AccurateModeVotesAndVerifiesEachItem) {
     EXPECT_EQ(j["samples"], cfg.samples);
     EXPECT_GE(j["votes"].get<int>(), 1);
     EXPECT_EQ(j["verifier"], verifier.at(j["benchmark"].get<std::string>())) << j["benchmark"];
-    if (j["benchmark"] == "humaneval") code_checked += j["verify_passed"].get<int>() > 0 || !j["verified"].get<bool>();
+    if (j["benchmark"] == "humaneval")
+      code_checked += j["verify_passed"].get<int>() > 0 || !j["verified"].get<bool>();
     // A passing code answer is what the vote gave; the eval's own hidden tests score it.
     if (j["benchmark"] == "bfcl" && j["verified"].get<bool>()) {
       EXPECT_NE(j["failure_type"], "malformed_json");
@@ -107,15 +112,18 @@ TEST(SystemEvalModes, AccurateModeVotesAndVerifiesEachItem) {
   EXPECT_EQ(n, 20u);
   EXPECT_EQ(code_checked, 5u);
   // Five samples per item cost more than one.
-  EXPECT_GT(acc_sum["run"]["gen_tokens"].get<int64_t>(), 2 * fast_sum["run"]["gen_tokens"].get<int64_t>());
+  EXPECT_GT(acc_sum["run"]["gen_tokens"].get<int64_t>(),
+            2 * fast_sum["run"]["gen_tokens"].get<int64_t>());
 
   SystemConfig off = cfg;
   off.verify = false;
   o.out_dir = d / "accurate-no-verify";
   eval_system(off, o, "accurate");
-  read_jsonl(o.out_dir / "items.jsonl", [&](const json& j, size_t) { EXPECT_EQ(j["verifier"], ""); });
-  EXPECT_NE(test::error_of([&] { eval_system(cfg, o, "slow"); }).find("--mode must be fast or accurate"),
-            std::string::npos);
+  read_jsonl(o.out_dir / "items.jsonl",
+             [&](const json& j, size_t) { EXPECT_EQ(j["verifier"], ""); });
+  EXPECT_NE(
+      test::error_of([&] { eval_system(cfg, o, "slow"); }).find("--mode must be fast or accurate"),
+      std::string::npos);
 }
 
 }  // namespace

@@ -29,7 +29,8 @@ const fs::path kModels = fs::path(COGUMI_REPO_DIR) / "models";
 std::map<std::string, bool> outcomes(const fs::path& run) {
   std::map<std::string, bool> out;
   read_jsonl(run / "items.jsonl", [&](const json& j, size_t) {
-    out[j["benchmark"].get<std::string>() + "/" + j["id"].get<std::string>()] = j["correct"].get<bool>();
+    out[j["benchmark"].get<std::string>() + "/" + j["id"].get<std::string>()] =
+        j["correct"].get<bool>();
   });
   return out;
 }
@@ -91,10 +92,11 @@ TEST(SystemIntegration, TheRoutedSystemIsAtLeastAsGoodAsTheBestSingleConfigurati
     }
     const double p = mcnemar_p(wins, losses);
     EXPECT_FALSE(losses > wins && p < 0.02)
-        << bench << ": the system answers " << sys_right << "/100, the best single configuration (" << best
-        << ") " << right[best] << "/100; " << wins << " wins, " << losses << " losses, McNemar p = " << p;
-    std::cout << bench << ": system " << sys_right << "/100, best single " << best << " " << right[best]
-              << "/100 (W/L " << wins << "/" << losses << ", p = " << p << ")\n";
+        << bench << ": the system answers " << sys_right << "/100, the best single configuration ("
+        << best << ") " << right[best] << "/100; " << wins << " wins, " << losses
+        << " losses, McNemar p = " << p;
+    std::cout << bench << ": system " << sys_right << "/100, best single " << best << " "
+              << right[best] << "/100 (W/L " << wins << "/" << losses << ", p = " << p << ")\n";
   }
 }
 

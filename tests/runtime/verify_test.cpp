@@ -39,18 +39,19 @@ TEST(Verify, DoctestsAreReadFromTheCodePrompt) {
 
 void require_sandbox() {
   std::string why;
-  ASSERT_TRUE(sandbox_available(&why)) << "verification runs code in the bubblewrap sandbox: " << why;
+  ASSERT_TRUE(sandbox_available(&why))
+      << "verification runs code in the bubblewrap sandbox: " << why;
 }
 
 TEST(Verify, CodeRunsAgainstTheVisibleTestsOnly) {
   require_sandbox();
   const EvalItem it = code_item(kAddPrompt);
   const std::vector<std::pair<const EvalItem*, std::string>> outs = {
-      {&it, "    return a + b\n"},           // right
-      {&it, "    return a - b\n"},           // fails add(2, 2)
+      {&it, "    return a + b\n"},                   // right
+      {&it, "    return a - b\n"},                   // fails add(2, 2)
       {&it, "    return a + b if a < 10 else 0\n"},  // passes the doctests, fails the hidden test
-      {&it, "    return (a +\n"},            // a syntax error
-      {&it, "def add(a, b):\n    return b + a\n"},  // a whole function replacing the stub
+      {&it, "    return (a +\n"},                    // a syntax error
+      {&it, "def add(a, b):\n    return b + a\n"},   // a whole function replacing the stub
   };
   const std::vector<Verdict> v = verify_outputs(outs, SandboxOptions{}, 2);
   ASSERT_EQ(v.size(), outs.size());
@@ -69,8 +70,9 @@ TEST(Verify, MbppRunsTheAssertsItsPromptLists) {
   it.question = "Write a function to double a number.";
   it.test_list = {"assert double(2) == 4", "assert double(0) == 0"};
   ASSERT_EQ(verifier_for(it), "tests");
-  const auto v = verify_outputs({{&it, "def double(x):\n    return 2 * x\n"}, {&it, "def double(x):\n    return x + 2\n"}},
-                                SandboxOptions{}, 2);
+  const auto v = verify_outputs(
+      {{&it, "def double(x):\n    return 2 * x\n"}, {&it, "def double(x):\n    return x + 2\n"}},
+      SandboxOptions{}, 2);
   EXPECT_EQ(v[0], Verdict::kPassed);
   EXPECT_EQ(v[1], Verdict::kFailed);
 }
@@ -85,19 +87,21 @@ TEST(Verify, ToolCallsAreCheckedAgainstTheFunctionSchema) {
   ASSERT_EQ(verifier_for(it), "schema");
   const std::vector<std::string> outputs = {
       R"({"name": "book_taxi", "arguments": {"destination": "beach", "passengers": 5}})",  // ok
-      R"({"name": "book_taxi", "arguments": {"destination": "beach"}})",                   // ok: optional left out
-      R"({"name": "math_factorial", "arguments": {"n": 5}})",                              // ok: BFCL's dotted name
-      R"({"name": "call_taxi", "arguments": {"destination": "beach"}})",                   // unknown function
-      R"({"name": "book_taxi", "arguments": {"passengers": 5}})",                          // required missing
-      R"({"name": "book_taxi", "arguments": {"destination": "beach", "passengers": "5"}})",  // wrong type
-      R"({"name": "book_taxi", "arguments": {"destination": "beach", "when": "now"}})",     // undeclared
-      "I would book a taxi.",                                                               // no call
+      R"({"name": "book_taxi", "arguments": {"destination": "beach"}})",  // ok: optional left out
+      R"({"name": "math_factorial", "arguments": {"n": 5}})",             // ok: BFCL's dotted name
+      R"({"name": "call_taxi", "arguments": {"destination": "beach"}})",  // unknown function
+      R"({"name": "book_taxi", "arguments": {"passengers": 5}})",         // required missing
+      R"({"name": "book_taxi", "arguments": {"destination": "beach", "passengers": "5"}})",  // wrong
+                                                                                             // type
+      R"({"name": "book_taxi", "arguments": {"destination": "beach", "when": "now"}})",  // undeclared
+      "I would book a taxi.",                                                            // no call
   };
   std::vector<std::pair<const EvalItem*, std::string>> outs;
   for (const auto& o : outputs) outs.emplace_back(&it, o);
   const auto v = verify_outputs(outs, SandboxOptions{}, 1);
-  const std::vector<Verdict> want = {Verdict::kPassed, Verdict::kPassed, Verdict::kPassed, Verdict::kFailed,
-                                     Verdict::kFailed, Verdict::kFailed, Verdict::kFailed, Verdict::kFailed};
+  const std::vector<Verdict> want = {Verdict::kPassed, Verdict::kPassed, Verdict::kPassed,
+                                     Verdict::kFailed, Verdict::kFailed, Verdict::kFailed,
+                                     Verdict::kFailed, Verdict::kFailed};
   for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(v[i], want[i]) << outputs[i];
   std::string why;
   EXPECT_FALSE(check_call_schema(json::parse(outputs[4]), tools, &why));
@@ -109,8 +113,9 @@ TEST(Verify, ToolCallsAreCheckedAgainstTheFunctionSchema) {
 TEST(Verify, ThePassingAnswerWinsOverAMoreFrequentFailingOne) {
   using V = Verdict;
   // Three samples agree on an answer that fails its tests; one passing sample wins.
-  VerifiedVote w = verified_vote({"a", "a", "a", "b", "c"}, {-0.1, -0.1, -0.1, -0.9, -0.5},
-                                 {V::kFailed, V::kFailed, V::kFailed, V::kPassed, V::kFailed}, "tests");
+  VerifiedVote w =
+      verified_vote({"a", "a", "a", "b", "c"}, {-0.1, -0.1, -0.1, -0.9, -0.5},
+                    {V::kFailed, V::kFailed, V::kFailed, V::kPassed, V::kFailed}, "tests");
   EXPECT_EQ(w.index, 3u);
   EXPECT_EQ(w.passed, 1);
   EXPECT_TRUE(w.verified);
