@@ -3,7 +3,8 @@
 # test. Four eval runs of models/nano-system.yaml on the nano curriculum (the same data as
 # bench/system_bench.sh): fast mode on dev and test (one greedy answer per item, the router's
 # probabilities and token log-probabilities recorded), and the escalation path on the same items
-# (accurate mode's shape: 5 samples at temperature 0.7, the majority vote answers). Then
+# (`--mode accurate`: the runtime's own accurate mode, the system's 5 samples, vote and
+# verification, one line per item with the vote). Then
 # `cogumi router calibrate` fits temperature + Platt on dev, picks the threshold on dev by its
 # rule, and reports ECE before/after on test with a reliability diagram.
 # Usage: bench/calibration_bench.sh [LIMIT]   (items per domain and split, default 0 = all: 200 dev, 300 test)
@@ -27,8 +28,8 @@ run() {  # NAME SPLIT [eval flags]
 }
 for s in dev test; do
   run "$s" "$s"
-  run "$s-accurate" "$s" --samples 5 --temp 0.7 --seed 1000
+  run "$s-escalated" "$s" --mode accurate
 done
 "$COGUMI" router calibrate --system models/nano-system.yaml \
-  --dev "$T/dev" --dev-escalated "$T/dev-accurate" --test "$T/test" --test-escalated "$T/test-accurate" \
+  --dev "$T/dev" --dev-escalated "$T/dev-escalated" --test "$T/test" --test-escalated "$T/test-escalated" \
   -o models/nano-calibration.json --svg "$R/reliability.svg" --markdown "$R/report.md"
