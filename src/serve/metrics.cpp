@@ -309,6 +309,9 @@ ServeMetrics::ServeMetrics(metrics::RegistryOptions options)
       ttft_(reg_.histogram("cogumi_time_to_first_token_seconds",
                            "Time from a request's arrival to its first generated token",
                            {"endpoint", "model"}, kTtftBuckets)),
+      queue_wait_(reg_.histogram("cogumi_queue_wait_seconds",
+                                 "Time a request waited for the engine before its batch started",
+                                 {"endpoint"}, kTtftBuckets)),
       in_flight_(reg_.gauge("cogumi_requests_in_flight", "Requests being answered now")),
       queue_depth_(reg_.gauge("cogumi_queue_depth", "Requests waiting for the engine")),
       kv_used_(reg_.gauge("cogumi_kv_cache_used_cells", "KV cache cells in use")),
@@ -352,12 +355,14 @@ void ServeMetrics::set_in_flight(int64_t n) { in_flight_.set(double(n)); }
 
 void ServeMetrics::request_finished(const std::string& endpoint, const std::string& model,
                                     int status, double seconds, int64_t prompt_tokens,
-                                    int64_t completion_tokens, double ttft_seconds) {
+                                    int64_t completion_tokens, double ttft_seconds,
+                                    double queue_seconds) {
   requests_.inc({endpoint, model, std::to_string(status)});
   if (prompt_tokens > 0) prompt_tokens_.inc({model}, double(prompt_tokens));
   if (completion_tokens > 0) completion_tokens_.inc({model}, double(completion_tokens));
   if (std::isfinite(seconds) && seconds >= 0) duration_.observe({endpoint, model}, seconds);
   if (std::isfinite(ttft_seconds) && ttft_seconds >= 0) ttft_.observe({endpoint, model}, ttft_seconds);
+  if (std::isfinite(queue_seconds) && queue_seconds >= 0) queue_wait_.observe({endpoint}, queue_seconds);
 }
 
 void ServeMetrics::routed(const std::string& choice, const std::string& escalated_by,

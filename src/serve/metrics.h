@@ -134,10 +134,11 @@ class ServeMetrics {
 
   // Requests being answered now (the server counts them; sampled at each scrape).
   void set_in_flight(int64_t n);
-  // status: the HTTP status; ttft_seconds < 0 when no token was produced (or not streaming).
+  // status: the HTTP status; ttft_seconds < 0 when no token was produced; queue_seconds < 0
+  // when the request never waited for the engine (refused first).
   void request_finished(const std::string& endpoint, const std::string& model, int status,
                         double seconds, int64_t prompt_tokens, int64_t completion_tokens,
-                        double ttft_seconds = -1);
+                        double ttft_seconds = -1, double queue_seconds = -1);
   // A routing decision: escalated_by is "" (none), "router" (confidence under the threshold) or
   // "detector" (a complaining follow-up); confidence < 0 when unknown; overridden when the
   // client named the modifier.
@@ -159,7 +160,7 @@ class ServeMetrics {
 
  private:
   metrics::Registry reg_;
-  metrics::Family &requests_, &prompt_tokens_, &completion_tokens_, &duration_, &ttft_,
+  metrics::Family &requests_, &prompt_tokens_, &completion_tokens_, &duration_, &ttft_, &queue_wait_,
       &in_flight_, &queue_depth_, &kv_used_, &kv_ratio_, &routed_, &overrides_, &escalations_,
       &confidence_, &feedback_, &errors_, &rss_, &vsz_, &cpu_, &fds_, &start_time_;
   std::mutex render_mu_;  // one process_* refresh at a time (the CPU counter adds a difference)

@@ -26,7 +26,8 @@ void add_metrics(Server& server, ServeMetrics& metrics) {
   metrics.declare(choices, server.model_names());
   server.on_request([&metrics](const RequestRecord& r) {
     metrics.request_finished(r.endpoint, r.model, r.status, r.seconds, r.prompt_tokens,
-                             r.completion_tokens, r.ttft_seconds);
+                             r.completion_tokens, r.ttft_seconds,
+                             r.status < 400 ? r.queue_seconds : -1);
     if (!r.choice.empty() && r.status < 400) metrics.routed(r.choice, r.escalated_by, r.router_probability, r.overridden);
     if (const std::string type = error_type_of(r); !type.empty()) metrics.error(type);
   });

@@ -152,7 +152,7 @@ TEST(Metrics, ServeMetricsRecordWhatTheServerReports) {
   EXPECT_NE(fresh.find("# TYPE cogumi_kv_cache_used_cells gauge\n"), std::string::npos);
   EXPECT_EQ(fresh.find("\ncogumi_kv_cache_used_cells "), std::string::npos);
   m.set_in_flight(2);
-  m.request_finished("/v1/completions", "math", 200, 0.3, 12, 5, 0.02);
+  m.request_finished("/v1/completions", "math", 200, 0.3, 12, 5, 0.02, 0.004);
   m.routed("math", "", 0.95, true);
   m.routed("code", "detector", 0.4);
   m.feedback(1);
@@ -172,6 +172,7 @@ TEST(Metrics, ServeMetricsRecordWhatTheServerReports) {
            "cogumi_request_duration_seconds_bucket{endpoint=\"/v1/completions\",model=\"math\","
            "le=\"0.5\"} 1\n",
            "cogumi_time_to_first_token_seconds_count{endpoint=\"/v1/completions\",model=\"math\"} 1\n",
+           "cogumi_queue_wait_seconds_bucket{endpoint=\"/v1/completions\",le=\"0.005\"} 1\n",
            "cogumi_routed_total{choice=\"base\"} 0\n",
            "cogumi_routed_total{choice=\"math\"} 1\n",
            "cogumi_route_overrides_total{choice=\"math\"} 1\n",
