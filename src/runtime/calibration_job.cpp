@@ -366,7 +366,7 @@ CalibrateResult calibrate_job(const CalibrateJob& job) {
         "|---|---:|---:|---:|---:|---:|---:|---:|\n";
   md += report_row("test, fast, before", before) + report_row("test, fast, after", after);
   std::vector<std::pair<std::string, CalibrationReport>> panels = {
-      {"test, before (router probability)", before}, {"test, after (calibrated)", after}};
+      {"fast mode, before (router probability)", before}, {"fast mode, after (calibrated)", after}};
   if (!test_acc.empty()) {
     const auto ab = calibration_report(raw_of(test_acc), labels_of(test_acc), job.bins);
     const auto aa = calibration_report(cal.confidences(test_acc), labels_of(test_acc), job.bins);
@@ -374,6 +374,8 @@ CalibrateResult calibrate_job(const CalibrateJob& job) {
     rep["answer"]["test_accurate_after"] = aa.to_json();
     md += report_row("test, accurate, before (vote share)", ab) +
           report_row("test, accurate, after", aa);
+    panels.push_back({"accurate mode, before (vote share)", ab});
+    panels.push_back({"accurate mode, after (calibrated)", aa});
   }
   md += report_row("dev, fast, before", dev_before) + report_row("dev, fast, after", dev_after);
   if (router_before.n)
