@@ -141,6 +141,25 @@ TEST_F(ServeNano, ARequestOverItsTimeoutGets504AndStopsGenerating) {
   EXPECT_EQ(server_->scheduler().running(), 0u);
 }
 
+TEST_F(ServeNano, ABareModelServesAsItsFileName) {
+  ServeOptions o;
+  o.model = std::filesystem::path(COGUMI_REPO_DIR) / "models" / "nano-base.gguf";
+  start(o);
+  auto c = client();
+  auto r = c.Get("/v1/models");
+  ASSERT_TRUE(r);
+  const json models = json::parse(r->body);
+  json ids = json::array();
+  for (auto& m : models["data"]) ids.push_back(m["id"]);
+  EXPECT_EQ(ids, json({"nano-base", "base"}));
+  r = c.Post("/v1/completions", json{{"model", "nano-base"}, {"prompt", "Question: 2 + 3?"}, {"max_tokens", 4}, {"ignore_eos", true}}.dump(),
+             "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(json::parse(r->body)["usage"]["completion_tokens"], 4);
+  EXPECT_EQ(r->get_header_value("X-Cogumi-Choice"), "base");
+}
+
 TEST_F(ServeNano, ApiKeysAndUnknownRoutes) {
   ServeOptions o;
   o.api_keys = {"k1", "k2"};

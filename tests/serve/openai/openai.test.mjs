@@ -152,6 +152,23 @@ test('the cogumi extension: a manual override and a session', async () => {
   assert.equal(r.cogumi.overridden, true);
   assert.match(r.cogumi.session, /^[0-9a-f]{32}$/);
   assert.ok(r.cogumi.turn_id > 0);
+
+  // Accurate mode: the system's samples vote; a stream gets the winner whole, then the decision.
+  const acc = await client.chat.completions.create({ model: 'math', messages: [{ role: 'user', content: MATH_Q }], cogumi: { mode: 'accurate' } });
+  assert.equal(acc.cogumi.mode, 'accurate');
+  assert.equal(acc.cogumi.samples, 5);
+  assert.ok(acc.cogumi.votes >= 1 && acc.cogumi.votes <= 5);
+  const stream = await client.chat.completions.create({
+    model: 'math', messages: [{ role: 'user', content: MATH_Q }], cogumi: { mode: 'accurate' }, stream: true,
+  });
+  let text = '';
+  let last = null;
+  for await (const chunk of stream) {
+    text += chunk.choices[0]?.delta?.content ?? '';
+    if (chunk.cogumi) last = chunk.cogumi;
+  }
+  assert.equal(text, acc.choices[0].message.content);
+  assert.equal(last.votes, acc.cogumi.votes);
 });
 
 test('tools: the automation modifier answers with a tool call, whole and streamed', async () => {
