@@ -18,14 +18,19 @@ namespace {
 
 using json = nlohmann::json;
 
-// models/nano-system.yaml with absolute model paths and its session memory in the test's dir.
+// models/nano-system.yaml beside links to every file of models/, its session memory moved there.
 std::filesystem::path nano_system() {
-  const std::filesystem::path models = std::filesystem::path(COGUMI_REPO_DIR) / "models";
-  std::string yaml = read_file(models / "nano-system.yaml");
-  yaml = std::regex_replace(yaml, std::regex(R"(([\s{:]) ?(nano-[a-z]+\.(gguf|json)))"), "$1 " + models.string() + "/$2");
-  yaml = std::regex_replace(yaml, std::regex(R"(memory:.*)"), "memory: " + (test::tmp_dir() / "serve-sessions.db").string());
-  const auto out = test::tmp_dir() / "serve-system.yaml";
-  std::ofstream(out) << yaml;
+  namespace fs = std::filesystem;
+  const fs::path models = fs::path(COGUMI_REPO_DIR) / "models", dir = test::tmp_dir() / "serve-system";
+  if (!fs::exists(dir)) {
+    fs::create_directories(dir);
+    for (auto& e : fs::directory_iterator(models)) fs::create_symlink(e.path(), dir / e.path().filename());
+  }
+  const std::string yaml = read_file(models / "nano-system.yaml");
+  const std::string moved = std::regex_replace(yaml, std::regex(R"(\nmemory:[^\n]*)"), "\nmemory: sessions.db");
+  EXPECT_NE(moved, yaml) << "models/nano-system.yaml has no memory: line";
+  const auto out = dir / "system.yaml";
+  std::ofstream(out) << moved;
   return out;
 }
 
