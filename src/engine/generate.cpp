@@ -248,6 +248,10 @@ static int32_t llama_set_seq_adapter_slot(llama_context*, llama_seq_id, int32_t,
 std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& requests, const StreamFn& on_piece,
                                            const std::atomic<bool>* cancel) {
   stats_ = GenStats{};
+  struct KvReset {  // no cells are held once the call returns, however it returns
+    std::atomic<int64_t>& used;
+    ~KvReset() { used = 0; }
+  } kv_reset{kv_used_};
   auto t0 = Clock::now();
   std::vector<GenResult> results(requests.size());
   if (requests.empty()) return results;
@@ -518,6 +522,10 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
       if (!prompt_step) stats_.n_gen_step_tokens += n_gen_in_batch;
       auto ts = Clock::now();
       decode();
+      int64_t kv_used = 0;
+      for (const auto& sl : slots)
+        if (sl.req >= 0) kv_used += sl.n_past;
+      kv_used_.store(kv_used, std::memory_order_relaxed);
 
       // Choose tokens for every slot whose logits came out of this batch: in parallel, since
       // with a large vocabulary this is real work (128k logits per sequence per step).

@@ -147,6 +147,11 @@ class Generator {
                                   const std::atomic<bool>* cancel = nullptr);
 
   const GenStats& last_stats() const { return stats_; }
+  // KV cache cells the sequences of the batch now decoding hold (0 between calls; a shared
+  // prefix counts once per sequence), and the cache's size. Safe from any thread (a server's
+  // /metrics reads them while generate() runs).
+  int64_t kv_cells_used() const { return kv_used_.load(std::memory_order_relaxed); }
+  int64_t kv_cells_total() const { return int64_t(opts_.n_ctx_per_seq) * opts_.n_parallel; }
   const GeneratorOptions& options() const { return opts_; }
   Model& model() const { return *model_; }
 
@@ -162,6 +167,7 @@ class Generator {
   std::vector<std::string> slot_names_;            // the adapters registered as slots, in slot order
   std::vector<llama_adapter_lora*> slot_adapters_;
   GenStats stats_;
+  std::atomic<int64_t> kv_used_{0};
 };
 
 }  // namespace cogumi

@@ -151,6 +151,9 @@ nlohmann::json AskResponse::to_json(const std::vector<std::string>& router_choic
           {"seconds", seconds}};
 }
 
+int64_t Runtime::kv_cells_used() const { return gen_->kv_cells_used(); }
+int64_t Runtime::kv_cells_total() const { return gen_->kv_cells_total(); }
+
 Runtime::Runtime(SystemConfig cfg) : cfg_(std::move(cfg)) {
   cfg_.validate();
   engine_init();
@@ -246,7 +249,7 @@ bool Runtime::judge_confidence(const AskRequest& q, const GenResult& g, AskRespo
   r.raw_confidence = r.confidence;
   if (!calibrator_) return false;
   r.confidence = calibrator_->confidence(s);
-  const auto t = calibrator_->threshold();
+  const auto t = calibrator_->threshold_for(r.choice);
   return t && r.confidence < *t && r.mode == "fast" && !r.overridden && !r.escalated &&
          q.mode.empty();  // a caller who asked for fast mode gets fast mode
 }

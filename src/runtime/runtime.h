@@ -135,6 +135,10 @@ class Runtime {
   // The session store, opened on first use (throws when the system file names no memory).
   SessionStore& memory();
   std::shared_ptr<Model> model() const { return model_; }
+  // The engine's KV cache: cells held by the batch now running (0 between batches) and the
+  // total. Safe from any thread.
+  int64_t kv_cells_used() const;
+  int64_t kv_cells_total() const;
 
  private:
   SystemConfig cfg_;

@@ -148,8 +148,8 @@ class ServeMetrics {
   void feedback(int score);
   void set_queue_depth(int64_t depth);
   // KV cache cells in use and the total (capacity 0: ratio not set). Until the first call the
-  // two gauges have no sample (the engine does not report its KV cache to the server yet), so a
-  // dashboard shows "no data" rather than a made-up 0.
+  // two gauges have no sample, so a dashboard shows "no data" rather than a made-up 0 (the
+  // server sets them at each scrape from the engine).
   void set_kv_used(int64_t used, int64_t capacity = 0);
   // An error by type (see error_types(): bad_request, unknown_model, ...).
   void error(const std::string& type);

@@ -34,6 +34,7 @@ void add_metrics(Server& server, ServeMetrics& metrics) {
   server.http().Get("/metrics", [&server, &metrics](const httplib::Request&, httplib::Response& res) {
     metrics.set_queue_depth(int64_t(server.scheduler().waiting()));
     metrics.set_in_flight(server.in_flight());
+    metrics.set_kv_used(server.runtime().kv_cells_used(), server.runtime().kv_cells_total());
     res.set_content(metrics.render(), "text/plain; version=0.0.4; charset=utf-8");
   });
 }

@@ -137,6 +137,10 @@ TEST_F(ServeMetricsHttp, AScrapeCountsAnswersStreamsRoutingAndRefusals) {
   EXPECT_LE(ttft, 3);
   EXPECT_EQ(sample(t, "cogumi_time_to_first_token_seconds_bucket{" + chat + R"(,le="+Inf"})"), ttft);
   EXPECT_EQ(sample(t, R"(cogumi_time_to_first_token_seconds_count{endpoint="/v1/chat/completions",model="gpt-9"})"), -1);
+  // The engine's KV cache: its size is known, and between batches nothing is held.
+  EXPECT_EQ(sample(t, "cogumi_kv_cache_used_cells"), 0) << t;
+  EXPECT_EQ(sample(t, "cogumi_kv_cache_usage_ratio"), 0);
+  EXPECT_GT(server_->runtime().kv_cells_total(), 0);
   // Every answered request waited for its batch (refusals never reached the queue).
   EXPECT_EQ(sample(t, R"(cogumi_queue_wait_seconds_count{endpoint="/v1/chat/completions"})"), 3);
   EXPECT_GT(sample(t, "process_resident_memory_bytes"), 1e6);

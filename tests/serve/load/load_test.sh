@@ -40,10 +40,22 @@ node "$HERE/load_client.mjs" "$URL" "$CLIENTS" 3 >"$T/warm.json" ||
   { echo "FAIL warm-up had errors: $(cat "$T/warm.json")"; cat "$T/err"; exit 1; }
 sleep 1
 before=$(rss_kb)
+# Scrapes while the load runs, as Prometheus would: the KV cache is in use mid-batch.
+(
+  end=$((SECONDS + DURATION))
+  while ((SECONDS < end)); do
+    curl -sf "$URL/metrics" | awk '/^cogumi_kv_cache_used_cells / {print $2}'
+    sleep 0.2
+  done
+) >"$T/kv.txt" &
+SCRAPER=$!
 node "$HERE/load_client.mjs" "$URL" "$CLIENTS" "$DURATION" >"$T/load.json"
 rc=$?
+wait "$SCRAPER"
 echo "load: $(cat "$T/load.json")"
 check "$CLIENTS streaming clients for $DURATION s: zero errors" [ $rc -eq 0 ]
+kv_max=$(sort -n "$T/kv.txt" | tail -n 1)
+check "scrapes during the load saw the KV cache in use (max ${kv_max:-none} cells)" [ "${kv_max:-0}" -gt 0 ]
 check "the load ran requests at all" [ "$(jq .ok "$T/load.json")" -gt "$CLIENTS" ]
 sleep 2
 check "the server is alive after the load" kill -0 "$SERVER"
