@@ -17,6 +17,7 @@ cleanup() { [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; rm -rf "$T"; }
 trap cleanup EXIT
 command -v node >/dev/null || { echo "FAIL: node is not installed (Debian package 'nodejs'; scripts/deps.sh installs it)"; exit 1; }
 command -v curl >/dev/null || { echo "FAIL: curl is not installed (Debian package 'curl')"; exit 1; }
+command -v jq >/dev/null || { echo "FAIL: jq is not installed (Debian package 'jq'; scripts/deps.sh --test installs it)"; exit 1; }
 fails=0
 check() {
   local name="$1"; shift
