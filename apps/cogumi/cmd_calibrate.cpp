@@ -39,6 +39,8 @@ void setup_router_calibration(CLI::App& sub) {
         ->capture_default_str();
     c->add_option("--thresholds", j.thresholds, "Thresholds to sweep (default 0, 0.05, ..., 0.95)")
         ->check(CLI::Range(0.0, 1.0));
+    c->add_flag("--per-choice", j.per_choice,
+                "Also write a threshold per routed choice, picked by the same rule on its dev answers");
     c->add_option("--l2", j.options.logistic.l2, "Platt ridge penalty")
         ->check(CLI::Range(0.0, 10.0))
         ->capture_default_str();

@@ -424,6 +424,16 @@ void Calibrator::set_threshold(double t, const std::string& rule) {
   threshold_rule_ = rule;
 }
 
+std::optional<double> Calibrator::threshold_for(const std::string& choice) const {
+  const auto it = choice_thresholds_.find(choice);
+  return it != choice_thresholds_.end() ? std::optional<double>(it->second) : threshold_;
+}
+
+void Calibrator::set_choice_threshold(const std::string& choice, double t) {
+  if (!(t >= 0 && t <= 1)) fail("calibration: threshold of '{}' must be in [0, 1], got {}", choice, t);
+  choice_thresholds_[choice] = t;
+}
+
 void Calibrator::set_recalibration(double a, double b) {
   if (!std::isfinite(a) || !std::isfinite(b) || a <= 0)
     fail("calibration: recalibration slope must be finite and > 0 (got a={}, b={})", a, b);
@@ -519,6 +529,7 @@ json Calibrator::to_json() const {
           {"platt", platt},
           {"recalibration", {{"a", recal_a_}, {"b", recal_b_}}},
           {"threshold", threshold_ ? json(*threshold_) : json(nullptr)},
+          {"choice_thresholds", choice_thresholds_},
           {"threshold_rule", threshold_rule_},
           {"info", info_}};
 }
@@ -574,6 +585,15 @@ Calibrator Calibrator::from_json(const json& j, const std::string& where) {
   if (const auto th = opt_number(j, "threshold", where)) {
     if (!(*th >= 0 && *th <= 1)) fail("{}: 'threshold' must be in [0, 1], got {}", where, *th);
     c.threshold_ = *th;
+  }
+  if (j.contains("choice_thresholds") && !j["choice_thresholds"].is_null()) {
+    if (!j["choice_thresholds"].is_object())
+      fail("{}: 'choice_thresholds' must map choice names to thresholds", where);
+    for (auto it = j["choice_thresholds"].begin(); it != j["choice_thresholds"].end(); ++it) {
+      if (!it.value().is_number() || !(it.value().get<double>() >= 0 && it.value().get<double>() <= 1))
+        fail("{}: choice_thresholds.{} must be a number in [0, 1]", where, it.key());
+      c.choice_thresholds_[it.key()] = it.value().get<double>();
+    }
   }
   c.threshold_rule_ = j.value("threshold_rule", "");
   if (j.contains("info")) c.info_ = j["info"];

@@ -173,6 +173,10 @@ class Calibrator {
   std::optional<double> threshold() const { return threshold_; }
   void set_threshold(double t, const std::string& rule);
   const std::string& threshold_rule() const { return threshold_rule_; }
+  // A routed choice's own threshold where the rule picked one for it, else threshold().
+  std::optional<double> threshold_for(const std::string& choice) const;
+  void set_choice_threshold(const std::string& choice, double t);
+  const std::map<std::string, double>& choice_thresholds() const { return choice_thresholds_; }
   // A second Platt step on top (logit(p) -> sigmoid(a * logit(p) + b)), as `router adapt` fits
   // from feedback; identity by default.
   void set_recalibration(double a, double b);
@@ -199,6 +203,7 @@ class Calibrator {
   std::map<std::string, Platt> platt_;  // by mode: "fast" always, "accurate" when fit
   double recal_a_ = 1.0, recal_b_ = 0.0;
   std::optional<double> threshold_;
+  std::map<std::string, double> choice_thresholds_;
   std::string threshold_rule_;
   nlohmann::json info_ = nlohmann::json::object();
 };

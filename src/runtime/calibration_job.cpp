@@ -270,6 +270,74 @@ std::string per_choice_section(const std::vector<Outcome>& test, const std::vect
   return md;
 }
 
+// The outcomes (and their confidences) of one routed choice.
+std::pair<std::vector<Outcome>, std::vector<double>> of_choice(const std::vector<Outcome>& v,
+                                                              const std::vector<double>& conf,
+                                                              const std::string& choice) {
+  std::pair<std::vector<Outcome>, std::vector<double>> out;
+  for (size_t i = 0; i < v.size(); ++i)
+    if (v[i].signals.choice == choice) out.first.push_back(v[i]), out.second.push_back(conf[i]);
+  return out;
+}
+
+// Overall accuracy when each choice escalates below its own threshold.
+double overall_with(const Calibrator& cal, const std::vector<Outcome>& v,
+                    const std::vector<double>& conf) {
+  size_t ok = 0;
+  for (size_t i = 0; i < v.size(); ++i) {
+    const bool esc = conf[i] < cal.threshold_for(v[i].signals.choice).value_or(0);
+    ok += esc ? (v[i].escalated_correct.value_or(false) ? 1 : 0) : (v[i].correct ? 1 : 0);
+  }
+  return v.empty() ? 0 : double(ok) / double(v.size());
+}
+
+// The same rule per routed choice (on that choice's dev answers, at least 50 of them): modifiers
+// differ in how much the escalation path helps them. Reported always; written into the
+// calibration only with CalibrateJob::per_choice.
+std::string choice_threshold_section(const CalibrateJob& job, const std::vector<double>& grid,
+                                     const std::vector<Outcome>& dev,
+                                     const std::vector<Outcome>& test,
+                                     const std::vector<double>& test_conf, Calibrator& cal,
+                                     json& rep) {
+  const auto dev_conf = cal.confidences(dev);
+  const double dev_global = overall_with(cal, dev, dev_conf);
+  const double test_global = overall_with(cal, test, test_conf);
+  std::map<std::string, size_t> n;
+  for (const auto& o : dev) ++n[o.signals.choice];
+  Calibrator trial = cal;
+  std::string md =
+      std::string("\nPer routed choice (the same rule on each choice's dev answers; ") +
+      (job.per_choice ? "written into the calibration" : "reported only: --per-choice writes them") +
+      "):\n\n"
+      "| choice | dev n | threshold | dev escalated | dev overall | test overall (that choice) |\n"
+      "|---|---:|---:|---:|---:|---:|\n";
+  json per = json::object();
+  for (const auto& [choice, count] : n) {
+    if (count < 50) continue;
+    const auto [dv, dc] = of_choice(dev, dev_conf, choice);
+    const auto [tv, tc] = of_choice(test, test_conf, choice);
+    const auto rows = sweep_thresholds(dc, dv, grid);
+    const ThresholdRow p = pick_threshold(rows, job.tolerance);
+    trial.set_choice_threshold(choice, p.threshold);
+    const auto trow = sweep_thresholds(tc, tv, {p.threshold});
+    per[choice] = {{"dev", p.to_json()}, {"test", trow.front().to_json()}};
+    md += fmt::format("| {} | {} | {:.2f} | {} | {} | {} |\n", choice.empty() ? "(base)" : choice,
+                      count, p.threshold, pct(p.escalated_share), pct(*p.overall_accuracy),
+                      tv.empty() ? "-" : pct(trow.front().overall_accuracy.value_or(0)));
+  }
+  const double dev_per = overall_with(trial, dev, dev_conf);
+  const double test_per = overall_with(trial, test, test_conf);
+  if (job.per_choice)
+    for (const auto& [choice, t] : trial.choice_thresholds()) cal.set_choice_threshold(choice, t);
+  rep["choice_thresholds"] = {{"per_choice", per},
+                              {"dev_overall", {{"one_threshold", dev_global}, {"per_choice", dev_per}}},
+                              {"test_overall", {{"one_threshold", test_global}, {"per_choice", test_per}}}};
+  md += fmt::format(
+      "\nOverall accuracy, one threshold vs per choice: dev {} -> {}, test {} -> {}.\n",
+      pct(dev_global), pct(dev_per), pct(test_global), pct(test_per));
+  return md;
+}
+
 // Thresholds: swept on dev, the rule picks (written into the calibration), test shows what that
 // pick does.
 std::string threshold_section(const CalibrateJob& job, const std::vector<Outcome>& dev,
@@ -300,6 +368,7 @@ std::string threshold_section(const CalibrateJob& job, const std::vector<Outcome
   } else {
     md += "\nNo escalation run was given: no overall accuracy, so no threshold is picked.\n";
   }
+  if (picked >= 0) md += choice_threshold_section(job, grid, dev, test, test_conf, cal, rep);
   md += "\nDev sweep (calibrated confidence below the threshold escalates):\n\n" +
         sweep_table(dev_rows, picked);
   md += "\nTest sweep (for reading only; the pick was made on dev):\n\n" +

@@ -54,6 +54,7 @@ struct CalibrateJob {
   double tolerance = 0.005;            // threshold rule: within this share of the best, [0, 0.2]
   std::vector<double> thresholds;      // empty: default_threshold_grid()
   bool include_accurate = true;        // fit on the escalation run's voted answers too
+  bool per_choice = false;             // also write a threshold per routed choice (same rule)
   CalibratorOptions options;
 
   // Throws Error naming the option.

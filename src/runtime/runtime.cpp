@@ -249,7 +249,7 @@ bool Runtime::judge_confidence(const AskRequest& q, const GenResult& g, AskRespo
   r.raw_confidence = r.confidence;
   if (!calibrator_) return false;
   r.confidence = calibrator_->confidence(s);
-  const auto t = calibrator_->threshold();
+  const auto t = calibrator_->threshold_for(r.choice);
   return t && r.confidence < *t && r.mode == "fast" && !r.overridden && !r.escalated &&
          q.mode.empty();  // a caller who asked for fast mode gets fast mode
 }

@@ -295,6 +295,16 @@ TEST(Calibration, CalibrateFromEvalRunsWritesTheFileTheSvgAndAThreshold) {
   EXPECT_EQ(rep["dev"]["n_accurate"].get<size_t>(), 1200u);
   const Calibrator loaded = Calibrator::load(j.out);
   EXPECT_EQ(loaded.threshold(), r.calibrator.threshold());
+  // --per-choice: the same rule per routed choice, written into the file; other choices fall back.
+  j.per_choice = true;
+  const CalibrateResult pc = calibrate_job(j);
+  for (const std::string choice : {"math", "code"}) {
+    ASSERT_TRUE(pc.report["choice_thresholds"]["per_choice"].contains(choice));
+    EXPECT_DOUBLE_EQ(*pc.calibrator.threshold_for(choice),
+                     pc.report["choice_thresholds"]["per_choice"][choice]["dev"]["threshold"].get<double>());
+  }
+  EXPECT_EQ(Calibrator::load(j.out).choice_thresholds(), pc.calibrator.choice_thresholds());
+  EXPECT_EQ(pc.calibrator.threshold_for("other"), pc.calibrator.threshold());
   // An escalation run that lacks an item is refused by name.
   write_run(d / "short-esc", synthetic_outcomes(10, 11), 5, 2);
   j.dev_escalated = d / "short-esc";
