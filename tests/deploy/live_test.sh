@@ -101,7 +101,12 @@ served() {  # chat completions answered by a replica, from its own /metrics
   curl -sf "http://127.0.0.1:$1/metrics" |
     awk '/^cogumi_requests_total\{endpoint="\/v1\/chat\/completions".*status="200"/ {s += $2} END {print s + 0}'
 }
-sa=$(served "$PORT_a"); sb=$(served "$PORT_b")
+# A replica counts a request after the client's last byte: poll (up to 10 s) until all 5 are counted.
+for _ in $(seq 50); do
+  sa=$(served "$PORT_a"); sb=$(served "$PORT_b")
+  [ $((sa + sb)) -ge 5 ] && break
+  sleep 0.2
+done
 check "nginx spread the 5 requests over both replicas ($sa + $sb)" \
   bash -c "[ $sa -ge 1 ] && [ $sb -ge 1 ] && [ $((sa + sb)) -eq 5 ]"
 

@@ -58,7 +58,11 @@ check "$CLIENTS streaming clients for $DURATION s: zero errors" [ $rc -eq 0 ]
 kv_max=$(sort -n "$T/kv.txt" | tail -n 1)
 check "scrapes during the load saw the KV cache in use (max ${kv_max:-none} cells)" [ "${kv_max:-0}" -gt 0 ]
 check "the load ran requests at all" [ "$(jq .ok "$T/load.json")" -gt "$CLIENTS" ]
-sleep 2
+# The server finishes its bookkeeping after the client's last byte: wait (up to 20 s) until idle.
+for _ in $(seq 100); do
+  curl -sf "$URL/health" | jq -e '.in_flight == 0' >/dev/null 2>&1 && break
+  sleep 0.2
+done
 check "the server is alive after the load" kill -0 "$SERVER"
 check "GET /health answers ok" bash -c "curl -sf '$URL/health' | jq -e '.status == \"ok\" and .in_flight == 0' >/dev/null"
 after=$(rss_kb)
