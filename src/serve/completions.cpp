@@ -2,7 +2,12 @@
 // over SSE) and /v1/embeddings.
 #include <fmt/format.h>
 
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <filesystem>
 
 #include "core/error.h"
 #include "engine/embed.h"
@@ -124,6 +129,41 @@ std::optional<ApiError> answer_error(const std::vector<AskResponse>& answers) {
       return ApiError(400, a.error, "invalid_request_error", "messages",
                       a.error.find("context") != std::string::npos ? "context_length_exceeded" : "");
   return std::nullopt;
+}
+
+// The socket of a request's connection, which httplib 0.11 does not hand to handlers: the open
+// descriptor whose local and peer ports and peer address are the request's. -1 when none is.
+int connection_fd(const httplib::Request& req) {
+  std::error_code ec;
+  for (auto& e : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
+    int fd = -1;
+    try {
+      fd = std::stoi(e.path().filename().string());
+    } catch (const std::exception&) {
+      continue;
+    }
+    sockaddr_storage local{}, peer{};
+    socklen_t ll = sizeof local, lp = sizeof peer;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &ll) != 0 ||
+        getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &lp) != 0)
+      continue;
+    char host[NI_MAXHOST], lport[NI_MAXSERV], pport[NI_MAXSERV];
+    if (getnameinfo(reinterpret_cast<sockaddr*>(&local), ll, nullptr, 0, lport, sizeof lport, NI_NUMERICSERV) != 0 ||
+        getnameinfo(reinterpret_cast<sockaddr*>(&peer), lp, host, sizeof host, pport, sizeof pport,
+                    NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+      continue;
+    if (req.remote_addr == host && std::to_string(req.remote_port) == pport &&
+        std::to_string(req.local_port) == lport)
+      return fd;
+  }
+  return -1;
+}
+
+// The client hung up (or reset) the connection: nobody will read the answer.
+bool peer_gone(int fd) {
+  if (fd < 0) return false;
+  pollfd p{fd, POLLRDHUP, 0};
+  return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
 void fill_record(RequestRecord& rec, const Job& job, const std::vector<AskResponse>& answers) {
@@ -261,10 +301,21 @@ void Server::handle_completion(const httplib::Request& req, httplib::Response& r
 
   // Whole answers: wait for the batch. Streams: wait for the first piece (or the end), so a
   // refusal still gets its status code and the headers carry the decision.
+  // While it waits, a client that hangs up cancels its generation.
+  const int fd = connection_fd(req);
   std::unique_lock lk(job->mu);
-  const bool ready = job->cv.wait_until(lk, deadline, [&] {
-    return job->done || (q->stream && job->decided && !job->pieces.empty());
-  });
+  bool ready = false, gone = false;
+  while (!ready && !gone && Clock::now() < deadline) {
+    ready = job->cv.wait_until(lk, std::min(deadline, Clock::now() + std::chrono::milliseconds(200)), [&] {
+      return job->done || (q->stream && job->decided && !job->pieces.empty());
+    });
+    gone = !ready && peer_gone(fd);
+  }
+  if (gone) {
+    job->cancel = true;
+    lk.unlock();
+    return refuse(ApiError(499, "the client closed the connection", "invalid_request_error", "", "cancelled"));
+  }
   if (!ready) {
     job->cancel = true;
     lk.unlock();

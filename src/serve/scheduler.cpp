@@ -1,5 +1,7 @@
 #include "serve/scheduler.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 
 namespace cogumi::serve {
@@ -125,6 +127,8 @@ void Scheduler::run_batch(const std::vector<std::shared_ptr<Job>>& jobs) {
     }
     for (auto& j : jobs) {
       std::lock_guard lk(j->mu);
+      if (std::any_of(j->answers.begin(), j->answers.end(), [](auto& a) { return a.finish_reason == "cancelled"; }))
+        ++cancelled_;
       j->decided = j->done = true;
       j->cv.notify_all();
     }

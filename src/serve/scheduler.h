@@ -52,6 +52,8 @@ class Scheduler {
   int64_t batches() const { return batches_.load(); }
   // Jobs per batch, largest so far (how much concurrent requests shared the engine).
   size_t largest_batch() const { return largest_.load(); }
+  // Jobs whose generation was stopped before its end (client gone, timeout).
+  int64_t cancelled() const { return cancelled_.load(); }
 
  private:
   Runtime& rt_;
@@ -63,6 +65,7 @@ class Scheduler {
   bool stop_ = false;
   std::atomic<int64_t> batches_{0};
   std::atomic<size_t> largest_{0};
+  std::atomic<int64_t> cancelled_{0};
   std::thread thread_;
 
   void loop();

@@ -198,7 +198,8 @@ void Server::routes() {
               {"running", sched_->running()},
               {"in_flight", in_flight_.load()},
               {"batches", sched_->batches()},
-              {"largest_batch", sched_->largest_batch()}};
+              {"largest_batch", sched_->largest_batch()},
+              {"cancelled", sched_->cancelled()}};
     res.status = draining_.load() ? 503 : 200;
     res.set_content(wire(j), "application/json");
   });

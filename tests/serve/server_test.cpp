@@ -144,6 +144,7 @@ TEST_F(ServeNano, ARequestOverItsTimeoutGets504AndStopsGenerating) {
   for (int i = 0; i < 100 && server_->scheduler().running() > 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   EXPECT_EQ(server_->scheduler().running(), 0u);
+  EXPECT_EQ(server_->scheduler().cancelled(), 1);  // its answer ended cancelled, short of 900 tokens
 }
 
 TEST_F(ServeNano, ABareModelServesAsItsFileName) {

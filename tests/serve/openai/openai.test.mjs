@@ -326,6 +326,7 @@ test('concurrent requests share engine batches', async () => {
 });
 
 test('a client that leaves mid-stream cancels its generation', async () => {
+  const { cancelled } = await health();
   const controller = new AbortController();
   const stream = await client.completions.create(
     { model: 'base', prompt: 'Once upon a time', max_tokens: 1000, stream: true, ignore_eos: true, temperature: 1, seed: 3 },
@@ -345,6 +346,31 @@ test('a client that leaves mid-stream cancels its generation', async () => {
     h = await health();
   }
   assert.equal(h.running, 0, `still generating 5 s after the client left: ${JSON.stringify(h)}`);
+  // Stopped, not finished: its answer ended as cancelled, short of its 1000 tokens.
+  assert.equal(h.cancelled, cancelled + 1);
+});
+
+test('a client that leaves before a whole answer cancels its generation', async () => {
+  const { cancelled } = await health();
+  const controller = new AbortController();
+  const pending = client.completions.create(
+    { model: 'base', prompt: 'Once upon a time', max_tokens: 1000, ignore_eos: true, temperature: 1, seed: 4 },
+    { signal: controller.signal });
+  let h = await health();
+  for (const t0 = Date.now(); h.running === 0 && Date.now() - t0 < 5000; h = await health()) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.equal(h.running, 1, 'the request never started');
+  controller.abort();
+  await assert.rejects(pending, (e) => e instanceof OpenAI.APIUserAbortError || e.name === 'AbortError');
+  const t0 = Date.now();
+  while ((h.running > 0 || h.in_flight > 0) && Date.now() - t0 < 5000) {
+    await new Promise((r) => setTimeout(r, 100));
+    h = await health();
+  }
+  assert.equal(h.running, 0, `still generating 5 s after the client left: ${JSON.stringify(h)}`);
+  assert.equal(h.in_flight, 0);
+  assert.equal(h.cancelled, cancelled + 1);
 });
 
 test('SIGTERM drains the request in flight, then the server exits 0', async () => {
