@@ -26,6 +26,7 @@ void setup_nano(CLI::App& sub);
 void setup_router(CLI::App& sub);
 void setup_router_calibration(CLI::App& router);  // router calibrate|adapt (cmd_calibrate.cpp)
 void setup_escalation(CLI::App& sub);
+void setup_critique(CLI::App& sub);
 void setup_ask(CLI::App& sub);
 void setup_chat(CLI::App& sub);
 void setup_serve(CLI::App& sub);

@@ -33,6 +33,7 @@ static const Command kCommands[] = {
      cogumi::cli::setup_serve},
     {"router", "The learned router: train, evaluate, route queries", cogumi::cli::setup_router},
     {"escalation", "Detect dissatisfied follow-ups: train, evaluate, detect", cogumi::cli::setup_escalation},
+    {"critique", "Critique classifier, P(answer correct): train and evaluate on eval runs", cogumi::cli::setup_critique},
     {"fewshot", "Few-shot banks: build one from training data and good answers, query it", cogumi::cli::setup_fewshot},
     {"failures", "Turn a run's failures into training data; cluster and label them", cogumi::cli::setup_failures},
     {"run", "Run a pipeline config: base, evals, failures, modifiers, router, gates, report (cached stages)",

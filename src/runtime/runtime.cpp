@@ -1,6 +1,7 @@
 #include "runtime/runtime.h"
 
 #include <algorithm>
+#include <numeric>
 #include <chrono>
 #include <map>
 #include <regex>
@@ -44,6 +45,21 @@ double mean_logprob(const GenResult& r) {
   double s = 0;
   for (auto& t : r.logprobs) s += t.logprob;
   return s / double(r.logprobs.size());
+}
+
+// The critique's 0-10 score of one sample, from the signals the eval records for training.
+int critique_score(const Critique& c, const EvalItem& item, const GenResult& g, const std::string& key) {
+  CritiqueExample e;
+  e.question = item.question;
+  e.answer = g.text;
+  e.extracted = !key.empty();
+  if (!g.logprobs.empty()) {
+    e.logprob_mean = mean_logprob(g);
+    double lo = 0;
+    for (auto& t : g.logprobs) lo = std::min<double>(lo, t.logprob);
+    e.logprob_min = lo;
+  }
+  return c.score(e);
 }
 
 }  // namespace
@@ -176,6 +192,7 @@ Runtime::Runtime(SystemConfig cfg) : cfg_(std::move(cfg)) {
   if (!cfg_.fewshot.bank.empty())
     fewshot_ = std::make_unique<FewshotBank>(FewshotBank::open(cfg_.fewshot, model_));
   if (!cfg_.calibration.empty()) calibrator_ = Calibrator::load(cfg_.calibration);
+  if (!cfg_.critique.empty()) critique_ = Critique::load(cfg_.critique);
   GeneratorOptions go;
   go.n_parallel = cfg_.parallel;
   go.n_threads = cfg_.threads;
@@ -464,8 +481,20 @@ size_t Runtime::conclude(size_t i, const Plan& p, const std::vector<GenResult>& 
   if (!r.error.empty()) return std::string::npos;
   r.verifier = cfg_.verify ? verifier_for(p.item) : "";
   if (r.verifier == "agreement" && p.n == 1) r.verifier.clear();  // one sample agrees with nothing
-  const VerifiedVote vote = verified_vote(
-      keys, lps, {verdicts.begin() + long(p.first), verdicts.begin() + long(p.first + p.n)}, r.verifier);
+  std::vector<Verdict> ver(verdicts.begin() + long(p.first), verdicts.begin() + long(p.first + p.n));
+  std::vector<size_t> keep(p.n);
+  std::iota(keep.begin(), keep.end(), size_t(0));
+  if (critique_ && r.mode == "accurate") {  // low-scoring samples leave the vote when a high one exists
+    std::vector<int> scores;
+    for (size_t s = 0; s < p.n; ++s) scores.push_back(critique_score(*critique_, p.item, res[p.first + s], keys[s]));
+    keep = critique_keep(scores, critique_->min_score());
+  }
+  std::vector<std::string> kk;
+  std::vector<double> kl;
+  std::vector<Verdict> kv;
+  for (size_t s : keep) kk.push_back(keys[s]), kl.push_back(lps[s]), kv.push_back(ver[s]);
+  VerifiedVote vote = verified_vote(kk, kl, kv, r.verifier);
+  vote.index = keep[vote.index];
   r.votes = vote.votes;
   r.verified = vote.verified;
   r.verify_passed = vote.passed;

@@ -26,6 +26,7 @@
 #include "engine/generate.h"
 #include "eval/benchmark.h"
 #include "route/calibration.h"
+#include "route/critique.h"
 #include "route/router.h"
 #include "runtime/system.h"
 #include "runtime/verify.h"
@@ -149,6 +150,7 @@ class Runtime {
   std::unique_ptr<EscalationDetector> detector_;
   std::unique_ptr<FewshotBank> fewshot_;  // the system's few-shot bank, when it has one
   std::optional<Calibrator> calibrator_;
+  std::optional<Critique> critique_;  // the system's critique classifier, when it has one
 
   // Confidence from the answer's signals; true when a fast answer falls under the calibration's
   // threshold and should be asked again on the escalation path.

@@ -163,7 +163,7 @@ SystemConfig SystemConfig::load(const std::filesystem::path& path) {
   s.file = path;
   r.expect_map(root, "",
                {"name", "base", "router", "default", "choices", "threshold", "escalation", "modes",
-                "generation", "memory", "detector", "calibration", "fewshot", "history"});
+                "generation", "memory", "detector", "calibration", "fewshot", "history", "critique"});
   if (root["name"]) s.name = r.get<std::string>(root["name"], "name");
   if (!root["base"]) fail("{}: 'base' is required (the base model GGUF)", path.string());
   s.base = r.path(root["base"], "base");
@@ -208,6 +208,7 @@ SystemConfig SystemConfig::load(const std::filesystem::path& path) {
   if (root["detector"]) s.detector = r.path(root["detector"], "detector");
   if (root["fewshot"]) read_fewshot(r, root["fewshot"], s.fewshot);
   if (root["calibration"]) s.calibration = r.path(root["calibration"], "calibration");
+  if (root["critique"]) s.critique = r.path(root["critique"], "critique");
   s.validate();
   return s;
 }

@@ -67,6 +67,9 @@ struct SystemConfig {
   // Optional (cogumi router calibrate): confidence becomes the calibrated P(answer correct), and
   // a fast answer below the calibration's threshold is asked again on the escalation path.
   std::filesystem::path calibration;
+  // Optional (cogumi critique train): in accurate mode, samples the critique scores below its
+  // min_score leave the vote when one sample scores at least that (route/critique.h).
+  std::filesystem::path critique;
 
   // Reads and checks a system file. Errors name the file, the line and the key.
   static SystemConfig load(const std::filesystem::path& path);
