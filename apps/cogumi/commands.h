@@ -33,6 +33,13 @@ void setup_serve(CLI::App& sub);
 void setup_fewshot(CLI::App& sub);
 void setup_run(CLI::App& sub);
 void setup_gates(CLI::App& sub);
+void setup_compress(CLI::App& sub);        // cmd_compress.cpp
+void setup_compress_quant(CLI::App& sub);  // cmd_compress_quant.cpp: imatrix, report
+void setup_compress_prune(CLI::App& sub);  // cmd_compress_prune.cpp: prune
+void setup_compress_pack(CLI::App& sub);   // cmd_compress_pack.cpp: pack, unpack, vocab
+void setup_data(CLI::App& sub);            // cmd_data.cpp
+void setup_data_dedup(CLI::App& sub);      // cmd_data_dedup.cpp: dedup, decontaminate, pairs
+void setup_data_teacher(CLI::App& sub);    // cmd_data_teacher.cpp: generate, judge
 
 // A number that is not NaN or infinite (CLI11's range checks let NaN through).
 inline CLI::Validator finite_number() {

@@ -39,6 +39,9 @@ static const Command kCommands[] = {
     {"run", "Run a pipeline config: base, evals, failures, modifiers, router, gates, report (cached stages)",
      cogumi::cli::setup_run},
     {"gates", "Print a pipeline run's gates; exit 1 when one failed (for CI)", cogumi::cli::setup_gates},
+    {"compress", "Make a model smaller or faster: importance matrix, quality report, pruning, packing, vocabulary",
+     cogumi::cli::setup_compress},
+    {"data", "Training data: teachers, judges, dedup and decontamination, pairs", cogumi::cli::setup_data},
 };
 
 int main(int argc, char** argv) {
