@@ -38,7 +38,7 @@ log() { echo "[deps] $*" >&2; }
 APT_PKGS=(build-essential cmake ninja-build git ccache
   nlohmann-json3-dev libcpp-httplib-dev libcli11-dev libfmt-dev
   libssl-dev zlib1g-dev libsqlite3-dev libgtest-dev libgmock-dev libyaml-cpp-dev
-  libre2-dev libhnswlib-dev bubblewrap python3)
+  libre2-dev libhnswlib-dev bubblewrap python3 libzstd-dev libeigen3-dev)
 # The test suite also drives a real browser (the failure report) and builds the fuzz targets with clang.
 ((TEST)) && APT_PKGS+=(chromium clang-14 libclang-rt-14-dev)
 # The server's monitoring tests: promtool and a real Prometheus, nginx in front of replicas.
@@ -117,8 +117,11 @@ if ((${#PATCHES[@]})); then
   fi
   if [ "$(cat "$PSRC/.cogumi-patches" 2>/dev/null)" != "$PATCH_HASH" ]; then
     log "applying ${#PATCHES[@]} patch(es) to llama.cpp ($PATCH_HASH): ${PATCHES[*]##*/}"
-    new_files=$(for p in "${PATCHES[@]}"; do git apply --numstat "$p" | cut -f3; done | sort -u)
     stage=$(mktemp -d)
+    # Listed from the stage, outside any work tree: inside one (a checkout's subfolder, as bench/device.sh
+    # runs from), git apply silently skips paths outside the current folder and lists nothing.
+    new_files=$(for p in "${PATCHES[@]}"; do
+      GIT_CEILING_DIRECTORIES="$(dirname "$stage")" git -C "$stage" apply --numstat "$p" | cut -f3; done | sort -u)
     for f in $new_files; do
       if [ -f "$SRC/$f" ]; then mkdir -p "$stage/$(dirname "$f")" && cp "$SRC/$f" "$stage/$f"; fi
     done
