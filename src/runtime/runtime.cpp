@@ -204,6 +204,7 @@ Runtime::~Runtime() = default;
 SessionStore& Runtime::memory() {
   if (cfg_.memory.empty())
     fail("system '{}' has no session memory (add 'memory: FILE' to the system file)", cfg_.name);
+  std::lock_guard lock(memory_open_);
   if (!memory_) {  // opened on first use: a system asked without sessions never creates the file
     std::error_code ec;
     std::filesystem::create_directories(cfg_.memory.parent_path(), ec);

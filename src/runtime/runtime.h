@@ -18,6 +18,7 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -147,6 +148,7 @@ class Runtime {
   std::optional<Router> router_;
   std::unique_ptr<Generator> gen_;
   std::unique_ptr<SessionStore> memory_;
+  std::mutex memory_open_;  // memory_ is opened on first use, from any thread
   std::unique_ptr<EscalationDetector> detector_;
   std::unique_ptr<FewshotBank> fewshot_;  // the system's few-shot bank, when it has one
   std::optional<Calibrator> calibrator_;
