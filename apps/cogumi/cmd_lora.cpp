@@ -7,6 +7,7 @@
 #include "engine/adapter.h"
 #include "engine/model.h"
 #include "train/lora_merge.h"
+#include "compress/lora_shrink.h"
 
 namespace cogumi::cli {
 
@@ -61,6 +62,32 @@ void setup_lora(CLI::App& sub) {
   merge->callback([&] {
     lora_merge(m_base, m_adapter, m_out, m_scale);
     fmt::print("wrote {}\n", m_out);
+  });
+
+  // cogumi lora shrink (issue 15): rank reduction by SVD of B·A.
+  static std::string s_in, s_out;
+  static LoraShrinkOptions so;
+  auto* shrink = sub.add_subcommand("shrink", "Reduce an adapter's rank by SVD of B·A (to a rank, energy or size)");
+  shrink->add_option("adapter", s_in, "Adapter GGUF")->required();
+  shrink->add_option("-o,--out", s_out, "Output adapter GGUF")->required();
+  shrink->add_option("--rank", so.rank, "Keep at most this rank per tensor")->check(CLI::Range(1, 1 << 20));
+  shrink->add_option("--energy", so.energy, "Keep this fraction of each delta's squared Frobenius norm, in (0, 1]")
+      ->check(finite_number() & CLI::Range(1e-9, 1.0));
+  shrink->add_option("--size-mb", so.size_mb, "Tensor data at most this many MB (10^6 bytes)")
+      ->check(positive_number());
+  shrink->callback([&] {
+    const LoraShrinkResult r = lora_shrink(s_in, s_out, so);
+    int lo = 1 << 30, hi = 0;
+    double worst = 1.0;
+    for (const auto& t : r.tensors) {
+      lo = std::min(lo, t.rank_out);
+      hi = std::max(hi, t.rank_out);
+      worst = std::min(worst, t.energy_kept);
+    }
+    fmt::print("wrote {}: {} tensors, rank {}..{}, {} -> {} parameters, {:.3f} -> {:.3f} MB of tensors ({} bytes file), "
+               "energy kept >= {:.4f}\n",
+               s_out, r.tensors.size(), lo, hi, r.params_in, r.params_out, r.bytes_in / 1e6, r.bytes_out / 1e6,
+               r.file_bytes_out, worst);
   });
 }
 
