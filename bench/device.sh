@@ -8,6 +8,8 @@
 #   bench/device.sh train    # build cogumi; LoRA r=16 training, cogumi train vs PEFT, 1B and 8B shapes
 #   bench/device.sh mixedlora [STREAMS]  # (after `llama`: it builds llama-server too) 8B Q4_K_M and three
 #                            # rank-16 random adapters: cogumi one batch vs grouped vs llama-server
+#   bench/device.sh pipeline8b  # (after `llama`) `cogumi run` on an 8B-shaped random F16 model: every stage
+#                            # on the GPU, small samples, seconds per stage (bench/pipeline8b.sh)
 #   bench/device.sh nano "<nano base args>"...      # nano base candidates side by side: base.gguf, recipe,
 #                                                   # training log, dev accuracy (200 items per domain)
 #   bench/device.sh nanoloop I "<nano loop args>"... # loops on candidate I's base, side by side
@@ -211,5 +213,13 @@ r=json.loads([l for l in open("/root/peft.txt") if l.startswith("{")][-1]); r["p
       } 2>&1 | tee "$OUT/train.md"
     fi
     ;;
-  *) echo "usage: bench/device.sh llama|cogumi|engine|train|nano|nanoloop|nanoselect" >&2; exit 2 ;;
+  pipeline8b)
+    # `cogumi run` on an 8B-shaped random F16 model, every stage on the GPU (bench/pipeline8b.sh)
+    PREFIX=$(scripts/deps.sh --cuda | tail -n 1)
+    cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DCOGUMI_LLAMA_PREFIX="$PREFIX" \
+      -DCOGUMI_BUILD_TESTS=OFF -DZLIB_ROOT="$DEPS/usr" -DOPENSSL_ROOT_DIR="$DEPS/usr" >/dev/null
+    cmake --build build-cuda -j 16 --target cogumi_app >/dev/null
+    bench/pipeline8b.sh build-cuda/bin/cogumi "$PREFIX/src/models/ggml-vocab-llama-bpe.gguf" "$OUT/pipeline8b"
+    ;;
+  *) echo "usage: bench/device.sh llama|cogumi|engine|train|mixedlora|pipeline8b|nano|nanoloop|nanoselect" >&2; exit 2 ;;
 esac
