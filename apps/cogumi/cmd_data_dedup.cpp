@@ -19,7 +19,7 @@ struct DedupArgs {
 };
 
 void add_decontam_options(CLI::App* c, DedupArgs& a, bool required) {
-  auto* b = c->add_option(required ? "-b,--bench" : "--decontaminate,--bench", a.benches,
+  auto* b = c->add_option(required ? "-b,--bench" : "-b,--decontaminate,--bench", a.benches,
                           "Benchmark test set KIND=PATH to decontaminate against (repeatable; kinds and paths as "
                           "`cogumi eval --bench`: gsm8k, mmlu, humaneval, mbpp, bbh, bfcl, jsonl)");
   if (required) b->required();
