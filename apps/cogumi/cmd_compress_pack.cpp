@@ -3,6 +3,7 @@
 
 #include "commands.h"
 #include "compress/pack.h"
+#include "compress/vocab_trim.h"
 
 namespace cogumi::cli {
 
@@ -63,8 +64,41 @@ void setup_pack(CLI::App& compress) {
   });
 }
 
+void setup_vocab(CLI::App& compress) {
+  static std::string model, out;
+  static std::vector<std::string> corpus;
+  static VocabTrimOptions o;
+  static bool no_chars = false;
+  auto* vocab = compress.add_subcommand("vocab", "Trim the vocabulary to the tokens a corpus uses (tokenizer, embeddings, output)");
+  vocab->add_option("-m,--model", model, "Model GGUF")->required();
+  vocab->add_option("--corpus", corpus, "In-domain text: JSONL (every string value) or plain text files")->required();
+  vocab->add_option("-o,--out", out, "Output GGUF")->required();
+  vocab->add_option("--min-count", o.min_count, "Keep a corpus token seen at least this often")
+      ->check(CLI::Range(1, 1 << 30))
+      ->capture_default_str();
+  vocab->add_flag("--no-chars", no_chars, "Drop one-character pieces the corpus does not use");
+  vocab->add_option("--generate", o.generate,
+                    "Also keep the tokens the model writes in N greedy tokens after each corpus text")
+      ->check(CLI::Range(0, 4096))
+      ->capture_default_str();
+  vocab->callback([&] {
+    o.keep_chars = !no_chars;
+    o.corpus.assign(corpus.begin(), corpus.end());
+    const VocabTrimResult r = vocab_trim(model, out, o);
+    fmt::print("wrote {}: {} -> {} tokens ({} used by the corpus's {} tokens, {} pieces inside them); ", out,
+               r.n_vocab_in, r.n_vocab_out, r.n_used, r.corpus_tokens, r.n_inner);
+    if (o.generate) fmt::print("{} more written by the model; ", r.n_generated);
+    if (r.n_merges_in) fmt::print("{} -> {} merges; ", r.n_merges_in, r.n_merges_out);
+    fmt::print("{} -> {} bytes ({:.1f}% saved)\n", r.bytes_in, r.bytes_out,
+               r.bytes_in ? 100.0 * (1.0 - double(r.bytes_out) / double(r.bytes_in)) : 0.0);
+  });
+}
+
 }  // namespace
 
-void setup_compress_pack(CLI::App& compress) { setup_pack(compress); }
+void setup_compress_pack(CLI::App& compress) {
+  setup_pack(compress);
+  setup_vocab(compress);
+}
 
 }  // namespace cogumi::cli

@@ -84,7 +84,7 @@ void setup_lora(CLI::App& sub) {
       hi = std::max(hi, t.rank_out);
       worst = std::min(worst, t.energy_kept);
     }
-    fmt::print("wrote {}: {} tensors, rank {}..{}, {} -> {} parameters, {:.3f} -> {:.3f} MB of tensors ({} bytes file), "
+    fmt::print("wrote {}: {} weights, rank {}..{}, {} -> {} parameters, {:.3f} -> {:.3f} MB of tensors ({} bytes file), "
                "energy kept >= {:.4f}\n",
                s_out, r.tensors.size(), lo, hi, r.params_in, r.params_out, r.bytes_in / 1e6, r.bytes_out / 1e6,
                r.file_bytes_out, worst);

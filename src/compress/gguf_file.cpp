@@ -1,5 +1,8 @@
 #include "compress/gguf_file.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstring>
 
 #include "core/error.h"
@@ -58,6 +61,39 @@ std::vector<float> GgufFile::floats(int64_t id) const {
          gguf_get_tensor_name(g_, id), ggml_type_name(t));
   traits->to_float(raw.data(), out.data(), n);
   return out;
+}
+
+AtomicFileOut::AtomicFileOut(const std::filesystem::path& path)
+    : path_(path), tmp_(path.string() + ".part." + std::to_string(getpid())) {
+  if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
+  f_ = std::fopen(tmp_.c_str(), "wb");
+  if (!f_) fail("cannot write '{}': {}", tmp_.string(), std::strerror(errno));
+}
+
+AtomicFileOut::~AtomicFileOut() {
+  if (f_) std::fclose(f_);
+  std::error_code ec;
+  if (!committed_) std::filesystem::remove(tmp_, ec);
+}
+
+void AtomicFileOut::put(const void* d, size_t n) {
+  if (n && std::fwrite(d, 1, n, f_) != n) fail("writing '{}' failed: {}", tmp_.string(), std::strerror(errno));
+  written_ += n;
+}
+
+void AtomicFileOut::pad_to(uint64_t offset) {
+  static const char zeros[256] = {};
+  while (written_ < offset) put(zeros, size_t(std::min<uint64_t>(sizeof zeros, offset - written_)));
+}
+
+void AtomicFileOut::commit() {
+  const bool ok = std::fflush(f_) == 0 && ::fsync(fileno(f_)) == 0;
+  const int err = errno;
+  const bool closed = std::fclose(f_) == 0;
+  f_ = nullptr;
+  if (!ok || !closed) fail("writing '{}' failed: {}", tmp_.string(), std::strerror(err));
+  std::filesystem::rename(tmp_, path_);
+  committed_ = true;
 }
 
 }  // namespace cogumi

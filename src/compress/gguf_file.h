@@ -6,6 +6,7 @@
 #include <gguf.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -35,6 +36,29 @@ class GgufFile {
  private:
   std::filesystem::path path_;
   gguf_context* g_ = nullptr;
+};
+
+// A file written under a temporary name (PATH.part.PID) and renamed over `path` by commit()
+// (after fflush and fsync); removed if never committed, so a failed or interrupted write leaves
+// neither a partial file under `path` nor the temporary behind.
+class AtomicFileOut {
+ public:
+  explicit AtomicFileOut(const std::filesystem::path& path);
+  ~AtomicFileOut();
+  AtomicFileOut(const AtomicFileOut&) = delete;
+  AtomicFileOut& operator=(const AtomicFileOut&) = delete;
+  void put(const void* d, size_t n);
+  template <typename T>
+  void put_pod(T v) { put(&v, sizeof v); }  // little-endian hosts (x86-64, aarch64)
+  void pad_to(uint64_t offset);              // zero bytes up to `offset`
+  void commit();
+  uint64_t written() const { return written_; }
+
+ private:
+  std::filesystem::path path_, tmp_;
+  std::FILE* f_ = nullptr;
+  bool committed_ = false;
+  uint64_t written_ = 0;
 };
 
 }  // namespace cogumi

@@ -1,7 +1,6 @@
 #include "compress/pack.h"
 
 #include <openssl/evp.h>
-#include <unistd.h>
 #include <zdict.h>
 #include <zstd.h>
 
@@ -59,43 +58,8 @@ std::string hex(const std::string& raw) {
   return h;
 }
 
-// ---- files ------------------------------------------------------------------
-// Written under a temporary name, renamed over `path` by commit(); removed if never committed.
-class AtomicOut {
- public:
-  explicit AtomicOut(const fs::path& path) : path_(path), tmp_(path.string() + ".part." + std::to_string(getpid())) {
-    if (path.has_parent_path()) fs::create_directories(path.parent_path());
-    f_ = std::fopen(tmp_.c_str(), "wb");
-    if (!f_) fail("cannot write '{}': {}", tmp_.string(), std::strerror(errno));
-  }
-  ~AtomicOut() {
-    if (f_) std::fclose(f_);
-    std::error_code ec;
-    if (!committed_) fs::remove(tmp_, ec);
-  }
-  void put(const void* d, size_t n) {
-    if (n && std::fwrite(d, 1, n, f_) != n) fail("writing '{}' failed: {}", tmp_.string(), std::strerror(errno));
-    written_ += n;
-  }
-  template <typename T>
-  void put_pod(T v) { put(&v, sizeof v); }  // little-endian hosts (x86-64, aarch64)
-  void commit() {
-    const bool ok = std::fflush(f_) == 0 && ::fsync(fileno(f_)) == 0;
-    const int err = errno;
-    std::fclose(f_);
-    f_ = nullptr;
-    if (!ok) fail("writing '{}' failed: {}", tmp_.string(), std::strerror(err));
-    fs::rename(tmp_, path_);
-    committed_ = true;
-  }
-  uint64_t written() const { return written_; }
-
- private:
-  fs::path path_, tmp_;
-  std::FILE* f_ = nullptr;
-  bool committed_ = false;
-  uint64_t written_ = 0;
-};
+// ---- files ----------------------------------------------------------------------
+using AtomicOut = AtomicFileOut;
 
 class In {
  public:
