@@ -52,13 +52,13 @@ print(f"{n} records, {words:.0f} words on average, {len(planted['near'])} near /
       f"{len(planted['contaminated'])} contaminated planted; {sum(len(t) for t in recs) / 1e6:.0f} MB of text")
 EOF
 /usr/bin/time -f "peak RSS %M KB, wall %e s, user %U s" "$bin" data dedup "$work/in.jsonl" -o "$work/out.jsonl" \
-  --report "$work/report.json" --threads "$threads" -b "gsm8k=$root/datasets/gsm8k/test.jsonl" -q
+  --report "$work/report.json" --removed "$work/removed.jsonl" --threads "$threads" -b "gsm8k=$root/datasets/gsm8k/test.jsonl" -q
 python3 - "$work" <<'EOF'
 import json, sys
 work = sys.argv[1]
 rep, planted = json.load(open(f"{work}/report.json")), json.load(open(f"{work}/planted.json"))
 line = lambda s: int(s.rsplit(":", 1)[1]) - 1
-removed = {line(r["record"]): r["reason"] for r in rep["removed_records"]}
+removed = {line(r["record"]): r["reason"] for r in map(json.loads, open(f"{work}/removed.jsonl"))}
 contam = {line(r["record"]) for r in rep["decontamination"]["records"]}
 # The planted pairs' true Jaccard over word 5-gram shingles, normalized as cogumi does.
 import re

@@ -40,8 +40,10 @@ void add_common(CLI::App* c, DedupArgs& a) {
                 "The text compared: auto, messages, text, prompt+completion, instruction+input+output, or any "
                 "FIELD+FIELD")
       ->capture_default_str();
-  c->add_option("--report", a.o.report, "JSON report: counts per reason, every removed record with its kept twin "
-                                        "or benchmark item, examples");
+  c->add_option("--report", a.o.report, "JSON report: counts per reason, examples, every contaminated record with "
+                                        "its benchmark item");
+  c->add_option("--removed", a.o.removed, "JSONL of every removed record: reason, kept twin (and estimated Jaccard) "
+                                          "or benchmark item");
   c->add_option("--examples", a.o.examples, "Examples per reason in the report")->check(CLI::Range(0, 1000))->capture_default_str();
   c->add_option("--threads", a.o.threads, "Threads for signatures (0 = all cores)")->check(CLI::Range(0, 256))->capture_default_str();
   c->add_flag("-q,--quiet", a.quiet, "No progress on the terminal");

@@ -50,17 +50,32 @@ struct ContamHit {
   std::string ngram;  // the matching words as they appear in the record
 };
 
+// Signatures in fixed chunks: growing never copies (a doubling vector would peak at 3x).
+class SignatureStore {
+ public:
+  static constexpr size_t kChunk = 8192;
+  int num_perm = 0;
+  void resize(size_t n) {
+    while (chunks_.size() * kChunk < n) chunks_.push_back(std::make_unique<uint16_t[]>(kChunk * size_t(num_perm)));
+  }
+  uint16_t* at(size_t i) { return chunks_[i / kChunk].get() + (i % kChunk) * size_t(num_perm); }
+  const uint16_t* at(size_t i) const { return chunks_[i / kChunk].get() + (i % kChunk) * size_t(num_perm); }
+
+ private:
+  std::vector<std::unique_ptr<uint16_t[]>> chunks_;
+};
+
 // Pass 1's product: per record a few bytes and a signature, never the text.
 struct Scan {
   int num_perm = 0;
-  std::vector<uint16_t> sigs;       // n * num_perm
+  SignatureStore sigs;
   std::vector<uint64_t> exact;      // normalized hash
   std::vector<uint32_t> line;       // 1-based line in its file
   std::vector<uint8_t> has_words;   // 0: empty text (exact dedup only)
   std::vector<size_t> file_end;     // records before the end of each input
   std::map<uint32_t, ContamHit> contam;
   size_t size() const { return exact.size(); }
-  const uint16_t* sig(size_t i) const { return sigs.data() + i * size_t(num_perm); }
+  const uint16_t* sig(size_t i) const { return sigs.at(i); }
 };
 
 struct Batch {
@@ -107,7 +122,7 @@ void process_range(const Worker& w, const Batch& batch, size_t lo, size_t hi, si
       const size_t k = base + i;
       scan.exact[k] = normalized_hash(words);
       scan.has_words[k] = !words.empty();
-      if (!words.empty()) w.hasher.signature(words, scan.sigs.data() + k * size_t(scan.num_perm), scratch);
+      if (!words.empty()) w.hasher.signature(words, scan.sigs.at(k), scratch);
       if (w.index)
         if (auto m = w.index->find(words)) out.hits[i] = ContamHit{*m, matched_words(text, *m)};
     } catch (const std::exception& e) {
@@ -121,7 +136,7 @@ void process_batch(const Worker& w, const Batch& batch, int threads, Scan& scan)
   const size_t base = scan.size(), n = batch.lines.size();
   scan.exact.resize(base + n);
   scan.has_words.resize(base + n);
-  scan.sigs.resize((base + n) * size_t(scan.num_perm));
+  scan.sigs.resize(base + n);
   for (size_t ln : batch.line_nos) scan.line.push_back(uint32_t(ln));
   const size_t t = std::max<size_t>(1, std::min<size_t>(size_t(threads), n / 64 + 1));
   std::vector<BatchOut> outs(t);
@@ -147,7 +162,7 @@ void process_batch(const Worker& w, const Batch& batch, int threads, Scan& scan)
 
 Scan scan_inputs(const DedupOptions& o, const ContaminationIndex* index, int threads) {
   Scan scan;
-  scan.num_perm = o.num_perm;
+  scan.num_perm = scan.sigs.num_perm = o.num_perm;
   TextFields fields(o.field);
   MinHasher hasher(o.num_perm, o.shingle, o.seed);
   uint64_t total = 0, done = 0;
@@ -313,7 +328,12 @@ struct Timing {
 json build_report(const DedupOptions& o, const Scan& scan, const Decisions& d, const LshParams& lsh,
                   const ContaminationIndex* index, const std::map<uint32_t, std::string>& texts, const Timing& t) {
   Located loc{o, scan};
-  json removed = json::array(), contaminated = json::array();
+  json contaminated = json::array();
+  std::unique_ptr<AtomicLineWriter> removed;  // every removed record, one JSON line each
+  if (!o.removed.empty()) removed = std::make_unique<AtomicLineWriter>(o.removed);
+  auto list = [&](const json& row) {
+    if (removed) removed->write_line(row.dump(-1, ' ', false, json::error_handler_t::replace));
+  };
   json examples = {{"exact", json::array()}, {"near_duplicate", json::array()}, {"contaminated", json::array()}};
   std::map<std::string, size_t> by_bench;
   auto text_of = [&](uint32_t k) { auto it = texts.find(k); return it == texts.end() ? std::string() : it->second; };
@@ -329,6 +349,7 @@ json build_report(const DedupOptions& o, const Scan& scan, const Decisions& d, c
       by_bench[bench]++;
       json row = {{"record", loc(k)}, {"benchmark", bench}, {"item", item.id}, {"ngram", h.ngram}};
       contaminated.push_back(row);
+      list(json{{"record", row["record"]}, {"reason", "contaminated"}, {"benchmark", bench}, {"item", item.id}});
       if (show) {
         row.update(json{{"text", text_of(k)}, {"item_question", snippet(item.question)}});
         ex.push_back(row);
@@ -338,7 +359,7 @@ json build_report(const DedupOptions& o, const Scan& scan, const Decisions& d, c
     json row = {{"record", loc(k)}, {"reason", reason_name(d.reason[k])}, {"kept", loc(d.twin[k])}};
     if (d.reason[k] == kNear)
       row["jaccard"] = std::round(estimated_jaccard(scan.sig(k), scan.sig(d.twin[k]), scan.num_perm) * 1e3) / 1e3;
-    removed.push_back(row);
+    list(row);
     if (show) {
       row.update(json{{"text", text_of(k)}, {"kept_text", text_of(d.twin[k])}});
       ex.push_back(row);
@@ -366,7 +387,7 @@ json build_report(const DedupOptions& o, const Scan& scan, const Decisions& d, c
                 {"s_curve", s_curve(lsh, o.threshold)},
                 {"candidate_pairs_checked", d.candidates},
                 {"pairs_joined", d.joined}}},
-              {"removed_records", removed},
+              {"removed_list", o.removed.string()},
               {"examples", examples},
               {"timing_s", {{"scan", t.scan}, {"lsh", t.index}, {"write", t.write}}},
               {"records_per_second_scan", t.scan > 0 ? double(scan.size()) / t.scan : 0.0}};
@@ -376,6 +397,7 @@ json build_report(const DedupOptions& o, const Scan& scan, const Decisions& d, c
                               {"benchmarks", index->summary()},
                               {"removed_by_benchmark", by_bench},
                               {"records", contaminated}};
+  if (removed) removed->commit();
   return rep;
 }
 

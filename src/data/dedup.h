@@ -12,7 +12,7 @@
 //      atomically (a temp file renamed over the output at the end): an interrupted or failed run
 //      leaves no partial output and an existing output untouched.
 // Memory per record: num_perm * 2 bytes of signature + about 30 bytes (1M records at 112
-// permutations: about 260 MB).
+// permutations: about 260 MB). The list of removed records is streamed to its own JSONL.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -28,7 +28,8 @@ namespace cogumi {
 struct DedupOptions {
   std::vector<std::filesystem::path> inputs;  // JSONL (.gz read too)
   std::filesystem::path output;               // kept records, lines unchanged
-  std::filesystem::path report;               // optional JSON report
+  std::filesystem::path report;               // optional JSON report: counts, examples, contamination
+  std::filesystem::path removed;              // optional JSONL: every removed record and why
   std::string field = "auto";                 // see TextFields
   bool exact = true;                          // exact dedup by normalized hash
   bool near = true;                           // MinHash LSH near dedup

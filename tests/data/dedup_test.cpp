@@ -103,6 +103,7 @@ TEST(Dedup, FindsPlantedNearDuplicatesAboveThresholdAndKeepsDissimilar) {
   o.inputs = {d / "in.jsonl"};
   o.output = d / "out.jsonl";
   o.report = d / "report.json";
+  o.removed = d / "removed.jsonl";
   o.progress = false;
   DedupResult r = run_dedup(o);
   std::vector<std::string> kept = read_texts(o.output);
@@ -116,8 +117,9 @@ TEST(Dedup, FindsPlantedNearDuplicatesAboveThresholdAndKeepsDissimilar) {
   EXPECT_EQ(r.n_in, 320u);
   // Every removed record names its kept twin: the base it was made from.
   json rep = json::parse(read_file(o.report));
-  ASSERT_EQ(rep["removed_records"].size(), found);
-  for (const auto& row : rep["removed_records"]) {
+  auto removed = load_jsonl(o.removed);
+  ASSERT_EQ(removed.size(), found);
+  for (const auto& row : removed) {
     EXPECT_EQ(row["reason"], "near_duplicate");
     size_t line = std::stoul(row["record"].get<std::string>().substr(row["record"].get<std::string>().rfind(':') + 1));
     size_t kept_line = std::stoul(row["kept"].get<std::string>().substr(row["kept"].get<std::string>().rfind(':') + 1));
@@ -161,6 +163,7 @@ TEST(Dedup, ExactDuplicatesAfterNormalizationAcrossFormats) {
   DedupOptions o;
   o.inputs = {d / "a.jsonl", d / "b.jsonl"};
   o.output = d / "out.jsonl";
+  o.removed = d / "removed.jsonl";
   o.progress = false;
   DedupResult r = run_dedup(o);
   EXPECT_EQ(r.n_in, 5u);
@@ -170,9 +173,11 @@ TEST(Dedup, ExactDuplicatesAfterNormalizationAcrossFormats) {
   EXPECT_EQ(out[0]["text"], "Hello,   World! How are you?");  // lines copied unchanged, first kept
   EXPECT_TRUE(out[1].contains("messages"));
   EXPECT_EQ(out[2]["text"], "hello world how are you today");
-  ASSERT_EQ(r.report["removed_records"].size(), 2u);
-  EXPECT_EQ(r.report["removed_records"][0]["record"], (d / "b.jsonl").string() + ":1");
-  EXPECT_EQ(r.report["removed_records"][0]["kept"], (d / "a.jsonl").string() + ":1");
+  auto removed = load_jsonl(o.removed);
+  ASSERT_EQ(removed.size(), 2u);
+  EXPECT_EQ(removed[0]["reason"], "exact");
+  EXPECT_EQ(removed[0]["record"], (d / "b.jsonl").string() + ":1");
+  EXPECT_EQ(removed[0]["kept"], (d / "a.jsonl").string() + ":1");
 }
 
 TEST(Dedup, DecontaminationCatchesPlantedTestItemsOnly) {
