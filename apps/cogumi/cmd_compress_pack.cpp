@@ -81,6 +81,12 @@ void setup_vocab(CLI::App& compress) {
                     "Also keep the tokens the model writes in N greedy tokens after each corpus text")
       ->check(CLI::Range(0, 4096))
       ->capture_default_str();
+  static std::vector<std::string> eval_files;
+  static size_t eval_texts = 200;
+  vocab->add_option("--eval", eval_files, "Score these texts (JSONL or text) before and after: perplexity, bits per byte");
+  vocab->add_option("--eval-texts", eval_texts, "Texts scored per --eval file (each cut to 1000 bytes)")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
   vocab->callback([&] {
     o.keep_chars = !no_chars;
     o.corpus.assign(corpus.begin(), corpus.end());
@@ -91,6 +97,14 @@ void setup_vocab(CLI::App& compress) {
     if (r.n_merges_in) fmt::print("{} -> {} merges; ", r.n_merges_in, r.n_merges_out);
     fmt::print("{} -> {} bytes ({:.1f}% saved)\n", r.bytes_in, r.bytes_out,
                r.bytes_in ? 100.0 * (1.0 - double(r.bytes_out) / double(r.bytes_in)) : 0.0);
+    for (const std::string& e : eval_files) {
+      std::vector<std::string> texts = corpus_file_texts({e});
+      if (texts.size() > eval_texts) texts.resize(eval_texts);
+      const TextScore a = score_texts(model, texts), b = score_texts(out, texts);
+      fmt::print("{}: {} texts, {} bytes: before {} tokens, ppl {:.3f}, {:.4f} bits/byte; after {} tokens, ppl {:.3f}, "
+                 "{:.4f} bits/byte\n",
+                 e, a.n_texts, a.n_bytes, a.n_tokens, a.ppl(), a.bits_per_byte(), b.n_tokens, b.ppl(), b.bits_per_byte());
+    }
   });
 }
 

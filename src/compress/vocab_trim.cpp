@@ -1,5 +1,7 @@
 #include "compress/vocab_trim.h"
 
+#include <algorithm>
+#include <cmath>
 #include <map>
 #include <memory>
 #include <set>
@@ -9,6 +11,7 @@
 #include "core/error.h"
 #include "core/io.h"
 #include "engine/generate.h"
+#include "engine/logits.h"
 #include "engine/model.h"
 
 namespace cogumi {
@@ -264,6 +267,38 @@ std::vector<std::string> corpus_file_texts(const std::vector<fs::path>& files) {
       texts.push_back(read_file(p));
   }
   return texts;
+}
+
+double TextScore::ppl() const { return n_tokens ? std::exp(nll / double(n_tokens)) : 0.0; }
+double TextScore::bits_per_byte() const { return n_bytes ? nll / std::log(2.0) / double(n_bytes) : 0.0; }
+
+TextScore score_texts(const fs::path& model, const std::vector<std::string>& texts, size_t max_bytes, int n_threads) {
+  auto m = Model::load(model);
+  const size_t n_vocab = size_t(m->n_vocab());
+  TextScore s;
+  for (std::string text : texts) {
+    if (text.size() > max_bytes) {
+      size_t cut = max_bytes;
+      while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+      text.resize(cut);
+    }
+    std::vector<Token> toks = m->tokenize(text, true, false);
+    if (toks.size() > size_t(m->n_ctx_train())) fail("score: a text of {} bytes is {} tokens, more than the context {}",
+                                                      text.size(), toks.size(), m->n_ctx_train());
+    if (toks.size() < 2) continue;
+    const std::vector<float> logits = model_logits(*m, toks, "", 1.0f, n_threads);
+    for (size_t i = 1; i < toks.size(); ++i) {
+      const float* row = &logits[(i - 1) * n_vocab];
+      const float mx = *std::max_element(row, row + n_vocab);
+      double z = 0.0;
+      for (size_t v = 0; v < n_vocab; ++v) z += std::exp(double(row[v] - mx));
+      s.nll += std::log(z) + mx - row[size_t(toks[i])];
+    }
+    s.n_tokens += toks.size() - 1;
+    s.n_bytes += text.size();
+    ++s.n_texts;
+  }
+  return s;
 }
 
 VocabTrimResult vocab_trim(const fs::path& model, const fs::path& out, const VocabTrimOptions& opts) {

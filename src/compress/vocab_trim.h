@@ -44,6 +44,17 @@ struct VocabTrimResult {
 VocabTrimResult vocab_trim(const std::filesystem::path& model, const std::filesystem::path& out,
                            const VocabTrimOptions& opts);
 
+// Log-likelihood of texts under a model, comparable across vocabularies per byte: each text is
+// cut to `max_bytes` (at a UTF-8 boundary) and scored as llama.cpp tokenizes it (BOS first).
+struct TextScore {
+  uint64_t n_texts = 0, n_tokens = 0, n_bytes = 0;  // tokens scored (after BOS), bytes of text
+  double nll = 0.0;                                 // natural log, summed
+  double ppl() const;                               // per token of this model's tokenizer
+  double bits_per_byte() const;                     // comparable between tokenizers
+};
+TextScore score_texts(const std::filesystem::path& model, const std::vector<std::string>& texts,
+                      size_t max_bytes = 1000, int n_threads = 0);
+
 // The texts of corpus files as vocab_trim reads them (JSONL: every string value; else the file).
 std::vector<std::string> corpus_file_texts(const std::vector<std::filesystem::path>& files);
 
