@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include "commands.h"
+#include "compress/quantize.h"
 #include "core/io.h"
 #include "engine/model.h"
 #include "engine/model_init.h"
@@ -51,18 +52,34 @@ void setup_model(CLI::App& sub) {
     });
   }
   {
-    static std::string in, out, type = "q4_k_m";
-    static int threads = 0;
-    auto* q = sub.add_subcommand("quantize", "Quantize a GGUF model with llama.cpp");
-    q->add_option("in", in, "Input GGUF")->required();
-    q->add_option("out", out, "Output GGUF")->required();
-    q->add_option("--type", type, "f16, q8_0, q4_k_m, ... (f32/f16/bf16 also dequantize a quantized model)")
+    static QuantizeOptions qo;
+    static std::string tensor_types;
+    auto* q = sub.add_subcommand("quantize", "Quantize a GGUF model with llama.cpp (optionally with an importance matrix)");
+    q->add_option("in", qo.in, "Input GGUF")->required();
+    q->add_option("out", qo.out, "Output GGUF")->required();
+    q->add_option("--type", qo.type,
+                  "q8_0, q6_k, q5_k_m, q4_k_m, iq4_xs, q3_k_m, iq2_xs, ... (f32/f16/bf16 also dequantize a quantized model)")
         ->capture_default_str();
-    q->add_option("--threads", threads, "Threads (0 = all)");
+    q->add_option("--imatrix", qo.imatrix, "Importance matrix GGUF (cogumi compress imatrix, or llama-imatrix's)");
+    q->add_option("--tensor-type", tensor_types,
+                  "Per-tensor types, PATTERN=TYPE[,PATTERN=TYPE...] (PATTERN: regex on tensor names), e.g. "
+                  "output=q8_0,token_embd=q8_0");
+    q->add_option("--output-type", qo.output_type, "Type of output.weight (e.g. q8_0)");
+    q->add_option("--token-embd-type", qo.token_embd_type, "Type of token_embd.weight (e.g. q8_0)");
+    q->add_flag("--allow-requantize", qo.allow_requantize, "Accept an already quantized input (the loss compounds)");
+    q->add_flag("--pure", qo.pure, "Every tensor at --type (no mixes)");
+    q->add_option("--threads", qo.n_threads, "Threads (0 = all)")->check(at_least(0));
     q->callback([&] {
       engine_set_verbose(globals().verbose);
-      model_quantize(in, out, type, threads);
-      fmt::print("wrote {} ({:.2f} MiB, {})\n", out, fs::file_size(out) / 1048576.0, type);
+      for (size_t b = 0; !tensor_types.empty();) {
+        size_t e = tensor_types.find(',', b);
+        qo.tensor_types.push_back(tensor_types.substr(b, e == std::string::npos ? std::string::npos : e - b));
+        if (e == std::string::npos) break;
+        b = e + 1;
+      }
+      auto r = quantize_model(qo);
+      fmt::print("wrote {} ({:.2f} MiB, {}{})\n", qo.out.string(), r.out_bytes / 1048576.0, qo.type,
+                 r.n_imatrix_entries ? fmt::format(", imatrix: {} weights", r.n_imatrix_entries) : "");
     });
   }
 }

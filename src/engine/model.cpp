@@ -119,6 +119,7 @@ std::shared_ptr<Model> Model::load(const fs::path& path, const ModelOptions& opt
   llama_model_params mp = llama_model_default_params();
   mp.n_gpu_layers = opts.n_gpu_layers < 0 ? 999 : opts.n_gpu_layers;
   mp.vocab_only = opts.vocab_only;
+  mp.use_extra_bufts = opts.repack;
   if (!opts.use_mmap) mp.load_mode = LLAMA_LOAD_MODE_NONE;
   llama_model* m = llama_model_load_from_file(path.c_str(), mp);
   if (!m) {

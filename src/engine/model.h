@@ -28,6 +28,10 @@ struct ModelOptions {
   int n_gpu_layers = -1;   // -1: every layer on the GPU when a GPU backend exists; 0: CPU only
   bool use_mmap = true;    // map weights instead of reading them (fast start, shared pages)
   bool vocab_only = false; // load only the tokenizer (tests, tokenizing data sets)
+  // CPU weight repacking into llama.cpp's extra buffer types (AMX, interleaved quants). Off where
+  // they fail: on CPUs with AMX that the kernel does not grant, llama.cpp's AMX matmul of a
+  // quantized weight over a batch dies with SIGILL/SIGSEGV (llama-perplexity too, unless --no-repack).
+  bool repack = true;
 };
 
 struct TensorTypeCount {
