@@ -8,7 +8,7 @@
 # replaced by the nano curriculum's code and tool-call sets in the same upstream formats.
 #
 # Usage: bench/pipeline8b.sh COGUMI VOCAB.gguf OUT_DIR [WORK_DIR]   (bench/device.sh pipeline8b runs it)
-#   env: TEST_LIMIT (16) MINE_LIMIT (32) STEPS (6) SEQ (512)
+#   env: TEST_LIMIT (16) MINE_LIMIT (32) STEPS (6) SEQ (512) PIPE_TIMEOUT (0: none)
 set -euo pipefail
 COGUMI=$(realpath "$1") VOCAB=$(realpath "$2") OUT=$3 W=${4:-/root/p8}
 TEST_LIMIT=${TEST_LIMIT:-16} MINE_LIMIT=${MINE_LIMIT:-32} STEPS=${STEPS:-6} SEQ=${SEQ:-512}
@@ -75,7 +75,10 @@ gates:
   - size_mb <= 20000
 YAML
 "$COGUMI" run "$W/p8.yaml" --dry-run | tail -30
-/usr/bin/time -f "pipeline: %e s wall, %M KB max RSS" "$COGUMI" run "$W/p8.yaml" 2>&1 | tail -40 | tee "$OUT/pipeline8b.txt"
+# PIPE_TIMEOUT (seconds, 0: none) stops the run before the device call's own limit, so the stage times so far
+# still come back (a rerun resumes: finished stages are reused).
+/usr/bin/time -f "pipeline: %e s wall, %M KB max RSS" timeout "${PIPE_TIMEOUT:-0}" "$COGUMI" run "$W/p8.yaml" 2>&1 |
+  tail -40 | tee "$OUT/pipeline8b.txt" || true
 cp "$W/p8.yaml" "$W/run/events.jsonl" "$OUT/" 2>/dev/null || true
 cp "$W/run/report.md" "$OUT/" 2>/dev/null || true
 # Seconds per stage (events.jsonl: one line per stage start/finish)
