@@ -19,5 +19,5 @@ tar -C "$SRC" --exclude=./.git --exclude=./docs --exclude='./models/*' -cf - . |
 (cd "$SRC" && tar -cf - models/ggml-vocab-llama-bpe.gguf models/ggml-vocab-llama-spm.gguf) | xz -6 >.devcache/llama-vocab.tar.xz
 cd .devcache/debs
 apt-get download nlohmann-json3-dev libcli11-dev libfmt-dev libfmt9 libssl-dev zlib1g-dev bubblewrap \
-  libcpp-httplib-dev libcpp-httplib0.11 libyaml-cpp-dev libyaml-cpp0.7 libsqlite3-dev libsqlite3-0 libre2-dev libre2-9 libhnswlib-dev 2>/dev/null
+  libcpp-httplib-dev libcpp-httplib0.11 libyaml-cpp-dev libyaml-cpp0.7 libsqlite3-dev libsqlite3-0 libre2-dev libre2-9 libhnswlib-dev libzstd-dev libzstd1 libeigen3-dev 2>/dev/null
 du -sh .. >&2
