@@ -256,9 +256,11 @@ void mark_near(const Scan& scan, const LshParams& lsh, double threshold, Decisio
         const uint32_t m = keys[k].second, prev = keys[k - 1].second;
         if (uf.find(m) == uf.find(head)) continue;
         d.candidates++;
-        if (close(head, m) || (prev != head && close(prev, m))) {
+        if (close(head, m)) {
           uf.unite(head, m);
-          if (prev != head && close(prev, m)) uf.unite(prev, m);
+          d.joined++;
+        } else if (prev != head && close(prev, m)) {
+          uf.unite(prev, m);
           d.joined++;
         }
       }

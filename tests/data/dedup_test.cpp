@@ -246,6 +246,24 @@ TEST(Dedup, CommandLine) {
                     (d / "out2.jsonl").string(), (d / "log").string());
   EXPECT_NE(std::system(cmd.c_str()), 0);
   EXPECT_NE(read_file(d / "log").find("--threshold"), std::string::npos) << read_file(d / "log");
+  // decontaminate: only the benchmark check (the exact duplicate stays).
+  const auto gsm = load_benchmark("gsm8k", fs::path(COGUMI_DATASETS) / "gsm8k" / "test.jsonl");
+  write_lines(d / "mixed.jsonl", text_records({"alpha beta gamma delta", "alpha beta gamma delta", "Q: " + gsm[3].question}));
+  cmd = fmt::format("{} data decontaminate {} -o {} -b gsm8k={}/gsm8k/test.jsonl -q > {} 2>&1", COGUMI_BIN,
+                    (d / "mixed.jsonl").string(), (d / "clean.jsonl").string(), COGUMI_DATASETS, (d / "log").string());
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << read_file(d / "log");
+  EXPECT_EQ(load_jsonl(d / "clean.jsonl").size(), 2u);
+  EXPECT_NE(read_file(d / "log").find("1 contaminated"), std::string::npos) << read_file(d / "log");
+  // pairs: forward and reverse; an input and --critique together is refused.
+  write_lines(d / "qa.jsonl", {R"({"question": "q1", "answer": "a1"})", R"({"question": "q2", "answer": "a2"})"});
+  cmd = fmt::format("{} data pairs {} -o {} --reverse > {} 2>&1", COGUMI_BIN, (d / "qa.jsonl").string(),
+                    (d / "pairs.jsonl").string(), (d / "log").string());
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << read_file(d / "log");
+  EXPECT_EQ(load_jsonl(d / "pairs.jsonl").size(), 4u);
+  cmd = fmt::format("{} data pairs {} -o {} --critique {} > {} 2>&1", COGUMI_BIN, (d / "qa.jsonl").string(),
+                    (d / "c.jsonl").string(), d.string(), (d / "log").string());
+  EXPECT_NE(std::system(cmd.c_str()), 0);
+  EXPECT_NE(read_file(d / "log").find("one of them"), std::string::npos) << read_file(d / "log");
 }
 
 }  // namespace
