@@ -1,14 +1,25 @@
 #!/usr/bin/env bash
-# The main job on the built-in default: the nano system's first improvement loop.
-# Builds Cogumi, checks the shipped base model (models/nano-base.gguf, sha256 in
-# models/nano-base.json), writes the curriculum it was trained on, then runs `cogumi nano loop`:
-# base on the four test sets, failures mined on the training splits, one LoRA modifier per
-# domain, base + each modifier on every test set, the comparison table. Work goes to
-# runs/nano (override with OUT_DIR); finished stages are reused when run again.
-# About 70 minutes on 2 CPU cores (four modifiers of 1,000 steps), a few minutes with a GPU.
-# Extra arguments go to `cogumi nano loop`.
+# The main job on the built-in default: the nano system's first improvement loop as a pipeline,
+# `cogumi run configs/nano.yaml`. Builds Cogumi, checks the shipped base model
+# (models/nano-base.gguf, sha256 in models/nano-base.json), then runs every stage: the curriculum the
+# base was trained on, the base on the four test sets, its failures mined on the training splits
+# and clustered, one LoRA modifier per domain trained on its failures first, base + each modifier on
+# every test set, the router, its calibration, the routed system, the gates and the report (the
+# per-domain table with 95% intervals is printed at the end; report.html in the work directory).
+# Work goes to runs/nano (override with OUT_DIR); finished stages are reused when run again.
+#
+#   scripts/run.sh                  # the short loop, about 15 minutes on 2 CPU cores
+#   scripts/run.sh --full           # configs/nano-full.yaml: 1,000-step modifiers, about 70 minutes
+#   scripts/run.sh --dry-run        # the plan and what a rerun would reuse
+#
+# Other arguments go to `cogumi run` (--until STAGE, --only STAGE, --dry-run, -q).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+CONFIG=configs/nano.yaml
+args=()
+for a in "$@"; do
+  if [ "$a" = --full ]; then CONFIG=configs/nano-full.yaml; else args+=("$a"); fi
+done
 COGUMI=$(scripts/build.sh | tail -n 1)
 OUT="${OUT_DIR:-runs/nano}"
 BASE=models/nano-base.gguf
@@ -18,9 +29,4 @@ if [ "$want" != "$have" ]; then
   echo "error: $BASE has sha256 $have, models/nano-base.json says $want" >&2
   exit 1
 fi
-mkdir -p "$OUT"
-# The curriculum the base was trained on (models/nano-base.json). Written every time: it is
-# deterministic, so unchanged files keep the loop's finished stages valid, and a curriculum left by
-# an older version is replaced rather than silently used.
-"$COGUMI" nano data -o "$OUT/data" --seed 1 --n-train 12000 --n-mix 3000 --difficulty 2,math=1
-"$COGUMI" nano loop --dir "$OUT" --base "$BASE" "$@"
+"$COGUMI" run "$CONFIG" --dir "$OUT" ${args[@]+"${args[@]}"}

@@ -57,9 +57,10 @@ void setup_nano(CLI::App& sub) {
   });
 
   static NanoLoopOptions l;
-  auto* loop = sub.add_subcommand("loop", "The first improvement loop: evaluate the base, mine its failures on the training "
-                                          "splits, train one LoRA modifier per domain, evaluate base + each modifier, compare");
-  loop->add_option("--dir", l.dir, "Work directory (runs/, modifiers/, loop.json, table.md)")->capture_default_str();
+  auto* loop = sub.add_subcommand("loop", "The first improvement loop as a pipeline (the stages of `cogumi run`): evaluate the "
+                                          "base, mine its failures, train one LoRA modifier per domain, evaluate base + each "
+                                          "modifier, route, compare. For the main job use `cogumi run configs/nano.yaml`");
+  loop->add_option("--dir", l.dir, "Work directory (the pipeline's stages/, report, loop.json, table.md)")->capture_default_str();
   loop->add_option("--base", l.base, "Base GGUF (default DIR/base.gguf)");
   loop->add_option("--data", l.data, "Curriculum directory (default DIR/data)");
   loop->add_option("--eval-split", l.eval_split, "Compare on 'test' (report) or 'dev' (choose settings): runs/*-dev, table-dev.md")
@@ -67,6 +68,8 @@ void setup_nano(CLI::App& sub) {
       ->capture_default_str();
   loop->add_option("--test-limit", l.test_limit, "Items per domain of the eval split (0 = all)")->check(at_least(0))->capture_default_str();
   loop->add_option("--mine-limit", l.mine_limit, "Training items per domain evaluated for failures")->check(at_least(0))->capture_default_str();
+  loop->add_option("--failure-weight", l.failure_weight, "Weight of the mined failures (2 = each twice)")->check(CLI::Range(0.0, 100.0))
+      ->capture_default_str();
   loop->add_option("--domain-share", l.domain_share, "Weight of the domain's own training set beside its failures")->check(at_least(0))
       ->capture_default_str();
   loop->add_option("--replay", l.replay, "Weight of the general mix (all domains) in each modifier's data")->check(at_least(0))

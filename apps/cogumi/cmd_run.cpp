@@ -7,6 +7,8 @@
 #include "commands.h"
 #include "core/error.h"
 #include "engine/model.h"
+#include "pipeline/gates.h"
+#include "pipeline/report_html.h"
 #include "pipeline/stages.h"
 
 namespace cogumi::cli {
@@ -54,6 +56,10 @@ void setup_run(CLI::App& sub) {
     }
     bool reported = false;
     for (auto& st : r.summary.stages) reported |= st.name == "report" && (st.status == "ran" || st.status == "reused");
+    if (reported) {  // the table a user came for, with its intervals, and the gates
+      const json rep = json::parse(read_file(cfg.work_dir / "report.json"));
+      fmt::print("{}\n{}\n", report_table(rep), gates_text(rep["gates"]));
+    }
     fmt::print("{} stages ran, {} reused in {:.1f} s{}\n", r.summary.ran, r.summary.reused, r.summary.seconds,
                reported ? "; report " + (cfg.work_dir / "report.html").string() : "");
   });

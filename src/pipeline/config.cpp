@@ -94,7 +94,7 @@ class Reader {
 
 void read_modifier(const Reader& r, const YAML::Node& n, const std::string& key, ModifierSettings& m) {
   r.expect_map(n, key, {"rank", "steps", "batch", "seq_len", "eval_steps", "patience", "warmup", "lr", "val_split",
-                        "domain_share", "replay"});
+                        "failure_weight", "domain_share", "replay"});
   auto k = [&](const char* f) { return key + "." + f; };
   if (n["rank"]) m.rank = r.integer(n["rank"], k("rank"), 1, 4096);
   if (n["steps"]) m.steps = r.integer(n["steps"], k("steps"), 1, 10000000);
@@ -105,6 +105,7 @@ void read_modifier(const Reader& r, const YAML::Node& n, const std::string& key,
   if (n["warmup"]) m.warmup = r.integer(n["warmup"], k("warmup"), 0, 10000000);
   if (n["lr"]) m.lr = r.number(n["lr"], k("lr"), 0, 1, true);
   if (n["val_split"]) m.val_split = r.number(n["val_split"], k("val_split"), 0, 0.5);
+  if (n["failure_weight"]) m.failure_weight = r.number(n["failure_weight"], k("failure_weight"), 0, 100);
   if (n["domain_share"]) m.domain_share = r.number(n["domain_share"], k("domain_share"), 0, 100);
   if (n["replay"]) m.replay = r.number(n["replay"], k("replay"), 0, 100);
 }
@@ -226,7 +227,7 @@ void read_gates(const Reader& r, const YAML::Node& n, PipelineConfig& c) {
 json ModifierSettings::to_json() const {
   return {{"rank", rank},         {"steps", steps},   {"batch", batch}, {"seq_len", seq_len},
           {"eval_steps", eval_steps}, {"patience", patience}, {"warmup", warmup}, {"lr", lr},
-          {"val_split", val_split}, {"domain_share", domain_share}, {"replay", replay}};
+          {"val_split", val_split}, {"failure_weight", failure_weight}, {"domain_share", domain_share}, {"replay", replay}};
 }
 
 void ModifierSettings::validate(const std::string& where) const {
@@ -242,6 +243,7 @@ void ModifierSettings::validate(const std::string& where) const {
   need(warmup >= 0, "warmup", ">= 0", warmup);
   need(std::isfinite(lr) && lr > 0 && lr <= 1, "lr", "in (0, 1]", lr);
   need(val_split >= 0 && val_split <= 0.5, "val_split", "in [0, 0.5]", val_split);
+  need(failure_weight >= 0 && failure_weight <= 100, "failure_weight", "in [0, 100]", failure_weight);
   need(domain_share >= 0 && domain_share <= 100, "domain_share", "in [0, 100]", domain_share);
   need(replay >= 0 && replay <= 100, "replay", "in [0, 100]", replay);
 }

@@ -54,6 +54,7 @@ struct ModifierSettings {
   int warmup = 10;           // 0..10^7
   double lr = 2e-3;          // (0, 1]
   double val_split = 0.0;    // share held out for validation when the domain has no val files, [0, 0.5]
+  double failure_weight = 1.0; // weight of the mined failures (2: each twice), [0, 100]
   double domain_share = 1.0; // weight of the domain's own sft data beside its failures, [0, 100]
   double replay = 0.5;       // weight of the replay mix, [0, 100]
   json to_json() const;

@@ -7,11 +7,10 @@
 #include <cmath>
 #include <map>
 
-#include "analysis/failures.h"
 #include "core/error.h"
 #include "data/synth.h"
 #include "engine/model_init.h"
-#include "eval/run.h"
+#include "pipeline/stages.h"
 #include "train/trainer.h"
 
 namespace cogumi {
@@ -23,28 +22,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }
 
 void log_stage(const std::string& s) { fmt::print(stderr, "[nano] {}\n", s); }
-
-// Accuracy per benchmark kind of a run summary.
-double accuracy(const json& summary, const std::string& kind) {
-  return summary["benchmarks"].contains(kind) ? summary["benchmarks"][kind]["accuracy"].get<double>() : 0.0;
-}
-
-// Wins / ties / losses of run B against run A on one benchmark, matched by item id.
-json wtl(const fs::path& a, const fs::path& b, const std::string& kind) {
-  std::map<std::string, bool> ra;
-  read_jsonl(a / "items.jsonl", [&](const json& j, size_t) {
-    if (j["benchmark"] == kind) ra[j["id"].get<std::string>()] = j["correct"].get<bool>();
-  });
-  int w = 0, t = 0, l = 0;
-  read_jsonl(b / "items.jsonl", [&](const json& j, size_t) {
-    if (j["benchmark"] != kind) return;
-    auto it = ra.find(j["id"].get<std::string>());
-    if (it == ra.end()) return;
-    bool cb = j["correct"].get<bool>();
-    (cb && !it->second) ? ++w : (!cb && it->second) ? ++l : ++t;
-  });
-  return {{"wins", w}, {"ties", t}, {"losses", l}};
-}
 
 // Range checks shared by both option structs: the message names the CLI flag.
 void need(bool ok, const char* flag, const std::string& rule, double got) {
@@ -75,6 +52,7 @@ void NanoBaseOptions::validate() const {
 
 void NanoLoopOptions::validate() const {
   if (eval_split != "test" && eval_split != "dev") fail("--eval-split must be 'dev' or 'test', got '{}'", eval_split);
+  need(finite_nonneg(failure_weight) && failure_weight <= 100, "--failure-weight", "in [0, 100]", failure_weight);
   need(finite_nonneg(domain_share), "--domain-share", "a finite number >= 0", domain_share);
   need(finite_nonneg(replay), "--replay", "a finite number >= 0", replay);
   need(lora_rank >= 1 && lora_rank <= 4096, "--rank", "in 1..4096", lora_rank);
@@ -164,158 +142,77 @@ json nano_base(const NanoBaseOptions& o) {
   return recipe;
 }
 
-json nano_loop(const NanoLoopOptions& o) {
-  o.validate();
-  auto t0 = std::chrono::steady_clock::now();
-  const fs::path base = o.base.empty() ? o.dir / "base.gguf" : o.base;
+namespace {
+
+// The loop as a pipeline config: the curriculum's files as explicit domains (test or dev split as the
+// eval set), the given base, one modifier per wanted domain with the loop's settings.
+PipelineConfig nano_loop_config(const NanoLoopOptions& o) {
+  PipelineConfig c;
+  c.name = "nano-loop";
+  c.work_dir = o.dir;
+  c.threads = o.n_threads;
+  c.cpu_only = o.cpu_only;
+  c.base_gguf = o.base.empty() ? o.dir / "base.gguf" : o.base;
   const fs::path data = o.data.empty() ? o.dir / "data" : o.data;
-  if (!fs::exists(base)) fail("no base model at '{}' (run 'cogumi nano base' first)", base.string());
+  if (!fs::exists(c.base_gguf)) fail("no base model at '{}' (run 'cogumi nano base' first)", c.base_gguf.string());
   if (!fs::exists(data / "manifest.json")) fail("no curriculum at '{}' (run 'cogumi nano data')", data.string());
+  c.test_limit = o.test_limit;
+  c.mine_limit = o.mine_limit;
+  c.max_tokens = o.max_tokens;
+  c.cluster = false;  // the loop never clustered; `cogumi run` does
+  c.replay = data / "mix/train.jsonl";
+  ModifierSettings ms;
+  ms.rank = o.lora_rank, ms.steps = o.steps, ms.batch = o.batch, ms.seq_len = o.seq_len, ms.eval_steps = o.eval_steps;
+  ms.patience = o.patience, ms.lr = o.lr, ms.failure_weight = o.failure_weight, ms.domain_share = o.domain_share;
+  ms.replay = o.replay;
   const auto domains = nano_domains(data);
   for (const auto& m : o.modifiers)
     if (std::none_of(domains.begin(), domains.end(), [&](const NanoDomain& d) { return d.name == m; }))
       fail("unknown modifier domain '{}' (math, code, reasoning, automation)", m);
-  const fs::path runs = o.dir / "runs";
-  fs::create_directories(runs);
-  // Each stage directory records what it was made from (stage.json). A rerun reuses a stage whose
-  // inputs are unchanged (resuming a half-finished evaluation) and redoes one whose inputs changed,
-  // so `--steps 2000` retrains the modifiers and re-evaluates them but keeps the base's runs.
-  const std::string base_sha = sha256_file(base);
-  const std::string curriculum_sha = sha256_file(data / "manifest.json");
-  auto stage = [&](const fs::path& dir, const json& key) {
-    const fs::path f = dir / "stage.json";
-    const bool recorded = fs::exists(f);
-    if (recorded && json::parse(read_file(f), nullptr, false) == key) return;
-    if (fs::exists(dir)) {
-      log_stage(fmt::format("{}: {}, redoing it", dir.string(),
-                            recorded ? "made from other inputs" : "no record of its inputs (an older cogumi)"));
-      fs::remove_all(dir);
-    }
-    fs::create_directories(dir);
-    write_file_atomic(f, key.dump(2) + "\n");
-  };
-  const json eval_key = {{"base_sha256", base_sha}, {"curriculum_sha256", curriculum_sha}, {"max_tokens", o.max_tokens}};
-  const json modifier_options = {{"domain_share", o.domain_share}, {"replay", o.replay}, {"rank", o.lora_rank},
-                                 {"steps", o.steps}, {"batch", o.batch}, {"seq_len", o.seq_len},
-                                 {"eval_steps", o.eval_steps}, {"patience", o.patience}, {"lr", o.lr}};
-
-  auto eval = [&](const fs::path& out, const std::vector<BenchSpec>& benches, size_t limit, const fs::path& adapter) {
-    if (fs::exists(out / "summary.json")) return json::parse(read_file(out / "summary.json"));  // reused
-    EvalOptions e;
-    e.model = base;
-    e.benches = benches;
-    e.out_dir = out;
-    e.limit = limit;
-    e.max_tokens = o.max_tokens;
-    e.gen.n_parallel = 64;
-    e.gen.n_threads = o.n_threads;
-    e.progress = o.progress;
-    e.resume = fs::exists(out / "items.jsonl");
-    if (!adapter.empty()) {
-      e.adapters = {{"mod", adapter}};
-      e.adapter = "mod";
-    }
-    return run_eval(e);
-  };
-  const bool on_dev = o.eval_split == "dev";
-  // Run directories of the dev comparison carry the split in their name; the test ones keep theirs.
-  const std::string sfx = on_dev ? "-dev" : "";
-  std::vector<BenchSpec> tests;
-  for (auto& d : domains) tests.push_back({d.kind, on_dev ? d.dev : d.test});
-
-  log_stage("1. base on the four " + o.eval_split + " sets");
-  json test_key = eval_key;
-  test_key["test_limit"] = o.test_limit;
-  if (on_dev) test_key["eval_split"] = "dev";
-  const fs::path base_run = runs / (on_dev ? "base-dev" : "base-test");
-  stage(base_run, test_key);
-  json base_test = eval(base_run, tests, o.test_limit, {});
-
-  log_stage("2. base on each domain's training split: its failures");
-  std::vector<BenchSpec> trains;
-  for (auto& d : domains) trains.push_back({d.kind, d.train});
-  json mine_key = eval_key;
-  mine_key["mine_limit"] = o.mine_limit;
-  stage(runs / "base-train", mine_key);
-  json base_train = eval(runs / "base-train", trains, o.mine_limit, {});
-  std::vector<json> fails = load_failures(runs / "base-train");
-
-  json out = {{"base", base.string()}, {"base_sha256", base_sha}, {"modifier_options", modifier_options},
-              {"domains", json::object()}};
-  auto wanted = [&](const std::string& name) {
-    return o.modifiers.empty() || std::find(o.modifiers.begin(), o.modifiers.end(), name) != o.modifiers.end();
-  };
-  for (auto& d : domains) {
-    out["domains"][d.name] = {{"kind", d.kind}, {"base_accuracy", accuracy(base_test, d.kind)}};
-    if (!wanted(d.name)) continue;
-    const fs::path dd = o.dir / "modifiers" / d.name;
-    json mod_key = mine_key;
-    mod_key["modifier"] = modifier_options;
-    stage(dd, mod_key);
-    std::string text;
-    size_t n_fail = 0;
-    for (auto& j : fails)
-      if (j["benchmark"] == d.kind) {
-        json row = failure_record(j, FailureForm::kEval, runs / "base-train" / "items.jsonl");
-        row["category"] = d.name;
-        text += row.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
-        ++n_fail;
-      }
-    write_file_atomic(dd / "failures.jsonl", text);
-    const fs::path adapter = dd / "modifier.gguf";
-    json tr_info;
-    if (!fs::exists(adapter)) {
-      log_stage(fmt::format("3. {} modifier: {} failures + {}x the domain's training set", d.name, n_fail, o.domain_share));
-      TrainOptions to;
-      to.model = base;
-      to.data = {};
-      if (n_fail) to.data.push_back({dd / "failures.jsonl", 1.0});
-      to.data.push_back({d.train_sft, o.domain_share});
-      if (o.replay > 0) to.data.push_back({data / "mix/train.jsonl", o.replay});
-      to.val_data = {d.dev_sft};
-      to.out = adapter;
-      to.lora.rank = o.lora_rank;
-      to.lora.alpha = float(o.lora_rank);
-      to.lora.targets = {"q", "k", "v", "o", "gate", "up", "down"};
-      to.sft.max_len = o.seq_len;
-      to.pack = true;
-      to.batch = o.batch;
-      to.max_steps = o.steps;
-      to.lr = o.lr;
-      to.warmup = 10;
-      to.eval_steps = o.eval_steps;
-      to.patience = o.patience;
-      to.n_threads = o.n_threads;
-      to.cpu_only = o.cpu_only;
-      to.progress = o.progress;
-      auto r = train(to);
-      tr_info = {{"steps", r.steps}, {"best_step", r.best_step}, {"best_val_loss", r.best_val_loss},
-                 {"stopped_early", r.stopped_early}, {"n_train", r.n_train}};
-      write_file_atomic(dd / "train.json", tr_info.dump(2) + "\n");
-    } else if (fs::exists(dd / "train.json")) {
-      tr_info = json::parse(read_file(dd / "train.json"));
-    }
-    out["domains"][d.name].update(
-        json{{"failures_mined", n_fail}, {"train", tr_info}, {"base_train_accuracy", accuracy(base_train, d.kind)}});
+  for (const NanoDomain& d : domains) {
+    DomainConfig dc;
+    dc.name = d.name;
+    dc.test = {{d.kind, o.eval_split == "dev" ? d.dev : d.test}};
+    dc.mine = {{d.kind, d.train}};
+    dc.sft = {d.train_sft};
+    dc.val = {d.dev_sft};
+    dc.modifier = o.modifiers.empty() || std::find(o.modifiers.begin(), o.modifiers.end(), d.name) != o.modifiers.end();
+    dc.train = ms;
+    c.domains.push_back(std::move(dc));
   }
+  return c;
+}
 
-  log_stage("4. base + each modifier on all four " + o.eval_split + " sets");
-  for (auto& m : domains) {
-    if (!wanted(m.name)) continue;
-    const fs::path run = runs / ("with-" + m.name + sfx);
-    const fs::path adapter = o.dir / "modifiers" / m.name / "modifier.gguf";
-    json with_key = test_key;
-    with_key["modifier_sha256"] = sha256_file(adapter);
-    stage(run, with_key);
-    json s = eval(run, tests, o.test_limit, adapter);
-    json row = json::object();
-    for (auto& d : domains) {
-      row[d.name] = {{"accuracy", accuracy(s, d.kind)}, {"vs_base", wtl(base_run, run, d.kind)}};
-    }
-    out["domains"][m.name]["with_modifier"] = row;
+}  // namespace
+
+json nano_loop(const NanoLoopOptions& o) {
+  o.validate();
+  auto t0 = std::chrono::steady_clock::now();
+  const PipelineConfig c = nano_loop_config(o);
+  RunOptions ro;
+  ro.progress = o.progress;
+  const PipelineRun run = run_pipeline(c, ro);
+  const json rep = json::parse(read_file(c.work_dir / "report.json"));
+  // loop.json as the loop wrote it (accuracies 0..1), from the pipeline's report.
+  json out = {{"base", c.base_gguf.string()}, {"base_sha256", rep["base"].value("sha256", "")},
+              {"modifier_options", c.domains[0].train.to_json()}, {"domains", json::object()}};
+  for (const NanoDomain& d : nano_domains(o.data.empty() ? o.dir / "data" : o.data)) {
+    json& row = out["domains"][d.name];
+    row = {{"kind", d.kind}, {"base_accuracy", rep["base_accuracy"][d.name]["accuracy"].get<double>() / 100}};
+    if (!rep["modifiers"].contains(d.name)) continue;
+    const json& m = rep["modifiers"][d.name];
+    row["failures_mined"] = rep["failures"]["counts"].value(d.name, 0);
+    row["train"] = m["train"];
+    for (auto& [other, a] : m["accuracy"].items())
+      row["with_modifier"][other] = {{"accuracy", a["accuracy"].get<double>() / 100}, {"vs_base", m["vs_base"][other]}};
   }
+  out["routed"] = rep["routed_accuracy"];
+  json ran = json::array(), reused = json::array();
+  for (auto& st : run.summary.stages) (st.status == "ran" ? ran : reused).push_back(st.name);
+  out["stages"] = {{"ran", ran}, {"reused", reused}};
   out["seconds"] = seconds_since(t0);
   out["eval_split"] = o.eval_split;
+  const std::string sfx = o.eval_split == "dev" ? "-dev" : "";
   write_file_atomic(o.dir / ("loop" + sfx + ".json"), out.dump(2) + "\n");
   write_file_atomic(o.dir / ("table" + sfx + ".md"), nano_table(out));
   return out;

@@ -5,15 +5,17 @@
 // mix, then F16. Everything follows from the options and seed; recipe.json records them with
 // the sha256 of the result.
 //
-// nano_loop: the plan's first improvement loop on that base:
-//   1. evaluate the base on the four test sets;
+// nano_loop: the plan's first improvement loop on that base, as a pipeline (`cogumi run`'s stages
+// and cache, src/pipeline/stages.h) in the loop's work directory:
+//   1. evaluate the base on the four test (or dev) sets;
 //   2. evaluate it on each domain's training split and keep every failure (Phase 1B.2);
 //   3. train one LoRA modifier per domain on its failures plus a share of the domain's own
-//      training data, early stopping on the domain's dev split;
-//   4. evaluate base + each modifier on all four test sets and compare with the base.
-// Results: loop.json and table.md in the work directory (per domain: base accuracy, with its own
-// modifier, with each other modifier; wins/ties/losses). Each stage directory records its inputs
-// (stage.json); a rerun reuses the stages whose inputs are unchanged and redoes the others.
+//      training data and the general mix, early stopping on the domain's dev split;
+//   4. evaluate base + each modifier on all four sets and compare with the base; the router and
+//      the routed system follow, as in every pipeline.
+// Results: loop.json and table.md (loop-dev.json, table-dev.md for the dev split) in the work
+// directory, beside the pipeline's report. Stages whose inputs are unchanged are reused, so the dev
+// and test comparisons share the mined failures and the trained modifiers.
 #pragma once
 
 #include <filesystem>
@@ -53,6 +55,7 @@ struct NanoLoopOptions {
   size_t test_limit = 0;       // items per domain of eval_split (0: all)
   size_t mine_limit = 600;     // training items per domain evaluated for failures
   std::vector<std::string> modifiers;  // domains to train modifiers for (empty: all four)
+  double failure_weight = 1.0; // weight of the mined failures (2: each twice)
   double domain_share = 1.0;   // weight of the domain's own training set beside its failures
   double replay = 0.5;         // weight of the general mix (all domains) replayed against forgetting
   int lora_rank = 16;
@@ -67,7 +70,7 @@ struct NanoLoopOptions {
   void validate() const;       // throws Error naming the option (its CLI flag)
 };
 
-// Runs the loop; returns loop.json's content.
+// Runs the loop (a pipeline run in o.dir); returns loop.json's content ("stages": what ran, what was reused).
 json nano_loop(const NanoLoopOptions& o);
 // The results table (markdown) from loop.json's content.
 std::string nano_table(const json& loop);

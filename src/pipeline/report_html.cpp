@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "eval/score.h"
+
 namespace cogumi {
 
 namespace {
@@ -29,6 +31,17 @@ double acc(const json& by_domain, const std::string& d) {
 
 std::string fmt_p(double p) { return p < 0.001 ? "&lt;0.001" : fmt::format("{:.3f}", p); }
 
+// The 95% Wilson interval (points) of a domain's accuracy; {nan, nan} when it was not measured.
+std::pair<double, double> ci(const json& by_domain, const std::string& d) {
+  if (!by_domain.contains(d) || !by_domain[d].contains("n")) return {std::nan(""), std::nan("")};
+  const auto [lo, hi] = wilson_interval(by_domain[d].value("correct", 0), by_domain[d].value("n", 0));
+  return {100 * lo, 100 * hi};
+}
+std::string acc_ci(const json& by_domain, const std::string& d) {
+  const auto [lo, hi] = ci(by_domain, d);
+  return std::isnan(lo) ? "-" : fmt::format("{:.1f}% [{:.1f}, {:.1f}]", acc(by_domain, d), lo, hi);
+}
+
 // Grouped bars per domain: base, own modifier, routed system (0..100%), with W/T/L and p below.
 std::string accuracy_chart(const json& r) {
   const json& doms = r["domains"];
@@ -48,8 +61,13 @@ std::string accuracy_chart(const json& r) {
                            r["modifiers"].contains(d) ? acc(r["modifiers"][d]["accuracy"], d) : std::nan(""),
                            acc(r["routed_accuracy"], d)};
     const int x0 = left + i * gw + 15;
+    const json* sets[] = {&r["base_accuracy"], r["modifiers"].contains(d) ? &r["modifiers"][d]["accuracy"] : nullptr,
+                          &r["routed_accuracy"]};
     for (int k = 0; k < 3; ++k) {
       if (std::isnan(vals[k])) continue;
+      if (const auto [lo, hi] = sets[k] ? ci(*sets[k], d) : std::pair{std::nan(""), std::nan("")}; !std::isnan(lo))
+        s += fmt::format("<line class=\"ci\" x1=\"{}\" x2=\"{}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#202124\"/>\n",
+                         x0 + k * 40 + 18, x0 + k * 40 + 18, top + plot * (1 - lo / 100), top + plot * (1 - hi / 100));
       const double bh = std::max(1.0, plot * vals[k] / 100.0);
       s += fmt::format("<rect class=\"bar\" x=\"{}\" y=\"{:.1f}\" width=\"36\" height=\"{:.1f}\" fill=\"{}\"><title>{} {}: "
                        "{:.1f}%</title></rect><text x=\"{}\" y=\"{:.1f}\" font-size=\"10\" text-anchor=\"middle\">{:.1f}</text>\n",
@@ -217,6 +235,25 @@ std::string gates_section(const json& g) {
   return t + "</table>\n";
 }
 
+// A Markdown table's rows as HTML rows (the separator row dropped), so both reports show one table.
+std::string md_to_html_rows(const std::string& md) {
+  std::string out;
+  size_t row = 0;
+  for (size_t at = 0; at < md.size();) {
+    size_t end = md.find('\n', at);
+    if (end == std::string::npos) end = md.size();
+    const std::string line = md.substr(at, end - at);
+    at = end + 1;
+    if (line.size() < 2 || line[0] != '|' || line.rfind("|---", 0) == 0) continue;
+    const char* cell = row++ == 0 ? "th" : "td";
+    out += "<tr>";
+    for (size_t a = 1, b; (b = line.find('|', a)) != std::string::npos; a = b + 1)
+      out += fmt::format("<{}>{}</{}>", cell, esc(line.substr(a + 1, b > a + 1 ? b - a - 2 : 0)), cell);
+    out += "</tr>\n";
+  }
+  return out;
+}
+
 std::string model_card(const json& r) {
   std::string t = fmt::format("<table><tr><th>base</th><td><code>{}</code><br>sha256 {}<br>{:.2f} MB</td></tr>\n",
                               esc(r["base"]["model"]), esc(r["base"].value("sha256", "")),
@@ -248,7 +285,8 @@ std::string report_html(const json& r) {
       "svg.chart{{display:block;margin:8px 0}} .curves{{display:flex;flex-wrap:wrap;gap:8px}}\n</style></head><body>\n"
       "<h1>Cogumi run: {}</h1>\n<p>config <code>{}</code></p>\n", esc(r["name"]), esc(r["name"]), esc(r["config"]));
   h += "<h2>Gates</h2>\n" + gates_section(r["gates"]);
-  h += "<h2>Accuracy per domain: base, own modifier, routed system</h2>\n" + accuracy_chart(r);
+  h += "<h2>Accuracy per domain: base, own modifier, routed system</h2>\n<p>Lines: 95% Wilson intervals.</p>\n" +
+       accuracy_chart(r) + "<table>" + md_to_html_rows(report_table(r)) + "</table>\n";
   h += "<h3>Every configuration on every domain (change vs base; wins/ties/losses, McNemar p)</h3>\n" + cross_table(r);
   h += "<h2>Model card</h2>\n" + model_card(r);
   h += "<h2>Training curves</h2>\n<div class=\"curves\">\n";
@@ -291,29 +329,15 @@ std::string report_html(const json& r) {
     for (auto& [c, n] : routes.items()) rs += fmt::format("{} {}; ", esc(c), n.get<int>());
     h += fmt::format("<tr><td>{}</td><td>{}</td></tr>\n", esc(d), rs);
   }
-  h += "</table>\n<h2>Stages</h2>\n<p>";
-  for (auto& s : r["stages"]) h += fmt::format("{} <code>{}</code>; ", esc(s["name"]), esc(s["key"]));
-  return h + "</p>\n</body></html>\n";
+  h += "</table>\n<h2>Stages: seconds each took, and their keys</h2>\n<table>" + md_to_html_rows(report_times(r));
+  return h + "</table>\n</body></html>\n";
 }
 
 std::string report_markdown(const json& r) {
   std::string m = fmt::format("# Cogumi run: {}\n\nconfig `{}`; base `{}` ({:.2f} MB)\n\n", r["name"].get<std::string>(),
                               r["config"].get<std::string>(), r["base"]["model"].get<std::string>(),
                               r["base"]["bytes"].get<double>() / 1e6);
-  m += "| domain | base | own modifier | W/T/L vs base | McNemar p | routed |\n|---|---:|---:|---|---:|---:|\n";
-  for (auto& d : r["domains"]) {
-    const std::string n = d["name"];
-    const double b = acc(r["base_accuracy"], n), ra = acc(r["routed_accuracy"], n);
-    const long items = r["base_accuracy"].contains(n) ? r["base_accuracy"][n].value("n", 0L) : 0L;
-    if (r["modifiers"].contains(n)) {
-      const json& v = r["modifiers"][n]["vs_base"][n];
-      m += fmt::format("| {} (n={}) | {:.1f}% | {:.1f}% | {}/{}/{} | {:.3g} | {:.1f}% |\n", n, items, b,
-                       acc(r["modifiers"][n]["accuracy"], n), v["wins"].get<int>(), v["ties"].get<int>(),
-                       v["losses"].get<int>(), v["mcnemar_p"].get<double>(), ra);
-    } else {
-      m += fmt::format("| {} (n={}) | {:.1f}% | - | - | - | {:.1f}% |\n", n, items, b, ra);
-    }
-  }
+  m += report_table(r);
   const json& ro = r["router"];
   m += ro.contains("skipped") ? "\nRouter: skipped (" + ro["skipped"].get<std::string>() + ")\n"
                               : fmt::format("\nRouter: held-out accuracy {:.2f}% on {} queries.\n",
@@ -333,6 +357,7 @@ std::string report_markdown(const json& r) {
     for (auto& c : r["clusters"]["clusters"]) m += fmt::format(" \"{}\" ({});", c["label"].get<std::string>(), c["size"].get<int>());
     m += "\n";
   }
+  m += "\n## Time per stage\n\n" + report_times(r);
   m += "\n## Gates\n\n";
   for (auto& g : r["gates"]["gates"]) {
     m += fmt::format("- {} `{}`", g["passed"].get<bool>() ? "PASS" : "FAIL", g["gate"].get<std::string>());
@@ -344,6 +369,36 @@ std::string report_markdown(const json& r) {
     m += "\n";
   }
   return m;
+}
+
+std::string report_table(const json& r) {
+  std::string m = "| domain | items | base [95% CI] | own modifier [95% CI] | W/T/L vs base | McNemar p | routed [95% CI] |\n"
+                  "|---|---:|---:|---:|---|---:|---:|\n";
+  for (auto& d : r["domains"]) {
+    const std::string n = d["name"];
+    const long items = r["base_accuracy"].contains(n) ? r["base_accuracy"][n].value("n", 0L) : 0L;
+    m += fmt::format("| {} | {} | {} |", n, items, acc_ci(r["base_accuracy"], n));
+    if (r["modifiers"].contains(n)) {
+      const json& v = r["modifiers"][n]["vs_base"][n];
+      m += fmt::format(" {} | {}/{}/{} | {:.3g} |", acc_ci(r["modifiers"][n]["accuracy"], n), v["wins"].get<int>(),
+                       v["ties"].get<int>(), v["losses"].get<int>(), v["mcnemar_p"].get<double>());
+    } else {
+      m += " - | - | - |";
+    }
+    m += fmt::format(" {} |\n", acc_ci(r["routed_accuracy"], n));
+  }
+  return m;
+}
+
+std::string report_times(const json& r) {
+  std::string m = "| stage | seconds | key |\n|---|---:|---|\n";
+  double total = 0;
+  for (auto& s : r["stages"]) {
+    const double sec = s.value("seconds", 0.0);
+    total += sec;
+    m += fmt::format("| {} | {:.1f} | {} |\n", s["name"].get<std::string>(), sec, s["key"].get<std::string>());
+  }
+  return m + fmt::format("| all stages before the report | {:.1f} | |\n", total);
 }
 
 }  // namespace cogumi

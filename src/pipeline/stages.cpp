@@ -226,19 +226,23 @@ void add_trainsets(Plan& plan, const std::shared_ptr<Shared>& sh) {
     if (plan.has("failures") && !d.mine.empty()) t.deps.push_back("failures");
     t.settings = {{"sft", file_ids(plan, *sh, d.sft)}, {"val", file_ids(plan, *sh, d.val)},
                   {"replay", replay.empty() || ms.replay <= 0 ? json(nullptr) : file_ids(plan, *sh, {replay})[0]},
-                  {"domain_share", ms.domain_share}, {"replay_weight", ms.replay}, {"val_split", ms.val_split}};
+                  {"failure_weight", ms.failure_weight}, {"domain_share", ms.domain_share}, {"replay_weight", ms.replay},
+                  {"val_split", ms.val_split}};
     t.run = [sh, d, ms, replay](const StageContext& ctx) {
       json sources = json::array();
       long n_fail = 0;
       if (std::find(ctx.stage.deps.begin(), ctx.stage.deps.end(), "failures") != ctx.stage.deps.end()) {
         const json& fr = ctx.result("failures");
         n_fail = fr["counts"].value(d.name, 0L);
-        if (n_fail > 0) sources.push_back({{"path", fr["files"][d.name]}, {"weight", 1.0}, {"what", "failures"}});
+        if (n_fail > 0 && ms.failure_weight > 0)
+          sources.push_back({{"path", fr["files"][d.name]}, {"weight", ms.failure_weight}, {"what", "failures"}});
       }
       if (ms.domain_share > 0)
         for (auto& f : d.sft) sources.push_back({{"path", f.string()}, {"weight", ms.domain_share}, {"what", "domain data"}});
       if (!replay.empty() && ms.replay > 0) sources.push_back({{"path", replay.string()}, {"weight", ms.replay}, {"what", "replay"}});
-      if (sources.empty()) fail("domain '{}': no training data (no failures were mined and domain_share or sft is empty)", d.name);
+      if (sources.empty())
+        fail("domain '{}': no training data (no failures were mined or failure_weight is 0, and domain_share or sft is empty)",
+             d.name);
       json val = json::array();
       for (auto& f : d.val) val.push_back(f.string());
       json r = {{"sources", sources}, {"val", val}, {"val_split", d.val.empty() ? ms.val_split : 0.0}, {"n_failures", n_fail}};

@@ -280,7 +280,7 @@ void add_report(Plan& plan, const std::shared_ptr<Shared>& sh) {
   for (const char* opt : {"mine", "failures", "cluster"})
     if (plan.has(opt)) deps.push_back(opt);
   for (auto& m : modifier_names(*sh)) deps.push_back("trainset." + m);
-  Stage s{"report", "1", deps, json::object(), {}, {}, {}};
+  Stage s{"report", "2", deps, json::object(), {}, {}, {}};
   s.run = [sh](const StageContext& ctx) {
     const Shared& h = *sh;
     const fs::path base_run = ctx.result("eval_base")["run"].get<std::string>();
@@ -314,7 +314,12 @@ void add_report(Plan& plan, const std::shared_ptr<Shared>& sh) {
     r["gates"] = ctx.result("gates");
     json stages = json::array();
     for (auto& st : ctx.plan.stages())
-      if (st.name != "report") stages.push_back({{"name", st.name}, {"key", st.key.substr(0, 12)}});
+      if (st.name != "report") {
+        const fs::path f = st.dir / "done.json";
+        const json done = fs::exists(f) ? json::parse(read_file(f), nullptr, false) : json();
+        const double secs = done.is_object() ? done.value("seconds", 0.0) : 0.0;
+        stages.push_back({{"name", st.name}, {"key", st.key.substr(0, 12)}, {"seconds", secs}});
+      }
     r["stages"] = stages;
     write_file_atomic(ctx.stage.dir / "report.json", r.dump(2) + "\n");
     write_file_atomic(ctx.stage.dir / "report.html", report_html(r));
