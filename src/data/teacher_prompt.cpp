@@ -95,22 +95,25 @@ FailureSet load_failure_set(const std::filesystem::path& clusters, const std::fi
     for (auto& g : groups) have += (have.empty() ? "" : ", ") + g;
     fail("{}: no cluster of domain '{}' (groups there: {})", cpath.string(), domain, have.empty() ? "none" : have);
   }
-  std::map<std::string, json> by_id;
-  for (auto& f : load_failures(run)) by_id.emplace(text(f, "id"), f);  // the first sample of each id
-  std::set<std::string> seen;
+  const std::vector<json> failures = load_failures(run);
+  std::map<std::string, size_t> run_index;  // the first sample of each id
+  for (size_t i = 0; i < failures.size(); ++i) run_index.emplace(text(failures[i], "id"), i);
+  std::map<size_t, size_t> chosen;  // run index -> cluster: the run's order, so --limit spans every cluster
   for (size_t c = 0; c < set.clusters.size(); ++c)
     for (const auto& m : set.clusters[c]["members"]) {
       const std::string id = m.is_string() ? m.get<std::string>() : m.dump();
-      auto it = by_id.find(id);
-      if (it == by_id.end())
+      auto it = run_index.find(id);
+      if (it == run_index.end())
         fail("{}: cluster {} names item '{}', which is not a failure of the run '{}' (clusters of another run?)",
              cpath.string(), text(set.clusters[c], "cluster"), id, run.string());
-      if (!seen.insert(id).second) continue;
-      if (limit > 0 && set.items.size() >= limit) return set;
-      set.by_id.emplace(id, set.items.size());
-      set.items.push_back(it->second);
-      set.cluster_of.push_back(c);
+      chosen.emplace(it->second, c);
     }
+  for (auto [i, c] : chosen) {
+    if (limit > 0 && set.items.size() >= limit) break;
+    set.by_id.emplace(text(failures[i], "id"), set.items.size());
+    set.items.push_back(failures[i]);
+    set.cluster_of.push_back(c);
+  }
   return set;
 }
 

@@ -17,7 +17,7 @@
 namespace cogumi {
 
 struct FailureSet {
-  std::vector<nlohmann::json> items;     // the failed items' lines of RUN/items.jsonl, cluster order
+  std::vector<nlohmann::json> items;     // the failed items' lines of RUN/items.jsonl, in the run's order
   std::vector<size_t> cluster_of;        // index into clusters, per item
   std::vector<nlohmann::json> clusters;  // the domain's lines of clusters.jsonl
   std::map<std::string, size_t> by_id;   // item id -> index into items
@@ -28,7 +28,8 @@ struct FailureSet {
 std::vector<std::string> domain_benchmarks(const std::string& domain);
 
 // Reads the clusters (a clusters.jsonl or the directory holding it) of `domain` and their
-// members' lines from RUN/items.jsonl; `limit` > 0 keeps the first that many failures. Errors
+// members' lines from RUN/items.jsonl; `limit` > 0 keeps the run's first that many failures of
+// the domain (so a sample spans every cluster). Errors
 // name the file and line, the domain's groups when none match, and ids missing from the run.
 FailureSet load_failure_set(const std::filesystem::path& clusters, const std::filesystem::path& run,
                             const std::string& domain, size_t limit = 0);

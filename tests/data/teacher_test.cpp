@@ -58,10 +58,12 @@ TEST(TeacherPrompt, FailureAwarePromptCarriesTheClusterAndTheProblem) {
       << R"({"id":"b","benchmark":"gsm8k","kind":"numeric","question":"Ann has 3 cats.","output":"#### 3","reference":"3","correct":true})" "\n"
       << R"({"id":"c","benchmark":"gsm8k","kind":"numeric","question":"Sam has 7 cards. He gives 2 away.","output":"#### 4","reference":"5","correct":false})" "\n";
   std::ofstream(dir / "clusters.jsonl")
-      << R"({"cluster":0,"group":"gsm8k","label":"gsm8k: loses / gives","members":["a","c"],"representatives":["c","a"],"failure_types":{"wrong_answer":2},"terms":[["loses",0.5]]})" "\n"
+      << R"({"cluster":0,"group":"gsm8k","label":"gsm8k: loses / gives","members":["c","a"],"representatives":["c","a"],"failure_types":{"wrong_answer":2},"terms":[["loses",0.5]]})" "\n"
       << R"({"cluster":1,"group":"mmlu","label":"other","members":[],"representatives":[]})" "\n";
   FailureSet set = load_failure_set(dir / "clusters.jsonl", dir / "run", "math");
   ASSERT_EQ(set.items.size(), 2u);
+  // --limit takes the run's first failures, not one cluster's.
+  EXPECT_EQ(load_failure_set(dir / "clusters.jsonl", dir / "run", "math", 1).items.at(0)["id"], "a");
   auto v = failure_prompt_values(set, 0, "math");
   const std::string p = fill_template(kTeacherFailureTemplate, v, "built-in");
   EXPECT_NE(p.find("gsm8k: loses / gives"), std::string::npos);
