@@ -43,6 +43,7 @@ APT_PKGS=(build-essential cmake ninja-build git ccache
 ((TEST)) && APT_PKGS+=(chromium clang-14 libclang-rt-14-dev)
 # The server's monitoring tests: promtool and a real Prometheus, nginx in front of replicas.
 ((TEST)) && APT_PKGS+=(prometheus nginx jq curl)
+((TEST)) && APT_PKGS+=(openssl)  # data_teacher: the self-signed certificate of its HTTPS endpoint
 missing=()
 [ "${COGUMI_SKIP_APT:-0}" = 1 ] && APT_PKGS=()  # machines without Debian's archive (GPU device)
 for p in "${APT_PKGS[@]+"${APT_PKGS[@]}"}"; do
