@@ -10,7 +10,7 @@
 #   --cuda   also build ggml's CUDA backend for Hopper (sm_90) with the nvcc on PATH
 #   --tools  also build llama.cpp's llama-bench / llama-batched-bench / llama-completion / llama-server (benchmarks)
 #   --test   also install what only the tests use (chromium, clang-14 + libFuzzer, prometheus, nginx, jq,
-#            curl; npm ci in tests/serve/ui and tests/serve/openai)
+#            curl, openssl; npm ci in tests/serve/ui and tests/serve/openai)
 # Prints nothing on stdout but the install prefix (last line), so callers can capture it.
 set -euo pipefail
 
