@@ -77,10 +77,16 @@ YAML
 "$COGUMI" run "$W/p8.yaml" --dry-run | tail -30
 # PIPE_TIMEOUT (seconds, 0: none) stops the run before the device call's own limit, so the stage times so far
 # still come back (a rerun resumes: finished stages are reused).
-/usr/bin/time -f "pipeline: %e s wall, %M KB max RSS" timeout "${PIPE_TIMEOUT:-0}" "$COGUMI" run "$W/p8.yaml" 2>&1 |
-  tail -40 | tee "$OUT/pipeline8b.txt" || true
-cp "$W/p8.yaml" "$W/run/events.jsonl" "$OUT/" 2>/dev/null || true
-cp "$W/run/report.md" "$OUT/" 2>/dev/null || true
+# The log goes straight to $OUT (no pipe that a kill would leave unflushed); the events and the stage
+# times are copied on any exit, the device call's own timeout included.
+save() {
+  cp "$W/p8.yaml" "$W/run/events.jsonl" "$W/run/report.md" "$OUT/" 2>/dev/null || true
+}
+trap save EXIT
+/usr/bin/time -f "pipeline: %e s wall, %M KB max RSS" -o "$OUT/time.txt" timeout "${PIPE_TIMEOUT:-0}" \
+  "$COGUMI" run "$W/p8.yaml" >"$OUT/pipeline8b.txt" 2>&1 || true
+tail -40 "$OUT/pipeline8b.txt"; cat "$OUT/time.txt"
+save
 # Seconds per stage (events.jsonl: one line per stage start/finish)
 python3 - "$W/run/events.jsonl" <<'PY' | tee "$OUT/stage_times.md"
 import json, sys
