@@ -83,6 +83,7 @@ save() {
   cp "$W/p8.yaml" "$W/run/events.jsonl" "$W/run/report.md" "$OUT/" 2>/dev/null || true
 }
 trap save EXIT
+trap 'save; exit 124' TERM INT
 /usr/bin/time -f "pipeline: %e s wall, %M KB max RSS" -o "$OUT/time.txt" timeout "${PIPE_TIMEOUT:-0}" \
   "$COGUMI" run "$W/p8.yaml" >"$OUT/pipeline8b.txt" 2>&1 || true
 tail -40 "$OUT/pipeline8b.txt"; cat "$OUT/time.txt"
