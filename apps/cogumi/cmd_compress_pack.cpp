@@ -4,6 +4,7 @@
 #include "commands.h"
 #include "compress/pack.h"
 #include "compress/vocab_trim.h"
+#include "core/error.h"
 
 namespace cogumi::cli {
 
@@ -47,7 +48,7 @@ void setup_pack(CLI::App& compress) {
     std::string dst = u_out;
     if (dst.empty()) {
       if (u_in.size() <= 5 || u_in.compare(u_in.size() - 5, 5, ".czst") != 0)
-        throw CLI::ValidationError("-o", "give -o: '" + u_in + "' does not end in .czst");
+        fail("unpack: '{}' does not end in .czst; name the output with -o", u_in);
       dst = u_in.substr(0, u_in.size() - 5);
     }
     const UnpackResult r = unpack_gguf(u_in, dst);
