@@ -1,6 +1,9 @@
 // cogumi data (part): dedup, decontaminate, pairs. Registered by setup_data (cmd_data.cpp).
 #include <fmt/format.h>
 
+#include <atomic>
+#include <csignal>
+
 #include "commands.h"
 #include "core/error.h"
 #include "data/dedup.h"
@@ -11,6 +14,9 @@
 namespace cogumi::cli {
 
 namespace {
+
+std::atomic<bool> g_cancel{false};
+void on_sigint(int) { g_cancel = true; }
 
 struct DedupArgs {
   DedupOptions o;
@@ -56,7 +62,17 @@ void run(DedupArgs& a) {
   if (a.no_exact) a.o.exact = false;
   if (a.no_near) a.o.near = false;
   a.o.progress = !a.quiet;
-  DedupResult r = run_dedup(a.o);
+  g_cancel = false;
+  a.o.cancel = &g_cancel;  // Ctrl-C: the temp output is removed, the output left as it was
+  auto old = std::signal(SIGINT, on_sigint);
+  DedupResult r;
+  try {
+    r = run_dedup(a.o);
+  } catch (...) {
+    std::signal(SIGINT, old);
+    throw;
+  }
+  std::signal(SIGINT, old);
   fmt::print("{} records: kept {}, removed {} exact, {} near-duplicate, {} contaminated ({:.1f} s) -> {}\n", r.n_in,
              r.n_kept, r.n_exact, r.n_near, r.n_contaminated, r.seconds, a.o.output.string());
   const json& mh = r.report["minhash"];

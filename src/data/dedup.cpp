@@ -187,6 +187,7 @@ Scan scan_inputs(const DedupOptions& o, const ContaminationIndex* index, int thr
         batch.line_nos.push_back(reader.line_no());
         line = std::string();
       }
+      if (o.cancel && *o.cancel) fail("interrupted: nothing written, '{}' unchanged", o.output.string());
       if (scan.size() + batch.lines.size() > UINT32_MAX) fail("more than {} records: split the input", UINT32_MAX);
       process_batch(w, batch, threads, scan);
       double el = since(start);
@@ -307,7 +308,10 @@ std::map<uint32_t, std::string> write_kept(const DedupOptions& o, const Scan& sc
         fail("'{}' changed while dedup ran (line {}): run again", o.inputs[f].string(), reader.line_no());
       if (d.reason[k] == kKept) out.write_line(line);
       if (want.count(uint32_t(k))) texts[uint32_t(k)] = snippet(fields.text(json::parse(line), ""));
-      if (++k % 65536 == 0) prog.update(int64_t(k));
+      if (++k % 65536 == 0) {
+        prog.update(int64_t(k));
+        if (o.cancel && *o.cancel) fail("interrupted: nothing written, '{}' unchanged", o.output.string());
+      }
     }
     if (k != scan.file_end[f]) fail("'{}' changed while dedup ran (fewer records): run again", o.inputs[f].string());
   }

@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -42,6 +43,7 @@ struct DedupOptions {
   int threads = 0;                            // 0: hardware threads
   int examples = 5;                           // examples per reason in the report, 0..1000
   bool progress = true;
+  const std::atomic<bool>* cancel = nullptr;  // set (e.g. on SIGINT): stop, write nothing, throw
   void validate() const;                      // throws Error naming the option
 };
 
@@ -51,7 +53,8 @@ struct DedupResult {
   nlohmann::json report;  // what was written to opts.report
 };
 
-// Throws Error naming the file and line of a malformed record, before anything is written.
+// Throws Error naming the file and line of a malformed record, before anything is written; throws
+// Error "interrupted" when *opts.cancel is set, leaving the output as it was.
 DedupResult run_dedup(const DedupOptions& opts);
 
 }  // namespace cogumi

@@ -226,6 +226,15 @@ TEST(Dedup, MalformedLineNamesFileAndLineAndLeavesOutputUntouched) {
   EXPECT_NE(err.find((d / "bad.jsonl").string() + ":3"), std::string::npos) << err;
   EXPECT_EQ(read_file(d / "out.jsonl"), "previous output\n");
   for (const auto& e : fs::directory_iterator(d)) EXPECT_EQ(e.path().string().find(".tmp."), std::string::npos);
+  // Interrupted (Ctrl-C sets the flag): an error, the old output kept, no temp file left.
+  std::atomic<bool> cancel{true};
+  o.inputs = {d / "good.jsonl"};
+  o.cancel = &cancel;
+  err = test::error_of([&] { run_dedup(o); });
+  EXPECT_NE(err.find("interrupted"), std::string::npos) << err;
+  EXPECT_EQ(read_file(d / "out.jsonl"), "previous output\n");
+  for (const auto& e : fs::directory_iterator(d)) EXPECT_EQ(e.path().string().find(".tmp."), std::string::npos);
+  o.cancel = nullptr;
   // A missing field names the field and the line.
   write_lines(d / "nofield.jsonl", {R"({"text": "a b"})", R"({"body": "c d"})"});
   o.inputs = {d / "nofield.jsonl"};
