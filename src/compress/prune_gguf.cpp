@@ -78,6 +78,28 @@ std::vector<int64_t> head_rows(const std::vector<int>& groups, int per_group, in
   return rows;
 }
 
+// The per-layer shape keys: scalars for a llama GGUF, one int32 per layer for deci. llama.cpp
+// derives the head size from layer 0's head count unless it is stored, so it is stored when pruned.
+void set_shape_keys(gguf_context* kv, const std::string& arch, const std::vector<int>& ff, const std::vector<int>& head,
+                    const std::vector<int>& head_kv, bool uniform, int n_embd, int head_dim) {
+  const std::string a = arch + ".";
+  gguf_set_val_u32(kv, (a + "block_count").c_str(), uint32_t(ff.size()));
+  if (uniform) {
+    gguf_set_val_u32(kv, (a + "feed_forward_length").c_str(), uint32_t(ff[0]));
+    gguf_set_val_u32(kv, (a + "attention.head_count").c_str(), uint32_t(head[0]));
+    gguf_set_val_u32(kv, (a + "attention.head_count_kv").c_str(), uint32_t(head_kv[0]));
+  } else {
+    gguf_set_arr_data(kv, (a + "feed_forward_length").c_str(), GGUF_TYPE_INT32, ff.data(), ff.size());
+    gguf_set_arr_data(kv, (a + "attention.head_count").c_str(), GGUF_TYPE_INT32, head.data(), head.size());
+    gguf_set_arr_data(kv, (a + "attention.head_count_kv").c_str(), GGUF_TYPE_INT32, head_kv.data(), head_kv.size());
+  }
+  if (!uniform || int64_t(head[0]) * head_dim != n_embd) {
+    gguf_set_val_u32(kv, (a + "attention.key_length").c_str(), uint32_t(head_dim));
+    gguf_set_val_u32(kv, (a + "attention.value_length").c_str(), uint32_t(head_dim));
+    gguf_set_val_u32(kv, (a + "rope.dimension_count").c_str(), uint32_t(head_dim));
+  }
+}
+
 }  // namespace
 
 PruneSource::~PruneSource() = default;
@@ -200,23 +222,7 @@ void PruneSource::write_pruned(const fs::path& out, const std::vector<PruneLayer
   const std::string arch = uniform ? "llama" : "deci";
   GgufWriter w;
   copy_kv(w.kv(), arch);
-  const std::string a = arch + ".";
-  gguf_set_val_u32(w.kv(), (a + "block_count").c_str(), uint32_t(plan.size()));
-  if (uniform) {
-    gguf_set_val_u32(w.kv(), (a + "feed_forward_length").c_str(), uint32_t(ff[0]));
-    gguf_set_val_u32(w.kv(), (a + "attention.head_count").c_str(), uint32_t(head[0]));
-    gguf_set_val_u32(w.kv(), (a + "attention.head_count_kv").c_str(), uint32_t(head_kv[0]));
-  } else {
-    gguf_set_arr_data(w.kv(), (a + "feed_forward_length").c_str(), GGUF_TYPE_INT32, ff.data(), ff.size());
-    gguf_set_arr_data(w.kv(), (a + "attention.head_count").c_str(), GGUF_TYPE_INT32, head.data(), head.size());
-    gguf_set_arr_data(w.kv(), (a + "attention.head_count_kv").c_str(), GGUF_TYPE_INT32, head_kv.data(), head_kv.size());
-  }
-  // llama.cpp derives the head size from layer 0's head count unless it is stored.
-  if (!uniform || int64_t(head[0]) * head_dim_ != n_embd_) {
-    gguf_set_val_u32(w.kv(), (a + "attention.key_length").c_str(), uint32_t(head_dim_));
-    gguf_set_val_u32(w.kv(), (a + "attention.value_length").c_str(), uint32_t(head_dim_));
-    gguf_set_val_u32(w.kv(), (a + "rope.dimension_count").c_str(), uint32_t(head_dim_));
-  }
+  set_shape_keys(w.kv(), arch, ff, head, head_kv, uniform, n_embd_, head_dim_);
   std::map<int, size_t> new_index;
   for (size_t i = 0; i < plan.size(); ++i) new_index[plan[i].source] = i;
   std::map<std::string, Mapping> maps;
