@@ -148,5 +148,22 @@ TEST(TeacherCheck, ReferenceAndSchemaChecksDecide) {
   EXPECT_FALSE(bad.detail.empty());
 }
 
+TEST(TeacherCheck, CodeRunsAgainstItsTestsInTheSandbox) {
+  std::string why;
+  ASSERT_TRUE(sandbox_available(SandboxOptions{}, &why)) << "the sandbox cannot run here: " << why;
+  EvalItem code;
+  code.kind = TaskKind::kCode;
+  code.benchmark = "humaneval";
+  code.code_prompt = "def add(a, b):\n    \"\"\"Sum of a and b.\"\"\"\n";
+  code.test = "def check(candidate):\n    assert candidate(2, 3) == 5\n";
+  code.entry_point = "add";
+  const CheckResult ok = check_answer(code, "    return a + b\n", "stop", {});
+  EXPECT_EQ(ok.check, "tests");
+  EXPECT_EQ(ok.passed, true) << ok.detail;
+  const CheckResult bad = check_answer(code, "    return a - b\n", "stop", {});
+  EXPECT_EQ(bad.passed, false);
+  EXPECT_EQ(bad.detail, "test_failure");
+}
+
 }  // namespace
 }  // namespace cogumi
