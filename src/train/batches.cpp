@@ -22,14 +22,14 @@ std::vector<Row> make_rows(const std::vector<SftExample>& ex, const std::vector<
 }
 
 void fill_batch(const std::vector<SftExample>& ex, const std::vector<Row>& rows, size_t first, size_t n_rows, int S, int T,
-                int V, Token pad, HostBatch& b) {
+                Token pad, HostBatch& b) {
   if (n_rows > size_t(S) || first + n_rows > rows.size())
     fail("internal: rows {}..{} of {} for a batch of {}", first, first + n_rows, rows.size(), S);
   const size_t TS = size_t(T) * S;
   b.tokens.assign(TS, pad);
   b.pos.assign(TS, 0);
   b.mask.assign(TS * T, -std::numeric_limits<float>::infinity());
-  b.labels.assign(TS * V, 0.0f);
+  b.labels.assign(TS, -1);
   b.n_targets = b.n_tokens = 0;
   std::vector<int> seg(static_cast<size_t>(T));
   for (int s = 0; s < S; ++s) {
@@ -46,7 +46,7 @@ void fill_batch(const std::vector<SftExample>& ex, const std::vector<Row>& rows,
           seg[size_t(used + i)] = int(k);
           // Position i predicts token i + 1 of the same example when that token is a target.
           if (i + 1 < n && e.target[size_t(i) + 1]) {
-            b.labels[(base + size_t(used + i)) * size_t(V) + size_t(e.tokens[size_t(i) + 1])] = 1.0f;
+            b.labels[base + size_t(used + i)] = e.tokens[size_t(i) + 1];
             ++b.n_targets;
           }
         }

@@ -19,8 +19,8 @@ std::vector<Row> make_rows(const std::vector<SftExample>& ex, const std::vector<
 // Fills `b` with rows[first], rows[first + 1], ... (n_rows of them, at most S, never past the
 // last row: an epoch's tail is a short batch, not one wrapped to the epoch's first rows, which
 // could put the same example in a batch twice); the remaining rows of the batch are padding
-// with no targets. Token ids, positions, mask, one-hot labels.
+// with no targets. Token ids, positions, mask, label ids (-1 where a position has no target).
 void fill_batch(const std::vector<SftExample>& ex, const std::vector<Row>& rows, size_t first, size_t n_rows, int S, int T,
-                int n_vocab, Token pad, HostBatch& b);
+                Token pad, HostBatch& b);
 
 }  // namespace cogumi

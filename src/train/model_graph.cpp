@@ -87,7 +87,8 @@ RopeParams read_rope(gguf_context* g, const std::string& p, int n_ctx_train) {
 }
 
 // Reads every tensor named in `ctx` from a GGUF file into its (allocated) backend buffer; F16
-// and BF16 data are widened to F32 where the tensor in `ctx` is F32.
+// and BF16 data are widened to F32 where the tensor in `ctx` is F32. One tensor's bytes at a
+// time are on the host.
 void read_tensor_data(const std::filesystem::path& path, gguf_context* g, ggml_context* ctx) {
   for (int64_t i = 0; i < gguf_get_n_tensors(g); ++i) {
     ggml_tensor* t = ggml_get_tensor(ctx, gguf_get_tensor_name(g, i));
@@ -132,7 +133,8 @@ std::string shape_str(const int64_t* ne, int n) {
 
 }  // namespace
 
-ModelGraph::ModelGraph(const std::filesystem::path& path, ggml_backend_t backend) : path_(path), backend_(backend) {
+ModelGraph::ModelGraph(const std::filesystem::path& path, ggml_backend_t backend, bool keep_file_types)
+    : path_(path), backend_(backend) {
   if (!std::filesystem::exists(path)) fail("model file not found: '{}'", path.string());
   ggml_context* meta = nullptr;
   gguf_init_params gp{true, &meta};
@@ -148,13 +150,15 @@ ModelGraph::ModelGraph(const std::filesystem::path& path, ggml_backend_t backend
   for (int64_t i = 0; i < gguf_get_n_tensors(g.get()); ++i) {
     const char* name = gguf_get_tensor_name(g.get(), i);
     ggml_tensor* src = ggml_get_tensor(meta, name);
-    if (src->type != GGML_TYPE_F32 && src->type != GGML_TYPE_F16 && src->type != GGML_TYPE_BF16)
-      fail("'{}': tensor '{}' is {}; the trainer needs F32, F16 or BF16 weights. Train on the original F16/BF16 "
-           "GGUF, or make a trainable copy of this one: cogumi model quantize {} OUT.gguf --type f16",
+    const bool widen = src->type == GGML_TYPE_F16 || src->type == GGML_TYPE_BF16;
+    if (src->type != GGML_TYPE_F32 && !widen && (!keep_file_types || ggml_n_dims(src) < 2))
+      fail("'{}': tensor '{}' is {}; full-parameter training needs F32, F16 or BF16 weights. Train a LoRA on this "
+           "base as it is (without --full), train on the original F16/BF16 GGUF, or make a trainable copy of this "
+           "one: cogumi model quantize {} OUT.gguf --type f16",
            p, name, ggml_type_name(src->type), p);
-    // Held as F32 whatever the file's type: ggml's backward through a matmul into its input
-    // (OUT_PROD) is F32-only on CUDA and several times slower from F16 on the CPU.
-    ggml_tensor* t = ggml_new_tensor(ctx_w_, GGML_TYPE_F32, ggml_n_dims(src), src->ne);
+    // Matrices of a frozen base stay in the file's type; trained weights and vectors are F32.
+    const ggml_type type = keep_file_types && ggml_n_dims(src) >= 2 ? src->type : GGML_TYPE_F32;
+    ggml_tensor* t = ggml_new_tensor(ctx_w_, type, ggml_n_dims(src), src->ne);
     ggml_set_name(t, name);
     by_name_[name] = t;
   }
@@ -276,6 +280,8 @@ void ModelGraph::add_lora(const LoraSpec& spec, uint64_t seed, const std::filesy
     ggml_backend_tensor_set(ab.second, vb.data(), 0, ggml_nbytes(ab.second));
   }
 }
+
+size_t ModelGraph::weight_bytes() const { return ggml_backend_buffer_get_size(buf_w_); }
 
 float ModelGraph::lora_scale() const { return lora_.alpha != 0.0f ? lora_.alpha / float(lora_.rank) : 1.0f; }
 

@@ -49,12 +49,15 @@ struct LlamaHparams {
 
 class ModelGraph {
  public:
-  // Loads a llama GGUF (F32, F16 or BF16 weights, held as F32: ggml's backward through a frozen
-  // matmul needs F32 on CUDA and is slow from F16 on the CPU) into `backend`'s memory. Quantized
-  // weights are refused with an error naming the tensor, its type and a command that makes a
-  // trainable copy. Throws Error for other architectures and for tensors or settings this graph
-  // would not compute as llama.cpp does (biases, experts, longrope).
-  ModelGraph(const std::filesystem::path& gguf, ggml_backend_t backend);
+  // Loads a llama GGUF into `backend`'s memory. With `keep_file_types` (LoRA: the base is
+  // frozen) each matrix stays in its file's type, F32, F16, BF16 or any quantized type: the
+  // gradient through a frozen matmul is W^T dy, which patch 0002 computes with a matmul from a
+  // dequantized, transposed copy made on the fly. Vectors (norms, rope_freqs) are always F32.
+  // Without it (full-parameter training, where every weight is trained) F16 and BF16 weights are
+  // widened to F32 and quantized ones are refused with an error naming the tensor, its type and
+  // a command that makes a trainable copy. Throws Error for other architectures and for tensors
+  // or settings this graph would not compute as llama.cpp does (biases, experts, longrope).
+  ModelGraph(const std::filesystem::path& gguf, ggml_backend_t backend, bool keep_file_types = false);
   ~ModelGraph();
   ModelGraph(const ModelGraph&) = delete;
   ModelGraph& operator=(const ModelGraph&) = delete;
@@ -84,6 +87,8 @@ class ModelGraph {
   const std::map<std::string, ggml_tensor*>& tensors() const { return by_name_; }
   std::map<std::string, ggml_tensor*> lora_tensors() const;
   const std::filesystem::path& path() const { return path_; }
+  // Bytes of the weights as held (after any widening).
+  size_t weight_bytes() const;
 
  private:
   ggml_tensor* linear(ggml_context* ctx, ggml_tensor* x, const std::string& weight) const;

@@ -3,6 +3,8 @@
 #include <ggml-alloc.h>
 #include <ggml-cpu.h>
 
+#include <algorithm>
+#include <climits>
 #include <cmath>
 
 #include "core/error.h"
@@ -42,13 +44,16 @@ TrainGraph::TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int
   tokens_ = ggml_new_tensor_2d(ctx_static_, GGML_TYPE_I32, T, S);
   pos_ = ggml_new_tensor_1d(ctx_static_, GGML_TYPE_I32, int64_t(T) * S);
   mask_ = ggml_new_tensor_4d(ctx_static_, GGML_TYPE_F32, T, T, 1, S);
-  labels_ = ggml_new_tensor_2d(ctx_static_, GGML_TYPE_F32, V_, int64_t(T) * S);
-  row_scale_ = ggml_new_tensor_1d(ctx_static_, GGML_TYPE_F32, 1);
+  if (int64_t(V_) * T * S > int64_t(INT32_MAX))
+    fail("--batch {} x --seq-len {} x {} vocabulary entries is over 2^31 logits: use a smaller --batch or --seq-len", S,
+         T, V_);
+  label_idx_ = ggml_new_tensor_1d(ctx_static_, GGML_TYPE_I32, int64_t(T) * S);
+  label_w_ = ggml_new_tensor_2d(ctx_static_, GGML_TYPE_F32, 1, int64_t(T) * S);
   seed_ = ggml_new_tensor_1d(ctx_static_, GGML_TYPE_F32, 1);
   adamw_ = ggml_new_tensor_1d(ctx_static_, GGML_TYPE_F32, 7);
   factor_ = ggml_new_tensor_1d(ctx_static_, GGML_TYPE_F32, 1);
   inv_micro_ = ggml_new_tensor_1d(ctx_static_, GGML_TYPE_F32, 1);
-  for (ggml_tensor* t : {tokens_, pos_, mask_, labels_, row_scale_, seed_, adamw_, factor_, inv_micro_}) ggml_set_input(t);
+  for (ggml_tensor* t : {tokens_, pos_, mask_, label_idx_, label_w_, seed_, adamw_, factor_, inv_micro_}) ggml_set_input(t);
   for (ggml_tensor* p : params_) {
     acc_.push_back(ggml_new_tensor(ctx_static_, GGML_TYPE_F32, GGML_MAX_DIMS, p->ne));
     m_.push_back(ggml_new_tensor(ctx_static_, GGML_TYPE_F32, GGML_MAX_DIMS, p->ne));
@@ -65,8 +70,7 @@ TrainGraph::TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int
   ctx_graph_ = ggml_init(gp);
   ggml_context* c = ctx_graph_;
   ggml_tensor* logits = mg.build_logits(c, tokens_, pos_, mask_);
-  // ggml's cross-entropy is the mean over all T*S rows; rescale to the mean over target rows.
-  loss_ = ggml_mul(c, ggml_cross_entropy_loss(c, logits, labels_), row_scale_);
+  loss_ = build_loss(c, logits);
   ggml_set_name(loss_, "loss");
   ggml_set_loss(loss_);
   ggml_set_output(loss_);
@@ -108,6 +112,22 @@ TrainGraph::TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int
   if (!sched_) fail("cannot create the ggml scheduler for training");
 }
 
+// -sum_rows w_row * log(softmax(logits_row)[label_row]): the mean cross-entropy over target rows
+// when w is 1 / targets on them and 0 elsewhere. The 1e-30 keeps a row whose label probability
+// underflows at a loss of 69 rather than inf (and 0 * log(p) finite on masked rows); it changes
+// no loss that is not already past 60 nats.
+ggml_tensor* TrainGraph::build_loss(ggml_context* c, ggml_tensor* logits) {
+  const int64_t rows = logits->ne[1];
+  ggml_tensor* probs = ggml_soft_max(c, logits);                                   // [V, rows]
+  // Kept out of the allocator's in-place reuse: the graph allocator may otherwise compute
+  // SOFT_MAX_BACK in place over `probs` (its src1), and the CPU kernel overwrites y with dy
+  // before multiplying by y (wrong gradients; tests/train/train_step_test.cpp catches it).
+  ggml_set_output(probs);
+  ggml_tensor* picked = ggml_get_rows(c, ggml_reshape_2d(c, probs, 1, int64_t(V_) * rows), label_idx_);  // [1, rows]
+  ggml_tensor* logp = ggml_log(c, ggml_scale_bias(c, picked, 1.0f, 1e-30f));
+  return ggml_scale(c, ggml_sum(c, ggml_mul(c, logp, label_w_)), -1.0f);
+}
+
 TrainGraph::~TrainGraph() {
   if (sched_) ggml_backend_sched_free(sched_);
   if (ctx_graph_) ggml_free(ctx_graph_);
@@ -126,14 +146,23 @@ void TrainGraph::compute(ggml_cgraph* g) {
 
 void TrainGraph::set_inputs(const HostBatch& b) {
   const size_t n = size_t(T_) * S_;
-  if (b.tokens.size() != n || b.pos.size() != n || b.mask.size() != n * T_ || b.labels.size() != n * V_)
+  if (b.tokens.size() != n || b.pos.size() != n || b.mask.size() != n * T_ || b.labels.size() != n)
     fail("internal: batch of the wrong shape");
   ggml_backend_tensor_set(tokens_, b.tokens.data(), 0, n * sizeof(int32_t));
   ggml_backend_tensor_set(pos_, b.pos.data(), 0, n * sizeof(int32_t));
   ggml_backend_tensor_set(mask_, b.mask.data(), 0, b.mask.size() * sizeof(float));
-  ggml_backend_tensor_set(labels_, b.labels.data(), 0, b.labels.size() * sizeof(float));
-  float rs = b.n_targets ? float(double(n) / double(b.n_targets)) : 0.0f;
-  ggml_backend_tensor_set(row_scale_, &rs, 0, sizeof rs);
+  // Row i's label probability sits at i * V + label in the flattened softmax.
+  idx_host_.resize(n);
+  w_host_.resize(n);
+  const float w = b.n_targets ? float(1.0 / double(b.n_targets)) : 0.0f;
+  for (size_t i = 0; i < n; ++i) {
+    const int32_t l = b.labels[i];
+    if (l >= V_) fail("internal: label {} outside the {}-token vocabulary", l, V_);
+    idx_host_[i] = int32_t(i) * V_ + std::max(l, 0);
+    w_host_[i] = l >= 0 ? w : 0.0f;
+  }
+  ggml_backend_tensor_set(label_idx_, idx_host_.data(), 0, n * sizeof(int32_t));
+  ggml_backend_tensor_set(label_w_, w_host_.data(), 0, n * sizeof(float));
 }
 
 double TrainGraph::loss_of(const HostBatch& b, ggml_cgraph* g) {

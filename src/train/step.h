@@ -4,7 +4,10 @@
 // averages the loss over every row including masked ones. TrainGraph builds the same static
 // graphs itself:
 //   - forward + backward: logits -> cross-entropy over target rows only (loss = mean over the
-//     micro-batch's target tokens), gradients accumulated in place into per-parameter buffers
+//     micro-batch's target tokens), from token ids: softmax over the logits, each target row's
+//     label probability picked with ggml_get_rows from a [1, n_vocab * rows] view, weighted by
+//     1 / targets (0 for prompt and padding rows), so no dense one-hot labels [n_vocab, rows]
+//     are uploaded per step; gradients accumulated in place into per-parameter buffers
 //     (ggml_build_backward_expand with our accumulators), so gradient accumulation is free;
 //   - forward only, for validation;
 //   - the optimizer step: the global gradient norm (on the device), then, only when it is
@@ -31,7 +34,7 @@ struct HostBatch {
   std::vector<int32_t> tokens;  // [S * T]
   std::vector<int32_t> pos;     // [S * T] position within its example
   std::vector<float> mask;      // [S * T * T] 0 or -inf, row-major [s][query][key]
-  std::vector<float> labels;    // [S * T * n_vocab] one-hot rows for target positions
+  std::vector<int32_t> labels;  // [S * T] the token each position predicts; -1: no target (prompt, padding)
   size_t n_targets = 0;
   size_t n_tokens = 0;          // real (non-padding) tokens
 };
@@ -60,12 +63,18 @@ class TrainGraph {
   double step(const AdamWParams& p, int n_micro);
   int64_t steps_done() const { return iter_; }
 
+  // The trainable tensors and their accumulated gradients (sums over accumulate() calls since
+  // the last step()), in the same order.
+  const std::vector<ggml_tensor*>& params() const { return params_; }
+  const std::vector<ggml_tensor*>& gradients() const { return acc_; }
+
   // Optimizer state for checkpoints: m and v per trainable tensor, and the step count.
   std::vector<ggml_tensor*> moments() const;
   void set_steps_done(int64_t n) { iter_ = n; }
 
  private:
   void set_inputs(const HostBatch& b);
+  ggml_tensor* build_loss(ggml_context* c, ggml_tensor* logits);
   void compute(ggml_cgraph* g);
   double loss_of(const HostBatch& b, ggml_cgraph* g);  // inputs, compute `g`, read the loss
 
@@ -77,13 +86,15 @@ class TrainGraph {
   ggml_backend_buffer_t buf_static_ = nullptr;
   ggml_context* ctx_graph_ = nullptr;    // graph nodes (no data)
   ggml_backend_sched_t sched_ = nullptr;
-  ggml_tensor *tokens_ = nullptr, *pos_ = nullptr, *mask_ = nullptr, *labels_ = nullptr, *row_scale_ = nullptr;
+  ggml_tensor *tokens_ = nullptr, *pos_ = nullptr, *mask_ = nullptr, *label_idx_ = nullptr, *label_w_ = nullptr;
   ggml_tensor *seed_ = nullptr, *adamw_ = nullptr, *factor_ = nullptr, *inv_micro_ = nullptr;
   ggml_tensor *loss_ = nullptr, *norm_ = nullptr;
   std::vector<ggml_tensor*> acc_, m_, v_;
   ggml_cgraph *gf_ = nullptr, *gb_ = nullptr, *gnorm_ = nullptr, *gopt_ = nullptr;
   ggml_cgraph* allocated_ = nullptr;
   int64_t iter_ = 0;
+  std::vector<int32_t> idx_host_;  // per-step label indices and weights (reused buffers)
+  std::vector<float> w_host_;
 };
 
 // The trainer's device list: the first GPU ggml knows (all layers on it) unless `cpu_only`, then

@@ -76,13 +76,13 @@ void TrainOptions::validate() const {
 }
 
 size_t make_labels(const std::vector<std::vector<Token>>& tokens, const std::vector<std::vector<uint8_t>>& target,
-                   int T, int n_vocab, std::vector<float>& labels) {
-  labels.assign(size_t(n_vocab) * T * tokens.size(), 0.0f);
+                   int T, std::vector<int32_t>& labels) {
+  labels.assign(size_t(T) * tokens.size(), -1);
   size_t n = 0;
   for (size_t s = 0; s < tokens.size(); ++s)
     for (int i = 0; i + 1 < int(tokens[s].size()) && i < T; ++i)
       if (target[s][i + 1]) {
-        labels[(s * T + i) * size_t(n_vocab) + tokens[s][i + 1]] = 1.0f;
+        labels[s * T + size_t(i)] = tokens[s][i + 1];
         ++n;
       }
   return n;
@@ -235,9 +235,9 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
       for (auto* x : *b) ggml_backend_free(x);
     }
   } backends_free{&backends};
-  ModelGraph mg(o.model, backends.front());
+  ModelGraph mg(o.model, backends.front(), /*keep_file_types=*/!o.full);
   if (!o.full) mg.add_lora(o.lora, o.seed);
-  const int T = o.sft.max_len, S = o.batch, V = mg.hparams().n_vocab;
+  const int T = o.sft.max_len, S = o.batch;
   TrainGraph tg(mg, backends, T, S);
 
   const Token pad = tok->info().eos >= 0 ? tok->info().eos : 0;
@@ -345,7 +345,7 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
     double sum = 0;
     size_t targets = 0;
     for (size_t first = 0; first < val_rows.size(); first += S) {
-      fill_batch(val, val_rows, first, std::min<size_t>(S, val_rows.size() - first), S, T, V, pad, batch);
+      fill_batch(val, val_rows, first, std::min<size_t>(S, val_rows.size() - first), S, T, pad, batch);
       sum += tg.evaluate(batch) * double(batch.n_targets);
       targets += batch.n_targets;
     }
@@ -371,7 +371,7 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
       int n_micro = 0;
       for (; n_micro < o.grad_accum && next_row < rows.size(); ++n_micro) {
         const size_t n_rows = std::min<size_t>(size_t(S), rows.size() - next_row);
-        fill_batch(examples, rows, next_row, n_rows, S, T, V, pad, batch);
+        fill_batch(examples, rows, next_row, n_rows, S, T, pad, batch);
         next_row += n_rows;
         tokens_done += batch.n_tokens;
         double l = tg.accumulate(batch);

@@ -11,8 +11,6 @@
 // An epoch ends with a short micro-batch (and step) rather than wrapping to its first rows. Every layer runs on the first GPU when there is one.
 // Artifacts beside OUT: OUT.log.jsonl (one line per step), OUT.summary.json, OUT.loss.svg,
 // OUT.ckpt.gguf (the checkpoint).
-// Limits: labels are dense one-hot rows (n_vocab floats per position): fine for small
-// vocabularies; for 128k-vocabulary models they cost 0.5 MB per token of the micro-batch.
 #pragma once
 
 #include <atomic>
@@ -109,9 +107,9 @@ class DivergenceWatch {
 
 TrainResult train(const TrainOptions& opts, const std::function<void(const TrainStep&)>& on_step = {});
 
-// Dense labels for a micro-batch: row (s * T + i) is one-hot for tokens[s][i + 1] when that
-// token is a target, zero otherwise (masked prompt tokens, padding). Returns the target count.
+// Labels for a micro-batch: position (s * T + i) holds tokens[s][i + 1] when that token is a
+// target, -1 otherwise (masked prompt tokens, padding). Returns the target count.
 size_t make_labels(const std::vector<std::vector<Token>>& tokens, const std::vector<std::vector<uint8_t>>& target,
-                   int T, int n_vocab, std::vector<float>& labels);
+                   int T, std::vector<int32_t>& labels);
 
 }  // namespace cogumi

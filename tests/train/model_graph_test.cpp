@@ -98,7 +98,7 @@ TEST_F(ModelGraphTest, PackedExamplesSeeOnlyThemselves) {
   auto rows = make_rows(ex, {0, 1}, T, true);
   ASSERT_EQ(rows.size(), 1u);
   HostBatch b;
-  fill_batch(ex, rows, 0, 1, 1, T, V, 0, b);
+  fill_batch(ex, rows, 0, 1, 1, T, 0, b);
   ModelGraph mg(test::tiny_model(), be_);
   auto packed = logits_of(mg, be_, T, 1, b.tokens.data(), b.pos.data(), b.mask.data());
   size_t offset = 0;

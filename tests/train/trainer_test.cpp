@@ -86,18 +86,19 @@ TEST(Trainer, FullParameterLossFalls) {
 TEST(Trainer, MaskedPositionsCarryNoLabel) {
   std::vector<std::vector<Token>> toks = {{1, 10, 11, 12, 13}};
   std::vector<std::vector<uint8_t>> tgt = {{0, 0, 0, 1, 1}};
-  std::vector<float> lab;
-  EXPECT_EQ(make_labels(toks, tgt, 6, 20, lab), 2u);
-  auto row_sum = [&](int r) { float s = 0; for (int v = 0; v < 20; ++v) s += lab[r * 20 + v]; return s; };
-  EXPECT_EQ(row_sum(0), 0.0f);  // predicts 10: prompt
-  EXPECT_EQ(row_sum(1), 0.0f);  // predicts 11: prompt
-  EXPECT_EQ(lab[2 * 20 + 12], 1.0f);
-  EXPECT_EQ(lab[3 * 20 + 13], 1.0f);
-  EXPECT_EQ(row_sum(4), 0.0f);  // nothing after the last token
+  std::vector<int32_t> lab;
+  EXPECT_EQ(make_labels(toks, tgt, 6, lab), 2u);
+  ASSERT_EQ(lab.size(), 6u);
+  EXPECT_EQ(lab[0], -1);  // predicts 10: prompt
+  EXPECT_EQ(lab[1], -1);  // predicts 11: prompt
+  EXPECT_EQ(lab[2], 12);
+  EXPECT_EQ(lab[3], 13);
+  EXPECT_EQ(lab[4], -1);  // nothing after the last token
+  EXPECT_EQ(lab[5], -1);  // padding
   // Changing a prompt token's label changes nothing.
-  std::vector<float> lab2;
+  std::vector<int32_t> lab2;
   toks[0][2] = 17;
-  make_labels(toks, tgt, 6, 20, lab2);
+  make_labels(toks, tgt, 6, lab2);
   EXPECT_EQ(lab, lab2);
 }
 

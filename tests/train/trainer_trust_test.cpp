@@ -84,10 +84,10 @@ TEST(TrainerTrust, FillBatchPadsTheTailAndNeverWraps) {
   }
   auto rows = make_rows(ex, {0, 1, 2, 3, 4}, 16, false);
   HostBatch b;
-  fill_batch(ex, rows, 4, 1, 4, 16, 32, 0, b);
+  fill_batch(ex, rows, 4, 1, 4, 16, 0, b);
   EXPECT_EQ(b.n_tokens, 7u);   // only the fifth example
   EXPECT_EQ(b.n_targets, 6u);  // its 7 tokens predict 6 targets
-  EXPECT_THROW(fill_batch(ex, rows, 4, 2, 4, 16, 32, 0, b), Error);
+  EXPECT_THROW(fill_batch(ex, rows, 4, 2, 4, 16, 0, b), Error);
 }
 
 // ---- options ---------------------------------------------------------------------------------
