@@ -124,5 +124,28 @@ TEST_F(TrainStepTest, LoraGradientsMatchFiniteDifferences) {
   EXPECT_GE(checked, 5);
 }
 
+// The same LoRA (seed, data, steps) on an F16 base and on its Q4_K and Q8_0 copies: the frozen
+// quantized base trains through the same graph, to the F16 run's loss within a few percent.
+TEST_F(TrainStepTest, LoraOnQuantizedBasesReachesTheF16Loss) {
+  auto final_loss = [&](const std::string& type) {
+    ModelGraph mg(base_model(type), cpu_, true);
+    mg.add_lora(all_targets(8), 3);
+    TrainGraph tg(mg, {cpu_}, kT, kS);
+    const HostBatch b = random_batch(mg.hparams().n_vocab, 2);
+    double first = tg.accumulate(b), last = first;
+    for (int i = 0; i < 30; ++i) {
+      tg.step(AdamWParams{3e-3f}, 1);
+      last = tg.accumulate(b);
+    }
+    EXPECT_LT(last, 0.7 * first) << type << ": the LoRA must learn the batch";
+    return last;
+  };
+  const double f16 = final_loss("f16");
+  for (const char* q : {"q8_0", "q4_k_m"}) {
+    const double lq = final_loss(q);
+    EXPECT_NEAR(lq, f16, 0.05 * f16) << q << " vs f16";
+  }
+}
+
 }  // namespace
 }  // namespace cogumi
