@@ -135,6 +135,20 @@ TEST(PipelineRun, TinyEndToEndThenReusedThenOnlyWhatChanged) {
     reused += e["event"] == "stage_reused";
   }
   EXPECT_EQ(reused, 22u);
+  // A dry run says the same before anything runs, and `cogumi run` (the main job's command) reuses
+  // every stage and prints the per-domain table with 95% intervals, the gates and the stage times.
+  RunOptions dry = o;
+  dry.dry_run = true;
+  for (auto& st : run_pipeline(cfg, dry).summary.stages) EXPECT_EQ(st.status, "would reuse") << st.name;
+  Cmd cli = run_cmd(fmt::format("'{}' run '{}' --dir '{}' -q", COGUMI_BIN, (dir / "tiny.yaml").string(), cfg.work_dir.string()));
+  EXPECT_EQ(cli.status, 0) << cli.out;
+  EXPECT_NE(cli.out.find("0 stages ran, 22 reused"), std::string::npos) << cli.out;
+  EXPECT_NE(cli.out.find("| reasoning | 6 |"), std::string::npos) << cli.out;
+  EXPECT_NE(cli.out.find("[95% CI]"), std::string::npos) << cli.out;
+  EXPECT_NE(cli.out.find("3 of 3 gates passed"), std::string::npos) << cli.out;
+  const std::string md = read_file(cfg.work_dir / "report.md");
+  EXPECT_NE(md.find("## Time per stage"), std::string::npos) << md;
+  EXPECT_NE(md.find("| train.math |"), std::string::npos) << md;
 
   // 2b. An evaluation interrupted halfway (no done.json, half its items written): the next run resumes
   //     it in its directory, keeps the items it had, and reuses everything downstream (same key).
@@ -203,9 +217,21 @@ TEST(PipelineRun, ShippedConfigsPlan) {
   Cmd nano = run_cmd(fmt::format("'{}' run '{}' --dry-run --dir '{}'", COGUMI_BIN, (repo / "configs/nano.yaml").string(),
                                  (dir / "nano").string()));
   EXPECT_EQ(nano.status, 0) << nano.out;
-  for (const char* s : {"base ", "data ", "mine ", "cluster ", "train.reasoning ", "router ", "eval_system ", "report "})
+  for (const char* s : {"base ", "data ", "mine ", "cluster ", "train.math ", "router ", "eval_system ", "report "})
     EXPECT_NE(nano.out.find(s), std::string::npos) << s << "\n" << nano.out;
   EXPECT_FALSE(fs::exists(dir / "nano" / "events.jsonl"));  // a dry run runs nothing
+  // The long variant (scripts/run.sh --full) plans in the same work directory and shares the curriculum
+  // and the base's evaluation with the default (it mines and trains all four domains, the default one).
+  PipelineConfig def = PipelineConfig::load(repo / "configs/nano.yaml"), full = PipelineConfig::load(repo / "configs/nano-full.yaml");
+  EXPECT_EQ(def.work_dir, full.work_dir);
+  EXPECT_GT(full.domain("math").train.steps, def.domain("math").train.steps);
+  Plan pd(dir / "keys"), pf(dir / "keys");
+  plan_pipeline(def, pd);
+  plan_pipeline(full, pf);
+  for (const char* st : {"base", "data", "eval_base"}) EXPECT_EQ(pd.at(st).key, pf.at(st).key) << st;
+  for (const char* st : {"mine", "train.math", "eval.math", "eval_system", "report"}) EXPECT_NE(pd.at(st).key, pf.at(st).key) << st;
+  EXPECT_FALSE(pd.has("train.code"));
+  EXPECT_TRUE(pf.has("train.code"));
   // The 8B setup: the plan prints, then the files the user must provide are named, exit 1.
   Cmd llama = run_cmd(fmt::format("'{}' run '{}' --dry-run --dir '{}'", COGUMI_BIN,
                                   (repo / "configs/llama-3.1-8b.yaml").string(), (dir / "llama").string()));
