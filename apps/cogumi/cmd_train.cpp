@@ -15,7 +15,7 @@ void setup_train(CLI::App& sub) {
   static TrainOptions o;
   static std::string targets = "q,k,v,o,gate,up,down";  // LoraSpec's default
   static std::vector<std::string> data;
-  sub.add_option("-m,--model", o.model, "Base GGUF, F32, F16 or BF16 (held as F32 while training)")->required();
+  sub.add_option("-m,--model", o.model, "Base GGUF: LoRA trains on it in its own type (F32, F16, BF16 or quantized); --full needs F32/F16/BF16 (held as F32)")->required();
   sub.add_option("-d,--data", data,
                  "JSONL file[:WEIGHT] (repeatable): {instruction,input?,output}, {messages:[...]}, or "
                  "{prompt,completion}; WEIGHT 0.3 samples 30%, 2 repeats twice")

@@ -33,7 +33,7 @@ struct DataSource {
 DataSource parse_data_source(const std::string& spec);
 
 struct TrainOptions {
-  std::filesystem::path model;   // base GGUF, F32, F16 or BF16 (trained as F32)
+  std::filesystem::path model;   // base GGUF; LoRA: any type, kept as is; full: F32/F16/BF16 (trained as F32)
   std::vector<DataSource> data;  // SFT JSONL files with mixing weights
   std::filesystem::path out;     // adapter GGUF (LoRA) or model GGUF (full)
   bool full = false;             // full-parameter training (--full); otherwise LoRA
