@@ -49,6 +49,7 @@ void setup_train(CLI::App& sub) {
   sub.add_option("--save-steps", o.save_steps, "Checkpoint (OUT.ckpt.gguf) every N steps (0 = only on Ctrl-C)");
   sub.add_flag("--resume", o.resume, "Continue from OUT.ckpt.gguf");
   sub.add_flag("--cpu", o.cpu_only, "Train on the CPU even when a GPU is present");
+  sub.add_option("--device", o.device, "cpu, gpu or gpu:N (default: the first GPU if any, else the CPU)");
   sub.callback([&] {
     engine_set_verbose(globals().verbose);
     o.data.clear();

@@ -15,16 +15,19 @@ namespace {
 constexpr size_t kGraphSize = 32768;
 }
 
-std::vector<ggml_backend_t> train_backends(bool cpu_only, int n_threads) {
+std::vector<ggml_backend_t> train_backends(bool cpu_only, int n_threads, int gpu) {
   std::vector<ggml_backend_t> out;
   if (!cpu_only) {
-    for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
-      ggml_backend_dev_t d = ggml_backend_dev_get(i);
-      if (ggml_backend_dev_type(d) != GGML_BACKEND_DEVICE_TYPE_GPU) continue;
-      if (ggml_backend_t b = ggml_backend_dev_init(d, nullptr)) {
-        out.push_back(b);
-        break;
-      }
+    std::vector<ggml_backend_dev_t> gpus;
+    for (size_t i = 0; i < ggml_backend_dev_count(); ++i)
+      if (ggml_backend_dev_type(ggml_backend_dev_get(i)) == GGML_BACKEND_DEVICE_TYPE_GPU)
+        gpus.push_back(ggml_backend_dev_get(i));
+    if (gpu >= 0 && gpus.empty()) fail("--device gpu: no GPU backend in this build; rebuild with scripts/build.sh --cuda");
+    if (gpu >= int(gpus.size())) fail("--device gpu:{}: this machine has {} GPU(s) (gpu:0..gpu:{})", gpu, gpus.size(), gpus.size() - 1);
+    if (!gpus.empty()) {
+      ggml_backend_t b = ggml_backend_dev_init(gpus[size_t(std::max(gpu, 0))], nullptr);
+      if (!b && gpu >= 0) fail("--device gpu:{}: cannot start {}", gpu, ggml_backend_dev_name(gpus[size_t(gpu)]));
+      if (b) out.push_back(b);
     }
   }
   ggml_backend_t cpu = ggml_backend_cpu_init();

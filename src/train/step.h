@@ -97,8 +97,9 @@ class TrainGraph {
   std::vector<float> w_host_;
 };
 
-// The trainer's device list: the first GPU ggml knows (all layers on it) unless `cpu_only`, then
-// the CPU with n_threads. Caller frees them.
-std::vector<ggml_backend_t> train_backends(bool cpu_only, int n_threads);
+// The trainer's device list: a GPU (all layers on it) unless `cpu_only`, then the CPU with
+// n_threads. gpu < 0: the first GPU ggml knows, if any; gpu >= 0: that GPU, and an Error naming
+// what exists when there is none (a CPU-only build says how to build with CUDA). Caller frees them.
+std::vector<ggml_backend_t> train_backends(bool cpu_only, int n_threads, int gpu = -1);
 
 }  // namespace cogumi

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <numeric>
 #include <random>
+#include <regex>
 #include <sstream>
 #include <thread>
 
@@ -73,6 +74,8 @@ void TrainOptions::validate() const {
   check_range("--threads", n_threads, 0, 4096);
   if (patience > 0 && val_split <= 0 && val_data.empty()) fail("--patience needs validation data (--val-split or --val-data)");
   if (val_split > 0 && !val_data.empty()) fail("give --val-split or --val-data, not both");
+  static const std::regex kDevice("auto|cpu|gpu(:[0-9]{1,3})?");
+  if (!device.empty() && !std::regex_match(device, kDevice)) fail("--device must be cpu, gpu or gpu:N, got '{}'", device);
 }
 
 size_t make_labels(const std::vector<std::vector<Token>>& tokens, const std::vector<std::vector<uint8_t>>& target,
@@ -228,7 +231,10 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
   res.n_val = val.size();
 
   const int threads = o.n_threads > 0 ? o.n_threads : int(std::max(1u, std::thread::hardware_concurrency()));
-  std::vector<ggml_backend_t> backends = train_backends(o.cpu_only, threads);
+  int gpu = -1;  // -1: any (auto), else the index --device asked for
+  bool cpu_only = o.cpu_only || o.device == "cpu";
+  if (o.device.rfind("gpu", 0) == 0) gpu = o.device.size() > 4 ? std::stoi(o.device.substr(4)) : 0;
+  std::vector<ggml_backend_t> backends = train_backends(cpu_only, threads, gpu);
   struct BackendsFree {
     std::vector<ggml_backend_t>* b;
     ~BackendsFree() {

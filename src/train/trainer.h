@@ -60,6 +60,7 @@ struct TrainOptions {
   int save_steps = 0;            // checkpoint every N optimizer steps (0: only when interrupted)
   bool resume = false;           // continue from OUT.ckpt.gguf
   bool cpu_only = false;         // ignore GPUs
+  std::string device;            // "" or "auto": the first GPU, else the CPU; "cpu"; "gpu" or "gpu:N" (error without one)
   const std::atomic<bool>* cancel = nullptr;  // set (Ctrl-C): checkpoint and return
   bool progress = true;
   // Every numeric option in its range; errors name the command-line option.

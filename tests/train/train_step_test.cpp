@@ -147,5 +147,20 @@ TEST_F(TrainStepTest, LoraOnQuantizedBasesReachesTheF16Loss) {
   }
 }
 
+TEST(TrainDevice, GpuOnACpuOnlyBuildAndUnknownDevicesAreClearErrors) {
+  bool has_gpu = false;
+  for (size_t i = 0; i < ggml_backend_dev_count(); ++i)
+    has_gpu |= ggml_backend_dev_type(ggml_backend_dev_get(i)) == GGML_BACKEND_DEVICE_TYPE_GPU;
+  if (!has_gpu) {
+    EXPECT_NE(test::error_of([] { train_backends(false, 1, 0); }).find("rebuild with scripts/build.sh --cuda"),
+              std::string::npos);
+  }
+  EXPECT_NE(test::error_of([] { train_backends(false, 1, 999); }).find("gpu"), std::string::npos);
+  auto cpu = train_backends(true, 1, 0);  // --device cpu: the CPU alone, whatever the build
+  ASSERT_EQ(cpu.size(), 1u);
+  EXPECT_EQ(ggml_backend_dev_type(ggml_backend_get_device(cpu[0])), GGML_BACKEND_DEVICE_TYPE_CPU);
+  for (auto* b : cpu) ggml_backend_free(b);
+}
+
 }  // namespace
 }  // namespace cogumi
