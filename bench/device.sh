@@ -189,9 +189,10 @@ with open("/root/long.jsonl","w") as f:
         python3 -c 'import sys; m=max(int(x) for x in open("/root/mem.txt").read().split() if x.strip().isdigit()); print(round((m-int(sys.argv[1]))/1024,2))' "$idle"
       }
       {
-        for shape in 1b 8b; do
-          M=/root/m-$shape-f32.gguf
-          [ -f "$M" ] || "$B/cogumi" model init "$M" --shape $shape --type f32 --vocab "$VOCAB" --seed 1 >/dev/null
+        # LoRA keeps the frozen base in its file's type (patch 0002): a BF16 and a Q4_K_M base per shape.
+        for shape in 1b 8b; do for type in bf16 q4_k_m; do
+          M=/root/m-$shape-$type.gguf
+          [ -f "$M" ] || "$B/cogumi" model init "$M" --shape $shape --type $type --vocab "$VOCAB" --seed 1 >/dev/null
           for cfg in "1 1024" "4 1024" "1 2048"; do
             set -- $cfg
             [ $shape = 8b ] && [ "$1" = 4 ] && continue
@@ -201,10 +202,10 @@ with open("/root/long.jsonl","w") as f:
 log=[json.loads(l) for l in open("/root/a.gguf.log.jsonl")]
 t=[l["tokens"]/l["tokens_per_s"] for l in log]
 steady=(log[-1]["tokens"]-log[1]["tokens"])/(t[-1]-t[1])
-print(json.dumps({"impl":"cogumi","shape":sys.argv[1],"batch":int(sys.argv[2]),"seq":int(sys.argv[3]),"tokens_per_s":round(steady,1),"tokens_per_s_with_setup":round(log[-1]["tokens_per_s"],1),"peak_gib_nvidia_smi":float(sys.argv[4]),"loss":[round(log[0]["loss"],3),round(log[-1]["loss"],3)]}))' $shape $1 $2 "$MEM" || tail -5 /root/train.txt
+print(json.dumps({"impl":"cogumi","base":sys.argv[5],"shape":sys.argv[1],"batch":int(sys.argv[2]),"seq":int(sys.argv[3]),"tokens_per_s":round(steady,1),"tokens_per_s_with_setup":round(log[-1]["tokens_per_s"],1),"peak_gib_nvidia_smi":float(sys.argv[4]),"loss":[round(log[0]["loss"],3),round(log[-1]["loss"],3)]}))' $shape $1 $2 "$MEM" $type || tail -5 /root/train.txt
           done
           rm -f "$M"
-        done
+        done; done
         for spec in 1b:1:1024:8 1b:4:1024:8 1b:1:2048:8 8b:1:1024:6 8b:1:2048:6; do
           MEM=$(peak_gib /root/peft.txt python3 bench/peft_bench.py $spec)
           python3 -c 'import json,sys
