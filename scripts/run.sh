@@ -8,7 +8,7 @@
 # per-domain table with 95% intervals is printed at the end; report.html in the work directory).
 # Work goes to runs/nano (override with OUT_DIR); finished stages are reused when run again.
 #
-#   scripts/run.sh                  # the short loop, about 15 minutes on 2 CPU cores
+#   scripts/run.sh                  # the short loop, about 5 minutes on 2 CPU cores
 #   scripts/run.sh --full           # configs/nano-full.yaml: 1,000-step modifiers, about 70 minutes
 #   scripts/run.sh --dry-run        # the plan and what a rerun would reuse
 #

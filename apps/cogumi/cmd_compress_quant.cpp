@@ -20,10 +20,10 @@ void setup_imatrix(CLI::App& compress) {
   c->add_option("-m,--model", o.model, "Model GGUF (F16/F32 preferred)")->required();
   c->add_option("-f,--file", o.data, "Calibration data: text, or .jsonl (every string value)")->required();
   c->add_option("-o,--output", o.out, "imatrix GGUF to write")->required();
-  c->add_option("--chunk", o.chunk, "Tokens per chunk (llama-imatrix -c)")->capture_default_str()->check(at_least(16));
-  c->add_option("--chunks", o.chunks, "At most this many chunks (0 = all)")->capture_default_str()->check(at_least(0));
+  c->add_option("--chunk", o.chunk, "Tokens per chunk (llama-imatrix -c)")->capture_default_str()->check(CLI::Range(16, 1 << 20));
+  c->add_option("--chunks", o.chunks, "At most this many chunks (0 = all)")->capture_default_str()->check(CLI::Range(0, 4096));
   c->add_flag("--process-output", o.process_output, "Also collect output.weight");
-  c->add_option("--threads", o.n_threads, "Threads (0 = all)")->check(at_least(0));
+  c->add_option("--threads", o.n_threads, "Threads (0 = all)")->check(CLI::Range(0, 4096));
   c->callback([] {
     engine_set_verbose(globals().verbose);
     ImatrixResult r = compute_imatrix(o);
@@ -42,12 +42,12 @@ void setup_report(CLI::App& compress) {
   c->add_option("models", models, "BASE CANDIDATE [CANDIDATE...]")->required()->expected(2, 1000);
   c->add_option("--data", o.data, "Text (or .jsonl) to score on")->required();
   c->add_option("--ctx", o.ctx, "Tokens per chunk (second half scored)")->capture_default_str()->check(at_least(16));
-  c->add_option("--chunks", o.chunks, "At most this many chunks (0 = all)")->capture_default_str()->check(at_least(0));
+  c->add_option("--chunks", o.chunks, "At most this many chunks (0 = all)")->capture_default_str()->check(CLI::Range(0, 4096));
   c->add_option("--bench", o.benches, "Benchmark KIND=PATH for the accuracy delta (repeatable)");
   c->add_option("--eval-limit", o.eval_limit, "Items per benchmark for the accuracy delta (0 = none)")
-      ->check(at_least(0));
+      ->check(CLI::Range(0, 4096));
   c->add_option("--eval-dir", o.eval_dir, "Where the accuracy runs go")->capture_default_str();
-  c->add_option("--threads", o.n_threads, "Threads (0 = all)")->check(at_least(0));
+  c->add_option("--threads", o.n_threads, "Threads (0 = all)")->check(CLI::Range(0, 4096));
   c->add_option("--json", json_out, "Also write the report as JSON here");
   c->callback([] {
     engine_set_verbose(globals().verbose);

@@ -71,7 +71,7 @@ void setup_generate_cmd(CLI::App& data) {
   g->add_option("-o,--out", out, "Reply log (JSONL, appended; a rerun resumes); beside it .kept.jsonl and .report.json")->required();
   g->add_option("--spend-cap", o.spend_cap_tokens, "Stop asking after this many tokens in all (0 = no cap; overrides the config's)")
       ->check(CLI::Range(int64_t(0), int64_t(1e15)));
-  g->add_option("--limit", o.limit, "Only the first N failures (0 = all)")->capture_default_str();
+  g->add_option("--limit", o.limit, "Only the first N failures (0 = all)")->check(CLI::Range(0, 100000000))->capture_default_str();
   g->add_flag("--quiet", quiet, "No progress lines");
   g->callback([&] {
     int64_t cap = 0;

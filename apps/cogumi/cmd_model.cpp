@@ -36,7 +36,7 @@ void setup_model(CLI::App& sub) {
                      "Fit the built-in vocabulary to these files (JSONL: every string value) with byte-pair merges");
     init->add_option("--vocab-merges", o.vocab_merges, "Merges learned with --vocab-train")->capture_default_str();
     init->add_option("--name", o.name, "general.name")->capture_default_str();
-    init->add_option("--threads", o.n_threads, "Threads (0 = all)");
+    init->add_option("--threads", o.n_threads, "Threads (0 = all)")->check(CLI::Range(0, 4096));
     init->callback([&] {
       engine_set_verbose(globals().verbose);
       o.shape = model_shape_preset(preset);
@@ -68,7 +68,7 @@ void setup_model(CLI::App& sub) {
     q->add_option("--token-embd-type", qo.token_embd_type, "Type of token_embd.weight (e.g. q8_0)");
     q->add_flag("--allow-requantize", qo.allow_requantize, "Accept an already quantized input (the loss compounds)");
     q->add_flag("--pure", qo.pure, "Every tensor at --type (no mixes)");
-    q->add_option("--threads", qo.n_threads, "Threads (0 = all)")->check(at_least(0));
+    q->add_option("--threads", qo.n_threads, "Threads (0 = all)")->check(CLI::Range(0, 4096));
     q->callback([&] {
       engine_set_verbose(globals().verbose);
       for (size_t b = 0; !tensor_types.empty();) {

@@ -70,9 +70,9 @@ void setup_nano(CLI::App& sub) {
   loop->add_option("--mine-limit", l.mine_limit, "Training items per domain evaluated for failures")->check(at_least(0))->capture_default_str();
   loop->add_option("--failure-weight", l.failure_weight, "Weight of the mined failures (2 = each twice)")->check(CLI::Range(0.0, 100.0))
       ->capture_default_str();
-  loop->add_option("--domain-share", l.domain_share, "Weight of the domain's own training set beside its failures")->check(at_least(0))
+  loop->add_option("--domain-share", l.domain_share, "Weight of the domain's own training set beside its failures")->check(finite_number())->check(CLI::Range(0.0, 100.0))
       ->capture_default_str();
-  loop->add_option("--replay", l.replay, "Weight of the general mix (all domains) in each modifier's data")->check(at_least(0))
+  loop->add_option("--replay", l.replay, "Weight of the general mix (all domains) in each modifier's data")->check(finite_number())->check(CLI::Range(0.0, 100.0))
       ->capture_default_str();
   loop->add_option("--modifiers", l.modifiers, "Train modifiers for these domains only, comma-separated (default: all four)")
       ->delimiter(',');

@@ -128,7 +128,7 @@ void QuantizeOptions::validate() const {
   for (const auto& s : tensor_types) parse_override(s);
   if (!output_type.empty()) parse_ggml_type(output_type, "--output-type");
   if (!token_embd_type.empty()) parse_ggml_type(token_embd_type, "--token-embd-type");
-  if (n_threads < 0) fail("quantize: --threads must be >= 0 (got {})", n_threads);
+  if (n_threads < 0 || n_threads > 4096) fail("quantize: --threads must be in [0, 4096] (got {})", n_threads);
 }
 
 QuantizeResult quantize_model(const QuantizeOptions& opts) {

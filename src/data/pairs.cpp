@@ -50,9 +50,27 @@ std::string critique_of(const json& item) {
   return c;
 }
 
+// The template with {task} and {answer} filled in one pass: text inside a value is never read as a
+// placeholder (a task that mentions "{answer}" stays as written).
+std::string fill_critique_prompt(const std::string& tmpl, const std::string& task, const std::string& answer) {
+  std::string out;
+  for (size_t i = 0; i < tmpl.size();) {
+    if (tmpl.compare(i, 6, "{task}") == 0) {
+      out += task;
+      i += 6;
+    } else if (tmpl.compare(i, 8, "{answer}") == 0) {
+      out += answer;
+      i += 8;
+    } else {
+      out += tmpl[i++];
+    }
+  }
+  return out;
+}
+
 json critique_record(const std::string& task, const std::string& bad, const std::string& corrected,
                      const std::string& critique, const CritiqueOptions& o) {
-  std::string prompt = replace_all(replace_all(o.prompt_template, "{task}", task), "{answer}", bad);
+  std::string prompt = fill_critique_prompt(o.prompt_template, task, bad);
   json r = sft_record(prompt, critique + "\n\nCorrected answer:\n" + corrected, o.format);
   r.update(json{{"task", task}, {"bad_output", bad}, {"corrected_output", corrected}, {"critique", critique}});
   return r;

@@ -232,7 +232,12 @@ std::vector<json> ask_all(const TeacherEndpoint& ep, const std::vector<TeacherRe
           continue;
         }
         const size_t i = todo[t];
-        out[i] = pool.ask(reqs[i], keys[i]);
+        try {  // an exception escaping a worker would terminate the process without a message
+          out[i] = pool.ask(reqs[i], keys[i]);
+        } catch (const std::exception& e) {  // a failed check (sandbox), a full disk for the log
+          pool.stop(e.what());
+          return;
+        }
         std::lock_guard lk(pool.mu);
         bar.update(int64_t(++done));
       }

@@ -184,9 +184,10 @@ std::string failure_types_chart(const json& by_type) {
   int mx = 1;
   for (auto& [k, v] : by_type.items()) mx = std::max(mx, v.get<int>());
   const int rowh = 20, l = 160, w = 560;
+  // At least 80 px tall: a run with one or two failure types still gets a chart, not a sliver.
+  const int h = std::max(int(rowh * by_type.size()) + 10, 80);
   std::string s = fmt::format("<svg class=\"chart\" id=\"failure-chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" "
-                              "height=\"{}\" viewBox=\"0 0 {} {}\">\n", w, rowh * by_type.size() + 10, w,
-                              rowh * by_type.size() + 10);
+                              "height=\"{}\" viewBox=\"0 0 {} {}\">\n", w, h, w, h);
   int i = 0;
   for (auto& [k, v] : by_type.items()) {
     const double bw = std::max(1.0, (w - l - 60) * v.get<double>() / mx);

@@ -76,6 +76,7 @@ void TrainOptions::validate() const {
   if (val_split > 0 && !val_data.empty()) fail("give --val-split or --val-data, not both");
   static const std::regex kDevice("auto|cpu|gpu(:[0-9]{1,3})?");
   if (!device.empty() && !std::regex_match(device, kDevice)) fail("--device must be cpu, gpu or gpu:N, got '{}'", device);
+  if (cpu_only && device.rfind("gpu", 0) == 0) fail("--cpu and --device {} contradict each other; give one", device);
 }
 
 size_t make_labels(const std::vector<std::vector<Token>>& tokens, const std::vector<std::vector<uint8_t>>& target,

@@ -8,7 +8,8 @@
 // one along the same loss curve, and refuses a checkpoint of a run with other data (by content),
 // model, optimizer, LoRA or schedule settings. A step whose gradient norm is not finite (with a
 // finite loss) is skipped: no update, no checkpoint; kMaxSkips of them in a row stop the run.
-// An epoch ends with a short micro-batch (and step) rather than wrapping to its first rows. Every layer runs on the first GPU when there is one.
+// An epoch ends with a short micro-batch (and step) rather than wrapping to its first rows. Every layer runs on one device: the first GPU when there is one, or the one `device` names
+// (cpu, gpu, gpu:N).
 // Artifacts beside OUT: OUT.log.jsonl (one line per step), OUT.summary.json, OUT.loss.svg,
 // OUT.ckpt.gguf (the checkpoint).
 #pragma once

@@ -110,6 +110,15 @@ TEST(Pairs, CritiqueRecordsFromEvalFailures) {
   EXPECT_EQ(write_critique(d / "in.jsonl", d / "out.jsonl", co).n_records, 1u);
   EXPECT_EQ(load_jsonl(d / "out.jsonl")[0]["messages"][1]["content"], "why\n\nCorrected answer:\nc");
   EXPECT_EQ(sft_examples(d / "out.jsonl"), 1u);
+
+  // A task that mentions a placeholder keeps its own words: the template is filled in one pass.
+  write_lines(d / "braces.jsonl",
+              {{{"task", "Print the text {answer} literally."}, {"bad_output", "print(42)"}, {"corrected_output", "c"},
+                {"critique", "why"}}});
+  ASSERT_EQ(write_critique(d / "braces.jsonl", d / "braces-out.jsonl", CritiqueOptions{}).n_records, 1u);
+  const std::string prompt = load_jsonl(d / "braces-out.jsonl")[0]["instruction"];
+  EXPECT_NE(prompt.find("Task:\nPrint the text {answer} literally."), std::string::npos) << prompt;
+  EXPECT_NE(prompt.find("Answer:\nprint(42)"), std::string::npos) << prompt;
 }
 
 }  // namespace

@@ -203,7 +203,7 @@ TEST(PipelineRun, TinyEndToEndThenReusedThenOnlyWhatChanged) {
   ASSERT_EQ(std::sscanf(probe.c_str(), "svgs=%d sized=%d bars=%d", &svgs, &sized, &bars), 3) << probe;
   EXPECT_EQ(svgs, 8) << probe;
   EXPECT_EQ(sized, svgs) << probe;
-  // 4 domains x 3 bars (drawn at least 1px for 0%), 3 failure types, 16 confusion cells, 4 curves.
+  // 4 domains x 3 bars (drawn at least 1px for 0%), the failure types, 16 confusion cells, 4 curves.
   EXPECT_GE(bars, 12 + 16 + 4) << probe;
   const std::string html = read_file(cfg.work_dir / "report.html");
   EXPECT_NE(html.find("FAIL"), std::string::npos);
