@@ -4,6 +4,7 @@
 #include <cmath>
 #include <set>
 
+#include "compress/calib.h"
 #include "compress/prune_gguf.h"
 #include "compress/prune_plan.h"
 #include "compress/prune_stats.h"
@@ -16,32 +17,12 @@ namespace cogumi {
 
 namespace {
 
-void collect_strings(const json& v, std::string& out) {
-  if (v.is_string()) {
-    if (!out.empty()) out += "\n\n";
-    out += v.get<std::string>();
-  } else if (v.is_array() || v.is_object()) {
-    for (const auto& x : v) collect_strings(x, out);
-  }
-}
-
-// A text file's tokens in chunks of exactly ctx (a .jsonl file: every string value of every record).
+// A calibration or evaluation file's tokens in chunks of exactly ctx, read as imatrix and the
+// quality report read theirs (calib.h: a .jsonl file gives every string value of every record).
 std::vector<std::vector<Token>> text_chunks(const Model& model, const fs::path& path, int ctx, int max_chunks,
                                             const char* option) {
-  if (!fs::exists(path)) fail("{} file not found: '{}'", option, path.string());
-  std::string text;
-  if (path.extension() == ".jsonl")
-    read_jsonl(path, [&](const json& obj, size_t) { collect_strings(obj, text); });
-  else
-    text = read_file(path);
-  const std::vector<Token> tokens = model.tokenize(text, true, false);
-  const size_t n = std::min(tokens.size() / size_t(ctx), size_t(max_chunks));
-  if (n == 0)
-    fail("{} '{}': {} tokens, fewer than one chunk of {} (more text or a smaller --ctx)", option, path.string(),
-         tokens.size(), ctx);
-  std::vector<std::vector<Token>> chunks(n);
-  for (size_t i = 0; i < n; ++i) chunks[i].assign(tokens.begin() + long(i * ctx), tokens.begin() + long((i + 1) * ctx));
-  return chunks;
+  return calibration_chunks(model, load_calibration_text(path), ctx, max_chunks, 1,
+                            fmt::format("{} '{}'", option, path.string()));
 }
 
 // log-softmax of one row, in place (double accumulation).
