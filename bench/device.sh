@@ -6,6 +6,7 @@
 #   bench/device.sh engine   # build cogumi; 8B Q4_K_M decode: llama-batched-bench vs cogumi with
 #                            # backend (in-graph) greedy and with host greedy
 #   bench/device.sh train    # build cogumi; LoRA r=16 training, cogumi train vs PEFT, 1B and 8B shapes
+#                            # (env SHAPES="1b 8b", TYPES="bf16 q4_k_m" pick a part, to fit the 10-minute limit)
 #   bench/device.sh mixedlora [STREAMS]  # (after `llama`: it builds llama-server too) 8B Q4_K_M and three
 #                            # rank-16 random adapters: cogumi one batch vs grouped vs llama-server
 #   bench/device.sh pipeline8b  # (after `llama`) `cogumi run` on an 8B-shaped random F16 model: every stage
@@ -190,7 +191,7 @@ with open("/root/long.jsonl","w") as f:
       }
       {
         # LoRA keeps the frozen base in its file's type (patch 0002): a BF16 and a Q4_K_M base per shape.
-        for shape in 1b 8b; do for type in bf16 q4_k_m; do
+        for shape in ${SHAPES:-1b 8b}; do for type in ${TYPES:-bf16 q4_k_m}; do
           M=/root/m-$shape-$type.gguf
           [ -f "$M" ] || "$B/cogumi" model init "$M" --shape $shape --type $type --vocab "$VOCAB" --seed 1 >/dev/null
           for cfg in "1 1024" "4 1024" "1 2048"; do
@@ -207,6 +208,7 @@ print(json.dumps({"impl":"cogumi","base":sys.argv[5],"shape":sys.argv[1],"batch"
           rm -f "$M"
         done; done
         for spec in 1b:1:1024:8 1b:4:1024:8 1b:1:2048:8 8b:1:1024:6 8b:1:2048:6; do
+          case " ${SHAPES:-1b 8b} " in *" ${spec%%:*} "*) ;; *) continue ;; esac
           MEM=$(peak_gib /root/peft.txt python3 bench/peft_bench.py $spec)
           python3 -c 'import json,sys
 r=json.loads([l for l in open("/root/peft.txt") if l.startswith("{")][-1]); r["peak_gib_nvidia_smi"]=float(sys.argv[1]); print(json.dumps(r))' "$MEM" || tail -5 /root/peft.txt
