@@ -6,7 +6,8 @@
 #   bench/device.sh engine   # build cogumi; 8B Q4_K_M decode: llama-batched-bench vs cogumi with
 #                            # backend (in-graph) greedy and with host greedy
 #   bench/device.sh train    # build cogumi; LoRA r=16 training, cogumi train vs PEFT, 1B and 8B shapes
-#                            # (env SHAPES="1b 8b", TYPES="bf16 q4_k_m" pick a part, to fit the 10-minute limit)
+#                            # (env SHAPES="1b 8b", TYPES="bf16 q4_k_m", CFGS="1 1024,4 1024,1 2048" (batch seq)
+#                            # pick a part, to fit the 10-minute limit; SCHED_DEBUG=1 saves one step's op placement)
 #   bench/device.sh mixedlora [STREAMS]  # (after `llama`: it builds llama-server too) 8B Q4_K_M and three
 #                            # rank-16 random adapters: cogumi one batch vs grouped vs llama-server
 #   bench/device.sh pipeline8b  # (after `llama`) `cogumi run` on an 8B-shaped random F16 model: every stage
@@ -182,7 +183,7 @@ with open("/root/long.jsonl","w") as f:
       # sampled every 200 ms while the command runs, minus the reading before it starts (the
       # CUDA context and allocator reserve count; PyTorch's max_memory_allocated would not).
       peak_gib() {  # peak_gib LOG CMD...: runs CMD with its output in LOG, prints the peak in GiB
-        local log=$1 idle; shift idle=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
+        local log=$1 idle; shift; idle=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
         nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 >/root/mem.txt &
         local smi=$!
         "$@" >"$log" 2>&1 || true
@@ -190,11 +191,20 @@ with open("/root/long.jsonl","w") as f:
         python3 -c 'import sys; m=max(int(x) for x in open("/root/mem.txt").read().split() if x.strip().isdigit()); print(round((m-int(sys.argv[1]))/1024,2))' "$idle"
       }
       {
+        if [ -n "${SCHED_DEBUG:-}" ]; then
+          # Which backend runs each op of one training step (ggml's scheduler splits): CPU fallbacks show here.
+          M=/root/m-1b-bf16.gguf
+          [ -f "$M" ] || "$B/cogumi" model init "$M" --shape 1b --type bf16 --vocab "$VOCAB" --seed 1 >/dev/null
+          GGML_SCHED_DEBUG=2 "$B/cogumi" train -m "$M" -d /root/long.jsonl -o /root/a.gguf --lora-rank 16 \
+            --targets q,k,v,o,gate,up,down --seq-len 256 --batch 1 --max-steps 1 --train-on-inputs --clip 0 2>&1 |
+            head -c 400000 >"$OUT/sched.txt" || true
+        fi
         # LoRA keeps the frozen base in its file's type (patch 0002): a BF16 and a Q4_K_M base per shape.
         for shape in ${SHAPES:-1b 8b}; do for type in ${TYPES:-bf16 q4_k_m}; do
           M=/root/m-$shape-$type.gguf
           [ -f "$M" ] || "$B/cogumi" model init "$M" --shape $shape --type $type --vocab "$VOCAB" --seed 1 >/dev/null
-          for cfg in "1 1024" "4 1024" "1 2048"; do
+          IFS=, read -ra cfgs <<<"${CFGS:-1 1024,4 1024,1 2048}"
+          for cfg in "${cfgs[@]}"; do
             set -- $cfg
             [ $shape = 8b ] && [ "$1" = 4 ] && continue
             MEM=$(peak_gib /root/train.txt "$B/cogumi" train -m "$M" -d /root/long.jsonl -o /root/a.gguf --lora-rank 16 --lora-alpha 16 \
