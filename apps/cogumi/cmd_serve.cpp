@@ -31,6 +31,9 @@ void setup_serve(CLI::App& sub) {
   sub.add_option("--http-threads", o.http_threads, "Connections served at once (0: 2 x slots + 8)")
       ->capture_default_str();
   sub.add_option("--max-batch", o.max_batch, "Answers per engine batch")->capture_default_str();
+  sub.add_flag("--static-batches", o.static_batches,
+               "One batch at a time: requests arriving during a batch wait for its end (default: they join it "
+               "at the next decode step)");
   sub.callback([&] {
     engine_set_verbose(globals().verbose);
     o.system = system;

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "engine/gen_slot.h"
 
 namespace cogumi {
 
@@ -56,136 +57,7 @@ void GenRequest::validate() const {
   sampling.validate();
 }
 
-namespace {
-
-using Clock = std::chrono::steady_clock;
-
-struct SamplerDeleter {
-  void operator()(llama_sampler* s) const { llama_sampler_free(s); }
-};
-using SamplerPtr = std::unique_ptr<llama_sampler, SamplerDeleter>;
-
-SamplerPtr make_sampler(const SamplingParams& sp, int32_t n_vocab, const llama_vocab* vocab = nullptr,
-                        const std::string& grammar = "") {
-  llama_sampler_chain_params cp = llama_sampler_chain_default_params();
-  cp.no_perf = true;
-  SamplerPtr chain(llama_sampler_chain_init(cp));
-  if (!grammar.empty()) {  // first: later samplers only see tokens the grammar allows
-    llama_sampler* g = llama_sampler_init_grammar(vocab, grammar.c_str(), "root");
-    if (!g) return nullptr;
-    llama_sampler_chain_add(chain.get(), g);
-  }
-  if (sp.repeat_penalty != 1.0f)
-    llama_sampler_chain_add(chain.get(), llama_sampler_init_penalties(n_vocab, sp.repeat_last_n, sp.repeat_penalty,
-                                                                      0.0f, 0.0f));
-  if (sp.temperature <= 0.0f) {
-    llama_sampler_chain_add(chain.get(), llama_sampler_init_greedy());
-  } else {
-    if (sp.top_k > 0) llama_sampler_chain_add(chain.get(), llama_sampler_init_top_k(sp.top_k));
-    if (sp.top_p < 1.0f) llama_sampler_chain_add(chain.get(), llama_sampler_init_top_p(sp.top_p, 1));
-    if (sp.min_p > 0.0f) llama_sampler_chain_add(chain.get(), llama_sampler_init_min_p(sp.min_p, 1));
-    llama_sampler_chain_add(chain.get(), llama_sampler_init_temp(sp.temperature));
-    llama_sampler_chain_add(chain.get(), llama_sampler_init_dist(sp.seed));
-  }
-  return chain;
-}
-
-// Bytes at the end of s that start an incomplete UTF-8 sequence.
-size_t utf8_incomplete_tail(const std::string& s) {
-  size_t n = s.size();
-  for (size_t k = 1; k <= std::min<size_t>(3, n); ++k) {
-    unsigned char c = static_cast<unsigned char>(s[n - k]);
-    if ((c & 0xC0) == 0x80) continue;  // continuation byte
-    size_t need = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 1;
-    return need > k ? k : 0;
-  }
-  return 0;
-}
-
-// Longest suffix of text that is a proper prefix of some stop string.
-size_t stop_holdback(const std::string& text, const std::vector<std::string>& stops) {
-  size_t hold = 0;
-  for (const auto& s : stops) {
-    for (size_t k = std::min(s.size() - 1, text.size()); k > hold; --k) {
-      if (text.compare(text.size() - k, k, s, 0, k) == 0) {
-        hold = k;
-        break;
-      }
-    }
-  }
-  return hold;
-}
-
-// Log-softmax of one row: the chosen token's logprob and the top-k alternatives (ids).
-struct RawLogprob {
-  float logprob = 0.0f;
-  std::vector<std::pair<Token, float>> top;
-};
-
-struct Slot {
-  llama_seq_id seq = 0;
-  long req = -1;                 // index into the request list; -1 = free
-  std::vector<Token> prompt;
-  size_t n_fed = 0;              // prompt tokens already placed in the KV cache (incl. shared prefix)
-  int n_past = 0;                // position of the next token
-  SamplerPtr sampler;
-  std::string text;
-  size_t emitted = 0;            // bytes of text already streamed
-  int n_gen = 0;
-  Token next = -1;               // sampled token waiting to be decoded
-  int32_t logits_at = -1;        // batch index holding this slot's logits this step
-  Clock::time_point start;
-  bool stream_stopped = false;
-  std::vector<llama_token_data> cand;  // sampler candidates, reused across steps
-  Token chosen = -1;
-  RawLogprob lp;
-};
-
-RawLogprob raw_logprobs(const float* logits, int32_t n_vocab, Token chosen, int k) {
-  RawLogprob out;
-  float mx = *std::max_element(logits, logits + n_vocab);
-  double sum = 0.0;
-  for (int32_t i = 0; i < n_vocab; ++i) sum += std::exp(double(logits[i] - mx));
-  float lse = mx + float(std::log(sum));
-  out.logprob = logits[chosen] - lse;
-  if (k > 0) {
-    std::vector<int32_t> idx(n_vocab);
-    for (int32_t i = 0; i < n_vocab; ++i) idx[i] = i;
-    k = std::min(k, n_vocab);
-    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
-    for (int i = 0; i < k; ++i) out.top.emplace_back(idx[i], logits[idx[i]] - lse);
-  }
-  return out;
-}
-
-// Index of the first maximum. Two passes: a max reduction the compiler vectorises, then a
-// scan for the first element equal to it (a 128k vocabulary makes this per-step work).
-Token argmax(const float* x, int32_t n) {
-  float m = x[0];
-#pragma omp simd reduction(max : m)
-  for (int32_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
-  for (int32_t i = 0; i < n; ++i)
-    if (x[i] == m) return i;
-  return 0;
-}
-
-// Picks the next token from one row of logits. Plain greedy is an argmax (the first maximum,
-// as llama.cpp's greedy sampler picks); everything else runs the slot's llama.cpp sampler
-// chain on its own candidate buffer, so slots can be sampled in parallel.
-Token choose_token(const float* logits, int32_t n_vocab, const SamplingParams& sp, llama_sampler* chain,
-                   std::vector<llama_token_data>& cand, bool constrained = false) {
-  if (sp.temperature <= 0.0f && sp.repeat_penalty == 1.0f && !constrained)
-    return argmax(logits, n_vocab);
-  cand.resize(n_vocab);
-  for (int32_t i = 0; i < n_vocab; ++i) cand[i] = llama_token_data{i, logits[i], 0.0f};
-  llama_token_data_array arr{cand.data(), cand.size(), -1, false};
-  llama_sampler_apply(chain, &arr);
-  Token t = arr.data[arr.selected].id;
-  llama_sampler_accept(chain, t);
-  return t;
-}
-
-}  // namespace
+using namespace gen_detail;
 
 Generator::Generator(std::shared_ptr<Model> model, GeneratorOptions opts) : model_(std::move(model)), opts_(opts) {
   opts_.validate();
@@ -241,9 +113,6 @@ bool Generator::use_adapter_slots() {
 #endif
 }
 
-#ifndef LLAMA_ADAPTER_SLOTS
-static int32_t llama_set_seq_adapter_slot(llama_context*, llama_seq_id, int32_t, float) { return -1; }
-#endif
 
 std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& requests, const StreamFn& on_piece,
                                            const std::atomic<bool>* cancel) {
@@ -376,13 +245,13 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
   stats_.mixed_adapters = mixed;
   // No sequence keeps a slot from an earlier call (a context with slots but none in use
   // computes no slot deltas).
-  for (llama_seq_id s = 0; s <= prefix_seq && !slot_adapters_.empty(); ++s) llama_set_seq_adapter_slot(ctx_, s, -1, 0.0f);
+  for (llama_seq_id s = 0; s <= prefix_seq && !slot_adapters_.empty(); ++s) set_seq_adapter_slot(ctx_, s, -1, 0.0f);
   auto set_seq_group = [&](llama_seq_id seq, int g) {
     if (!mixed) return;
     int slot = -1;
     if (!keys[g].first.empty())
       slot = int(std::find(slot_names_.begin(), slot_names_.end(), keys[g].first) - slot_names_.begin());
-    if (llama_set_seq_adapter_slot(ctx_, seq, slot, keys[g].second) != 0)
+    if (set_seq_adapter_slot(ctx_, seq, slot, keys[g].second) != 0)
       fail("internal: adapter slot {} for sequence {}: {}", slot, seq, engine_last_error());
   };
   std::vector<std::vector<int>> runs;  // group indices
@@ -552,56 +421,9 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
         Slot& sl = *slp;
         const GenRequest& rq = requests[sl.req];
         GenResult& r = results[sl.req];
-        Token tok = sl.chosen;
-        if (rq.n_logprobs >= 0) {
-          TokenLogprob lp;
-          lp.token = tok;
-          lp.text = model_->token_to_piece(tok);
-          lp.logprob = sl.lp.logprob;
-          for (auto& [id, l] : sl.lp.top) lp.top.emplace_back(model_->token_to_piece(id), l);
-          r.logprobs.push_back(std::move(lp));
-        }
-        if (!rq.ignore_eos && model_->is_eog(tok)) {
-          if (rq.n_logprobs >= 0) r.logprobs.pop_back();
-          finish_slot(sl, FinishReason::kStop);
-          continue;
-        }
-        ++sl.n_gen;
-        ++stats_.n_gen_tokens;
-        size_t before = sl.text.size();
-        sl.text += model_->token_to_piece(tok);
-        // Stop strings: search only where a new match could begin.
-        bool stopped = false;
-        for (const auto& s : rq.stop) {
-          if (s.empty()) continue;
-          size_t from = before >= s.size() ? before - s.size() + 1 : 0;
-          size_t at = sl.text.find(s, from);
-          if (at != std::string::npos) {
-            sl.text.resize(at);
-            stopped = true;
-          }
-        }
-        if (stopped) {
-          finish_slot(sl, FinishReason::kStop);
-          continue;
-        }
-        if (on_piece && !sl.stream_stopped) {
-          size_t hold = std::max(stop_holdback(sl.text, rq.stop), utf8_incomplete_tail(sl.text));
-          size_t safe = sl.text.size() - hold;
-          if (safe > sl.emitted) {
-            if (!on_piece(size_t(sl.req), sl.text.substr(sl.emitted, safe - sl.emitted))) {
-              sl.stream_stopped = true;
-              finish_slot(sl, FinishReason::kCancelled);
-              continue;
-            }
-            sl.emitted = safe;
-          }
-        }
-        if (sl.n_gen >= rq.max_tokens || sl.n_past + 1 >= ctx_seq) {
-          finish_slot(sl, FinishReason::kLength);
-          continue;
-        }
-        sl.next = tok;
+        EmitFn emit;
+        if (on_piece) emit = [&](const std::string& piece) { return on_piece(size_t(sl.req), piece); };
+        if (auto why = take_token(sl, rq, r, *model_, emit, ctx_seq, stats_)) finish_slot(sl, *why);
       }
       double step_ms = std::chrono::duration<double, std::milli>(Clock::now() - ts).count();
       (prompt_step ? stats_.t_prompt_ms : stats_.t_gen_ms) += step_ms;

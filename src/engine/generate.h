@@ -132,6 +132,26 @@ struct GeneratorOptions {
 // Called for each new piece of text of request `index`; return false to stop that request.
 using StreamFn = std::function<bool(size_t index, const std::string& piece)>;
 
+// Continuous serving (Generator::serve): a request that arrives while others decode joins the
+// running batch at the next step.
+struct GenJob {
+  uint64_t id = 0;                            // the caller's name for it in the callbacks
+  GenRequest request;
+  const std::atomic<bool>* cancel = nullptr;  // once set, the request stops where it is
+};
+struct GenFeed {
+  // Called before every decode step: append the requests to admit. `idle`: nothing runs or
+  // waits, so it may block until there is work. Returning false ends serve() once the requests
+  // it already gave have finished.
+  std::function<bool(std::vector<GenJob>& admit, bool idle)> poll;
+  std::function<bool(uint64_t id, const std::string& piece)> on_piece;  // optional; false stops it
+  std::function<void(uint64_t id, GenResult result)> on_done;           // once per request
+};
+
+namespace gen_detail {
+class ServeLoop;
+}
+
 class Generator {
  public:
   Generator(std::shared_ptr<Model> model, GeneratorOptions opts = {});
@@ -146,6 +166,16 @@ class Generator {
   std::vector<GenResult> generate(const std::vector<GenRequest>& requests, const StreamFn& on_piece = {},
                                   const std::atomic<bool>* cancel = nullptr);
 
+  // A server's engine loop: serves requests as `feed` hands them over until feed.poll returns
+  // false and the requests given so far have finished. A newcomer's prompt decodes in the next
+  // step beside the running sequences' next tokens; a finished sequence frees its slot and KV
+  // cells at once, and the oldest waiting request takes them. Requests for different adapters
+  // share steps through the adapter slots; without them (mixed_adapters off, or refused) a request
+  // for another adapter waits until the running ones end. No shared prefixes. A request that is
+  // invalid or too long finishes at once with FinishReason::kError; a failed decode finishes the
+  // running ones the same way. Not at the same time as generate().
+  void serve(const GenFeed& feed);
+
   const GenStats& last_stats() const { return stats_; }
   // KV cache cells the sequences of the batch now decoding hold (0 between calls; a shared
   // prefix counts once per sequence), and the cache's size. Safe from any thread (a server's
@@ -157,6 +187,7 @@ class Generator {
 
  private:
   struct Impl;
+  friend class gen_detail::ServeLoop;
   std::shared_ptr<Model> model_;
   GeneratorOptions opts_;
   llama_context* ctx_ = nullptr;

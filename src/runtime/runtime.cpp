@@ -368,11 +368,6 @@ std::string history_text(const std::vector<ChatMessage>& history, const std::str
 
 }  // namespace
 
-struct Runtime::Plan {
-  EvalItem item;            // the request as the eval would ask it: what votes and checks read
-  size_t first = 0, n = 1;  // this request's generation requests (n > 1: accurate mode's samples)
-};
-
 // Route, override, mode and escalation: everything decided before generation.
 AskResponse Runtime::decide(const AskRequest& q, size_t i) {
   AskResponse r;
@@ -523,7 +518,7 @@ std::vector<AskResponse> Runtime::ask(const std::vector<AskRequest>& requests, c
   std::vector<size_t> ask_of(gens.size());  // generation request -> its ask request
   for (size_t i = 0; i < plans.size(); ++i)
     for (size_t s = plans[i].first; s < plans[i].first + plans[i].n; ++s) ask_of[s] = i;
-  // Fast answers stream as they come; accurate ones are known only after the vote.
+  // Fast answers stream as they come; accurate ones are known only after the vote (below).
   auto on_piece = [&](size_t gi, const std::string& piece) {
     const size_t i = ask_of[gi];
     const AskRequest& q = requests[i];
@@ -541,6 +536,9 @@ std::vector<AskResponse> Runtime::ask(const std::vector<AskRequest>& requests, c
     const size_t win = conclude(i, plans[i], res, verdicts, stream.errors_in_response, r);
     if (win == std::string::npos) continue;
     if (requests[i].n_logprobs >= 0) r.logprobs = res[win].logprobs;
+    if (stream.on_piece && plans[i].n > 1)  // accurate: the chosen answer streams once the vote decides
+      for (const std::string& piece : answer_pieces(r.text, res[win].logprobs))
+        if (!stream.on_piece(i, piece)) break;
     if (judge_confidence(requests[i], res[win], r) && !stream.on_piece) {
       unsure.push_back(i);
       continue;  // recorded once it has its escalated answer

@@ -82,6 +82,29 @@ struct AskStream {
   bool errors_in_response = false;
 };
 
+// A server's continuous path (Runtime::serve): requests handed over while others generate join
+// the engine's running batch at its next step (Generator::serve).
+struct AskJob {
+  uint64_t id = 0;  // the caller's name for it in the callbacks
+  AskRequest request;
+};
+struct AskFeed {
+  // Before every engine step: append newcomers. `idle`: nothing runs, so it may block until
+  // there is work. Returning false ends serve() once the requests given so far have finished.
+  std::function<bool(std::vector<AskJob>& admit, bool idle)> poll;
+  // A request's decision (choice, mode, probabilities, escalation), before it generates.
+  std::function<void(uint64_t id, const AskResponse& decision)> on_decision;
+  // Fast answers: each piece as it is generated. Accurate answers: the chosen sample's text, a
+  // piece per token, once the vote has decided (answer_pieces). Returning false stops it.
+  std::function<bool(uint64_t id, const std::string& piece)> on_piece;
+  // Accurate answers: `finished` of `total` samples are done (a stream's progress events).
+  std::function<void(uint64_t id, int finished, int total)> on_progress;
+  // Once per request: the answer, or why it was refused before generating (an unknown choice,
+  // mode or session) or failed (an error recording it) in `error`. The engine's refusal of a
+  // request (a prompt over the context) comes in answer.error, as with AskStream::errors_in_response.
+  std::function<void(uint64_t id, AskResponse answer, const std::string& error)> on_done;
+};
+
 struct AskResponse {
   std::string text;          // the answer
   std::string choice;        // the choice that answered
@@ -125,6 +148,11 @@ class Runtime {
   // Answers every request in one batch through the engine. Bad requests (unknown choice or
   // mode) throw before anything runs, naming the request.
   std::vector<AskResponse> ask(const std::vector<AskRequest>& requests, const AskStream& stream = {});
+  // A server's engine loop (runtime_serve.cpp): answers requests as `feed` hands them over, each
+  // decided, generated, verified, voted and recorded on its own, until feed.poll returns false
+  // and the running ones finish. Fast answers below a calibrated threshold are not re-asked (as
+  // in ask() with a stream). Throws only for engine failures outside a request.
+  void serve(const AskFeed& feed);
 
   // The choice the router makes for a query (the default without a router): route_choice().
   std::string route(const std::string& text, RouteDecision* decision = nullptr) const;
@@ -165,7 +193,14 @@ class Runtime {
   // One ask, phase by phase (runtime.cpp): decide (route, override, mode, escalation), plan
   // (prompt and generation requests), generate (in ask), verify (every sample at once),
   // conclude (the verified vote, confidence, cost).
-  struct Plan;
+  struct Plan {
+    EvalItem item;            // the request as the eval would ask it: what votes and checks read
+    size_t first = 0, n = 1;  // this request's generation requests (n > 1: accurate mode's samples)
+  };
+  struct Serving;  // one request's state in serve()
+  // Verify, vote, judge and record a request whose samples have all finished (serve()); the
+  // winning sample, or npos when the engine refused the request (r.error says why).
+  size_t complete(const AskRequest& q, AskResponse& r, const Plan& p, const std::vector<GenResult>& res);
   AskResponse decide(const AskRequest& q, size_t i);
   void plan(const AskRequest& q, AskResponse& r, Plan& p, std::vector<GenRequest>& gens);
   std::vector<Verdict> verify(const std::vector<Plan>& plans, const std::vector<GenResult>& res) const;
@@ -195,6 +230,11 @@ EvalItem item_from_request(const std::string& text, const std::string& ask_as,
 // empty. Returns the votes of the winner in *votes.
 size_t majority_vote(const std::vector<std::string>& keys, const std::vector<double>& mean_logprobs,
                      int* votes);
+
+// A finished answer cut where its tokens were (`tokens`: the sample's log-probabilities, one per
+// generated token), never inside a UTF-8 character, for streaming an answer known only at the
+// end (accurate mode). The pieces join to `text`.
+std::vector<std::string> answer_pieces(const std::string& text, const std::vector<TokenLogprob>& tokens);
 
 // The answer of one output as the vote counts it, for items of `kind`: "" when nothing can be
 // extracted (such samples never win a vote unless every sample is empty).

@@ -122,6 +122,10 @@ void set_decision_headers(httplib::Response& res, const AskResponse& d) {
   res.set_header("X-Cogumi-Escalated", d.escalated ? "true" : "false");
 }
 
+bool any_accurate(const std::vector<AskResponse>& decisions) {
+  return std::any_of(decisions.begin(), decisions.end(), [](const AskResponse& d) { return d.mode == "accurate"; });
+}
+
 // The first answer error (a prompt over the context) as the API reports it.
 std::optional<ApiError> answer_error(const std::vector<AskResponse>& answers) {
   for (auto& a : answers)
@@ -200,16 +204,29 @@ struct SseWriter {
     return sink.write(s.data(), s.size());
   }
 
+  // Accurate answers before their vote: an SSE comment (clients skip it) with the samples done,
+  // each time that count grows, so a client sees the request alive and how far it is.
+  int progress_sent = 0;
+  bool send_progress(httplib::DataSink& sink, int done, int total) {
+    if (done <= progress_sent) return true;
+    progress_sent = done;
+    const std::string s = ": " + json{{"cogumi", {{"progress", {{"samples_done", done}, {"samples", total}}}}}}.dump() + "\n\n";
+    return sink.write(s.data(), s.size());
+  }
+
   // Pieces until the job is done; false when the client left or the deadline passed.
   bool stream_pieces(httplib::DataSink& sink, std::vector<bool>& streamed, bool& timed_out) {
     for (;;) {
       std::unique_lock lk(job->mu);
-      job->cv.wait_until(lk, std::min(deadline, Clock::now() + std::chrono::milliseconds(250)),
-                         [&] { return job->done || !job->pieces.empty(); });
+      job->cv.wait_until(lk, std::min(deadline, Clock::now() + std::chrono::milliseconds(250)), [&] {
+        return job->done || !job->pieces.empty() || job->samples_done > progress_sent;
+      });
       auto pieces = std::move(job->pieces);
       job->pieces.clear();
       const bool done = job->done;
+      const int samples_done = job->samples_done, samples = job->samples_total;
       lk.unlock();
+      if (!send_progress(sink, samples_done, samples)) return false;
       for (auto& [k, piece] : pieces) {
         if (ctx.tool_calling) continue;  // calls go out whole, at the end
         streamed[k] = true;
@@ -245,9 +262,24 @@ struct SseWriter {
       return timed_out;
     }
     std::vector<AskResponse> answers;
+    std::string job_error;
     {
       std::lock_guard lk(job->mu);
       answers = job->answers;
+      job_error = job->error;
+    }
+    // Refused after the stream began (an accurate answer's prompt over the context): the error
+    // in OpenAI's shape as the last event, as for a timeout.
+    std::optional<ApiError> refused = answer_error(answers);
+    if (!refused && !job_error.empty()) refused = ApiError(400, job_error);
+    if (refused) {
+      send(sink, refused->body());
+      sink.done();
+      rec.status = refused->status;
+      rec.error_type = refused->code.empty() ? refused->type : refused->code;
+      rec.seconds = secs(t0, Clock::now());
+      notify(rec);
+      return true;
     }
     for (size_t i = 0; i < answers.size() && ok; ++i)
       for (auto& c : stream_final_chunks(*q, ctx, i, answers[i], streamed[i])) ok = ok && send(sink, c);
@@ -299,15 +331,17 @@ void Server::handle_completion(const httplib::Request& req, httplib::Response& r
   ctx.model = rec.model;
   if (rt_->router()) ctx.router_choices = rt_->router()->choices();
 
-  // Whole answers: wait for the batch. Streams: wait for the first piece (or the end), so a
-  // refusal still gets its status code and the headers carry the decision.
+  // Whole answers: wait for the batch. Fast streams: wait for the first piece (or the end), so a
+  // refusal still gets its status code and the headers carry the decision. Accurate streams
+  // start once decided (their text comes only after the vote): the role chunk at once, progress
+  // comments while the samples generate, then the chosen answer.
   // While it waits, a client that hangs up cancels its generation.
   const int fd = connection_fd(req);
   std::unique_lock lk(job->mu);
   bool ready = false, gone = false;
   while (!ready && !gone && Clock::now() < deadline) {
     ready = job->cv.wait_until(lk, std::min(deadline, Clock::now() + std::chrono::milliseconds(200)), [&] {
-      return job->done || (q->stream && job->decided && !job->pieces.empty());
+      return job->done || (q->stream && job->decided && (!job->pieces.empty() || any_accurate(job->decisions)));
     });
     gone = !ready && peer_gone(fd);
   }

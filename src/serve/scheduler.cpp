@@ -8,8 +8,9 @@ namespace cogumi::serve {
 
 using Clock = std::chrono::steady_clock;
 
-Scheduler::Scheduler(Runtime& rt, size_t max_batch) : rt_(rt), max_batch_(std::max<size_t>(1, max_batch)) {
-  thread_ = std::thread([this] { loop(); });
+Scheduler::Scheduler(Runtime& rt, size_t max_batch, bool continuous)
+    : rt_(rt), max_batch_(std::max<size_t>(1, max_batch)), continuous_(continuous) {
+  thread_ = std::thread([this] { continuous_ ? serve_loop() : loop(); });
 }
 
 Scheduler::~Scheduler() {
@@ -149,6 +150,104 @@ void Scheduler::run_batch(const std::vector<std::shared_ptr<Job>>& jobs) {
     jobs[0]->error = e.what();
     jobs[0]->decided = jobs[0]->done = true;
     jobs[0]->cv.notify_all();
+  }
+}
+
+// Continuous: before every engine step, the jobs that arrived since the last one (up to
+// max_batch answers generating); blocks while the engine has nothing to do.
+bool Scheduler::take_jobs(std::vector<AskJob>& out, bool idle) {
+  std::unique_lock lk(mu_);
+  if (idle) cv_.wait(lk, [&] { return stop_ || !queue_.empty(); });
+  if (stop_) return false;
+  size_t n = owner_.size();
+  bool took = false;
+  while (!queue_.empty() && (n == 0 || n + queue_.front()->requests.size() <= max_batch_)) {
+    std::shared_ptr<Job> job = std::move(queue_.front());
+    queue_.pop_front();
+    if (job->cancel.load()) {  // cancelled while it waited (client gone, timeout): never runs
+      std::lock_guard jl(job->mu);
+      job->error = "cancelled before it ran";
+      job->decided = job->done = true;
+      job->cv.notify_all();
+      continue;
+    }
+    job->started = Clock::now();
+    for (size_t k = 0; k < job->requests.size(); ++k, ++n) {
+      owner_[next_id_] = {job, k};
+      out.push_back(AskJob{next_id_++, job->requests[k]});
+    }
+    ++running_;
+    took = true;
+  }
+  if (took && idle) ++batches_;
+  if (running_ > largest_.load()) largest_ = running_;
+  return true;
+}
+
+void Scheduler::job_done(uint64_t id, AskResponse answer, const std::string& error) {
+  auto it = owner_.find(id);
+  if (it == owner_.end()) return;
+  auto [job, k] = it->second;
+  owner_.erase(it);
+  bool finished = false;
+  {
+    std::lock_guard lk(job->mu);
+    if (!error.empty() && job->error.empty()) job->error = error;
+    if (job->answers.empty()) job->answers.resize(job->requests.size());
+    job->answers[k] = std::move(answer);
+    finished = ++job->n_done == job->requests.size();
+    if (finished) {
+      if (std::any_of(job->answers.begin(), job->answers.end(), [](auto& a) { return a.finish_reason == "cancelled"; }))
+        ++cancelled_;
+      job->decided = job->done = true;
+      job->cv.notify_all();
+    }
+  }
+  if (finished) {
+    std::lock_guard lk(mu_);
+    --running_;
+  }
+}
+
+void Scheduler::serve_loop() {
+  AskFeed feed;
+  feed.poll = [this](std::vector<AskJob>& out, bool idle) { return take_jobs(out, idle); };
+  feed.on_decision = [this](uint64_t id, const AskResponse& d) {
+    auto& [job, k] = owner_.at(id);
+    std::lock_guard lk(job->mu);
+    if (job->decisions.empty()) job->decisions.resize(job->requests.size());
+    job->decisions[k] = d;
+    if (++job->n_decided == job->requests.size()) {
+      job->decided = true;
+      job->cv.notify_all();
+    }
+  };
+  feed.on_piece = [this](uint64_t id, const std::string& piece) {
+    auto& [job, k] = owner_.at(id);
+    if (job->cancel.load()) return false;
+    std::lock_guard lk(job->mu);
+    if (job->first_piece == Clock::time_point{}) job->first_piece = Clock::now();
+    job->pieces.emplace_back(k, piece);
+    job->cv.notify_all();
+    return true;
+  };
+  feed.on_progress = [this](uint64_t id, int finished, int total) {
+    auto& job = owner_.at(id).first;
+    std::lock_guard lk(job->mu);
+    if (finished == 1) job->samples_total += total;
+    ++job->samples_done;
+    job->cv.notify_all();
+  };
+  feed.on_done = [this](uint64_t id, AskResponse a, const std::string& error) { job_done(id, std::move(a), error); };
+  for (;;) {
+    try {
+      rt_.serve(feed);
+      return;  // the feed closed: stop_
+    } catch (const std::exception& e) {  // the engine failed outside a request: fail those in flight
+      while (!owner_.empty()) job_done(owner_.begin()->first, AskResponse{}, e.what());
+      std::lock_guard lk(mu_);
+      if (stop_) return;
+    }
   }
 }
 

@@ -74,7 +74,7 @@ Server::Server(ServeOptions opts) : opts_(std::move(opts)) {
   opts_.validate();
   rt_ = std::make_unique<Runtime>(load_config(opts_));
   if (!rt_->config().memory.empty()) (void)rt_->memory();  // opened here, not racing in handlers
-  sched_ = std::make_unique<Scheduler>(*rt_, size_t(opts_.max_batch));
+  sched_ = std::make_unique<Scheduler>(*rt_, size_t(opts_.max_batch), !opts_.static_batches);
   const int threads = opts_.http_threads > 0 ? opts_.http_threads : 2 * rt_->config().parallel + 8;
   http_.new_task_queue = [threads] { return new httplib::ThreadPool(size_t(threads)); };
   http_.set_payload_max_length(opts_.max_body);

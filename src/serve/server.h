@@ -46,6 +46,9 @@ struct ServeOptions {
   int parallel = 0;                      // engine slots (0: the system's generation.parallel); 0..255
   int http_threads = 0;                  // connections served at once (0: 2 * slots + 8); 0..4096
   int max_batch = 64;                    // answers per engine batch; 1..4096
+  // One Runtime batch at a time: a request arriving while a batch generates waits for all of it
+  // (the scheduler before continuous admission; kept for comparisons, bench/serve_arrivals.sh).
+  bool static_batches = false;
   void validate() const;                 // throws Error naming the option (--port, --timeout, ...)
 };
 
