@@ -7,6 +7,7 @@
 #include "compress/calib.h"
 #include "compress/prune_gguf.h"
 #include "compress/prune_plan.h"
+#include "compress/prune_recover.h"
 #include "compress/prune_stats.h"
 #include "core/error.h"
 #include "core/io.h"
@@ -81,6 +82,16 @@ void PruneOptions::validate() const {
   if (max_chunks < 1 || max_chunks > 100000) fail("prune: --chunks {} is outside [1, 100000]", max_chunks);
   if (eval_chunks < 1 || eval_chunks > 100000) fail("prune: --eval-chunks {} is outside [1, 100000]", eval_chunks);
   if (n_threads < 0 || n_threads > 1024) fail("prune: --threads {} is outside [0, 1024]", n_threads);
+  if (recover_data.empty()) return;
+  if (!fs::exists(recover_data)) fail("prune: --recover-data '{}' not found", recover_data.string());
+  if (recover_steps < 1 || recover_steps > 1000000) fail("prune: --recover-steps {} is outside [1, 1000000]", recover_steps);
+  if (!(recover_lr > 0.0f && recover_lr <= 1.0f)) fail("prune: --recover-lr {} is outside (0, 1]", recover_lr);
+  if (recover_rank < 1 || recover_rank > 4096) fail("prune: --recover-rank {} is outside [1, 4096]", recover_rank);
+  if (recover_batch < 1 || recover_batch > 4096) fail("prune: --recover-batch {} is outside [1, 4096]", recover_batch);
+  if (recover_seq_len < 16 || recover_seq_len > 65536)
+    fail("prune: --recover-seq-len {} is outside [16, 65536]", recover_seq_len);
+  if (fs::exists(model) && fs::exists(unrecovered_path(out)) && fs::equivalent(unrecovered_path(out), model))
+    fail("prune: the model before recovery would be written over the input '{}'; choose another --out", model.string());
 }
 
 nlohmann::json PruneResult::to_json() const {
@@ -98,10 +109,21 @@ nlohmann::json PruneResult::to_json() const {
                        layer_params_before ? 1.0 - double(layer_params_after) / double(layer_params_before) : 0.0},
                       {"file_bytes", file_bytes},
                       {"layers", layers_j}};
-  if (has_quality)
-    j["quality"] = {{"n_tokens", quality.n_tokens},   {"kld_mean", quality.kld_mean},
-                    {"kld_p99", quality.kld_p99},     {"top1_agree", quality.top1_agree},
-                    {"ppl_base", quality.ppl_base},   {"ppl_pruned", quality.ppl_pruned}};
+  auto q_json = [](const PruneQuality& q) {
+    return nlohmann::json{{"n_tokens", q.n_tokens}, {"kld_mean", q.kld_mean},     {"kld_p99", q.kld_p99},
+                          {"top1_agree", q.top1_agree}, {"ppl_base", q.ppl_base}, {"ppl_pruned", q.ppl_pruned}};
+  };
+  if (has_quality) j["quality"] = q_json(quality);
+  if (recovered) {
+    j["recovery"] = {{"mode", recovery.mode},
+                     {"steps", recovery.steps},
+                     {"skipped_steps", recovery.n_skipped},
+                     {"first_loss", recovery.first_loss},
+                     {"last_loss", recovery.last_loss},
+                     {"seconds", recovery.seconds},
+                     {"adapter", recovery.adapter.string()}};
+    if (has_quality) j["quality_unrecovered"] = q_json(quality_unrecovered);
+  }
   return j;
 }
 
@@ -118,20 +140,27 @@ PruneResult prune_model(const PruneOptions& o) {
     scores = prune_scores(src, collect_prune_acts(*model, chunks, o.n_threads));
   }
   const std::vector<PruneLayerPlan> plan = plan_prune(src, scores, make_budget(src, o, multiple));
-  src.write_pruned(o.out, plan);
+  const bool recover = !o.recover_data.empty();
+  const fs::path pruned_path = recover ? unrecovered_path(o.out) : o.out;
+  src.write_pruned(pruned_path, plan);
   PruneResult r;
-  PruneSource pruned(o.out);
+  PruneSource pruned(pruned_path);
   r.arch = pruned.arch();
   r.multiple = multiple;
   r.params_before = src.n_params();
   r.params_after = pruned.n_params();
   r.layer_params_before = src.n_layer_params();
   r.layer_params_after = pruned.n_layer_params();
-  r.file_bytes = uint64_t(fs::file_size(o.out));
   for (int il = 0; il < pruned.n_layer(); ++il)
     r.layers.push_back({plan[size_t(il)].source, pruned.n_ff(il), pruned.n_head(il), pruned.n_head_kv(il)});
+  if (recover) {
+    r.recovery = recover_pruned(pruned_path, o.out, o);
+    r.recovered = true;
+  }
+  r.file_bytes = uint64_t(fs::file_size(o.out));
   if (!o.eval.empty()) {
     r.quality = prune_quality(o.model, o.out, o.eval, o.ctx, o.eval_chunks, o.n_threads);
+    if (recover) r.quality_unrecovered = prune_quality(o.model, pruned_path, o.eval, o.ctx, o.eval_chunks, o.n_threads);
     r.has_quality = true;
   }
   fs::path summary = o.out;
@@ -142,6 +171,14 @@ PruneResult prune_model(const PruneOptions& o) {
   j["level"] = o.level;
   j["what"] = o.what;
   j["uniform"] = o.uniform;
+  if (recover) {
+    j["recovery"]["data"] = o.recover_data.string();
+    j["recovery"]["lr"] = o.recover_lr;
+    j["recovery"]["rank"] = o.recover_full ? 0 : o.recover_rank;
+    j["recovery"]["batch"] = o.recover_batch;
+    j["recovery"]["seq_len"] = o.recover_seq_len;
+    j["recovery"]["unrecovered"] = pruned_path.string();
+  }
   write_file_atomic(summary, j.dump(2) + "\n");
   return r;
 }

@@ -30,13 +30,28 @@ struct PruneOptions {
   fs::path out;                           // pruned GGUF (OUT.json beside it: the summary)
   double level = 0.2;                     // fraction of the layers' parameters removed, [0, 0.9]
   std::vector<std::string> what = {"ffn"};  // any of ffn, heads, layers; the budget is split by size
-  bool uniform = false;                   // same FFN width / head count in every layer (llama arch)
+  // Same FFN width / head count in every layer (a llama GGUF); false: widths ranked across layers
+  // (a deci GGUF). Uniform is the default: it measured better on the nano at every level, before and
+  // after recovery (bench/RESULTS.md, "Structured pruning").
+  bool uniform = true;
   int multiple = 0;                       // FFN width granularity (k-quants: 256); 0: auto
   int ctx = 128;                          // calibration chunk length (tokens)
   int max_chunks = 16;                    // calibration chunks read (cost: one forward each)
   fs::path eval;                          // optional held-out text: KLD/perplexity vs the original
   int eval_chunks = 8;
   int n_threads = 0;                      // 0: all cores
+  // Recovery (with recover_data): the pruned model fine-tuned on SFT data (cogumi train's JSONL
+  // formats, loss on the answers) becomes OUT; the model before it is kept as OUT stem +
+  // ".unrecovered.gguf". A rank-`recover_rank` LoRA on all seven linear modules merged back into
+  // the weights, or full-parameter SFT with recover_full. Warm-up 10% of the steps, cosine, packed rows.
+  fs::path recover_data;
+  int recover_steps = 200;                // optimizer steps, [1, 1e6]
+  float recover_lr = 2e-3f;               // peak learning rate, (0, 1]
+  bool recover_full = false;
+  int recover_rank = 16;                  // [1, 4096]
+  int recover_batch = 8;                  // sequences per step, [1, 4096]
+  int recover_seq_len = 256;              // tokens per packed row, [16, 65536]
+  uint64_t recover_seed = 1;
   void validate() const;                  // throws Error naming the option
 };
 
@@ -51,6 +66,13 @@ struct PruneQuality {  // the pruned model against the original on held-out text
   double kld_mean = 0, kld_p99 = 0, top1_agree = 0, ppl_base = 0, ppl_pruned = 0;
 };
 
+struct PruneRecovery {  // what recovery training did
+  std::string mode;      // lora or full
+  int steps = 0, n_skipped = 0;
+  double first_loss = 0, last_loss = 0, seconds = 0;
+  fs::path adapter;      // the LoRA merged in (lora mode)
+};
+
 struct PruneResult {
   std::string arch;                      // llama or deci
   int multiple = 0;                      // the FFN granularity used
@@ -59,11 +81,15 @@ struct PruneResult {
   uint64_t file_bytes = 0;
   std::vector<PruneLayerShape> layers;
   bool has_quality = false;
-  PruneQuality quality;
+  PruneQuality quality;                  // of OUT (after recovery when there was one)
+  bool recovered = false;
+  PruneRecovery recovery;
+  PruneQuality quality_unrecovered;      // with recovery and --eval: the pruned model before it
   nlohmann::json to_json() const;
 };
 
-// Prunes opts.model to opts.out (atomic write) and writes OUT.json. Throws Error on bad options,
+// Prunes opts.model to opts.out (atomic write), recovers it when opts.recover_data is set, and
+// writes OUT stem + ".prune.json". Throws Error on bad options,
 // an unsupported model (quantized tensors, another architecture) or a level the shape cannot give.
 PruneResult prune_model(const PruneOptions& opts);
 

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "core/error.h"
+#include "engine/gguf_keys.h"
 #include "engine/gguf_writer.h"
 
 namespace cogumi {
@@ -14,20 +15,6 @@ namespace {
 bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
 
 bool float_type(ggml_type t) { return t == GGML_TYPE_F32 || t == GGML_TYPE_F16 || t == GGML_TYPE_BF16; }
-
-int64_t int_value(const gguf_context* g, int64_t id, const std::string& where) {
-  switch (gguf_get_kv_type(g, id)) {
-    case GGUF_TYPE_UINT8: return gguf_get_val_u8(g, id);
-    case GGUF_TYPE_INT8: return gguf_get_val_i8(g, id);
-    case GGUF_TYPE_UINT16: return gguf_get_val_u16(g, id);
-    case GGUF_TYPE_INT16: return gguf_get_val_i16(g, id);
-    case GGUF_TYPE_UINT32: return gguf_get_val_u32(g, id);
-    case GGUF_TYPE_INT32: return gguf_get_val_i32(g, id);
-    case GGUF_TYPE_UINT64: return int64_t(gguf_get_val_u64(g, id));
-    case GGUF_TYPE_INT64: return gguf_get_val_i64(g, id);
-    default: fail("{}: key '{}' is {}, expected an integer", where, gguf_get_key(g, id), gguf_type_name(gguf_get_kv_type(g, id)));
-  }
-}
 
 // Copies key `id` of `src` into `dst` under `key` (every GGUF value type).
 void copy_key(gguf_context* dst, const std::string& key, const gguf_context* src, int64_t id) {
@@ -123,8 +110,7 @@ PruneSource::PruneSource(const fs::path& path) : path_(path) {
   n_head_kv_ = int_or_array("attention.head_count_kv", false, -1);
   for (size_t i = 0; i < n_head_kv_.size(); ++i)
     if (n_head_kv_[i] < 0) n_head_kv_[i] = n_head_[i];
-  const int64_t kl = gguf_find_key(g_.get(), (arch_ + ".attention.key_length").c_str());
-  head_dim_ = kl >= 0 ? int(int_value(g_.get(), kl, p)) : n_embd_ / std::max(1, n_head_[0]);
+  head_dim_ = int(gguf_int_or(g_.get(), arch_ + ".attention.key_length", n_embd_ / std::max(1, n_head_[0]), p));
   for (int il = 0; il < n_layer(); ++il)
     if (n_head_[size_t(il)] <= 0 || n_head_kv_[size_t(il)] <= 0 || n_ff_[size_t(il)] <= 0 ||
         n_head_[size_t(il)] % n_head_kv_[size_t(il)] != 0)
@@ -142,29 +128,10 @@ PruneSource::PruneSource(const fs::path& path) : path_(path) {
 
 // A per-layer value: an integer key (the same in every layer) or an array of n_layer integers.
 std::vector<int> PruneSource::int_or_array(const char* suffix, bool required, int def) const {
-  const std::string p = path_.string(), key = arch_ + "." + suffix;
-  const int64_t bid = gguf_find_key(g_.get(), (arch_ + ".block_count").c_str());
-  if (bid < 0) fail("'{}': no {}.block_count", p, arch_);
-  const int64_t n_layer = int_value(g_.get(), bid, p);
+  const std::string p = path_.string();
+  const int64_t n_layer = gguf_int_required(g_.get(), arch_ + ".block_count", p);
   if (n_layer <= 0 || n_layer > 4096) fail("'{}': {}.block_count = {} is out of range", p, arch_, n_layer);
-  const int64_t id = gguf_find_key(g_.get(), key.c_str());
-  if (id < 0) {
-    if (required) fail("'{}': no key '{}'", p, key);
-    return std::vector<int>(size_t(n_layer), def);
-  }
-  if (gguf_get_kv_type(g_.get(), id) != GGUF_TYPE_ARRAY) {
-    const int64_t v = int_value(g_.get(), id, p);
-    if (v < 0 || v > (int64_t(1) << 30)) fail("'{}': key '{}' = {} is out of range", p, key, v);
-    return std::vector<int>(size_t(n_layer), int(v));
-  }
-  const gguf_type t = gguf_get_arr_type(g_.get(), id);
-  if ((t != GGUF_TYPE_INT32 && t != GGUF_TYPE_UINT32) || int64_t(gguf_get_arr_n(g_.get(), id)) != n_layer)
-    fail("'{}': key '{}' must be {} 32-bit integers (one per layer)", p, key, n_layer);
-  const auto* d = static_cast<const int32_t*>(gguf_get_arr_data(g_.get(), id));
-  std::vector<int> out(d, d + n_layer);
-  for (int v : out)
-    if (v < 0) fail("'{}': key '{}' holds a negative value", p, key);
-  return out;
+  return gguf_ints_per_layer(g_.get(), arch_ + "." + suffix, int(n_layer), required, def, p);
 }
 
 uint64_t PruneSource::n_params() const {

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "engine/adapter.h"
+#include "engine/gguf_keys.h"
 #include "engine/gguf_writer.h"
 
 namespace cogumi {
@@ -23,55 +24,20 @@ struct GgmlDel {
   void operator()(ggml_context* c) const { ggml_free(c); }
 };
 
-// Typed GGUF reads that fail naming the key instead of tripping gguf's type asserts.
-int64_t kv_int(gguf_context* g, const std::string& key, const std::string& path, int64_t def = -1) {
-  int64_t id = gguf_find_key(g, key.c_str());
-  if (id < 0) {
-    if (def >= 0) return def;
-    fail("'{}': missing GGUF key '{}'", path, key);
-  }
-  switch (gguf_get_kv_type(g, id)) {
-    case GGUF_TYPE_UINT8: return gguf_get_val_u8(g, id);
-    case GGUF_TYPE_INT8: return gguf_get_val_i8(g, id);
-    case GGUF_TYPE_UINT16: return gguf_get_val_u16(g, id);
-    case GGUF_TYPE_INT16: return gguf_get_val_i16(g, id);
-    case GGUF_TYPE_UINT32: return gguf_get_val_u32(g, id);
-    case GGUF_TYPE_INT32: return gguf_get_val_i32(g, id);
-    case GGUF_TYPE_UINT64: return int64_t(gguf_get_val_u64(g, id));
-    case GGUF_TYPE_INT64: return gguf_get_val_i64(g, id);
-    default: fail("'{}': GGUF key '{}' is not an integer", path, key);
-  }
-}
-
-float kv_f32(gguf_context* g, const std::string& key, float def, const std::string& path) {
-  int64_t id = gguf_find_key(g, key.c_str());
-  if (id < 0) return def;
-  if (gguf_get_kv_type(g, id) == GGUF_TYPE_FLOAT32) return gguf_get_val_f32(g, id);
-  if (gguf_get_kv_type(g, id) == GGUF_TYPE_FLOAT64) return float(gguf_get_val_f64(g, id));
-  fail("'{}': GGUF key '{}' is not a float", path, key);
-}
-
-std::string kv_str(gguf_context* g, const std::string& key, const std::string& def, const std::string& path) {
-  int64_t id = gguf_find_key(g, key.c_str());
-  if (id < 0) return def;
-  if (gguf_get_kv_type(g, id) != GGUF_TYPE_STRING) fail("'{}': GGUF key '{}' is not a string", path, key);
-  return gguf_get_val_str(g, id);
-}
-
-// As llama.cpp derives ggml_rope_ext's arguments for a llama model with default context
-// parameters (llama-model.cpp load_hparams, llama-context.cpp): the llama architecture reads
-// only these keys (not the yarn_* ones other architectures read).
-RopeParams read_rope(gguf_context* g, const std::string& p, int n_ctx_train) {
+// As llama.cpp derives ggml_rope_ext's arguments for a llama (or deci) model with default context
+// parameters (llama-model.cpp load_hparams, llama-context.cpp): these architectures read only
+// these keys (not the yarn_* ones other architectures read). `a` is the key prefix ("llama.").
+RopeParams read_rope(gguf_context* g, const std::string& a, const std::string& p, int n_ctx_train) {
   RopeParams r;
-  r.freq_base = kv_f32(g, "llama.rope.freq_base", 10000.0f, p);
-  const std::string type = kv_str(g, "llama.rope.scaling.type", "linear", p);
+  r.freq_base = gguf_f32_or(g, a + "rope.freq_base", 10000.0f, p);
+  const std::string type = gguf_str_or(g, a + "rope.scaling.type", "linear", p);
   if (type == "longrope")
-    fail("'{}': llama.rope.scaling.type 'longrope' (context-dependent factors) is not supported by the trainer", p);
+    fail("'{}': {}rope.scaling.type 'longrope' (context-dependent factors) is not supported by the trainer", p, a);
   if (type != "none" && type != "linear" && type != "yarn")
-    fail("'{}': unknown llama.rope.scaling.type '{}' (llama.cpp knows none, linear, yarn, longrope)", p, type);
-  float factor = kv_f32(g, "llama.rope.scaling.factor", 0.0f, p);
-  if (factor == 0.0f) factor = kv_f32(g, "llama.rope.scale_linear", 0.0f, p);
-  if (!std::isfinite(factor) || factor < 0) fail("'{}': llama.rope.scaling.factor {} is not a valid factor", p, factor);
+    fail("'{}': unknown {}rope.scaling.type '{}' (llama.cpp knows none, linear, yarn, longrope)", p, a, type);
+  float factor = gguf_f32_or(g, a + "rope.scaling.factor", 0.0f, p);
+  if (factor == 0.0f) factor = gguf_f32_or(g, a + "rope.scale_linear", 0.0f, p);
+  if (!std::isfinite(factor) || factor < 0) fail("'{}': {}rope.scaling.factor {} is not a valid factor", p, a, factor);
   r.freq_scale = type == "none" || factor == 0.0f ? 1.0f : 1.0f / factor;
   r.ext_factor = type == "yarn" ? 1.0f : 0.0f;
   r.attn_factor = 1.0f;
@@ -80,9 +46,10 @@ RopeParams read_rope(gguf_context* g, const std::string& p, int n_ctx_train) {
     const float mscale = f <= 1.0f ? 1.0f : 0.1f * std::log(f) + 1.0f;
     r.attn_factor = mscale * (1.0f / (1.0f + 0.1f * std::log(f)));
   }
-  r.attn_factor *= kv_f32(g, "llama.rope.scaling.attn_factor", 1.0f, p);
-  r.n_ctx_orig = int(kv_int(g, "llama.rope.scaling.original_context_length", p, 0));
-  if (r.n_ctx_orig == 0) r.n_ctx_orig = n_ctx_train;
+  r.attn_factor *= gguf_f32_or(g, a + "rope.scaling.attn_factor", 1.0f, p);
+  const int64_t orig = gguf_int_or(g, a + "rope.scaling.original_context_length", 0, p);
+  if (orig < 0 || orig > (int64_t(1) << 30)) fail("'{}': {}rope.scaling.original_context_length {} is out of range", p, a, orig);
+  r.n_ctx_orig = orig == 0 ? n_ctx_train : int(orig);
   return r;
 }
 
@@ -109,7 +76,7 @@ void read_tensor_data(const std::filesystem::path& path, gguf_context* g, ggml_c
 // graph computes (a bias, an expert, a fused QKV), so training it would not train what
 // llama.cpp serves.
 std::vector<int64_t> expected_shape(const std::string& name, const LlamaHparams& hp) {
-  const int64_t e = hp.n_embd, kv = int64_t(hp.head_dim()) * hp.n_head_kv, v = hp.n_vocab;
+  const int64_t e = hp.n_embd, v = hp.n_vocab;
   if (name == "token_embd.weight" || name == "output.weight") return {e, v};
   if (name == "output_norm.weight") return {e};
   if (name == "rope_freqs.weight") return {hp.n_rot / 2};
@@ -117,11 +84,14 @@ std::vector<int64_t> expected_shape(const std::string& name, const LlamaHparams&
   char rest[64] = {0};
   if (std::sscanf(name.c_str(), "blk.%d.%63s", &layer, rest) != 2 || layer < 0 || layer >= hp.n_layer) return {};
   const std::string r = rest;
+  const LayerShape& ls = hp.layers[size_t(layer)];
+  const int64_t q = int64_t(hp.head_dim()) * ls.n_head, kv = int64_t(hp.head_dim()) * ls.n_head_kv;
   if (r == "attn_norm.weight" || r == "ffn_norm.weight") return {e};
-  if (r == "attn_q.weight" || r == "attn_output.weight") return {e, e};
+  if (r == "attn_q.weight") return {e, q};
+  if (r == "attn_output.weight") return {q, e};
   if (r == "attn_k.weight" || r == "attn_v.weight") return {e, kv};
-  if (r == "ffn_gate.weight" || r == "ffn_up.weight") return {e, hp.n_ff};
-  if (r == "ffn_down.weight") return {hp.n_ff, e};
+  if (r == "ffn_gate.weight" || r == "ffn_up.weight") return {e, ls.n_ff};
+  if (r == "ffn_down.weight") return {ls.n_ff, e};
   return {};
 }
 
@@ -133,7 +103,7 @@ std::string shape_str(const int64_t* ne, int n) {
 
 }  // namespace
 
-ModelGraph::ModelGraph(const std::filesystem::path& path, ggml_backend_t backend, bool keep_file_types)
+ModelGraph::ModelGraph(const std::filesystem::path& path, ggml_backend_t backend, bool keep_file_types, bool load_data)
     : path_(path), backend_(backend) {
   if (!std::filesystem::exists(path)) fail("model file not found: '{}'", path.string());
   ggml_context* meta = nullptr;
@@ -142,8 +112,9 @@ ModelGraph::ModelGraph(const std::filesystem::path& path, ggml_backend_t backend
   if (!g) fail("'{}' is not a readable GGUF file", path.string());
   std::unique_ptr<ggml_context, GgmlDel> meta_owner(meta);
   const std::string p = path.string();
-  const std::string arch = kv_str(g.get(), "general.architecture", "", p);
-  if (arch != "llama") fail("'{}': the trainer supports the llama architecture, not '{}'", p, arch);
+  hp_.arch = gguf_str_or(g.get(), "general.architecture", "", p);
+  if (hp_.arch != "llama" && hp_.arch != "deci")
+    fail("'{}': the trainer supports the llama and deci architectures, not '{}'", p, hp_.arch);
   read_hparams(g.get());
   ggml_init_params ip{size_t(gguf_get_n_tensors(g.get()) + 8) * ggml_tensor_overhead(), nullptr, true};
   ctx_w_ = ggml_init(ip);
@@ -163,35 +134,67 @@ ModelGraph::ModelGraph(const std::filesystem::path& path, ggml_backend_t backend
     by_name_[name] = t;
   }
   check_tensors();
+  if (!load_data) return;
   buf_w_ = ggml_backend_alloc_ctx_tensors(ctx_w_, backend_);
   if (!buf_w_) fail("out of memory loading '{}'", p);
   read_tensor_data(path, g.get(), ctx_w_);
 }
 
 void ModelGraph::read_hparams(gguf_context* g) {
-  const std::string p = path_.string();
-  auto dim = [&](const std::string& key, int64_t def = -1) {
-    const int64_t x = kv_int(g, key, p, def);
-    if (x <= 0 || x > (int64_t(1) << 30)) fail("'{}': GGUF key '{}' = {} is out of range", p, key, x);
+  const std::string p = path_.string(), a = hp_.arch + ".";
+  constexpr int64_t kMax = int64_t(1) << 30;
+  auto dim = [&](const std::string& key, int64_t def) {
+    const int64_t x = def < 0 ? gguf_int_required(g, a + key, p) : gguf_int_or(g, a + key, def, p);
+    if (x <= 0 || x > kMax) fail("'{}': GGUF key '{}{}' = {} is out of range", p, a, key, x);
     return int(x);
   };
-  hp_.n_embd = dim("llama.embedding_length");
-  hp_.n_layer = dim("llama.block_count");
-  hp_.n_head = dim("llama.attention.head_count");
-  hp_.n_head_kv = dim("llama.attention.head_count_kv", hp_.n_head);
-  hp_.n_ff = dim("llama.feed_forward_length");
-  hp_.n_ctx_train = dim("llama.context_length");
-  if (hp_.n_embd % hp_.n_head != 0 || hp_.n_head % hp_.n_head_kv != 0)
-    fail("'{}': {} heads ({} key/value heads) do not divide the embedding width {}", p, hp_.n_head, hp_.n_head_kv,
-         hp_.n_embd);
-  hp_.n_rot = dim("llama.rope.dimension_count", hp_.head_dim());
-  // llama.cpp's llama graph requires these (llama-model.cpp); other values would be a different model.
-  if (hp_.n_rot != hp_.head_dim()) fail("'{}': llama.rope.dimension_count {} is not the head size {}", p, hp_.n_rot, hp_.head_dim());
-  for (const char* k : {"llama.attention.key_length", "llama.attention.value_length"})
-    if (kv_int(g, k, p, hp_.head_dim()) != hp_.head_dim()) fail("'{}': {} is not the head size {} (not supported)", p, k, hp_.head_dim());
-  if (kv_int(g, "llama.expert_count", p, 0) > 1) fail("'{}': mixture-of-experts llama models are not supported by the trainer", p);
-  hp_.rms_eps = kv_f32(g, "llama.attention.layer_norm_rms_epsilon", 1e-5f, p);
-  hp_.rope = read_rope(g, p, hp_.n_ctx_train);
+  hp_.n_embd = dim("embedding_length", -1);
+  hp_.n_layer = dim("block_count", -1);
+  hp_.n_ctx_train = dim("context_length", -1);
+  // Each block has 9 tensors: a block count the file cannot hold is refused before anything per
+  // block is built (block_count may claim up to 2^30 blocks).
+  constexpr int64_t kBlockTensors = 9;
+  if (int64_t(hp_.n_layer) > gguf_get_n_tensors(g) / kBlockTensors)
+    fail("'{}': {}block_count {} needs {} block tensors, the file has {} tensors in all", p, a, hp_.n_layer,
+         int64_t(hp_.n_layer) * kBlockTensors, gguf_get_n_tensors(g));
+  // Per block (deci: arrays; llama: one value, which a llama GGUF must hold as a scalar).
+  const std::vector<int> ff = gguf_ints_per_layer(g, a + "feed_forward_length", hp_.n_layer, true, 0, p);
+  const std::vector<int> head = gguf_ints_per_layer(g, a + "attention.head_count", hp_.n_layer, true, 0, p);
+  std::vector<int> head_kv = gguf_ints_per_layer(g, a + "attention.head_count_kv", hp_.n_layer, false, -1, p);
+  if (hp_.arch == "llama")
+    for (const char* k : {"feed_forward_length", "attention.head_count", "attention.head_count_kv"}) {
+      const int64_t id = gguf_find_key(g, (a + k).c_str());
+      if (id >= 0 && gguf_get_kv_type(g, id) == GGUF_TYPE_ARRAY)
+        fail("'{}': {}{} is per block; a llama GGUF has one value (uneven blocks are the deci architecture)", p, a, k);
+    }
+  hp_.layers.clear();
+  for (int il = 0; il < hp_.n_layer; ++il) {
+    LayerShape ls{head[size_t(il)], head_kv[size_t(il)] < 0 ? head[size_t(il)] : head_kv[size_t(il)], ff[size_t(il)]};
+    // llama.cpp's deci graph also has attention-free (0 heads), "linear attention" (0 KV heads) and
+    // FFN-free blocks; the trainer's graph computes none of them (pruning never writes them).
+    if (ls.n_head <= 0 || ls.n_head_kv <= 0 || ls.n_ff <= 0 || ls.n_head % ls.n_head_kv != 0)
+      fail("'{}': block {} has {} heads, {} key/value heads and FFN width {}: the trainer needs attention with "
+           "whole key/value groups and an FFN in every block", p, il, ls.n_head, ls.n_head_kv, ls.n_ff);
+    hp_.n_head = std::max(hp_.n_head, ls.n_head);
+    hp_.n_head_kv = std::max(hp_.n_head_kv, ls.n_head_kv);
+    hp_.n_ff = std::max(hp_.n_ff, ls.n_ff);
+    hp_.layers.push_back(ls);
+  }
+  // llama.cpp: the head size is attention.key_length, else n_embd / block 0's head count.
+  const int head0 = hp_.layers[0].n_head;
+  if (gguf_find_key(g, (a + "attention.key_length").c_str()) < 0 && hp_.n_embd % head0 != 0)
+    fail("'{}': {} heads do not divide the embedding width {} (and {}attention.key_length is not set)", p, head0,
+         hp_.n_embd, a);
+  hp_.n_embd_head = dim("attention.key_length", hp_.n_embd / head0);
+  hp_.n_rot = dim("rope.dimension_count", hp_.head_dim());
+  // llama.cpp's llama and deci graphs require these (llama-model.cpp); other values would be a different model.
+  if (hp_.n_rot != hp_.head_dim())
+    fail("'{}': {}rope.dimension_count {} is not the head size {}", p, a, hp_.n_rot, hp_.head_dim());
+  if (dim("attention.value_length", hp_.head_dim()) != hp_.head_dim())
+    fail("'{}': {}attention.value_length is not the head size {} (not supported)", p, a, hp_.head_dim());
+  if (gguf_int_or(g, a + "expert_count", 0, p) > 1) fail("'{}': mixture-of-experts models are not supported by the trainer", p);
+  hp_.rms_eps = gguf_f32_or(g, a + "attention.layer_norm_rms_epsilon", 1e-5f, p);
+  hp_.rope = read_rope(g, a, p, hp_.n_ctx_train);
 }
 
 void ModelGraph::check_tensors() {
@@ -207,12 +210,6 @@ void ModelGraph::check_tensors() {
     if (n != int(want.size()) || !std::equal(want.begin(), want.end(), t->ne))
       fail("'{}': tensor '{}' is {}, expected {}", p, name, shape_str(t->ne, n), shape_str(want.data(), int(want.size())));
   }
-  // Each block has 9 tensors: a block count the file cannot hold is refused before the names of
-  // its tensors are built (llama.block_count may claim up to 2^30 blocks).
-  constexpr size_t kBlockTensors = 9;
-  if (size_t(hp_.n_layer) > by_name_.size() / kBlockTensors)
-    fail("'{}': llama.block_count {} needs {} block tensors, the file has {} tensors in all", p, hp_.n_layer,
-         uint64_t(hp_.n_layer) * kBlockTensors, by_name_.size());
   std::vector<std::string> need = {"output_norm.weight"};
   for (int l = 0; l < hp_.n_layer; ++l)
     for (const char* w : {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up",
@@ -252,14 +249,15 @@ void ModelGraph::add_lora(const LoraSpec& spec, uint64_t seed, const std::filesy
     lora_ab_[name] = {a, b};
   }
   if (lora_ab_.empty()) fail("'{}' has no tensors matching the LoRA targets", path_.string());
+  has_lora_ = true;
+  if (!buf_w_) return;  // shapes only (load_data false)
   buf_l_ = ggml_backend_alloc_ctx_tensors(ctx_l_, backend_);
   if (!buf_l_) fail("out of memory allocating LoRA tensors for '{}'", path_.string());
-  has_lora_ = true;
   if (!from.empty()) {
     gguf_init_params gp{true, nullptr};
     std::unique_ptr<gguf_context, GgufDel> g(gguf_init_from_file(from.c_str(), gp));
     if (!g) fail("'{}' is not a readable GGUF file", from.string());
-    lora_.alpha = kv_f32(g.get(), "adapter.lora.alpha", 0.0f, from.string());
+    lora_.alpha = gguf_f32_or(g.get(), "adapter.lora.alpha", 0.0f, from.string());
     read_tensor_data(from, g.get(), ctx_l_);
     return;
   }
@@ -339,24 +337,25 @@ ggml_tensor* ModelGraph::build_logits(ggml_context* ctx, ggml_tensor* tokens, gg
   ggml_tensor* x = ggml_get_rows(ctx, by_name_.at("token_embd.weight"), ggml_reshape_1d(ctx, tokens, T * S));
   for (int l = 0; l < hp_.n_layer; ++l) {
     const std::string b = "blk." + std::to_string(l) + ".";
+    const int n_head = hp_.layers[size_t(l)].n_head, n_head_kv = hp_.layers[size_t(l)].n_head_kv;
     ggml_tensor* h = ggml_mul(ctx, ggml_rms_norm(ctx, x, hp_.rms_eps), by_name_.at(b + "attn_norm.weight"));
-    ggml_tensor* q = ggml_reshape_4d(ctx, linear(ctx, h, b + "attn_q.weight"), hd, hp_.n_head, T, S);
-    ggml_tensor* k = ggml_reshape_4d(ctx, linear(ctx, h, b + "attn_k.weight"), hd, hp_.n_head_kv, T, S);
-    ggml_tensor* v = ggml_reshape_4d(ctx, linear(ctx, h, b + "attn_v.weight"), hd, hp_.n_head_kv, T, S);
+    ggml_tensor* q = ggml_reshape_4d(ctx, linear(ctx, h, b + "attn_q.weight"), hd, n_head, T, S);
+    ggml_tensor* k = ggml_reshape_4d(ctx, linear(ctx, h, b + "attn_k.weight"), hd, n_head_kv, T, S);
+    ggml_tensor* v = ggml_reshape_4d(ctx, linear(ctx, h, b + "attn_v.weight"), hd, n_head_kv, T, S);
     q = rope(ctx, q, pos, mask != nullptr);
     k = rope(ctx, k, pos, mask != nullptr);
     ggml_tensor* Q = ggml_permute(ctx, q, 0, 2, 1, 3);                   // [hd, T, n_head, S]
     ggml_tensor* K = ggml_cont(ctx, ggml_permute(ctx, k, 0, 2, 1, 3));   // [hd, T, n_head_kv, S]
     ggml_tensor* V = ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3));   // [T, hd, n_head_kv, S]
-    if (hp_.n_head != hp_.n_head_kv) {
+    if (n_head != n_head_kv) {
       // Grouped-query attention: repeat each K/V head for its group (head h reads kv head
       // h / group, as llama.cpp does). ggml's mul_mat backward cannot broadcast heads when
       // there is also a batch dimension, so the heads are expanded explicitly.
-      const int g = hp_.n_head / hp_.n_head_kv;
+      const int g = n_head / n_head_kv;
       auto expand = [&](ggml_tensor* t, int64_t d0, int64_t d1) {
-        ggml_tensor* r = ggml_reshape_4d(ctx, t, d0 * d1, 1, hp_.n_head_kv, S);
-        r = ggml_repeat(ctx, r, ggml_new_tensor_4d(ctx, GGML_TYPE_F32, d0 * d1, g, hp_.n_head_kv, S));
-        return ggml_reshape_4d(ctx, r, d0, d1, hp_.n_head, S);
+        ggml_tensor* r = ggml_reshape_4d(ctx, t, d0 * d1, 1, n_head_kv, S);
+        r = ggml_repeat(ctx, r, ggml_new_tensor_4d(ctx, GGML_TYPE_F32, d0 * d1, g, n_head_kv, S));
+        return ggml_reshape_4d(ctx, r, d0, d1, n_head, S);
       };
       K = expand(K, hd, T);
       V = expand(V, T, hd);
@@ -366,7 +365,7 @@ ggml_tensor* ModelGraph::build_logits(ggml_context* ctx, ggml_tensor* tokens, gg
               : ggml_soft_max_ext(ctx, ggml_diag_mask_inf(ctx, kq, 0), nullptr, 1.0f / std::sqrt(float(hd)), 0.0f);
     ggml_tensor* kqv = ggml_mul_mat(ctx, V, kq);                       // [hd, T_q, n_head, S]
     ggml_tensor* o = ggml_cont(ctx, ggml_permute(ctx, kqv, 0, 2, 1, 3));  // [hd, n_head, T, S]
-    o = ggml_reshape_2d(ctx, o, hp_.n_embd, T * S);
+    o = ggml_reshape_2d(ctx, o, int64_t(hd) * n_head, T * S);
     x = ggml_add(ctx, x, linear(ctx, o, b + "attn_output.weight"));
     h = ggml_mul(ctx, ggml_rms_norm(ctx, x, hp_.rms_eps), by_name_.at(b + "ffn_norm.weight"));
     ggml_tensor* gate = linear(ctx, h, b + "ffn_gate.weight");

@@ -5,6 +5,8 @@
 // trainer builds the forward pass here, from the same GGUF weights, using only ggml ops that
 // have a backward pass. The forward pass matches llama.cpp's logits for the same model and
 // adapter (tests/train/model_graph_test.cpp), so what is trained is what llama.cpp serves.
+// `deci` GGUFs (per-block FFN widths and head counts, as `cogumi compress prune` writes uneven
+// ones) are read too and computed as llama.cpp's deci graph does: a llama block at each block's shape.
 //
 // Weights live in one backend buffer (CPU here; the same code takes a CUDA backend).
 // LoRA: for each targeted weight W, trainable A [n_in, r] and B [r, n_out];
@@ -40,16 +42,27 @@ struct RopeParams {
   int n_ctx_orig = 0;        // llama.rope.scaling.original_context_length, else the training context
 };
 
+// One block's shape. The same in every block of a `llama` GGUF; per block in a `deci` GGUF
+// (Llama-3.1-Nemotron's architecture, which `cogumi compress prune` writes for uneven widths).
+struct LayerShape {
+  int n_head = 0, n_head_kv = 0, n_ff = 0;
+};
+
 struct LlamaHparams {
+  std::string arch = "llama";  // llama or deci: the GGUF's general.architecture (and its keys' prefix)
+  // n_head, n_head_kv and n_ff are the largest over the blocks (the shape of a llama GGUF's every
+  // block); `layers` holds each block's own.
   int n_vocab = 0, n_embd = 0, n_layer = 0, n_head = 0, n_head_kv = 0, n_ff = 0, n_ctx_train = 0, n_rot = 0;
+  int n_embd_head = 0;  // attention.key_length, else n_embd / block 0's head count (as llama.cpp)
+  std::vector<LayerShape> layers;
   float rms_eps = 1e-5f;
   RopeParams rope;
-  int head_dim() const { return n_embd / n_head; }
+  int head_dim() const { return n_embd_head; }
 };
 
 class ModelGraph {
  public:
-  // Loads a llama GGUF into `backend`'s memory. With `keep_file_types` (LoRA: the base is
+  // Loads a llama or deci GGUF into `backend`'s memory. With `keep_file_types` (LoRA: the base is
   // frozen) each matrix stays in its file's type, F32, F16, BF16 or any quantized type: the
   // gradient through a frozen matmul is W^T dy, which patch 0002 computes with a matmul from a
   // dequantized, transposed copy made on the fly. Vectors (norms, rope_freqs) are always F32.
@@ -57,12 +70,16 @@ class ModelGraph {
   // widened to F32 and quantized ones are refused with an error naming the tensor, its type and
   // a command that makes a trainable copy. Throws Error for other architectures and for tensors
   // or settings this graph would not compute as llama.cpp does (biases, experts, longrope).
-  ModelGraph(const std::filesystem::path& gguf, ggml_backend_t backend, bool keep_file_types = false);
+  // Without `load_data` nothing is allocated or read (a memory estimate, train/memory.h): the
+  // tensors, LoRA ones too, have their shapes and types only, enough to build the graphs.
+  ModelGraph(const std::filesystem::path& gguf, ggml_backend_t backend, bool keep_file_types = false,
+             bool load_data = true);
   ~ModelGraph();
   ModelGraph(const ModelGraph&) = delete;
   ModelGraph& operator=(const ModelGraph&) = delete;
 
   const LlamaHparams& hparams() const { return hp_; }
+  const std::string& arch() const { return hp_.arch; }  // llama or deci (its adapters must say the same)
   // Adds LoRA tensors or loads them from an adapter GGUF (`from`). Fresh ones start as PEFT's
   // do: A ~ Kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(n_in), 1/sqrt(n_in)), seeded with
   // `seed`; B zero (unless init_b_std > 0), so the adapter starts as a no-op. Throws for an

@@ -116,7 +116,7 @@ float lr_at(const TrainOptions& o, int step, int total) {
 void save_lora(const ModelGraph& mg, const std::filesystem::path& out) {
   GgufWriter w;
   gguf_set_val_str(w.kv(), "general.type", "adapter");
-  gguf_set_val_str(w.kv(), "general.architecture", "llama");
+  gguf_set_val_str(w.kv(), "general.architecture", mg.arch().c_str());  // llama.cpp checks it against the base
   gguf_set_val_str(w.kv(), "adapter.type", "lora");
   gguf_set_val_f32(w.kv(), "adapter.lora.alpha", mg.lora().alpha);
   auto ts = mg.lora_tensors();

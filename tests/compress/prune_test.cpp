@@ -171,6 +171,7 @@ TEST(Prune, UnevenWidthsWriteADeciModelThatLlamaCppLoadsAndRuns) {
                             [&](const std::string& n, float* d, int64_t ne0, int64_t) { zero_neuron(n, d, ne0, 1, dead); });
   PruneOptions o = options(m, "deci.gguf", 0.2);
   o.multiple = 32;
+  o.uniform = false;  // --uneven
   const PruneResult r = prune_model(o);
   EXPECT_EQ(r.arch, "deci");
   ASSERT_EQ(r.layers.size(), 4u);
@@ -232,6 +233,53 @@ TEST(Prune, AnIdentityLayerIsTheLayerRemoved) {
   for (size_t i = 0; i < la.size(); ++i) ASSERT_NEAR(la[i], lb[i], 1e-4f) << i;
 }
 
+TEST(Prune, RecoveryFineTunesThePrunedModelAndKeepsItsShapeAndType) {
+  const fs::path pairs = test::tmp_dir() / "prune-recover.jsonl";
+  std::string lines;
+  for (const auto& [q, a] : std::vector<std::pair<std::string, std::string>>{
+           {"The quick brown fox", "jumps"}, {"The lazy dog", "sleeps"}, {"The cat sat on", "the mat"}})
+    lines += nlohmann::json{{"prompt", q}, {"completion", " " + a}}.dump() + "\n";
+  write_file_atomic(pairs, lines);
+  // Dead neurons in layer 1 (as in the deci test above) make the widths uneven.
+  std::set<int> dead;
+  for (int j = 0; j < 96; ++j) dead.insert(j * 2 + 1);
+  const fs::path m = edited(base_model(), "planted-recover.gguf",
+                            [&](const std::string& n, float* d, int64_t ne0, int64_t) { zero_neuron(n, d, ne0, 1, dead); });
+  const fs::path f16 = test::tmp_dir() / "planted-recover-f16.gguf";
+  model_quantize(m, f16, "f16");
+  PruneOptions o = options(f16, "recovered.gguf", 0.2);
+  o.uniform = false;  // a deci model: the trainer reads per-layer shapes
+  o.multiple = 32;
+  o.eval = calib_text();
+  o.eval_chunks = 2;
+  o.recover_data = pairs;
+  o.recover_steps = 40;
+  o.recover_lr = 1e-2f;
+  o.recover_batch = 3;
+  o.recover_seq_len = 32;
+  const PruneResult r = prune_model(o);
+  ASSERT_TRUE(r.recovered);
+  EXPECT_EQ(r.recovery.mode, "lora");
+  EXPECT_EQ(r.recovery.steps, 40);
+  EXPECT_LT(r.recovery.last_loss, 0.5 * r.recovery.first_loss) << r.recovery.first_loss << " -> " << r.recovery.last_loss;
+  // OUT is the recovered model at the pruned shapes and type; the model before recovery is beside it.
+  const fs::path before = test::tmp_dir() / "recovered.unrecovered.gguf";
+  ASSERT_TRUE(fs::exists(before));
+  PruneSource a(before), b(o.out);
+  EXPECT_EQ(a.arch(), "deci");
+  EXPECT_EQ(b.arch(), "deci");
+  for (int l = 0; l < a.n_layer(); ++l) EXPECT_EQ(a.n_ff(l), b.n_ff(l)) << l;
+  EXPECT_NE(a.read("blk.0.ffn_up.weight"), b.read("blk.0.ffn_up.weight"));  // the LoRA was merged in
+  EXPECT_EQ(fs::file_size(before), fs::file_size(o.out));                   // F16 stays F16
+  EXPECT_EQ(greedy(o.out).size() > 0, true);
+  // Both qualities are measured, and the summary says what recovery did.
+  EXPECT_GT(r.quality_unrecovered.n_tokens, 0);
+  EXPECT_NE(r.quality.kld_mean, r.quality_unrecovered.kld_mean);
+  const auto j = nlohmann::json::parse(read_file(test::tmp_dir() / "recovered.prune.json"));
+  EXPECT_EQ(j["recovery"]["steps"], 40);
+  EXPECT_EQ(j["recovery"]["unrecovered"], before.string());
+}
+
 TEST(Prune, BadInputIsRefusedWithItsName) {
   PruneOptions o = options(base_model(), "bad.gguf", 0.95);
   EXPECT_NE(test::error_of([&] { prune_model(o); }).find("--level"), std::string::npos);
@@ -241,6 +289,15 @@ TEST(Prune, BadInputIsRefusedWithItsName) {
   o.what = {"heads"};
   o.level = 0.9;  // heads are a fifth of these layers: 0.9 of everything cannot come from them
   EXPECT_NE(test::error_of([&] { prune_model(o); }).find("attention"), std::string::npos);
+  o = options(base_model(), "bad.gguf", 0.2);
+  o.recover_data = test::tmp_dir() / "no-such-data.jsonl";
+  EXPECT_NE(test::error_of([&] { prune_model(o); }).find("--recover-data"), std::string::npos);
+  o.recover_data = calib_text();
+  o.recover_steps = 0;
+  EXPECT_NE(test::error_of([&] { prune_model(o); }).find("--recover-steps"), std::string::npos);
+  o.recover_steps = 10;
+  o.recover_lr = 0.0f;
+  EXPECT_NE(test::error_of([&] { prune_model(o); }).find("--recover-lr"), std::string::npos);
   const fs::path q = test::tmp_dir() / "prune-q8.gguf";
   model_quantize(base_model(), q, "q8_0");
   o = options(q, "bad.gguf", 0.2);

@@ -21,6 +21,7 @@
 #include "engine/logits.h"
 #include "engine/model_init.h"
 #include "test_util.h"
+#include "train/deci_fixture.h"
 #include "train/batches.h"
 #include "train/checkpoint.h"
 #include "train/lora_merge.h"
@@ -399,6 +400,77 @@ TEST_F(ModelGraphTest, MalformedGgufIsRefusedNotAborted) {
   EXPECT_NO_THROW(checkpoint_state(ckpt("state-ok.gguf", [](gguf_context* g) {
     gguf_set_val_str(g, "cogumi.checkpoint.state", "{\"step\": 3}");
   })));
+}
+
+// ---- deci: per-block FFN widths and head counts (uneven prunes) ----------------------------------
+
+TEST_F(ModelGraphTest, DeciBlocksAreReadAtTheirOwnShapeAndMatchLlamaCpp) {
+  const auto& path = test::tiny_deci_model();
+  auto model = Model::load(path);
+  ASSERT_EQ(model->info().arch, "deci");
+  ModelGraph mg(path, be_);
+  EXPECT_EQ(mg.arch(), "deci");
+  const auto& hp = mg.hparams();
+  ASSERT_EQ(hp.layers.size(), 4u);
+  const int ff[] = {256, 96, 160, 32}, heads[] = {4, 2, 4, 2};
+  for (int l = 0; l < 4; ++l) {
+    EXPECT_EQ(hp.layers[size_t(l)].n_ff, ff[l]) << l;
+    EXPECT_EQ(hp.layers[size_t(l)].n_head, heads[l]) << l;
+    EXPECT_EQ(hp.layers[size_t(l)].n_head_kv, heads[l] / 2) << l;
+  }
+  EXPECT_EQ(hp.head_dim(), 16);
+  auto toks = model->tokenize(kLongPrompt, true);
+  auto ref = model_logits(*model, toks);
+  auto ours = graph_logits(mg, be_, toks);
+  ASSERT_EQ(ours.size(), ref.size());
+  EXPECT_LT(max_abs_diff(ours, ref), 2e-3);
+  // The source model's logits differ: the pruned blocks matter, so the match above can fail.
+  auto src = Model::load(test::tmp_dir() / "deci-source.gguf");
+  EXPECT_GT(max_abs_diff(model_logits(*src, toks), ref), 2e-2);
+}
+
+TEST_F(ModelGraphTest, DeciWithALoraMatchesLlamaCppWithTheSameAdapter) {
+  const auto& path = test::tiny_deci_model();
+  auto adapter = test::tmp_dir() / "deci-lora.gguf";
+  AdapterInitOptions ao;
+  ao.rank = 4;
+  ao.targets = {"q", "k", "v", "o", "gate", "up", "down"};
+  ao.std_a = 0.1f, ao.std_b = 0.1f;
+  adapter_init(path, adapter, ao);
+  auto plain = llama_logits(path);
+  auto tuned = llama_logits(path, adapter);
+  EXPECT_GT(max_abs_diff(plain.ref, tuned.ref), 2e-2);  // the adapter matters
+  ModelGraph mg(path, be_);
+  LoraSpec spec;
+  spec.rank = 4;
+  spec.targets = ao.targets;
+  mg.add_lora(spec, 1, adapter);
+  EXPECT_LT(max_abs_diff(graph_logits(mg, be_, tuned.toks), tuned.ref), 2e-3);
+}
+
+TEST_F(ModelGraphTest, PerBlockKeysThatDoNotFitAreErrorsNamingTheKey) {
+  const auto& path = test::tiny_deci_model();
+  auto short_arr = edited_copy(path, "deci-short-ff.gguf", [](gguf_context* g) {
+    const int32_t ff[] = {256, 96, 160};
+    gguf_set_arr_data(g, "deci.feed_forward_length", GGUF_TYPE_INT32, ff, 3);
+  });
+  EXPECT_NE(test::error_of([&] { ModelGraph(short_arr, be_); }).find("deci.feed_forward_length"), std::string::npos);
+  auto wrong_width = edited_copy(path, "deci-wrong-ff.gguf", [](gguf_context* g) {
+    const int32_t ff[] = {256, 128, 160, 32};
+    gguf_set_arr_data(g, "deci.feed_forward_length", GGUF_TYPE_INT32, ff, 4);
+  });
+  EXPECT_NE(test::error_of([&] { ModelGraph(wrong_width, be_); }).find("'blk.1.ffn_"), std::string::npos);
+  auto no_ffn = edited_copy(path, "deci-no-ffn.gguf", [](gguf_context* g) {
+    const int32_t ff[] = {256, 0, 160, 32};
+    gguf_set_arr_data(g, "deci.feed_forward_length", GGUF_TYPE_INT32, ff, 4);
+  });
+  EXPECT_NE(test::error_of([&] { ModelGraph(no_ffn, be_); }).find("block 1"), std::string::npos);
+  // A llama GGUF with per-block arrays is not what llama.cpp's llama graph reads.
+  auto llama_arr = edited_copy(test::tiny_model(), "llama-arr.gguf", [](gguf_context* g) {
+    const int32_t ff[] = {128, 128};
+    gguf_set_arr_data(g, "llama.feed_forward_length", GGUF_TYPE_INT32, ff, 2);
+  });
+  EXPECT_NE(test::error_of([&] { ModelGraph(llama_arr, be_); }).find("deci"), std::string::npos);
 }
 
 }  // namespace
