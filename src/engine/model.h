@@ -28,9 +28,10 @@ struct ModelOptions {
   int n_gpu_layers = -1;   // -1: every layer on the GPU when a GPU backend exists; 0: CPU only
   bool use_mmap = true;    // map weights instead of reading them (fast start, shared pages)
   bool vocab_only = false; // load only the tokenizer (tests, tokenizing data sets)
-  // CPU weight repacking into llama.cpp's extra buffer types (AMX, interleaved quants). Off where
-  // they fail: on CPUs with AMX that the kernel does not grant, llama.cpp's AMX matmul of a
-  // quantized weight over a batch dies with SIGILL/SIGSEGV (llama-perplexity too, unless --no-repack).
+  // CPU weight repacking into llama.cpp's extra buffer types (AMX tiles on CPUs that have them,
+  // interleaved quants elsewhere). Batched quantized decode through AMX died with SIGILL/SIGSEGV
+  // when GCC 12 dropped the tile configuration's stores: patches/0003-amx-tile-config.patch fixes
+  // that, and tests/engine/quant_decode_test.cpp checks repacked decode against the plain path.
   bool repack = true;
 };
 
