@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "data/teacher.h"
+#include "data/teacher_yaml.h"
 
 namespace cogumi {
 
@@ -107,6 +108,10 @@ class Reader {
 };
 
 }  // namespace
+
+TeacherEndpoint teacher_endpoint_from_yaml(const YAML::Node& n, const std::filesystem::path& file, const std::string& key) {
+  return Reader(file).endpoint(n, key);
+}
 
 std::vector<TeacherEndpoint> load_teacher_config(const std::filesystem::path& path, const std::string& section,
                                                  int64_t* spend_cap_tokens) {
