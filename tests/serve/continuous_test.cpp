@@ -1,0 +1,217 @@
+// The server's continuous admission and accurate-mode streaming, over real HTTP on a loopback
+// port with the shipped nano base as a bare model (httplib's client, reading SSE as it comes):
+//  - a short request sent while a long one generates finishes before the long one ends, and
+//    both give the tokens they give alone; with --static-batches (the scheduler before) the
+//    short one waits for the long one, which shows the race is real;
+//  - an accurate-mode stream starts once the request is decided (role chunk while it still
+//    generates), sends progress comments, then the voted answer as several content chunks that
+//    join to the answer the same request gets whole.
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <condition_variable>
+#include <thread>
+
+#include "runtime/runtime.h"
+#include "serve/server.h"
+#include "test_util.h"
+
+namespace cogumi::serve {
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+const std::filesystem::path kBase = std::filesystem::path(COGUMI_REPO_DIR) / "models" / "nano-base.gguf";
+
+// One SSE response as it arrived: data events (parsed, "[DONE]" kept as a string) and comments,
+// each with its arrival time.
+struct SseLog {
+  std::vector<std::pair<json, Clock::time_point>> events;
+  std::vector<std::string> comments;
+  int status = 0;
+  std::string content() const {
+    std::string s;
+    for (auto& [e, t] : events)
+      if (e.is_object() && e.contains("choices") && !e["choices"].empty())
+        s += e["choices"][0]["delta"].value("content", "");
+    return s;
+  }
+};
+
+// POSTs `body` and reads the event stream; `on_event` sees each data event as it comes.
+SseLog post_sse(int port, const json& body, const std::function<void(const json&)>& on_event = {}) {
+  SseLog log;
+  std::string buf;
+  httplib::Client c("127.0.0.1", port);
+  c.set_read_timeout(120);
+  httplib::Request req;
+  req.method = "POST";
+  req.path = "/v1/chat/completions";
+  req.body = body.dump();
+  req.set_header("Content-Type", "application/json");
+  req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+    buf.append(data, n);
+    for (size_t end; (end = buf.find("\n\n")) != std::string::npos; buf.erase(0, end + 2)) {
+      const std::string block = buf.substr(0, end);
+      if (block.rfind(": ", 0) == 0) {
+        log.comments.push_back(block.substr(2));
+      } else if (block.rfind("data: ", 0) == 0) {
+        const std::string d = block.substr(6);
+        json e = d == "[DONE]" ? json(d) : json::parse(d);
+        if (on_event) on_event(e);
+        log.events.emplace_back(std::move(e), Clock::now());
+      }
+    }
+    return true;
+  };
+  auto r = c.send(req);
+  log.status = r ? r->status : -1;
+  return log;
+}
+
+json chat(const std::string& text, int max_tokens, bool stream, const std::string& mode = "fast") {
+  return {{"model", "base"},
+          {"messages", {{{"role", "user"}, {"content", text}}}},
+          {"max_tokens", max_tokens},
+          {"ignore_eos", true},
+          {"stream", stream},
+          {"cogumi", {{"mode", mode}}}};
+}
+
+class ServeContinuous : public ::testing::Test {
+ protected:
+  void start(bool static_batches) {
+    ServeOptions o;
+    o.model = kBase;
+    o.port = 0;
+    o.static_batches = static_batches;
+    server_ = std::make_unique<Server>(o);
+    port_ = server_->bind();
+    thread_ = std::thread([this] { server_->listen(); });
+  }
+  void stop() {
+    if (server_) server_->stop();
+    if (thread_.joinable()) thread_.join();
+    server_.reset();
+  }
+  void TearDown() override { stop(); }
+  std::string whole(const json& body) {
+    httplib::Client c("127.0.0.1", port_);
+    c.set_read_timeout(120);
+    auto r = c.Post("/v1/chat/completions", body.dump(), "application/json");
+    EXPECT_TRUE(r && r->status == 200) << (r ? r->body : "no response");
+    return r ? json::parse(r->body)["choices"][0]["message"]["content"].get<std::string>() : "";
+  }
+
+  // A long streamed request; once its first piece has come, a short whole one. When each ended.
+  struct Race {
+    std::string long_text, short_text;
+    Clock::time_point long_done, short_done;
+  };
+  Race race(const json& long_body, const json& short_body) {
+    Race out;
+    std::mutex mu;
+    std::condition_variable cv;
+    bool started = false;
+    std::thread longer([&] {
+      SseLog log = post_sse(port_, long_body, [&](const json& e) {
+        if (!e.is_object() || e["choices"].empty() || e["choices"][0]["delta"].value("content", "").empty()) return;
+        std::lock_guard lk(mu);
+        started = true;
+        cv.notify_all();
+      });
+      out.long_done = Clock::now();
+      out.long_text = log.content();
+      std::lock_guard lk(mu);
+      started = true;  // even if it never streamed: the test fails on the texts, not a hang
+      cv.notify_all();
+    });
+    {
+      std::unique_lock lk(mu);
+      cv.wait(lk, [&] { return started; });
+    }
+    out.short_text = whole(short_body);
+    out.short_done = Clock::now();
+    longer.join();
+    return out;
+  }
+
+  std::unique_ptr<Server> server_;
+  std::thread thread_;
+  int port_ = 0;
+};
+
+const char* kLongQ = "Tom has 3 apples and buys 5 more. How many apples does Tom have?";
+const char* kShortQ = "Write a function that adds two numbers.";
+
+TEST_F(ServeContinuous, AShortRequestArrivingMidGenerationFinishesBeforeTheLongOneAndAnswersAsAlone) {
+  const json long_body = chat(kLongQ, 900, true), short_body = chat(kShortQ, 8, false);
+  start(false);
+  json long_whole = long_body;
+  long_whole["stream"] = false;
+  const std::string long_alone = whole(long_whole), short_alone = whole(short_body);
+  const Race r = race(long_body, short_body);
+  EXPECT_LT(r.short_done, r.long_done) << "the short request waited for the long one";
+  EXPECT_EQ(r.short_text, short_alone);
+  EXPECT_EQ(r.long_text, long_alone);
+  EXPECT_GE(server_->scheduler().largest_batch(), 2u);  // they generated together
+
+  // The scheduler before continuous admission: the same race, the short one waits.
+  stop();
+  start(true);
+  const Race before = race(long_body, short_body);
+  EXPECT_GT(before.short_done, before.long_done) << "--static-batches let a request join a running batch";
+  EXPECT_EQ(before.short_text, short_alone);
+  EXPECT_EQ(before.long_text, long_alone);
+}
+
+TEST_F(ServeContinuous, AccurateStreamsTheRoleAtOnceProgressThenTheVotedAnswerInPieces) {
+  start(false);
+  const json body = chat(kLongQ, 400, true, "accurate");
+  json whole_body = body;
+  whole_body["stream"] = false;
+  const std::string answer = whole(whole_body);
+  ASSERT_FALSE(answer.empty());
+  size_t running_at_role = 0;
+  const SseLog log = post_sse(port_, body, [&](const json& e) {
+    if (e.is_object() && !e["choices"].empty() && e["choices"][0]["delta"].contains("role"))
+      running_at_role = server_->scheduler().running();
+  });
+  ASSERT_EQ(log.status, 200);
+  ASSERT_GE(log.events.size(), 4u);
+  const json& first = log.events.front().first;
+  EXPECT_EQ(first["choices"][0]["delta"]["role"], "assistant");
+  EXPECT_EQ(first["cogumi"]["mode"], "accurate");
+  EXPECT_EQ(running_at_role, 1u) << "the role chunk came only after the samples were done";
+  // Progress comments: samples done out of 5, the last one all of them.
+  ASSERT_FALSE(log.comments.empty());
+  const json last = json::parse(log.comments.back());
+  EXPECT_EQ(last["cogumi"]["progress"]["samples"], 5);
+  EXPECT_EQ(last["cogumi"]["progress"]["samples_done"], 5);
+  int content_chunks = 0;
+  for (auto& [e, t] : log.events)
+    if (e.is_object() && !e["choices"].empty() && !e["choices"][0]["delta"].value("content", "").empty())
+      ++content_chunks;
+  EXPECT_GT(content_chunks, 10) << "the voted answer came in one piece";
+  EXPECT_EQ(log.content(), answer);
+  EXPECT_EQ(log.events.back().first, "[DONE]");
+}
+
+TEST(AnswerPieces, CutAtTokensNeverInsideACharacterAndJoinToTheText) {
+  auto tok = [](std::string s) {
+    TokenLogprob t;
+    t.text = std::move(s);
+    return t;
+  };
+  // "é" split over two byte-tokens stays whole; a stop string cut the text short of the tokens.
+  const std::string text = "ab\xC3\xA9" "cd";
+  const std::vector<TokenLogprob> toks = {tok("ab"), tok("\xC3"), tok("\xA9" "c"), tok("d"), tok("ef")};
+  const std::vector<std::string> pieces = answer_pieces(text, toks);
+  EXPECT_EQ(pieces, (std::vector<std::string>{"ab", "\xC3\xA9" "c", "d"}));
+  EXPECT_EQ(answer_pieces("xyz", {}), (std::vector<std::string>{"xyz"}));
+  EXPECT_TRUE(answer_pieces("", {tok("a")}).empty());
+}
+
+}  // namespace
+}  // namespace cogumi::serve
