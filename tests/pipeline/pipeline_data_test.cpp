@@ -252,5 +252,47 @@ TEST(PipelineData, TeacherDataFromARealServerReachesTheTrainingSetAndGatesCatchC
   EXPECT_NE(read_file(cfg.work_dir / "report.md").find("planted-1"), std::string::npos);
 }
 
+TEST(PipelineData, WithoutClustersEachBenchmarkIsOneClusterAndReversePairsJoinTheTrainingSet) {
+  const fs::path dir = test::tmp_dir() / "pipeline-data-unclustered";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  NanoServer server(dir);
+  ASSERT_GT(server.port(), 0) << "cogumi serve did not start: " << server.log();
+  std::string base = kBase;
+  base.replace(base.find("failures: {k: 2, embeddings: 0}"), 31, "failures: {cluster: false}");
+  const std::string data = fmt::format(R"(data:
+  domains: [math]
+  limit: 6
+  tiers:
+    - {{name: math, base_url: "{}", model: math, api: chat, template: "{}/teacher_question.txt", max_tokens: 48}}
+  pairs: {{reverse: true}}
+  weight: 3
+)", server.url(), (fs::path(COGUMI_REPO_DIR) / "configs" / "prompts").string());
+  PipelineConfig cfg = PipelineConfig::load(write_config(dir, "u.yaml", base + data));
+  cfg.work_dir = dir / "work";
+  RunOptions o;
+  o.progress = false;
+  o.until = "trainset.math";
+  const PipelineRun r = run_pipeline(cfg, o);
+  EXPECT_EQ(status_of(r.summary, "cluster"), "absent");
+  EXPECT_EQ(status_of(r.summary, "judge.math"), "absent");
+  Plan plan(cfg.work_dir);
+  plan_pipeline(cfg, plan);
+  const json teach = plan.result("teach.math");
+  EXPECT_EQ(teach["failures"], 6);  // data.limit
+  EXPECT_EQ(teach["tiers"][0]["asked"], 6);
+  const std::string clusters = read_file(plan.at("teach.math").dir / "clusters.jsonl");
+  EXPECT_NE(clusters.find("gsm8k failures (not clustered)"), std::string::npos) << clusters;
+  const json curate = plan.result("curate.math");
+  EXPECT_EQ(curate["from"], "teach.math");
+  EXPECT_EQ(curate["forward"], curate["kept"]);
+  EXPECT_EQ(curate["reverse"], curate["kept"]);
+  bool found = curate["kept"] == 0;  // no teacher data: no source
+  const json trainset = plan.result("trainset.math");
+  for (const json& s : trainset["sources"])
+    if (s["what"] == "teacher data") found = s["weight"] == 3.0 && s["path"] == curate["train_file"];
+  EXPECT_TRUE(found) << trainset.dump() << curate.dump();
+}
+
 }  // namespace
 }  // namespace cogumi
