@@ -144,6 +144,29 @@ test('chat streaming: the deltas add up to the whole answer; usage at the end', 
   assert.equal(usage.completion_tokens, whole.usage.completion_tokens);
 });
 
+test('accurate mode streams: the role at once, then the voted answer in pieces equal to the whole answer', async () => {
+  const req = { model: 'math', messages: [{ role: 'user', content: MATH_Q }], cogumi: { mode: 'accurate' } };
+  const whole = await client.chat.completions.create(req);
+  const stream = await client.chat.completions.create({ ...req, stream: true });
+  let text = '';
+  let chunks = 0;
+  let first = null;
+  let finish = null;
+  for await (const chunk of stream) {
+    if (!first) first = chunk;
+    for (const c of chunk.choices) {
+      if (c.delta?.content) chunks++;
+      text += c.delta?.content ?? '';
+      if (c.finish_reason) finish = c.finish_reason;
+    }
+  }
+  assert.equal(first.choices[0].delta.role, 'assistant');
+  assert.equal(first.cogumi.mode, 'accurate');
+  assert.ok(chunks > 3, `the voted answer came in ${chunks} content chunks`);
+  assert.equal(text, whole.choices[0].message.content);
+  assert.equal(finish, whole.choices[0].finish_reason);
+});
+
 test('the cogumi extension: a manual override and a session', async () => {
   const r = await client.chat.completions.create({
     model: 'nano', messages: [{ role: 'user', content: MATH_Q }], cogumi: { choice: 'reasoning', session: 'new' },
