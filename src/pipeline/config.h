@@ -38,6 +38,7 @@
 
 #include "core/io.h"
 #include "eval/run.h"
+#include "pipeline/config_data.h"
 #include "pipeline/gates.h"
 #include "pipeline/nano.h"
 
@@ -115,6 +116,7 @@ struct PipelineConfig {
   double threshold = 0.0;        // [0, 1]
   std::string escalation = "accurate";
   std::vector<Gate> gates;
+  DataConfig data;               // teacher-made training data: the `data:` section (config_data.h)
 
   // Reads and checks a config; errors name FILE:LINE and the key.
   static PipelineConfig load(const fs::path& path);

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "data/synth.h"
 #include "eval/run.h"
+#include "pipeline/stages_data.h"
 #include "pipeline/stages_detail.h"
 #include "train/trainer.h"
 
@@ -224,6 +225,7 @@ void add_trainsets(Plan& plan, const std::shared_ptr<Shared>& sh) {
     const std::string ts = "trainset." + d.name;
     Stage t{ts, "1", sh->data_deps(), {}, {}, {}, {}};
     if (plan.has("failures") && !d.mine.empty()) t.deps.push_back("failures");
+    if (const std::string ds = data_stage_of(*sh, d.name); !ds.empty()) t.deps.push_back(ds);
     t.settings = {{"sft", file_ids(plan, *sh, d.sft)}, {"val", file_ids(plan, *sh, d.val)},
                   {"replay", replay.empty() || ms.replay <= 0 ? json(nullptr) : file_ids(plan, *sh, {replay})[0]},
                   {"failure_weight", ms.failure_weight}, {"domain_share", ms.domain_share}, {"replay_weight", ms.replay},
@@ -240,6 +242,7 @@ void add_trainsets(Plan& plan, const std::shared_ptr<Shared>& sh) {
       if (ms.domain_share > 0)
         for (auto& f : d.sft) sources.push_back({{"path", f.string()}, {"weight", ms.domain_share}, {"what", "domain data"}});
       if (!replay.empty() && ms.replay > 0) sources.push_back({{"path", replay.string()}, {"weight", ms.replay}, {"what", "replay"}});
+      add_data_source(ctx, d.name, sources);
       if (sources.empty())
         fail("domain '{}': no training data (no failures were mined or failure_weight is 0, and domain_share or sft is empty)",
              d.name);
@@ -330,6 +333,7 @@ void plan_pipeline(const PipelineConfig& cfg, Plan& plan) {
   }
   for (auto& d : cfg.domains) sh->domains.push_back(files_of(d, sh->data));
   add_evals(plan, sh);
+  add_data_stages(plan, sh);
   add_trainsets(plan, sh);
   add_trains(plan, sh);
   add_modifier_evals(plan, sh);

@@ -6,6 +6,7 @@
 //   mine            the base on the domains' training splits (run_eval)
 //   failures        the mined failures as training records, one file per domain (failure_record)
 //   cluster         the failures clustered and labelled (cluster_failures)
+//   teach.D, judge.D, curate.D   with `data:`: teacher examples for D's failures (stages_data.h)
 //   trainset.D      domain D's training set: its failures, its own data, the replay mix, weights
 //   train.D         D's LoRA modifier (train); early stopping on D's validation data
 //   eval.D          base + D's modifier on every test set

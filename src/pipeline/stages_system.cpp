@@ -8,6 +8,7 @@
 #include "eval/compare.h"
 #include "eval/score.h"
 #include "pipeline/report_html.h"
+#include "pipeline/stages_data.h"
 #include "pipeline/stages_detail.h"
 #include "route/data.h"
 #include "route/router_job.h"
@@ -222,12 +223,14 @@ GateMetrics gate_metrics(const Shared& sh, const StageContext& ctx) {
   if (cal.contains("ece")) m.scalars["ece"] = cal["ece"];
   else m.missing_reason["ece"] = cal.value("skipped", std::string("calibration did not report it"));
   m.scalars["size_mb"] = bytes / 1e6;
+  data_gate_metrics(sh, ctx, m);
   return m;
 }
 
 std::vector<std::string> final_deps(const Shared& sh) {
   std::vector<std::string> d = {"base", "eval_base", "router", "calibrate", "eval_system"};
   for (auto& m : modifier_names(sh)) d.push_back("eval." + m), d.push_back("train." + m);
+  for (auto& s : data_final_deps(sh)) d.push_back(s);
   return d;
 }
 
@@ -312,6 +315,7 @@ void add_report(Plan& plan, const std::shared_ptr<Shared>& sh) {
     r["router"] = ctx.result("router");
     r["calibration"] = ctx.result("calibrate");
     r["gates"] = ctx.result("gates");
+    if (json d = data_report(h, ctx); !d.is_null()) r["data"] = std::move(d);
     json stages = json::array();
     for (auto& st : ctx.plan.stages())
       if (st.name != "report") {
