@@ -207,6 +207,11 @@ void PipelineConfig::validate() const {
   if (!(threshold >= 0 && threshold <= 1)) fail("{}: runtime.threshold must be in [0, 1], got {}", where, threshold);
   if (escalation != "accurate" && escalation != "base")
     fail("{}: runtime.escalation must be accurate or base, got '{}'", where, escalation);
+  try {
+    compress.validate(curriculum.enabled || base_train);
+  } catch (const Error& e) {
+    fail("{}: {}", where, e.what());
+  }
   std::vector<std::string> teachable;  // domains where teacher data can be made and used
   for (auto& d : domains)
     if (d.modifier && (!d.mine.empty() || d.from_curriculum)) teachable.push_back(d.name);
@@ -239,7 +244,7 @@ PipelineConfig PipelineConfig::load(const fs::path& path) {
   c.file = path;
   c.name = path.stem().string();
   r.expect_map(root, "", {"name", "work_dir", "threads", "cpu_only", "base", "curriculum", "eval", "failures", "training",
-                          "replay", "domains", "router", "runtime", "gates", "data"});
+                          "replay", "domains", "router", "runtime", "gates", "data", "compress"});
   if (root["name"]) c.name = r.str(root["name"], "name");
   if (root["work_dir"]) c.work_dir = r.str(root["work_dir"], "work_dir");
   if (root["threads"]) c.threads = r.integer(root["threads"], "threads", 0, 1024);
@@ -296,6 +301,7 @@ PipelineConfig PipelineConfig::load(const fs::path& path) {
   }
   if (root["gates"]) read_gates(r, root["gates"], c);
   if (root["data"]) c.data = read_data_config(root["data"], path);
+  if (root["compress"]) pipeline_detail::read_compress(r, root["compress"], c.curriculum.enabled || c.base_train, c.compress);
   if (c.work_dir.empty()) c.work_dir = fs::path("runs") / c.name;
   c.validate();
   return c;

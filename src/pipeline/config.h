@@ -38,6 +38,7 @@
 
 #include "core/io.h"
 #include "eval/run.h"
+#include "pipeline/config_compress.h"
 #include "pipeline/config_data.h"
 #include "pipeline/gates.h"
 #include "pipeline/nano.h"
@@ -117,6 +118,7 @@ struct PipelineConfig {
   std::string escalation = "accurate";
   std::vector<Gate> gates;
   DataConfig data;               // teacher-made training data: the `data:` section (config_data.h)
+  CompressConfig compress;       // the `compress:` section (config_compress.h)
 
   // Reads and checks a config; errors name FILE:LINE and the key.
   static PipelineConfig load(const fs::path& path);

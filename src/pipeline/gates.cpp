@@ -13,8 +13,13 @@ namespace cogumi {
 
 namespace {
 
-const std::set<std::string> kScalars = {"router.accuracy", "ece", "size_mb", "data.kept", "data.contaminated",
-                                        "data.duplicates", "data.asked", "data.agreement"};
+const std::set<std::string> kScalars = {"router.accuracy",   "ece",
+                                        "size_mb",           "compress.kld",
+                                        "compress.kld_p99",  "compress.agreement",
+                                        "compress.ppl_ratio", "compress.size_mb",
+                                        "compress.packed_mb", "compress.accuracy_delta",
+                                        "data.kept", "data.contaminated", "data.duplicates", "data.asked",
+                                        "data.agreement"};
 const std::set<std::string> kDomainNames = {"base", "own", "best", "routed"};
 
 struct Token {
@@ -96,8 +101,9 @@ Gate parse_gate(const std::string& text, const std::vector<std::string>& domains
     std::string known;
     for (auto& d : domains) known += d + ", ";
     fail("the left side must be a domain ({}), 'every domain', 'every other domain', 'routed DOMAIN', "
-         "'routed every domain' or one of router.accuracy, ece, size_mb, data.kept, data.contaminated, "
-         "data.duplicates, data.asked, data.agreement; got '{}'",
+         "'routed every domain' or one of router.accuracy, ece, size_mb, compress.kld, compress.kld_p99, "
+         "compress.agreement, compress.ppl_ratio, compress.size_mb, compress.packed_mb, compress.accuracy_delta, "
+         "data.kept, data.contaminated, data.duplicates, data.asked, data.agreement; got '{}'",
          known.empty() ? "none configured" : known.substr(0, known.size() - 2), i < t.size() ? t[i].text : "");
   }
   if (i >= t.size() || t[i].kind != Token::kOp) fail("expected a comparison (>=, <=, >, <, ==) after the left side");
@@ -122,8 +128,8 @@ Gate parse_gate(const std::string& text, const std::vector<std::string>& domains
       term.name = t[i].text;
     } else {
       fail("unknown name '{}' on the right side ({})", t[i].text,
-           in_domain ? "base, own, best, routed, router.accuracy, ece, size_mb, data.* or a number"
-                     : "router.accuracy, ece, size_mb, data.* or a number");
+           in_domain ? "base, own, best, routed, router.accuracy, ece, size_mb, compress.*, data.* or a number"
+                     : "router.accuracy, ece, size_mb, compress.*, data.* or a number");
     }
     g.rhs.push_back(term);
     want_term = false;

@@ -8,6 +8,9 @@
 //   router.accuracy >= 0.97           scalar metrics: router.accuracy (0..1, held out),
 //   ece <= 0.05                       ece (router calibration error, 0..1), size_mb (base +
 //   size_mb <= 20                     modifiers + router, 10^6 bytes)
+//   compress.kld <= 0.05              the compress stages' metrics (config_compress.h): compress.kld,
+//   compress.agreement >= 0.95        compress.kld_p99, compress.agreement (0..1), compress.ppl_ratio,
+//   compress.accuracy_delta >= -2     compress.size_mb, compress.packed_mb, compress.accuracy_delta (points)
 //
 // Left: a subject; right: a sum of numbers and names (a + b - 3). In a domain's context the
 // names base, own, best and routed are that domain's accuracies in percentage points (0..100);

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "eval/score.h"
+#include "pipeline/report_compress.h"
 #include "pipeline/stages_data.h"
 
 namespace cogumi {
@@ -290,6 +291,7 @@ std::string report_html(const json& r) {
   h += "<h2>Accuracy per domain: base, own modifier, routed system</h2>\n<p>Lines: 95% Wilson intervals.</p>\n" +
        accuracy_chart(r) + "<table>" + md_to_html_rows(report_table(r)) + "</table>\n";
   h += "<h3>Every configuration on every domain (change vs base; wins/ties/losses, McNemar p)</h3>\n" + cross_table(r);
+  h += report_compress_html(r);
   if (r.contains("data")) h += data_report_html(r["data"]);
   h += "<h2>Model card</h2>\n" + model_card(r);
   h += "<h2>Training curves</h2>\n<div class=\"curves\">\n";
@@ -360,6 +362,7 @@ std::string report_markdown(const json& r) {
     for (auto& c : r["clusters"]["clusters"]) m += fmt::format(" \"{}\" ({});", c["label"].get<std::string>(), c["size"].get<int>());
     m += "\n";
   }
+  m += report_compress_markdown(r);
   if (r.contains("data")) m += data_report_markdown(r["data"]);
   m += "\n## Time per stage\n\n" + report_times(r);
   m += "\n## Gates\n\n";

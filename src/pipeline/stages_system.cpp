@@ -8,6 +8,7 @@
 #include "eval/compare.h"
 #include "eval/score.h"
 #include "pipeline/report_html.h"
+#include "pipeline/stages_compress.h"
 #include "pipeline/stages_data.h"
 #include "pipeline/stages_detail.h"
 #include "route/data.h"
@@ -223,6 +224,7 @@ GateMetrics gate_metrics(const Shared& sh, const StageContext& ctx) {
   if (cal.contains("ece")) m.scalars["ece"] = cal["ece"];
   else m.missing_reason["ece"] = cal.value("skipped", std::string("calibration did not report it"));
   m.scalars["size_mb"] = bytes / 1e6;
+  compress_metrics(ctx, m);
   data_gate_metrics(sh, ctx, m);
   return m;
 }
@@ -238,6 +240,7 @@ void add_gates(Plan& plan, const std::shared_ptr<Shared>& sh) {
   json texts = json::array();
   for (auto& g : sh->cfg.gates) texts.push_back(g.text);
   Stage s{"gates", "1", final_deps(*sh), {{"gates", texts}}, {}, {}, {}};
+  for (auto& d : compress_deps(plan)) s.deps.push_back(d);
   s.run = [sh](const StageContext& ctx) {
     GateMetrics m = gate_metrics(*sh, ctx);
     json gates = json::array();
@@ -283,6 +286,7 @@ void add_report(Plan& plan, const std::shared_ptr<Shared>& sh) {
   for (const char* opt : {"mine", "failures", "cluster"})
     if (plan.has(opt)) deps.push_back(opt);
   for (auto& m : modifier_names(*sh)) deps.push_back("trainset." + m);
+  for (auto& d : compress_deps(plan)) deps.push_back(d);
   Stage s{"report", "2", deps, json::object(), {}, {}, {}};
   s.run = [sh](const StageContext& ctx) {
     const Shared& h = *sh;
@@ -315,6 +319,7 @@ void add_report(Plan& plan, const std::shared_ptr<Shared>& sh) {
     r["router"] = ctx.result("router");
     r["calibration"] = ctx.result("calibrate");
     r["gates"] = ctx.result("gates");
+    if (json c = compress_report_part(ctx); !c.is_null()) r["compress"] = std::move(c);
     if (json d = data_report(h, ctx); !d.is_null()) r["data"] = std::move(d);
     json stages = json::array();
     for (auto& st : ctx.plan.stages())
@@ -339,6 +344,7 @@ void add_system_stages(Plan& plan, const std::shared_ptr<Shared>& sh) {
   add_router(plan, sh);
   add_calibrate(plan, sh);
   add_eval_system(plan, sh);
+  add_compress_stages(plan, sh);
   add_gates(plan, sh);
   add_report(plan, sh);
 }
@@ -355,6 +361,7 @@ void publish_outputs(const Plan& plan) {
   copy("report", "report.json");
   copy("gates", "gates.json");
   copy("eval_system", "system.yaml");
+  publish_compressed(plan);
   for (auto& s : plan.stages())
     run[s.name] = {{"key", s.key}, {"dir", s.dir.string()}, {"finished", plan.finished(s.name)}};
   write_file_atomic(plan.work_dir() / "run.json", json{{"stages", run}}.dump(2) + "\n");
