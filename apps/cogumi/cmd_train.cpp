@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "commands.h"
+#include "train/maml.h"
 #include "train/trainer.h"
 
 namespace cogumi::cli {
@@ -50,7 +51,48 @@ void setup_train(CLI::App& sub) {
   sub.add_flag("--resume", o.resume, "Continue from OUT.ckpt.gguf");
   sub.add_flag("--cpu", o.cpu_only, "Train on the CPU even when a GPU is present");
   sub.add_option("--device", o.device, "cpu, gpu or gpu:N (default: the first GPU if any, else the CPU)");
+  // First-order MAML (train/maml.h): --max-steps meta-steps, --lr the outer AdamW rate, --clip its clip.
+  static MamlOptions mo;
+  static bool maml = false;
+  auto* maml_flag = sub.add_flag("--maml", maml, "First-order MAML on a LoRA (targets q,v unless --targets): tasks from --task-field");
+  sub.add_option("--task-field", mo.task_field, "--maml: the record field naming its task")->capture_default_str();
+  sub.add_option("--inner-steps", mo.inner.steps, "--maml: SGD steps on each task's support set (1-100)")->capture_default_str();
+  sub.add_option("--inner-lr", mo.inner.lr, "--maml: inner SGD learning rate")->capture_default_str();
+  sub.add_option("--inner-clip", mo.inner.clip, "--maml: max gradient norm of an inner step (0 = off)")->capture_default_str();
+  sub.add_option("--meta-batch", mo.meta_batch, "--maml: tasks per outer update")->capture_default_str();
+  sub.add_option("--shots", mo.shots, "--maml: support examples per task")->capture_default_str();
+  sub.add_option("--query", mo.query, "--maml: query examples per task")->capture_default_str();
+  sub.add_option("--init", mo.init, "--maml: start from this adapter (same rank and targets)");
+  maml_flag->excludes(full);
   sub.callback([&] {
+    if (maml) {
+      engine_set_verbose(globals().verbose);
+      mo.model = o.model, mo.out = o.out, mo.seq_len = o.sft.max_len, mo.seed = o.seed, mo.n_threads = o.n_threads;
+      mo.device = o.cpu_only ? "cpu" : o.device;
+      mo.data.clear();
+      for (auto& d : data) mo.data.push_back(parse_data_source(d).path);
+      mo.lora.rank = o.lora.rank, mo.lora.alpha = o.lora.alpha;
+      if (sub.get_option("--targets")->count() > 0) {
+        mo.lora.targets.clear();
+        std::stringstream ss(targets);
+        for (std::string t; std::getline(ss, t, ',');)
+          if (!t.empty()) mo.lora.targets.push_back(t);
+      }
+      if (sub.get_option("--max-steps")->count() > 0) mo.meta_steps = o.max_steps;
+      if (sub.get_option("--lr")->count() > 0) mo.outer_lr = o.lr;
+      if (sub.get_option("--clip")->count() > 0) mo.outer_clip = o.clip;
+      static std::atomic<bool> cancel{false};
+      mo.cancel = &cancel;
+      auto old = std::signal(SIGINT, [](int) { cancel = true; });
+      MamlResult r = train_maml(mo);
+      std::signal(SIGINT, old);
+      fmt::print("FOMAML: {} meta-steps over {} tasks ({} with too few examples skipped), {:.0f} s{}\n"
+                 "query loss after the inner steps {:.4f} -> {:.4f} (before them {:.4f} -> {:.4f})\nwrote {} (log {}.log.jsonl)\n",
+                 r.steps, r.n_tasks, r.n_tasks_skipped, r.seconds, r.interrupted ? ", interrupted" : "",
+                 r.first_query_loss_post, r.last_query_loss_post, r.first_query_loss_pre, r.last_query_loss_pre,
+                 mo.out.string(), mo.out.string());
+      return;
+    }
     engine_set_verbose(globals().verbose);
     o.data.clear();
     for (auto& d : data) o.data.push_back(parse_data_source(d));
