@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # GPU benchmarks on the device machine (H100), in two back-to-back phases so that each
 # stays well inside the 10-minute command limit (the machine keeps files ~30 s between calls).
-#   bench/device.sh llama    # CUDA build of the pinned llama.cpp (libs + bench tools), sm_90
+#   bench/device.sh llama    # CUDA build of the pinned llama.cpp (libs + bench tools), sm_90; with PACK=1 the
+#                            # install comes back in parts (llama-cuda.tar.xz.*) to keep in .devcache/: later
+#                            # calls restore it instead of building (when the patches have not changed)
 #   bench/device.sh cogumi   # build cogumi, make an 8B-shaped Q4_K_M model, run the benchmarks
 #   bench/device.sh engine   # build cogumi; 8B Q4_K_M decode: llama-batched-bench vs cogumi with
 #                            # backend (in-graph) greedy and with host greedy
@@ -43,11 +45,22 @@ touch "$DEPS/usr/lib/x86_64-linux-gnu/libfmt.so.9.1.0"
 export CMAKE_PREFIX_PATH="$DEPS/usr"
 # bubblewrap, for the code sandbox (the device image lacks it)
 export PATH="$PATH:$DEPS/usr/bin"
+# A CUDA llama.cpp install packed by an earlier call (`PACK=1 bench/device.sh llama`, its parts copied into
+# .devcache/): restored here it saves the ~4.5-minute cold build of each fresh machine. deps.sh uses it only
+# when its key (build options, patches' hash) matches; otherwise it builds as before.
+if ls .devcache/llama-cuda.tar.xz.* >/dev/null 2>&1; then
+  cat .devcache/llama-cuda.tar.xz.* | xz -dc | tar -C "$COGUMI_CACHE" -xf - || echo "device.sh: the packed llama.cpp in .devcache is unreadable; building" >&2
+fi
 case "${1:-}" in
   llama)
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
     cat /etc/os-release | head -2; ls /usr/include/zlib.h /usr/include/openssl/sha.h 2>&1 | head -2
-    time scripts/deps.sh --cuda --tools
+    PREFIX=$(scripts/deps.sh --cuda --tools | tail -n 1)
+    if [ -n "${PACK:-}" ]; then
+      # parts of 15 MiB (the device tool returns files up to 16 MiB): copy them from the call's files into .devcache/
+      tar -C "$COGUMI_CACHE" -cf - "$(basename "$PREFIX")" | xz -T16 -6 | split -b 15M - "$OUT/llama-cuda.tar.xz."
+      ls -la "$OUT"/llama-cuda.tar.xz.*
+    fi
     ;;
   cogumi)
     PREFIX=$(scripts/deps.sh --cuda | tail -n 1)
