@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "train/maml.h"
+#include "train/memory.h"
 #include "train/trainer.h"
 
 namespace cogumi::cli {
@@ -51,6 +52,10 @@ void setup_train(CLI::App& sub) {
   sub.add_flag("--resume", o.resume, "Continue from OUT.ckpt.gguf");
   sub.add_flag("--cpu", o.cpu_only, "Train on the CPU even when a GPU is present");
   sub.add_option("--device", o.device, "cpu, gpu or gpu:N (default: the first GPU if any, else the CPU)");
+  sub.add_option("--max-memory-gib", o.max_memory_gib,
+                 "Refuse to start a run needing more than this on the device (0 = its free memory; 0-1048576)");
+  static bool dry_run = false;
+  sub.add_flag("--dry-run", dry_run, "Print the memory the run needs (weights, LoRA, optimizer, activations) and exit");
   // First-order MAML (train/maml.h): --max-steps meta-steps, --lr the outer AdamW rate, --clip its clip.
   static MamlOptions mo;
   static bool maml = false;
@@ -100,6 +105,12 @@ void setup_train(CLI::App& sub) {
     std::stringstream ss(targets);
     for (std::string t; std::getline(ss, t, ',');)
       if (!t.empty()) o.lora.targets.push_back(t);
+    if (dry_run) {
+      const TrainMemory m = estimate_train_memory(o);
+      fmt::print("{}\n{}\n", m.report(o), m.fits() ? "fits" : "does not fit");
+      check_train_memory(m, o);
+      return;
+    }
     static std::atomic<bool> cancel{false};
     o.cancel = &cancel;
     auto old = std::signal(SIGINT, [](int) { cancel = true; });

@@ -38,18 +38,35 @@ std::vector<ggml_backend_t> train_backends(bool cpu_only, int n_threads, int gpu
 }
 
 TrainGraph::TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S)
+    : TrainGraph(mg, std::move(backends), T, S, false) {}
+
+TrainGraph::TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S, bool measure)
     : mg_(mg), backends_(std::move(backends)), T_(T), S_(S), V_(mg.hparams().n_vocab) {
   params_ = mg.trainable();
   for (ggml_tensor* t : params_) ggml_set_param(t);
+  if (int64_t(V_) * T * S > int64_t(INT32_MAX))
+    fail("--batch {} x --seq-len {} x {} vocabulary entries is over 2^31 logits: use a smaller --batch or --seq-len", S,
+         T, V_);
+  make_static_tensors(measure);
+  build_graphs();
+  std::vector<ggml_backend_buffer_type_t> bufts;
+  for (auto* b : backends_) bufts.push_back(ggml_backend_get_default_buffer_type(b));
+  sched_ = ggml_backend_sched_new(backends_.data(), bufts.data(), int(backends_.size()), kGraphSize, false, true);
+  if (!sched_) fail("cannot create the ggml scheduler for training");
+}
+
+// Inputs, gradient accumulators, AdamW moments and step parameters, on the first backend. When
+// measuring, their size is taken and they (and the model's unallocated tensors) are given an
+// empty placeholder buffer of that backend's type: the graph allocator then treats them as held
+// elsewhere, as it treats the real ones, and plans only the compute buffer.
+void TrainGraph::make_static_tensors(bool measure) {
+  const int T = T_, S = S_;
   const size_t n_static = 16 + 3 * params_.size();
   ggml_init_params sp{n_static * ggml_tensor_overhead(), nullptr, true};
   ctx_static_ = ggml_init(sp);
   tokens_ = ggml_new_tensor_2d(ctx_static_, GGML_TYPE_I32, T, S);
   pos_ = ggml_new_tensor_1d(ctx_static_, GGML_TYPE_I32, int64_t(T) * S);
   mask_ = ggml_new_tensor_4d(ctx_static_, GGML_TYPE_F32, T, T, 1, S);
-  if (int64_t(V_) * T * S > int64_t(INT32_MAX))
-    fail("--batch {} x --seq-len {} x {} vocabulary entries is over 2^31 logits: use a smaller --batch or --seq-len", S,
-         T, V_);
   label_idx_ = ggml_new_tensor_1d(ctx_static_, GGML_TYPE_I32, int64_t(T) * S);
   label_w_ = ggml_new_tensor_2d(ctx_static_, GGML_TYPE_F32, 1, int64_t(T) * S);
   seed_ = ggml_new_tensor_1d(ctx_static_, GGML_TYPE_F32, 1);
@@ -62,17 +79,33 @@ TrainGraph::TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int
     m_.push_back(ggml_new_tensor(ctx_static_, GGML_TYPE_F32, GGML_MAX_DIMS, p->ne));
     v_.push_back(ggml_new_tensor(ctx_static_, GGML_TYPE_F32, GGML_MAX_DIMS, p->ne));
   }
+  ggml_backend_buffer_type_t buft = ggml_backend_get_default_buffer_type(backends_.front());
+  if (measure) {
+    static_bytes_ = ggml_backend_alloc_ctx_tensors_from_buft_size(ctx_static_, buft);
+    buf_static_ = ggml_backend_buft_alloc_buffer(buft, 0);  // ggml's empty placeholder buffer
+    auto hold = [&](ggml_tensor* t) {
+      if (!t->buffer && !t->data && !t->view_src) t->buffer = buf_static_;
+    };
+    for (ggml_tensor* t = ggml_get_first_tensor(ctx_static_); t; t = ggml_get_next_tensor(ctx_static_, t)) hold(t);
+    for (auto& [_, t] : mg_.tensors()) hold(t);
+    for (auto& [_, t] : mg_.lora_tensors()) hold(t);
+    return;
+  }
   buf_static_ = ggml_backend_alloc_ctx_tensors(ctx_static_, backends_.front());
   if (!buf_static_) fail("cannot allocate the trainer's buffers (accumulators and AdamW moments) on the device");
+  static_bytes_ = ggml_backend_buffer_get_size(buf_static_);
   ggml_backend_buffer_clear(buf_static_, 0);
   const float one = 1.0f;
   ggml_backend_tensor_set(seed_, &one, 0, sizeof one);
+}
 
+// forward (gf_), forward + backward into the accumulators (gb_), the gradient norm (gnorm_), AdamW (gopt_).
+void TrainGraph::build_graphs() {
   ggml_init_params gp{4 * kGraphSize * ggml_tensor_overhead() + 4 * ggml_graph_overhead_custom(kGraphSize, true), nullptr,
                       true};
   ctx_graph_ = ggml_init(gp);
   ggml_context* c = ctx_graph_;
-  ggml_tensor* logits = mg.build_logits(c, tokens_, pos_, mask_);
+  ggml_tensor* logits = mg_.build_logits(c, tokens_, pos_, mask_);
   loss_ = build_loss(c, logits);
   ggml_set_name(loss_, "loss");
   ggml_set_loss(loss_);
@@ -108,11 +141,27 @@ TrainGraph::TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int
     ggml_tensor* g = ggml_mul(c, acc_[k], factor_);  // factor = inv_micro * min(1, clip / norm)
     ggml_build_forward_expand(gopt_, ggml_opt_step_adamw(c, params_[k], g, m_[k], v_[k], adamw_));
   }
+}
 
-  std::vector<ggml_backend_buffer_type_t> bufts;
-  for (auto* b : backends_) bufts.push_back(ggml_backend_get_default_buffer_type(b));
-  sched_ = ggml_backend_sched_new(backends_.data(), bufts.data(), int(backends_.size()), kGraphSize, false, true);
-  if (!sched_) fail("cannot create the ggml scheduler for training");
+TrainGraphBytes TrainGraph::measure(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S) {
+  TrainGraph tg(mg, std::move(backends), T, S, true);
+  TrainGraphBytes out;
+  out.static_bytes = tg.static_bytes_;
+  out.compute.assign(tg.backends_.size(), 0);
+  std::vector<size_t> sizes(tg.backends_.size());
+  // The scheduler's buffers only grow, so a run needs the largest graph's size on each backend.
+  for (ggml_cgraph* g : {tg.gb_, tg.gf_, tg.gnorm_, tg.gopt_}) {
+    ggml_backend_sched_reserve_size(tg.sched_, g, sizes.data());
+    for (size_t i = 0; i < sizes.size(); ++i) out.compute[i] = std::max(out.compute[i], sizes[i]);
+  }
+  return out;
+}
+
+TrainGraphBytes TrainGraph::reserved() const {
+  TrainGraphBytes out;
+  out.static_bytes = static_bytes_;
+  for (auto* b : backends_) out.compute.push_back(ggml_backend_sched_get_buffer_size(sched_, b));
+  return out;
 }
 
 // -sum_rows w_row * log(softmax(logits_row)[label_row]): the mean cross-entropy over target rows

@@ -44,6 +44,13 @@ struct AdamWParams {
   float clip = 0.0f;  // max global gradient norm (0: no clipping)
 };
 
+// What a TrainGraph holds beyond the model's weights and LoRA tensors, in bytes.
+struct TrainGraphBytes {
+  size_t static_bytes = 0;     // inputs, gradient accumulators and AdamW moments (first backend)
+  std::vector<size_t> compute;  // the scheduler's compute buffer per backend: activations, their
+                                // gradients, logits and loss of the largest graph
+};
+
 class TrainGraph {
  public:
   // backends: the devices to use, CPU last (ggml's scheduler falls back to it).
@@ -51,6 +58,13 @@ class TrainGraph {
   ~TrainGraph();
   TrainGraph(const TrainGraph&) = delete;
   TrainGraph& operator=(const TrainGraph&) = delete;
+
+  // What a TrainGraph on `mg` would allocate, planned by ggml's graph allocator without
+  // allocating: `mg` is loaded without data (ModelGraph's load_data false; its tensors are given
+  // an empty placeholder buffer). The graphs are the ones a real TrainGraph builds.
+  static TrainGraphBytes measure(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S);
+  // What this one has reserved so far (the compute buffers grow to the largest graph run).
+  TrainGraphBytes reserved() const;
 
   // Forward + backward; gradients are added to the accumulators. Returns the mean loss over
   // the batch's target tokens (0 when it has none).
@@ -73,6 +87,9 @@ class TrainGraph {
   void set_steps_done(int64_t n) { iter_ = n; }
 
  private:
+  TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S, bool measure);
+  void make_static_tensors(bool measure);
+  void build_graphs();
   void set_inputs(const HostBatch& b);
   ggml_tensor* build_loss(ggml_context* c, ggml_tensor* logits);
   void compute(ggml_cgraph* g);
@@ -83,7 +100,8 @@ class TrainGraph {
   int T_, S_, V_;
   std::vector<ggml_tensor*> params_;
   ggml_context* ctx_static_ = nullptr;   // inputs, accumulators, moments, step parameters
-  ggml_backend_buffer_t buf_static_ = nullptr;
+  ggml_backend_buffer_t buf_static_ = nullptr;  // or, measuring, an empty placeholder
+  size_t static_bytes_ = 0;
   ggml_context* ctx_graph_ = nullptr;    // graph nodes (no data)
   ggml_backend_sched_t sched_ = nullptr;
   ggml_tensor *tokens_ = nullptr, *pos_ = nullptr, *mask_ = nullptr, *label_idx_ = nullptr, *label_w_ = nullptr;

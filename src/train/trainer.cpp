@@ -17,6 +17,7 @@
 #include "engine/gguf_writer.h"
 #include "train/batches.h"
 #include "train/checkpoint.h"
+#include "train/memory.h"
 #include "train/model_graph.h"
 #include "train/report.h"
 #include "train/step.h"
@@ -72,6 +73,7 @@ void TrainOptions::validate() const {
   check_range("--clip", clip, 0, 1e30);
   check_range("--save-steps", save_steps, 0, 1e9);
   check_range("--threads", n_threads, 0, 4096);
+  check_range("--max-memory-gib", max_memory_gib, 0, 1 << 20);
   if (patience > 0 && val_split <= 0 && val_data.empty()) fail("--patience needs validation data (--val-split or --val-data)");
   if (val_split > 0 && !val_data.empty()) fail("give --val-split or --val-data, not both");
   static const std::regex kDevice("auto|cpu|gpu(:[0-9]{1,3})?");
@@ -222,6 +224,17 @@ void load_examples(const TrainOptions& o, const Model& tok, TrainResult& res, st
 TrainResult train(const TrainOptions& o, const std::function<void(const TrainStep&)>& on_step) {
   o.validate();
   engine_init();
+  std::vector<ggml_backend_t> backends = train_devices(o);
+  struct BackendsFree {
+    std::vector<ggml_backend_t>* b;
+    ~BackendsFree() {
+      for (auto* x : *b) ggml_backend_free(x);
+    }
+  } backends_free{&backends};
+  // Before the data or the weights are read: a run that cannot fit stops here, saying what would.
+  const TrainMemory memory = estimate_train_memory(o, backends);
+  if (o.progress) fmt::print(stderr, "{}\n", memory.report(o));
+  check_train_memory(memory, o, backends);
   ModelOptions mo;
   mo.vocab_only = true;
   auto tok = Model::load(o.model, mo);
@@ -231,17 +244,6 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
   res.n_train = examples.size();
   res.n_val = val.size();
 
-  const int threads = o.n_threads > 0 ? o.n_threads : int(std::max(1u, std::thread::hardware_concurrency()));
-  int gpu = -1;  // -1: any (auto), else the index --device asked for
-  bool cpu_only = o.cpu_only || o.device == "cpu";
-  if (o.device.rfind("gpu", 0) == 0) gpu = o.device.size() > 4 ? std::stoi(o.device.substr(4)) : 0;
-  std::vector<ggml_backend_t> backends = train_backends(cpu_only, threads, gpu);
-  struct BackendsFree {
-    std::vector<ggml_backend_t>* b;
-    ~BackendsFree() {
-      for (auto* x : *b) ggml_backend_free(x);
-    }
-  } backends_free{&backends};
   ModelGraph mg(o.model, backends.front(), /*keep_file_types=*/!o.full);
   if (!o.full) mg.add_lora(o.lora, o.seed);
   const int T = o.sft.max_len, S = o.batch;

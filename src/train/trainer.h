@@ -61,6 +61,7 @@ struct TrainOptions {
   int save_steps = 0;            // checkpoint every N optimizer steps (0: only when interrupted)
   bool resume = false;           // continue from OUT.ckpt.gguf
   bool cpu_only = false;         // ignore GPUs
+  double max_memory_gib = 0;     // refuse to start a run needing more on the device (0: its free memory)
   std::string device;            // "" or "auto": the first GPU, else the CPU; "cpu"; "gpu" or "gpu:N" (error without one)
   const std::atomic<bool>* cancel = nullptr;  // set (Ctrl-C): checkpoint and return
   bool progress = true;
