@@ -5,13 +5,7 @@ set -uo pipefail
 COGUMI="$1"
 SIMPLE="$2"
 cd "$(dirname "$0")/../.."  # repository root (datasets/ holds the benchmark files)
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-check() {  # check NAME CONDITION-COMMAND...
-  local name="$1"; shift
-  if "$@"; then echo "ok   $name"; else echo "FAIL $name"; fails=$((fails + 1)); fi
-}
+. tests/lib.sh
 expect_error() {  # expect_error NAME NEEDLE CMD...: exits 1 and stderr names NEEDLE
   local name="$1" needle="$2"; shift 2
   "$@" >"$T/out" 2>"$T/err"; local rc=$?
@@ -174,5 +168,4 @@ expect_bad_option "fewshot -k out of range" "-k" "$COGUMI" fewshot query "$T/bad
 "$COGUMI" --help >/dev/null && "$COGUMI" generate --help | grep -q -- "--max-tokens"
 check "help on subcommands" test $? -eq 0
 
-echo "$fails failure(s)"
-exit $((fails > 0))
+finish

@@ -8,35 +8,12 @@
 set -uo pipefail
 COGUMI="$1"
 REPO="$(cd "${2:-$(dirname "$0")/../..}" && pwd)"
-T=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]+"${PIDS[@]}"}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]+"${PIDS[@]}"}"; do wait "$p" 2>/dev/null; done
-  rm -rf "$T"
-}
-trap cleanup EXIT
-fails=0
-check() {  # check NAME CMD...
-  local name="$1"; shift
-  if "$@" >"$T/out" 2>&1; then echo "ok   $name"; else echo "FAIL $name"; cat "$T/out"; fails=$((fails + 1)); fi
-}
-need() {
-  command -v "$1" >/dev/null || { echo "FAIL: '$1' is not installed (Debian package '$2'; scripts/deps.sh --test installs it)"; exit 1; }
-}
+. "$(dirname "$0")/../lib.sh"
 need nginx nginx
 need openssl openssl
 need jq jq
 need curl curl
 need python3 python3
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_for() {  # wait_for SECONDS CMD...
-  local until=$((SECONDS + $1)); shift
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS < until)) || return 1
-    sleep 0.2
-  done
-}
 
 # ---- nano math failures, clustered ------------------------------------------------
 "$COGUMI" nano data -o "$T/data" --n-train 20 --n-dev 10 --n-test 80 --difficulty 2,math=1 >/dev/null || { echo "FAIL nano data"; exit 1; }
@@ -46,17 +23,9 @@ wait_for() {  # wait_for SECONDS CMD...
   { echo "FAIL failures cluster"; cat "$T/cluster.out"; exit 1; }
 
 # ---- servers: one plain, one with a tight rate limit ------------------------------
-sed -e "s#\(nano-[a-z]*\.\(gguf\|json\)\)#$REPO/models/\1#g" -e "s#^memory:.*#memory: $T/sessions.db#" \
-  "$REPO/models/nano-system.yaml" >"$T/system.yaml"
-start_server() {  # start_server NAME ARGS...: sets PORT_<NAME>
-  local name="$1"; shift
-  "$COGUMI" serve --system "$T/system.yaml" --host 127.0.0.1 --port 0 "$@" >"$T/$name.out" 2>"$T/$name.err" &
-  PIDS+=($!)
-  wait_for 120 grep -q "listening on http://" "$T/$name.out" || { echo "FAIL server $name did not start"; cat "$T/$name.err"; exit 1; }
-  eval "PORT_$name=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$T/$name.out")"
-}
-start_server a
-start_server limited --rate-limit 30
+nano_system "$T/system.yaml"
+start_serve a --system "$T/system.yaml"
+start_serve limited --system "$T/system.yaml" --rate-limit 30
 URL="http://127.0.0.1:$PORT_a/v1"
 P="$REPO/configs/prompts"
 cat >"$T/tiers.yaml" <<YAML
@@ -137,36 +106,19 @@ check "the log holds every request of both tiers" \
 check "the spend cap stops the run" jq -e '.capped and .spent_tokens < 400 and .tiers[0].answered < 16' "$T/capped.report.json"
 
 # ---- HTTPS: nginx with a self-signed certificate in front of the server ----------------
-mkdir -p "$T/nginx/logs"
+mkdir -p "$T/nginx"
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" \
   -keyout "$T/nginx/key.pem" -out "$T/nginx/cert.pem" >/dev/null 2>&1 || { echo "FAIL openssl req"; exit 1; }
 TLS_PORT=$(free_port)
-cat >"$T/nginx/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $T/nginx/nginx.pid;
-error_log $T/nginx/logs/error.log;
-$( [ "$(id -u)" = 0 ] && echo "user root;" )
-events { worker_connections 64; }
-http {
-  access_log $T/nginx/logs/access.log;
-  client_body_temp_path $T/nginx/body;
-  proxy_temp_path $T/nginx/proxy;
-  fastcgi_temp_path $T/nginx/fastcgi;
-  uwsgi_temp_path $T/nginx/uwsgi;
-  scgi_temp_path $T/nginx/scgi;
-  server {
+nginx_conf "$T/nginx" 64 "  server {
     listen 127.0.0.1:$TLS_PORT ssl;
     ssl_certificate $T/nginx/cert.pem;
     ssl_certificate_key $T/nginx/key.pem;
     location / { proxy_pass http://127.0.0.1:$PORT_a; }
-  }
-}
-CONF
-nginx -p "$T/nginx" -c "$T/nginx/nginx.conf" 2>"$T/nginx.err" &
-PIDS+=($!)
+  }"
+start_nginx "$T/nginx"
 wait_for 20 curl -sf --cacert "$T/nginx/cert.pem" "https://127.0.0.1:$TLS_PORT/health" ||
-  { echo "FAIL nginx (TLS) did not start"; cat "$T/nginx.err" "$T/nginx/logs/error.log"; exit 1; }
+  { echo "FAIL nginx (TLS) did not start"; cat "$T/nginx/nginx.err" "$T/nginx/logs/error.log"; exit 1; }
 tls() {
   "$COGUMI" data generate --failures "$T/clusters" --run "$T/run" --domain math --limit 3 \
     --endpoint "https://127.0.0.1:$TLS_PORT/v1" --model math --template "$P/teacher_question.txt" --max-tokens 16 --quiet "$@"
@@ -179,5 +131,4 @@ tls --ca-file "$T/nginx/cert.pem" -o "$T/tls.jsonl" >"$T/tls.out" 2>&1
 check "with --ca-file the cascade runs over HTTPS" jq -e '.tiers[0].answered == 3' "$T/tls.report.json"
 check "the requests went through nginx" test "$(grep -c 'POST /v1/chat/completions' "$T/nginx/logs/access.log")" -ge 3
 
-if [ "$fails" -ne 0 ]; then echo "$fails check(s) failed"; exit 1; fi
-echo "all teacher checks passed"
+finish

@@ -6,16 +6,7 @@
 set -uo pipefail
 REPO="$(cd "${1:-$(dirname "$0")/../..}" && pwd)"
 D="$REPO/deploy"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-check() {  # check NAME CMD...: CMD's output is shown when it fails
-  local name="$1"; shift
-  if "$@" >"$T/out" 2>&1; then echo "ok   $name"; else echo "FAIL $name"; cat "$T/out"; fails=$((fails + 1)); fi
-}
-need() {  # need TOOL PACKAGE
-  command -v "$1" >/dev/null || { echo "FAIL: '$1' is not installed (Debian package '$2'; scripts/deps.sh --test installs it)"; exit 1; }
-}
+. "$(dirname "$0")/../lib.sh"
 need promtool prometheus
 need nginx nginx
 need jq jq
@@ -49,27 +40,11 @@ check "every dashboard panel but rows has a query" \
 check "every dashboard query parses as PromQL" promtool check rules "$T/dashboard-rules.yml"
 
 # nginx: the shipped http-context file inside a minimal main config, everything in a temp prefix.
-mkdir -p "$T/nginx/logs"
-cat >"$T/nginx/nginx.conf" <<CONF
-worker_processes 1;
-pid $T/nginx/nginx.pid;
-error_log $T/nginx/logs/error.log;
-events { worker_connections 64; }
-http {
-  access_log $T/nginx/logs/access.log;
-  client_body_temp_path $T/nginx/body;
-  proxy_temp_path $T/nginx/proxy;
-  fastcgi_temp_path $T/nginx/fastcgi;
-  uwsgi_temp_path $T/nginx/uwsgi;
-  scgi_temp_path $T/nginx/scgi;
-  include $D/nginx/cogumi.conf;
-}
-CONF
+nginx_conf "$T/nginx" 64 "  include $D/nginx/cogumi.conf;"
 check "nginx -t accepts deploy/nginx/cogumi.conf" nginx -t -p "$T/nginx" -c "$T/nginx/nginx.conf"
 # And nginx -t is a real check: a typo in the file is refused.
 sed 's/least_conn;/least_con;/' "$D/nginx/cogumi.conf" >"$T/bad.conf"
 sed "s|include $D/nginx/cogumi.conf|include $T/bad.conf|" "$T/nginx/nginx.conf" >"$T/nginx/bad-nginx.conf"
 check "nginx -t refuses a broken copy" bash -c "! nginx -t -p '$T/nginx' -c '$T/nginx/bad-nginx.conf'"
 
-echo "$fails failure(s)"
-exit $((fails > 0))
+finish

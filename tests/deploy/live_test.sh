@@ -10,80 +10,28 @@ set -uo pipefail
 COGUMI="$1"
 REPO="$(cd "${2:-$(dirname "$0")/../..}" && pwd)"
 D="$REPO/deploy"
-T=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]+"${PIDS[@]}"}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]+"${PIDS[@]}"}"; do wait "$p" 2>/dev/null; done
-  rm -rf "$T"
-}
-trap cleanup EXIT
-fails=0
-check() {  # check NAME CMD...
-  local name="$1"; shift
-  if "$@" >"$T/out" 2>&1; then echo "ok   $name"; else echo "FAIL $name"; cat "$T/out"; fails=$((fails + 1)); fi
-}
-need() {
-  command -v "$1" >/dev/null || { echo "FAIL: '$1' is not installed (Debian package '$2'; scripts/deps.sh --test installs it)"; exit 1; }
-}
+. "$(dirname "$0")/../lib.sh"
 need nginx nginx
 need prometheus prometheus
 need curl curl
 need jq jq
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_for() {  # wait_for SECONDS CMD...: retries CMD every 0.2 s
-  local until=$((SECONDS + $1)); shift
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS < until)) || return 1
-    sleep 0.2
-  done
-}
 
 # ---- two replicas -------------------------------------------------------------
 # The shipped nano system with absolute model paths and its session memory in this run's dir.
-sed -e "s#\(nano-[a-z]*\.\(gguf\|json\)\)#$REPO/models/\1#g" -e "s#^memory:.*#memory: $T/sessions.db#" \
-  "$REPO/models/nano-system.yaml" >"$T/system.yaml"
-start_replica() {  # start_replica NAME: sets PORT_<NAME>
-  "$COGUMI" serve --system "$T/system.yaml" --host 127.0.0.1 --port 0 \
-    >"$T/$1.out" 2>"$T/$1.err" &
-  PIDS+=($!)
-  if ! wait_for 120 grep -q "listening on http://" "$T/$1.out"; then
-    echo "FAIL replica $1 did not start"; cat "$T/$1.out" "$T/$1.err"; exit 1
-  fi
-  local port
-  port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$T/$1.out")
-  eval "PORT_$1=$port"
-}
-start_replica a
-start_replica b
+nano_system "$T/system.yaml"
+start_serve a --system "$T/system.yaml"
+start_serve b --system "$T/system.yaml"
 echo "replicas on $PORT_a and $PORT_b"
 
 # ---- nginx in front, the shipped config with this run's ports ---------------------
 NGINX_PORT=$(free_port)
-mkdir -p "$T/nginx/logs"
+mkdir -p "$T/nginx"
 sed -e "s|127.0.0.1:8081|127.0.0.1:$PORT_a|" -e "s|127.0.0.1:8082|127.0.0.1:$PORT_b|" \
   -e "s|listen 8080;|listen 127.0.0.1:$NGINX_PORT;|" "$D/nginx/cogumi.conf" >"$T/nginx/cogumi.conf"
-cat >"$T/nginx/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $T/nginx/nginx.pid;
-error_log $T/nginx/logs/error.log;
-$( [ "$(id -u)" = 0 ] && echo "user root;" )
-events { worker_connections 256; }
-http {
-  access_log $T/nginx/logs/access.log;
-  client_body_temp_path $T/nginx/body;
-  proxy_temp_path $T/nginx/proxy;
-  fastcgi_temp_path $T/nginx/fastcgi;
-  uwsgi_temp_path $T/nginx/uwsgi;
-  scgi_temp_path $T/nginx/scgi;
-  include $T/nginx/cogumi.conf;
-}
-CONF
-nginx -p "$T/nginx" -c "$T/nginx/nginx.conf" 2>"$T/nginx.err" &
-PIDS+=($!)
+nginx_conf "$T/nginx" 256 "  include $T/nginx/cogumi.conf;"
+start_nginx "$T/nginx"
 N="http://127.0.0.1:$NGINX_PORT"
-wait_for 20 curl -sf "$N/health" || { echo "FAIL nginx did not start"; cat "$T/nginx.err" "$T/nginx/logs/error.log"; exit 1; }
+wait_for 20 curl -sf "$N/health" || { echo "FAIL nginx did not start"; cat "$T/nginx/nginx.err" "$T/nginx/logs/error.log"; exit 1; }
 
 ask() {  # ask N STREAM: a chat completion through nginx
   curl -sf -H 'Content-Type: application/json' "$N/v1/chat/completions" \
@@ -124,7 +72,7 @@ scrape_configs:
 CONF
 prometheus --config.file="$T/prom/prometheus.yml" --storage.tsdb.path="$T/prom/data" \
   --web.listen-address="127.0.0.1:$PROM_PORT" >"$T/prom.log" 2>&1 &
-PIDS+=($!)
+track $!
 P="http://127.0.0.1:$PROM_PORT"
 wait_for 60 curl -sf "$P/-/ready" || { echo "FAIL prometheus did not start"; tail -20 "$T/prom.log"; exit 1; }
 query() { curl -sf "$P/api/v1/query" --data-urlencode "query=$1"; }
@@ -170,5 +118,4 @@ check "deploy/ names $(wc -l <"$T/named.txt") metrics, all exported by the serve
 check "the dashboard charts every cogumi metric the server exports" \
   bash -c "grep -oE '\b(cogumi)_[a-z_]+' '$T/exprs.txt' | sed -E 's/_(bucket|sum|count)\$//' | sort -u >'$T/charted.txt'; grep -E '^cogumi_' '$T/exported.txt' | grep -vE '_(bucket|sum|count)\$' | comm -23 - '$T/charted.txt' | tee /dev/stderr | wc -l | grep -qx 0"
 
-echo "$fails failure(s)"
-exit $((fails > 0))
+finish

@@ -11,34 +11,22 @@ CLIENTS="${2:-16}"
 DURATION="${3:-10}"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(cd "$HERE/../../.." && pwd)"
-T=$(mktemp -d)
-SERVER=""
-cleanup() { [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; rm -rf "$T"; }
-trap cleanup EXIT
-command -v node >/dev/null || { echo "FAIL: node is not installed (Debian package 'nodejs'; scripts/deps.sh installs it)"; exit 1; }
-command -v curl >/dev/null || { echo "FAIL: curl is not installed (Debian package 'curl')"; exit 1; }
-command -v jq >/dev/null || { echo "FAIL: jq is not installed (Debian package 'jq'; scripts/deps.sh --test installs it)"; exit 1; }
-fails=0
-check() {
-  local name="$1"; shift
-  if "$@"; then echo "ok   $name"; else echo "FAIL $name"; fails=$((fails + 1)); fi
-}
+. "$HERE/../../lib.sh"
+need node nodejs
+need curl curl
+need jq jq
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$SERVER/status"; }
 
 # The shipped nano system with absolute model paths and its session memory in this run's dir.
-sed -e "s#\(nano-[a-z]*\.\(gguf\|json\)\)#$REPO/models/\1#g" -e "s#^memory:.*#memory: $T/sessions.db#" \
-  "$REPO/models/nano-system.yaml" >"$T/system.yaml"
-"$COGUMI" serve --system "$T/system.yaml" --host 127.0.0.1 --port 0 >"$T/out" 2>"$T/err" &
-SERVER=$!
-for _ in $(seq 600); do grep -q "listening on http://" "$T/out" && break; kill -0 "$SERVER" 2>/dev/null || break; sleep 0.2; done
-PORT=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$T/out")
-[ -n "$PORT" ] || { echo "FAIL the server did not start"; cat "$T/out" "$T/err"; exit 1; }
-URL="http://127.0.0.1:$PORT"
+nano_system "$T/system.yaml"
+start_serve main --system "$T/system.yaml"
+SERVER=$PID_main
+URL="http://127.0.0.1:$PORT_main"
 
 # Warm-up at the same concurrency: the engine's batch buffers, httplib's threads and malloc's
 # arenas reach their working size; what is measured is growth after that.
 node "$HERE/load_client.mjs" "$URL" "$CLIENTS" 3 >"$T/warm.json" ||
-  { echo "FAIL warm-up had errors: $(cat "$T/warm.json")"; cat "$T/err"; exit 1; }
+  { echo "FAIL warm-up had errors: $(cat "$T/warm.json")"; cat "$T/main.err"; exit 1; }
 sleep 1
 before=$(rss_kb)
 # Scrapes while the load runs, as Prometheus would: the KV cache is in use mid-batch.
@@ -79,7 +67,5 @@ check "/metrics counted every request ($counted of $total) and no failure ($othe
 kill -TERM "$SERVER"
 wait "$SERVER"
 code=$?
-SERVER=""
 check "SIGTERM after the load: drains and exits 0" [ $code -eq 0 ]
-echo "$fails failure(s)"
-exit $((fails > 0))
+finish
