@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The pipeline's `data:` stages on the nano (issue 16): configs/nano-data.yaml run up to curation
-# (`cogumi run --until curate`) against a `cogumi serve` of the nano system on a free loopback port:
+# (`cogumi run --until curate`) against a `cogumi serve` of the nano system on a loopback port:
 # the base mined on 600 math training problems, its failures clustered, the first 200 through the
 # three-tier cascade (base sampled -> math modifier -> routed system sampled, each answer checked
 # against the reference), the kept ones through the judge, dedup + decontamination against the four
@@ -10,23 +10,25 @@
 # even-numbered replies (dev) and the best by agreement among those whose scores parse on at least
 # half of the replies is reported on the odd-numbered ones (test).
 #   flock /tmp/cogumi-cpu.lock bench/data_stage_bench.sh
-# Paths: COGUMI (binary), OUT (work directory; finished stages are reused on a rerun, delete OUT for a fresh draw).
+# Paths: COGUMI (binary), OUT (work directory; finished stages are reused on a rerun, delete OUT for a fresh draw),
+# PORT (the server's loopback port, fixed: the teachers' URL is part of the teacher stage's key).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COGUMI="${COGUMI:-build/bin/cogumi}"
 OUT="${OUT:-/tmp/data-stage-bench}"
+PORT="${PORT:-18093}"
 [ -x "$COGUMI" ] || { echo "error: no cogumi binary at $COGUMI (build it, or set COGUMI)" >&2; exit 1; }
 command -v jq >/dev/null || { echo "error: jq is not installed (apt-get install jq)" >&2; exit 1; }
 mkdir -p "$OUT"
 
 sed -e "s#\(nano-[a-z]*\.\(gguf\|json\)\)#$PWD/models/\1#g" -e "s#^memory:.*#memory: $OUT/sessions.db#" \
   models/nano-system.yaml >"$OUT/system.yaml"
-"$COGUMI" serve --system "$OUT/system.yaml" --host 127.0.0.1 --port 0 >"$OUT/serve.out" 2>"$OUT/serve.err" &
+"$COGUMI" serve --system "$OUT/system.yaml" --host 127.0.0.1 --port "$PORT" >"$OUT/serve.out" 2>"$OUT/serve.err" &
 SERVE=$!
 trap 'kill $SERVE 2>/dev/null; wait $SERVE 2>/dev/null' EXIT
-for _ in $(seq 600); do grep -q "listening on" "$OUT/serve.out" && break; sleep 0.1; done
-PORT=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$OUT/serve.out")
-[ -n "$PORT" ] || { echo "error: the server did not start" >&2; cat "$OUT/serve.err" >&2; exit 1; }
+for _ in $(seq 600); do grep -qs "listening on" "$OUT/serve.out" && break; sleep 0.1; done
+grep -q "listening on http://127.0.0.1:$PORT" "$OUT/serve.out" ||
+  { echo "error: the server did not start on port $PORT (busy? set PORT)" >&2; cat "$OUT/serve.err" >&2; exit 1; }
 URL="http://127.0.0.1:$PORT/v1"
 
 sed -e "s#127.0.0.1:8080#127.0.0.1:$PORT#g" -e "s#template: prompts/#template: $PWD/configs/prompts/#" \
