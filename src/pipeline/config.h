@@ -25,6 +25,7 @@
 //       modifier: true                       # false: evaluated and routed to the base only
 //   router: {enabled: true, holdout: 0.2, epochs: 10, lr: 0.5, limit: 0}
 //   runtime: {threshold: 0.0, escalation: accurate}
+//   data: {tiers: [...], judge: {...}, dedup: {...}}   # teacher-made training data (config_data.h)
 //   gates: ["math >= base + 10", "every other domain >= base - 5", "router.accuracy >= 0.97"]
 //
 // Every key is checked: an unknown key, a wrong type or a value out of range is an Error naming
