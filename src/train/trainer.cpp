@@ -221,6 +221,308 @@ void load_examples(const TrainOptions& o, const Model& tok, TrainResult& res, st
 
 }  // namespace
 
+namespace {
+
+// One call of train(): the state its loop carries from step to step (and through checkpoints),
+// and the loop's phases as named steps: prepare (data, model, graphs), resume, the optimizer step,
+// what follows a step (validation, log, checkpoint), finish (best weights, output, report).
+class TrainRun {
+ public:
+  TrainRun(const TrainOptions& o, const std::function<void(const TrainStep&)>& on_step)
+      : o_(o), on_step_(on_step), T_(o.sft.max_len), S_(o.batch), rng_(o.seed), watch_(o.warmup) {}
+  TrainResult run(const std::vector<ggml_backend_t>& backends);
+
+ private:
+  void prepare(const std::vector<ggml_backend_t>& backends);
+  void resume();
+  void save();
+  void open_log();
+  double validation_loss();
+  TrainStep optimizer_step(const std::vector<Row>& rows);
+  void record(TrainStep& ts, bool end_of_epoch);
+  bool after_step(const TrainStep& ts);  // true: cancelled (a checkpoint was written)
+  void finish();
+  double rate() const;
+  double elapsed() const;
+  std::string last_good() const;
+
+  const TrainOptions& o_;
+  const std::function<void(const TrainStep&)>& on_step_;
+  const int T_, S_;
+  TrainResult res_;
+  std::vector<SftExample> examples_, val_;
+  std::vector<Row> val_rows_;
+  Token pad_ = 0;
+  std::unique_ptr<ModelGraph> mg_;
+  std::unique_ptr<TrainGraph> tg_;
+  std::vector<ggml_tensor*> params_;
+  CheckpointTensors ct_;
+  std::vector<std::vector<char>> best_;  // the best validated weights, on the host
+  std::filesystem::path ckpt_, log_path_;
+  json fp_;
+  int total_ = 0, step_ = 0, epoch_ = 0, since_best_ = 0, skips_in_row_ = 0;
+  size_t next_row_ = 0, tokens_done_ = 0, tokens_at_start_ = 0;
+  double secs_before_ = 0;
+  bool fresh_epoch_ = true;
+  std::vector<size_t> order_;
+  std::mt19937_64 rng_;
+  std::vector<json> log_lines_;  // the log up to the checkpoint, when resumed
+  std::unique_ptr<JsonlWriter> log_;
+  std::unique_ptr<Progress> progress_;
+  std::chrono::steady_clock::time_point proc_t0_, t0_;
+  HostBatch batch_;
+  DivergenceWatch watch_;
+};
+
+// Data, model, LoRA, training graph, schedule length and the tensors a checkpoint holds.
+void TrainRun::prepare(const std::vector<ggml_backend_t>& backends) {
+  ModelOptions mo;
+  mo.vocab_only = true;
+  auto tok = Model::load(o_.model, mo);
+  load_examples(o_, *tok, res_, examples_, val_);
+  res_.n_train = examples_.size();
+  res_.n_val = val_.size();
+  mg_ = std::make_unique<ModelGraph>(o_.model, backends.front(), /*keep_file_types=*/!o_.full);
+  if (!o_.full) mg_->add_lora(o_.lora, o_.seed);
+  tg_ = std::make_unique<TrainGraph>(*mg_, backends, T_, S_);
+  pad_ = tok->info().eos >= 0 ? tok->info().eos : 0;
+  order_.resize(examples_.size());
+  std::iota(order_.begin(), order_.end(), 0);
+  // Packing makes fewer rows; the unshuffled packing sets the count used by the schedule.
+  const int epoch_steps = steps_per_epoch(make_rows(examples_, order_, T_, o_.pack).size(), S_, o_.grad_accum);
+  total_ = o_.max_steps > 0 ? o_.max_steps : std::max(1, epoch_steps * o_.epochs);
+  ckpt_ = beside(o_.out, ".ckpt.gguf");
+  log_path_ = o_.log.empty() ? beside(o_.out, ".log.jsonl") : o_.log;
+  fp_ = fingerprint(o_, examples_.size());
+  params_ = mg_->trainable();
+  auto moments = tg_->moments();
+  best_.resize(params_.size());
+  for (size_t i = 0; i < params_.size(); ++i) {
+    ct_.device["p." + std::string(params_[i]->name)] = params_[i];
+    ct_.device["m." + std::string(params_[i]->name)] = moments[2 * i];
+    ct_.device["v." + std::string(params_[i]->name)] = moments[2 * i + 1];
+  }
+  std::vector<size_t> vo(val_.size());
+  std::iota(vo.begin(), vo.end(), 0);
+  val_rows_ = make_rows(val_, vo, T_, o_.pack);
+}
+
+// The state, weights and moments of the checkpoint, after checking it is this run's.
+void TrainRun::resume() {
+  // The best weights are in the checkpoint only once a validation happened (host tensors are optional).
+  CheckpointTensors with_best = ct_;
+  for (size_t i = 0; i < params_.size(); ++i) with_best.host["b." + std::string(params_[i]->name)] = &best_[i];
+  const json saved = checkpoint_state(ckpt_).value("fingerprint", json::object());
+  if (saved != fp_)
+    fail("--resume: '{}' was written by a different run (differing: {}); start afresh without --resume or "
+         "restore that run's options and data", ckpt_.string(), fingerprint_diff(saved, fp_));
+  json st = load_checkpoint(ckpt_, with_best);
+  try {
+    step_ = st.at("step"), epoch_ = st.at("epoch"), next_row_ = st.at("next_row"), since_best_ = st.at("since_best");
+    tokens_done_ = st.at("tokens_done"), secs_before_ = st.at("seconds");
+    order_ = st.at("order").get<std::vector<size_t>>();
+    std::istringstream(st.at("rng").get<std::string>()) >> rng_;
+    res_.best_val_loss = st.at("best_val_loss"), res_.best_step = st.at("best_step"), res_.first_loss = st.at("first_loss");
+    res_.diverged_at = st.at("diverged_at");
+    tg_->set_steps_done(st.value("adam_steps", int64_t(step_)));  // fewer than `step` when updates were skipped
+    res_.n_skipped = st.value("skipped", 0);
+  } catch (const json::exception& e) {
+    fail("--resume: '{}' holds a malformed state: {}", ckpt_.string(), e.what());
+  }
+  if (order_.size() != examples_.size() || next_row_ > order_.size() || step_ < 0 || step_ > total_)
+    fail("--resume: '{}' holds a state that does not fit this run (step {}, {} examples)", ckpt_.string(), step_,
+         order_.size());
+  for (size_t i : order_)
+    if (i >= examples_.size()) fail("--resume: '{}' holds a data order outside the examples", ckpt_.string());
+  res_.resumed_from = step_;
+  fresh_epoch_ = false;
+  if (std::filesystem::exists(log_path_)) {  // keep the log up to the checkpoint
+    read_jsonl(log_path_, [&](const json& j, size_t) {
+      if (j.value("step", 0) <= step_) log_lines_.push_back(j);
+    });
+  }
+}
+
+void TrainRun::save() {
+  json st = {{"fingerprint", fp_},          {"step", step_},
+             {"epoch", epoch_},             {"next_row", next_row_},
+             {"since_best", since_best_},   {"tokens_done", tokens_done_},
+             {"order", order_},             {"best_val_loss", res_.best_val_loss},
+             {"best_step", res_.best_step}, {"first_loss", res_.first_loss},
+             {"diverged_at", res_.diverged_at}};
+  std::ostringstream r;
+  r << rng_;
+  st["rng"] = r.str();
+  st["seconds"] = secs_before_;
+  st["adam_steps"] = tg_->steps_done();
+  st["skipped"] = res_.n_skipped;
+  CheckpointTensors c = ct_;
+  if (!best_.empty() && !best_[0].empty())
+    for (size_t i = 0; i < params_.size(); ++i) c.host["b." + std::string(params_[i]->name)] = &best_[i];
+  save_checkpoint(ckpt_, c, st);
+}
+
+// The log file: rewritten with the lines up to the checkpoint (none when fresh), then appended to.
+void TrainRun::open_log() {
+  std::string log_text;
+  for (auto& j : log_lines_) log_text += j.dump() + "\n";
+  write_file_atomic(log_path_, log_text);
+  log_ = std::make_unique<JsonlWriter>(log_path_, /*append=*/true);
+}
+
+double TrainRun::rate() const {
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - proc_t0_).count();
+  return double(tokens_done_ - tokens_at_start_) / std::max(1e-9, secs);
+}
+
+double TrainRun::elapsed() const {
+  return secs_before_ + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+}
+
+std::string TrainRun::last_good() const {
+  return std::filesystem::exists(ckpt_) ? "The last good checkpoint is '" + ckpt_.string() + "' (--resume)."
+                                        : std::string("No checkpoint was written (--save-steps).");
+}
+
+double TrainRun::validation_loss() {
+  double sum = 0;
+  size_t targets = 0;
+  for (size_t first = 0; first < val_rows_.size(); first += size_t(S_)) {
+    fill_batch(val_, val_rows_, first, std::min<size_t>(size_t(S_), val_rows_.size() - first), S_, T_, pad_, batch_);
+    sum += tg_->evaluate(batch_) * double(batch_.n_targets);
+    targets += batch_.n_targets;
+  }
+  return targets ? sum / double(targets) : 0.0;
+}
+
+// Up to --grad-accum micro-batches from `rows` (fewer at the epoch's end), then AdamW.
+TrainStep TrainRun::optimizer_step(const std::vector<Row>& rows) {
+  double acc_loss = 0;
+  size_t acc_targets = 0;
+  int n_micro = 0;
+  for (; n_micro < o_.grad_accum && next_row_ < rows.size(); ++n_micro) {
+    const size_t n_rows = std::min<size_t>(size_t(S_), rows.size() - next_row_);
+    fill_batch(examples_, rows, next_row_, n_rows, S_, T_, pad_, batch_);
+    next_row_ += n_rows;
+    tokens_done_ += batch_.n_tokens;
+    double l = tg_->accumulate(batch_);
+    if (!std::isfinite(l))
+      fail("loss became {} at step {}: stopping (lower --lr or --clip?). {}", l, step_ + 1, last_good());
+    acc_loss += l * double(batch_.n_targets);
+    acc_targets += batch_.n_targets;
+  }
+  AdamWParams ap{lr_at(o_, step_, total_), o_.beta1, o_.beta2, 1e-8f, o_.weight_decay, o_.clip};
+  const double norm = tg_->step(ap, n_micro);
+  ++step_;
+  TrainStep ts{step_, acc_targets ? acc_loss / double(acc_targets) : 0.0, ap.lr, rate()};
+  ts.grad_norm = norm;
+  ts.skipped = !std::isfinite(norm);
+  return ts;
+}
+
+// Skipped updates, the loss history, divergence, and validation with the best weights kept.
+void TrainRun::record(TrainStep& ts, bool end_of_epoch) {
+  if (ts.skipped) {
+    ++res_.n_skipped;
+    if (++skips_in_row_ >= kMaxSkips)
+      fail("the gradient norm was {} for {} steps in a row (to step {}, loss {:.4f}): stopping (lower --lr?). {}",
+           ts.grad_norm, skips_in_row_, step_, ts.loss, last_good());
+    fmt::print(stderr, "warning: step {}: gradient norm {} with loss {:.4f}; update skipped\n", step_, ts.grad_norm,
+               ts.loss);
+  } else {
+    skips_in_row_ = 0;
+  }
+  if (step_ == 1) res_.first_loss = ts.loss;
+  res_.last_loss = ts.loss;
+  res_.losses.push_back(ts.loss);
+  if (watch_.update(step_, ts.loss) && !res_.diverged_at) {
+    res_.diverged_at = step_;
+    fmt::print(stderr, "warning: the loss is diverging at step {} (loss {:.4f}); lower --lr?\n", step_, ts.loss);
+  }
+  if (val_.empty() || !(o_.eval_steps > 0 ? step_ % o_.eval_steps == 0 : end_of_epoch)) return;
+  ts.val_loss = validation_loss();
+  if (!(res_.best_val_loss < 0 || ts.val_loss < res_.best_val_loss)) {  // a NaN loss is no improvement
+    ++since_best_;
+    return;
+  }
+  res_.best_val_loss = ts.val_loss;
+  res_.best_step = step_;
+  since_best_ = 0;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    best_[i].resize(ggml_nbytes(params_[i]));
+    ggml_backend_tensor_get(params_[i], best_[i].data(), 0, best_[i].size());
+  }
+}
+
+// The log line, the callback, progress and checkpoints. Returns true when cancelled.
+bool TrainRun::after_step(const TrainStep& ts) {
+  json line = {{"step", ts.step},  {"epoch", epoch_},          {"loss", ts.loss}, {"ppl", std::exp(std::min(ts.loss, 50.0))},
+               {"lr", ts.lr},      {"grad_norm", ts.grad_norm}, {"tokens_per_s", ts.tokens_per_s},
+               {"tokens", tokens_done_}};
+  if (ts.skipped) line["skipped"] = true;
+  if (ts.val_loss >= 0) line["val_loss"] = ts.val_loss, line["val_ppl"] = std::exp(std::min(ts.val_loss, 50.0));
+  log_->write(line);
+  if (on_step_) on_step_(ts);
+  progress_->update(step_, fmt::format("loss {:.4f}", ts.loss));
+  const bool cancelled = o_.cancel && o_.cancel->load();
+  // A skipped step's checkpoint would hold the same weights under a later step: wait for a good one.
+  if ((o_.save_steps > 0 && step_ % o_.save_steps == 0 && !ts.skipped) || cancelled) {
+    secs_before_ = elapsed(), t0_ = std::chrono::steady_clock::now();
+    save();
+  }
+  if (!cancelled) return false;
+  res_.interrupted = true;
+  res_.steps = step_;
+  progress_->finish("interrupted: checkpoint " + ckpt_.string());
+  return true;
+}
+
+// The best validated weights (not the last) written, with the report.
+void TrainRun::finish() {
+  progress_->finish(fmt::format("loss {:.4f} -> {:.4f}", res_.first_loss, res_.last_loss));
+  res_.steps = step_;
+  if (!best_.empty() && !best_[0].empty())
+    for (size_t i = 0; i < params_.size(); ++i) ggml_backend_tensor_set(params_[i], best_[i].data(), 0, best_[i].size());
+  res_.tokens_per_s = rate();
+  if (!o_.full)
+    save_lora(*mg_, o_.out);
+  else
+    save_model(*mg_, o_.out);
+  write_train_report(log_path_, beside(o_.out, ".loss.svg"), beside(o_.out, ".summary.json"), res_, o_);
+}
+
+TrainResult TrainRun::run(const std::vector<ggml_backend_t>& backends) {
+  prepare(backends);
+  if (o_.resume) resume();
+  open_log();
+  tokens_at_start_ = tokens_done_;
+  progress_ = std::make_unique<Progress>("train", total_, o_.progress);
+  proc_t0_ = t0_ = std::chrono::steady_clock::now();
+  std::vector<Row> rows;
+  while (step_ < total_ && !res_.stopped_early) {
+    if (fresh_epoch_) {
+      std::shuffle(order_.begin(), order_.end(), rng_);
+      next_row_ = 0;
+    }
+    fresh_epoch_ = true;
+    rows = make_rows(examples_, order_, T_, o_.pack);
+    while (next_row_ < rows.size() && step_ < total_) {
+      TrainStep ts = optimizer_step(rows);
+      record(ts, next_row_ >= rows.size());
+      if (after_step(ts)) return res_;
+      if (o_.patience > 0 && since_best_ >= o_.patience) {
+        res_.stopped_early = true;
+        break;
+      }
+    }
+    if (next_row_ >= rows.size()) ++epoch_;
+  }
+  finish();
+  return res_;
+}
+
+}  // namespace
+
 TrainResult train(const TrainOptions& o, const std::function<void(const TrainStep&)>& on_step) {
   o.validate();
   engine_init();
@@ -235,235 +537,8 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
   const TrainMemory memory = estimate_train_memory(o, backends);
   if (o.progress) fmt::print(stderr, "{}\n", memory.report(o));
   check_train_memory(memory, o, backends);
-  ModelOptions mo;
-  mo.vocab_only = true;
-  auto tok = Model::load(o.model, mo);
-  TrainResult res;
-  std::vector<SftExample> examples, val;
-  load_examples(o, *tok, res, examples, val);
-  res.n_train = examples.size();
-  res.n_val = val.size();
-
-  ModelGraph mg(o.model, backends.front(), /*keep_file_types=*/!o.full);
-  if (!o.full) mg.add_lora(o.lora, o.seed);
-  const int T = o.sft.max_len, S = o.batch;
-  TrainGraph tg(mg, backends, T, S);
-
-  const Token pad = tok->info().eos >= 0 ? tok->info().eos : 0;
-  std::mt19937_64 rng(o.seed);
-  std::vector<size_t> order(examples.size());
-  std::iota(order.begin(), order.end(), 0);
-  // Packing makes fewer rows; the unshuffled packing sets the count used by the schedule.
-  const int epoch_steps = steps_per_epoch(make_rows(examples, order, T, o.pack).size(), S, o.grad_accum);
-  const int total = o.max_steps > 0 ? o.max_steps : std::max(1, epoch_steps * o.epochs);
-
-  const std::filesystem::path ckpt = beside(o.out, ".ckpt.gguf");
-  const std::filesystem::path log_path = o.log.empty() ? beside(o.out, ".log.jsonl") : o.log;
-  const json fp = fingerprint(o, examples.size());
-  std::vector<std::vector<char>> best;  // the best validated weights, on the host
-  CheckpointTensors ct;
-  auto params = mg.trainable();
-  auto moments = tg.moments();
-  best.resize(params.size());
-  for (size_t i = 0; i < params.size(); ++i) {
-    ct.device["p." + std::string(params[i]->name)] = params[i];
-    ct.device["m." + std::string(params[i]->name)] = moments[2 * i];
-    ct.device["v." + std::string(params[i]->name)] = moments[2 * i + 1];
-  }
-
-  int step = 0, epoch = 0, since_best = 0;
-  size_t next_row = 0, tokens_done = 0;
-  double secs_before = 0;
-  bool fresh_epoch = true;
-  std::vector<json> log_lines;
-  if (o.resume) {
-    // The best weights are in the checkpoint only once a validation happened (host tensors are optional).
-    CheckpointTensors with_best = ct;
-    for (size_t i = 0; i < params.size(); ++i) with_best.host["b." + std::string(params[i]->name)] = &best[i];
-    const json saved = checkpoint_state(ckpt).value("fingerprint", json::object());
-    if (saved != fp)
-      fail("--resume: '{}' was written by a different run (differing: {}); start afresh without --resume or "
-           "restore that run's options and data", ckpt.string(), fingerprint_diff(saved, fp));
-    json st = load_checkpoint(ckpt, with_best);
-    try {
-      step = st.at("step"), epoch = st.at("epoch"), next_row = st.at("next_row"), since_best = st.at("since_best");
-      tokens_done = st.at("tokens_done"), secs_before = st.at("seconds");
-      order = st.at("order").get<std::vector<size_t>>();
-      std::istringstream(st.at("rng").get<std::string>()) >> rng;
-      res.best_val_loss = st.at("best_val_loss"), res.best_step = st.at("best_step"), res.first_loss = st.at("first_loss");
-      res.diverged_at = st.at("diverged_at");
-      tg.set_steps_done(st.value("adam_steps", int64_t(step)));  // fewer than `step` when updates were skipped
-      res.n_skipped = st.value("skipped", 0);
-    } catch (const json::exception& e) {
-      fail("--resume: '{}' holds a malformed state: {}", ckpt.string(), e.what());
-    }
-    if (order.size() != examples.size() || next_row > order.size() || step < 0 || step > total)
-      fail("--resume: '{}' holds a state that does not fit this run (step {}, {} examples)", ckpt.string(), step,
-           order.size());
-    for (size_t i : order)
-      if (i >= examples.size()) fail("--resume: '{}' holds a data order outside the examples", ckpt.string());
-    res.resumed_from = step;
-    fresh_epoch = false;
-    if (std::filesystem::exists(log_path)) {  // keep the log up to the checkpoint
-      read_jsonl(log_path, [&](const json& j, size_t) {
-        if (j.value("step", 0) <= step) log_lines.push_back(j);
-      });
-    }
-  }
-  auto save = [&] {
-    json st = {{"fingerprint", fp},         {"step", step},
-               {"epoch", epoch},            {"next_row", next_row},
-               {"since_best", since_best},  {"tokens_done", tokens_done},
-               {"order", order},            {"best_val_loss", res.best_val_loss},
-               {"best_step", res.best_step}, {"first_loss", res.first_loss},
-               {"diverged_at", res.diverged_at}};
-    std::ostringstream r;
-    r << rng;
-    st["rng"] = r.str();
-    st["seconds"] = secs_before;
-    st["adam_steps"] = tg.steps_done();
-    st["skipped"] = res.n_skipped;
-    CheckpointTensors c = ct;
-    if (!best.empty() && !best[0].empty())
-      for (size_t i = 0; i < params.size(); ++i) c.host["b." + std::string(params[i]->name)] = &best[i];
-    save_checkpoint(ckpt, c, st);
-  };
-
-  std::string log_text;
-  for (auto& j : log_lines) log_text += j.dump() + "\n";
-  write_file_atomic(log_path, log_text);
-  JsonlWriter log(log_path, /*append=*/true);
-
-  const size_t tokens_at_start = tokens_done;
-  Progress progress("train", total, o.progress);
-  const auto proc_t0 = std::chrono::steady_clock::now();
-  auto rate = [&] {
-    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - proc_t0).count();
-    return double(tokens_done - tokens_at_start) / std::max(1e-9, secs);
-  };
-  auto t0 = proc_t0;
-  auto elapsed = [&] { return secs_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
-  HostBatch batch;
-  std::vector<Row> val_rows;
-  {
-    std::vector<size_t> vo(val.size());
-    std::iota(vo.begin(), vo.end(), 0);
-    val_rows = make_rows(val, vo, T, o.pack);
-  }
-  auto validate = [&]() {
-    double sum = 0;
-    size_t targets = 0;
-    for (size_t first = 0; first < val_rows.size(); first += S) {
-      fill_batch(val, val_rows, first, std::min<size_t>(S, val_rows.size() - first), S, T, pad, batch);
-      sum += tg.evaluate(batch) * double(batch.n_targets);
-      targets += batch.n_targets;
-    }
-    return targets ? sum / double(targets) : 0.0;
-  };
-  DivergenceWatch watch(o.warmup);
-  std::vector<Row> rows;
-  int skips_in_row = 0;
-  auto last_good = [&] {
-    return std::filesystem::exists(ckpt) ? "The last good checkpoint is '" + ckpt.string() + "' (--resume)."
-                                         : std::string("No checkpoint was written (--save-steps).");
-  };
-  while (step < total && !res.stopped_early) {
-    if (fresh_epoch) {
-      std::shuffle(order.begin(), order.end(), rng);
-      next_row = 0;
-    }
-    fresh_epoch = true;
-    rows = make_rows(examples, order, T, o.pack);
-    while (next_row < rows.size() && step < total) {
-      double acc_loss = 0;
-      size_t acc_targets = 0;
-      int n_micro = 0;
-      for (; n_micro < o.grad_accum && next_row < rows.size(); ++n_micro) {
-        const size_t n_rows = std::min<size_t>(size_t(S), rows.size() - next_row);
-        fill_batch(examples, rows, next_row, n_rows, S, T, pad, batch);
-        next_row += n_rows;
-        tokens_done += batch.n_tokens;
-        double l = tg.accumulate(batch);
-        if (!std::isfinite(l))
-          fail("loss became {} at step {}: stopping (lower --lr or --clip?). {}", l, step + 1, last_good());
-        acc_loss += l * double(batch.n_targets);
-        acc_targets += batch.n_targets;
-      }
-      AdamWParams ap{lr_at(o, step, total), o.beta1, o.beta2, 1e-8f, o.weight_decay, o.clip};
-      double norm = tg.step(ap, n_micro);
-      ++step;
-      TrainStep ts{step, acc_targets ? acc_loss / double(acc_targets) : 0.0, ap.lr, rate()};
-      ts.grad_norm = norm;
-      ts.skipped = !std::isfinite(norm);
-      if (ts.skipped) {
-        ++res.n_skipped;
-        if (++skips_in_row >= kMaxSkips)
-          fail("the gradient norm was {} for {} steps in a row (to step {}, loss {:.4f}): stopping (lower --lr?). {}",
-               norm, skips_in_row, step, ts.loss, last_good());
-        fmt::print(stderr, "warning: step {}: gradient norm {} with loss {:.4f}; update skipped\n", step, norm, ts.loss);
-      } else {
-        skips_in_row = 0;
-      }
-      if (step == 1) res.first_loss = ts.loss;
-      res.last_loss = ts.loss;
-      res.losses.push_back(ts.loss);
-      if (watch.update(step, ts.loss) && !res.diverged_at) {
-        res.diverged_at = step;
-        fmt::print(stderr, "warning: the loss is diverging at step {} (loss {:.4f}); lower --lr?\n", step, ts.loss);
-      }
-      const bool end_of_epoch = next_row >= rows.size();
-      if (!val.empty() && (o.eval_steps > 0 ? step % o.eval_steps == 0 : end_of_epoch)) {
-        ts.val_loss = validate();
-        if (res.best_val_loss < 0 || ts.val_loss < res.best_val_loss) {
-          res.best_val_loss = ts.val_loss;
-          res.best_step = step;
-          since_best = 0;
-          for (size_t i = 0; i < params.size(); ++i) {
-            best[i].resize(ggml_nbytes(params[i]));
-            ggml_backend_tensor_get(params[i], best[i].data(), 0, best[i].size());
-          }
-        } else {
-          ++since_best;
-        }
-      }
-      json line = {{"step", ts.step},   {"epoch", epoch}, {"loss", ts.loss}, {"ppl", std::exp(std::min(ts.loss, 50.0))},
-                   {"lr", ts.lr},       {"grad_norm", norm}, {"tokens_per_s", ts.tokens_per_s},
-                   {"tokens", tokens_done}};
-      if (ts.skipped) line["skipped"] = true;
-      if (ts.val_loss >= 0) line["val_loss"] = ts.val_loss, line["val_ppl"] = std::exp(std::min(ts.val_loss, 50.0));
-      log.write(line);
-      if (on_step) on_step(ts);
-      progress.update(step, fmt::format("loss {:.4f}", ts.loss));
-      const bool cancelled = o.cancel && o.cancel->load();
-      // A skipped step's checkpoint would hold the same weights under a later step: wait for a good one.
-      if ((o.save_steps > 0 && step % o.save_steps == 0 && !ts.skipped) || cancelled) {
-        secs_before = elapsed(), t0 = std::chrono::steady_clock::now();
-        save();
-      }
-      if (cancelled) {
-        res.interrupted = true;
-        res.steps = step;
-        progress.finish("interrupted: checkpoint " + ckpt.string());
-        return res;
-      }
-      if (o.patience > 0 && since_best >= o.patience) {
-        res.stopped_early = true;
-        break;
-      }
-    }
-    if (next_row >= rows.size()) ++epoch;
-  }
-  progress.finish(fmt::format("loss {:.4f} -> {:.4f}", res.first_loss, res.last_loss));
-  res.steps = step;
-  if (!best.empty() && !best[0].empty())  // write the best validated weights, not the last
-    for (size_t i = 0; i < params.size(); ++i) ggml_backend_tensor_set(params[i], best[i].data(), 0, best[i].size());
-  res.tokens_per_s = rate();
-  if (!o.full)
-    save_lora(mg, o.out);
-  else
-    save_model(mg, o.out);
-  write_train_report(log_path, beside(o.out, ".loss.svg"), beside(o.out, ".summary.json"), res, o);
-  return res;
+  TrainRun run(o, on_step);
+  return run.run(backends);
 }
 
 }  // namespace cogumi
