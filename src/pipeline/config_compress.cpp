@@ -39,7 +39,11 @@ json source_json(const CompressSource& s) {
 json CompressConfig::to_json() const {
   return {{"quantize", quantize},     {"imatrix", source_json(imatrix)}, {"tensor_types", tensor_types},
           {"prune", {{"level", prune_level}, {"what", prune_what}, {"uniform", prune_uniform},
-                     {"multiple", prune_multiple}, {"calibration", source_json(prune_calib)}}},
+                     {"multiple", prune_multiple}, {"calibration", source_json(prune_calib)},
+                     {"recover", !recover ? json(nullptr)
+                                          : json{{"data", source_json(recover_data)}, {"steps", recover_steps},
+                                                 {"lr", recover_lr}, {"rank", recover_rank}, {"batch", recover_batch},
+                                                 {"seq_len", recover_seq_len}, {"full", recover_full}}}}},
           {"lora_rank", lora_rank},   {"pack", pack},
           {"measure", {{"data", source_json(measure)}, {"ctx", measure_ctx}, {"chunks", measure_chunks}}},
           {"calib", {{"ctx", calib_ctx}, {"chunks", calib_chunks}}}, {"eval", eval}};
@@ -62,7 +66,12 @@ void CompressConfig::validate(bool curriculum) const {
   }
   if (!(prune_level >= 0 && prune_level <= 0.9)) fail("compress.prune.level must be in (0, 0.9], got {}", prune_level);
   if (prune_level > 0 && prune_calib.none()) fail("compress.prune.calibration: required without a curriculum");
+  if (recover && recover_data.none()) fail("compress.prune.recover.data: required without a curriculum (SFT JSONL)");
+  if (recover && recover_data.curriculum && !curriculum) fail("compress.prune.recover.data: 'curriculum', but the config has no curriculum");
   if (lora_rank < 0 || lora_rank > 4096) fail("compress.lora_rank must be in 1..4096, got {}", lora_rank);
+  if (lora_rank > 0 && prune_level > 0)
+    fail("compress.lora_rank: a pruned base takes none of the modifiers (trained on the unpruned shapes); drop one of "
+         "lora_rank and prune");
   if (measure.none()) fail("compress.measure.data: required without a curriculum (text the KLD is measured on)");
   if (measure.curriculum && !curriculum) fail("compress.measure.data: 'curriculum', but the config has no curriculum");
   if ((imatrix.curriculum || prune_calib.curriculum) && !curriculum)
@@ -118,7 +127,22 @@ void read_tensor_types(const Reader& r, const YAML::Node& n, CompressConfig& c) 
   }
 }
 
-void read_prune(const Reader& r, const YAML::Node& n, CompressConfig& c) {
+void read_recover(const Reader& r, const YAML::Node& n, bool curriculum, CompressConfig& c) {
+  c.recover = true;
+  c.recover_data.curriculum = curriculum;
+  if (n.IsNull()) return;
+  r.expect_map(n, "compress.prune.recover", {"data", "steps", "lr", "rank", "batch", "seq_len", "full"});
+  auto k = [](const char* f) { return std::string("compress.prune.recover.") + f; };
+  if (n["data"]) c.recover_data = read_source(r, n["data"], k("data"), false);
+  if (n["steps"]) c.recover_steps = r.integer(n["steps"], k("steps"), 1, 1000000);
+  if (n["lr"]) c.recover_lr = r.number(n["lr"], k("lr"), 0, 1, true);
+  if (n["rank"]) c.recover_rank = r.integer(n["rank"], k("rank"), 1, 4096);
+  if (n["batch"]) c.recover_batch = r.integer(n["batch"], k("batch"), 1, 4096);
+  if (n["seq_len"]) c.recover_seq_len = r.integer(n["seq_len"], k("seq_len"), 16, 65536);
+  if (n["full"]) c.recover_full = r.boolean(n["full"], k("full"));
+}
+
+void read_prune(const Reader& r, const YAML::Node& n, bool curriculum, CompressConfig& c) {
   r.expect_map(n, "compress.prune", {"level", "what", "uniform", "multiple", "calibration", "recover"});
   if (!n["level"]) r.error(n, "compress.prune.level", "required: the fraction of the layers' parameters removed, (0, 0.9]");
   c.prune_level = r.number(n["level"], "compress.prune.level", 0, 0.9, true);
@@ -137,10 +161,7 @@ void read_prune(const Reader& r, const YAML::Node& n, CompressConfig& c) {
   if (n["uniform"]) c.prune_uniform = r.boolean(n["uniform"], "compress.prune.uniform");
   if (n["multiple"]) c.prune_multiple = r.integer(n["multiple"], "compress.prune.multiple", 0, 65536);
   if (n["calibration"]) c.prune_calib = read_source(r, n["calibration"], "compress.prune.calibration", false);
-  if (n["recover"])
-    r.error(n["recover"], "compress.prune.recover",
-            "not available yet: the trainer cannot train a pruned model (deci architecture, per-layer widths); "
-            "prune without recovery, or recover by hand with cogumi train on the pruned GGUF");
+  if (const YAML::Node v = n["recover"]) read_recover(r, v, curriculum, c);
 }
 
 void read_measure(const Reader& r, const YAML::Node& n, CompressConfig& c) {
@@ -171,7 +192,7 @@ void read_compress(const Reader& r, const YAML::Node& n, bool curriculum, Compre
   }
   if (c.quantize.empty() && !c.imatrix_set) c.imatrix = {};
   if (n["tensor_types"]) read_tensor_types(r, n["tensor_types"], c);
-  if (n["prune"]) read_prune(r, n["prune"], c);
+  if (n["prune"]) read_prune(r, n["prune"], curriculum, c);
   if (c.prune_level > 0 && c.prune_calib.none()) c.prune_calib = !c.imatrix.none() ? c.imatrix : CompressSource{curriculum, {}};
   if (n["lora_rank"]) c.lora_rank = r.integer(n["lora_rank"], "compress.lora_rank", 1, 4096);
   if (n["pack"]) c.pack = r.boolean(n["pack"], "compress.pack");

@@ -7,8 +7,11 @@
 //                                 # training splits, interleaved), a text/.jsonl file, or none.
 //                                 # Default: curriculum when the config has one, else none
 //     tensor_types: {output: q8_0, token_embd: q8_0}   # per-tensor overrides, regex -> ggml type
-//     prune: {level: 0.2, what: [ffn], uniform: false, multiple: 0, calibration: PATH}
-//                                 # structured pruning first (F16 base); calibration defaults to imatrix's
+//     prune: {level: 0.2, what: [ffn], uniform: true, multiple: 0, calibration: PATH,
+//             recover: {data: curriculum, steps: 200, lr: 2e-3, rank: 16, batch: 8, seq_len: 256, full: false}}
+//                                 # structured pruning first (F16 base); calibration defaults to imatrix's;
+//                                 # recover: fine-tuned after pruning (a LoRA merged back, or full with
+//                                 # full: true) on SFT data ("curriculum": the base's mix, mix/train.jsonl)
 //     lora_rank: 8                # each modifier's rank cut to this by SVD (lora shrink); omit: keep
 //     pack: true                  # the compressed base packed losslessly (zstd, .czst), size reported
 //     measure: {data: curriculum, ctx: 128, chunks: 16}  # KLD/agreement/PPL text: "curriculum" (the dev
@@ -23,8 +26,7 @@
 // compress.size_mb (compressed base + modifiers + router), compress.packed_mb (with the base packed),
 // compress.accuracy_delta (points, the worst domain: compressed system minus routed system).
 // A pruned base changes the shapes the modifiers were trained on, so with `prune` the compressed
-// system is the pruned base alone and its accuracy delta is against the base. `prune.recover` (a
-// recovery fine-tune) is refused until the trainer trains pruned (deci) models.
+// system is the pruned (and recovered) base alone and its accuracy delta is against the base.
 #pragma once
 
 #include <filesystem>
@@ -53,9 +55,17 @@ struct CompressConfig {
   std::vector<std::string> tensor_types;  // "regex=type"
   double prune_level = 0;                 // (0, 0.9]; 0: no pruning
   std::vector<std::string> prune_what = {"ffn"};
-  bool prune_uniform = false;
+  bool prune_uniform = true;              // one width in every layer (llama); false: deci
   int prune_multiple = 0;                 // 0..65536 (0: auto)
   CompressSource prune_calib;             // default: imatrix's source, else the curriculum
+  bool recover = false;                   // prune.recover given
+  CompressSource recover_data;            // SFT JSONL; curriculum: its mix/train.jsonl
+  int recover_steps = 200;                // 1..10^6
+  double recover_lr = 2e-3;               // (0, 1]
+  int recover_rank = 16;                  // 1..4096
+  int recover_batch = 8;                  // 1..4096
+  int recover_seq_len = 256;              // 16..65536
+  bool recover_full = false;
   int lora_rank = 0;                      // 1..4096; 0: modifiers kept as they are
   bool pack = false;
   CompressSource measure;                 // KLD text

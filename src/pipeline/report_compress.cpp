@@ -18,9 +18,18 @@ std::string esc(const std::string& s) {
 std::string steps(const json& c) {
   std::string s;
   auto add = [&](const std::string& x) { s += (s.empty() ? "" : ", then ") + x; };
-  if (c.contains("prune"))
+  if (c.contains("prune")) {
+    const json& p = c["prune"]["prune"];
     add(fmt::format("pruned {:.0f}% of the layers' parameters ({} GGUF)", 100 * c["settings"]["prune"]["level"].get<double>(),
-                    c["prune"]["prune"].value("arch", std::string("?"))));
+                    p.value("arch", std::string("?"))));
+    if (p.contains("recovery"))
+      add(fmt::format("recovered ({} {} steps, loss {:.3f} -> {:.3f}{})", p["recovery"].value("mode", std::string("")),
+                      p["recovery"].value("steps", 0), p["recovery"].value("first_loss", 0.0), p["recovery"].value("last_loss", 0.0),
+                      p.contains("quality_unrecovered") && p.contains("quality")
+                          ? fmt::format("; same top {:.1f}% before recovery, {:.1f}% after",
+                                        100 * p["quality_unrecovered"].value("top1_agree", 0.0), 100 * p["quality"].value("top1_agree", 0.0))
+                          : ""));
+  }
   if (c.contains("quantize")) {
     std::string q = "quantized to " + c["settings"]["quantize"].get<std::string>();
     q += c.contains("imatrix") ? fmt::format(" with an importance matrix ({} chunks)", c["imatrix"].value("chunks", 0))

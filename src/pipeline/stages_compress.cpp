@@ -95,6 +95,10 @@ void add_prune(Plan& plan, const std::shared_ptr<Shared>& sh) {
   Stage s{"compress.prune", "1", sh->data_deps("base"), {}, {}, {}, {}};
   s.settings = {{"prune", c.to_json()["prune"]}, {"calibration", source_id(plan, c.prune_calib, "train")},
                 {"ctx", c.calib_ctx}, {"chunks", c.calib_chunks}};
+  if (c.recover) {  // recovery data, and the measure text for the quality before and after recovery
+    s.settings["recover_data"] = c.recover_data.curriculum ? json("curriculum:mix/train.jsonl") : json(plan.file_id(c.recover_data.file));
+    s.settings["measure"] = {{"data", source_id(plan, c.measure, "dev")}, {"ctx", c.measure_ctx}, {"chunks", c.measure_chunks}};
+  }
   s.run = [sh](const StageContext& ctx) {
     const CompressConfig& cc = sh->cfg.compress;
     PruneOptions o;
@@ -108,6 +112,17 @@ void add_prune(Plan& plan, const std::shared_ptr<Shared>& sh) {
     o.ctx = cc.calib_ctx;
     o.max_chunks = cc.calib_chunks;
     o.n_threads = sh->cfg.threads;
+    if (cc.recover) {
+      o.recover_data = cc.recover_data.curriculum ? sh->data / "mix/train.jsonl" : cc.recover_data.file;
+      o.recover_steps = cc.recover_steps;
+      o.recover_lr = float(cc.recover_lr);
+      o.recover_rank = cc.recover_rank;
+      o.recover_batch = cc.recover_batch;
+      o.recover_seq_len = cc.recover_seq_len;
+      o.recover_full = cc.recover_full;
+      o.eval = source_file(*sh, cc.measure, ctx.stage.dir, true);
+      o.eval_chunks = cc.measure_chunks;
+    }
     PruneResult r = prune_model(o);
     return json{{"model", o.out.string()}, {"bytes", fs::file_size(o.out)}, {"prune", r.to_json()}};
   };

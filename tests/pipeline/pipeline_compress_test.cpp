@@ -154,6 +154,40 @@ TEST(PipelineCompress, QuantizesMeasuresGatesAndReuses) {
   EXPECT_LT(rep8["compress"]["kld"]["kld_mean"].get<double>(), kld);  // 8 bits lose less than 4
 }
 
+// A pruned base (then recovered) is the compressed system alone: the modifiers were trained on the
+// unpruned shapes. Its accuracy delta is against the base; the report has the recovery.
+TEST(PipelineCompress, PrunedAndRecoveredBaseStandsAlone) {
+  const fs::path dir = test::tmp_dir() / "pipeline-compress-prune";
+  fs::create_directories(dir);
+  PipelineConfig cfg = load(dir, std::string(kHead) + R"(compress:
+  prune: {level: 0.25, recover: {steps: 2, batch: 2, seq_len: 64, rank: 2}}
+  measure: {ctx: 64, chunks: 4}
+  calib: {ctx: 64, chunks: 4}
+gates:
+  - compress.accuracy_delta >= -100
+  - compress.agreement >= 0
+)");
+  RunOptions o;
+  o.progress = false;
+  PipelineRun r = run_pipeline(cfg, o);
+  const std::set<std::string> all = ran(r.summary);
+  EXPECT_TRUE(all.count("compress.prune") && all.count("compress.eval"));
+  for (const char* s : {"compress.imatrix", "compress.quantize", "compress.lora", "compress.pack"}) EXPECT_FALSE(all.count(s)) << s;
+  const json c = json::parse(read_file(cfg.work_dir / "report.json"))["compress"];
+  const json& p = c["prune"]["prune"];
+  EXPECT_EQ(p["recovery"]["steps"].get<int>(), 2) << p.dump();
+  EXPECT_LT(p["layer_params_after"].get<double>(), p["layer_params_before"].get<double>());
+  EXPECT_TRUE(p.contains("quality_unrecovered")) << p.dump();
+  EXPECT_EQ(c["eval"]["against"], "base");
+  EXPECT_TRUE(c.contains("note"));
+  EXPECT_GT(c["kld"]["kld_mean"].get<double>(), 0.0);
+  const std::string sys = read_file(cfg.work_dir / "system.compressed.yaml");  // its gates passed
+  EXPECT_EQ(sys.find("router"), std::string::npos) << sys;
+  EXPECT_EQ(sys.find("adapter"), std::string::npos) << sys;
+  EXPECT_NE(read_file(cfg.work_dir / "report.md").find("recovered (lora 2 steps"), std::string::npos)
+      << read_file(cfg.work_dir / "report.md");
+}
+
 TEST(PipelineCompress, BadKeysNameTheLine) {
   const fs::path dir = test::tmp_dir() / "pipeline-compress-bad";
   fs::create_directories(dir);
@@ -172,8 +206,12 @@ TEST(PipelineCompress, BadKeysNameTheLine) {
   EXPECT_NE(e.find(fmt::format("bad.yaml:{}: 'compress.tensor_types.output': unknown tensor type", line + 1)), std::string::npos) << e;
   e = err("  prune: {level: 0.95}\n");
   EXPECT_NE(e.find("'compress.prune.level': must be in (0, 0.9]"), std::string::npos) << e;
-  e = err("  prune:\n    level: 0.2\n    recover: {steps: 100}\n");
-  EXPECT_NE(e.find(fmt::format("bad.yaml:{}: 'compress.prune.recover': not available yet", line + 2)), std::string::npos) << e;
+  e = err("  prune:\n    level: 0.2\n    recover: {steps: 0}\n");
+  EXPECT_NE(e.find(fmt::format("bad.yaml:{}: 'compress.prune.recover.steps': must be in [1, ", line + 2)), std::string::npos) << e;
+  e = err("  prune:\n    level: 0.2\n    recover: {epochs: 1}\n");
+  EXPECT_NE(e.find(fmt::format("bad.yaml:{}: 'compress.prune.recover.epochs': unknown key", line + 2)), std::string::npos) << e;
+  e = err("  prune: {level: 0.2}\n  lora_rank: 8\n");
+  EXPECT_NE(e.find("a pruned base takes none of the modifiers"), std::string::npos) << e;
   e = err("  pack: maybe\n");
   EXPECT_NE(e.find("'compress.pack': expected true or false"), std::string::npos) << e;
   e = err("  eval: false\n");
