@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <regex>
 #include <set>
 
 #include "core/error.h"
@@ -19,7 +20,7 @@ using pipeline_detail::Reader;
 
 void read_modifier(const Reader& r, const YAML::Node& n, const std::string& key, ModifierSettings& m) {
   r.expect_map(n, key, {"rank", "steps", "batch", "seq_len", "eval_steps", "patience", "warmup", "lr", "val_split",
-                        "failure_weight", "domain_share", "replay"});
+                        "failure_weight", "domain_share", "replay", "device"});
   auto k = [&](const char* f) { return key + "." + f; };
   if (n["rank"]) m.rank = r.integer(n["rank"], k("rank"), 1, 4096);
   if (n["steps"]) m.steps = r.integer(n["steps"], k("steps"), 1, 10000000);
@@ -33,6 +34,11 @@ void read_modifier(const Reader& r, const YAML::Node& n, const std::string& key,
   if (n["failure_weight"]) m.failure_weight = r.number(n["failure_weight"], k("failure_weight"), 0, 100);
   if (n["domain_share"]) m.domain_share = r.number(n["domain_share"], k("domain_share"), 0, 100);
   if (n["replay"]) m.replay = r.number(n["replay"], k("replay"), 0, 100);
+  if (n["device"]) {
+    m.device = r.str(n["device"], k("device"));
+    if (!std::regex_match(m.device, std::regex("auto|cpu|gpu(:[0-9]{1,3})?")))
+      r.error(n["device"], k("device"), "must be auto (a GPU when there is one), cpu, gpu or gpu:N");
+  }
 }
 
 void read_base(const Reader& r, const YAML::Node& n, PipelineConfig& c) {
@@ -150,9 +156,11 @@ void read_gates(const Reader& r, const YAML::Node& n, PipelineConfig& c) {
 }  // namespace
 
 json ModifierSettings::to_json() const {
-  return {{"rank", rank},         {"steps", steps},   {"batch", batch}, {"seq_len", seq_len},
+  json j = {{"rank", rank},         {"steps", steps},   {"batch", batch}, {"seq_len", seq_len},
           {"eval_steps", eval_steps}, {"patience", patience}, {"warmup", warmup}, {"lr", lr},
           {"val_split", val_split}, {"failure_weight", failure_weight}, {"domain_share", domain_share}, {"replay", replay}};
+  if (device != "auto") j["device"] = device;  // auto keeps the stage keys runs had before `device` existed
+  return j;
 }
 
 void ModifierSettings::validate(const std::string& where) const {
@@ -282,6 +290,10 @@ PipelineConfig PipelineConfig::load(const fs::path& path) {
   if (root["replay"]) c.replay = r.path(root["replay"], "replay");
   if (!root["domains"]) fail("{}: 'domains' is required", path.string());
   read_domains(r, root["domains"], c, defaults);
+  for (const auto& d : c.domains)
+    if (c.cpu_only && d.train.device.rfind("gpu", 0) == 0)
+      fail("{}: cpu_only: true and domain {}'s training device '{}' contradict each other; give one", path.string(),
+           d.name, d.train.device);
   if (const YAML::Node n = root["router"]) {
     r.expect_map(n, "router", {"enabled", "holdout", "epochs", "lr", "limit"});
     if (n["enabled"]) c.router = r.boolean(n["enabled"], "router.enabled");

@@ -12,7 +12,7 @@
 //   eval: {test_limit: 0, mine_limit: 600, max_tokens: 96, parallel: 64}
 //   failures: {cluster: true, k: 0, k_max: 6, embeddings: 0.5,
 //              labeler: {url: http://127.0.0.1:8080/v1, model: default, key_env: LABELER_KEY}}
-//   training: {rank: 16, steps: 1000, lr: 2e-3, ...}   # defaults of every modifier
+//   training: {rank: 16, steps: 1000, lr: 2e-3, device: auto, ...}  # defaults of every modifier (device: auto = a GPU when there is one, cpu, gpu, gpu:N)
 //   replay: PATH                     # general mix replayed against forgetting (nano: mix/train)
 //   domains:
 //     math:                          # a nano domain: test/mine/sft/val come from the curriculum
@@ -60,6 +60,7 @@ struct ModifierSettings {
   double failure_weight = 1.0; // weight of the mined failures (2: each twice), [0, 100]
   double domain_share = 1.0; // weight of the domain's own sft data beside its failures, [0, 100]
   double replay = 0.5;       // weight of the replay mix, [0, 100]
+  std::string device = "auto";  // auto (the first GPU when the build has one, else the CPU), cpu, gpu, gpu:N
   json to_json() const;
   void validate(const std::string& where) const;  // throws Error naming where.key
 };
