@@ -278,6 +278,22 @@ TEST(Prune, RecoveryFineTunesThePrunedModelAndKeepsItsShapeAndType) {
   const auto j = nlohmann::json::parse(read_file(test::tmp_dir() / "recovered.prune.json"));
   EXPECT_EQ(j["recovery"]["steps"], 40);
   EXPECT_EQ(j["recovery"]["unrecovered"], before.string());
+
+  // Full-parameter recovery trains in F32 and stores the result back as F16, at the same shapes.
+  o.out = test::tmp_dir() / "recovered-full.gguf";
+  o.recover_full = true;
+  o.recover_lr = 3e-3f;
+  o.eval.clear();
+  const PruneResult f = prune_model(o);
+  EXPECT_EQ(f.recovery.mode, "full");
+  EXPECT_LT(f.recovery.last_loss, 0.5 * f.recovery.first_loss) << f.recovery.first_loss << " -> " << f.recovery.last_loss;
+  const fs::path before_full = test::tmp_dir() / "recovered-full.unrecovered.gguf";
+  EXPECT_EQ(fs::file_size(before_full), fs::file_size(o.out));
+  EXPECT_FALSE(fs::exists(test::tmp_dir() / "recovered-full.recovery.f32.gguf"));
+  PruneSource c(o.out);
+  EXPECT_EQ(c.arch(), "deci");
+  EXPECT_NE(PruneSource(before_full).read("blk.2.ffn_down.weight"), c.read("blk.2.ffn_down.weight"));
+  EXPECT_FALSE(greedy(o.out).empty());
 }
 
 TEST(Prune, BadInputIsRefusedWithItsName) {
