@@ -125,8 +125,13 @@ DataConfig read_data_config(const YAML::Node& n, const fs::path& file) {
   }
   if (n["decontaminate"]) read_decontam(r, n["decontaminate"], c);
   if (const YAML::Node p = n["pairs"]) {
-    r.expect_map(p, "pairs", {"reverse"});
+    r.expect_map(p, "pairs", {"reverse", "form"});
     if (p["reverse"]) c.reverse = r.boolean(p["reverse"], "pairs.reverse");
+    if (const YAML::Node f = p["form"]) {
+      if (!f.IsScalar() || (f.Scalar() != "instruction" && f.Scalar() != "eval"))
+        r.error(f, "pairs.form", "must be instruction ({instruction, output}) or eval ({prompt, completion} as the eval asked)");
+      c.form = f.Scalar();
+    }
   }
   if (n["weight"]) c.weight = r.number(n["weight"], "weight", 0, 100, true);
   return c;
@@ -148,6 +153,7 @@ void DataConfig::validate(const std::string& where, const std::vector<std::strin
   if (ngram < 1 || ngram > 64) fail("{}: data.decontaminate.ngram must be in 1..64, got {}", where, ngram);
   if (min_words < 1 || min_words > ngram)
     fail("{}: data.decontaminate.min_words must be in 1..ngram ({}), got {}", where, ngram, min_words);
+  if (form != "instruction" && form != "eval") fail("{}: data.pairs.form must be instruction or eval, got '{}'", where, form);
   if (!(weight > 0 && weight <= 100)) fail("{}: data.weight must be in (0, 100], got {}", where, weight);
   std::string known;
   for (auto& m : modifier_domains) known += (known.empty() ? "" : ", ") + m;

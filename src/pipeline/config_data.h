@@ -12,7 +12,9 @@
 //     judge: {base_url: ..., model: reasoning, threshold: 7}   # optional: LLM judge, 1..10
 //     dedup: {exact: true, near: true, threshold: 0.75}
 //     decontaminate: {ngram: 13, min_words: 8, benches: {gsm8k: extra-test.jsonl}}
-//     pairs: {reverse: false}      # forward pairs always; reverse (answer -> question) too when true
+//     pairs: {reverse: false,      # forward pairs always; reverse (answer -> question) too when true
+//             form: instruction}   # forward pairs as {instruction, output}, or `eval`: {prompt, completion}
+//                                  # with the failure's prompt as the eval asked it (the mined failures' form)
 //     weight: 1.0                  # the teacher data's weight in each domain's training set, (0, 100]
 //
 // Endpoint fields are data/teacher.h's (TeacherEndpoint). Decontamination always checks every
@@ -47,6 +49,7 @@ struct DataConfig {
   int min_words = 8;                  // shorter benchmark items are not checked, 1..ngram
   std::vector<BenchSpec> decontam_extra;  // benchmark sets checked beside the domains' test sets
   bool reverse = false;               // reverse pairs beside the forward ones
+  std::string form = "instruction";   // forward pairs: instruction | eval
   double weight = 1.0;                // weight in the training set, (0, 100]
   // Throws Error naming `where` and the key. `modifier_domains`: the config's domains that train a
   // modifier and mine failures (where data can be made).

@@ -142,11 +142,43 @@ json judge_run(const Shared& sh, const DomainFiles& d, const StageContext& ctx) 
   return r;
 }
 
+// Pairs in the mined failures' own form (data.pairs.form: eval): each kept example's failed item as
+// the eval prompted it, the teacher's answer as the completion; reverse pairs (instruction form) after.
+PairsStats write_eval_form_pairs(const fs::path& examples, const fs::path& run, const fs::path& out, bool reverse) {
+  std::map<std::string, std::string> prompt_of;
+  read_jsonl(run / "items.jsonl", [&](const json& j, size_t) {
+    if (j.contains("prompt") && j["prompt"].is_string()) prompt_of.emplace(j.value("id", ""), j["prompt"].get<std::string>());
+  });
+  PairsStats st;
+  std::string text;
+  read_jsonl(examples, [&](const json& ex, size_t line) {
+    ++st.n_records;
+    const std::string id = ex.value("item", "");
+    const auto it = prompt_of.find(id);
+    if (it == prompt_of.end())
+      fail("{}:{}: item '{}' is not an item of the mining run '{}'", examples.string(), line, id, run.string());
+    text += jsonl_line({{"prompt", it->second}, {"completion", " " + ex.value("output", "")}, {"direction", "forward"},
+                        {"item", id}, {"tier", ex.value("tier", json(nullptr))}});
+    ++st.n_forward;
+  });
+  if (reverse) {
+    PairsOptions po;
+    po.forward = false;
+    po.reverse = true;
+    const fs::path tmp = out.string() + ".reverse";
+    st.n_reverse = write_pairs(examples, tmp, po).n_reverse;
+    text += read_file(tmp);
+    fs::remove(tmp);
+  }
+  write_file_atomic(out, text);
+  return st;
+}
+
 json curate_run(const Shared& sh, const std::string& from, const StageContext& ctx) {
   const DataConfig& dc = sh.cfg.data;
   const json& prev = ctx.result(from);
   const fs::path examples = ctx.stage.dir / "examples.jsonl", train = ctx.stage.dir / "train.jsonl";
-  json out = {{"from", from}, {"weight", dc.weight}, {"train_file", train.string()}, {"examples_file", examples.string()}};
+  json out = {{"from", from}, {"form", dc.form}, {"weight", dc.weight}, {"train_file", train.string()}, {"examples_file", examples.string()}};
   const std::string in = prev.value("kept_file", "");
   if (in.empty() || prev.value("kept", 0) == 0) {
     write_file_atomic(examples, "");
@@ -171,7 +203,9 @@ json curate_run(const Shared& sh, const std::string& from, const StageContext& c
   const DedupResult r = run_dedup(o);
   PairsOptions po;
   po.reverse = dc.reverse;
-  const PairsStats ps = write_pairs(examples, train, po);
+  const PairsStats ps = dc.form == "eval"
+                            ? write_eval_form_pairs(examples, ctx.result("mine")["run"].get<std::string>(), train, dc.reverse)
+                            : write_pairs(examples, train, po);
   json contaminated = json::array();
   if (r.report.contains("decontamination"))
     for (auto& c : r.report["decontamination"]["records"])
@@ -221,10 +255,11 @@ void add_data_stages(Plan& plan, const std::shared_ptr<Shared>& sh) {
       plan.add(std::move(j));
       from = "judge." + name;
     }
-    Stage c{"curate." + name, "1", {from}, {}, {}, {}, {}};
+    Stage c{"curate." + name, "1", {from, "mine"}, {}, {}, {}, {}};
     if (!sh->data_stage.empty()) c.deps.push_back(sh->data_stage);  // curriculum test sets: keyed by it
     c.settings = {{"exact", dc.exact}, {"near", dc.near}, {"threshold", dc.dedup_threshold}, {"ngram", dc.ngram},
-                  {"min_words", dc.min_words}, {"tests", tests}, {"reverse", dc.reverse}, {"weight", dc.weight}};
+                  {"min_words", dc.min_words}, {"tests", tests}, {"reverse", dc.reverse}, {"form", dc.form},
+                  {"weight", dc.weight}};
     c.run = [sh, from](const StageContext& ctx) { return curate_run(*sh, from, ctx); };
     plan.add(std::move(c));
   }

@@ -139,6 +139,8 @@ TEST(PipelineData, ConfigErrorsNameTheKeyAndLine) {
   EXPECT_NE(e.find("c.yaml:16: 'data.judge.threshold': must be in [1, 10]"), std::string::npos) << e;
   e = error_for("data:\n" + tier + "  dedup: {near: maybe}\n");
   EXPECT_NE(e.find("'data.dedup.near': expected true or false"), std::string::npos) << e;
+  e = error_for("data:\n" + tier + "  pairs: {form: chat}\n");
+  EXPECT_NE(e.find("c.yaml:16: 'data.pairs.form': must be instruction"), std::string::npos) << e;
   e = error_for("data:\n" + tier + "  decontaminate: {benches: {squad: x.json}}\n");
   EXPECT_NE(e.find("'data.decontaminate.benches.squad': unknown benchmark kind"), std::string::npos) << e;
   e = error_for("data:\n" + tier + "  domains: [code]\n");  // code trains no modifier here
@@ -265,7 +267,7 @@ TEST(PipelineData, WithoutClustersEachBenchmarkIsOneClusterAndReversePairsJoinTh
   limit: 6
   tiers:
     - {{name: math, base_url: "{}", model: math, api: chat, template: "{}/teacher_question.txt", max_tokens: 48}}
-  pairs: {{reverse: true}}
+  pairs: {{reverse: true, form: eval}}
   weight: 3
 )", server.url(), (fs::path(COGUMI_REPO_DIR) / "configs" / "prompts").string());
   PipelineConfig cfg = PipelineConfig::load(write_config(dir, "u.yaml", base + data));
@@ -287,7 +289,15 @@ TEST(PipelineData, WithoutClustersEachBenchmarkIsOneClusterAndReversePairsJoinTh
   EXPECT_EQ(curate["from"], "teach.math");
   EXPECT_EQ(curate["forward"], curate["kept"]);
   EXPECT_EQ(curate["reverse"], curate["kept"]);
-  bool found = curate["kept"] == 0;  // no teacher data: no source
+  // form: eval: forward pairs as the eval asked the failure (the mined failures' form), reverse ones after.
+  const auto pairs = load_jsonl(curate["train_file"].get<std::string>());
+  ASSERT_EQ(pairs.size(), curate["pairs"].get<size_t>());
+  ASSERT_FALSE(pairs.empty()) << teach.dump();
+  EXPECT_EQ(pairs.front()["prompt"].get<std::string>().rfind("Question: ", 0), 0u) << pairs.front().dump();
+  EXPECT_EQ(pairs.front()["completion"].get<std::string>().rfind(" ", 0), 0u) << pairs.front().dump();
+  EXPECT_EQ(pairs.back()["direction"], "reverse");
+  EXPECT_TRUE(pairs.back().contains("instruction"));
+  bool found = false;
   const json trainset = plan.result("trainset.math");
   for (const json& s : trainset["sources"])
     if (s["what"] == "teacher data") found = s["weight"] == 3.0 && s["path"] == curate["train_file"];
