@@ -133,12 +133,6 @@ std::vector<Row> one_per_row(const std::vector<SftExample>& ex, int T) {
 }
 }  // namespace
 
-Runner::Runner(TrainGraph& tg, int T, int S, Token pad) : tg_(tg), T_(T), S_(S), pad_(pad) {
-  fill_batch({}, {}, 0, 0, S_, T_, pad_, batch_);  // padding only: no targets, zero gradients
-  tg_.accumulate(batch_);
-  zero_grads(tg_);
-}
-
 double Runner::loss(const std::vector<SftExample>& ex) {
   const auto rows = one_per_row(ex, T_);
   double sum = 0;

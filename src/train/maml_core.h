@@ -28,9 +28,7 @@ double norm(const Params& p);
 // Examples through a TrainGraph of S rows of T tokens, one example per row, in micro-batches.
 class Runner {
  public:
-  // Runs one empty backward pass first: TrainGraph must allocate its backward graph before its
-  // forward one (the forward graph's nodes are part of it; the other order reads freed memory).
-  Runner(TrainGraph& tg, int T, int S, Token pad);
+  Runner(TrainGraph& tg, int T, int S, Token pad) : tg_(tg), T_(T), S_(S), pad_(pad) {}
   // Mean loss over the examples' target tokens (forward only).
   double loss(const std::vector<SftExample>& ex);
   // The gradient of the loss: the mean over micro-batches of each one's mean-over-targets

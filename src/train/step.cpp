@@ -189,6 +189,13 @@ TrainGraph::~TrainGraph() {
 
 void TrainGraph::compute(ggml_cgraph* g) {
   if (allocated_ != g) {
+    // The forward graph's nodes are the backward graph's too and keep the address of the first
+    // allocation that placed them. Allocating gf_ first and gb_ later grows the compute buffer
+    // under them (evaluate() before any accumulate() then read freed memory), so gb_ goes first.
+    if (!allocated_ && g == gf_) {
+      ggml_backend_sched_reset(sched_);
+      if (!ggml_backend_sched_alloc_graph(sched_, gb_)) fail("cannot allocate the training graph (out of device memory?)");
+    }
     ggml_backend_sched_reset(sched_);
     if (!ggml_backend_sched_alloc_graph(sched_, g)) fail("cannot allocate the training graph (out of device memory?)");
     allocated_ = g;

@@ -165,6 +165,41 @@ TEST_F(MamlTest, ExactMatchFollowsTheArgmax) {
   EXPECT_EQ(ag.exact_matches(too_long, 0, -1), 0u) << "an example longer than the row counts as wrong";
 }
 
+// MAML's first call is a forward-only loss: a TrainGraph whose first graph is the forward one
+// used to crash (or give NaN) on the next backward pass. Same loss and gradients either way.
+TEST(TrainGraphOrder, EvaluateBeforeAnyAccumulate) {
+  ggml_backend_t cpu = ggml_backend_cpu_init();
+  ggml_backend_cpu_set_n_threads(cpu, 2);
+  double ref_loss = 0, loss = 0, eval_loss = 0;
+  Params ref, got;
+  const std::vector<SftExample> ex = [&] {
+    ModelGraph mg(test::tiny_model(), cpu, true);
+    return random_examples(3, mg.hparams().n_vocab, 8);
+  }();
+  {
+    ModelGraph mg(test::tiny_model(), cpu, true);
+    mg.add_lora(qv(4), 5, {}, 0.05f);
+    TrainGraph tg(mg, {cpu}, kT, kS);
+    maml::Runner r(tg, kT, kS, 0);
+    ref = r.gradient(ex, &ref_loss);
+  }
+  {
+    ModelGraph mg(test::tiny_model(), cpu, true);
+    mg.add_lora(qv(4), 5, {}, 0.05f);
+    TrainGraph tg(mg, {cpu}, kT, kS);
+    maml::Runner r(tg, kT, kS, 0);
+    eval_loss = r.loss(ex);  // the forward graph first
+    got = r.gradient(ex, &loss);
+    EXPECT_NEAR(r.loss(ex), eval_loss, 1e-6);
+  }
+  ggml_backend_free(cpu);
+  EXPECT_NEAR(eval_loss, ref_loss, 1e-5);
+  EXPECT_NEAR(loss, ref_loss, 1e-5);
+  ASSERT_EQ(got.size(), ref.size());
+  for (size_t i = 0; i < ref.size(); ++i)
+    for (size_t j = 0; j < ref[i].size(); ++j) ASSERT_NEAR(got[i][j], ref[i][j], 1e-6) << i << "," << j;
+}
+
 TEST(MamlOptions, ValidationNamesTheOption) {
   MamlOptions o;
   o.model = "m.gguf", o.data = {"d.jsonl"}, o.out = "o.gguf";
