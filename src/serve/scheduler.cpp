@@ -160,8 +160,10 @@ bool Scheduler::take_jobs(std::vector<AskJob>& out, bool idle) {
   if (idle) cv_.wait(lk, [&] { return stop_ || !queue_.empty(); });
   if (stop_) return false;
   size_t n = owner_.size();
+  const size_t slots = size_t(rt_.config().parallel);
   bool took = false;
-  while (!queue_.empty() && (n == 0 || n + queue_.front()->requests.size() <= max_batch_)) {
+  while (!queue_.empty() &&
+         (n == 0 || (n + queue_.front()->requests.size() <= max_batch_ && seqs_in_flight_ < slots))) {
     std::shared_ptr<Job> job = std::move(queue_.front());
     queue_.pop_front();
     if (job->cancel.load()) {  // cancelled while it waited (client gone, timeout): never runs
@@ -174,6 +176,8 @@ bool Scheduler::take_jobs(std::vector<AskJob>& out, bool idle) {
     job->started = Clock::now();
     for (size_t k = 0; k < job->requests.size(); ++k, ++n) {
       owner_[next_id_] = {job, k};
+      seqs_of_[next_id_] = 1;  // until decided
+      ++seqs_in_flight_;
       out.push_back(AskJob{next_id_++, job->requests[k]});
     }
     ++running_;
@@ -189,6 +193,8 @@ void Scheduler::job_done(uint64_t id, AskResponse answer, const std::string& err
   if (it == owner_.end()) return;
   auto [job, k] = it->second;
   owner_.erase(it);
+  seqs_in_flight_ -= seqs_of_[id];
+  seqs_of_.erase(id);
   bool finished = false;
   {
     std::lock_guard lk(job->mu);
@@ -214,6 +220,9 @@ void Scheduler::serve_loop() {
   feed.poll = [this](std::vector<AskJob>& out, bool idle) { return take_jobs(out, idle); };
   feed.on_decision = [this](uint64_t id, const AskResponse& d) {
     auto& [job, k] = owner_.at(id);
+    const size_t seqs = d.mode == "accurate" ? size_t(rt_.config().samples) : 1;
+    seqs_in_flight_ += seqs - seqs_of_[id];
+    seqs_of_[id] = seqs;
     std::lock_guard lk(job->mu);
     if (job->decisions.empty()) job->decisions.resize(job->requests.size());
     job->decisions[k] = d;

@@ -83,8 +83,13 @@ class Scheduler {
   void loop();
   void run_batch(const std::vector<std::shared_ptr<Job>>& jobs);
   void serve_loop();  // continuous: Runtime::serve fed from queue_
-  // Continuous: the answers given to the Runtime, by id -> (job, answer index).
+  // Continuous: the answers given to the Runtime, by id -> (job, answer index), and the engine
+  // sequences each takes (accurate mode: its samples). Jobs are handed over only while those fit
+  // the engine's slots, so the ones that would wait for a slot wait here, counted by waiting()
+  // (the queue-depth metric), and a job that must wait for another's end still waits in order.
   std::map<uint64_t, std::pair<std::shared_ptr<Job>, size_t>> owner_;
+  std::map<uint64_t, size_t> seqs_of_;
+  size_t seqs_in_flight_ = 0;
   uint64_t next_id_ = 0;
   bool take_jobs(std::vector<AskJob>& out, bool idle);
   void job_done(uint64_t id, AskResponse answer, const std::string& error);

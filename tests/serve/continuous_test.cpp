@@ -81,11 +81,12 @@ json chat(const std::string& text, int max_tokens, bool stream, const std::strin
 
 class ServeContinuous : public ::testing::Test {
  protected:
-  void start(bool static_batches) {
+  void start(bool static_batches, int parallel = 0) {
     ServeOptions o;
     o.model = kBase;
     o.port = 0;
     o.static_batches = static_batches;
+    o.parallel = parallel;
     server_ = std::make_unique<Server>(o);
     port_ = server_->bind();
     thread_ = std::thread([this] { server_->listen(); });
@@ -146,7 +147,7 @@ const char* kLongQ = "Tom has 3 apples and buys 5 more. How many apples does Tom
 const char* kShortQ = "Write a function that adds two numbers.";
 
 TEST_F(ServeContinuous, AShortRequestArrivingMidGenerationFinishesBeforeTheLongOneAndAnswersAsAlone) {
-  const json long_body = chat(kLongQ, 900, true), short_body = chat(kShortQ, 8, false);
+  const json long_body = chat(kLongQ, 500, true), short_body = chat(kShortQ, 8, false);
   start(false);
   json long_whole = long_body;
   long_whole["stream"] = false;
@@ -164,6 +165,37 @@ TEST_F(ServeContinuous, AShortRequestArrivingMidGenerationFinishesBeforeTheLongO
   EXPECT_GT(before.short_done, before.long_done) << "--static-batches let a request join a running batch";
   EXPECT_EQ(before.short_text, short_alone);
   EXPECT_EQ(before.long_text, long_alone);
+}
+
+TEST_F(ServeContinuous, RequestsBeyondTheSlotsWaitInTheQueueMetricThenRunInOrder) {
+  start(false, 1);
+  const json short_a = chat(kShortQ, 6, false), short_b = chat("Which is larger?\nA. 3\nB. 9", 6, false);
+  const std::string alone_a = whole(short_a), alone_b = whole(short_b);
+  std::string got_a, got_b;
+  std::atomic<size_t> most_waiting{0};
+  std::thread longer([&] { post_sse(port_, chat(kLongQ, 400, true)); });
+  for (auto until = Clock::now() + std::chrono::seconds(30); server_->scheduler().running() == 0;) {
+    if (Clock::now() > until) {
+      longer.join();
+      FAIL() << "the long request never ran";
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  std::thread a([&] { got_a = whole(short_a); });
+  std::thread b([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // after a
+    got_b = whole(short_b);
+  });
+  while (server_->scheduler().running() > 0) {  // the long one holds the only slot
+    most_waiting = std::max(most_waiting.load(), server_->scheduler().waiting());
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  longer.join();
+  a.join();
+  b.join();
+  EXPECT_EQ(most_waiting.load(), 2u) << "requests waiting for the engine's slot are not in the queue depth";
+  EXPECT_EQ(got_a, alone_a);
+  EXPECT_EQ(got_b, alone_b);
 }
 
 TEST_F(ServeContinuous, AccurateStreamsTheRoleAtOnceProgressThenTheVotedAnswerInPieces) {
