@@ -80,6 +80,7 @@ void write_train_report(const std::filesystem::path& log, const std::filesystem:
               {"skipped_steps", res.n_skipped},
               {"tokens_per_s", res.tokens_per_s},
               {"max_grad_norm", grad_max},
+              {"memory", {{"estimated_bytes", res.memory_estimate}, {"reserved_bytes", res.memory_reserved}}},
               {"examples", {{"read", res.data.n_examples}, {"truncated", res.data.n_truncated},
                             {"dropped", res.data.n_dropped}, {"train", res.n_train}, {"validation", res.n_val}}},
               {"options", {{"model", o.model.string()}, {"lora_rank", o.lora.rank}, {"lora_alpha", o.lora.alpha},

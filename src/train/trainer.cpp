@@ -230,7 +230,7 @@ class TrainRun {
  public:
   TrainRun(const TrainOptions& o, const std::function<void(const TrainStep&)>& on_step)
       : o_(o), on_step_(on_step), T_(o.sft.max_len), S_(o.batch), rng_(o.seed), watch_(o.warmup) {}
-  TrainResult run(const std::vector<ggml_backend_t>& backends);
+  TrainResult run(const std::vector<ggml_backend_t>& backends, size_t memory_estimate);
 
  private:
   void prepare(const std::vector<ggml_backend_t>& backends);
@@ -484,6 +484,9 @@ void TrainRun::finish() {
   if (!best_.empty() && !best_[0].empty())
     for (size_t i = 0; i < params_.size(); ++i) ggml_backend_tensor_set(params_[i], best_[i].data(), 0, best_[i].size());
   res_.tokens_per_s = rate();
+  const TrainGraphBytes got = tg_->reserved();
+  res_.memory_reserved = mg_->weight_bytes() + got.static_bytes + got.compute.front();
+  for (auto& [_, t] : mg_->lora_tensors()) res_.memory_reserved += ggml_nbytes(t);
   if (!o_.full)
     save_lora(*mg_, o_.out);
   else
@@ -491,7 +494,8 @@ void TrainRun::finish() {
   write_train_report(log_path_, beside(o_.out, ".loss.svg"), beside(o_.out, ".summary.json"), res_, o_);
 }
 
-TrainResult TrainRun::run(const std::vector<ggml_backend_t>& backends) {
+TrainResult TrainRun::run(const std::vector<ggml_backend_t>& backends, size_t memory_estimate) {
+  res_.memory_estimate = memory_estimate;
   prepare(backends);
   if (o_.resume) resume();
   open_log();
@@ -538,7 +542,7 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
   if (o.progress) fmt::print(stderr, "{}\n", memory.report(o));
   check_train_memory(memory, o, backends);
   TrainRun run(o, on_step);
-  return run.run(backends);
+  return run.run(backends, memory.weights + memory.lora + memory.optimizer + memory.activations);
 }
 
 }  // namespace cogumi

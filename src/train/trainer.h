@@ -93,6 +93,9 @@ struct TrainResult {
   int diverged_at = 0;           // first step the smoothed loss was flagged as diverging (0: never)
   int n_skipped = 0;             // steps whose update was skipped (non-finite gradient norm)
   std::vector<double> losses;    // per step, this process's steps only
+  // Bytes on the training device: planned before anything was allocated (train/memory.h), and
+  // what the run reserved (weights, LoRA, accumulators and moments, compute buffer).
+  size_t memory_estimate = 0, memory_reserved = 0;
 };
 
 // Flags a diverging run: after warm-up, the smoothed loss (EMA, weight 0.1) stays above 1.3x its

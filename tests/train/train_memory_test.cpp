@@ -8,9 +8,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fstream>
 #include <limits>
 #include <random>
 
+#include "core/io.h"
 #include "engine/model_init.h"
 #include "test_util.h"
 #include "train/model_graph.h"
@@ -145,6 +147,25 @@ TEST_F(TrainMemoryTest, RunOverTheLimitIsAClearErrorBeforeAnyWork) {
   // Without a limit the device's memory is the limit: this tiny run fits.
   o.max_memory_gib = 0;
   EXPECT_TRUE(estimate_train_memory(o).fits());
+}
+
+// A real run records both numbers (OUT.summary.json too): the estimate within 20% of what it reserved.
+TEST_F(TrainMemoryTest, RunRecordsEstimatedAndReservedMemory) {
+  const auto data = test::tmp_dir() / "mem-pairs.jsonl";
+  {
+    std::ofstream f(data);
+    for (int i = 0; i < 6; ++i)
+      f << json{{"instruction", "count to " + std::to_string(i)}, {"output", std::to_string(i)}}.dump() << "\n";
+  }
+  TrainOptions o = options(mem_model("f16"), false, 32, 2);
+  o.data = {{data, 1.0}};
+  o.max_steps = 2;
+  const TrainResult r = train(o);
+  ASSERT_GT(r.memory_reserved, 0u);
+  EXPECT_NEAR(double(r.memory_estimate), double(r.memory_reserved), 0.2 * double(r.memory_reserved));
+  const json sum = json::parse(read_file(o.out.string() + ".summary.json"));
+  EXPECT_EQ(sum.at("memory").at("reserved_bytes").get<size_t>(), r.memory_reserved);
+  EXPECT_EQ(sum.at("memory").at("estimated_bytes").get<size_t>(), r.memory_estimate);
 }
 
 }  // namespace
