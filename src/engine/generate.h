@@ -18,7 +18,10 @@
 // requests by (adapter, scale) and runs the groups one after another, switching the context's
 // adapter between groups (each group still batches fully).
 //
-// Thread safety: one generate() call at a time per Generator.
+// Serving: Generator::serve runs the same per-token work as a server's loop, taking requests as
+// they arrive, each joining the running batch at the next decode step (serve_loop.cpp).
+//
+// Thread safety: one generate() or serve() call at a time per Generator.
 #pragma once
 
 #include <atomic>
