@@ -60,6 +60,13 @@ class ServeLoop {
   void sample(std::vector<Slot*>& ready);
   void finish(Slot& sl, FinishReason why, const std::string& error = "");
   void refuse(GenJob& job, const std::string& error, int n_prompt = 0);
+  // The KV cells the running sequences hold, for Generator::kv_cells_used (metrics).
+  void publish_kv() {
+    int64_t kv = 0;
+    for (const auto& sl : slots_)
+      if (sl.req >= 0) kv += sl.n_past;
+    g_.kv_used_.store(kv, std::memory_order_relaxed);
+  }
 };
 
 ServeLoop::ServeLoop(Generator& g, const GenFeed& feed)
@@ -214,6 +221,7 @@ void ServeLoop::finish(Slot& sl, FinishReason why, const std::string& error) {
     feed_.on_piece(rn.job.id, sl.text.substr(sl.emitted));
   llama_memory_seq_rm(mem_, sl.seq, -1, -1);  // its KV cells are free for the next request now
   sl.req = -1;
+  publish_kv();
   sl.sampler.reset();
   --active_;
   const uint64_t id = rn.job.id;
@@ -287,10 +295,7 @@ void ServeLoop::step() {
       if (sl.req >= 0) finish(sl, FinishReason::kError, why);
     return;
   }
-  int64_t kv = 0;
-  for (const auto& sl : slots_)
-    if (sl.req >= 0) kv += sl.n_past;
-  g_.kv_used_.store(kv, std::memory_order_relaxed);
+  publish_kv();
   std::vector<Slot*> ready;
   sample(ready);
   for (Slot* sl : ready) {
@@ -300,6 +305,7 @@ void ServeLoop::step() {
     if (auto why = take_token(*sl, rn.job.request, rn.result, *g_.model_, emit, ctx_seq_, g_.stats_))
       finish(*sl, *why);
   }
+  publish_kv();  // finished sequences hold no cells any more (a scrape between requests reads 0)
   const double step_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   (prompt_step ? g_.stats_.t_prompt_ms : g_.stats_.t_gen_ms) += step_ms;
   if (!prompt_step) g_.stats_.t_gen_decode_ms += ms;

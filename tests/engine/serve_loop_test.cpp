@@ -48,6 +48,7 @@ struct Trace {
   std::map<uint64_t, GenResult> results;
   std::map<uint64_t, int> pieces, given_at_step, first_piece_step;
   int steps = 0;
+  std::vector<int64_t> kv_at_done;  // the KV cells in use as each request finished
 };
 
 // Serves `first` at once and `later` at engine step `at_step` (request 0 has decoded at_step - 1
@@ -76,6 +77,7 @@ Trace serve_arrivals(Generator& g, const std::vector<GenRequest>& first, const s
     return true;
   };
   feed.on_done = [&](uint64_t id, GenResult r) {
+    t.kv_at_done.push_back(g.kv_cells_used());
     t.done_order.push_back(id);
     t.results[id] = std::move(r);
   };
@@ -99,6 +101,12 @@ TEST_F(GeneratorServe, ANewcomerJoinsTheRunningBatchFinishesFirstAndAnswersAsAlo
   EXPECT_EQ(t.results.at(1).n_gen_tokens, 6);
   EXPECT_EQ(t.results.at(0).text, alone(longer));
   EXPECT_EQ(t.results.at(1).text, alone(shorter));
+  // The short one's cells were freed when it finished (only the long one's held then); none
+  // once the long one finished, while serve() still ran.
+  ASSERT_EQ(t.kv_at_done.size(), 2u);
+  EXPECT_GT(t.kv_at_done[0], 0);
+  EXPECT_LT(t.kv_at_done[0], t.results.at(0).n_prompt_tokens + 64);
+  EXPECT_EQ(t.kv_at_done[1], 0);
   EXPECT_EQ(g.kv_cells_used(), 0);
 }
 
