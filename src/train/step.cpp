@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <cstdlib>
+#include <string_view>
 
 #include "core/error.h"
 
@@ -101,6 +103,11 @@ void TrainGraph::make_static_tensors(bool measure) {
 
 // forward (gf_), forward + backward into the accumulators (gb_), the gradient norm (gnorm_), AdamW (gopt_).
 void TrainGraph::build_graphs() {
+  // Patch 0002 reads GGML_COGUMI_BACKWARD_WEIGHT_TYPE (f32, the default, or bf16: the type of the frozen
+  // weights' transposed copies in the backward pass) when the backward graph is built; a bad value aborts there.
+  if (const char* e = std::getenv("GGML_COGUMI_BACKWARD_WEIGHT_TYPE");
+      e && *e && std::string_view(e) != "f32" && std::string_view(e) != "bf16")
+    fail("GGML_COGUMI_BACKWARD_WEIGHT_TYPE is '{}': use f32 or bf16", e);
   ggml_init_params gp{4 * kGraphSize * ggml_tensor_overhead() + 4 * ggml_graph_overhead_custom(kGraphSize, true), nullptr,
                       true};
   ctx_graph_ = ggml_init(gp);

@@ -163,6 +163,48 @@ TEST_F(TrainStepTest, LoraGradientsOn16BitBasesMatchTheF32Path) {
   }
 }
 
+// GGML_COGUMI_BACKWARD_WEIGHT_TYPE=bf16 (patch 0002: the frozen weights' transposed copies in BF16, so a
+// GPU runs those matmuls on 16-bit tensor cores) takes effect on the CPU too and keeps every LoRA
+// gradient within BF16 rounding of the F32 copies' (measured worst: see the printout); a value other
+// than f32/bf16 is a clear error, not an abort inside ggml.
+TEST_F(TrainStepTest, Bf16BackwardCopiesKeepTheGradientsAndBadValuesAreErrors) {
+  struct Env {
+    explicit Env(const char* v) { setenv("GGML_COGUMI_BACKWARD_WEIGHT_TYPE", v, 1); }
+    ~Env() { unsetenv("GGML_COGUMI_BACKWARD_WEIGHT_TYPE"); }
+  };
+  const HostBatch b = random_batch(ModelGraph(base_model("f32"), cpu_, true, false).hparams().n_vocab, 5);
+  for (const char* type : {"f16", "q4_k_m"}) {
+    double loss32 = 0, loss16 = 0;
+    const auto g32 = lora_grads(base_model(type), b, &loss32);
+    std::vector<std::vector<float>> g16;
+    {
+      Env env("bf16");
+      g16 = lora_grads(base_model(type), b, &loss16);
+    }
+    ASSERT_EQ(g16.size(), g32.size());
+    double worst = 0;
+    bool differs = false;
+    for (size_t k = 0; k < g16.size(); ++k) {
+      const double e = rel_l2(g16[k], g32[k]);
+      EXPECT_LT(e, 0.03) << type << " tensor " << k;
+      worst = std::max(worst, e);
+      differs = differs || g16[k] != g32[k];
+    }
+    EXPECT_TRUE(differs) << type << ": the variable must change the backward pass";
+    EXPECT_DOUBLE_EQ(loss16, loss32) << type << ": the forward pass is unchanged";
+    std::printf("%s base, bf16 backward copies: worst relative L2 error %.5f vs f32 copies\n", type, worst);
+  }
+  Env bad("fp8");
+  try {
+    double unused = 0;
+    lora_grads(base_model("f16"), b, &unused);
+    FAIL() << "a bad GGML_COGUMI_BACKWARD_WEIGHT_TYPE must be refused";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("GGML_COGUMI_BACKWARD_WEIGHT_TYPE is 'fp8': use f32 or bf16"), std::string::npos)
+        << e.what();
+  }
+}
+
 // The same LoRA (seed, data, steps) on an F16 base and on its Q4_K and Q8_0 copies: the frozen
 // quantized base trains through the same graph, to the F16 run's loss within a few percent.
 TEST_F(TrainStepTest, LoraOnQuantizedBasesReachesTheF16Loss) {
