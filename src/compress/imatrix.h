@@ -41,7 +41,9 @@ struct ImatrixOptions {
   bool process_output = false;  // also collect output.weight (llama-imatrix --process-output)
   int n_threads = 0;          // 0: every core
   bool progress = true;
-  bool repack = false;        // llama.cpp's CPU weight repacking (engine/model.h: off, it crashes on some AMX CPUs)
+  // llama.cpp's CPU weight repacking (engine/model.h): off, so the statistics come from the plain
+  // kernels on every CPU.
+  bool repack = false;
   void validate() const;      // throws Error naming the option
 };
 

@@ -30,7 +30,9 @@ struct ReportOptions {
   size_t eval_limit = 0;
   fs::path eval_dir = "runs/compress-report";
   bool progress = true;
-  bool repack = false;               // llama.cpp's CPU weight repacking (engine/model.h: off, it crashes on some AMX CPUs)
+  // llama.cpp's CPU weight repacking (engine/model.h): off, so KLD is measured with the same
+  // kernels on every CPU (as llama-perplexity --no-repack).
+  bool repack = false;
   void validate() const;             // throws Error naming the option
 };
 
