@@ -49,13 +49,13 @@ void setup_train(CLI::App& sub) {
   sub.add_option("--clip", o.clip, "Max global gradient norm (0 = off)")->capture_default_str();
   sub.add_flag("--pack", o.pack, "Pack several short examples into each sequence (kept apart by the attention mask)");
   sub.add_option("--save-steps", o.save_steps, "Checkpoint (OUT.ckpt.gguf) every N steps (0 = only on Ctrl-C)");
-  sub.add_flag("--resume", o.resume, "Continue from OUT.ckpt.gguf");
+  auto* resume_opt = sub.add_flag("--resume", o.resume, "Continue from OUT.ckpt.gguf");
   sub.add_flag("--cpu", o.cpu_only, "Train on the CPU even when a GPU is present");
   sub.add_option("--device", o.device, "cpu, gpu or gpu:N (default: the first GPU if any, else the CPU)");
-  sub.add_option("--max-memory-gib", o.max_memory_gib,
+  auto* memory_opt = sub.add_option("--max-memory-gib", o.max_memory_gib,
                  "Refuse to start a run needing more than this on the device (0 = its free memory; 0-1048576)");
   static bool dry_run = false;
-  sub.add_flag("--dry-run", dry_run, "Print the memory the run needs (weights, LoRA, optimizer, activations) and exit");
+  auto* dry_run_opt = sub.add_flag("--dry-run", dry_run, "Print the memory the run needs (weights, LoRA, optimizer, activations) and exit");
   // First-order MAML (train/maml.h): --max-steps meta-steps, --lr the outer AdamW rate, --clip its clip.
   static MamlOptions mo;
   static bool maml = false;
@@ -68,7 +68,8 @@ void setup_train(CLI::App& sub) {
   sub.add_option("--shots", mo.shots, "--maml: support examples per task")->capture_default_str();
   sub.add_option("--query", mo.query, "--maml: query examples per task")->capture_default_str();
   sub.add_option("--init", mo.init, "--maml: start from this adapter (same rank and targets)");
-  maml_flag->excludes(full);
+  // MAML has no checkpoints and no memory estimate yet: these options are refused with it, not ignored.
+  maml_flag->excludes(full)->excludes(resume_opt)->excludes(memory_opt)->excludes(dry_run_opt);
   sub.callback([&] {
     if (maml) {
       engine_set_verbose(globals().verbose);

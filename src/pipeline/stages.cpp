@@ -2,8 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <cstdlib>
 #include <memory>
 #include <set>
+#include <string_view>
 
 #include "analysis/failure_clusters.h"
 #include "analysis/failures.h"
@@ -58,6 +60,11 @@ json eval_stage(const Shared& sh, const StageContext& ctx, const std::vector<Ben
   }
   json s = run_eval(e);
   return {{"run", e.out_dir.string()}, {"summary", s}, {"domains", domain_accuracy(s, sh.domains)}};
+}
+
+void add_backward_type_setting(json& settings) {
+  const char* e = std::getenv("GGML_COGUMI_BACKWARD_WEIGHT_TYPE");
+  if (e && *e && std::string_view(e) != "f32") settings["backward_weight_type"] = e;
 }
 
 }  // namespace pipeline_detail
@@ -263,6 +270,7 @@ void add_trains(Plan& plan, const std::shared_ptr<Shared>& sh) {
     if (!d.modifier) continue;
     const ModifierSettings ms = c.domain(d.name).train;
     Stage tr{"train." + d.name, "1", {"base", "trainset." + d.name}, {{"modifier", ms.to_json()}}, {}, {}, {}};
+    add_backward_type_setting(tr.settings);
     tr.run = [sh, ms](const StageContext& ctx) {
       const json& set = ctx.result(ctx.stage.deps[1]);
       TrainOptions to;

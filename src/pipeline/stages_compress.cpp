@@ -98,6 +98,7 @@ void add_prune(Plan& plan, const std::shared_ptr<Shared>& sh) {
   if (c.recover) {  // recovery data, and the measure text for the quality before and after recovery
     s.settings["recover_data"] = c.recover_data.curriculum ? json("curriculum:mix/train.jsonl") : json(plan.file_id(c.recover_data.file));
     s.settings["measure"] = {{"data", source_id(plan, c.measure, "dev")}, {"ctx", c.measure_ctx}, {"chunks", c.measure_chunks}};
+    add_backward_type_setting(s.settings);
   }
   s.run = [sh](const StageContext& ctx) {
     const CompressConfig& cc = sh->cfg.compress;

@@ -124,6 +124,9 @@ check "failures extract writes training JSONL, asked as the eval asked" python3 
 check "failures extract --form question writes the plan's form" python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; assert r and all("instruction" in x and "####" in x["output"] for x in r)' "$T/fail_q.jsonl"
 "$COGUMI" train -m "$T/m.gguf" -d "$T/fail.jsonl" -o "$T/fix.gguf" --lora-rank 4 --max-steps 3 --seq-len 96 --batch 2 >"$T/train.txt" 2>&1
 check "train writes an adapter llama.cpp loads" "$COGUMI" generate -m "$T/m.gguf" --lora fix="$T/fix.gguf" --adapter fix -p hi -n 2 -q
+# MAML keeps no checkpoints and has no memory estimate: --resume/--dry-run are refused with it, not ignored.
+"$COGUMI" train --maml -m "$T/m.gguf" -d "$T/fail.jsonl" -o "$T/maml.gguf" --resume >"$T/maml.txt" 2>&1 && echo "exit 0" >>"$T/maml.txt"
+check "train --maml refuses --resume by name" grep -qE -- '--(maml excludes --resume|resume excludes --maml)' "$T/maml.txt"
 # A training run killed with SIGKILL resumes from its last checkpoint and finishes; the log holds every step once.
 "$COGUMI" train -m "$T/m.gguf" -d "$T/fail.jsonl" -o "$T/kill.gguf" --lora-rank 4 --max-steps 200 --seq-len 160 --batch 2 --save-steps 5 >/dev/null 2>&1 &
 pid=$!

@@ -186,13 +186,24 @@ TEST_F(TrainStepTest, Bf16BackwardCopiesKeepTheGradientsAndBadValuesAreErrors) {
     bool differs = false;
     for (size_t k = 0; k < g16.size(); ++k) {
       const double e = rel_l2(g16[k], g32[k]);
-      EXPECT_LT(e, 0.03) << type << " tensor " << k;
+      EXPECT_LT(e, 0.01) << type << " tensor " << k;
       worst = std::max(worst, e);
       differs = differs || g16[k] != g32[k];
     }
     EXPECT_TRUE(differs) << type << ": the variable must change the backward pass";
     EXPECT_DOUBLE_EQ(loss16, loss32) << type << ": the forward pass is unchanged";
     std::printf("%s base, bf16 backward copies: worst relative L2 error %.5f vs f32 copies\n", type, worst);
+    // The BF16 copies are graph nodes that die after their matmul (one scratch reused layer to
+    // layer), not leaves the allocator places before the first node: no more compute memory than
+    // the F32 copies.
+    auto compute_bytes = [&] {
+      ModelGraph plan(base_model(type), cpu_, true, false);
+      plan.add_lora(all_targets(4), 3, {}, 0.05f);
+      return TrainGraph::measure(plan, {cpu_}, kT, kS).compute.at(0);
+    };
+    const size_t f32_bytes = compute_bytes();
+    Env env("bf16");
+    EXPECT_LE(compute_bytes(), f32_bytes) << type;
   }
   Env bad("fp8");
   try {
