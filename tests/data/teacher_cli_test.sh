@@ -25,7 +25,7 @@ need python3 python3
 # ---- servers: one plain, one with a tight rate limit ------------------------------
 nano_system "$T/system.yaml"
 start_serve a --system "$T/system.yaml"
-start_serve limited --system "$T/system.yaml" --rate-limit 30
+start_serve limited --system "$T/system.yaml" --rate-limit 10
 URL="http://127.0.0.1:$PORT_a/v1"
 P="$REPO/configs/prompts"
 cat >"$T/tiers.yaml" <<YAML
@@ -71,11 +71,13 @@ check "the judge decides the rest by its threshold" \
 check "the report counts checks and agreement" \
   jq -e '.examples == 3 and .checked == 2 and .judged_and_checked <= 2 and .agree <= .judged_and_checked' "$T/judged.report.json"
 
-# ---- backoff on the server's own 429s (30 per minute, bursts of 30) ----------------
-"$COGUMI" data generate --failures "$T/clusters" --run "$T/run" --domain math --limit 36 -o "$T/limited.jsonl" \
+# ---- backoff on the server's own 429s (10 per minute, bursts of 10) ----------------
+# 14 requests: the 4 past the burst need 24 s of refill, so 429s come unless the first 10 took longer than that
+# (with 30/min and 36 requests a slow, loaded CI machine could take the 12 s of refill and see none).
+"$COGUMI" data generate --failures "$T/clusters" --run "$T/run" --domain math --limit 14 -o "$T/limited.jsonl" \
   --endpoint "http://127.0.0.1:$PORT_limited/v1" --model base --api completions --template "$P/teacher_eval_prompt.txt" \
   --max-tokens 4 --concurrency 4 --backoff 0.2 --max-retries 20 --quiet >"$T/limited.out" 2>&1
-check "a rate-limited run completes" jq -e '.tiers[0].answered == 36 and .tiers[0].errors == 0' "$T/limited.report.json"
+check "a rate-limited run completes" jq -e '.tiers[0].answered == 14 and .tiers[0].errors == 0' "$T/limited.report.json"
 check "and records the 429s it retried" jq -se '(map(.retries) | add) > 0 and any(.[].retried[]; . == 429)' "$T/limited.jsonl"
 
 # ---- resume after kill -9 ---------------------------------------------------------
