@@ -277,23 +277,6 @@ struct BackendsFree {
   }
 };
 
-// The adapter in llama.cpp's LoRA layout, as `cogumi train` writes it (trainer.cpp's save_lora
-// is private to that file, which other work is changing).
-void write_adapter(const ModelGraph& mg, const std::filesystem::path& out) {
-  GgufWriter w;
-  gguf_set_val_str(w.kv(), "general.type", "adapter");
-  gguf_set_val_str(w.kv(), "general.architecture", "llama");
-  gguf_set_val_str(w.kv(), "adapter.type", "lora");
-  gguf_set_val_f32(w.kv(), "adapter.lora.alpha", mg.lora().alpha);
-  auto ts = mg.lora_tensors();
-  for (auto& [name, t] : ts) w.add_tensor(name, GGML_TYPE_F32, t->ne[0], t->ne[1]);
-  w.write(out, [&](const std::string& name, float* buf, int64_t n) {
-    ggml_tensor* t = ts.at(name);
-    if (n != ggml_nelements(t)) fail("internal: size mismatch writing '{}'", name);
-    ggml_backend_tensor_get(t, buf, 0, ggml_nbytes(t));
-  });
-}
-
 double mean_of(const std::vector<double>& v, size_t from, size_t to) {
   double s = 0;
   for (size_t i = from; i < to; ++i) s += v[i];
@@ -368,7 +351,7 @@ MamlResult train_maml(const MamlOptions& o) {
   res.last_query_loss_pre = mean_of(q_pre, n - tenth, n), res.last_query_loss_post = mean_of(q_post, n - tenth, n);
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   progress.finish(fmt::format("query loss at theta' {:.4f} -> {:.4f}", res.first_query_loss_post, res.last_query_loss_post));
-  write_adapter(mg, o.out);
+  save_lora(mg, o.out);  // the base's architecture, as cogumi train writes it (deci bases too)
   json summary = {{"method", "FOMAML"}, {"model", o.model.string()}, {"steps", res.steps}, {"tasks", pool.names},
                   {"n_tasks_skipped", res.n_tasks_skipped}, {"n_examples", res.n_examples},
                   {"lora", {{"rank", o.lora.rank}, {"alpha", o.lora.alpha}, {"targets", o.lora.targets}}},

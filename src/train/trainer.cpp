@@ -104,17 +104,6 @@ bool DivergenceWatch::update(int step, double loss) {
   return true;
 }
 
-namespace {
-
-float lr_at(const TrainOptions& o, int step, int total) {
-  if (o.warmup > 0 && step < o.warmup) return o.lr * float(step + 1) / float(o.warmup);
-  float p = total > o.warmup ? float(step - o.warmup) / float(std::max(1, total - o.warmup)) : 1.0f;
-  p = std::min(1.0f, std::max(0.0f, p));
-  if (o.schedule == "cosine") return o.lr * (0.1f + 0.9f * 0.5f * (1.0f + std::cos(float(M_PI) * p)));
-  if (o.schedule == "linear") return o.lr * (1.0f - 0.9f * p);
-  return o.lr;
-}
-
 void save_lora(const ModelGraph& mg, const std::filesystem::path& out) {
   GgufWriter w;
   gguf_set_val_str(w.kv(), "general.type", "adapter");
@@ -144,6 +133,18 @@ void save_model(const ModelGraph& mg, const std::filesystem::path& out) {
     ggml_backend_tensor_get(t, buf, 0, ggml_nbytes(t));
   });
 }
+
+namespace {
+
+float lr_at(const TrainOptions& o, int step, int total) {
+  if (o.warmup > 0 && step < o.warmup) return o.lr * float(step + 1) / float(o.warmup);
+  float p = total > o.warmup ? float(step - o.warmup) / float(std::max(1, total - o.warmup)) : 1.0f;
+  p = std::min(1.0f, std::max(0.0f, p));
+  if (o.schedule == "cosine") return o.lr * (0.1f + 0.9f * 0.5f * (1.0f + std::cos(float(M_PI) * p)));
+  if (o.schedule == "linear") return o.lr * (1.0f - 0.9f * p);
+  return o.lr;
+}
+
 
 std::filesystem::path beside(const std::filesystem::path& out, const std::string& suffix) {
   return std::filesystem::path(out.string() + suffix);

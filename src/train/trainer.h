@@ -113,6 +113,11 @@ class DivergenceWatch {
 
 TrainResult train(const TrainOptions& opts, const std::function<void(const TrainStep&)>& on_step = {});
 
+class ModelGraph;
+// The graph's LoRA as an adapter GGUF in llama.cpp's layout, tagged with the base's architecture
+// (llama.cpp checks it against the base it is applied to: `llama`, or `deci` for uneven prunes).
+void save_lora(const ModelGraph& mg, const std::filesystem::path& out);
+
 // Labels for a micro-batch: position (s * T + i) holds tokens[s][i + 1] when that token is a
 // target, -1 otherwise (masked prompt tokens, padding). Returns the target count.
 size_t make_labels(const std::vector<std::vector<Token>>& tokens, const std::vector<std::vector<uint8_t>>& target,
