@@ -13,6 +13,10 @@
 #                            # BWD="f32 bf16" runs each row with both backward weight types of patch 0002)
 #   bench/device.sh mixedlora [STREAMS]  # (after `llama`: it builds llama-server too) 8B Q4_K_M and three
 #                            # rank-16 random adapters: cogumi one batch vs grouped vs llama-server
+#   bench/device.sh compress8b  # (after `llama`) issue 15 on the GPU, a model with Llama-3.1-8B's tensor shapes and
+#                            # vocabulary but 8 of its 32 layers (random F16): our imatrix + quantize vs
+#                            # llama-imatrix + llama-quantize (bench/quant_bench.sh, TYPES), then uniform prunes'
+#                            # prefill/decode speed against the unpruned model (bench/prune_bench.sh, LEVELS)
 #   bench/device.sh pipeline8b  # (after `llama`) `cogumi run` on an 8B-shaped random F16 model: every stage
 #                            # on the GPU, small samples, seconds per stage (bench/pipeline8b.sh)
 #   bench/device.sh nano "<nano base args>"...      # nano base candidates side by side: base.gguf, recipe,
@@ -216,6 +220,8 @@ with open("/root/long.jsonl","w") as f:
         # LoRA keeps the frozen base in its file's type (patch 0002): a BF16 and a Q4_K_M base per shape.
         for shape in ${SHAPES:-1b 8b}; do for type in ${TYPES:-bf16 q4_k_m}; do
           M=/root/m-$shape-$type.gguf
+          # a quantized base from the BF16 one when the loop made it (one random init per shape: an 8B init is minutes)
+          if [ ! -f "$M" ] && [ -f /root/m-$shape-bf16.gguf ]; then "$B/cogumi" model quantize /root/m-$shape-bf16.gguf "$M" --type $type >/dev/null; fi
           [ -f "$M" ] || "$B/cogumi" model init "$M" --shape $shape --type $type --vocab "$VOCAB" --seed 1 >/dev/null
           IFS=, read -ra cfgs <<<"${CFGS:-1 1024,4 1024,1 2048}"
           for cfg in "${cfgs[@]}"; do for bwd in ${BWD:-f32}; do
@@ -229,16 +235,45 @@ log=[json.loads(l) for l in open("/root/a.gguf.log.jsonl")]
 t=[l["tokens"]/l["tokens_per_s"] for l in log]
 steady=(log[-1]["tokens"]-log[1]["tokens"])/(t[-1]-t[1])
 print(json.dumps({"impl":"cogumi","base":sys.argv[5],"backward":sys.argv[6],"shape":sys.argv[1],"batch":int(sys.argv[2]),"seq":int(sys.argv[3]),"tokens_per_s":round(steady,1),"tokens_per_s_with_setup":round(log[-1]["tokens_per_s"],1),"peak_gib_nvidia_smi":float(sys.argv[4]),"loss":[round(log[0]["loss"],3),round(log[-1]["loss"],3)]}))' $shape $1 $2 "$MEM" $type $bwd || tail -5 /root/train.txt
+            grep '^train: ' /root/train.txt | sort -u | head -4  # ops the GPU backend left to the CPU, if any
           done; done
-          rm -f "$M"
-        done; done
+          [ $type = bf16 ] || rm -f "$M"
+        done; rm -f /root/m-$shape-*.gguf; done
         for spec in 1b:1:1024:8 1b:4:1024:8 1b:1:2048:8 8b:1:1024:6 8b:1:2048:6; do
+          [ "${PEFT:-1}" = 1 ] || break  # PEFT=0: ours only (an A/B of our own settings)
+          case ",${CFGS:-1 1024,4 1024,1 2048}," in *",$(echo $spec | cut -d: -f2) $(echo $spec | cut -d: -f3),"*) ;; *) continue ;; esac
           case " ${SHAPES:-1b 8b} " in *" ${spec%%:*} "*) ;; *) continue ;; esac
           MEM=$(peak_gib /root/peft.txt python3 bench/peft_bench.py $spec)
           python3 -c 'import json,sys
 r=json.loads([l for l in open("/root/peft.txt") if l.startswith("{")][-1]); r["peak_gib_nvidia_smi"]=float(sys.argv[1]); print(json.dumps(r))' "$MEM" || tail -5 /root/peft.txt
         done
       } 2>&1 | tee "$OUT/train.md"
+    fi
+    ;;
+  compress8b)
+    PREFIX=$(scripts/deps.sh --cuda --tools | tail -n 1)
+    cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DCOGUMI_LLAMA_PREFIX="$PREFIX" \
+      -DCOGUMI_BUILD_TESTS=OFF -DZLIB_ROOT="$DEPS/usr" -DOPENSSL_ROOT_DIR="$DEPS/usr" >/dev/null
+    cmake --build build-cuda -j 16 --target cogumi_app cogumi-bench-engine >/dev/null
+    B=build-cuda/bin
+    M=/root/c8-f16.gguf
+    [ -f "$M" ] || /usr/bin/time -f "model init: %e s" "$B/cogumi" model init "$M" --shape 8b --n-layer ${LAYERS:-8} \
+      --type f16 --vocab "$PREFIX/src/models/ggml-vocab-llama-bpe.gguf" --seed 1 >/dev/null
+    "$B/cogumi" info "$M" | head -8 | tee "$OUT/model.txt"
+    # Text: the nano curriculum (as in RESULTS' CPU rows): calibration = the training mix, scored = test splits.
+    Q=/root/qdata
+    [ -f $Q/mix/train.jsonl ] || "$B/cogumi" nano data -o $Q --n-train 400 --n-dev 10 --n-test 150 --n-mix 0 >/dev/null
+    python3 bench/quant_text.py /root/calib.txt $Q/mix/train.jsonl
+    python3 bench/quant_text.py /root/eval.txt $Q/math/test.jsonl $Q/code/test.jsonl $Q/automation/test.jsonl
+    if [ "${QUANT:-1}" = 1 ]; then
+      CTX=512 CHUNKS=${CHUNKS:-32} EVAL_CHUNKS=${EVAL_CHUNKS:-16} TYPES="${TYPES:-q4_k_m iq4_xs}" THREADS=16 \
+        COGUMI=$B/cogumi LLAMA_BIN=$PREFIX/bin bench/quant_bench.sh "$M" /root/calib.txt /root/eval.txt /root/q8 2>&1 |
+        tee "$OUT/quant.md"
+      cp /root/q8/report.json "$OUT/quant-report.json" 2>/dev/null || true
+    fi
+    if [ "${PRUNE:-1}" = 1 ]; then
+      NGL=99 RECOVER=0 EVAL=0 THREADS=16 PP=512 TG=128 KINDS="${KINDS:-uniform}" LEVELS="${LEVELS:-0.1 0.2 0.3 0.5}" \
+        bench/prune_bench.sh $B "$M" /root/p8 2>&1 | tee "$OUT/prune.md"
     fi
     ;;
   pipeline8b)
@@ -249,5 +284,5 @@ r=json.loads([l for l in open("/root/peft.txt") if l.startswith("{")][-1]); r["p
     cmake --build build-cuda -j 16 --target cogumi_app >/dev/null
     bench/pipeline8b.sh build-cuda/bin/cogumi "$PREFIX/src/models/ggml-vocab-llama-bpe.gguf" "$OUT/pipeline8b"
     ;;
-  *) echo "usage: bench/device.sh llama|cogumi|engine|train|mixedlora|pipeline8b|nano|nanoloop|nanoselect" >&2; exit 2 ;;
+  *) echo "usage: bench/device.sh llama|cogumi|engine|train|mixedlora|compress8b|pipeline8b|nano|nanoloop|nanoselect" >&2; exit 2 ;;
 esac

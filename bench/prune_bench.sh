@@ -8,7 +8,7 @@
 #   bench/prune_bench.sh BIN_DIR MODEL [WORK]
 #     BIN_DIR: holds cogumi and cogumi-bench-engine (build/bin)
 #     MODEL:   an F32/F16/BF16 llama GGUF (models/nano-base.gguf)
-#   env: LEVELS ("0.1 0.2 0.3 0.5"), THREADS (2), NGL (0: CPU; 99 on a GPU), RECOVER (1; 0: prune only),
+#   env: LEVELS ("0.1 0.2 0.3 0.5"), KINDS ("uniform uneven"), THREADS (2), NGL (0: CPU; 99 on a GPU), RECOVER (1; 0: prune only),
 #        STEPS (recovery optimizer steps, 200), LR (recovery peak lr, 2e-3), FULL (0; 1: full SFT recovery),
 #        EVAL (1; 0: no accuracy runs, e.g. for a random-init model), LIMIT (test items per domain, 300 = all of the nano's), TG (decode tokens, 32), PP (prefill, 128),
 #        DATA (a `cogumi nano data` directory; made in WORK with the nano base's recipe when missing),
@@ -19,6 +19,7 @@ BIN=${1:?usage: prune_bench.sh BIN_DIR MODEL [WORK]}
 BASE=${2:?usage: prune_bench.sh BIN_DIR MODEL [WORK]}
 WORK=${3:-runs/prune-bench}
 LEVELS=${LEVELS:-0.1 0.2 0.3 0.5}
+KINDS=${KINDS:-uniform uneven}
 THREADS=${THREADS:-2}
 NGL=${NGL:-0}
 RECOVER=${RECOVER:-1}
@@ -71,7 +72,7 @@ evaluate() {
 step() {
   case "$1" in
     prune)
-      for kind in uniform uneven; do
+      for kind in $KINDS; do
         out="$WORK/$kind-$2.gguf"
         [ -f "$out" ] || "$COGUMI" compress prune -m "$BASE" --calib "$WORK/calib.txt" --level "$2" --what ffn \
           "--$kind" --eval "$WORK/heldout.txt" --eval-chunks 16 --threads "$THREADS" "${recover[@]}" -o "$out" >/dev/null
@@ -96,7 +97,7 @@ step() {
   esac
 }
 pruned=()
-for L in $LEVELS; do for kind in uniform uneven; do pruned+=("$WORK/$kind-$L.gguf"); done; done
+for L in $LEVELS; do for kind in $KINDS; do pruned+=("$WORK/$kind-$L.gguf"); done; done
 if [ "${PRUNE_BENCH_STEP:-}" != "" ]; then step $PRUNE_BENCH_STEP; exit 0; fi
 for L in $LEVELS; do PRUNE_BENCH_STEP="prune $L" $LOCK "$0" "$@"; done
 PRUNE_BENCH_STEP=speed $LOCK "$0" "$@"

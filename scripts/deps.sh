@@ -8,7 +8,8 @@
 #
 # Usage: scripts/deps.sh [--cuda] [--tools] [--test]
 #   --cuda   also build ggml's CUDA backend for Hopper (sm_90) with the nvcc on PATH
-#   --tools  also build llama.cpp's llama-bench / llama-batched-bench / llama-completion / llama-server (benchmarks)
+#   --tools  also build llama.cpp's llama-bench / llama-batched-bench / llama-completion / llama-server /
+#            llama-imatrix / llama-quantize (benchmarks)
 #   --test   also install what only the tests use (chromium, clang-14 + libFuzzer, prometheus, nginx, jq,
 #            curl, openssl; npm ci in tests/serve/ui and tests/serve/openai)
 # Prints nothing on stdout but the install prefix (last line), so callers can capture it.
@@ -179,13 +180,14 @@ if [ ! -f "$PREFIX/.cogumi-ok" ]; then
   touch "$PREFIX/.cogumi-ok"
 fi
 
-if ((TOOLS)) && [ ! -x "$PREFIX/bin/llama-server" ]; then
-  log "building llama.cpp tools (llama-bench, llama-batched-bench, llama-completion, llama-simple, llama-server)"
+TOOL_TARGETS=(llama-bench llama-batched-bench llama-completion llama-simple llama-server llama-imatrix llama-quantize)
+if ((TOOLS)) && [ ! -x "$PREFIX/bin/llama-quantize" ]; then
+  log "building llama.cpp tools (${TOOL_TARGETS[*]})"
   # llama-server (the peer in bench/mixed_lora_bench.sh): only adds targets, the libraries keep their flags
   cmake -S "$SRC" -B "$BUILD" -DLLAMA_BUILD_SERVER=ON >&2
-  cmake --build "$BUILD" -j "$JOBS" --target llama-bench llama-batched-bench llama-completion llama-simple llama-server >&2
+  cmake --build "$BUILD" -j "$JOBS" --target "${TOOL_TARGETS[@]}" >&2
   mkdir -p "$PREFIX/bin"
-  for t in llama-bench llama-batched-bench llama-completion llama-simple llama-server; do cp -a "$BUILD/bin/$t" "$PREFIX/bin/"; done
+  for t in "${TOOL_TARGETS[@]}"; do cp -a "$BUILD/bin/$t" "$PREFIX/bin/"; done
 fi
 
 echo "$PREFIX"

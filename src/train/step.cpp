@@ -7,7 +7,11 @@
 #include <climits>
 #include <cmath>
 #include <cstdlib>
+#include <map>
+#include <string>
 #include <string_view>
+
+#include <fmt/format.h>
 
 #include "core/error.h"
 
@@ -206,8 +210,45 @@ void TrainGraph::compute(ggml_cgraph* g) {
     ggml_backend_sched_reset(sched_);
     if (!ggml_backend_sched_alloc_graph(sched_, g)) fail("cannot allocate the training graph (out of device memory?)");
     allocated_ = g;
+    if (g == gb_ && !placement_reported_) {
+      placement_reported_ = true;
+      report_placement(g);
+    }
   }
   if (ggml_backend_sched_graph_compute(sched_, g) != GGML_STATUS_SUCCESS) fail("ggml failed computing a training step");
+}
+
+// Ops of a training step that the scheduler gives to a backend other than the first (on a GPU
+// build: ops the GPU backend does not support, computed on the CPU with copies each way). One
+// line on stderr when there are any, since they usually explain a slow step; every op's
+// placement with COGUMI_TRAIN_PLACEMENT=1.
+void TrainGraph::report_placement(ggml_cgraph* g) const {
+  if (backends_.size() < 2) return;
+  std::map<std::string, std::map<std::string, int>> per_backend;  // backend -> op -> nodes
+  for (int i = 0; i < ggml_graph_n_nodes(g); ++i) {
+    ggml_tensor* n = ggml_graph_node(g, i);
+    ggml_backend_t b = ggml_backend_sched_get_tensor_backend(sched_, n);
+    std::string op = ggml_op_desc(n);
+    if (n->op == GGML_OP_MUL_MAT || n->op == GGML_OP_OUT_PROD || n->op == GGML_OP_GET_ROWS_BACK)
+      op += fmt::format("({},{})", ggml_type_name(n->src[0]->type), ggml_type_name(n->src[1]->type));
+    ++per_backend[b ? ggml_backend_name(b) : "none"][op];
+  }
+  const char* env = std::getenv("COGUMI_TRAIN_PLACEMENT");
+  const bool all = env && std::string_view(env) == "1";
+  const std::string first = ggml_backend_name(backends_.front());
+  for (auto& [backend, ops] : per_backend) {
+    if (backend == first && !all) continue;
+    std::string list;
+    int total = 0;
+    for (auto& [op, n] : ops) {
+      list += fmt::format("{}{} x{}", list.empty() ? "" : ", ", op, n);
+      total += n;
+    }
+    fmt::print(stderr, "train: {} op(s) of a step run on {}{}: {}\n", total, backend,
+               backend == first ? "" : fmt::format(" (not {})", first), list);
+  }
+  fmt::print(stderr, "train: the step's graph has {} nodes in {} scheduler split(s)\n", ggml_graph_n_nodes(g),
+             ggml_backend_sched_get_n_splits(sched_));
 }
 
 void TrainGraph::set_inputs(const HostBatch& b) {

@@ -93,6 +93,7 @@ class TrainGraph {
   void set_inputs(const HostBatch& b);
   ggml_tensor* build_loss(ggml_context* c, ggml_tensor* logits);
   void compute(ggml_cgraph* g);
+  void report_placement(ggml_cgraph* g) const;
   double loss_of(const HostBatch& b, ggml_cgraph* g);  // inputs, compute `g`, read the loss
 
   ModelGraph& mg_;
@@ -110,6 +111,7 @@ class TrainGraph {
   std::vector<ggml_tensor*> acc_, m_, v_;
   ggml_cgraph *gf_ = nullptr, *gb_ = nullptr, *gnorm_ = nullptr, *gopt_ = nullptr;
   ggml_cgraph* allocated_ = nullptr;
+  bool placement_reported_ = false;
   int64_t iter_ = 0;
   std::vector<int32_t> idx_host_;  // per-step label indices and weights (reused buffers)
   std::vector<float> w_host_;
