@@ -54,6 +54,9 @@ void setup_train(CLI::App& sub) {
   sub.add_option("--device", o.device, "cpu, gpu or gpu:N (default: the first GPU if any, else the CPU)");
   auto* memory_opt = sub.add_option("--max-memory-gib", o.max_memory_gib,
                  "Refuse to start a run needing more than this on the device (0 = its free memory; 0-1048576)");
+  auto* ckpt_opt = sub.add_flag("--checkpoint-activations", o.checkpoint_activations,
+               "Recompute each block's activations in the backward pass: far less activation memory at long "
+               "sequences, about a third more compute, the same results");
   static bool dry_run = false;
   auto* dry_run_opt = sub.add_flag("--dry-run", dry_run, "Print the memory the run needs (weights, LoRA, optimizer, activations) and exit");
   // First-order MAML (train/maml.h): --max-steps meta-steps, --lr the outer AdamW rate, --clip its clip.
@@ -69,7 +72,7 @@ void setup_train(CLI::App& sub) {
   sub.add_option("--query", mo.query, "--maml: query examples per task")->capture_default_str();
   sub.add_option("--init", mo.init, "--maml: start from this adapter (same rank and targets)");
   // MAML has no checkpoints and no memory estimate yet: these options are refused with it, not ignored.
-  maml_flag->excludes(full)->excludes(resume_opt)->excludes(memory_opt)->excludes(dry_run_opt);
+  maml_flag->excludes(full)->excludes(resume_opt)->excludes(memory_opt)->excludes(dry_run_opt)->excludes(ckpt_opt);
   sub.callback([&] {
     if (maml) {
       engine_set_verbose(globals().verbose);

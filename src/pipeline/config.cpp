@@ -20,7 +20,7 @@ using pipeline_detail::Reader;
 
 void read_modifier(const Reader& r, const YAML::Node& n, const std::string& key, ModifierSettings& m) {
   r.expect_map(n, key, {"rank", "steps", "batch", "seq_len", "eval_steps", "patience", "warmup", "lr", "val_split",
-                        "failure_weight", "domain_share", "replay", "device"});
+                        "failure_weight", "domain_share", "replay", "device", "checkpoint_activations"});
   auto k = [&](const char* f) { return key + "." + f; };
   if (n["rank"]) m.rank = r.integer(n["rank"], k("rank"), 1, 4096);
   if (n["steps"]) m.steps = r.integer(n["steps"], k("steps"), 1, 10000000);
@@ -34,6 +34,8 @@ void read_modifier(const Reader& r, const YAML::Node& n, const std::string& key,
   if (n["failure_weight"]) m.failure_weight = r.number(n["failure_weight"], k("failure_weight"), 0, 100);
   if (n["domain_share"]) m.domain_share = r.number(n["domain_share"], k("domain_share"), 0, 100);
   if (n["replay"]) m.replay = r.number(n["replay"], k("replay"), 0, 100);
+  if (n["checkpoint_activations"])
+    m.checkpoint_activations = r.boolean(n["checkpoint_activations"], k("checkpoint_activations"));
   if (n["device"]) {
     m.device = r.str(n["device"], k("device"));
     if (!std::regex_match(m.device, std::regex("auto|cpu|gpu(:[0-9]{1,3})?")))
@@ -160,6 +162,7 @@ json ModifierSettings::to_json() const {
           {"eval_steps", eval_steps}, {"patience", patience}, {"warmup", warmup}, {"lr", lr},
           {"val_split", val_split}, {"failure_weight", failure_weight}, {"domain_share", domain_share}, {"replay", replay}};
   if (device != "auto") j["device"] = device;  // auto keeps the stage keys runs had before `device` existed
+  if (checkpoint_activations) j["checkpoint_activations"] = true;  // off keeps earlier runs' stage keys
   return j;
 }
 

@@ -61,6 +61,7 @@ struct ModifierSettings {
   double domain_share = 1.0; // weight of the domain's own sft data beside its failures, [0, 100]
   double replay = 0.5;       // weight of the replay mix, [0, 100]
   std::string device = "auto";  // auto (the first GPU when the build has one, else the CPU), cpu, gpu, gpu:N
+  bool checkpoint_activations = false;  // the trainer's --checkpoint-activations (less memory, same results)
   json to_json() const;
   void validate(const std::string& where) const;  // throws Error naming where.key
 };

@@ -293,6 +293,7 @@ void add_trains(Plan& plan, const std::shared_ptr<Shared>& sh) {
       to.n_threads = sh->cfg.threads;
       to.cpu_only = sh->cfg.cpu_only;
       to.device = ms.device == "auto" ? "" : ms.device;  // auto: the first GPU when the build has one
+      to.checkpoint_activations = ms.checkpoint_activations;
       to.progress = ctx.progress;
       to.cancel = ctx.cancel;
       // An interrupted stage continues from its checkpoint along the same loss curve.

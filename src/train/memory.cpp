@@ -69,9 +69,10 @@ size_t TrainMemory::device_total() const {
 
 std::string TrainMemory::report(const TrainOptions& o) const {
   std::string s = fmt::format(
-      "memory on {}: {} = weights {} + {}{} (accumulators, AdamW moments) + activations {} (--batch {} x --seq-len {})",
+      "memory on {}: {} = weights {} + {}{} (accumulators, AdamW moments) + activations {} (--batch {} x --seq-len {}{})",
       device, gib(device_total()), part(weights), lora ? "LoRA " + part(lora) + " + optimizer " : "optimizer ",
-      part(optimizer), part(activations), o.batch, o.sft.max_len);
+      part(optimizer), part(activations), o.batch, o.sft.max_len,
+      o.checkpoint_activations ? ", --checkpoint-activations" : "");
   if (device_is_cpu && best_copy) s += fmt::format(" + best weights {}", part(best_copy));
   s += fmt::format("; available {} ({})", gib(limit),
                    limit_from_option ? fmt::format("--max-memory-gib {}", o.max_memory_gib) : "the device's free memory");
@@ -94,7 +95,9 @@ TrainMemory estimate_train_memory(const TrainOptions& o, const std::vector<ggml_
   if (o.val_split > 0 || !o.val_data.empty())
     for (ggml_tensor* p : mg.trainable()) m.best_copy += ggml_nbytes(p);
   if (!o.full) m.q4k_weights = q4k_bytes(mg, buft);
-  const TrainGraphBytes g = TrainGraph::measure(mg, backends, o.sft.max_len, o.batch);
+  TrainGraphOptions go;
+  go.checkpoint_activations = o.checkpoint_activations;
+  const TrainGraphBytes g = TrainGraph::measure(mg, backends, o.sft.max_len, o.batch, go);
   m.optimizer = g.static_bytes;
   m.activations = g.compute.front();
   if (backends.size() > 1) m.host_compute = g.compute.back();
@@ -154,6 +157,13 @@ void check_train_memory(const TrainMemory& m, const TrainOptions& o, const std::
     alt.full = false;
     const size_t n = with(alt);
     ways.push_back({n, "a LoRA instead of --full: " + gib(n)});
+  }
+  if (!o.checkpoint_activations) {
+    TrainOptions alt = o;
+    alt.checkpoint_activations = true;
+    const size_t n = with(alt);
+    ways.push_back({n, fmt::format("--checkpoint-activations (each block's activations recomputed in the backward "
+                                   "pass: about a third more compute per step, the same results): {}", gib(n))});
   }
   if (o.sft.max_len >= 16) {
     TrainOptions alt = o;

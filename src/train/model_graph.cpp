@@ -331,11 +331,13 @@ ggml_tensor* ModelGraph::rope(ggml_context* ctx, ggml_tensor* t, ggml_tensor* po
   return ggml_reshape_4d(ctx, apply(ggml_reshape_3d(ctx, t, hd, heads, T * S)), hd, heads, T, S);
 }
 
-ggml_tensor* ModelGraph::build_logits(ggml_context* ctx, ggml_tensor* tokens, ggml_tensor* pos, ggml_tensor* mask) const {
+ggml_tensor* ModelGraph::build_logits(ggml_context* ctx, ggml_tensor* tokens, ggml_tensor* pos, ggml_tensor* mask,
+                                      std::vector<ggml_tensor*>* checkpoints) const {
   const int64_t T = tokens->ne[0], S = tokens->ne[1];
   const int hd = hp_.head_dim();
   ggml_tensor* x = ggml_get_rows(ctx, by_name_.at("token_embd.weight"), ggml_reshape_1d(ctx, tokens, T * S));
   for (int l = 0; l < hp_.n_layer; ++l) {
+    if (checkpoints) checkpoints->push_back(x);
     const std::string b = "blk." + std::to_string(l) + ".";
     const int n_head = hp_.layers[size_t(l)].n_head, n_head_kv = hp_.layers[size_t(l)].n_head_kv;
     ggml_tensor* h = ggml_mul(ctx, ggml_rms_norm(ctx, x, hp_.rms_eps), by_name_.at(b + "attn_norm.weight"));

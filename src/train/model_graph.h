@@ -95,7 +95,10 @@ class ModelGraph {
   // With `mask` (F32 [n_tokens, n_tokens, 1, n_seq], 0 where query i may attend key j, -inf
   // elsewhere): `pos` is I32 [n_tokens * n_seq], each token's position in its own example.
   // That is how packed rows keep their examples apart.
-  ggml_tensor* build_logits(ggml_context* ctx, ggml_tensor* tokens, ggml_tensor* pos, ggml_tensor* mask = nullptr) const;
+  // With `checkpoints`, each block's input (the residual stream entering it) is appended there,
+  // block 0 first: what activation checkpointing keeps (train/checkpoint_graph.h).
+  ggml_tensor* build_logits(ggml_context* ctx, ggml_tensor* tokens, ggml_tensor* pos, ggml_tensor* mask = nullptr,
+                            std::vector<ggml_tensor*>* checkpoints = nullptr) const;
 
   // Trainable tensors: LoRA A/B when LoRA is on, otherwise every weight (not rope_freqs: fixed
   // by the model's RoPE scaling, and ggml has no gradient for it).

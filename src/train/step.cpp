@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "train/checkpoint_graph.h"
 
 namespace cogumi {
 
@@ -43,11 +44,12 @@ std::vector<ggml_backend_t> train_backends(bool cpu_only, int n_threads, int gpu
   return out;
 }
 
-TrainGraph::TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S)
-    : TrainGraph(mg, std::move(backends), T, S, false) {}
+TrainGraph::TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S, TrainGraphOptions opts)
+    : TrainGraph(mg, std::move(backends), T, S, opts, false) {}
 
-TrainGraph::TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S, bool measure)
-    : mg_(mg), backends_(std::move(backends)), T_(T), S_(S), V_(mg.hparams().n_vocab) {
+TrainGraph::TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S, TrainGraphOptions opts,
+                       bool measure)
+    : mg_(mg), backends_(std::move(backends)), T_(T), S_(S), V_(mg.hparams().n_vocab), opts_(opts) {
   params_ = mg.trainable();
   for (ggml_tensor* t : params_) ggml_set_param(t);
   if (int64_t(V_) * T * S > int64_t(INT32_MAX))
@@ -112,11 +114,13 @@ void TrainGraph::build_graphs() {
   if (const char* e = std::getenv("GGML_COGUMI_BACKWARD_WEIGHT_TYPE");
       e && *e && std::string_view(e) != "f32" && std::string_view(e) != "bf16")
     fail("GGML_COGUMI_BACKWARD_WEIGHT_TYPE is '{}': use f32 or bf16", e);
-  ggml_init_params gp{4 * kGraphSize * ggml_tensor_overhead() + 4 * ggml_graph_overhead_custom(kGraphSize, true), nullptr,
+  // Five graphs: forward, backward, norm, AdamW, and with checkpointing the rebuilt backward.
+  ggml_init_params gp{4 * kGraphSize * ggml_tensor_overhead() + 5 * ggml_graph_overhead_custom(kGraphSize, true), nullptr,
                       true};
   ctx_graph_ = ggml_init(gp);
   ggml_context* c = ctx_graph_;
-  ggml_tensor* logits = mg_.build_logits(c, tokens_, pos_, mask_);
+  std::vector<ggml_tensor*> checkpoints;
+  ggml_tensor* logits = mg_.build_logits(c, tokens_, pos_, mask_, opts_.checkpoint_activations ? &checkpoints : nullptr);
   loss_ = build_loss(c, logits);
   ggml_set_name(loss_, "loss");
   ggml_set_loss(loss_);
@@ -133,6 +137,7 @@ void TrainGraph::build_graphs() {
   }
   gb_ = ggml_graph_dup(c, gf_, true);
   ggml_build_backward_expand(c, gb_, grad_accs.data());
+  if (opts_.checkpoint_activations) gb_ = build_checkpointed_backward(c, gf_, gb_, checkpoints, kGraphSize).graph;
 
   // The optimizer step in two graphs: the norm of the averaged gradients, read on the host to
   // decide whether to update at all and by what clip factor; then AdamW.
@@ -154,8 +159,9 @@ void TrainGraph::build_graphs() {
   }
 }
 
-TrainGraphBytes TrainGraph::measure(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S) {
-  TrainGraph tg(mg, std::move(backends), T, S, true);
+TrainGraphBytes TrainGraph::measure(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S,
+                                    TrainGraphOptions opts) {
+  TrainGraph tg(mg, std::move(backends), T, S, opts, true);
   TrainGraphBytes out;
   out.static_bytes = tg.static_bytes_;
   out.compute.assign(tg.backends_.size(), 0);

@@ -51,10 +51,18 @@ struct TrainGraphBytes {
                                 // gradients, logits and loss of the largest graph
 };
 
+// How the training graph is built.
+struct TrainGraphOptions {
+  // Activation checkpointing (train/checkpoint_graph.h): only each block's input outlives the
+  // forward pass, the rest is recomputed block by block in the backward pass. Far less activation
+  // memory at long sequences for one more forward pass; the same gradients. Default off.
+  bool checkpoint_activations = false;
+};
+
 class TrainGraph {
  public:
   // backends: the devices to use, CPU last (ggml's scheduler falls back to it).
-  TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S);
+  TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S, TrainGraphOptions opts = {});
   ~TrainGraph();
   TrainGraph(const TrainGraph&) = delete;
   TrainGraph& operator=(const TrainGraph&) = delete;
@@ -62,7 +70,8 @@ class TrainGraph {
   // What a TrainGraph on `mg` would allocate, planned by ggml's graph allocator without
   // allocating: `mg` is loaded without data (ModelGraph's load_data false; its tensors are given
   // an empty placeholder buffer). The graphs are the ones a real TrainGraph builds.
-  static TrainGraphBytes measure(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S);
+  static TrainGraphBytes measure(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S,
+                                 TrainGraphOptions opts = {});
   // What this one has reserved so far (the compute buffers grow to the largest graph run).
   TrainGraphBytes reserved() const;
 
@@ -87,7 +96,7 @@ class TrainGraph {
   void set_steps_done(int64_t n) { iter_ = n; }
 
  private:
-  TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S, bool measure);
+  TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S, TrainGraphOptions opts, bool measure);
   void make_static_tensors(bool measure);
   void build_graphs();
   void set_inputs(const HostBatch& b);
@@ -99,6 +108,7 @@ class TrainGraph {
   ModelGraph& mg_;
   std::vector<ggml_backend_t> backends_;
   int T_, S_, V_;
+  TrainGraphOptions opts_;
   std::vector<ggml_tensor*> params_;
   ggml_context* ctx_static_ = nullptr;   // inputs, accumulators, moments, step parameters
   ggml_backend_buffer_t buf_static_ = nullptr;  // or, measuring, an empty placeholder

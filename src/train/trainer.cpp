@@ -285,7 +285,9 @@ void TrainRun::prepare(const std::vector<ggml_backend_t>& backends) {
   res_.n_val = val_.size();
   mg_ = std::make_unique<ModelGraph>(o_.model, backends.front(), /*keep_file_types=*/!o_.full);
   if (!o_.full) mg_->add_lora(o_.lora, o_.seed);
-  tg_ = std::make_unique<TrainGraph>(*mg_, backends, T_, S_);
+  TrainGraphOptions go;
+  go.checkpoint_activations = o_.checkpoint_activations;
+  tg_ = std::make_unique<TrainGraph>(*mg_, backends, T_, S_, go);
   pad_ = tok->info().eos >= 0 ? tok->info().eos : 0;
   order_.resize(examples_.size());
   std::iota(order_.begin(), order_.end(), 0);

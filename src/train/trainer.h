@@ -63,6 +63,10 @@ struct TrainOptions {
   bool cpu_only = false;         // ignore GPUs
   double max_memory_gib = 0;     // refuse to start a run needing more on the device (0: its free memory)
   std::string device;            // "" or "auto": the first GPU, else the CPU; "cpu"; "gpu" or "gpu:N" (error without one)
+  // Recompute each block's activations in the backward pass from its input (--checkpoint-activations):
+  // far less activation memory at long sequences, one more forward pass per step; the same losses
+  // and gradients, so it is not part of what --resume checks.
+  bool checkpoint_activations = false;
   const std::atomic<bool>* cancel = nullptr;  // set (Ctrl-C): checkpoint and return
   bool progress = true;
   // Every numeric option in its range; errors name the command-line option.

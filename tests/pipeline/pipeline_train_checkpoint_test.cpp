@@ -1,0 +1,49 @@
+// The pipeline's `checkpoint_activations:` training setting (the trainer's --checkpoint-activations):
+// off by default and then out of the stage key, so earlier runs keep their trained modifiers; in
+// the key when on, per modifier or for all of them; a bad value names the file, line and key.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "pipeline/config.h"
+#include "test_util.h"
+
+namespace cogumi {
+namespace {
+
+fs::path write_config(const std::string& name, const std::string& training) {
+  const fs::path dir = test::tmp_dir() / "pipeline-checkpoint";
+  fs::create_directories(dir);
+  std::ofstream(dir / name) << "base: {gguf: base.gguf}\n" << training
+                            << "domains:\n"
+                               "  math:\n"
+                               "    test: {gsm8k: t.jsonl}\n"
+                               "    mine: {gsm8k: m.jsonl}\n"
+                               "  code:\n"
+                               "    test: {humaneval: c.jsonl}\n"
+                               "    sft: s.jsonl\n"
+                               "    train: {checkpoint_activations: true}\n";
+  return dir / name;
+}
+
+TEST(PipelineTrainCheckpoint, OffByDefaultAndKeyedOnlyWhenOn) {
+  const PipelineConfig c = PipelineConfig::load(write_config("default.yaml", ""));
+  EXPECT_FALSE(c.domains[0].train.checkpoint_activations);
+  EXPECT_FALSE(c.domains[0].train.to_json().contains("checkpoint_activations"));  // the key of earlier runs
+  EXPECT_TRUE(c.domains[1].train.checkpoint_activations);
+  EXPECT_EQ(c.domains[1].train.to_json().at("checkpoint_activations"), true);
+  const PipelineConfig all = PipelineConfig::load(write_config("all.yaml", "training: {checkpoint_activations: true}\n"));
+  EXPECT_TRUE(all.domains[0].train.checkpoint_activations);
+  EXPECT_NE(all.domains[0].train.to_json(), c.domains[0].train.to_json());
+}
+
+TEST(PipelineTrainCheckpoint, BadValueIsAClearError) {
+  const fs::path bad = write_config("bad.yaml", "training:\n  checkpoint_activations: sometimes\n");
+  const std::string e = test::error_of([&] { PipelineConfig::load(bad); });
+  EXPECT_NE(e.find(bad.string() + ":3"), std::string::npos) << e;
+  EXPECT_NE(e.find("training.checkpoint_activations"), std::string::npos) << e;
+  EXPECT_NE(e.find("true or false"), std::string::npos) << e;
+}
+
+}  // namespace
+}  // namespace cogumi
