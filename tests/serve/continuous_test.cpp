@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <thread>
 
+#include "engine/model_init.h"
 #include "runtime/runtime.h"
 #include "serve/server.h"
 #include "test_util.h"
@@ -81,9 +82,9 @@ json chat(const std::string& text, int max_tokens, bool stream, const std::strin
 
 class ServeContinuous : public ::testing::Test {
  protected:
-  void start(bool static_batches, int parallel = 0) {
+  void start(bool static_batches, int parallel = 0, const std::filesystem::path& model = kBase) {
     ServeOptions o;
-    o.model = kBase;
+    o.model = model;
     o.port = 0;
     o.static_batches = static_batches;
     o.parallel = parallel;
@@ -167,13 +168,47 @@ TEST_F(ServeContinuous, AShortRequestArrivingMidGenerationFinishesBeforeTheLongO
   EXPECT_EQ(before.long_text, long_alone);
 }
 
+// A random model ~8x slower per token than the nano (512 wide, 8 layers) with a long context: a
+// request on it can outlast any client's connect time on a loaded machine.
+const std::filesystem::path& slow_model() {
+  static const std::filesystem::path p = [] {
+    auto path = test::tmp_dir() / "slow.gguf";
+    ModelInitOptions o;
+    o.shape.n_embd = 512;
+    o.shape.n_layer = 8;
+    o.shape.n_head = 8;
+    o.shape.n_head_kv = 8;
+    o.shape.n_ff = 2048;
+    o.shape.n_ctx_train = 4096;
+    o.type = "f16";
+    o.seed = 3;
+    model_init(path, o);
+    return path;
+  }();
+  return p;
+}
+
 TEST_F(ServeContinuous, RequestsBeyondTheSlotsWaitInTheQueueMetricThenRunInOrder) {
-  start(false, 1);
+  start(false, 1, slow_model());
   const json short_a = chat(kShortQ, 6, false), short_b = chat("Which is larger?\nA. 3\nB. 9", 6, false);
   const std::string alone_a = whole(short_a), alone_b = whole(short_b);
   std::string got_a, got_b;
   std::atomic<size_t> most_waiting{0};
-  std::thread longer([&] { post_sse(port_, chat(kLongQ, 400, true)); });
+  // The long request holds the only slot until both short ones are seen queued behind it; then its
+  // client hangs up, which cancels it. (With the nano a 400-token request lasts ~0.2 s: on a loaded
+  // CI machine it ended before the first short one connected, and no waiter was seen.)
+  std::atomic<bool> hang_up{false};
+  std::thread longer([&] {
+    httplib::Client c("127.0.0.1", port_);
+    c.set_read_timeout(120);
+    httplib::Request req;
+    req.method = "POST";
+    req.path = "/v1/chat/completions";
+    req.body = chat(kLongQ, 3000, true).dump();
+    req.set_header("Content-Type", "application/json");
+    req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) { return !hang_up.load(); };
+    c.send(req);
+  });
   for (auto until = Clock::now() + std::chrono::seconds(30); server_->scheduler().running() == 0;) {
     if (Clock::now() > until) {
       longer.join();
@@ -186,17 +221,16 @@ TEST_F(ServeContinuous, RequestsBeyondTheSlotsWaitInTheQueueMetricThenRunInOrder
     std::this_thread::sleep_for(std::chrono::milliseconds(20));  // after a
     got_b = whole(short_b);
   });
-  while (server_->scheduler().running() > 0) {  // the long one holds the only slot
+  for (auto until = Clock::now() + std::chrono::seconds(60);
+       server_->scheduler().running() > 0 && most_waiting.load() < 2 && Clock::now() < until;) {
     most_waiting = std::max(most_waiting.load(), server_->scheduler().waiting());
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
+  hang_up = true;
   longer.join();
   a.join();
   b.join();
-  // At least one waiter is always seen (a is sent while the long one holds the slot); b may arrive
-  // after the long one ended on a loaded machine, so 2 is not guaranteed (it failed once in CI).
-  EXPECT_GE(most_waiting.load(), 1u) << "requests waiting for the engine's slot are not in the queue depth";
-  EXPECT_LE(most_waiting.load(), 2u);
+  EXPECT_EQ(most_waiting.load(), 2u) << "requests waiting for the engine's slot are not in the queue depth";
   EXPECT_EQ(got_a, alone_a);
   EXPECT_EQ(got_b, alone_b);
 }
