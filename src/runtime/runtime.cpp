@@ -267,33 +267,47 @@ bool Runtime::judge_confidence(const AskRequest& q, const GenResult& g, AskRespo
   r.raw_confidence = r.confidence;
   if (!calibrator_) return false;
   r.confidence = calibrator_->confidence(s);
-  const auto t = calibrator_->threshold_for(r.choice);
-  return t && r.confidence < *t && r.mode == "fast" && !r.overridden && !r.escalated &&
-         q.mode.empty();  // a caller who asked for fast mode gets fast mode
+  const bool cancelled = q.cancel && q.cancel->load();  // nobody waits for a second answer
+  return may_reask(q, r) && !cancelled && r.confidence < *calibrator_->threshold_for(r.choice);
 }
 
-void Runtime::escalate_unsure(const std::vector<AskRequest>& requests,
-                              const std::vector<size_t>& unsure, std::vector<AskResponse>& out) {
+bool Runtime::may_reask(const AskRequest& q, const AskResponse& r) const {
+  return calibrator_ && calibrator_->threshold_for(r.choice) && r.mode == "fast" && !r.overridden &&
+         !r.escalated && q.mode.empty();  // a caller who asked for fast mode gets fast mode
+}
+
+AskRequest Runtime::escalated_request(const AskRequest& q) const {
+  AskRequest e = q;
+  e.session.clear();  // recorded with the first answer's decision
+  if (cfg_.escalation == "accurate")
+    e.mode = "accurate";
+  else
+    e.choice = cfg_.default_choice;
+  return e;
+}
+
+void Runtime::merge_escalated(const AskResponse& first, AskResponse& r) {
+  r.overridden = false;
+  r.escalated = true;
+  r.escalated_by = "confidence";
+  r.route = first.route;
+  r.gen_tokens += first.gen_tokens;
+}
+
+void Runtime::escalate_unsure(const std::vector<AskRequest>& requests, const std::vector<size_t>& unsure,
+                              std::vector<AskResponse>& out, const AskStream& stream) {
   if (unsure.empty()) return;
   std::vector<AskRequest> again;
-  for (size_t i : unsure) {
-    AskRequest q = requests[i];
-    q.session.clear();  // recorded below, with the first answer's decision
-    if (cfg_.escalation == "accurate")
-      q.mode = "accurate";
-    else
-      q.choice = cfg_.default_choice;
-    again.push_back(std::move(q));
-  }
-  std::vector<AskResponse> second = ask(again);
+  for (size_t i : unsure) again.push_back(escalated_request(requests[i]));
+  AskStream inner;  // the first answers were held back: the second ones stream
+  inner.errors_in_response = stream.errors_in_response;
+  if (stream.on_piece)
+    inner.on_piece = [&](size_t k, const std::string& piece) { return stream.on_piece(unsure[k], piece); };
+  std::vector<AskResponse> second = ask(again, inner);
   for (size_t k = 0; k < unsure.size(); ++k) {
     const AskResponse& first = out[unsure[k]];
     AskResponse r = std::move(second[k]);
-    r.overridden = false;
-    r.escalated = true;
-    r.escalated_by = "confidence";
-    r.route = first.route;
-    r.gen_tokens += first.gen_tokens;
+    merge_escalated(first, r);
     r.seconds += first.seconds;
     out[unsure[k]] = std::move(r);
     record(requests[unsure[k]], out[unsure[k]]);
@@ -518,12 +532,15 @@ std::vector<AskResponse> Runtime::ask(const std::vector<AskRequest>& requests, c
   std::vector<size_t> ask_of(gens.size());  // generation request -> its ask request
   for (size_t i = 0; i < plans.size(); ++i)
     for (size_t s = plans[i].first; s < plans[i].first + plans[i].n; ++s) ask_of[s] = i;
-  // Fast answers stream as they come; accurate ones are known only after the vote (below).
+  // Fast answers stream as they come; accurate ones are known only after the vote, and fast ones
+  // that may be re-asked only once their confidence is judged (below).
+  std::vector<bool> held(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) held[i] = plans[i].n > 1 || may_reask(requests[i], out[i]);
   auto on_piece = [&](size_t gi, const std::string& piece) {
     const size_t i = ask_of[gi];
     const AskRequest& q = requests[i];
     if (q.cancel && q.cancel->load()) return false;
-    if (stream.on_piece && plans[i].n == 1) return stream.on_piece(i, piece);
+    if (stream.on_piece && !held[i]) return stream.on_piece(i, piece);
     return true;
   };
   std::vector<GenResult> res = gen_->generate(gens, on_piece);
@@ -536,16 +553,16 @@ std::vector<AskResponse> Runtime::ask(const std::vector<AskRequest>& requests, c
     const size_t win = conclude(i, plans[i], res, verdicts, stream.errors_in_response, r);
     if (win == std::string::npos) continue;
     if (requests[i].n_logprobs >= 0) r.logprobs = res[win].logprobs;
-    if (stream.on_piece && plans[i].n > 1)  // accurate: the chosen answer streams once the vote decides
+    if (judge_confidence(requests[i], res[win], r)) {
+      unsure.push_back(i);
+      continue;  // streamed and recorded once it has its escalated answer
+    }
+    if (stream.on_piece && held[i])  // the chosen answer streams once the vote (or the judge) decided
       for (const std::string& piece : answer_pieces(r.text, res[win].logprobs))
         if (!stream.on_piece(i, piece)) break;
-    if (judge_confidence(requests[i], res[win], r) && !stream.on_piece) {
-      unsure.push_back(i);
-      continue;  // recorded once it has its escalated answer
-    }
     record(requests[i], r);
   }
-  escalate_unsure(requests, unsure, out);
+  escalate_unsure(requests, unsure, out, stream);
   return out;
 }
 

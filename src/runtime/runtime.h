@@ -69,42 +69,6 @@ struct AskRequest {
   const std::atomic<bool>* cancel = nullptr;
 };
 
-struct AskResponse;
-
-// How ask() runs a server's batch: each new piece of a fast-mode answer as it is generated
-// (return false to stop that request), and an engine refusal of one request (a prompt over the
-// context) in its AskResponse::error instead of failing the whole batch.
-struct AskStream {
-  std::function<bool(size_t request, const std::string& piece)> on_piece;
-  // Once every request is routed, before anything is generated: the decision (choice, mode,
-  // probabilities, escalation) of request i, so a stream can announce it first.
-  std::function<void(size_t request, const AskResponse& decision)> on_decision;
-  bool errors_in_response = false;
-};
-
-// A server's continuous path (Runtime::serve): requests handed over while others generate join
-// the engine's running batch at its next step (Generator::serve).
-struct AskJob {
-  uint64_t id = 0;  // the caller's name for it in the callbacks
-  AskRequest request;
-};
-struct AskFeed {
-  // Before every engine step: append newcomers. `idle`: nothing runs, so it may block until
-  // there is work. Returning false ends serve() once the requests given so far have finished.
-  std::function<bool(std::vector<AskJob>& admit, bool idle)> poll;
-  // A request's decision (choice, mode, probabilities, escalation), before it generates.
-  std::function<void(uint64_t id, const AskResponse& decision)> on_decision;
-  // Fast answers: each piece as it is generated. Accurate answers: the chosen sample's text, a
-  // piece per token, once the vote has decided (answer_pieces). Returning false stops it.
-  std::function<bool(uint64_t id, const std::string& piece)> on_piece;
-  // Accurate answers: `finished` of `total` samples are done (a stream's progress events).
-  std::function<void(uint64_t id, int finished, int total)> on_progress;
-  // Once per request: the answer, or why it was refused before generating (an unknown choice,
-  // mode or session) or failed (an error recording it) in `error`. The engine's refusal of a
-  // request (a prompt over the context) comes in answer.error, as with AskStream::errors_in_response.
-  std::function<void(uint64_t id, AskResponse answer, const std::string& error)> on_done;
-};
-
 struct AskResponse {
   std::string text;          // the answer
   std::string choice;        // the choice that answered
@@ -138,6 +102,50 @@ struct AskResponse {
   nlohmann::json to_json(const std::vector<std::string>& router_choices) const;
 };
 
+// How ask() runs a server's batch: each new piece of a fast-mode answer as it is generated
+// (return false to stop that request), and an engine refusal of one request (a prompt over the
+// context) in its AskResponse::error instead of failing the whole batch.
+struct AskStream {
+  std::function<bool(size_t request, const std::string& piece)> on_piece;
+  // Once every request is routed, before anything is generated: the decision (choice, mode,
+  // probabilities, escalation) of request i, so a stream can announce it first.
+  std::function<void(size_t request, const AskResponse& decision)> on_decision;
+  bool errors_in_response = false;
+};
+
+// A server's continuous path (Runtime::serve): requests handed over while others generate join
+// the engine's running batch at its next step (Generator::serve).
+struct AskJob {
+  uint64_t id = 0;  // the caller's name for it in the callbacks
+  AskRequest request;
+  // Its decision when the caller made it already (Runtime::decide_request, to count the engine
+  // sequences it takes before handing it over); serve() decides it otherwise.
+  std::optional<AskResponse> decision;
+};
+struct AskFeed {
+  // Before every engine step: append newcomers. `idle`: nothing runs, so it may block until
+  // there is work. Returning false ends serve() once the requests given so far have finished.
+  std::function<bool(std::vector<AskJob>& admit, bool idle)> poll;
+  // A request's decision (choice, mode, probabilities, escalation), before it generates.
+  std::function<void(uint64_t id, const AskResponse& decision)> on_decision;
+  // Fast answers: each piece as it is generated. Accurate answers: the chosen sample's text, a
+  // piece per token, once the vote has decided (answer_pieces). Returning false stops it.
+  std::function<bool(uint64_t id, const std::string& piece)> on_piece;
+  // Accurate answers: `finished` of `total` samples are done (a stream's progress events).
+  std::function<void(uint64_t id, int finished, int total)> on_progress;
+  // Once per request: the answer, or why it was refused before generating (an unknown choice,
+  // mode or session) or failed (an error recording it) in `error`. The engine's refusal of a
+  // request (a prompt over the context) comes in answer.error, as with AskStream::errors_in_response.
+  std::function<void(uint64_t id, AskResponse answer, const std::string& error)> on_done;
+  // Threads: poll, on_decision and on_progress come from the thread that called serve(); on_done,
+  // and on_piece for an answer known only when its checks end (accurate, or a fast answer that
+  // may be re-asked), from serve()'s finishing threads (one per finished request, so a slow check
+  // never stalls decoding nor other answers): the feed must be safe from several threads.
+  // on_decision comes a second time for a request re-asked on the escalation path (its new mode
+  // and choice: accurate mode takes more engine sequences).
+};
+
+
 class Runtime {
  public:
   explicit Runtime(SystemConfig cfg);
@@ -150,9 +158,17 @@ class Runtime {
   std::vector<AskResponse> ask(const std::vector<AskRequest>& requests, const AskStream& stream = {});
   // A server's engine loop (runtime_serve.cpp): answers requests as `feed` hands them over, each
   // decided, generated, verified, voted and recorded on its own, until feed.poll returns false
-  // and the running ones finish. Fast answers below a calibrated threshold are not re-asked (as
-  // in ask() with a stream). Throws only for engine failures outside a request.
+  // and the running ones finish. Fast answers below a calibrated threshold are re-asked on the
+  // escalation path, their samples joining the running batch, as ask() does. Throws only for
+  // engine failures outside a request.
   void serve(const AskFeed& feed);
+  // The decision ask() and serve() make for a request before generating (route, override, mode,
+  // escalation). Throws Error for a bad request (unknown choice, mode or session).
+  AskResponse decide_request(const AskRequest& q) { return decide(q, 0); }
+  // The engine sequences a decided request takes at first: accurate mode's samples, else 1.
+  size_t sequences(const AskResponse& decision) const {
+    return decision.mode == "accurate" ? size_t(cfg_.samples) : 1;
+  }
 
   // The choice the router makes for a query (the default without a router): route_choice().
   std::string route(const std::string& text, RouteDecision* decision = nullptr) const;
@@ -185,10 +201,17 @@ class Runtime {
   // Confidence from the answer's signals; true when a fast answer falls under the calibration's
   // threshold and should be asked again on the escalation path.
   bool judge_confidence(const AskRequest& q, const GenResult& answer, AskResponse& r) const;
-  // Asks the requests `unsure` indexes again on the escalation path; each keeps its first
-  // answer's cost and route, and is recorded in its session then.
+  // Whether the decided request's answer may be re-asked (a calibrated threshold for its choice,
+  // fast mode the system chose): its pieces then stream only once its confidence is judged.
+  bool may_reask(const AskRequest& q, const AskResponse& r) const;
+  // A request as the escalation path asks it again (accurate mode, or the default choice).
+  AskRequest escalated_request(const AskRequest& q) const;
+  // The re-asked answer `r` keeps the first answer's route and generation cost.
+  static void merge_escalated(const AskResponse& first, AskResponse& r);
+  // Asks the requests `unsure` indexes again on the escalation path, in one batch; each keeps its
+  // first answer's cost and route, and is recorded in its session then. Pieces go to `stream`.
   void escalate_unsure(const std::vector<AskRequest>& requests, const std::vector<size_t>& unsure,
-                       std::vector<AskResponse>& out);
+                       std::vector<AskResponse>& out, const AskStream& stream);
 
   // One ask, phase by phase (runtime.cpp): decide (route, override, mode, escalation), plan
   // (prompt and generation requests), generate (in ask), verify (every sample at once),
@@ -198,9 +221,11 @@ class Runtime {
     size_t first = 0, n = 1;  // this request's generation requests (n > 1: accurate mode's samples)
   };
   struct Serving;  // one request's state in serve()
-  // Verify, vote, judge and record a request whose samples have all finished (serve()); the
-  // winning sample, or npos when the engine refused the request (r.error says why).
-  size_t complete(const AskRequest& q, AskResponse& r, const Plan& p, const std::vector<GenResult>& res);
+  // Verify, vote and judge a request whose samples have all finished (serve()); the winning
+  // sample, or npos when the engine refused the request (r.error says why). `unsure`: the
+  // answer falls under the calibrated threshold and is to be re-asked.
+  size_t complete(const AskRequest& q, AskResponse& r, const Plan& p, const std::vector<GenResult>& res,
+                  bool& unsure) const;
   AskResponse decide(const AskRequest& q, size_t i);
   void plan(const AskRequest& q, AskResponse& r, Plan& p, std::vector<GenRequest>& gens);
   std::vector<Verdict> verify(const std::vector<Plan>& plans, const std::vector<GenResult>& res) const;

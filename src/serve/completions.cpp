@@ -135,6 +135,18 @@ std::optional<ApiError> answer_error(const std::vector<AskResponse>& answers) {
   return std::nullopt;
 }
 
+// The job's own failure as the API reports it (the caller holds job.mu): cut by the server's
+// shutdown 503, the engine's failure 500, a refusal of the request 400.
+std::optional<ApiError> job_failure(const Job& job) {
+  const bool cut = std::any_of(job.answers.begin(), job.answers.end(), [](auto& a) { return a.finish_reason == "cancelled"; });
+  if (job.shutdown && (job.answers.empty() || cut))  // an answer that ended whole before the cut stands
+    return ApiError(503, "the server is shutting down; the request was cut before it finished", "server_error", "",
+                    "shutting_down");
+  if (job.error.empty()) return std::nullopt;
+  if (job.engine_failed) return ApiError(500, job.error, "server_error");
+  return ApiError(400, job.error);
+}
+
 // The socket of a request's connection, which httplib 0.11 does not hand to handlers: the open
 // descriptor whose local and peer ports and peer address are the request's. -1 when none is.
 int connection_fd(const httplib::Request& req) {
@@ -262,16 +274,16 @@ struct SseWriter {
       return timed_out;
     }
     std::vector<AskResponse> answers;
-    std::string job_error;
+    std::optional<ApiError> failed;
     {
       std::lock_guard lk(job->mu);
       answers = job->answers;
-      job_error = job->error;
+      failed = job_failure(*job);
     }
-    // Refused after the stream began (an accurate answer's prompt over the context): the error
-    // in OpenAI's shape as the last event, as for a timeout.
-    std::optional<ApiError> refused = answer_error(answers);
-    if (!refused && !job_error.empty()) refused = ApiError(400, job_error);
+    // Refused or cut after the stream began (an accurate answer's prompt over the context, the
+    // server's shutdown): the error in OpenAI's shape as the last event, as for a timeout.
+    std::optional<ApiError> refused = failed && failed->status != 400 ? failed : answer_error(answers);
+    if (!refused) refused = failed;
     if (refused) {
       send(sink, refused->body());
       sink.done();
@@ -322,6 +334,8 @@ void Server::handle_completion(const httplib::Request& req, httplib::Response& r
     job = sched_->submit(plan(*rt_, *q));
   } catch (const ApiError& e) {
     return refuse(e);
+  } catch (const ShuttingDown& e) {
+    return refuse(ApiError(503, e.what(), "server_error", "", "shutting_down"));
   } catch (const Error& e) {
     return refuse(ApiError(400, e.what()));
   }
@@ -356,10 +370,9 @@ void Server::handle_completion(const httplib::Request& req, httplib::Response& r
     return refuse(ApiError(504, fmt::format("the request took longer than {} s (--timeout)", opts_.timeout_s), "timeout",
                            "", "timeout"));
   }
-  if (!job->error.empty()) {
-    const std::string why = job->error;
+  if (auto failed = job_failure(*job)) {
     lk.unlock();
-    return refuse(ApiError(400, why));
+    return refuse(*failed);
   }
   if (job->done) {
     if (auto e = answer_error(job->answers)) {

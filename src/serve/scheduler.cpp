@@ -23,8 +23,34 @@ Scheduler::~Scheduler() {
   for (auto& j : queue_) {
     std::lock_guard lk(j->mu);
     j->error = "the server is shutting down";
+    j->shutdown = true;
     j->decided = j->done = true;
     j->cv.notify_all();
+  }
+}
+
+void Scheduler::cut() {
+  std::deque<std::shared_ptr<Job>> waiting;
+  std::vector<std::shared_ptr<Job>> running;
+  {
+    std::lock_guard lk(mu_);
+    cut_ = true;
+    waiting.swap(queue_);
+    running = live_;
+  }
+  cv_.notify_all();
+  for (auto& j : waiting) {
+    std::lock_guard lk(j->mu);
+    j->error = "the server is shutting down";
+    j->shutdown = j->decided = j->done = true;
+    j->cv.notify_all();
+  }
+  for (auto& j : running) {  // each ends at the engine's next step, answered as cut
+    {
+      std::lock_guard lk(j->mu);
+      j->shutdown = true;
+    }
+    j->cancel = true;
   }
 }
 
@@ -35,7 +61,7 @@ std::shared_ptr<Job> Scheduler::submit(std::vector<AskRequest> requests) {
   for (auto& q : job->requests) q.cancel = &job->cancel;
   {
     std::lock_guard lk(mu_);
-    if (stop_) fail("the server is shutting down");
+    if (stop_ || cut_) throw ShuttingDown("the server is shutting down");
     queue_.push_back(job);
   }
   cv_.notify_one();
@@ -50,6 +76,16 @@ size_t Scheduler::waiting() const {
 size_t Scheduler::running() const {
   std::lock_guard lk(mu_);
   return running_;
+}
+
+size_t Scheduler::sequences() const {
+  std::lock_guard lk(mu_);
+  return seqs_in_flight_;
+}
+
+size_t Scheduler::most_sequences() const {
+  std::lock_guard lk(mu_);
+  return most_seqs_;
 }
 
 void Scheduler::loop() {
@@ -67,6 +103,7 @@ void Scheduler::loop() {
         queue_.pop_front();
       }
       running_ = jobs.size();
+      live_ = jobs;
     }
     // A job cancelled while it waited (client gone, timeout) does not run.
     std::erase_if(jobs, [](const std::shared_ptr<Job>& j) {
@@ -84,6 +121,7 @@ void Scheduler::loop() {
     }
     std::lock_guard lk(mu_);
     running_ = 0;
+    live_.clear();
   }
 }
 
@@ -153,52 +191,145 @@ void Scheduler::run_batch(const std::vector<std::shared_ptr<Job>>& jobs) {
   }
 }
 
-// Continuous: before every engine step, the jobs that arrived since the last one (up to
-// max_batch answers generating); blocks while the engine has nothing to do.
+namespace {
+
+void answer_now(Job& job, const std::string& error) {
+  std::lock_guard lk(job.mu);
+  job.error = error;
+  job.decided = job.done = true;
+  job.cv.notify_all();
+}
+
+}  // namespace
+
+// Under mu_. The front job's answers decided (where and how each runs) and its sequences counted,
+// once per job.
+bool Scheduler::ready_front() {
+  std::shared_ptr<Job> job = queue_.front();
+  if (job->cancel.load()) {  // cancelled while it waited (client gone, timeout): never runs
+    queue_.pop_front();
+    answer_now(*job, "cancelled before it ran");
+    return false;
+  }
+  if (front_ == job) return true;
+  std::vector<AskResponse> ds;
+  size_t seqs = 0;
+  try {
+    for (const AskRequest& q : job->requests) {
+      ds.push_back(rt_.decide_request(q));
+      seqs += rt_.sequences(ds.back());
+    }
+  } catch (const Error& e) {  // an unknown session: this job alone fails
+    queue_.pop_front();
+    answer_now(*job, e.what());
+    return false;
+  }
+  front_ = std::move(job);
+  front_decisions_ = std::move(ds);
+  front_seqs_ = seqs;
+  return true;
+}
+
+// Under mu_. Nothing running: any job runs (one that takes more sequences than the engine has
+// runs alone). Else its answers within max_batch and its sequences within the free ones.
+bool Scheduler::fits(const Job& job, size_t seqs) const {
+  if (answers_.empty()) return true;
+  const size_t slots = size_t(rt_.config().parallel);
+  return answers_.size() + job.requests.size() <= max_batch_ && seqs_in_flight_ + seqs <= slots;
+}
+
+// Under mu_: the front job to the Runtime, with its decisions.
+void Scheduler::admit_front(std::vector<AskJob>& out) {
+  std::shared_ptr<Job> job = std::move(front_);
+  queue_.pop_front();
+  job->started = Clock::now();
+  for (size_t k = 0; k < job->requests.size(); ++k) {
+    const size_t seqs = rt_.sequences(front_decisions_[k]);
+    answers_[next_id_] = Answer{job, k, seqs, false};
+    seqs_in_flight_ += seqs;
+    out.push_back(AskJob{next_id_++, job->requests[k], std::move(front_decisions_[k])});
+  }
+  most_seqs_ = std::max(most_seqs_, seqs_in_flight_);
+  live_.push_back(job);
+  ++running_;
+}
+
+// Continuous: before every engine step, the waiting jobs that fit the engine now, in order;
+// while the engine has nothing to do, blocks until one does (or the scheduler stops).
 bool Scheduler::take_jobs(std::vector<AskJob>& out, bool idle) {
   std::unique_lock lk(mu_);
-  if (idle) cv_.wait(lk, [&] { return stop_ || !queue_.empty(); });
-  if (stop_) return false;
-  size_t n = owner_.size();
-  const size_t slots = size_t(rt_.config().parallel);
   bool took = false;
-  while (!queue_.empty() &&
-         (n == 0 || (n + queue_.front()->requests.size() <= max_batch_ && seqs_in_flight_ < slots))) {
-    std::shared_ptr<Job> job = std::move(queue_.front());
-    queue_.pop_front();
-    if (job->cancel.load()) {  // cancelled while it waited (client gone, timeout): never runs
-      std::lock_guard jl(job->mu);
-      job->error = "cancelled before it ran";
-      job->decided = job->done = true;
-      job->cv.notify_all();
-      continue;
+  for (;;) {
+    if (stop_) return false;
+    if (!queue_.empty()) {
+      if (!ready_front()) continue;
+      if (fits(*front_, front_seqs_)) {
+        admit_front(out);
+        took = true;
+        continue;
+      }
     }
-    job->started = Clock::now();
-    for (size_t k = 0; k < job->requests.size(); ++k, ++n) {
-      owner_[next_id_] = {job, k};
-      seqs_of_[next_id_] = 1;  // until decided
-      ++seqs_in_flight_;
-      out.push_back(AskJob{next_id_++, job->requests[k]});
-    }
-    ++running_;
-    took = true;
+    if (took || !idle) break;
+    cv_.wait(lk);  // a job arrives, one ends (its sequences free), or stop
   }
   if (took && idle) ++batches_;
   if (running_ > largest_.load()) largest_ = running_;
   return true;
 }
 
-void Scheduler::job_done(uint64_t id, AskResponse answer, const std::string& error) {
-  auto it = owner_.find(id);
-  if (it == owner_.end()) return;
-  auto [job, k] = it->second;
-  owner_.erase(it);
-  seqs_in_flight_ -= seqs_of_[id];
-  seqs_of_.erase(id);
+std::shared_ptr<Job> Scheduler::job_of(uint64_t id, size_t* k) {
+  std::lock_guard lk(mu_);
+  auto it = answers_.find(id);
+  if (it == answers_.end()) return nullptr;
+  *k = it->second.k;
+  return it->second.job;
+}
+
+void Scheduler::on_decision(uint64_t id, const AskResponse& d) {
+  std::shared_ptr<Job> job;
+  size_t k = 0;
+  bool first = false;
+  {
+    std::lock_guard lk(mu_);
+    auto it = answers_.find(id);
+    if (it == answers_.end()) return;
+    Answer& a = it->second;
+    const size_t seqs = rt_.sequences(d);  // a re-ask on the escalation path may take more
+    seqs_in_flight_ = seqs_in_flight_ - a.seqs + seqs;
+    most_seqs_ = std::max(most_seqs_, seqs_in_flight_);
+    a.seqs = seqs;
+    first = !a.decided;
+    a.decided = true;
+    job = a.job;
+    k = a.k;
+  }
+  std::lock_guard lk(job->mu);
+  if (job->decisions.empty()) job->decisions.resize(job->requests.size());
+  job->decisions[k] = d;
+  if (first && ++job->n_decided == job->requests.size()) job->decided = true;
+  job->cv.notify_all();
+}
+
+void Scheduler::job_done(uint64_t id, AskResponse answer, const std::string& error, bool engine) {
+  std::shared_ptr<Job> job;
+  size_t k = 0;
+  {
+    std::lock_guard lk(mu_);
+    auto it = answers_.find(id);
+    if (it == answers_.end()) return;
+    job = it->second.job;
+    k = it->second.k;
+    seqs_in_flight_ -= it->second.seqs;
+    answers_.erase(it);
+  }
+  cv_.notify_all();  // its sequences are free: a waiting job may fit now
   bool finished = false;
   {
     std::lock_guard lk(job->mu);
-    if (!error.empty() && job->error.empty()) job->error = error;
+    if (!error.empty() && job->error.empty()) {
+      job->error = error;
+      job->engine_failed = engine;
+    }
     if (job->answers.empty()) job->answers.resize(job->requests.size());
     job->answers[k] = std::move(answer);
     finished = ++job->n_done == job->requests.size();
@@ -212,28 +343,18 @@ void Scheduler::job_done(uint64_t id, AskResponse answer, const std::string& err
   if (finished) {
     std::lock_guard lk(mu_);
     --running_;
+    std::erase(live_, job);
   }
 }
 
 void Scheduler::serve_loop() {
   AskFeed feed;
   feed.poll = [this](std::vector<AskJob>& out, bool idle) { return take_jobs(out, idle); };
-  feed.on_decision = [this](uint64_t id, const AskResponse& d) {
-    auto& [job, k] = owner_.at(id);
-    const size_t seqs = d.mode == "accurate" ? size_t(rt_.config().samples) : 1;
-    seqs_in_flight_ += seqs - seqs_of_[id];
-    seqs_of_[id] = seqs;
-    std::lock_guard lk(job->mu);
-    if (job->decisions.empty()) job->decisions.resize(job->requests.size());
-    job->decisions[k] = d;
-    if (++job->n_decided == job->requests.size()) {
-      job->decided = true;
-      job->cv.notify_all();
-    }
-  };
+  feed.on_decision = [this](uint64_t id, const AskResponse& d) { on_decision(id, d); };
   feed.on_piece = [this](uint64_t id, const std::string& piece) {
-    auto& [job, k] = owner_.at(id);
-    if (job->cancel.load()) return false;
+    size_t k = 0;
+    std::shared_ptr<Job> job = job_of(id, &k);
+    if (!job || job->cancel.load()) return false;
     std::lock_guard lk(job->mu);
     if (job->first_piece == Clock::time_point{}) job->first_piece = Clock::now();
     job->pieces.emplace_back(k, piece);
@@ -241,7 +362,9 @@ void Scheduler::serve_loop() {
     return true;
   };
   feed.on_progress = [this](uint64_t id, int finished, int total) {
-    auto& job = owner_.at(id).first;
+    size_t k = 0;
+    std::shared_ptr<Job> job = job_of(id, &k);
+    if (!job) return;
     std::lock_guard lk(job->mu);
     if (finished == 1) job->samples_total += total;
     ++job->samples_done;
@@ -253,7 +376,15 @@ void Scheduler::serve_loop() {
       rt_.serve(feed);
       return;  // the feed closed: stop_
     } catch (const std::exception& e) {  // the engine failed outside a request: fail those in flight
-      while (!owner_.empty()) job_done(owner_.begin()->first, AskResponse{}, e.what());
+      for (;;) {
+        uint64_t id = 0;
+        {
+          std::lock_guard lk(mu_);
+          if (answers_.empty()) break;
+          id = answers_.begin()->first;
+        }
+        job_done(id, AskResponse{}, e.what(), true);
+      }
       std::lock_guard lk(mu_);
       if (stop_) return;
     }

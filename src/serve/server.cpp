@@ -31,6 +31,7 @@ void ServeOptions::validate() const {
   if (rate_limit < 0 || rate_limit > 1000000) fail("--rate-limit must be 0..1000000 requests/min (0: off), got {}", rate_limit);
   if (max_body < 1024 || max_body > (size_t(1) << 30)) fail("--max-body must be 1024..1073741824 bytes, got {}", max_body);
   if (!(timeout_s > 0 && timeout_s <= 86400)) fail("--timeout must be in (0, 86400] seconds, got {}", timeout_s);
+  if (!(drain_s >= 0 && drain_s <= 86400)) fail("--drain must be in [0, 86400] seconds (0: --timeout + 5), got {}", drain_s);
   if (parallel < 0 || parallel > 255) fail("--parallel must be 0..255 (0: the system's), got {}", parallel);
   if (http_threads < 0 || http_threads > 4096) fail("--http-threads must be 0..4096, got {}", http_threads);
   if (max_batch < 1 || max_batch > 4096) fail("--max-batch must be 1..4096, got {}", max_batch);
@@ -252,9 +253,14 @@ void Server::stop() {
     http_.stop();
     return;
   }
-  {
+  const double drain = opts_.drain_s > 0 ? opts_.drain_s : opts_.timeout_s + 5;
+  auto drained_within = [&](double s) {
     std::unique_lock lk(drain_mu_);
-    drain_cv_.wait_for(lk, std::chrono::duration<double>(opts_.timeout_s + 5), [&] { return in_flight_.load() == 0; });
+    return drain_cv_.wait_for(lk, std::chrono::duration<double>(s), [&] { return in_flight_.load() == 0; });
+  };
+  if (!drained_within(drain)) {
+    sched_->cut();  // the rest end at the engine's next step, answered 503
+    (void)drained_within(10);
   }
   http_.stop();
 }

@@ -43,6 +43,9 @@ struct ServeOptions {
   int rate_limit = 0;                    // requests per minute per key (per address without keys); 0: off; <= 1e6
   size_t max_body = 4 << 20;             // bytes per request body; 1 KiB .. 1 GiB
   double timeout_s = 300;                // per request, queueing included; (0, 86400]
+  // stop() lets requests in flight finish this long, then cuts them (503 shutting_down, in an
+  // SSE error event once a stream began). 0: timeout_s + 5 (each request's own deadline first).
+  double drain_s = 0;                    // [0, 86400]
   int parallel = 0;                      // engine slots (0: the system's generation.parallel); 0..255
   int http_threads = 0;                  // connections served at once (0: 2 * slots + 8); 0..4096
   int max_batch = 64;                    // answers per engine batch; 1..4096
@@ -92,8 +95,9 @@ class Server {
 
   int bind();     // binds host:port; returns the port (the free one for port 0). Throws Error.
   void listen();  // serves until stop(); call bind() first
-  // Drains: new API requests get 503, requests in flight finish (up to timeout_s), then listen()
-  // returns. Safe from any thread, idempotent.
+  // Drains: new API requests get 503, requests in flight finish (up to drain_s), those still
+  // running then are cut (the client gets 503 shutting_down), then listen() returns. Safe from
+  // any thread, idempotent.
   void stop();
   bool draining() const { return draining_.load(); }
   int in_flight() const { return in_flight_.load(); }
