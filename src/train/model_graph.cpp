@@ -333,6 +333,16 @@ ggml_tensor* ModelGraph::rope(ggml_context* ctx, ggml_tensor* t, ggml_tensor* po
 
 ggml_tensor* ModelGraph::build_logits(ggml_context* ctx, ggml_tensor* tokens, ggml_tensor* pos, ggml_tensor* mask,
                                       std::vector<ggml_tensor*>* checkpoints) const {
+  return output_logits(ctx, build_hidden(ctx, tokens, pos, mask, checkpoints));
+}
+
+ggml_tensor* ModelGraph::output_logits(ggml_context* ctx, ggml_tensor* hidden) const {
+  auto out = by_name_.find("output.weight");
+  return ggml_mul_mat(ctx, out != by_name_.end() ? out->second : by_name_.at("token_embd.weight"), hidden);
+}
+
+ggml_tensor* ModelGraph::build_hidden(ggml_context* ctx, ggml_tensor* tokens, ggml_tensor* pos, ggml_tensor* mask,
+                                      std::vector<ggml_tensor*>* checkpoints) const {
   const int64_t T = tokens->ne[0], S = tokens->ne[1];
   const int hd = hp_.head_dim();
   ggml_tensor* x = ggml_get_rows(ctx, by_name_.at("token_embd.weight"), ggml_reshape_1d(ctx, tokens, T * S));
@@ -374,9 +384,7 @@ ggml_tensor* ModelGraph::build_logits(ggml_context* ctx, ggml_tensor* tokens, gg
     ggml_tensor* up = linear(ctx, h, b + "ffn_up.weight");
     x = ggml_add(ctx, x, linear(ctx, ggml_mul(ctx, ggml_silu(ctx, gate), up), b + "ffn_down.weight"));
   }
-  x = ggml_mul(ctx, ggml_rms_norm(ctx, x, hp_.rms_eps), by_name_.at("output_norm.weight"));
-  auto out = by_name_.find("output.weight");
-  return ggml_mul_mat(ctx, out != by_name_.end() ? out->second : by_name_.at("token_embd.weight"), x);
+  return ggml_mul(ctx, ggml_rms_norm(ctx, x, hp_.rms_eps), by_name_.at("output_norm.weight"));
 }
 
 }  // namespace cogumi

@@ -99,6 +99,12 @@ class ModelGraph {
   // block 0 first: what activation checkpointing keeps (train/checkpoint_graph.h).
   ggml_tensor* build_logits(ggml_context* ctx, ggml_tensor* tokens, ggml_tensor* pos, ggml_tensor* mask = nullptr,
                             std::vector<ggml_tensor*>* checkpoints = nullptr) const;
+  // build_logits in two parts: the final normed hidden state [n_embd, n_tokens * n_seq], and the
+  // output projection of hidden rows [n_embd, rows] to logits [n_vocab, rows] (a loss can project
+  // a chunk of rows at a time).
+  ggml_tensor* build_hidden(ggml_context* ctx, ggml_tensor* tokens, ggml_tensor* pos, ggml_tensor* mask = nullptr,
+                            std::vector<ggml_tensor*>* checkpoints = nullptr) const;
+  ggml_tensor* output_logits(ggml_context* ctx, ggml_tensor* hidden) const;
 
   // Trainable tensors: LoRA A/B when LoRA is on, otherwise every weight (not rope_freqs: fixed
   // by the model's RoPE scaling, and ggml has no gradient for it).

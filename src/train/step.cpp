@@ -50,11 +50,15 @@ TrainGraph::TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int
 TrainGraph::TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S, TrainGraphOptions opts,
                        bool measure)
     : mg_(mg), backends_(std::move(backends)), T_(T), S_(S), V_(mg.hparams().n_vocab), opts_(opts) {
+  opts_.validate();
   params_ = mg.trainable();
   for (ggml_tensor* t : params_) ggml_set_param(t);
-  if (int64_t(V_) * T * S > int64_t(INT32_MAX))
-    fail("--batch {} x --seq-len {} x {} vocabulary entries is over 2^31 logits: use a smaller --batch or --seq-len", S,
-         T, V_);
+  const int64_t rows = int64_t(T) * S;
+  chunk_ = int(std::min<int64_t>(rows, opts_.loss_chunk_rows > 0 ? opts_.loss_chunk_rows
+                                                                  : std::max<int64_t>(1, (int64_t(64) << 20) / (4 * int64_t(V_)))));
+  // A label's index into its chunk's flattened probabilities is an I32.
+  if (int64_t(V_) * chunk_ > int64_t(INT32_MAX))
+    fail("a loss chunk of {} rows x {} vocabulary entries is over 2^31 logits: use fewer rows per chunk", chunk_, V_);
   make_static_tensors(measure);
   build_graphs();
   std::vector<ggml_backend_buffer_type_t> bufts;
@@ -120,8 +124,10 @@ void TrainGraph::build_graphs() {
   ctx_graph_ = ggml_init(gp);
   ggml_context* c = ctx_graph_;
   std::vector<ggml_tensor*> checkpoints;
-  ggml_tensor* logits = mg_.build_logits(c, tokens_, pos_, mask_, opts_.checkpoint_activations ? &checkpoints : nullptr);
-  loss_ = build_loss(c, logits);
+  ggml_tensor* hidden = mg_.build_hidden(c, tokens_, pos_, mask_, opts_.checkpoint_activations ? &checkpoints : nullptr);
+  // Kept too: the loss chunks' backward then recomputes only their own projection, not the last block.
+  if (opts_.checkpoint_activations) checkpoints.push_back(hidden);
+  loss_ = build_loss(c, hidden);
   ggml_set_name(loss_, "loss");
   ggml_set_loss(loss_);
   ggml_set_output(loss_);
@@ -181,20 +187,34 @@ TrainGraphBytes TrainGraph::reserved() const {
   return out;
 }
 
+void TrainGraphOptions::validate() const {
+  if (loss_chunk_rows < 0 || loss_chunk_rows > (1 << 20))
+    fail("loss_chunk_rows is {}: use 0 (automatic) or 1..{}", loss_chunk_rows, 1 << 20);
+}
+
 // -sum_rows w_row * log(softmax(logits_row)[label_row]): the mean cross-entropy over target rows
-// when w is 1 / targets on them and 0 elsewhere. The 1e-30 keeps a row whose label probability
-// underflows at a loss of 69 rather than inf (and 0 * log(p) finite on masked rows); it changes
-// no loss that is not already past 60 nats.
-ggml_tensor* TrainGraph::build_loss(ggml_context* c, ggml_tensor* logits) {
-  const int64_t rows = logits->ne[1];
-  ggml_tensor* probs = ggml_soft_max(c, logits);                                   // [V, rows]
-  // Kept out of the allocator's in-place reuse: the graph allocator may otherwise compute
-  // SOFT_MAX_BACK in place over `probs` (its src1), and the CPU kernel overwrites y with dy
-  // before multiplying by y (wrong gradients; tests/train/train_step_test.cpp catches it).
-  ggml_set_output(probs);
-  ggml_tensor* picked = ggml_get_rows(c, ggml_reshape_2d(c, probs, 1, int64_t(V_) * rows), label_idx_);  // [1, rows]
-  ggml_tensor* logp = ggml_log(c, ggml_scale_bias(c, picked, 1.0f, 1e-30f));
-  return ggml_scale(c, ggml_sum(c, ggml_mul(c, logp, label_w_)), -1.0f);
+// when w is 1 / targets on them and 0 elsewhere, the logits projected from `hidden` [n_embd, rows]
+// a chunk of rows at a time. The 1e-30 keeps a row whose label probability underflows at a loss
+// of 69 rather than inf (and 0 * log(p) finite on masked rows); it changes no loss that is not
+// already past 60 nats. The probabilities are not graph outputs: patch 0005 keeps the allocator
+// from computing SOFT_MAX_BACK in place over them (its CPU kernel would read overwritten values),
+// so with checkpointing they are recomputed chunk by chunk rather than kept for the whole step.
+ggml_tensor* TrainGraph::build_loss(ggml_context* c, ggml_tensor* hidden) {
+  const int64_t rows = hidden->ne[1];
+  ggml_tensor* total = nullptr;
+  for (int64_t start = 0; start < rows; start += chunk_) {
+    const int64_t n = std::min<int64_t>(chunk_, rows - start);
+    const bool whole = n == rows;
+    ggml_tensor* h = whole ? hidden : ggml_view_2d(c, hidden, hidden->ne[0], n, hidden->nb[1], size_t(start) * hidden->nb[1]);
+    ggml_tensor* idx = whole ? label_idx_ : ggml_view_1d(c, label_idx_, n, size_t(start) * label_idx_->nb[0]);
+    ggml_tensor* w = whole ? label_w_ : ggml_view_2d(c, label_w_, 1, n, label_w_->nb[1], size_t(start) * label_w_->nb[1]);
+    ggml_tensor* probs = ggml_soft_max(c, mg_.output_logits(c, h));                            // [V, n]
+    ggml_tensor* picked = ggml_get_rows(c, ggml_reshape_2d(c, probs, 1, int64_t(V_) * n), idx);  // [1, n]
+    ggml_tensor* logp = ggml_log(c, ggml_scale_bias(c, picked, 1.0f, 1e-30f));
+    ggml_tensor* part = ggml_sum(c, ggml_mul(c, logp, w));
+    total = total ? ggml_add(c, total, part) : part;
+  }
+  return ggml_scale(c, total, -1.0f);
 }
 
 TrainGraph::~TrainGraph() {
@@ -264,14 +284,14 @@ void TrainGraph::set_inputs(const HostBatch& b) {
   ggml_backend_tensor_set(tokens_, b.tokens.data(), 0, n * sizeof(int32_t));
   ggml_backend_tensor_set(pos_, b.pos.data(), 0, n * sizeof(int32_t));
   ggml_backend_tensor_set(mask_, b.mask.data(), 0, b.mask.size() * sizeof(float));
-  // Row i's label probability sits at i * V + label in the flattened softmax.
+  // Row i's label probability sits at (i mod chunk) * V + label in its chunk's flattened softmax.
   idx_host_.resize(n);
   w_host_.resize(n);
   const float w = b.n_targets ? float(1.0 / double(b.n_targets)) : 0.0f;
   for (size_t i = 0; i < n; ++i) {
     const int32_t l = b.labels[i];
     if (l >= V_) fail("internal: label {} outside the {}-token vocabulary", l, V_);
-    idx_host_[i] = int32_t(i) * V_ + std::max(l, 0);
+    idx_host_[i] = int32_t(i % size_t(chunk_)) * V_ + std::max(l, 0);  // into its chunk's probabilities
     w_host_[i] = l >= 0 ? w : 0.0f;
   }
   ggml_backend_tensor_set(label_idx_, idx_host_.data(), 0, n * sizeof(int32_t));

@@ -8,7 +8,9 @@
 //     label probability picked with ggml_get_rows from a [1, n_vocab * rows] view, weighted by
 //     1 / targets (0 for prompt and padding rows), so no dense one-hot labels [n_vocab, rows]
 //     are uploaded per step; gradients accumulated in place into per-parameter buffers
-//     (ggml_build_backward_expand with our accumulators), so gradient accumulation is free;
+//     (ggml_build_backward_expand with our accumulators), so gradient accumulation is free.
+//     With TrainGraphOptions::checkpoint_activations the backward part reads recomputed copies
+//     of each block's activations instead of the forward pass's (train/checkpoint_graph.h);
 //   - forward only, for validation;
 //   - the optimizer step: the global gradient norm (on the device), then, only when it is
 //     finite, AdamW (ggml_opt_step_adamw) on accumulated gradients / micro-batches times the
@@ -57,6 +59,12 @@ struct TrainGraphOptions {
   // forward pass, the rest is recomputed block by block in the backward pass. Far less activation
   // memory at long sequences for one more forward pass; the same gradients. Default off.
   bool checkpoint_activations = false;
+  // Rows of the loss's logits computed at a time (the output projection, softmax and picked
+  // label probability per chunk). 0: as many as keep one chunk's F32 logits within 64 MiB. With
+  // checkpointing only one chunk's logits and probabilities live at a time in the backward pass;
+  // the gradients are the same bit for bit whatever the chunk. 0 or 1..2^20.
+  int loss_chunk_rows = 0;
+  void validate() const;
 };
 
 class TrainGraph {
@@ -100,7 +108,7 @@ class TrainGraph {
   void make_static_tensors(bool measure);
   void build_graphs();
   void set_inputs(const HostBatch& b);
-  ggml_tensor* build_loss(ggml_context* c, ggml_tensor* logits);
+  ggml_tensor* build_loss(ggml_context* c, ggml_tensor* hidden);
   void compute(ggml_cgraph* g);
   void report_placement(ggml_cgraph* g) const;
   double loss_of(const HostBatch& b, ggml_cgraph* g);  // inputs, compute `g`, read the loss
@@ -108,6 +116,7 @@ class TrainGraph {
   ModelGraph& mg_;
   std::vector<ggml_backend_t> backends_;
   int T_, S_, V_;
+  int chunk_ = 1;  // rows per loss chunk (TrainGraphOptions::loss_chunk_rows resolved)
   TrainGraphOptions opts_;
   std::vector<ggml_tensor*> params_;
   ggml_context* ctx_static_ = nullptr;   // inputs, accumulators, moments, step parameters

@@ -82,7 +82,7 @@ class CheckpointGraphTest : public ::testing::Test {
 
   // One micro-batch's loss and gradients (two accumulate() calls: the second batch adds to the
   // accumulators), LoRA (B non-zero, every target) or full-parameter.
-  StepResult step(const std::filesystem::path& model, bool lora, bool checkpoint, int T, int S) {
+  StepResult step(const std::filesystem::path& model, bool lora, bool checkpoint, int T, int S, int loss_chunk = 0) {
     ModelGraph mg(model, cpu_, /*keep_file_types=*/lora);
     if (lora) {
       LoraSpec spec;
@@ -93,6 +93,7 @@ class CheckpointGraphTest : public ::testing::Test {
     }
     TrainGraphOptions go;
     go.checkpoint_activations = checkpoint;
+    go.loss_chunk_rows = loss_chunk;
     TrainGraph tg(mg, {cpu_}, T, S, go);
     StepResult r;
     r.loss = tg.accumulate(packed_batch(mg.hparams().n_vocab, T, S, 1));
@@ -158,6 +159,80 @@ TEST_F(CheckpointGraphTest, ComputeBufferIsMuchSmallerAtALongerSequence) {
   std::printf("compute buffer at 1 x 256, 4 blocks: %.1f MiB plain, %.1f MiB checkpointed\n", plain / 1048576.0,
               ckpt / 1048576.0);
   EXPECT_LT(double(ckpt), 0.45 * double(plain));  // measured 0.34 (17.3 -> 5.9 MiB)
+  // A real graph reserves what was planned: the allocator frees the forward originals.
+  ModelGraph real(ckpt_model("f16"), cpu_, true);
+  real.add_lora(spec, 1);
+  TrainGraph tg(real, {cpu_}, 256, 1, on);
+  const HostBatch b = packed_batch(real.hparams().n_vocab, 256, 1, 3);
+  EXPECT_TRUE(std::isfinite(tg.accumulate(b)));
+  tg.step(AdamWParams{}, 1);
+  EXPECT_TRUE(std::isfinite(tg.evaluate(b)));
+  EXPECT_EQ(tg.reserved().compute.at(0), ckpt);
+}
+
+// The loss a chunk of rows at a time (uneven chunks: 64 rows in 7s) gives every gradient of the
+// whole-batch loss; with LoRA bit for bit (the output projection is frozen; each row's softmax and
+// pick are the same ops), full-parameter within rounding (the output weight's gradient is summed
+// chunk by chunk). The loss differs only in its summation order.
+TEST_F(CheckpointGraphTest, LossInChunksGivesTheWholeBatchGradients) {
+  for (const auto& [type, lora] : std::vector<std::pair<std::string, bool>>{{"f16", true}, {"f32", false}}) {
+    for (bool ckpt : {false, true}) {
+      SCOPED_TRACE(type + (lora ? " LoRA" : " full") + (ckpt ? ", checkpointed" : ""));
+      const StepResult whole = step(ckpt_model(type), lora, false, 32, 2, 64);
+      const StepResult chunked = step(ckpt_model(type), lora, ckpt, 32, 2, 7);
+      ASSERT_EQ(whole.grads.size(), chunked.grads.size());
+      EXPECT_NEAR(chunked.loss, whole.loss, 1e-6 * whole.loss);
+      if (lora) {
+        size_t differ = 0;
+        for (size_t k = 0; k < whole.grads.size(); ++k)
+          for (size_t i = 0; i < whole.grads[k].size(); ++i) differ += chunked.grads[k][i] != whole.grads[k][i];
+        EXPECT_EQ(differ, 0u) << "largest relative difference " << worst_rel(chunked, whole);
+      } else {
+        for (size_t k = 0; k < whole.grads.size(); ++k) {  // relative L2 error per tensor
+          double d2 = 0, n2 = 0;
+          for (size_t i = 0; i < whole.grads[k].size(); ++i) {
+            d2 += std::pow(double(chunked.grads[k][i]) - whole.grads[k][i], 2);
+            n2 += std::pow(double(whole.grads[k][i]), 2);
+          }
+          EXPECT_LE(std::sqrt(d2), 1e-6 * std::sqrt(n2)) << "gradient " << k;
+        }
+      }
+    }
+  }
+  EXPECT_NE(test::error_of([&] { step(ckpt_model("f16"), true, false, 32, 2, -1); }).find("loss_chunk_rows is -1"),
+            std::string::npos);
+}
+
+// With the Llama-3 vocabulary (128,256 entries) the loss's F32 logits and probabilities dominate a
+// small model's step: checkpointed, the chunked loss keeps one chunk of them alive, not all rows.
+TEST_F(CheckpointGraphTest, ChunkedLossKeepsOneChunkOfLogitsWithCheckpointing) {
+  const auto p = test::tmp_dir() / "ckpt-bigvocab.gguf";
+  if (!std::filesystem::exists(p)) {
+    ModelInitOptions o;
+    o.shape.n_embd = 64;
+    o.shape.n_layer = 2;
+    o.shape.n_ff = 128;
+    o.vocab_from = std::filesystem::path(COGUMI_LLAMA_SRC) / "models/ggml-vocab-llama-bpe.gguf";
+    o.type = "f16";
+    model_init(p, o);
+  }
+  ModelGraph mg(p, cpu_, true, /*load_data=*/false);
+  LoraSpec spec;
+  spec.rank = 8;
+  mg.add_lora(spec, 1);
+  TrainGraphOptions whole, chunked;
+  whole.checkpoint_activations = chunked.checkpoint_activations = true;
+  whole.loss_chunk_rows = 256;
+  chunked.loss_chunk_rows = 32;
+  const size_t a = TrainGraph::measure(mg, {cpu_}, 256, 1, whole).compute.at(0);
+  const size_t b = TrainGraph::measure(mg, {cpu_}, 256, 1, chunked).compute.at(0);
+  const size_t logits = size_t(256) * 128256 * 4;
+  std::printf("compute buffer at 1 x 256, 128K vocabulary, checkpointed: %.1f MiB whole loss, %.1f MiB in chunks "
+              "of 32 rows (all rows' F32 logits: %.1f MiB)\n", a / 1048576.0, b / 1048576.0, logits / 1048576.0);
+  EXPECT_GT(double(a), 2.0 * double(logits));  // logits, probabilities and their gradients for all rows
+  // Measured 376.0 -> 78.7 MiB: a chunk's logits, probabilities and their gradients (15.7 MiB each), not all rows'.
+  EXPECT_LT(double(b), 0.3 * double(a));
+  EXPECT_LT(double(b), 6.0 * double(logits) / 8);
 }
 
 std::vector<json> log_lines(const std::filesystem::path& p) {
