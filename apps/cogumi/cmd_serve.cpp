@@ -27,6 +27,10 @@ void setup_serve(CLI::App& sub) {
   sub.add_option("--timeout", o.timeout_s, "Seconds a request may take, queueing included")
       ->check(finite_number())
       ->capture_default_str();
+  sub.add_option("--drain", o.drain_s,
+                 "On SIGTERM, seconds requests in flight may take to finish before they are cut with 503 "
+                 "(0: --timeout + 5)")
+      ->capture_default_str();
   sub.add_option("--parallel", o.parallel, "Engine sequence slots (0: the system's)")->capture_default_str();
   sub.add_option("--http-threads", o.http_threads, "Connections served at once (0: 2 x slots + 8)")
       ->capture_default_str();
