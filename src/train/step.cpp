@@ -54,8 +54,13 @@ TrainGraph::TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int
   params_ = mg.trainable();
   for (ggml_tensor* t : params_) ggml_set_param(t);
   const int64_t rows = int64_t(T) * S;
-  chunk_ = int(std::min<int64_t>(rows, opts_.loss_chunk_rows > 0 ? opts_.loss_chunk_rows
-                                                                  : std::max<int64_t>(1, (int64_t(64) << 20) / (4 * int64_t(V_)))));
+  // Automatic: one chunk without checkpointing (every chunk's probabilities are kept for the
+  // backward pass anyway, and each chunk's backward makes its own transposed copy of the output
+  // weight, patch 0002); with it, chunks of at most 256 MiB of F32 logits (512 rows at a 128K
+  // vocabulary: 4 chunks and 4 such copies at 1 x 2048).
+  const int64_t auto_rows =
+      opts_.checkpoint_activations ? std::max<int64_t>(1, (int64_t(256) << 20) / (4 * int64_t(V_))) : rows;
+  chunk_ = int(std::min<int64_t>(rows, opts_.loss_chunk_rows > 0 ? opts_.loss_chunk_rows : auto_rows));
   // A label's index into its chunk's flattened probabilities is an I32.
   if (int64_t(V_) * chunk_ > int64_t(INT32_MAX))
     fail("a loss chunk of {} rows x {} vocabulary entries is over 2^31 logits: use fewer rows per chunk", chunk_, V_);
@@ -96,7 +101,10 @@ void TrainGraph::make_static_tensors(bool measure) {
     static_bytes_ = ggml_backend_alloc_ctx_tensors_from_buft_size(ctx_static_, buft);
     buf_static_ = ggml_backend_buft_alloc_buffer(buft, 0);  // ggml's empty placeholder buffer
     auto hold = [&](ggml_tensor* t) {
-      if (!t->buffer && !t->data && !t->view_src) t->buffer = buf_static_;
+      if (!t->buffer && !t->data && !t->view_src) {
+        t->buffer = buf_static_;
+        held_.push_back(t);
+      }
     };
     for (ggml_tensor* t = ggml_get_first_tensor(ctx_static_); t; t = ggml_get_next_tensor(ctx_static_, t)) hold(t);
     for (auto& [_, t] : mg_.tensors()) hold(t);
@@ -218,6 +226,9 @@ ggml_tensor* TrainGraph::build_loss(ggml_context* c, ggml_tensor* hidden) {
 }
 
 TrainGraph::~TrainGraph() {
+  // The model's tensors outlive this graph: a later measure() on the same model must not find
+  // them in the placeholder buffer freed below (it did: a third measure() crashed).
+  for (ggml_tensor* t : held_) t->buffer = nullptr;
   if (sched_) ggml_backend_sched_free(sched_);
   if (ctx_graph_) ggml_free(ctx_graph_);
   if (buf_static_) ggml_backend_buffer_free(buf_static_);

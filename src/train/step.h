@@ -60,9 +60,10 @@ struct TrainGraphOptions {
   // memory at long sequences for one more forward pass; the same gradients. Default off.
   bool checkpoint_activations = false;
   // Rows of the loss's logits computed at a time (the output projection, softmax and picked
-  // label probability per chunk). 0: as many as keep one chunk's F32 logits within 64 MiB. With
-  // checkpointing only one chunk's logits and probabilities live at a time in the backward pass;
-  // the gradients are the same bit for bit whatever the chunk. 0 or 1..2^20.
+  // label probability per chunk). With checkpointing only one chunk's logits and probabilities
+  // live at a time in the backward pass; the gradients are the same bit for bit whatever the
+  // chunk. 0: automatic (all rows at once without checkpointing; with it, as many rows as keep a
+  // chunk's F32 logits within 256 MiB). 0 or 1..2^20.
   int loss_chunk_rows = 0;
   void validate() const;
 };
@@ -116,6 +117,7 @@ class TrainGraph {
   ModelGraph& mg_;
   std::vector<ggml_backend_t> backends_;
   int T_, S_, V_;
+  std::vector<ggml_tensor*> held_;  // measuring: tensors given the placeholder buffer (released with it)
   int chunk_ = 1;  // rows per loss chunk (TrainGraphOptions::loss_chunk_rows resolved)
   TrainGraphOptions opts_;
   std::vector<ggml_tensor*> params_;

@@ -233,6 +233,17 @@ TEST_F(CheckpointGraphTest, ChunkedLossKeepsOneChunkOfLogitsWithCheckpointing) {
   // Measured 376.0 -> 78.7 MiB: a chunk's logits, probabilities and their gradients (15.7 MiB each), not all rows'.
   EXPECT_LT(double(b), 0.3 * double(a));
   EXPECT_LT(double(b), 6.0 * double(logits) / 8);
+  // Automatic chunks come with checkpointing only: 512 rows (256 MiB of logits) at this vocabulary.
+  TrainGraphOptions auto_ckpt, all_rows;
+  auto_ckpt.checkpoint_activations = all_rows.checkpoint_activations = true;
+  all_rows.loss_chunk_rows = 2048;
+  const size_t c = TrainGraph::measure(mg, {cpu_}, 2048, 1, auto_ckpt).compute.at(0);
+  const size_t d = TrainGraph::measure(mg, {cpu_}, 2048, 1, all_rows).compute.at(0);
+  const size_t e = TrainGraph::measure(mg, {cpu_}, 2048, 1).compute.at(0);  // no checkpointing: one chunk
+  std::printf("at 1 x 2048: %.1f MiB automatic chunks, %.1f MiB one chunk (checkpointed), %.1f MiB plain\n",
+              c / 1048576.0, d / 1048576.0, e / 1048576.0);
+  EXPECT_LT(double(c), 0.4 * double(d));
+  EXPECT_GT(double(e), double(d));
 }
 
 std::vector<json> log_lines(const std::filesystem::path& p) {
