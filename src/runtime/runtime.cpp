@@ -272,12 +272,17 @@ bool Runtime::judge_confidence(const AskRequest& q, const GenResult& g, AskRespo
 }
 
 bool Runtime::may_reask(const AskRequest& q, const AskResponse& r) const {
-  return calibrator_ && calibrator_->threshold_for(r.choice) && r.mode == "fast" && !r.overridden &&
-         !r.escalated && q.mode.empty();  // a caller who asked for fast mode gets fast mode
+  if (!calibrator_) return false;
+  // A threshold of 0 re-asks nothing (no confidence is under it): such answers stream at once.
+  const std::optional<double> t = calibrator_->threshold_for(r.choice);
+  return t && *t > 0 && r.mode == "fast" && !r.overridden && !r.escalated &&
+         q.mode.empty();  // a caller who asked for fast mode gets fast mode
 }
 
-AskRequest Runtime::escalated_request(const AskRequest& q) const {
+AskRequest Runtime::escalated_request(const AskRequest& q) {
   AskRequest e = q;
+  // The session's turns stay in the prompt: the re-ask answers the same conversation.
+  if (e.history.empty()) e.history = session_history(q);
   e.session.clear();  // recorded with the first answer's decision
   if (cfg_.escalation == "accurate")
     e.mode = "accurate";

@@ -205,7 +205,7 @@ class Runtime {
   // fast mode the system chose): its pieces then stream only once its confidence is judged.
   bool may_reask(const AskRequest& q, const AskResponse& r) const;
   // A request as the escalation path asks it again (accurate mode, or the default choice).
-  AskRequest escalated_request(const AskRequest& q) const;
+  AskRequest escalated_request(const AskRequest& q);
   // The re-asked answer `r` keeps the first answer's route and generation cost.
   static void merge_escalated(const AskResponse& first, AskResponse& r);
   // Asks the requests `unsure` indexes again on the escalation path, in one batch; each keeps its

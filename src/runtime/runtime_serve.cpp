@@ -55,9 +55,10 @@ class Finisher {
   void post(std::function<void()> task) {
     std::lock_guard lk(mu_);
     reap();
-    ++pending_;
-    const uint64_t id = next_++;
-    threads_.emplace_back(id, std::thread([this, id, task = std::move(task)] {
+    const uint64_t id = next_;
+    decltype(threads_) node;  // allocated before the thread starts: nothing below throws once it runs
+    node.emplace_back(id, std::thread());
+    node.back().second = std::thread([this, id, task = std::move(task)] {
       try {
         task();  // a request's errors go to its on_done; this only keeps a callback's throw in here
       } catch (...) {
@@ -67,7 +68,12 @@ class Finisher {
       ++ended_;
       ended_ids_.push_back(id);
       cv_.notify_all();
-    }));
+    });
+    // Counted only once the thread exists: a thread that could not start (std::system_error)
+    // leaves nothing for the destructor to wait for.
+    ++next_;
+    ++pending_;
+    threads_.splice(threads_.end(), node);
   }
   // Tasks posted and not yet ended.
   size_t pending() const {

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "core/io.h"
+#include "runtime/memory.h"
 #include "runtime/runtime.h"
 #include "serve/server.h"
 #include "test_util.h"
@@ -31,15 +32,16 @@ namespace fs = std::filesystem;
 const fs::path kModels = fs::path(COGUMI_REPO_DIR) / "models";
 
 // models/nano-system.yaml beside links to every file of models/, its session memory there, and
-// its calibration's threshold set to 1: every fast answer the system chose is under it.
-fs::path unsure_system() {
-  const fs::path dir = test::tmp_dir() / "serve-paths-system";
+// its calibration's threshold set to `threshold`: at 1 every fast answer the system chose is
+// under it; at 0 (the shipped calibration's) none is.
+fs::path unsure_system(double threshold = 1.0) {
+  const fs::path dir = test::tmp_dir() / (threshold > 0 ? "serve-paths-system" : "serve-paths-system-0");
   if (!fs::exists(dir)) {
     fs::create_directories(dir);
     for (auto& e : fs::directory_iterator(kModels)) fs::create_symlink(e.path(), dir / e.path().filename());
   }
   json cal = json::parse(read_file(kModels / "nano-calibration.json"));
-  cal["threshold"] = 1.0;
+  cal["threshold"] = threshold;
   std::ofstream(dir / "unsure-calibration.json") << cal.dump();
   std::string yaml = read_file(kModels / "nano-system.yaml");
   yaml = std::regex_replace(yaml, std::regex(R"(\nmemory:[^\n]*)"), "\nmemory: sessions.db");
@@ -155,6 +157,44 @@ TEST_F(ServePaths, AServedAnswerUnderTheCalibratedThresholdIsReaskedAsAskDoes) {
   }
 }
 
+// A follow-up in a session that is re-asked keeps the session's earlier turns in its prompt (the
+// re-ask cleared the session and so lost them: 14 prompt tokens where the first try had 43).
+TEST(ServeReask, AReaskedFollowUpKeepsTheSessionsTurns) {
+  Runtime rt(SystemConfig::load(unsure_system()));
+  AskRequest first;
+  first.text = kMath;
+  first.session = rt.memory().create_session();
+  ASSERT_EQ(rt.ask({first}).at(0).escalated_by, "confidence");
+  AskRequest follow = first, alone = first;
+  follow.text = alone.text = "And if he buys 2 more?";
+  alone.session.clear();
+  const AskResponse with_turns = rt.ask({follow}).at(0), without = rt.ask({alone}).at(0);
+  ASSERT_EQ(with_turns.escalated_by, "confidence");
+  ASSERT_EQ(without.escalated_by, "confidence");
+  EXPECT_GT(with_turns.prompt_tokens, without.prompt_tokens + 10) << "the re-ask lost the session's turns";
+}
+
+// With a threshold that re-asks nothing (the shipped calibration's 0) a routed fast answer streams
+// as it is generated, not held back until its confidence is judged (it was: the first content of a
+// 900-token answer came when the whole answer was done).
+TEST_F(ServePaths, AFastAnswerStreamsWhileItIsGeneratedWhenNothingIsReasked) {
+  ServeOptions o;
+  o.system = unsure_system(0.0);
+  start(o);
+  json body = chat("nano", kMath, true);
+  body["max_tokens"] = 900;
+  body["ignore_eos"] = true;
+  int running_at_first = -1;
+  const Sse s = post_sse(port_, body, [&](const json& e) {
+    if (running_at_first < 0 && e.is_object() && !e["choices"].empty() &&
+        !e["choices"][0]["delta"].value("content", "").empty())
+      running_at_first = int(server_->scheduler().running());
+  });
+  ASSERT_EQ(s.status, 200);
+  EXPECT_EQ(running_at_first, 1) << "the first piece came only once the answer was done";
+  EXPECT_EQ(s.events.back().first, "[DONE]");
+}
+
 // The runtime of a bare nano base and a scheduler over it, no HTTP: jobs submitted in a known order.
 SystemConfig bare(int parallel) {
   SystemConfig cfg;
@@ -213,7 +253,11 @@ TEST(ServeAdmission, AJobTakingMoreSequencesThanTheEngineHasRunsAloneThenTheNext
   auto c = sched.submit({job_request("accurate", 40)});
   auto d = sched.submit({job_request("fast", 8)});
   size_t most_waiting = 0;
-  for (auto until = Clock::now() + std::chrono::seconds(120); !c->done && Clock::now() < until;) {
+  auto done = [](Job& j) {
+    std::lock_guard lk(j.mu);
+    return j.done;
+  };
+  for (auto until = Clock::now() + std::chrono::seconds(120); !done(*c) && Clock::now() < until;) {
     if (sched.running() == 1) most_waiting = std::max(most_waiting, sched.waiting());
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
