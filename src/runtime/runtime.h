@@ -133,11 +133,14 @@ struct AskFeed {
   std::function<bool(uint64_t id, const std::string& piece)> on_piece;
   // Accurate answers: `finished` of `total` samples are done (a stream's progress events).
   std::function<void(uint64_t id, int finished, int total)> on_progress;
+  // Every sample of a request has finished generating: its engine sequences are free for other
+  // requests while its checks still run (a re-ask's on_decision takes them again). Optional.
+  std::function<void(uint64_t id)> on_generated;
   // Once per request: the answer, or why it was refused before generating (an unknown choice,
   // mode or session) or failed (an error recording it) in `error`. The engine's refusal of a
   // request (a prompt over the context) comes in answer.error, as with AskStream::errors_in_response.
   std::function<void(uint64_t id, AskResponse answer, const std::string& error)> on_done;
-  // Threads: poll, on_decision and on_progress come from the thread that called serve(); on_done,
+  // Threads: poll, on_decision, on_progress and on_generated come from the thread that called serve(); on_done,
   // and on_piece for an answer known only when its checks end (accurate, or a fast answer that
   // may be re-asked), from serve()'s finishing threads (one per finished request, so a slow check
   // never stalls decoding nor other answers): the feed must be safe from several threads.

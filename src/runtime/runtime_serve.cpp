@@ -247,6 +247,7 @@ void Runtime::serve(const AskFeed& feed) {
     if (s->left > 0) return;
     ServingPtr done = std::move(s);
     live.erase(id);
+    if (feed.on_generated) feed.on_generated(id);  // its sequences are free while it is checked
     finisher.post([&finish, id, done] { finish(id, done); });
   };
   gen_->serve(gf);

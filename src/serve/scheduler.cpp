@@ -310,6 +310,20 @@ void Scheduler::on_decision(uint64_t id, const AskResponse& d) {
   job->cv.notify_all();
 }
 
+// An answer's samples are all generated: its engine sequences no longer count against the slots
+// while its checks run (a slow sandboxed check used to hold them, so with one slot the next
+// request waited for the check).
+void Scheduler::on_generated(uint64_t id) {
+  {
+    std::lock_guard lk(mu_);
+    auto it = answers_.find(id);
+    if (it == answers_.end()) return;
+    seqs_in_flight_ -= it->second.seqs;
+    it->second.seqs = 0;
+  }
+  cv_.notify_all();
+}
+
 void Scheduler::job_done(uint64_t id, AskResponse answer, const std::string& error, bool engine) {
   std::shared_ptr<Job> job;
   size_t k = 0;
@@ -351,6 +365,7 @@ void Scheduler::serve_loop() {
   AskFeed feed;
   feed.poll = [this](std::vector<AskJob>& out, bool idle) { return take_jobs(out, idle); };
   feed.on_decision = [this](uint64_t id, const AskResponse& d) { on_decision(id, d); };
+  feed.on_generated = [this](uint64_t id) { on_generated(id); };
   feed.on_piece = [this](uint64_t id, const std::string& piece) {
     size_t k = 0;
     std::shared_ptr<Job> job = job_of(id, &k);

@@ -130,6 +130,7 @@ class Scheduler {
   bool take_jobs(std::vector<AskJob>& out, bool idle);
   void job_done(uint64_t id, AskResponse answer, const std::string& error, bool engine = false);
   void on_decision(uint64_t id, const AskResponse& d);
+  void on_generated(uint64_t id);
   std::shared_ptr<Job> job_of(uint64_t id, size_t* k);
 };
 

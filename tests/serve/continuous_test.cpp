@@ -194,24 +194,19 @@ TEST_F(ServeContinuous, RequestsBeyondTheSlotsWaitInTheQueueMetricThenRunInOrder
   const std::string alone_a = whole(short_a), alone_b = whole(short_b);
   std::string got_a, got_b;
   std::atomic<size_t> most_waiting{0};
-  // The long request holds the only slot until both short ones are seen queued behind it; then its
-  // client hangs up, which cancels it. (With the nano a 400-token request lasts ~0.2 s: on a loaded
-  // CI machine it ended before the first short one connected, and no waiter was seen.)
-  std::atomic<bool> hang_up{false};
-  std::thread longer([&] {
-    httplib::Client c("127.0.0.1", port_);
-    c.set_read_timeout(120);
-    httplib::Request req;
-    req.method = "POST";
-    req.path = "/v1/chat/completions";
-    req.body = chat(kLongQ, 3000, true).dump();
-    req.set_header("Content-Type", "application/json");
-    req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) { return !hang_up.load(); };
-    c.send(req);
-  });
+  // The long request (whole, not streamed) holds the only slot for seconds: 400 tokens of a model
+  // slower than the nano. (With the nano a 400-token request lasts ~0.2 s: on a loaded CI machine it
+  // ended before the first short one connected. A streamed long request cancelled by its client once
+  // both were seen waiting still failed in CI: its stream was cut early on a loaded machine.)
+  // The answers above are sent before their jobs leave the scheduler's count: wait until it is
+  // idle, or the loop below may take one of them for the long request (it did: 0 waiters in CI).
+  for (auto until = Clock::now() + std::chrono::seconds(30); server_->scheduler().running() > 0;) {
+    ASSERT_LT(Clock::now(), until) << "the scheduler never went idle";
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  std::thread longer([&] { whole(chat(kLongQ, 400, false)); });
   for (auto until = Clock::now() + std::chrono::seconds(30); server_->scheduler().running() == 0;) {
     if (Clock::now() > until) {
-      hang_up = true;  // else the join waits out a 3000-token generation
       longer.join();
       FAIL() << "the long request never ran";
     }
@@ -227,7 +222,6 @@ TEST_F(ServeContinuous, RequestsBeyondTheSlotsWaitInTheQueueMetricThenRunInOrder
     most_waiting = std::max(most_waiting.load(), server_->scheduler().waiting());
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
-  hang_up = true;
   longer.join();
   a.join();
   b.join();

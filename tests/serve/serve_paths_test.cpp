@@ -335,44 +335,51 @@ const char* kSlowCode =
     "    5\n"
     "    \"\"\"\n";
 
+// With one engine slot too (the answer's sequences are free once it is generated, not once it is
+// checked: with --parallel 1 the second request used to wait the 2 s check out).
 TEST_F(ServePaths, ASlowCheckOfOneAnswerDoesNotStallAnotherRequestsDecoding) {
-  ServeOptions o;
-  o.system = unsure_system();
-  start(o);
-  json slow = chat("code", kSlowCode, true);
-  slow["max_tokens"] = 48;
-  slow["cogumi"] = {{"mode", "fast"}};  // asked for: answered fast, checked, never re-asked
-  std::atomic<bool> generating{false};
-  Sse slow_sse;
-  Clock::time_point slow_done;
-  const auto slow_sent = Clock::now();
-  std::thread slow_client([&] {
-    slow_sse = post_sse(port_, slow, [&](const json&) { generating = true; });
-    slow_done = Clock::now();
-  });
-  // Its answer generated (its first piece came, then the engine holds no sequence): its check runs.
-  for (auto until = Clock::now() + std::chrono::seconds(30); !generating.load() && Clock::now() < until;)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  while (generating.load() && server_->runtime().kv_cells_used() > 0)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  json other = chat("base", kMath);
-  other["max_tokens"] = 64;
-  other["ignore_eos"] = true;
-  other["cogumi"] = {{"mode", "fast"}};
-  int status = 0;
-  const auto other_sent = Clock::now();
-  const json answer = post(port_, other, &status);
-  const auto other_done = Clock::now();
-  slow_client.join();
-  ASSERT_TRUE(generating.load()) << "the code request never streamed";
-  ASSERT_EQ(slow_sse.status, 200);
-  ASSERT_EQ(status, 200) << answer.dump();
-  const double slow_s = std::chrono::duration<double>(slow_done - slow_sent).count();
-  ASSERT_GE(slow_s, 2.0) << "the check did not run the 2 s program: " << slow_sse.content();
-  EXPECT_LT(other_done, slow_done) << "the second request was decoded only after the first one's check ("
-                                   << std::chrono::duration<double>(other_done - other_sent).count() << " s vs "
-                                   << std::chrono::duration<double>(slow_done - other_sent).count() << " s)";
-  EXPECT_EQ(answer["usage"]["completion_tokens"], 64);
+  for (int parallel : {0, 1}) {
+    SCOPED_TRACE("parallel " + std::to_string(parallel));
+    ServeOptions o;
+    o.system = unsure_system();
+    o.parallel = parallel;
+    start(o);
+    json slow = chat("code", kSlowCode, true);
+    slow["max_tokens"] = 48;
+    slow["cogumi"] = {{"mode", "fast"}};  // asked for: answered fast, checked, never re-asked
+    std::atomic<bool> generating{false};
+    Sse slow_sse;
+    Clock::time_point slow_done;
+    const auto slow_sent = Clock::now();
+    std::thread slow_client([&] {
+      slow_sse = post_sse(port_, slow, [&](const json&) { generating = true; });
+      slow_done = Clock::now();
+    });
+    // Its answer generated (its first piece came, then the engine holds no sequence): its check runs.
+    for (auto until = Clock::now() + std::chrono::seconds(30); !generating.load() && Clock::now() < until;)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    while (generating.load() && server_->runtime().kv_cells_used() > 0)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    json other = chat("base", kMath);
+    other["max_tokens"] = 64;
+    other["ignore_eos"] = true;
+    other["cogumi"] = {{"mode", "fast"}};
+    int status = 0;
+    const auto other_sent = Clock::now();
+    const json answer = post(port_, other, &status);
+    const auto other_done = Clock::now();
+    slow_client.join();
+    ASSERT_TRUE(generating.load()) << "the code request never streamed";
+    ASSERT_EQ(slow_sse.status, 200);
+    ASSERT_EQ(status, 200) << answer.dump();
+    const double slow_s = std::chrono::duration<double>(slow_done - slow_sent).count();
+    ASSERT_GE(slow_s, 2.0) << "the check did not run the 2 s program: " << slow_sse.content();
+    EXPECT_LT(other_done, slow_done) << "the second request was decoded only after the first one's check ("
+                                     << std::chrono::duration<double>(other_done - other_sent).count() << " s vs "
+                                     << std::chrono::duration<double>(slow_done - other_sent).count() << " s)";
+    EXPECT_EQ(answer["usage"]["completion_tokens"], 64);
+    stop();
+  }
 }
 
 }  // namespace
