@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU benchmarks on the device machine (H100), in two back-to-back phases so that each
 # stays well inside the 10-minute command limit (the machine keeps files ~30 s between calls).
+#   bench/device.sh build    # both builds, nothing measured (the first of back-to-back calls)
 #   bench/device.sh llama    # CUDA build of the pinned llama.cpp (libs + bench tools), sm_90; with PACK=1 the
 #                            # install comes back in parts (llama-cuda.tar.xz.*) to keep in .devcache/: later
 #                            # calls restore it instead of building (when the patches have not changed)
@@ -46,8 +47,8 @@ if [ ! -d "$DEPS" ]; then
   mkdir -p "$DEPS"
   for f in .devcache/debs/*.deb; do dpkg-deb -x "$f" "$DEPS"; done
 fi
-# fmt's CMake package checks that its shared library exists; Cogumi links fmt header-only.
-touch "$DEPS/usr/lib/x86_64-linux-gnu/libfmt.so.9.1.0"
+# Cogumi links Debian's shared libfmt (libfmt9, unpacked above with the rest).
+test -f "$DEPS/usr/lib/x86_64-linux-gnu/libfmt.so.9.1.0" || { echo "device.sh: .devcache lacks libfmt9" >&2; exit 1; }
 export CMAKE_PREFIX_PATH="$DEPS/usr"
 # bubblewrap, for the code sandbox (the device image lacks it)
 export PATH="$PATH:$DEPS/usr/bin"
@@ -58,6 +59,15 @@ if ls .devcache/llama-cuda.tar.xz.* >/dev/null 2>&1; then
   cat .devcache/llama-cuda.tar.xz.* | xz -dc | tar -C "$COGUMI_CACHE" -xf - || echo "device.sh: the packed llama.cpp in .devcache is unreadable; building" >&2
 fi
 case "${1:-}" in
+  build)
+    # Both builds only (CUDA llama.cpp with its tools, then cogumi): the first of back-to-back calls, so
+    # that the measuring calls after it (the machine stays warm ~30 s) spend their 10 minutes measuring.
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+    PREFIX=$(scripts/deps.sh --cuda --tools | tail -n 1)
+    cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DCOGUMI_LLAMA_PREFIX="$PREFIX" \
+      -DCOGUMI_BUILD_TESTS=OFF -DZLIB_ROOT="$DEPS/usr" -DOPENSSL_ROOT_DIR="$DEPS/usr" >/dev/null
+    time cmake --build build-cuda -j 16 >/dev/null
+    ;;
   llama)
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
     cat /etc/os-release | head -2; ls /usr/include/zlib.h /usr/include/openssl/sha.h 2>&1 | head -2

@@ -48,7 +48,7 @@ APT_PKGS=(build-essential cmake ninja-build git ccache
 missing=()
 [ "${COGUMI_SKIP_APT:-0}" = 1 ] && APT_PKGS=()  # machines without Debian's archive (GPU device)
 for p in "${APT_PKGS[@]+"${APT_PKGS[@]}"}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  grep -q "install ok installed" <<<"$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" || missing+=("$p")
 done
 [ "${COGUMI_SKIP_APT:-0}" = 1 ] || command -v npm >/dev/null || missing+=(nodejs npm)
 if ((${#missing[@]})); then
@@ -134,9 +134,16 @@ if ((${#PATCHES[@]})); then
     done
     for f in $(cat "$PSRC/.cogumi-patched-files") $new_files; do
       want="$SRC/$f"
-      echo "$new_files" | grep -qxF "$f" && want="$stage/$f"
+      # A here-string, not `echo | grep -q`: under pipefail, grep -q quitting early can SIGPIPE the
+      # echo, and the pristine file was then kept for a patched one (a fresh build failed on it).
+      grep -qxF "$f" <<<"$new_files" && want="$stage/$f"
       if [ ! -f "$want" ]; then rm -f "$PSRC/$f"
       elif ! cmp -s "$want" "$PSRC/$f"; then mkdir -p "$PSRC/$(dirname "$f")" && cp "$want" "$PSRC/$f"; fi
+    done
+    for f in $new_files; do  # the patched tree must now hold every patched file: say so if not
+      if [ -f "$stage/$f" ] && ! cmp -s "$stage/$f" "$PSRC/$f"; then
+        log "patched $f did not reach $PSRC"; rm -rf "$stage"; exit 1
+      fi
     done
     rm -rf "$stage"
     echo "$new_files" >"$PSRC/.cogumi-patched-files"

@@ -15,6 +15,7 @@
 
 #include "compress/calib.h"
 #include "core/error.h"
+#include "core/threads.h"
 #include "core/progress.h"
 
 namespace cogumi {
@@ -94,7 +95,7 @@ ContextPtr collector_context(const Model& model, int n_ctx, int n_threads, Colle
   cp.no_perf = true;
   cp.cb_eval = eval_callback;
   cp.cb_eval_user_data = c;
-  int t = n_threads > 0 ? n_threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  int t = compute_threads(n_threads);
   cp.n_threads = cp.n_threads_batch = t;
   llama_context* ctx = llama_init_from_model(model.raw(), cp);
   if (!ctx) fail("imatrix: cannot create a context of {} tokens: {}", n_ctx, engine_last_error());

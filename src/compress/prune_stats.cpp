@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/threads.h"
 
 namespace cogumi {
 
@@ -126,7 +127,7 @@ PruneActs collect_prune_acts(const Model& model, const std::vector<std::vector<T
   cp.n_batch = cp.n_ubatch = uint32_t(n_ctx);
   cp.n_seq_max = 1;
   cp.no_perf = true;
-  const int t = n_threads > 0 ? n_threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  const int t = compute_threads(n_threads);
   cp.n_threads = cp.n_threads_batch = t;
   cp.cb_eval = eval_cb;
   cp.cb_eval_user_data = &col;

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/threads.h"
 #include "engine/gguf_writer.h"
 #include "engine/model.h"
 
@@ -56,7 +57,7 @@ uint64_t adapter_init(const fs::path& base, const fs::path& out, const AdapterIn
     n_params += uint64_t(o.rank) * uint64_t(ne[0] + ne[1]);
   }
   if (n_params == 0) fail("'{}' has no tensors matching the LoRA targets", base.string());
-  int threads = int(std::max(1u, std::thread::hardware_concurrency()));
+  int threads = compute_threads();
   w.write(out, [&](const std::string& name, float* buf, int64_t n) {
     bool is_b = name.size() > 7 && name.compare(name.size() - 7, 7, ".lora_b") == 0;
     float sd = is_b ? o.std_b : o.std_a;

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/threads.h"
 
 namespace cogumi {
 
@@ -30,7 +31,7 @@ Embedder::Embedder(std::shared_ptr<Model> model, EmbedOptions opts) : model_(std
   cp.n_ubatch = cp.n_ctx;
   cp.kv_unified = true;
   cp.no_perf = true;
-  int threads = opts_.n_threads > 0 ? opts_.n_threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  int threads = compute_threads(opts_.n_threads);
   cp.n_threads = cp.n_threads_batch = threads;
   ctx_ = llama_init_from_model(model_->raw(), cp);
   if (!ctx_) fail("failed to create an embedding context for '{}': {}", model_->info().path, engine_last_error());

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/threads.h"
 #include "engine/gen_slot.h"
 
 namespace cogumi {
@@ -68,7 +69,7 @@ Generator::Generator(std::shared_ptr<Model> model, GeneratorOptions opts) : mode
   cp.n_ctx = uint32_t(opts_.n_ctx_per_seq) * cp.n_seq_max;
   cp.n_batch = uint32_t(opts_.n_batch);
   cp.n_ubatch = std::min<uint32_t>(512, cp.n_batch);
-  int threads = opts_.n_threads > 0 ? opts_.n_threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  int threads = compute_threads(opts_.n_threads);
   n_threads_ = threads;
   cp.n_threads = threads;
   cp.n_threads_batch = threads;

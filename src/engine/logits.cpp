@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/threads.h"
 
 namespace cogumi {
 
@@ -20,7 +21,7 @@ std::vector<float> model_logits(const Model& model, const std::vector<Token>& to
   cp.type_k = GGML_TYPE_F32;
   cp.type_v = GGML_TYPE_F32;
   cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
-  int t = n_threads > 0 ? n_threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  int t = compute_threads(n_threads);
   cp.n_threads = cp.n_threads_batch = t;
   llama_context* ctx = llama_init_from_model(model.raw(), cp);
   if (!ctx) fail("model_logits: cannot create a context: {}", engine_last_error());

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/threads.h"
 #include "core/io.h"
 #include "engine/gguf_writer.h"
 #include "engine/model.h"
@@ -184,7 +185,7 @@ ModelInitResult model_init(const fs::path& out, const ModelInitOptions& o) {
   std::transform(type.begin(), type.end(), type.begin(), ::tolower);
   const bool direct = type == "f32" || type == "f16" || type == "bf16";
   const ggml_type wtype = type == "f32" ? GGML_TYPE_F32 : type == "bf16" ? GGML_TYPE_BF16 : GGML_TYPE_F16;
-  int n_threads = o.n_threads > 0 ? o.n_threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  int n_threads = compute_threads(o.n_threads);
 
   GgufWriter w;
   gguf_context* g = w.kv();

@@ -110,6 +110,7 @@ void Scheduler::loop() {
       if (!j->cancel.load()) return false;
       std::lock_guard lk(j->mu);
       j->error = "cancelled before it ran";
+      ++cancelled_;
       j->decided = j->done = true;
       j->cv.notify_all();
       return true;
@@ -193,9 +194,10 @@ void Scheduler::run_batch(const std::vector<std::shared_ptr<Job>>& jobs) {
 
 namespace {
 
-void answer_now(Job& job, const std::string& error) {
+void answer_now(Job& job, const std::string& error, bool engine = false) {
   std::lock_guard lk(job.mu);
   job.error = error;
+  job.engine_failed = engine;
   job.decided = job.done = true;
   job.cv.notify_all();
 }
@@ -208,6 +210,7 @@ bool Scheduler::ready_front() {
   std::shared_ptr<Job> job = queue_.front();
   if (job->cancel.load()) {  // cancelled while it waited (client gone, timeout): never runs
     queue_.pop_front();
+    ++cancelled_;
     answer_now(*job, "cancelled before it ran");
     return false;
   }
@@ -219,9 +222,11 @@ bool Scheduler::ready_front() {
       ds.push_back(rt_.decide_request(q));
       seqs += rt_.sequences(ds.back());
     }
-  } catch (const Error& e) {  // an unknown session: this job alone fails
+  } catch (const std::exception& e) {  // an unknown session (or any failure deciding it): this job alone
+    // fails. Letting it escape would end the engine loop, fail every job in flight, and meet the
+    // same job at the front again.
     queue_.pop_front();
-    answer_now(*job, e.what());
+    answer_now(*job, e.what(), dynamic_cast<const Error*>(&e) == nullptr);  // not the request's fault: 500
     return false;
   }
   front_ = std::move(job);
@@ -335,6 +340,13 @@ void Scheduler::job_done(uint64_t id, AskResponse answer, const std::string& err
     k = it->second.k;
     seqs_in_flight_ -= it->second.seqs;
     answers_.erase(it);
+    // The job's last answer leaves running() before the job is answered: a client that has its
+    // answer never sees its job still counted (the queue test once took a finished job for the
+    // next one).
+    if (std::none_of(answers_.begin(), answers_.end(), [&](const auto& kv) { return kv.second.job == job; })) {
+      --running_;
+      std::erase(live_, job);
+    }
   }
   cv_.notify_all();  // its sequences are free: a waiting job may fit now
   bool finished = false;
@@ -353,11 +365,6 @@ void Scheduler::job_done(uint64_t id, AskResponse answer, const std::string& err
       job->decided = job->done = true;
       job->cv.notify_all();
     }
-  }
-  if (finished) {
-    std::lock_guard lk(mu_);
-    --running_;
-    std::erase(live_, job);
   }
 }
 

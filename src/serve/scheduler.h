@@ -83,7 +83,8 @@ class Scheduler {
   int64_t batches() const { return batches_.load(); }
   // Jobs generating together, most so far (how much concurrent requests shared the engine).
   size_t largest_batch() const { return largest_.load(); }
-  // Jobs whose generation was stopped before its end (client gone, timeout).
+  // Jobs stopped before their end (client gone, timeout): mid-generation, or still waiting (those
+  // never run; each is counted when the engine loop takes it off the queue).
   int64_t cancelled() const { return cancelled_.load(); }
 
  private:

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/threads.h"
 #include "core/io.h"
 #include "core/progress.h"
 #include "engine/gguf_writer.h"
@@ -264,7 +265,7 @@ void draw_episode(const std::vector<SftExample>& ex, int shots, int query, std::
 }
 
 std::vector<ggml_backend_t> backends_for(const std::string& device, int n_threads) {
-  const int threads = n_threads > 0 ? n_threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = compute_threads(n_threads);
   int gpu = -1;
   if (device.rfind("gpu", 0) == 0) gpu = device.size() > 4 ? std::stoi(device.substr(4)) : 0;
   return train_backends(device == "cpu", threads, gpu);

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/threads.h"
 #include "core/io.h"
 #include "core/progress.h"
 #include "engine/model.h"
@@ -220,7 +221,7 @@ size_t maml_fewshot_eval(const FewshotEvalOptions& o) {
   mo.vocab_only = true;
   auto tok = Model::load(o.model, mo);
   auto tasks = load_items(o, *tok);
-  const int threads = o.n_threads > 0 ? o.n_threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = compute_threads(o.n_threads);
   auto backends = train_backends(true, threads);
   struct Free {
     std::vector<ggml_backend_t>& b;

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/threads.h"
 #include "train/model_graph.h"
 #include "train/step.h"
 
@@ -112,7 +113,7 @@ TrainMemory estimate_train_memory(const TrainOptions& o, const std::vector<ggml_
 }
 
 std::vector<ggml_backend*> train_devices(const TrainOptions& o) {
-  const int threads = o.n_threads > 0 ? o.n_threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = compute_threads(o.n_threads);
   int gpu = -1;  // -1: any (auto), else the index --device asked for
   const bool cpu_only = o.cpu_only || o.device == "cpu";
   if (o.device.rfind("gpu", 0) == 0) gpu = o.device.size() > 4 ? std::stoi(o.device.substr(4)) : 0;

@@ -168,7 +168,7 @@ printf '{"domain":"math","prompt":"Question: 1?\\nAnswer:","completion":" 1"}\n{
 expect_error "fewshot names the bad bank line" "badbank.jsonl:2: missing field 'completion'" "$COGUMI" fewshot query "$T/badbank.jsonl" --domain math -p x
 expect_bad_option "fewshot -k out of range" "-k" "$COGUMI" fewshot query "$T/badbank.jsonl" --domain math -p x -k 99
 
-"$COGUMI" --help >/dev/null && "$COGUMI" generate --help | grep -q -- "--max-tokens"
+"$COGUMI" --help >/dev/null && grep -q -- "--max-tokens" <<<"$("$COGUMI" generate --help)"
 check "help on subcommands" test $? -eq 0
 
 finish

@@ -89,7 +89,7 @@ PruneOptions options(const fs::path& model, const std::string& out, double level
   o.level = level;
   o.ctx = 32;
   o.max_chunks = 4;
-  o.n_threads = 2;
+  o.n_threads = 0;
   return o;
 }
 

@@ -81,7 +81,7 @@ const fs::path& quant_imatrix() {
     o.data = calib_text();
     o.out = test::tmp_dir() / "quant-imatrix.gguf";
     o.chunk = 64;
-    o.n_threads = 2;
+    o.n_threads = 0;
     o.progress = false;
     compute_imatrix(o);
     return o.out;
@@ -143,7 +143,7 @@ TEST(Quantize, ImatrixAndTensorOverridesReachLlamaCpp) {
   QuantizeOptions o;
   o.in = quant_model();
   o.type = "q4_k_m";
-  o.n_threads = 2;
+  o.n_threads = 0;
   o.out = test::tmp_dir() / "q4-plain.gguf";
   quantize_model(o);
   o.out = test::tmp_dir() / "q4-imatrix.gguf";
@@ -173,7 +173,7 @@ TEST(Quantize, VeryLowBitTypesNeedTheImatrix) {
   QuantizeOptions o;
   o.in = quant_model();
   o.type = "iq2_xs";
-  o.n_threads = 2;
+  o.n_threads = 0;
   o.out = test::tmp_dir() / "iq2.gguf";
   const std::string why = test::error_of([&] { quantize_model(o); });
   EXPECT_NE(why.find("failed"), std::string::npos) << why;
@@ -202,7 +202,7 @@ TEST(QuantReport, FewerBitsCostMoreAndTheBaseCostsNothing) {
     QuantizeOptions q;
     q.in = quant_model();
     q.type = t;
-    q.n_threads = 2;
+    q.n_threads = 0;
     q.imatrix = quant_imatrix();
     q.out = test::tmp_dir() / fmt::format("report-{}.gguf", t);
     quantize_model(q);
@@ -214,7 +214,7 @@ TEST(QuantReport, FewerBitsCostMoreAndTheBaseCostsNothing) {
   o.data = calib_text();
   o.ctx = 64;
   o.chunks = 4;
-  o.n_threads = 2;
+  o.n_threads = 0;
   o.progress = false;
   ReportResult r = compress_report(o);
   ASSERT_EQ(r.candidates.size(), 3u);

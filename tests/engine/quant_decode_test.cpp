@@ -46,7 +46,7 @@ std::vector<GenResult> decode(const fs::path& model, bool repack, int n_parallel
   GeneratorOptions go;
   go.n_parallel = n_parallel;
   go.n_batch = 512;
-  go.n_threads = 2;
+  go.n_threads = 0;
   go.shared_prefix = false;
   Generator gen(Model::load(model, mo), go);
   std::vector<GenRequest> reqs;

@@ -21,7 +21,7 @@ namespace cogumi {
 namespace {
 
 const char* kHead = R"(name: tinyc
-threads: 2
+threads: 0
 base:
   train: {n_train: 60, n_dev: 12, n_test: 12, n_mix: 30, vocab_merges: 400, n_embd: 32, n_layer: 1, n_head: 2,
           n_ff: 64, steps: 4, batch: 4, seq_len: 256, warmup: 1}

@@ -400,7 +400,7 @@ TEST(FewshotSystem, RuntimeAndEvalPutTheNearestExamplesBeforeTheRequest) {
   const fs::path sys =
       write_lines(sd / "s.yaml", {"base: " + kBase.string(), "default: math",
                                   "choices:", "  math: {ask_as: gsm8k}",
-                                  "generation: {max_tokens: 8, parallel: 4, threads: 2}",
+                                  "generation: {max_tokens: 8, parallel: 4, threads: 0}",
                                   "fewshot: {bank: " + nano_bank().string() + ", k: 2}"});
   const SystemConfig cfg = SystemConfig::load(sys);
   // A test item that also sits in the bank.
@@ -430,7 +430,7 @@ TEST(FewshotSystem, RuntimeAndEvalPutTheNearestExamplesBeforeTheRequest) {
   o.max_tokens = 4;
   o.out_dir = sd / "run";
   o.progress = false;
-  o.gen.n_threads = 2;
+  o.gen.n_threads = 0;
   eval_system(cfg, o);
   size_t n = 0;
   for (const auto& line : load_jsonl(sd / "run/items.jsonl")) {
@@ -462,7 +462,7 @@ TEST(FewshotSystem, RetrievalUsesTheRequestNotTheSessionsEarlierTurns) {
   const fs::path sys =
       write_lines(sd / "s.yaml", {"base: " + kBase.string(), "default: math",
                                   "choices:", "  math: {ask_as: gsm8k}",
-                                  "generation: {max_tokens: 4, parallel: 2, threads: 2}",
+                                  "generation: {max_tokens: 4, parallel: 2, threads: 0}",
                                   "fewshot: {bank: " + bank.string() + ", k: 1}"});
   Runtime rt(SystemConfig::load(sys));
   AskRequest q;

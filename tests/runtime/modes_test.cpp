@@ -25,7 +25,7 @@ SystemConfig session_system(const std::string& name, int history) {
                 "\nrouter: " + (kModels / "nano-router.json").string() +
                 "\ndefault: math\nchoices:\n  math: {ask_as: gsm8k}\n  code: {ask_as: humaneval}\n"
                 "  reasoning: {ask_as: mmlu}\n  automation: {ask_as: bfcl}\n"
-                "generation: {max_tokens: 24, threads: 2}\nmemory: sessions.db\nhistory: " +
+                "generation: {max_tokens: 24, threads: 0}\nmemory: sessions.db\nhistory: " +
                 std::to_string(history) + "\n");
   return SystemConfig::load(file);
 }
@@ -83,7 +83,7 @@ TEST(SystemEvalModes, AccurateModeVotesAndVerifiesEachItem) {
                {"bfcl", d / "data/automation/test.jsonl"}};
   o.max_tokens = 64;
   o.gen.n_parallel = 32;
-  o.gen.n_threads = 2;
+  o.gen.n_threads = 0;
   o.progress = false;
   o.out_dir = d / "accurate";
   const SystemConfig cfg = SystemConfig::load(kModels / "nano-system.yaml");

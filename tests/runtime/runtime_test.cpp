@@ -69,7 +69,7 @@ TEST(SystemFile, ReadsEverySettingAndResolvesPathsBesideTheFile) {
             "name: demo\nbase: m.gguf\nrouter: r.json\ndefault: base\nchoices:\n  base:\n"
             "  math: {adapter: math.gguf, ask_as: gsm8k}\nthreshold: 0.8\nescalation: base\n"
             "modes: {default: accurate, accurate: {samples: 7, temperature: 0.5}}\n"
-            "generation: {max_tokens: 64, parallel: 4, threads: 2}\nmemory: s.db\n");
+            "generation: {max_tokens: 64, parallel: 4, threads: 0}\nmemory: s.db\n");
   SystemConfig s = SystemConfig::load(p);
   EXPECT_EQ(s.name, "demo");
   EXPECT_EQ(s.base, p.parent_path() / "m.gguf");
@@ -143,7 +143,7 @@ TEST(Runtime, MajorityVoteBreaksTiesByLogProbabilityAndIgnoresEmptyAnswers) {
 
 TEST(Runtime, RoutesAsksOverridesAndEscalatesThroughTheNanoBase) {
   SystemConfig cfg = SystemConfig::load(write("nano.yaml", nano_system()));
-  cfg.threads = 2;
+  cfg.threads = 0;
   Runtime rt(cfg);
   std::vector<AskRequest> reqs(3);
   reqs[0].text = "Gus has 15 stickers. He gives 1 away. How many stickers does Gus have now?";
@@ -187,7 +187,7 @@ TEST(Runtime, RoutesAsksOverridesAndEscalatesThroughTheNanoBase) {
 
 TEST(Runtime, LowRouterConfidenceEscalatesToAccurateOrTheDefault) {
   SystemConfig cfg = SystemConfig::load(write("strict.yaml", nano_system("threshold: 1.0\n")));
-  cfg.threads = 2;
+  cfg.threads = 0;
   Runtime rt(cfg);
   AskRequest q;
   q.text = "Sam has 30 cards. He gives 11 away. How many cards does Sam have now?";
@@ -239,7 +239,7 @@ TEST(SystemEval, TheShippedNanoSystemRoutesEachItemToItsDomainsChoice) {
                {"bfcl", d / "data/automation/test.jsonl"}};
   o.max_tokens = 64;
   o.gen.n_parallel = 32;
-  o.gen.n_threads = 2;
+  o.gen.n_threads = 0;
   o.progress = false;
   o.out_dir = d / "system";
   SystemConfig cfg = SystemConfig::load(fs::path(COGUMI_REPO_DIR) / "models/nano-system.yaml");
@@ -295,7 +295,7 @@ TEST(RuntimeSession, TurnsAreRecordedAndAComplaintEscalates) {
                 "{max_tokens: 32}\n"
                 "detector: " +
                 (models / "nano-escalation.json").string() + "\nmemory: " + db.string() + "\n"));
-  cfg.threads = 2;
+  cfg.threads = 0;
   Runtime rt(cfg);
   const std::string s = rt.memory().create_session();
   AskRequest q;

@@ -93,7 +93,7 @@ TEST(Chat, CommandsOverrideRateAndReportErrorsWithoutEndingTheChat) {
   const fs::path dir = test::tmp_dir() / "chat-lib";
   fs::create_directories(dir);
   cfg.memory = dir / "sessions.db";
-  cfg.threads = 2;
+  cfg.threads = 0;
   Runtime rt(cfg);
   std::istringstream in(
       "/choice code\n"

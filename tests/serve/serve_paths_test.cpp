@@ -20,6 +20,7 @@
 #include "runtime/memory.h"
 #include "runtime/runtime.h"
 #include "serve/server.h"
+#include "sse_client.h"
 #include "test_util.h"
 
 namespace cogumi::serve {
@@ -51,45 +52,8 @@ fs::path unsure_system(double threshold = 1.0) {
   return out;
 }
 
-// One SSE response: its data events (parsed; "[DONE]" as a string) and the time of each.
-struct Sse {
-  int status = 0;
-  std::vector<std::pair<json, Clock::time_point>> events;
-  std::string content() const {
-    std::string s;
-    for (auto& [e, t] : events)
-      if (e.is_object() && e.contains("choices") && !e["choices"].empty())
-        s += e["choices"][0]["delta"].value("content", "");
-    return s;
-  }
-};
-
-Sse post_sse(int port, const json& body, const std::function<void(const json&)>& on_event = {}) {
-  Sse out;
-  std::string buf;
-  httplib::Client c("127.0.0.1", port);
-  c.set_read_timeout(120);
-  httplib::Request req;
-  req.method = "POST";
-  req.path = "/v1/chat/completions";
-  req.body = body.dump();
-  req.set_header("Content-Type", "application/json");
-  req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
-    buf.append(data, n);
-    for (size_t end; (end = buf.find("\n\n")) != std::string::npos; buf.erase(0, end + 2)) {
-      const std::string block = buf.substr(0, end);
-      if (block.rfind("data: ", 0) != 0) continue;
-      const std::string d = block.substr(6);
-      json e = d == "[DONE]" ? json(d) : json::parse(d);
-      if (on_event) on_event(e);
-      out.events.emplace_back(std::move(e), Clock::now());
-    }
-    return true;
-  };
-  auto r = c.send(req);
-  out.status = r ? r->status : -1;
-  return out;
-}
+using test_sse::post_sse;
+using Sse = test_sse::SseLog;
 
 json post(int port, const json& body, int* status = nullptr) {
   httplib::Client c("127.0.0.1", port);

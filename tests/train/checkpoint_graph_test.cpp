@@ -276,7 +276,7 @@ TEST_F(CheckpointGraphTest, TrainingRunLogsTheSameLosses) {
     o.lr = 1e-2f;
     o.val_split = 0.2;
     o.eval_steps = 3;
-    o.n_threads = 2;
+    o.n_threads = 0;
     o.progress = false;
     o.checkpoint_activations = ckpt;
     const TrainResult r = train(o);

@@ -40,7 +40,7 @@ TrainOptions options(const std::string& out) {
   o.sft.max_len = 48;
   o.batch = 4;
   o.progress = false;
-  o.n_threads = 2;
+  o.n_threads = 0;
   o.device = "cpu";
   return o;
 }

@@ -267,7 +267,7 @@ TEST(MamlTrain, WritesAnAdapterAndALog) {
   MamlOptions o;
   o.model = test::tiny_model(), o.data = {data}, o.out = test::tmp_dir() / "maml.gguf";
   o.lora = qv(4), o.meta_steps = 2, o.meta_batch = 2, o.shots = 3, o.query = 4, o.seq_len = 32;
-  o.device = "cpu", o.n_threads = 2, o.progress = false;
+  o.device = "cpu", o.n_threads = 0, o.progress = false;
   MamlResult r = train_maml(o);
   EXPECT_EQ(r.steps, 2);
   EXPECT_EQ(r.n_tasks, 2u);
