@@ -106,7 +106,7 @@ void Scheduler::loop() {
       live_ = jobs;
     }
     // A job cancelled while it waited (client gone, timeout) does not run.
-    std::erase_if(jobs, [](const std::shared_ptr<Job>& j) {
+    std::erase_if(jobs, [this](const std::shared_ptr<Job>& j) {
       if (!j->cancel.load()) return false;
       std::lock_guard lk(j->mu);
       j->error = "cancelled before it ran";
