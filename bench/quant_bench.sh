@@ -24,7 +24,7 @@ for f in "$BASE" "$CALIB" "$EVAL" "$COGUMI" "$LLAMA_BIN/llama-imatrix" "$LLAMA_B
 done
 mkdir -p "$OUT"
 t() { local s=$(date +%s.%N); "$@" > "$OUT/last.log" 2>&1 || { cat "$OUT/last.log" >&2; exit 1; }
-      echo "$(date +%s.%N) - $s" | bc; }
+      awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }  # no bc on the GPU image
 
 llama_chunks=$([ "$CHUNKS" = 0 ] && echo -1 || echo "$CHUNKS")
 echo "imatrix: ours $(t "$COGUMI" compress imatrix -m "$BASE" -f "$CALIB" -o "$OUT/ours.imatrix.gguf" \
