@@ -13,6 +13,7 @@
 
 #include "compress/imatrix.h"
 #include "core/error.h"
+#include "core/threads.h"
 #include "engine/model.h"
 
 namespace cogumi {
@@ -137,7 +138,7 @@ QuantizeResult quantize_model(const QuantizeOptions& opts) {
   engine_init();
   llama_model_quantize_params qp = llama_model_quantize_default_params();
   qp.ftype = parse_ftype(opts.type);
-  qp.nthread = opts.n_threads;
+  qp.nthread = compute_threads(opts.n_threads);
   qp.pure = opts.pure;
   const std::string t = lower(opts.type);
   qp.allow_requantize = opts.allow_requantize || t == "f32" || t == "f16" || t == "bf16";

@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "core/error.h"
+#include "core/threads.h"
 #include "engine/model.h"
 #include "fuzz.h"
 #include "train/checkpoint.h"
@@ -69,6 +70,7 @@ void init_gguf() {
   engine_init();
   ggml_log_set(quiet_log, nullptr);  // every rejected header would print a line
   g_cpu = ggml_backend_cpu_init();
+  ggml_backend_cpu_set_n_threads(g_cpu, compute_threads());  // ggml's default is 4 spinning threads
 }
 
 // One target per reader, so a defect found in one does not keep the fuzzer from the others.

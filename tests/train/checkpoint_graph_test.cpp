@@ -15,6 +15,7 @@
 #include <random>
 
 #include "core/io.h"
+#include "core/threads.h"
 #include "engine/model_init.h"
 #include "test_util.h"
 #include "train/memory.h"
@@ -76,7 +77,7 @@ class CheckpointGraphTest : public ::testing::Test {
  protected:
   void SetUp() override {
     cpu_ = ggml_backend_cpu_init();
-    ggml_backend_cpu_set_n_threads(cpu_, 2);
+    ggml_backend_cpu_set_n_threads(cpu_, compute_threads());
   }
   void TearDown() override { ggml_backend_free(cpu_); }
 

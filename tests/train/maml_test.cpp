@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/threads.h"
 #include "engine/model.h"
 #include "test_util.h"
 #include "train/maml.h"
@@ -43,7 +44,7 @@ class MamlTest : public ::testing::Test {
  protected:
   void SetUp() override {
     cpu_ = ggml_backend_cpu_init();
-    ggml_backend_cpu_set_n_threads(cpu_, 2);
+    ggml_backend_cpu_set_n_threads(cpu_, compute_threads());
     mg_ = std::make_unique<ModelGraph>(test::tiny_model(), cpu_, true);
     mg_->add_lora(qv(4), 5, {}, 0.05f);  // B non-zero: every A and B has a gradient
     tg_ = std::make_unique<TrainGraph>(*mg_, std::vector<ggml_backend_t>{cpu_}, kT, kS);
@@ -169,7 +170,7 @@ TEST_F(MamlTest, ExactMatchFollowsTheArgmax) {
 // used to crash (or give NaN) on the next backward pass. Same loss and gradients either way.
 TEST(TrainGraphOrder, EvaluateBeforeAnyAccumulate) {
   ggml_backend_t cpu = ggml_backend_cpu_init();
-  ggml_backend_cpu_set_n_threads(cpu, 2);
+  ggml_backend_cpu_set_n_threads(cpu, compute_threads());
   double ref_loss = 0, loss = 0, eval_loss = 0;
   Params ref, got;
   const std::vector<SftExample> ex = [&] {
@@ -274,6 +275,7 @@ TEST(MamlTrain, WritesAnAdapterAndALog) {
   EXPECT_TRUE(std::filesystem::exists(o.out.string() + ".log.jsonl"));
   EXPECT_TRUE(std::filesystem::exists(o.out.string() + ".summary.json"));
   ggml_backend_t cpu = ggml_backend_cpu_init();
+  ggml_backend_cpu_set_n_threads(cpu, compute_threads());
   {
     ModelGraph mg(test::tiny_model(), cpu, true);
     mg.add_lora(qv(4), 0, o.out);

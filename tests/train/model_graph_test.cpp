@@ -16,6 +16,7 @@
 #include <regex>
 
 #include "core/error.h"
+#include "core/threads.h"
 #include "engine/adapter.h"
 #include "engine/gguf_writer.h"
 #include "engine/logits.h"
@@ -71,7 +72,10 @@ double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
 
 class ModelGraphTest : public ::testing::Test {
  protected:
-  void SetUp() override { be_ = ggml_backend_cpu_init(); }
+  void SetUp() override {
+    be_ = ggml_backend_cpu_init();
+    ggml_backend_cpu_set_n_threads(be_, compute_threads());
+  }
   void TearDown() override { ggml_backend_free(be_); }
   ggml_backend_t be_ = nullptr;
 };

@@ -13,6 +13,7 @@
 #include <random>
 
 #include "core/io.h"
+#include "core/threads.h"
 #include "engine/model_init.h"
 #include "test_util.h"
 #include "train/model_graph.h"
@@ -71,7 +72,7 @@ class TrainMemoryTest : public ::testing::Test {
  protected:
   void SetUp() override {
     cpu_ = ggml_backend_cpu_init();
-    ggml_backend_cpu_set_n_threads(cpu_, 2);
+    ggml_backend_cpu_set_n_threads(cpu_, compute_threads());
   }
   void TearDown() override { ggml_backend_free(cpu_); }
   ggml_backend_t cpu_ = nullptr;

@@ -12,6 +12,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "core/threads.h"
 #include "engine/model_init.h"
 #include "test_util.h"
 #include "train/model_graph.h"
@@ -84,7 +85,7 @@ class TrainStepTest : public ::testing::Test {
  protected:
   void SetUp() override {
     cpu_ = ggml_backend_cpu_init();
-    ggml_backend_cpu_set_n_threads(cpu_, 2);
+    ggml_backend_cpu_set_n_threads(cpu_, compute_threads());
   }
   void TearDown() override { ggml_backend_free(cpu_); }
   // Gradients of one micro-batch for a LoRA (B non-zero, so every A and B has a gradient) on `model`.
