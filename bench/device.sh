@@ -33,6 +33,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export COGUMI_CACHE=/root/.cache/cogumi COGUMI_SKIP_APT=1 JOBS=16
 OUT="${OUT:-out/device}"
+# cogumi's CUDA build lives outside the working tree: the device tool replaces a carried folder (.snap/) on
+# every call, and a build inside it would start cold each time.
+BC="${BC:-/root/build-cuda}"
+cogumi_build() {  # cogumi_build PREFIX [TARGET...]: configure and build cogumi (CUDA) in $BC; a failure shows its error
+  local prefix=$1 t=(); shift
+  [ $# -gt 0 ] && t=(--target "$@")
+  cmake -S . -B "$BC" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCOGUMI_LLAMA_PREFIX="$prefix" \
+    -DCOGUMI_BUILD_TESTS=OFF -DZLIB_ROOT="$DEPS/usr" -DOPENSSL_ROOT_DIR="$DEPS/usr" >"$OUT/cmake.txt" 2>&1 ||
+    { tail -20 "$OUT/cmake.txt" >&2; exit 1; }
+  cmake --build "$BC" -j 16 "${t[@]}" >"$OUT/build.txt" 2>&1 ||
+    { grep -B2 -A20 -m3 FAILED "$OUT/build.txt" >&2; echo "device.sh: the cogumi build failed (build.txt)" >&2; exit 1; }
+}
 mkdir -p "$OUT" "$COGUMI_CACHE/npm"
 # The pinned llama.cpp source, unpacked where scripts/deps.sh looks (bench/devcache.sh packs it).
 SRC="$COGUMI_CACHE/llama.cpp-0.5.0-src"
@@ -64,9 +76,7 @@ case "${1:-}" in
     # that the measuring calls after it (the machine stays warm ~30 s) spend their 10 minutes measuring.
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
     PREFIX=$(scripts/deps.sh --cuda --tools | tail -n 1)
-    cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DCOGUMI_LLAMA_PREFIX="$PREFIX" \
-      -DCOGUMI_BUILD_TESTS=OFF -DZLIB_ROOT="$DEPS/usr" -DOPENSSL_ROOT_DIR="$DEPS/usr" >/dev/null
-    time cmake --build build-cuda -j 16 >/dev/null
+    time cogumi_build "$PREFIX"
     ;;
   llama)
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
@@ -80,10 +90,8 @@ case "${1:-}" in
     ;;
   cogumi)
     PREFIX=$(scripts/deps.sh --cuda | tail -n 1)
-    cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DCOGUMI_LLAMA_PREFIX="$PREFIX" \
-      -DCOGUMI_BUILD_TESTS=OFF -DZLIB_ROOT="$DEPS/usr" -DOPENSSL_ROOT_DIR="$DEPS/usr" >/dev/null
-    cmake --build build-cuda -j 16 >/dev/null
-    B=build-cuda/bin
+    cogumi_build "$PREFIX"
+    B=$BC/bin
     M=/root/m8b-q4km.gguf
     if [ ! -f "$M" ]; then
       time "$B/cogumi" model init "$M" --shape 8b --type q4_k_m --vocab "$PREFIX/src/models/ggml-vocab-llama-bpe.gguf" --seed 1
@@ -103,10 +111,8 @@ case "${1:-}" in
   mixedlora)
     # Many modifiers, one batch (bench/mixed_lora_bench.sh): base only / one adapter / spread over three.
     PREFIX=$(scripts/deps.sh --cuda --tools | tail -n 1)
-    cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DCOGUMI_LLAMA_PREFIX="$PREFIX" \
-      -DCOGUMI_BUILD_TESTS=OFF -DZLIB_ROOT="$DEPS/usr" -DOPENSSL_ROOT_DIR="$DEPS/usr" >/dev/null
-    cmake --build build-cuda -j 16 --target cogumi_app cogumi-bench-mixed-lora >/dev/null
-    B=build-cuda/bin
+    cogumi_build "$PREFIX" cogumi_app cogumi-bench-mixed-lora
+    B=$BC/bin
     M=/root/m8b-q4km.gguf
     [ -f "$M" ] || "$B/cogumi" model init "$M" --shape 8b --type q4_k_m --vocab "$PREFIX/src/models/ggml-vocab-llama-bpe.gguf" --seed 1 >/dev/null
     A=""
@@ -121,10 +127,8 @@ case "${1:-}" in
     ;;
   engine|train|nano|nanoloop|nanoselect)
     PREFIX=$(scripts/deps.sh --cuda | tail -n 1)
-    cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DCOGUMI_LLAMA_PREFIX="$PREFIX" \
-      -DCOGUMI_BUILD_TESTS=OFF -DZLIB_ROOT="$DEPS/usr" -DOPENSSL_ROOT_DIR="$DEPS/usr" >/dev/null
-    cmake --build build-cuda -j 16 >/dev/null
-    B=build-cuda/bin
+    cogumi_build "$PREFIX"
+    B=$BC/bin
     VOCAB="$PREFIX/src/models/ggml-vocab-llama-bpe.gguf"
     if [ "$1" = nano ]; then
       # The nano base model, trained on the GPU (variants side by side), shipped as models/nano-base.gguf.
@@ -264,10 +268,8 @@ r=json.loads([l for l in open("/root/peft.txt") if l.startswith("{")][-1]); r["p
     ;;
   compress8b)
     PREFIX=$(scripts/deps.sh --cuda --tools | tail -n 1)
-    cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DCOGUMI_LLAMA_PREFIX="$PREFIX" \
-      -DCOGUMI_BUILD_TESTS=OFF -DZLIB_ROOT="$DEPS/usr" -DOPENSSL_ROOT_DIR="$DEPS/usr" >/dev/null
-    cmake --build build-cuda -j 16 --target cogumi_app cogumi-bench-engine >/dev/null
-    B=build-cuda/bin
+    cogumi_build "$PREFIX" cogumi_app cogumi-bench-engine
+    B=$BC/bin
     M=/root/c8-f16.gguf
     [ -f "$M" ] || /usr/bin/time -f "model init: %e s" "$B/cogumi" model init "$M" --shape 8b --n-layer ${LAYERS:-8} \
       --type f16 --vocab "$PREFIX/src/models/ggml-vocab-llama-bpe.gguf" --seed 1 >/dev/null
@@ -291,10 +293,8 @@ r=json.loads([l for l in open("/root/peft.txt") if l.startswith("{")][-1]); r["p
   pipeline8b)
     # `cogumi run` on an 8B-shaped random F16 model, every stage on the GPU (bench/pipeline8b.sh)
     PREFIX=$(scripts/deps.sh --cuda | tail -n 1)
-    cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DCOGUMI_LLAMA_PREFIX="$PREFIX" \
-      -DCOGUMI_BUILD_TESTS=OFF -DZLIB_ROOT="$DEPS/usr" -DOPENSSL_ROOT_DIR="$DEPS/usr" >/dev/null
-    cmake --build build-cuda -j 16 --target cogumi_app >/dev/null
-    bench/pipeline8b.sh build-cuda/bin/cogumi "$PREFIX/src/models/ggml-vocab-llama-bpe.gguf" "$OUT/pipeline8b"
+    cogumi_build "$PREFIX" cogumi_app
+    bench/pipeline8b.sh "$BC/bin/cogumi" "$PREFIX/src/models/ggml-vocab-llama-bpe.gguf" "$OUT/pipeline8b"
     ;;
   *) echo "usage: bench/device.sh llama|cogumi|engine|train|mixedlora|compress8b|pipeline8b|nano|nanoloop|nanoselect" >&2; exit 2 ;;
 esac
