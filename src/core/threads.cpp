@@ -1,10 +1,9 @@
 #include "core/threads.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdlib>
-#include <cstring>
 #include <string_view>
-#include <algorithm>
 #include <thread>
 
 #include "core/error.h"
