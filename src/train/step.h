@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "train/model_graph.h"
+#include "train/op_profile.h"
 
 namespace cogumi {
 
@@ -36,9 +37,10 @@ struct HostBatch {
   std::vector<int32_t> tokens;  // [S * T]
   std::vector<int32_t> pos;     // [S * T] position within its example
   std::vector<float> mask;      // [S * T * T] 0 or -inf, row-major [s][query][key]
-  std::vector<int32_t> labels;  // [S * T] the token each position predicts; -1: no target (prompt, padding)
+  std::vector<int32_t>
+      labels;  // [S * T] the token each position predicts; -1: no target (prompt, padding)
   size_t n_targets = 0;
-  size_t n_tokens = 0;          // real (non-padding) tokens
+  size_t n_tokens = 0;  // real (non-padding) tokens
 };
 
 struct AdamWParams {
@@ -48,7 +50,7 @@ struct AdamWParams {
 
 // What a TrainGraph holds beyond the model's weights and LoRA tensors, in bytes.
 struct TrainGraphBytes {
-  size_t static_bytes = 0;     // inputs, gradient accumulators and AdamW moments (first backend)
+  size_t static_bytes = 0;      // inputs, gradient accumulators and AdamW moments (first backend)
   std::vector<size_t> compute;  // the scheduler's compute buffer per backend: activations, their
                                 // gradients, logits and loss of the largest graph
 };
@@ -71,7 +73,8 @@ struct TrainGraphOptions {
 class TrainGraph {
  public:
   // backends: the devices to use, CPU last (ggml's scheduler falls back to it).
-  TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S, TrainGraphOptions opts = {});
+  TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S,
+             TrainGraphOptions opts = {});
   ~TrainGraph();
   TrainGraph(const TrainGraph&) = delete;
   TrainGraph& operator=(const TrainGraph&) = delete;
@@ -105,7 +108,8 @@ class TrainGraph {
   void set_steps_done(int64_t n) { iter_ = n; }
 
  private:
-  TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S, TrainGraphOptions opts, bool measure);
+  TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S,
+             TrainGraphOptions opts, bool measure);
   void make_static_tensors(bool measure);
   void build_graphs();
   void set_inputs(const HostBatch& b);
@@ -117,22 +121,33 @@ class TrainGraph {
   ModelGraph& mg_;
   std::vector<ggml_backend_t> backends_;
   int T_, S_, V_;
-  std::vector<ggml_tensor*> held_;  // measuring: tensors given the placeholder buffer (released with it)
+  // The loss's vocabulary: V_ rounded up to kVocabMultiple when the output weight is frozen and V_
+  // is not a multiple (the nano's 2,357): the backward matmul through the output weight contracts
+  // over the vocabulary, and ggml's CPU sgemm takes only multiples of 16 (others fell back to a
+  // dot-product loop 5x slower: 14% of a nano LoRA step). out_pad_ is the weight with zero rows
+  // appended, pad_bias_ is 0 on real entries and -inf on padding, so softmax gives padding 0.
+  int Vp_ = 0;
+  static constexpr int kVocabMultiple = 32;
+  ggml_tensor *out_pad_ = nullptr, *pad_bias_ = nullptr;
+  std::vector<ggml_tensor*>
+      held_;       // measuring: tensors given the placeholder buffer (released with it)
   int chunk_ = 1;  // rows per loss chunk (TrainGraphOptions::loss_chunk_rows resolved)
   TrainGraphOptions opts_;
   std::vector<ggml_tensor*> params_;
-  ggml_context* ctx_static_ = nullptr;   // inputs, accumulators, moments, step parameters
+  ggml_context* ctx_static_ = nullptr;          // inputs, accumulators, moments, step parameters
   ggml_backend_buffer_t buf_static_ = nullptr;  // or, measuring, an empty placeholder
   size_t static_bytes_ = 0;
-  ggml_context* ctx_graph_ = nullptr;    // graph nodes (no data)
+  ggml_context* ctx_graph_ = nullptr;  // graph nodes (no data)
   ggml_backend_sched_t sched_ = nullptr;
-  ggml_tensor *tokens_ = nullptr, *pos_ = nullptr, *mask_ = nullptr, *label_idx_ = nullptr, *label_w_ = nullptr;
+  ggml_tensor *tokens_ = nullptr, *pos_ = nullptr, *mask_ = nullptr, *label_idx_ = nullptr,
+              *label_w_ = nullptr;
   ggml_tensor *seed_ = nullptr, *adamw_ = nullptr, *factor_ = nullptr, *inv_micro_ = nullptr;
   ggml_tensor *loss_ = nullptr, *norm_ = nullptr;
   std::vector<ggml_tensor*> acc_, m_, v_;
   ggml_cgraph *gf_ = nullptr, *gb_ = nullptr, *gnorm_ = nullptr, *gopt_ = nullptr;
   ggml_cgraph* allocated_ = nullptr;
   bool placement_reported_ = false;
+  std::unique_ptr<OpProfile> profile_;  // COGUMI_TRAIN_PROFILE=1: per-op times
   int64_t iter_ = 0;
   std::vector<int32_t> idx_host_;  // per-step label indices and weights (reused buffers)
   std::vector<float> w_host_;
