@@ -32,17 +32,12 @@ RopeParams read_rope(gguf_context* g, const std::string& a, const std::string& p
   r.freq_base = gguf_f32_or(g, a + "rope.freq_base", 10000.0f, p);
   const std::string type = gguf_str_or(g, a + "rope.scaling.type", "linear", p);
   if (type == "longrope")
-    fail(
-        "'{}': {}rope.scaling.type 'longrope' (context-dependent factors) is not supported by the "
-        "trainer",
-        p, a);
+    fail("'{}': {}rope.scaling.type 'longrope' (context-dependent factors) is not supported by the trainer", p, a);
   if (type != "none" && type != "linear" && type != "yarn")
-    fail("'{}': unknown {}rope.scaling.type '{}' (llama.cpp knows none, linear, yarn, longrope)", p,
-         a, type);
+    fail("'{}': unknown {}rope.scaling.type '{}' (llama.cpp knows none, linear, yarn, longrope)", p, a, type);
   float factor = gguf_f32_or(g, a + "rope.scaling.factor", 0.0f, p);
   if (factor == 0.0f) factor = gguf_f32_or(g, a + "rope.scale_linear", 0.0f, p);
-  if (!std::isfinite(factor) || factor < 0)
-    fail("'{}': {}rope.scaling.factor {} is not a valid factor", p, a, factor);
+  if (!std::isfinite(factor) || factor < 0) fail("'{}': {}rope.scaling.factor {} is not a valid factor", p, a, factor);
   r.freq_scale = type == "none" || factor == 0.0f ? 1.0f : 1.0f / factor;
   r.ext_factor = type == "yarn" ? 1.0f : 0.0f;
   r.attn_factor = 1.0f;
@@ -53,8 +48,7 @@ RopeParams read_rope(gguf_context* g, const std::string& a, const std::string& p
   }
   r.attn_factor *= gguf_f32_or(g, a + "rope.scaling.attn_factor", 1.0f, p);
   const int64_t orig = gguf_int_or(g, a + "rope.scaling.original_context_length", 0, p);
-  if (orig < 0 || orig > (int64_t(1) << 30))
-    fail("'{}': {}rope.scaling.original_context_length {} is out of range", p, a, orig);
+  if (orig < 0 || orig > (int64_t(1) << 30)) fail("'{}': {}rope.scaling.original_context_length {} is out of range", p, a, orig);
   r.n_ctx_orig = orig == 0 ? n_ctx_train : int(orig);
   return r;
 }
@@ -71,11 +65,9 @@ void read_tensor_data(const std::filesystem::path& path, gguf_context* g, ggml_c
     if ((type == GGML_TYPE_F16 || type == GGML_TYPE_BF16) && t->type == GGML_TYPE_F32) {
       std::vector<float> wide(raw.size() / 2);
       ggml_get_type_traits(type)->to_float(raw.data(), wide.data(), int64_t(wide.size()));
-      raw.assign(reinterpret_cast<const char*>(wide.data()),
-                 reinterpret_cast<const char*>(wide.data() + wide.size()));
+      raw.assign(reinterpret_cast<const char*>(wide.data()), reinterpret_cast<const char*>(wide.data() + wide.size()));
     }
-    if (raw.size() != ggml_nbytes(t))
-      fail("'{}': tensor '{}' has an unexpected size", path.string(), t->name);
+    if (raw.size() != ggml_nbytes(t)) fail("'{}': tensor '{}' has an unexpected size", path.string(), t->name);
     ggml_backend_tensor_set(t, raw.data(), 0, raw.size());
   }
 }
@@ -90,9 +82,7 @@ std::vector<int64_t> expected_shape(const std::string& name, const LlamaHparams&
   if (name == "rope_freqs.weight") return {hp.n_rot / 2};
   int layer = -1;
   char rest[64] = {0};
-  if (std::sscanf(name.c_str(), "blk.%d.%63s", &layer, rest) != 2 || layer < 0 ||
-      layer >= hp.n_layer)
-    return {};
+  if (std::sscanf(name.c_str(), "blk.%d.%63s", &layer, rest) != 2 || layer < 0 || layer >= hp.n_layer) return {};
   const std::string r = rest;
   const LayerShape& ls = hp.layers[size_t(layer)];
   const int64_t q = int64_t(hp.head_dim()) * ls.n_head, kv = int64_t(hp.head_dim()) * ls.n_head_kv;
@@ -113,8 +103,7 @@ std::string shape_str(const int64_t* ne, int n) {
 
 }  // namespace
 
-ModelGraph::ModelGraph(const std::filesystem::path& path, ggml_backend_t backend,
-                       bool keep_file_types, bool load_data)
+ModelGraph::ModelGraph(const std::filesystem::path& path, ggml_backend_t backend, bool keep_file_types, bool load_data)
     : path_(path), backend_(backend) {
   if (!std::filesystem::exists(path)) fail("model file not found: '{}'", path.string());
   ggml_context* meta = nullptr;
@@ -127,21 +116,17 @@ ModelGraph::ModelGraph(const std::filesystem::path& path, ggml_backend_t backend
   if (hp_.arch != "llama" && hp_.arch != "deci")
     fail("'{}': the trainer supports the llama and deci architectures, not '{}'", p, hp_.arch);
   read_hparams(g.get());
-  ggml_init_params ip{size_t(gguf_get_n_tensors(g.get()) + 8) * ggml_tensor_overhead(), nullptr,
-                      true};
+  ggml_init_params ip{size_t(gguf_get_n_tensors(g.get()) + 8) * ggml_tensor_overhead(), nullptr, true};
   ctx_w_ = ggml_init(ip);
   for (int64_t i = 0; i < gguf_get_n_tensors(g.get()); ++i) {
     const char* name = gguf_get_tensor_name(g.get(), i);
     ggml_tensor* src = ggml_get_tensor(meta, name);
     const bool widen = src->type == GGML_TYPE_F16 || src->type == GGML_TYPE_BF16;
     if (src->type != GGML_TYPE_F32 && !widen && (!keep_file_types || ggml_n_dims(src) < 2))
-      fail(
-          "'{}': tensor '{}' is {}; full-parameter training needs F32, F16 or BF16 weights. Train "
-          "a LoRA on this "
-          "base as it is (without --full), train on the original F16/BF16 GGUF, or make a "
-          "trainable copy of this "
-          "one: cogumi model quantize {} OUT.gguf --type f16",
-          p, name, ggml_type_name(src->type), p);
+      fail("'{}': tensor '{}' is {}; full-parameter training needs F32, F16 or BF16 weights. Train a LoRA on this "
+           "base as it is (without --full), train on the original F16/BF16 GGUF, or make a trainable copy of this "
+           "one: cogumi model quantize {} OUT.gguf --type f16",
+           p, name, ggml_type_name(src->type), p);
     // Matrices of a frozen base stay in the file's type; trained weights and vectors are F32.
     const ggml_type type = keep_file_types && ggml_n_dims(src) >= 2 ? src->type : GGML_TYPE_F32;
     ggml_tensor* t = ggml_new_tensor(ctx_w_, type, ggml_n_dims(src), src->ne);
@@ -170,37 +155,26 @@ void ModelGraph::read_hparams(gguf_context* g) {
   // block is built (block_count may claim up to 2^30 blocks).
   constexpr int64_t kBlockTensors = 9;
   if (int64_t(hp_.n_layer) > gguf_get_n_tensors(g) / kBlockTensors)
-    fail("'{}': {}block_count {} needs {} block tensors, the file has {} tensors in all", p, a,
-         hp_.n_layer, int64_t(hp_.n_layer) * kBlockTensors, gguf_get_n_tensors(g));
+    fail("'{}': {}block_count {} needs {} block tensors, the file has {} tensors in all", p, a, hp_.n_layer,
+         int64_t(hp_.n_layer) * kBlockTensors, gguf_get_n_tensors(g));
   // Per block (deci: arrays; llama: one value, which a llama GGUF must hold as a scalar).
-  const std::vector<int> ff =
-      gguf_ints_per_layer(g, a + "feed_forward_length", hp_.n_layer, true, 0, p);
-  const std::vector<int> head =
-      gguf_ints_per_layer(g, a + "attention.head_count", hp_.n_layer, true, 0, p);
-  std::vector<int> head_kv =
-      gguf_ints_per_layer(g, a + "attention.head_count_kv", hp_.n_layer, false, -1, p);
+  const std::vector<int> ff = gguf_ints_per_layer(g, a + "feed_forward_length", hp_.n_layer, true, 0, p);
+  const std::vector<int> head = gguf_ints_per_layer(g, a + "attention.head_count", hp_.n_layer, true, 0, p);
+  std::vector<int> head_kv = gguf_ints_per_layer(g, a + "attention.head_count_kv", hp_.n_layer, false, -1, p);
   if (hp_.arch == "llama")
-    for (const char* k :
-         {"feed_forward_length", "attention.head_count", "attention.head_count_kv"}) {
+    for (const char* k : {"feed_forward_length", "attention.head_count", "attention.head_count_kv"}) {
       const int64_t id = gguf_find_key(g, (a + k).c_str());
       if (id >= 0 && gguf_get_kv_type(g, id) == GGUF_TYPE_ARRAY)
-        fail(
-            "'{}': {}{} is per block; a llama GGUF has one value (uneven blocks are the deci "
-            "architecture)",
-            p, a, k);
+        fail("'{}': {}{} is per block; a llama GGUF has one value (uneven blocks are the deci architecture)", p, a, k);
     }
   hp_.layers.clear();
   for (int il = 0; il < hp_.n_layer; ++il) {
-    LayerShape ls{head[size_t(il)],
-                  head_kv[size_t(il)] < 0 ? head[size_t(il)] : head_kv[size_t(il)], ff[size_t(il)]};
+    LayerShape ls{head[size_t(il)], head_kv[size_t(il)] < 0 ? head[size_t(il)] : head_kv[size_t(il)], ff[size_t(il)]};
     // llama.cpp's deci graph also has attention-free (0 heads), "linear attention" (0 KV heads) and
     // FFN-free blocks; the trainer's graph computes none of them (pruning never writes them).
     if (ls.n_head <= 0 || ls.n_head_kv <= 0 || ls.n_ff <= 0 || ls.n_head % ls.n_head_kv != 0)
-      fail(
-          "'{}': block {} has {} heads, {} key/value heads and FFN width {}: the trainer needs "
-          "attention with "
-          "whole key/value groups and an FFN in every block",
-          p, il, ls.n_head, ls.n_head_kv, ls.n_ff);
+      fail("'{}': block {} has {} heads, {} key/value heads and FFN width {}: the trainer needs attention with "
+           "whole key/value groups and an FFN in every block", p, il, ls.n_head, ls.n_head_kv, ls.n_ff);
     hp_.n_head = std::max(hp_.n_head, ls.n_head);
     hp_.n_head_kv = std::max(hp_.n_head_kv, ls.n_head_kv);
     hp_.n_ff = std::max(hp_.n_ff, ls.n_ff);
@@ -209,22 +183,16 @@ void ModelGraph::read_hparams(gguf_context* g) {
   // llama.cpp: the head size is attention.key_length, else n_embd / block 0's head count.
   const int head0 = hp_.layers[0].n_head;
   if (gguf_find_key(g, (a + "attention.key_length").c_str()) < 0 && hp_.n_embd % head0 != 0)
-    fail(
-        "'{}': {} heads do not divide the embedding width {} (and {}attention.key_length is not "
-        "set)",
-        p, head0, hp_.n_embd, a);
+    fail("'{}': {} heads do not divide the embedding width {} (and {}attention.key_length is not set)", p, head0,
+         hp_.n_embd, a);
   hp_.n_embd_head = dim("attention.key_length", hp_.n_embd / head0);
   hp_.n_rot = dim("rope.dimension_count", hp_.head_dim());
-  // llama.cpp's llama and deci graphs require these (llama-model.cpp); other values would be a
-  // different model.
+  // llama.cpp's llama and deci graphs require these (llama-model.cpp); other values would be a different model.
   if (hp_.n_rot != hp_.head_dim())
-    fail("'{}': {}rope.dimension_count {} is not the head size {}", p, a, hp_.n_rot,
-         hp_.head_dim());
+    fail("'{}': {}rope.dimension_count {} is not the head size {}", p, a, hp_.n_rot, hp_.head_dim());
   if (dim("attention.value_length", hp_.head_dim()) != hp_.head_dim())
-    fail("'{}': {}attention.value_length is not the head size {} (not supported)", p, a,
-         hp_.head_dim());
-  if (gguf_int_or(g, a + "expert_count", 0, p) > 1)
-    fail("'{}': mixture-of-experts models are not supported by the trainer", p);
+    fail("'{}': {}attention.value_length is not the head size {} (not supported)", p, a, hp_.head_dim());
+  if (gguf_int_or(g, a + "expert_count", 0, p) > 1) fail("'{}': mixture-of-experts models are not supported by the trainer", p);
   hp_.rms_eps = gguf_f32_or(g, a + "attention.layer_norm_rms_epsilon", 1e-5f, p);
   hp_.rope = read_rope(g, a, p, hp_.n_ctx_train);
 }
@@ -236,20 +204,16 @@ void ModelGraph::check_tensors() {
   for (auto& [name, t] : by_name_) {
     std::vector<int64_t> want = expected_shape(name, hp_);
     if (want.empty())
-      fail(
-          "'{}': tensor '{}' is not part of the llama graph the trainer builds (biases, experts "
-          "and fused "
-          "projections are not supported)",
-          p, name);
+      fail("'{}': tensor '{}' is not part of the llama graph the trainer builds (biases, experts and fused "
+           "projections are not supported)", p, name);
     const int n = ggml_n_dims(t);
     if (n != int(want.size()) || !std::equal(want.begin(), want.end(), t->ne))
-      fail("'{}': tensor '{}' is {}, expected {}", p, name, shape_str(t->ne, n),
-           shape_str(want.data(), int(want.size())));
+      fail("'{}': tensor '{}' is {}, expected {}", p, name, shape_str(t->ne, n), shape_str(want.data(), int(want.size())));
   }
   std::vector<std::string> need = {"output_norm.weight"};
   for (int l = 0; l < hp_.n_layer; ++l)
-    for (const char* w : {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm",
-                          "ffn_gate", "ffn_up", "ffn_down"})
+    for (const char* w : {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up",
+                          "ffn_down"})
       need.push_back("blk." + std::to_string(l) + "." + w + ".weight");
   for (auto& n : need)
     if (!by_name_.count(n)) fail("'{}': missing tensor '{}'", p, n);
@@ -264,8 +228,7 @@ ModelGraph::~ModelGraph() {
   if (ctx_w_) ggml_free(ctx_w_);
 }
 
-void ModelGraph::add_lora(const LoraSpec& spec, uint64_t seed, const std::filesystem::path& from,
-                          float init_b_std) {
+void ModelGraph::add_lora(const LoraSpec& spec, uint64_t seed, const std::filesystem::path& from, float init_b_std) {
   if (spec.rank < 1) fail("LoRA rank must be >= 1, got {}", spec.rank);
   if (spec.targets.empty()) fail("LoRA needs at least one target module");
   if (has_lora()) fail("LoRA already added");
@@ -277,8 +240,7 @@ void ModelGraph::add_lora(const LoraSpec& spec, uint64_t seed, const std::filesy
   for (auto& [name, w] : by_name_) {
     bool hit = false;
     for (auto& s : suffixes)
-      if (name.size() > s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0)
-        hit = true;
+      if (name.size() > s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0) hit = true;
     if (!hit) continue;
     ggml_tensor* a = ggml_new_tensor_2d(ctx_l_, GGML_TYPE_F32, w->ne[0], spec.rank);
     ggml_tensor* b = ggml_new_tensor_2d(ctx_l_, GGML_TYPE_F32, spec.rank, w->ne[1]);
@@ -317,13 +279,9 @@ void ModelGraph::add_lora(const LoraSpec& spec, uint64_t seed, const std::filesy
   }
 }
 
-size_t ModelGraph::weight_bytes() const {
-  return ggml_backend_buffer_get_size(buf_w_);
-}
+size_t ModelGraph::weight_bytes() const { return ggml_backend_buffer_get_size(buf_w_); }
 
-float ModelGraph::lora_scale() const {
-  return lora_.alpha != 0.0f ? lora_.alpha / float(lora_.rank) : 1.0f;
-}
+float ModelGraph::lora_scale() const { return lora_.alpha != 0.0f ? lora_.alpha / float(lora_.rank) : 1.0f; }
 
 std::map<std::string, ggml_tensor*> ModelGraph::lora_tensors() const {
   std::map<std::string, ggml_tensor*> out;
@@ -348,8 +306,7 @@ std::vector<ggml_tensor*> ModelGraph::trainable() const {
   return out;
 }
 
-ggml_tensor* ModelGraph::linear(ggml_context* ctx, ggml_tensor* x,
-                                const std::string& weight) const {
+ggml_tensor* ModelGraph::linear(ggml_context* ctx, ggml_tensor* x, const std::string& weight) const {
   auto it = by_name_.find(weight);
   if (it == by_name_.end()) fail("'{}': missing tensor '{}'", path_.string(), weight);
   ggml_tensor* y = ggml_mul_mat(ctx, it->second, x);
@@ -361,13 +318,12 @@ ggml_tensor* ModelGraph::linear(ggml_context* ctx, ggml_tensor* x,
   return y;
 }
 
-ggml_tensor* ModelGraph::rope(ggml_context* ctx, ggml_tensor* t, ggml_tensor* pos,
-                              bool per_token) const {
+ggml_tensor* ModelGraph::rope(ggml_context* ctx, ggml_tensor* t, ggml_tensor* pos, bool per_token) const {
   // llama.cpp's llama graph: rope type NORM (0), rope_freqs as the frequency factors.
   const RopeParams& r = hp_.rope;
   auto apply = [&](ggml_tensor* x) {
-    return ggml_rope_ext(ctx, x, pos, rope_freqs_, hp_.n_rot, 0, r.n_ctx_orig, r.freq_base,
-                         r.freq_scale, r.ext_factor, r.attn_factor, r.beta_fast, r.beta_slow);
+    return ggml_rope_ext(ctx, x, pos, rope_freqs_, hp_.n_rot, 0, r.n_ctx_orig, r.freq_base, r.freq_scale, r.ext_factor,
+                         r.attn_factor, r.beta_fast, r.beta_slow);
   };
   if (!per_token) return apply(t);
   // Per-token positions (packed rows): rope over [hd, heads, T * S].
@@ -375,8 +331,7 @@ ggml_tensor* ModelGraph::rope(ggml_context* ctx, ggml_tensor* t, ggml_tensor* po
   return ggml_reshape_4d(ctx, apply(ggml_reshape_3d(ctx, t, hd, heads, T * S)), hd, heads, T, S);
 }
 
-ggml_tensor* ModelGraph::build_logits(ggml_context* ctx, ggml_tensor* tokens, ggml_tensor* pos,
-                                      ggml_tensor* mask,
+ggml_tensor* ModelGraph::build_logits(ggml_context* ctx, ggml_tensor* tokens, ggml_tensor* pos, ggml_tensor* mask,
                                       std::vector<ggml_tensor*>* checkpoints) const {
   return output_logits(ctx, build_hidden(ctx, tokens, pos, mask, checkpoints));
 }
@@ -390,27 +345,24 @@ ggml_tensor* ModelGraph::output_logits(ggml_context* ctx, ggml_tensor* hidden) c
   return ggml_mul_mat(ctx, output_weight(), hidden);
 }
 
-ggml_tensor* ModelGraph::build_hidden(ggml_context* ctx, ggml_tensor* tokens, ggml_tensor* pos,
-                                      ggml_tensor* mask,
+ggml_tensor* ModelGraph::build_hidden(ggml_context* ctx, ggml_tensor* tokens, ggml_tensor* pos, ggml_tensor* mask,
                                       std::vector<ggml_tensor*>* checkpoints) const {
   const int64_t T = tokens->ne[0], S = tokens->ne[1];
   const int hd = hp_.head_dim();
-  ggml_tensor* x =
-      ggml_get_rows(ctx, by_name_.at("token_embd.weight"), ggml_reshape_1d(ctx, tokens, T * S));
+  ggml_tensor* x = ggml_get_rows(ctx, by_name_.at("token_embd.weight"), ggml_reshape_1d(ctx, tokens, T * S));
   for (int l = 0; l < hp_.n_layer; ++l) {
     if (checkpoints) checkpoints->push_back(x);
     const std::string b = "blk." + std::to_string(l) + ".";
     const int n_head = hp_.layers[size_t(l)].n_head, n_head_kv = hp_.layers[size_t(l)].n_head_kv;
-    ggml_tensor* h =
-        ggml_mul(ctx, ggml_rms_norm(ctx, x, hp_.rms_eps), by_name_.at(b + "attn_norm.weight"));
+    ggml_tensor* h = ggml_mul(ctx, ggml_rms_norm(ctx, x, hp_.rms_eps), by_name_.at(b + "attn_norm.weight"));
     ggml_tensor* q = ggml_reshape_4d(ctx, linear(ctx, h, b + "attn_q.weight"), hd, n_head, T, S);
     ggml_tensor* k = ggml_reshape_4d(ctx, linear(ctx, h, b + "attn_k.weight"), hd, n_head_kv, T, S);
     ggml_tensor* v = ggml_reshape_4d(ctx, linear(ctx, h, b + "attn_v.weight"), hd, n_head_kv, T, S);
     q = rope(ctx, q, pos, mask != nullptr);
     k = rope(ctx, k, pos, mask != nullptr);
-    ggml_tensor* Q = ggml_permute(ctx, q, 0, 2, 1, 3);                  // [hd, T, n_head, S]
-    ggml_tensor* K = ggml_cont(ctx, ggml_permute(ctx, k, 0, 2, 1, 3));  // [hd, T, n_head_kv, S]
-    ggml_tensor* V = ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3));  // [T, hd, n_head_kv, S]
+    ggml_tensor* Q = ggml_permute(ctx, q, 0, 2, 1, 3);                   // [hd, T, n_head, S]
+    ggml_tensor* K = ggml_cont(ctx, ggml_permute(ctx, k, 0, 2, 1, 3));   // [hd, T, n_head_kv, S]
+    ggml_tensor* V = ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3));   // [T, hd, n_head_kv, S]
     if (n_head != n_head_kv) {
       // Grouped-query attention: repeat each K/V head for its group (head h reads kv head
       // h / group, as llama.cpp does). ggml's mul_mat backward cannot broadcast heads when
@@ -424,19 +376,17 @@ ggml_tensor* ModelGraph::build_hidden(ggml_context* ctx, ggml_tensor* tokens, gg
       K = expand(K, hd, T);
       V = expand(V, T, hd);
     }
-    ggml_tensor* kq = ggml_mul_mat(ctx, K, Q);  // [T_k, T_q, n_head, S]
+    ggml_tensor* kq = ggml_mul_mat(ctx, K, Q);                           // [T_k, T_q, n_head, S]
     kq = mask ? ggml_soft_max_ext(ctx, kq, mask, 1.0f / std::sqrt(float(hd)), 0.0f)
-              : ggml_soft_max_ext(ctx, ggml_diag_mask_inf(ctx, kq, 0), nullptr,
-                                  1.0f / std::sqrt(float(hd)), 0.0f);
-    ggml_tensor* kqv = ggml_mul_mat(ctx, V, kq);                          // [hd, T_q, n_head, S]
+              : ggml_soft_max_ext(ctx, ggml_diag_mask_inf(ctx, kq, 0), nullptr, 1.0f / std::sqrt(float(hd)), 0.0f);
+    ggml_tensor* kqv = ggml_mul_mat(ctx, V, kq);                       // [hd, T_q, n_head, S]
     ggml_tensor* o = ggml_cont(ctx, ggml_permute(ctx, kqv, 0, 2, 1, 3));  // [hd, n_head, T, S]
     o = ggml_reshape_2d(ctx, o, int64_t(hd) * n_head, T * S);
     x = ggml_add(ctx, x, linear(ctx, o, b + "attn_output.weight"));
     h = ggml_mul(ctx, ggml_rms_norm(ctx, x, hp_.rms_eps), by_name_.at(b + "ffn_norm.weight"));
     ggml_tensor* gate = linear(ctx, h, b + "ffn_gate.weight");
     ggml_tensor* up = linear(ctx, h, b + "ffn_up.weight");
-    x = ggml_add(ctx, x,
-                 linear(ctx, ggml_mul(ctx, ggml_silu(ctx, gate), up), b + "ffn_down.weight"));
+    x = ggml_add(ctx, x, linear(ctx, ggml_mul(ctx, ggml_silu(ctx, gate), up), b + "ffn_down.weight"));
   }
   return ggml_mul(ctx, ggml_rms_norm(ctx, x, hp_.rms_eps), by_name_.at("output_norm.weight"));
 }

@@ -6,8 +6,7 @@
 // have a backward pass. The forward pass matches llama.cpp's logits for the same model and
 // adapter (tests/train/model_graph_test.cpp), so what is trained is what llama.cpp serves.
 // `deci` GGUFs (per-block FFN widths and head counts, as `cogumi compress prune` writes uneven
-// ones) are read too and computed as llama.cpp's deci graph does: a llama block at each block's
-// shape.
+// ones) are read too and computed as llama.cpp's deci graph does: a llama block at each block's shape.
 //
 // Weights live in one backend buffer (CPU here; the same code takes a CUDA backend).
 // LoRA: for each targeted weight W, trainable A [n_in, r] and B [r, n_out];
@@ -40,7 +39,7 @@ struct RopeParams {
   float ext_factor = 0.0f;   // 1 for yarn
   float attn_factor = 1.0f;  // yarn's magnitude correction times llama.rope.scaling.attn_factor
   float beta_fast = 32.0f, beta_slow = 1.0f;
-  int n_ctx_orig = 0;  // llama.rope.scaling.original_context_length, else the training context
+  int n_ctx_orig = 0;        // llama.rope.scaling.original_context_length, else the training context
 };
 
 // One block's shape. The same in every block of a `llama` GGUF; per block in a `deci` GGUF
@@ -50,12 +49,10 @@ struct LayerShape {
 };
 
 struct LlamaHparams {
-  std::string arch =
-      "llama";  // llama or deci: the GGUF's general.architecture (and its keys' prefix)
+  std::string arch = "llama";  // llama or deci: the GGUF's general.architecture (and its keys' prefix)
   // n_head, n_head_kv and n_ff are the largest over the blocks (the shape of a llama GGUF's every
   // block); `layers` holds each block's own.
-  int n_vocab = 0, n_embd = 0, n_layer = 0, n_head = 0, n_head_kv = 0, n_ff = 0, n_ctx_train = 0,
-      n_rot = 0;
+  int n_vocab = 0, n_embd = 0, n_layer = 0, n_head = 0, n_head_kv = 0, n_ff = 0, n_ctx_train = 0, n_rot = 0;
   int n_embd_head = 0;  // attention.key_length, else n_embd / block 0's head count (as llama.cpp)
   std::vector<LayerShape> layers;
   float rms_eps = 1e-5f;
@@ -75,22 +72,19 @@ class ModelGraph {
   // or settings this graph would not compute as llama.cpp does (biases, experts, longrope).
   // Without `load_data` nothing is allocated or read (a memory estimate, train/memory.h): the
   // tensors, LoRA ones too, have their shapes and types only, enough to build the graphs.
-  ModelGraph(const std::filesystem::path& gguf, ggml_backend_t backend,
-             bool keep_file_types = false, bool load_data = true);
+  ModelGraph(const std::filesystem::path& gguf, ggml_backend_t backend, bool keep_file_types = false,
+             bool load_data = true);
   ~ModelGraph();
   ModelGraph(const ModelGraph&) = delete;
   ModelGraph& operator=(const ModelGraph&) = delete;
 
   const LlamaHparams& hparams() const { return hp_; }
-  const std::string& arch() const {
-    return hp_.arch;
-  }  // llama or deci (its adapters must say the same)
+  const std::string& arch() const { return hp_.arch; }  // llama or deci (its adapters must say the same)
   // Adds LoRA tensors or loads them from an adapter GGUF (`from`). Fresh ones start as PEFT's
   // do: A ~ Kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(n_in), 1/sqrt(n_in)), seeded with
   // `seed`; B zero (unless init_b_std > 0), so the adapter starts as a no-op. Throws for an
   // unknown target.
-  void add_lora(const LoraSpec& spec, uint64_t seed, const std::filesystem::path& from = {},
-                float init_b_std = 0.0f);
+  void add_lora(const LoraSpec& spec, uint64_t seed, const std::filesystem::path& from = {}, float init_b_std = 0.0f);
   bool has_lora() const { return has_lora_; }
   const LoraSpec& lora() const { return lora_; }
   // The factor on B (A x): alpha / rank, or 1 when alpha is 0 (llama.cpp's reading).
@@ -103,14 +97,12 @@ class ModelGraph {
   // That is how packed rows keep their examples apart.
   // With `checkpoints`, each block's input (the residual stream entering it) is appended there,
   // block 0 first: what activation checkpointing keeps (train/checkpoint_graph.h).
-  ggml_tensor* build_logits(ggml_context* ctx, ggml_tensor* tokens, ggml_tensor* pos,
-                            ggml_tensor* mask = nullptr,
+  ggml_tensor* build_logits(ggml_context* ctx, ggml_tensor* tokens, ggml_tensor* pos, ggml_tensor* mask = nullptr,
                             std::vector<ggml_tensor*>* checkpoints = nullptr) const;
   // build_logits in two parts: the final normed hidden state [n_embd, n_tokens * n_seq], and the
   // output projection of hidden rows [n_embd, rows] to logits [n_vocab, rows] (a loss can project
   // a chunk of rows at a time).
-  ggml_tensor* build_hidden(ggml_context* ctx, ggml_tensor* tokens, ggml_tensor* pos,
-                            ggml_tensor* mask = nullptr,
+  ggml_tensor* build_hidden(ggml_context* ctx, ggml_tensor* tokens, ggml_tensor* pos, ggml_tensor* mask = nullptr,
                             std::vector<ggml_tensor*>* checkpoints = nullptr) const;
   ggml_tensor* output_logits(ggml_context* ctx, ggml_tensor* hidden) const;
   // The matrix output_logits multiplies by: output.weight, or token_embd.weight when tied.
@@ -138,9 +130,9 @@ class ModelGraph {
   bool has_lora_ = false;
   ggml_tensor* rope_freqs_ = nullptr;  // Llama 3.1 frequency factors, or null
   ggml_backend_t backend_;
-  ggml_context* ctx_w_ = nullptr;  // weights (no_alloc; data in buf_w_)
+  ggml_context* ctx_w_ = nullptr;   // weights (no_alloc; data in buf_w_)
   ggml_backend_buffer_t buf_w_ = nullptr;
-  ggml_context* ctx_l_ = nullptr;  // LoRA tensors
+  ggml_context* ctx_l_ = nullptr;   // LoRA tensors
   ggml_backend_buffer_t buf_l_ = nullptr;
   std::map<std::string, ggml_tensor*> by_name_;
   std::map<std::string, std::pair<ggml_tensor*, ggml_tensor*>> lora_ab_;  // weight name -> (A, B)

@@ -1,6 +1,5 @@
 #include "train/step.h"
 
-#include <fmt/format.h>
 #include <ggml-alloc.h>
 #include <ggml-cpu.h>
 
@@ -11,6 +10,8 @@
 #include <map>
 #include <string>
 #include <string_view>
+
+#include <fmt/format.h>
 
 #include "core/error.h"
 #include "train/checkpoint_graph.h"
@@ -28,15 +29,11 @@ std::vector<ggml_backend_t> train_backends(bool cpu_only, int n_threads, int gpu
     for (size_t i = 0; i < ggml_backend_dev_count(); ++i)
       if (ggml_backend_dev_type(ggml_backend_dev_get(i)) == GGML_BACKEND_DEVICE_TYPE_GPU)
         gpus.push_back(ggml_backend_dev_get(i));
-    if (gpu >= 0 && gpus.empty())
-      fail("--device gpu: no GPU backend in this build; rebuild with scripts/build.sh --cuda");
-    if (gpu >= int(gpus.size()))
-      fail("--device gpu:{}: this machine has {} GPU(s) (gpu:0..gpu:{})", gpu, gpus.size(),
-           gpus.size() - 1);
+    if (gpu >= 0 && gpus.empty()) fail("--device gpu: no GPU backend in this build; rebuild with scripts/build.sh --cuda");
+    if (gpu >= int(gpus.size())) fail("--device gpu:{}: this machine has {} GPU(s) (gpu:0..gpu:{})", gpu, gpus.size(), gpus.size() - 1);
     if (!gpus.empty()) {
       ggml_backend_t b = ggml_backend_dev_init(gpus[size_t(std::max(gpu, 0))], nullptr);
-      if (!b && gpu >= 0)
-        fail("--device gpu:{}: cannot start {}", gpu, ggml_backend_dev_name(gpus[size_t(gpu)]));
+      if (!b && gpu >= 0) fail("--device gpu:{}: cannot start {}", gpu, ggml_backend_dev_name(gpus[size_t(gpu)]));
       if (b) out.push_back(b);
     }
   }
@@ -47,12 +44,11 @@ std::vector<ggml_backend_t> train_backends(bool cpu_only, int n_threads, int gpu
   return out;
 }
 
-TrainGraph::TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S,
-                       TrainGraphOptions opts)
+TrainGraph::TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S, TrainGraphOptions opts)
     : TrainGraph(mg, std::move(backends), T, S, opts, false) {}
 
-TrainGraph::TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S,
-                       TrainGraphOptions opts, bool measure)
+TrainGraph::TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S, TrainGraphOptions opts,
+                       bool measure)
     : mg_(mg), backends_(std::move(backends)), T_(T), S_(S), V_(mg.hparams().n_vocab), opts_(opts) {
   opts_.validate();
   params_ = mg.trainable();
@@ -64,23 +60,17 @@ TrainGraph::TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int
   // backward pass anyway, and each chunk's backward makes its own transposed copy of the output
   // weight, patch 0002); with it, chunks of at most 256 MiB of F32 logits (512 rows at a 128K
   // vocabulary: 4 chunks and 4 such copies at 1 x 2048).
-  const int64_t auto_rows = opts_.checkpoint_activations
-                                ? std::max<int64_t>(1, (int64_t(256) << 20) / (4 * int64_t(V_)))
-                                : rows;
-  chunk_ =
-      int(std::min<int64_t>(rows, opts_.loss_chunk_rows > 0 ? opts_.loss_chunk_rows : auto_rows));
+  const int64_t auto_rows =
+      opts_.checkpoint_activations ? std::max<int64_t>(1, (int64_t(256) << 20) / (4 * int64_t(V_))) : rows;
+  chunk_ = int(std::min<int64_t>(rows, opts_.loss_chunk_rows > 0 ? opts_.loss_chunk_rows : auto_rows));
   // A label's index into its chunk's flattened probabilities is an I32.
   if (int64_t(Vp_) * chunk_ > int64_t(INT32_MAX))
-    fail(
-        "a loss chunk of {} rows x {} vocabulary entries is over 2^31 logits: use fewer rows per "
-        "chunk",
-        chunk_, Vp_);
+    fail("a loss chunk of {} rows x {} vocabulary entries is over 2^31 logits: use fewer rows per chunk", chunk_, Vp_);
   make_static_tensors(measure);
   build_graphs();
   std::vector<ggml_backend_buffer_type_t> bufts;
   for (auto* b : backends_) bufts.push_back(ggml_backend_get_default_buffer_type(b));
-  sched_ = ggml_backend_sched_new(backends_.data(), bufts.data(), int(backends_.size()), kGraphSize,
-                                  false, true);
+  sched_ = ggml_backend_sched_new(backends_.data(), bufts.data(), int(backends_.size()), kGraphSize, false, true);
   if (!sched_) fail("cannot create the ggml scheduler for training");
   if (OpProfile::requested() && !measure) {
     profile_ = std::make_unique<OpProfile>();
@@ -106,9 +96,7 @@ void TrainGraph::make_static_tensors(bool measure) {
   adamw_ = ggml_new_tensor_1d(ctx_static_, GGML_TYPE_F32, 7);
   factor_ = ggml_new_tensor_1d(ctx_static_, GGML_TYPE_F32, 1);
   inv_micro_ = ggml_new_tensor_1d(ctx_static_, GGML_TYPE_F32, 1);
-  for (ggml_tensor* t :
-       {tokens_, pos_, mask_, label_idx_, label_w_, seed_, adamw_, factor_, inv_micro_})
-    ggml_set_input(t);
+  for (ggml_tensor* t : {tokens_, pos_, mask_, label_idx_, label_w_, seed_, adamw_, factor_, inv_micro_}) ggml_set_input(t);
   if (Vp_ != V_) {
     const ggml_tensor* w = mg_.output_weight();
     out_pad_ = ggml_new_tensor_2d(ctx_static_, w->type, w->ne[0], Vp_);
@@ -129,16 +117,13 @@ void TrainGraph::make_static_tensors(bool measure) {
         held_.push_back(t);
       }
     };
-    for (ggml_tensor* t = ggml_get_first_tensor(ctx_static_); t;
-         t = ggml_get_next_tensor(ctx_static_, t))
-      hold(t);
+    for (ggml_tensor* t = ggml_get_first_tensor(ctx_static_); t; t = ggml_get_next_tensor(ctx_static_, t)) hold(t);
     for (auto& [_, t] : mg_.tensors()) hold(t);
     for (auto& [_, t] : mg_.lora_tensors()) hold(t);
     return;
   }
   buf_static_ = ggml_backend_alloc_ctx_tensors(ctx_static_, backends_.front());
-  if (!buf_static_)
-    fail("cannot allocate the trainer's buffers (accumulators and AdamW moments) on the device");
+  if (!buf_static_) fail("cannot allocate the trainer's buffers (accumulators and AdamW moments) on the device");
   static_bytes_ = ggml_backend_buffer_get_size(buf_static_);
   ggml_backend_buffer_clear(buf_static_, 0);
   const float one = 1.0f;
@@ -154,26 +139,21 @@ void TrainGraph::make_static_tensors(bool measure) {
   }
 }
 
-// forward (gf_), forward + backward into the accumulators (gb_), the gradient norm (gnorm_), AdamW
-// (gopt_).
+// forward (gf_), forward + backward into the accumulators (gb_), the gradient norm (gnorm_), AdamW (gopt_).
 void TrainGraph::build_graphs() {
-  // Patch 0002 reads GGML_COGUMI_BACKWARD_WEIGHT_TYPE (f32, the default, or bf16: the type of the
-  // frozen weights' transposed copies in the backward pass) when the backward graph is built; a bad
-  // value aborts there.
+  // Patch 0002 reads GGML_COGUMI_BACKWARD_WEIGHT_TYPE (f32, the default, or bf16: the type of the frozen
+  // weights' transposed copies in the backward pass) when the backward graph is built; a bad value aborts there.
   if (const char* e = std::getenv("GGML_COGUMI_BACKWARD_WEIGHT_TYPE");
       e && *e && std::string_view(e) != "f32" && std::string_view(e) != "bf16")
     fail("GGML_COGUMI_BACKWARD_WEIGHT_TYPE is '{}': use f32 or bf16", e);
   // Five graphs: forward, backward, norm, AdamW, and with checkpointing the rebuilt backward.
-  ggml_init_params gp{
-      4 * kGraphSize * ggml_tensor_overhead() + 5 * ggml_graph_overhead_custom(kGraphSize, true),
-      nullptr, true};
+  ggml_init_params gp{4 * kGraphSize * ggml_tensor_overhead() + 5 * ggml_graph_overhead_custom(kGraphSize, true), nullptr,
+                      true};
   ctx_graph_ = ggml_init(gp);
   ggml_context* c = ctx_graph_;
   std::vector<ggml_tensor*> checkpoints;
-  ggml_tensor* hidden = mg_.build_hidden(c, tokens_, pos_, mask_,
-                                         opts_.checkpoint_activations ? &checkpoints : nullptr);
-  // Kept too: the loss chunks' backward then recomputes only their own projection, not the last
-  // block.
+  ggml_tensor* hidden = mg_.build_hidden(c, tokens_, pos_, mask_, opts_.checkpoint_activations ? &checkpoints : nullptr);
+  // Kept too: the loss chunks' backward then recomputes only their own projection, not the last block.
   if (opts_.checkpoint_activations) checkpoints.push_back(hidden);
   loss_ = build_loss(c, hidden);
   ggml_set_name(loss_, "loss");
@@ -191,8 +171,7 @@ void TrainGraph::build_graphs() {
   }
   gb_ = ggml_graph_dup(c, gf_, true);
   ggml_build_backward_expand(c, gb_, grad_accs.data());
-  if (opts_.checkpoint_activations)
-    gb_ = build_checkpointed_backward(c, gf_, gb_, checkpoints, kGraphSize).graph;
+  if (opts_.checkpoint_activations) gb_ = build_checkpointed_backward(c, gf_, gb_, checkpoints, kGraphSize).graph;
 
   // The optimizer step in two graphs: the norm of the averaged gradients, read on the host to
   // decide whether to update at all and by what clip factor; then AdamW.
@@ -214,8 +193,8 @@ void TrainGraph::build_graphs() {
   }
 }
 
-TrainGraphBytes TrainGraph::measure(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T,
-                                    int S, TrainGraphOptions opts) {
+TrainGraphBytes TrainGraph::measure(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S,
+                                    TrainGraphOptions opts) {
   TrainGraph tg(mg, std::move(backends), T, S, opts, true);
   TrainGraphBytes out;
   out.static_bytes = tg.static_bytes_;
@@ -254,19 +233,12 @@ ggml_tensor* TrainGraph::build_loss(ggml_context* c, ggml_tensor* hidden) {
   for (int64_t start = 0; start < rows; start += chunk_) {
     const int64_t n = std::min<int64_t>(chunk_, rows - start);
     const bool whole = n == rows;
-    ggml_tensor* h = whole ? hidden
-                           : ggml_view_2d(c, hidden, hidden->ne[0], n, hidden->nb[1],
-                                          size_t(start) * hidden->nb[1]);
-    ggml_tensor* idx =
-        whole ? label_idx_ : ggml_view_1d(c, label_idx_, n, size_t(start) * label_idx_->nb[0]);
-    ggml_tensor* w =
-        whole ? label_w_
-              : ggml_view_2d(c, label_w_, 1, n, label_w_->nb[1], size_t(start) * label_w_->nb[1]);
-    ggml_tensor* logits =
-        out_pad_ ? ggml_add(c, ggml_mul_mat(c, out_pad_, h), pad_bias_) : mg_.output_logits(c, h);
-    ggml_tensor* probs = ggml_soft_max(c, logits);  // [Vp, n]
-    ggml_tensor* picked =
-        ggml_get_rows(c, ggml_reshape_2d(c, probs, 1, int64_t(Vp_) * n), idx);  // [1, n]
+    ggml_tensor* h = whole ? hidden : ggml_view_2d(c, hidden, hidden->ne[0], n, hidden->nb[1], size_t(start) * hidden->nb[1]);
+    ggml_tensor* idx = whole ? label_idx_ : ggml_view_1d(c, label_idx_, n, size_t(start) * label_idx_->nb[0]);
+    ggml_tensor* w = whole ? label_w_ : ggml_view_2d(c, label_w_, 1, n, label_w_->nb[1], size_t(start) * label_w_->nb[1]);
+    ggml_tensor* logits = out_pad_ ? ggml_add(c, ggml_mul_mat(c, out_pad_, h), pad_bias_) : mg_.output_logits(c, h);
+    ggml_tensor* probs = ggml_soft_max(c, logits);                                                // [Vp, n]
+    ggml_tensor* picked = ggml_get_rows(c, ggml_reshape_2d(c, probs, 1, int64_t(Vp_) * n), idx);  // [1, n]
     ggml_tensor* logp = ggml_log(c, ggml_scale_bias(c, picked, 1.0f, 1e-30f));
     ggml_tensor* part = ggml_sum(c, ggml_mul(c, logp, w));
     total = total ? ggml_add(c, total, part) : part;
@@ -292,20 +264,17 @@ void TrainGraph::compute(ggml_cgraph* g) {
     // under them (evaluate() before any accumulate() then read freed memory), so gb_ goes first.
     if (!allocated_ && g == gf_) {
       ggml_backend_sched_reset(sched_);
-      if (!ggml_backend_sched_alloc_graph(sched_, gb_))
-        fail("cannot allocate the training graph (out of device memory?)");
+      if (!ggml_backend_sched_alloc_graph(sched_, gb_)) fail("cannot allocate the training graph (out of device memory?)");
     }
     ggml_backend_sched_reset(sched_);
-    if (!ggml_backend_sched_alloc_graph(sched_, g))
-      fail("cannot allocate the training graph (out of device memory?)");
+    if (!ggml_backend_sched_alloc_graph(sched_, g)) fail("cannot allocate the training graph (out of device memory?)");
     allocated_ = g;
     if (g == gb_ && !placement_reported_) {
       placement_reported_ = true;
       report_placement(g);
     }
   }
-  if (ggml_backend_sched_graph_compute(sched_, g) != GGML_STATUS_SUCCESS)
-    fail("ggml failed computing a training step");
+  if (ggml_backend_sched_graph_compute(sched_, g) != GGML_STATUS_SUCCESS) fail("ggml failed computing a training step");
 }
 
 // Ops of a training step that the scheduler gives to a backend other than the first (on a GPU
@@ -320,8 +289,7 @@ void TrainGraph::report_placement(ggml_cgraph* g) const {
     ggml_backend_t b = ggml_backend_sched_get_tensor_backend(sched_, n);
     std::string op = ggml_op_desc(n);
     if (n->op == GGML_OP_MUL_MAT || n->op == GGML_OP_OUT_PROD || n->op == GGML_OP_GET_ROWS_BACK)
-      op +=
-          fmt::format("({},{})", ggml_type_name(n->src[0]->type), ggml_type_name(n->src[1]->type));
+      op += fmt::format("({},{})", ggml_type_name(n->src[0]->type), ggml_type_name(n->src[1]->type));
     ++per_backend[b ? ggml_backend_name(b) : "none"][op];
   }
   const char* env = std::getenv("COGUMI_TRAIN_PLACEMENT");
@@ -338,8 +306,8 @@ void TrainGraph::report_placement(ggml_cgraph* g) const {
     fmt::print(stderr, "train: {} op(s) of a step run on {}{}: {}\n", total, backend,
                backend == first ? "" : fmt::format(" (not {})", first), list);
   }
-  fmt::print(stderr, "train: the step's graph has {} nodes in {} scheduler split(s)\n",
-             ggml_graph_n_nodes(g), ggml_backend_sched_get_n_splits(sched_));
+  fmt::print(stderr, "train: the step's graph has {} nodes in {} scheduler split(s)\n", ggml_graph_n_nodes(g),
+             ggml_backend_sched_get_n_splits(sched_));
 }
 
 void TrainGraph::set_inputs(const HostBatch& b) {
@@ -356,8 +324,7 @@ void TrainGraph::set_inputs(const HostBatch& b) {
   for (size_t i = 0; i < n; ++i) {
     const int32_t l = b.labels[i];
     if (l >= V_) fail("internal: label {} outside the {}-token vocabulary", l, V_);
-    idx_host_[i] =
-        int32_t(i % size_t(chunk_)) * Vp_ + std::max(l, 0);  // into its chunk's probabilities
+    idx_host_[i] = int32_t(i % size_t(chunk_)) * Vp_ + std::max(l, 0);  // into its chunk's probabilities
     w_host_[i] = l >= 0 ? w : 0.0f;
   }
   ggml_backend_tensor_set(label_idx_, idx_host_.data(), 0, n * sizeof(int32_t));
@@ -372,13 +339,9 @@ double TrainGraph::loss_of(const HostBatch& b, ggml_cgraph* g) {
   return loss;
 }
 
-double TrainGraph::accumulate(const HostBatch& b) {
-  return loss_of(b, gb_);
-}
+double TrainGraph::accumulate(const HostBatch& b) { return loss_of(b, gb_); }
 
-double TrainGraph::evaluate(const HostBatch& b) {
-  return loss_of(b, gf_);
-}
+double TrainGraph::evaluate(const HostBatch& b) { return loss_of(b, gf_); }
 
 double TrainGraph::step(const AdamWParams& p, int n_micro) {
   const float inv = 1.0f / float(std::max(1, n_micro));

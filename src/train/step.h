@@ -37,10 +37,9 @@ struct HostBatch {
   std::vector<int32_t> tokens;  // [S * T]
   std::vector<int32_t> pos;     // [S * T] position within its example
   std::vector<float> mask;      // [S * T * T] 0 or -inf, row-major [s][query][key]
-  std::vector<int32_t>
-      labels;  // [S * T] the token each position predicts; -1: no target (prompt, padding)
+  std::vector<int32_t> labels;  // [S * T] the token each position predicts; -1: no target (prompt, padding)
   size_t n_targets = 0;
-  size_t n_tokens = 0;  // real (non-padding) tokens
+  size_t n_tokens = 0;          // real (non-padding) tokens
 };
 
 struct AdamWParams {
@@ -50,7 +49,7 @@ struct AdamWParams {
 
 // What a TrainGraph holds beyond the model's weights and LoRA tensors, in bytes.
 struct TrainGraphBytes {
-  size_t static_bytes = 0;      // inputs, gradient accumulators and AdamW moments (first backend)
+  size_t static_bytes = 0;     // inputs, gradient accumulators and AdamW moments (first backend)
   std::vector<size_t> compute;  // the scheduler's compute buffer per backend: activations, their
                                 // gradients, logits and loss of the largest graph
 };
@@ -73,8 +72,7 @@ struct TrainGraphOptions {
 class TrainGraph {
  public:
   // backends: the devices to use, CPU last (ggml's scheduler falls back to it).
-  TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S,
-             TrainGraphOptions opts = {});
+  TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S, TrainGraphOptions opts = {});
   ~TrainGraph();
   TrainGraph(const TrainGraph&) = delete;
   TrainGraph& operator=(const TrainGraph&) = delete;
@@ -108,8 +106,7 @@ class TrainGraph {
   void set_steps_done(int64_t n) { iter_ = n; }
 
  private:
-  TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S,
-             TrainGraphOptions opts, bool measure);
+  TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S, TrainGraphOptions opts, bool measure);
   void make_static_tensors(bool measure);
   void build_graphs();
   void set_inputs(const HostBatch& b);
@@ -129,18 +126,16 @@ class TrainGraph {
   int Vp_ = 0;
   static constexpr int kVocabMultiple = 32;
   ggml_tensor *out_pad_ = nullptr, *pad_bias_ = nullptr;
-  std::vector<ggml_tensor*>
-      held_;       // measuring: tensors given the placeholder buffer (released with it)
+  std::vector<ggml_tensor*> held_;  // measuring: tensors given the placeholder buffer (released with it)
   int chunk_ = 1;  // rows per loss chunk (TrainGraphOptions::loss_chunk_rows resolved)
   TrainGraphOptions opts_;
   std::vector<ggml_tensor*> params_;
-  ggml_context* ctx_static_ = nullptr;          // inputs, accumulators, moments, step parameters
+  ggml_context* ctx_static_ = nullptr;   // inputs, accumulators, moments, step parameters
   ggml_backend_buffer_t buf_static_ = nullptr;  // or, measuring, an empty placeholder
   size_t static_bytes_ = 0;
-  ggml_context* ctx_graph_ = nullptr;  // graph nodes (no data)
+  ggml_context* ctx_graph_ = nullptr;    // graph nodes (no data)
   ggml_backend_sched_t sched_ = nullptr;
-  ggml_tensor *tokens_ = nullptr, *pos_ = nullptr, *mask_ = nullptr, *label_idx_ = nullptr,
-              *label_w_ = nullptr;
+  ggml_tensor *tokens_ = nullptr, *pos_ = nullptr, *mask_ = nullptr, *label_idx_ = nullptr, *label_w_ = nullptr;
   ggml_tensor *seed_ = nullptr, *adamw_ = nullptr, *factor_ = nullptr, *inv_micro_ = nullptr;
   ggml_tensor *loss_ = nullptr, *norm_ = nullptr;
   std::vector<ggml_tensor*> acc_, m_, v_;
