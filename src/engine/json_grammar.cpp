@@ -36,6 +36,22 @@ std::string string_repeat(const std::string& str, size_t n) {
 
 namespace cogumi {
 
+namespace {
+
+// JSON text may start with whitespace (RFC 8259: ws value ws), and a model's first token often
+// carries it: the nano writes ' {"name": ...' as ' {"' + ..., and forced to a bare '{' first it
+// derailed ('{"}} return not' + spaces until max_tokens). The converter's root rule becomes
+// cogumi-json-root, and root allows one leading space before it (a $ref "#" to root stays valid JSON).
+std::string allow_leading_space(const std::string& gbnf) {
+  const std::string def = "root ::=";
+  const size_t at = gbnf.rfind(def, 0) == 0 ? 0 : gbnf.find("\n" + def);
+  if (at == std::string::npos) fail("internal: the JSON grammar has no root rule");
+  const size_t name = at == 0 ? 0 : at + 1;
+  return "root ::= \" \"? cogumi-json-root\n" + gbnf.substr(0, name) + "cogumi-json-root ::=" + gbnf.substr(name + def.size());
+}
+
+}  // namespace
+
 std::string json_object_grammar() {
   static const std::string g = json_schema_grammar({{"type", "object"}});
   return g;
@@ -44,7 +60,7 @@ std::string json_object_grammar() {
 std::string json_schema_grammar(const nlohmann::json& schema) {
   if (!schema.is_object() && !schema.is_boolean()) fail("a JSON schema must be an object, got {}", schema.type_name());
   try {
-    return json_schema_to_grammar(common_json::parse(schema.dump()), /*force_gbnf=*/true);
+    return allow_leading_space(json_schema_to_grammar(common_json::parse(schema.dump()), /*force_gbnf=*/true));
   } catch (const std::exception& e) {
     std::string why = e.what();
     const std::string lead = "JSON schema conversion failed:\n";

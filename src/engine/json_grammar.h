@@ -8,6 +8,7 @@
 
 namespace cogumi {
 
+// Both allow one space before the JSON (a model's first token often carries it).
 // Any JSON object.
 std::string json_object_grammar();
 // JSON that validates against `schema` (types, properties/required, enum/const, arrays with

@@ -64,7 +64,7 @@ json eval_stage(const Shared& sh, const StageContext& ctx, const std::vector<Ben
 
 void add_backward_type_setting(json& settings) {
   const char* e = std::getenv("GGML_COGUMI_BACKWARD_WEIGHT_TYPE");
-  if (e && *e && std::string_view(e) != "f32") settings["backward_weight_type"] = e;
+  if (e && *e && std::string_view(e) != "auto") settings["backward_weight_type"] = e;
 }
 
 }  // namespace pipeline_detail

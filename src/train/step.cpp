@@ -141,11 +141,12 @@ void TrainGraph::make_static_tensors(bool measure) {
 
 // forward (gf_), forward + backward into the accumulators (gb_), the gradient norm (gnorm_), AdamW (gopt_).
 void TrainGraph::build_graphs() {
-  // Patch 0002 reads GGML_COGUMI_BACKWARD_WEIGHT_TYPE (f32, the default, or bf16: the type of the frozen
-  // weights' transposed copies in the backward pass) when the backward graph is built; a bad value aborts there.
+  // Patch 0002 reads GGML_COGUMI_BACKWARD_WEIGHT_TYPE (the type of the frozen weights' transposed copies in the
+  // backward pass: auto, the default, is bf16 for BF16 weights and f32 for the others; f32 or bf16 force one)
+  // when the backward graph is built; a bad value aborts there.
   if (const char* e = std::getenv("GGML_COGUMI_BACKWARD_WEIGHT_TYPE");
-      e && *e && std::string_view(e) != "f32" && std::string_view(e) != "bf16")
-    fail("GGML_COGUMI_BACKWARD_WEIGHT_TYPE is '{}': use f32 or bf16", e);
+      e && *e && std::string_view(e) != "auto" && std::string_view(e) != "f32" && std::string_view(e) != "bf16")
+    fail("GGML_COGUMI_BACKWARD_WEIGHT_TYPE is '{}': use auto, f32 or bf16", e);
   // Five graphs: forward, backward, norm, AdamW, and with checkpointing the rebuilt backward.
   ggml_init_params gp{4 * kGraphSize * ggml_tensor_overhead() + 5 * ggml_graph_overhead_custom(kGraphSize, true), nullptr,
                       true};

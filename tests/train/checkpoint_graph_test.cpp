@@ -172,9 +172,12 @@ TEST_F(CheckpointGraphTest, ComputeBufferIsMuchSmallerAtALongerSequence) {
 }
 
 // The loss a chunk of rows at a time (uneven chunks: 64 rows in 7s) gives every gradient of the
-// whole-batch loss; with LoRA bit for bit (the output projection is frozen; each row's softmax and
-// pick are the same ops), full-parameter within rounding (the output weight's gradient is summed
-// chunk by chunk). The loss differs only in its summation order.
+// whole-batch loss within rounding (relative L2 1e-6 per tensor): with LoRA the frozen output
+// weight is padded to a vocabulary multiple of 32, so its backward matmul takes ggml's sgemm for a
+// chunk of 2+ rows and its dot-product loop for the last chunk's single row (other summation
+// orders; the unpadded vocabulary took the loop for every chunk and was bit for bit);
+// full-parameter, the output weight's gradient is summed chunk by chunk. The loss differs only in
+// its summation order.
 TEST_F(CheckpointGraphTest, LossInChunksGivesTheWholeBatchGradients) {
   for (const auto& [type, lora] : std::vector<std::pair<std::string, bool>>{{"f16", true}, {"f32", false}}) {
     for (bool ckpt : {false, true}) {
@@ -183,12 +186,7 @@ TEST_F(CheckpointGraphTest, LossInChunksGivesTheWholeBatchGradients) {
       const StepResult chunked = step(ckpt_model(type), lora, ckpt, 32, 2, 7);
       ASSERT_EQ(whole.grads.size(), chunked.grads.size());
       EXPECT_NEAR(chunked.loss, whole.loss, 1e-6 * whole.loss);
-      if (lora) {
-        size_t differ = 0;
-        for (size_t k = 0; k < whole.grads.size(); ++k)
-          for (size_t i = 0; i < whole.grads[k].size(); ++i) differ += chunked.grads[k][i] != whole.grads[k][i];
-        EXPECT_EQ(differ, 0u) << "largest relative difference " << worst_rel(chunked, whole);
-      } else {
+      {
         for (size_t k = 0; k < whole.grads.size(); ++k) {  // relative L2 error per tensor
           double d2 = 0, n2 = 0;
           for (size_t i = 0; i < whole.grads[k].size(); ++i) {

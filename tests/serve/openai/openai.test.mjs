@@ -258,15 +258,25 @@ test('structured output: json_schema answers parse and validate; json_object par
       model, max_tokens: 80, messages: [{ role: 'user', content: 'How many apples are left? Answer in JSON.' }],
       response_format: { type: 'json_schema', json_schema: { name: 'count', schema, strict: true } },
     });
-    const v = JSON.parse(r.choices[0].message.content);
+    const text = r.choices[0].message.content;
+    assert.equal(r.choices[0].finish_reason, 'stop', `${model}: the answer did not end within max_tokens: ${text}`);
+    const v = JSON.parse(text);
     assert.deepEqual(Object.keys(v).sort(), ['answer', 'unit']);
     assert.ok(Number.isInteger(v.answer) && v.answer >= 0 && v.answer <= 100, JSON.stringify(v));
     assert.ok(['apples', 'pears'].includes(v.unit));
   }
+  // json_object on a request the nano system answers with an object (its automation format): an
+  // out-of-domain prompt ("Describe a cat in JSON.") makes the nano base write a key of spaces until
+  // max_tokens, valid JSON so far but never closed (finish_reason "length", as with any server).
+  const phone = 'You can call these functions:\n[{"description":"Start a phone call with a contact.","name":"call_contact",' +
+    '"parameters":{"properties":{"name":{"description":"The contact\'s name.","type":"string"}},"required":["name"],' +
+    '"type":"dict"}}]\n\nAnswer each request with one JSON object {"name": ..., "arguments": {...}} and nothing else.' +
+    '\n\nRequest: Phone Mia, please.\nCall:';
   const o = await client.chat.completions.create({
-    model: 'base', max_tokens: 80, messages: [{ role: 'user', content: 'Describe a cat in JSON.' }],
+    model: 'nano', max_tokens: 80, messages: [{ role: 'user', content: phone }],
     response_format: { type: 'json_object' },
   });
+  assert.equal(o.choices[0].finish_reason, 'stop', `json_object: the answer did not end within max_tokens: ${o.choices[0].message.content}`);
   const obj = JSON.parse(o.choices[0].message.content);
   assert.equal(typeof obj, 'object');
   assert.ok(!Array.isArray(obj));
