@@ -47,7 +47,9 @@ std::string allow_leading_space(const std::string& gbnf) {
   const size_t at = gbnf.rfind(def, 0) == 0 ? 0 : gbnf.find("\n" + def);
   if (at == std::string::npos) fail("internal: the JSON grammar has no root rule");
   const size_t name = at == 0 ? 0 : at + 1;
-  return "root ::= \" \"? cogumi-json-root\n" + gbnf.substr(0, name) + "cogumi-json-root ::=" + gbnf.substr(name + def.size());
+  std::string body = "cogumi-json-root";  // a name no rule of the converter's has ($defs keys become rule names)
+  while (gbnf.find(body + " ::=") != std::string::npos) body += "-x";
+  return "root ::= \" \"? " + body + "\n" + gbnf.substr(0, name) + body + " ::=" + gbnf.substr(name + def.size());
 }
 
 }  // namespace

@@ -300,20 +300,13 @@ std::string tool_call_grammar(const CompletionRequest& r) {
                    {"required", {"name", "arguments"}},
                    {"additionalProperties", false}});
   }
-  std::string g;
+  // The call may follow a space (the tool-calling prompts end in "Call:"): json_schema_grammar allows one.
   try {
-    g = json_schema_grammar(any.size() == 1 ? any[0] : json{{"anyOf", any}});
+    return json_schema_grammar(any.size() == 1 ? any[0] : json{{"anyOf", any}});
   } catch (const Error& e) {
     throw ApiError(400, fmt::format("a function's 'parameters' is not a schema the grammar converter takes: {}", e.what()),
                    "invalid_request_error", "tools", "invalid_schema");
   }
-  // The call may follow a space (the tool-calling prompts end in "Call:").
-  const std::string root = "root ::=";
-  size_t at = g.rfind("\n" + root);
-  at = g.rfind(root, 0) == 0 ? 0 : at == std::string::npos ? at : at + 1;
-  if (at == std::string::npos) fail("the converter's grammar has no root rule");
-  g.replace(at, root.size(), "cogumi-call ::=");
-  return g + "root ::= \" \"? cogumi-call\n";
 }
 
 json parse_tool_calls(const std::string& answer, const json& tools, const std::string& id_prefix) {

@@ -22,8 +22,10 @@ void OpProfile::attach(ggml_backend_sched_t sched) {
 namespace {
 std::string shape(const ggml_tensor* t) {
   if (!t) return "-";
+  int dims = GGML_MAX_DIMS;
+  while (dims > 1 && t->ne[dims - 1] == 1) --dims;  // trailing 1s only: [T,T,1,S] stays whole
   std::string s = fmt::format("{}[{}", ggml_type_name(t->type), t->ne[0]);
-  for (int d = 1; d < GGML_MAX_DIMS && t->ne[d] > 1; ++d) s += fmt::format(",{}", t->ne[d]);
+  for (int d = 1; d < dims; ++d) s += fmt::format(",{}", t->ne[d]);
   if (!ggml_is_contiguous(t)) s += ",nc";
   return s + "]";
 }
@@ -38,7 +40,8 @@ bool OpProfile::on_node(ggml_tensor* t, bool ask, void* self) {
     p->started_ = now;
     return true;
   }
-  Row& r = p->rows_[fmt::format("{} {} x {}", ggml_op_desc(t), shape(t->src[0]), shape(t->src[1]))];
+  Row& r = p->rows_[fmt::format("{} {} x {} -> {}", ggml_op_desc(t), shape(t->src[0]), shape(t->src[1]),
+                                 ggml_type_name(t->type))];
   r.seconds += std::chrono::duration<double>(now - p->started_).count();
   ++r.calls;
   return true;

@@ -53,15 +53,17 @@ TrainGraph::TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int
   opts_.validate();
   params_ = mg.trainable();
   for (ggml_tensor* t : params_) ggml_set_param(t);
+  // Padded only for the CPU's sgemm (a GPU's matmuls take any width; the copy would cost device memory).
   const bool out_frozen = !(mg.output_weight()->flags & GGML_TENSOR_FLAG_PARAM);
-  Vp_ = out_frozen ? (V_ + kVocabMultiple - 1) / kVocabMultiple * kVocabMultiple : V_;
+  const bool pad = out_frozen && ggml_backend_is_cpu(backends_.front());
+  Vp_ = pad ? (V_ + kVocabMultiple - 1) / kVocabMultiple * kVocabMultiple : V_;
   const int64_t rows = int64_t(T) * S;
   // Automatic: one chunk without checkpointing (every chunk's probabilities are kept for the
   // backward pass anyway, and each chunk's backward makes its own transposed copy of the output
   // weight, patch 0002); with it, chunks of at most 256 MiB of F32 logits (512 rows at a 128K
   // vocabulary: 4 chunks and 4 such copies at 1 x 2048).
   const int64_t auto_rows =
-      opts_.checkpoint_activations ? std::max<int64_t>(1, (int64_t(256) << 20) / (4 * int64_t(V_))) : rows;
+      opts_.checkpoint_activations ? std::max<int64_t>(1, (int64_t(256) << 20) / (4 * int64_t(Vp_))) : rows;
   chunk_ = int(std::min<int64_t>(rows, opts_.loss_chunk_rows > 0 ? opts_.loss_chunk_rows : auto_rows));
   // A label's index into its chunk's flattened probabilities is an I32.
   if (int64_t(Vp_) * chunk_ > int64_t(INT32_MAX))

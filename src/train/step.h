@@ -99,6 +99,8 @@ class TrainGraph {
   // The trainable tensors and their accumulated gradients (sums over accumulate() calls since
   // the last step()), in the same order.
   const std::vector<ggml_tensor*>& params() const { return params_; }
+  // The loss's vocabulary width: n_vocab, or n_vocab padded for the CPU's matmul (see Vp_).
+  int loss_vocab() const { return Vp_; }
   const std::vector<ggml_tensor*>& gradients() const { return acc_; }
 
   // Optimizer state for checkpoints: m and v per trainable tensor, and the step count.
@@ -118,8 +120,8 @@ class TrainGraph {
   ModelGraph& mg_;
   std::vector<ggml_backend_t> backends_;
   int T_, S_, V_;
-  // The loss's vocabulary: V_ rounded up to kVocabMultiple when the output weight is frozen and V_
-  // is not a multiple (the nano's 2,357): the backward matmul through the output weight contracts
+  // The loss's vocabulary: V_ rounded up to kVocabMultiple when the output weight is frozen, the
+  // device is the CPU and V_ is not a multiple (the nano's 2,357): the backward matmul through the output weight contracts
   // over the vocabulary, and ggml's CPU sgemm takes only multiples of 16 (others fell back to a
   // dot-product loop 5x slower: 14% of a nano LoRA step). out_pad_ is the weight with zero rows
   // appended, pad_bias_ is 0 on real entries and -inf on padding, so softmax gives padding 0.

@@ -185,6 +185,7 @@ TEST_F(TrainStepTest, LossIsTheMeanCrossEntropyOfTheModelsLogitsOverTargets) {
       o.loss_chunk_rows = chunk;
       o.checkpoint_activations = chunk > 0;
       TrainGraph tg(mg, {cpu_}, kT, kS, o);
+      ASSERT_EQ(tg.loss_vocab(), (V + 31) / 32 * 32) << type << ": the padded path";
       EXPECT_NEAR(tg.evaluate(b), ref, 1e-4 * ref) << type << ", loss chunk " << chunk;
       EXPECT_NEAR(tg.accumulate(b), ref, 1e-4 * ref) << type << ", loss chunk " << chunk;
     }
@@ -289,12 +290,16 @@ TEST_F(TrainStepTest, Bf16BackwardCopiesKeepTheGradientsAndBadValuesAreErrors) {
 // every other type's is F32: the gradients equal the forced settings' bit for bit.
 TEST_F(TrainStepTest, BackwardCopiesDefaultToBf16ForBf16WeightsAndF32ForOthers) {
   const HostBatch b = random_batch(ModelGraph(base_model("f32"), cpu_, true, false).hparams().n_vocab, 6);
+  struct Env {  // set for one call, unset however it ends
+    explicit Env(const char* v) {
+      if (v) setenv("GGML_COGUMI_BACKWARD_WEIGHT_TYPE", v, 1);
+    }
+    ~Env() { unsetenv("GGML_COGUMI_BACKWARD_WEIGHT_TYPE"); }
+  };
   auto grads = [&](const std::string& type, const char* env) {
-    if (env) setenv("GGML_COGUMI_BACKWARD_WEIGHT_TYPE", env, 1);
+    Env set(env);
     double loss = 0;
-    auto g = lora_grads(base_model(type), b, &loss);
-    unsetenv("GGML_COGUMI_BACKWARD_WEIGHT_TYPE");
-    return g;
+    return lora_grads(base_model(type), b, &loss);
   };
   const auto bf16_auto = grads("bf16", nullptr), bf16_bf16 = grads("bf16", "bf16"), bf16_f32 = grads("bf16", "f32");
   EXPECT_EQ(bf16_auto, bf16_bf16) << "a BF16 base's backward copies are BF16 by default";
