@@ -23,6 +23,7 @@
 #include "engine/model_init.h"
 #include "test_util.h"
 #include "train/deci_fixture.h"
+#include "train/graph_logits.h"
 #include "train/batches.h"
 #include "train/checkpoint.h"
 #include "train/lora_merge.h"
@@ -30,38 +31,10 @@
 namespace cogumi {
 namespace {
 
-// Logits of the trainer's graph for S rows of T tokens: the causal path (mask == nullptr, pos
-// 0..T-1) or the masked path used for packed rows (pos per token).
-std::vector<float> logits_of(ModelGraph& mg, ggml_backend_t be, int T, int S, const int32_t* toks, const int32_t* pos_data,
-                             const float* mask_data) {
-  ggml_init_params ip{ggml_tensor_overhead() * 16384 + ggml_graph_overhead_custom(16384, false), nullptr, true};
-  ggml_context* ctx = ggml_init(ip);
-  ggml_tensor* tokens = ggml_new_tensor_2d(ctx, GGML_TYPE_I32, T, S);
-  ggml_tensor* pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, mask_data ? int64_t(T) * S : T);
-  ggml_tensor* mask = mask_data ? ggml_new_tensor_4d(ctx, GGML_TYPE_F32, T, T, 1, S) : nullptr;
-  for (auto* t : {tokens, pos, mask})
-    if (t) ggml_set_input(t);
-  ggml_tensor* logits = mg.build_logits(ctx, tokens, pos, mask);
-  ggml_set_output(logits);
-  ggml_cgraph* gf = ggml_new_graph_custom(ctx, 16384, false);
-  ggml_build_forward_expand(gf, logits);
-  ggml_gallocr_t alloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(be));
-  EXPECT_TRUE(ggml_gallocr_alloc_graph(alloc, gf));
-  ggml_backend_tensor_set(tokens, toks, 0, ggml_nbytes(tokens));
-  ggml_backend_tensor_set(pos, pos_data, 0, ggml_nbytes(pos));
-  if (mask) ggml_backend_tensor_set(mask, mask_data, 0, ggml_nbytes(mask));
-  ggml_backend_graph_compute(be, gf);
-  std::vector<float> out(ggml_nelements(logits));
-  ggml_backend_tensor_get(logits, out.data(), 0, ggml_nbytes(logits));
-  ggml_gallocr_free(alloc);
-  ggml_free(ctx);
-  return out;
-}
-
 std::vector<float> graph_logits(ModelGraph& mg, ggml_backend_t be, const std::vector<Token>& toks) {
   std::vector<int32_t> p(toks.size());
   for (size_t i = 0; i < p.size(); ++i) p[i] = int32_t(i);
-  return logits_of(mg, be, int(toks.size()), 1, toks.data(), p.data(), nullptr);
+  return test::graph_logits(mg, be, int(toks.size()), 1, toks.data(), p.data(), nullptr);
 }
 
 double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
@@ -105,7 +78,7 @@ TEST_F(ModelGraphTest, PackedExamplesSeeOnlyThemselves) {
   HostBatch b;
   fill_batch(ex, rows, 0, 1, 1, T, 0, b);
   ModelGraph mg(test::tiny_model(), be_);
-  auto packed = logits_of(mg, be_, T, 1, b.tokens.data(), b.pos.data(), b.mask.data());
+  auto packed = test::graph_logits(mg, be_, T, 1, b.tokens.data(), b.pos.data(), b.mask.data());
   size_t offset = 0;
   for (const auto& e : ex) {
     auto alone = graph_logits(mg, be_, e.tokens);

@@ -1,7 +1,6 @@
 // The training step on frozen bases of every type: LoRA gradients (patch 0002's matmul backward
 // and the sparse cross-entropy) checked against finite differences on an F32 base; LoRAs trained on
 // Q8_0 and Q4_K_M copies end within 5% of the F16 copy's loss; device choices and their errors.
-#include <ggml-alloc.h>
 #include <ggml-backend.h>
 #include <ggml-cpu.h>
 #include <gtest/gtest.h>
@@ -16,6 +15,7 @@
 #include "core/threads.h"
 #include "engine/model_init.h"
 #include "test_util.h"
+#include "train/graph_logits.h"
 #include "train/model_graph.h"
 #include "train/step.h"
 #include "train/trainer.h"
@@ -129,31 +129,6 @@ TEST_F(TrainStepTest, LoraGradientsMatchFiniteDifferences) {
   EXPECT_GE(checked, 5);
 }
 
-// The model's logits for a batch's rows (ModelGraph::build_logits, which matches llama.cpp: see
-// model_graph_test), computed in a graph of their own: the loss's reference.
-std::vector<float> batch_logits(ModelGraph& mg, ggml_backend_t be, const HostBatch& b) {
-  ggml_init_params ip{ggml_tensor_overhead() * 16384 + ggml_graph_overhead_custom(16384, false), nullptr, true};
-  ggml_context* ctx = ggml_init(ip);
-  ggml_tensor* tokens = ggml_new_tensor_2d(ctx, GGML_TYPE_I32, kT, kS);
-  ggml_tensor* pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, int64_t(kT) * kS);
-  ggml_tensor* mask = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, kT, kT, 1, kS);
-  for (auto* t : {tokens, pos, mask}) ggml_set_input(t);
-  ggml_tensor* logits = mg.build_logits(ctx, tokens, pos, mask);
-  ggml_set_output(logits);
-  ggml_cgraph* gf = ggml_new_graph_custom(ctx, 16384, false);
-  ggml_build_forward_expand(gf, logits);
-  ggml_gallocr_t alloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(be));
-  EXPECT_TRUE(ggml_gallocr_alloc_graph(alloc, gf));
-  ggml_backend_tensor_set(tokens, b.tokens.data(), 0, ggml_nbytes(tokens));
-  ggml_backend_tensor_set(pos, b.pos.data(), 0, ggml_nbytes(pos));
-  ggml_backend_tensor_set(mask, b.mask.data(), 0, ggml_nbytes(mask));
-  ggml_backend_graph_compute(be, gf);
-  std::vector<float> out = read(logits);
-  ggml_gallocr_free(alloc);
-  ggml_free(ctx);
-  return out;
-}
-
 // The trainer's loss is the mean cross-entropy of the model's own logits over the target
 // positions (computed here on the host in double from ModelGraph's logits), whatever the loss's
 // chunking, and with the vocabulary padded for the CPU's matmul (the built-in vocabulary, 969
@@ -168,7 +143,8 @@ TEST_F(TrainStepTest, LossIsTheMeanCrossEntropyOfTheModelsLogitsOverTargets) {
     const int V = mg.hparams().n_vocab;
     ASSERT_NE(V % 32, 0) << "the padded vocabulary path needs a vocabulary that is not a multiple of 32";
     const HostBatch b = random_batch(V, 9);
-    const std::vector<float> logits = batch_logits(mg, cpu_, b);
+    // The model's own logits (ModelGraph::build_logits matches llama.cpp: model_graph_test).
+    const std::vector<float> logits = test::graph_logits(mg, cpu_, kT, kS, b.tokens.data(), b.pos.data(), b.mask.data());
     ASSERT_EQ(logits.size(), size_t(V) * kT * kS);
     double ref = 0;
     for (size_t r = 0; r < b.labels.size(); ++r) {
