@@ -57,6 +57,11 @@ void setup_train(CLI::App& sub) {
   auto* ckpt_opt = sub.add_flag("--checkpoint-activations", o.checkpoint_activations,
                "Recompute each block's activations in the backward pass: far less activation memory at long "
                "sequences, about a third more compute, the same results");
+  auto* flash_opt = sub.add_option("--flash-attn", o.flash_attn,
+                 "auto, on or off: flash attention in the forward pass, the attention probabilities recomputed in the "
+                 "backward (far less memory at long sequences; K and V in F16). auto: on for a GPU, off on the CPU")
+      ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->capture_default_str();
   static bool dry_run = false;
   auto* dry_run_opt = sub.add_flag("--dry-run", dry_run, "Print the memory the run needs (weights, LoRA, optimizer, activations) and exit");
   // First-order MAML (train/maml.h): --max-steps meta-steps, --lr the outer AdamW rate, --clip its clip.
@@ -72,7 +77,7 @@ void setup_train(CLI::App& sub) {
   sub.add_option("--query", mo.query, "--maml: query examples per task")->capture_default_str();
   sub.add_option("--init", mo.init, "--maml: start from this adapter (same rank and targets)");
   // MAML has no checkpoints and no memory estimate yet: these options are refused with it, not ignored.
-  maml_flag->excludes(full)->excludes(resume_opt)->excludes(memory_opt)->excludes(dry_run_opt)->excludes(ckpt_opt);
+  maml_flag->excludes(full)->excludes(resume_opt)->excludes(memory_opt)->excludes(dry_run_opt)->excludes(ckpt_opt)->excludes(flash_opt);
   sub.callback([&] {
     if (maml) {
       engine_set_verbose(globals().verbose);

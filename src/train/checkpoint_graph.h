@@ -20,6 +20,16 @@ namespace cogumi {
 struct CheckpointedGraph {
   ggml_cgraph* graph = nullptr;  // the forward nodes in order, then the gradient nodes, each after its recomputations
   int n_recomputed = 0;          // nodes that recompute a forward tensor
+  ggml_cgraph* forward = nullptr;  // with replacements: the forward graph through them (else null: `gf` as it was)
+};
+
+// A forward tensor and what the step computes in its place: a tensor of the same shape and
+// meaning from other forward tensors (flash attention for an attention's output). The gradient
+// still flows through the original's ops (their recomputed copies); a backward node that read the
+// kept original reads the replacement.
+struct GraphReplacement {
+  ggml_tensor* original = nullptr;
+  ggml_tensor* replacement = nullptr;
 };
 
 // `gf`: the forward graph; `gb`: forward + backward, as ggml_build_backward_expand left it on a
@@ -31,7 +41,11 @@ struct CheckpointedGraph {
 // that will run (their sources are rewritten). The new graph, of `graph_size` nodes, is made in
 // `ctx` and carries no gradient table (ggml_graph_get_grad): ggml's allocator, scheduler and
 // backends read only its nodes and leafs.
+// `replacements`: every node that read an original reads its replacement instead, in the forward
+// pass and in the backward one (forward nodes are shared with `gf`, which must not run again:
+// the result's `forward` is its rebuilt version); forward nodes no longer needed are dropped.
 CheckpointedGraph build_checkpointed_backward(ggml_context* ctx, ggml_cgraph* gf, ggml_cgraph* gb,
-                                              const std::vector<ggml_tensor*>& checkpoints, size_t graph_size);
+                                              const std::vector<ggml_tensor*>& checkpoints, size_t graph_size,
+                                              const std::vector<GraphReplacement>& replacements = {});
 
 }  // namespace cogumi

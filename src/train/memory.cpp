@@ -70,10 +70,10 @@ size_t TrainMemory::device_total() const {
 
 std::string TrainMemory::report(const TrainOptions& o) const {
   std::string s = fmt::format(
-      "memory on {}: {} = weights {} + {}{} (accumulators, AdamW moments) + activations {} (--batch {} x --seq-len {}{})",
+      "memory on {}: {} = weights {} + {}{} (accumulators, AdamW moments) + activations {} (--batch {} x --seq-len {}{}{})",
       device, gib(device_total()), part(weights), lora ? "LoRA " + part(lora) + " + optimizer " : "optimizer ",
       part(optimizer), part(activations), o.batch, o.sft.max_len,
-      o.checkpoint_activations ? ", --checkpoint-activations" : "");
+      o.checkpoint_activations ? ", --checkpoint-activations" : "", flash ? ", flash attention" : "");
   if (device_is_cpu && best_copy) s += fmt::format(" + best weights {}", part(best_copy));
   s += fmt::format("; available {} ({})", gib(limit),
                    limit_from_option ? fmt::format("--max-memory-gib {}", o.max_memory_gib) : "the device's free memory");
@@ -91,6 +91,7 @@ TrainMemory estimate_train_memory(const TrainOptions& o, const std::vector<ggml_
   ggml_backend_dev_t d = ggml_backend_get_device(dev);
   m.device = ggml_backend_dev_name(d);
   m.device_is_cpu = ggml_backend_dev_type(d) == GGML_BACKEND_DEVICE_TYPE_CPU;
+  m.flash = o.flash_attn_on(dev);
   for (auto& [_, t] : mg.tensors()) m.weights += held_bytes(buft, t);
   for (auto& [_, t] : mg.lora_tensors()) m.lora += held_bytes(buft, t);
   if (o.val_split > 0 || !o.val_data.empty())
@@ -98,6 +99,7 @@ TrainMemory estimate_train_memory(const TrainOptions& o, const std::vector<ggml_
   if (!o.full) m.q4k_weights = q4k_bytes(mg, buft);
   TrainGraphOptions go;
   go.checkpoint_activations = o.checkpoint_activations;
+  go.flash_attn = o.flash_attn_on(dev);
   const TrainGraphBytes g = TrainGraph::measure(mg, backends, o.sft.max_len, o.batch, go);
   m.optimizer = g.static_bytes;
   m.activations = g.compute.front();
@@ -158,6 +160,14 @@ void check_train_memory(const TrainMemory& m, const TrainOptions& o, const std::
     alt.full = false;
     const size_t n = with(alt);
     ways.push_back({n, "a LoRA instead of --full: " + gib(n)});
+  }
+  if (!m.flash) {
+    TrainOptions alt = o;
+    alt.flash_attn = "on";
+    const size_t n = with(alt);
+    ways.push_back({n, fmt::format("--flash-attn on (no [T, T] attention probabilities kept: they are recomputed in "
+                                   "the backward pass, a few percent more compute; K and V rounded to F16): {}",
+                                   gib(n))});
   }
   if (!o.checkpoint_activations) {
     TrainOptions alt = o;

@@ -24,6 +24,7 @@ namespace cogumi {
 struct TrainMemory {
   std::string device;           // where the weights go: "CPU", "CUDA0", ...
   bool device_is_cpu = true;
+  bool flash = false;           // flash attention (TrainOptions::flash_attn resolved for the device)
   size_t weights = 0;           // the base as held (its file's types; F32 with --full)
   size_t lora = 0;              // LoRA A and B (0 with --full: the weights are the parameters)
   size_t optimizer = 0;         // gradient accumulators, AdamW m and v, step inputs

@@ -332,8 +332,8 @@ ggml_tensor* ModelGraph::rope(ggml_context* ctx, ggml_tensor* t, ggml_tensor* po
 }
 
 ggml_tensor* ModelGraph::build_logits(ggml_context* ctx, ggml_tensor* tokens, ggml_tensor* pos, ggml_tensor* mask,
-                                      std::vector<ggml_tensor*>* checkpoints) const {
-  return output_logits(ctx, build_hidden(ctx, tokens, pos, mask, checkpoints));
+                                      GraphMarks* marks) const {
+  return output_logits(ctx, build_hidden(ctx, tokens, pos, mask, marks));
 }
 
 ggml_tensor* ModelGraph::output_weight() const {
@@ -346,23 +346,32 @@ ggml_tensor* ModelGraph::output_logits(ggml_context* ctx, ggml_tensor* hidden) c
 }
 
 ggml_tensor* ModelGraph::build_hidden(ggml_context* ctx, ggml_tensor* tokens, ggml_tensor* pos, ggml_tensor* mask,
-                                      std::vector<ggml_tensor*>* checkpoints) const {
+                                      GraphMarks* marks) const {
   const int64_t T = tokens->ne[0], S = tokens->ne[1];
   const int hd = hp_.head_dim();
+  auto cheap = [&](ggml_tensor* t) {
+    if (marks) marks->recompute.push_back(t);
+    return t;
+  };
+  auto norm = [&](ggml_tensor* t, const std::string& weight) {
+    return cheap(ggml_mul(ctx, cheap(ggml_rms_norm(ctx, t, hp_.rms_eps)), by_name_.at(weight)));
+  };
   ggml_tensor* x = ggml_get_rows(ctx, by_name_.at("token_embd.weight"), ggml_reshape_1d(ctx, tokens, T * S));
   for (int l = 0; l < hp_.n_layer; ++l) {
-    if (checkpoints) checkpoints->push_back(x);
+    if (marks) marks->block_inputs.push_back(x);
     const std::string b = "blk." + std::to_string(l) + ".";
     const int n_head = hp_.layers[size_t(l)].n_head, n_head_kv = hp_.layers[size_t(l)].n_head_kv;
-    ggml_tensor* h = ggml_mul(ctx, ggml_rms_norm(ctx, x, hp_.rms_eps), by_name_.at(b + "attn_norm.weight"));
+    ggml_tensor* h = norm(x, b + "attn_norm.weight");
     ggml_tensor* q = ggml_reshape_4d(ctx, linear(ctx, h, b + "attn_q.weight"), hd, n_head, T, S);
     ggml_tensor* k = ggml_reshape_4d(ctx, linear(ctx, h, b + "attn_k.weight"), hd, n_head_kv, T, S);
     ggml_tensor* v = ggml_reshape_4d(ctx, linear(ctx, h, b + "attn_v.weight"), hd, n_head_kv, T, S);
     q = rope(ctx, q, pos, mask != nullptr);
     k = rope(ctx, k, pos, mask != nullptr);
     ggml_tensor* Q = ggml_permute(ctx, q, 0, 2, 1, 3);                   // [hd, T, n_head, S]
-    ggml_tensor* K = ggml_cont(ctx, ggml_permute(ctx, k, 0, 2, 1, 3));   // [hd, T, n_head_kv, S]
-    ggml_tensor* V = ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3));   // [T, hd, n_head_kv, S]
+    GraphMarks::Attention att{nullptr, Q, ggml_permute(ctx, k, 0, 2, 1, 3), ggml_permute(ctx, v, 0, 2, 1, 3), mask,
+                              1.0f / std::sqrt(float(hd))};
+    ggml_tensor* K = cheap(ggml_cont(ctx, att.k));                        // [hd, T, n_head_kv, S]
+    ggml_tensor* V = cheap(ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3)));  // [T, hd, n_head_kv, S]
     if (n_head != n_head_kv) {
       // Grouped-query attention: repeat each K/V head for its group (head h reads kv head
       // h / group, as llama.cpp does). ggml's mul_mat backward cannot broadcast heads when
@@ -370,25 +379,38 @@ ggml_tensor* ModelGraph::build_hidden(ggml_context* ctx, ggml_tensor* tokens, gg
       const int g = n_head / n_head_kv;
       auto expand = [&](ggml_tensor* t, int64_t d0, int64_t d1) {
         ggml_tensor* r = ggml_reshape_4d(ctx, t, d0 * d1, 1, n_head_kv, S);
-        r = ggml_repeat(ctx, r, ggml_new_tensor_4d(ctx, GGML_TYPE_F32, d0 * d1, g, n_head_kv, S));
+        r = cheap(ggml_repeat(ctx, r, ggml_new_tensor_4d(ctx, GGML_TYPE_F32, d0 * d1, g, n_head_kv, S)));
         return ggml_reshape_4d(ctx, r, d0, d1, n_head, S);
       };
       K = expand(K, hd, T);
       V = expand(V, T, hd);
     }
-    ggml_tensor* kq = ggml_mul_mat(ctx, K, Q);                           // [T_k, T_q, n_head, S]
-    kq = mask ? ggml_soft_max_ext(ctx, kq, mask, 1.0f / std::sqrt(float(hd)), 0.0f)
-              : ggml_soft_max_ext(ctx, ggml_diag_mask_inf(ctx, kq, 0), nullptr, 1.0f / std::sqrt(float(hd)), 0.0f);
-    ggml_tensor* kqv = ggml_mul_mat(ctx, V, kq);                       // [hd, T_q, n_head, S]
+    ggml_tensor* kq = cheap(ggml_mul_mat(ctx, K, Q));                    // [T_k, T_q, n_head, S]
+    kq = mask ? ggml_soft_max_ext(ctx, kq, mask, att.scale, 0.0f)
+              : ggml_soft_max_ext(ctx, cheap(ggml_diag_mask_inf(ctx, kq, 0)), nullptr, att.scale, 0.0f);
+    ggml_tensor* kqv = ggml_mul_mat(ctx, V, cheap(kq));                  // [hd, T_q, n_head, S]
     ggml_tensor* o = ggml_cont(ctx, ggml_permute(ctx, kqv, 0, 2, 1, 3));  // [hd, n_head, T, S]
+    att.out = o;
+    if (marks) marks->attention.push_back(att);
     o = ggml_reshape_2d(ctx, o, int64_t(hd) * n_head, T * S);
     x = ggml_add(ctx, x, linear(ctx, o, b + "attn_output.weight"));
-    h = ggml_mul(ctx, ggml_rms_norm(ctx, x, hp_.rms_eps), by_name_.at(b + "ffn_norm.weight"));
+    h = norm(x, b + "ffn_norm.weight");
     ggml_tensor* gate = linear(ctx, h, b + "ffn_gate.weight");
     ggml_tensor* up = linear(ctx, h, b + "ffn_up.weight");
-    x = ggml_add(ctx, x, linear(ctx, ggml_mul(ctx, ggml_silu(ctx, gate), up), b + "ffn_down.weight"));
+    ggml_tensor* act = cheap(ggml_mul(ctx, cheap(ggml_silu(ctx, gate)), up));
+    x = ggml_add(ctx, x, linear(ctx, act, b + "ffn_down.weight"));
   }
   return ggml_mul(ctx, ggml_rms_norm(ctx, x, hp_.rms_eps), by_name_.at("output_norm.weight"));
+}
+
+ggml_tensor* ModelGraph::flash_attention(ggml_context* ctx, const GraphMarks::Attention& a) const {
+  if (!a.mask) fail("internal: flash attention in training needs the attention mask");
+  ggml_tensor* k = ggml_cast(ctx, a.k, GGML_TYPE_F16);
+  ggml_tensor* v = ggml_cast(ctx, a.v, GGML_TYPE_F16);
+  ggml_tensor* m = ggml_cast(ctx, a.mask, GGML_TYPE_F16);
+  ggml_tensor* o = ggml_flash_attn_ext(ctx, a.q, k, v, m, a.scale, 0.0f, 0.0f);  // [hd, n_head, T, S]
+  ggml_prec_set_acc(o, GGML_PREC_F32);
+  return o;
 }
 
 }  // namespace cogumi

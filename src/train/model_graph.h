@@ -60,6 +60,25 @@ struct LlamaHparams {
   int head_dim() const { return n_embd_head; }
 };
 
+// Tensors of the forward graph that a training step treats specially (TrainGraph), recorded by
+// ModelGraph::build_hidden, block 0 first.
+struct GraphMarks {
+  // Each block's input (the residual stream entering it): what --checkpoint-activations keeps
+  // (train/checkpoint_graph.h).
+  std::vector<ggml_tensor*> block_inputs;
+  // Tensors cheap to recompute from the matmul outputs a block keeps: the attention probabilities
+  // (scores, mask, softmax: [T, T] per head), the grouped-query K/V expansions, the RMS norms and
+  // the SwiGLU activation and product. What flash attention's backward pass recomputes.
+  std::vector<ggml_tensor*> recompute;
+  // One block's attention: out [hd, n_head, T, S] from q [hd, T, n_head, S] (a view), k and v
+  // [hd, T, n_head_kv, S] (views) under `mask` (F32 [T, T, 1, S]) with the scale 1 / sqrt(hd).
+  struct Attention {
+    ggml_tensor *out = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *mask = nullptr;
+    float scale = 1.0f;
+  };
+  std::vector<Attention> attention;
+};
+
 class ModelGraph {
  public:
   // Loads a llama or deci GGUF into `backend`'s memory. With `keep_file_types` (LoRA: the base is
@@ -95,15 +114,17 @@ class ModelGraph {
   // With `mask` (F32 [n_tokens, n_tokens, 1, n_seq], 0 where query i may attend key j, -inf
   // elsewhere): `pos` is I32 [n_tokens * n_seq], each token's position in its own example.
   // That is how packed rows keep their examples apart.
-  // With `checkpoints`, each block's input (the residual stream entering it) is appended there,
-  // block 0 first: what activation checkpointing keeps (train/checkpoint_graph.h).
+  // With `marks`, the tensors a training step treats specially are recorded there (GraphMarks).
   ggml_tensor* build_logits(ggml_context* ctx, ggml_tensor* tokens, ggml_tensor* pos, ggml_tensor* mask = nullptr,
-                            std::vector<ggml_tensor*>* checkpoints = nullptr) const;
+                            GraphMarks* marks = nullptr) const;
   // build_logits in two parts: the final normed hidden state [n_embd, n_tokens * n_seq], and the
   // output projection of hidden rows [n_embd, rows] to logits [n_vocab, rows] (a loss can project
   // a chunk of rows at a time).
   ggml_tensor* build_hidden(ggml_context* ctx, ggml_tensor* tokens, ggml_tensor* pos, ggml_tensor* mask = nullptr,
-                            std::vector<ggml_tensor*>* checkpoints = nullptr) const;
+                            GraphMarks* marks = nullptr) const;
+  // The attention `a` by ggml's flash attention: K and V cast to F16 (its kernels' type), the mask
+  // to F16; the result has the shape and meaning of a.out, without the [T, T] probabilities.
+  ggml_tensor* flash_attention(ggml_context* ctx, const GraphMarks::Attention& a) const;
   ggml_tensor* output_logits(ggml_context* ctx, ggml_tensor* hidden) const;
   // The matrix output_logits multiplies by: output.weight, or token_embd.weight when tied.
   ggml_tensor* output_weight() const;

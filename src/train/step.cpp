@@ -10,6 +10,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 
 #include <fmt/format.h>
 
@@ -154,10 +155,8 @@ void TrainGraph::build_graphs() {
                       true};
   ctx_graph_ = ggml_init(gp);
   ggml_context* c = ctx_graph_;
-  std::vector<ggml_tensor*> checkpoints;
-  ggml_tensor* hidden = mg_.build_hidden(c, tokens_, pos_, mask_, opts_.checkpoint_activations ? &checkpoints : nullptr);
-  // Kept too: the loss chunks' backward then recomputes only their own projection, not the last block.
-  if (opts_.checkpoint_activations) checkpoints.push_back(hidden);
+  GraphMarks marks;
+  ggml_tensor* hidden = mg_.build_hidden(c, tokens_, pos_, mask_, &marks);
   loss_ = build_loss(c, hidden);
   ggml_set_name(loss_, "loss");
   ggml_set_loss(loss_);
@@ -174,7 +173,7 @@ void TrainGraph::build_graphs() {
   }
   gb_ = ggml_graph_dup(c, gf_, true);
   ggml_build_backward_expand(c, gb_, grad_accs.data());
-  if (opts_.checkpoint_activations) gb_ = build_checkpointed_backward(c, gf_, gb_, checkpoints, kGraphSize).graph;
+  if (opts_.checkpoint_activations || opts_.flash_attn) rebuild_backward(marks, hidden);
 
   // The optimizer step in two graphs: the norm of the averaged gradients, read on the host to
   // decide whether to update at all and by what clip factor; then AdamW.
@@ -194,6 +193,32 @@ void TrainGraph::build_graphs() {
     ggml_tensor* g = ggml_mul(c, acc_[k], factor_);  // factor = inv_micro * min(1, clip / norm)
     ggml_build_forward_expand(gopt_, ggml_opt_step_adamw(c, params_[k], g, m_[k], v_[k], adamw_));
   }
+}
+
+// The backward graph reading recomputed tensors (train/checkpoint_graph.h): with checkpointing
+// everything but the block inputs is recomputed; with flash attention only the tensors the model
+// marks as cheap (and views of them), and the forward's attention outputs come from flash attention.
+void TrainGraph::rebuild_backward(const GraphMarks& marks, ggml_tensor* hidden) {
+  std::vector<ggml_tensor*> keep;
+  if (opts_.checkpoint_activations) {
+    keep = marks.block_inputs;
+    // Kept too: the loss chunks' backward then recomputes only their own projection, not the last block.
+    keep.push_back(hidden);
+  } else {
+    const std::unordered_set<ggml_tensor*> cheap(marks.recompute.begin(), marks.recompute.end());
+    for (int i = 0; i < ggml_graph_n_nodes(gf_); ++i) {
+      ggml_tensor* t = ggml_graph_node(gf_, i);
+      ggml_tensor* root = t;
+      while (root->view_src) root = root->view_src;
+      if (!cheap.count(t) && !cheap.count(root)) keep.push_back(t);
+    }
+  }
+  std::vector<GraphReplacement> replace;
+  if (opts_.flash_attn)
+    for (const auto& a : marks.attention) replace.push_back({a.out, mg_.flash_attention(ctx_graph_, a)});
+  CheckpointedGraph r = build_checkpointed_backward(ctx_graph_, gf_, gb_, keep, kGraphSize, replace);
+  gb_ = r.graph;
+  if (r.forward) gf_ = r.forward;
 }
 
 TrainGraphBytes TrainGraph::measure(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S,

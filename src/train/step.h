@@ -10,7 +10,9 @@
 //     are uploaded per step; gradients accumulated in place into per-parameter buffers
 //     (ggml_build_backward_expand with our accumulators), so gradient accumulation is free.
 //     With TrainGraphOptions::checkpoint_activations the backward part reads recomputed copies
-//     of each block's activations instead of the forward pass's (train/checkpoint_graph.h);
+//     of each block's activations instead of the forward pass's (train/checkpoint_graph.h); with
+//     TrainGraphOptions::flash_attn the forward's attention is ggml's flash attention and the
+//     backward recomputes the attention probabilities (the same mechanism, a smaller set);
 //   - forward only, for validation;
 //   - the optimizer step: the global gradient norm (on the device), then, only when it is
 //     finite, AdamW (ggml_opt_step_adamw) on accumulated gradients / micro-batches times the
@@ -60,6 +62,12 @@ struct TrainGraphOptions {
   // forward pass, the rest is recomputed block by block in the backward pass. Far less activation
   // memory at long sequences for one more forward pass; the same gradients. Default off.
   bool checkpoint_activations = false;
+  // Attention by flash attention in the forward pass (ggml_flash_attn_ext, K and V in F16): no
+  // [T, T] probabilities per head and block are kept for the backward pass, which recomputes them
+  // (and the other tensors GraphMarks::recompute lists: norms, SwiGLU, K/V expansions) from the
+  // matmul outputs each block keeps. Far less memory at long sequences for a recomputed softmax
+  // per block; gradients equal the plain graph's up to F16 rounding of K and V in the forward.
+  bool flash_attn = false;
   // Rows of the loss's logits computed at a time (the output projection, softmax and picked
   // label probability per chunk). With checkpointing only one chunk's logits and probabilities
   // live at a time in the backward pass; the gradients are the same bit for bit whatever the
@@ -111,6 +119,7 @@ class TrainGraph {
   TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S, TrainGraphOptions opts, bool measure);
   void make_static_tensors(bool measure);
   void build_graphs();
+  void rebuild_backward(const GraphMarks& marks, ggml_tensor* hidden);
   void set_inputs(const HostBatch& b);
   ggml_tensor* build_loss(ggml_context* c, ggml_tensor* hidden);
   void compute(ggml_cgraph* g);

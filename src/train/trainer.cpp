@@ -42,6 +42,11 @@ void check_range(const char* option, double v, double lo, double hi) {
 }
 }  // namespace
 
+bool TrainOptions::flash_attn_on(ggml_backend* dev) const {
+  if (flash_attn != "auto") return flash_attn == "on";
+  return ggml_backend_dev_type(ggml_backend_get_device(dev)) != GGML_BACKEND_DEVICE_TYPE_CPU;
+}
+
 void TrainOptions::validate() const {
   if (model.empty()) fail("give a base model (-m)");
   if (data.empty()) fail("give training data (-d FILE[:WEIGHT])");
@@ -78,6 +83,8 @@ void TrainOptions::validate() const {
   if (val_split > 0 && !val_data.empty()) fail("give --val-split or --val-data, not both");
   static const std::regex kDevice("auto|cpu|gpu(:[0-9]{1,3})?");
   if (!device.empty() && !std::regex_match(device, kDevice)) fail("--device must be cpu, gpu or gpu:N, got '{}'", device);
+  if (flash_attn != "auto" && flash_attn != "on" && flash_attn != "off")
+    fail("--flash-attn must be auto, on or off, got '{}'", flash_attn);
   if (cpu_only && device.rfind("gpu", 0) == 0) fail("--cpu and --device {} contradict each other; give one", device);
 }
 
@@ -287,6 +294,7 @@ void TrainRun::prepare(const std::vector<ggml_backend_t>& backends) {
   if (!o_.full) mg_->add_lora(o_.lora, o_.seed);
   TrainGraphOptions go;
   go.checkpoint_activations = o_.checkpoint_activations;
+  go.flash_attn = o_.flash_attn_on(backends.front());
   tg_ = std::make_unique<TrainGraph>(*mg_, backends, T_, S_, go);
   pad_ = tok->info().eos >= 0 ? tok->info().eos : 0;
   order_.resize(examples_.size());

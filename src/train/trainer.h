@@ -22,6 +22,8 @@
 #include "train/lora_spec.h"
 #include "train/sft_data.h"
 
+struct ggml_backend;
+
 namespace cogumi {
 
 // One training file and its mixing weight: 1 uses every example once, 0.3 a seeded 30% sample,
@@ -67,10 +69,17 @@ struct TrainOptions {
   // far less activation memory at long sequences, one more forward pass per step; the same losses
   // and gradients, so it is not part of what --resume checks.
   bool checkpoint_activations = false;
+  // Flash attention in the forward pass, the attention probabilities recomputed in the backward
+  // (--flash-attn, TrainGraphOptions::flash_attn): "auto" (on a GPU, off on the CPU), "on", "off".
+  // Numerics change only by F16 rounding of K and V, so like checkpointing it is not part of what
+  // --resume checks.
+  std::string flash_attn = "auto";
   const std::atomic<bool>* cancel = nullptr;  // set (Ctrl-C): checkpoint and return
   bool progress = true;
   // Every numeric option in its range; errors name the command-line option.
   void validate() const;
+  // --flash-attn resolved for a run whose first backend is `device`.
+  bool flash_attn_on(ggml_backend* device) const;
 };
 
 struct TrainStep {

@@ -84,6 +84,12 @@ class CheckpointGraphTest : public ::testing::Test {
   // One micro-batch's loss and gradients (two accumulate() calls: the second batch adds to the
   // accumulators), LoRA (B non-zero, every target) or full-parameter.
   StepResult step(const std::filesystem::path& model, bool lora, bool checkpoint, int T, int S, int loss_chunk = 0) {
+    TrainGraphOptions go;
+    go.checkpoint_activations = checkpoint;
+    go.loss_chunk_rows = loss_chunk;
+    return step(model, lora, go, T, S);
+  }
+  StepResult step(const std::filesystem::path& model, bool lora, const TrainGraphOptions& go, int T, int S) {
     ModelGraph mg(model, cpu_, /*keep_file_types=*/lora);
     if (lora) {
       LoraSpec spec;
@@ -92,9 +98,6 @@ class CheckpointGraphTest : public ::testing::Test {
       spec.targets = {"q", "k", "v", "o", "gate", "up", "down"};
       mg.add_lora(spec, 3, {}, 0.05f);
     }
-    TrainGraphOptions go;
-    go.checkpoint_activations = checkpoint;
-    go.loss_chunk_rows = loss_chunk;
     TrainGraph tg(mg, {cpu_}, T, S, go);
     StepResult r;
     r.loss = tg.accumulate(packed_batch(mg.hparams().n_vocab, T, S, 1));
@@ -146,6 +149,45 @@ TEST_F(CheckpointGraphTest, GradientsEqualThePlainGraphs) {
   }
 }
 
+// Relative L2 distance per gradient tensor, the largest.
+double worst_rel_l2(const StepResult& a, const StepResult& b) {
+  double worst = 0;
+  for (size_t k = 0; k < b.grads.size(); ++k) {
+    double d2 = 0, n2 = 0;
+    for (size_t i = 0; i < b.grads[k].size(); ++i) {
+      d2 += std::pow(double(a.grads[k][i]) - b.grads[k][i], 2);
+      n2 += std::pow(double(b.grads[k][i]), 2);
+    }
+    worst = std::max(worst, std::sqrt(d2 / std::max(n2, 1e-300)));
+  }
+  return worst;
+}
+
+// Flash attention in the forward pass, the probabilities recomputed in the backward: the loss and
+// every gradient tensor of the plain graph up to the F16 rounding of K and V (LoRA on F16 with
+// and without checkpointing, full-parameter F32).
+TEST_F(CheckpointGraphTest, FlashAttentionGivesThePlainGraphsGradients) {
+  struct Case {
+    std::string type;
+    bool lora, checkpoint;
+  };
+  for (const Case& c : std::vector<Case>{{"f16", true, false}, {"f16", true, true}, {"f32", false, false}}) {
+    SCOPED_TRACE(c.type + (c.lora ? " LoRA" : " full") + (c.checkpoint ? ", checkpointed" : ""));
+    const StepResult plain = step(ckpt_model(c.type), c.lora, false, 32, 2);
+    TrainGraphOptions go;
+    go.flash_attn = true;
+    go.checkpoint_activations = c.checkpoint;
+    const StepResult flash = step(ckpt_model(c.type), c.lora, go, 32, 2);
+    ASSERT_EQ(plain.grads.size(), flash.grads.size());
+    const double rel = worst_rel_l2(flash, plain);
+    std::printf("flash attention vs plain: loss %.7f vs %.7f, worst gradient relative L2 %.2e\n", flash.loss,
+                plain.loss, rel);
+    EXPECT_NEAR(flash.loss, plain.loss, 1e-4 * plain.loss);
+    EXPECT_LT(rel, 5e-3);
+    EXPECT_GT(rel, 0.0);  // the forward did run flash attention (F16 K and V)
+  }
+}
+
 // Every block's activations stay alive for the backward pass without checkpointing; with it only
 // the block inputs do, plus one block's recomputed activations at a time.
 TEST_F(CheckpointGraphTest, ComputeBufferIsMuchSmallerAtALongerSequence) {
@@ -169,6 +211,35 @@ TEST_F(CheckpointGraphTest, ComputeBufferIsMuchSmallerAtALongerSequence) {
   tg.step(AdamWParams{}, 1);
   EXPECT_TRUE(std::isfinite(tg.evaluate(b)));
   EXPECT_EQ(tg.reserved().compute.at(0), ckpt);
+}
+
+// Flash attention keeps no [T, T] probabilities nor the other cheap activations (norms, SwiGLU,
+// K/V expansions) for the backward pass: at 1 x 256 the per-head probabilities dominate a small
+// model's plain buffer. A real graph reserves what was planned and trains and validates.
+TEST_F(CheckpointGraphTest, FlashAttentionKeepsNoAttentionProbabilities) {
+  ModelGraph mg(ckpt_model("f16"), cpu_, true, /*load_data=*/false);
+  LoraSpec spec;
+  spec.rank = 8;
+  mg.add_lora(spec, 1);
+  TrainGraphOptions flash;
+  flash.flash_attn = true;
+  const size_t plain = TrainGraph::measure(mg, {cpu_}, 256, 1).compute.at(0);
+  const size_t fa = TrainGraph::measure(mg, {cpu_}, 256, 1, flash).compute.at(0);
+  std::printf("compute buffer at 1 x 256, 4 blocks: %.1f MiB plain, %.1f MiB flash attention\n", plain / 1048576.0,
+              fa / 1048576.0);
+  // 4 blocks x 4 heads x 256 x 256 F32 probabilities are 4 MiB of the plain graph's.
+  EXPECT_LT(double(fa), double(plain) - 4.0 * 1048576);
+  ModelGraph real(ckpt_model("f16"), cpu_, true);
+  real.add_lora(spec, 1);
+  TrainGraph tg(real, {cpu_}, 256, 1, flash);
+  const HostBatch b = packed_batch(real.hparams().n_vocab, 256, 1, 3);
+  // Validation first (it allocated the full graph, then the forward one over its addresses: the
+  // forward graph in another order than the full one's read reused memory, loss 6.98 for 7.04).
+  const double before = tg.evaluate(b);
+  EXPECT_NEAR(tg.accumulate(b), before, 1e-6 * before);
+  tg.step(AdamWParams{}, 1);
+  EXPECT_LT(tg.evaluate(b), before);
+  EXPECT_EQ(tg.reserved().compute.at(0), fa);
 }
 
 // The loss a chunk of rows at a time (uneven chunks: 64 rows in 7s) gives every gradient of the
