@@ -308,6 +308,13 @@ void Runtime::escalate_unsure(const std::vector<AskRequest>& requests, const std
   inner.errors_in_response = stream.errors_in_response;
   if (stream.on_piece)
     inner.on_piece = [&](size_t k, const std::string& piece) { return stream.on_piece(unsure[k], piece); };
+  // The second decision (its mode and choice on the escalation path) is announced escalated, as serve() does.
+  if (stream.on_decision)
+    inner.on_decision = [&](size_t k, const AskResponse& d) {
+      AskResponse e = d;
+      merge_escalated(out[unsure[k]], e);
+      stream.on_decision(unsure[k], e);
+    };
   std::vector<AskResponse> second = ask(again, inner);
   for (size_t k = 0; k < unsure.size(); ++k) {
     const AskResponse& first = out[unsure[k]];

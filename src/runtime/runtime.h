@@ -108,7 +108,8 @@ struct AskResponse {
 struct AskStream {
   std::function<bool(size_t request, const std::string& piece)> on_piece;
   // Once every request is routed, before anything is generated: the decision (choice, mode,
-  // probabilities, escalation) of request i, so a stream can announce it first.
+  // probabilities, escalation) of request i, so a stream can announce it first. A second time for
+  // a request re-asked on the escalation path (its fast answer under the calibrated threshold).
   std::function<void(size_t request, const AskResponse& decision)> on_decision;
   bool errors_in_response = false;
 };

@@ -425,7 +425,18 @@ TEST(CalibrationRuntime, AskReportsTheCalibratedConfidenceAndEscalatesBelowTheTh
   const std::string s = rt.memory().create_session();
   AskRequest q{"Tom has 3 apples and buys 4 more. How many now?"};
   q.session = s;
-  const auto r = rt.ask({q});
+  std::vector<AskResponse> decided;  // announced twice: the fast decision, then the re-ask's
+  AskStream stream;
+  stream.on_decision = [&](size_t i, const AskResponse& d) {
+    EXPECT_EQ(i, 0u);
+    decided.push_back(d);
+  };
+  const auto r = rt.ask({q}, stream);
+  ASSERT_EQ(decided.size(), 2u);
+  EXPECT_EQ(decided[0].mode, "fast");
+  EXPECT_FALSE(decided[0].escalated);
+  EXPECT_EQ(decided[1].mode, "accurate");
+  EXPECT_TRUE(decided[1].escalated);
   EXPECT_TRUE(r[0].escalated);
   EXPECT_EQ(r[0].escalated_by, "confidence");
   EXPECT_EQ(r[0].mode, "accurate");
