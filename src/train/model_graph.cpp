@@ -228,6 +228,18 @@ ModelGraph::~ModelGraph() {
   if (ctx_w_) ggml_free(ctx_w_);
 }
 
+namespace {
+
+// Block l's groups of weights that read the same input: the group's LoRA A tensor name and its
+// members in the order of its rows.
+std::vector<std::pair<std::string, std::vector<std::string>>> lora_groups(int l) {
+  const std::string b = "blk." + std::to_string(l) + ".";
+  return {{b + "attn_qkv", {b + "attn_q.weight", b + "attn_k.weight", b + "attn_v.weight"}},
+          {b + "ffn_gate_up", {b + "ffn_gate.weight", b + "ffn_up.weight"}}};
+}
+
+}  // namespace
+
 void ModelGraph::add_lora(const LoraSpec& spec, uint64_t seed, const std::filesystem::path& from, float init_b_std) {
   if (spec.rank < 1) fail("LoRA rank must be >= 1, got {}", spec.rank);
   if (spec.targets.empty()) fail("LoRA needs at least one target module");
@@ -235,20 +247,36 @@ void ModelGraph::add_lora(const LoraSpec& spec, uint64_t seed, const std::filesy
   std::vector<std::string> suffixes;
   for (const auto& t : spec.targets) suffixes.push_back("." + lora_target_tensor(t) + ".weight");
   lora_ = spec;
-  ggml_init_params ip{(by_name_.size() * 2 + 8) * ggml_tensor_overhead(), nullptr, true};
+  ggml_init_params ip{(by_name_.size() * 3 + 8) * ggml_tensor_overhead(), nullptr, true};
   ctx_l_ = ggml_init(ip);
   for (auto& [name, w] : by_name_) {
     bool hit = false;
     for (auto& s : suffixes)
       if (name.size() > s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0) hit = true;
     if (!hit) continue;
-    ggml_tensor* a = ggml_new_tensor_2d(ctx_l_, GGML_TYPE_F32, w->ne[0], spec.rank);
     ggml_tensor* b = ggml_new_tensor_2d(ctx_l_, GGML_TYPE_F32, spec.rank, w->ne[1]);
-    ggml_set_name(a, (name + ".lora_a").c_str());
     ggml_set_name(b, (name + ".lora_b").c_str());
-    lora_ab_[name] = {a, b};
+    lora_ab_[name] = {nullptr, b};
   }
   if (lora_ab_.empty()) fail("'{}' has no tensors matching the LoRA targets", path_.string());
+  // A matrices: one tensor per shared-input group of two or more targets, views of it per module.
+  for (int l = 0; l < hp_.n_layer; ++l)
+    for (const auto& [group, members] : lora_groups(l)) {
+      std::vector<std::string> in;
+      for (const auto& m : members)
+        if (lora_ab_.count(m)) in.push_back(m);
+      if (in.size() < 2) continue;
+      const int64_t n_in = by_name_.at(in[0])->ne[0];
+      ggml_tensor* g = ggml_new_tensor_2d(ctx_l_, GGML_TYPE_F32, n_in, spec.rank * int64_t(in.size()));
+      ggml_set_name(g, (group + ".lora_a").c_str());
+      lora_groups_.push_back(g);
+      for (size_t i = 0; i < in.size(); ++i)
+        lora_ab_[in[i]].first = ggml_view_2d(ctx_l_, g, n_in, spec.rank, g->nb[1], i * size_t(spec.rank) * g->nb[1]);
+    }
+  for (auto& [name, ab] : lora_ab_) {
+    if (!ab.first) ab.first = ggml_new_tensor_2d(ctx_l_, GGML_TYPE_F32, by_name_.at(name)->ne[0], spec.rank);
+    ggml_set_name(ab.first, (name + ".lora_a").c_str());
+  }
   has_lora_ = true;
   if (!buf_w_) return;  // shapes only (load_data false)
   buf_l_ = ggml_backend_alloc_ctx_tensors(ctx_l_, backend_);
@@ -296,7 +324,8 @@ std::vector<ggml_tensor*> ModelGraph::trainable() const {
   std::vector<ggml_tensor*> out;
   if (has_lora()) {
     for (auto& [_, ab] : lora_ab_) {
-      out.push_back(ab.first);
+      ggml_tensor* a = ab.first->view_src ? ab.first->view_src : ab.first;  // a group's tensor, once
+      if (std::find(out.begin(), out.end(), a) == out.end()) out.push_back(a);
       out.push_back(ab.second);
     }
   } else {
@@ -307,15 +336,33 @@ std::vector<ggml_tensor*> ModelGraph::trainable() const {
 }
 
 ggml_tensor* ModelGraph::linear(ggml_context* ctx, ggml_tensor* x, const std::string& weight) const {
-  auto it = by_name_.find(weight);
-  if (it == by_name_.end()) fail("'{}': missing tensor '{}'", path_.string(), weight);
-  ggml_tensor* y = ggml_mul_mat(ctx, it->second, x);
-  auto ab = lora_ab_.find(weight);
-  if (ab != lora_ab_.end()) {
-    ggml_tensor* d = ggml_mul_mat(ctx, ab->second.second, ggml_mul_mat(ctx, ab->second.first, x));
-    y = ggml_add(ctx, y, ggml_scale(ctx, d, lora_scale()));
+  return linears(ctx, x, {weight}).front();
+}
+
+std::vector<ggml_tensor*> ModelGraph::linears(ggml_context* ctx, ggml_tensor* x,
+                                              const std::vector<std::string>& weights) const {
+  std::vector<ggml_tensor*> out;
+  std::map<ggml_tensor*, ggml_tensor*> group_ax;  // a group's tensor -> scale * (its A x), computed once
+  for (const auto& weight : weights) {
+    auto it = by_name_.find(weight);
+    if (it == by_name_.end()) fail("'{}': missing tensor '{}'", path_.string(), weight);
+    ggml_tensor* y = ggml_mul_mat(ctx, it->second, x);
+    auto ab = lora_ab_.find(weight);
+    if (ab != lora_ab_.end()) {
+      ggml_tensor* a = ab->second.first;
+      ggml_tensor* ax = nullptr;
+      if (a->view_src) {  // rows [i r, (i+1) r) of the group's product
+        ggml_tensor*& g = group_ax[a->view_src];
+        if (!g) g = ggml_scale(ctx, ggml_mul_mat(ctx, a->view_src, x), lora_scale());
+        ax = ggml_view_2d(ctx, g, a->ne[1], g->ne[1], g->nb[1], a->view_offs / a->nb[1] * g->nb[0]);
+      } else {
+        ax = ggml_scale(ctx, ggml_mul_mat(ctx, a, x), lora_scale());
+      }
+      y = ggml_add(ctx, y, ggml_mul_mat(ctx, ab->second.second, ax));
+    }
+    out.push_back(y);
   }
-  return y;
+  return out;
 }
 
 ggml_tensor* ModelGraph::rope(ggml_context* ctx, ggml_tensor* t, ggml_tensor* pos, bool per_token) const {
@@ -362,9 +409,10 @@ ggml_tensor* ModelGraph::build_hidden(ggml_context* ctx, ggml_tensor* tokens, gg
     const std::string b = "blk." + std::to_string(l) + ".";
     const int n_head = hp_.layers[size_t(l)].n_head, n_head_kv = hp_.layers[size_t(l)].n_head_kv;
     ggml_tensor* h = norm(x, b + "attn_norm.weight");
-    ggml_tensor* q = ggml_reshape_4d(ctx, linear(ctx, h, b + "attn_q.weight"), hd, n_head, T, S);
-    ggml_tensor* k = ggml_reshape_4d(ctx, linear(ctx, h, b + "attn_k.weight"), hd, n_head_kv, T, S);
-    ggml_tensor* v = ggml_reshape_4d(ctx, linear(ctx, h, b + "attn_v.weight"), hd, n_head_kv, T, S);
+    const auto qkv = linears(ctx, h, {b + "attn_q.weight", b + "attn_k.weight", b + "attn_v.weight"});
+    ggml_tensor* q = ggml_reshape_4d(ctx, qkv[0], hd, n_head, T, S);
+    ggml_tensor* k = ggml_reshape_4d(ctx, qkv[1], hd, n_head_kv, T, S);
+    ggml_tensor* v = ggml_reshape_4d(ctx, qkv[2], hd, n_head_kv, T, S);
     q = rope(ctx, q, pos, mask != nullptr);
     k = rope(ctx, k, pos, mask != nullptr);
     ggml_tensor* Q = ggml_permute(ctx, q, 0, 2, 1, 3);                   // [hd, T, n_head, S]
@@ -395,9 +443,8 @@ ggml_tensor* ModelGraph::build_hidden(ggml_context* ctx, ggml_tensor* tokens, gg
     o = ggml_reshape_2d(ctx, o, int64_t(hd) * n_head, T * S);
     x = ggml_add(ctx, x, linear(ctx, o, b + "attn_output.weight"));
     h = norm(x, b + "ffn_norm.weight");
-    ggml_tensor* gate = linear(ctx, h, b + "ffn_gate.weight");
-    ggml_tensor* up = linear(ctx, h, b + "ffn_up.weight");
-    ggml_tensor* act = cheap(ggml_mul(ctx, cheap(ggml_silu(ctx, gate)), up));
+    const auto gate_up = linears(ctx, h, {b + "ffn_gate.weight", b + "ffn_up.weight"});
+    ggml_tensor* act = cheap(ggml_mul(ctx, cheap(ggml_silu(ctx, gate_up[0])), gate_up[1]));
     x = ggml_add(ctx, x, linear(ctx, act, b + "ffn_down.weight"));
   }
   return ggml_mul(ctx, ggml_rms_norm(ctx, x, hp_.rms_eps), by_name_.at("output_norm.weight"));

@@ -130,10 +130,14 @@ class ModelGraph {
   ggml_tensor* output_weight() const;
 
   // Trainable tensors: LoRA A/B when LoRA is on, otherwise every weight (not rope_freqs: fixed
-  // by the model's RoPE scaling, and ggml has no gradient for it).
+  // by the model's RoPE scaling, and ggml has no gradient for it). The LoRA A matrices of modules
+  // that read the same input (a block's q/k/v, its gate/up) are one tensor, trained as one: its
+  // rows are the modules' A matrices one after another (see lora_tensors).
   std::vector<ggml_tensor*> trainable() const;
   // name -> tensor, weights and LoRA.
   const std::map<std::string, ggml_tensor*>& tensors() const { return by_name_; }
+  // The adapter's tensors by their llama.cpp names (blk.N.attn_q.weight.lora_a, ...): A matrices
+  // of a shared-input group are contiguous views of their group's tensor.
   std::map<std::string, ggml_tensor*> lora_tensors() const;
   const std::filesystem::path& path() const { return path_; }
   // Bytes of the weights as held (after any widening).
@@ -141,6 +145,9 @@ class ModelGraph {
 
  private:
   ggml_tensor* linear(ggml_context* ctx, ggml_tensor* x, const std::string& weight) const;
+  // The projections of one input by several weights, with their LoRA deltas (alpha / rank) B (A x)
+  // (the scale applied to the rank-wide A x): one matmul for the A matrices of a shared-input group.
+  std::vector<ggml_tensor*> linears(ggml_context* ctx, ggml_tensor* x, const std::vector<std::string>& weights) const;
   ggml_tensor* rope(ggml_context* ctx, ggml_tensor* t, ggml_tensor* pos, bool per_token) const;
   void read_hparams(gguf_context* g);
   void check_tensors();  // every tensor known and of its shape; sets n_vocab and rope_freqs_
@@ -157,6 +164,7 @@ class ModelGraph {
   ggml_backend_buffer_t buf_l_ = nullptr;
   std::map<std::string, ggml_tensor*> by_name_;
   std::map<std::string, std::pair<ggml_tensor*, ggml_tensor*>> lora_ab_;  // weight name -> (A, B)
+  std::vector<ggml_tensor*> lora_groups_;  // the shared-input groups' A tensors (their members' A are views)
 };
 
 }  // namespace cogumi

@@ -122,7 +122,14 @@ void TrainGraph::make_static_tensors(bool measure) {
     };
     for (ggml_tensor* t = ggml_get_first_tensor(ctx_static_); t; t = ggml_get_next_tensor(ctx_static_, t)) hold(t);
     for (auto& [_, t] : mg_.tensors()) hold(t);
-    for (auto& [_, t] : mg_.lora_tensors()) hold(t);
+    for (ggml_tensor* t : mg_.trainable()) hold(t);  // LoRA groups' A tensors, then their views:
+    for (auto& [_, t] : mg_.lora_tensors())
+      if (t->view_src && !t->buffer) {  // placed like their tensor (ggml would need its data to place them)
+        t->buffer = buf_static_;
+        held_.push_back(t);
+      } else {
+        hold(t);
+      }
     return;
   }
   buf_static_ = ggml_backend_alloc_ctx_tensors(ctx_static_, backends_.front());

@@ -232,8 +232,9 @@ TEST(TrainerTrust, NonFiniteGradientNormSkipsTheUpdateAndIsNeverCheckpointed) {
   o.cancel = &cancel;
   train(o, [&](const TrainStep& s) { cancel = s.step == 2; });
   const std::string ckpt = o.out.string() + ".ckpt.gguf";
-  set_tensor(ckpt, "p.blk.0.attn_q.weight.lora_a", 1e30f);
+  set_tensor(ckpt, "p.blk.0.attn_qkv.lora_a", 1e30f);  // q's and v's A (one tensor: they read the same input)
   set_tensor(ckpt, "p.blk.0.attn_q.weight.lora_b", 0.0f);
+  set_tensor(ckpt, "p.blk.0.attn_v.weight.lora_b", 0.0f);
   const std::string poisoned = read_file(ckpt);
   o.cancel = nullptr;
   o.resume = true;
