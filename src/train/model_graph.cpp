@@ -444,7 +444,7 @@ ggml_tensor* ModelGraph::build_hidden(ggml_context* ctx, ggml_tensor* tokens, gg
     x = ggml_add(ctx, x, linear(ctx, o, b + "attn_output.weight"));
     h = norm(x, b + "ffn_norm.weight");
     const auto gate_up = linears(ctx, h, {b + "ffn_gate.weight", b + "ffn_up.weight"});
-    ggml_tensor* act = cheap(ggml_mul(ctx, cheap(ggml_silu(ctx, gate_up[0])), gate_up[1]));
+    ggml_tensor* act = cheap(ggml_swiglu_split(ctx, gate_up[0], gate_up[1]));  // silu(gate) * up, one op
     x = ggml_add(ctx, x, linear(ctx, act, b + "ffn_down.weight"));
   }
   return ggml_mul(ctx, ggml_rms_norm(ctx, x, hp_.rms_eps), by_name_.at("output_norm.weight"));
