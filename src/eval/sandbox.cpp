@@ -675,7 +675,31 @@ const char* sandbox_outcome_name(SandboxOutcome o) {
   return "setup_error";
 }
 
-SandboxResult run_python_sandboxed(const std::string& program, const SandboxOptions& opts) {
+SandboxSlots::SandboxSlots(int n) : n_(n) {
+  if (n < 1 || n > 4096) fail("sandbox slots must be 1..4096, got {}", n);
+}
+
+void SandboxSlots::acquire() {
+  std::unique_lock lk(mu_);
+  cv_.wait(lk, [&] { return held_ < n_; });
+  peak_ = std::max(peak_, ++held_);
+}
+
+void SandboxSlots::release() {
+  {
+    std::lock_guard lk(mu_);
+    --held_;
+  }
+  cv_.notify_one();
+}
+
+int SandboxSlots::peak() const {
+  std::lock_guard lk(mu_);
+  return peak_;
+}
+
+namespace {
+SandboxResult run_python_sandboxed_now(const std::string& program, const SandboxOptions& opts) {
   const Interpreter& in = interpreter(opts.python);
   if (!in.error.empty()) {
     SandboxResult res;
@@ -691,6 +715,17 @@ SandboxResult run_python_sandboxed(const std::string& program, const SandboxOpti
     return res;
   }
   return run_once(program, opts, in, bwrap);
+}
+}  // namespace
+
+SandboxResult run_python_sandboxed(const std::string& program, const SandboxOptions& opts) {
+  if (!opts.slots) return run_python_sandboxed_now(program, opts);
+  struct Held {
+    SandboxSlots& s;
+    explicit Held(SandboxSlots& x) : s(x) { s.acquire(); }
+    ~Held() { s.release(); }
+  } held(*opts.slots);
+  return run_python_sandboxed_now(program, opts);
 }
 
 std::vector<SandboxResult> run_python_batch(const std::vector<std::string>& programs,

@@ -44,8 +44,11 @@
 // provided: seccomp filtering.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -76,8 +79,25 @@ struct SandboxResult {
   bool memory_exceeded = false;  // the whole-sandbox memory limit killed a process (or all)
 };
 
+// A cap on the sandboxes running at once, shared by every run given it (SandboxOptions::slots):
+// a server checks each finished request on a thread of its own, each with its own batch, so the
+// cap is what keeps many requests finishing together from starting cores x requests sandboxes.
+class SandboxSlots {
+ public:
+  explicit SandboxSlots(int n);  // n >= 1, else Error
+  void acquire();
+  void release();
+  int capacity() const { return n_; }
+  int peak() const;  // the most held at once so far
+ private:
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  int n_ = 1, held_ = 0, peak_ = 0;
+};
+
 struct SandboxOptions {
   SandboxLimits limits;
+  std::shared_ptr<SandboxSlots> slots;  // optional: each run holds one of these while its sandbox runs
   std::string python = "python3";  // resolved once (PATH, pyenv shims) to the real interpreter
   std::string bwrap = "bwrap";     // bubblewrap: on PATH, else /usr/bin/bwrap; or a path
   // If bubblewrap cannot isolate, return kSetupError rather than run unconfined.

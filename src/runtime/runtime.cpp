@@ -172,6 +172,8 @@ int64_t Runtime::kv_cells_total() const { return gen_->kv_cells_total(); }
 
 Runtime::Runtime(SystemConfig cfg) : cfg_(std::move(cfg)) {
   cfg_.validate();
+  sandbox_slots_ = std::make_shared<SandboxSlots>(
+      cfg_.sandboxes > 0 ? cfg_.sandboxes : int(std::max(1u, std::thread::hardware_concurrency())));
   engine_init();
   model_ = Model::load(cfg_.base);
   // "base" always names the base alone (a server's `model: base`), even when the system's
@@ -479,7 +481,9 @@ std::vector<Verdict> Runtime::verify(const std::vector<Plan>& plans, const std::
   std::vector<std::pair<const EvalItem*, std::string>> answers(res.size());
   for (const Plan& p : plans)
     for (size_t s = p.first; s < p.first + p.n; ++s) answers[s] = {&p.item, res[s].text};
-  return verify_outputs(answers, SandboxOptions{}, int(std::max(1u, std::thread::hardware_concurrency())));
+  SandboxOptions so;
+  so.slots = sandbox_slots_;  // one cap for every request's checks, whichever thread runs them
+  return verify_outputs(answers, so, sandbox_slots_->capacity());
 }
 
 // The answer of request i from its samples: the verified vote, its confidence, its cost.

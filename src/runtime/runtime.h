@@ -173,6 +173,8 @@ class Runtime {
   size_t sequences(const AskResponse& decision) const {
     return decision.mode == "accurate" ? size_t(cfg_.samples) : 1;
   }
+  // The most sandboxed checks that ran at once so far (SystemConfig::sandboxes caps it).
+  int sandbox_peak() const { return sandbox_slots_->peak(); }
 
   // The choice the router makes for a query (the default without a router): route_choice().
   std::string route(const std::string& text, RouteDecision* decision = nullptr) const;
@@ -195,6 +197,7 @@ class Runtime {
   std::shared_ptr<Model> model_;
   std::optional<Router> router_;
   std::unique_ptr<Generator> gen_;
+  std::shared_ptr<SandboxSlots> sandbox_slots_;  // SystemConfig::sandboxes, shared by every check
   std::unique_ptr<SessionStore> memory_;
   std::mutex memory_open_;  // memory_ is opened on first use, from any thread
   std::unique_ptr<EscalationDetector> detector_;

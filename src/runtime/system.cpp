@@ -129,6 +129,8 @@ void SystemConfig::validate() const {
     fail("{}: modes.default must be fast or accurate, got '{}'", where, mode);
   if (samples < 1 || samples > 64)
     fail("{}: modes.accurate.samples must be 1..64, got {}", where, samples);
+  if (sandboxes < 0 || sandboxes > 4096)
+    fail("{}: modes.accurate.sandboxes must be 0 (the CPU's cores) or 1..4096, got {}", where, sandboxes);
   if (!(temperature > 0 && temperature <= 2))
     fail("{}: modes.accurate.temperature must be in (0, 2], got {}", where, temperature);
   if (max_tokens < 1 || max_tokens > 32768)
@@ -190,8 +192,9 @@ SystemConfig SystemConfig::load(const std::filesystem::path& path) {
     r.expect_map(m, "modes", {"default", "accurate"});
     if (m["default"]) s.mode = r.get<std::string>(m["default"], "modes.default");
     if (const YAML::Node a = m["accurate"]) {
-      r.expect_map(a, "modes.accurate", {"samples", "temperature", "verify"});
+      r.expect_map(a, "modes.accurate", {"samples", "temperature", "verify", "sandboxes"});
       if (a["verify"]) s.verify = r.get<bool>(a["verify"], "modes.accurate.verify");
+      if (a["sandboxes"]) s.sandboxes = r.get<int>(a["sandboxes"], "modes.accurate.sandboxes");
       if (a["samples"]) s.samples = r.get<int>(a["samples"], "modes.accurate.samples");
       if (a["temperature"])
         s.temperature = r.get<float>(a["temperature"], "modes.accurate.temperature");

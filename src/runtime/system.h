@@ -14,7 +14,7 @@
 //     math: {adapter: nano-math.gguf, ask_as: gsm8k}
 //   threshold: 0.8                    # router confidence below which a request escalates
 //   escalation: accurate              # accurate | base
-//   modes: {default: fast, accurate: {samples: 5, temperature: 0.7, verify: true}}
+//   modes: {default: fast, accurate: {samples: 5, temperature: 0.7, verify: true, sandboxes: 0}}
 //   generation: {max_tokens: 256, parallel: 16, threads: 0}
 //   history: 2                        # the last N turns of a session feed the next prompt
 //   memory: sessions.db               # optional: sessions (turns, decisions, feedback)
@@ -55,6 +55,9 @@ struct SystemConfig {
   // Verification (runtime/verify.h): code run against the request's visible tests, tool calls
   // against the functions' schema; the vote prefers samples that pass. YAML modes.accurate.verify.
   bool verify = true;
+  // Sandboxed checks running at once across all requests (a server finishes each request on a
+  // thread of its own): 0, the CPU's cores, or 1..4096. YAML modes.accurate.sandboxes.
+  int sandboxes = 0;
   // How many of a session's last turns feed the next prompt (0..64; YAML `history`).
   int history = 2;
   float temperature = 0.7f;             // accurate mode sampling temperature, (0, 2]

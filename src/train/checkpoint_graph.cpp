@@ -35,6 +35,7 @@ class Recompute {
     c->op = t->op;
     std::memcpy(c->op_params, t->op_params, sizeof t->op_params);
     c->flags = t->flags & ~kKeptFlags;
+    copies_[t] = c;  // before the sources: ggml_cast's CPY names itself as its destination (src[1])
     for (int j = 0; j < GGML_MAX_SRC; ++j) c->src[j] = (*this)(t->src[j]);
     // A view reads its root's memory: the root is recomputed (or kept) with it.
     if (t->view_src) {
@@ -42,7 +43,6 @@ class Recompute {
       c->view_offs = t->view_offs;
     }
     ggml_format_name(c, "%s (recomputed)", t->name);
-    copies_[t] = c;
     return c;
   }
 

@@ -100,6 +100,7 @@ TrainMemory estimate_train_memory(const TrainOptions& o, const std::vector<ggml_
   TrainGraphOptions go;
   go.checkpoint_activations = o.checkpoint_activations;
   go.flash_attn = o.flash_attn_on(dev);
+  go.dequant_forward = o.dequant_forward_on(dev);
   const TrainGraphBytes g = TrainGraph::measure(mg, backends, o.sft.max_len, o.batch, go);
   m.optimizer = g.static_bytes;
   m.activations = g.compute.front();

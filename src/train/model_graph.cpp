@@ -335,18 +335,33 @@ std::vector<ggml_tensor*> ModelGraph::trainable() const {
   return out;
 }
 
-ggml_tensor* ModelGraph::linear(ggml_context* ctx, ggml_tensor* x, const std::string& weight) const {
-  return linears(ctx, x, {weight}).front();
+ggml_tensor* ModelGraph::linear(ggml_context* ctx, ggml_tensor* x, const std::string& weight, GraphMarks* marks) const {
+  return linears(ctx, x, {weight}, marks).front();
 }
 
-std::vector<ggml_tensor*> ModelGraph::linears(ggml_context* ctx, ggml_tensor* x,
-                                              const std::vector<std::string>& weights) const {
+bool ModelGraph::has_quantized_weights() const {
+  for (auto& [_, t] : by_name_)
+    if (ggml_is_quantized(t->type)) return true;
+  return false;
+}
+
+std::vector<ggml_tensor*> ModelGraph::linears(ggml_context* ctx, ggml_tensor* x, const std::vector<std::string>& weights,
+                                              GraphMarks* marks) const {
   std::vector<ggml_tensor*> out;
   std::map<ggml_tensor*, ggml_tensor*> group_ax;  // a group's tensor -> scale * (its A x), computed once
   for (const auto& weight : weights) {
     auto it = by_name_.find(weight);
     if (it == by_name_.end()) fail("'{}': missing tensor '{}'", path_.string(), weight);
-    ggml_tensor* y = ggml_mul_mat(ctx, it->second, x);
+    ggml_tensor* w = it->second;
+    if (dequant_forward_ && marks && ggml_is_quantized(w->type) && !(w->flags & GGML_TENSOR_FLAG_PARAM)) {
+      // Every row dequantized to F32 (get_rows runs every type on every backend), then BF16.
+      ggml_tensor* rows = ggml_cast(ctx, ggml_arange(ctx, 0.0f, float(w->ne[1]), 1.0f), GGML_TYPE_I32);
+      ggml_tensor* wide = ggml_get_rows(ctx, w, rows);
+      w = ggml_cast(ctx, wide, GGML_TYPE_BF16);
+      marks->recompute.push_back(wide);  // neither copy outlives its matmul: both recomputed
+      marks->recompute.push_back(w);
+    }
+    ggml_tensor* y = ggml_mul_mat(ctx, w, x);
     auto ab = lora_ab_.find(weight);
     if (ab != lora_ab_.end()) {
       ggml_tensor* a = ab->second.first;
@@ -409,7 +424,7 @@ ggml_tensor* ModelGraph::build_hidden(ggml_context* ctx, ggml_tensor* tokens, gg
     const std::string b = "blk." + std::to_string(l) + ".";
     const int n_head = hp_.layers[size_t(l)].n_head, n_head_kv = hp_.layers[size_t(l)].n_head_kv;
     ggml_tensor* h = norm(x, b + "attn_norm.weight");
-    const auto qkv = linears(ctx, h, {b + "attn_q.weight", b + "attn_k.weight", b + "attn_v.weight"});
+    const auto qkv = linears(ctx, h, {b + "attn_q.weight", b + "attn_k.weight", b + "attn_v.weight"}, marks);
     ggml_tensor* q = ggml_reshape_4d(ctx, qkv[0], hd, n_head, T, S);
     ggml_tensor* k = ggml_reshape_4d(ctx, qkv[1], hd, n_head_kv, T, S);
     ggml_tensor* v = ggml_reshape_4d(ctx, qkv[2], hd, n_head_kv, T, S);
@@ -441,11 +456,11 @@ ggml_tensor* ModelGraph::build_hidden(ggml_context* ctx, ggml_tensor* tokens, gg
     att.out = o;
     if (marks) marks->attention.push_back(att);
     o = ggml_reshape_2d(ctx, o, int64_t(hd) * n_head, T * S);
-    x = ggml_add(ctx, x, linear(ctx, o, b + "attn_output.weight"));
+    x = ggml_add(ctx, x, linear(ctx, o, b + "attn_output.weight", marks));
     h = norm(x, b + "ffn_norm.weight");
-    const auto gate_up = linears(ctx, h, {b + "ffn_gate.weight", b + "ffn_up.weight"});
+    const auto gate_up = linears(ctx, h, {b + "ffn_gate.weight", b + "ffn_up.weight"}, marks);
     ggml_tensor* act = cheap(ggml_swiglu_split(ctx, gate_up[0], gate_up[1]));  // silu(gate) * up, one op
-    x = ggml_add(ctx, x, linear(ctx, act, b + "ffn_down.weight"));
+    x = ggml_add(ctx, x, linear(ctx, act, b + "ffn_down.weight", marks));
   }
   return ggml_mul(ctx, ggml_rms_norm(ctx, x, hp_.rms_eps), by_name_.at("output_norm.weight"));
 }

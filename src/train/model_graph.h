@@ -129,6 +129,14 @@ class ModelGraph {
   // The matrix output_logits multiplies by: output.weight, or token_embd.weight when tied.
   ggml_tensor* output_weight() const;
 
+  // Quantized frozen weights multiplied in the forward pass as a BF16 copy dequantized on the fly
+  // (one per matmul, marked for recomputation in GraphMarks::recompute): BF16 GEMMs on a GPU's
+  // tensor cores instead of the quantized kernels. Only where the backward pass recomputes marked
+  // tensors (flash attention, checkpointing): otherwise every block's copies would be kept.
+  void set_dequant_forward(bool on) { dequant_forward_ = on; }
+  // Whether any frozen weight is quantized (what set_dequant_forward acts on).
+  bool has_quantized_weights() const;
+
   // Trainable tensors: LoRA A/B when LoRA is on, otherwise every weight (not rope_freqs: fixed
   // by the model's RoPE scaling, and ggml has no gradient for it). The LoRA A matrices of modules
   // that read the same input (a block's q/k/v, its gate/up) are one tensor, trained as one: its
@@ -144,10 +152,11 @@ class ModelGraph {
   size_t weight_bytes() const;
 
  private:
-  ggml_tensor* linear(ggml_context* ctx, ggml_tensor* x, const std::string& weight) const;
+  ggml_tensor* linear(ggml_context* ctx, ggml_tensor* x, const std::string& weight, GraphMarks* marks = nullptr) const;
   // The projections of one input by several weights, with their LoRA deltas (alpha / rank) B (A x)
   // (the scale applied to the rank-wide A x): one matmul for the A matrices of a shared-input group.
-  std::vector<ggml_tensor*> linears(ggml_context* ctx, ggml_tensor* x, const std::vector<std::string>& weights) const;
+  std::vector<ggml_tensor*> linears(ggml_context* ctx, ggml_tensor* x, const std::vector<std::string>& weights,
+                                    GraphMarks* marks = nullptr) const;
   ggml_tensor* rope(ggml_context* ctx, ggml_tensor* t, ggml_tensor* pos, bool per_token) const;
   void read_hparams(gguf_context* g);
   void check_tensors();  // every tensor known and of its shape; sets n_vocab and rope_freqs_
@@ -156,6 +165,7 @@ class ModelGraph {
   LlamaHparams hp_;
   LoraSpec lora_;
   bool has_lora_ = false;
+  bool dequant_forward_ = false;
   ggml_tensor* rope_freqs_ = nullptr;  // Llama 3.1 frequency factors, or null
   ggml_backend_t backend_;
   ggml_context* ctx_w_ = nullptr;   // weights (no_alloc; data in buf_w_)

@@ -163,7 +163,9 @@ void TrainGraph::build_graphs() {
   ctx_graph_ = ggml_init(gp);
   ggml_context* c = ctx_graph_;
   GraphMarks marks;
+  mg_.set_dequant_forward(opts_.dequant_forward && (opts_.flash_attn || opts_.checkpoint_activations));
   ggml_tensor* hidden = mg_.build_hidden(c, tokens_, pos_, mask_, &marks);
+  mg_.set_dequant_forward(false);
   loss_ = build_loss(c, hidden);
   ggml_set_name(loss_, "loss");
   ggml_set_loss(loss_);

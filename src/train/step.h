@@ -68,6 +68,10 @@ struct TrainGraphOptions {
   // matmul outputs each block keeps. Far less memory at long sequences for a recomputed softmax
   // per block; gradients equal the plain graph's up to F16 rounding of K and V in the forward.
   bool flash_attn = false;
+  // Quantized frozen weights as BF16 copies dequantized per matmul in the forward pass and
+  // recomputed in the backward (ModelGraph::set_dequant_forward): a GPU's BF16 GEMMs instead of
+  // its quantized kernels. Takes effect with flash_attn or checkpoint_activations only.
+  bool dequant_forward = false;
   // Rows of the loss's logits computed at a time (the output projection, softmax and picked
   // label probability per chunk). With checkpointing only one chunk's logits and probabilities
   // live at a time in the backward pass; the gradients are the same bit for bit whatever the

@@ -42,6 +42,11 @@ void check_range(const char* option, double v, double lo, double hi) {
 }
 }  // namespace
 
+bool TrainOptions::dequant_forward_on(ggml_backend* dev) const {
+  if (dequant_forward != "auto") return dequant_forward == "on";
+  return ggml_backend_dev_type(ggml_backend_get_device(dev)) != GGML_BACKEND_DEVICE_TYPE_CPU;
+}
+
 bool TrainOptions::flash_attn_on(ggml_backend* dev) const {
   if (flash_attn != "auto") return flash_attn == "on";
   return ggml_backend_dev_type(ggml_backend_get_device(dev)) != GGML_BACKEND_DEVICE_TYPE_CPU;
@@ -85,6 +90,8 @@ void TrainOptions::validate() const {
   if (!device.empty() && !std::regex_match(device, kDevice)) fail("--device must be cpu, gpu or gpu:N, got '{}'", device);
   if (flash_attn != "auto" && flash_attn != "on" && flash_attn != "off")
     fail("--flash-attn must be auto, on or off, got '{}'", flash_attn);
+  if (dequant_forward != "auto" && dequant_forward != "on" && dequant_forward != "off")
+    fail("--dequant-forward must be auto, on or off, got '{}'", dequant_forward);
   if (cpu_only && device.rfind("gpu", 0) == 0) fail("--cpu and --device {} contradict each other; give one", device);
 }
 
@@ -295,6 +302,7 @@ void TrainRun::prepare(const std::vector<ggml_backend_t>& backends) {
   TrainGraphOptions go;
   go.checkpoint_activations = o_.checkpoint_activations;
   go.flash_attn = o_.flash_attn_on(backends.front());
+  go.dequant_forward = o_.dequant_forward_on(backends.front());
   tg_ = std::make_unique<TrainGraph>(*mg_, backends, T_, S_, go);
   pad_ = tok->info().eos >= 0 ? tok->info().eos : 0;
   order_.resize(examples_.size());

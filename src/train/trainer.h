@@ -74,12 +74,18 @@ struct TrainOptions {
   // Numerics change only by F16 rounding of K and V, so like checkpointing it is not part of what
   // --resume checks.
   std::string flash_attn = "auto";
+  // A quantized base's weights multiplied as BF16 copies dequantized on the fly in the forward
+  // pass (--dequant-forward, TrainGraphOptions::dequant_forward): "auto" (on a GPU), "on", "off".
+  // With flash attention or checkpointing only. Not part of what --resume checks.
+  std::string dequant_forward = "auto";
   const std::atomic<bool>* cancel = nullptr;  // set (Ctrl-C): checkpoint and return
   bool progress = true;
   // Every numeric option in its range; errors name the command-line option.
   void validate() const;
   // --flash-attn resolved for a run whose first backend is `device`.
   bool flash_attn_on(ggml_backend* device) const;
+  // --dequant-forward resolved for a run whose first backend is `device`.
+  bool dequant_forward_on(ggml_backend* device) const;
 };
 
 struct TrainStep {

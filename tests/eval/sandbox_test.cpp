@@ -18,6 +18,7 @@
 #include <fstream>
 #include <iostream>
 #include <set>
+#include <thread>
 #include <string>
 
 #include "core/error.h"
@@ -248,6 +249,24 @@ TEST(Sandbox, BatchKeepsInputOrder) {
   EXPECT_EQ(calls, 8);
   EXPECT_EQ(seen.size(), 8u);
   EXPECT_THROW(run_python_batch(programs, quick(), 0), Error);
+}
+
+// Batches on several threads (a server finishing requests together) share one cap: never more
+// sandboxes at once than the slots, each batch asking for 3 workers; all results still right.
+TEST(Sandbox, SlotsCapSandboxesAcrossConcurrentBatches) {
+  REQUIRE_SANDBOX();
+  SandboxOptions o = quick();
+  o.slots = std::make_shared<SandboxSlots>(2);
+  std::vector<std::string> programs;
+  for (int i = 0; i < 3; ++i) programs.push_back(fmt::format("import time\ntime.sleep(0.2)\nprint({})\n", i));
+  std::vector<std::vector<SandboxResult>> results(3);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 3; ++t) threads.emplace_back([&, t] { results[size_t(t)] = run_python_batch(programs, o, 3); });
+  for (auto& t : threads) t.join();
+  for (const auto& r : results)
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(r[size_t(i)].stdout_tail, fmt::format("{}\n", i)) << describe(r[size_t(i)]);
+  EXPECT_EQ(o.slots->peak(), 2);  // 9 programs of 0.2 s on 9 worker threads: the cap was reached, never passed
+  EXPECT_THROW(SandboxSlots(0), Error);
 }
 
 TEST(Sandbox, MissingInterpreterIsSetupError) {

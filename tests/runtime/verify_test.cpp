@@ -5,9 +5,13 @@
 
 #include <gtest/gtest.h>
 
+#include <mutex>
+
 #include "core/error.h"
+#include "core/io.h"
 #include "eval/score.h"
 #include "runtime/runtime.h"
+#include "test_util.h"
 
 namespace cogumi {
 namespace {
@@ -131,6 +135,47 @@ TEST(Verify, ThePassingAnswerWinsOverAMoreFrequentFailingOne) {
   w = verified_vote({"7", "7", "9", "8", ""}, {-1, -1, -1, -1, -1}, std::vector<V>(5), "agreement");
   EXPECT_FALSE(w.verified);
   EXPECT_THROW(verified_vote({"a"}, {-1}, {}, "tests"), Error);
+}
+
+// A server finishes each request on a thread of its own, each checking its samples in the
+// sandbox: the system's modes.accurate.sandboxes caps the sandboxes of all of them together
+// (before, every request's checks took as many as the CPU has cores). Six accurate code requests
+// of three samples each, served together through the nano base with a cap of 1.
+TEST(Verify, ServedRequestsShareTheSandboxCap) {
+  const fs::path dir = test::tmp_dir() / "verify-slots";
+  fs::create_directories(dir);
+  write_file_atomic(dir / "system.yaml",
+                    "base: " + (fs::path(COGUMI_REPO_DIR) / "models/nano-base.gguf").string() +
+                        "\ndefault: code\nchoices:\n  code: {ask_as: humaneval}\n"
+                        "modes: {default: accurate, accurate: {samples: 3, sandboxes: 1}}\n"
+                        "generation: {max_tokens: 24, parallel: 8}\n");
+  Runtime rt(SystemConfig::load(dir / "system.yaml"));
+  std::mutex mu;
+  std::vector<AskResponse> answers;
+  bool given = false;
+  AskFeed feed;
+  feed.poll = [&](std::vector<AskJob>& admit, bool) {
+    if (given) return false;
+    for (uint64_t i = 0; i < 6; ++i) admit.push_back(AskJob{i, AskRequest{kAddPrompt}, std::nullopt});
+    given = true;
+    return true;
+  };
+  feed.on_done = [&](uint64_t, AskResponse a, const std::string& error) {
+    EXPECT_EQ(error, "");
+    std::lock_guard lk(mu);
+    answers.push_back(std::move(a));
+  };
+  rt.serve(feed);
+  ASSERT_EQ(answers.size(), 6u);
+  for (const auto& a : answers) {
+    EXPECT_EQ(a.mode, "accurate");
+    EXPECT_EQ(a.samples, 3);
+    EXPECT_EQ(a.verifier, "tests");  // checked in the sandbox
+  }
+  EXPECT_EQ(rt.sandbox_peak(), 1);
+  write_file_atomic(dir / "bad.yaml", "base: x.gguf\nmodes: {accurate: {sandboxes: -1}}\n");
+  EXPECT_NE(test::error_of([&] { SystemConfig::load(dir / "bad.yaml"); }).find("modes.accurate.sandboxes"),
+            std::string::npos);
 }
 
 }  // namespace

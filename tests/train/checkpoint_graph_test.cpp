@@ -188,6 +188,31 @@ TEST_F(CheckpointGraphTest, FlashAttentionGivesThePlainGraphsGradients) {
   }
 }
 
+// A quantized base's weights as BF16 copies dequantized per matmul (--dequant-forward, with flash
+// attention): the LoRA gradients of the quantized kernels' path within BF16 rounding, and the
+// copies recomputed in the backward pass rather than kept (all blocks' copies: 1.5 MiB here).
+TEST_F(CheckpointGraphTest, DequantizedForwardKeepsTheGradientsAndNoCopies) {
+  TrainGraphOptions flash, dequant;
+  flash.flash_attn = dequant.flash_attn = true;
+  dequant.dequant_forward = true;
+  const StepResult q = step(ckpt_model("q8_0"), true, flash, 32, 2);
+  const StepResult d = step(ckpt_model("q8_0"), true, dequant, 32, 2);
+  const double rel = worst_rel_l2(d, q);
+  std::printf("Q8_0 base, dequantized BF16 forward vs the quantized matmuls: worst gradient relative L2 %.2e\n", rel);
+  EXPECT_NEAR(d.loss, q.loss, 2e-3 * q.loss);
+  EXPECT_LT(rel, 0.05);  // measured 3.3%: BF16 weights and activations against Q8_0 activations
+  EXPECT_GT(rel, 0.0);   // the BF16 copies were used
+  ModelGraph mg(ckpt_model("q8_0"), cpu_, true, /*load_data=*/false);
+  LoraSpec spec;
+  spec.rank = 8;
+  mg.add_lora(spec, 1);
+  const size_t a = TrainGraph::measure(mg, {cpu_}, 256, 1, flash).compute.at(0);
+  const size_t b = TrainGraph::measure(mg, {cpu_}, 256, 1, dequant).compute.at(0);
+  std::printf("compute buffer at 1 x 256: %.2f MiB quantized matmuls, %.2f MiB dequantized\n", a / 1048576.0,
+              b / 1048576.0);
+  EXPECT_LT(double(b), double(a) + 0.75 * 1048576);
+}
+
 // Every block's activations stay alive for the backward pass without checkpointing; with it only
 // the block inputs do, plus one block's recomputed activations at a time.
 TEST_F(CheckpointGraphTest, ComputeBufferIsMuchSmallerAtALongerSequence) {
