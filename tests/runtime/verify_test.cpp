@@ -173,9 +173,10 @@ TEST(Verify, ServedRequestsShareTheSandboxCap) {
     EXPECT_EQ(a.verifier, "tests");  // checked in the sandbox
   }
   EXPECT_EQ(rt.sandbox_peak(), 1);
-  write_file_atomic(dir / "bad.yaml", "base: x.gguf\nmodes: {accurate: {sandboxes: -1}}\n");
-  EXPECT_NE(test::error_of([&] { SystemConfig::load(dir / "bad.yaml"); }).find("modes.accurate.sandboxes"),
-            std::string::npos);
+  write_file_atomic(dir / "bad.yaml", "base: " + (fs::path(COGUMI_REPO_DIR) / "models/nano-base.gguf").string() +
+                                          "\ndefault: code\nchoices: {code: {ask_as: humaneval}}\nmodes: {accurate: {sandboxes: -1}}\n");
+  const std::string e = test::error_of([&] { Runtime bad(SystemConfig::load(dir / "bad.yaml")); });
+  EXPECT_NE(e.find("modes.accurate.sandboxes must be 0"), std::string::npos) << e;
 }
 
 }  // namespace
