@@ -130,7 +130,7 @@ case "${1:-}" in
     ;;
   engine|train|nano|nanoloop|nanoselect)
     PREFIX=$(scripts/deps.sh --cuda | tail -n 1)
-    if [ "$1" = engine ]; then cogumi_build "$PREFIX"; else cogumi_build "$PREFIX" cogumi_app; fi  # train: the CLI only
+    if [ "$1" = engine ]; then cogumi_build "$PREFIX"; else cogumi_build "$PREFIX" cogumi_app; fi  # the others: the CLI only
     B=$BC/bin
     VOCAB="$PREFIX/src/models/ggml-vocab-llama-bpe.gguf"
     if [ "$1" = nano ]; then

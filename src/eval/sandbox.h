@@ -82,6 +82,8 @@ struct SandboxResult {
 // A cap on the sandboxes running at once, shared by every run given it (SandboxOptions::slots):
 // a server checks each finished request on a thread of its own, each with its own batch, so the
 // cap is what keeps many requests finishing together from starting cores x requests sandboxes.
+// It caps sandboxes, not threads: a batch's workers wait for a slot (outside the sandbox's own
+// timeout), so checks queue behind each other rather than run all at once.
 class SandboxSlots {
  public:
   explicit SandboxSlots(int n);  // n >= 1, else Error

@@ -272,7 +272,8 @@ void add_trains(Plan& plan, const std::shared_ptr<Shared>& sh) {
     // Version 2: the trainer's numbers changed (a padded loss vocabulary; BF16 backward copies by default for BF16
     // bases, which the unset GGML_COGUMI_BACKWARD_WEIGHT_TYPE below does not record), so version 1 results rerun.
     // Version 3: LoRA's scale on A x, one A tensor per shared-input group, flash attention on a GPU (rounding).
-    Stage tr{"train." + d.name, "3", {"base", "trainset." + d.name}, {{"modifier", ms.to_json()}}, {}, {}, {}};
+    // Version 4: a quantized base multiplied as BF16 copies on a GPU (--dequant-forward's default).
+    Stage tr{"train." + d.name, "4", {"base", "trainset." + d.name}, {{"modifier", ms.to_json()}}, {}, {}, {}};
     add_backward_type_setting(tr.settings);
     tr.run = [sh, ms](const StageContext& ctx) {
       const json& set = ctx.result(ctx.stage.deps[1]);

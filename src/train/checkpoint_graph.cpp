@@ -34,6 +34,11 @@ class Recompute {
     std::copy(std::begin(t->nb), std::end(t->nb), std::begin(c->nb));
     c->op = t->op;
     std::memcpy(c->op_params, t->op_params, sizeof t->op_params);
+    // A non-view op writing into another tensor (ggml_cpy into a kept tensor, an in-place op) would write
+    // there a second time when recomputed: not something a model graph marks, so refused.
+    if (t->view_src && t->op != GGML_OP_VIEW && t->op != GGML_OP_RESHAPE && t->op != GGML_OP_PERMUTE &&
+        t->op != GGML_OP_TRANSPOSE)
+      fail("internal: '{}' ({}) writes into another tensor and cannot be recomputed", t->name, ggml_op_desc(t));
     c->flags = t->flags & ~kKeptFlags;
     copies_[t] = c;  // before the sources: ggml_cast's CPY names itself as its destination (src[1])
     for (int j = 0; j < GGML_MAX_SRC; ++j) c->src[j] = (*this)(t->src[j]);
@@ -95,9 +100,10 @@ CheckpointedGraph build_checkpointed_backward(ggml_context* ctx, ggml_cgraph* gf
   }
   CheckpointedGraph out;
   out.n_recomputed = recompute.count();
-  if (size_t(n_all) + size_t(out.n_recomputed) > graph_size)
-    fail("internal: the checkpointed training graph has {} nodes, over the graph size {}", n_all + out.n_recomputed,
-         graph_size);
+  // A replacement brings a few nodes of its own (flash attention: the F16 casts of K, V and the mask).
+  const size_t n_new = size_t(n_all) + size_t(out.n_recomputed) + 8 * replacements.size();
+  if (n_new > graph_size)
+    fail("internal: the checkpointed training graph has about {} nodes, over the graph size {}", n_new, graph_size);
   out.graph = ggml_new_graph_custom(ctx, graph_size, false);
   // Forward nodes in their order; then each gradient node, which expansion places after the
   // recomputed tensors it reads that no earlier node needed, i.e. just before their first use.

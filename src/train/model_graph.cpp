@@ -339,12 +339,6 @@ ggml_tensor* ModelGraph::linear(ggml_context* ctx, ggml_tensor* x, const std::st
   return linears(ctx, x, {weight}, marks).front();
 }
 
-bool ModelGraph::has_quantized_weights() const {
-  for (auto& [_, t] : by_name_)
-    if (ggml_is_quantized(t->type)) return true;
-  return false;
-}
-
 std::vector<ggml_tensor*> ModelGraph::linears(ggml_context* ctx, ggml_tensor* x, const std::vector<std::string>& weights,
                                               GraphMarks* marks) const {
   std::vector<ggml_tensor*> out;

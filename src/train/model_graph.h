@@ -133,9 +133,9 @@ class ModelGraph {
   // (one per matmul, marked for recomputation in GraphMarks::recompute): BF16 GEMMs on a GPU's
   // tensor cores instead of the quantized kernels. Only where the backward pass recomputes marked
   // tensors (flash attention, checkpointing): otherwise every block's copies would be kept.
+  // The input gradient then multiplies by a BF16 copy too (patch 0002's auto type follows the copy):
+  // BF16 tensor-core GEMMs in the backward pass as well, at a BF16 base's precision.
   void set_dequant_forward(bool on) { dequant_forward_ = on; }
-  // Whether any frozen weight is quantized (what set_dequant_forward acts on).
-  bool has_quantized_weights() const;
 
   // Trainable tensors: LoRA A/B when LoRA is on, otherwise every weight (not rope_freqs: fixed
   // by the model's RoPE scaling, and ggml has no gradient for it). The LoRA A matrices of modules

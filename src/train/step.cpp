@@ -157,15 +157,23 @@ void TrainGraph::build_graphs() {
   if (const char* e = std::getenv("GGML_COGUMI_BACKWARD_WEIGHT_TYPE");
       e && *e && std::string_view(e) != "auto" && std::string_view(e) != "f32" && std::string_view(e) != "bf16")
     fail("GGML_COGUMI_BACKWARD_WEIGHT_TYPE is '{}': use auto, f32 or bf16", e);
-  // Five graphs: forward, backward, norm, AdamW, and with checkpointing the rebuilt backward.
-  ggml_init_params gp{4 * kGraphSize * ggml_tensor_overhead() + 5 * ggml_graph_overhead_custom(kGraphSize, true), nullptr,
+  // Up to seven graphs: forward, backward, norm, AdamW, and with checkpointing or flash attention the
+  // rebuilt backward (two with flash attention) and the rebuilt forward.
+  ggml_init_params gp{4 * kGraphSize * ggml_tensor_overhead() + 7 * ggml_graph_overhead_custom(kGraphSize, true), nullptr,
                       true};
   ctx_graph_ = ggml_init(gp);
   ggml_context* c = ctx_graph_;
   GraphMarks marks;
-  mg_.set_dequant_forward(opts_.dequant_forward && (opts_.flash_attn || opts_.checkpoint_activations));
-  ggml_tensor* hidden = mg_.build_hidden(c, tokens_, pos_, mask_, &marks);
-  mg_.set_dequant_forward(false);
+  struct DequantScope {  // the model is shared: the flag holds for this graph's build only, even on a throw
+    ModelGraph& m;
+    DequantScope(ModelGraph& g, bool on) : m(g) { m.set_dequant_forward(on); }
+    ~DequantScope() { m.set_dequant_forward(false); }
+  };
+  ggml_tensor* hidden = nullptr;
+  {
+    DequantScope dq(mg_, opts_.dequant_forward && (opts_.flash_attn || opts_.checkpoint_activations));
+    hidden = mg_.build_hidden(c, tokens_, pos_, mask_, &marks);
+  }
   loss_ = build_loss(c, hidden);
   ggml_set_name(loss_, "loss");
   ggml_set_loss(loss_);

@@ -66,11 +66,13 @@ struct TrainGraphOptions {
   // [T, T] probabilities per head and block are kept for the backward pass, which recomputes them
   // (and the other tensors GraphMarks::recompute lists: norms, SwiGLU, K/V expansions) from the
   // matmul outputs each block keeps. Far less memory at long sequences for a recomputed softmax
-  // per block; gradients equal the plain graph's up to F16 rounding of K and V in the forward.
+  // per block; the gradients are the plain attention's at flash-computed activations (the kernels
+  // round K and V, and on CUDA Q and the probabilities, to F16).
   bool flash_attn = false;
   // Quantized frozen weights as BF16 copies dequantized per matmul in the forward pass and
   // recomputed in the backward (ModelGraph::set_dequant_forward): a GPU's BF16 GEMMs instead of
-  // its quantized kernels. Takes effect with flash_attn or checkpoint_activations only.
+  // its quantized kernels, forward and backward (the input gradients' weight copies are BF16 too,
+  // not F32). Takes effect with flash_attn or checkpoint_activations only.
   bool dequant_forward = false;
   // Rows of the loss's logits computed at a time (the output projection, softmax and picked
   // label probability per chunk). With checkpointing only one chunk's logits and probabilities

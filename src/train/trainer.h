@@ -71,11 +71,12 @@ struct TrainOptions {
   bool checkpoint_activations = false;
   // Flash attention in the forward pass, the attention probabilities recomputed in the backward
   // (--flash-attn, TrainGraphOptions::flash_attn): "auto" (on a GPU, off on the CPU), "on", "off".
-  // Numerics change only by F16 rounding of K and V, so like checkpointing it is not part of what
-  // --resume checks.
+  // Numerics change only by F16 rounding inside attention, so like checkpointing it is not part of
+  // what --resume checks.
   std::string flash_attn = "auto";
   // A quantized base's weights multiplied as BF16 copies dequantized on the fly in the forward
-  // pass (--dequant-forward, TrainGraphOptions::dequant_forward): "auto" (on a GPU), "on", "off".
+  // pass and for the input gradients (--dequant-forward, TrainGraphOptions::dequant_forward): "auto"
+  // (on a GPU), "on", "off".
   // With flash attention or checkpointing only. Not part of what --resume checks.
   std::string dequant_forward = "auto";
   const std::atomic<bool>* cancel = nullptr;  // set (Ctrl-C): checkpoint and return
