@@ -135,12 +135,13 @@ test('an answer streams in and shows the router\'s view', async () => {
   await page.goto(`${base}/`);
   await page.locator('body[data-ready="true"]').waitFor(WAIT);
   assert.equal(await page.title(), 'Cogumi chat');
-  // A slow link (2 KB/s down, through Chromium's network emulation) spreads the stream's pieces
-  // over separate reads, as on a real network, so the growing answer shows in the DOM.
+  // A slow link (600 B/s down, through Chromium's network emulation) spreads the stream's pieces
+  // over separate reads, as on a real network, so the growing answer shows in the DOM (at 2 KB/s a CI run
+  // under load once saw a 21-character answer arrive in two reads).
   const cdp = await page.context().newCDPSession(page);
   await cdp.send('Network.enable');
   await cdp.send('Network.emulateNetworkConditions',
-    { offline: false, latency: 0, downloadThroughput: 2000, uploadThroughput: -1 });
+    { offline: false, latency: 0, downloadThroughput: 600, uploadThroughput: -1 });
   const { article, lengths, text, choice } = await ask(MATH_Q);
   await cdp.send('Network.emulateNetworkConditions',
     { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
