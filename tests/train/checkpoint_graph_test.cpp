@@ -110,6 +110,15 @@ class CheckpointGraphTest : public ::testing::Test {
     return r;
   }
 
+  // The compute buffer TrainGraph plans at 1 x 256 for a rank-8 LoRA on ckpt_model(type).
+  size_t planned_at_256(const std::string& type, const TrainGraphOptions& go = {}) {
+    ModelGraph mg(ckpt_model(type), cpu_, true, /*load_data=*/false);
+    LoraSpec spec;
+    spec.rank = 8;
+    mg.add_lora(spec, 1);
+    return TrainGraph::measure(mg, {cpu_}, 256, 1, go).compute.at(0);
+  }
+
   // The largest |a - b| / max(|b|, 1e-6 * the tensor's largest |b|) over every gradient value.
   static double worst_rel(const StepResult& a, const StepResult& b) {
     double worst = 0;
@@ -202,12 +211,8 @@ TEST_F(CheckpointGraphTest, DequantizedForwardKeepsTheGradientsAndNoCopies) {
   EXPECT_NEAR(d.loss, q.loss, 2e-3 * q.loss);
   EXPECT_LT(rel, 0.05);  // measured 3.3%: BF16 weights and activations against Q8_0 activations
   EXPECT_GT(rel, 0.0);   // the BF16 copies were used
-  ModelGraph mg(ckpt_model("q8_0"), cpu_, true, /*load_data=*/false);
-  LoraSpec spec;
-  spec.rank = 8;
-  mg.add_lora(spec, 1);
-  const size_t a = TrainGraph::measure(mg, {cpu_}, 256, 1, flash).compute.at(0);
-  const size_t b = TrainGraph::measure(mg, {cpu_}, 256, 1, dequant).compute.at(0);
+  const size_t a = planned_at_256("q8_0", flash);
+  const size_t b = planned_at_256("q8_0", dequant);
   std::printf("compute buffer at 1 x 256: %.2f MiB quantized matmuls, %.2f MiB dequantized\n", a / 1048576.0,
               b / 1048576.0);
   EXPECT_LT(double(b), double(a) + 0.75 * 1048576);
@@ -216,18 +221,16 @@ TEST_F(CheckpointGraphTest, DequantizedForwardKeepsTheGradientsAndNoCopies) {
 // Every block's activations stay alive for the backward pass without checkpointing; with it only
 // the block inputs do, plus one block's recomputed activations at a time.
 TEST_F(CheckpointGraphTest, ComputeBufferIsMuchSmallerAtALongerSequence) {
-  ModelGraph mg(ckpt_model("f16"), cpu_, true, /*load_data=*/false);
-  LoraSpec spec;
-  spec.rank = 8;
-  mg.add_lora(spec, 1);
   TrainGraphOptions on;
   on.checkpoint_activations = true;
-  const size_t plain = TrainGraph::measure(mg, {cpu_}, 256, 1).compute.at(0);
-  const size_t ckpt = TrainGraph::measure(mg, {cpu_}, 256, 1, on).compute.at(0);
+  const size_t plain = planned_at_256("f16");
+  const size_t ckpt = planned_at_256("f16", on);
   std::printf("compute buffer at 1 x 256, 4 blocks: %.1f MiB plain, %.1f MiB checkpointed\n", plain / 1048576.0,
               ckpt / 1048576.0);
-  EXPECT_LT(double(ckpt), 0.45 * double(plain));  // measured 0.34 (17.3 -> 5.9 MiB)
+  EXPECT_LT(double(ckpt), 0.45 * double(plain));  // measured 0.29 (15.9 -> 4.6 MiB)
   // A real graph reserves what was planned: the allocator frees the forward originals.
+  LoraSpec spec;
+  spec.rank = 8;
   ModelGraph real(ckpt_model("f16"), cpu_, true);
   real.add_lora(spec, 1);
   TrainGraph tg(real, {cpu_}, 256, 1, on);
@@ -242,18 +245,16 @@ TEST_F(CheckpointGraphTest, ComputeBufferIsMuchSmallerAtALongerSequence) {
 // K/V expansions) for the backward pass: at 1 x 256 the per-head probabilities dominate a small
 // model's plain buffer. A real graph reserves what was planned and trains and validates.
 TEST_F(CheckpointGraphTest, FlashAttentionKeepsNoAttentionProbabilities) {
-  ModelGraph mg(ckpt_model("f16"), cpu_, true, /*load_data=*/false);
-  LoraSpec spec;
-  spec.rank = 8;
-  mg.add_lora(spec, 1);
   TrainGraphOptions flash;
   flash.flash_attn = true;
-  const size_t plain = TrainGraph::measure(mg, {cpu_}, 256, 1).compute.at(0);
-  const size_t fa = TrainGraph::measure(mg, {cpu_}, 256, 1, flash).compute.at(0);
+  const size_t plain = planned_at_256("f16");
+  const size_t fa = planned_at_256("f16", flash);
   std::printf("compute buffer at 1 x 256, 4 blocks: %.1f MiB plain, %.1f MiB flash attention\n", plain / 1048576.0,
               fa / 1048576.0);
   // 4 blocks x 4 heads x 256 x 256 F32 probabilities are 4 MiB of the plain graph's.
   EXPECT_LT(double(fa), double(plain) - 4.0 * 1048576);
+  LoraSpec spec;
+  spec.rank = 8;
   ModelGraph real(ckpt_model("f16"), cpu_, true);
   real.add_lora(spec, 1);
   TrainGraph tg(real, {cpu_}, 256, 1, flash);
