@@ -97,10 +97,7 @@ TrainMemory estimate_train_memory(const TrainOptions& o, const std::vector<ggml_
   if (o.val_split > 0 || !o.val_data.empty())
     for (ggml_tensor* p : mg.trainable()) m.best_copy += ggml_nbytes(p);
   if (!o.full) m.q4k_weights = q4k_bytes(mg, buft);
-  TrainGraphOptions go;
-  go.checkpoint_activations = o.checkpoint_activations;
-  go.flash_attn = o.flash_attn_on(dev);
-  go.dequant_forward = o.dequant_forward_on(dev);
+  const TrainGraphOptions go = o.graph_options(dev);
   const TrainGraphBytes g = TrainGraph::measure(mg, backends, o.sft.max_len, o.batch, go);
   m.optimizer = g.static_bytes;
   m.activations = g.compute.front();

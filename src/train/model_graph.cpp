@@ -360,7 +360,7 @@ std::vector<ggml_tensor*> ModelGraph::linears(ggml_context* ctx, ggml_tensor* x,
     if (ab != lora_ab_.end()) {
       ggml_tensor* a = ab->second.first;
       ggml_tensor* ax = nullptr;
-      if (a->view_src) {  // rows [i r, (i+1) r) of the group's product
+      if (a->view_src && !split_lora_groups_) {  // rows [i r, (i+1) r) of the group's product
         ggml_tensor*& g = group_ax[a->view_src];
         if (!g) g = ggml_scale(ctx, ggml_mul_mat(ctx, a->view_src, x), lora_scale());
         ax = ggml_view_2d(ctx, g, a->ne[1], g->ne[1], g->nb[1], a->view_offs / a->nb[1] * g->nb[0]);

@@ -136,6 +136,10 @@ class ModelGraph {
   // The input gradient then multiplies by a BF16 copy too (patch 0002's auto type follows the copy):
   // BF16 tensor-core GEMMs in the backward pass as well, at a BF16 base's precision.
   void set_dequant_forward(bool on) { dequant_forward_ = on; }
+  // A shared-input group's LoRA A product computed per module (one matmul per row range of the group's
+  // tensor) rather than once for the group: the same values and gradients, in other kernels (cuBLAS
+  // runs a rank-48 A x far slower than three rank-16 ones on the H200). Set while a graph is built.
+  void set_split_lora_groups(bool on) { split_lora_groups_ = on; }
 
   // Trainable tensors: LoRA A/B when LoRA is on, otherwise every weight (not rope_freqs: fixed
   // by the model's RoPE scaling, and ggml has no gradient for it). The LoRA A matrices of modules
@@ -166,6 +170,7 @@ class ModelGraph {
   LoraSpec lora_;
   bool has_lora_ = false;
   bool dequant_forward_ = false;
+  bool split_lora_groups_ = false;
   ggml_tensor* rope_freqs_ = nullptr;  // Llama 3.1 frequency factors, or null
   ggml_backend_t backend_;
   ggml_context* ctx_w_ = nullptr;   // weights (no_alloc; data in buf_w_)

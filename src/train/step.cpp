@@ -164,14 +164,21 @@ void TrainGraph::build_graphs() {
   ctx_graph_ = ggml_init(gp);
   ggml_context* c = ctx_graph_;
   GraphMarks marks;
-  struct DequantScope {  // the model is shared: the flag holds for this graph's build only, even on a throw
+  struct GraphFlagsScope {  // the model is shared: the flags hold for this graph's build only, even on a throw
     ModelGraph& m;
-    DequantScope(ModelGraph& g, bool on) : m(g) { m.set_dequant_forward(on); }
-    ~DequantScope() { m.set_dequant_forward(false); }
+    GraphFlagsScope(ModelGraph& g, bool on, bool split) : m(g) {
+      m.set_dequant_forward(on);
+      m.set_split_lora_groups(split);
+    }
+    ~GraphFlagsScope() {
+      m.set_dequant_forward(false);
+      m.set_split_lora_groups(false);
+    }
   };
   ggml_tensor* hidden = nullptr;
   {
-    DequantScope dq(mg_, opts_.dequant_forward && (opts_.flash_attn || opts_.checkpoint_activations));
+    GraphFlagsScope dq(mg_, opts_.dequant_forward && (opts_.flash_attn || opts_.checkpoint_activations),
+                    opts_.split_lora_groups);
     hidden = mg_.build_hidden(c, tokens_, pos_, mask_, &marks);
   }
   loss_ = build_loss(c, hidden);
@@ -189,7 +196,13 @@ void TrainGraph::build_graphs() {
       if (n == params_[k]) grad_accs[size_t(i)] = acc_[k];
   }
   gb_ = ggml_graph_dup(c, gf_, true);
-  ggml_build_backward_expand(c, gb_, grad_accs.data());
+  {
+    struct OutProdScope {  // patch 0002's flag is global: set for this build only, even on a throw
+      explicit OutProdScope(bool on) { ggml_cogumi_set_out_prod_grads(on); }
+      ~OutProdScope() { ggml_cogumi_set_out_prod_grads(false); }
+    } out_prod(opts_.out_prod_grads);
+    ggml_build_backward_expand(c, gb_, grad_accs.data());
+  }
   if (opts_.checkpoint_activations || opts_.flash_attn) rebuild_backward(marks, hidden);
 
   // The optimizer step in two graphs: the norm of the averaged gradients, read on the host to
@@ -251,6 +264,12 @@ TrainGraphBytes TrainGraph::measure(ModelGraph& mg, std::vector<ggml_backend_t> 
     for (size_t i = 0; i < sizes.size(); ++i) out.compute[i] = std::max(out.compute[i], sizes[i]);
   }
   return out;
+}
+
+int TrainGraph::backward_op_count(int op) const {
+  int n = 0;
+  for (int i = 0; i < ggml_graph_n_nodes(gb_); ++i) n += int(ggml_graph_node(gb_, i)->op) == op;
+  return n;
 }
 
 TrainGraphBytes TrainGraph::reserved() const {

@@ -74,6 +74,12 @@ struct TrainGraphOptions {
   // its quantized kernels, forward and backward (the input gradients' weight copies are BF16 too,
   // not F32). Takes effect with flash_attn or checkpoint_activations only.
   bool dequant_forward = false;
+  // F32 x F32 matmuls' gradients (LoRA A/B, attention) as OUT_PROD GEMMs reading their operands
+  // transposed in place (patch 0002's ggml_cogumi_set_out_prod_grads), not ggml_mul_mat of
+  // transposed copies: on CUDA no [T, T] transposes per block; on the CPU OUT_PROD is a slow loop.
+  bool out_prod_grads = false;
+  // ModelGraph::set_split_lora_groups: each module's LoRA A x by its own matmul, not one per group.
+  bool split_lora_groups = false;
   // Rows of the loss's logits computed at a time (the output projection, softmax and picked
   // label probability per chunk). With checkpointing only one chunk's logits and probabilities
   // live at a time in the backward pass; the gradients are the same bit for bit whatever the
@@ -116,6 +122,8 @@ class TrainGraph {
   // The loss's vocabulary width: n_vocab, or n_vocab padded for the CPU's matmul (see Vp_).
   int loss_vocab() const { return Vp_; }
   const std::vector<ggml_tensor*>& gradients() const { return acc_; }
+  // Nodes of the forward + backward graph with operation `op` (which kernels a step runs).
+  int backward_op_count(int op) const;
 
   // Optimizer state for checkpoints: m and v per trainable tensor, and the step count.
   std::vector<ggml_tensor*> moments() const;

@@ -5,10 +5,12 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <numeric>
 #include <random>
 #include <regex>
 #include <sstream>
+#include <string_view>
 #include <thread>
 
 #include "core/error.h"
@@ -45,6 +47,25 @@ void check_range(const char* option, double v, double lo, double hi) {
 bool TrainOptions::dequant_forward_on(ggml_backend* dev) const {
   if (dequant_forward != "auto") return dequant_forward == "on";
   return ggml_backend_dev_type(ggml_backend_get_device(dev)) != GGML_BACKEND_DEVICE_TYPE_CPU;
+}
+
+bool TrainOptions::out_prod_grads_on(ggml_backend* dev) const {
+  if (out_prod_grads != "auto") return out_prod_grads == "on";
+  return ggml_backend_dev_type(ggml_backend_get_device(dev)) != GGML_BACKEND_DEVICE_TYPE_CPU;
+}
+
+TrainGraphOptions TrainOptions::graph_options(ggml_backend* dev) const {
+  TrainGraphOptions go;
+  go.checkpoint_activations = checkpoint_activations;
+  go.flash_attn = flash_attn_on(dev);
+  go.dequant_forward = dequant_forward_on(dev);
+  go.out_prod_grads = out_prod_grads_on(dev);
+  const char* e = std::getenv("COGUMI_LORA_GROUP_FORWARD");
+  const std::string_view split = e ? e : "";
+  if (!split.empty() && split != "group" && split != "split")
+    fail("COGUMI_LORA_GROUP_FORWARD is '{}': use group or split", split);
+  go.split_lora_groups = split == "split";
+  return go;
 }
 
 bool TrainOptions::flash_attn_on(ggml_backend* dev) const {
@@ -92,6 +113,8 @@ void TrainOptions::validate() const {
     fail("--flash-attn must be auto, on or off, got '{}'", flash_attn);
   if (dequant_forward != "auto" && dequant_forward != "on" && dequant_forward != "off")
     fail("--dequant-forward must be auto, on or off, got '{}'", dequant_forward);
+  if (out_prod_grads != "auto" && out_prod_grads != "on" && out_prod_grads != "off")
+    fail("--out-prod-grads must be auto, on or off, got '{}'", out_prod_grads);
   if (cpu_only && device.rfind("gpu", 0) == 0) fail("--cpu and --device {} contradict each other; give one", device);
 }
 
@@ -299,11 +322,7 @@ void TrainRun::prepare(const std::vector<ggml_backend_t>& backends) {
   res_.n_val = val_.size();
   mg_ = std::make_unique<ModelGraph>(o_.model, backends.front(), /*keep_file_types=*/!o_.full);
   if (!o_.full) mg_->add_lora(o_.lora, o_.seed);
-  TrainGraphOptions go;
-  go.checkpoint_activations = o_.checkpoint_activations;
-  go.flash_attn = o_.flash_attn_on(backends.front());
-  go.dequant_forward = o_.dequant_forward_on(backends.front());
-  tg_ = std::make_unique<TrainGraph>(*mg_, backends, T_, S_, go);
+  tg_ = std::make_unique<TrainGraph>(*mg_, backends, T_, S_, o_.graph_options(backends.front()));
   pad_ = tok->info().eos >= 0 ? tok->info().eos : 0;
   order_.resize(examples_.size());
   std::iota(order_.begin(), order_.end(), 0);

@@ -26,6 +26,8 @@ struct ggml_backend;
 
 namespace cogumi {
 
+struct TrainGraphOptions;  // train/step.h
+
 // One training file and its mixing weight: 1 uses every example once, 0.3 a seeded 30% sample,
 // 2.5 every example twice plus a seeded half of them again.
 struct DataSource {
@@ -79,6 +81,10 @@ struct TrainOptions {
   // (on a GPU), "on", "off".
   // With flash attention or checkpointing only. Not part of what --resume checks.
   std::string dequant_forward = "auto";
+  // F32 matmuls' gradients (LoRA A/B, attention) by OUT_PROD GEMMs that read the operands transposed
+  // in place (--out-prod-grads, TrainGraphOptions::out_prod_grads): "auto" (on a GPU, whose OUT_PROD is
+  // a GEMM; off on the CPU, where it is a slow loop), "on", "off". Rounding-level changes only.
+  std::string out_prod_grads = "auto";
   const std::atomic<bool>* cancel = nullptr;  // set (Ctrl-C): checkpoint and return
   bool progress = true;
   // Every numeric option in its range; errors name the command-line option.
@@ -87,6 +93,11 @@ struct TrainOptions {
   bool flash_attn_on(ggml_backend* device) const;
   // --dequant-forward resolved for a run whose first backend is `device`.
   bool dequant_forward_on(ggml_backend* device) const;
+  // --out-prod-grads resolved for a run whose first backend is `device`.
+  bool out_prod_grads_on(ggml_backend* device) const;
+  // TrainGraphOptions with the options above resolved for `device`; COGUMI_LORA_GROUP_FORWARD=split
+  // (a benchmark switch, bench/device.sh's SPLIT=) sets split_lora_groups, "group" or unset clears it.
+  TrainGraphOptions graph_options(ggml_backend* device) const;
 };
 
 struct TrainStep {

@@ -218,6 +218,60 @@ TEST_F(CheckpointGraphTest, DequantizedForwardKeepsTheGradientsAndNoCopies) {
   EXPECT_LT(double(b), double(a) + 0.75 * 1048576);
 }
 
+// Patch 0002's OUT_PROD gradients (the GPU default): the same gradients as the transposed-copy path
+// for the plain, flash-attention and checkpointed graphs, LoRA and full training, and no transposed
+// copies, so a smaller compute buffer (the [T, T] attention transposes were 21% of a 1B step on the H200).
+TEST_F(CheckpointGraphTest, OutProdGradientsMatchTheTransposedCopiesAndKeepNone) {
+  for (const bool lora : {true, false}) {
+    for (const int variant : {0, 1, 2}) {
+      TrainGraphOptions copies, out_prod;
+      copies.flash_attn = out_prod.flash_attn = variant == 1;
+      copies.checkpoint_activations = out_prod.checkpoint_activations = variant == 2;
+      out_prod.out_prod_grads = true;
+      const StepResult a = step(ckpt_model(lora ? "f16" : "f32"), lora, copies, 32, 2);
+      const StepResult b = step(ckpt_model(lora ? "f16" : "f32"), lora, out_prod, 32, 2);
+      const double rel = worst_rel_l2(b, a);
+      std::printf("%s, %s: out_prod vs transposed copies, worst gradient relative L2 %.2e\n", lora ? "LoRA" : "full",
+                  variant == 0 ? "plain" : variant == 1 ? "flash attention" : "checkpointed", rel);
+      EXPECT_NEAR(b.loss, a.loss, 1e-6 * a.loss);
+      EXPECT_LT(rel, 1e-4);  // F32 both ways: summation order only
+    }
+  }
+  EXPECT_FALSE(ggml_cogumi_get_out_prod_grads());  // the global flag holds for a graph's build only
+  // The kernels a step runs: OUT_PROD GEMMs instead of transposed copies (at least the two [T, T]
+  // attention transposes per block are gone; 4 blocks).
+  LoraSpec spec;
+  spec.rank = 8;
+  ModelGraph mg(ckpt_model("f16"), cpu_, true);
+  mg.add_lora(spec, 1);
+  TrainGraphOptions out_prod;
+  out_prod.out_prod_grads = true;
+  TrainGraph copies_graph(mg, {cpu_}, 64, 1), out_prod_graph(mg, {cpu_}, 64, 1, out_prod);
+  const int conts = copies_graph.backward_op_count(GGML_OP_CONT), conts_op = out_prod_graph.backward_op_count(GGML_OP_CONT);
+  std::printf("backward graph: %d CONT / %d OUT_PROD with copies, %d / %d with out_prod\n", conts,
+              copies_graph.backward_op_count(GGML_OP_OUT_PROD), conts_op, out_prod_graph.backward_op_count(GGML_OP_OUT_PROD));
+  EXPECT_EQ(copies_graph.backward_op_count(GGML_OP_OUT_PROD), 0);
+  EXPECT_GT(out_prod_graph.backward_op_count(GGML_OP_OUT_PROD), 0);
+  EXPECT_LE(conts_op, conts - 2 * 4);
+}
+
+// A shared-input group's LoRA A x per module (ModelGraph::set_split_lora_groups) or once per group:
+// the same loss and gradients (the group tensor's gradient gathered from its row views).
+TEST_F(CheckpointGraphTest, SplitLoraGroupsGiveTheGroupedGradients) {
+  for (const bool flash : {false, true}) {
+    TrainGraphOptions grouped, split;
+    grouped.flash_attn = split.flash_attn = flash;
+    split.split_lora_groups = true;
+    const StepResult a = step(ckpt_model("f16"), true, grouped, 32, 2);
+    const StepResult b = step(ckpt_model("f16"), true, split, 32, 2);
+    ASSERT_EQ(a.grads.size(), b.grads.size());
+    const double rel = worst_rel_l2(b, a);
+    std::printf("%s: split vs grouped LoRA A, worst gradient relative L2 %.2e\n", flash ? "flash" : "plain", rel);
+    EXPECT_NEAR(b.loss, a.loss, 1e-6 * a.loss);
+    EXPECT_LT(rel, 1e-5);
+  }
+}
+
 // Every block's activations stay alive for the backward pass without checkpointing; with it only
 // the block inputs do, plus one block's recomputed activations at a time.
 TEST_F(CheckpointGraphTest, ComputeBufferIsMuchSmallerAtALongerSequence) {
