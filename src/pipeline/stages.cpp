@@ -65,6 +65,8 @@ json eval_stage(const Shared& sh, const StageContext& ctx, const std::vector<Ben
 void add_backward_type_setting(json& settings) {
   const char* e = std::getenv("GGML_COGUMI_BACKWARD_WEIGHT_TYPE");
   if (e && *e && std::string_view(e) != "auto") settings["backward_weight_type"] = e;
+  const char* g = std::getenv("COGUMI_LORA_GROUP_FORWARD");
+  if (g && std::string_view(g) == "split") settings["lora_group_forward"] = g;
 }
 
 }  // namespace pipeline_detail
@@ -273,7 +275,8 @@ void add_trains(Plan& plan, const std::shared_ptr<Shared>& sh) {
     // bases, which the unset GGML_COGUMI_BACKWARD_WEIGHT_TYPE below does not record), so version 1 results rerun.
     // Version 3: LoRA's scale on A x, one A tensor per shared-input group, flash attention on a GPU (rounding).
     // Version 4: a quantized base multiplied as BF16 copies on a GPU (--dequant-forward's default).
-    Stage tr{"train." + d.name, "4", {"base", "trainset." + d.name}, {{"modifier", ms.to_json()}}, {}, {}, {}};
+    // Version 5: F32 matmuls' gradients as OUT_PROD GEMMs on a GPU (--out-prod-grads's default; rounding).
+    Stage tr{"train." + d.name, "5", {"base", "trainset." + d.name}, {{"modifier", ms.to_json()}}, {}, {}, {}};
     add_backward_type_setting(tr.settings);
     tr.run = [sh, ms](const StageContext& ctx) {
       const json& set = ctx.result(ctx.stage.deps[1]);

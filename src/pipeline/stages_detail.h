@@ -31,8 +31,9 @@ struct Shared {
 DomainFiles files_of(const DomainConfig& d, const fs::path& data);
 // Per domain {n, correct, accuracy (points)} from an eval summary (pooled over its test kinds).
 json domain_accuracy(const json& summary, const std::vector<DomainFiles>& domains);
-// Adds the trainer's GGML_COGUMI_BACKWARD_WEIGHT_TYPE to a training stage's settings when it is set
-// to something other than the default: it changes the trained weights, so it belongs in the key.
+// Adds the trainer's GGML_COGUMI_BACKWARD_WEIGHT_TYPE and COGUMI_LORA_GROUP_FORWARD to a training stage's
+// settings when set to something other than the default: they change the trained weights (rounding), so
+// they belong in the key.
 void add_backward_type_setting(json& settings);
 // Runs one evaluation into STAGE_DIR/run (resuming its items); result {run, summary, domains}.
 json eval_stage(const Shared& sh, const StageContext& ctx, const std::vector<BenchSpec>& benches, size_t limit,
