@@ -6,7 +6,8 @@ ggml_out_prod as cublasSgemm(N, T or N, ...), on a handle in TF32 tensor-op math
 workspace (ggml-cuda/common.cuh). This calls the same function with the same arguments through
 ctypes (PyTorch only allocates and times), so a shape that cuBLAS's heuristics run slowly shows here
 the way it shows in a training step's profile: the rank-48 LoRA A (q, k and v grouped) forward
-matmul took 0.73 ms for 0.8 GFLOP on the H200 where rank 16 took 0.044 ms.
+matmul took 0.73 ms per profiled node for 0.8 GFLOP on the H200 where the rank-16 ones took 0.044 ms (this
+script then timed the GEMM alone at 18 us: the node's time was not cuBLAS's).
 
 Usage (the device machine): python3 bench/cublas_shapes.py   -> a Markdown table on stdout
 """

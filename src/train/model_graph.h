@@ -137,8 +137,9 @@ class ModelGraph {
   // BF16 tensor-core GEMMs in the backward pass as well, at a BF16 base's precision.
   void set_dequant_forward(bool on) { dequant_forward_ = on; }
   // A shared-input group's LoRA A product computed per module (one matmul per row range of the group's
-  // tensor) rather than once for the group: the same values and gradients, in other kernels (cuBLAS
-  // runs a rank-48 A x far slower than three rank-16 ones on the H200). Set while a graph is built.
+  // tensor) rather than once for the group: the same values and gradients, in other kernels. A
+  // benchmark switch (COGUMI_LORA_GROUP_FORWARD=split): 2-3.4% slower than grouped on the H200 at 8B.
+  // Set while a graph is built.
   void set_split_lora_groups(bool on) { split_lora_groups_ = on; }
 
   // Trainable tensors: LoRA A/B when LoRA is on, otherwise every weight (not rope_freqs: fixed
