@@ -348,12 +348,9 @@ std::vector<ggml_tensor*> ModelGraph::linears(ggml_context* ctx, ggml_tensor* x,
     if (it == by_name_.end()) fail("'{}': missing tensor '{}'", path_.string(), weight);
     ggml_tensor* w = it->second;
     if (dequant_forward_ && marks && ggml_is_quantized(w->type) && !(w->flags & GGML_TENSOR_FLAG_PARAM)) {
-      // Every row dequantized to F32 (get_rows runs every type on every backend), then BF16.
-      ggml_tensor* rows = ggml_cast(ctx, ggml_arange(ctx, 0.0f, float(w->ne[1]), 1.0f), GGML_TYPE_I32);
-      ggml_tensor* wide = ggml_get_rows(ctx, w, rows);
-      w = ggml_cast(ctx, wide, GGML_TYPE_BF16);
-      marks->recompute.push_back(wide);  // neither copy outlives its matmul: both recomputed
-      marks->recompute.push_back(w);
+      // Dequantized straight to BF16 in one pass (patch 0008: CUDA and the CPU).
+      w = ggml_cast(ctx, w, GGML_TYPE_BF16);
+      marks->recompute.push_back(w);  // the copy does not outlive its matmul: recomputed in the backward
     }
     ggml_tensor* y = ggml_mul_mat(ctx, w, x);
     auto ab = lora_ab_.find(weight);

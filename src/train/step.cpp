@@ -198,8 +198,9 @@ void TrainGraph::build_graphs() {
   gb_ = ggml_graph_dup(c, gf_, true);
   {
     struct OutProdScope {  // patch 0002's flag is global: set for this build only, even on a throw
+      bool prev = ggml_cogumi_get_out_prod_grads();
       explicit OutProdScope(bool on) { ggml_cogumi_set_out_prod_grads(on); }
-      ~OutProdScope() { ggml_cogumi_set_out_prod_grads(false); }
+      ~OutProdScope() { ggml_cogumi_set_out_prod_grads(prev); }
     } out_prod(opts_.out_prod_grads);
     ggml_build_backward_expand(c, gb_, grad_accs.data());
   }
@@ -266,9 +267,12 @@ TrainGraphBytes TrainGraph::measure(ModelGraph& mg, std::vector<ggml_backend_t> 
   return out;
 }
 
-int TrainGraph::backward_op_count(int op) const {
+int TrainGraph::backward_op_count(int op, int src0_type) const {
   int n = 0;
-  for (int i = 0; i < ggml_graph_n_nodes(gb_); ++i) n += int(ggml_graph_node(gb_, i)->op) == op;
+  for (int i = 0; i < ggml_graph_n_nodes(gb_); ++i) {
+    const ggml_tensor* t = ggml_graph_node(gb_, i);
+    n += int(t->op) == op && (src0_type < 0 || (t->src[0] && int(t->src[0]->type) == src0_type));
+  }
   return n;
 }
 

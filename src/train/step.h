@@ -122,8 +122,9 @@ class TrainGraph {
   // The loss's vocabulary width: n_vocab, or n_vocab padded for the CPU's matmul (see Vp_).
   int loss_vocab() const { return Vp_; }
   const std::vector<ggml_tensor*>& gradients() const { return acc_; }
-  // Nodes of the forward + backward graph with operation `op` (which kernels a step runs).
-  int backward_op_count(int op) const;
+  // Nodes of the forward + backward graph with operation `op` (which kernels a step runs), only those
+  // whose first source has type `src0_type` when it is not negative.
+  int backward_op_count(int op, int src0_type = -1) const;
 
   // Optimizer state for checkpoints: m and v per trainable tensor, and the step count.
   std::vector<ggml_tensor*> moments() const;

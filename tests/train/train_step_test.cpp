@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <limits>
 #include <random>
+#include <tuple>
 
 #include "core/error.h"
 #include "core/threads.h"
@@ -92,10 +93,10 @@ class TrainStepTest : public ::testing::Test {
   // Gradients of one micro-batch for a LoRA (B non-zero, so every A and B has a gradient) on `model`.
   // keep_file_types false widens an F16/BF16 base to F32 (the same values on the F32 path).
   std::vector<std::vector<float>> lora_grads(const std::filesystem::path& model, const HostBatch& b, double* loss,
-                                             bool keep_file_types = true) {
+                                             bool keep_file_types = true, const TrainGraphOptions& go = {}) {
     ModelGraph mg(model, cpu_, keep_file_types);
     mg.add_lora(all_targets(4), 3, {}, 0.05f);
-    TrainGraph tg(mg, {cpu_}, kT, kS);
+    TrainGraph tg(mg, {cpu_}, kT, kS, go);
     *loss = tg.accumulate(b);
     std::vector<std::vector<float>> out;
     for (ggml_tensor* g : tg.gradients()) out.push_back(read(g));
@@ -283,6 +284,66 @@ TEST_F(TrainStepTest, BackwardCopiesDefaultToBf16ForBf16WeightsAndF32ForOthers) 
   EXPECT_NE(bf16_auto, bf16_f32);
   EXPECT_EQ(grads("f16", nullptr), grads("f16", "f32")) << "an F16 base's backward copies stay F32 by default";
   EXPECT_EQ(grads("q4_k_m", "auto"), grads("q4_k_m", "f32")) << "a quantized base's backward copies stay F32";
+}
+
+// --out-prod-grads (the GPU default) through a frozen weight of every type: the input gradient W grad^T is
+// one OUT_PROD reading the weight in its file's type (patch 0002; patch 0008 runs it on CUDA as one
+// dequantize-to-BF16 pass and a BF16 GEMM, the CPU as its dequantizing row loop), no transposed copy and no
+// get_rows of the weight. On the CPU both paths compute in F32 from the same dequantized values: the
+// gradients agree to summation order (a BF16 base's copies path rounds the gradient to BF16 first).
+TEST_F(TrainStepTest, OutProdGradientsThroughFrozenWeightsOfEveryTypeMatchTheCopies) {
+  const HostBatch b = random_batch(ModelGraph(base_model("f32"), cpu_, true, false).hparams().n_vocab, 7);
+  TrainGraphOptions out_prod;
+  out_prod.out_prod_grads = true;
+  for (const auto& [type, wtype, tol] : std::vector<std::tuple<std::string, ggml_type, double>>{
+           {"f16", GGML_TYPE_F16, 1e-5}, {"bf16", GGML_TYPE_BF16, 0.01}, {"q8_0", GGML_TYPE_Q8_0, 1e-5},
+           {"q4_k_m", GGML_TYPE_Q4_K, 1e-5}}) {
+    double loss_copies = 0, loss_op = 0;
+    const auto copies = lora_grads(base_model(type), b, &loss_copies);
+    const auto op = lora_grads(base_model(type), b, &loss_op, true, out_prod);
+    ASSERT_EQ(op.size(), copies.size());
+    double worst = 0;
+    for (size_t k = 0; k < op.size(); ++k) worst = std::max(worst, rel_l2(op[k], copies[k]));
+    std::printf("%s base: out_prod vs transposed copies, worst LoRA gradient relative L2 %.2e\n", type.c_str(), worst);
+    EXPECT_LT(worst, tol) << type;
+    EXPECT_DOUBLE_EQ(loss_op, loss_copies) << type << ": the forward pass is unchanged";
+    ModelGraph mg(base_model(type), cpu_, true);
+    mg.add_lora(all_targets(4), 3);
+    TrainGraph with_copies(mg, {cpu_}, kT, kS), with_op(mg, {cpu_}, kT, kS, out_prod);
+    auto frozen = [](const TrainGraph& g, ggml_op op) {  // nodes of `op` whose first source is a non-F32 weight
+      int n = 0;
+      for (ggml_type t : {GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q8_0, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K})
+        n += g.backward_op_count(op, t);
+      return n;
+    };
+    // 2 blocks x 7 projections, less block 0's q/k/v (the embedding below them needs no gradient), plus the
+    // output head: 12 input gradients read their weight directly; the copies' path has none.
+    EXPECT_EQ(frozen(with_op, GGML_OP_OUT_PROD), 12) << type;
+    EXPECT_EQ(frozen(with_copies, GGML_OP_OUT_PROD), 0) << type;
+    EXPECT_GT(with_op.backward_op_count(GGML_OP_OUT_PROD, wtype), 0) << type;
+    if (wtype != GGML_TYPE_F16 && wtype != GGML_TYPE_BF16) {  // only the token embedding's get_rows is left
+      EXPECT_LE(frozen(with_op, GGML_OP_GET_ROWS), 1) << type;
+      EXPECT_GE(frozen(with_copies, GGML_OP_GET_ROWS), 12) << type;
+    }
+  }
+}
+
+// The GPU's defaults for a quantized base on the CPU backend: flash attention, its forward matmuls on BF16
+// copies dequantized in one pass (ggml_cast of the quantized weight, patch 0008) and OUT_PROD input
+// gradients. The LoRA gradients stay within BF16 rounding of the quantized kernels' path.
+TEST_F(TrainStepTest, GpuDefaultsOnAQuantizedBaseKeepTheGradients) {
+  const HostBatch b = random_batch(ModelGraph(base_model("f32"), cpu_, true, false).hparams().n_vocab, 8);
+  TrainGraphOptions gpu;
+  gpu.flash_attn = gpu.dequant_forward = gpu.out_prod_grads = true;
+  double loss_q = 0, loss_gpu = 0;
+  const auto q = lora_grads(base_model("q4_k_m"), b, &loss_q);
+  const auto g = lora_grads(base_model("q4_k_m"), b, &loss_gpu, true, gpu);
+  ASSERT_EQ(g.size(), q.size());
+  double worst = 0;
+  for (size_t k = 0; k < g.size(); ++k) worst = std::max(worst, rel_l2(g[k], q[k]));
+  std::printf("q4_k_m base, GPU defaults vs the quantized kernels: worst LoRA gradient relative L2 %.2e\n", worst);
+  EXPECT_LT(worst, 0.05);
+  EXPECT_NEAR(loss_gpu, loss_q, 2e-3 * loss_q);
 }
 
 // The same LoRA (seed, data, steps) on an F16 base and on its Q4_K and Q8_0 copies: the frozen
