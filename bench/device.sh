@@ -71,7 +71,9 @@ export CMAKE_PREFIX_PATH="$DEPS/usr"
 export PATH="$PATH:$DEPS/usr/bin"
 # A CUDA llama.cpp install packed by an earlier call (`PACK=1 bench/device.sh llama`, its parts copied into
 # .devcache/): restored here it saves the ~4.5-minute cold build of each fresh machine. deps.sh uses it only
-# when its key (build options, patches' hash) matches; otherwise it builds as before.
+# when its key (build options, patches' hash) matches; otherwise it builds as before. Mind the device tool's 64 MiB
+# carry: the tracked tree (~30 MB) + .devcache (~20 MB) + .snap leave no room for the ~41 MB pack, so a call
+# that carries it is refused (session 14); the pack only helps once the tree or the pack is smaller.
 if ls .devcache/llama-cuda.tar.xz.* >/dev/null 2>&1; then
   cat .devcache/llama-cuda.tar.xz.* | xz -dc | tar -C "$COGUMI_CACHE" -xf - || echo "device.sh: the packed llama.cpp in .devcache is unreadable; building" >&2
 fi
