@@ -12,7 +12,7 @@
 #                            # (env SHAPES="1b 8b", TYPES="bf16 q4_k_m", CFGS="1 1024,4 1024,1 2048" (batch seq)
 #                            # pick a part, to fit the 10-minute limit; SCHED_DEBUG=1 saves one step's op placement;
 #                            # BWD="f32 bf16" runs each row with both backward weight types of patch 0002;
-#                            # CKPT="0 1" without and with --checkpoint-activations; FA="off on" each row with
+#                            # CKPT="0 1 b16" without, with --checkpoint-activations, with --checkpoint-blocks 16; FA="off on" each row with
 #                            # and without --flash-attn (default: the trainer's auto, on); DQ="off on" the same for
 #                            # --dequant-forward (a quantized base as BF16 copies); OP="off on" for --out-prod-grads; SPLIT="group split"
 #                            # computes each shared-input group's LoRA A x once or per module (COGUMI_LORA_GROUP_FORWARD);
@@ -254,12 +254,12 @@ with open("/root/long.jsonl","w") as f:
             # BWD: the type of the frozen weights' transposed copies in the backward pass (patch 0002)
             MEM=$(COGUMI_LORA_GROUP_FORWARD=$sp GGML_COGUMI_BACKWARD_WEIGHT_TYPE=$bwd peak_gib /root/train.txt "$B/cogumi" train -m "$M" -d /root/long.jsonl -o /root/a.gguf --lora-rank 16 --lora-alpha 16 \
               --targets q,k,v,o,gate,up,down --seq-len $2 --batch $1 --max-steps 8 --train-on-inputs --clip 0 \
-              --flash-attn $fa --dequant-forward $dq --out-prod-grads $op $([ "$ck" = 1 ] && echo --checkpoint-activations))
+              --flash-attn $fa --dequant-forward $dq --out-prod-grads $op $(case $ck in 1) echo --checkpoint-activations ;; b*) echo --checkpoint-blocks ${ck#b} ;; esac))
             python3 -c 'import json,sys
 log=[json.loads(l) for l in open("/root/a.gguf.log.jsonl")]
 t=[l["tokens"]/l["tokens_per_s"] for l in log]
 steady=(log[-1]["tokens"]-log[1]["tokens"])/(t[-1]-t[1])
-print(json.dumps({"impl":"cogumi","base":sys.argv[5],"backward":sys.argv[6],"checkpoint":sys.argv[7]=="1","flash_attn":sys.argv[8],"dequant_forward":sys.argv[9],"out_prod_grads":sys.argv[10],"lora_a":sys.argv[11],"shape":sys.argv[1],"batch":int(sys.argv[2]),"seq":int(sys.argv[3]),"tokens_per_s":round(steady,1),"tokens_per_s_with_setup":round(log[-1]["tokens_per_s"],1),"peak_gib_nvidia_smi":float(sys.argv[4]),"loss":[round(log[0]["loss"],3),round(log[-1]["loss"],3)]}))' $shape $1 $2 "$MEM" $type $bwd $ck $fa $dq $op $sp || tail -5 /root/train.txt
+print(json.dumps({"impl":"cogumi","base":sys.argv[5],"backward":sys.argv[6],"checkpoint":sys.argv[7]=="1","checkpoint_blocks":int(sys.argv[7][1:]) if sys.argv[7].startswith("b") else 0,"flash_attn":sys.argv[8],"dequant_forward":sys.argv[9],"out_prod_grads":sys.argv[10],"lora_a":sys.argv[11],"shape":sys.argv[1],"batch":int(sys.argv[2]),"seq":int(sys.argv[3]),"tokens_per_s":round(steady,1),"tokens_per_s_with_setup":round(log[-1]["tokens_per_s"],1),"peak_gib_nvidia_smi":float(sys.argv[4]),"loss":[round(log[0]["loss"],3),round(log[-1]["loss"],3)]}))' $shape $1 $2 "$MEM" $type $bwd $ck $fa $dq $op $sp || tail -5 /root/train.txt
             grep '^train: ' /root/train.txt | sort -u | head -4  # ops the GPU backend left to the CPU, if any
             if [ "${PROFILE:-0}" = 1 ] && [ "$ck" = 0 ]; then
               # Where a step's time goes, op by op (COGUMI_TRAIN_PROFILE=1: each node timed alone, 3 steps).

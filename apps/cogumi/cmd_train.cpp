@@ -57,6 +57,10 @@ void setup_train(CLI::App& sub) {
   auto* ckpt_opt = sub.add_flag("--checkpoint-activations", o.checkpoint_activations,
                "Recompute each block's activations in the backward pass: far less activation memory at long "
                "sequences, about a third more compute, the same results");
+  auto* ckpt_blocks_opt = sub.add_option("--checkpoint-blocks", o.checkpoint_blocks,
+                 "Checkpoint only the first N blocks (0-65536, at most the model's): memory and extra compute in "
+                 "between none and --checkpoint-activations (a run that does not fit names the N that does)")
+      ->excludes(ckpt_opt);
   auto* flash_opt = sub.add_option("--flash-attn", o.flash_attn,
                  "auto, on or off: flash attention in the forward pass, the attention probabilities recomputed in the "
                  "backward (far less memory at long sequences; K and V in F16). auto: on for a GPU, off on the CPU")
@@ -87,7 +91,7 @@ void setup_train(CLI::App& sub) {
   sub.add_option("--query", mo.query, "--maml: query examples per task")->capture_default_str();
   sub.add_option("--init", mo.init, "--maml: start from this adapter (same rank and targets)");
   // MAML has no checkpoints and no memory estimate yet: these options are refused with it, not ignored.
-  maml_flag->excludes(full)->excludes(resume_opt)->excludes(memory_opt)->excludes(dry_run_opt)->excludes(ckpt_opt)->excludes(flash_opt)->excludes(dequant_opt)->excludes(out_prod_opt);
+  maml_flag->excludes(full)->excludes(resume_opt)->excludes(memory_opt)->excludes(dry_run_opt)->excludes(ckpt_opt)->excludes(ckpt_blocks_opt)->excludes(flash_opt)->excludes(dequant_opt)->excludes(out_prod_opt);
   sub.callback([&] {
     if (maml) {
       engine_set_verbose(globals().verbose);

@@ -20,7 +20,8 @@ using pipeline_detail::Reader;
 
 void read_modifier(const Reader& r, const YAML::Node& n, const std::string& key, ModifierSettings& m) {
   r.expect_map(n, key, {"rank", "steps", "batch", "seq_len", "eval_steps", "patience", "warmup", "lr", "val_split",
-                        "failure_weight", "domain_share", "replay", "device", "checkpoint_activations"});
+                        "failure_weight", "domain_share", "replay", "device", "checkpoint_activations",
+                        "checkpoint_blocks"});
   auto k = [&](const char* f) { return key + "." + f; };
   if (n["rank"]) m.rank = r.integer(n["rank"], k("rank"), 1, 4096);
   if (n["steps"]) m.steps = r.integer(n["steps"], k("steps"), 1, 10000000);
@@ -34,8 +35,19 @@ void read_modifier(const Reader& r, const YAML::Node& n, const std::string& key,
   if (n["failure_weight"]) m.failure_weight = r.number(n["failure_weight"], k("failure_weight"), 0, 100);
   if (n["domain_share"]) m.domain_share = r.number(n["domain_share"], k("domain_share"), 0, 100);
   if (n["replay"]) m.replay = r.number(n["replay"], k("replay"), 0, 100);
-  if (n["checkpoint_activations"])
+  // checkpoint_activations (every block) and checkpoint_blocks (the first N): a setting here replaces the
+  // other one inherited from `training:`; both on in one place is an error.
+  if (n["checkpoint_activations"]) {
     m.checkpoint_activations = r.boolean(n["checkpoint_activations"], k("checkpoint_activations"));
+    if (m.checkpoint_activations) m.checkpoint_blocks = 0;
+  }
+  if (n["checkpoint_blocks"]) {
+    const int blocks = r.integer(n["checkpoint_blocks"], k("checkpoint_blocks"), 0, 65536);
+    if (blocks > 0 && n["checkpoint_activations"] && m.checkpoint_activations)
+      r.error(n["checkpoint_blocks"], k("checkpoint_blocks"), "and checkpoint_activations are both on: give one");
+    m.checkpoint_blocks = blocks;
+    if (blocks > 0) m.checkpoint_activations = false;
+  }
   if (n["device"]) {
     m.device = r.str(n["device"], k("device"));
     if (!std::regex_match(m.device, std::regex("auto|cpu|gpu(:[0-9]{1,3})?")))
@@ -163,6 +175,7 @@ json ModifierSettings::to_json() const {
           {"val_split", val_split}, {"failure_weight", failure_weight}, {"domain_share", domain_share}, {"replay", replay}};
   if (device != "auto") j["device"] = device;  // auto keeps the stage keys runs had before `device` existed
   if (checkpoint_activations) j["checkpoint_activations"] = true;  // off keeps earlier runs' stage keys
+  if (checkpoint_blocks > 0) j["checkpoint_blocks"] = checkpoint_blocks;  // likewise 0
   return j;
 }
 

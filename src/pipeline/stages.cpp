@@ -276,7 +276,8 @@ void add_trains(Plan& plan, const std::shared_ptr<Shared>& sh) {
     // Version 3: LoRA's scale on A x, one A tensor per shared-input group, flash attention on a GPU (rounding).
     // Version 4: a quantized base multiplied as BF16 copies on a GPU (--dequant-forward's default).
     // Version 5: F32 matmuls' gradients as OUT_PROD GEMMs on a GPU (--out-prod-grads's default; rounding).
-    Stage tr{"train." + d.name, "5", {"base", "trainset." + d.name}, {{"modifier", ms.to_json()}}, {}, {}, {}};
+    // Version 6: a frozen weight's input gradient as one BF16 OUT_PROD on a GPU (patch 0008; rounding).
+    Stage tr{"train." + d.name, "6", {"base", "trainset." + d.name}, {{"modifier", ms.to_json()}}, {}, {}, {}};
     add_backward_type_setting(tr.settings);
     tr.run = [sh, ms](const StageContext& ctx) {
       const json& set = ctx.result(ctx.stage.deps[1]);
@@ -301,6 +302,7 @@ void add_trains(Plan& plan, const std::shared_ptr<Shared>& sh) {
       to.cpu_only = sh->cfg.cpu_only;
       to.device = ms.device == "auto" ? "" : ms.device;  // auto: the first GPU when the build has one
       to.checkpoint_activations = ms.checkpoint_activations;
+      to.checkpoint_blocks = ms.checkpoint_blocks;
       to.progress = ctx.progress;
       to.cancel = ctx.cancel;
       // An interrupted stage continues from its checkpoint along the same loss curve.

@@ -302,7 +302,9 @@ MamlResult train_maml(const MamlOptions& o) {
   ModelGraph mg(o.model, backends.front(), /*keep_file_types=*/true);
   mg.add_lora(o.lora, o.seed, o.init);
   const int S = std::max(o.shots, std::min(o.query, 16));
-  TrainGraph tg(mg, backends, o.seq_len, S);
+  // cogumi train's defaults for the device (on a GPU: flash attention, BF16 forward copies of a quantized base,
+  // OUT_PROD gradients; on the CPU: none of them)
+  TrainGraph tg(mg, backends, o.seq_len, S, TrainOptions{}.graph_options(backends.front()));
   const Token pad = tok->info().eos >= 0 ? tok->info().eos : 0;
   maml::Runner runner(tg, o.seq_len, S, pad);
 

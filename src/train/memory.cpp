@@ -5,6 +5,7 @@
 #include <ggml-backend.h>
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -73,7 +74,10 @@ std::string TrainMemory::report(const TrainOptions& o) const {
       "memory on {}: {} = weights {} + {}{} (accumulators, AdamW moments) + activations {} (--batch {} x --seq-len {}{}{})",
       device, gib(device_total()), part(weights), lora ? "LoRA " + part(lora) + " + optimizer " : "optimizer ",
       part(optimizer), part(activations), o.batch, o.sft.max_len,
-      o.checkpoint_activations ? ", --checkpoint-activations" : "", flash ? ", flash attention" : "");
+      o.checkpoint_activations ? ", --checkpoint-activations"
+      : o.checkpoint_blocks > 0 ? fmt::format(", --checkpoint-blocks {}", o.checkpoint_blocks)
+                                : std::string(),
+      flash ? ", flash attention" : "");
   if (device_is_cpu && best_copy) s += fmt::format(" + best weights {}", part(best_copy));
   s += fmt::format("; available {} ({})", gib(limit),
                    limit_from_option ? fmt::format("--max-memory-gib {}", o.max_memory_gib) : "the device's free memory");
@@ -97,6 +101,7 @@ TrainMemory estimate_train_memory(const TrainOptions& o, const std::vector<ggml_
   if (o.val_split > 0 || !o.val_data.empty())
     for (ggml_tensor* p : mg.trainable()) m.best_copy += ggml_nbytes(p);
   if (!o.full) m.q4k_weights = q4k_bytes(mg, buft);
+  m.n_layer = mg.hparams().n_layer;
   const TrainGraphOptions go = o.graph_options(dev);
   const TrainGraphBytes g = TrainGraph::measure(mg, backends, o.sft.max_len, o.batch, go);
   m.optimizer = g.static_bytes;
@@ -143,6 +148,34 @@ void check_train_memory(const TrainMemory& m, const TrainOptions& o) {
   check_train_memory(m, o, backends);
 }
 
+namespace {
+// The fewest checkpointed blocks that fit (--checkpoint-blocks K): each block's activations are about
+// equal, so K is interpolated between none (m) and all (`all` bytes), then checked by an estimate.
+template <class Estimate>
+void add_partial_checkpointing(std::vector<std::pair<size_t, std::string>>& ways, const TrainMemory& m,
+                               const TrainOptions& o, size_t all, Estimate&& with) {
+  const size_t total = m.device_total();
+  const int from = o.checkpoint_blocks;
+  if (total <= all || from >= m.n_layer - 1) return;
+  const double per_block = double(total - all) / double(m.n_layer - from);
+  auto at = [&](int k) {
+    TrainOptions alt = o;
+    alt.checkpoint_blocks = k;
+    return with(alt);
+  };
+  // the interpolated guess, then up until it fits or down while one fewer still fits (the first
+  // checkpointed block also chunks the loss, so the guess can be high)
+  int k = std::clamp(from + int(std::ceil(double(total - m.limit) / per_block)), from + 1, m.n_layer - 1);
+  size_t n = at(k);
+  while (n > m.limit && k < m.n_layer - 1) n = at(++k);
+  if (n > m.limit) return;
+  for (size_t fewer; k > from + 1 && (fewer = at(k - 1)) <= m.limit;) n = fewer, --k;
+  ways.push_back({n, fmt::format("--checkpoint-blocks {} (the first {} of the {} blocks recomputed in the backward "
+                                 "pass: less extra compute than all of them, the same results): {}",
+                                 k, k, m.n_layer, gib(n))});
+}
+}  // namespace
+
 void check_train_memory(const TrainMemory& m, const TrainOptions& o, const std::vector<ggml_backend*>& backends) {
   if (m.fits()) return;
   const size_t total = m.device_total();
@@ -170,9 +203,11 @@ void check_train_memory(const TrainMemory& m, const TrainOptions& o, const std::
   if (!o.checkpoint_activations) {
     TrainOptions alt = o;
     alt.checkpoint_activations = true;
+    alt.checkpoint_blocks = 0;
     const size_t n = with(alt);
     ways.push_back({n, fmt::format("--checkpoint-activations (each block's activations recomputed in the backward "
                                    "pass: about a third more compute per step, the same results): {}", gib(n))});
+    if (n <= m.limit && m.n_layer > 1) add_partial_checkpointing(ways, m, o, n, with);
   }
   if (o.sft.max_len >= 16) {
     TrainOptions alt = o;

@@ -35,6 +35,7 @@ struct TrainMemory {
   size_t limit = 0;             // what the run may use: device_free, or less with --max-memory-gib
   bool limit_from_option = false;
   size_t q4k_weights = 0;       // about what the weights would be as Q4_K (LoRA on a 16/32-bit base; else 0)
+  int n_layer = 0;              // the model's blocks (what --checkpoint-blocks counts)
 
   // Bytes on the device the weights go to (on the CPU, the host parts too).
   size_t device_total() const;

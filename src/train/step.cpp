@@ -61,10 +61,11 @@ TrainGraph::TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int
   const int64_t rows = int64_t(T) * S;
   // Automatic: one chunk without checkpointing (every chunk's probabilities are kept for the
   // backward pass anyway, and each chunk's backward makes its own transposed copy of the output
-  // weight, patch 0002); with it, chunks of at most 256 MiB of F32 logits (512 rows at a 128K
+  // weight, patch 0002); with it (of any block), chunks of at most 256 MiB of F32 logits (512 rows at a 128K
   // vocabulary: 4 chunks and 4 such copies at 1 x 2048).
   const int64_t auto_rows =
-      opts_.checkpoint_activations ? std::max<int64_t>(1, (int64_t(256) << 20) / (4 * int64_t(Vp_))) : rows;
+      opts_.checkpoint_activations || opts_.checkpoint_blocks > 0 ? std::max<int64_t>(1, (int64_t(256) << 20) / (4 * int64_t(Vp_)))
+                                                                   : rows;
   chunk_ = int(std::min<int64_t>(rows, opts_.loss_chunk_rows > 0 ? opts_.loss_chunk_rows : auto_rows));
   // A label's index into its chunk's flattened probabilities is an I32.
   if (int64_t(Vp_) * chunk_ > int64_t(INT32_MAX))
@@ -177,8 +178,7 @@ void TrainGraph::build_graphs() {
   };
   ggml_tensor* hidden = nullptr;
   {
-    GraphFlagsScope dq(mg_, opts_.dequant_forward && (opts_.flash_attn || opts_.checkpoint_activations),
-                    opts_.split_lora_groups);
+    GraphFlagsScope dq(mg_, opts_.dequant_forward && opts_.rebuilds_backward(), opts_.split_lora_groups);
     hidden = mg_.build_hidden(c, tokens_, pos_, mask_, &marks);
   }
   loss_ = build_loss(c, hidden);
@@ -204,7 +204,7 @@ void TrainGraph::build_graphs() {
     } out_prod(opts_.out_prod_grads);
     ggml_build_backward_expand(c, gb_, grad_accs.data());
   }
-  if (opts_.checkpoint_activations || opts_.flash_attn) rebuild_backward(marks, hidden);
+  if (opts_.rebuilds_backward()) rebuild_backward(marks, hidden);
 
   // The optimizer step in two graphs: the norm of the averaged gradients, read on the host to
   // decide whether to update at all and by what clip factor; then AdamW.
@@ -229,19 +229,35 @@ void TrainGraph::build_graphs() {
 // The backward graph reading recomputed tensors (train/checkpoint_graph.h): with checkpointing
 // everything but the block inputs is recomputed; with flash attention only the tensors the model
 // marks as cheap (and views of them), and the forward's attention outputs come from flash attention.
+// With partial checkpointing (checkpoint_blocks) the first blocks keep only their inputs, every node from
+// the first uncheckpointed block's input to `hidden` is kept as without checkpointing, and the loss chunks
+// are recomputed as with full checkpointing.
 void TrainGraph::rebuild_backward(const GraphMarks& marks, ggml_tensor* hidden) {
+  const int n_blocks = int(marks.block_inputs.size());
+  if (opts_.checkpoint_blocks > n_blocks)
+    fail("--checkpoint-blocks {} is more than the model's {} blocks (--checkpoint-activations checkpoints them all)",
+         opts_.checkpoint_blocks, n_blocks);
+  const int n_ckpt = opts_.checkpoint_activations ? n_blocks : opts_.checkpoint_blocks;
   std::vector<ggml_tensor*> keep;
-  if (opts_.checkpoint_activations) {
+  if (n_ckpt > 0) {
     keep = marks.block_inputs;
     // Kept too: the loss chunks' backward then recomputes only their own projection, not the last block.
     keep.push_back(hidden);
-  } else {
+  }
+  if (n_ckpt < n_blocks) {
     const std::unordered_set<ggml_tensor*> cheap(marks.recompute.begin(), marks.recompute.end());
-    for (int i = 0; i < ggml_graph_n_nodes(gf_); ++i) {
+    // From the first uncheckpointed block's input to the last block's output (`hidden`): with some blocks
+    // checkpointed the loss chunks after it are recomputed chunk by chunk, as with all of them.
+    bool kept_part = n_ckpt == 0, past_hidden = false;
+    for (int i = 0; i < ggml_graph_n_nodes(gf_) && !past_hidden; ++i) {
       ggml_tensor* t = ggml_graph_node(gf_, i);
+      kept_part = kept_part || t == marks.block_inputs[size_t(n_ckpt)];
+      past_hidden = n_ckpt > 0 && t == hidden;
+      if (!kept_part) continue;
       ggml_tensor* root = t;
       while (root->view_src) root = root->view_src;
-      if (!cheap.count(t) && !cheap.count(root)) keep.push_back(t);
+      // without flash attention nothing is cheap: an uncheckpointed block keeps all it computed
+      if (!opts_.flash_attn || (!cheap.count(t) && !cheap.count(root))) keep.push_back(t);
     }
   }
   std::vector<GraphReplacement> replace;
@@ -286,6 +302,8 @@ TrainGraphBytes TrainGraph::reserved() const {
 void TrainGraphOptions::validate() const {
   if (loss_chunk_rows < 0 || loss_chunk_rows > (1 << 20))
     fail("loss_chunk_rows is {}: use 0 (automatic) or 1..{}", loss_chunk_rows, 1 << 20);
+  if (checkpoint_blocks < 0 || checkpoint_blocks > 65536)
+    fail("--checkpoint-blocks must be in [0, 65536], got {}", checkpoint_blocks);
 }
 
 // -sum_rows w_row * log(softmax(logits_row)[label_row]): the mean cross-entropy over target rows

@@ -62,6 +62,11 @@ struct TrainGraphOptions {
   // forward pass, the rest is recomputed block by block in the backward pass. Far less activation
   // memory at long sequences for one more forward pass; the same gradients. Default off.
   bool checkpoint_activations = false;
+  // Partial checkpointing: only the first `checkpoint_blocks` blocks checkpointed as above, the others
+  // keep their activations as without it; memory and recompute in between none and all (the blocks'
+  // activations are about equal, so each checkpointed block saves about 1 / n_layer of the difference).
+  // 0: none (checkpoint_activations: all); up to the model's block count (more is an error). 0..65536.
+  int checkpoint_blocks = 0;
   // Attention by flash attention in the forward pass (ggml_flash_attn_ext, K and V in F16): no
   // [T, T] probabilities per head and block are kept for the backward pass, which recomputes them
   // (and the other tensors GraphMarks::recompute lists: norms, SwiGLU, K/V expansions) from the
@@ -72,7 +77,7 @@ struct TrainGraphOptions {
   // Quantized frozen weights as BF16 copies dequantized per matmul in the forward pass and
   // recomputed in the backward (ModelGraph::set_dequant_forward): a GPU's BF16 GEMMs instead of
   // its quantized kernels, forward and backward (the input gradients' weight copies are BF16 too,
-  // not F32). Takes effect with flash_attn or checkpoint_activations only.
+  // not F32). Takes effect with flash_attn or checkpointing (of any block) only.
   bool dequant_forward = false;
   // F32 x F32 matmuls' gradients (LoRA A/B, attention) as OUT_PROD GEMMs reading their operands
   // transposed in place (patch 0002's ggml_cogumi_set_out_prod_grads), not ggml_mul_mat of
@@ -87,6 +92,8 @@ struct TrainGraphOptions {
   // chunk's F32 logits within 256 MiB). 0 or 1..2^20.
   int loss_chunk_rows = 0;
   void validate() const;
+  // Whether the backward graph is rebuilt to read recomputed tensors (train/checkpoint_graph.h).
+  bool rebuilds_backward() const { return checkpoint_activations || checkpoint_blocks > 0 || flash_attn; }
 };
 
 class TrainGraph {

@@ -42,21 +42,21 @@ namespace {
 void check_range(const char* option, double v, double lo, double hi) {
   if (!(v >= lo && v <= hi)) fail("{} must be in [{}, {}], got {}", option, lo, hi, v);
 }
+// An auto|on|off option resolved for a run on `dev`: auto is on for a GPU, off on the CPU.
+bool on_unless_cpu(const std::string& v, ggml_backend* dev) {
+  if (v != "auto") return v == "on";
+  return ggml_backend_dev_type(ggml_backend_get_device(dev)) != GGML_BACKEND_DEVICE_TYPE_CPU;
+}
 }  // namespace
 
-bool TrainOptions::dequant_forward_on(ggml_backend* dev) const {
-  if (dequant_forward != "auto") return dequant_forward == "on";
-  return ggml_backend_dev_type(ggml_backend_get_device(dev)) != GGML_BACKEND_DEVICE_TYPE_CPU;
-}
+bool TrainOptions::dequant_forward_on(ggml_backend* dev) const { return on_unless_cpu(dequant_forward, dev); }
 
-bool TrainOptions::out_prod_grads_on(ggml_backend* dev) const {
-  if (out_prod_grads != "auto") return out_prod_grads == "on";
-  return ggml_backend_dev_type(ggml_backend_get_device(dev)) != GGML_BACKEND_DEVICE_TYPE_CPU;
-}
+bool TrainOptions::out_prod_grads_on(ggml_backend* dev) const { return on_unless_cpu(out_prod_grads, dev); }
 
 TrainGraphOptions TrainOptions::graph_options(ggml_backend* dev) const {
   TrainGraphOptions go;
   go.checkpoint_activations = checkpoint_activations;
+  go.checkpoint_blocks = checkpoint_blocks;
   go.flash_attn = flash_attn_on(dev);
   go.dequant_forward = dequant_forward_on(dev);
   go.out_prod_grads = out_prod_grads_on(dev);
@@ -68,10 +68,7 @@ TrainGraphOptions TrainOptions::graph_options(ggml_backend* dev) const {
   return go;
 }
 
-bool TrainOptions::flash_attn_on(ggml_backend* dev) const {
-  if (flash_attn != "auto") return flash_attn == "on";
-  return ggml_backend_dev_type(ggml_backend_get_device(dev)) != GGML_BACKEND_DEVICE_TYPE_CPU;
-}
+bool TrainOptions::flash_attn_on(ggml_backend* dev) const { return on_unless_cpu(flash_attn, dev); }
 
 void TrainOptions::validate() const {
   if (model.empty()) fail("give a base model (-m)");
@@ -105,6 +102,10 @@ void TrainOptions::validate() const {
   check_range("--save-steps", save_steps, 0, 1e9);
   check_range("--threads", n_threads, 0, 4096);
   check_range("--max-memory-gib", max_memory_gib, 0, 1 << 20);
+  check_range("--checkpoint-blocks", checkpoint_blocks, 0, 65536);
+  if (checkpoint_activations && checkpoint_blocks > 0)
+    fail("--checkpoint-activations checkpoints every block and --checkpoint-blocks {} only some; give one",
+         checkpoint_blocks);
   if (patience > 0 && val_split <= 0 && val_data.empty()) fail("--patience needs validation data (--val-split or --val-data)");
   if (val_split > 0 && !val_data.empty()) fail("give --val-split or --val-data, not both");
   static const std::regex kDevice("auto|cpu|gpu(:[0-9]{1,3})?");

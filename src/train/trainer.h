@@ -71,6 +71,9 @@ struct TrainOptions {
   // far less activation memory at long sequences, one more forward pass per step; the same losses
   // and gradients, so it is not part of what --resume checks.
   bool checkpoint_activations = false;
+  // Checkpoint only the first N blocks (--checkpoint-blocks, TrainGraphOptions::checkpoint_blocks): memory
+  // and speed between none and --checkpoint-activations. 0: none. 0..65536, at most the model's blocks.
+  int checkpoint_blocks = 0;
   // Flash attention in the forward pass, the attention probabilities recomputed in the backward
   // (--flash-attn, TrainGraphOptions::flash_attn): "auto" (on a GPU, off on the CPU), "on", "off".
   // Numerics change only by F16 rounding inside attention, so like checkpointing it is not part of

@@ -37,6 +37,24 @@ TEST(PipelineTrainCheckpoint, OffByDefaultAndKeyedOnlyWhenOn) {
   EXPECT_NE(all.domains[0].train.to_json(), c.domains[0].train.to_json());
 }
 
+// checkpoint_blocks (the trainer's --checkpoint-blocks): keyed only when set; a domain's setting replaces the
+// other kind inherited from `training:`; both on in one place is an error naming the key.
+TEST(PipelineTrainCheckpoint, CheckpointBlocksKeyedAndExclusive) {
+  const PipelineConfig c = PipelineConfig::load(write_config("blocks.yaml", "training: {checkpoint_blocks: 16}\n"));
+  EXPECT_EQ(c.domains[0].train.checkpoint_blocks, 16);
+  EXPECT_EQ(c.domains[0].train.to_json().at("checkpoint_blocks"), 16);
+  EXPECT_FALSE(c.domains[0].train.checkpoint_activations);
+  EXPECT_TRUE(c.domains[1].train.checkpoint_activations);  // code's own setting replaces the inherited blocks
+  EXPECT_EQ(c.domains[1].train.checkpoint_blocks, 0);
+  EXPECT_FALSE(c.domains[1].train.to_json().contains("checkpoint_blocks"));
+  const fs::path both = write_config("both.yaml", "training:\n  checkpoint_activations: true\n  checkpoint_blocks: 4\n");
+  const std::string e = test::error_of([&] { PipelineConfig::load(both); });
+  EXPECT_NE(e.find("training.checkpoint_blocks"), std::string::npos) << e;
+  EXPECT_NE(e.find("give one"), std::string::npos) << e;
+  const fs::path range = write_config("range.yaml", "training:\n  checkpoint_blocks: -1\n");
+  EXPECT_NE(test::error_of([&] { PipelineConfig::load(range); }).find("training.checkpoint_blocks"), std::string::npos);
+}
+
 TEST(PipelineTrainCheckpoint, BadValueIsAClearError) {
   const fs::path bad = write_config("bad.yaml", "training:\n  checkpoint_activations: sometimes\n");
   const std::string e = test::error_of([&] { PipelineConfig::load(bad); });

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <limits>
 #include <random>
+#include <regex>
 
 #include "core/io.h"
 #include "core/threads.h"
@@ -272,6 +273,41 @@ TEST_F(CheckpointGraphTest, SplitLoraGroupsGiveTheGroupedGradients) {
   }
 }
 
+// --checkpoint-blocks 2 of 4: the first two blocks checkpointed, the others keep their activations. The
+// plain graph's loss and gradients bit for bit (with flash attention: within its rounding), a compute buffer
+// strictly between none and all, and more blocks than the model has is an error naming the option.
+TEST_F(CheckpointGraphTest, PartialCheckpointingGivesThePlainGradientsInBetweenMemory) {
+  for (const bool flash : {false, true}) {
+    SCOPED_TRACE(flash ? "flash attention" : "plain attention");
+    TrainGraphOptions none, half, all;
+    none.flash_attn = half.flash_attn = all.flash_attn = flash;
+    half.checkpoint_blocks = 2;
+    all.checkpoint_activations = true;
+    const StepResult a = step(ckpt_model("f16"), true, none, 32, 2);
+    const StepResult b = step(ckpt_model("f16"), true, half, 32, 2);
+    ASSERT_EQ(a.grads.size(), b.grads.size());
+    EXPECT_EQ(b.loss, a.loss);
+    size_t differ = 0;
+    for (size_t k = 0; k < a.grads.size(); ++k) differ += a.grads[k] != b.grads[k];
+    if (!flash) {
+      EXPECT_EQ(differ, 0u) << "worst relative L2 " << worst_rel_l2(b, a);
+    } else {  // a checkpointed block recomputes its attention exactly, where the kept ones hold flash's F16-rounded
+      // output (as with --checkpoint-activations): the gradients differ by flash attention's rounding only
+      EXPECT_LT(worst_rel_l2(b, a), 5e-3);  // measured 9.6e-4
+    }
+    const size_t m_none = planned_at_256("f16", none), m_half = planned_at_256("f16", half),
+                 m_all = planned_at_256("f16", all);
+    std::printf("%s: compute buffer at 1 x 256: %.2f MiB none, %.2f MiB 2 of 4 blocks, %.2f MiB all\n",
+                flash ? "flash" : "plain", m_none / 1048576.0, m_half / 1048576.0, m_all / 1048576.0);
+    EXPECT_LT(m_half, m_none);
+    EXPECT_GT(m_half, m_all);
+  }
+  TrainGraphOptions too_many;
+  too_many.checkpoint_blocks = 5;
+  const std::string e = test::error_of([&] { step(ckpt_model("f16"), true, too_many, 32, 2); });
+  EXPECT_NE(e.find("--checkpoint-blocks 5 is more than the model's 4 blocks"), std::string::npos) << e;
+}
+
 // Every block's activations stay alive for the backward pass without checkpointing; with it only
 // the block inputs do, plus one block's recomputed activations at a time.
 TEST_F(CheckpointGraphTest, ComputeBufferIsMuchSmallerAtALongerSequence) {
@@ -470,6 +506,26 @@ TEST_F(CheckpointGraphTest, OutOfMemoryErrorNamesCheckpointing) {
   const std::string e2 = test::error_of([&] { train(on); });
   EXPECT_NE(e2.find("needs"), std::string::npos) << e2;
   EXPECT_EQ(e2.find("- --checkpoint-activations"), std::string::npos) << e2;
+  // A limit between all blocks checkpointed and none: the error names the fewest --checkpoint-blocks that fit,
+  // and a run with them fits.
+  TrainOptions mid = o;
+  mid.max_memory_gib = (0.25 * double(plain.device_total()) + 0.75 * double(ckpt.device_total())) / (1 << 30);
+  const std::string e3 = test::error_of([&] { train(mid); });
+  std::smatch k;
+  ASSERT_TRUE(std::regex_search(e3, k, std::regex("--checkpoint-blocks ([0-9]+) \\(the first [0-9]+ of the 4 blocks")))
+      << e3;
+  TrainOptions fix = mid;
+  fix.checkpoint_blocks = std::stoi(k[1]);
+  EXPECT_GT(fix.checkpoint_blocks, 0);
+  EXPECT_LT(fix.checkpoint_blocks, 4);
+  EXPECT_TRUE(estimate_train_memory(fix, {cpu_}).fits()) << estimate_train_memory(fix, {cpu_}).report(fix);
+  fix.checkpoint_blocks -= 1;  // the fewest: one block fewer does not fit
+  EXPECT_FALSE(estimate_train_memory(fix, {cpu_}).fits());
+  // both checkpointing options at once is an error naming them
+  TrainOptions both = o;
+  both.checkpoint_activations = true;
+  both.checkpoint_blocks = 2;
+  EXPECT_NE(test::error_of([&] { both.validate(); }).find("give one"), std::string::npos);
 }
 
 }  // namespace
