@@ -35,18 +35,18 @@ void read_modifier(const Reader& r, const YAML::Node& n, const std::string& key,
   if (n["failure_weight"]) m.failure_weight = r.number(n["failure_weight"], k("failure_weight"), 0, 100);
   if (n["domain_share"]) m.domain_share = r.number(n["domain_share"], k("domain_share"), 0, 100);
   if (n["replay"]) m.replay = r.number(n["replay"], k("replay"), 0, 100);
-  // checkpoint_activations (every block) and checkpoint_blocks (the first N): a setting here replaces the
-  // other one inherited from `training:`; both on in one place is an error.
-  if (n["checkpoint_activations"]) {
-    m.checkpoint_activations = r.boolean(n["checkpoint_activations"], k("checkpoint_activations"));
-    if (m.checkpoint_activations) m.checkpoint_blocks = 0;
+  // checkpoint_activations (every block) and checkpoint_blocks (the first N) are one setting: either key here
+  // replaces what `training:` gave for both (false or 0 turns checkpointing off); both on in one place is an error.
+  if (n["checkpoint_activations"] || n["checkpoint_blocks"]) {
+    m.checkpoint_activations = false;
+    m.checkpoint_blocks = 0;
   }
+  if (n["checkpoint_activations"])
+    m.checkpoint_activations = r.boolean(n["checkpoint_activations"], k("checkpoint_activations"));
   if (n["checkpoint_blocks"]) {
-    const int blocks = r.integer(n["checkpoint_blocks"], k("checkpoint_blocks"), 0, 65536);
-    if (blocks > 0 && n["checkpoint_activations"] && m.checkpoint_activations)
+    m.checkpoint_blocks = r.integer(n["checkpoint_blocks"], k("checkpoint_blocks"), 0, 65536);
+    if (m.checkpoint_blocks > 0 && m.checkpoint_activations)
       r.error(n["checkpoint_blocks"], k("checkpoint_blocks"), "and checkpoint_activations are both on: give one");
-    m.checkpoint_blocks = blocks;
-    if (blocks > 0) m.checkpoint_activations = false;
   }
   if (n["device"]) {
     m.device = r.str(n["device"], k("device"));
@@ -192,6 +192,9 @@ void ModifierSettings::validate(const std::string& where) const {
   need(warmup >= 0, "warmup", ">= 0", warmup);
   need(std::isfinite(lr) && lr > 0 && lr <= 1, "lr", "in (0, 1]", lr);
   need(val_split >= 0 && val_split <= 0.5, "val_split", "in [0, 0.5]", val_split);
+  need(checkpoint_blocks >= 0 && checkpoint_blocks <= 65536, "checkpoint_blocks", "in 0..65536", checkpoint_blocks);
+  need(!(checkpoint_activations && checkpoint_blocks > 0), "checkpoint_blocks", "0 with checkpoint_activations on",
+       checkpoint_blocks);
   need(failure_weight >= 0 && failure_weight <= 100, "failure_weight", "in [0, 100]", failure_weight);
   need(domain_share >= 0 && domain_share <= 100, "domain_share", "in [0, 100]", domain_share);
   need(replay >= 0 && replay <= 100, "replay", "in [0, 100]", replay);

@@ -171,8 +171,8 @@ void add_partial_checkpointing(std::vector<std::pair<size_t, std::string>>& ways
   if (n > m.limit) return;
   for (size_t fewer; k > from + 1 && (fewer = at(k - 1)) <= m.limit;) n = fewer, --k;
   ways.push_back({n, fmt::format("--checkpoint-blocks {} (the first {} of the {} blocks recomputed in the backward "
-                                 "pass: less extra compute than all of them, the same results): {}",
-                                 k, k, m.n_layer, gib(n))});
+                                 "pass: less extra compute than all of them, the same results{}): {}",
+                                 k, k, m.n_layer, m.flash ? " up to flash attention's rounding" : "", gib(n))});
 }
 }  // namespace
 
@@ -206,7 +206,8 @@ void check_train_memory(const TrainMemory& m, const TrainOptions& o, const std::
     alt.checkpoint_blocks = 0;
     const size_t n = with(alt);
     ways.push_back({n, fmt::format("--checkpoint-activations (each block's activations recomputed in the backward "
-                                   "pass: about a third more compute per step, the same results): {}", gib(n))});
+                                   "pass: about a third more compute per step, the same results{}): {}",
+                                   m.flash ? " up to flash attention's rounding" : "", gib(n))});
     if (n <= m.limit && m.n_layer > 1) add_partial_checkpointing(ways, m, o, n, with);
   }
   if (o.sft.max_len >= 16) {

@@ -351,6 +351,7 @@ std::vector<ggml_tensor*> ModelGraph::linears(ggml_context* ctx, ggml_tensor* x,
       // Dequantized straight to BF16 in one pass (patch 0008: CUDA and the CPU).
       w = ggml_cast(ctx, w, GGML_TYPE_BF16);
       marks->recompute.push_back(w);  // the copy does not outlive its matmul: recomputed in the backward
+      marks->weight_copies.push_back(w);
     }
     ggml_tensor* y = ggml_mul_mat(ctx, w, x);
     auto ab = lora_ab_.find(weight);

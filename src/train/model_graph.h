@@ -70,6 +70,9 @@ struct GraphMarks {
   // (scores, mask, softmax: [T, T] per head), the grouped-query K/V expansions, the RMS norms and
   // the SwiGLU activation and product. What flash attention's backward pass recomputes.
   std::vector<ggml_tensor*> recompute;
+  // The BF16 copies of quantized weights (ModelGraph::set_dequant_forward), also in `recompute`: never kept
+  // for the backward pass, whatever else a block keeps (partial checkpointing without flash attention).
+  std::vector<ggml_tensor*> weight_copies;
   // One block's attention: out [hd, n_head, T, S] from q [hd, T, n_head, S] (a view), k and v
   // [hd, T, n_head_kv, S] (views) under `mask` (F32 [T, T, 1, S]) with the scale 1 / sqrt(hd).
   struct Attention {

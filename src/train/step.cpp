@@ -245,7 +245,8 @@ void TrainGraph::rebuild_backward(const GraphMarks& marks, ggml_tensor* hidden) 
     keep.push_back(hidden);
   }
   if (n_ckpt < n_blocks) {
-    const std::unordered_set<ggml_tensor*> cheap(marks.recompute.begin(), marks.recompute.end());
+    const std::unordered_set<ggml_tensor*> cheap(marks.recompute.begin(), marks.recompute.end()),
+        copies(marks.weight_copies.begin(), marks.weight_copies.end());
     // From the first uncheckpointed block's input to the last block's output (`hidden`): with some blocks
     // checkpointed the loss chunks after it are recomputed chunk by chunk, as with all of them.
     bool kept_part = n_ckpt == 0, past_hidden = false;
@@ -256,7 +257,8 @@ void TrainGraph::rebuild_backward(const GraphMarks& marks, ggml_tensor* hidden) 
       if (!kept_part) continue;
       ggml_tensor* root = t;
       while (root->view_src) root = root->view_src;
-      // without flash attention nothing is cheap: an uncheckpointed block keeps all it computed
+      // without flash attention an uncheckpointed block keeps all it computed but its weights' BF16 copies
+      if (copies.count(t) || copies.count(root)) continue;
       if (!opts_.flash_attn || (!cheap.count(t) && !cheap.count(root))) keep.push_back(t);
     }
   }

@@ -51,6 +51,16 @@ TEST(PipelineTrainCheckpoint, CheckpointBlocksKeyedAndExclusive) {
   const std::string e = test::error_of([&] { PipelineConfig::load(both); });
   EXPECT_NE(e.find("training.checkpoint_blocks"), std::string::npos) << e;
   EXPECT_NE(e.find("give one"), std::string::npos) << e;
+  // a domain's explicit off replaces the inherited setting of either kind
+  const fs::path off = write_config("off.yaml", "training: {checkpoint_blocks: 16}\n");
+  {
+    std::ofstream(off, std::ios::app) << "  reasoning:\n    test: {mmlu: r.csv}\n    sft: s.jsonl\n"
+                                         "    train: {checkpoint_activations: false}\n";
+  }
+  const PipelineConfig o = PipelineConfig::load(off);
+  ASSERT_EQ(o.domains.size(), 3u);
+  EXPECT_EQ(o.domains[2].train.checkpoint_blocks, 0);
+  EXPECT_FALSE(o.domains[2].train.checkpoint_activations);
   const fs::path range = write_config("range.yaml", "training:\n  checkpoint_blocks: -1\n");
   EXPECT_NE(test::error_of([&] { PipelineConfig::load(range); }).find("training.checkpoint_blocks"), std::string::npos);
 }

@@ -302,6 +302,16 @@ TEST_F(CheckpointGraphTest, PartialCheckpointingGivesThePlainGradientsInBetweenM
     EXPECT_LT(m_half, m_none);
     EXPECT_GT(m_half, m_all);
   }
+  // A quantized base's BF16 forward copies (--dequant-forward) are recomputed, never kept, also in the blocks
+  // partial checkpointing leaves alone without flash attention: the 3 uncheckpointed blocks' copies (393 KiB
+  // each here) would otherwise stay allocated until their backward matmuls.
+  TrainGraphOptions q_one, q_one_dq;
+  q_one.checkpoint_blocks = q_one_dq.checkpoint_blocks = 1;
+  q_one_dq.dequant_forward = true;
+  const size_t q_partial = planned_at_256("q8_0", q_one), q_partial_dq = planned_at_256("q8_0", q_one_dq);
+  std::printf("q8_0, 1 of 4 blocks checkpointed: %.2f MiB quantized matmuls, %.2f MiB dequantized forward\n",
+              q_partial / 1048576.0, q_partial_dq / 1048576.0);
+  EXPECT_LT(double(q_partial_dq), double(q_partial) + 400.0 * 1024);  // at most one block's copies
   TrainGraphOptions too_many;
   too_many.checkpoint_blocks = 5;
   const std::string e = test::error_of([&] { step(ckpt_model("f16"), true, too_many, 32, 2); });
