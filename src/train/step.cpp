@@ -64,8 +64,7 @@ TrainGraph::TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int
   // weight, patch 0002); with it (of any block), chunks of at most 256 MiB of F32 logits (512 rows at a 128K
   // vocabulary: 4 chunks and 4 such copies at 1 x 2048).
   const int64_t auto_rows =
-      opts_.checkpoint_activations || opts_.checkpoint_blocks > 0 ? std::max<int64_t>(1, (int64_t(256) << 20) / (4 * int64_t(Vp_)))
-                                                                   : rows;
+      opts_.checkpoints() ? std::max<int64_t>(1, (int64_t(256) << 20) / (4 * int64_t(Vp_))) : rows;
   chunk_ = int(std::min<int64_t>(rows, opts_.loss_chunk_rows > 0 ? opts_.loss_chunk_rows : auto_rows));
   // A label's index into its chunk's flattened probabilities is an I32.
   if (int64_t(Vp_) * chunk_ > int64_t(INT32_MAX))

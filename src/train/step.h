@@ -93,7 +93,9 @@ struct TrainGraphOptions {
   int loss_chunk_rows = 0;
   void validate() const;
   // Whether the backward graph is rebuilt to read recomputed tensors (train/checkpoint_graph.h).
-  bool rebuilds_backward() const { return checkpoint_activations || checkpoint_blocks > 0 || flash_attn; }
+  bool rebuilds_backward() const { return checkpoints() || flash_attn; }
+  // Whether any block is checkpointed (checkpoint_activations or checkpoint_blocks).
+  bool checkpoints() const { return checkpoint_activations || checkpoint_blocks > 0; }
 };
 
 class TrainGraph {
