@@ -73,6 +73,9 @@ def main():
         for r in (16, 32, 48, 64, 96):
             rows.append((f"mul_mat A x, rank {r}", OP_T, OP_N, r, 2048, k))
         rows.append(("mul_mat x A (swapped), rank 48", OP_T, OP_N, 2048, 48, k))
+    # 1B at 4 x 1024: 4096 tokens of 2048 features (the profile's slow q/k/v group node)
+    for r in (16, 32, 48):
+        rows.append((f"mul_mat A x, rank {r}, 4096 tokens", OP_T, OP_N, r, 4096, 2048))
     # out_prod gradients: dA = out_prod(x [K, T], g [r, T]) = Sgemm(N, T, K, r, T);
     # dB = out_prod(Ax [r, T], g [M, T]) = Sgemm(N, T, r, M, T); dx = out_prod(A [K, r], g^T) = Sgemm(N, N, K, T, r)
     for k in (2048, 4096, 14336):
