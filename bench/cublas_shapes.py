@@ -7,7 +7,8 @@ workspace (ggml-cuda/common.cuh). This calls the same function with the same arg
 ctypes (PyTorch only allocates and times), so a shape that cuBLAS's heuristics run slowly shows here
 the way it shows in a training step's profile: the rank-48 LoRA A (q, k and v grouped) forward
 matmul took 0.73 ms per profiled node for 0.8 GFLOP on the H200 where the rank-16 ones took 0.044 ms (this
-script then timed the GEMM alone at 18 us: the node's time was not cuBLAS's).
+script then timed the GEMM alone at 18 us: the node's time was not cuBLAS's). Nsight Compute (device.sh NCU=1) later
+timed it inside a 1B step at 164 us with cold caches, 2.6 ms of a 146-ms step: the per-node profile had misled.
 
 Usage (the device machine): python3 bench/cublas_shapes.py   -> a Markdown table on stdout
 """

@@ -76,11 +76,6 @@ void setup_train(CLI::App& sub) {
                  "in place, no transposed copies. auto: on for a GPU, off on the CPU (a slow loop there)")
       ->check(CLI::IsMember({"auto", "on", "off"}))
       ->capture_default_str();
-  auto* lora_bf16_opt = sub.add_option("--lora-bf16", o.lora_bf16,
-                 "auto, on or off: LoRA's A x products with BF16 inputs and F32 accumulation, as PyTorch's bf16 "
-                 "autocast does (a GPU's tensor cores). auto: on for a GPU; the CPU computes them in F32")
-      ->check(CLI::IsMember({"auto", "on", "off"}))
-      ->capture_default_str();
   static bool dry_run = false;
   auto* dry_run_opt = sub.add_flag("--dry-run", dry_run, "Print the memory the run needs (weights, LoRA, optimizer, activations) and exit");
   // First-order MAML (train/maml.h): --max-steps meta-steps, --lr the outer AdamW rate, --clip its clip.
@@ -96,7 +91,7 @@ void setup_train(CLI::App& sub) {
   sub.add_option("--query", mo.query, "--maml: query examples per task")->capture_default_str();
   sub.add_option("--init", mo.init, "--maml: start from this adapter (same rank and targets)");
   // MAML has no checkpoints and no memory estimate yet: these options are refused with it, not ignored.
-  maml_flag->excludes(full)->excludes(resume_opt)->excludes(memory_opt)->excludes(dry_run_opt)->excludes(ckpt_opt)->excludes(ckpt_blocks_opt)->excludes(flash_opt)->excludes(dequant_opt)->excludes(out_prod_opt)->excludes(lora_bf16_opt);
+  maml_flag->excludes(full)->excludes(resume_opt)->excludes(memory_opt)->excludes(dry_run_opt)->excludes(ckpt_opt)->excludes(ckpt_blocks_opt)->excludes(flash_opt)->excludes(dequant_opt)->excludes(out_prod_opt);
   sub.callback([&] {
     if (maml) {
       engine_set_verbose(globals().verbose);

@@ -358,20 +358,12 @@ std::vector<ggml_tensor*> ModelGraph::linears(ggml_context* ctx, ggml_tensor* x,
     if (ab != lora_ab_.end()) {
       ggml_tensor* a = ab->second.first;
       ggml_tensor* ax = nullptr;
-      auto a_x = [&](ggml_tensor* at) {
-        ggml_tensor* p = ggml_mul_mat(ctx, at, x);
-        if (lora_bf16_) {  // both sources may be rounded to BF16 (patch 0009 lets src[0] be set too)
-          if (!ggml_prec_set_src(p, GGML_PREC_BF16, 0) || !ggml_prec_set_src(p, GGML_PREC_BF16, 1))
-            fail("the LoRA A x product refused BF16 inputs (is patch 0009 applied?)");
-        }
-        return ggml_scale(ctx, p, lora_scale());
-      };
       if (a->view_src && !split_lora_groups_) {  // rows [i r, (i+1) r) of the group's product
         ggml_tensor*& g = group_ax[a->view_src];
-        if (!g) g = a_x(a->view_src);
+        if (!g) g = ggml_scale(ctx, ggml_mul_mat(ctx, a->view_src, x), lora_scale());
         ax = ggml_view_2d(ctx, g, a->ne[1], g->ne[1], g->nb[1], a->view_offs / a->nb[1] * g->nb[0]);
       } else {
-        ax = a_x(a);
+        ax = ggml_scale(ctx, ggml_mul_mat(ctx, a, x), lora_scale());
       }
       y = ggml_add(ctx, y, ggml_mul_mat(ctx, ab->second.second, ax));
     }

@@ -141,12 +141,10 @@ class ModelGraph {
   void set_dequant_forward(bool on) { dequant_forward_ = on; }
   // A shared-input group's LoRA A product computed per module (one matmul per row range of the group's
   // tensor) rather than once for the group: the same values and gradients, in other kernels. A
-  // benchmark switch (COGUMI_LORA_GROUP_FORWARD=split): 2-3.4% slower than grouped on the H200 at 8B.
+  // benchmark switch (COGUMI_LORA_GROUP_FORWARD=split): 2-3.4% slower than grouped on the H200 at 8B, 5.4% at
+  // 1B 4 x 1024.
   // Set while a graph is built.
   void set_split_lora_groups(bool on) { split_lora_groups_ = on; }
-  // LoRA A x matmuls built after this have both sources allowed down to BF16 (ggml_prec_set_src,
-  // TrainGraphOptions::lora_bf16, patch 0009).
-  void set_lora_bf16(bool on) { lora_bf16_ = on; }
 
   // Trainable tensors: LoRA A/B when LoRA is on, otherwise every weight (not rope_freqs: fixed
   // by the model's RoPE scaling, and ggml has no gradient for it). The LoRA A matrices of modules
@@ -178,7 +176,6 @@ class ModelGraph {
   bool has_lora_ = false;
   bool dequant_forward_ = false;
   bool split_lora_groups_ = false;
-  bool lora_bf16_ = false;
   ggml_tensor* rope_freqs_ = nullptr;  // Llama 3.1 frequency factors, or null
   ggml_backend_t backend_;
   ggml_context* ctx_w_ = nullptr;   // weights (no_alloc; data in buf_w_)

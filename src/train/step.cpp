@@ -166,20 +166,18 @@ void TrainGraph::build_graphs() {
   GraphMarks marks;
   struct GraphFlagsScope {  // the model is shared: the flags hold for this graph's build only, even on a throw
     ModelGraph& m;
-    GraphFlagsScope(ModelGraph& g, bool on, bool split, bool bf16) : m(g) {
+    GraphFlagsScope(ModelGraph& g, bool on, bool split) : m(g) {
       m.set_dequant_forward(on);
       m.set_split_lora_groups(split);
-      m.set_lora_bf16(bf16);
     }
     ~GraphFlagsScope() {
       m.set_dequant_forward(false);
       m.set_split_lora_groups(false);
-      m.set_lora_bf16(false);
     }
   };
   ggml_tensor* hidden = nullptr;
   {
-    GraphFlagsScope dq(mg_, opts_.dequant_forward && opts_.rebuilds_backward(), opts_.split_lora_groups, opts_.lora_bf16);
+    GraphFlagsScope dq(mg_, opts_.dequant_forward && opts_.rebuilds_backward(), opts_.split_lora_groups);
     hidden = mg_.build_hidden(c, tokens_, pos_, mask_, &marks);
   }
   loss_ = build_loss(c, hidden);
@@ -291,15 +289,6 @@ int TrainGraph::backward_op_count(int op, int src0_type) const {
   for (int i = 0; i < ggml_graph_n_nodes(gb_); ++i) {
     const ggml_tensor* t = ggml_graph_node(gb_, i);
     n += int(t->op) == op && (src0_type < 0 || (t->src[0] && int(t->src[0]->type) == src0_type));
-  }
-  return n;
-}
-
-int TrainGraph::bf16_matmul_count() const {
-  int n = 0;
-  for (int i = 0; i < ggml_graph_n_nodes(gb_); ++i) {
-    const ggml_tensor* t = ggml_graph_node(gb_, i);
-    n += t->op == GGML_OP_MUL_MAT && t->op_params[2] == GGML_PREC_BF16 && t->op_params[3] == GGML_PREC_BF16;
   }
   return n;
 }

@@ -85,9 +85,6 @@ struct TrainGraphOptions {
   bool out_prod_grads = false;
   // ModelGraph::set_split_lora_groups: each module's LoRA A x by its own matmul, not one per group.
   bool split_lora_groups = false;
-  // ModelGraph::set_lora_bf16: the LoRA A x matmuls' sources allowed down to BF16 (ggml_prec_set_src; patch
-  // 0009: CUDA's cuBLAS path multiplies them as BF16 with F32 accumulation; the CPU computes in F32).
-  bool lora_bf16 = false;
   // Rows of the loss's logits computed at a time (the output projection, softmax and picked
   // label probability per chunk). With checkpointing only one chunk's logits and probabilities
   // live at a time in the backward pass; the gradients are the same bit for bit whatever the
@@ -137,9 +134,6 @@ class TrainGraph {
   // Nodes of the forward + backward graph with operation `op` (which kernels a step runs), only those
   // whose first source has type `src0_type` when it is not negative.
   int backward_op_count(int op, int src0_type = -1) const;
-  // The backward graph's MUL_MAT nodes whose two sources may be rounded to BF16 (ggml_prec_set_src,
-  // TrainGraphOptions::lora_bf16).
-  int bf16_matmul_count() const;
 
   // Optimizer state for checkpoints: m and v per trainable tensor, and the step count.
   std::vector<ggml_tensor*> moments() const;

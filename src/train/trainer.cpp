@@ -53,8 +53,6 @@ bool TrainOptions::dequant_forward_on(ggml_backend* dev) const { return on_unles
 
 bool TrainOptions::out_prod_grads_on(ggml_backend* dev) const { return on_unless_cpu(out_prod_grads, dev); }
 
-bool TrainOptions::lora_bf16_on(ggml_backend* dev) const { return on_unless_cpu(lora_bf16, dev); }
-
 TrainGraphOptions TrainOptions::graph_options(ggml_backend* dev) const {
   TrainGraphOptions go;
   go.checkpoint_activations = checkpoint_activations;
@@ -62,7 +60,6 @@ TrainGraphOptions TrainOptions::graph_options(ggml_backend* dev) const {
   go.flash_attn = flash_attn_on(dev);
   go.dequant_forward = dequant_forward_on(dev);
   go.out_prod_grads = out_prod_grads_on(dev);
-  go.lora_bf16 = lora_bf16_on(dev);
   const char* e = std::getenv("COGUMI_LORA_GROUP_FORWARD");
   const std::string_view split = e ? e : "";
   if (!split.empty() && split != "group" && split != "split")
@@ -119,8 +116,6 @@ void TrainOptions::validate() const {
     fail("--dequant-forward must be auto, on or off, got '{}'", dequant_forward);
   if (out_prod_grads != "auto" && out_prod_grads != "on" && out_prod_grads != "off")
     fail("--out-prod-grads must be auto, on or off, got '{}'", out_prod_grads);
-  if (lora_bf16 != "auto" && lora_bf16 != "on" && lora_bf16 != "off")
-    fail("--lora-bf16 must be auto, on or off, got '{}'", lora_bf16);
   if (cpu_only && device.rfind("gpu", 0) == 0) fail("--cpu and --device {} contradict each other; give one", device);
 }
 

@@ -88,10 +88,6 @@ struct TrainOptions {
   // in place (--out-prod-grads, TrainGraphOptions::out_prod_grads): "auto" (on a GPU, whose OUT_PROD is
   // a GEMM; off on the CPU, where it is a slow loop), "on", "off". Rounding-level changes only.
   std::string out_prod_grads = "auto";
-  // LoRA's A x products with BF16 inputs and F32 accumulation on a GPU (--lora-bf16,
-  // TrainGraphOptions::lora_bf16; patch 0009), as PyTorch's bf16 autocast computes them: "auto" (on a GPU;
-  // the CPU computes them in F32 whatever the setting), "on", "off". Rounding-level changes only.
-  std::string lora_bf16 = "auto";
   const std::atomic<bool>* cancel = nullptr;  // set (Ctrl-C): checkpoint and return
   bool progress = true;
   // Every numeric option in its range; errors name the command-line option.
@@ -102,8 +98,6 @@ struct TrainOptions {
   bool dequant_forward_on(ggml_backend* device) const;
   // --out-prod-grads resolved for a run whose first backend is `device`.
   bool out_prod_grads_on(ggml_backend* device) const;
-  // --lora-bf16 resolved for a run whose first backend is `device`.
-  bool lora_bf16_on(ggml_backend* device) const;
   // TrainGraphOptions with the options above resolved for `device`; COGUMI_LORA_GROUP_FORWARD=split
   // (a benchmark switch, bench/device.sh's SPLIT=) sets split_lora_groups, "group" or unset clears it.
   TrainGraphOptions graph_options(ggml_backend* device) const;

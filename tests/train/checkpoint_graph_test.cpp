@@ -72,7 +72,6 @@ HostBatch packed_batch(int n_vocab, int T, int S, uint64_t seed) {
 struct StepResult {
   double loss = 0;
   std::vector<std::vector<float>> grads;
-  int bf16_matmuls = 0;  // MUL_MAT nodes with BF16-allowed sources (TrainGraphOptions::lora_bf16)
 };
 
 class CheckpointGraphTest : public ::testing::Test {
@@ -104,7 +103,6 @@ class CheckpointGraphTest : public ::testing::Test {
     StepResult r;
     r.loss = tg.accumulate(packed_batch(mg.hparams().n_vocab, T, S, 1));
     r.loss += tg.accumulate(packed_batch(mg.hparams().n_vocab, T, S, 2));
-    r.bf16_matmuls = tg.bf16_matmul_count();
     for (ggml_tensor* g : tg.gradients()) {
       std::vector<float> v(size_t(ggml_nelements(g)));
       ggml_backend_tensor_get(g, v.data(), 0, ggml_nbytes(g));
@@ -273,32 +271,6 @@ TEST_F(CheckpointGraphTest, SplitLoraGroupsGiveTheGroupedGradients) {
     EXPECT_NEAR(b.loss, a.loss, 1e-6 * a.loss);
     EXPECT_LT(rel, 1e-5);
   }
-}
-
-// --lora-bf16 (TrainGraphOptions::lora_bf16): each block's LoRA A x products (q/k/v grouped, gate/up grouped,
-// o, down: 4 per block) are marked for BF16 inputs, also in the backward graph that flash attention rebuilds,
-// and nothing else is; the CPU ignores the mark, so its loss and gradients are the F32 ones bit for bit.
-// `cogumi train`'s auto is on for a GPU only.
-TEST_F(CheckpointGraphTest, LoraBf16MarksEachAxProductAndTheCpuComputesF32) {
-  for (const bool flash : {false, true}) {
-    SCOPED_TRACE(flash ? "flash attention" : "plain attention");
-    TrainGraphOptions f32, bf16;
-    f32.flash_attn = bf16.flash_attn = flash;
-    bf16.lora_bf16 = true;
-    const StepResult a = step(ckpt_model("f16"), true, f32, 32, 2);
-    const StepResult b = step(ckpt_model("f16"), true, bf16, 32, 2);
-    EXPECT_EQ(a.bf16_matmuls, 0);
-    EXPECT_EQ(b.bf16_matmuls, 4 * 4);
-    EXPECT_EQ(b.loss, a.loss);
-    EXPECT_EQ(b.grads, a.grads);
-  }
-  TrainOptions o;
-  EXPECT_FALSE(o.graph_options(cpu_).lora_bf16);
-  o.lora_bf16 = "on";
-  EXPECT_TRUE(o.graph_options(cpu_).lora_bf16);
-  o.lora_bf16 = "bf16";
-  o.model = "m.gguf", o.data = {{"d.jsonl", 1.0}}, o.out = "o.gguf", o.max_steps = 1;
-  EXPECT_EQ(test::error_of([&] { o.validate(); }), "--lora-bf16 must be auto, on or off, got 'bf16'");
 }
 
 // --checkpoint-blocks 2 of 4: the first two blocks checkpointed, the others keep their activations. The
