@@ -126,11 +126,12 @@ void read_domains(const Reader& r, const YAML::Node& n, PipelineConfig& c, const
     d.train = defaults;
     const YAML::Node v = it->second;
     if (!v.IsNull()) {
-      r.expect_map(v, key, {"test", "mine", "sft", "val", "modifier", "train"});
+      r.expect_map(v, key, {"test", "mine", "sft", "val", "dev", "modifier", "train"});
       if (v["test"]) d.test = r.benches(v["test"], key + ".test");
       if (v["mine"]) d.mine = r.benches(v["mine"], key + ".mine");
       if (v["sft"]) d.sft = r.paths(v["sft"], key + ".sft");
       if (v["val"]) d.val = r.paths(v["val"], key + ".val");
+      if (v["dev"]) d.dev = r.benches(v["dev"], key + ".dev");
       if (v["modifier"]) d.modifier = r.boolean(v["modifier"], key + ".modifier");
       if (v["train"]) read_modifier(r, v["train"], key + ".train", d.train);
     }
@@ -141,8 +142,8 @@ void read_domains(const Reader& r, const YAML::Node& n, PipelineConfig& c, const
         r.error(it->first, key + ".test",
                 nano ? "required without a curriculum (add 'curriculum:' or 'base: {train: ...}')"
                      : "required: the benchmark files this domain is evaluated on, e.g. {gsm8k: test.jsonl}");
-      if (!d.mine.empty() || !d.sft.empty() || !d.val.empty())
-        r.error(it->first, key, "a curriculum domain takes its files from the curriculum: give all of test/mine/sft/val or none");
+      if (!d.mine.empty() || !d.sft.empty() || !d.val.empty() || !d.dev.empty())
+        r.error(it->first, key, "a curriculum domain takes its files from the curriculum: give all of test/mine/sft/val/dev or none");
       d.from_curriculum = true;
     }
     if (d.modifier && d.mine.empty() && d.sft.empty() && !d.from_curriculum)
@@ -314,12 +315,14 @@ PipelineConfig PipelineConfig::load(const fs::path& path) {
       fail("{}: cpu_only: true and domain {}'s training device '{}' contradict each other; give one", path.string(),
            d.name, d.train.device);
   if (const YAML::Node n = root["router"]) {
-    r.expect_map(n, "router", {"enabled", "holdout", "epochs", "lr", "limit"});
+    r.expect_map(n, "router", {"enabled", "holdout", "epochs", "lr", "limit", "choose_on_dev", "dev_limit"});
     if (n["enabled"]) c.router = r.boolean(n["enabled"], "router.enabled");
     if (n["holdout"]) c.router_holdout = r.number(n["holdout"], "router.holdout", 0.05, 0.9);
     if (n["epochs"]) c.router_epochs = r.integer(n["epochs"], "router.epochs", 1, 1000);
     if (n["lr"]) c.router_lr = r.number(n["lr"], "router.lr", 0, 100, true);
     if (n["limit"]) c.router_limit = size_t(r.integer(n["limit"], "router.limit", 0, 100000000));
+    if (n["choose_on_dev"]) c.choose_on_dev = r.boolean(n["choose_on_dev"], "router.choose_on_dev");
+    if (n["dev_limit"]) c.dev_limit = size_t(r.integer(n["dev_limit"], "router.dev_limit", 0, 100000000));
   }
   if (const YAML::Node n = root["runtime"]) {
     r.expect_map(n, "runtime", {"threshold", "escalation"});

@@ -22,8 +22,9 @@
 //       mine: {humaneval: PATH}              # the base's failures are mined here
 //       sft: [PATH]                          # the domain's own training data
 //       val: [PATH]                          # early stopping (else train.val_split)
-//       modifier: true                       # false: evaluated and routed to the base only
-//   router: {enabled: true, holdout: 0.2, epochs: 10, lr: 0.5, limit: 0}
+//       dev: {humaneval: PATH}               # dev split: where each domain's route is chosen (optional)
+//       modifier: true                       # false: evaluated, no modifier of its own
+//   router: {enabled: true, holdout: 0.2, epochs: 10, lr: 0.5, limit: 0, choose_on_dev: true, dev_limit: 0}
 //   runtime: {threshold: 0.0, escalation: accurate}
 //   data: {tiers: [...], judge: {...}, dedup: {...}}   # teacher-made training data (config_data.h)
 //   gates: ["math >= base + 10", "every other domain >= base - 5", "router.accuracy >= 0.97"]
@@ -73,6 +74,7 @@ struct DomainConfig {
   std::vector<BenchSpec> mine;       // the base's failures are mined here (training splits)
   std::vector<fs::path> sft;         // the domain's own training data (SFT JSONL)
   std::vector<fs::path> val;         // validation files for early stopping
+  std::vector<BenchSpec> dev;        // dev split (benchmark kind + file): each domain's route is chosen here
   bool modifier = true;
   ModifierSettings train;
   bool from_curriculum = false;      // test/mine/sft/val filled from the nano curriculum at plan time
@@ -117,6 +119,10 @@ struct PipelineConfig {
   int router_epochs = 10;        // 1..1000
   double router_lr = 0.5;        // (0, 100]
   size_t router_limit = 0;       // queries per source (0: all)
+  // Each domain routed to the configuration (the base or any modifier) best on its dev split, ties to its
+  // default (its own modifier, else the base); off, or no dev split: the default.
+  bool choose_on_dev = true;
+  size_t dev_limit = 0;          // dev items per benchmark for that choice (0: all), 0..10^8
   // Runtime (the system file's settings).
   double threshold = 0.0;        // [0, 1]
   std::string escalation = "accurate";

@@ -334,7 +334,25 @@ std::string report_html(const json& r) {
     for (auto& [c, n] : routes.items()) rs += fmt::format("{} {}; ", esc(c), n.get<int>());
     h += fmt::format("<tr><td>{}</td><td>{}</td></tr>\n", esc(d), rs);
   }
-  h += "</table>\n<h2>Stages: seconds each took, and their keys</h2>\n<table>" + md_to_html_rows(report_times(r));
+  h += "</table>\n";
+  // Each domain's route, chosen on its dev split (the `routes` stage): dev accuracy per configuration.
+  const json& rc = r.value("route_choice", json::object());
+  if (rc.contains("dev_accuracy")) {
+    h += "<h2>Routes chosen on the dev splits</h2>\n<table><tr><th>domain</th><th>route</th>";
+    for (auto& [config, _] : rc["dev_accuracy"].items()) h += "<th>" + esc(config) + " (dev)</th>";
+    h += "</tr>\n";
+    for (auto& [d, route] : rc["routes"].items()) {
+      h += fmt::format("<tr><td>{}</td><td>{}</td>", esc(d), esc(route.get<std::string>()));
+      for (auto& [config, acc] : rc["dev_accuracy"].items())
+        h += acc.contains(d) ? fmt::format("<td>{:.1f}% of {}</td>", acc[d]["accuracy"].get<double>(), acc[d]["n"].get<long>())
+                             : std::string("<td>-</td>");
+      h += "</tr>\n";
+    }
+    h += "</table>\n";
+  } else if (rc.contains("reason")) {
+    h += "<p>Routes: each domain's default (" + esc(rc["reason"].get<std::string>()) + ").</p>\n";
+  }
+  h += "<h2>Stages: seconds each took, and their keys</h2>\n<table>" + md_to_html_rows(report_times(r));
   return h + "</table>\n</body></html>\n";
 }
 
@@ -347,6 +365,18 @@ std::string report_markdown(const json& r) {
   m += ro.contains("skipped") ? "\nRouter: skipped (" + ro["skipped"].get<std::string>() + ")\n"
                               : fmt::format("\nRouter: held-out accuracy {:.2f}% on {} queries.\n",
                                             100 * ro["heldout"].value("accuracy", 0.0), ro["n_heldout"].get<long>());
+  const json& rc = r.value("route_choice", json::object());
+  if (rc.contains("dev_accuracy")) {
+    m += "Routes chosen on dev:";
+    for (auto& [d, route] : rc["routes"].items()) {
+      m += fmt::format(" {} -> {} (", d, route.get<std::string>());
+      std::string sep;
+      for (auto& [config, acc] : rc["dev_accuracy"].items())
+        if (acc.contains(d)) m += fmt::format("{}{} {:.1f}%", sep, config, acc[d]["accuracy"].get<double>()), sep = ", ";
+      m += ");";
+    }
+    m += "\n";
+  }
   const json& ca = r["calibration"];
   m += ca.contains("ece") ? fmt::format("Calibration: ECE {:.4f}\n", ca["ece"].get<double>())
                           : "Calibration: skipped (" + ca.value("skipped", std::string("")) + ")\n";

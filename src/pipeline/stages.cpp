@@ -21,17 +21,18 @@ namespace cogumi {
 namespace pipeline_detail {
 
 DomainFiles files_of(const DomainConfig& d, const fs::path& data) {
-  if (!d.from_curriculum) return {d.name, d.modifier, d.test, d.mine, d.sft, d.val};
+  if (!d.from_curriculum) return {d.name, d.modifier, d.test, d.mine, d.sft, d.val, d.dev};
   for (const NanoDomain& nd : nano_domains(data))
-    if (nd.name == d.name) return {d.name, d.modifier, {{nd.kind, nd.test}}, {{nd.kind, nd.train}}, {nd.train_sft}, {nd.dev_sft}};
+    if (nd.name == d.name)
+      return {d.name, d.modifier, {{nd.kind, nd.test}}, {{nd.kind, nd.train}}, {nd.train_sft}, {nd.dev_sft}, {{nd.kind, nd.dev}}};
   fail("domain '{}' is not a curriculum domain", d.name);
 }
 
-json domain_accuracy(const json& summary, const std::vector<DomainFiles>& domains) {
+json domain_accuracy(const json& summary, const std::vector<DomainFiles>& domains, bool dev) {
   json out = json::object();
   for (auto& d : domains) {
     long n = 0, c = 0;
-    for (auto& b : d.test)
+    for (auto& b : dev ? d.dev : d.test)
       if (summary["benchmarks"].contains(b.kind)) {
         n += summary["benchmarks"][b.kind]["n"].get<long>();
         c += summary["benchmarks"][b.kind]["correct"].get<long>();
@@ -42,11 +43,11 @@ json domain_accuracy(const json& summary, const std::vector<DomainFiles>& domain
 }
 
 json eval_stage(const Shared& sh, const StageContext& ctx, const std::vector<BenchSpec>& benches, size_t limit,
-                const std::vector<std::pair<std::string, fs::path>>& adapters) {
+                const std::vector<std::pair<std::string, fs::path>>& adapters, const std::string& sub, bool dev) {
   EvalOptions e;
   e.model = ctx.result("base")["model"].get<std::string>();
   e.benches = benches;
-  e.out_dir = ctx.stage.dir / "run";
+  e.out_dir = ctx.stage.dir / sub;
   e.limit = limit;
   e.max_tokens = sh.cfg.max_tokens;
   e.gen.n_parallel = sh.cfg.parallel;
@@ -59,21 +60,8 @@ json eval_stage(const Shared& sh, const StageContext& ctx, const std::vector<Ben
     e.adapter = adapters[0].first;
   }
   json s = run_eval(e);
-  return {{"run", e.out_dir.string()}, {"summary", s}, {"domains", domain_accuracy(s, sh.domains)}};
+  return {{"run", e.out_dir.string()}, {"summary", s}, {"domains", domain_accuracy(s, sh.domains, dev)}};
 }
-
-void add_backward_type_setting(json& settings) {
-  const char* e = std::getenv("GGML_COGUMI_BACKWARD_WEIGHT_TYPE");
-  if (e && *e && std::string_view(e) != "auto") settings["backward_weight_type"] = e;
-  const char* g = std::getenv("COGUMI_LORA_GROUP_FORWARD");
-  if (g && std::string_view(g) == "split") settings["lora_group_forward"] = g;
-}
-
-}  // namespace pipeline_detail
-
-using namespace pipeline_detail;
-
-namespace {
 
 // The identity of input files for keys: curriculum files by their place in the (keyed) curriculum
 // directory, everything else by sha256.
@@ -90,6 +78,19 @@ json bench_ids(Plan& plan, const Shared& sh, const std::vector<BenchSpec>& b) {
   for (auto& s : b) out[s.kind] = file_ids(plan, sh, {s.path})[0];
   return out;
 }
+
+void add_backward_type_setting(json& settings) {
+  const char* e = std::getenv("GGML_COGUMI_BACKWARD_WEIGHT_TYPE");
+  if (e && *e && std::string_view(e) != "auto") settings["backward_weight_type"] = e;
+  const char* g = std::getenv("COGUMI_LORA_GROUP_FORWARD");
+  if (g && std::string_view(g) == "split") settings["lora_group_forward"] = g;
+}
+
+}  // namespace pipeline_detail
+
+using namespace pipeline_detail;
+
+namespace {
 
 std::vector<BenchSpec> all_tests(const Shared& sh) {
   std::vector<BenchSpec> t;

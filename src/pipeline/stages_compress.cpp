@@ -202,7 +202,13 @@ fs::path write_system(const StageContext& ctx, const fs::path& model, const std:
     choices["base"] = YAML::Node(YAML::NodeType::Map);
     y["choices"] = choices;
   }
-  for (auto& [m, a] : adapters) y["choices"][m]["adapter"] = a.string();
+  // eval_system's choices by the modifier each uses (a domain may be routed to another domain's modifier)
+  const json& uses = ctx.result("eval_system").value("choice_modifiers", json::object());
+  for (auto it = y["choices"].begin(); it != y["choices"].end(); ++it) {
+    const std::string c = it->first.as<std::string>();
+    const std::string m = uses.contains(c) ? uses[c].get<std::string>() : c;
+    if (adapters.count(m)) it->second["adapter"] = adapters.at(m).string();
+  }
   YAML::Emitter e;
   e << y;
   const fs::path f = ctx.stage.dir / "system.compressed.yaml";

@@ -16,6 +16,7 @@ struct DomainFiles {
   bool modifier = true;
   std::vector<BenchSpec> test, mine;
   std::vector<fs::path> sft, val;
+  std::vector<BenchSpec> dev;  // where the domain's route is chosen
 };
 
 // What every stage closure holds on to (the plan may outlive the caller's config).
@@ -29,17 +30,30 @@ struct Shared {
 };
 
 DomainFiles files_of(const DomainConfig& d, const fs::path& data);
-// Per domain {n, correct, accuracy (points)} from an eval summary (pooled over its test kinds).
-json domain_accuracy(const json& summary, const std::vector<DomainFiles>& domains);
+// Per domain {n, correct, accuracy (points)} from an eval summary (pooled over its test kinds, or with
+// `dev` its dev kinds).
+json domain_accuracy(const json& summary, const std::vector<DomainFiles>& domains, bool dev = false);
+// The identity of input files for keys: curriculum files by their place in the (keyed) curriculum
+// directory, everything else by sha256; bench_ids: kind -> that identity.
+json file_ids(Plan& plan, const Shared& sh, const std::vector<fs::path>& files);
+json bench_ids(Plan& plan, const Shared& sh, const std::vector<BenchSpec>& b);
 // Adds the trainer's GGML_COGUMI_BACKWARD_WEIGHT_TYPE and COGUMI_LORA_GROUP_FORWARD to a training stage's
 // settings when set to something other than the default: they change the trained weights (rounding), so
 // they belong in the key.
 void add_backward_type_setting(json& settings);
-// Runs one evaluation into STAGE_DIR/run (resuming its items); result {run, summary, domains}.
+// Runs one evaluation into STAGE_DIR/SUB (resuming its items); result {run, summary, domains} (domains pooled
+// over each domain's dev kinds with `dev`, else its test kinds).
 json eval_stage(const Shared& sh, const StageContext& ctx, const std::vector<BenchSpec>& benches, size_t limit,
-                const std::vector<std::pair<std::string, fs::path>>& adapters);
+                const std::vector<std::pair<std::string, fs::path>>& adapters, const std::string& sub = "run",
+                bool dev = false);
 
-// router, calibrate, eval_system, gates, report (stages_system.cpp).
+// A domain's route before any choice: its own modifier, else the base.
+std::string default_route(const DomainFiles& d);
+// Each domain's route from the dev accuracies ({config: {domain: {n, correct, accuracy}}}, config "base" or a
+// modifier): the most accurate configuration on the domain's dev split; ties, and domains without a dev split,
+// keep default_route. Result {domain: config}.
+json choose_routes(const std::vector<DomainFiles>& domains, const json& dev_accuracy);
+// routes, router, calibrate, eval_system, gates, report (stages_system.cpp).
 void add_system_stages(Plan& plan, const std::shared_ptr<Shared>& sh);
 // Copies the latest finished outputs into the work directory (report, gates, system, run.json).
 void publish_outputs(const Plan& plan);

@@ -1,4 +1,4 @@
-// The stages after the modifiers: router, calibrate, eval_system, gates, report.
+// The stages after the modifiers: routes, router, calibrate, eval_system, gates, report.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -31,17 +31,90 @@ std::vector<std::string> modifier_names(const Shared& sh) {
   return m;
 }
 
-// Router choices: each domain with a modifier routes to it; the others to the base. A domain's
-// queries are its mining sets (training splits), or its own training data.
+}  // namespace
+
+std::string default_route(const DomainFiles& d) { return d.modifier ? d.name : "base"; }
+
+json choose_routes(const std::vector<DomainFiles>& domains, const json& dev_accuracy) {
+  json routes = json::object();
+  for (auto& d : domains) {
+    std::string best = default_route(d);
+    const auto acc = [&](const std::string& config) {
+      const json& a = dev_accuracy.contains(config) ? dev_accuracy[config] : json::object();
+      return a.contains(d.name) && a[d.name].value("n", 0L) > 0 ? a[d.name]["accuracy"].get<double>() : -1.0;
+    };
+    double best_acc = acc(best);
+    if (!d.dev.empty())
+      for (auto& [config, _] : dev_accuracy.items())
+        if (acc(config) > best_acc) best = config, best_acc = acc(config);
+    routes[d.name] = best;
+  }
+  return routes;
+}
+
+namespace {
+
+std::vector<BenchSpec> all_dev(const Shared& sh) {
+  std::vector<BenchSpec> t;
+  for (auto& d : sh.domains) t.insert(t.end(), d.dev.begin(), d.dev.end());
+  return t;
+}
+
+// Each domain's route: the base and every modifier evaluated on the dev splits (a stage each: dev.base,
+// dev.MODIFIER, so one retrained modifier re-evaluates only itself), then `routes` takes the configuration best
+// on each domain's dev split (choose_routes). Without a dev split, with router.choose_on_dev off or with no
+// modifier there are no dev stages and `routes` keeps the defaults. Result {routes: {domain: base | modifier},
+// dev_accuracy: {config: {domain: {n, correct, accuracy}}}} or {routes, reason}.
+void add_routes(Plan& plan, const std::shared_ptr<Shared>& sh) {
+  const PipelineConfig& c = sh->cfg;
+  const std::vector<BenchSpec> dev = all_dev(*sh);
+  const std::vector<std::string> mods = modifier_names(*sh);
+  const char* reason = !c.choose_on_dev ? "router.choose_on_dev is false"
+                       : dev.empty()    ? "no domain has a dev split"
+                       : mods.empty()   ? "no modifiers"
+                                        : nullptr;
+  Stage s{"routes", "1", {}, {{"choose_on_dev", c.choose_on_dev}}, {}, {}, {}};
+  if (!reason) {
+    const json settings = {{"dev", bench_ids(plan, *sh, dev)},
+                           {"limit", c.dev_limit},
+                           {"eval", {{"max_tokens", c.max_tokens}, {"parallel", c.parallel}}}};
+    std::vector<std::string> configs = {"base"};
+    configs.insert(configs.end(), mods.begin(), mods.end());
+    for (const std::string& config : configs) {
+      Stage ev{"dev." + config, "1", sh->data_deps("base"), settings, {}, {}, {}};
+      if (config != "base") ev.deps.push_back("train." + config);
+      ev.run = [sh, config](const StageContext& ctx) {
+        std::vector<std::pair<std::string, fs::path>> adapters;
+        if (config != "base") adapters = {{config, ctx.result("train." + config)["adapter"].get<std::string>()}};
+        return eval_stage(*sh, ctx, all_dev(*sh), sh->cfg.dev_limit, adapters, "run", true);
+      };
+      plan.add(std::move(ev));
+      s.deps.push_back("dev." + config);
+    }
+  }
+  s.run = [sh, reason](const StageContext& ctx) {
+    if (reason) return json{{"routes", choose_routes(sh->domains, json::object())}, {"reason", reason}};
+    json acc = json::object();
+    for (auto& dep : ctx.stage.deps) acc[dep.substr(4)] = ctx.result(dep)["domains"];
+    return json{{"routes", choose_routes(sh->domains, acc)}, {"dev_accuracy", acc}};
+  };
+  plan.add(std::move(s));
+}
+
+// Router choices: a domain routed to the base (the `routes` stage) takes the "base" choice; one routed to a
+// modifier, its own or another domain's, a choice named after the domain (that modifier, asked in the
+// domain's format). A domain's queries are its mining sets (training splits), or its own training data.
 struct RouteSrc {
   std::string choice, kind;  // kind empty: a JSONL of requests
   fs::path path;
   std::string spec() const { return kind.empty() ? choice + "=" + path.string() : choice + "=" + kind + ":" + path.string(); }
 };
-std::vector<RouteSrc> route_sources(const Shared& sh) {
+std::vector<RouteSrc> route_sources(const Shared& sh, const json& routes = json()) {
   std::vector<RouteSrc> out;
   for (auto& d : sh.domains) {
-    const std::string choice = d.modifier ? d.name : "base";
+    const std::string route = routes.is_object() && routes.contains(d.name) ? routes[d.name].get<std::string>()
+                                                                             : default_route(d);
+    const std::string choice = route == "base" ? "base" : d.name;
     for (auto& b : d.mine) out.push_back({choice, b.kind, b.path});
     if (d.mine.empty())
       for (auto& f : d.sft) out.push_back({choice, "", f});
@@ -51,7 +124,8 @@ std::vector<RouteSrc> route_sources(const Shared& sh) {
 
 void add_router(Plan& plan, const std::shared_ptr<Shared>& sh) {
   const PipelineConfig& c = sh->cfg;
-  Stage s{"router", "1", sh->data_deps(), {}, {}, {}, {}};
+  Stage s{"router", "2", sh->data_deps(), {}, {}, {}, {}};
+  s.deps.push_back("routes");
   json sources = json::array();
   for (auto& src : route_sources(*sh)) {
     const std::string rel = sh->data.empty() ? "" : fs::relative(src.path, sh->data).string();
@@ -62,20 +136,21 @@ void add_router(Plan& plan, const std::shared_ptr<Shared>& sh) {
                 {"lr", c.router_lr}, {"limit", c.router_limit}};
   s.run = [sh](const StageContext& ctx) {
     if (!sh->cfg.router) return json{{"skipped", "router.enabled is false: every request takes the base"}};
+    const json& routes = ctx.result("routes")["routes"];
     RouterJob job;
-    for (auto& src : route_sources(*sh)) job.data.push_back(src.spec());
+    for (auto& src : route_sources(*sh, routes)) job.data.push_back(src.spec());
     job.holdout = sh->cfg.router_holdout;
     job.limit = sh->cfg.router_limit;
     job.train.epochs = sh->cfg.router_epochs;
     job.train.lr = sh->cfg.router_lr;
     job.out = ctx.stage.dir / "router.json";
     std::set<std::string> choices;
-    for (auto& src : route_sources(*sh)) choices.insert(src.choice);
+    for (auto& src : route_sources(*sh, routes)) choices.insert(src.choice);
     if (choices.size() < 2) return json{{"skipped", "fewer than two choices to route between"}};
     RouterJobResult r = train_router_job(job);
     json rep = r.heldout.to_json(r.router.choices());
     return json{{"router", job.out.string()}, {"bytes", fs::file_size(job.out)}, {"n_train", r.n_train},
-                {"n_heldout", r.n_heldout}, {"heldout", rep}};
+                {"n_heldout", r.n_heldout}, {"heldout", rep}, {"routes", routes}};
   };
   plan.add(std::move(s));
 }
@@ -85,7 +160,7 @@ void add_router(Plan& plan, const std::shared_ptr<Shared>& sh) {
 // held-out queries: temperature fitted on one half (even positions), ECE measured on the other.
 json calibrate_router(const Shared& sh, const json& router_result, const fs::path& dir) {
   std::vector<std::string> specs;
-  for (auto& src : route_sources(sh)) specs.push_back(src.spec());
+  for (auto& src : route_sources(sh, router_result["routes"])) specs.push_back(src.spec());
   RouteData d = load_route_data(specs, sh.cfg.router_holdout, sh.cfg.router_limit);
   Router router = Router::load(router_result["router"].get<std::string>());
   std::vector<std::vector<double>> fit_p, test_p;
@@ -147,8 +222,9 @@ std::string yaml_str(const std::string& s) { return json(s).dump(); }  // a JSON
 
 void add_eval_system(Plan& plan, const std::shared_ptr<Shared>& sh) {
   const PipelineConfig& c = sh->cfg;
-  Stage s{"eval_system", "2", sh->data_deps("base"), {}, {}, {}, {}};
+  Stage s{"eval_system", "3", sh->data_deps("base"), {}, {}, {}, {}};
   s.deps.push_back("router");
+  s.deps.push_back("routes");
   for (auto& m : modifier_names(*sh)) s.deps.push_back("train." + m);
   json tests = json::object();
   for (auto& d : sh->domains)
@@ -163,11 +239,15 @@ void add_eval_system(Plan& plan, const std::shared_ptr<Shared>& sh) {
     const json& router = ctx.result("router");
     if (!router.contains("skipped")) y += fmt::format("router: {}\n", yaml_str(router["router"]));
     y += "default: base\nchoices:\n  base: {}\n";  // without a router, every request takes the base
+    // A choice per domain routed to a modifier (its own or another's): that adapter, the domain's format.
+    const json& routes = ctx.result("routes")["routes"];
+    json choice_modifiers = json::object();
     for (auto& d : h.domains) {
-      if (!d.modifier) continue;
+      const std::string m = routes.contains(d.name) ? routes[d.name].get<std::string>() : default_route(d);
+      if (m == "base") continue;
       const std::string ask = !d.test.empty() && kAskAs.count(d.test[0].kind) ? d.test[0].kind : "chat";
-      y += fmt::format("  {}: {{adapter: {}, ask_as: {}}}\n", d.name,
-                       yaml_str(ctx.result("train." + d.name)["adapter"]), ask);
+      y += fmt::format("  {}: {{adapter: {}, ask_as: {}}}\n", d.name, yaml_str(ctx.result("train." + m)["adapter"]), ask);
+      choice_modifiers[d.name] = m;
     }
     y += fmt::format("threshold: {}\nescalation: {}\ngeneration: {{max_tokens: {}, parallel: {}, threads: {}}}\n",
                      h.cfg.threshold, h.cfg.escalation, h.cfg.max_tokens, h.cfg.parallel, h.cfg.threads);
@@ -186,7 +266,7 @@ void add_eval_system(Plan& plan, const std::shared_ptr<Shared>& sh) {
     e.cancel = ctx.cancel;
     json summary = eval_system(sys, e);
     // How the router sent each domain's test items.
-    json routes = json::object();
+    json routes_taken = json::object();
     std::map<std::string, std::string> domain_of;
     for (auto& d : h.domains)
       for (auto& b : d.test) domain_of[b.kind] = d.name;
@@ -194,11 +274,11 @@ void add_eval_system(Plan& plan, const std::shared_ptr<Shared>& sh) {
       const std::string d = domain_of[j.value("benchmark", "")];
       const std::string r = j.contains("route") && j["route"].is_string() && !j["route"].get<std::string>().empty()
                                 ? j["route"].get<std::string>() : "base";
-      json& row = routes[d];
+      json& row = routes_taken[d];
       row[r] = (row.is_object() && row.contains(r) ? row[r].get<int>() : 0) + 1;
     });
     return json{{"run", e.out_dir.string()}, {"system", file.string()}, {"summary", summary},
-                {"domains", domain_accuracy(summary, h.domains)}, {"routes", routes}};
+                {"domains", domain_accuracy(summary, h.domains)}, {"routes", routes_taken}, {"choice_modifiers", choice_modifiers}};
   };
   plan.add(std::move(s));
 }
@@ -230,7 +310,7 @@ GateMetrics gate_metrics(const Shared& sh, const StageContext& ctx) {
 }
 
 std::vector<std::string> final_deps(const Shared& sh) {
-  std::vector<std::string> d = {"base", "eval_base", "router", "calibrate", "eval_system"};
+  std::vector<std::string> d = {"base", "eval_base", "routes", "router", "calibrate", "eval_system"};
   for (auto& m : modifier_names(sh)) d.push_back("eval." + m), d.push_back("train." + m);
   for (auto& s : data_final_deps(sh)) d.push_back(s);
   return d;
@@ -287,7 +367,7 @@ void add_report(Plan& plan, const std::shared_ptr<Shared>& sh) {
     if (plan.has(opt)) deps.push_back(opt);
   for (auto& m : modifier_names(*sh)) deps.push_back("trainset." + m);
   for (auto& d : compress_deps(plan)) deps.push_back(d);
-  Stage s{"report", "2", deps, json::object(), {}, {}, {}};
+  Stage s{"report", "3", deps, json::object(), {}, {}, {}};
   s.run = [sh](const StageContext& ctx) {
     const Shared& h = *sh;
     const fs::path base_run = ctx.result("eval_base")["run"].get<std::string>();
@@ -302,6 +382,7 @@ void add_report(Plan& plan, const std::shared_ptr<Shared>& sh) {
     r["base_accuracy"] = ctx.result("eval_base")["domains"];
     r["routed_accuracy"] = ctx.result("eval_system")["domains"];
     r["routes"] = ctx.result("eval_system")["routes"];
+    r["route_choice"] = ctx.result("routes");
     r["routed_vs_base"] = compare_by_domain(h, base_run, ctx.result("eval_system")["run"].get<std::string>());
     json mods = json::object();
     for (auto& m : modifier_names(h)) {
@@ -341,6 +422,7 @@ void add_report(Plan& plan, const std::shared_ptr<Shared>& sh) {
 }  // namespace
 
 void add_system_stages(Plan& plan, const std::shared_ptr<Shared>& sh) {
+  add_routes(plan, sh);
   add_router(plan, sh);
   add_calibrate(plan, sh);
   add_eval_system(plan, sh);

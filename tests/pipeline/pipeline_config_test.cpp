@@ -65,6 +65,10 @@ TEST(PipelineConfig, ErrorsNameFileLineAndKey) {
       {std::string(kMinimal) + "training:\n  lr: 0\n", "'training.lr': must be in (0, 1], got 0"},
       {std::string(kMinimal) + "eval: {test_limit: 2.5}\n", "bad.yaml:10: 'eval.test_limit': expected a whole number"},
       {std::string(kMinimal) + "router: {enabled: maybe}\n", "bad.yaml:10: 'router.enabled': expected true or false"},
+      {std::string(kMinimal) + "router: {choose_on_dev: 1}\n", "bad.yaml:10: 'router.choose_on_dev': expected true or false"},
+      {std::string(kMinimal) + "router: {dev_limit: -1}\n", "bad.yaml:10: 'router.dev_limit': must be in [0, 100000000]"},
+      {"base: {gguf: b.gguf}\ndomains:\n  math:\n    test: {gsm8k: t.jsonl}\n    dev: {gsm9k: d.jsonl}\n",
+       "bad.yaml:5: 'domains.math.dev.gsm9k': unknown benchmark kind"},
       {std::string(kMinimal) + "failures:\n  labeler: {url: ftp://x}\n", "bad.yaml:11: 'failures.labeler.url': expected an http"},
       {std::string(kMinimal) + "gates:\n  - math >= bse + 10\n", "bad.yaml:11: 'gates[0]': 'math >= bse + 10': unknown name 'bse'"},
       {std::string(kMinimal) + "gates:\n  - poetry >= base\n", "bad.yaml:11: 'gates[0]'"},
@@ -170,19 +174,23 @@ std::set<std::string> changed(const std::map<std::string, std::string>& a, const
 TEST(PipelineKeys, ChangeExactlyWhenTheirInputsChange) {
   PipelineConfig c = planned_config();
   const auto k0 = keys_of(c);
-  EXPECT_EQ(k0.size(), 22u);  // base, eval_base, mine, failures, cluster, 4x3 per modifier, 5 after
+  // base, eval_base, mine, failures, cluster, 4x4 per modifier (trainset, train, eval, dev), dev.base, routes, 5 after
+  EXPECT_EQ(k0.size(), 28u);
   EXPECT_EQ(keys_of(c), k0);  // deterministic
-  // One modifier's rank: that modifier, its evaluation, the routed system, gates, report.
+  // One modifier's rank: that modifier, its evaluations (test and dev), the routes and the router chosen among the
+  // modifiers, the routed system, gates, report.
   PipelineConfig rank = c;
   for (auto& d : rank.domains)
     if (d.name == "code") d.train.rank = 32;
   EXPECT_EQ(changed(k0, keys_of(rank)),
-            (std::set<std::string>{"train.code", "eval.code", "eval_system", "gates", "report"}));
+            (std::set<std::string>{"train.code", "eval.code", "dev.code", "routes", "router", "calibrate", "eval_system",
+                                   "gates", "report"}));
   // The share of the domain's own data: its training set and everything after it.
   PipelineConfig share = c;
   share.domains[0].train.domain_share = 0.5;
   EXPECT_EQ(changed(k0, keys_of(share)),
-            (std::set<std::string>{"trainset.math", "train.math", "eval.math", "eval_system", "gates", "report"}));
+            (std::set<std::string>{"trainset.math", "train.math", "eval.math", "dev.math", "routes", "router", "calibrate",
+                                   "eval_system", "gates", "report"}));
   // Fewer test items: the evaluations, not the mined failures or the modifiers.
   PipelineConfig lim = c;
   lim.test_limit = 50;

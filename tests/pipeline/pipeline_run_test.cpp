@@ -109,8 +109,8 @@ TEST(PipelineRun, TinyEndToEndThenReusedThenOnlyWhatChanged) {
 
   // 1. Every stage runs.
   PipelineRun r1 = run_pipeline(cfg, o);
-  ASSERT_EQ(r1.summary.stages.size(), 22u);
-  EXPECT_EQ(r1.summary.ran, 22);
+  ASSERT_EQ(r1.summary.stages.size(), 28u);
+  EXPECT_EQ(r1.summary.ran, 28);
   for (const char* f : {"report.html", "report.md", "gates.json", "system.yaml", "run.json"})
     EXPECT_TRUE(fs::exists(cfg.work_dir / f)) << f;
   const json report = json::parse(read_file(cfg.work_dir / "report.json"));
@@ -119,6 +119,19 @@ TEST(PipelineRun, TinyEndToEndThenReusedThenOnlyWhatChanged) {
   EXPECT_GT(report["modifiers"]["code"]["curve"]["loss"].size(), 0u);
   EXPECT_EQ(report["router"]["heldout"]["choices"].size(), 4u);
   EXPECT_EQ(report["base_accuracy"]["reasoning"]["n"].get<int>(), 6);
+  // Each domain's route chosen on its dev split (12 items): the base and the 4 modifiers measured there, and the
+  // system file has a choice for each domain routed to a modifier, with that modifier's adapter.
+  const json& rc = report["route_choice"];
+  ASSERT_TRUE(rc.contains("dev_accuracy")) << rc.dump();
+  EXPECT_EQ(rc["dev_accuracy"].size(), 5u);
+  EXPECT_EQ(rc["dev_accuracy"]["base"]["math"]["n"].get<int>(), 12);
+  const std::string sys = read_file(cfg.work_dir / "system.yaml");
+  for (auto& [d, route] : rc["routes"].items()) {
+    if (route == "base") continue;
+    const std::string adapter = report["modifiers"][route.get<std::string>()]["train"]["adapter"].get<std::string>();
+    EXPECT_NE(sys.find(fmt::format("  {}: {{adapter: \"{}\"", d, adapter)), std::string::npos) << d << "\n" << sys;
+  }
+  EXPECT_NE(read_file(cfg.work_dir / "report.html").find("Routes chosen on the dev splits"), std::string::npos);
   // The router's confidence calibrated on half its held-out queries, measured on the other half.
   ASSERT_TRUE(report["calibration"].contains("ece")) << report["calibration"].dump();
   EXPECT_GT(report["calibration"]["temperature"].get<double>(), 0);
@@ -127,14 +140,14 @@ TEST(PipelineRun, TinyEndToEndThenReusedThenOnlyWhatChanged) {
   // 2. A second run reuses every stage: no stage starts (the event log says so).
   PipelineRun r2 = run_pipeline(cfg, o);
   EXPECT_EQ(r2.summary.ran, 0);
-  EXPECT_EQ(r2.summary.reused, 22);
+  EXPECT_EQ(r2.summary.reused, 28);
   size_t reused = 0;
   for (const json& e : last_run_events(cfg.work_dir / "events.jsonl")) {
     EXPECT_NE(e["event"], "stage_start") << e.dump();
     EXPECT_NE(e["event"], "stage_resume") << e.dump();
     reused += e["event"] == "stage_reused";
   }
-  EXPECT_EQ(reused, 22u);
+  EXPECT_EQ(reused, 28u);
   // A dry run says the same before anything runs, and `cogumi run` (the main job's command) reuses
   // every stage and prints the per-domain table with 95% intervals, the gates and the stage times.
   RunOptions dry = o;
@@ -142,7 +155,7 @@ TEST(PipelineRun, TinyEndToEndThenReusedThenOnlyWhatChanged) {
   for (auto& st : run_pipeline(cfg, dry).summary.stages) EXPECT_EQ(st.status, "would reuse") << st.name;
   Cmd cli = run_cmd(fmt::format("'{}' run '{}' --dir '{}' -q", COGUMI_BIN, (dir / "tiny.yaml").string(), cfg.work_dir.string()));
   EXPECT_EQ(cli.status, 0) << cli.out;
-  EXPECT_NE(cli.out.find("0 stages ran, 22 reused"), std::string::npos) << cli.out;
+  EXPECT_NE(cli.out.find("0 stages ran, 28 reused"), std::string::npos) << cli.out;
   EXPECT_NE(cli.out.find("| reasoning | 6 |"), std::string::npos) << cli.out;
   EXPECT_NE(cli.out.find("[95% CI]"), std::string::npos) << cli.out;
   EXPECT_NE(cli.out.find("3 of 3 gates passed"), std::string::npos) << cli.out;
@@ -185,13 +198,15 @@ TEST(PipelineRun, TinyEndToEndThenReusedThenOnlyWhatChanged) {
   EXPECT_EQ(none.status, 1);
   EXPECT_NE(none.out.find("has no gates.json"), std::string::npos) << none.out;
 
-  // 5. One modifier's rank: that modifier and what follows it, nothing else.
+  // 5. One modifier's rank: that modifier and what follows it, nothing else (the routes are chosen among the
+  //    modifiers, so they and the router follow every modifier; the others' dev evaluations are reused).
   const json before = json::parse(read_file(cfg.work_dir / "run.json"));
   for (auto& d : cfg.domains)
     if (d.name == "automation") d.train.rank = 8;
   PipelineRun r4 = run_pipeline(cfg, o);
   EXPECT_EQ(ran(r4.summary),
-            (std::set<std::string>{"train.automation", "eval.automation", "eval_system", "gates", "report"}));
+            (std::set<std::string>{"train.automation", "eval.automation", "dev.automation", "routes", "router", "calibrate",
+                                   "eval_system", "gates", "report"}));
   const json after = json::parse(read_file(cfg.work_dir / "run.json"));
   EXPECT_EQ(after["stages"]["train.math"]["dir"], before["stages"]["train.math"]["dir"]);
   EXPECT_NE(after["stages"]["train.automation"]["dir"], before["stages"]["train.automation"]["dir"]);
