@@ -88,7 +88,7 @@ json eval_system(const SystemConfig& cfg, EvalOptions o, const std::string& mode
         "--adapter");
   o.model = cfg.base;
   for (const auto& c : cfg.choices)
-    if (!c.adapter.empty()) o.adapters.emplace_back(c.name, c.adapter);
+    if (!c.adapter.empty() && cfg.adapter_name(c.name) == c.name) o.adapters.emplace_back(c.name, c.adapter);
   std::optional<Router> router;
   if (!cfg.router.empty()) router = Router::load(cfg.router);
   if (router)

@@ -181,7 +181,7 @@ Runtime::Runtime(SystemConfig cfg) : cfg_(std::move(cfg)) {
   if (!cfg_.has_choice("base"))
     cfg_.choices.push_back({"base", {}, model_->has_chat_template() ? "chat" : "raw"});
   for (auto& c : cfg_.choices)
-    if (!c.adapter.empty()) model_->load_adapter(c.name, c.adapter);
+    if (!c.adapter.empty() && cfg_.adapter_name(c.name) == c.name) model_->load_adapter(c.name, c.adapter);
   if (!cfg_.router.empty()) {
     router_ = Router::load(cfg_.router);
     for (auto& name : router_->choices())

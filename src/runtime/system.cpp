@@ -94,7 +94,11 @@ bool SystemConfig::has_choice(const std::string& n) const {
 }
 
 std::string SystemConfig::adapter_name(const std::string& n) const {
-  return choice(n).adapter.empty() ? "" : n;
+  const SystemChoice& c = choice(n);
+  if (c.adapter.empty()) return "";
+  for (const SystemChoice& o : choices)  // choices with the same file share one loaded adapter: the first's
+    if (o.adapter == c.adapter) return o.name;
+  return n;
 }
 
 const SystemChoice& SystemConfig::choice(const std::string& n) const {

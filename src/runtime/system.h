@@ -80,7 +80,8 @@ struct SystemConfig {
   void validate() const;
   const SystemChoice& choice(const std::string& name) const;  // throws for unknown names
   bool has_choice(const std::string& name) const;
-  // The adapter name the engine knows a choice by: the choice's name, or "" for the base alone.
+  // The adapter name the engine knows a choice by: the choice's name, "" for the base alone, or the first
+  // choice's with the same adapter file (choices sharing a file share one loaded adapter).
   std::string adapter_name(const std::string& choice) const;
 };
 

@@ -185,6 +185,31 @@ TEST(Runtime, RoutesAsksOverridesAndEscalatesThroughTheNanoBase) {
   EXPECT_THROW(rt.ask({bad}), Error);
 }
 
+// A domain routed to another domain's modifier (the pipeline's routes chosen on dev) is a choice of its own with
+// that adapter file and its own format: the file is loaded once, both choices use it, each in its format.
+TEST(Runtime, ChoicesSharingAnAdapterFileShareOneLoadedAdapter) {
+  const std::string math = (fs::path(COGUMI_REPO_DIR) / "models/nano-math.gguf").string();
+  SystemConfig cfg = SystemConfig::load(write("shared.yaml", nano_system().replace(
+      nano_system().find("  math: {ask_as: gsm8k}\n  code: {ask_as: humaneval}\n  reasoning: {ask_as: mmlu}"),
+      std::string("  math: {ask_as: gsm8k}\n  code: {ask_as: humaneval}\n  reasoning: {ask_as: mmlu}").size(),
+      "  math: {adapter: " + math + ", ask_as: gsm8k}\n  code: {ask_as: humaneval}\n  reasoning: {adapter: " + math +
+          ", ask_as: mmlu}")));
+  EXPECT_EQ(cfg.adapter_name("math"), "math");
+  EXPECT_EQ(cfg.adapter_name("reasoning"), "math");
+  EXPECT_EQ(cfg.adapter_name("code"), "");
+  cfg.threads = 0;
+  Runtime rt(cfg);
+  std::vector<AskRequest> reqs(2);
+  reqs[0].text = "Gus has 15 stickers. He gives 1 away. How many stickers does Gus have now?";
+  reqs[0].choice = "math";
+  reqs[1].text = "Mia is older than Bob. Tina is younger than Bob. Who is the oldest?\nA. Cannot tell\nB. Mia\nC. Tina\nD. Bob";
+  reqs[1].choice = "reasoning";
+  auto out = rt.ask(reqs);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_NE(out[0].text.find("####"), std::string::npos) << out[0].text;  // GSM8K's format
+  EXPECT_NE(out[1].text.find("Answer:"), std::string::npos) << out[1].text;  // MMLU's format, the math adapter
+}
+
 TEST(Runtime, LowRouterConfidenceEscalatesToAccurateOrTheDefault) {
   SystemConfig cfg = SystemConfig::load(write("strict.yaml", nano_system("threshold: 1.0\n")));
   cfg.threads = 0;
