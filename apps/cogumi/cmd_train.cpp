@@ -57,9 +57,13 @@ void setup_train(CLI::App& sub) {
   auto* ckpt_opt = sub.add_flag("--checkpoint-activations", o.checkpoint_activations,
                "Recompute each block's activations in the backward pass: far less activation memory at long "
                "sequences, about a third more compute, the same results");
-  auto* ckpt_blocks_opt = sub.add_option("--checkpoint-blocks", o.checkpoint_blocks,
+  static std::string ckpt_blocks = "0";
+  auto* ckpt_blocks_opt = sub.add_option("--checkpoint-blocks", ckpt_blocks,
                  "Checkpoint only the first N blocks (0-65536, at most the model's): memory and extra compute in "
-                 "between none and --checkpoint-activations (a run that does not fit names the N that does)")
+                 "between none and --checkpoint-activations (a run that does not fit names the N that does); auto: "
+                 "the fewest that fit the device (none when the run fits as it is)")
+      ->check(CLI::IsMember({"auto"}) | CLI::Range(0, 65536))
+      ->capture_default_str()
       ->excludes(ckpt_opt);
   auto* flash_opt = sub.add_option("--flash-attn", o.flash_attn,
                  "auto, on or off: flash attention in the forward pass, the attention probabilities recomputed in the "
@@ -93,6 +97,7 @@ void setup_train(CLI::App& sub) {
   // MAML has no checkpoints and no memory estimate yet: these options are refused with it, not ignored.
   maml_flag->excludes(full)->excludes(resume_opt)->excludes(memory_opt)->excludes(dry_run_opt)->excludes(ckpt_opt)->excludes(ckpt_blocks_opt)->excludes(flash_opt)->excludes(dequant_opt)->excludes(out_prod_opt);
   sub.callback([&] {
+    o.checkpoint_blocks = ckpt_blocks == "auto" ? TrainOptions::kCheckpointBlocksAuto : std::stoi(ckpt_blocks);
     if (maml) {
       engine_set_verbose(globals().verbose);
       mo.model = o.model, mo.out = o.out, mo.seq_len = o.sft.max_len, mo.seed = o.seed, mo.n_threads = o.n_threads;
@@ -129,6 +134,7 @@ void setup_train(CLI::App& sub) {
     for (std::string t; std::getline(ss, t, ',');)
       if (!t.empty()) o.lora.targets.push_back(t);
     if (dry_run) {
+      if (const std::string chose = resolve_checkpoint_blocks(o); !chose.empty()) fmt::print("{}\n", chose);
       const TrainMemory m = estimate_train_memory(o);
       fmt::print("{}\n{}\n", m.report(o), m.fits() ? "fits" : "does not fit");
       check_train_memory(m, o);

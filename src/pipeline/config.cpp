@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "data/synth.h"
 #include "pipeline/config_reader.h"
+#include "train/trainer.h"
 
 namespace cogumi {
 
@@ -44,8 +45,10 @@ void read_modifier(const Reader& r, const YAML::Node& n, const std::string& key,
   if (n["checkpoint_activations"])
     m.checkpoint_activations = r.boolean(n["checkpoint_activations"], k("checkpoint_activations"));
   if (n["checkpoint_blocks"]) {
-    m.checkpoint_blocks = r.integer(n["checkpoint_blocks"], k("checkpoint_blocks"), 0, 65536);
-    if (m.checkpoint_blocks > 0 && m.checkpoint_activations)
+    const YAML::Node& cb = n["checkpoint_blocks"];
+    m.checkpoint_blocks = cb.IsScalar() && cb.Scalar() == "auto" ? TrainOptions::kCheckpointBlocksAuto
+                                                                  : r.integer(cb, k("checkpoint_blocks"), 0, 65536);
+    if (m.checkpoint_blocks != 0 && m.checkpoint_activations)
       r.error(n["checkpoint_blocks"], k("checkpoint_blocks"), "and checkpoint_activations are both on: give one");
   }
   if (n["device"]) {
@@ -177,6 +180,7 @@ json ModifierSettings::to_json() const {
   if (device != "auto") j["device"] = device;  // auto keeps the stage keys runs had before `device` existed
   if (checkpoint_activations) j["checkpoint_activations"] = true;  // off keeps earlier runs' stage keys
   if (checkpoint_blocks > 0) j["checkpoint_blocks"] = checkpoint_blocks;  // likewise 0
+  if (checkpoint_blocks == TrainOptions::kCheckpointBlocksAuto) j["checkpoint_blocks"] = "auto";
   return j;
 }
 
@@ -193,8 +197,9 @@ void ModifierSettings::validate(const std::string& where) const {
   need(warmup >= 0, "warmup", ">= 0", warmup);
   need(std::isfinite(lr) && lr > 0 && lr <= 1, "lr", "in (0, 1]", lr);
   need(val_split >= 0 && val_split <= 0.5, "val_split", "in [0, 0.5]", val_split);
-  need(checkpoint_blocks >= 0 && checkpoint_blocks <= 65536, "checkpoint_blocks", "in 0..65536", checkpoint_blocks);
-  need(!(checkpoint_activations && checkpoint_blocks > 0), "checkpoint_blocks", "0 with checkpoint_activations on",
+  need(checkpoint_blocks == TrainOptions::kCheckpointBlocksAuto || (checkpoint_blocks >= 0 && checkpoint_blocks <= 65536),
+       "checkpoint_blocks", "auto or in 0..65536", checkpoint_blocks);
+  need(!(checkpoint_activations && checkpoint_blocks != 0), "checkpoint_blocks", "0 with checkpoint_activations on",
        checkpoint_blocks);
   need(failure_weight >= 0 && failure_weight <= 100, "failure_weight", "in [0, 100]", failure_weight);
   need(domain_share >= 0 && domain_share <= 100, "domain_share", "in [0, 100]", domain_share);

@@ -63,7 +63,7 @@ struct ModifierSettings {
   double replay = 0.5;       // weight of the replay mix, [0, 100]
   std::string device = "auto";  // auto (the first GPU when the build has one, else the CPU), cpu, gpu, gpu:N
   bool checkpoint_activations = false;  // the trainer's --checkpoint-activations (less memory, same results)
-  int checkpoint_blocks = 0;  // the trainer's --checkpoint-blocks (the first N blocks only), 0..65536
+  int checkpoint_blocks = 0;  // the trainer's --checkpoint-blocks (the first N blocks only), 0..65536 or auto (-1)
   json to_json() const;
   void validate(const std::string& where) const;  // throws Error naming where.key
 };

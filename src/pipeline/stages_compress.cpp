@@ -203,7 +203,7 @@ fs::path write_system(const StageContext& ctx, const fs::path& model, const std:
     y["choices"] = choices;
   }
   // eval_system's choices by the modifier each uses (a domain may be routed to another domain's modifier)
-  const json& uses = ctx.result("eval_system").value("choice_modifiers", json::object());
+  const json uses = ctx.result("eval_system").value("choice_modifiers", json::object());
   for (auto it = y["choices"].begin(); it != y["choices"].end(); ++it) {
     const std::string c = it->first.as<std::string>();
     const std::string m = uses.contains(c) ? uses[c].get<std::string>() : c;
@@ -279,7 +279,7 @@ void add_eval(Plan& plan, const std::shared_ptr<Shared>& sh) {
     std::map<std::string, fs::path> adapters;
     double bytes = double(fs::file_size(model));
     if (!pruned)
-      for (auto& m : modifier_names(*sh)) {
+      for (auto& m : modifiers_in_use(ctx)) {  // the routed system's modifiers only
         const json& r = ctx.plan.has("compress.lora") ? ctx.result("compress.lora")["adapters"][m] : ctx.result("train." + m);
         adapters[m] = r["adapter"].get<std::string>();
         bytes += r["bytes"].get<double>();

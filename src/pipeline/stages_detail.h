@@ -2,6 +2,7 @@
 #pragma once
 
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -53,6 +54,8 @@ std::string default_route(const DomainFiles& d);
 // modifier): the most accurate configuration on the domain's dev split; ties, and domains without a dev split,
 // keep default_route. Result {domain: config}.
 json choose_routes(const std::vector<DomainFiles>& domains, const json& dev_accuracy);
+// The modifiers the routed system uses (eval_system's choices; a modifier no domain is routed to is not part of it).
+std::set<std::string> modifiers_in_use(const StageContext& ctx);
 // routes, router, calibrate, eval_system, gates, report (stages_system.cpp).
 void add_system_stages(Plan& plan, const std::shared_ptr<Shared>& sh);
 // Copies the latest finished outputs into the work directory (report, gates, system, run.json).

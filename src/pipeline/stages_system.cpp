@@ -35,6 +35,13 @@ std::vector<std::string> modifier_names(const Shared& sh) {
 
 std::string default_route(const DomainFiles& d) { return d.modifier ? d.name : "base"; }
 
+std::set<std::string> modifiers_in_use(const StageContext& ctx) {
+  std::set<std::string> out;
+  const json uses = ctx.result("eval_system").value("choice_modifiers", json::object());  // a copy: items() needs it alive
+  for (auto& [choice, m] : uses.items()) out.insert(m.get<std::string>());
+  return out;
+}
+
 json choose_routes(const std::vector<DomainFiles>& domains, const json& dev_accuracy) {
   json routes = json::object();
   for (auto& d : domains) {
@@ -44,15 +51,28 @@ json choose_routes(const std::vector<DomainFiles>& domains, const json& dev_accu
       return a.contains(d.name) && a[d.name].value("n", 0L) > 0 ? a[d.name]["accuracy"].get<double>() : -1.0;
     };
     double best_acc = acc(best);
-    if (!d.dev.empty())
+    if (!d.dev.empty()) {
+      if (acc("base") > best_acc) best = "base", best_acc = acc("base");  // the base first among equal alternatives
       for (auto& [config, _] : dev_accuracy.items())
         if (acc(config) > best_acc) best = config, best_acc = acc(config);
+    }
     routes[d.name] = best;
   }
   return routes;
 }
 
 namespace {
+
+// Domain d's route in a `routes` result: the base or a modifier this plan trains; anything else (a result from a
+// plan with other modifiers) falls back to the default route.
+std::string route_of(const Shared& sh, const json& routes, const DomainFiles& d) {
+  if (routes.is_object() && routes.contains(d.name) && routes[d.name].is_string()) {
+    const std::string r = routes[d.name].get<std::string>();
+    for (auto& m : sh.domains)
+      if (r == "base" || (m.modifier && m.name == r)) return r;
+  }
+  return default_route(d);
+}
 
 std::vector<BenchSpec> all_dev(const Shared& sh) {
   std::vector<BenchSpec> t;
@@ -69,13 +89,23 @@ void add_routes(Plan& plan, const std::shared_ptr<Shared>& sh) {
   const PipelineConfig& c = sh->cfg;
   const std::vector<BenchSpec> dev = all_dev(*sh);
   const std::vector<std::string> mods = modifier_names(*sh);
-  const char* reason = !c.choose_on_dev ? "router.choose_on_dev is false"
-                       : dev.empty()    ? "no domain has a dev split"
-                       : mods.empty()   ? "no modifiers"
-                                        : nullptr;
-  Stage s{"routes", "1", {}, {{"choose_on_dev", c.choose_on_dev}}, {}, {}, {}};
+  const char* reason = !c.router          ? "router.enabled is false: every request takes the base"
+                       : !c.choose_on_dev ? "router.choose_on_dev is false"
+                       : dev.empty()      ? "no domain has a dev split"
+                       : mods.empty()     ? "no modifiers"
+                                          : nullptr;
+  // The key covers each domain's default route and dev kinds: a modifier turned on or off, or a renamed domain,
+  // chooses again.
+  json defaults = json::object(), dev_kinds = json::object();
+  for (auto& d : sh->domains) {
+    defaults[d.name] = default_route(d);
+    dev_kinds[d.name] = json::array();
+    for (auto& b : d.dev) dev_kinds[d.name].push_back(b.kind);
+  }
+  Stage s{"routes", "2", {}, {{"choose_on_dev", c.choose_on_dev}, {"router", c.router}, {"defaults", defaults}}, {}, {}, {}};
   if (!reason) {
     const json settings = {{"dev", bench_ids(plan, *sh, dev)},
+                           {"dev_kinds", dev_kinds},
                            {"limit", c.dev_limit},
                            {"eval", {{"max_tokens", c.max_tokens}, {"parallel", c.parallel}}}};
     std::vector<std::string> configs = {"base"};
@@ -112,9 +142,7 @@ struct RouteSrc {
 std::vector<RouteSrc> route_sources(const Shared& sh, const json& routes = json()) {
   std::vector<RouteSrc> out;
   for (auto& d : sh.domains) {
-    const std::string route = routes.is_object() && routes.contains(d.name) ? routes[d.name].get<std::string>()
-                                                                             : default_route(d);
-    const std::string choice = route == "base" ? "base" : d.name;
+    const std::string choice = route_of(sh, routes, d) == "base" ? "base" : d.name;
     for (auto& b : d.mine) out.push_back({choice, b.kind, b.path});
     if (d.mine.empty())
       for (auto& f : d.sft) out.push_back({choice, "", f});
@@ -243,7 +271,7 @@ void add_eval_system(Plan& plan, const std::shared_ptr<Shared>& sh) {
     const json& routes = ctx.result("routes")["routes"];
     json choice_modifiers = json::object();
     for (auto& d : h.domains) {
-      const std::string m = routes.contains(d.name) ? routes[d.name].get<std::string>() : default_route(d);
+      const std::string m = route_of(h, routes, d);
       if (m == "base") continue;
       const std::string ask = !d.test.empty() && kAskAs.count(d.test[0].kind) ? d.test[0].kind : "chat";
       y += fmt::format("  {}: {{adapter: {}, ask_as: {}}}\n", d.name, yaml_str(ctx.result("train." + m)["adapter"]), ask);
@@ -272,8 +300,10 @@ void add_eval_system(Plan& plan, const std::shared_ptr<Shared>& sh) {
       for (auto& b : d.test) domain_of[b.kind] = d.name;
     read_jsonl(e.out_dir / "items.jsonl", [&](const json& j, size_t) {
       const std::string d = domain_of[j.value("benchmark", "")];
-      const std::string r = j.contains("route") && j["route"].is_string() && !j["route"].get<std::string>().empty()
-                                ? j["route"].get<std::string>() : "base";
+      // the choice (route_choice), not the adapter it loads (route: shared by choices with one adapter file)
+      const char* key = j.contains("route_choice") ? "route_choice" : "route";
+      const std::string r = j.contains(key) && j[key].is_string() && !j[key].get<std::string>().empty()
+                                ? j[key].get<std::string>() : "base";
       json& row = routes_taken[d];
       row[r] = (row.is_object() && row.contains(r) ? row[r].get<int>() : 0) + 1;
     });
@@ -288,9 +318,10 @@ GateMetrics gate_metrics(const Shared& sh, const StageContext& ctx) {
   for (auto& [d, v] : ctx.result("eval_base")["domains"].items()) m.base[d] = v["accuracy"];
   for (auto& [d, v] : ctx.result("eval_system")["domains"].items()) m.routed[d] = v["accuracy"];
   double bytes = ctx.result("base")["bytes"].get<double>();
+  const std::set<std::string> used = modifiers_in_use(ctx);
   for (auto& mod : modifier_names(sh)) {
     for (auto& [d, v] : ctx.result("eval." + mod)["domains"].items()) m.with[mod][d] = v["accuracy"];
-    bytes += ctx.result("train." + mod)["bytes"].get<double>();
+    if (used.count(mod)) bytes += ctx.result("train." + mod)["bytes"].get<double>();  // the system's modifiers only
   }
   const json& router = ctx.result("router");
   if (router.contains("skipped")) {

@@ -148,6 +148,40 @@ void check_train_memory(const TrainMemory& m, const TrainOptions& o) {
   check_train_memory(m, o, backends);
 }
 
+std::string resolve_checkpoint_blocks(TrainOptions& o, const std::vector<ggml_backend*>& backends) {
+  if (o.checkpoint_blocks != TrainOptions::kCheckpointBlocksAuto) return "";
+  o.checkpoint_blocks = 0;
+  const TrainMemory none = estimate_train_memory(o, backends);
+  if (none.fits()) return fmt::format("--checkpoint-blocks auto: none (the run fits in {} as it is)", gib(none.limit));
+  TrainOptions all = o;
+  all.checkpoint_activations = true;
+  if (!estimate_train_memory(all, backends).fits()) return "--checkpoint-blocks auto: even every block does not fit";
+  // the fewest K in [1, n_layer - 1] that fits (memory falls as K grows), else every block
+  int lo = 1, hi = none.n_layer;  // hi: "every block", known to fit
+  while (lo < hi) {
+    const int mid = lo + (hi - lo) / 2;
+    TrainOptions k = o;
+    k.checkpoint_blocks = mid;
+    if (mid < none.n_layer && estimate_train_memory(k, backends).fits()) hi = mid;
+    else lo = mid + 1;
+  }
+  if (hi >= none.n_layer) {
+    o.checkpoint_activations = true;
+    return fmt::format("--checkpoint-blocks auto: every one of the {} blocks (fewer do not fit in {})", none.n_layer,
+                       gib(none.limit));
+  }
+  o.checkpoint_blocks = hi;
+  return fmt::format("--checkpoint-blocks auto: the first {} of the {} blocks (the fewest that fit in {})", hi,
+                     none.n_layer, gib(none.limit));
+}
+
+std::string resolve_checkpoint_blocks(TrainOptions& o) {
+  if (o.checkpoint_blocks != TrainOptions::kCheckpointBlocksAuto) return "";
+  std::vector<ggml_backend_t> backends = train_devices(o);
+  BackendsFree free_backends{backends};
+  return resolve_checkpoint_blocks(o, backends);
+}
+
 namespace {
 // The fewest checkpointed blocks that fit (--checkpoint-blocks K): each block's activations are about
 // equal, so K is interpolated between none (m) and all (`all` bytes), then checked by an estimate.

@@ -57,5 +57,12 @@ TrainMemory estimate_train_memory(const TrainOptions& o);
 void check_train_memory(const TrainMemory& m, const TrainOptions& o, const std::vector<ggml_backend*>& backends);
 // The same on the devices train() would pick (`cogumi train --dry-run`).
 void check_train_memory(const TrainMemory& m, const TrainOptions& o);
+// --checkpoint-blocks auto (TrainOptions::kCheckpointBlocksAuto) resolved on these backends: 0 when the run fits
+// as it is, else the fewest first blocks checkpointed that fit, else every block (checkpoint_activations) when
+// that fits, else 0 (check_train_memory then says what else would need less). Any other value: unchanged.
+// Returns a line saying what was chosen ("" when nothing was to choose).
+std::string resolve_checkpoint_blocks(TrainOptions& o, const std::vector<ggml_backend*>& backends);
+// The same on the devices train() would pick (`cogumi train --dry-run`).
+std::string resolve_checkpoint_blocks(TrainOptions& o);
 
 }  // namespace cogumi

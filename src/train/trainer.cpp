@@ -102,7 +102,9 @@ void TrainOptions::validate() const {
   check_range("--save-steps", save_steps, 0, 1e9);
   check_range("--threads", n_threads, 0, 4096);
   check_range("--max-memory-gib", max_memory_gib, 0, 1 << 20);
-  check_range("--checkpoint-blocks", checkpoint_blocks, 0, 65536);
+  if (checkpoint_blocks != kCheckpointBlocksAuto) check_range("--checkpoint-blocks", checkpoint_blocks, 0, 65536);
+  if (checkpoint_activations && checkpoint_blocks == kCheckpointBlocksAuto)
+    fail("--checkpoint-activations checkpoints every block and --checkpoint-blocks auto the fewest that fit; give one");
   if (checkpoint_activations && checkpoint_blocks > 0)
     fail("--checkpoint-activations checkpoints every block and --checkpoint-blocks {} only some; give one",
          checkpoint_blocks);
@@ -566,9 +568,10 @@ TrainResult TrainRun::run(const std::vector<ggml_backend_t>& backends, size_t me
 
 }  // namespace
 
-TrainResult train(const TrainOptions& o, const std::function<void(const TrainStep&)>& on_step) {
-  o.validate();
+TrainResult train(const TrainOptions& opts, const std::function<void(const TrainStep&)>& on_step) {
+  opts.validate();
   engine_init();
+  TrainOptions o = opts;
   std::vector<ggml_backend_t> backends = train_devices(o);
   struct BackendsFree {
     std::vector<ggml_backend_t>* b;
@@ -577,6 +580,8 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
     }
   } backends_free{&backends};
   // Before the data or the weights are read: a run that cannot fit stops here, saying what would.
+  if (const std::string chose = resolve_checkpoint_blocks(o, backends); !chose.empty() && o.progress)
+    fmt::print(stderr, "train: {}\n", chose);
   const TrainMemory memory = estimate_train_memory(o, backends);
   if (o.progress) fmt::print(stderr, "{}\n", memory.report(o));
   check_train_memory(memory, o, backends);

@@ -72,7 +72,9 @@ struct TrainOptions {
   // and gradients, so it is not part of what --resume checks.
   bool checkpoint_activations = false;
   // Checkpoint only the first N blocks (--checkpoint-blocks, TrainGraphOptions::checkpoint_blocks): memory
-  // and speed between none and --checkpoint-activations. 0: none. 0..65536, at most the model's blocks.
+  // and speed between none and --checkpoint-activations. 0: none. 0..65536, at most the model's blocks, or
+  // kCheckpointBlocksAuto (--checkpoint-blocks auto): the fewest that fit the device (resolve_checkpoint_blocks).
+  static constexpr int kCheckpointBlocksAuto = -1;
   int checkpoint_blocks = 0;
   // Flash attention in the forward pass, the attention probabilities recomputed in the backward
   // (--flash-attn, TrainGraphOptions::flash_attn): "auto" (on a GPU, off on the CPU), "on", "off".

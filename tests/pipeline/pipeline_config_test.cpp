@@ -196,6 +196,14 @@ TEST(PipelineKeys, ChangeExactlyWhenTheirInputsChange) {
   lim.test_limit = 50;
   EXPECT_EQ(changed(k0, keys_of(lim)), (std::set<std::string>{"eval_base", "eval.math", "eval.code", "eval.reasoning",
                                                               "eval.automation", "eval_system", "gates", "report"}));
+  // Without dev stages (router.choose_on_dev off) the routes still follow which domains have a modifier: a
+  // modifier turned off must not reuse routes that name it.
+  PipelineConfig nodev = c;
+  nodev.choose_on_dev = false;
+  PipelineConfig nodev_off = nodev;
+  nodev_off.domains[1].modifier = false;
+  EXPECT_EQ(keys_of(nodev).count("dev.base"), 0u);
+  EXPECT_NE(keys_of(nodev).at("routes"), keys_of(nodev_off).at("routes"));
   // A gate: only the gates and the report.
   PipelineConfig g = c;
   g.gates.push_back(parse_gate("router.accuracy >= 0.9", c.domain_names()));

@@ -32,6 +32,9 @@ TEST(PipelineRoutes, EachDomainTakesTheBestConfigurationOnItsDevSplit) {
   const json worse = {{"base", acc(25, 38.5, 70, 15)}, {"math", acc(22, 38.5, 67, 15)}};
   EXPECT_EQ(choose_routes(domains, worse)["math"], "base");
   EXPECT_EQ(choose_routes(domains, worse)["reasoning"], "base");
+  // two alternatives tie above a domain's own modifier: the base first
+  const json tie = {{"base", acc(18, 38.5, 70, 15)}, {"automation", acc(18, 38.5, 70, 15)}, {"code", acc(10, 38.5, 60, 30)}};
+  EXPECT_EQ(choose_routes(domains, tie)["code"], "base");
   // no measurement at all: the defaults
   EXPECT_EQ(choose_routes(domains, json::object()),
             (json{{"math", "math"}, {"reasoning", "base"}, {"code", "code"}, {"automation", "base"}}));

@@ -7,6 +7,7 @@
 
 #include "pipeline/config.h"
 #include "test_util.h"
+#include "train/trainer.h"
 
 namespace cogumi {
 namespace {
@@ -61,6 +62,10 @@ TEST(PipelineTrainCheckpoint, CheckpointBlocksKeyedAndExclusive) {
   ASSERT_EQ(o.domains.size(), 3u);
   EXPECT_EQ(o.domains[2].train.checkpoint_blocks, 0);
   EXPECT_FALSE(o.domains[2].train.checkpoint_activations);
+  // auto: the fewest that fit the device, resolved when the modifier trains; keyed as "auto"
+  const PipelineConfig a = PipelineConfig::load(write_config("auto.yaml", "training: {checkpoint_blocks: auto}\n"));
+  EXPECT_EQ(a.domains[0].train.checkpoint_blocks, TrainOptions::kCheckpointBlocksAuto);
+  EXPECT_EQ(a.domains[0].train.to_json().at("checkpoint_blocks"), "auto");
   const fs::path range = write_config("range.yaml", "training:\n  checkpoint_blocks: -1\n");
   EXPECT_NE(test::error_of([&] { PipelineConfig::load(range); }).find("training.checkpoint_blocks"), std::string::npos);
 }

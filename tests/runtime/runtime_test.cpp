@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/io.h"
 #include "data/synth.h"
+#include "engine/model.h"
 #include "route/router_job.h"
 #include "runtime/eval_system.h"
 #include "runtime/memory.h"
@@ -199,6 +200,7 @@ TEST(Runtime, ChoicesSharingAnAdapterFileShareOneLoadedAdapter) {
   EXPECT_EQ(cfg.adapter_name("code"), "");
   cfg.threads = 0;
   Runtime rt(cfg);
+  EXPECT_EQ(rt.model()->adapter_names(), std::vector<std::string>{"math"});  // the file loaded once
   std::vector<AskRequest> reqs(2);
   reqs[0].text = "Gus has 15 stickers. He gives 1 away. How many stickers does Gus have now?";
   reqs[0].choice = "math";

@@ -531,6 +531,38 @@ TEST_F(CheckpointGraphTest, OutOfMemoryErrorNamesCheckpointing) {
   EXPECT_TRUE(estimate_train_memory(fix, {cpu_}).fits()) << estimate_train_memory(fix, {cpu_}).report(fix);
   fix.checkpoint_blocks -= 1;  // the fewest: one block fewer does not fit
   EXPECT_FALSE(estimate_train_memory(fix, {cpu_}).fits());
+  // --checkpoint-blocks auto picks that same fewest N; none when the run fits as it is; every block when only all
+  // fit; and leaves the run to the error above when even every block does not fit.
+  TrainOptions a = mid;
+  a.checkpoint_blocks = TrainOptions::kCheckpointBlocksAuto;
+  EXPECT_NE(resolve_checkpoint_blocks(a, {cpu_}).find("the fewest that fit"), std::string::npos);
+  EXPECT_EQ(a.checkpoint_blocks, fix.checkpoint_blocks + 1);
+  EXPECT_FALSE(a.checkpoint_activations);
+  TrainOptions roomy = o;
+  roomy.max_memory_gib = 2 * double(plain.device_total()) / (1 << 30);
+  roomy.checkpoint_blocks = TrainOptions::kCheckpointBlocksAuto;
+  resolve_checkpoint_blocks(roomy, {cpu_});
+  EXPECT_EQ(roomy.checkpoint_blocks, 0);
+  EXPECT_FALSE(roomy.checkpoint_activations);
+  TrainOptions tight = o;
+  tight.max_memory_gib = double(ckpt.device_total()) / (1 << 30);
+  tight.checkpoint_blocks = TrainOptions::kCheckpointBlocksAuto;
+  TrainOptions three = tight;
+  three.checkpoint_blocks = 3;
+  if (!estimate_train_memory(three, {cpu_}).fits()) {  // only all blocks fit in exactly all's memory
+    resolve_checkpoint_blocks(tight, {cpu_});
+    EXPECT_TRUE(tight.checkpoint_activations);
+    EXPECT_EQ(tight.checkpoint_blocks, 0);
+  }
+  TrainOptions none = o;  // 0.001 GiB: nothing fits
+  none.checkpoint_blocks = TrainOptions::kCheckpointBlocksAuto;
+  EXPECT_NE(resolve_checkpoint_blocks(none, {cpu_}).find("even every block does not fit"), std::string::npos);
+  none.checkpoint_blocks = TrainOptions::kCheckpointBlocksAuto;
+  EXPECT_NE(test::error_of([&] { train(none); }).find("--checkpoint-activations (each block"), std::string::npos);
+  TrainOptions auto_and_all = o;
+  auto_and_all.checkpoint_blocks = TrainOptions::kCheckpointBlocksAuto;
+  auto_and_all.checkpoint_activations = true;
+  EXPECT_NE(test::error_of([&] { auto_and_all.validate(); }).find("give one"), std::string::npos);
   // both checkpointing options at once is an error naming them
   TrainOptions both = o;
   both.checkpoint_activations = true;
