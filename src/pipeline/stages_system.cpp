@@ -68,8 +68,9 @@ namespace {
 std::string route_of(const Shared& sh, const json& routes, const DomainFiles& d) {
   if (routes.is_object() && routes.contains(d.name) && routes[d.name].is_string()) {
     const std::string r = routes[d.name].get<std::string>();
+    if (r == "base") return r;
     for (auto& m : sh.domains)
-      if (r == "base" || (m.modifier && m.name == r)) return r;
+      if (m.modifier && m.name == r) return r;
   }
   return default_route(d);
 }
