@@ -12,9 +12,11 @@
 #                            # (env SHAPES="1b 8b", TYPES="bf16 q4_k_m", CFGS="1 1024,4 1024,1 2048" (batch seq)
 #                            # pick a part, to fit the 10-minute limit; SCHED_DEBUG=1 saves one step's op placement;
 #                            # BWD="f32 bf16" runs each row with both backward weight types of patch 0002;
-#                            # CKPT="0 1 b16" without, with --checkpoint-activations, with --checkpoint-blocks 16; FA="off on" each row with
+#                            # CKPT="0 1 b16 auto" without, with --checkpoint-activations, with --checkpoint-blocks 16, with
+#                            # --checkpoint-blocks auto --max-memory-gib $MAXMEM (default 16); FA="off on" each row with
 #                            # and without --flash-attn (default: the trainer's auto, on); DQ="off on" the same for
-#                            # --dequant-forward (a quantized base as BF16 copies); OP="off on" for --out-prod-grads; SPLIT="group split"
+#                            # --dequant-forward (a quantized base as BF16 copies); OP="off on" for --out-prod-grads; FAB="recompute fused"
+#                            # for --flash-attn-backward (FABCHECK=1 first checks and times patch 0009's kernels alone); SPLIT="group split"
 #                            # computes each shared-input group's LoRA A x once or per module (COGUMI_LORA_GROUP_FORWARD); NCU=1
 #                            # times each row's kernels of one step with Nsight Compute (bench/ncu_sum.py: ncu-*.md;
 #                            # unlike PROFILE's per-node times, which inflate small nodes by their launch and sync);
@@ -218,6 +220,12 @@ case "${1:-}" in
         "$B/cogumi-bench-engine" -m "$M" --pp 128 --tg 128 --npl 1,8,32,64 --fa 1 --reps 2 --json "$OUT/engine.jsonl"
       } 2>&1 | tee "$OUT/engine.md"
     else
+      if [ "${FABCHECK:-0}" = 1 ]; then
+        # Patch 0009's fused flash-attention backward kernels alone: gradients against a double-precision
+        # reference, then their time per layer at the 1B and 8B training shapes (bench/fattn_back/check.cu).
+        nvcc -O3 -std=c++17 -arch=sm_90 -I"$COGUMI_CACHE/llama.cpp-0.5.0-patched/ggml/src/ggml-cuda" bench/fattn_back/check.cu \
+          -o /root/fab_check && /root/fab_check 2>&1 | tee "$OUT/fattn-back-check.txt"
+      fi
       # Long examples (every token a target) so each row is full: pure training throughput.
       python3 -c 'import json,random
 r=random.Random(1); w=["alpha","beta","gamma","delta","omega","token","model","train","speed","value"]
@@ -250,35 +258,36 @@ with open("/root/long.jsonl","w") as f:
           if [ ! -f "$M" ] && [ -f /root/m-$shape-bf16.gguf ]; then "$B/cogumi" model quantize /root/m-$shape-bf16.gguf "$M" --type $type >/dev/null; fi
           [ -f "$M" ] || "$B/cogumi" model init "$M" --shape $shape --type $type --vocab "$VOCAB" --seed 1 >/dev/null
           IFS=, read -ra cfgs <<<"${CFGS:-1 1024,4 1024,1 2048}"
-          for cfg in "${cfgs[@]}"; do for bwd in ${BWD:-auto}; do for ck in ${CKPT:-0}; do for fa in ${FA:-auto}; do for dq in ${DQ:-auto}; do for op in ${OP:-auto}; do for sp in ${SPLIT:-group}; do
+          for cfg in "${cfgs[@]}"; do for bwd in ${BWD:-auto}; do for ck in ${CKPT:-0}; do for fa in ${FA:-auto}; do for dq in ${DQ:-auto}; do for op in ${OP:-auto}; do for sp in ${SPLIT:-group}; do for fab in ${FAB:-auto}; do
             set -- $cfg
             [ $shape = 8b ] && [ "$1" = 4 ] && continue
             # BWD: the type of the frozen weights' transposed copies in the backward pass (patch 0002)
             MEM=$(COGUMI_LORA_GROUP_FORWARD=$sp GGML_COGUMI_BACKWARD_WEIGHT_TYPE=$bwd peak_gib /root/train.txt "$B/cogumi" train -m "$M" -d /root/long.jsonl -o /root/a.gguf --lora-rank 16 --lora-alpha 16 \
               --targets q,k,v,o,gate,up,down --seq-len $2 --batch $1 --max-steps 8 --train-on-inputs --clip 0 \
-              --flash-attn $fa --dequant-forward $dq --out-prod-grads $op $(case $ck in 1) echo --checkpoint-activations ;; b*) echo --checkpoint-blocks ${ck#b} ;; esac))
+              --flash-attn $fa --flash-attn-backward $fab --dequant-forward $dq --out-prod-grads $op $(case $ck in 1) echo --checkpoint-activations ;; b*) echo --checkpoint-blocks ${ck#b} ;; auto) echo --checkpoint-blocks auto --max-memory-gib ${MAXMEM:-16} ;; esac))
             python3 -c 'import json,sys
 log=[json.loads(l) for l in open("/root/a.gguf.log.jsonl")]
 t=[l["tokens"]/l["tokens_per_s"] for l in log]
 steady=(log[-1]["tokens"]-log[1]["tokens"])/(t[-1]-t[1])
-print(json.dumps({"impl":"cogumi","base":sys.argv[5],"backward":sys.argv[6],"checkpoint":sys.argv[7]=="1","checkpoint_blocks":int(sys.argv[7][1:]) if sys.argv[7].startswith("b") else 0,"flash_attn":sys.argv[8],"dequant_forward":sys.argv[9],"out_prod_grads":sys.argv[10],"lora_a":sys.argv[11],"shape":sys.argv[1],"batch":int(sys.argv[2]),"seq":int(sys.argv[3]),"tokens_per_s":round(steady,1),"tokens_per_s_with_setup":round(log[-1]["tokens_per_s"],1),"peak_gib_nvidia_smi":float(sys.argv[4]),"loss":[round(log[0]["loss"],3),round(log[-1]["loss"],3)]}))' $shape $1 $2 "$MEM" $type $bwd $ck $fa $dq $op $sp || tail -5 /root/train.txt
+print(json.dumps({"impl":"cogumi","base":sys.argv[5],"backward":sys.argv[6],"checkpoint":sys.argv[7]=="1","checkpoint_blocks":int(sys.argv[7][1:]) if sys.argv[7].startswith("b") else 0,"ckpt":sys.argv[7],"flash_attn":sys.argv[8],"dequant_forward":sys.argv[9],"out_prod_grads":sys.argv[10],"lora_a":sys.argv[11],"fa_backward":sys.argv[12],"shape":sys.argv[1],"batch":int(sys.argv[2]),"seq":int(sys.argv[3]),"tokens_per_s":round(steady,1),"tokens_per_s_with_setup":round(log[-1]["tokens_per_s"],1),"peak_gib_nvidia_smi":float(sys.argv[4]),"loss":[round(log[0]["loss"],3),round(log[-1]["loss"],3)]}))' $shape $1 $2 "$MEM" $type $bwd $ck $fa $dq $op $sp $fab || tail -5 /root/train.txt
             grep '^train: ' /root/train.txt | sort -u | head -4  # ops the GPU backend left to the CPU, if any
+            [ "$ck" = auto ] && { grep -m1 '^memory on' /root/train.txt || true; }  # the plan auto chose by
             if [ "${NCU:-0}" = 1 ] && [ "$ck" = 0 ]; then
               # Each kernel of one training step timed by Nsight Compute (bench/ncu_sum.py sums them by kernel and grid).
               COGUMI_LORA_GROUP_FORWARD=$sp timeout 240 ncu --clock-control none --csv --metrics gpu__time_duration.sum \
                 "$B/cogumi" train -m "$M" -d /root/long.jsonl -o /root/p.gguf --lora-rank 16 --lora-alpha 16 \
                 --targets q,k,v,o,gate,up,down --seq-len $2 --batch $1 --max-steps 1 --train-on-inputs --clip 0 \
-                --flash-attn $fa --dequant-forward $dq --out-prod-grads $op >/root/ncu.csv 2>/root/ncu.err || tail -3 /root/ncu.err
-              python3 bench/ncu_sum.py /root/ncu.csv >"$OUT/ncu-$shape-$type-$1x$2-$bwd-fa$fa-dq$dq-op$op-$sp.md" || true
+                --flash-attn $fa --flash-attn-backward $fab --dequant-forward $dq --out-prod-grads $op >/root/ncu.csv 2>/root/ncu.err || tail -3 /root/ncu.err
+              python3 bench/ncu_sum.py /root/ncu.csv >"$OUT/ncu-$shape-$type-$1x$2-$bwd-fa$fa-$fab-dq$dq-op$op-$sp.md" || true
             fi
             if [ "${PROFILE:-0}" = 1 ] && [ "$ck" = 0 ]; then
               # Where a step's time goes, op by op (COGUMI_TRAIN_PROFILE=1: each node timed alone, 3 steps).
               COGUMI_TRAIN_PROFILE=1 COGUMI_LORA_GROUP_FORWARD=$sp GGML_COGUMI_BACKWARD_WEIGHT_TYPE=$bwd "$B/cogumi" train -m "$M" -d /root/long.jsonl \
                 -o /root/p.gguf --lora-rank 16 --lora-alpha 16 --targets q,k,v,o,gate,up,down --seq-len $2 --batch $1 \
-                --max-steps 3 --train-on-inputs --clip 0 --flash-attn $fa --dequant-forward $dq --out-prod-grads $op 2>&1 |
-                grep -A30 'train profile' >"$OUT/profile-$shape-$type-$1x$2-$bwd-fa$fa-dq$dq-op$op-$sp.txt" || true
+                --max-steps 3 --train-on-inputs --clip 0 --flash-attn $fa --flash-attn-backward $fab --dequant-forward $dq --out-prod-grads $op 2>&1 |
+                grep -A30 'train profile' >"$OUT/profile-$shape-$type-$1x$2-$bwd-fa$fa-$fab-dq$dq-op$op-$sp.txt" || true
             fi
-          done; done; done; done; done; done; done
+          done; done; done; done; done; done; done; done
           [ $type = bf16 ] || rm -f "$M"
         done; rm -f /root/m-$shape-*.gguf; done
         for spec in 1b:1:1024:8 1b:4:1024:8 1b:1:2048:8 8b:1:1024:6 8b:1:2048:6; do

@@ -70,6 +70,12 @@ void setup_train(CLI::App& sub) {
                  "backward (far less memory at long sequences; K and V in F16). auto: on for a GPU, off on the CPU")
       ->check(CLI::IsMember({"auto", "on", "off"}))
       ->capture_default_str();
+  auto* fab_opt = sub.add_option("--flash-attn-backward", o.flash_attn_backward,
+                 "auto, fused or recompute: with flash attention, its gradients by fused kernels (no [T, T] tensors in "
+                 "the backward pass either) or from the softmax recomputed per block. auto: fused on a GPU for head "
+                 "sizes 64 and 128")
+      ->check(CLI::IsMember({"auto", "fused", "recompute"}))
+      ->capture_default_str();
   auto* dequant_opt = sub.add_option("--dequant-forward", o.dequant_forward,
                  "auto, on or off: a quantized base's weights multiplied as BF16 copies dequantized on the fly in the "
                  "forward pass (tensor-core GEMMs; with flash attention or checkpointing). auto: on for a GPU")
@@ -95,7 +101,7 @@ void setup_train(CLI::App& sub) {
   sub.add_option("--query", mo.query, "--maml: query examples per task")->capture_default_str();
   sub.add_option("--init", mo.init, "--maml: start from this adapter (same rank and targets)");
   // MAML has no checkpoints and no memory estimate yet: these options are refused with it, not ignored.
-  maml_flag->excludes(full)->excludes(resume_opt)->excludes(memory_opt)->excludes(dry_run_opt)->excludes(ckpt_opt)->excludes(ckpt_blocks_opt)->excludes(flash_opt)->excludes(dequant_opt)->excludes(out_prod_opt);
+  maml_flag->excludes(full)->excludes(resume_opt)->excludes(memory_opt)->excludes(dry_run_opt)->excludes(ckpt_opt)->excludes(ckpt_blocks_opt)->excludes(flash_opt)->excludes(fab_opt)->excludes(dequant_opt)->excludes(out_prod_opt);
   sub.callback([&] {
     o.checkpoint_blocks = ckpt_blocks == "auto" ? TrainOptions::kCheckpointBlocksAuto : std::stoi(ckpt_blocks);
     if (maml) {

@@ -304,7 +304,7 @@ MamlResult train_maml(const MamlOptions& o) {
   const int S = std::max(o.shots, std::min(o.query, 16));
   // cogumi train's defaults for the device (on a GPU: flash attention, BF16 forward copies of a quantized base,
   // OUT_PROD gradients; on the CPU: none of them)
-  TrainGraph tg(mg, backends, o.seq_len, S, TrainOptions{}.graph_options(backends.front()));
+  TrainGraph tg(mg, backends, o.seq_len, S, TrainOptions{}.graph_options(backends.front(), mg.hparams().head_dim()));
   const Token pad = tok->info().eos >= 0 ? tok->info().eos : 0;
   maml::Runner runner(tg, o.seq_len, S, pad);
 

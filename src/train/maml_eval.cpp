@@ -235,7 +235,7 @@ size_t maml_fewshot_eval(const FewshotEvalOptions& o) {
   ModelGraph mg(o.model, backends.front(), true);
   mg.add_lora(o.lora, o.seed);  // B = 0: exactly the base
   const int S = *std::max_element(o.shots.begin(), o.shots.end());
-  TrainGraph tg(mg, backends, o.seq_len, S, TrainOptions{}.graph_options(backends.front()));  // as in maml.cpp
+  TrainGraph tg(mg, backends, o.seq_len, S, TrainOptions{}.graph_options(backends.front(), mg.hparams().head_dim()));  // as in maml.cpp
   const Params theta_base = maml::read_params(tg);
   const Token pad = tok->info().eos >= 0 ? tok->info().eos : 0;
   const Token end = tok->info().eot >= 0 ? tok->info().eot : tok->info().eos;

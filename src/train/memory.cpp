@@ -66,7 +66,7 @@ size_t q4k_bytes(const ModelGraph& mg, ggml_backend_buffer_type_t buft) {
 
 size_t TrainMemory::device_total() const {
   const size_t on_device = weights + lora + optimizer + activations;
-  return device_is_cpu ? on_device + host_compute + best_copy : on_device;
+  return device_is_cpu ? on_device + host_compute + best_copy : on_device + gpu_reserve;
 }
 
 std::string TrainMemory::report(const TrainOptions& o) const {
@@ -78,6 +78,7 @@ std::string TrainMemory::report(const TrainOptions& o) const {
       : o.checkpoint_blocks > 0 ? fmt::format(", --checkpoint-blocks {}", o.checkpoint_blocks)
                                 : std::string(),
       flash ? ", flash attention" : "");
+  if (gpu_reserve) s += fmt::format(" + {} kept back for cuBLAS and CUDA's pool", part(gpu_reserve));
   if (device_is_cpu && best_copy) s += fmt::format(" + best weights {}", part(best_copy));
   s += fmt::format("; available {} ({})", gib(limit),
                    limit_from_option ? fmt::format("--max-memory-gib {}", o.max_memory_gib) : "the device's free memory");
@@ -95,6 +96,7 @@ TrainMemory estimate_train_memory(const TrainOptions& o, const std::vector<ggml_
   ggml_backend_dev_t d = ggml_backend_get_device(dev);
   m.device = ggml_backend_dev_name(d);
   m.device_is_cpu = ggml_backend_dev_type(d) == GGML_BACKEND_DEVICE_TYPE_CPU;
+  m.gpu_reserve = m.device_is_cpu ? 0 : TrainMemory::kGpuReserve;
   m.flash = o.flash_attn_on(dev);
   for (auto& [_, t] : mg.tensors()) m.weights += held_bytes(buft, t);
   for (auto& [_, t] : mg.lora_tensors()) m.lora += held_bytes(buft, t);
@@ -102,7 +104,7 @@ TrainMemory estimate_train_memory(const TrainOptions& o, const std::vector<ggml_
     for (ggml_tensor* p : mg.trainable()) m.best_copy += ggml_nbytes(p);
   if (!o.full) m.q4k_weights = q4k_bytes(mg, buft);
   m.n_layer = mg.hparams().n_layer;
-  const TrainGraphOptions go = o.graph_options(dev);
+  const TrainGraphOptions go = o.graph_options(dev, mg.hparams().head_dim());
   const TrainGraphBytes g = TrainGraph::measure(mg, backends, o.sft.max_len, o.batch, go);
   m.optimizer = g.static_bytes;
   m.activations = g.compute.front();

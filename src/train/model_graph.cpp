@@ -411,6 +411,17 @@ ggml_tensor* ModelGraph::build_hidden(ggml_context* ctx, ggml_tensor* tokens, gg
     return cheap(ggml_mul(ctx, cheap(ggml_rms_norm(ctx, t, hp_.rms_eps)), by_name_.at(weight)));
   };
   ggml_tensor* x = ggml_get_rows(ctx, by_name_.at("token_embd.weight"), ggml_reshape_1d(ctx, tokens, T * S));
+  auto ffn = [&](const std::string& b) {
+    ggml_tensor* h = norm(x, b + "ffn_norm.weight");
+    const auto gate_up = linears(ctx, h, {b + "ffn_gate.weight", b + "ffn_up.weight"}, marks);
+    ggml_tensor* act = cheap(ggml_swiglu_split(ctx, gate_up[0], gate_up[1]));  // silu(gate) * up, one op
+    x = ggml_add(ctx, x, linear(ctx, act, b + "ffn_down.weight", marks));
+  };
+  ggml_tensor* mask16 = nullptr;  // fused attention: the mask in F16 once for all blocks
+  if (fused_attention_) {
+    if (!mask) fail("internal: fused flash attention in training needs the attention mask");
+    mask16 = cheap(ggml_cast(ctx, mask, GGML_TYPE_F16));
+  }
   for (int l = 0; l < hp_.n_layer; ++l) {
     if (marks) marks->block_inputs.push_back(x);
     const std::string b = "blk." + std::to_string(l) + ".";
@@ -425,6 +436,15 @@ ggml_tensor* ModelGraph::build_hidden(ggml_context* ctx, ggml_tensor* tokens, gg
     ggml_tensor* Q = ggml_permute(ctx, q, 0, 2, 1, 3);                   // [hd, T, n_head, S]
     GraphMarks::Attention att{nullptr, Q, ggml_permute(ctx, k, 0, 2, 1, 3), ggml_permute(ctx, v, 0, 2, 1, 3), mask,
                               1.0f / std::sqrt(float(hd))};
+    if (fused_attention_) {
+      ggml_tensor* o = ggml_flash_attn_ext(ctx, Q, cheap(ggml_cast(ctx, att.k, GGML_TYPE_F16)),
+                                           cheap(ggml_cast(ctx, att.v, GGML_TYPE_F16)), mask16, att.scale, 0.0f, 0.0f);
+      ggml_prec_set_acc(o, GGML_PREC_F32);  // [hd, n_head, T, S]
+      o = ggml_reshape_2d(ctx, o, int64_t(hd) * n_head, T * S);
+      x = ggml_add(ctx, x, linear(ctx, o, b + "attn_output.weight", marks));
+      ffn(b);
+      continue;
+    }
     ggml_tensor* K = cheap(ggml_cont(ctx, att.k));                        // [hd, T, n_head_kv, S]
     ggml_tensor* V = cheap(ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3)));  // [T, hd, n_head_kv, S]
     if (n_head != n_head_kv) {
@@ -449,10 +469,7 @@ ggml_tensor* ModelGraph::build_hidden(ggml_context* ctx, ggml_tensor* tokens, gg
     if (marks) marks->attention.push_back(att);
     o = ggml_reshape_2d(ctx, o, int64_t(hd) * n_head, T * S);
     x = ggml_add(ctx, x, linear(ctx, o, b + "attn_output.weight", marks));
-    h = norm(x, b + "ffn_norm.weight");
-    const auto gate_up = linears(ctx, h, {b + "ffn_gate.weight", b + "ffn_up.weight"}, marks);
-    ggml_tensor* act = cheap(ggml_swiglu_split(ctx, gate_up[0], gate_up[1]));  // silu(gate) * up, one op
-    x = ggml_add(ctx, x, linear(ctx, act, b + "ffn_down.weight", marks));
+    ffn(b);
   }
   return ggml_mul(ctx, ggml_rms_norm(ctx, x, hp_.rms_eps), by_name_.at("output_norm.weight"));
 }

@@ -145,6 +145,11 @@ class ModelGraph {
   // 1B 4 x 1024.
   // Set while a graph is built.
   void set_split_lora_groups(bool on) { split_lora_groups_ = on; }
+  // Attention as ggml_flash_attn_ext in the graph itself (K, V and the mask cast to F16, marked for
+  // recomputation), differentiated by patch 0009's fused backward (ggml_cogumi_flash_attn_ext_back: no
+  // [T, T] probabilities in either pass), rather than the plain softmax graph whose forward is replaced
+  // by flash attention afterwards (TrainGraph::rebuild_backward). Set while a graph is built.
+  void set_fused_attention(bool on) { fused_attention_ = on; }
 
   // Trainable tensors: LoRA A/B when LoRA is on, otherwise every weight (not rope_freqs: fixed
   // by the model's RoPE scaling, and ggml has no gradient for it). The LoRA A matrices of modules
@@ -176,6 +181,7 @@ class ModelGraph {
   bool has_lora_ = false;
   bool dequant_forward_ = false;
   bool split_lora_groups_ = false;
+  bool fused_attention_ = false;
   ggml_tensor* rope_freqs_ = nullptr;  // Llama 3.1 frequency factors, or null
   ggml_backend_t backend_;
   ggml_context* ctx_w_ = nullptr;   // weights (no_alloc; data in buf_w_)

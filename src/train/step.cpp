@@ -166,18 +166,21 @@ void TrainGraph::build_graphs() {
   GraphMarks marks;
   struct GraphFlagsScope {  // the model is shared: the flags hold for this graph's build only, even on a throw
     ModelGraph& m;
-    GraphFlagsScope(ModelGraph& g, bool on, bool split) : m(g) {
+    GraphFlagsScope(ModelGraph& g, bool on, bool split, bool fused) : m(g) {
       m.set_dequant_forward(on);
       m.set_split_lora_groups(split);
+      m.set_fused_attention(fused);
     }
     ~GraphFlagsScope() {
       m.set_dequant_forward(false);
       m.set_split_lora_groups(false);
+      m.set_fused_attention(false);
     }
   };
   ggml_tensor* hidden = nullptr;
   {
-    GraphFlagsScope dq(mg_, opts_.dequant_forward && opts_.rebuilds_backward(), opts_.split_lora_groups);
+    GraphFlagsScope dq(mg_, opts_.dequant_forward && opts_.rebuilds_backward(), opts_.split_lora_groups,
+                       opts_.flash_attn && opts_.fused_attention);
     hidden = mg_.build_hidden(c, tokens_, pos_, mask_, &marks);
   }
   loss_ = build_loss(c, hidden);

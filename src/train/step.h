@@ -74,6 +74,10 @@ struct TrainGraphOptions {
   // per block; the gradients are the plain attention's at flash-computed activations (the kernels
   // round K and V, and on CUDA Q and the probabilities, to F16).
   bool flash_attn = false;
+  // With flash_attn: attention's gradients by patch 0009's fused backward (ggml_cogumi_flash_attn_ext_back,
+  // ModelGraph::set_fused_attention) instead of the recomputed softmax graph: no [T, T] tensors in the
+  // backward pass either. CPU (a plain loop, for tests) and CUDA (head sizes 64 and 128).
+  bool fused_attention = false;
   // Quantized frozen weights as BF16 copies dequantized per matmul in the forward pass and
   // recomputed in the backward (ModelGraph::set_dequant_forward): a GPU's BF16 GEMMs instead of
   // its quantized kernels, forward and backward (the input gradients' weight copies are BF16 too,

@@ -53,11 +53,12 @@ bool TrainOptions::dequant_forward_on(ggml_backend* dev) const { return on_unles
 
 bool TrainOptions::out_prod_grads_on(ggml_backend* dev) const { return on_unless_cpu(out_prod_grads, dev); }
 
-TrainGraphOptions TrainOptions::graph_options(ggml_backend* dev) const {
+TrainGraphOptions TrainOptions::graph_options(ggml_backend* dev, int head_dim) const {
   TrainGraphOptions go;
   go.checkpoint_activations = checkpoint_activations;
   go.checkpoint_blocks = checkpoint_blocks;
   go.flash_attn = flash_attn_on(dev);
+  go.fused_attention = go.flash_attn && fused_attention_on(dev, head_dim);
   go.dequant_forward = dequant_forward_on(dev);
   go.out_prod_grads = out_prod_grads_on(dev);
   const char* e = std::getenv("COGUMI_LORA_GROUP_FORWARD");
@@ -69,6 +70,11 @@ TrainGraphOptions TrainOptions::graph_options(ggml_backend* dev) const {
 }
 
 bool TrainOptions::flash_attn_on(ggml_backend* dev) const { return on_unless_cpu(flash_attn, dev); }
+
+bool TrainOptions::fused_attention_on(ggml_backend* dev, int head_dim) const {
+  if (flash_attn_backward != "auto") return flash_attn_backward == "fused";
+  return on_unless_cpu("auto", dev) && (head_dim == 64 || head_dim == 128);  // the CUDA kernels' head sizes
+}
 
 void TrainOptions::validate() const {
   if (model.empty()) fail("give a base model (-m)");
@@ -114,6 +120,8 @@ void TrainOptions::validate() const {
   if (!device.empty() && !std::regex_match(device, kDevice)) fail("--device must be cpu, gpu or gpu:N, got '{}'", device);
   if (flash_attn != "auto" && flash_attn != "on" && flash_attn != "off")
     fail("--flash-attn must be auto, on or off, got '{}'", flash_attn);
+  if (flash_attn_backward != "auto" && flash_attn_backward != "fused" && flash_attn_backward != "recompute")
+    fail("--flash-attn-backward must be auto, fused or recompute, got '{}'", flash_attn_backward);
   if (dequant_forward != "auto" && dequant_forward != "on" && dequant_forward != "off")
     fail("--dequant-forward must be auto, on or off, got '{}'", dequant_forward);
   if (out_prod_grads != "auto" && out_prod_grads != "on" && out_prod_grads != "off")
@@ -325,7 +333,7 @@ void TrainRun::prepare(const std::vector<ggml_backend_t>& backends) {
   res_.n_val = val_.size();
   mg_ = std::make_unique<ModelGraph>(o_.model, backends.front(), /*keep_file_types=*/!o_.full);
   if (!o_.full) mg_->add_lora(o_.lora, o_.seed);
-  tg_ = std::make_unique<TrainGraph>(*mg_, backends, T_, S_, o_.graph_options(backends.front()));
+  tg_ = std::make_unique<TrainGraph>(*mg_, backends, T_, S_, o_.graph_options(backends.front(), mg_->hparams().head_dim()));
   pad_ = tok->info().eos >= 0 ? tok->info().eos : 0;
   order_.resize(examples_.size());
   std::iota(order_.begin(), order_.end(), 0);

@@ -81,6 +81,10 @@ struct TrainOptions {
   // Numerics change only by F16 rounding inside attention, so like checkpointing it is not part of
   // what --resume checks.
   std::string flash_attn = "auto";
+  // With flash attention, its gradients by the fused kernels of patch 0009 or by the recomputed softmax
+  // graph (--flash-attn-backward, TrainGraphOptions::fused_attention): "auto" (fused on a GPU for head
+  // sizes 64 and 128, recomputed otherwise), "fused", "recompute". Rounding-level changes only.
+  std::string flash_attn_backward = "auto";
   // A quantized base's weights multiplied as BF16 copies dequantized on the fly in the forward
   // pass and for the input gradients (--dequant-forward, TrainGraphOptions::dequant_forward): "auto"
   // (on a GPU), "on", "off".
@@ -96,13 +100,15 @@ struct TrainOptions {
   void validate() const;
   // --flash-attn resolved for a run whose first backend is `device`.
   bool flash_attn_on(ggml_backend* device) const;
+  // --flash-attn-backward resolved for a run whose first backend is `device` and a model of `head_dim`.
+  bool fused_attention_on(ggml_backend* device, int head_dim) const;
   // --dequant-forward resolved for a run whose first backend is `device`.
   bool dequant_forward_on(ggml_backend* device) const;
   // --out-prod-grads resolved for a run whose first backend is `device`.
   bool out_prod_grads_on(ggml_backend* device) const;
   // TrainGraphOptions with the options above resolved for `device`; COGUMI_LORA_GROUP_FORWARD=split
   // (a benchmark switch, bench/device.sh's SPLIT=) sets split_lora_groups, "group" or unset clears it.
-  TrainGraphOptions graph_options(ggml_backend* device) const;
+  TrainGraphOptions graph_options(ggml_backend* device, int head_dim) const;
 };
 
 struct TrainStep {

@@ -198,6 +198,66 @@ TEST_F(CheckpointGraphTest, FlashAttentionGivesThePlainGraphsGradients) {
   }
 }
 
+// Patch 0009's fused flash-attention backward (ggml_cogumi_flash_attn_ext_back; here the CPU's loop, the CUDA
+// kernels are checked against a double-precision reference by bench/fattn_back/check.cu on the GPU): the
+// recomputed-softmax graph's loss and gradients within F16 rounding (the fused backward reads the F16 K and V
+// the forward used, the recomputed graph the F32 ones), with grouped-query heads and packed documents, LoRA and
+// full, plain and checkpointed; its backward graph has one FLASH_ATTN_BACK per block and no [T, T] softmax, so
+// a smaller compute buffer. Bad --flash-attn-backward values are errors naming the option.
+TEST_F(CheckpointGraphTest, FusedFlashAttentionBackwardGivesTheRecomputedGradients) {
+  struct Case {
+    std::string type;
+    bool lora, checkpoint;
+  };
+  for (const Case& c : std::vector<Case>{{"f16", true, false}, {"f16", true, true}, {"f32", false, false}}) {
+    SCOPED_TRACE(c.type + (c.lora ? " LoRA" : " full") + (c.checkpoint ? ", checkpointed" : ""));
+    TrainGraphOptions recompute, fused;
+    recompute.flash_attn = fused.flash_attn = true;
+    recompute.checkpoint_activations = fused.checkpoint_activations = c.checkpoint;
+    fused.fused_attention = true;
+    const StepResult a = step(ckpt_model(c.type), c.lora, recompute, 32, 2);
+    const StepResult b = step(ckpt_model(c.type), c.lora, fused, 32, 2);
+    ASSERT_EQ(a.grads.size(), b.grads.size());
+    const double rel = worst_rel_l2(b, a);
+    std::printf("fused vs recomputed attention backward: loss %.7f vs %.7f, worst gradient relative L2 %.2e\n", b.loss,
+                a.loss, rel);
+    EXPECT_NEAR(b.loss, a.loss, 1e-5 * a.loss);  // the same forward
+    EXPECT_LT(rel, 5e-3);
+    EXPECT_GT(rel, 0.0);  // the fused op did run (F16 K and V)
+  }
+  LoraSpec spec;
+  spec.rank = 8;
+  ModelGraph mg(ckpt_model("f16"), cpu_, true);
+  mg.add_lora(spec, 1);
+  TrainGraphOptions recompute, fused;
+  recompute.flash_attn = fused.flash_attn = true;
+  fused.fused_attention = true;
+  TrainGraph rg(mg, {cpu_}, 64, 1, recompute), fg(mg, {cpu_}, 64, 1, fused);
+  EXPECT_EQ(fg.backward_op_count(GGML_OP_FLASH_ATTN_BACK), 4);  // one per block
+  EXPECT_EQ(fg.backward_op_count(GGML_OP_SOFT_MAX_BACK), 1);    // the loss's only
+  EXPECT_EQ(fg.backward_op_count(GGML_OP_SOFT_MAX), 1);
+  EXPECT_EQ(rg.backward_op_count(GGML_OP_SOFT_MAX_BACK), 1 + 4);
+  EXPECT_EQ(rg.backward_op_count(GGML_OP_FLASH_ATTN_BACK), 0);
+  // at 1 x 1024 a block's [T, T] F32 probabilities per head (16 MiB for 4 heads) are what the plan's peak holds
+  auto planned = [&](const TrainGraphOptions& go) { return TrainGraph::measure(mg, {cpu_}, 1024, 1, go).compute.at(0); };
+  const size_t pr = planned(recompute), pf = planned(fused);
+  std::printf("compute buffer at 1 x 1024: %.2f MiB recomputed, %.2f MiB fused\n", pr / 1048576.0, pf / 1048576.0);
+  EXPECT_LT(double(pf), double(pr) - 16.0 * 1048576);
+  TrainOptions o;
+  o.model = "m.gguf";
+  o.data = {{"d.jsonl", 1.0}};
+  o.out = "o.gguf";
+  o.max_steps = 1;
+  o.flash_attn_backward = "fast";
+  try {
+    o.validate();
+    ADD_FAILURE() << "--flash-attn-backward fast was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--flash-attn-backward must be auto, fused or recompute, got 'fast'"), std::string::npos)
+        << e.what();
+  }
+}
+
 // A quantized base's weights as BF16 copies dequantized per matmul (--dequant-forward, with flash
 // attention): the LoRA gradients of the quantized kernels' path within BF16 rounding, and the
 // copies recomputed in the backward pass rather than kept (all blocks' copies: 1.5 MiB here).

@@ -110,6 +110,26 @@ TEST_F(TrainMemoryTest, EstimateMatchesWhatTheAllocatorReserves) {
   }
 }
 
+// On a GPU the estimate keeps 1.5 GiB back beyond the allocator's plan (cuBLAS, ggml-cuda's pool: the H200 ran
+// 1.8 GiB above the plan), so a plan 1 GiB under the free memory does not fit there (and --checkpoint-blocks auto
+// takes more blocks) while on the CPU, where the plan is exact, it fits; the report says what was kept back.
+TEST_F(TrainMemoryTest, GpuReserveCountsOnAGpuOnly) {
+  const TrainOptions o = options(mem_model("f16"), false, 32, 2);
+  TrainMemory m = estimate_train_memory(o, {cpu_});
+  EXPECT_EQ(m.gpu_reserve, 0u);
+  EXPECT_EQ(m.report(o).find("kept back"), std::string::npos);
+  const size_t plan = m.weights + m.lora + m.optimizer + m.activations;
+  m.host_compute = m.best_copy = 0;
+  m.limit = plan + (size_t(1) << 30);
+  EXPECT_TRUE(m.fits());
+  m.device_is_cpu = false;  // the same plan on a GPU, as estimate_train_memory sets it there
+  m.device = "CUDA0";
+  m.gpu_reserve = TrainMemory::kGpuReserve;
+  EXPECT_EQ(m.device_total(), plan + TrainMemory::kGpuReserve);
+  EXPECT_FALSE(m.fits());
+  EXPECT_NE(m.report(o).find("+ 1.50 GiB kept back for cuBLAS and CUDA's pool"), std::string::npos) << m.report(o);
+}
+
 // Activations grow with the tokens of a micro-batch; the weights do not; a Q4_K base is smaller.
 TEST_F(TrainMemoryTest, ActivationsScaleWithBatchAndSequence) {
   const TrainMemory small = estimate_train_memory(options(mem_model("f16"), false, 32, 2), {cpu_});
