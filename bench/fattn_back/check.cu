@@ -174,16 +174,6 @@ int main() {
         float ms; cudaEventElapsedTime(&ms, e0, e1); ms /= n;
         // causal: 5 GEMMs (S twice, dP, dV, dK, dQ: 6) over half the T x T pairs, 2 D FLOP each
         const double flop = 6.0 * 2.0 * sh.D * (double) sh.Tq * sh.Tq / 2 * sh.H * sh.S;
-        // the first kernel alone (log-sum-exp and Delta)
-        cogumi_fa_back_args la = dv.a; la.lse = dv.scratch; la.delta = dv.scratch + (size_t) sh.S * sh.H * sh.Tq;
-        cudaEventRecord(e0);
-        for (int it = 0; it < n; ++it) {
-            if (sh.D == 64) cogumi_fab::k_lse_delta<64><<<dim3((sh.Tq + 63) / 64, sh.H, sh.S), cogumi_fab::NT, cogumi_fab::smem_lse<64>()>>>(la);
-            else cogumi_fab::k_lse_delta<128><<<dim3((sh.Tq + 63) / 64, sh.H, sh.S), cogumi_fab::NT, cogumi_fab::smem_lse<128>()>>>(la);
-        }
-        cudaEventRecord(e1); CK(cudaEventSynchronize(e1));
-        float ms1; cudaEventElapsedTime(&ms1, e0, e1); ms1 /= n;
-        printf("  lse+delta kernel %.3f ms; ", ms1);
         printf("time D=%d T=%d H=%d Hkv=%d S=%d: %.3f ms per layer (%.1f TFLOP/s useful)\n", sh.D, sh.Tq, sh.H, sh.Hkv,
                sh.S, ms, flop / ms / 1e9);
     }
