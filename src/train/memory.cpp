@@ -150,6 +150,27 @@ void check_train_memory(const TrainMemory& m, const TrainOptions& o) {
   check_train_memory(m, o, backends);
 }
 
+namespace {
+// The fewest first blocks K in [lo, n_layer - 1] whose checkpointing fits in `limit` by `bytes_at(K)`, found by
+// binary search (the memory falls as K grows: each checkpointed block drops its activations); 0 when none of
+// them fits. `*bytes` gets the chosen K's estimate. What --checkpoint-blocks auto and the out-of-memory advice
+// both use.
+template <class BytesAt>
+int fewest_blocks_that_fit(int lo, int n_layer, size_t limit, BytesAt&& bytes_at, size_t* bytes) {
+  int hi = n_layer;  // n_layer: "none of [lo, n_layer - 1] fits" until one does
+  size_t at_hi = 0;
+  while (lo < hi) {
+    const int mid = lo + (hi - lo) / 2;
+    const size_t n = bytes_at(mid);
+    if (n <= limit) hi = mid, at_hi = n;
+    else lo = mid + 1;
+  }
+  if (hi >= n_layer) return 0;
+  *bytes = at_hi;
+  return hi;
+}
+}  // namespace
+
 std::string resolve_checkpoint_blocks(TrainOptions& o, const std::vector<ggml_backend*>& backends) {
   if (o.checkpoint_blocks != TrainOptions::kCheckpointBlocksAuto) return "";
   o.checkpoint_blocks = 0;
@@ -158,16 +179,14 @@ std::string resolve_checkpoint_blocks(TrainOptions& o, const std::vector<ggml_ba
   TrainOptions all = o;
   all.checkpoint_activations = true;
   if (!estimate_train_memory(all, backends).fits()) return "--checkpoint-blocks auto: even every block does not fit";
-  // the fewest K in [1, n_layer - 1] that fits (memory falls as K grows), else every block
-  int lo = 1, hi = none.n_layer;  // hi: "every block", known to fit
-  while (lo < hi) {
-    const int mid = lo + (hi - lo) / 2;
-    TrainOptions k = o;
-    k.checkpoint_blocks = mid;
-    if (mid < none.n_layer && estimate_train_memory(k, backends).fits()) hi = mid;
-    else lo = mid + 1;
-  }
-  if (hi >= none.n_layer) {
+  // the fewest K in [1, n_layer - 1] that fits, else every block (known to fit)
+  size_t bytes = 0;
+  const int hi = fewest_blocks_that_fit(1, none.n_layer, none.limit, [&](int k) {
+    TrainOptions alt = o;
+    alt.checkpoint_blocks = k;
+    return estimate_train_memory(alt, backends).device_total();
+  }, &bytes);
+  if (hi == 0) {
     o.checkpoint_activations = true;
     return fmt::format("--checkpoint-blocks auto: every one of the {} blocks (fewer do not fit in {})", none.n_layer,
                        gib(none.limit));
@@ -185,27 +204,19 @@ std::string resolve_checkpoint_blocks(TrainOptions& o) {
 }
 
 namespace {
-// The fewest checkpointed blocks that fit (--checkpoint-blocks K): each block's activations are about
-// equal, so K is interpolated between none (m) and all (`all` bytes), then checked by an estimate.
+// The fewest checkpointed blocks that fit (--checkpoint-blocks K), from one more than the run's own.
 template <class Estimate>
 void add_partial_checkpointing(std::vector<std::pair<size_t, std::string>>& ways, const TrainMemory& m,
-                               const TrainOptions& o, size_t all, Estimate&& with) {
-  const size_t total = m.device_total();
+                               const TrainOptions& o, Estimate&& with) {
   const int from = o.checkpoint_blocks;
-  if (total <= all || from >= m.n_layer - 1) return;
-  const double per_block = double(total - all) / double(m.n_layer - from);
-  auto at = [&](int k) {
+  if (from >= m.n_layer - 1) return;
+  size_t n = 0;
+  const int k = fewest_blocks_that_fit(from + 1, m.n_layer, m.limit, [&](int blocks) {
     TrainOptions alt = o;
-    alt.checkpoint_blocks = k;
+    alt.checkpoint_blocks = blocks;
     return with(alt);
-  };
-  // the interpolated guess, then up until it fits or down while one fewer still fits (the first
-  // checkpointed block also chunks the loss, so the guess can be high)
-  int k = std::clamp(from + int(std::ceil(double(total - m.limit) / per_block)), from + 1, m.n_layer - 1);
-  size_t n = at(k);
-  while (n > m.limit && k < m.n_layer - 1) n = at(++k);
-  if (n > m.limit) return;
-  for (size_t fewer; k > from + 1 && (fewer = at(k - 1)) <= m.limit;) n = fewer, --k;
+  }, &n);
+  if (k == 0) return;
   ways.push_back({n, fmt::format("--checkpoint-blocks {} (the first {} of the {} blocks recomputed in the backward "
                                  "pass: less extra compute than all of them, the same results{}): {}",
                                  k, k, m.n_layer, m.flash ? " up to flash attention's rounding" : "", gib(n))});
@@ -232,8 +243,9 @@ void check_train_memory(const TrainMemory& m, const TrainOptions& o, const std::
     TrainOptions alt = o;
     alt.flash_attn = "on";
     const size_t n = with(alt);
-    ways.push_back({n, fmt::format("--flash-attn on (no [T, T] attention probabilities kept: they are recomputed in "
-                                   "the backward pass, a few percent more compute; K and V rounded to F16): {}",
+    ways.push_back({n, fmt::format("--flash-attn on (no [T, T] attention probabilities kept: on a GPU a fused backward "
+                                   "needs none, elsewhere they are recomputed in the backward pass; K and V rounded to "
+                                   "F16): {}",
                                    gib(n))});
   }
   if (!o.checkpoint_activations) {
@@ -244,7 +256,7 @@ void check_train_memory(const TrainMemory& m, const TrainOptions& o, const std::
     ways.push_back({n, fmt::format("--checkpoint-activations (each block's activations recomputed in the backward "
                                    "pass: about a third more compute per step, the same results{}): {}",
                                    m.flash ? " up to flash attention's rounding" : "", gib(n))});
-    if (n <= m.limit && m.n_layer > 1) add_partial_checkpointing(ways, m, o, n, with);
+    if (n <= m.limit && m.n_layer > 1) add_partial_checkpointing(ways, m, o, with);
   }
   if (o.sft.max_len >= 16) {
     TrainOptions alt = o;

@@ -72,8 +72,13 @@ TrainGraphOptions TrainOptions::graph_options(ggml_backend* dev, int head_dim) c
 bool TrainOptions::flash_attn_on(ggml_backend* dev) const { return on_unless_cpu(flash_attn, dev); }
 
 bool TrainOptions::fused_attention_on(ggml_backend* dev, int head_dim) const {
+  const bool gpu = on_unless_cpu("auto", dev), kernels = head_dim == 64 || head_dim == 128;  // the CUDA kernels' sizes
+  // elsewhere the scheduler would run the op on the CPU for every block, far slower than the recomputed graph
+  if (flash_attn_backward == "fused" && gpu && !kernels)
+    fail("--flash-attn-backward fused: the GPU kernels take head sizes 64 and 128, this model's is {}; use recompute "
+         "(auto picks it)", head_dim);
   if (flash_attn_backward != "auto") return flash_attn_backward == "fused";
-  return on_unless_cpu("auto", dev) && (head_dim == 64 || head_dim == 128);  // the CUDA kernels' head sizes
+  return gpu && kernels;
 }
 
 void TrainOptions::validate() const {
@@ -122,6 +127,8 @@ void TrainOptions::validate() const {
     fail("--flash-attn must be auto, on or off, got '{}'", flash_attn);
   if (flash_attn_backward != "auto" && flash_attn_backward != "fused" && flash_attn_backward != "recompute")
     fail("--flash-attn-backward must be auto, fused or recompute, got '{}'", flash_attn_backward);
+  if (flash_attn_backward == "fused" && flash_attn == "off")
+    fail("--flash-attn-backward fused differentiates flash attention, and --flash-attn is off; give one");
   if (dequant_forward != "auto" && dequant_forward != "on" && dequant_forward != "off")
     fail("--dequant-forward must be auto, on or off, got '{}'", dequant_forward);
   if (out_prod_grads != "auto" && out_prod_grads != "on" && out_prod_grads != "off")

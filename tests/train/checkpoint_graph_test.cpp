@@ -256,6 +256,15 @@ TEST_F(CheckpointGraphTest, FusedFlashAttentionBackwardGivesTheRecomputedGradien
     EXPECT_NE(std::string(e.what()).find("--flash-attn-backward must be auto, fused or recompute, got 'fast'"), std::string::npos)
         << e.what();
   }
+  o.flash_attn_backward = "fused";
+  o.flash_attn = "off";
+  try {
+    o.validate();
+    ADD_FAILURE() << "--flash-attn-backward fused with --flash-attn off was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--flash-attn-backward fused differentiates flash attention"), std::string::npos)
+        << e.what();
+  }
 }
 
 // A quantized base's weights as BF16 copies dequantized per matmul (--dequant-forward, with flash
