@@ -28,6 +28,8 @@
 #                            # vocabulary but 8 of its 32 layers (random F16): our imatrix + quantize vs
 #                            # llama-imatrix + llama-quantize (bench/quant_bench.sh, TYPES), then uniform prunes'
 #                            # prefill/decode speed against the unpruned model (bench/prune_bench.sh, LEVELS)
+#   bench/device.sh qlora8b     # issue 14's correctness row: LoRA on an 8B-shaped Q4_K_M base vs on its BF16 source,
+#                            # held-out loss step by step (bench/qlora_loss.sh)
 #   bench/device.sh pipeline8b  # (after `llama`) `cogumi run` on an 8B-shaped random F16 model: every stage
 #                            # on the GPU, small samples, seconds per stage (bench/pipeline8b.sh)
 #   bench/device.sh nano "<nano base args>"...      # nano base candidates side by side: base.gguf, recipe,
@@ -331,5 +333,13 @@ r=json.loads([l for l in open("/root/peft.txt") if l.startswith("{")][-1]); r["p
     cogumi_build "$PREFIX" cogumi_app
     bench/pipeline8b.sh "$BC/bin/cogumi" "$PREFIX/src/models/ggml-vocab-llama-bpe.gguf" "$OUT/pipeline8b"
     ;;
-  *) echo "usage: bench/device.sh llama|cogumi|engine|train|mixedlora|compress8b|pipeline8b|nano|nanoloop|nanoselect" >&2; exit 2 ;;
+  qlora8b)
+    # A LoRA on an 8B-shaped Q4_K_M base against one on the BF16 base it was quantized from: held-out loss step by
+    # step (bench/qlora_loss.sh; STEPS, default 60)
+    PREFIX=$(scripts/deps.sh --cuda | tail -n 1)
+    cogumi_build "$PREFIX" cogumi_app
+    VOCAB="$PREFIX/src/models/ggml-vocab-llama-bpe.gguf" bench/qlora_loss.sh "$BC/bin/cogumi" 8b /root/qlora "${STEPS:-60}"
+    cp /root/qlora/summary.md /root/qlora/lora-*.gguf.log.jsonl "$OUT/" 2>/dev/null || true
+    ;;
+  *) echo "usage: bench/device.sh llama|cogumi|engine|train|mixedlora|compress8b|pipeline8b|qlora8b|nano|nanoloop|nanoselect" >&2; exit 2 ;;
 esac

@@ -41,8 +41,8 @@ class Rng {
   uint64_t state_;
 };
 
-// Runs fn(begin, end) over blocks of [0, n), handed out dynamically to up to
-// hardware_concurrency threads so that uneven rows (a triangle of a matrix) still balance.
+// Runs fn(begin, end) over blocks of [0, n), handed out dynamically to up to compute_threads()
+// threads (COGUMI_THREADS or every core) so that uneven rows (a triangle of a matrix) still balance.
 // `work` is the rough total cost in multiply-adds; small jobs stay on the calling thread.
 void parallel_for(size_t n, double work, const std::function<void(size_t, size_t)>& fn);
 

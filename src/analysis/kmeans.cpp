@@ -9,13 +9,14 @@
 #include <thread>
 
 #include "analysis/cluster_detail.h"
+#include "core/threads.h"
 #include "core/error.h"
 
 namespace cogumi::cluster_detail {
 
 void parallel_for(size_t n, double work, const std::function<void(size_t, size_t)>& fn) {
   if (n == 0) return;
-  size_t hw = std::max(1u, std::thread::hardware_concurrency());
+  const size_t hw = size_t(compute_threads());  // COGUMI_THREADS or every core, as ggml jobs
   size_t threads = std::min({hw, n, static_cast<size_t>(work / 4e6) + 1});
   if (threads <= 1) {
     fn(0, n);

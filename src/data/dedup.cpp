@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/io.h"
 #include "core/progress.h"
+#include "core/threads.h"
 #include "data/line_io.h"
 #include "data/minhash.h"
 #include "data/record_text.h"
@@ -426,7 +427,7 @@ DedupResult run_dedup(const DedupOptions& o) {
   o.validate();
   const auto start = Clock::now();
   Timing t;
-  const int threads = o.threads > 0 ? o.threads : std::max(1, int(std::thread::hardware_concurrency()));
+  const int threads = compute_threads(o.threads);  // 0: COGUMI_THREADS or every core, as ggml jobs
   std::unique_ptr<ContaminationIndex> index;
   if (!o.decontam.benches.empty()) index = std::make_unique<ContaminationIndex>(o.decontam);
   LshParams lsh = o.bands > 0 ? LshParams{o.bands, o.rows} : choose_lsh(o.threshold, o.num_perm);

@@ -40,7 +40,7 @@ struct DedupOptions {
   int bands = 0, rows = 0;                    // 0: chosen for the threshold (choose_lsh)
   uint64_t seed = 42;
   DecontamOptions decontam;                   // benchmarks to remove overlap with
-  int threads = 0;                            // 0: hardware threads
+  int threads = 0;                            // 0: COGUMI_THREADS or every core (compute_threads)
   int examples = 5;                           // examples per reason in the report, 0..1000
   bool progress = true;
   const std::atomic<bool>* cancel = nullptr;  // set (e.g. on SIGINT): stop, write nothing, throw
