@@ -399,29 +399,27 @@ ggml_tensor* ModelGraph::output_logits(ggml_context* ctx, ggml_tensor* hidden) c
   return ggml_mul_mat(ctx, output_weight(), hidden);
 }
 
+namespace {
+// Marks t for recomputation in the backward pass (GraphMarks::recompute).
+ggml_tensor* cheap(GraphMarks* marks, ggml_tensor* t) {
+  if (marks) marks->recompute.push_back(t);
+  return t;
+}
+}  // namespace
+
 ggml_tensor* ModelGraph::build_hidden(ggml_context* ctx, ggml_tensor* tokens, ggml_tensor* pos, ggml_tensor* mask,
                                       GraphMarks* marks) const {
   const int64_t T = tokens->ne[0], S = tokens->ne[1];
   const int hd = hp_.head_dim();
-  auto cheap = [&](ggml_tensor* t) {
-    if (marks) marks->recompute.push_back(t);
-    return t;
-  };
   auto norm = [&](ggml_tensor* t, const std::string& weight) {
-    return cheap(ggml_mul(ctx, cheap(ggml_rms_norm(ctx, t, hp_.rms_eps)), by_name_.at(weight)));
-  };
-  ggml_tensor* x = ggml_get_rows(ctx, by_name_.at("token_embd.weight"), ggml_reshape_1d(ctx, tokens, T * S));
-  auto ffn = [&](const std::string& b) {
-    ggml_tensor* h = norm(x, b + "ffn_norm.weight");
-    const auto gate_up = linears(ctx, h, {b + "ffn_gate.weight", b + "ffn_up.weight"}, marks);
-    ggml_tensor* act = cheap(ggml_swiglu_split(ctx, gate_up[0], gate_up[1]));  // silu(gate) * up, one op
-    x = ggml_add(ctx, x, linear(ctx, act, b + "ffn_down.weight", marks));
+    return cheap(marks, ggml_mul(ctx, cheap(marks, ggml_rms_norm(ctx, t, hp_.rms_eps)), by_name_.at(weight)));
   };
   ggml_tensor* mask16 = nullptr;  // fused attention: the mask in F16 once for all blocks
   if (fused_attention_) {
     if (!mask) fail("internal: fused flash attention in training needs the attention mask");
-    mask16 = cheap(ggml_cast(ctx, mask, GGML_TYPE_F16));
+    mask16 = cheap(marks, ggml_cast(ctx, mask, GGML_TYPE_F16));
   }
+  ggml_tensor* x = ggml_get_rows(ctx, by_name_.at("token_embd.weight"), ggml_reshape_1d(ctx, tokens, T * S));
   for (int l = 0; l < hp_.n_layer; ++l) {
     if (marks) marks->block_inputs.push_back(x);
     const std::string b = "blk." + std::to_string(l) + ".";
@@ -433,52 +431,53 @@ ggml_tensor* ModelGraph::build_hidden(ggml_context* ctx, ggml_tensor* tokens, gg
     ggml_tensor* v = ggml_reshape_4d(ctx, qkv[2], hd, n_head_kv, T, S);
     q = rope(ctx, q, pos, mask != nullptr);
     k = rope(ctx, k, pos, mask != nullptr);
-    ggml_tensor* Q = ggml_permute(ctx, q, 0, 2, 1, 3);                   // [hd, T, n_head, S]
-    GraphMarks::Attention att{nullptr, Q, ggml_permute(ctx, k, 0, 2, 1, 3), ggml_permute(ctx, v, 0, 2, 1, 3), mask,
-                              1.0f / std::sqrt(float(hd))};
-    if (fused_attention_) {
-      ggml_tensor* o = ggml_flash_attn_ext(ctx, Q, cheap(ggml_cast(ctx, att.k, GGML_TYPE_F16)),
-                                           cheap(ggml_cast(ctx, att.v, GGML_TYPE_F16)), mask16, att.scale, 0.0f, 0.0f);
-      ggml_prec_set_acc(o, GGML_PREC_F32);  // [hd, n_head, T, S]
-      o = ggml_reshape_2d(ctx, o, int64_t(hd) * n_head, T * S);
-      x = ggml_add(ctx, x, linear(ctx, o, b + "attn_output.weight", marks));
-      ffn(b);
-      continue;
-    }
-    ggml_tensor* K = cheap(ggml_cont(ctx, att.k));                        // [hd, T, n_head_kv, S]
-    ggml_tensor* V = cheap(ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3)));  // [T, hd, n_head_kv, S]
-    if (n_head != n_head_kv) {
-      // Grouped-query attention: repeat each K/V head for its group (head h reads kv head
-      // h / group, as llama.cpp does). ggml's mul_mat backward cannot broadcast heads when
-      // there is also a batch dimension, so the heads are expanded explicitly.
-      const int g = n_head / n_head_kv;
-      auto expand = [&](ggml_tensor* t, int64_t d0, int64_t d1) {
-        ggml_tensor* r = ggml_reshape_4d(ctx, t, d0 * d1, 1, n_head_kv, S);
-        r = cheap(ggml_repeat(ctx, r, ggml_new_tensor_4d(ctx, GGML_TYPE_F32, d0 * d1, g, n_head_kv, S)));
-        return ggml_reshape_4d(ctx, r, d0, d1, n_head, S);
-      };
-      K = expand(K, hd, T);
-      V = expand(V, T, hd);
-    }
-    ggml_tensor* kq = cheap(ggml_mul_mat(ctx, K, Q));                    // [T_k, T_q, n_head, S]
-    kq = mask ? ggml_soft_max_ext(ctx, kq, mask, att.scale, 0.0f)
-              : ggml_soft_max_ext(ctx, cheap(ggml_diag_mask_inf(ctx, kq, 0)), nullptr, att.scale, 0.0f);
-    ggml_tensor* kqv = ggml_mul_mat(ctx, V, cheap(kq));                  // [hd, T_q, n_head, S]
-    ggml_tensor* o = ggml_cont(ctx, ggml_permute(ctx, kqv, 0, 2, 1, 3));  // [hd, n_head, T, S]
-    att.out = o;
-    if (marks) marks->attention.push_back(att);
+    GraphMarks::Attention att{nullptr, ggml_permute(ctx, q, 0, 2, 1, 3), ggml_permute(ctx, k, 0, 2, 1, 3),
+                              ggml_permute(ctx, v, 0, 2, 1, 3), mask, 1.0f / std::sqrt(float(hd))};  // [hd, T, heads, S]
+    ggml_tensor* o = fused_attention_ ? flash_attention(ctx, att, mask16, marks)  // [hd, n_head, T, S]
+                                      : plain_attention(ctx, att, v, n_head, n_head_kv, marks);
     o = ggml_reshape_2d(ctx, o, int64_t(hd) * n_head, T * S);
     x = ggml_add(ctx, x, linear(ctx, o, b + "attn_output.weight", marks));
-    ffn(b);
+    h = norm(x, b + "ffn_norm.weight");
+    const auto gate_up = linears(ctx, h, {b + "ffn_gate.weight", b + "ffn_up.weight"}, marks);
+    ggml_tensor* act = cheap(marks, ggml_swiglu_split(ctx, gate_up[0], gate_up[1]));  // silu(gate) * up, one op
+    x = ggml_add(ctx, x, linear(ctx, act, b + "ffn_down.weight", marks));
   }
   return ggml_mul(ctx, ggml_rms_norm(ctx, x, hp_.rms_eps), by_name_.at("output_norm.weight"));
 }
 
-ggml_tensor* ModelGraph::flash_attention(ggml_context* ctx, const GraphMarks::Attention& a) const {
+ggml_tensor* ModelGraph::plain_attention(ggml_context* ctx, GraphMarks::Attention& att, ggml_tensor* v, int n_head,
+                                         int n_head_kv, GraphMarks* marks) const {
+  const int64_t hd = att.q->ne[0], T = att.q->ne[1], S = att.q->ne[3];
+  ggml_tensor* K = cheap(marks, ggml_cont(ctx, att.k));                             // [hd, T, n_head_kv, S]
+  ggml_tensor* V = cheap(marks, ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3)));  // [T, hd, n_head_kv, S]
+  if (n_head != n_head_kv) {
+    // Grouped-query attention: repeat each K/V head for its group (head h reads kv head
+    // h / group, as llama.cpp does). ggml's mul_mat backward cannot broadcast heads when
+    // there is also a batch dimension, so the heads are expanded explicitly.
+    const int g = n_head / n_head_kv;
+    auto expand = [&](ggml_tensor* t, int64_t d0, int64_t d1) {
+      ggml_tensor* r = ggml_reshape_4d(ctx, t, d0 * d1, 1, n_head_kv, S);
+      r = cheap(marks, ggml_repeat(ctx, r, ggml_new_tensor_4d(ctx, GGML_TYPE_F32, d0 * d1, g, n_head_kv, S)));
+      return ggml_reshape_4d(ctx, r, d0, d1, n_head, S);
+    };
+    K = expand(K, hd, T);
+    V = expand(V, T, hd);
+  }
+  ggml_tensor* kq = cheap(marks, ggml_mul_mat(ctx, K, att.q));  // [T_k, T_q, n_head, S]
+  kq = att.mask ? ggml_soft_max_ext(ctx, kq, att.mask, att.scale, 0.0f)
+                : ggml_soft_max_ext(ctx, cheap(marks, ggml_diag_mask_inf(ctx, kq, 0)), nullptr, att.scale, 0.0f);
+  ggml_tensor* kqv = ggml_mul_mat(ctx, V, cheap(marks, kq));            // [hd, T_q, n_head, S]
+  att.out = ggml_cont(ctx, ggml_permute(ctx, kqv, 0, 2, 1, 3));  // [hd, n_head, T, S]
+  if (marks) marks->attention.push_back(att);
+  return att.out;
+}
+
+ggml_tensor* ModelGraph::flash_attention(ggml_context* ctx, const GraphMarks::Attention& a, ggml_tensor* mask16,
+                                         GraphMarks* marks) const {
   if (!a.mask) fail("internal: flash attention in training needs the attention mask");
-  ggml_tensor* k = ggml_cast(ctx, a.k, GGML_TYPE_F16);
-  ggml_tensor* v = ggml_cast(ctx, a.v, GGML_TYPE_F16);
-  ggml_tensor* m = ggml_cast(ctx, a.mask, GGML_TYPE_F16);
+  ggml_tensor* k = cheap(marks, ggml_cast(ctx, a.k, GGML_TYPE_F16));
+  ggml_tensor* v = cheap(marks, ggml_cast(ctx, a.v, GGML_TYPE_F16));
+  ggml_tensor* m = mask16 ? mask16 : ggml_cast(ctx, a.mask, GGML_TYPE_F16);
   ggml_tensor* o = ggml_flash_attn_ext(ctx, a.q, k, v, m, a.scale, 0.0f, 0.0f);  // [hd, n_head, T, S]
   ggml_prec_set_acc(o, GGML_PREC_F32);
   return o;

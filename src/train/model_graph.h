@@ -126,8 +126,10 @@ class ModelGraph {
   ggml_tensor* build_hidden(ggml_context* ctx, ggml_tensor* tokens, ggml_tensor* pos, ggml_tensor* mask = nullptr,
                             GraphMarks* marks = nullptr) const;
   // The attention `a` by ggml's flash attention: K and V cast to F16 (its kernels' type), the mask
-  // to F16; the result has the shape and meaning of a.out, without the [T, T] probabilities.
-  ggml_tensor* flash_attention(ggml_context* ctx, const GraphMarks::Attention& a) const;
+  // to F16 (or `mask16`, already cast); the result has the shape and meaning of a.out, without the [T, T]
+  // probabilities. With `marks` the casts are marked for recomputation.
+  ggml_tensor* flash_attention(ggml_context* ctx, const GraphMarks::Attention& a, ggml_tensor* mask16 = nullptr,
+                               GraphMarks* marks = nullptr) const;
   ggml_tensor* output_logits(ggml_context* ctx, ggml_tensor* hidden) const;
   // The matrix output_logits multiplies by: output.weight, or token_embd.weight when tied.
   ggml_tensor* output_weight() const;
@@ -172,6 +174,10 @@ class ModelGraph {
   std::vector<ggml_tensor*> linears(ggml_context* ctx, ggml_tensor* x, const std::vector<std::string>& weights,
                                     GraphMarks* marks = nullptr) const;
   ggml_tensor* rope(ggml_context* ctx, ggml_tensor* t, ggml_tensor* pos, bool per_token) const;
+  // One block's attention as the plain softmax graph, out [hd, n_head, T, S] (also set in att.out, and att
+  // recorded in marks for TrainGraph::rebuild_backward); v is the block's [hd, n_head_kv, T, S] values.
+  ggml_tensor* plain_attention(ggml_context* ctx, GraphMarks::Attention& att, ggml_tensor* v, int n_head,
+                               int n_head_kv, GraphMarks* marks) const;
   void read_hparams(gguf_context* g);
   void check_tensors();  // every tensor known and of its shape; sets n_vocab and rope_freqs_
 
