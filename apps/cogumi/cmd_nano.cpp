@@ -24,6 +24,10 @@ void setup_nano(CLI::App& sub) {
       ->capture_default_str();
   data->add_option("--n-mix", o.n_mix, "Training items per domain in the base's mix/train.jsonl (0 = all)")->check(at_least(0))
       ->capture_default_str();
+  data->add_option("--n-copy", o.n_copy,
+                   "Copying and lookup items added to mix/train.jsonl, also in mix/copy.jsonl (0-1000000)")
+      ->check(CLI::Range(0, 1000000))
+      ->capture_default_str();
   data->callback([&] {
     o.set_difficulty(difficulty);
     SynthStats st = synth_write(out, o);
@@ -42,6 +46,11 @@ void setup_nano(CLI::App& sub) {
       ->capture_default_str();
   base->add_option("--n-train", b.n_train, "Training items per domain")->check(at_least(1))->capture_default_str();
   base->add_option("--n-mix", b.n_mix, "Training items per domain the base trains on (0 = all)")->check(at_least(0))->capture_default_str();
+  base->add_option("--n-copy", b.n_copy,
+                   "Copying and lookup items added to the base's mix (a name, number or call carried over from the "
+                   "prompt; 0-1000000)")
+      ->check(CLI::Range(0, 1000000))
+      ->capture_default_str();
   base->add_option("--batch", b.batch, "Sequences (packed rows) per step")->check(at_least(1))->capture_default_str();
   base->add_option("--layers", b.n_layer, "Transformer layers")->check(CLI::Range(1, 256))->capture_default_str();
   base->add_option("--seq-len", b.seq_len, "Tokens per packed row")->check(CLI::Range(8, 1 << 16))->capture_default_str();

@@ -244,6 +244,7 @@ void SynthOptions::validate() const {
   if (n_dev < 0) fail("synth: n_dev must be >= 0, got {}", n_dev);
   if (n_test < 0) fail("synth: n_test must be >= 0, got {}", n_test);
   if (n_mix < 0) fail("synth: n_mix must be >= 0, got {}", n_mix);
+  if (n_copy < 0 || n_copy > 1000000) fail("synth: n_copy must be in 0..1000000, got {}", n_copy);
   if (difficulty < 1 || difficulty > 4) fail("synth: difficulty must be 1..4, got {}", difficulty);
   const auto& ds = synth_domains();
   for (const auto& [d, n] : domain_difficulty) {
@@ -308,6 +309,23 @@ SynthStats synth_write(const fs::path& out_dir, const SynthOptions& opts) {
     write_file_atomic(out_dir / "mix" / "dev" / (std::string(dom.name) + ".jsonl"), dev_text);
   }
 
+  // The copying items: their own stream, drawn until n_copy distinct prompts (the generator has far more).
+  if (opts.n_copy > 0) {
+    Rng crng(mix_seed(opts.seed, 2000));
+    std::unordered_set<std::string> seen;
+    std::string copy_text;
+    for (int tries = 0; int(seen.size()) < opts.n_copy; ++tries) {
+      if (tries > 50 * opts.n_copy + 1000) fail("synth: only {} distinct copying items for n_copy {}", seen.size(), opts.n_copy);
+      synth::Item it = synth::copy_item(crng);
+      if (!seen.insert(it.key).second) continue;
+      json row = {{"prompt", it.instruction}, {"completion", it.output}, {"category", "copy"}, {"template", it.template_name}};
+      copy_text += row.dump() + "\n";
+      mix.push_back(std::move(row));
+    }
+    write_file_atomic(out_dir / "mix" / "copy.jsonl", copy_text);
+    files["mix"]["copy"] = "mix/copy.jsonl";
+  }
+
   // One shuffled stream, so any prefix of the mix holds every domain in proportion.
   Rng rng(mix_seed(opts.seed, 1000));
   rng.shuffle(mix);
@@ -332,6 +350,7 @@ SynthStats synth_write(const fs::path& out_dir, const SynthOptions& opts) {
       {"files", files},
       {"eval_kind", kinds},
   };
+  if (opts.n_copy > 0) manifest["options"]["n_copy"] = opts.n_copy;  // absent at 0: the manifest as before
   write_file_atomic(out_dir / "manifest.json", manifest.dump(2) + "\n");
   return stats;
 }

@@ -12,7 +12,8 @@
 //                                    asked exactly as `cogumi eval` asks it (completion mode)
 //   mix/dev/{domain}.jsonl           the dev split in the same form (validation for early stopping)
 //   mix/train.jsonl                  all four (the first n_mix items of each), shuffled together: the
-//                                    base model's training set
+//                                    base model's training set (with n_copy > 0, the copying items too)
+//   mix/copy.jsonl                   with n_copy > 0: the copying and lookup items alone
 //   manifest.json                    seed, options, counts, files, the eval kind of each domain
 //   templates.jsonl                  {"id","domain","split","template"}: each item's generator
 //                                    template under its eval id (reference labels for clustering)
@@ -51,6 +52,10 @@ struct SynthOptions {
   // domain's train split; 0 takes the whole split. The domain files (mix/{domain}.jsonl) always
   // hold the whole split, so a modifier can see more of its domain than the base did.
   int n_mix = 0;
+  // Copying and lookup items (synth::copy_item: a name, number, word run or call carried over from the
+  // prompt) added to the base's mix, also written to mix/copy.jsonl (category "copy"); no benchmark
+  // split. 0 (the default) leaves every file as without it. 0..10^6.
+  int n_copy = 0;
 
   int difficulty_of(const std::string& domain) const;
   // "2" (every domain) or "math=1,code=3" (those domains; the rest keep `difficulty`), or both
@@ -118,6 +123,8 @@ Item math_item(Rng& rng, int difficulty);
 Item code_item(Rng& rng, int difficulty);
 Item reasoning_item(Rng& rng, int difficulty);
 Item automation_item(Rng& rng, int difficulty);
+// One copying or lookup item (instruction, output, key, template_name; no benchmark record).
+Item copy_item(Rng& rng);
 
 // Lower case, runs of anything but letters and digits become one space, trimmed.
 std::string normalize_key(std::string_view s);

@@ -37,6 +37,7 @@ void NanoBaseOptions::validate() const {
   need(n_dev >= 1, "n_dev", ">= 1", n_dev);
   need(n_test >= 1, "n_test", ">= 1", n_test);
   need(n_mix >= 0 && n_mix <= n_train, "--n-mix", "in 0..--n-train", n_mix);
+  need(n_copy >= 0 && n_copy <= 1000000, "--n-copy", "in 0..1000000", n_copy);
   need(vocab_merges >= 0, "vocab_merges", ">= 0", vocab_merges);
   need(n_layer >= 1 && n_layer <= 256, "--layers", "in 1..256", n_layer);
   need(n_embd >= 8, "n_embd", ">= 8", n_embd);
@@ -83,6 +84,7 @@ json nano_base(const NanoBaseOptions& o) {
   fs::create_directories(o.dir);
   SynthOptions so;
   so.seed = o.seed, so.n_train = o.n_train, so.n_dev = o.n_dev, so.n_test = o.n_test, so.n_mix = o.n_mix;
+  so.n_copy = o.n_copy;
   so.set_difficulty(o.difficulty);
   log_stage("curriculum -> " + (o.dir / "data").string());
   synth_write(o.dir / "data", so);
@@ -127,16 +129,16 @@ json nano_base(const NanoBaseOptions& o) {
                  {"vocabulary", ir.n_vocab},
                  {"seed", o.seed},
                  {"curriculum", {{"difficulty", so.difficulty_spec()}, {"n_train", o.n_train}, {"n_mix", o.n_mix},
-                                 {"n_dev", o.n_dev}, {"n_test", o.n_test}}},
+                                 {"n_copy", o.n_copy}, {"n_dev", o.n_dev}, {"n_test", o.n_test}}},
                  {"shape", {{"n_embd", o.n_embd}, {"n_layer", o.n_layer}, {"n_head", o.n_head}, {"n_ff", o.n_ff}}},
                  {"train", {{"steps", tr.steps}, {"seq_len", o.seq_len}, {"batch", o.batch}, {"lr", o.lr}, {"warmup", o.warmup},
                             {"pack", true}, {"first_loss", tr.first_loss}, {"last_loss", tr.last_loss},
                             {"tokens_per_s", tr.tokens_per_s}}},
                  {"vocab_merges", o.vocab_merges},
                  {"command", fmt::format("cogumi nano base --dir DIR --seed {} --steps {} --batch {} --lr {} --layers {} "
-                                         "--seq-len {} --warmup {} --n-train {} --n-mix {} --difficulty {}",
+                                         "--seq-len {} --warmup {} --n-train {} --n-mix {} --n-copy {} --difficulty {}",
                                          o.seed, o.steps, o.batch, o.lr, o.n_layer, o.seq_len, o.warmup, o.n_train,
-                                         o.n_mix, so.difficulty_spec())},
+                                         o.n_mix, o.n_copy, so.difficulty_spec())},
                  {"seconds", seconds_since(t0)}};
   write_file_atomic(o.dir / "recipe.json", recipe.dump(2) + "\n");
   return recipe;
