@@ -68,7 +68,7 @@ void read_base(const Reader& r, const YAML::Node& n, PipelineConfig& c) {
   c.base_train = true;
   const YAML::Node t = n["train"];
   if (t.IsNull()) return;
-  r.expect_map(t, "base.train", {"seed", "difficulty", "n_train", "n_dev", "n_test", "n_mix", "vocab_merges", "n_embd",
+  r.expect_map(t, "base.train", {"seed", "difficulty", "n_train", "n_dev", "n_test", "n_mix", "n_copy", "vocab_merges", "n_embd",
                                  "n_layer", "n_head", "n_ff", "steps", "seq_len", "batch", "warmup", "lr"});
   NanoBaseOptions& b = c.base_options;
   auto k = [](const char* f) { return std::string("base.train.") + f; };
@@ -78,6 +78,7 @@ void read_base(const Reader& r, const YAML::Node& n, PipelineConfig& c) {
   if (t["n_dev"]) b.n_dev = r.integer(t["n_dev"], k("n_dev"), 1, 10000000);
   if (t["n_test"]) b.n_test = r.integer(t["n_test"], k("n_test"), 1, 10000000);
   if (t["n_mix"]) b.n_mix = r.integer(t["n_mix"], k("n_mix"), 0, 10000000);
+  if (t["n_copy"]) b.n_copy = r.integer(t["n_copy"], k("n_copy"), 0, 1000000);
   if (t["vocab_merges"]) b.vocab_merges = r.integer(t["vocab_merges"], k("vocab_merges"), 0, 1000000);
   if (t["n_embd"]) b.n_embd = r.integer(t["n_embd"], k("n_embd"), 8, 65536);
   if (t["n_layer"]) b.n_layer = r.integer(t["n_layer"], k("n_layer"), 1, 256);

@@ -113,6 +113,7 @@ void add_base(Plan& plan, const std::shared_ptr<Shared>& sh) {
                              {"n_test", b.n_test}, {"n_mix", b.n_mix}, {"vocab_merges", b.vocab_merges}, {"n_embd", b.n_embd},
                              {"n_layer", b.n_layer}, {"n_head", b.n_head}, {"n_ff", b.n_ff}, {"steps", b.steps},
                              {"seq_len", b.seq_len}, {"batch", b.batch}, {"warmup", b.warmup}, {"lr", b.lr}}}};
+    if (b.n_copy > 0) s.settings["train"]["n_copy"] = b.n_copy;  // absent at 0: earlier runs' keys stay valid
     s.run = [sh](const StageContext& ctx) {
       NanoBaseOptions o = sh->cfg.base_options;
       o.dir = ctx.stage.dir;

@@ -75,6 +75,7 @@ TEST(PipelineConfig, ErrorsNameFileLineAndKey) {
       {"base: {gguf: b.gguf}\ndomains:\n  poetry: {}\n", "bad.yaml:3: 'domains.poetry.test': required"},
       {"base: {gguf: b.gguf}\ndomains:\n  math:\n    test: {gsm9k: t.jsonl}\n", "bad.yaml:4: 'domains.math.test.gsm9k': unknown benchmark kind"},
       {"base: {gguf: b.gguf, train: {}}\ndomains:\n  math: {}\n", "bad.yaml:1: 'base': give exactly one"},
+      {"base: {train: {n_copy: -1}}\ndomains:\n  math: {}\n", "bad.yaml:1: 'base.train.n_copy': must be in [0, 1000000], got -1"},
       {"base: {gguf: b.gguf}\ndomains:\n  base: {test: {gsm8k: t.jsonl}}\n", "'domains.base': this name is reserved"},
       {"base: {gguf: b.gguf}\ndomains: [math]\n", "bad.yaml:2: 'domains': expected a mapping"},
       {"base: {gguf: b.gguf}\ndomains:\n  math: {test: {gsm8k: t.jsonl}, mine: {gsm8k: m.jsonl}}\n  code: {test: {gsm8k: t2.jsonl}, sft: s.jsonl, train: {patience: 0}}\n",
@@ -208,10 +209,13 @@ TEST(PipelineKeys, ChangeExactlyWhenTheirInputsChange) {
   PipelineConfig g = c;
   g.gates.push_back(parse_gate("router.accuracy >= 0.9", c.domain_names()));
   EXPECT_EQ(changed(k0, keys_of(g)), (std::set<std::string>{"gates", "report"}));
-  // The base: everything.
+  // The base: everything; its copying items (base.train.n_copy) too.
   PipelineConfig b = c;
   b.base_options.steps = 4;
   EXPECT_EQ(changed(k0, keys_of(b)).size(), k0.size());
+  PipelineConfig copy = c;
+  copy.base_options.n_copy = 500;
+  EXPECT_EQ(changed(k0, keys_of(copy)).size(), k0.size());
 }
 
 TEST(PipelineKeys, InputFilesCountByContent) {
