@@ -264,6 +264,7 @@ with open("/root/long.jsonl","w") as f:
             set -- $cfg
             [ $shape = 8b ] && [ "$1" = 4 ] && continue
             # BWD: the type of the frozen weights' transposed copies in the backward pass (patch 0002)
+            rm -f /root/a.gguf.log.jsonl  # a run that stops early must not report the previous row's log
             MEM=$(COGUMI_LORA_GROUP_FORWARD=$sp GGML_COGUMI_BACKWARD_WEIGHT_TYPE=$bwd peak_gib /root/train.txt "$B/cogumi" train -m "$M" -d /root/long.jsonl -o /root/a.gguf --lora-rank 16 --lora-alpha 16 \
               --targets q,k,v,o,gate,up,down --seq-len $2 --batch $1 --max-steps 8 --train-on-inputs --clip 0 \
               --flash-attn $fa --flash-attn-backward $fab --dequant-forward $dq --out-prod-grads $op $(case $ck in 1) echo --checkpoint-activations ;; b*) echo --checkpoint-blocks ${ck#b} ;; auto) echo --checkpoint-blocks auto --max-memory-gib ${MAXMEM:-16} ;; esac))

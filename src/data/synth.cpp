@@ -17,6 +17,12 @@ namespace cogumi {
 
 namespace synth {
 
+std::vector<std::string> distinct(Rng& r, std::vector<std::string> pool, int n) {
+  r.shuffle(pool);
+  pool.resize(size_t(n));
+  return pool;
+}
+
 std::string normalize_key(std::string_view s) {
   std::string out;
   bool gap = false;

@@ -126,6 +126,13 @@ Item automation_item(Rng& rng, int difficulty);
 // One copying or lookup item (instruction, output, key, template_name; no benchmark record).
 Item copy_item(Rng& rng);
 
+// n distinct entries of `pool`, in draw order (one shuffle of the whole pool).
+std::vector<std::string> distinct(Rng& r, std::vector<std::string> pool, int n);
+// n distinct people's names ("Ann", "Bob", ...: the reasoning items' cast).
+std::vector<std::string> person_names(Rng& r, int n);
+// A city ("Paris", ...: the automation items' weather and travel arguments).
+std::string city(Rng& r);
+
 // Lower case, runs of anything but letters and digits become one space, trimmed.
 std::string normalize_key(std::string_view s);
 // "ann" -> "Ann".

@@ -10,22 +10,11 @@
 namespace cogumi::synth {
 namespace {
 
-const std::vector<std::string> kNames = {"ann", "bob", "cara", "dan", "eve", "finn", "gus", "hana", "ivy", "jon",
-                                         "kim", "leo", "mia", "ned", "olga", "pam", "raj", "sam", "tia", "uma"};
 const std::vector<std::string> kThings = {"apple", "pear", "plum", "lemon", "melon", "grape", "kiwi", "mango",
                                           "bread", "cheese", "egg", "rice", "tea", "milk", "nut", "bean"};
 const std::vector<std::string> kWords = {"red", "blue", "green", "small", "big", "old", "new", "fast", "slow", "cold",
                                          "warm", "fox", "owl", "cat", "dog", "fish", "tree", "river", "stone", "cloud"};
-const std::vector<std::string> kCities = {"paris", "oslo", "rome", "lima", "cairo", "tokyo", "delhi", "quito"};
 const std::vector<std::string> kOrdinals = {"first", "second", "third", "fourth", "fifth"};
-
-// k distinct entries of `pool`, in draw order.
-std::vector<std::string> distinct(Rng& rng, const std::vector<std::string>& pool, int k) {
-  std::vector<std::string> v = pool;
-  rng.shuffle(v);
-  v.resize(size_t(k));
-  return v;
-}
 
 std::string joined(const std::vector<std::string>& v, const char* sep) { return fmt::format("{}", fmt::join(v, sep)); }
 
@@ -36,11 +25,9 @@ Item copy_item(Rng& rng) {
   switch (rng.uniform(0, 5)) {
     case 0: {  // the k-th of a list of names
       const int n = rng.uniform(3, 5), k = rng.uniform(0, n - 1);
-      const auto names = distinct(rng, kNames, n);
-      std::vector<std::string> caps;
-      for (const auto& s : names) caps.push_back(cap(s));
-      it.instruction = fmt::format("Names: {}. The {} name is", joined(caps, ", "), kOrdinals[size_t(k)]);
-      it.output = " " + caps[size_t(k)] + ".";
+      const auto names = person_names(rng, n);
+      it.instruction = fmt::format("Names: {}. The {} name is", joined(names, ", "), kOrdinals[size_t(k)]);
+      it.output = " " + names[size_t(k)] + ".";
       it.template_name = "copy/list";
       break;
     }
@@ -74,10 +61,10 @@ Item copy_item(Rng& rng) {
       break;
     }
     case 4: {  // a tool call whose argument is copied from the request (the automation domain's skill)
-      const std::string city = cap(rng.pick(kCities)), who = cap(rng.pick(kNames));
+      const std::string where = city(rng), who = person_names(rng, 1)[0];
       if (rng.percent(50)) {
-        it.instruction = fmt::format("Tool: get_weather(city). Request: what is the weather in {}? Call:", city);
-        it.output = fmt::format(" get_weather(city=\"{}\")", city);
+        it.instruction = fmt::format("Tool: get_weather(city). Request: what is the weather in {}? Call:", where);
+        it.output = fmt::format(" get_weather(city=\"{}\")", where);
       } else {
         it.instruction = fmt::format("Tool: send_message(to, text). Request: tell {} that lunch is at noon. Call:", who);
         it.output = fmt::format(" send_message(to=\"{}\", text=\"lunch is at noon\")", who);

@@ -22,14 +22,6 @@ struct Built {
   std::vector<std::string> options;  // options[0] is the correct one; shuffled later
 };
 
-// n distinct names.
-std::vector<std::string> names(Rng& r, int n) {
-  std::vector<std::string> all(std::begin(kNames), std::end(kNames));
-  r.shuffle(all);
-  all.resize(size_t(n));
-  return all;
-}
-
 std::string join_sentences(const std::vector<std::string>& s) {
   std::string out;
   for (const auto& x : s) out += (out.empty() ? "" : " ") + x;
@@ -60,7 +52,7 @@ const Scale kScales[] = {
 Built comparison(Rng& r, int difficulty) {
   const int n = difficulty >= 3 && r.percent(50) ? 4 : 3;
   const Scale& sc = r.pick(kScales);
-  auto rank = names(r, n);
+  auto rank = person_names(r, n);
   std::vector<std::string> facts;
   for (int i = 0; i + 1 < n; ++i) {
     if (difficulty >= 2 && r.percent(50))
@@ -97,7 +89,7 @@ std::string order_text(const std::vector<std::string>& v) {
 Built ordering(Rng& r, int difficulty) {
   const int n = difficulty >= 4 && r.percent(50) ? 4 : 3;
   const std::string ev = r.pick(kEvents);
-  auto order = names(r, n);
+  auto order = person_names(r, n);
   std::vector<std::string> facts;
   for (int i = 0; i + 1 < n; ++i) {
     if (r.percent(50))
@@ -239,7 +231,7 @@ const ThingSet kThingSets[] = {
 // Three people, three things, one each. One clue fixes a pair; a negative clue fixes the rest.
 Built assignment(Rng& r, int difficulty) {
   const ThingSet& ts = r.pick(kThingSets);
-  auto people = names(r, 3);
+  auto people = person_names(r, 3);
   std::vector<std::string> things(ts.items.begin(), ts.items.end());
   r.shuffle(things);
   things.resize(3);  // people[i] has things[i]
@@ -280,6 +272,10 @@ const Family kFamilies[] = {
     {2, conditional, "conditional"}, {3, assignment, "assignment"}};
 
 }  // namespace
+
+std::vector<std::string> person_names(Rng& r, int n) {
+  return distinct(r, std::vector<std::string>(std::begin(kNames), std::end(kNames)), n);
+}
 
 Item reasoning_item(Rng& rng, int difficulty) {
   std::vector<const Family*> eligible;

@@ -302,6 +302,8 @@ ojson spec_json(const Tool& t) {
 
 }  // namespace
 
+std::string city(Rng& r) { return r.pick(kCities); }
+
 Item automation_item(Rng& rng, int difficulty) {
   // More tools to choose from, and optional arguments, as difficulty grows.
   const int n_tools = difficulty <= 1   ? 2

@@ -11,6 +11,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <random>
 #include <regex>
@@ -519,34 +520,41 @@ std::vector<json> log_lines(const std::filesystem::path& p) {
   return out;
 }
 
-// A short LoRA run with --checkpoint-activations logs the plain run's losses and gradient norms,
-// step for step, and validates to the same loss.
-TEST_F(CheckpointGraphTest, TrainingRunLogsTheSameLosses) {
+// A 6-step rank-4 LoRA run on ckpt_model("f16") over 12 short pairs, `set` applied to its options last;
+// returns its log lines (empty when it did not run all 6 steps).
+std::vector<json> short_run(const std::string& name, const std::function<void(TrainOptions&)>& set) {
   const auto data = test::tmp_dir() / "ckpt-pairs.jsonl";
-  {
+  if (!std::filesystem::exists(data)) {
     std::ofstream f(data);
     for (int i = 0; i < 12; ++i)
       f << json{{"instruction", "count to " + std::to_string(i)}, {"output", std::to_string(i) + " and done"}}.dump() << "\n";
   }
+  TrainOptions o;
+  o.model = ckpt_model("f16");
+  o.data = {{data, 1.0}};
+  o.out = test::tmp_dir() / (name + ".gguf");
+  o.lora.rank = 4;
+  o.sft.max_len = 32;
+  o.batch = 2;
+  o.max_steps = 6;
+  o.lr = 1e-2f;
+  o.n_threads = 0;
+  o.progress = false;
+  set(o);
+  if (train(o).steps != 6) return {};
+  return log_lines(o.out.string() + ".log.jsonl");
+}
+
+// A short LoRA run with --checkpoint-activations logs the plain run's losses and gradient norms,
+// step for step, and validates to the same loss.
+TEST_F(CheckpointGraphTest, TrainingRunLogsTheSameLosses) {
   std::vector<std::vector<json>> logs;
   for (bool ckpt : {false, true}) {
-    TrainOptions o;
-    o.model = ckpt_model("f16");
-    o.data = {{data, 1.0}};
-    o.out = test::tmp_dir() / (ckpt ? "ckpt-on.gguf" : "ckpt-off.gguf");
-    o.lora.rank = 4;
-    o.sft.max_len = 32;
-    o.batch = 2;
-    o.max_steps = 6;
-    o.lr = 1e-2f;
-    o.val_split = 0.2;
-    o.eval_steps = 3;
-    o.n_threads = 0;
-    o.progress = false;
-    o.checkpoint_activations = ckpt;
-    const TrainResult r = train(o);
-    ASSERT_EQ(r.steps, 6);
-    logs.push_back(log_lines(o.out.string() + ".log.jsonl"));
+    logs.push_back(short_run(ckpt ? "ckpt-on" : "ckpt-off", [&](TrainOptions& o) {
+      o.val_split = 0.2;
+      o.eval_steps = 3;
+      o.checkpoint_activations = ckpt;
+    }));
   }
   ASSERT_EQ(logs[0].size(), 6u);
   ASSERT_EQ(logs[1].size(), logs[0].size());
@@ -563,29 +571,12 @@ TEST_F(CheckpointGraphTest, TrainingRunLogsTheSameLosses) {
 // run's gradient norms differ from the recomputed path's in rounding only, so not bit for bit) and the run
 // learns as the recomputed one does: the same first loss, later ones within 0.2%, gradient norms within 1%.
 TEST_F(CheckpointGraphTest, TrainingRunWithTheFusedAttentionBackwardLogsTheRecomputedLosses) {
-  const auto data = test::tmp_dir() / "fab-pairs.jsonl";
-  {
-    std::ofstream f(data);
-    for (int i = 0; i < 12; ++i)
-      f << json{{"instruction", "count to " + std::to_string(i)}, {"output", std::to_string(i) + " and done"}}.dump() << "\n";
-  }
   std::vector<std::vector<json>> logs;
   for (const char* backward : {"recompute", "fused"}) {
-    TrainOptions o;
-    o.model = ckpt_model("f16");
-    o.data = {{data, 1.0}};
-    o.out = test::tmp_dir() / fmt::format("fab-{}.gguf", backward);
-    o.lora.rank = 4;
-    o.sft.max_len = 32;
-    o.batch = 2;
-    o.max_steps = 6;
-    o.lr = 1e-2f;
-    o.n_threads = 0;
-    o.progress = false;
-    o.flash_attn = "on";
-    o.flash_attn_backward = backward;
-    ASSERT_EQ(train(o).steps, 6);
-    logs.push_back(log_lines(o.out.string() + ".log.jsonl"));
+    logs.push_back(short_run(fmt::format("fab-{}", backward), [&](TrainOptions& o) {
+      o.flash_attn = "on";
+      o.flash_attn_backward = backward;
+    }));
   }
   ASSERT_EQ(logs[0].size(), 6u);
   ASSERT_EQ(logs[1].size(), logs[0].size());
