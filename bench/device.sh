@@ -23,7 +23,9 @@
 #                            # PROFILE=1 adds each row's
 #                            # per-op times, COGUMI_TRAIN_PROFILE=1, as profile-*.txt)
 #   bench/device.sh mixedlora [STREAMS]  # (after `llama`: it builds llama-server too) 8B Q4_K_M and three
-#                            # rank-16 random adapters: cogumi one batch vs grouped vs llama-server
+#                            # rank-16 random adapters: cogumi one batch (fused op and unfused) vs grouped vs llama-server;
+#                            # LORACHECK=1 first checks and times patch 0010's kernels alone; PREP=1 stops after the
+#                            # builds and models (on a fresh machine: `PREP=1 ... mixedlora`, then `mixedlora` back to back)
 #   bench/device.sh compress8b  # (after `llama`) issue 15 on the GPU, a model with Llama-3.1-8B's tensor shapes and
 #                            # vocabulary but 8 of its 32 layers (random F16): our imatrix + quantize vs
 #                            # llama-imatrix + llama-quantize (bench/quant_bench.sh, TYPES), then uniform prunes'
@@ -125,7 +127,8 @@ case "${1:-}" in
     ;;
   mixedlora)
     # Many modifiers, one batch (bench/mixed_lora_bench.sh): base only / one adapter / spread over three.
-    PREFIX=$(scripts/deps.sh --cuda --tools | tail -n 1)
+    # NOSERVER=1: cogumi's setups only (no llama-server, so llama.cpp builds without its tools: ~1 minute less).
+    if [ "${NOSERVER:-0}" = 1 ]; then PREFIX=$(scripts/deps.sh --cuda | tail -n 1); else PREFIX=$(scripts/deps.sh --cuda --tools | tail -n 1); fi
     cogumi_build "$PREFIX" cogumi_app cogumi-bench-mixed-lora
     B=$BC/bin
     M=/root/m8b-q4km.gguf
@@ -137,7 +140,16 @@ case "${1:-}" in
         --targets q,k,v,o,gate,up,down --seed $i --std-b 0.01 >/dev/null
       A="$A${A:+,}/root/m8b-lora$i.gguf"
     done
-    STREAMS=${2:-1,8,32} PP=128 TG=128 FA=1 LLAMA_SERVER="$PREFIX/bin/llama-server" \
+    if [ "${LORACHECK:-0}" = 1 ]; then
+      # Patch 0010's fused adapter-slot kernels alone: results against a double-precision reference, then one decode
+      # step's adapter work at the 8B shapes against the unfused form (bench/lora_slots/check.cu).
+      nvcc -O3 -std=c++17 -arch=sm_90 -I"$COGUMI_CACHE/llama.cpp-0.5.0-patched/ggml/src/ggml-cuda" bench/lora_slots/check.cu \
+        -lcublas -o /root/lora_check && /root/lora_check 2>&1 | tee "$OUT/lora-slots-check.txt"
+    fi
+    [ "${PREP:-0}" = 1 ] && exit 0  # builds and models only (the first of two back-to-back calls)
+    server="$PREFIX/bin/llama-server"
+    [ "${NOSERVER:-0}" = 1 ] && server=""
+    STREAMS=${2:-1,8,32} PP=128 TG=128 FA=1 LLAMA_SERVER="$server" \
       bench/mixed_lora_bench.sh "$B" "$M" "$A" "$OUT/mixed_lora" 2>&1 | tee "$OUT/mixed_lora.md"
     ;;
   engine|train|nano|nanoloop|nanoselect)
