@@ -72,8 +72,8 @@ void setup_train(CLI::App& sub) {
       ->capture_default_str();
   auto* fab_opt = sub.add_option("--flash-attn-backward", o.flash_attn_backward,
                  "auto, fused or recompute: with flash attention, its gradients by fused kernels (no [T, T] tensors in "
-                 "the backward pass either) or from the softmax recomputed per block. auto: fused on a GPU for head "
-                 "sizes 64 and 128")
+                 "the backward pass either) or from the softmax recomputed per block. auto: fused on a GPU that runs "
+                 "the kernels (NVIDIA, compute capability 8.0+, head sizes 64 and 128)")
       ->check(CLI::IsMember({"auto", "fused", "recompute"}))
       ->capture_default_str();
   auto* dequant_opt = sub.add_option("--dequant-forward", o.dequant_forward,

@@ -45,6 +45,23 @@ std::vector<ggml_backend_t> train_backends(bool cpu_only, int n_threads, int gpu
   return out;
 }
 
+bool backend_runs_fused_attention_back(ggml_backend_t dev, int head_dim) {
+  ggml_init_params ip{8 * ggml_tensor_overhead(), nullptr, true};
+  ggml_context* ctx = ggml_init(ip);
+  if (!ctx) fail("out of memory for a 1 KB ggml context");
+  const int T = 64, H = 2;  // a small op of the model's head size, in the types the trainer's graph uses
+  ggml_tensor* q = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, head_dim, T, H, 1);
+  ggml_tensor* k = ggml_new_tensor_4d(ctx, GGML_TYPE_F16, head_dim, T, 1, 1);
+  ggml_tensor* v = ggml_new_tensor_4d(ctx, GGML_TYPE_F16, head_dim, T, 1, 1);
+  ggml_tensor* mask = ggml_new_tensor_4d(ctx, GGML_TYPE_F16, T, T, 1, 1);
+  ggml_tensor* o = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, head_dim, H, T, 1);
+  ggml_tensor* d = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, head_dim, H, T, 1);
+  ggml_tensor* op = ggml_cogumi_flash_attn_ext_back(ctx, q, k, v, mask, o, d, 1.0f);
+  const bool ok = ggml_backend_supports_op(dev, op);
+  ggml_free(ctx);
+  return ok;
+}
+
 TrainGraph::TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int T, int S, TrainGraphOptions opts)
     : TrainGraph(mg, std::move(backends), T, S, opts, false) {}
 

@@ -192,4 +192,9 @@ class TrainGraph {
 // what exists when there is none (a CPU-only build says how to build with CUDA). Caller frees them.
 std::vector<ggml_backend_t> train_backends(bool cpu_only, int n_threads, int gpu = -1);
 
+// Whether backend `dev` itself runs patch 0009's fused attention backward for heads of `head_dim`: asked of the
+// backend with a small op of that shape (the CUDA kernels need an NVIDIA GPU of compute capability 8.0 or later and
+// head size 64 or 128; the CPU's loop takes any). Where it does not, ggml's scheduler would run the op on the CPU.
+bool backend_runs_fused_attention_back(ggml_backend_t dev, int head_dim);
+
 }  // namespace cogumi

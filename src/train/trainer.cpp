@@ -72,13 +72,15 @@ TrainGraphOptions TrainOptions::graph_options(ggml_backend* dev, int head_dim) c
 bool TrainOptions::flash_attn_on(ggml_backend* dev) const { return on_unless_cpu(flash_attn, dev); }
 
 bool TrainOptions::fused_attention_on(ggml_backend* dev, int head_dim) const {
-  const bool gpu = on_unless_cpu("auto", dev), kernels = head_dim == 64 || head_dim == 128;  // the CUDA kernels' sizes
-  // elsewhere the scheduler would run the op on the CPU for every block, far slower than the recomputed graph
-  if (flash_attn_backward == "fused" && gpu && !kernels)
-    fail("--flash-attn-backward fused: the GPU kernels take head sizes 64 and 128, this model's is {}; use recompute "
-         "(auto picks it)", head_dim);
-  if (flash_attn_backward != "auto") return flash_attn_backward == "fused";
-  return gpu && kernels;
+  const bool gpu = on_unless_cpu("auto", dev);
+  if (flash_attn_backward == "recompute" || (flash_attn_backward == "auto" && !gpu)) return false;
+  if (!gpu) return true;  // fused on the CPU: the plain loop (tests)
+  const bool kernels = backend_runs_fused_attention_back(dev, head_dim);
+  if (flash_attn_backward == "fused" && !kernels)
+    fail("--flash-attn-backward fused: {} cannot run the fused kernels for this model (head size {}; they need an "
+         "NVIDIA GPU of compute capability 8.0 or later and head size 64 or 128); use recompute (auto picks it)",
+         ggml_backend_name(dev), head_dim);
+  return kernels;
 }
 
 void TrainOptions::validate() const {

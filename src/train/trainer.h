@@ -82,8 +82,9 @@ struct TrainOptions {
   // what --resume checks.
   std::string flash_attn = "auto";
   // With flash attention, its gradients by the fused kernels of patch 0009 or by the recomputed softmax
-  // graph (--flash-attn-backward, TrainGraphOptions::fused_attention): "auto" (fused on a GPU for head
-  // sizes 64 and 128, recomputed otherwise), "fused", "recompute". Rounding-level changes only.
+  // graph (--flash-attn-backward, TrainGraphOptions::fused_attention): "auto" (fused on a GPU whose backend
+  // runs the kernels, backend_runs_fused_attention_back: NVIDIA cc 8.0+, head sizes 64 and 128; recomputed
+  // otherwise), "fused", "recompute". Rounding-level changes only.
   std::string flash_attn_backward = "auto";
   // A quantized base's weights multiplied as BF16 copies dequantized on the fly in the forward
   // pass and for the input gradients (--dequant-forward, TrainGraphOptions::dequant_forward): "auto"

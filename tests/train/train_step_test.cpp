@@ -369,6 +369,33 @@ TEST_F(TrainStepTest, LoraOnQuantizedBasesReachesTheF16Loss) {
   }
 }
 
+TEST(TrainDevice, TheFusedAttentionBackwardIsAskedOfTheBackend) {
+  // --flash-attn-backward auto takes the fused op only where the run's first backend runs it itself (on a GPU:
+  // CUDA, compute capability 8.0+, head size 64 or 128, asked of the backend with an op of the model's head size),
+  // so a pre-Ampere GPU gets the recomputed graph instead of the op on the CPU for every block. The CPU's loop
+  // takes any head size; auto keeps the recomputed graph there, fused is the plain loop.
+  ggml_backend_t cpu = ggml_backend_cpu_init();
+  ASSERT_NE(cpu, nullptr);
+  for (int d : {64, 100, 128}) EXPECT_TRUE(backend_runs_fused_attention_back(cpu, d)) << d;
+  TrainOptions o;
+  EXPECT_FALSE(o.graph_options(cpu, 64).fused_attention);
+  o.flash_attn = "on";
+  EXPECT_FALSE(o.graph_options(cpu, 64).fused_attention) << "auto is the recomputed graph on the CPU";
+  o.flash_attn_backward = "fused";
+  EXPECT_TRUE(o.graph_options(cpu, 100).fused_attention);
+  for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {  // a GPU build: its answer decides auto
+    ggml_backend_dev_t dev = ggml_backend_dev_get(i);
+    if (ggml_backend_dev_type(dev) != GGML_BACKEND_DEVICE_TYPE_GPU) continue;
+    ggml_backend_t gpu = ggml_backend_dev_init(dev, nullptr);
+    TrainOptions a;
+    a.flash_attn = "on";
+    EXPECT_EQ(a.graph_options(gpu, 64).fused_attention, backend_runs_fused_attention_back(gpu, 64));
+    EXPECT_FALSE(backend_runs_fused_attention_back(gpu, 100)) << "the CUDA kernels take head sizes 64 and 128";
+    ggml_backend_free(gpu);
+  }
+  ggml_backend_free(cpu);
+}
+
 TEST(TrainDevice, GpuOnACpuOnlyBuildAndUnknownDevicesAreClearErrors) {
   bool has_gpu = false;
   for (size_t i = 0; i < ggml_backend_dev_count(); ++i)
