@@ -102,8 +102,23 @@ __global__ void k_add(float * d, const float * y, const float * e, int n) { int 
 struct Target { int n_in, n_out; };
 
 // One decode step's adapter work over 32 layers x 7 targets, as a CUDA graph; returns ms per replay.
-enum Mode { UNFUSED, FUSED, MEMSET, MODES };
-static const char * mode_name[] = {"unfused (cuBLAS)", "fused", "one memset node per target (a graph node's floor)"};
+// GSHRINK, GBOTH: what grouping the targets that share an input would give (timing only: the kernels at the
+// grouped shapes, launched directly): one shrink for q/k/v (rank 48) and one for gate/up (rank 32), 4 shrinks
+// and 7 expands per layer; GBOTH also one expand launch per group (q/k/v's 6,144 rows, gate/up's 28,672).
+enum Mode { UNFUSED, FUSED, GSHRINK, GBOTH, MEMSET, MODES };
+static const char * mode_name[] = {"unfused (cuBLAS)", "fused", "grouped shrinks", "grouped shrinks and expands",
+                                   "one memset node per target (a graph node's floor)"};
+
+static void shrink_only(const cogumi_lora_slots_args & p, cudaStream_t st) {
+    const dim3 gs(p.n, p.max_rank);
+    if (p.f16) cogumi_lora::k_shrink<half><<<gs, cogumi_lora::SHRINK_WARPS * 32, 0, st>>>(p);
+    else cogumi_lora::k_shrink<float><<<gs, cogumi_lora::SHRINK_WARPS * 32, 0, st>>>(p);
+}
+static void expand_only(const cogumi_lora_slots_args & p, cudaStream_t st) {
+    const dim3 ge((p.n_out + cogumi_lora::EXPAND_THREADS - 1) / cogumi_lora::EXPAND_THREADS, p.n);
+    if (p.f16) cogumi_lora::k_expand<half><<<ge, cogumi_lora::EXPAND_THREADS, 0, st>>>(p);
+    else cogumi_lora::k_expand<float><<<ge, cogumi_lora::EXPAND_THREADS, 0, st>>>(p);
+}
 
 static double time_step(int n, bool f16, Mode mode, cublasHandle_t cb) {
     const Target tg[7] = {{4096, 4096}, {4096, 1024}, {4096, 1024}, {4096, 4096}, {4096, 14336}, {4096, 14336}, {14336, 4096}};
@@ -118,9 +133,35 @@ static double time_step(int n, bool f16, Mode mode, cublasHandle_t cb) {
     }
     int32_t * d_slots = dev(slots);
     float * d_mask = dev(mask);
+    std::vector<int32_t> gslots[3];  // per-token (off, rank) for group ranks 16, 32, 48 (R = 3 x rank)
+    int32_t * d_gslots[3];
+    for (int g = 0; g < 3; ++g) {
+        const int gr = rank * (g + 1);
+        gslots[g].resize(3 * n);
+        for (int t = 0; t < n; ++t) { const float one = 1.0f; gslots[g][3 * t] = (t % 3) * gr; gslots[g][3 * t + 1] = gr; memcpy(&gslots[g][3 * t + 2], &one, 4); }
+        d_gslots[g] = dev(gslots[g]);
+    }
     struct Buf { void * a; void * b; float * x; float * y; float * d; float * h; float * t; float * e; unsigned * ctr; };
     std::vector<Buf> bufs;
     const size_t es = f16 ? 2 : 4;
+    // the grouped shapes: per layer qkv (4096 -> 6144, rank 48), o (4096 -> 4096, 16), gate/up (4096 -> 28672, 32),
+    // down (14336 -> 4096, 16)
+    const Target gt[4] = {{4096, 6144}, {4096, 4096}, {4096, 28672}, {14336, 4096}};
+    const int grk[4] = {48, 16, 32, 16};
+    std::vector<Buf> gbufs;
+    for (int l = 0; l < L && (mode == GSHRINK || mode == GBOTH); ++l)
+        for (int k = 0; k < 4; ++k) {
+            const Target & g = gt[k];
+            const int GR = 3 * grk[k];
+            Buf u = {};
+            CK(cudaMalloc(&u.a, (size_t) GR * g.n_in * es)); CK(cudaMemset(u.a, 0, (size_t) GR * g.n_in * es));
+            CK(cudaMalloc(&u.b, (size_t) R * g.n_out * es)); CK(cudaMemset(u.b, 0, (size_t) R * g.n_out * es));
+            CK(cudaMalloc(&u.x, (size_t) n * g.n_in * 4)); CK(cudaMemset(u.x, 0, (size_t) n * g.n_in * 4));
+            CK(cudaMalloc(&u.y, (size_t) n * g.n_out * 4)); CK(cudaMemset(u.y, 0, (size_t) n * g.n_out * 4));
+            CK(cudaMalloc(&u.d, (size_t) n * g.n_out * 4));
+            CK(cudaMalloc(&u.h, (size_t) n * GR * 4)); CK(cudaMemset(u.h, 0, (size_t) n * GR * 4));
+            gbufs.push_back(u);
+        }
     for (int l = 0; l < L; ++l)
         for (const Target & g : tg) {
             Buf u;
@@ -138,6 +179,37 @@ static double time_step(int n, bool f16, Mode mode, cublasHandle_t cb) {
     cudaStream_t st; CK(cudaStreamCreate(&st));
     CB(cublasSetStream(cb, st));
     auto step = [&]() {
+        if (mode == GSHRINK || mode == GBOTH) {
+            int gi = 0, ti = 0;
+            for (int l = 0; l < L; ++l) {
+                for (int k = 0; k < 4; ++k) {  // the shrinks, one per shared input
+                    Buf & u = gbufs[gi + k];
+                    cogumi_lora_slots_args p = {};
+                    p.a = u.a; p.f16 = f16; p.x = u.x; p.x_nb1 = gt[k].n_in; p.h = u.h; p.slots = d_gslots[grk[k] / rank - 1];
+                    p.n_in = gt[k].n_in; p.R = 3 * grk[k]; p.n = n; p.max_rank = grk[k];
+                    shrink_only(p, st);
+                }
+                if (mode == GBOTH) {
+                    for (int k = 0; k < 4; ++k) {  // one expand per group (timing shape: the group's rows together)
+                        Buf & u = gbufs[gi + k];
+                        cogumi_lora_slots_args p = {};
+                        p.b = u.b; p.f16 = f16; p.y = u.y; p.y_nb1 = gt[k].n_out; p.dst = u.d; p.dst_nb1 = gt[k].n_out;
+                        p.slots = d_slots; p.h = u.h; p.n_out = gt[k].n_out; p.R = R; p.n = n; p.max_rank = rank;
+                        expand_only(p, st);
+                    }
+                } else {
+                    for (int k = 0; k < 7; ++k) {  // the seven expands
+                        Buf & u = bufs[ti + k];
+                        cogumi_lora_slots_args p = {};
+                        p.b = u.b; p.f16 = f16; p.y = u.y; p.y_nb1 = tg[k].n_out; p.dst = u.d; p.dst_nb1 = tg[k].n_out;
+                        p.slots = d_slots; p.h = u.h; p.n_out = tg[k].n_out; p.R = R; p.n = n; p.max_rank = rank;
+                        expand_only(p, st);
+                    }
+                }
+                gi += 4; ti += 7;
+            }
+            return;
+        }
         int i = 0;
         for (int l = 0; l < L; ++l)
             for (const Target & g : tg) {
@@ -174,6 +246,8 @@ static double time_step(int n, bool f16, Mode mode, cublasHandle_t cb) {
     CK(cudaEventSynchronize(e1));
     float ms; CK(cudaEventElapsedTime(&ms, e0, e1));
     CK(cudaGraphExecDestroy(exec)); CK(cudaGraphDestroy(graph)); CK(cudaStreamDestroy(st));
+    for (Buf & u : gbufs) { cudaFree(u.a); cudaFree(u.b); cudaFree(u.x); cudaFree(u.y); cudaFree(u.d); cudaFree(u.h); }
+    for (int g = 0; g < 3; ++g) cudaFree(d_gslots[g]);
     for (Buf & u : bufs) { cudaFree(u.a); cudaFree(u.b); cudaFree(u.x); cudaFree(u.y); cudaFree(u.d); cudaFree(u.h); cudaFree(u.t); cudaFree(u.e); cudaFree(u.ctr); }
     cudaFree(d_slots); cudaFree(d_mask);
     return ms / reps;
