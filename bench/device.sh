@@ -35,7 +35,9 @@
 #   bench/device.sh pipeline8b  # (after `llama`) `cogumi run` on an 8B-shaped random F16 model: every stage
 #                            # on the GPU, small samples, seconds per stage (bench/pipeline8b.sh)
 #   bench/device.sh nano "<nano base args>"...      # nano base candidates side by side: base.gguf, recipe,
-#                                                   # training log, dev accuracy (200 items per domain)
+#                                                   # training log, dev accuracy (200 items per domain); on a fresh
+#                                                   # machine `PREP=1 bench/device.sh nano` first (the builds only;
+#                                                   # also for engine|train|nanoloop|nanoselect)
 #   bench/device.sh nanoloop I "<nano loop args>"... # loops on candidate I's base, side by side
 #   bench/device.sh nanoselect "<nano loop args>"...  # loop settings chosen on dev (bench/nano_select.py),
 #                                                   # the chosen one reported on test
@@ -155,6 +157,7 @@ case "${1:-}" in
   engine|train|nano|nanoloop|nanoselect)
     PREFIX=$(scripts/deps.sh --cuda | tail -n 1)
     if [ "$1" = engine ]; then cogumi_build "$PREFIX"; else cogumi_build "$PREFIX" cogumi_app; fi  # the others: the CLI only
+    [ "${PREP:-0}" = 1 ] && exit 0  # the builds only: the first of back-to-back calls on a fresh machine
     B=$BC/bin
     VOCAB="$PREFIX/src/models/ggml-vocab-llama-bpe.gguf"
     if [ "$1" = nano ]; then
