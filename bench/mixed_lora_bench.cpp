@@ -5,6 +5,8 @@
 //   one      every request on the first adapter
 //   mixed    requests spread round-robin over all the adapters, in one batch (adapter slots)
 //   mixed16  as mixed, the slots' adapter copies in F16 (GeneratorOptions::adapter_slots_f16)
+//   one_slots  as one, through the adapter slots (GeneratorOptions::single_adapter_slots: on a GPU the
+//            fused op) instead of per-context LoRA
 //   unfused  as mixed, without patch 0010's fused op (LLAMA_ADAPTER_SLOTS_FUSED=0 when the slots are
 //            stacked): each adapted weight's delta as the four ops of patch 0001 in every batch
 //   grouped  the same requests, one adapter group after another (GeneratorOptions::mixed_adapters off)
@@ -52,12 +54,12 @@ struct Row {
 
 int main(int argc, char** argv) {
   CLI::App app{"cogumi throughput with requests spread over LoRA modifiers: one batch vs grouped by adapter"};
-  std::string model_path, adapters_list, streams_list = "1,8,32", setups_list = "base,one,mixed,mixed16,unfused,grouped", json_out;
+  std::string model_path, adapters_list, streams_list = "1,8,32", setups_list = "base,one,one_slots,mixed,mixed16,unfused,grouped", json_out;
   int pp = 64, tg = 128, threads = 0, ngl = -1, fa = -1, reps = 1;
   app.add_option("-m,--model", model_path)->required();
   app.add_option("--adapters", adapters_list, "Adapter GGUFs, comma-separated (requests spread over them)")->required();
   app.add_option("--streams", streams_list, "Concurrent stream counts")->capture_default_str();
-  app.add_option("--setups", setups_list, "Any of base,one,mixed,mixed16,unfused,grouped")->capture_default_str();
+  app.add_option("--setups", setups_list, "Any of base,one,one_slots,mixed,mixed16,unfused,grouped")->capture_default_str();
   app.add_option("--pp", pp, "Prompt tokens per request")->capture_default_str();
   app.add_option("--tg", tg, "Generated tokens per request")->capture_default_str();
   app.add_option("--threads", threads);
@@ -104,18 +106,22 @@ int main(int argc, char** argv) {
       Generator mixed16_gen(model, go);
       go.adapter_slots_f16 = false;
       Generator unfused_gen(model, go);
+      go.single_adapter_slots = true;
+      Generator one_slots_gen(model, go);
+      go.single_adapter_slots = false;
       go.mixed_adapters = false;
       Generator grouped_gen(model, go);
       for (const auto& setup : split(setups_list)) {
         for (size_t i = 0; i < reqs.size(); ++i) {
-          reqs[i].adapter = setup == "base"  ? ""
-                            : setup == "one" ? names[0]
-                                             : names[i % names.size()];
+          reqs[i].adapter = setup == "base"                         ? ""
+                            : setup == "one" || setup == "one_slots" ? names[0]
+                                                                     : names[i % names.size()];
         }
         Generator& gen = setup == "grouped"   ? grouped_gen
                          : setup == "mixed16" ? mixed16_gen
-                         : setup == "unfused" ? unfused_gen
-                                              : mixed_gen;
+                         : setup == "unfused"   ? unfused_gen
+                         : setup == "one_slots" ? one_slots_gen
+                                                : mixed_gen;
         // Warm-up, one request per adapter: graph reservation and (mixed) stacking the adapter slots,
         // which reads LLAMA_ADAPTER_SLOTS_FUSED (patch 0010) then.
         std::vector<GenRequest> warm(reqs.begin(), reqs.begin() + std::min(reqs.size(), names.size()));

@@ -129,6 +129,11 @@ struct GeneratorOptions {
   // The slots' copies in F16 instead of the adapters' own type: half the memory each decode step
   // reads for the adapters (on a GPU that is most of their cost), at F16 precision of the weights.
   bool adapter_slots_f16 = false;
+  // A call whose requests all name one adapter also goes through the adapter slots (on a GPU, patch 0010's
+  // fused op: two kernels per adapted weight) instead of llama.cpp's per-context LoRA (four ops). Off until
+  // measured on the GPU for this path (bench/mixed_lora_bench.cpp's one_slots setup); Generator::serve uses the
+  // slots for every adapter already.
+  bool single_adapter_slots = false;
   void validate() const;
 };
 

@@ -194,6 +194,28 @@ TEST_F(MixedLora, ScalesArePerRequest) {
   for (size_t i = 2; i < reqs.size(); i += 4) EXPECT_EQ(got[i].text, b[i].text) << i;
 }
 
+TEST_F(MixedLora, OneAdapterThroughTheSlotsGivesThePerContextTokens) {
+  // GeneratorOptions::single_adapter_slots: a call whose requests all name one adapter decodes through the
+  // adapter slots (on a GPU, patch 0010's fused op) instead of llama.cpp's per-context LoRA; off, it does not.
+  auto reqs = requests_for({"code"}, 6, 10);
+  auto want = each_alone(nano_, reqs);
+  GeneratorOptions o;
+  o.n_parallel = 6;
+  o.single_adapter_slots = true;
+  Generator g(nano_, o);
+  auto got = g.generate(reqs);
+  EXPECT_TRUE(g.last_stats().mixed_adapters);
+  expect_same(reqs, got, want, kTol);
+  auto base = reqs;  // a call with no adapter at all takes no slots
+  for (auto& r : base) r.adapter.clear();
+  g.generate(base);
+  EXPECT_FALSE(g.last_stats().mixed_adapters);
+  o.single_adapter_slots = false;
+  Generator h(nano_, o);
+  expect_same(reqs, h.generate(reqs), want, kTol);
+  EXPECT_FALSE(h.last_stats().mixed_adapters);
+}
+
 TEST_F(MixedLora, F16SlotsGiveTheSameTokens) {
   // The slots' copies in F16 (GeneratorOptions::adapter_slots_f16, for GPUs): the F32 modifiers
   // rounded to F16 (and the activations they multiply, on the CPU) move the chosen tokens'
