@@ -14,6 +14,8 @@
 #include <random>
 #include <vector>
 
+#include <llama.h>
+
 #include "engine/generate.h"
 #include "engine/model.h"
 
@@ -25,6 +27,8 @@ struct OpCase {
   std::vector<int> ranks;  // one block per adapter, stacked
   ggml_type type;
   int pad;  // extra floats per row of x and y (strided rows)
+  int none_every = 5;  // every none_every-th token (the last of each run) has no adapter
+  int max_threads = 3;
 };
 
 // Runs the op on ggml's CPU backend and returns the largest error relative to the delta's size, or -1 when a
@@ -65,7 +69,7 @@ double op_error(const OpCase& c, unsigned seed, int threads) {
   auto* st = (int32_t*)slots->data;
   for (int t = 0; t < c.n; ++t) {
     const int s = t % int(c.ranks.size());
-    const bool none = t % 5 == 4;  // every fifth token: no adapter
+    const bool none = t % c.none_every == c.none_every - 1;
     const float scale = 0.25f + 0.5f * float(t % 3);
     st[3 * t] = offs[s];
     st[3 * t + 1] = none ? 0 : c.ranks[s];
@@ -116,16 +120,95 @@ TEST(LoraSlotsOp, EachTokenGetsItsOwnAdaptersDeltaTimesItsScale) {
       {256, 96, 7, {16, 4}, GGML_TYPE_F16, 2},
       {32, 500, 1, {12}, GGML_TYPE_F32, 0},  // one token: the output rows split over the threads
       {256, 704, 12, {16, 16, 16}, GGML_TYPE_F32, 0},  // the nano system's shapes
+      // one token without an adapter, its 10 rows split over up to 12 threads (empty slices past the last row)
+      {32, 10, 1, {4}, GGML_TYPE_F32, 0, 1, 12},
   };
   unsigned seed = 1;
   for (const OpCase& c : cases) {
-    for (int threads : {1, 2, 3}) {
+    for (int threads = 1; threads <= c.max_threads; ++threads) {
       const double err = op_error(c, seed, threads);
       EXPECT_GE(err, 0.0) << "a token without an adapter must keep its y row exactly (n_in " << c.n_in << ")";
       EXPECT_LT(err, c.type == GGML_TYPE_F16 ? 2e-3 : 1e-5) << "n_in " << c.n_in << ", " << threads << " threads";
     }
     ++seed;
   }
+}
+
+// One decode step of four sequences (three adapters and the base) on a llama context of its own, counting the
+// fused op's nodes in the graph the scheduler computes (cb_eval asks about every node): the llama.cpp side of the
+// patch, which the Generator tests cannot see.
+struct StepResult {
+  int fused_nodes = 0;
+  std::vector<std::vector<float>> logits;
+};
+bool count_fused(ggml_tensor* t, bool ask, void* user) {
+  if (ask && t->op == GGML_OP_COGUMI_LORA_SLOTS) ++static_cast<StepResult*>(user)->fused_nodes;
+  return false;
+}
+StepResult slot_step(const std::shared_ptr<Model>& model, const char* fused, bool with_slots = true) {
+  StepResult out;
+  llama_context_params cp = llama_context_default_params();
+  cp.n_ctx = 256;
+  cp.n_batch = 64;
+  cp.n_seq_max = 4;
+  cp.n_threads = cp.n_threads_batch = 2;
+  cp.cb_eval = count_fused;
+  cp.cb_eval_user_data = &out;
+  llama_context* ctx = llama_init_from_model(model->raw(), cp);
+  EXPECT_NE(ctx, nullptr);
+  if (!ctx) return out;
+  std::vector<llama_adapter_lora*> ads;
+  for (const char* m : {"math", "code", "reasoning"}) ads.push_back(model->raw_adapter(m));
+  if (fused) setenv("LLAMA_ADAPTER_SLOTS_FUSED", fused, 1);
+  EXPECT_EQ(llama_set_adapter_slots(ctx, ads.data(), 3, GGML_TYPE_COUNT), 0);
+  unsetenv("LLAMA_ADAPTER_SLOTS_FUSED");
+  for (int s = 0; s < 3 && with_slots; ++s) EXPECT_EQ(llama_set_seq_adapter_slot(ctx, s, s, 1.0f), 0);
+  llama_batch batch = llama_batch_init(4, 0, 1);
+  for (int s = 0; s < 4; ++s) {  // sequence 3: no slot
+    batch.token[s] = 40 + s;
+    batch.pos[s] = 0;
+    batch.n_seq_id[s] = 1;
+    batch.seq_id[s][0] = s;
+    batch.logits[s] = 1;
+  }
+  batch.n_tokens = 4;
+  EXPECT_EQ(llama_decode(ctx, batch), 0);
+  const int n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model->raw()));
+  for (int s = 0; s < 4; ++s) {
+    const float* l = llama_get_logits_ith(ctx, s);
+    out.logits.emplace_back(l, l + n_vocab);
+  }
+  llama_batch_free(batch);
+  llama_free(ctx);
+  return out;
+}
+
+float max_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  float w = 0.0f;
+  for (size_t i = 0; i < a.size(); ++i) w = std::max(w, std::fabs(a[i] - b[i]));
+  return w;
+}
+
+TEST(LoraSlotsOp, TheGraphHasOneFusedOpPerAdaptedWeightAndTheUnfusedLogits) {
+  namespace fs = std::filesystem;
+  const fs::path models = fs::path(COGUMI_REPO_DIR) / "models";
+  auto nano = Model::load(models / "nano-base.gguf");
+  for (const char* m : {"math", "code", "reasoning"})
+    nano->load_adapter(m, models / (std::string("nano-") + m + ".gguf"));
+  const StepResult fused = slot_step(nano, "64"), unfused = slot_step(nano, "0"), by_default = slot_step(nano, nullptr),
+                   none = slot_step(nano, "64", false);
+  EXPECT_EQ(fused.fused_nodes, 4 * 7) << "4 layers x 7 adapted weights";
+  EXPECT_EQ(unfused.fused_nodes, 0);
+  EXPECT_EQ(by_default.fused_nodes, 0) << "slots in host memory keep the unfused form by default";
+  EXPECT_EQ(none.fused_nodes, 0) << "no sequence on a slot: no slot work at all";
+  ASSERT_EQ(fused.logits.size(), 4u);
+  for (int s = 0; s < 4; ++s) {
+    EXPECT_LT(max_diff(fused.logits[s], unfused.logits[s]), 1e-2f) << "sequence " << s;
+    if (s < 3) {
+      EXPECT_GT(max_diff(fused.logits[s], none.logits[s]), 0.05f) << "sequence " << s << "'s adapter changes its logits";
+    }
+  }
+  EXPECT_EQ(max_diff(fused.logits[3], none.logits[3]), 0.0f) << "the sequence without a slot gets the base's logits";
 }
 
 TEST(LoraSlotsOp, DecodingWithTheFusedOpGivesTheUnfusedTokens) {
