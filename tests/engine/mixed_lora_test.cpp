@@ -196,7 +196,8 @@ TEST_F(MixedLora, ScalesArePerRequest) {
 
 TEST_F(MixedLora, OneAdapterThroughTheSlotsGivesThePerContextTokens) {
   // GeneratorOptions::single_adapter_slots: a call whose requests all name one adapter decodes through the
-  // adapter slots (on a GPU, patch 0010's fused op) instead of llama.cpp's per-context LoRA; off, it does not.
+  // adapter slots instead of llama.cpp's per-context LoRA; off, it does not. (On a GPU the slots take patch
+  // 0010's fused op; here on the CPU, the unfused form: this checks the Generator's choice and the tokens.)
   auto reqs = requests_for({"code"}, 6, 10);
   auto want = each_alone(nano_, reqs);
   GeneratorOptions o;
