@@ -103,22 +103,12 @@ struct Target { int n_in, n_out; };
 
 // One decode step's adapter work over 32 layers x 7 targets, as a CUDA graph; returns ms per replay.
 // GSHRINK, GBOTH: what grouping the targets that share an input would give (timing only: the kernels at the
-// grouped shapes, launched directly): one shrink for q/k/v (rank 48) and one for gate/up (rank 32), 4 shrinks
+// grouped shapes, launched one by one): one shrink for q/k/v (rank 48) and one for gate/up (rank 32), 4 shrinks
 // and 7 expands per layer; GBOTH also one expand launch per group (q/k/v's 6,144 rows, gate/up's 28,672).
 enum Mode { UNFUSED, FUSED, GSHRINK, GBOTH, MEMSET, MODES };
 static const char * mode_name[] = {"unfused (cuBLAS)", "fused", "grouped shrinks", "grouped shrinks and expands",
                                    "one memset node per target (a graph node's floor)"};
 
-static void shrink_only(const cogumi_lora_slots_args & p, cudaStream_t st) {
-    const dim3 gs(p.n, p.max_rank);
-    if (p.f16) cogumi_lora::k_shrink<half><<<gs, cogumi_lora::SHRINK_WARPS * 32, 0, st>>>(p);
-    else cogumi_lora::k_shrink<float><<<gs, cogumi_lora::SHRINK_WARPS * 32, 0, st>>>(p);
-}
-static void expand_only(const cogumi_lora_slots_args & p, cudaStream_t st) {
-    const dim3 ge((p.n_out + cogumi_lora::EXPAND_THREADS - 1) / cogumi_lora::EXPAND_THREADS, p.n);
-    if (p.f16) cogumi_lora::k_expand<half><<<ge, cogumi_lora::EXPAND_THREADS, 0, st>>>(p);
-    else cogumi_lora::k_expand<float><<<ge, cogumi_lora::EXPAND_THREADS, 0, st>>>(p);
-}
 
 static double time_step(int n, bool f16, Mode mode, cublasHandle_t cb) {
     const Target tg[7] = {{4096, 4096}, {4096, 1024}, {4096, 1024}, {4096, 4096}, {4096, 14336}, {4096, 14336}, {14336, 4096}};
@@ -187,7 +177,7 @@ static double time_step(int n, bool f16, Mode mode, cublasHandle_t cb) {
                     cogumi_lora_slots_args p = {};
                     p.a = u.a; p.f16 = f16; p.x = u.x; p.x_nb1 = gt[k].n_in; p.h = u.h; p.slots = d_gslots[grk[k] / rank - 1];
                     p.n_in = gt[k].n_in; p.R = 3 * grk[k]; p.n = n; p.max_rank = grk[k];
-                    shrink_only(p, st);
+                    cogumi_lora_slots_shrink(p, st);
                 }
                 if (mode == GBOTH) {
                     for (int k = 0; k < 4; ++k) {  // one expand per group (timing shape: the group's rows together)
@@ -195,7 +185,7 @@ static double time_step(int n, bool f16, Mode mode, cublasHandle_t cb) {
                         cogumi_lora_slots_args p = {};
                         p.b = u.b; p.f16 = f16; p.y = u.y; p.y_nb1 = gt[k].n_out; p.dst = u.d; p.dst_nb1 = gt[k].n_out;
                         p.slots = d_slots; p.h = u.h; p.n_out = gt[k].n_out; p.R = R; p.n = n; p.max_rank = rank;
-                        expand_only(p, st);
+                        cogumi_lora_slots_expand(p, st);
                     }
                 } else {
                     for (int k = 0; k < 7; ++k) {  // the seven expands
@@ -203,7 +193,7 @@ static double time_step(int n, bool f16, Mode mode, cublasHandle_t cb) {
                         cogumi_lora_slots_args p = {};
                         p.b = u.b; p.f16 = f16; p.y = u.y; p.y_nb1 = tg[k].n_out; p.dst = u.d; p.dst_nb1 = tg[k].n_out;
                         p.slots = d_slots; p.h = u.h; p.n_out = tg[k].n_out; p.R = R; p.n = n; p.max_rank = rank;
-                        expand_only(p, st);
+                        cogumi_lora_slots_expand(p, st);
                     }
                 }
                 gi += 4; ti += 7;

@@ -183,6 +183,15 @@ StepResult slot_step(const std::shared_ptr<Model>& model, const char* fused, boo
   return out;
 }
 
+// The shipped nano base with its math, code and reasoning modifiers loaded.
+std::shared_ptr<Model> nano_system() {
+  const std::filesystem::path models = std::filesystem::path(COGUMI_REPO_DIR) / "models";
+  auto nano = Model::load(models / "nano-base.gguf");
+  for (const char* m : {"math", "code", "reasoning"})
+    nano->load_adapter(m, models / (std::string("nano-") + m + ".gguf"));
+  return nano;
+}
+
 float max_diff(const std::vector<float>& a, const std::vector<float>& b) {
   float w = 0.0f;
   for (size_t i = 0; i < a.size(); ++i) w = std::max(w, std::fabs(a[i] - b[i]));
@@ -190,11 +199,7 @@ float max_diff(const std::vector<float>& a, const std::vector<float>& b) {
 }
 
 TEST(LoraSlotsOp, TheGraphHasOneFusedOpPerAdaptedWeightAndTheUnfusedLogits) {
-  namespace fs = std::filesystem;
-  const fs::path models = fs::path(COGUMI_REPO_DIR) / "models";
-  auto nano = Model::load(models / "nano-base.gguf");
-  for (const char* m : {"math", "code", "reasoning"})
-    nano->load_adapter(m, models / (std::string("nano-") + m + ".gguf"));
+  auto nano = nano_system();
   const StepResult fused = slot_step(nano, "64"), unfused = slot_step(nano, "0"), by_default = slot_step(nano, nullptr),
                    none = slot_step(nano, "64", false);
   EXPECT_EQ(fused.fused_nodes, 4 * 7) << "4 layers x 7 adapted weights";
@@ -216,11 +221,7 @@ TEST(LoraSlotsOp, DecodingWithTheFusedOpGivesTheUnfusedTokens) {
   // puts every decode step (at most 64 rows) through the fused op; =0 keeps patch 0001's four ops per weight, which
   // is also the default for slots in host memory (on the CPU the unfused GEMMs share each adapter row across the
   // batch and are faster: bench/RESULTS.md), while slots on a GPU take the fused op by default.
-  namespace fs = std::filesystem;
-  const fs::path models = fs::path(COGUMI_REPO_DIR) / "models";
-  auto nano = Model::load(models / "nano-base.gguf");
-  for (const char* m : {"math", "code", "reasoning"})
-    nano->load_adapter(m, models / (std::string("nano-") + m + ".gguf"));
+  auto nano = nano_system();
   std::vector<GenRequest> reqs;
   const char* prompts[] = {"What is 12 times 4?", "def add(a, b):", "Which of these is a mammal?", "Hello"};
   const char* adapters[] = {"math", "code", "reasoning", ""};
