@@ -25,7 +25,8 @@
 #   bench/device.sh mixedlora [STREAMS]  # (after `llama`: it builds llama-server too) 8B Q4_K_M and three
 #                            # rank-16 random adapters: cogumi one batch (fused op and unfused) vs grouped vs llama-server;
 #                            # LORACHECK=1 first checks and times patch 0010's kernels alone; PREP=1 stops after the
-#                            # builds and models (on a fresh machine: `PREP=1 ... mixedlora`, then `mixedlora` back to back)
+#                            # builds and models (on a fresh machine: `PREP=1 ... mixedlora`, then `mixedlora` back to back);
+#                            # ENVS="GGML_CUDA_DISABLE_GRAPHS=1 GGML_CUDA_GRAPH_OPT=1" reruns ours at 32 streams under each
 #   bench/device.sh compress8b  # (after `llama`) issue 15 on the GPU, a model with Llama-3.1-8B's tensor shapes and
 #                            # vocabulary but 8 of its 32 layers (random F16): our imatrix + quantize vs
 #                            # llama-imatrix + llama-quantize (bench/quant_bench.sh, TYPES), then uniform prunes'
@@ -153,6 +154,13 @@ case "${1:-}" in
     [ "${NOSERVER:-0}" = 1 ] && server=""
     STREAMS=${2:-1,8,32} PP=128 TG=128 FA=1 LLAMA_SERVER="$server" \
       bench/mixed_lora_bench.sh "$B" "$M" "$A" "$OUT/mixed_lora" 2>&1 | tee "$OUT/mixed_lora.md"
+    # ENVS="VAR=V ...": ours again at 32 streams under each setting, e.g. GGML_CUDA_DISABLE_GRAPHS=1 (are CUDA graphs
+    # what hides the adapters' launches?) or GGML_CUDA_GRAPH_OPT=1 (ggml-cuda's concurrent Q/K/V streams)
+    for e in ${ENVS:-}; do
+      echo "## with $e" | tee -a "$OUT/mixed_lora.md"
+      env "$e" STREAMS=32 PP=128 TG=128 FA=1 LLAMA_SERVER="" \
+        bench/mixed_lora_bench.sh "$B" "$M" "$A" "$OUT/mixed_lora_${e%%=*}" 2>&1 | tee -a "$OUT/mixed_lora.md"
+    done
     ;;
   engine|train|nano|nanoloop|nanoselect)
     PREFIX=$(scripts/deps.sh --cuda | tail -n 1)

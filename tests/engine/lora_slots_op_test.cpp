@@ -122,6 +122,8 @@ TEST(LoraSlotsOp, EachTokenGetsItsOwnAdaptersDeltaTimesItsScale) {
       {256, 704, 12, {16, 16, 16}, GGML_TYPE_F32, 0},  // the nano system's shapes
       // one token without an adapter, its 10 rows split over up to 12 threads (empty slices past the last row)
       {32, 10, 1, {4}, GGML_TYPE_F32, 0, 1, 12},
+      // more tokens than a decode batch, output rows in several chunks of the expand with a tail, F16, up to 4 threads
+      {48, 200, 66, {32, 8, 24}, GGML_TYPE_F16, 1, 4, 4},
   };
   unsigned seed = 1;
   for (const OpCase& c : cases) {
