@@ -5,7 +5,9 @@
 // without allocating it (ggml_backend_sched_reserve_size). So the estimate is what the run
 // will reserve: the weights in their types (F32 with --full), the LoRA tensors, the gradient
 // accumulators and AdamW moments (F32, three per trained value), and the activations,
-// their gradients, logits and loss of one micro-batch (--batch x --seq-len). Not counted: the
+// their gradients, logits and loss of one micro-batch (--batch x --seq-len; logits for every row: on the CPU a
+// run with prompt masking computes them only for rows that can have a target, TrainGraphOptions::loss_rows, and
+// reserves less than estimated). Not counted: the
 // backends' own scratch (ggml's CPU work buffer; on a GPU the CUDA context, cuBLAS workspace and
 // ggml-cuda's pool) and the host's copy of the data (bench/RESULTS.md: RSS ~30 MiB over it on the nano).
 // train() checks it against the device's free memory (and --max-memory-gib) before loading

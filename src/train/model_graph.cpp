@@ -362,6 +362,9 @@ std::vector<ggml_tensor*> ModelGraph::linears(ggml_context* ctx, ggml_tensor* x,
         ggml_tensor*& g = group_ax[a->view_src];
         if (!g) g = ggml_scale(ctx, ggml_mul_mat(ctx, a->view_src, x), lora_scale());
         ax = ggml_view_2d(ctx, g, a->ne[1], g->ne[1], g->nb[1], a->view_offs / a->nb[1] * g->nb[0]);
+        // The CPU multiplies B by a strided view with a dot-product loop (3.5x slower than tinyBLAS on the
+        // contiguous copy, 14% of a nano LoRA step); the copy is r x T floats.
+        if (on_cpu()) ax = ggml_cont(ctx, ax);
       } else {
         ax = ggml_scale(ctx, ggml_mul_mat(ctx, a, x), lora_scale());
       }

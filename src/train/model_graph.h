@@ -17,6 +17,7 @@
 #pragma once
 
 #include <ggml-backend.h>
+#include <ggml-cpu.h>
 #include <ggml.h>
 
 #include <filesystem>
@@ -190,6 +191,8 @@ class ModelGraph {
   bool fused_attention_ = false;
   ggml_tensor* rope_freqs_ = nullptr;  // Llama 3.1 frequency factors, or null
   ggml_backend_t backend_;
+  // Whether the weights live on the CPU backend, whose matmul takes strided operands through a slow dot-product loop.
+  bool on_cpu() const { return backend_ && ggml_backend_is_cpu(backend_); }
   ggml_context* ctx_w_ = nullptr;   // weights (no_alloc; data in buf_w_)
   ggml_backend_buffer_t buf_w_ = nullptr;
   ggml_context* ctx_l_ = nullptr;   // LoRA tensors

@@ -75,7 +75,8 @@ TrainGraph::TrainGraph(ModelGraph& mg, std::vector<ggml_backend_t> backends, int
   const bool out_frozen = !(mg.output_weight()->flags & GGML_TENSOR_FLAG_PARAM);
   const bool pad = out_frozen && ggml_backend_is_cpu(backends_.front());
   Vp_ = pad ? (V_ + kVocabMultiple - 1) / kVocabMultiple * kVocabMultiple : V_;
-  const int64_t rows = int64_t(T) * S;
+  loss_rows_ = opts_.loss_rows > 0 ? std::min<int64_t>(int64_t(T) * S, opts_.loss_rows) : int64_t(T) * S;
+  const int64_t rows = loss_rows_;
   // Automatic: one chunk without checkpointing (every chunk's probabilities are kept for the
   // backward pass anyway, and each chunk's backward makes its own transposed copy of the output
   // weight, patch 0002); with it (of any block), chunks of at most 256 MiB of F32 logits (512 rows at a 128K
@@ -110,8 +111,12 @@ void TrainGraph::make_static_tensors(bool measure) {
   tokens_ = ggml_new_tensor_2d(ctx_static_, GGML_TYPE_I32, T, S);
   pos_ = ggml_new_tensor_1d(ctx_static_, GGML_TYPE_I32, int64_t(T) * S);
   mask_ = ggml_new_tensor_4d(ctx_static_, GGML_TYPE_F32, T, T, 1, S);
-  label_idx_ = ggml_new_tensor_1d(ctx_static_, GGML_TYPE_I32, int64_t(T) * S);
-  label_w_ = ggml_new_tensor_2d(ctx_static_, GGML_TYPE_F32, 1, int64_t(T) * S);
+  label_idx_ = ggml_new_tensor_1d(ctx_static_, GGML_TYPE_I32, loss_rows_);
+  label_w_ = ggml_new_tensor_2d(ctx_static_, GGML_TYPE_F32, 1, loss_rows_);
+  if (loss_rows_ < int64_t(T) * S) {
+    loss_sel_ = ggml_new_tensor_1d(ctx_static_, GGML_TYPE_I32, loss_rows_);
+    ggml_set_input(loss_sel_);
+  }
   seed_ = ggml_new_tensor_1d(ctx_static_, GGML_TYPE_F32, 1);
   adamw_ = ggml_new_tensor_1d(ctx_static_, GGML_TYPE_F32, 7);
   factor_ = ggml_new_tensor_1d(ctx_static_, GGML_TYPE_F32, 1);
@@ -321,6 +326,7 @@ TrainGraphBytes TrainGraph::reserved() const {
 }
 
 void TrainGraphOptions::validate() const {
+  if (loss_rows < 0 || loss_rows > (1 << 30)) fail("loss_rows is {}: use 0 (all rows) or 1..{}", loss_rows, 1 << 30);
   if (loss_chunk_rows < 0 || loss_chunk_rows > (1 << 20))
     fail("loss_chunk_rows is {}: use 0 (automatic) or 1..{}", loss_chunk_rows, 1 << 20);
   if (checkpoint_blocks < 0 || checkpoint_blocks > 65536)
@@ -335,6 +341,7 @@ void TrainGraphOptions::validate() const {
 // from computing SOFT_MAX_BACK in place over them (its CPU kernel would read overwritten values),
 // so with checkpointing they are recomputed chunk by chunk rather than kept for the whole step.
 ggml_tensor* TrainGraph::build_loss(ggml_context* c, ggml_tensor* hidden) {
+  if (loss_sel_) hidden = ggml_get_rows(c, hidden, loss_sel_);  // the rows with targets (set_inputs)
   const int64_t rows = hidden->ne[1];
   ggml_tensor* total = nullptr;
   for (int64_t start = 0; start < rows; start += chunk_) {
@@ -417,32 +424,56 @@ void TrainGraph::report_placement(ggml_cgraph* g) const {
              ggml_backend_sched_get_n_splits(sched_));
 }
 
-void TrainGraph::set_inputs(const HostBatch& b) {
+void TrainGraph::set_inputs(const HostBatch& b, size_t first_target) {
   const size_t n = size_t(T_) * S_;
   if (b.tokens.size() != n || b.pos.size() != n || b.mask.size() != n * T_ || b.labels.size() != n)
     fail("internal: batch of the wrong shape");
   ggml_backend_tensor_set(tokens_, b.tokens.data(), 0, n * sizeof(int32_t));
   ggml_backend_tensor_set(pos_, b.pos.data(), 0, n * sizeof(int32_t));
   ggml_backend_tensor_set(mask_, b.mask.data(), 0, b.mask.size() * sizeof(float));
-  // Row i's label probability sits at (i mod chunk) * V + label in its chunk's flattened softmax.
-  idx_host_.resize(n);
-  w_host_.resize(n);
+  // The loss's rows: all of the batch's, or (loss_sel_) up to loss_rows_ of its target positions from
+  // `first_target` on (loss_of has listed them), then position 0 with weight 0.
+  const size_t m = size_t(loss_rows_);
+  sel_host_.clear();
+  if (loss_sel_ && first_target < sel_all_.size())
+    sel_host_.assign(sel_all_.begin() + std::ptrdiff_t(first_target),
+                     sel_all_.begin() + std::ptrdiff_t(std::min(sel_all_.size(), first_target + m)));
+  // Loss row j's label probability sits at (j mod chunk) * V + label in its chunk's flattened softmax.
+  idx_host_.resize(m);
+  w_host_.resize(m);
   const float w = b.n_targets ? float(1.0 / double(b.n_targets)) : 0.0f;
-  for (size_t i = 0; i < n; ++i) {
-    const int32_t l = b.labels[i];
+  for (size_t j = 0; j < m; ++j) {
+    const bool pad = loss_sel_ && j >= sel_host_.size();
+    const int32_t l = pad ? -1 : b.labels[loss_sel_ ? size_t(sel_host_[j]) : j];
     if (l >= V_) fail("internal: label {} outside the {}-token vocabulary", l, V_);
-    idx_host_[i] = int32_t(i % size_t(chunk_)) * Vp_ + std::max(l, 0);  // into its chunk's probabilities
-    w_host_[i] = l >= 0 ? w : 0.0f;
+    idx_host_[j] = int32_t(j % size_t(chunk_)) * Vp_ + std::max(l, 0);  // into its chunk's probabilities
+    w_host_[j] = l >= 0 ? w : 0.0f;
   }
-  ggml_backend_tensor_set(label_idx_, idx_host_.data(), 0, n * sizeof(int32_t));
-  ggml_backend_tensor_set(label_w_, w_host_.data(), 0, n * sizeof(float));
+  if (loss_sel_) {
+    sel_host_.resize(m, 0);
+    ggml_backend_tensor_set(loss_sel_, sel_host_.data(), 0, m * sizeof(int32_t));
+  }
+  ggml_backend_tensor_set(label_idx_, idx_host_.data(), 0, m * sizeof(int32_t));
+  ggml_backend_tensor_set(label_w_, w_host_.data(), 0, m * sizeof(float));
 }
 
 double TrainGraph::loss_of(const HostBatch& b, ggml_cgraph* g) {
-  set_inputs(b);
-  compute(g);
-  float loss = 0;
-  ggml_backend_tensor_get(loss_, &loss, 0, sizeof loss);
+  // With gathered loss rows, a batch with more target positions than the graph's loss_rows_ takes more than one
+  // pass, each over the next loss_rows_ of them (weights 1 / all the batch's targets): the passes' losses and
+  // gradients add up to the batch's. Rare when loss_rows fits the data (the trainer takes its epoch's largest batch).
+  std::vector<int32_t>& all = sel_all_;
+  all.clear();
+  for (size_t i = 0; i < b.labels.size() && loss_sel_; ++i)
+    if (b.labels[i] >= 0) all.push_back(int32_t(i));
+  const size_t m = size_t(loss_rows_), passes = loss_sel_ ? std::max<size_t>(1, (all.size() + m - 1) / m) : 1;
+  double loss = 0;
+  for (size_t p = 0; p < passes; ++p) {
+    set_inputs(b, p * m);
+    compute(g);
+    float part = 0;
+    ggml_backend_tensor_get(loss_, &part, 0, sizeof part);
+    loss += part;
+  }
   return loss;
 }
 

@@ -95,6 +95,12 @@ struct TrainGraphOptions {
   // chunk. 0: automatic (all rows at once without checkpointing; with it, as many rows as keep a
   // chunk's F32 logits within 256 MiB). 0 or 1..2^20.
   int loss_chunk_rows = 0;
+  // Rows of a batch whose logits are computed: 0, all T x S rows; N > 0: the batch's positions with a target are
+  // gathered first (N of them, in order; unused ones padded with weight 0), so the output projection, softmax
+  // and their gradients skip prompt and padding positions (with prompt masking most of a row). A batch with
+  // more targets takes more than one pass (same loss and gradients, more time). The trainer sets it on the CPU
+  // from its data (the largest batch of an epoch). 0..2^30.
+  int loss_rows = 0;
   void validate() const;
   // Whether the backward graph is rebuilt to read recomputed tensors (train/checkpoint_graph.h).
   bool rebuilds_backward() const { return checkpoints() || flash_attn; }
@@ -148,7 +154,7 @@ class TrainGraph {
   void make_static_tensors(bool measure);
   void build_graphs();
   void rebuild_backward(const GraphMarks& marks, ggml_tensor* hidden);
-  void set_inputs(const HostBatch& b);
+  void set_inputs(const HostBatch& b, size_t first_target = 0);
   ggml_tensor* build_loss(ggml_context* c, ggml_tensor* hidden);
   void compute(ggml_cgraph* g);
   void report_placement(ggml_cgraph* g) const;
@@ -167,6 +173,8 @@ class TrainGraph {
   ggml_tensor *out_pad_ = nullptr, *pad_bias_ = nullptr;
   std::vector<ggml_tensor*> held_;  // measuring: tensors given the placeholder buffer (released with it)
   int chunk_ = 1;  // rows per loss chunk (TrainGraphOptions::loss_chunk_rows resolved)
+  int64_t loss_rows_ = 0;  // rows the loss computes logits for: T x S, or TrainGraphOptions::loss_rows gathered
+  ggml_tensor* loss_sel_ = nullptr;  // with gathering: the batch rows (I32 [loss_rows_]) the loss reads
   TrainGraphOptions opts_;
   std::vector<ggml_tensor*> params_;
   ggml_context* ctx_static_ = nullptr;   // inputs, accumulators, moments, step parameters
@@ -183,7 +191,8 @@ class TrainGraph {
   bool placement_reported_ = false;
   std::unique_ptr<OpProfile> profile_;  // COGUMI_TRAIN_PROFILE=1: per-op times
   int64_t iter_ = 0;
-  std::vector<int32_t> idx_host_;  // per-step label indices and weights (reused buffers)
+  // per-step label indices, the batch's target positions, those of this pass, and weights (reused buffers)
+  std::vector<int32_t> idx_host_, sel_all_, sel_host_;
   std::vector<float> w_host_;
 };
 

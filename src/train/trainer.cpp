@@ -1,6 +1,7 @@
 #include "train/trainer.h"
 
 #include <ggml-backend.h>
+#include <ggml-cpu.h>
 #include <gguf.h>
 
 #include <chrono>
@@ -342,7 +343,23 @@ void TrainRun::prepare(const std::vector<ggml_backend_t>& backends) {
   res_.n_val = val_.size();
   mg_ = std::make_unique<ModelGraph>(o_.model, backends.front(), /*keep_file_types=*/!o_.full);
   if (!o_.full) mg_->add_lora(o_.lora, o_.seed);
-  tg_ = std::make_unique<TrainGraph>(*mg_, backends, T_, S_, o_.graph_options(backends.front(), mg_->hparams().head_dim()));
+  TrainGraphOptions go = o_.graph_options(backends.front(), mg_->hparams().head_dim());
+  std::vector<size_t> order0(examples_.size()), vorder(val_.size());
+  std::iota(order0.begin(), order0.end(), 0);
+  std::iota(vorder.begin(), vorder.end(), 0);
+  if (ggml_backend_is_cpu(backends.front())) {
+    // Logits only for positions with a target (prompt masking leaves most of a row without): room for the most
+    // in a batch of the unshuffled epoch and of validation, +1/8; a shuffled batch with more takes two passes.
+    // Measured on the CPU only so far (bench/RESULTS.md, "Trainer on frozen F16 / quantized bases, CPU").
+    const BatchTargets t = batch_targets(examples_, make_rows(examples_, order0, T_, o_.pack), T_, S_),
+                       v = batch_targets(val_, make_rows(val_, vorder, T_, o_.pack), T_, S_);
+    const int64_t rows = int64_t(T_) * S_, want = std::min(std::max(t.bound, v.bound), std::max(t.most, v.most) * 9 / 8 + 1);
+    if (4 * want <= 3 * rows) go.loss_rows = int(want);
+    if (go.loss_rows > 0 && o_.progress)
+      fmt::print(stderr, "train: logits for up to {} of a batch's {} positions (its targets; the most in a batch: {})\n",
+                 want, rows, std::max(t.most, v.most));
+  }
+  tg_ = std::make_unique<TrainGraph>(*mg_, backends, T_, S_, go);
   pad_ = tok->info().eos >= 0 ? tok->info().eos : 0;
   order_.resize(examples_.size());
   std::iota(order_.begin(), order_.end(), 0);

@@ -15,6 +15,7 @@
 #include <limits>
 #include <random>
 #include <regex>
+#include <tuple>
 
 #include "core/io.h"
 #include "core/threads.h"
@@ -457,6 +458,41 @@ TEST_F(CheckpointGraphTest, LossInChunksGivesTheWholeBatchGradients) {
   }
   EXPECT_NE(test::error_of([&] { step(ckpt_model("f16"), true, false, 32, 2, -1); }).find("loss_chunk_rows is -1"),
             std::string::npos);
+}
+
+// TrainGraphOptions::loss_rows: the logits of the batch's target positions only (gathered), in one pass when they
+// fit and in several when they do not (a quarter of packed_batch's 64 positions have none: 48 targets), with and
+// without checkpointing and loss chunks: the loss and gradients of all rows; and a smaller compute buffer.
+TEST_F(CheckpointGraphTest, GatheredLossRowsGiveTheWholeBatchGradients) {
+  for (const auto& [type, lora] : std::vector<std::pair<std::string, bool>>{{"f16", true}, {"f32", false}}) {
+    const StepResult whole = step(ckpt_model(type), lora, false, 32, 2);
+    for (const auto& [rows, ckpt, chunk] : std::vector<std::tuple<int, bool, int>>{
+             {48, false, 0}, {20, false, 0}, {48, true, 0}, {30, true, 7}, {1, false, 0}}) {
+      SCOPED_TRACE(type + (lora ? " LoRA" : " full") + ", loss_rows " + std::to_string(rows) + (ckpt ? ", checkpointed" : "") +
+                   ", chunk " + std::to_string(chunk));
+      TrainGraphOptions go;
+      go.loss_rows = rows;
+      go.checkpoint_activations = ckpt;
+      go.loss_chunk_rows = chunk;
+      const StepResult gathered = step(ckpt_model(type), lora, go, 32, 2);
+      ASSERT_EQ(whole.grads.size(), gathered.grads.size());
+      EXPECT_NEAR(gathered.loss, whole.loss, 1e-5 * whole.loss);
+      for (size_t k = 0; k < whole.grads.size(); ++k) {  // relative L2 error per tensor
+        double d2 = 0, n2 = 0;
+        for (size_t i = 0; i < whole.grads[k].size(); ++i) {
+          d2 += std::pow(double(gathered.grads[k][i]) - whole.grads[k][i], 2);
+          n2 += std::pow(double(whole.grads[k][i]), 2);
+        }
+        EXPECT_LE(std::sqrt(d2), 1e-5 * std::sqrt(n2)) << "gradient " << k;
+      }
+    }
+  }
+  TrainGraphOptions few;
+  few.loss_rows = 64;  // a quarter of 1 x 256
+  EXPECT_LT(planned_at_256("f16", few), planned_at_256("f16"));
+  TrainGraphOptions bad;
+  bad.loss_rows = -1;
+  EXPECT_NE(test::error_of([&] { step(ckpt_model("f16"), true, bad, 32, 2); }).find("loss_rows is -1"), std::string::npos);
 }
 
 // With the Llama-3 vocabulary (128,256 entries) the loss's F32 logits and probabilities dominate a

@@ -90,6 +90,33 @@ TEST(TrainerTrust, FillBatchPadsTheTailAndNeverWraps) {
   EXPECT_THROW(fill_batch(ex, rows, 4, 2, 4, 16, 0, b), Error);
 }
 
+// batch_targets (the trainer's loss_rows): the most target positions in a batch, counted as fill_batch labels them,
+// against the batches actually filled, and the bound no packing of these examples can pass.
+TEST(TrainerTrust, BatchTargetsCountWhatFillBatchLabels) {
+  std::vector<SftExample> ex(6);
+  for (int i = 0; i < 6; ++i) {
+    SftExample& e = ex[size_t(i)];
+    e.tokens.assign(size_t(4 + 2 * i), Token(10 + i));
+    e.target.assign(e.tokens.size(), 0);
+    for (size_t k = e.tokens.size() - size_t(1 + i % 3); k < e.tokens.size(); ++k) e.target[k] = 1;  // 1-3 targets
+  }
+  ex[5].tokens.resize(40, Token(3));  // longer than a row: cut to 16, so its targets at the end are gone
+  ex[5].target.resize(40, 1);
+  for (bool pack : {false, true}) {
+    const auto rows = make_rows(ex, {0, 1, 2, 3, 4, 5}, 16, pack);
+    const BatchTargets t = batch_targets(ex, rows, 16, 2);
+    size_t most = 0;
+    HostBatch b;
+    for (size_t first = 0; first < rows.size(); first += 2) {
+      fill_batch(ex, rows, first, std::min<size_t>(2, rows.size() - first), 2, 16, 0, b);
+      most = std::max(most, b.n_targets);
+    }
+    EXPECT_EQ(t.most, int64_t(most)) << (pack ? "packed" : "one per row");
+    EXPECT_EQ(t.bound, 6 * 2);  // example 2: 3 of 8 tokens labelled (the largest share), so 6 of 16 per row
+    EXPECT_GE(t.bound, t.most);
+  }
+}
+
 // ---- options ---------------------------------------------------------------------------------
 
 TEST(TrainerTrust, NumericOptionsAreRangeCheckedByName) {
