@@ -40,7 +40,7 @@
 #                                                   # machine `PREP=1 bench/device.sh nano` first (the builds only;
 #                                                   # also for engine|train|nanoloop|nanoselect)
 #   bench/device.sh nanoloop I "<nano loop args>"... # loops on candidate I's base, side by side
-#   bench/device.sh nanoselect "<nano loop args>"...  # loop settings chosen on dev (bench/nano_select.py),
+#   [BASE=I] bench/device.sh nanoselect "<nano loop args>"...  # loop settings chosen on dev (bench/nano_select.py),
 #                                                   # the chosen one reported on test
 #                                                   # (I = ship: the shipped models/nano-base.gguf)
 # Needs the carried folder .devcache/ (npm tarball + Debian -dev packages; the device image
@@ -209,7 +209,11 @@ case "${1:-}" in
       # Settings chosen on dev, reported on test: every configuration's loop on the dev splits
       # (side by side), bench/nano_select.py picks one by its stated rule, and only that one runs on
       # test (its modifiers and mined failures are reused). Rerunning the same command resumes.
+      # BASE=I: candidate I of an earlier `nano` call on this machine (its base and curriculum) instead of the
+      # shipped base; the loops' directories are then per candidate too.
       D=/root/nanoship
+      [ -n "${BASE:-}" ] && D=/root/nano$BASE
+      [ -n "${BASE:-}" ] && [ ! -f $D/base.gguf ] && { echo "device.sh: no candidate $BASE on this machine ($D)" >&2; exit 1; }
       shift
       if [ ! -f $D/data/manifest.json ]; then
         mkdir -p $D && cp models/nano-base.gguf $D/base.gguf
@@ -217,7 +221,7 @@ case "${1:-}" in
       fi
       dirs=()
       for v in "$@"; do
-        L=/root/sel_$(echo "$v" | md5sum | cut -c1-8)
+        L=/root/sel${BASE:-}_$(echo "$v" | md5sum | cut -c1-8)
         dirs+=("$L")
         [ -f $L/loop-dev.json ] || "$B/cogumi" nano loop --dir $L --base $D/base.gguf --data $D/data --eval-split dev $v >$L.dev.txt 2>&1 &
       done
