@@ -65,30 +65,23 @@ void fill_batch(const std::vector<SftExample>& ex, const std::vector<Row>& rows,
   }
 }
 
-BatchTargets batch_targets(const std::vector<SftExample>& ex, const std::vector<Row>& rows, int T, int S) {
-  // Example e's labels as fill_batch sets them: its first n = min(size, T) tokens, position i labelled when
-  // token i + 1 < n is a target (a packed row never cuts an example that is not alone in it).
-  auto labels = [&](const SftExample& e, int64_t& n) {
-    n = std::min<int64_t>(int64_t(e.tokens.size()), T);
+int64_t most_batch_targets(const std::vector<SftExample>& ex, const std::vector<Row>& rows, int T, int S) {
+  // Example e's labels as fill_batch sets them: its first n = min(size, T) tokens (a packed row never cuts an
+  // example that is not alone in it), position i labelled when token i + 1 < n is a target.
+  auto labels = [&](const SftExample& e) {
+    const int64_t n = std::min<int64_t>(int64_t(e.tokens.size()), T);
     int64_t c = 0;
     for (int64_t i = 1; i < n; ++i) c += e.target[size_t(i)] != 0;
     return c;
   };
-  int64_t best_c = 0, best_n = 1, n = 0;
-  for (const SftExample& e : ex) {
-    const int64_t c = labels(e, n);
-    if (n > 0 && c * best_n > best_c * n) best_c = c, best_n = n;
-  }
-  BatchTargets out;
-  // A row's labels: the sum of its examples' c <= (best_c / best_n) x the sum of their n <= that share of T.
-  out.bound = std::min<int64_t>(int64_t(T) * S, T * best_c / best_n * S);
+  int64_t most = 0;
   for (size_t first = 0; first < rows.size(); first += size_t(S)) {
     int64_t sum = 0;
     for (size_t r = first; r < std::min(rows.size(), first + size_t(S)); ++r)
-      for (size_t i : rows[r]) sum += labels(ex[i], n);
-    out.most = std::max(out.most, sum);
+      for (size_t i : rows[r]) sum += labels(ex[i]);
+    most = std::max(most, sum);
   }
-  return out;
+  return most;
 }
 
 }  // namespace cogumi

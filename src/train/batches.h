@@ -23,13 +23,8 @@ std::vector<Row> make_rows(const std::vector<SftExample>& ex, const std::vector<
 void fill_batch(const std::vector<SftExample>& ex, const std::vector<Row>& rows, size_t first, size_t n_rows, int S, int T,
                 Token pad, HostBatch& b);
 
-// Target positions per batch of S rows of T tokens as fill_batch places them: the most over `rows` (taken S at a
-// time, as the trainer does), and the most any batch of `ex`'s examples could hold (a row holds whole examples
-// of at most T tokens, so at most the largest target share of one example times T). For
-// TrainGraphOptions::loss_rows.
-struct BatchTargets {
-  int64_t most = 0, bound = 0;
-};
-BatchTargets batch_targets(const std::vector<SftExample>& ex, const std::vector<Row>& rows, int T, int S);
+// The most positions with a target in a batch of `rows` taken S at a time (as the trainer does), counted as
+// fill_batch labels them. For TrainGraphOptions::loss_rows.
+int64_t most_batch_targets(const std::vector<SftExample>& ex, const std::vector<Row>& rows, int T, int S);
 
 }  // namespace cogumi

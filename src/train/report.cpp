@@ -81,6 +81,7 @@ void write_train_report(const std::filesystem::path& log, const std::filesystem:
               {"tokens_per_s", res.tokens_per_s},
               {"max_grad_norm", grad_max},
               {"memory", {{"estimated_bytes", res.memory_estimate}, {"reserved_bytes", res.memory_reserved}}},
+              {"loss_rows", {{"per_batch", res.loss_rows}, {"extra_passes", res.loss_extra_passes}}},
               {"examples", {{"read", res.data.n_examples}, {"truncated", res.data.n_truncated},
                             {"dropped", res.data.n_dropped}, {"train", res.n_train}, {"validation", res.n_val}}},
               {"options", {{"model", o.model.string()}, {"lora_rank", o.lora.rank}, {"lora_alpha", o.lora.alpha},

@@ -466,6 +466,7 @@ double TrainGraph::loss_of(const HostBatch& b, ggml_cgraph* g) {
   for (size_t i = 0; i < b.labels.size() && loss_sel_; ++i)
     if (b.labels[i] >= 0) all.push_back(int32_t(i));
   const size_t m = size_t(loss_rows_), passes = loss_sel_ ? std::max<size_t>(1, (all.size() + m - 1) / m) : 1;
+  extra_passes_ += int64_t(passes) - 1;
   double loss = 0;
   for (size_t p = 0; p < passes; ++p) {
     set_inputs(b, p * m);

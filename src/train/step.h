@@ -134,6 +134,8 @@ class TrainGraph {
   // not finite nothing is updated (the accumulators are still zeroed).
   double step(const AdamWParams& p, int n_micro);
   int64_t steps_done() const { return iter_; }
+  // Passes past the first that batches with more targets than TrainGraphOptions::loss_rows took (loss_of).
+  int64_t extra_passes() const { return extra_passes_; }
 
   // The trainable tensors and their accumulated gradients (sums over accumulate() calls since
   // the last step()), in the same order.
@@ -190,7 +192,7 @@ class TrainGraph {
   ggml_cgraph* allocated_ = nullptr;
   bool placement_reported_ = false;
   std::unique_ptr<OpProfile> profile_;  // COGUMI_TRAIN_PROFILE=1: per-op times
-  int64_t iter_ = 0;
+  int64_t iter_ = 0, extra_passes_ = 0;
   // per-step label indices, the batch's target positions, those of this pass, and weights (reused buffers)
   std::vector<int32_t> idx_host_, sel_all_, sel_host_;
   std::vector<float> w_host_;

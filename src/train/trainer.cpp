@@ -293,6 +293,7 @@ class TrainRun {
 
  private:
   void prepare(const std::vector<ggml_backend_t>& backends);
+  int64_t most_targets_in_run() const;
   void resume();
   void save();
   void open_log();
@@ -333,6 +334,24 @@ class TrainRun {
   DivergenceWatch watch_;
 };
 
+// The most target positions in any batch the run will fill: validation's, and every epoch's in the order the
+// training loop shuffles them (rng_ shuffles nothing else, and a resumed run continues the same sequence), until
+// total_ steps. A few milliseconds per epoch of a 20,000-example set.
+int64_t TrainRun::most_targets_in_run() const {
+  std::vector<size_t> order(val_.size());
+  std::iota(order.begin(), order.end(), 0);
+  int64_t most = cogumi::most_batch_targets(val_, make_rows(val_, order, T_, o_.pack), T_, S_);
+  std::mt19937_64 rng = rng_;
+  order = order_;
+  for (int64_t steps = 0, epochs = 0; steps < total_ && epochs < 10000; ++epochs) {
+    std::shuffle(order.begin(), order.end(), rng);
+    const std::vector<Row> rows = make_rows(examples_, order, T_, o_.pack);
+    most = std::max(most, cogumi::most_batch_targets(examples_, rows, T_, S_));
+    steps += std::max(1, steps_per_epoch(rows.size(), S_, o_.grad_accum));
+  }
+  return most;
+}
+
 // Data, model, LoRA, training graph, schedule length and the tensors a checkpoint holds.
 void TrainRun::prepare(const std::vector<ggml_backend_t>& backends) {
   ModelOptions mo;
@@ -343,29 +362,24 @@ void TrainRun::prepare(const std::vector<ggml_backend_t>& backends) {
   res_.n_val = val_.size();
   mg_ = std::make_unique<ModelGraph>(o_.model, backends.front(), /*keep_file_types=*/!o_.full);
   if (!o_.full) mg_->add_lora(o_.lora, o_.seed);
-  TrainGraphOptions go = o_.graph_options(backends.front(), mg_->hparams().head_dim());
-  std::vector<size_t> order0(examples_.size()), vorder(val_.size());
-  std::iota(order0.begin(), order0.end(), 0);
-  std::iota(vorder.begin(), vorder.end(), 0);
-  if (ggml_backend_is_cpu(backends.front())) {
-    // Logits only for positions with a target (prompt masking leaves most of a row without): room for the most
-    // in a batch of the unshuffled epoch and of validation, +1/8; a shuffled batch with more takes two passes.
-    // Measured on the CPU only so far (bench/RESULTS.md, "Trainer on frozen F16 / quantized bases, CPU").
-    const BatchTargets t = batch_targets(examples_, make_rows(examples_, order0, T_, o_.pack), T_, S_),
-                       v = batch_targets(val_, make_rows(val_, vorder, T_, o_.pack), T_, S_);
-    const int64_t rows = int64_t(T_) * S_, want = std::min(std::max(t.bound, v.bound), std::max(t.most, v.most) * 9 / 8 + 1);
-    if (4 * want <= 3 * rows) go.loss_rows = int(want);
-    if (go.loss_rows > 0 && o_.progress)
-      fmt::print(stderr, "train: logits for up to {} of a batch's {} positions (its targets; the most in a batch: {})\n",
-                 want, rows, std::max(t.most, v.most));
-  }
-  tg_ = std::make_unique<TrainGraph>(*mg_, backends, T_, S_, go);
   pad_ = tok->info().eos >= 0 ? tok->info().eos : 0;
   order_.resize(examples_.size());
   std::iota(order_.begin(), order_.end(), 0);
   // Packing makes fewer rows; the unshuffled packing sets the count used by the schedule.
   const int epoch_steps = steps_per_epoch(make_rows(examples_, order_, T_, o_.pack).size(), S_, o_.grad_accum);
   total_ = o_.max_steps > 0 ? o_.max_steps : std::max(1, epoch_steps * o_.epochs);
+  TrainGraphOptions go = o_.graph_options(backends.front(), mg_->hparams().head_dim());
+  if (ggml_backend_is_cpu(backends.front())) {
+    // Logits only for positions with a target (prompt masking leaves most of a row without), as many as the
+    // run's largest batch holds. Measured on the CPU only so far (bench/RESULTS.md, "Two more CPU fixes").
+    const int64_t rows = int64_t(T_) * S_, want = most_targets_in_run();
+    if (4 * want <= 3 * rows) go.loss_rows = int(std::max<int64_t>(1, want));
+    res_.loss_rows = go.loss_rows;
+    if (go.loss_rows > 0 && o_.progress)
+      fmt::print(stderr, "train: logits for up to {} of a batch's {} positions (the most targets in any of the run's batches)\n",
+                 go.loss_rows, rows);
+  }
+  tg_ = std::make_unique<TrainGraph>(*mg_, backends, T_, S_, go);
   ckpt_ = beside(o_.out, ".ckpt.gguf");
   log_path_ = o_.log.empty() ? beside(o_.out, ".log.jsonl") : o_.log;
   fp_ = fingerprint(o_, examples_.size());
@@ -559,6 +573,7 @@ void TrainRun::finish() {
   if (!best_.empty() && !best_[0].empty())
     for (size_t i = 0; i < params_.size(); ++i) ggml_backend_tensor_set(params_[i], best_[i].data(), 0, best_[i].size());
   res_.tokens_per_s = rate();
+  res_.loss_extra_passes = tg_->extra_passes();
   const TrainGraphBytes got = tg_->reserved();
   res_.memory_reserved = mg_->weight_bytes() + got.static_bytes + got.compute.front();
   for (auto& [_, t] : mg_->lora_tensors()) res_.memory_reserved += ggml_nbytes(t);

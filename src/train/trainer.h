@@ -139,6 +139,9 @@ struct TrainResult {
   // Bytes on the training device: planned before anything was allocated (train/memory.h), and
   // what the run reserved (weights, LoRA, accumulators and moments, compute buffer).
   size_t memory_estimate = 0, memory_reserved = 0;
+  // Positions per batch whose logits the loss computed (TrainGraphOptions::loss_rows; 0: all), and the batches
+  // that held more targets than that and took extra passes (0 when loss_rows was sized from the run's batches).
+  int64_t loss_rows = 0, loss_extra_passes = 0;
 };
 
 // Flags a diverging run: after warm-up, the smoothed loss (EMA, weight 0.1) stays above 1.3x its

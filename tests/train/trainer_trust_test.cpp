@@ -90,9 +90,9 @@ TEST(TrainerTrust, FillBatchPadsTheTailAndNeverWraps) {
   EXPECT_THROW(fill_batch(ex, rows, 4, 2, 4, 16, 0, b), Error);
 }
 
-// batch_targets (the trainer's loss_rows): the most target positions in a batch, counted as fill_batch labels them,
-// against the batches actually filled, and the bound no packing of these examples can pass.
-TEST(TrainerTrust, BatchTargetsCountWhatFillBatchLabels) {
+// most_batch_targets (the trainer's loss_rows): the most target positions in a batch, counted as fill_batch labels
+// them, against the batches actually filled, packed or not, with an example cut to the row length.
+TEST(TrainerTrust, MostBatchTargetsCountWhatFillBatchLabels) {
   std::vector<SftExample> ex(6);
   for (int i = 0; i < 6; ++i) {
     SftExample& e = ex[size_t(i)];
@@ -100,20 +100,37 @@ TEST(TrainerTrust, BatchTargetsCountWhatFillBatchLabels) {
     e.target.assign(e.tokens.size(), 0);
     for (size_t k = e.tokens.size() - size_t(1 + i % 3); k < e.tokens.size(); ++k) e.target[k] = 1;  // 1-3 targets
   }
-  ex[5].tokens.resize(40, Token(3));  // longer than a row: cut to 16, so its targets at the end are gone
+  ex[5].tokens.resize(40, Token(3));  // longer than a row: cut to 16 tokens
   ex[5].target.resize(40, 1);
   for (bool pack : {false, true}) {
-    const auto rows = make_rows(ex, {0, 1, 2, 3, 4, 5}, 16, pack);
-    const BatchTargets t = batch_targets(ex, rows, 16, 2);
-    size_t most = 0;
-    HostBatch b;
-    for (size_t first = 0; first < rows.size(); first += 2) {
-      fill_batch(ex, rows, first, std::min<size_t>(2, rows.size() - first), 2, 16, 0, b);
-      most = std::max(most, b.n_targets);
+    for (int S : {1, 2, 3}) {
+      const auto rows = make_rows(ex, {5, 0, 1, 2, 3, 4}, 16, pack);
+      size_t most = 0;
+      HostBatch b;
+      for (size_t first = 0; first < rows.size(); first += size_t(S)) {
+        fill_batch(ex, rows, first, std::min<size_t>(size_t(S), rows.size() - first), S, 16, 0, b);
+        most = std::max(most, b.n_targets);
+      }
+      EXPECT_EQ(most_batch_targets(ex, rows, 16, S), int64_t(most)) << (pack ? "packed" : "one per row") << ", S " << S;
+      EXPECT_GT(most, 0u);
     }
-    EXPECT_EQ(t.most, int64_t(most)) << (pack ? "packed" : "one per row");
-    EXPECT_EQ(t.bound, 6 * 2);  // example 2: 3 of 8 tokens labelled (the largest share), so 6 of 16 per row
-    EXPECT_GE(t.bound, t.most);
+  }
+}
+
+// On the CPU a run computes logits only where its batches have targets, sized from the run's own shuffled batches
+// (validation's too): the prompts here are most of each row, nothing takes a second pass, and the summary says so.
+TEST(TrainerTrust, CpuRunsComputeLogitsOnlyForTheirTargets) {
+  for (bool pack : {false, true}) {
+    auto o = small_options(pack ? "rows-packed" : "rows", write_items("rows.jsonl", 40));
+    o.pack = pack, o.batch = 3, o.epochs = 4, o.max_steps = 0, o.val_split = 0.2, o.eval_steps = 5;
+    const TrainResult r = train(o);
+    EXPECT_GT(r.steps, 20);
+    EXPECT_GT(r.loss_rows, 0) << "the loss computed every position";
+    EXPECT_LT(r.loss_rows, int64_t(o.sft.max_len) * o.batch / 2) << "most positions are prompt or padding";
+    EXPECT_EQ(r.loss_extra_passes, 0) << "a batch held more targets than loss_rows";
+    const json sum = json::parse(read_file(o.out.string() + ".summary.json"));
+    EXPECT_EQ(sum["loss_rows"]["per_batch"], r.loss_rows);
+    EXPECT_EQ(sum["loss_rows"]["extra_passes"], 0);
   }
 }
 
