@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The main job on the built-in default: the nano system's first improvement loop as a pipeline,
 # `cogumi run configs/nano.yaml`. Builds Cogumi, checks the shipped base model
-# (models/nano-base.gguf, sha256 in models/nano-base.json), then runs every stage: the curriculum the
-# base was trained on, the base on the four test sets, its failures mined on the training splits
-# and clustered, one LoRA modifier per domain trained on its failures first, base + each modifier on
-# every test set, the router, its calibration, the routed system, the gates and the report (the
-# per-domain table with 95% intervals is printed at the end; report.html in the work directory).
+# (models/nano-base.gguf, sha256 in models/nano-base.json), then runs every stage of configs/nano.yaml:
+# the curriculum the base was trained on, the base on the four test sets, its failures mined on the
+# training splits and clustered, a math modifier trained on its failures first (the other domains stay
+# with the base in this budget), every configuration on every test set and on dev, each domain's route
+# chosen on dev, the router, its calibration, the routed system, its compressed version, the gates and
+# the report (the per-domain table with 95% intervals is printed at the end; report.html in the work
+# directory).
 # Work goes to runs/nano (override with OUT_DIR); finished stages are reused when run again.
 #
-#   scripts/run.sh                  # the short loop, about 5 minutes on 2 CPU cores
+#   scripts/run.sh                  # the short loop, about 6 minutes on 2 CPU cores after the build
 #   scripts/run.sh --full           # configs/nano-full.yaml: 1,000-step modifiers, about 70 minutes
 #   scripts/run.sh --dry-run        # the plan and what a rerun would reuse
 #
