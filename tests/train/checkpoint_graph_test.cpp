@@ -122,6 +122,16 @@ class CheckpointGraphTest : public ::testing::Test {
     return TrainGraph::measure(mg, {cpu_}, 256, 1, go).compute.at(0);
   }
 
+  // Gradient k's relative L2 error, ||a - b|| / ||b|| (0 when both are zero).
+  static double rel_l2(const StepResult& a, const StepResult& b, size_t k) {
+    double d2 = 0, n2 = 0;
+    for (size_t i = 0; i < b.grads[k].size(); ++i) {
+      d2 += std::pow(double(a.grads[k][i]) - b.grads[k][i], 2);
+      n2 += std::pow(double(b.grads[k][i]), 2);
+    }
+    return d2 == 0 ? 0.0 : std::sqrt(d2) / std::sqrt(n2);
+  }
+
   // The largest |a - b| / max(|b|, 1e-6 * the tensor's largest |b|) over every gradient value.
   static double worst_rel(const StepResult& a, const StepResult& b) {
     double worst = 0;
@@ -444,16 +454,7 @@ TEST_F(CheckpointGraphTest, LossInChunksGivesTheWholeBatchGradients) {
       const StepResult chunked = step(ckpt_model(type), lora, ckpt, 32, 2, 7);
       ASSERT_EQ(whole.grads.size(), chunked.grads.size());
       EXPECT_NEAR(chunked.loss, whole.loss, 1e-6 * whole.loss);
-      {
-        for (size_t k = 0; k < whole.grads.size(); ++k) {  // relative L2 error per tensor
-          double d2 = 0, n2 = 0;
-          for (size_t i = 0; i < whole.grads[k].size(); ++i) {
-            d2 += std::pow(double(chunked.grads[k][i]) - whole.grads[k][i], 2);
-            n2 += std::pow(double(whole.grads[k][i]), 2);
-          }
-          EXPECT_LE(std::sqrt(d2), 1e-6 * std::sqrt(n2)) << "gradient " << k;
-        }
-      }
+      for (size_t k = 0; k < whole.grads.size(); ++k) EXPECT_LE(rel_l2(chunked, whole, k), 1e-6) << "gradient " << k;
     }
   }
   EXPECT_NE(test::error_of([&] { step(ckpt_model("f16"), true, false, 32, 2, -1); }).find("loss_chunk_rows is -1"),
@@ -477,14 +478,7 @@ TEST_F(CheckpointGraphTest, GatheredLossRowsGiveTheWholeBatchGradients) {
       const StepResult gathered = step(ckpt_model(type), lora, go, 32, 2);
       ASSERT_EQ(whole.grads.size(), gathered.grads.size());
       EXPECT_NEAR(gathered.loss, whole.loss, 1e-5 * whole.loss);
-      for (size_t k = 0; k < whole.grads.size(); ++k) {  // relative L2 error per tensor
-        double d2 = 0, n2 = 0;
-        for (size_t i = 0; i < whole.grads[k].size(); ++i) {
-          d2 += std::pow(double(gathered.grads[k][i]) - whole.grads[k][i], 2);
-          n2 += std::pow(double(whole.grads[k][i]), 2);
-        }
-        EXPECT_LE(std::sqrt(d2), 1e-5 * std::sqrt(n2)) << "gradient " << k;
-      }
+      for (size_t k = 0; k < whole.grads.size(); ++k) EXPECT_LE(rel_l2(gathered, whole, k), 1e-5) << "gradient " << k;
     }
   }
   TrainGraphOptions few;
