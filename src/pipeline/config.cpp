@@ -99,13 +99,14 @@ void read_base(const Reader& r, const YAML::Node& n, PipelineConfig& c) {
 }
 
 void read_curriculum(const Reader& r, const YAML::Node& n, CurriculumConfig& c) {
-  r.expect_map(n, "curriculum", {"seed", "n_train", "n_dev", "n_test", "n_mix", "difficulty"});
+  r.expect_map(n, "curriculum", {"seed", "n_train", "n_dev", "n_test", "n_mix", "n_copy", "difficulty"});
   c.enabled = true;
   if (n["seed"]) c.seed = uint64_t(r.integer(n["seed"], "curriculum.seed", 0, 2147483647));
   if (n["n_train"]) c.n_train = r.integer(n["n_train"], "curriculum.n_train", 1, 10000000);
   if (n["n_dev"]) c.n_dev = r.integer(n["n_dev"], "curriculum.n_dev", 1, 10000000);
   if (n["n_test"]) c.n_test = r.integer(n["n_test"], "curriculum.n_test", 1, 10000000);
   if (n["n_mix"]) c.n_mix = r.integer(n["n_mix"], "curriculum.n_mix", 0, 10000000);
+  if (n["n_copy"]) c.n_copy = r.integer(n["n_copy"], "curriculum.n_copy", 0, 1000000);
   if (n["difficulty"]) c.difficulty = r.str(n["difficulty"], "curriculum.difficulty");
   if (c.n_mix > c.n_train) r.error(n, "curriculum.n_mix", "must not exceed n_train");
   try {
@@ -208,7 +209,9 @@ void ModifierSettings::validate(const std::string& where) const {
 }
 
 json CurriculumConfig::to_json() const {
-  return {{"seed", seed}, {"n_train", n_train}, {"n_dev", n_dev}, {"n_test", n_test}, {"n_mix", n_mix}, {"difficulty", difficulty}};
+  json j = {{"seed", seed}, {"n_train", n_train}, {"n_dev", n_dev}, {"n_test", n_test}, {"n_mix", n_mix}, {"difficulty", difficulty}};
+  if (n_copy > 0) j["n_copy"] = n_copy;  // absent at 0: earlier runs' keys stay valid
+  return j;
 }
 
 std::vector<std::string> PipelineConfig::domain_names() const {

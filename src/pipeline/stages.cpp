@@ -141,6 +141,7 @@ void add_data(Plan& plan, const std::shared_ptr<Shared>& sh) {
   s.run = [cc](const StageContext& ctx) {
     SynthOptions so;
     so.seed = cc.seed, so.n_train = cc.n_train, so.n_dev = cc.n_dev, so.n_test = cc.n_test, so.n_mix = cc.n_mix;
+    so.n_copy = cc.n_copy;
     so.set_difficulty(cc.difficulty);
     SynthStats st = synth_write(ctx.stage.dir / "data", so);
     json counts = json::object();

@@ -247,6 +247,19 @@ TEST(PipelineRun, ShippedConfigsPlan) {
   for (const char* st : {"mine", "train.math", "eval.math", "eval_system", "report"}) EXPECT_NE(pd.at(st).key, pf.at(st).key) << st;
   EXPECT_FALSE(pd.has("train.code"));
   EXPECT_TRUE(pf.has("train.code"));
+  // The curriculum is the one the shipped base was trained on (its copying items too: the modifiers' replay mix is the
+  // base's), and a change to it (n_copy) regenerates the data and all that reads it, not the base.
+  const json recipe = json::parse(std::ifstream(repo / "models/nano-base.json"));
+  json want = recipe.at("curriculum");
+  want["seed"] = recipe.at("seed");
+  EXPECT_EQ(def.curriculum.to_json(), want) << "configs/nano.yaml's curriculum vs models/nano-base.json";
+  EXPECT_EQ(full.curriculum.to_json(), want) << "configs/nano-full.yaml's curriculum vs models/nano-base.json";
+  PipelineConfig nocopy = def;
+  nocopy.curriculum.n_copy = def.curriculum.n_copy == 0 ? 100 : 0;
+  Plan pn(dir / "keys");
+  plan_pipeline(nocopy, pn);
+  EXPECT_EQ(pn.at("base").key, pd.at("base").key);
+  for (const char* st : {"data", "eval_base", "mine", "train.math", "report"}) EXPECT_NE(pn.at(st).key, pd.at(st).key) << st;
   // The 8B setup: the plan prints, then the files the user must provide are named, exit 1.
   Cmd llama = run_cmd(fmt::format("'{}' run '{}' --dry-run --dir '{}'", COGUMI_BIN,
                                   (repo / "configs/llama-3.1-8b.yaml").string(), (dir / "llama").string()));
