@@ -43,6 +43,8 @@ void setup_eval(CLI::App& sub) {
       "({instruction,output})");
   sub.add_option("-o,--out", o.out_dir, "Run directory")->capture_default_str();
   sub.add_option("--limit", o.limit, "Items per benchmark (0 = all)")->check(at_least(0));
+  sub.add_option("--skip", o.skip, "Items skipped at the start of each benchmark, before --limit (e.g. the ones a model trained on)")
+      ->check(CLI::Range(size_t(0), size_t(100000000)));
   sub.add_option("--shots", o.shots, "Few-shot examples per prompt")
       ->check(CLI::Range(0, 1000))
       ->capture_default_str();

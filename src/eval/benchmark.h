@@ -41,7 +41,8 @@ struct EvalItem {
 };
 
 struct LoadOptions {
-  size_t limit = 0;          // 0: all items
+  size_t skip = 0;           // items dropped at the head of the file first (0..10^8)
+  size_t limit = 0;          // 0: all items (after skip)
   std::string scoring = "normalized";  // for generic JSONL
 };
 

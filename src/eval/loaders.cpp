@@ -406,6 +406,11 @@ std::vector<EvalItem> load_benchmark(const std::string& kind, const fs::path& pa
   else if (kind == "jsonl") items = load_generic(path, opts.scoring);
   else fail("unknown benchmark kind '{}' (known: gsm8k, mmlu, humaneval, mbpp, bbh, bfcl, jsonl)", kind);
   if (items.empty()) fail("'{}' holds no items", path.string());
+  if (opts.skip > 0) {
+    if (opts.skip >= items.size())
+      fail("skip {} leaves no items of the {} in '{}'", opts.skip, items.size(), path.string());
+    items.erase(items.begin(), items.begin() + std::ptrdiff_t(opts.skip));
+  }
   if (opts.limit > 0 && items.size() > opts.limit) items.resize(opts.limit);
   return items;
 }

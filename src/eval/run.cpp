@@ -199,6 +199,7 @@ struct ItemSets {
 ItemSets load_sets(const EvalOptions& o) {
   ItemSets out;
   LoadOptions lo;
+  lo.skip = o.skip;
   lo.limit = o.limit;
   lo.scoring = o.scoring;
   for (const auto& b : o.benches) {

@@ -35,6 +35,7 @@ struct EvalOptions {
   fs::path model;                  // empty with `responses`
   std::vector<BenchSpec> benches;
   fs::path out_dir = "runs/eval";
+  size_t skip = 0;                 // items skipped at the head of each benchmark before `limit` (0..10^8)
   size_t limit = 0;                // per benchmark; 0 = all
   int shots = 0;                   // 0..1000
   std::vector<BenchSpec> shots_from;  // pools for n-shot examples (default: a sibling train/dev split)

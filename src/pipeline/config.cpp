@@ -214,6 +214,16 @@ json CurriculumConfig::to_json() const {
   return j;
 }
 
+size_t PipelineConfig::mine_skip_items() const {
+  if (mine_skip >= 0) return size_t(mine_skip);
+  for (const DomainConfig& d : domains)
+    if (d.modifier && !d.from_curriculum) return 0;  // a file of the user's: nothing known about what the base saw
+  // Items past the mix exist only when n_mix < n_train; otherwise the base saw every training item.
+  if (curriculum.enabled) return curriculum.n_mix < curriculum.n_train ? size_t(curriculum.n_mix) : 0;
+  if (base_train) return base_options.n_mix < base_options.n_train ? size_t(base_options.n_mix) : 0;
+  return 0;
+}
+
 std::vector<std::string> PipelineConfig::domain_names() const {
   std::vector<std::string> n;
   for (auto& d : domains) n.push_back(d.name);
@@ -292,9 +302,13 @@ PipelineConfig PipelineConfig::load(const fs::path& path) {
   if (c.base_train && c.curriculum.enabled)
     r.error(root["curriculum"], "curriculum", "a trained base brings its own curriculum (set it under base.train)");
   if (const YAML::Node e = root["eval"]) {
-    r.expect_map(e, "eval", {"test_limit", "mine_limit", "max_tokens", "parallel"});
+    r.expect_map(e, "eval", {"test_limit", "mine_limit", "mine_skip", "max_tokens", "parallel"});
     if (e["test_limit"]) c.test_limit = size_t(r.integer(e["test_limit"], "eval.test_limit", 0, 100000000));
     if (e["mine_limit"]) c.mine_limit = size_t(r.integer(e["mine_limit"], "eval.mine_limit", 0, 100000000));
+    if (e["mine_skip"])
+      c.mine_skip = e["mine_skip"].IsScalar() && e["mine_skip"].Scalar() == "auto"
+                        ? -1
+                        : long(r.integer(e["mine_skip"], "eval.mine_skip", 0, 100000000));
     if (e["max_tokens"]) c.max_tokens = r.integer(e["max_tokens"], "eval.max_tokens", 1, 32768);
     if (e["parallel"]) c.parallel = r.integer(e["parallel"], "eval.parallel", 1, 255);
   }

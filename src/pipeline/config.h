@@ -9,7 +9,7 @@
 //     gguf: ../models/nano-base.gguf # a GGUF (relative to this file), or
 //     train: {steps: 2500, ...}      # "train the nano base" (NanoBaseOptions' fields)
 //   curriculum: {seed: 1, n_train: 12000, n_mix: 3000, difficulty: "2,math=1"}  # nano data
-//   eval: {test_limit: 0, mine_limit: 600, max_tokens: 96, parallel: 64}
+//   eval: {test_limit: 0, mine_limit: 600, mine_skip: auto, max_tokens: 96, parallel: 64}
 //   failures: {cluster: true, k: 0, k_max: 6, embeddings: 0.5,
 //              labeler: {url: http://127.0.0.1:8080/v1, model: default, key_env: LABELER_KEY}}
 //   training: {rank: 16, steps: 1000, lr: 2e-3, device: auto, ...}  # defaults of every modifier (device: auto = a GPU when there is one, cpu, gpu, gpu:N)
@@ -103,6 +103,11 @@ struct PipelineConfig {
   // Eval settings shared by every evaluation.
   size_t test_limit = 0;         // items per test benchmark (0: all)
   size_t mine_limit = 600;       // items per mining benchmark (0: all)
+  // Items skipped at the head of each mining benchmark before mine_limit, 0..10^8; -1 (auto): the curriculum's
+  // n_mix when every mining domain comes from the curriculum and n_mix < n_train (the base trained on those
+  // items: failures mined there would be failures to memorize, not to learn), else 0.
+  long mine_skip = -1;
+  size_t mine_skip_items() const;  // mine_skip with auto resolved
   int max_tokens = 96;           // 1..32768
   int parallel = 64;             // generator slots, 1..255
   // Failure analysis.

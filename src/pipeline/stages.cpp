@@ -43,11 +43,13 @@ json domain_accuracy(const json& summary, const std::vector<DomainFiles>& domain
 }
 
 json eval_stage(const Shared& sh, const StageContext& ctx, const std::vector<BenchSpec>& benches, size_t limit,
-                const std::vector<std::pair<std::string, fs::path>>& adapters, const std::string& sub, bool dev) {
+                const std::vector<std::pair<std::string, fs::path>>& adapters, const std::string& sub, bool dev,
+                size_t skip) {
   EvalOptions e;
   e.model = ctx.result("base")["model"].get<std::string>();
   e.benches = benches;
   e.out_dir = ctx.stage.dir / sub;
+  e.skip = skip;
   e.limit = limit;
   e.max_tokens = sh.cfg.max_tokens;
   e.gen.n_parallel = sh.cfg.parallel;
@@ -161,7 +163,11 @@ void add_evals(Plan& plan, const std::shared_ptr<Shared>& sh) {
   if (all_mine(*sh).empty()) return;  // modifiers train on their own data only
   Stage mi{"mine", "1", sh->data_deps("base"), {}, {}, {}, {}};
   mi.settings = {{"mine", bench_ids(plan, *sh, all_mine(*sh))}, {"limit", c.mine_limit}, {"eval", eval_settings}};
-  mi.run = [sh](const StageContext& ctx) { return eval_stage(*sh, ctx, all_mine(*sh), sh->cfg.mine_limit, {}); };
+  const size_t skip = c.mine_skip_items();
+  if (skip > 0) mi.settings["skip"] = skip;  // absent at 0: earlier runs' keys stay valid
+  mi.run = [sh, skip](const StageContext& ctx) {
+    return eval_stage(*sh, ctx, all_mine(*sh), sh->cfg.mine_limit, {}, "run", false, skip);
+  };
   plan.add(std::move(mi));
 
   Stage fa{"failures", "1", {"mine"}, json::object(), {}, {}, {}};

@@ -46,7 +46,7 @@ void add_backward_type_setting(json& settings);
 // over each domain's dev kinds with `dev`, else its test kinds).
 json eval_stage(const Shared& sh, const StageContext& ctx, const std::vector<BenchSpec>& benches, size_t limit,
                 const std::vector<std::pair<std::string, fs::path>>& adapters, const std::string& sub = "run",
-                bool dev = false);
+                bool dev = false, size_t skip = 0);
 
 // A domain's route before any choice: its own modifier, else the base.
 std::string default_route(const DomainFiles& d);

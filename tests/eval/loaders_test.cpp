@@ -1,5 +1,6 @@
 // Loaders: upstream formats load, and every malformed input is an Error that names the
 // file:line and the field (never a json exception, never a crash).
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -49,6 +50,31 @@ TEST(Loaders, FixturesInUpstreamFormats) {
   ASSERT_EQ(mbpp.size(), 3u);
   EXPECT_EQ(mbpp[2].id, "mbpp/927");
   EXPECT_NE(mbpp[2].test_setup.find("root = Node(1)"), std::string::npos);
+}
+
+// skip drops items at the head before limit takes its share (mining past what a base trained on); a skip that
+// leaves nothing is an error naming the file, not an empty run.
+TEST(Loaders, SkipDropsTheHeadBeforeTheLimit) {
+  std::string text;
+  for (int i = 0; i < 5; ++i) text += fmt::format(R"({{"question": "q{}", "answer": "#### {}"}})" "\n", i, i);
+  const fs::path f = write("skip/train.jsonl", text);
+  LoadOptions lo;
+  lo.skip = 2;
+  auto items = load_benchmark("gsm8k", f, lo);
+  ASSERT_EQ(items.size(), 3u);
+  EXPECT_EQ(items[0].id, "train.jsonl:2");
+  EXPECT_EQ(items[0].question, "q2");
+  lo.limit = 2;
+  items = load_benchmark("gsm8k", f, lo);
+  ASSERT_EQ(items.size(), 2u);
+  EXPECT_EQ(items[1].id, "train.jsonl:3");
+  lo.skip = 5;
+  try {
+    load_benchmark("gsm8k", f, lo);
+    ADD_FAILURE() << "a skip past the end was accepted";
+  } catch (const Error& e) {
+    EXPECT_HAS(std::string(e.what()), "skip 5 leaves no items of the 5 in '" + f.string() + "'");
+  }
 }
 
 TEST(Loaders, BfclErrorsNameFileLineAndField) {

@@ -29,6 +29,7 @@ const fs::path& curriculum() {
     const json& c = r["curriculum"];
     o.set_difficulty(c["difficulty"].is_string() ? c["difficulty"].get<std::string>() : c["difficulty"].dump());
     o.n_mix = c.value("n_mix", 0);
+    o.n_copy = c.value("n_copy", 0);
     fs::path d = test::tmp_dir() / "nano-data";
     synth_write(d, o);
     return d;
@@ -44,18 +45,17 @@ TEST(Nano, ShippedBaseMatchesItsRecipe) {
 
 TEST(Nano, BaseAccuracyStaysInItsRecordedBand) {
   // The first 60 test items of each domain, greedy. Recorded on the CPU when the base shipped
-  // (models/nano-base.json, first_60_correct): math 14/60, code 40/60, reasoning 21/60, automation
-  // 13/60. Tolerance: 6 items (10 points) either way, for float differences across CPUs that flip a
+  // (models/nano-base.json, first_60_correct): math 32/60, code 57/60, reasoning 25/60, automation
+  // 54/60. Tolerance: 6 items (10 points) either way, for float differences across CPUs that flip a
   // few greedy choices. A broken engine, prompt, extraction or model file moves these by far more.
   json recipe = json::parse(read_file(fs::path(COGUMI_REPO_DIR) / "models/nano-base.json"));
   const std::map<std::string, int> recorded = recipe["test_accuracy"]["first_60_correct"];
   ASSERT_EQ(recorded.size(), 4u);
-  // The recorded sample is inside the band (15%-75%: 9..45 of 60) in every domain, and
-  // reasoning (four options) above chance: real failures to learn from, and real knowledge.
-  for (auto& [kind, n] : recorded) {
-    EXPECT_GE(n, 9) << kind;
-    EXPECT_LE(n, 45) << kind;
-  }
+  // The recorded sample knows something in every domain (15% or more: 9 of 60), and reasoning (four
+  // options) is above chance. (The base before session 19 was also held below 75% everywhere, to leave
+  // failures to learn from; the copying base answers 95% of code and 90% of automation here, and the
+  // failures left are what its modifiers train on.)
+  for (auto& [kind, n] : recorded) EXPECT_GE(n, 9) << kind;
   EXPECT_GT(recorded.at("mmlu"), 15);
   EvalOptions e;
   e.model = kBase;
@@ -101,6 +101,18 @@ TEST(Nano, ModifierTrainedOnFailuresBeatsTheBaseOnItsDomain) {
   EXPECT_GT(with, base) << nano_table(r);
   EXPECT_GE(vs["wins"].get<int>(), vs["losses"].get<int>() + 4) << nano_table(r);
   EXPECT_GT(d["failures_mined"].get<int>(), 0);
+  // Mined past the items the base trained on: its general mix holds each domain's first n_mix training items
+  // ("train.jsonl:LINE" ids), and failures there would be ones it memorized, not ones to learn from.
+  const long n_mix = json::parse(read_file(curriculum() / "manifest.json"))["options"]["n_mix"];
+  size_t mined = 0;
+  for (auto& st : fs::directory_iterator(o.dir / "stages"))
+    if (st.path().filename().string().rfind("mine-", 0) == 0)
+      read_jsonl(st.path() / "run/items.jsonl", [&](const json& j, size_t) {
+        const std::string id = j["id"];
+        EXPECT_GE(std::stol(id.substr(id.rfind(':') + 1)), n_mix) << id;
+        ++mined;
+      });
+  EXPECT_EQ(mined, shipped.mine_limit);
   EXPECT_TRUE(fs::exists(o.dir / "table.md"));
   EXPECT_TRUE(fs::exists(o.dir / "report.html"));
   EXPECT_FALSE(r["domains"]["code"].contains("with_modifier"));  // only the domains asked for

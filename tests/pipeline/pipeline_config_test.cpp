@@ -76,6 +76,7 @@ TEST(PipelineConfig, ErrorsNameFileLineAndKey) {
       {"base: {gguf: b.gguf}\ndomains:\n  math:\n    test: {gsm9k: t.jsonl}\n", "bad.yaml:4: 'domains.math.test.gsm9k': unknown benchmark kind"},
       {"base: {gguf: b.gguf, train: {}}\ndomains:\n  math: {}\n", "bad.yaml:1: 'base': give exactly one"},
       {"base: {train: {n_copy: -1}}\ndomains:\n  math: {}\n", "bad.yaml:1: 'base.train.n_copy': must be in [0, 1000000], got -1"},
+      {std::string(kMinimal) + "eval: {mine_skip: -2}\n", "bad.yaml:10: 'eval.mine_skip': must be in [0, 100000000], got -2"},
       {"base: {gguf: b.gguf}\ncurriculum: {n_copy: 2000000}\ndomains:\n  math: {}\n",
        "bad.yaml:2: 'curriculum.n_copy': must be in [0, 1000000], got 2000000"},
       {"base: {gguf: b.gguf}\ndomains:\n  base: {test: {gsm8k: t.jsonl}}\n", "'domains.base': this name is reserved"},

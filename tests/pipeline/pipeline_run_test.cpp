@@ -260,6 +260,17 @@ TEST(PipelineRun, ShippedConfigsPlan) {
   plan_pipeline(nocopy, pn);
   EXPECT_EQ(pn.at("base").key, pd.at("base").key);
   for (const char* st : {"data", "eval_base", "mine", "train.math", "report"}) EXPECT_NE(pn.at(st).key, pd.at(st).key) << st;
+  // Failures are mined past the items the base trained on (the curriculum's first n_mix of each domain), unless the
+  // config says otherwise.
+  EXPECT_EQ(pd.at("mine").settings.at("skip"), def.curriculum.n_mix);
+  EXPECT_EQ(def.mine_skip_items(), size_t(def.curriculum.n_mix));
+  PipelineConfig noskip = def;
+  noskip.mine_skip = 0;
+  EXPECT_EQ(noskip.mine_skip_items(), 0u);
+  Plan ps(dir / "keys");
+  plan_pipeline(noskip, ps);
+  EXPECT_FALSE(ps.at("mine").settings.contains("skip"));
+  EXPECT_NE(ps.at("mine").key, pd.at("mine").key);
   // The 8B setup: the plan prints, then the files the user must provide are named, exit 1.
   Cmd llama = run_cmd(fmt::format("'{}' run '{}' --dry-run --dir '{}'", COGUMI_BIN,
                                   (repo / "configs/llama-3.1-8b.yaml").string(), (dir / "llama").string()));
