@@ -3,14 +3,14 @@
 # `cogumi run configs/nano.yaml`. Builds Cogumi, checks the shipped base model
 # (models/nano-base.gguf, sha256 in models/nano-base.json), then runs every stage of configs/nano.yaml:
 # the curriculum the base was trained on, the base on the four test sets, its failures mined on the
-# training splits and clustered, a math modifier trained on its failures first (the other domains stay
-# with the base in this budget), every configuration on every test set and on dev, each domain's route
+# training splits (past the items the base trained on) and clustered, math, reasoning and automation
+# modifiers trained on their failures first (code stays with the base: 97.5% on dev), every configuration on every test set and on dev, each domain's route
 # chosen on dev, the router, its calibration, the routed system, its compressed version, the gates and
 # the report (the per-domain table with 95% intervals is printed at the end; report.html in the work
 # directory).
 # Work goes to runs/nano (override with OUT_DIR); finished stages are reused when run again.
 #
-#   scripts/run.sh                  # the short loop, about 6 minutes on 2 CPU cores after the build
+#   scripts/run.sh                  # the short loop, about 11 minutes on 2 CPU cores after the build
 #   scripts/run.sh --full           # configs/nano-full.yaml: 1,000-step modifiers (70 minutes before session 18's faster trainer)
 #   scripts/run.sh --dry-run        # the plan and what a rerun would reuse
 #

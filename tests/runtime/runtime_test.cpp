@@ -250,8 +250,9 @@ namespace {
 
 // The shipped nano system in the eval harness: every nano test item is routed to its own
 // domain's modifier, and the routed run answers as that modifier does alone on the same items.
-// Each domain's items go to the domain's choice, which answers with its modifier or (reasoning,
-// automation: the modifier did not beat the base on dev) the base alone.
+// Each domain's items go to the domain's choice, which answers with the adapter its routes chose on dev (its own
+// modifier, another domain's: reasoning is answered by the math modifier, whose file both choices share under the
+// first choice's name) or the base alone (code).
 TEST(SystemEval, TheShippedNanoSystemRoutesEachItemToItsDomainsChoice) {
   const fs::path d = test::tmp_dir() / "system-eval";
   SynthOptions so;
@@ -284,7 +285,7 @@ TEST(SystemEval, TheShippedNanoSystemRoutesEachItemToItsDomainsChoice) {
       if (b.kind == kind) one.benches.push_back(b);
     const std::string adapter = cfg.adapter_name(name);  // "" = the base alone
     one.model = cfg.base;
-    if (!adapter.empty()) one.adapters = {{name, cfg.choice(name).adapter}};
+    if (!adapter.empty()) one.adapters = {{adapter, cfg.choice(name).adapter}};
     one.adapter = adapter;
     one.out_dir = d / name;
     run_eval(one);
