@@ -7,7 +7,9 @@
 #      copying items whose prompts the candidate never trained on; raw prompts, greedy, exact first line)
 #   3. the main job's modifier settings on dev for both bases (`cogumi nano loop --eval-split dev`): own-domain
 #      gain of each modifier and what it costs the other domains
-# Usage: bench/nano_copy_cpu.sh [OUT_DIR] (env: N_COPY 6000, MODIFIERS_CAND "reasoning,automation,math",
+# Since session 19 the shipped base IS session 18's candidate: to compare against the base before it, set
+# SHIP_BASE to it (git show 9047348:models/nano-base.gguf > /tmp/nano-base-s18.gguf).
+# Usage: bench/nano_copy_cpu.sh [OUT_DIR] (env: SHIP_BASE models/nano-base.gguf, N_COPY 6000, MODIFIERS_CAND "reasoning,automation,math",
 #        MODIFIERS_SHIP "reasoning,automation", STEPS 400). Every step is skipped when its output exists, so a
 #        rerun resumes; nothing else should run on the cores meanwhile (ggml's thread pools).
 set -euo pipefail
@@ -16,6 +18,7 @@ OUT=${1:-runs/nano-copy}
 N_COPY=${N_COPY:-6000} STEPS=${STEPS:-400}
 MOD_C=${MODIFIERS_CAND:-reasoning,automation,math} MOD_S=${MODIFIERS_SHIP:-reasoning,automation}
 C=build/bin/cogumi
+SHIP_BASE=${SHIP_BASE:-models/nano-base.gguf}
 mkdir -p "$OUT"
 # the shipped base's curriculum (models/nano-base.json) and the candidate
 [ -f "$OUT/ship/data/manifest.json" ] ||
@@ -36,7 +39,7 @@ EOF
 fi
 D="$OUT/ship/data"
 for b in ship cand; do
-  M=models/nano-base.gguf; [ $b = cand ] && M="$OUT/cand/base.gguf"
+  M=$SHIP_BASE; [ $b = cand ] && M="$OUT/cand/base.gguf"
   [ -f "$OUT/dev-$b/summary.json" ] || $C eval -m "$M" --bench gsm8k=$D/math/dev.jsonl --bench humaneval=$D/code/dev.jsonl \
     --bench mmlu=$D/reasoning/reasoning_dev.csv --bench bfcl=$D/automation/dev.jsonl -n 96 --parallel 64 -o "$OUT/dev-$b" >/dev/null 2>&1
   [ -f "$OUT/probe-$b.jsonl" ] || $C generate -m "$M" --prompts "$OUT/probe.jsonl" -n 24 -o "$OUT/probe-$b.jsonl" >/dev/null 2>&1
@@ -61,6 +64,6 @@ S="--eval-split dev --steps $STEPS --patience 4 --failure-weight 2 --domain-shar
 [ -f "$OUT/loop-cand/table-dev.md" ] ||
   $C nano loop --dir "$OUT/loop-cand" --base "$OUT/cand/base.gguf" --data "$OUT/cand/data" $S --modifiers "$MOD_C" >"$OUT/loop-cand.txt" 2>&1
 [ -f "$OUT/loop-ship/table-dev.md" ] ||
-  $C nano loop --dir "$OUT/loop-ship" --base models/nano-base.gguf --data "$D" $S --modifiers "$MOD_S" >"$OUT/loop-ship.txt" 2>&1
+  $C nano loop --dir "$OUT/loop-ship" --base "$SHIP_BASE" --data "$D" $S --modifiers "$MOD_S" >"$OUT/loop-ship.txt" 2>&1
 echo "## candidate (--n-copy $N_COPY), dev"; cat "$OUT/loop-cand/table-dev.md"
 echo "## shipped base, dev"; cat "$OUT/loop-ship/table-dev.md"

@@ -41,9 +41,9 @@ struct EvalItem {
 };
 
 struct LoadOptions {
-  size_t skip = 0;           // items dropped at the head of the file first (0..10^8)
   size_t limit = 0;          // 0: all items (after skip)
   std::string scoring = "normalized";  // for generic JSONL
+  size_t skip = 0;           // items dropped at the head of the file first (0..10^8); last, so {N} stays a limit
 };
 
 // kind: gsm8k, mmlu, humaneval, mbpp, bbh, bfcl, jsonl. `path` is a file, or for mmlu/bbh a

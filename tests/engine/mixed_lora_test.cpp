@@ -230,7 +230,32 @@ TEST_F(MixedLora, F16SlotsGiveTheSameTokens) {
   Generator g(nano_, o);
   auto got = g.generate(reqs);
   EXPECT_TRUE(g.last_stats().mixed_adapters);
-  expect_same(reqs, got, want, 0.1f, /*alternatives=*/false);  // measured: up to 0.04
+  // Token by token, the chosen tokens' log-probabilities within 0.1 (measured: up to 0.04) until a step where the
+  // two runs chose differently; there the reference's own choice and the F16 run's must have been a near-tie
+  // (within the same 0.1 in the reference): rounding may flip that, and after it the two continuations are two
+  // different requests. One flip among the eight requests is tolerated (session 19's reasoning modifier flips
+  // request 2 at a near-tie; an F16 copy that broke an adapter moves far more, on every request).
+  ASSERT_EQ(got.size(), want.size());
+  int flips = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const std::string who = "request " + std::to_string(i) + " (adapter '" + reqs[i].adapter + "')";
+    const auto& a = got[i].logprobs;
+    const auto& b = want[i].logprobs;
+    ASSERT_EQ(a.size(), b.size()) << who;
+    for (size_t t = 0; t < a.size(); ++t) {
+      if (a[t].token != b[t].token) {
+        ++flips;
+        float alt = -1e9f;
+        for (const auto& [text, lp] : b[t].top)
+          if (text == a[t].text) alt = std::max(alt, lp);
+        EXPECT_LT(b[t].logprob - alt, 0.1f) << who << " step " << t << ": '" << a[t].text << "' instead of '"
+                                              << b[t].text << "' was no near-tie in the reference";
+        break;
+      }
+      EXPECT_LT(std::fabs(a[t].logprob - b[t].logprob), 0.1f) << who << " step " << t;
+    }
+  }
+  EXPECT_LE(flips, 1);
 }
 
 TEST_F(MixedLora, AdaptersOfDifferentRanksAndTargets) {
