@@ -52,6 +52,20 @@ std::string allow_leading_space(const std::string& gbnf) {
   return "root ::= \" \"? " + body + "\n" + gbnf.substr(0, name) + body + " ::=" + gbnf.substr(name + def.size());
 }
 
+// The converter lets JSON put a newline and up to 20 spaces or tabs between any two tokens, and a small model
+// greedily spends its token budget there: the nano base forced to call a tool wrote '{"arguments"\n\n :\n\n' +
+// 20 spaces ... and ran out of 100 tokens before the call closed. Between tokens one optional space is enough
+// for valid (compact) JSON, so the converter's whitespace rule becomes that.
+std::string compact_whitespace(std::string gbnf) {
+  const std::string def = "space ::= ";
+  size_t at = gbnf.rfind(def, 0) == 0 ? 0 : gbnf.find("\n" + def);
+  if (at == std::string::npos) return gbnf;  // no objects or arrays: no whitespace rule
+  if (at != 0) ++at;
+  const size_t end = gbnf.find('\n', at);
+  gbnf.replace(at, (end == std::string::npos ? gbnf.size() : end) - at, def + "\" \"?");
+  return gbnf;
+}
+
 }  // namespace
 
 std::string json_object_grammar() {
@@ -62,7 +76,8 @@ std::string json_object_grammar() {
 std::string json_schema_grammar(const nlohmann::json& schema) {
   if (!schema.is_object() && !schema.is_boolean()) fail("a JSON schema must be an object, got {}", schema.type_name());
   try {
-    return allow_leading_space(json_schema_to_grammar(common_json::parse(schema.dump()), /*force_gbnf=*/true));
+    return allow_leading_space(
+        compact_whitespace(json_schema_to_grammar(common_json::parse(schema.dump()), /*force_gbnf=*/true)));
   } catch (const std::exception& e) {
     std::string why = e.what();
     const std::string lead = "JSON schema conversion failed:\n";

@@ -145,6 +145,12 @@ TEST(OpenAiApi, SchemaGrammarsParseInLlamaCppAndBadSchemasAreRefused) {
   EXPECT_NE(g.find("root ::="), std::string::npos) << g;
   EXPECT_NE(g.find("\"\\\"n\\\"\""), std::string::npos) << g;  // the property name as a literal
   EXPECT_FALSE(json_object_grammar().empty());
+  // Between JSON tokens one optional space, not the converter's newline + 20 spaces (a small model spent its
+  // budget there: tests/serve/openai/openai.test.mjs's forced tool call).
+  for (const std::string& gr : {g, json_object_grammar()}) {
+    EXPECT_NE(gr.find("\nspace ::= \" \"?\n"), std::string::npos) << gr;
+    EXPECT_EQ(gr.find("\\n\"{1,2}"), std::string::npos) << gr;
+  }
 
   q.schema = {{"type", "object"}, {"properties", {{"a", {{"$ref", "#/$defs/nowhere"}}}}}};
   try {
