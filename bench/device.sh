@@ -194,7 +194,7 @@ case "${1:-}" in
       if [ "$I" = ship ] && [ ! -f $D/data/manifest.json ]; then
         # The shipped base and the curriculum scripts/run.sh writes for it.
         mkdir -p $D && cp models/nano-base.gguf $D/base.gguf
-        "$B/cogumi" nano data -o $D/data --seed 1 --n-train 12000 --n-mix 3000 --difficulty 2,math=1 >/dev/null
+        "$B/cogumi" nano data -o $D/data --seed 1 --n-train 12000 --n-mix 3000 --n-copy 6000 --difficulty 2,math=1 >/dev/null
       fi
       j=0
       for v in "$@"; do
@@ -217,7 +217,7 @@ case "${1:-}" in
       shift
       if [ ! -f $D/data/manifest.json ]; then
         mkdir -p $D && cp models/nano-base.gguf $D/base.gguf
-        "$B/cogumi" nano data -o $D/data --seed 1 --n-train 12000 --n-mix 3000 --difficulty 2,math=1 >/dev/null
+        "$B/cogumi" nano data -o $D/data --seed 1 --n-train 12000 --n-mix 3000 --n-copy 6000 --difficulty 2,math=1 >/dev/null
       fi
       dirs=()
       for v in "$@"; do
