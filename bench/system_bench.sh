@@ -2,9 +2,8 @@
 # The routed nano system (issue 11) on the CPU, against the base and each modifier alone on the
 # same items (cogumi eval --system SYSTEM --mode fast|accurate vs cogumi eval -m base [--lora X]):
 #   bench/system_bench.sh select [LIMIT]   dev splits: base and each modifier; prints the routing
-#       rule's choice per domain (bench/system_table.py: a domain's own modifier where it answers
-#       more of the domain's dev items right than the base, the base otherwise) and the choices
-#       lines of models/nano-system.yaml
+#       rule's choice per domain (bench/system_table.py: the main job's rule, the configuration that
+#       answers most of the domain's dev items right) and the choices lines of models/nano-system.yaml
 #   bench/system_bench.sh [test] [LIMIT]   test splits: base, each modifier, the system in fast mode,
 #       in accurate mode, and in accurate mode without verification; markdown tables on stdout
 #   bench/system_bench.sh dev [LIMIT]      the same tables on the dev splits

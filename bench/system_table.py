@@ -2,11 +2,11 @@
 """Tables of the routed nano system (bench/system_bench.sh).
 
   system_table.py select DIR   dev runs of base and each modifier: the routing rule's choice per
-                               domain, with the dev evidence (W/T/L, McNemar p). The rule: a
-                               domain's own modifier answers it where it beats the base on the
-                               domain's dev items with an exact McNemar p below 0.05; otherwise
-                               the base does (ties, and differences the dev split can't tell from
-                               noise, go to the base)
+                               domain, with the dev evidence. The rule is the main job's routes stage
+                               (pipeline_detail::choose_routes): the configuration (the base, or the
+                               base with any one modifier) that answers most of the domain's dev items
+                               right; a tie keeps the domain's own modifier, and among other equals the
+                               base comes first, then modifiers in name order
   system_table.py table DIR    test runs: accuracy per domain of base, each modifier, the system in
                                fast and accurate mode (and accurate without verification); the
                                system against the best single configuration and against the base
@@ -18,7 +18,6 @@ import sys
 
 DOMAINS = {"math": "gsm8k", "code": "humaneval", "reasoning": "mmlu", "automation": "bfcl"}
 SINGLES = ["base", "math", "code", "reasoning", "automation"]
-ALPHA = 0.05  # a modifier must beat the base on dev at this McNemar p (conventional; not tuned)
 
 
 def items(run):
@@ -54,19 +53,24 @@ def name(c):
 
 def select(d):
     runs = {c: items(f"{d}/{c}") for c in SINGLES}
-    print("| dev set | base | own modifier | W/T/L (modifier vs base) | McNemar p | choice |")
-    print("|---|---:|---:|---|---:|---|")
+    print("| dev set | " + " | ".join(name(c) for c in SINGLES) + " | choice | choice vs base: W/T/L, p |")
+    print("|---|" + "---:|" * len(SINGLES) + "---|---|")
     choice = {}
     for dom, bench in DOMAINS.items():
         keys = [k for k in runs["base"] if k[0] == bench]
-        a_base, a_mod = acc(runs, "base", keys), acc(runs, dom, keys)
-        t, p = wtl(runs, "base", dom, keys)
-        choice[dom] = dom if a_mod > a_base and p < ALPHA else "base"
-        print(f"| {dom} ({len(keys)}) | {100 * a_base:.1f}% | {100 * a_mod:.1f}% | {t} | {p:.3f} | {choice[dom]} |")
+        a = {c: acc(runs, c, keys) for c in SINGLES}
+        best = dom  # the default: the domain's own modifier
+        for c in ["base"] + sorted(DOMAINS):
+            if a[c] > a[best]:
+                best = c
+        choice[dom] = best
+        t, p = wtl(runs, "base", best, keys)
+        cells = " | ".join(f"{100 * a[c]:.1f}%" for c in SINGLES)
+        print(f"| {dom} ({len(keys)}) | {cells} | {name(best)} | {t}, {p:.3f} |")
     print()
     print("choices for the system file (a domain answered by the base has no adapter):")
     for dom, c in choice.items():
-        adapter = f"adapter: nano-{dom}.gguf, " if c == dom else ""
+        adapter = f"adapter: nano-{c}.gguf, " if c != "base" else ""
         print(f"  {dom}: {{{adapter}ask_as: {DOMAINS[dom]}}}")
 
 

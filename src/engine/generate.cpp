@@ -244,7 +244,9 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
   }
   const bool one_adapter = keys.size() == 1 && !keys[0].first.empty();
   const bool mixed =
-      opts_.mixed_adapters && (keys.size() > 1 || (one_adapter && opts_.single_adapter_slots)) && use_adapter_slots();
+      opts_.mixed_adapters &&
+      (keys.size() > 1 || (one_adapter && opts_.single_adapter_slots.value_or(model_->offloaded()))) &&
+      use_adapter_slots();
   stats_.mixed_adapters = mixed;
   // No sequence keeps a slot from an earlier call (a context with slots but none in use
   // computes no slot deltas).

@@ -27,6 +27,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -130,10 +131,12 @@ struct GeneratorOptions {
   // reads for the adapters (on a GPU that is most of their cost), at F16 precision of the weights.
   bool adapter_slots_f16 = false;
   // A call whose requests all name one adapter also goes through the adapter slots (on a GPU, patch 0010's
-  // fused op: two kernels per adapted weight) instead of llama.cpp's per-context LoRA (four ops). Off until
-  // measured on the GPU for this path (bench/mixed_lora_bench.cpp's one_slots setup); Generator::serve uses the
-  // slots for every adapter already.
-  bool single_adapter_slots = false;
+  // fused op: two kernels per adapted weight) instead of llama.cpp's per-context LoRA (four ops). Unset: on when
+  // the model's layers live on a GPU, where the slots win at every batch size (H200, 8B Q4_K_M, one rank-16
+  // adapter: 191 vs 145 tok/s at 1 stream, 1,895 vs 1,728 at 32; bench/RESULTS.md), off on the CPU, where
+  // per-context LoRA wins (3,817 vs 4,278 tok/s at 32 streams on the nano). Generator::serve uses the slots for
+  // every adapter already.
+  std::optional<bool> single_adapter_slots;
   void validate() const;
 };
 

@@ -128,6 +128,10 @@ std::shared_ptr<Model> Model::load(const fs::path& path, const ModelOptions& opt
   }
   std::shared_ptr<Model> model(new Model());
   model->model_ = m;
+  for (size_t i = 0; i < ggml_backend_dev_count() && opts.n_gpu_layers != 0 && !opts.vocab_only; ++i) {
+    const auto type = ggml_backend_dev_type(ggml_backend_dev_get(i));
+    model->offloaded_ |= type == GGML_BACKEND_DEVICE_TYPE_GPU || type == GGML_BACKEND_DEVICE_TYPE_IGPU;
+  }
   ModelInfo& info = model->info_;
   info.path = path.string();
   info.arch = meta_str(m, "general.architecture");

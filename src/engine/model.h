@@ -109,6 +109,8 @@ class Model {
   void load_adapter(const std::string& name, const fs::path& path);
   bool has_adapter(const std::string& name) const { return adapters_.count(name) > 0; }
   std::vector<std::string> adapter_names() const;
+  // Whether the model's layers live on a GPU (loaded with n_gpu_layers != 0 where a GPU backend exists).
+  bool offloaded() const { return offloaded_; }
 
   // Engine-internal handles (for src/engine, src/train, src/compress only).
   llama_model* raw() const { return model_; }
@@ -118,6 +120,7 @@ class Model {
   Model() = default;
   llama_model* model_ = nullptr;
   ModelInfo info_;
+  bool offloaded_ = false;
   std::map<std::string, llama_adapter_lora*> adapters_;
 };
 

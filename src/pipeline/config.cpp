@@ -218,11 +218,12 @@ size_t PipelineConfig::mine_skip_items() const {
   if (mine_skip >= 0) return size_t(mine_skip);
   for (const DomainConfig& d : domains)
     if (d.modifier && !d.from_curriculum) return 0;  // a file of the user's: nothing known about what the base saw
-  // Items past the mix exist only when n_mix < n_train; otherwise the base saw every training item.
-  if (curriculum.enabled) return curriculum.n_mix < curriculum.n_train ? size_t(curriculum.n_mix) : 0;
-  if (base_train) return base_options.n_mix < base_options.n_train ? size_t(base_options.n_mix) : 0;
+  if (curriculum.enabled) return items_in_base_mix(curriculum.n_mix, curriculum.n_train);
+  if (base_train) return items_in_base_mix(base_options.n_mix, base_options.n_train);
   return 0;
 }
+
+size_t items_in_base_mix(long n_mix, long n_train) { return n_mix >= 0 && n_mix < n_train ? size_t(n_mix) : 0; }
 
 std::vector<std::string> PipelineConfig::domain_names() const {
   std::vector<std::string> n;

@@ -144,4 +144,8 @@ struct PipelineConfig {
   std::vector<std::string> domain_names() const;
 };
 
+// Training items per domain the base's general mix took (each domain's first n_mix): mining starts past them.
+// n_mix when n_mix < n_train; 0 when the mix took every training item (nothing unseen is left to skip to).
+size_t items_in_base_mix(long n_mix, long n_train);
+
 }  // namespace cogumi

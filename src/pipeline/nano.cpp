@@ -163,8 +163,7 @@ PipelineConfig nano_loop_config(const NanoLoopOptions& o) {
   c.mine_limit = o.mine_limit;
   // The base's general mix holds each domain's first n_mix training items: mine past them.
   const json opts = json::parse(read_file(data / "manifest.json")).value("options", json::object());
-  const long n_mix = opts.value("n_mix", 0L), n_train = opts.value("n_train", 0L);
-  c.mine_skip = n_mix < n_train ? n_mix : 0;
+  c.mine_skip = long(items_in_base_mix(opts.value("n_mix", 0L), opts.value("n_train", 0L)));
   c.max_tokens = o.max_tokens;
   c.cluster = false;  // the loop never clustered; `cogumi run` does
   c.replay = data / "mix/train.jsonl";

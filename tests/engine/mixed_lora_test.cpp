@@ -215,6 +215,15 @@ TEST_F(MixedLora, OneAdapterThroughTheSlotsGivesThePerContextTokens) {
   Generator h(nano_, o);
   expect_same(reqs, h.generate(reqs), want, kTol);
   EXPECT_FALSE(h.last_stats().mixed_adapters);
+  // Unset, the choice follows where the layers live: per-context LoRA for a model on the CPU (where it is
+  // faster), the slots for one on a GPU (CI has none: there the model is not offloaded).
+  o.single_adapter_slots.reset();
+  Generator d(nano_, o);
+  expect_same(reqs, d.generate(reqs), want, kTol);
+  EXPECT_EQ(d.last_stats().mixed_adapters, nano_->offloaded());
+  ModelOptions cpu;
+  cpu.n_gpu_layers = 0;
+  EXPECT_FALSE(Model::load(kModels / "nano-base.gguf", cpu)->offloaded());
 }
 
 TEST_F(MixedLora, F16SlotsGiveTheSameTokens) {

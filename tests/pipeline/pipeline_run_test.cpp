@@ -267,6 +267,11 @@ TEST(PipelineRun, ShippedConfigsPlan) {
   PipelineConfig noskip = def;
   noskip.mine_skip = 0;
   EXPECT_EQ(noskip.mine_skip_items(), 0u);
+  PipelineConfig allseen = def;  // the base's mix took every training item: nothing unseen to skip to
+  allseen.curriculum.n_mix = allseen.curriculum.n_train;
+  EXPECT_EQ(allseen.mine_skip_items(), 0u);
+  EXPECT_EQ(items_in_base_mix(3000, 12000), 3000u);  // the rule `cogumi nano loop` applies to a curriculum's manifest
+  EXPECT_EQ(items_in_base_mix(12000, 12000), 0u);
   Plan ps(dir / "keys");
   plan_pipeline(noskip, ps);
   EXPECT_FALSE(ps.at("mine").settings.contains("skip"));
