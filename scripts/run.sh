@@ -11,7 +11,7 @@
 # Work goes to runs/nano (override with OUT_DIR); finished stages are reused when run again.
 #
 #   scripts/run.sh                  # the short loop, about 11 minutes on 2 CPU cores after the build
-#   scripts/run.sh --full           # configs/nano-full.yaml: 1,000-step modifiers (70 minutes before session 18's faster trainer)
+#   scripts/run.sh --full           # configs/nano-full.yaml: the GPU's 4,000-step modifiers (minutes on a GPU, ~2 hours on 2 CPU cores)
 #   scripts/run.sh --dry-run        # the plan and what a rerun would reuse
 #
 # Other arguments go to `cogumi run` (--until STAGE, --only STAGE, --dry-run, -q).

@@ -236,7 +236,7 @@ TEST(PipelineRun, ShippedConfigsPlan) {
     EXPECT_NE(nano.out.find(s), std::string::npos) << s << "\n" << nano.out;
   EXPECT_FALSE(fs::exists(dir / "nano" / "events.jsonl"));  // a dry run runs nothing
   // The long variant (scripts/run.sh --full) plans in the same work directory and shares the curriculum
-  // and the base's evaluation with the default (it mines and trains all four domains, the default one).
+  // and the base's evaluation with the default (it mines more and trains longer).
   PipelineConfig def = PipelineConfig::load(repo / "configs/nano.yaml"), full = PipelineConfig::load(repo / "configs/nano-full.yaml");
   EXPECT_EQ(def.work_dir, full.work_dir);
   EXPECT_GT(full.domain("math").train.steps, def.domain("math").train.steps);
@@ -246,7 +246,20 @@ TEST(PipelineRun, ShippedConfigsPlan) {
   for (const char* st : {"base", "data", "eval_base"}) EXPECT_EQ(pd.at(st).key, pf.at(st).key) << st;
   for (const char* st : {"mine", "train.math", "eval.math", "eval_system", "report"}) EXPECT_NE(pd.at(st).key, pf.at(st).key) << st;
   EXPECT_FALSE(pd.has("train.code"));
-  EXPECT_TRUE(pf.has("train.code"));
+  EXPECT_FALSE(pf.has("train.code"));
+  // --full trains each modifier as the shipped models/nano-{math,reasoning,automation}.gguf were trained (the H200 loop
+  // chosen on dev, its stage records in bench/results/nano-loop-gpu/session20/).
+  for (const char* m : {"math", "reasoning", "automation"}) {
+    const fs::path rec = repo / fmt::format("bench/results/nano-loop-gpu/session20/train-{}.stage.json", m);
+    const json want = json::parse(std::ifstream(rec))["settings"]["modifier"];
+    const json got = full.domain(m).train.to_json();
+    for (auto& [k, v] : want.items()) {
+      ASSERT_TRUE(got.contains(k)) << m << " " << k;
+      if (k == "lr") EXPECT_NEAR(got[k].get<double>(), v.get<double>(), 1e-9) << m;  // recorded from a float
+      else EXPECT_EQ(got[k], v) << m << " " << k;
+    }
+  }
+  EXPECT_EQ(full.mine_limit, 2400u);
   // The curriculum is the one the shipped base was trained on (its copying items too: the modifiers' replay mix is the
   // base's), and a change to it (n_copy) regenerates the data and all that reads it, not the base.
   const json recipe = json::parse(std::ifstream(repo / "models/nano-base.json"));
