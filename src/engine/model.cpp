@@ -7,6 +7,10 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#if defined(__SSE__) || defined(__x86_64__)
+#include <xmmintrin.h>
+#define COGUMI_HAVE_MXCSR 1
+#endif
 
 #include "core/error.h"
 
@@ -29,11 +33,22 @@ void log_cb(ggml_log_level level, const char* text, void*) {
 }  // namespace
 
 void engine_init() {
+#ifdef COGUMI_HAVE_MXCSR
+  _mm_setcsr(_mm_getcsr() | 0x8040);  // FTZ (bit 15) and DAZ (bit 6)
+#endif
   static std::once_flag once;
   std::call_once(once, [] {
     llama_log_set(log_cb, nullptr);
     llama_backend_init();
   });
+}
+
+bool engine_flushes_denormals() {
+#ifdef COGUMI_HAVE_MXCSR
+  return (_mm_getcsr() & 0x8040) == 0x8040;
+#else
+  return false;
+#endif
 }
 
 void engine_set_verbose(bool verbose) {

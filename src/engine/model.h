@@ -125,8 +125,13 @@ class Model {
 };
 
 // Initialises llama.cpp's backends once per process and routes its log lines to Cogumi's
-// log (quiet unless verbose). Called by every entry point that touches llama.cpp.
+// log (quiet unless verbose). Called by every entry point that touches llama.cpp. Each call also
+// flushes denormal floats to zero in the calling thread (x86's FTZ and DAZ; ggml's worker threads,
+// created later from it, inherit the setting): attention's softmax and its gradients hold values
+// below FLT_MIN, and a CPU matmul reading them ran 57x slower (bench/RESULTS.md, "Denormals").
 void engine_init();
+// Whether denormal floats are flushed to zero in the calling thread (false where the CPU has no such mode).
+bool engine_flushes_denormals();
 void engine_set_verbose(bool verbose);
 // The last error-level line llama.cpp logged (used to explain a failed load).
 std::string engine_last_error();
