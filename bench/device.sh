@@ -61,6 +61,19 @@ cogumi_build() {  # cogumi_build PREFIX [TARGET...]: configure and build cogumi 
   cmake --build "$BC" -j 16 "${t[@]}" >"$OUT/build.txt" 2>&1 ||
     { grep -B2 -A20 -m3 FAILED "$OUT/build.txt" >&2; echo "device.sh: the cogumi build failed (build.txt)" >&2; exit 1; }
 }
+ship_curriculum() {  # ship_curriculum DIR: the shipped base and the curriculum it was trained on (models/nano-base.json's recipe)
+  mkdir -p "$1" && cp models/nano-base.gguf "$1/base.gguf"
+  local args
+  args=$(python3 - <<'PY'
+import json
+j = json.load(open("models/nano-base.json"))
+c = j["curriculum"]
+print("--seed", j["seed"], "--n-train", c["n_train"], "--n-dev", c["n_dev"], "--n-test", c["n_test"],
+      "--n-mix", c["n_mix"], "--n-copy", c.get("n_copy", 0), "--difficulty", c["difficulty"])
+PY
+)
+  "$B/cogumi" nano data -o "$1/data" $args >/dev/null
+}
 mkdir -p "$OUT" "$COGUMI_CACHE/npm"
 # The pinned llama.cpp source, unpacked where scripts/deps.sh looks (bench/devcache.sh packs it).
 SRC="$COGUMI_CACHE/llama.cpp-0.5.0-src"
@@ -193,8 +206,7 @@ case "${1:-}" in
       shift 2
       if [ "$I" = ship ] && [ ! -f $D/data/manifest.json ]; then
         # The shipped base and the curriculum scripts/run.sh writes for it.
-        mkdir -p $D && cp models/nano-base.gguf $D/base.gguf
-        "$B/cogumi" nano data -o $D/data --seed 1 --n-train 12000 --n-mix 3000 --n-copy 6000 --difficulty 2,math=1 >/dev/null
+        ship_curriculum $D
       fi
       j=0
       for v in "$@"; do
@@ -216,8 +228,7 @@ case "${1:-}" in
       [ -n "${BASE:-}" ] && [ ! -f $D/base.gguf ] && { echo "device.sh: no candidate $BASE on this machine ($D)" >&2; exit 1; }
       shift
       if [ ! -f $D/data/manifest.json ]; then
-        mkdir -p $D && cp models/nano-base.gguf $D/base.gguf
-        "$B/cogumi" nano data -o $D/data --seed 1 --n-train 12000 --n-mix 3000 --n-copy 6000 --difficulty 2,math=1 >/dev/null
+        ship_curriculum $D
       fi
       dirs=()
       for v in "$@"; do
