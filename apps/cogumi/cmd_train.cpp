@@ -86,6 +86,11 @@ void setup_train(CLI::App& sub) {
                  "in place, no transposed copies. auto: on for a GPU, off on the CPU (a slow loop there)")
       ->check(CLI::IsMember({"auto", "on", "off"}))
       ->capture_default_str();
+  auto* f32_opt = sub.add_option("--f32-weights", o.f32_weights,
+                 "auto, on or off: a LoRA's F16/BF16 base held in F32 (the same values; F32 matmuls need no "
+                 "conversions). auto: on for the CPU when that takes at most a quarter of its free memory and --max-memory-gib is not given")
+      ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->capture_default_str();
   static bool dry_run = false;
   auto* dry_run_opt = sub.add_flag("--dry-run", dry_run, "Print the memory the run needs (weights, LoRA, optimizer, activations) and exit");
   // First-order MAML (train/maml.h): --max-steps meta-steps, --lr the outer AdamW rate, --clip its clip.
@@ -101,7 +106,7 @@ void setup_train(CLI::App& sub) {
   sub.add_option("--query", mo.query, "--maml: query examples per task")->capture_default_str();
   sub.add_option("--init", mo.init, "--maml: start from this adapter (same rank and targets)");
   // MAML has no checkpoints and no memory estimate yet: these options are refused with it, not ignored.
-  maml_flag->excludes(full)->excludes(resume_opt)->excludes(memory_opt)->excludes(dry_run_opt)->excludes(ckpt_opt)->excludes(ckpt_blocks_opt)->excludes(flash_opt)->excludes(fab_opt)->excludes(dequant_opt)->excludes(out_prod_opt);
+  maml_flag->excludes(full)->excludes(resume_opt)->excludes(memory_opt)->excludes(dry_run_opt)->excludes(ckpt_opt)->excludes(ckpt_blocks_opt)->excludes(flash_opt)->excludes(fab_opt)->excludes(dequant_opt)->excludes(out_prod_opt)->excludes(f32_opt);
   sub.callback([&] {
     o.checkpoint_blocks = ckpt_blocks == "auto" ? TrainOptions::kCheckpointBlocksAuto : std::stoi(ckpt_blocks);
     if (maml) {

@@ -286,7 +286,9 @@ void add_trains(Plan& plan, const std::shared_ptr<Shared>& sh) {
     // Version 4: a quantized base multiplied as BF16 copies on a GPU (--dequant-forward's default).
     // Version 5: F32 matmuls' gradients as OUT_PROD GEMMs on a GPU (--out-prod-grads's default; rounding).
     // Version 6: a frozen weight's input gradient as one BF16 OUT_PROD on a GPU (patch 0008; rounding).
-    Stage tr{"train." + d.name, "6", {"base", "trainset." + d.name}, {{"modifier", ms.to_json()}}, {}, {}, {}};
+    // Version 7: on the CPU, short inner dimensions summed as scaled rows (patch 0011) and a 16-bit base held in
+    // F32 (--f32-weights's default): summation order and activations no longer rounded to F16.
+    Stage tr{"train." + d.name, "7", {"base", "trainset." + d.name}, {{"modifier", ms.to_json()}}, {}, {}, {}};
     add_backward_type_setting(tr.settings);
     tr.run = [sh, ms](const StageContext& ctx) {
       const json& set = ctx.result(ctx.stage.deps[1]);

@@ -103,7 +103,21 @@ std::string shape_str(const int64_t* ne, int n) {
 
 }  // namespace
 
-ModelGraph::ModelGraph(const std::filesystem::path& path, ggml_backend_t backend, bool keep_file_types, bool load_data)
+size_t ModelGraph::widened_16bit_bytes(const std::filesystem::path& path) {
+  if (!std::filesystem::exists(path)) fail("model file not found: '{}'", path.string());
+  gguf_init_params gp{true, nullptr};
+  std::unique_ptr<gguf_context, GgufDel> g(gguf_init_from_file(path.c_str(), gp));
+  if (!g) fail("'{}' is not a readable GGUF file", path.string());
+  size_t bytes = 0;
+  for (int64_t i = 0; i < gguf_get_n_tensors(g.get()); ++i) {
+    const ggml_type t = gguf_get_tensor_type(g.get(), i);
+    if (t == GGML_TYPE_F16 || t == GGML_TYPE_BF16) bytes += 2 * gguf_get_tensor_size(g.get(), i);
+  }
+  return bytes;
+}
+
+ModelGraph::ModelGraph(const std::filesystem::path& path, ggml_backend_t backend, bool keep_file_types, bool load_data,
+                       bool widen_16bit)
     : path_(path), backend_(backend) {
   if (!std::filesystem::exists(path)) fail("model file not found: '{}'", path.string());
   ggml_context* meta = nullptr;
@@ -127,8 +141,9 @@ ModelGraph::ModelGraph(const std::filesystem::path& path, ggml_backend_t backend
            "base as it is (without --full), train on the original F16/BF16 GGUF, or make a trainable copy of this "
            "one: cogumi model quantize {} OUT.gguf --type f16",
            p, name, ggml_type_name(src->type), p);
-    // Matrices of a frozen base stay in the file's type; trained weights and vectors are F32.
-    const ggml_type type = keep_file_types && ggml_n_dims(src) >= 2 ? src->type : GGML_TYPE_F32;
+    // Matrices of a frozen base stay in the file's type (16-bit ones widened when asked); trained weights and
+    // vectors are F32.
+    const ggml_type type = keep_file_types && ggml_n_dims(src) >= 2 && !(widen && widen_16bit) ? src->type : GGML_TYPE_F32;
     ggml_tensor* t = ggml_new_tensor(ctx_w_, type, ggml_n_dims(src), src->ne);
     ggml_set_name(t, name);
     by_name_[name] = t;

@@ -95,6 +95,11 @@ struct TrainOptions {
   // in place (--out-prod-grads, TrainGraphOptions::out_prod_grads): "auto" (on a GPU, whose OUT_PROD is
   // a GEMM; off on the CPU, where it is a slow loop), "on", "off". Rounding-level changes only.
   std::string out_prod_grads = "auto";
+  // A LoRA's F16 or BF16 base held in F32, widened at load (--f32-weights): "auto" (on for the CPU when the
+  // widened weights take at most a quarter of its free memory and no --max-memory-gib is given), "on", "off". The CPU multiplies F32 by F32
+  // without converting either operand (16-bit weights convert both: the nano's step 6% faster in F32) and
+  // the activations are not rounded to 16 bits; the weights' values are the same. Rounding-level changes only.
+  std::string f32_weights = "auto";
   const std::atomic<bool>* cancel = nullptr;  // set (Ctrl-C): checkpoint and return
   bool progress = true;
   // Every numeric option in its range; errors name the command-line option.
@@ -107,6 +112,9 @@ struct TrainOptions {
   bool dequant_forward_on(ggml_backend* device) const;
   // --out-prod-grads resolved for a run whose first backend is `device`.
   bool out_prod_grads_on(ggml_backend* device) const;
+  // --f32-weights resolved for a run of `model` whose first backend is `device` (false with --full, which
+  // widens every weight anyway).
+  bool f32_weights_on(ggml_backend* device) const;
   // TrainGraphOptions with the options above resolved for `device`; COGUMI_LORA_GROUP_FORWARD=split
   // (a benchmark switch, bench/device.sh's SPLIT=) sets split_lora_groups, "group" or unset clears it.
   TrainGraphOptions graph_options(ggml_backend* device, int head_dim) const;

@@ -17,6 +17,7 @@
 #include "engine/model_init.h"
 #include "test_util.h"
 #include "train/graph_logits.h"
+#include "train/memory.h"
 #include "train/model_graph.h"
 #include "train/step.h"
 #include "train/trainer.h"
@@ -326,6 +327,75 @@ TEST_F(TrainStepTest, OutProdGradientsThroughFrozenWeightsOfEveryTypeMatchTheCop
       EXPECT_GE(frozen(with_copies, GGML_OP_GET_ROWS), 12) << type;
     }
   }
+}
+
+// --f32-weights (auto: on for the CPU when the widened copy fits a quarter of its free memory and no
+// --max-memory-gib is given) holds an F16
+// base's matrices in F32: the same values, so the LoRA gradients equal those of the fully widened graph bit for
+// bit and stay within F16 rounding of the F16 kernels' (which round the activations to F16); the memory
+// estimate counts the F32 weights; off, --full and a GPU keep the file's types.
+TEST_F(TrainStepTest, F32WeightsOnTheCpuWidenA16BitBaseExactly) {
+  const auto f16 = base_model("f16");
+  TrainOptions o;
+  o.model = f16.string();
+  EXPECT_TRUE(o.f32_weights_on(cpu_)) << "a small F16 base on the CPU is widened by default";
+  EXPECT_GT(ModelGraph::widened_16bit_bytes(f16), 0u);
+  EXPECT_EQ(ModelGraph::widened_16bit_bytes(base_model("f32")), 0u);
+  TrainOptions off = o, full = o, on = o, f32 = o;
+  f32.model = base_model("f32");
+  EXPECT_FALSE(f32.f32_weights_on(cpu_)) << "nothing to widen";
+  off.f32_weights = "off";
+  full.full = true;
+  on.f32_weights = "on";
+  EXPECT_FALSE(off.f32_weights_on(cpu_));
+  EXPECT_FALSE(full.f32_weights_on(cpu_));
+  EXPECT_TRUE(on.f32_weights_on(cpu_));
+  TrainOptions capped = o;  // a run held to a memory limit keeps the file's types unless asked
+  capped.max_memory_gib = 16;
+  EXPECT_FALSE(capped.f32_weights_on(cpu_));
+  capped.f32_weights = "on";
+  EXPECT_TRUE(capped.f32_weights_on(cpu_));
+  // widened and over the limit: the error offers keeping the 16-bit weights, with its estimate
+  capped.max_memory_gib = 0.001;
+  capped.data = {{test::tmp_dir() / "no-such-data.jsonl", 1.0}};  // never read: the check comes first
+  capped.out = test::tmp_dir() / "f32-weights-oom.gguf";
+  capped.max_steps = 1;
+  capped.progress = false;
+  const std::string oom = test::error_of([&] { train(capped); });
+  EXPECT_NE(oom.find("--f32-weights off (the base's 16-bit matrices kept as they are"), std::string::npos) << oom;
+  TrainOptions bad = o;
+  bad.f32_weights = "yes";
+  bad.data = {{"d.jsonl", 1.0}};
+  bad.out = "o.gguf";
+  bad.max_steps = 1;
+  EXPECT_NE(test::error_of([&] { bad.validate(); }).find("--f32-weights must be auto, on or off, got 'yes'"),
+            std::string::npos);
+
+  const HostBatch b = random_batch(ModelGraph(f16, cpu_, true, false).hparams().n_vocab, 9);
+  auto grads = [&](bool keep_file_types, bool widen, double* loss) {
+    ModelGraph mg(f16, cpu_, keep_file_types, true, widen);
+    for (auto& [name, t] : mg.tensors()) {
+      if (ggml_n_dims(t) < 2) continue;
+      EXPECT_EQ(t->type, keep_file_types && !widen ? GGML_TYPE_F16 : GGML_TYPE_F32) << name;
+    }
+    mg.add_lora(all_targets(4), 3, {}, 0.05f);
+    TrainGraph tg(mg, {cpu_}, kT, kS);
+    *loss = tg.accumulate(b);
+    std::vector<std::vector<float>> out;
+    for (ggml_tensor* g : tg.gradients()) out.push_back(read(g));
+    return out;
+  };
+  double l_widened = 0, l_wide = 0, l_f16 = 0;
+  const auto widened = grads(true, true, &l_widened), wide = grads(false, false, &l_wide), kept = grads(true, false, &l_f16);
+  EXPECT_EQ(widened, wide) << "the same F32 values through the same graph";
+  EXPECT_EQ(l_widened, l_wide);
+  double worst = 0;
+  for (size_t k = 0; k < kept.size(); ++k) worst = std::max(worst, rel_l2(widened[k], kept[k]));
+  EXPECT_LT(worst, 0.01);
+  EXPECT_NE(widened, kept) << "the F16 kernels round the activations: the switch must change the path";
+
+  auto weights = [&](const TrainOptions& t) { return estimate_train_memory(t, {cpu_}).weights; };
+  EXPECT_GT(weights(o), weights(off) * 3 / 2) << "the estimate holds the widened matrices";
 }
 
 // The GPU's defaults for a quantized base on the CPU backend: flash attention, its forward matmuls on BF16

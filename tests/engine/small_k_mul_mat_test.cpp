@@ -1,0 +1,99 @@
+// Patch 0011: the CPU's F32 matrix products with a short inner dimension (a LoRA rank; attention's head size
+// with a permuted operand) are sums of scaled rows. Against a double-precision reference: ranks 1 to 32,
+// row counts that leave a partial block, strided and permuted right-hand sides, broadcasting over dims 2
+// and 3, 1 to 3 threads; the path's counter shows each case took it, and that longer inner dimensions and
+// unmarked products (inference's) do not.
+#include <ggml-cpu.h>
+#include <ggml.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+namespace cogumi {
+namespace {
+
+struct Case {
+  int k, m, n;              // inner dimension, rows of src0 (dst's first dimension), columns
+  int a2 = 1, a3 = 1;       // src0's dims 2 and 3 (broadcast to src1's)
+  int b2 = 1, b3 = 1;       // src1's dims 2 and 3
+  bool permuted = false;    // src1 a permuted view (not contiguous): [k, n, b2, b3] read from [k, b2, n, b3]
+  bool allowed = true;      // marked by ggml_cogumi_mul_mat_allow_small_k (as the trainer marks its graphs)
+};
+
+struct Result {
+  double worst = 0;         // largest |error| relative to the row's magnitude
+  int64_t small_k_calls = 0;
+};
+
+Result run(const Case& c, int threads, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  ggml_init_params ip{size_t(256) << 20, nullptr, false};
+  ggml_context* ctx = ggml_init(ip);
+  ggml_tensor* a = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, c.k, c.m, c.a2, c.a3);
+  ggml_tensor* b = c.permuted ? ggml_permute(ctx, ggml_new_tensor_4d(ctx, GGML_TYPE_F32, c.k, c.b2, c.n, c.b3), 0, 2, 1, 3)
+                              : ggml_new_tensor_4d(ctx, GGML_TYPE_F32, c.k, c.n, c.b2, c.b3);
+  ggml_tensor* bsrc = b->view_src ? b->view_src : b;
+  for (int64_t i = 0; i < ggml_nelements(a); ++i) ((float*)a->data)[i] = nd(rng);
+  for (int64_t i = 0; i < ggml_nelements(bsrc); ++i) ((float*)bsrc->data)[i] = nd(rng);
+  ggml_tensor* d = ggml_mul_mat(ctx, a, b);
+  if (c.allowed) ggml_cogumi_mul_mat_allow_small_k(d);
+  ggml_cgraph* g = ggml_new_graph(ctx);
+  ggml_build_forward_expand(g, d);
+  const int64_t before = ggml_cogumi_small_k_mul_mats();
+  EXPECT_EQ(ggml_graph_compute_with_ctx(ctx, g, threads), GGML_STATUS_SUCCESS);
+  Result r;
+  r.small_k_calls = ggml_cogumi_small_k_mul_mats() - before;
+  auto at = [](const ggml_tensor* t, int64_t i0, int64_t i1, int64_t i2, int64_t i3) {
+    return double(*(const float*)((const char*)t->data + i0 * t->nb[0] + i1 * t->nb[1] + i2 * t->nb[2] + i3 * t->nb[3]));
+  };
+  for (int64_t i3 = 0; i3 < c.b3; ++i3)
+    for (int64_t i2 = 0; i2 < c.b2; ++i2)
+      for (int64_t j = 0; j < c.n; ++j)
+        for (int64_t i = 0; i < c.m; ++i) {
+          double want = 0, mag = 0;
+          for (int64_t k = 0; k < c.k; ++k) {
+            const double p = at(a, k, i, i2 / (c.b2 / c.a2), i3 / (c.b3 / c.a3)) * at(b, k, j, i2, i3);
+            want += p, mag += std::fabs(p);
+          }
+          r.worst = std::max(r.worst, std::fabs(at(d, i, j, i2, i3) - want) / std::max(mag, 1e-30));
+        }
+  ggml_free(ctx);
+  return r;
+}
+
+TEST(SmallKMulMat, ShortInnerDimensionsMatchTheDoubleReference) {
+  const std::vector<Case> cases = {
+      {16, 768, 40},                           // a LoRA's B x: rank 16, a whole number of row blocks
+      {16, 256, 33},                           // q/k/v/o's B x, an odd column count
+      {1, 70, 9},                              // rank 1, a partial row block (70 = 64 + 6)
+      {5, 16, 7},                              // the fewest rows the path takes
+      {32, 100, 65},                           // the longest contiguous K; 100 = 64 + 36
+      {24, 130, 17, 2, 1, 4, 3},               // broadcasting src0 over dims 2 and 3
+      {64, 128, 20, 4, 2, 4, 2, true},         // attention: K = head size, permuted src1
+      {48, 70, 12, 1, 1, 3, 1, true},          // permuted, partial row block
+  };
+  unsigned seed = 1;
+  for (const Case& c : cases)
+    for (int threads : {1, 2, 3}) {
+      const Result r = run(c, threads, seed++);
+      EXPECT_LT(r.worst, 1e-5) << "k " << c.k << " m " << c.m << " n " << c.n << " threads " << threads;
+      EXPECT_EQ(r.small_k_calls, 1) << "k " << c.k << " m " << c.m << ": the patch's path must have run";
+    }
+}
+
+TEST(SmallKMulMat, OtherShapesKeepTheirKernels) {
+  // K past the limits (33 contiguous, 65 permuted), too few rows, or a product not marked: ggml's own kernels.
+  Case unmarked{16, 768, 40};
+  unmarked.allowed = false;
+  for (const Case& c : std::vector<Case>{{33, 64, 16}, {65, 64, 8, 1, 1, 2, 1, true}, {16, 15, 30}, unmarked}) {
+    const Result r = run(c, 2, 99);
+    EXPECT_LT(r.worst, 1e-5) << "k " << c.k << " m " << c.m;
+    EXPECT_EQ(r.small_k_calls, 0) << "k " << c.k << " m " << c.m;
+  }
+}
+
+}  // namespace
+}  // namespace cogumi
