@@ -17,7 +17,7 @@ T="${BENCH_DIR:-/tmp/cogumi-calibration-bench}"
 R=bench/results/calibration
 mkdir -p "$T" "$R"
 N="$T/nano-data"
-[ -f "$N/manifest.json" ] || "$COGUMI" nano data -o "$N" --seed 1 --n-train 12000 --n-mix 3000 --difficulty 2,math=1 >/dev/null
+[ -f "$N/manifest.json" ] || "$COGUMI" nano data -o "$N" $(python3 bench/curriculum_args.py) >/dev/null  # the shipped base's curriculum
 bench() {  # the four domains' SPLIT files
   echo --bench gsm8k=$N/math/$1.jsonl --bench humaneval=$N/code/$1.jsonl \
     --bench mmlu=$N/reasoning/reasoning_$1.csv --bench bfcl=$N/automation/$1.jsonl

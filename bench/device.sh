@@ -63,16 +63,7 @@ cogumi_build() {  # cogumi_build PREFIX [TARGET...]: configure and build cogumi 
 }
 ship_curriculum() {  # ship_curriculum DIR: the shipped base and the curriculum it was trained on (models/nano-base.json's recipe)
   mkdir -p "$1" && cp models/nano-base.gguf "$1/base.gguf"
-  local args
-  args=$(python3 - <<'PY'
-import json
-j = json.load(open("models/nano-base.json"))
-c = j["curriculum"]
-print("--seed", j["seed"], "--n-train", c["n_train"], "--n-dev", c["n_dev"], "--n-test", c["n_test"],
-      "--n-mix", c["n_mix"], "--n-copy", c.get("n_copy", 0), "--difficulty", c["difficulty"])
-PY
-)
-  "$B/cogumi" nano data -o "$1/data" $args >/dev/null
+  "$B/cogumi" nano data -o "$1/data" $(python3 bench/curriculum_args.py) >/dev/null
 }
 mkdir -p "$OUT" "$COGUMI_CACHE/npm"
 # The pinned llama.cpp source, unpacked where scripts/deps.sh looks (bench/devcache.sh packs it).

@@ -19,7 +19,7 @@ case "$WHAT" in select | dev) SPLIT=dev ;; test) SPLIT=test ;; *) echo "usage: $
 T="${BENCH_DIR:-/tmp/cogumi-system-bench}"
 mkdir -p "$T"
 N="$T/nano-data"
-[ -f "$N/manifest.json" ] || "$COGUMI" nano data -o "$N" --seed 1 --n-train 12000 --n-mix 3000 --difficulty 2,math=1 >/dev/null
+[ -f "$N/manifest.json" ] || "$COGUMI" nano data -o "$N" $(python3 bench/curriculum_args.py) >/dev/null  # the shipped base's curriculum
 BENCH=(--bench gsm8k=$N/math/$SPLIT.jsonl --bench humaneval=$N/code/$SPLIT.jsonl
   --bench mmlu=$N/reasoning/reasoning_$SPLIT.csv --bench bfcl=$N/automation/$SPLIT.jsonl -n 96 --parallel 64 --limit "$LIMIT")
 R="$T/$SPLIT-$LIMIT"

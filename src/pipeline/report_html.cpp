@@ -324,9 +324,13 @@ std::string report_html(const json& r) {
                      100 * ro["heldout"].value("accuracy", 0.0), ro["n_heldout"].get<long>(), ro["n_train"].get<long>());
     if (ro["n_heldout"].get<long>() > 0) h += confusion_chart(ro["heldout"]);
   }
-  h += "<h2>Calibration</h2>\n";
+  h += "<h2>Router calibration</h2>\n";
   const json& ca = r["calibration"];
-  if (ca.contains("bins")) h += fmt::format("<p>ECE {:.4f}</p>\n", ca.value("ece", 0.0)) + reliability_chart(ca["bins"]);
+  if (ca.contains("bins"))
+    h += fmt::format("<p>The router's confidence in its route against how often the route was right: ECE {:.4f} "
+                     "(before temperature scaling {:.4f}) on {} held-out queries.</p>\n",
+                     ca.value("ece", 0.0), ca.value("ece_before", 0.0), ca.value("n_measured", 0L)) +
+         reliability_chart(ca["bins"]);
   else h += "<p>Skipped: " + esc(ca.value("skipped", std::string("no data"))) + "</p>\n";
   h += "<h2>Routed system: where each domain's test items went</h2>\n<table><tr><th>domain</th><th>routes</th></tr>\n";
   for (auto& [d, routes] : r["routes"].items()) {
@@ -378,8 +382,10 @@ std::string report_markdown(const json& r) {
     m += "\n";
   }
   const json& ca = r["calibration"];
-  m += ca.contains("ece") ? fmt::format("Calibration: ECE {:.4f}\n", ca["ece"].get<double>())
-                          : "Calibration: skipped (" + ca.value("skipped", std::string("")) + ")\n";
+  m += ca.contains("ece") ? fmt::format("Router calibration (its confidence in the route): ECE {:.4f}, {:.4f} before "
+                                        "temperature scaling, on {} held-out queries\n",
+                                        ca["ece"].get<double>(), ca.value("ece_before", 0.0), ca.value("n_measured", 0L))
+                          : "Router calibration: skipped (" + ca.value("skipped", std::string("")) + ")\n";
   if (r.contains("failures")) {
     m += "\nFailures mined:";
     for (auto& [d, n] : r["failures"]["counts"].items()) m += fmt::format(" {} {};", d, n.get<int>());
