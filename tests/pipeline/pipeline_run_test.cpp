@@ -162,6 +162,9 @@ TEST(PipelineRun, TinyEndToEndThenReusedThenOnlyWhatChanged) {
   const std::string md = read_file(cfg.work_dir / "report.md");
   EXPECT_NE(md.find("## Time per stage"), std::string::npos) << md;
   EXPECT_NE(md.find("| train.math |"), std::string::npos) << md;
+  // The calibration the report shows is the router's (the answers' is `cogumi router calibrate`'s), and it says so.
+  EXPECT_NE(md.find("Router calibration (its confidence in the route): ECE "), std::string::npos) << md;
+  EXPECT_NE(read_file(cfg.work_dir / "report.html").find("<h2>Router calibration</h2>"), std::string::npos);
 
   // 2b. An evaluation interrupted halfway (no done.json, half its items written): the next run resumes
   //     it in its directory, keeps the items it had, and reuses everything downstream (same key).
