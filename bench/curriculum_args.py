@@ -7,4 +7,5 @@ import pathlib
 j = json.loads((pathlib.Path(__file__).resolve().parent.parent / "models" / "nano-base.json").read_text())
 c = j["curriculum"]
 print("--seed", j["seed"], "--n-train", c["n_train"], "--n-dev", c["n_dev"], "--n-test", c["n_test"],
-      "--n-mix", c["n_mix"], "--n-copy", c.get("n_copy", 0), "--difficulty", c["difficulty"])
+      "--n-mix", c["n_mix"], "--n-copy", c.get("n_copy", 0), "--n-choice", c.get("n_choice", 0),
+      "--difficulty", c["difficulty"])

@@ -28,6 +28,11 @@ void setup_nano(CLI::App& sub) {
                    "Copying and lookup items added to mix/train.jsonl, also in mix/copy.jsonl (0-1000000)")
       ->check(CLI::Range(0, 1000000))
       ->capture_default_str();
+  data->add_option("--n-choice", o.n_choice,
+                   "Option-lookup items (\"Which option says: X\" in the multiple-choice prompt) added to mix/train.jsonl, "
+                   "also in mix/choice.jsonl (0-1000000)")
+      ->check(CLI::Range(0, 1000000))
+      ->capture_default_str();
   data->callback([&] {
     o.set_difficulty(difficulty);
     SynthStats st = synth_write(out, o);
@@ -50,6 +55,11 @@ void setup_nano(CLI::App& sub) {
   base->add_option("--n-copy", b.n_copy,
                    "Copying and lookup items added to the base's mix (a name, number or call carried over from the "
                    "prompt; 0-1000000)")
+      ->check(CLI::Range(0, 1000000))
+      ->capture_default_str();
+  base->add_option("--n-choice", b.n_choice,
+                   "Option-lookup items added to the base's mix (the letter of the option a multiple-choice answer "
+                   "names; 0-1000000)")
       ->check(CLI::Range(0, 1000000))
       ->capture_default_str();
   base->add_option("--batch", b.batch, "Sequences (packed rows) per step")->check(at_least(1))->capture_default_str();

@@ -251,6 +251,7 @@ void SynthOptions::validate() const {
   if (n_test < 0) fail("synth: n_test must be >= 0, got {}", n_test);
   if (n_mix < 0) fail("synth: n_mix must be >= 0, got {}", n_mix);
   if (n_copy < 0 || n_copy > 1000000) fail("synth: n_copy must be in 0..1000000, got {}", n_copy);
+  if (n_choice < 0 || n_choice > 1000000) fail("synth: n_choice must be in 0..1000000, got {}", n_choice);
   if (difficulty < 1 || difficulty > 4) fail("synth: difficulty must be 1..4, got {}", difficulty);
   const auto& ds = synth_domains();
   for (const auto& [d, n] : domain_difficulty) {
@@ -332,6 +333,26 @@ SynthStats synth_write(const fs::path& out_dir, const SynthOptions& opts) {
     files["mix"]["copy"] = "mix/copy.jsonl";
   }
 
+  // The option-lookup items: their own stream (copying items and domains draw as without them), in the
+  // multiple-choice prompt eval uses, distinct by prompt.
+  if (opts.n_choice > 0) {
+    Rng lrng(mix_seed(opts.seed, 3000));
+    std::unordered_set<std::string> seen;
+    std::string choice_text;
+    for (int tries = 0; int(seen.size()) < opts.n_choice; ++tries) {
+      if (tries > 50 * opts.n_choice + 1000)
+        fail("synth: only {} distinct option-lookup items for n_choice {}", seen.size(), opts.n_choice);
+      json row = training_record(synth::choice_lookup_item(lrng, opts.difficulty_of("reasoning")), false);
+      if (!seen.insert(row.at("prompt").get<std::string>()).second) continue;
+      row["category"] = "choice";
+      row["source_id"] = fmt::format("choice:{}", seen.size() - 1);
+      choice_text += row.dump() + "\n";
+      mix.push_back(std::move(row));
+    }
+    write_file_atomic(out_dir / "mix" / "choice.jsonl", choice_text);
+    files["mix"]["choice"] = "mix/choice.jsonl";
+  }
+
   // One shuffled stream, so any prefix of the mix holds every domain in proportion.
   Rng rng(mix_seed(opts.seed, 1000));
   rng.shuffle(mix);
@@ -357,6 +378,7 @@ SynthStats synth_write(const fs::path& out_dir, const SynthOptions& opts) {
       {"eval_kind", kinds},
   };
   if (opts.n_copy > 0) manifest["options"]["n_copy"] = opts.n_copy;  // absent at 0: the manifest as before
+  if (opts.n_choice > 0) manifest["options"]["n_choice"] = opts.n_choice;
   write_file_atomic(out_dir / "manifest.json", manifest.dump(2) + "\n");
   return stats;
 }

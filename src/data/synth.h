@@ -14,6 +14,7 @@
 //   mix/train.jsonl                  all four (the first n_mix items of each), shuffled together: the
 //                                    base model's training set (with n_copy > 0, the copying items too)
 //   mix/copy.jsonl                   with n_copy > 0: the copying and lookup items alone
+//   mix/choice.jsonl                 with n_choice > 0: the option-lookup items alone
 //   manifest.json                    seed, options, counts, files, the eval kind of each domain
 //   templates.jsonl                  {"id","domain","split","template"}: each item's generator
 //                                    template under its eval id (reference labels for clustering)
@@ -37,6 +38,8 @@
 #include <string_view>
 #include <vector>
 
+#include "eval/benchmark.h"
+
 namespace cogumi {
 
 struct SynthOptions {
@@ -56,6 +59,12 @@ struct SynthOptions {
   // prompt) added to the base's mix, also written to mix/copy.jsonl (category "copy"); no benchmark
   // split. 0 (the default) leaves every file as without it. 0..10^6.
   int n_copy = 0;
+  // Option-lookup items in the multiple-choice prompt format `cogumi eval` uses for MMLU ("Which option
+  // says: X" over a reasoning item's four options; the target names X, then its letter), added to the
+  // base's mix and written to mix/choice.jsonl (category "choice"). They teach the one step the copying
+  // base misses on reasoning: reading the letter off the option it named. Their own stream: 0 (the
+  // default) leaves every file as without it. 0..10^6.
+  int n_choice = 0;
 
   int difficulty_of(const std::string& domain) const;
   // "2" (every domain) or "math=1,code=3" (those domains; the rest keep `difficulty`), or both
@@ -125,6 +134,9 @@ Item reasoning_item(Rng& rng, int difficulty);
 Item automation_item(Rng& rng, int difficulty);
 // One copying or lookup item (instruction, output, key, template_name; no benchmark record).
 Item copy_item(Rng& rng);
+// One option-lookup item as `cogumi eval` asks multiple choice (EvalItem of benchmark "mmlu", subject
+// "reasoning"): a reasoning item's four options, the question "Which option says: X" for one of them.
+EvalItem choice_lookup_item(Rng& rng, int difficulty);
 
 // n distinct entries of `pool`, in draw order (one shuffle of the whole pool).
 std::vector<std::string> distinct(Rng& r, std::vector<std::string> pool, int n);

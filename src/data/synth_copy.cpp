@@ -85,4 +85,19 @@ Item copy_item(Rng& rng) {
   return it;
 }
 
+EvalItem choice_lookup_item(Rng& rng, int difficulty) {
+  // A reasoning item gives four options of the kind reasoning answers name (people, statements over made-up
+  // words, "Cannot tell"); its own question and answer are dropped, so nothing of the reasoning is taught.
+  const Item r = reasoning_item(rng, difficulty);
+  EvalItem it;
+  it.benchmark = "mmlu";
+  it.category = "reasoning";  // the subject line of the reasoning benchmark's prompts
+  it.kind = TaskKind::kMultipleChoice;
+  for (size_t i = 1; i <= 4; ++i) it.choices.push_back(r.record[i].get<std::string>());
+  const int k = rng.uniform(0, 3);
+  it.question = "Which option says: " + it.choices[size_t(k)];
+  it.reference = it.solution = std::string(1, char('A' + k));
+  return it;
+}
+
 }  // namespace cogumi::synth

@@ -68,7 +68,7 @@ void read_base(const Reader& r, const YAML::Node& n, PipelineConfig& c) {
   c.base_train = true;
   const YAML::Node t = n["train"];
   if (t.IsNull()) return;
-  r.expect_map(t, "base.train", {"seed", "difficulty", "n_train", "n_dev", "n_test", "n_mix", "n_copy", "vocab_merges", "n_embd",
+  r.expect_map(t, "base.train", {"seed", "difficulty", "n_train", "n_dev", "n_test", "n_mix", "n_copy", "n_choice", "vocab_merges", "n_embd",
                                  "n_layer", "n_head", "n_ff", "steps", "seq_len", "batch", "warmup", "lr"});
   NanoBaseOptions& b = c.base_options;
   auto k = [](const char* f) { return std::string("base.train.") + f; };
@@ -79,6 +79,7 @@ void read_base(const Reader& r, const YAML::Node& n, PipelineConfig& c) {
   if (t["n_test"]) b.n_test = r.integer(t["n_test"], k("n_test"), 1, 10000000);
   if (t["n_mix"]) b.n_mix = r.integer(t["n_mix"], k("n_mix"), 0, 10000000);
   if (t["n_copy"]) b.n_copy = r.integer(t["n_copy"], k("n_copy"), 0, 1000000);
+  if (t["n_choice"]) b.n_choice = r.integer(t["n_choice"], k("n_choice"), 0, 1000000);
   if (t["vocab_merges"]) b.vocab_merges = r.integer(t["vocab_merges"], k("vocab_merges"), 0, 1000000);
   if (t["n_embd"]) b.n_embd = r.integer(t["n_embd"], k("n_embd"), 8, 65536);
   if (t["n_layer"]) b.n_layer = r.integer(t["n_layer"], k("n_layer"), 1, 256);
@@ -99,7 +100,7 @@ void read_base(const Reader& r, const YAML::Node& n, PipelineConfig& c) {
 }
 
 void read_curriculum(const Reader& r, const YAML::Node& n, CurriculumConfig& c) {
-  r.expect_map(n, "curriculum", {"seed", "n_train", "n_dev", "n_test", "n_mix", "n_copy", "difficulty"});
+  r.expect_map(n, "curriculum", {"seed", "n_train", "n_dev", "n_test", "n_mix", "n_copy", "n_choice", "difficulty"});
   c.enabled = true;
   if (n["seed"]) c.seed = uint64_t(r.integer(n["seed"], "curriculum.seed", 0, 2147483647));
   if (n["n_train"]) c.n_train = r.integer(n["n_train"], "curriculum.n_train", 1, 10000000);
@@ -107,6 +108,7 @@ void read_curriculum(const Reader& r, const YAML::Node& n, CurriculumConfig& c) 
   if (n["n_test"]) c.n_test = r.integer(n["n_test"], "curriculum.n_test", 1, 10000000);
   if (n["n_mix"]) c.n_mix = r.integer(n["n_mix"], "curriculum.n_mix", 0, 10000000);
   if (n["n_copy"]) c.n_copy = r.integer(n["n_copy"], "curriculum.n_copy", 0, 1000000);
+  if (n["n_choice"]) c.n_choice = r.integer(n["n_choice"], "curriculum.n_choice", 0, 1000000);
   if (n["difficulty"]) c.difficulty = r.str(n["difficulty"], "curriculum.difficulty");
   if (c.n_mix > c.n_train) r.error(n, "curriculum.n_mix", "must not exceed n_train");
   try {
@@ -211,6 +213,7 @@ void ModifierSettings::validate(const std::string& where) const {
 json CurriculumConfig::to_json() const {
   json j = {{"seed", seed}, {"n_train", n_train}, {"n_dev", n_dev}, {"n_test", n_test}, {"n_mix", n_mix}, {"difficulty", difficulty}};
   if (n_copy > 0) j["n_copy"] = n_copy;  // absent at 0: earlier runs' keys stay valid
+  if (n_choice > 0) j["n_choice"] = n_choice;
   return j;
 }
 

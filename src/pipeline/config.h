@@ -85,6 +85,7 @@ struct CurriculumConfig {
   uint64_t seed = 1;
   int n_train = 12000, n_dev = 200, n_test = 300, n_mix = 3000;  // each 1..10^7 (n_mix 0..n_train)
   int n_copy = 0;  // copying and lookup items in the general mix (SynthOptions::n_copy; 0..10^6), as the base had them
+  int n_choice = 0;  // option-lookup items in the general mix (SynthOptions::n_choice; 0..10^6), as the base had them
   std::string difficulty = "2,math=1";
   json to_json() const;
 };

@@ -39,6 +39,7 @@ void NanoBaseOptions::validate() const {
   need(n_test >= 1, "n_test", ">= 1", n_test);
   need(n_mix >= 0 && n_mix <= n_train, "--n-mix", "in 0..--n-train", n_mix);
   need(n_copy >= 0 && n_copy <= 1000000, "--n-copy", "in 0..1000000", n_copy);
+  need(n_choice >= 0 && n_choice <= 1000000, "--n-choice", "in 0..1000000", n_choice);
   need(vocab_merges >= 0, "vocab_merges", ">= 0", vocab_merges);
   need(n_layer >= 1 && n_layer <= 256, "--layers", "in 1..256", n_layer);
   need(n_embd >= 8, "n_embd", ">= 8", n_embd);
@@ -86,6 +87,7 @@ json nano_base(const NanoBaseOptions& o) {
   SynthOptions so;
   so.seed = o.seed, so.n_train = o.n_train, so.n_dev = o.n_dev, so.n_test = o.n_test, so.n_mix = o.n_mix;
   so.n_copy = o.n_copy;
+  so.n_choice = o.n_choice;
   so.set_difficulty(o.difficulty);
   log_stage("curriculum -> " + (o.dir / "data").string());
   synth_write(o.dir / "data", so);
@@ -137,10 +139,12 @@ json nano_base(const NanoBaseOptions& o) {
                             {"tokens_per_s", tr.tokens_per_s}}},
                  {"vocab_merges", o.vocab_merges},
                  {"command", fmt::format("cogumi nano base --dir DIR --seed {} --steps {} --batch {} --lr {} --layers {} "
-                                         "--seq-len {} --warmup {} --n-train {} --n-mix {} --n-copy {} --difficulty {}",
+                                         "--seq-len {} --warmup {} --n-train {} --n-mix {} --n-copy {}{} --difficulty {}",
                                          o.seed, o.steps, o.batch, o.lr, o.n_layer, o.seq_len, o.warmup, o.n_train,
-                                         o.n_mix, o.n_copy, so.difficulty_spec())},
+                                         o.n_mix, o.n_copy, o.n_choice > 0 ? fmt::format(" --n-choice {}", o.n_choice) : "",
+                                         so.difficulty_spec())},
                  {"seconds", seconds_since(t0)}};
+  if (o.n_choice > 0) recipe["curriculum"]["n_choice"] = o.n_choice;  // absent at 0: recipes as before
   write_file_atomic(o.dir / "recipe.json", recipe.dump(2) + "\n");
   return recipe;
 }

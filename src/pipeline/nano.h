@@ -32,6 +32,7 @@ struct NanoBaseOptions {
   int n_train = 12000, n_dev = 200, n_test = 300;
   int n_mix = 3000;  // training items per domain in the base's mix (0: all n_train)
   int n_copy = 0;    // copying and lookup items added to the mix (SynthOptions::n_copy; 0..10^6)
+  int n_choice = 0;  // option-lookup items added to the mix (SynthOptions::n_choice; 0..10^6)
   int vocab_merges = 2000;
   int n_embd = 256, n_layer = 4, n_head = 4, n_ff = 768;
   // The shipped models/nano-base.gguf: these defaults, on an H100 (about 6.5 minutes).

@@ -116,6 +116,7 @@ void add_base(Plan& plan, const std::shared_ptr<Shared>& sh) {
                              {"n_layer", b.n_layer}, {"n_head", b.n_head}, {"n_ff", b.n_ff}, {"steps", b.steps},
                              {"seq_len", b.seq_len}, {"batch", b.batch}, {"warmup", b.warmup}, {"lr", b.lr}}}};
     if (b.n_copy > 0) s.settings["train"]["n_copy"] = b.n_copy;  // absent at 0: earlier runs' keys stay valid
+    if (b.n_choice > 0) s.settings["train"]["n_choice"] = b.n_choice;
     s.run = [sh](const StageContext& ctx) {
       NanoBaseOptions o = sh->cfg.base_options;
       o.dir = ctx.stage.dir;
@@ -144,6 +145,7 @@ void add_data(Plan& plan, const std::shared_ptr<Shared>& sh) {
     SynthOptions so;
     so.seed = cc.seed, so.n_train = cc.n_train, so.n_dev = cc.n_dev, so.n_test = cc.n_test, so.n_mix = cc.n_mix;
     so.n_copy = cc.n_copy;
+    so.n_choice = cc.n_choice;
     so.set_difficulty(cc.difficulty);
     SynthStats st = synth_write(ctx.stage.dir / "data", so);
     json counts = json::object();

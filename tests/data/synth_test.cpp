@@ -127,6 +127,66 @@ TEST(Synth, CopyingItemsCarryTheirAnswerFromThePromptAndChangeNothingElse) {
   EXPECT_NE(test::error_of([&] { o.validate(); }).find("n_copy must be in 0..1000000"), std::string::npos);
 }
 
+// Option-lookup items (SynthOptions::n_choice, issue 13: the copying base names the right option of a reasoning
+// item far more often than it gives that option's letter): each is the reasoning benchmark's own prompt (read back
+// by eval's MMLU loader it asks the same text), the option it quotes is the one its letter names and the one its
+// target names; prompts are distinct, the same seed gives the same bytes, and every other file is as without them.
+TEST(Synth, OptionLookupItemsUseTheEvalPromptAndNameTheQuotedOptionsLetter) {
+  SynthOptions o;
+  o.n_train = 40, o.n_dev = 10, o.n_test = 10, o.n_copy = 50;
+  const fs::path plain = test::tmp_dir() / "synth-choice-0", with = test::tmp_dir() / "synth-choice-200",
+                 again = test::tmp_dir() / "synth-choice-200-again";
+  synth_write(plain, o);
+  o.n_choice = 200;
+  synth_write(with, o);
+  synth_write(again, o);
+  const auto a = read_tree(plain), b = read_tree(with);
+  EXPECT_TRUE(b == read_tree(again)) << "same seed gave different files";
+  ASSERT_EQ(b.size(), a.size() + 1);  // + mix/choice.jsonl
+  for (const auto& [name, text] : a) {
+    if (name == "mix/train.jsonl" || name == "manifest.json") continue;
+    EXPECT_EQ(b.at(name), text) << name;  // the copying items and every domain file draw as before
+  }
+  // The reasoning dev split's prompts, as eval asks them: the lookup items must share their frame.
+  const auto dev = load_benchmark("mmlu", with / "reasoning" / "reasoning_dev.csv");
+  ASSERT_FALSE(dev.empty());
+  const std::string frame = build_prompt(dev[0], {}, false).text;
+  const std::string head = frame.substr(0, frame.find("\n\n") + 2);
+  std::set<std::string> prompts;
+  std::map<char, int> letters;
+  size_t rows = 0;
+  std::istringstream in(b.at("mix/choice.jsonl"));
+  const std::regex opt("\n([ABCD])\\. ([^\n]*)");
+  for (std::string line; std::getline(in, line); ++rows) {
+    const json r = json::parse(line);
+    EXPECT_EQ(r.at("category"), "choice");
+    const std::string prompt = r.at("prompt"), completion = r.at("completion");
+    prompts.insert(prompt);
+    EXPECT_EQ(prompt.rfind(head, 0), 0u) << prompt;
+    EXPECT_EQ(prompt.substr(prompt.size() - 8), "\nAnswer:") << prompt;
+    std::map<std::string, std::string> by_letter;
+    for (std::sregex_iterator i(prompt.begin(), prompt.end(), opt), e; i != e; ++i) by_letter[(*i)[1]] = (*i)[2];
+    ASSERT_EQ(by_letter.size(), 4u) << prompt;
+    const std::string quoted = prompt.substr(head.size() + std::string("Which option says: ").size(),
+                                             prompt.find('\n', head.size()) - head.size() - 19);
+    std::smatch m;
+    ASSERT_TRUE(std::regex_match(completion, m, std::regex(" (.*)\nAnswer: ([ABCD])"))) << completion;
+    EXPECT_EQ(m[1].str(), quoted) << line;
+    EXPECT_EQ(by_letter.at(m[2].str()), quoted) << line;
+    ++letters[m[2].str()[0]];
+  }
+  EXPECT_EQ(rows, 200u);
+  EXPECT_EQ(prompts.size(), 200u);
+  EXPECT_EQ(letters.size(), 4u);  // every position asked
+  for (const auto& [l, n] : letters) EXPECT_GT(n, 25) << l;
+  auto lines = [](const std::string& t) { return size_t(std::count(t.begin(), t.end(), '\n')); };
+  EXPECT_EQ(lines(b.at("mix/train.jsonl")), lines(a.at("mix/train.jsonl")) + 200);
+  EXPECT_EQ(json::parse(b.at("manifest.json"))["options"]["n_choice"], 200);
+  EXPECT_FALSE(json::parse(a.at("manifest.json"))["options"].contains("n_choice"));
+  o.n_choice = 1000001;
+  EXPECT_NE(test::error_of([&] { o.validate(); }).find("n_choice must be in 0..1000000"), std::string::npos);
+}
+
 TEST(Synth, CountsAsRequested) {
   SynthOptions o;
   o.seed = 5;

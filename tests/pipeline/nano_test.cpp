@@ -32,6 +32,7 @@ const fs::path& curriculum() {
     o.set_difficulty(c["difficulty"].is_string() ? c["difficulty"].get<std::string>() : c["difficulty"].dump());
     o.n_mix = c.value("n_mix", 0);
     o.n_copy = c.value("n_copy", 0);
+    o.n_choice = c.value("n_choice", 0);
     fs::path d = test::tmp_dir() / "nano-data";
     synth_write(d, o);
     return d;

@@ -79,6 +79,9 @@ TEST(PipelineConfig, ErrorsNameFileLineAndKey) {
       {std::string(kMinimal) + "eval: {mine_skip: -2}\n", "bad.yaml:10: 'eval.mine_skip': must be in [0, 100000000], got -2"},
       {"base: {gguf: b.gguf}\ncurriculum: {n_copy: 2000000}\ndomains:\n  math: {}\n",
        "bad.yaml:2: 'curriculum.n_copy': must be in [0, 1000000], got 2000000"},
+      {"base: {train: {n_choice: -2}}\ndomains:\n  math: {}\n", "bad.yaml:1: 'base.train.n_choice': must be in [0, 1000000], got -2"},
+      {"base: {gguf: b.gguf}\ncurriculum: {n_choice: 1000001}\ndomains:\n  math: {}\n",
+       "bad.yaml:2: 'curriculum.n_choice': must be in [0, 1000000], got 1000001"},
       {"base: {gguf: b.gguf}\ndomains:\n  base: {test: {gsm8k: t.jsonl}}\n", "'domains.base': this name is reserved"},
       {"base: {gguf: b.gguf}\ndomains: [math]\n", "bad.yaml:2: 'domains': expected a mapping"},
       {"base: {gguf: b.gguf}\ndomains:\n  math: {test: {gsm8k: t.jsonl}, mine: {gsm8k: m.jsonl}}\n  code: {test: {gsm8k: t2.jsonl}, sft: s.jsonl, train: {patience: 0}}\n",
@@ -219,6 +222,9 @@ TEST(PipelineKeys, ChangeExactlyWhenTheirInputsChange) {
   PipelineConfig copy = c;
   copy.base_options.n_copy = 500;
   EXPECT_EQ(changed(k0, keys_of(copy)).size(), k0.size());
+  PipelineConfig choice = c;
+  choice.base_options.n_choice = 500;
+  EXPECT_EQ(changed(k0, keys_of(choice)).size(), k0.size());
 }
 
 TEST(PipelineKeys, InputFilesCountByContent) {
