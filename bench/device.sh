@@ -42,7 +42,8 @@
 #   bench/device.sh nanoloop I "<nano loop args>"... # loops on candidate I's base, side by side
 #   [BASE=I] bench/device.sh nanoselect "<nano loop args>"...  # loop settings chosen on dev (bench/nano_select.py),
 #                                                   # the chosen one reported on test
-#                                                   # (I = ship: the shipped models/nano-base.gguf)
+#                                                   # (I = ship: the shipped models/nano-base.gguf; I = shipX:
+#                                                   # the same with CURRICULUM_EXTRA's `nano data` flags added)
 # Needs the carried folder .devcache/ (npm tarball + Debian -dev packages; the device image
 # has no network). Results go to $OUT (device tool) or out/device.
 set -euo pipefail
@@ -61,9 +62,10 @@ cogumi_build() {  # cogumi_build PREFIX [TARGET...]: configure and build cogumi 
   cmake --build "$BC" -j 16 "${t[@]}" >"$OUT/build.txt" 2>&1 ||
     { grep -B2 -A20 -m3 FAILED "$OUT/build.txt" >&2; echo "device.sh: the cogumi build failed (build.txt)" >&2; exit 1; }
 }
-ship_curriculum() {  # ship_curriculum DIR: the shipped base and the curriculum it was trained on (models/nano-base.json's recipe)
+ship_curriculum() {  # ship_curriculum DIR [ARGS]: the shipped base and the curriculum it was trained on (models/nano-base.json's
+  # recipe), ARGS appended (e.g. --n-choice 6000: option-lookup items in the modifiers' replay mix; a later flag wins)
   mkdir -p "$1" && cp models/nano-base.gguf "$1/base.gguf"
-  "$B/cogumi" nano data -o "$1/data" $(python3 bench/curriculum_args.py) >/dev/null
+  "$B/cogumi" nano data -o "$1/data" $(python3 bench/curriculum_args.py) ${2:-} >/dev/null
 }
 mkdir -p "$OUT" "$COGUMI_CACHE/npm"
 # The pinned llama.cpp source, unpacked where scripts/deps.sh looks (bench/devcache.sh packs it).
@@ -195,9 +197,10 @@ case "${1:-}" in
       # Loop configurations side by side on one candidate's base and curriculum (modifiers on the GPU).
       I=$2 D=/root/nano$2
       shift 2
-      if [ "$I" = ship ] && [ ! -f $D/data/manifest.json ]; then
-        # The shipped base and the curriculum scripts/run.sh writes for it.
-        ship_curriculum $D
+      if [[ "$I" == ship* ]] && [ ! -f $D/data/manifest.json ]; then
+        # The shipped base and the curriculum scripts/run.sh writes for it (I = ship), or with CURRICULUM_EXTRA's
+        # arguments added (I = ship<anything>, its own directory).
+        ship_curriculum $D "${CURRICULUM_EXTRA:-}"
       fi
       j=0
       for v in "$@"; do
