@@ -35,6 +35,8 @@ void setup_model(CLI::App& sub) {
     init->add_option("--vocab-train", o.vocab_train,
                      "Fit the built-in vocabulary to these files (JSONL: every string value) with byte-pair merges");
     init->add_option("--vocab-merges", o.vocab_merges, "Merges learned with --vocab-train")->capture_default_str();
+    init->add_flag("--vocab-split-punct", o.vocab_split_punct,
+                   "With --vocab-train: no merge joins letters to punctuation (\"B. Mia\" -> [B][.][ Mia])");
     init->add_option("--name", o.name, "general.name")->capture_default_str();
     init->add_option("--threads", o.n_threads, "Threads (0 = all)")->check(CLI::Range(0, 4096));
     init->callback([&] {

@@ -62,6 +62,9 @@ void setup_nano(CLI::App& sub) {
                    "names; 0-1000000)")
       ->check(CLI::Range(0, 1000000))
       ->capture_default_str();
+  base->add_flag("--vocab-split-punct", b.vocab_split_punct,
+                 "Fit the vocabulary with no merge joining letters to punctuation (\"B. Mia\" -> [B][.][ Mia]: a name or "
+                 "option letter is the same token wherever it is copied from)");
   base->add_option("--batch", b.batch, "Sequences (packed rows) per step")->check(at_least(1))->capture_default_str();
   base->add_option("--layers", b.n_layer, "Transformer layers")->check(CLI::Range(1, 256))->capture_default_str();
   base->add_option("--seq-len", b.seq_len, "Tokens per packed row")->check(CLI::Range(8, 1 << 16))->capture_default_str();

@@ -139,7 +139,7 @@ std::vector<std::string> corpus_texts(const std::vector<fs::path>& files) {
 void set_tokenizer(gguf_context* g, const ModelInitOptions& o, int& n_vocab) {
   if (o.vocab_from.empty()) {
     BuiltinVocab v = o.vocab_train.empty() ? builtin_vocab(o.extra_words)
-                                           : learned_vocab(corpus_texts(o.vocab_train), o.vocab_merges);
+                                           : learned_vocab(corpus_texts(o.vocab_train), o.vocab_merges, o.vocab_split_punct);
     std::vector<const char*> toks;
     for (auto& t : v.tokens) toks.push_back(t.c_str());
     gguf_set_val_str(g, "tokenizer.ggml.model", "llama");

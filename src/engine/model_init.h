@@ -54,6 +54,7 @@ struct ModelInitOptions {
   // text): byte-pair merges learned on them (see learned_vocab in vocab.h).
   std::vector<fs::path> vocab_train;
   int vocab_merges = 2000;
+  bool vocab_split_punct = false;  // learned_vocab's split_punct: no piece joins letters to punctuation
   std::string name = "cogumi-random";
   std::string chat_template;     // empty: ChatML for the built-in vocabulary, the source's otherwise
   int n_threads = 0;

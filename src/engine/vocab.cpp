@@ -66,7 +66,7 @@ void add_base(VocabBuilder& vb) {
 
 }  // namespace
 
-BuiltinVocab learned_vocab(const std::vector<std::string>& texts, int n_merges) {
+BuiltinVocab learned_vocab(const std::vector<std::string>& texts, int n_merges, bool split_punct) {
   VocabBuilder vb;
   add_base(vb);
   // Words: split before each space and around newlines, spaces written as the marker.
@@ -115,6 +115,25 @@ BuiltinVocab learned_vocab(const std::vector<std::string>& texts, int n_merges) 
     return std::any_of(piece[size_t(id)].begin(), piece[size_t(id)].end(),
                        [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
   };
+  // A piece's class for split_punct: 0 the bare space marker (joins anything), 1 letters, 2 anything else.
+  std::vector<int> cls_cache;
+  auto cls = [&](int id) {
+    if (size_t(id) < cls_cache.size() && cls_cache[size_t(id)] >= 0) return cls_cache[size_t(id)];
+    const std::string& p = piece[size_t(id)];
+    int c = 0;
+    for (size_t i = p.compare(0, kSpace.size(), kSpace) == 0 ? kSpace.size() : 0; i < p.size(); ++i) {
+      const unsigned char ch = static_cast<unsigned char>(p[i]);
+      c = std::isalpha(ch) || ch == '_' ? 1 : 2;
+      break;  // pieces never mix classes when split_punct holds, so the first character decides
+    }
+    if (cls_cache.size() <= size_t(id)) cls_cache.resize(size_t(id) + 1, -1);
+    return cls_cache[size_t(id)] = c;
+  };
+  auto joinable = [&](int a, int b) {
+    if (!split_punct) return true;
+    const int ca = cls(a), cb = cls(b);
+    return ca == 0 || cb == 0 || ca == cb;
+  };
   std::vector<std::string> merged;
   for (int m = 0; m < n_merges; ++m) {
     std::unordered_map<uint64_t, int64_t> pairs;
@@ -126,7 +145,7 @@ BuiltinVocab learned_vocab(const std::vector<std::string>& texts, int n_merges) 
     std::string best_text;
     for (const auto& [k, n] : pairs) {
       int a = int(k >> 32), b = int(k & 0xffffffffu);
-      if (n < best_n || has_digit(a) || has_digit(b)) continue;
+      if (n < best_n || has_digit(a) || has_digit(b) || !joinable(a, b)) continue;
       std::string text = piece[size_t(a)] + piece[size_t(b)];
       if (n > best_n || best_text.empty() || text < best_text) {  // ties: the smaller text, for determinism
         best = k, best_n = n, best_text = std::move(text);

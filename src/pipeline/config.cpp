@@ -68,7 +68,7 @@ void read_base(const Reader& r, const YAML::Node& n, PipelineConfig& c) {
   c.base_train = true;
   const YAML::Node t = n["train"];
   if (t.IsNull()) return;
-  r.expect_map(t, "base.train", {"seed", "difficulty", "n_train", "n_dev", "n_test", "n_mix", "n_copy", "n_choice", "vocab_merges", "n_embd",
+  r.expect_map(t, "base.train", {"seed", "difficulty", "n_train", "n_dev", "n_test", "n_mix", "n_copy", "n_choice", "vocab_merges", "vocab_split_punct", "n_embd",
                                  "n_layer", "n_head", "n_ff", "steps", "seq_len", "batch", "warmup", "lr"});
   NanoBaseOptions& b = c.base_options;
   auto k = [](const char* f) { return std::string("base.train.") + f; };
@@ -81,6 +81,7 @@ void read_base(const Reader& r, const YAML::Node& n, PipelineConfig& c) {
   if (t["n_copy"]) b.n_copy = r.integer(t["n_copy"], k("n_copy"), 0, 1000000);
   if (t["n_choice"]) b.n_choice = r.integer(t["n_choice"], k("n_choice"), 0, 1000000);
   if (t["vocab_merges"]) b.vocab_merges = r.integer(t["vocab_merges"], k("vocab_merges"), 0, 1000000);
+  if (t["vocab_split_punct"]) b.vocab_split_punct = r.boolean(t["vocab_split_punct"], k("vocab_split_punct"));
   if (t["n_embd"]) b.n_embd = r.integer(t["n_embd"], k("n_embd"), 8, 65536);
   if (t["n_layer"]) b.n_layer = r.integer(t["n_layer"], k("n_layer"), 1, 256);
   if (t["n_head"]) b.n_head = r.integer(t["n_head"], k("n_head"), 1, 1024);

@@ -99,6 +99,7 @@ json nano_base(const NanoBaseOptions& o) {
   mi.seed = o.seed;
   mi.vocab_train = {o.dir / "data/mix/train.jsonl"};
   mi.vocab_merges = o.vocab_merges;
+  mi.vocab_split_punct = o.vocab_split_punct;
   mi.name = "cogumi-nano-base";
   mi.n_threads = o.n_threads;
   const fs::path init = o.dir / "base-init.gguf", f32 = o.dir / "base-f32.gguf", out = o.dir / "base.gguf";
@@ -145,6 +146,10 @@ json nano_base(const NanoBaseOptions& o) {
                                          so.difficulty_spec())},
                  {"seconds", seconds_since(t0)}};
   if (o.n_choice > 0) recipe["curriculum"]["n_choice"] = o.n_choice;  // absent at 0: recipes as before
+  if (o.vocab_split_punct) {
+    recipe["vocab_split_punct"] = true;
+    recipe["command"] = recipe["command"].get<std::string>() + " --vocab-split-punct";
+  }
   write_file_atomic(o.dir / "recipe.json", recipe.dump(2) + "\n");
   return recipe;
 }

@@ -34,6 +34,7 @@ struct NanoBaseOptions {
   int n_copy = 0;    // copying and lookup items added to the mix (SynthOptions::n_copy; 0..10^6)
   int n_choice = 0;  // option-lookup items added to the mix (SynthOptions::n_choice; 0..10^6)
   int vocab_merges = 2000;
+  bool vocab_split_punct = false;  // ModelInitOptions::vocab_split_punct (the shipped base: off)
   int n_embd = 256, n_layer = 4, n_head = 4, n_ff = 768;
   // The shipped models/nano-base.gguf: these defaults, on an H100 (about 6.5 minutes).
   int steps = 2500, seq_len = 128, batch = 64, warmup = 100;

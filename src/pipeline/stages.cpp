@@ -117,6 +117,7 @@ void add_base(Plan& plan, const std::shared_ptr<Shared>& sh) {
                              {"seq_len", b.seq_len}, {"batch", b.batch}, {"warmup", b.warmup}, {"lr", b.lr}}}};
     if (b.n_copy > 0) s.settings["train"]["n_copy"] = b.n_copy;  // absent at 0: earlier runs' keys stay valid
     if (b.n_choice > 0) s.settings["train"]["n_choice"] = b.n_choice;
+    if (b.vocab_split_punct) s.settings["train"]["vocab_split_punct"] = true;
     s.run = [sh](const StageContext& ctx) {
       NanoBaseOptions o = sh->cfg.base_options;
       o.dir = ctx.stage.dir;

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <thread>
@@ -152,6 +153,38 @@ TEST(ModelInit, TokenizerFromAnotherGguf) {
   EXPECT_EQ(m->info().n_vocab, 128256);
   EXPECT_EQ(m->info().vocab_type, "bpe");
   EXPECT_EQ(m->detokenize(m->tokenize("Hello world", false)), "Hello world");
+}
+
+// A vocabulary fitted to text (--vocab-train), as llama.cpp tokenizes it. By default merges may join letters to
+// punctuation, so an option line's "B." and a premise's "Bob." are pieces of their own; with vocab_split_punct
+// (issue 13: the nano base copies names and option letters between such contexts) no piece mixes them, and a name
+// is the same token in the premise, the option and the answer.
+TEST(ModelInit, FittedVocabularyCanKeepPunctuationApart) {
+  const fs::path corpus = test::tmp_dir() / "vocab-corpus.jsonl";
+  {
+    std::ofstream f(corpus);
+    for (int i = 0; i < 40; ++i)
+      f << R"({"prompt": "Mia is older than Bob. Who is the oldest?\nA. Cannot tell\nB. Mia\nC. Bob\nAnswer:", )"
+        << R"("completion": " Mia\nAnswer: B"})" << "\n";
+  }
+  auto pieces = [&](bool split) {
+    ModelInitOptions o;
+    o.vocab_train = {corpus};
+    o.vocab_merges = 200;
+    o.vocab_split_punct = split;
+    const fs::path p = test::tmp_dir() / (split ? "vocab-split.gguf" : "vocab-joined.gguf");
+    model_init(p, o);
+    auto m = Model::load(p);
+    std::vector<std::string> out;
+    for (Token t : m->tokenize(" than Bob.\nB. Mia\nAnswer: B", false)) out.push_back(m->token_to_piece(t));
+    EXPECT_EQ(m->detokenize(m->tokenize("than Bob.\nB. Mia", false)), "than Bob.\nB. Mia");
+    return out;
+  };
+  const auto joined = pieces(false), split = pieces(true);
+  EXPECT_NE(std::find(joined.begin(), joined.end(), " Bob."), joined.end()) << testing::PrintToString(joined);
+  EXPECT_NE(std::find(joined.begin(), joined.end(), "B."), joined.end()) << testing::PrintToString(joined);
+  EXPECT_EQ(split, (std::vector<std::string>{" than", " Bob", ".", "\n", "B", ".", " Mia", "\n", "Answer", ":", " B"}))
+      << testing::PrintToString(split);
 }
 
 TEST(ModelInit, Llama31ShapesCarryRopeFreqsAsTheConverterWritesThem) {
