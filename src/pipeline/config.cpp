@@ -68,8 +68,9 @@ void read_base(const Reader& r, const YAML::Node& n, PipelineConfig& c) {
   c.base_train = true;
   const YAML::Node t = n["train"];
   if (t.IsNull()) return;
-  r.expect_map(t, "base.train", {"seed", "difficulty", "n_train", "n_dev", "n_test", "n_mix", "n_copy", "n_choice", "vocab_merges", "vocab_split_punct", "n_embd",
-                                 "n_layer", "n_head", "n_ff", "steps", "seq_len", "batch", "warmup", "lr"});
+  r.expect_map(t, "base.train", {"seed", "difficulty", "n_train", "n_dev", "n_test", "n_mix", "n_copy", "n_choice",
+                                 "vocab_merges", "vocab_split_punct", "n_embd", "n_layer", "n_head", "n_ff", "steps",
+                                 "seq_len", "batch", "warmup", "lr"});
   NanoBaseOptions& b = c.base_options;
   auto k = [](const char* f) { return std::string("base.train.") + f; };
   if (t["seed"]) b.seed = uint64_t(r.integer(t["seed"], k("seed"), 0, 2147483647));
