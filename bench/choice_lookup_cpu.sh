@@ -2,8 +2,8 @@
 # Can the shipped nano base learn to read the letter off the option it names? (bench/RESULTS.md, "Reading the letter
 # off the named option", session 22.) Continued full-parameter training of models/nano-base.gguf on its own mix, with
 # and without the curriculum's option-lookup items (`cogumi nano data --n-choice 6000`), then on the dev splits (200
-# items per domain) and on 300 held-out lookup items of another seed: accuracy, options named right, letters right,
-# letters that match the named option. Dev only: no base is chosen here. About 40 minutes on 2 CPU cores.
+# items per domain) and on lookup items of another seed (300 drawn, those that repeat a training item dropped):
+# accuracy, options named right, letters right, letters that match the named option. Dev only: no base is chosen here. About 40 minutes on 2 CPU cores.
 # Usage: bench/choice_lookup_cpu.sh   (BENCH_DIR: work directory, default /tmp/cogumi-choice-lookup)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,12 +18,16 @@ ARGS=$(python3 bench/curriculum_args.py)
 if [ ! -f "$T/probe/reasoning_test.csv" ]; then
   "$COGUMI" nano data -o "$T/probe-data" --seed 2 --n-train 10 --n-dev 10 --n-test 10 --n-mix 10 --n-choice 300 >/dev/null
   mkdir -p "$T/probe"
-  python3 - "$T/probe-data/mix/choice.jsonl" "$T/probe/reasoning_test.csv" <<'PY'
+  # Held out: a probe prompt that is also one of the training lookup items (a few repeat: the cast is small) is dropped.
+  python3 - "$T/probe-data/mix/choice.jsonl" "$T/probe/reasoning_test.csv" "$T/data/mix/choice.jsonl" <<'PY'
 import csv, json, re, sys
+seen = {json.loads(line)["prompt"] for line in open(sys.argv[3])}
 w = csv.writer(open(sys.argv[2], "w"))
 w.writerow(["question", "choice0", "choice1", "choice2", "choice3", "answer"])
 for line in open(sys.argv[1]):
     d = json.loads(line)
+    if d["prompt"] in seen:
+        continue
     q = re.search(r"\n\n(Which option says: [^\n]*)\n", d["prompt"]).group(1)
     opts = [o for _, o in re.findall(r"\n([ABCD])\. ([^\n]*)", d["prompt"])]
     w.writerow([q] + opts + ["ABCD".index(d["completion"][-1])])
@@ -59,7 +63,7 @@ def lookup(run):
             continue
         opts = dict(re.findall(r"\n([ABCD])\. ([^\n]*)", j["prompt"]))
         said = j["output"].strip().split("\n")[0].strip()
-        m = re.search(r"Answer: ([ABCD])", j["output"])
+        m = re.search(r"Answer: ([ABCD])(?![A-Za-z])", j["output"])  # not the C of "Answer: Cannot tell"
         got = m.group(1) if m else None
         n += 1
         named += said == opts.get(j["reference"])

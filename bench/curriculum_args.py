@@ -6,6 +6,8 @@ import pathlib
 
 j = json.loads((pathlib.Path(__file__).resolve().parent.parent / "models" / "nano-base.json").read_text())
 c = j["curriculum"]
+# --n-choice only when the recipe has it (as the recipe's own command): a caller may add its own, and `nano data`
+# refuses an option given twice.
+choice = ["--n-choice", c["n_choice"]] if c.get("n_choice", 0) > 0 else []
 print("--seed", j["seed"], "--n-train", c["n_train"], "--n-dev", c["n_dev"], "--n-test", c["n_test"],
-      "--n-mix", c["n_mix"], "--n-copy", c.get("n_copy", 0), "--n-choice", c.get("n_choice", 0),
-      "--difficulty", c["difficulty"])
+      "--n-mix", c["n_mix"], "--n-copy", c.get("n_copy", 0), *choice, "--difficulty", c["difficulty"])

@@ -42,8 +42,9 @@
 #   bench/device.sh nanoloop I "<nano loop args>"... # loops on candidate I's base, side by side
 #   [BASE=I] bench/device.sh nanoselect "<nano loop args>"...  # loop settings chosen on dev (bench/nano_select.py),
 #                                                   # the chosen one reported on test
-#                                                   # (I = ship: the shipped models/nano-base.gguf; I = shipX:
-#                                                   # the same with CURRICULUM_EXTRA's `nano data` flags added)
+#                                                   # (I = ship: the shipped models/nano-base.gguf; nanoloop's
+#                                                   # I = shipX: the same with CURRICULUM_EXTRA's `nano data` flags
+#                                                   # added, e.g. CURRICULUM_EXTRA="--n-choice 6000")
 # Needs the carried folder .devcache/ (npm tarball + Debian -dev packages; the device image
 # has no network). Results go to $OUT (device tool) or out/device.
 set -euo pipefail
@@ -63,9 +64,11 @@ cogumi_build() {  # cogumi_build PREFIX [TARGET...]: configure and build cogumi 
     { grep -B2 -A20 -m3 FAILED "$OUT/build.txt" >&2; echo "device.sh: the cogumi build failed (build.txt)" >&2; exit 1; }
 }
 ship_curriculum() {  # ship_curriculum DIR [ARGS]: the shipped base and the curriculum it was trained on (models/nano-base.json's
-  # recipe), ARGS appended (e.g. --n-choice 6000: option-lookup items in the modifiers' replay mix; a later flag wins)
+  # recipe), ARGS appended (e.g. --n-choice 6000: option-lookup items in the modifiers' replay mix; flags the recipe
+  # already gives cannot be given again)
   mkdir -p "$1" && cp models/nano-base.gguf "$1/base.gguf"
   "$B/cogumi" nano data -o "$1/data" $(python3 bench/curriculum_args.py) ${2:-} >/dev/null
+  echo "${2:-}" >"$1/curriculum-extra.txt"
 }
 mkdir -p "$OUT" "$COGUMI_CACHE/npm"
 # The pinned llama.cpp source, unpacked where scripts/deps.sh looks (bench/devcache.sh packs it).
@@ -197,7 +200,8 @@ case "${1:-}" in
       # Loop configurations side by side on one candidate's base and curriculum (modifiers on the GPU).
       I=$2 D=/root/nano$2
       shift 2
-      if [[ "$I" == ship* ]] && [ ! -f $D/data/manifest.json ]; then
+      # (made again when CURRICULUM_EXTRA differs from what made it on this machine)
+      if [[ "$I" == ship* ]] && { [ ! -f $D/data/manifest.json ] || [ "$(cat $D/curriculum-extra.txt 2>/dev/null)" != "${CURRICULUM_EXTRA:-}" ]; }; then
         # The shipped base and the curriculum scripts/run.sh writes for it (I = ship), or with CURRICULUM_EXTRA's
         # arguments added (I = ship<anything>, its own directory).
         ship_curriculum $D "${CURRICULUM_EXTRA:-}"

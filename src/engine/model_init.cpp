@@ -181,6 +181,8 @@ ModelInitResult model_init(const fs::path& out, const ModelInitOptions& o) {
   engine_init();
   const ModelShape& s = o.shape;
   s.validate();
+  if (o.vocab_split_punct && o.vocab_train.empty())
+    fail("vocab_split_punct (--vocab-split-punct) shapes a vocabulary fitted to text: give vocab_train (--vocab-train) too");
   std::string type = o.type;
   std::transform(type.begin(), type.end(), type.begin(), ::tolower);
   const bool direct = type == "f32" || type == "f16" || type == "bf16";

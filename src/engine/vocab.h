@@ -26,9 +26,10 @@ BuiltinVocab builtin_vocab(const std::vector<std::string>& extra_words = {});
 // merges the best-scoring adjacent pair first, replays the merges in order). Words start at
 // "▁" (a space) or a newline and pieces never cross them; digits are never merged, so
 // numbers are read and written one digit at a time. Deterministic for the same texts.
-// split_punct: no merge joins letters (a-z, A-Z, '_') to punctuation, as GPT-2's and Llama 3's pre-tokenizers
-// split them, so "B. Mia" is [B][.][ Mia] and "than Bob." is [ than][ Bob][.]: a name or an option letter is the
-// same token wherever it is copied from (without it, "B." and " Bob." are pieces of their own).
+// split_punct: no merge joins letters to punctuation, much as GPT-2's and Llama 3's pre-tokenizers split them
+// (here '_' counts as a letter, for code names, and bytes above 0x7F as punctuation), so "B. Mia" is
+// [B][.][ Mia] and "than Bob." is [ than][ Bob][.]: a name or an option letter is the same token wherever it
+// is copied from (without it, "B." and " Bob." are pieces of their own).
 BuiltinVocab learned_vocab(const std::vector<std::string>& texts, int n_merges, bool split_punct = false);
 
 }  // namespace cogumi

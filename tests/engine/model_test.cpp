@@ -181,6 +181,10 @@ TEST(ModelInit, FittedVocabularyCanKeepPunctuationApart) {
     return out;
   };
   const auto joined = pieces(false), split = pieces(true);
+  ModelInitOptions nofit;
+  nofit.vocab_split_punct = true;  // shapes a fitted vocabulary only: alone it is a mistake, not a silent no-op
+  EXPECT_NE(error_of([&] { model_init(test::tmp_dir() / "vocab-nofit.gguf", nofit); }).find("give vocab_train"),
+            std::string::npos);
   EXPECT_NE(std::find(joined.begin(), joined.end(), " Bob."), joined.end()) << testing::PrintToString(joined);
   EXPECT_NE(std::find(joined.begin(), joined.end(), "B."), joined.end()) << testing::PrintToString(joined);
   EXPECT_EQ(split, (std::vector<std::string>{" than", " Bob", ".", "\n", "B", ".", " Mia", "\n", "Answer", ":", " B"}))

@@ -52,6 +52,14 @@ TEST(PipelineConfig, DefaultsAndPathsRelativeToTheFile) {
   EXPECT_FALSE(c.domains[2].modifier);
   EXPECT_EQ(c.mine_limit, 600u);
   EXPECT_TRUE(c.router);
+  // The base's curriculum options, as a trained base reads them.
+  const PipelineConfig t = PipelineConfig::load(write(
+      "train-base.yaml", "base: {train: {n_copy: 600, n_choice: 300, vocab_split_punct: true}}\ndomains:\n  math: {}\n"));
+  EXPECT_EQ(t.base_options.n_copy, 600);
+  EXPECT_EQ(t.base_options.n_choice, 300);
+  EXPECT_TRUE(t.base_options.vocab_split_punct);
+  EXPECT_FALSE(PipelineConfig::load(write("train-base0.yaml", "base: {train: {}}\ndomains:\n  math: {}\n"))
+                   .base_options.vocab_split_punct);
 }
 
 TEST(PipelineConfig, ErrorsNameFileLineAndKey) {
@@ -82,6 +90,8 @@ TEST(PipelineConfig, ErrorsNameFileLineAndKey) {
       {"base: {train: {n_choice: -2}}\ndomains:\n  math: {}\n", "bad.yaml:1: 'base.train.n_choice': must be in [0, 1000000], got -2"},
       {"base: {gguf: b.gguf}\ncurriculum: {n_choice: 1000001}\ndomains:\n  math: {}\n",
        "bad.yaml:2: 'curriculum.n_choice': must be in [0, 1000000], got 1000001"},
+      {"base: {train: {vocab_split_punct: sometimes}}\ndomains:\n  math: {}\n",
+       "bad.yaml:1: 'base.train.vocab_split_punct': expected true or false"},
       {"base: {gguf: b.gguf}\ndomains:\n  base: {test: {gsm8k: t.jsonl}}\n", "'domains.base': this name is reserved"},
       {"base: {gguf: b.gguf}\ndomains: [math]\n", "bad.yaml:2: 'domains': expected a mapping"},
       {"base: {gguf: b.gguf}\ndomains:\n  math: {test: {gsm8k: t.jsonl}, mine: {gsm8k: m.jsonl}}\n  code: {test: {gsm8k: t2.jsonl}, sft: s.jsonl, train: {patience: 0}}\n",
@@ -225,6 +235,9 @@ TEST(PipelineKeys, ChangeExactlyWhenTheirInputsChange) {
   PipelineConfig choice = c;
   choice.base_options.n_choice = 500;
   EXPECT_EQ(changed(k0, keys_of(choice)).size(), k0.size());
+  PipelineConfig split = c;
+  split.base_options.vocab_split_punct = true;
+  EXPECT_EQ(changed(k0, keys_of(split)).size(), k0.size());
 }
 
 TEST(PipelineKeys, InputFilesCountByContent) {

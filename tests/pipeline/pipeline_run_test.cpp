@@ -276,6 +276,12 @@ TEST(PipelineRun, ShippedConfigsPlan) {
   plan_pipeline(nocopy, pn);
   EXPECT_EQ(pn.at("base").key, pd.at("base").key);
   for (const char* st : {"data", "eval_base", "mine", "train.math", "report"}) EXPECT_NE(pn.at(st).key, pd.at(st).key) << st;
+  PipelineConfig choice = def;  // the option-lookup items likewise
+  choice.curriculum.n_choice = def.curriculum.n_choice == 0 ? 100 : 0;
+  Plan pc(dir / "keys");
+  plan_pipeline(choice, pc);
+  EXPECT_EQ(pc.at("base").key, pd.at("base").key);
+  for (const char* st : {"data", "eval_base", "mine", "train.math", "report"}) EXPECT_NE(pc.at(st).key, pd.at(st).key) << st;
   // Failures are mined past the items the base trained on (the curriculum's first n_mix of each domain), unless the
   // config says otherwise.
   EXPECT_EQ(pd.at("mine").settings.at("skip"), def.curriculum.n_mix);
