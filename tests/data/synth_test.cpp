@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -57,6 +59,28 @@ std::map<std::string, std::string> read_tree(const fs::path& root) {
   return out;
 }
 
+// A curriculum written without and with one option's extra items (`add` sets it), and once more with them: the same
+// seed gives the same bytes, exactly one file is new (`added`), and every file but the mix and the manifest is byte
+// for byte the same. Returns the trees without and with.
+std::pair<std::map<std::string, std::string>, std::map<std::string, std::string>> without_and_with(
+    SynthOptions o, const std::string& name, const std::function<void(SynthOptions&)>& add, const std::string& added) {
+  const fs::path plain = test::tmp_dir() / (name + "-0"), with = test::tmp_dir() / (name + "-with"),
+                 again = test::tmp_dir() / (name + "-with-again");
+  synth_write(plain, o);
+  add(o);
+  synth_write(with, o);
+  synth_write(again, o);
+  auto a = read_tree(plain), b = read_tree(with);
+  EXPECT_TRUE(b == read_tree(again)) << "same seed gave different files";
+  EXPECT_EQ(b.size(), a.size() + 1);
+  EXPECT_TRUE(b.count(added) && !a.count(added)) << added;
+  for (const auto& [file, text] : a) {
+    if (file == "mix/train.jsonl" || file == "manifest.json") continue;
+    EXPECT_EQ(b.at(file), text) << file;  // the domains (and other extra items) draw as before
+  }
+  return {std::move(a), std::move(b)};
+}
+
 // What makes two items the same task: the question, or for code the prompt without its example.
 std::string task_key(const EvalItem& it) {
   std::string q =
@@ -84,19 +108,8 @@ TEST(Synth, SameSeedSameBytesOtherSeedDiffers) {
 TEST(Synth, CopyingItemsCarryTheirAnswerFromThePromptAndChangeNothingElse) {
   SynthOptions o;
   o.n_train = 60, o.n_dev = 10, o.n_test = 10;
-  const fs::path plain = test::tmp_dir() / "synth-copy-0", with = test::tmp_dir() / "synth-copy-300",
-                 again = test::tmp_dir() / "synth-copy-300-again";
-  synth_write(plain, o);
-  o.n_copy = 300;
-  synth_write(with, o);
-  synth_write(again, o);
-  const auto a = read_tree(plain), b = read_tree(with);
-  EXPECT_TRUE(b == read_tree(again)) << "same seed gave different files";
+  const auto [a, b] = without_and_with(o, "synth-copy", [](SynthOptions& x) { x.n_copy = 300; }, "mix/copy.jsonl");
   ASSERT_EQ(b.size(), a.size() + 1);  // + mix/copy.jsonl
-  for (const auto& [name, text] : a) {
-    if (name == "mix/train.jsonl" || name == "manifest.json") continue;
-    EXPECT_EQ(b.at(name), text) << name;
-  }
   std::set<std::string> prompts, kinds;
   const std::regex word("[A-Za-z0-9_]+");
   auto words = [&](const std::string& t) {
@@ -134,21 +147,11 @@ TEST(Synth, CopyingItemsCarryTheirAnswerFromThePromptAndChangeNothingElse) {
 TEST(Synth, OptionLookupItemsUseTheEvalPromptAndNameTheQuotedOptionsLetter) {
   SynthOptions o;
   o.n_train = 40, o.n_dev = 10, o.n_test = 10, o.n_copy = 50;
-  const fs::path plain = test::tmp_dir() / "synth-choice-0", with = test::tmp_dir() / "synth-choice-200",
-                 again = test::tmp_dir() / "synth-choice-200-again";
-  synth_write(plain, o);
-  o.n_choice = 200;
-  synth_write(with, o);
-  synth_write(again, o);
-  const auto a = read_tree(plain), b = read_tree(with);
-  EXPECT_TRUE(b == read_tree(again)) << "same seed gave different files";
+  const auto [a, b] =
+      without_and_with(o, "synth-choice", [](SynthOptions& x) { x.n_choice = 200; }, "mix/choice.jsonl");
   ASSERT_EQ(b.size(), a.size() + 1);  // + mix/choice.jsonl
-  for (const auto& [name, text] : a) {
-    if (name == "mix/train.jsonl" || name == "manifest.json") continue;
-    EXPECT_EQ(b.at(name), text) << name;  // the copying items and every domain file draw as before
-  }
   // The reasoning dev split's prompts, as eval asks them: the lookup items must share their frame.
-  const auto dev = load_benchmark("mmlu", with / "reasoning" / "reasoning_dev.csv");
+  const auto dev = load_benchmark("mmlu", test::tmp_dir() / "synth-choice-with" / "reasoning" / "reasoning_dev.csv");
   ASSERT_FALSE(dev.empty());
   const std::string frame = build_prompt(dev[0], {}, false).text;
   const std::string head = frame.substr(0, frame.find("\n\n") + 2);
