@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <limits>
 #include <random>
@@ -327,6 +328,33 @@ TEST_F(TrainStepTest, OutProdGradientsThroughFrozenWeightsOfEveryTypeMatchTheCop
       EXPECT_GE(frozen(with_copies, GGML_OP_GET_ROWS), 12) << type;
     }
   }
+}
+
+// Patch 0012: a LoRA's A and B gradients (and attention's, where no head is broadcast) are ggml_out_prod, which
+// the CPU runs as register tiles reading the activations in place, instead of matmuls of transposed copies
+// (GGML_COGUMI_NARROW_GRADS=0, read when the backward graph is built). The same gradients to float rounding.
+TEST_F(TrainStepTest, LoraGradientsNeedNoTransposedCopies) {
+  const auto model = base_model("f32");
+  const HostBatch b = random_batch(ModelGraph(model, cpu_, true, false).hparams().n_vocab, 5);
+  auto grads = [&](bool narrow, double* loss, int64_t* tiled) {
+    if (!narrow) setenv("GGML_COGUMI_NARROW_GRADS", "0", 1);
+    const int64_t before = ggml_cogumi_out_prod_tiles();
+    auto g = lora_grads(model, b, loss);
+    *tiled = ggml_cogumi_out_prod_tiles() - before;
+    unsetenv("GGML_COGUMI_NARROW_GRADS");
+    return g;
+  };
+  double l_tiles = 0, l_copies = 0;
+  int64_t n_tiles = 0, n_copies = 0;
+  const auto tiles = grads(true, &l_tiles, &n_tiles), copies = grads(false, &l_copies, &n_copies);
+  EXPECT_EQ(l_tiles, l_copies) << "the forward pass is the same";
+  EXPECT_GE(n_tiles, 4 + 7) << "the A of each of the four input groups and the B of each of the seven modules";
+  EXPECT_EQ(n_copies, 0) << "GGML_COGUMI_NARROW_GRADS=0 must keep the transposed copies";
+  ASSERT_EQ(tiles.size(), copies.size());
+  double worst = 0;
+  for (size_t k = 0; k < tiles.size(); ++k) worst = std::max(worst, rel_l2(tiles[k], copies[k]));
+  EXPECT_LT(worst, 1e-5);
+  EXPECT_GT(worst, 0.0) << "the two paths sum in different orders: the switch must change the path";
 }
 
 // --f32-weights (auto: on for the CPU when the widened copy fits a quarter of its free memory and no
