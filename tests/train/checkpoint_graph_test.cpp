@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <limits>
@@ -318,13 +319,22 @@ TEST_F(CheckpointGraphTest, OutProdGradientsMatchTheTransposedCopiesAndKeepNone)
   mg.add_lora(spec, 1);
   TrainGraphOptions out_prod;
   out_prod.out_prod_grads = true;
-  TrainGraph copies_graph(mg, {cpu_}, 64, 1), out_prod_graph(mg, {cpu_}, 64, 1, out_prod);
+  // the copies' path whole: patch 0012 otherwise takes the LoRA weights' (narrow) gradients as OUT_PROD on the CPU too
+  setenv("GGML_COGUMI_NARROW_GRADS", "0", 1);
+  TrainGraph copies_graph(mg, {cpu_}, 64, 1);
+  unsetenv("GGML_COGUMI_NARROW_GRADS");
+  TrainGraph out_prod_graph(mg, {cpu_}, 64, 1, out_prod), narrow_graph(mg, {cpu_}, 64, 1);
   const int conts = copies_graph.backward_op_count(GGML_OP_CONT), conts_op = out_prod_graph.backward_op_count(GGML_OP_CONT);
   std::printf("backward graph: %d CONT / %d OUT_PROD with copies, %d / %d with out_prod\n", conts,
               copies_graph.backward_op_count(GGML_OP_OUT_PROD), conts_op, out_prod_graph.backward_op_count(GGML_OP_OUT_PROD));
   EXPECT_EQ(copies_graph.backward_op_count(GGML_OP_OUT_PROD), 0);
   EXPECT_GT(out_prod_graph.backward_op_count(GGML_OP_OUT_PROD), 0);
   EXPECT_LE(conts_op, conts - 2 * 4);
+  // the CPU default (patch 0012): each LoRA A and B gradient an OUT_PROD, and that many fewer transposed copies
+  const int narrow_out_prods = narrow_graph.backward_op_count(GGML_OP_OUT_PROD);
+  std::printf("CPU default: %d CONT / %d OUT_PROD\n", narrow_graph.backward_op_count(GGML_OP_CONT), narrow_out_prods);
+  EXPECT_GE(narrow_out_prods, 4 * (4 + 7));  // 4 blocks: the A of the four input groups, the B of the seven modules
+  EXPECT_LE(narrow_graph.backward_op_count(GGML_OP_CONT), conts - narrow_out_prods);
 }
 
 // A shared-input group's LoRA A x per module (ModelGraph::set_split_lora_groups) or once per group:
