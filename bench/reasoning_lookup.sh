@@ -2,9 +2,11 @@
 # Does the reasoning modifier learn to read the letter off the option it names when taught that alone?
 # (bench/RESULTS.md, "The loop on the copying base", session 20.) Two modifiers of the main job's settings at a
 # fixed 400 steps, on the main job's reasoning trainset (its mined failures twice, a tenth of the domain, a tenth
-# of the general mix), one of them with N "which option says X" items in the same MMLU prompt format (options
-# taken from the training CSV past the base's 3,000 items, the target the option and its letter); both on the
-# reasoning dev split, then per arm: options named right, letters right, letters that match the named option.
+# of the general mix), one of them with N "which option says X" items in the same MMLU prompt format (the target
+# the option and its letter); both on the reasoning dev split, then per arm: options named right, letters right,
+# letters that match the named option.
+# Session 20 ran it with its own Python copy of the lookup items (options from the training CSV); since session 23
+# the items are the curriculum's (`cogumi nano data --n-choice`), and a letter is read as eval reads it.
 # Usage: bench/reasoning_lookup.sh RUN_DIR [N]   (RUN_DIR: a finished `cogumi run configs/nano.yaml --dir RUN_DIR`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,23 +17,8 @@ T="${BENCH_DIR:-/tmp/cogumi-reasoning-lookup}"
 mkdir -p "$T"
 D=$(ls -d "$RUN"/stages/data-*/data | head -1)
 F=$(ls "$RUN"/stages/failures-*/reasoning.jsonl | head -1)
-python3 - "$D/reasoning/reasoning_train.csv" "$T/lookup.jsonl" "$N" <<'PY'
-import csv, json, random, sys
-r = random.Random(7)
-rows = list(csv.DictReader(open(sys.argv[1])))
-pre = "The following are multiple choice questions (with answers) about reasoning.\n\n"
-n, out = 0, open(sys.argv[2], "w")
-for row in rows[3000:]:
-    opts = [row[f"choice{i}"] for i in range(4)]
-    if len(set(opts)) < 4:
-        continue
-    k = r.randrange(4)
-    prompt = pre + f"Which option says: {opts[k]}\n" + "".join(f"{L}. {o}\n" for L, o in zip("ABCD", opts)) + "Answer:"
-    out.write(json.dumps({"prompt": prompt, "completion": f" {opts[k]}\nAnswer: {'ABCD'[k]}", "category": "lookup"}) + "\n")
-    n += 1
-    if n >= int(sys.argv[3]):
-        break
-PY
+# The curriculum's option-lookup items (`cogumi nano data --n-choice N`: their own stream, the reasoning prompt frame).
+[ -f "$T/lookup-$N/mix/choice.jsonl" ] || "$COGUMI" nano data -o "$T/lookup-$N" $(python3 bench/curriculum_args.py) --n-choice "$N" >/dev/null
 arm() {  # NAME [extra train args]
   local name=$1; shift
   [ -f "$T/$name.gguf" ] || "$COGUMI" train -m models/nano-base.gguf -d "$F:2" -d "$D/mix/reasoning.jsonl:0.1" \
@@ -42,7 +29,7 @@ arm() {  # NAME [extra train args]
     --bench "mmlu=$D/reasoning/reasoning_dev.csv" -n 96 --parallel 64 -o "$T/$name-dev" >"$T/$name.eval.log" 2>&1
 }
 arm without
-arm with -d "$T/lookup.jsonl:1"
+arm with -d "$T/lookup-$N/mix/choice.jsonl:1"
 python3 - "$T/without-dev" "$T/with-dev" <<'PY'
 import json, re, sys
 print("| arm | dev items | accuracy | option named right | letter right | letter = the named option's |")
@@ -53,7 +40,7 @@ for run in sys.argv[1:]:
         j = json.loads(line)
         opts = dict(re.findall(r"\n([ABCD])\. (.*)", j["prompt"]))
         said = j["output"].strip().split("\n")[0].strip()
-        m = re.search(r"Answer: ([ABCD])", j["output"])
+        m = re.search(r"Answer: ([ABCD])(?![A-Za-z])", j["output"])  # not the C of "Answer: Cannot tell"
         got = m.group(1) if m else None
         n += 1
         named += said == opts.get(j["reference"])
