@@ -6,7 +6,7 @@
 # the option and its letter); both on the reasoning dev split, then per arm: options named right, letters right,
 # letters that match the named option.
 # Session 20 ran it with its own Python copy of the lookup items (options from the training CSV); since session 23
-# the items are the curriculum's (`cogumi nano data --n-choice`), and a letter is read as eval reads it.
+# the items are the curriculum's (`cogumi nano data --n-choice`), and the letter is the one eval read and scored.
 # Usage: bench/reasoning_lookup.sh RUN_DIR [N]   (RUN_DIR: a finished `cogumi run configs/nano.yaml --dir RUN_DIR`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +18,8 @@ mkdir -p "$T"
 D=$(ls -d "$RUN"/stages/data-*/data | head -1)
 F=$(ls "$RUN"/stages/failures-*/reasoning.jsonl | head -1)
 # The curriculum's option-lookup items (`cogumi nano data --n-choice N`: their own stream, the reasoning prompt frame).
-[ -f "$T/lookup-$N/mix/choice.jsonl" ] || "$COGUMI" nano data -o "$T/lookup-$N" $(python3 bench/curriculum_args.py) --n-choice "$N" >/dev/null
+ARGS=$(python3 bench/curriculum_args.py)
+[ -f "$T/lookup-$N/mix/choice.jsonl" ] || "$COGUMI" nano data -o "$T/lookup-$N" $ARGS --n-choice "$N" >/dev/null
 arm() {  # NAME [extra train args]
   local name=$1; shift
   [ -f "$T/$name.gguf" ] || "$COGUMI" train -m models/nano-base.gguf -d "$F:2" -d "$D/mix/reasoning.jsonl:0.1" \
@@ -40,11 +41,10 @@ for run in sys.argv[1:]:
         j = json.loads(line)
         opts = dict(re.findall(r"\n([ABCD])\. (.*)", j["prompt"]))
         said = j["output"].strip().split("\n")[0].strip()
-        m = re.search(r"Answer: ([ABCD])(?![A-Za-z])", j["output"])  # not the C of "Answer: Cannot tell"
-        got = m.group(1) if m else None
+        got = j["extracted"] or None  # the letter eval read (its flexible extraction), as it scored the item
         n += 1
         named += said == opts.get(j["reference"])
-        letter += got == j["reference"]
+        letter += bool(j["correct"])
         same += got is not None and opts.get(got) == said
     print(f"| {run.split('/')[-1][:-4]} | {n} | {100 * letter / n:.1f}% | {named} | {letter} | {same} |")
 PY

@@ -83,7 +83,8 @@ void setup_train(CLI::App& sub) {
       ->capture_default_str();
   auto* out_prod_opt = sub.add_option("--out-prod-grads", o.out_prod_grads,
                  "auto, on or off: F32 matmuls' gradients (LoRA, attention) as GEMMs reading their operands transposed "
-                 "in place, no transposed copies. auto: on for a GPU, off on the CPU (a slow loop there)")
+                 "in place, no transposed copies. auto: on for a GPU, off on the CPU, where off still takes a LoRA's "
+                 "A and B gradients (rank >= 16) that way, as register tiles (patch 0012)")
       ->check(CLI::IsMember({"auto", "on", "off"}))
       ->capture_default_str();
   auto* f32_opt = sub.add_option("--f32-weights", o.f32_weights,

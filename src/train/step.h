@@ -85,7 +85,8 @@ struct TrainGraphOptions {
   bool dequant_forward = false;
   // F32 x F32 matmuls' gradients (LoRA A/B, attention) as OUT_PROD GEMMs reading their operands
   // transposed in place (patch 0002's ggml_cogumi_set_out_prod_grads), not ggml_mul_mat of
-  // transposed copies: on CUDA no [T, T] transposes per block; on the CPU OUT_PROD is a slow loop.
+  // transposed copies: on CUDA no [T, T] transposes per block. Off (the CPU's default), products with a
+  // narrow side (a LoRA's A and B) are OUT_PROD anyway: the CPU runs them as register tiles (patch 0012).
   bool out_prod_grads = false;
   // ModelGraph::set_split_lora_groups: each module's LoRA A x by its own matmul, not one per group.
   bool split_lora_groups = false;

@@ -93,7 +93,9 @@ struct TrainOptions {
   std::string dequant_forward = "auto";
   // F32 matmuls' gradients (LoRA A/B, attention) by OUT_PROD GEMMs that read the operands transposed
   // in place (--out-prod-grads, TrainGraphOptions::out_prod_grads): "auto" (on a GPU, whose OUT_PROD is
-  // a GEMM; off on the CPU, where it is a slow loop), "on", "off". Rounding-level changes only.
+  // a GEMM; off on the CPU, whose OUT_PROD is fast only for products with a narrow side), "on", "off".
+  // Off, the narrow products (a LoRA's A and B at rank >= 16) are still OUT_PROD on every backend
+  // (patch 0012; GGML_COGUMI_NARROW_GRADS=0 keeps their copies). Rounding-level changes only.
   std::string out_prod_grads = "auto";
   // A LoRA's F16 or BF16 base held in F32, widened at load (--f32-weights): "auto" (on for the CPU when the
   // widened weights take at most a quarter of its free memory and no --max-memory-gib is given), "on", "off".

@@ -68,6 +68,7 @@ TEST(OutProdTiles, OuterProductSumsMatchTheDoubleReference) {
       {256, 48, 257},         // a q/k/v group's A (rank 48); p past one chunk of 128 by one
       {40, 21, 33},           // edges in both dimensions (40 = 32 + 8, 21 = 16 + 5)
       {16, 3, 50},            // fewer columns than a tile: one-column tiles
+      {24, 20, 40},           // one vector by 16 columns (AVX-512), with edges
       {17, 9, 20},            // an edge of one row
       {64, 128, 128, 6},      // attention's K gradient: head size x keys, per (head, sequence) plane
       {48, 30, 70, 3, 5},     // padded rows (views), planes, edges

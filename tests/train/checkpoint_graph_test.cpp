@@ -301,7 +301,9 @@ TEST_F(CheckpointGraphTest, OutProdGradientsMatchTheTransposedCopiesAndKeepNone)
       copies.flash_attn = out_prod.flash_attn = variant == 1;
       copies.checkpoint_activations = out_prod.checkpoint_activations = variant == 2;
       out_prod.out_prod_grads = true;
+      setenv("GGML_COGUMI_NARROW_GRADS", "0", 1);  // the copies' path whole (patch 0012's narrow products too)
       const StepResult a = step(ckpt_model(lora ? "f16" : "f32"), lora, copies, 32, 2);
+      unsetenv("GGML_COGUMI_NARROW_GRADS");
       const StepResult b = step(ckpt_model(lora ? "f16" : "f32"), lora, out_prod, 32, 2);
       const double rel = worst_rel_l2(b, a);
       std::printf("%s, %s: out_prod vs transposed copies, worst gradient relative L2 %.2e\n", lora ? "LoRA" : "full",
@@ -333,7 +335,7 @@ TEST_F(CheckpointGraphTest, OutProdGradientsMatchTheTransposedCopiesAndKeepNone)
   // the CPU default (patch 0012): each LoRA A and B gradient an OUT_PROD, and that many fewer transposed copies
   const int narrow_out_prods = narrow_graph.backward_op_count(GGML_OP_OUT_PROD);
   std::printf("CPU default: %d CONT / %d OUT_PROD\n", narrow_graph.backward_op_count(GGML_OP_CONT), narrow_out_prods);
-  EXPECT_GE(narrow_out_prods, 4 * (4 + 7));  // 4 blocks: the A of the four input groups, the B of the seven modules
+  EXPECT_GE(narrow_out_prods, 4 * 4);  // 4 blocks: the A of the four input groups (rank 8: B keeps the copies)
   EXPECT_LE(narrow_graph.backward_op_count(GGML_OP_CONT), conts - narrow_out_prods);
 }
 
