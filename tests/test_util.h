@@ -1,8 +1,10 @@
 // Test fixtures: models generated once per test binary into a temporary directory.
 #pragma once
 
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "core/error.h"
@@ -25,5 +27,32 @@ inline std::string error_of(const std::function<void()>& fn) {
   }
   return "";
 }
+
+// An environment variable set (value) or unset (nullptr) for a scope, its previous state restored however the
+// scope ends (switches that code reads when it builds something: GGML_COGUMI_NARROW_GRADS, ...).
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    if (value) {
+      ::setenv(name, value, 1);
+    } else {
+      ::unsetenv(name);
+    }
+  }
+  ~ScopedEnv() {
+    if (old_) {
+      ::setenv(name_.c_str(), old_->c_str(), 1);
+    } else {
+      ::unsetenv(name_.c_str());
+    }
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  std::string name_;
+  std::optional<std::string> old_;
+};
 
 }  // namespace cogumi::test

@@ -10,10 +10,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <random>
 #include <regex>
 #include <tuple>
@@ -301,9 +301,10 @@ TEST_F(CheckpointGraphTest, OutProdGradientsMatchTheTransposedCopiesAndKeepNone)
       copies.flash_attn = out_prod.flash_attn = variant == 1;
       copies.checkpoint_activations = out_prod.checkpoint_activations = variant == 2;
       out_prod.out_prod_grads = true;
-      setenv("GGML_COGUMI_NARROW_GRADS", "0", 1);  // the copies' path whole (patch 0012's narrow products too)
-      const StepResult a = step(ckpt_model(lora ? "f16" : "f32"), lora, copies, 32, 2);
-      unsetenv("GGML_COGUMI_NARROW_GRADS");
+      const StepResult a = [&] {
+        test::ScopedEnv whole("GGML_COGUMI_NARROW_GRADS", "0");  // the copies' path whole (patch 0012's too)
+        return step(ckpt_model(lora ? "f16" : "f32"), lora, copies, 32, 2);
+      }();
       const StepResult b = step(ckpt_model(lora ? "f16" : "f32"), lora, out_prod, 32, 2);
       const double rel = worst_rel_l2(b, a);
       std::printf("%s, %s: out_prod vs transposed copies, worst gradient relative L2 %.2e\n", lora ? "LoRA" : "full",
@@ -322,9 +323,9 @@ TEST_F(CheckpointGraphTest, OutProdGradientsMatchTheTransposedCopiesAndKeepNone)
   TrainGraphOptions out_prod;
   out_prod.out_prod_grads = true;
   // the copies' path whole: patch 0012 otherwise takes the LoRA weights' (narrow) gradients as OUT_PROD on the CPU too
-  setenv("GGML_COGUMI_NARROW_GRADS", "0", 1);
+  std::optional<test::ScopedEnv> whole(std::in_place, "GGML_COGUMI_NARROW_GRADS", "0");
   TrainGraph copies_graph(mg, {cpu_}, 64, 1);
-  unsetenv("GGML_COGUMI_NARROW_GRADS");
+  whole.reset();
   TrainGraph out_prod_graph(mg, {cpu_}, 64, 1, out_prod), narrow_graph(mg, {cpu_}, 64, 1);
   const int conts = copies_graph.backward_op_count(GGML_OP_CONT), conts_op = out_prod_graph.backward_op_count(GGML_OP_CONT);
   std::printf("backward graph: %d CONT / %d OUT_PROD with copies, %d / %d with out_prod\n", conts,

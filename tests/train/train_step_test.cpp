@@ -7,9 +7,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <cstdio>
 #include <limits>
+#include <optional>
 #include <random>
 #include <tuple>
 
@@ -213,9 +213,8 @@ TEST_F(TrainStepTest, LoraGradientsOn16BitBasesMatchTheF32Path) {
 // gradient within BF16 rounding of the F32 copies' (measured worst: see the printout); a value other
 // than f32/bf16 is a clear error, not an abort inside ggml.
 TEST_F(TrainStepTest, Bf16BackwardCopiesKeepTheGradientsAndBadValuesAreErrors) {
-  struct Env {
-    explicit Env(const char* v) { setenv("GGML_COGUMI_BACKWARD_WEIGHT_TYPE", v, 1); }
-    ~Env() { unsetenv("GGML_COGUMI_BACKWARD_WEIGHT_TYPE"); }
+  struct Env : test::ScopedEnv {
+    explicit Env(const char* v) : test::ScopedEnv("GGML_COGUMI_BACKWARD_WEIGHT_TYPE", v) {}
   };
   const HostBatch b = random_batch(ModelGraph(base_model("f32"), cpu_, true, false).hparams().n_vocab, 5);
   for (const char* type : {"f16", "q4_k_m"}) {
@@ -270,11 +269,8 @@ TEST_F(TrainStepTest, Bf16BackwardCopiesKeepTheGradientsAndBadValuesAreErrors) {
 // every other type's is F32: the gradients equal the forced settings' bit for bit.
 TEST_F(TrainStepTest, BackwardCopiesDefaultToBf16ForBf16WeightsAndF32ForOthers) {
   const HostBatch b = random_batch(ModelGraph(base_model("f32"), cpu_, true, false).hparams().n_vocab, 6);
-  struct Env {  // set for one call, unset however it ends
-    explicit Env(const char* v) {
-      if (v) setenv("GGML_COGUMI_BACKWARD_WEIGHT_TYPE", v, 1);
-    }
-    ~Env() { unsetenv("GGML_COGUMI_BACKWARD_WEIGHT_TYPE"); }
+  struct Env : test::ScopedEnv {  // set (or unset: nullptr) for one call
+    explicit Env(const char* v) : test::ScopedEnv("GGML_COGUMI_BACKWARD_WEIGHT_TYPE", v) {}
   };
   auto grads = [&](const std::string& type, const char* env) {
     Env set(env);
@@ -301,9 +297,10 @@ TEST_F(TrainStepTest, OutProdGradientsThroughFrozenWeightsOfEveryTypeMatchTheCop
            {"f16", GGML_TYPE_F16, 1e-5}, {"bf16", GGML_TYPE_BF16, 0.01}, {"q8_0", GGML_TYPE_Q8_0, 1e-5},
            {"q4_k_m", GGML_TYPE_Q4_K, 1e-5}}) {
     double loss_copies = 0, loss_op = 0;
-    setenv("GGML_COGUMI_NARROW_GRADS", "0", 1);  // the copies' path whole (patch 0012 takes LoRA B's as OUT_PROD)
-    const auto copies = lora_grads(base_model(type), b, &loss_copies);
-    unsetenv("GGML_COGUMI_NARROW_GRADS");
+    const auto copies = [&] {
+      test::ScopedEnv whole("GGML_COGUMI_NARROW_GRADS", "0");  // the copies' path whole (patch 0012's OUT_PRODs too)
+      return lora_grads(base_model(type), b, &loss_copies);
+    }();
     const auto op = lora_grads(base_model(type), b, &loss_op, true, out_prod);
     ASSERT_EQ(op.size(), copies.size());
     double worst = 0;
@@ -313,9 +310,9 @@ TEST_F(TrainStepTest, OutProdGradientsThroughFrozenWeightsOfEveryTypeMatchTheCop
     EXPECT_DOUBLE_EQ(loss_op, loss_copies) << type << ": the forward pass is unchanged";
     ModelGraph mg(base_model(type), cpu_, true);
     mg.add_lora(all_targets(4), 3);
-    setenv("GGML_COGUMI_NARROW_GRADS", "0", 1);
+    std::optional<test::ScopedEnv> whole(std::in_place, "GGML_COGUMI_NARROW_GRADS", "0");
     TrainGraph with_copies(mg, {cpu_}, kT, kS);
-    unsetenv("GGML_COGUMI_NARROW_GRADS");
+    whole.reset();
     TrainGraph with_op(mg, {cpu_}, kT, kS, out_prod);
     auto frozen = [](const TrainGraph& g, ggml_op op) {  // nodes of `op` whose first source is a non-F32 weight
       int n = 0;
@@ -344,14 +341,13 @@ TEST_F(TrainStepTest, LoraGradientsNeedNoTransposedCopies) {
   const auto model = base_model("f32");
   const HostBatch b = random_batch(ModelGraph(model, cpu_, true, false).hparams().n_vocab, 5);
   auto grads = [&](int rank, bool narrow, double* loss, int64_t* tiled) {
-    if (!narrow) setenv("GGML_COGUMI_NARROW_GRADS", "0", 1);
+    test::ScopedEnv path("GGML_COGUMI_NARROW_GRADS", narrow ? nullptr : "0");
     const int64_t before = ggml_cogumi_out_prod_tiles();
     ModelGraph mg(model, cpu_, true);
     mg.add_lora(all_targets(rank), 3, {}, 0.05f);
     TrainGraph tg(mg, {cpu_}, kT, kS);
     *loss = tg.accumulate(b);
     *tiled = ggml_cogumi_out_prod_tiles() - before;
-    unsetenv("GGML_COGUMI_NARROW_GRADS");
     std::vector<std::vector<float>> out;
     for (ggml_tensor* g : tg.gradients()) out.push_back(read(g));
     return out;
