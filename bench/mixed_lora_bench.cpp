@@ -10,8 +10,9 @@
 //   unfused  as mixed, without patch 0010's fused op (LLAMA_ADAPTER_SLOTS_FUSED=0 when the slots are
 //            stacked): each adapted weight's delta as the four ops of patch 0001 in every batch
 //   grouped  the same requests, one adapter group after another (GeneratorOptions::mixed_adapters off)
-// Reported: generated tokens per second of wall time (prompt steps included), and the median and
-// 90th-percentile time to first token (admission to the first streamed piece).
+// Reported: generated tokens per second of wall time (prompt steps included), the median and
+// 90th-percentile time to first token (admission to the first streamed piece), and the sha256 of the
+// generated texts (greedy): runs of one setup under different kernel settings must print the same.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
@@ -47,6 +48,7 @@ double percentile(std::vector<double> v, double q) {
 struct Row {
   double tok_s = 0.0, ttft_p50 = 0.0, ttft_p90 = 0.0;
   int64_t decode_calls = 0;
+  std::string output;  // sha256 of the generated texts, in request order (the first 16 hex digits)
   bool mixed = false;
 };
 
@@ -83,7 +85,9 @@ int main(int argc, char** argv) {
     std::uniform_int_distribution<int> tok(lo, hi);
     fmt::print("model: {} ({}), adapters: {}, pp {}, tg {}\n", model_path, model->info().description, adapters_list, pp,
                tg);
-    fmt::print("| streams | setup | gen tok/s | TTFT p50 ms | TTFT p90 ms | decode calls |\n|---:|---|---:|---:|---:|---:|\n");
+    fmt::print(
+        "| streams | setup | gen tok/s | TTFT p50 ms | TTFT p90 ms | decode calls | output sha256 |\n"
+        "|---:|---|---:|---:|---:|---:|---|\n");
     for (const auto& streams_s : split(streams_list)) {
       const int streams = std::stoi(streams_s);
       std::vector<GenRequest> reqs(streams);
@@ -140,9 +144,12 @@ int main(int argc, char** argv) {
           auto res = gen.generate(reqs, on_piece);
           double secs = std::chrono::duration<double>(Clock::now() - t0).count();
           int64_t n = 0;
+          std::string texts;
           for (const auto& r : res) {
             if (r.finish == FinishReason::kError) fail("request failed: {}", r.error);
             n += r.n_gen_tokens;
+            texts += r.text;
+            texts += '\0';
           }
           Row row;
           row.tok_s = double(n) / secs;
@@ -150,16 +157,20 @@ int main(int argc, char** argv) {
           row.ttft_p90 = percentile(first, 0.9);
           row.decode_calls = gen.last_stats().n_decode_calls;
           row.mixed = gen.last_stats().mixed_adapters;
+          row.output = sha256_hex(texts).substr(0, 16);
+          if (rep > 0 && row.output != best.output)
+            fmt::print(stderr, "warning: {} at {} streams generated other texts in repetition {}\n", setup, streams, rep);
           if (row.tok_s > best.tok_s) best = row;
         }
-        fmt::print("| {} | {} | {:.1f} | {:.1f} | {:.1f} | {} |\n", streams, setup, best.tok_s, best.ttft_p50,
-                   best.ttft_p90, best.decode_calls);
+        fmt::print("| {} | {} | {:.1f} | {:.1f} | {:.1f} | {} | {} |\n", streams, setup, best.tok_s, best.ttft_p50,
+                   best.ttft_p90, best.decode_calls, best.output);
         std::fflush(stdout);
         if (!json_out.empty()) {
           JsonlWriter w(json_out, true);
           w.write({{"bench", "mixed_lora"}, {"engine", "cogumi"}, {"model", model_path}, {"streams", streams},
                    {"setup", setup}, {"pp", pp}, {"tg", tg}, {"tok_s", best.tok_s}, {"ttft_p50_ms", best.ttft_p50},
-                   {"ttft_p90_ms", best.ttft_p90}, {"decode_calls", best.decode_calls}, {"one_batch", best.mixed}});
+                   {"ttft_p90_ms", best.ttft_p90}, {"decode_calls", best.decode_calls}, {"one_batch", best.mixed},
+                   {"output_sha256", best.output}});
         }
       }
     }

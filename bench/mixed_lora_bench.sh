@@ -11,18 +11,20 @@
 # Usage: bench/mixed_lora_bench.sh BIN_DIR MODEL ADAPTER1,ADAPTER2,... [OUT_DIR]
 #   env: STREAMS (1,8,32)  PP (64)  TG (128)  REPS (1)  NGL (-1: all layers on the GPU if any)
 #        FA (-1)  THREADS (0: all cores)  LLAMA_SERVER (unset: skip the llama-server side)
+#        SETUPS (cogumi's setups, default all: base,one,one_slots,mixed,mixed16,unfused,grouped)
 # Example (CPU, nano system):
 #   bench/mixed_lora_bench.sh build/bin models/nano-base.gguf \
 #     models/nano-math.gguf,models/nano-code.gguf,models/nano-reasoning.gguf
 set -euo pipefail
 BIN=$1 MODEL=$2 ADAPTERS=$3 OUT=${4:-out/mixed_lora}
+SETUPS=${SETUPS:-base,one,one_slots,mixed,mixed16,unfused,grouped}
 STREAMS=${STREAMS:-1,8,32} PP=${PP:-64} TG=${TG:-128} REPS=${REPS:-1} NGL=${NGL:--1} FA=${FA:--1} THREADS=${THREADS:-0}
 mkdir -p "$OUT"
 rm -f "$OUT/results.jsonl"
 
 echo "## cogumi (adapter slots: 'mixed'; one adapter group after another: 'grouped')"
-"$BIN/cogumi-bench-mixed-lora" -m "$MODEL" --adapters "$ADAPTERS" --streams "$STREAMS" --pp "$PP" --tg "$TG" \
-  --reps "$REPS" --ngl "$NGL" --fa "$FA" --threads "$THREADS" --json "$OUT/results.jsonl"
+"$BIN/cogumi-bench-mixed-lora" -m "$MODEL" --adapters "$ADAPTERS" --streams "$STREAMS" --setups "$SETUPS" \
+  --pp "$PP" --tg "$TG" --reps "$REPS" --ngl "$NGL" --fa "$FA" --threads "$THREADS" --json "$OUT/results.jsonl"
 
 [ -n "${LLAMA_SERVER:-}" ] || exit 0
 

@@ -54,4 +54,7 @@ std::string get_string(const json& obj, std::string_view field, const std::strin
 // sha256 of a file, hex.
 std::string sha256_file(const fs::path& path);
 
+// sha256 of bytes, hex.
+std::string sha256_hex(std::string_view bytes);
+
 }  // namespace cogumi

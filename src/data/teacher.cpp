@@ -1,8 +1,6 @@
 // The request pool and its log (data/teacher.h).
 #include "data/teacher.h"
 
-#include <openssl/evp.h>
-
 #include <chrono>
 #include <cmath>
 #include <memory>
@@ -24,13 +22,7 @@ double backoff_delay(const TeacherEndpoint& ep, int attempt, double retry_after_
 }
 
 std::string request_key(const TeacherEndpoint& ep, const std::string& prompt) {
-  const std::string text = ep.name + '\n' + ep.model + '\n' + prompt;
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  EVP_Digest(text.data(), text.size(), md, &n, EVP_sha256(), nullptr);
-  std::string hex;
-  for (unsigned int i = 0; i < n; ++i) hex += fmt::format("{:02x}", md[i]);
-  return hex;
+  return sha256_hex(ep.name + '\n' + ep.model + '\n' + prompt);
 }
 
 RequestLog::RequestLog(const std::filesystem::path& path) : path_(path) {

@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 #include <fcntl.h>
-#include <openssl/sha.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -18,14 +17,6 @@
 namespace cogumi {
 
 namespace {
-
-std::string sha256_hex(const std::string& s) {
-  unsigned char md[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(s.data()), s.size(), md);
-  std::string h;
-  for (unsigned char c : md) h += fmt::format("{:02x}", c);
-  return h;
-}
 
 std::string utc_now() {
   std::time_t t = std::time(nullptr);
