@@ -110,14 +110,18 @@ class MixedLora : public ::testing::Test {
 std::shared_ptr<Model> MixedLora::nano_;
 
 // Tolerance on log-probabilities (CPU, F32 adapters on an F16 base): the slot path sums the same
-// products in another order (scale before B instead of after).
-constexpr float kTol = 1e-3f;
+// products in another order (scale before B instead of after), and the batches' shapes pick other
+// ggml kernels, so the rounding differs by CPU: at most 1e-3 on an Intel Xeon with AMX and
+// AVX512-FP16, 2.2e-3 on an AMD EPYC with AVX-512 (no FP16 arithmetic). A missing or wrong delta
+// moves these log-probabilities by 0.06 or more (kChanged below; the first test checks it).
+constexpr float kTol = 5e-3f;
+constexpr float kChanged = 1e-2f;
 
 TEST_F(MixedLora, OneBatchOfThreeModifiersAndTheBaseMatchesEachAlone) {
   auto reqs = requests_for({"math", "code", "reasoning", ""}, 3, 12);
   auto want = each_alone(nano_, reqs);
   // The modifiers really change the output, so a missing delta can't pass for the base: another
-  // text, or the same tokens at log-probabilities 10x the tolerance below apart (with patch 0007's
+  // text, or the same tokens at log-probabilities more than kChanged apart (with patch 0007's
   // exact F16 sums the shipped modifiers change 1 of these 9 twelve-token greedy texts, and move the
   // others' log-probabilities by 0.06-0.13; with F16 accumulation rounding noise flipped 6 texts).
   auto base_reqs = reqs;
@@ -126,7 +130,7 @@ TEST_F(MixedLora, OneBatchOfThreeModifiersAndTheBaseMatchesEachAlone) {
   int changed = 0;
   for (size_t i = 0; i < reqs.size(); ++i)
     if (!reqs[i].adapter.empty())
-      changed += want[i].text != base[i].text || max_logprob_diff(want[i], base[i], false) > 10 * kTol;
+      changed += want[i].text != base[i].text || max_logprob_diff(want[i], base[i], false) > kChanged;
   EXPECT_GE(changed, 6) << "of 9 modifier requests";
 
   GeneratorOptions o;

@@ -8,6 +8,7 @@
 // signal instead of killing the whole suite.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -56,7 +57,7 @@ std::vector<GenResult> decode(const fs::path& model, bool repack, int n_parallel
                std::to_string(i + 2) + " of them?";
     r.max_tokens = 6;
     r.ignore_eos = true;
-    r.n_logprobs = 0;
+    r.n_logprobs = 2;  // the top two at each step: where greedy texts part, was it a near-tie?
     reqs.push_back(r);
   }
   return gen.generate(reqs);
@@ -77,16 +78,31 @@ double first_token_error(const std::vector<GenResult>& run, const std::vector<Ge
   return sum / double(run.size());
 }
 
+// Where two greedy texts of one request part: the plain run's margin between its top two choices at the
+// first step whose tokens differ (0 when they never part).
+float parting_margin(const GenResult& plain, const GenResult& packed) {
+  for (size_t t = 0; t < std::min(plain.logprobs.size(), packed.logprobs.size()); ++t) {
+    if (plain.logprobs[t].token == packed.logprobs[t].token) continue;
+    const auto& top = plain.logprobs[t].top;
+    return top.size() >= 2 ? top[0].second - top[1].second : 1e9f;
+  }
+  return 0.0f;
+}
+
 // The repacked run against the plain one and both against the F32 reference; prints what differs
 // and returns the number of failed checks. Both paths quantize activations to 8 bits, in different
-// code (AMX tiles, AVX-512 VNNI): their logprobs differ a little, but the repacked path must be no
-// farther from the reference than the plain one, and greedy texts must agree.
+// code (AMX tiles, AVX-512 VNNI, AVX2): their logprobs differ a little, but the repacked path must be
+// no farther from the reference than the plain one, and greedy texts must agree except where the plain
+// run's top two choices were a near-tie (within twice the quantized paths' own error against F32: on an
+// AMD EPYC with AVX-512 two of eight Q4_K_M texts part, at margins of 0.0008-0.05; on an Intel Xeon
+// with AMX none did). A repacked kernel that computed something else would part texts at clear choices.
 int compare(const Case& c, int n_parallel) {
   const fs::path m = quantized_model(c);
   const auto plain = decode(m, false, n_parallel);
   const auto packed = decode(m, true, n_parallel);
   const auto ref = decode(reference_model(m), false, n_parallel);
   int bad = 0, same_text = 0;
+  std::vector<float> margins;
   for (size_t i = 0; i < plain.size(); ++i) {
     if (plain[i].finish != FinishReason::kLength || packed[i].finish != FinishReason::kLength ||
         plain[i].logprobs.empty() || packed[i].logprobs.empty() || ref[i].logprobs.empty()) {
@@ -95,6 +111,7 @@ int compare(const Case& c, int n_parallel) {
       return bad + 1;
     }
     same_text += plain[i].text == packed[i].text;
+    if (plain[i].text != packed[i].text) margins.push_back(parting_margin(plain[i], packed[i]));
   }
   const double e_plain = first_token_error(plain, ref), e_packed = first_token_error(packed, ref);
   const double e_between = first_token_error(packed, plain);
@@ -102,7 +119,12 @@ int compare(const Case& c, int n_parallel) {
                "between %.4f; %d of %zu texts agree\n", c.n_embd, c.type.c_str(), n_parallel, e_plain, e_packed,
                e_between, same_text, plain.size());
   if (e_packed > 1.5 * e_plain + 0.02) ++bad;
-  if (same_text < int(plain.size()) - 1) ++bad;  // one near-tie is tolerated, not more
+  const double near_tie = 2.0 * std::max(e_plain, e_packed);
+  for (float m : margins) {
+    std::fprintf(stderr, "  a text parts at a top-two margin of %.4f (near-tie below %.4f)\n", m, near_tie);
+    if (m >= near_tie) ++bad;
+  }
+  if (same_text < int(plain.size()) / 2) ++bad;  // near-ties, but not most of the texts
   return bad;
 }
 

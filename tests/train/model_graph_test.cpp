@@ -220,15 +220,19 @@ TEST_F(ModelGraphTest, RopeFreqsOnAnF16BaseWithALoraMatchLlamaCpp) {
   adapter_init(base, adapter, ao);
   auto plain = llama_logits(base);
   auto tuned = llama_logits(base, adapter);
-  EXPECT_GT(max_abs_diff(plain.ref, tuned.ref), 2e-2);  // the adapter matters
+  EXPECT_GT(max_abs_diff(plain.ref, tuned.ref), 2e-2);  // the adapter matters (3.9 here)
+  // On an F16 base the two graphs round at other points (llama.cpp's CPU matmuls take the activations
+  // as F16): logits within 2e-3 on an Intel Xeon with AVX512-FP16, 3.9e-3 with the adapter on an AMD
+  // EPYC with AVX-512, so 6e-3 here; without rope_freqs they differ by more than 2e-2 (the test above).
+  constexpr double kF16Tol = 6e-3;
   ModelGraph mg(base, be_);
-  EXPECT_LT(max_abs_diff(graph_logits(mg, be_, plain.toks), plain.ref), 2e-3);
+  EXPECT_LT(max_abs_diff(graph_logits(mg, be_, plain.toks), plain.ref), kF16Tol);
   ModelGraph ml(base, be_);
   LoraSpec spec;
   spec.rank = 4;
   spec.targets = ao.targets;
   ml.add_lora(spec, 1, adapter);
-  EXPECT_LT(max_abs_diff(graph_logits(ml, be_, tuned.toks), tuned.ref), 2e-3);
+  EXPECT_LT(max_abs_diff(graph_logits(ml, be_, tuned.toks), tuned.ref), kF16Tol);
 }
 
 TEST_F(ModelGraphTest, RopeScalingKeysAreReadAsLlamaCppReadsThem) {
