@@ -165,7 +165,7 @@ case "${1:-}" in
       bench/mixed_lora_bench.sh "$B" "$M" "$A" "$OUT/mixed_lora" 2>&1 | tee "$OUT/mixed_lora.md"
     # ENVS="VAR=V ...": ours again at 32 streams under each setting, e.g. GGML_CUDA_DISABLE_GRAPHS=1 (are CUDA graphs
     # what hides the adapters' launches?), GGML_CUDA_GRAPH_OPT=1 (ggml-cuda's concurrent Q/K/V streams) or
-    # GGML_COGUMI_LORA_SIDE=0 (patch 0013 off); ENV_SETUPS picks the setups of those reruns (default all)
+    # GGML_COGUMI_LORA_SIDE=2 (patch 0013 on); ENV_SETUPS picks the setups of those reruns (default all)
     for e in ${ENVS:-}; do
       echo "## with $e" | tee -a "$OUT/mixed_lora.md"
       env "$e" STREAMS=${ENV_STREAMS:-32} SETUPS="${ENV_SETUPS:-base,one,one_slots,mixed,mixed16,unfused,grouped}" PP=128 TG=128 FA=1 LLAMA_SERVER="" \
