@@ -173,8 +173,7 @@ case "${1:-}" in
     done
     ;;
   engine|train|nano|nanoloop|nanoselect)
-    # TOOLS=1: the llama.cpp build with its tools, as `mixedlora` makes it (a warm machine's cogumi build is reused)
-    PREFIX=$(scripts/deps.sh --cuda ${TOOLS:+--tools} | tail -n 1)
+    PREFIX=$(scripts/deps.sh --cuda | tail -n 1)
     if [ "$1" = engine ]; then cogumi_build "$PREFIX"; else cogumi_build "$PREFIX" cogumi_app; fi  # the others: the CLI only
     [ "${PREP:-0}" = 1 ] && exit 0  # the builds only: the first of back-to-back calls on a fresh machine
     B=$BC/bin

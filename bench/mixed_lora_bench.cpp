@@ -79,7 +79,6 @@ int main(int argc, char** argv) {
       names.push_back("a" + std::to_string(names.size()));
       model->load_adapter(names.back(), path);
     }
-    std::mt19937 rng(1234);
     // Ordinary tokens only: skip the first 300 ids (control and byte tokens in small vocabularies).
     int lo = std::min(300, model->n_vocab() / 2), hi = std::min(model->n_vocab() - 1, 127999);
     std::uniform_int_distribution<int> tok(lo, hi);
@@ -90,6 +89,8 @@ int main(int argc, char** argv) {
         "|---:|---|---:|---:|---:|---:|---|\n");
     for (const auto& streams_s : split(streams_list)) {
       const int streams = std::stoi(streams_s);
+      // prompts seeded per stream count: a run with other --streams gives these requests the same prompts
+      std::mt19937 rng(1234 + streams);
       std::vector<GenRequest> reqs(streams);
       for (auto& r : reqs) {
         r.prompt_tokens.resize(pp);

@@ -110,10 +110,11 @@ class MixedLora : public ::testing::Test {
 std::shared_ptr<Model> MixedLora::nano_;
 
 // Tolerance on log-probabilities (CPU, F32 adapters on an F16 base): the slot path sums the same
-// products in another order (scale before B instead of after), and the batches' shapes pick other
-// ggml kernels, so the rounding differs by CPU: at most 1e-3 on an Intel Xeon with AMX and
-// AVX512-FP16, 2.2e-3 on an AMD EPYC with AVX-512 (no FP16 arithmetic). A missing or wrong delta
-// moves these log-probabilities by 0.06 or more (kChanged below; the first test checks it).
+// products in another order (scale before B instead of after), and the rounding that follows differs
+// by CPU: at most 1e-3 on the Intel Xeon these tests were written on, up to 2.2e-3 on an AMD EPYC
+// with AVX-512 (measured, cause not traced). A missing delta moves these log-probabilities by 0.06 or
+// more (kChanged below; the first test checks it); a delta missing from one of the 28 adapted weights
+// alone could move them by less than the tolerance.
 constexpr float kTol = 5e-3f;
 constexpr float kChanged = 1e-2f;
 

@@ -79,23 +79,25 @@ double first_token_error(const std::vector<GenResult>& run, const std::vector<Ge
 }
 
 // Where two greedy texts of one request part: the plain run's margin between its top two choices at the
-// first step whose tokens differ (0 when they never part).
+// first step whose tokens differ (infinite when no such step is found: texts that differ otherwise are no tie).
 float parting_margin(const GenResult& plain, const GenResult& packed) {
   for (size_t t = 0; t < std::min(plain.logprobs.size(), packed.logprobs.size()); ++t) {
     if (plain.logprobs[t].token == packed.logprobs[t].token) continue;
     const auto& top = plain.logprobs[t].top;
-    return top.size() >= 2 ? top[0].second - top[1].second : 1e9f;
+    return top.size() >= 2 ? top[0].second - top[1].second : INFINITY;
   }
-  return 0.0f;
+  return INFINITY;
 }
 
 // The repacked run against the plain one and both against the F32 reference; prints what differs
 // and returns the number of failed checks. Both paths quantize activations to 8 bits, in different
 // code (AMX tiles, AVX-512 VNNI, AVX2): their logprobs differ a little, but the repacked path must be
 // no farther from the reference than the plain one, and greedy texts must agree except where the plain
-// run's top two choices were a near-tie (within twice the quantized paths' own error against F32: on an
-// AMD EPYC with AVX-512 two of eight Q4_K_M texts part, at margins of 0.0008-0.05; on an Intel Xeon
-// with AMX none did). A repacked kernel that computed something else would part texts at clear choices.
+// run's top two choices were a near-tie (a margin under twice the plain path's own error against F32),
+// and in at most a quarter of the requests. On an AMD EPYC with AVX-512 (CPU_REPACK's kernels) two of
+// eight Q4_K_M texts part, at margins of 0.004 and 0.0008, and one Q4_0 text at 0.053 (mean first-token
+// difference between the paths 0.013 and 0.020); on an Intel Xeon with AMX none did. A repacked kernel
+// that computed something else would part texts at clear choices.
 int compare(const Case& c, int n_parallel) {
   const fs::path m = quantized_model(c);
   const auto plain = decode(m, false, n_parallel);
@@ -119,12 +121,12 @@ int compare(const Case& c, int n_parallel) {
                "between %.4f; %d of %zu texts agree\n", c.n_embd, c.type.c_str(), n_parallel, e_plain, e_packed,
                e_between, same_text, plain.size());
   if (e_packed > 1.5 * e_plain + 0.02) ++bad;
-  const double near_tie = 2.0 * std::max(e_plain, e_packed);
+  const double near_tie = 2.0 * e_plain;
   for (float m : margins) {
     std::fprintf(stderr, "  a text parts at a top-two margin of %.4f (near-tie below %.4f)\n", m, near_tie);
     if (m >= near_tie) ++bad;
   }
-  if (same_text < int(plain.size()) / 2) ++bad;  // near-ties, but not most of the texts
+  if (same_text < int(plain.size()) - int(plain.size()) / 4) ++bad;  // near-ties, but not many
   return bad;
 }
 
