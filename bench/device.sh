@@ -168,7 +168,7 @@ case "${1:-}" in
     # GGML_COGUMI_LORA_SIDE=2 (patch 0013 on); ENV_SETUPS picks the setups of those reruns (default all)
     for e in ${ENVS:-}; do
       echo "## with $e" | tee -a "$OUT/mixed_lora.md"
-      env "$e" STREAMS=${ENV_STREAMS:-32} SETUPS="${ENV_SETUPS:-base,one,one_slots,mixed,mixed16,unfused,grouped}" PP=128 TG=128 FA=1 LLAMA_SERVER="" \
+      env "$e" STREAMS=${ENV_STREAMS:-32} SETUPS="${ENV_SETUPS:-}" PP=128 TG=128 FA=1 LLAMA_SERVER="" \
         bench/mixed_lora_bench.sh "$B" "$M" "$A" "$OUT/mixed_lora_${e%%=*}" 2>&1 | tee -a "$OUT/mixed_lora.md"
     done
     ;;

@@ -11,19 +11,20 @@
 # Usage: bench/mixed_lora_bench.sh BIN_DIR MODEL ADAPTER1,ADAPTER2,... [OUT_DIR]
 #   env: STREAMS (1,8,32)  PP (64)  TG (128)  REPS (1)  NGL (-1: all layers on the GPU if any)
 #        FA (-1)  THREADS (0: all cores)  LLAMA_SERVER (unset: skip the llama-server side)
-#        SETUPS (cogumi's setups, default all: base,one,one_slots,mixed,mixed16,unfused,grouped)
+#        SETUPS (cogumi's setups, comma-separated; unset: cogumi-bench-mixed-lora's default, all of them)
 # Example (CPU, nano system):
 #   bench/mixed_lora_bench.sh build/bin models/nano-base.gguf \
 #     models/nano-math.gguf,models/nano-code.gguf,models/nano-reasoning.gguf
 set -euo pipefail
 BIN=$1 MODEL=$2 ADAPTERS=$3 OUT=${4:-out/mixed_lora}
-SETUPS=${SETUPS:-base,one,one_slots,mixed,mixed16,unfused,grouped}
+setups_arg=()
+[ -n "${SETUPS:-}" ] && setups_arg=(--setups "$SETUPS")
 STREAMS=${STREAMS:-1,8,32} PP=${PP:-64} TG=${TG:-128} REPS=${REPS:-1} NGL=${NGL:--1} FA=${FA:--1} THREADS=${THREADS:-0}
 mkdir -p "$OUT"
 rm -f "$OUT/results.jsonl"
 
 echo "## cogumi (adapter slots: 'mixed'; one adapter group after another: 'grouped')"
-"$BIN/cogumi-bench-mixed-lora" -m "$MODEL" --adapters "$ADAPTERS" --streams "$STREAMS" --setups "$SETUPS" \
+"$BIN/cogumi-bench-mixed-lora" -m "$MODEL" --adapters "$ADAPTERS" --streams "$STREAMS" "${setups_arg[@]}" \
   --pp "$PP" --tg "$TG" --reps "$REPS" --ngl "$NGL" --fa "$FA" --threads "$THREADS" --json "$OUT/results.jsonl"
 
 [ -n "${LLAMA_SERVER:-}" ] || exit 0
