@@ -87,11 +87,17 @@ void setup_train(CLI::App& sub) {
                  "A and B gradients (rank >= 16) that way, as register tiles (patch 0012)")
       ->check(CLI::IsMember({"auto", "on", "off"}))
       ->capture_default_str();
-  auto* f32_opt = sub.add_option("--f32-weights", o.f32_weights,
-                 "auto, on or off: a LoRA's F16/BF16 base held in F32 (the same values; F32 matmuls need no "
-                 "conversions). auto: on for the CPU when that takes at most a quarter of its free memory and --max-memory-gib is not given")
-      ->check(CLI::IsMember({"auto", "on", "off"}))
+  auto* base_opt = sub.add_option("--base-weights", o.base_weights,
+                 "auto, file, f32 or bf16: how a LoRA's F16/BF16 base is held. f32: widened at load (the same values; "
+                 "F32 matmuls convert nothing); bf16: F16 rounded to BF16 (twice F32's rate on a CPU with "
+                 "AVX512-BF16); file: as the file has it. auto: on the CPU bf16 where it has AVX512-BF16, else f32 "
+                 "when that takes at most a quarter of its free memory and --max-memory-gib is not given; file on a GPU")
+      ->check(CLI::IsMember({"auto", "file", "f32", "bf16"}))
       ->capture_default_str();
+  static std::string f32_weights;
+  auto* f32_opt = sub.add_option("--f32-weights", f32_weights, "auto, on or off: --base-weights auto, f32 or file")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
+  base_opt->excludes(f32_opt);
   static bool dry_run = false;
   auto* dry_run_opt = sub.add_flag("--dry-run", dry_run, "Print the memory the run needs (weights, LoRA, optimizer, activations) and exit");
   // First-order MAML (train/maml.h): --max-steps meta-steps, --lr the outer AdamW rate, --clip its clip.
@@ -107,8 +113,9 @@ void setup_train(CLI::App& sub) {
   sub.add_option("--query", mo.query, "--maml: query examples per task")->capture_default_str();
   sub.add_option("--init", mo.init, "--maml: start from this adapter (same rank and targets)");
   // MAML has no checkpoints and no memory estimate yet: these options are refused with it, not ignored.
-  maml_flag->excludes(full)->excludes(resume_opt)->excludes(memory_opt)->excludes(dry_run_opt)->excludes(ckpt_opt)->excludes(ckpt_blocks_opt)->excludes(flash_opt)->excludes(fab_opt)->excludes(dequant_opt)->excludes(out_prod_opt)->excludes(f32_opt);
+  maml_flag->excludes(full)->excludes(resume_opt)->excludes(memory_opt)->excludes(dry_run_opt)->excludes(ckpt_opt)->excludes(ckpt_blocks_opt)->excludes(flash_opt)->excludes(fab_opt)->excludes(dequant_opt)->excludes(out_prod_opt)->excludes(base_opt)->excludes(f32_opt);
   sub.callback([&] {
+    if (!f32_weights.empty()) o.base_weights = f32_weights == "on" ? "f32" : f32_weights == "off" ? "file" : "auto";
     o.checkpoint_blocks = ckpt_blocks == "auto" ? TrainOptions::kCheckpointBlocksAuto : std::stoi(ckpt_blocks);
     if (maml) {
       engine_set_verbose(globals().verbose);

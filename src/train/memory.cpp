@@ -90,7 +90,7 @@ TrainMemory estimate_train_memory(const TrainOptions& o, const std::vector<ggml_
   if (backends.empty()) fail("internal: no backend to estimate training memory on");
   ggml_backend_t dev = backends.front();
   ggml_backend_buffer_type_t buft = ggml_backend_get_default_buffer_type(dev);
-  ModelGraph mg(o.model, dev, /*keep_file_types=*/!o.full, /*load_data=*/false, o.f32_weights_on(dev));
+  ModelGraph mg(o.model, dev, /*keep_file_types=*/!o.full, /*load_data=*/false, o.base_weights_on(dev));
   if (!o.full) mg.add_lora(o.lora, o.seed);
   TrainMemory m;
   ggml_backend_dev_t d = ggml_backend_get_device(dev);
@@ -239,11 +239,11 @@ void check_train_memory(const TrainMemory& m, const TrainOptions& o, const std::
     const size_t n = with(alt);
     ways.push_back({n, "a LoRA instead of --full: " + gib(n)});
   }
-  if (o.f32_weights_on(backends.front())) {
+  if (o.base_weights_on(backends.front()) == BaseWeights::f32) {
     TrainOptions alt = o;
-    alt.f32_weights = "off";
+    alt.base_weights = "file";
     const size_t n = with(alt);
-    ways.push_back({n, fmt::format("--f32-weights off (the base's 16-bit matrices kept as they are; slower CPU "
+    ways.push_back({n, fmt::format("--base-weights file (the base's 16-bit matrices kept as they are; slower CPU "
                                    "matmuls): {}", gib(n))});
   }
   if (!m.flash) {

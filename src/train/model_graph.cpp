@@ -54,8 +54,8 @@ RopeParams read_rope(gguf_context* g, const std::string& a, const std::string& p
 }
 
 // Reads every tensor named in `ctx` from a GGUF file into its (allocated) backend buffer; F16
-// and BF16 data are widened to F32 where the tensor in `ctx` is F32. One tensor's bytes at a
-// time are on the host.
+// and BF16 data are widened to F32 where the tensor in `ctx` is F32, and F16 data rounded to the
+// nearest BF16 where it is BF16. One tensor's bytes at a time are on the host.
 void read_tensor_data(const std::filesystem::path& path, gguf_context* g, ggml_context* ctx) {
   for (int64_t i = 0; i < gguf_get_n_tensors(g); ++i) {
     ggml_tensor* t = ggml_get_tensor(ctx, gguf_get_tensor_name(g, i));
@@ -66,6 +66,10 @@ void read_tensor_data(const std::filesystem::path& path, gguf_context* g, ggml_c
       std::vector<float> wide(raw.size() / 2);
       ggml_get_type_traits(type)->to_float(raw.data(), wide.data(), int64_t(wide.size()));
       raw.assign(reinterpret_cast<const char*>(wide.data()), reinterpret_cast<const char*>(wide.data() + wide.size()));
+    } else if (type == GGML_TYPE_F16 && t->type == GGML_TYPE_BF16) {
+      std::vector<float> wide(raw.size() / 2);
+      ggml_get_type_traits(type)->to_float(raw.data(), wide.data(), int64_t(wide.size()));
+      ggml_fp32_to_bf16_row_ref(wide.data(), reinterpret_cast<ggml_bf16_t*>(raw.data()), int64_t(wide.size()));
     }
     if (raw.size() != ggml_nbytes(t)) fail("'{}': tensor '{}' has an unexpected size", path.string(), t->name);
     ggml_backend_tensor_set(t, raw.data(), 0, raw.size());
@@ -117,7 +121,7 @@ size_t ModelGraph::widened_16bit_bytes(const std::filesystem::path& path) {
 }
 
 ModelGraph::ModelGraph(const std::filesystem::path& path, ggml_backend_t backend, bool keep_file_types, bool load_data,
-                       bool widen_16bit)
+                       BaseWeights hold_16bit)
     : path_(path), backend_(backend) {
   if (!std::filesystem::exists(path)) fail("model file not found: '{}'", path.string());
   ggml_context* meta = nullptr;
@@ -141,9 +145,11 @@ ModelGraph::ModelGraph(const std::filesystem::path& path, ggml_backend_t backend
            "base as it is (without --full), train on the original F16/BF16 GGUF, or make a trainable copy of this "
            "one: cogumi model quantize {} OUT.gguf --type f16",
            p, name, ggml_type_name(src->type), p);
-    // Matrices of a frozen base stay in the file's type (16-bit ones widened when asked); trained weights and
-    // vectors are F32.
-    const ggml_type type = keep_file_types && ggml_n_dims(src) >= 2 && !(widen && widen_16bit) ? src->type : GGML_TYPE_F32;
+    // Matrices of a frozen base stay in the file's type (16-bit ones held as F32 or BF16 when asked); trained
+    // weights and vectors are F32.
+    ggml_type type = keep_file_types && ggml_n_dims(src) >= 2 ? src->type : GGML_TYPE_F32;
+    if (widen && type != GGML_TYPE_F32 && hold_16bit != BaseWeights::file)
+      type = hold_16bit == BaseWeights::f32 ? GGML_TYPE_F32 : GGML_TYPE_BF16;
     ggml_tensor* t = ggml_new_tensor(ctx_w_, type, ggml_n_dims(src), src->ne);
     ggml_set_name(t, name);
     by_name_[name] = t;

@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "train/base_weights.h"
 #include "train/lora_spec.h"
 
 struct gguf_context;
@@ -95,10 +96,10 @@ class ModelGraph {
   // or settings this graph would not compute as llama.cpp does (biases, experts, longrope).
   // Without `load_data` nothing is allocated or read (a memory estimate, train/memory.h): the
   // tensors, LoRA ones too, have their shapes and types only, enough to build the graphs.
-  // `widen_16bit` widens F16 and BF16 matrices to F32 even with `keep_file_types` (exactly: the same
-  // values; TrainOptions::f32_weights, the CPU's default for bases that fit).
+  // `hold_16bit` holds F16 and BF16 matrices as F32 (exactly: the same values) or BF16 (F16 rounded to the
+  // nearest) even with `keep_file_types` (TrainOptions::base_weights: the CPU's defaults).
   ModelGraph(const std::filesystem::path& gguf, ggml_backend_t backend, bool keep_file_types = false,
-             bool load_data = true, bool widen_16bit = false);
+             bool load_data = true, BaseWeights hold_16bit = BaseWeights::file);
   // The bytes `gguf`'s F16 and BF16 matrices take widened to F32 (its metadata only; 0 when none).
   static size_t widened_16bit_bytes(const std::filesystem::path& gguf);
   ~ModelGraph();

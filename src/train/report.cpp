@@ -79,6 +79,7 @@ void write_train_report(const std::filesystem::path& log, const std::filesystem:
               {"resumed_from_step", res.resumed_from},
               {"skipped_steps", res.n_skipped},
               {"tokens_per_s", res.tokens_per_s},
+              {"base_weights", to_string(res.base_weights)},
               {"max_grad_norm", grad_max},
               {"memory", {{"estimated_bytes", res.memory_estimate}, {"reserved_bytes", res.memory_reserved}}},
               {"loss_rows", {{"per_batch", res.loss_rows}, {"extra_passes", res.loss_extra_passes}}},

@@ -54,16 +54,19 @@ bool TrainOptions::dequant_forward_on(ggml_backend* dev) const { return on_unles
 
 bool TrainOptions::out_prod_grads_on(ggml_backend* dev) const { return on_unless_cpu(out_prod_grads, dev); }
 
-bool TrainOptions::f32_weights_on(ggml_backend* dev) const {
-  if (full || f32_weights == "off") return false;
-  if (f32_weights == "on") return true;
+BaseWeights TrainOptions::base_weights_on(ggml_backend* dev) const {
+  if (full || base_weights == "file") return BaseWeights::file;
+  if (base_weights == "f32") return BaseWeights::f32;
+  if (base_weights == "bf16") return BaseWeights::bf16;
   ggml_backend_dev_t d = ggml_backend_get_device(dev);
-  if (ggml_backend_dev_type(d) != GGML_BACKEND_DEVICE_TYPE_CPU) return false;
-  if (max_memory_gib > 0) return false;  // a run held to a memory limit keeps the file's types
+  if (ggml_backend_dev_type(d) != GGML_BACKEND_DEVICE_TYPE_CPU) return BaseWeights::file;
+  const size_t widened = ModelGraph::widened_16bit_bytes(model);
+  if (widened == 0) return BaseWeights::file;  // no 16-bit matrix
+  if (ggml_cpu_has_avx512_bf16()) return BaseWeights::bf16;
+  if (max_memory_gib > 0) return BaseWeights::file;  // a run held to a memory limit keeps the file's types
   size_t free = 0, total = 0;
   ggml_backend_dev_memory(d, &free, &total);
-  const size_t widened = ModelGraph::widened_16bit_bytes(model);
-  return widened > 0 && widened <= free / 4;
+  return widened <= free / 4 ? BaseWeights::f32 : BaseWeights::file;
 }
 
 TrainGraphOptions TrainOptions::graph_options(ggml_backend* dev, int head_dim) const {
@@ -148,8 +151,8 @@ void TrainOptions::validate() const {
     fail("--dequant-forward must be auto, on or off, got '{}'", dequant_forward);
   if (out_prod_grads != "auto" && out_prod_grads != "on" && out_prod_grads != "off")
     fail("--out-prod-grads must be auto, on or off, got '{}'", out_prod_grads);
-  if (f32_weights != "auto" && f32_weights != "on" && f32_weights != "off")
-    fail("--f32-weights must be auto, on or off, got '{}'", f32_weights);
+  if (base_weights != "auto" && base_weights != "file" && base_weights != "f32" && base_weights != "bf16")
+    fail("--base-weights must be auto, file, f32 or bf16, got '{}'", base_weights);
   if (cpu_only && device.rfind("gpu", 0) == 0) fail("--cpu and --device {} contradict each other; give one", device);
 }
 
@@ -374,8 +377,9 @@ void TrainRun::prepare(const std::vector<ggml_backend_t>& backends) {
   load_examples(o_, *tok, res_, examples_, val_);
   res_.n_train = examples_.size();
   res_.n_val = val_.size();
+  res_.base_weights = o_.base_weights_on(backends.front());
   mg_ = std::make_unique<ModelGraph>(o_.model, backends.front(), /*keep_file_types=*/!o_.full, /*load_data=*/true,
-                                     o_.f32_weights_on(backends.front()));
+                                     res_.base_weights);
   if (!o_.full) mg_->add_lora(o_.lora, o_.seed);
   pad_ = tok->info().eos >= 0 ? tok->info().eos : 0;
   order_.resize(examples_.size());

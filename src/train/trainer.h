@@ -19,6 +19,7 @@
 #include <functional>
 #include <string>
 
+#include "train/base_weights.h"
 #include "train/lora_spec.h"
 #include "train/sft_data.h"
 
@@ -97,12 +98,15 @@ struct TrainOptions {
   // Off, the narrow products (a LoRA's A and B at rank >= 16) are still OUT_PROD on every backend
   // (patch 0012; GGML_COGUMI_NARROW_GRADS=0 keeps their copies). Rounding-level changes only.
   std::string out_prod_grads = "auto";
-  // A LoRA's F16 or BF16 base held in F32, widened at load (--f32-weights): "auto" (on for the CPU when the
-  // widened weights take at most a quarter of its free memory and no --max-memory-gib is given), "on", "off".
-  // The CPU multiplies F32 by F32 without converting either operand (16-bit weights convert both: a nano LoRA
-  // step ~8% faster in F32) and the activations are not rounded to 16 bits; the weights' values are the same.
-  // Rounding-level changes only.
-  std::string f32_weights = "auto";
+  // How a LoRA's frozen F16 or BF16 base is held (--base-weights): "file" (the file's types); "f32" (widened at
+  // load, the same values: the CPU multiplies F32 by F32 without converting either operand and rounds no
+  // activation to 16 bits; 16-bit weights convert both, a nano LoRA step ~8% slower on an AVX512-FP16 Xeon);
+  // "bf16" (F16 rounded to the nearest BF16 at load: a CPU with AVX512-BF16 multiplies BF16 pairs at twice F32's
+  // rate, a nano LoRA step ~34% faster than F32 on a Zen 4 EPYC; weights and activations rounded to BF16, as a
+  // GPU's mixed precision rounds them); "auto": on the CPU, bf16 where it has AVX512-BF16, else f32 when the
+  // widened weights take at most a quarter of its free memory and no --max-memory-gib is given; a GPU and
+  // --full keep the file's types (--full widens every weight anyway). Rounding-level changes only.
+  std::string base_weights = "auto";
   const std::atomic<bool>* cancel = nullptr;  // set (Ctrl-C): checkpoint and return
   bool progress = true;
   // Every numeric option in its range; errors name the command-line option.
@@ -115,9 +119,9 @@ struct TrainOptions {
   bool dequant_forward_on(ggml_backend* device) const;
   // --out-prod-grads resolved for a run whose first backend is `device`.
   bool out_prod_grads_on(ggml_backend* device) const;
-  // --f32-weights resolved for a run of `model` whose first backend is `device` (false with --full, which
-  // widens every weight anyway).
-  bool f32_weights_on(ggml_backend* device) const;
+  // --base-weights resolved for a run of `model` whose first backend is `device`: the type its F16/BF16
+  // matrices are held in.
+  BaseWeights base_weights_on(ggml_backend* device) const;
   // TrainGraphOptions with the options above resolved for `device`; COGUMI_LORA_GROUP_FORWARD=split
   // (a benchmark switch, bench/device.sh's SPLIT=) sets split_lora_groups, "group" or unset clears it.
   TrainGraphOptions graph_options(ggml_backend* device, int head_dim) const;
@@ -153,6 +157,7 @@ struct TrainResult {
   // Positions per batch whose logits the loss computed (TrainGraphOptions::loss_rows; 0: all), and the batches
   // that held more targets than that and took extra passes (0 when loss_rows was sized from the run's batches).
   int64_t loss_rows = 0, loss_extra_passes = 0;
+  BaseWeights base_weights = BaseWeights::file;  // how the base's 16-bit matrices were held (--base-weights)
 };
 
 // Flags a diverging run: after warm-up, the smoothed loss (EMA, weight 0.1) stays above 1.3x its

@@ -87,7 +87,7 @@ TEST_F(TrainMemoryTest, EstimateMatchesWhatTheAllocatorReserves) {
     SCOPED_TRACE(type + (full ? " full" : " lora"));
     const TrainOptions o = options(mem_model(type), full, T, S);
     const TrainMemory est = estimate_train_memory(o, {cpu_});
-    ModelGraph mg(o.model, cpu_, !full, true, o.f32_weights_on(cpu_));  // as the trainer loads it
+    ModelGraph mg(o.model, cpu_, !full, true, o.base_weights_on(cpu_));  // as the trainer loads it
     if (!full) mg.add_lora(o.lora, o.seed);
     TrainGraph tg(mg, {cpu_}, T, S);
     const HostBatch b = causal_batch(mg.hparams().n_vocab, T, S);

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <optional>
 #include <random>
@@ -369,32 +370,36 @@ TEST_F(TrainStepTest, LoraGradientsNeedNoTransposedCopies) {
   }
 }
 
-// --f32-weights (auto: on for the CPU when the widened copy fits a quarter of its free memory and no
-// --max-memory-gib is given) holds an F16
-// base's matrices in F32: the same values, so the LoRA gradients equal those of the fully widened graph bit for
-// bit and stay within F16 rounding of the F16 kernels' (which round the activations to F16); the memory
-// estimate counts the F32 weights; off, --full and a GPU keep the file's types.
-TEST_F(TrainStepTest, F32WeightsOnTheCpuWidenA16BitBaseExactly) {
+// --base-weights (auto on the CPU: bf16 where it has AVX512-BF16, else f32 when the widened copy fits a quarter
+// of its free memory and no --max-memory-gib is given). f32 holds an F16 base's matrices in F32: the same values,
+// so the LoRA gradients equal those of the fully widened graph bit for bit and stay within F16 rounding of the F16
+// kernels' (which round the activations to F16); bf16 rounds the weights to BF16 at load (exactly what ggml's
+// own conversion gives) and its gradients stay within BF16 rounding; the memory estimate counts F32 weights as
+// twice the 16-bit ones; file, --full and a GPU keep the file's types.
+TEST_F(TrainStepTest, BaseWeightsHoldA16BitBaseAsF32OrBf16) {
   const auto f16 = base_model("f16");
   TrainOptions o;
   o.model = f16.string();
-  EXPECT_TRUE(o.f32_weights_on(cpu_)) << "a small F16 base on the CPU is widened by default";
+  const BaseWeights cpu_default = ggml_cpu_has_avx512_bf16() ? BaseWeights::bf16 : BaseWeights::f32;
+  EXPECT_EQ(o.base_weights_on(cpu_), cpu_default) << "a small F16 base on the CPU: BF16 where the CPU multiplies it natively";
   EXPECT_GT(ModelGraph::widened_16bit_bytes(f16), 0u);
   EXPECT_EQ(ModelGraph::widened_16bit_bytes(base_model("f32")), 0u);
-  TrainOptions off = o, full = o, on = o, f32 = o;
+  TrainOptions file = o, full = o, f32w = o, bf16w = o, f32 = o;
   f32.model = base_model("f32");
-  EXPECT_FALSE(f32.f32_weights_on(cpu_)) << "nothing to widen";
-  off.f32_weights = "off";
+  EXPECT_EQ(f32.base_weights_on(cpu_), BaseWeights::file) << "nothing 16-bit to hold";
+  file.base_weights = "file";
   full.full = true;
-  on.f32_weights = "on";
-  EXPECT_FALSE(off.f32_weights_on(cpu_));
-  EXPECT_FALSE(full.f32_weights_on(cpu_));
-  EXPECT_TRUE(on.f32_weights_on(cpu_));
-  TrainOptions capped = o;  // a run held to a memory limit keeps the file's types unless asked
+  f32w.base_weights = "f32";
+  bf16w.base_weights = "bf16";
+  EXPECT_EQ(file.base_weights_on(cpu_), BaseWeights::file);
+  EXPECT_EQ(full.base_weights_on(cpu_), BaseWeights::file);
+  EXPECT_EQ(f32w.base_weights_on(cpu_), BaseWeights::f32);
+  EXPECT_EQ(bf16w.base_weights_on(cpu_), BaseWeights::bf16);
+  TrainOptions capped = o;  // a run held to a memory limit is never widened unless asked
   capped.max_memory_gib = 16;
-  EXPECT_FALSE(capped.f32_weights_on(cpu_));
-  capped.f32_weights = "on";
-  EXPECT_TRUE(capped.f32_weights_on(cpu_));
+  EXPECT_EQ(capped.base_weights_on(cpu_), ggml_cpu_has_avx512_bf16() ? BaseWeights::bf16 : BaseWeights::file);
+  capped.base_weights = "f32";
+  EXPECT_EQ(capped.base_weights_on(cpu_), BaseWeights::f32);
   // widened and over the limit: the error offers keeping the 16-bit weights, with its estimate
   capped.max_memory_gib = 0.001;
   capped.data = {{test::tmp_dir() / "no-such-data.jsonl", 1.0}};  // never read: the check comes first
@@ -402,21 +407,35 @@ TEST_F(TrainStepTest, F32WeightsOnTheCpuWidenA16BitBaseExactly) {
   capped.max_steps = 1;
   capped.progress = false;
   const std::string oom = test::error_of([&] { train(capped); });
-  EXPECT_NE(oom.find("--f32-weights off (the base's 16-bit matrices kept as they are"), std::string::npos) << oom;
+  EXPECT_NE(oom.find("--base-weights file (the base's 16-bit matrices kept as they are"), std::string::npos) << oom;
   TrainOptions bad = o;
-  bad.f32_weights = "yes";
+  bad.base_weights = "on";
   bad.data = {{"d.jsonl", 1.0}};
   bad.out = "o.gguf";
   bad.max_steps = 1;
-  EXPECT_NE(test::error_of([&] { bad.validate(); }).find("--f32-weights must be auto, on or off, got 'yes'"),
+  EXPECT_NE(test::error_of([&] { bad.validate(); }).find("--base-weights must be auto, file, f32 or bf16, got 'on'"),
             std::string::npos);
 
   const HostBatch b = random_batch(ModelGraph(f16, cpu_, true, false).hparams().n_vocab, 9);
-  auto grads = [&](bool keep_file_types, bool widen, double* loss) {
-    ModelGraph mg(f16, cpu_, keep_file_types, true, widen);
+  auto grads = [&](bool keep_file_types, BaseWeights hold, double* loss) {
+    ModelGraph mg(f16, cpu_, keep_file_types, true, hold);
+    ModelGraph file_types(f16, cpu_, true, true);
     for (auto& [name, t] : mg.tensors()) {
       if (ggml_n_dims(t) < 2) continue;
-      EXPECT_EQ(t->type, keep_file_types && !widen ? GGML_TYPE_F16 : GGML_TYPE_F32) << name;
+      const ggml_type want = !keep_file_types || hold == BaseWeights::f32 ? GGML_TYPE_F32
+                             : hold == BaseWeights::bf16                  ? GGML_TYPE_BF16
+                                                                          : GGML_TYPE_F16;
+      EXPECT_EQ(t->type, want) << name;
+      if (want != GGML_TYPE_BF16) continue;
+      // each value is ggml's own F16 -> F32 -> BF16 rounding of the file's
+      std::vector<ggml_fp16_t> h(ggml_nelements(t));
+      ggml_backend_tensor_get(file_types.tensors().at(name), h.data(), 0, h.size() * 2);
+      std::vector<float> w(h.size());
+      ggml_fp16_to_fp32_row(h.data(), w.data(), int64_t(h.size()));
+      std::vector<ggml_bf16_t> want_bf(h.size()), got_bf(h.size());
+      ggml_fp32_to_bf16_row_ref(w.data(), want_bf.data(), int64_t(w.size()));
+      ggml_backend_tensor_get(t, got_bf.data(), 0, got_bf.size() * 2);
+      EXPECT_EQ(0, std::memcmp(want_bf.data(), got_bf.data(), got_bf.size() * 2)) << name;
     }
     mg.add_lora(all_targets(4), 3, {}, 0.05f);
     TrainGraph tg(mg, {cpu_}, kT, kS);
@@ -425,17 +444,25 @@ TEST_F(TrainStepTest, F32WeightsOnTheCpuWidenA16BitBaseExactly) {
     for (ggml_tensor* g : tg.gradients()) out.push_back(read(g));
     return out;
   };
-  double l_widened = 0, l_wide = 0, l_f16 = 0;
-  const auto widened = grads(true, true, &l_widened), wide = grads(false, false, &l_wide), kept = grads(true, false, &l_f16);
+  double l_widened = 0, l_wide = 0, l_f16 = 0, l_bf16 = 0;
+  const auto widened = grads(true, BaseWeights::f32, &l_widened), wide = grads(false, BaseWeights::file, &l_wide),
+             kept = grads(true, BaseWeights::file, &l_f16), bf16 = grads(true, BaseWeights::bf16, &l_bf16);
   EXPECT_EQ(widened, wide) << "the same F32 values through the same graph";
   EXPECT_EQ(l_widened, l_wide);
-  double worst = 0;
-  for (size_t k = 0; k < kept.size(); ++k) worst = std::max(worst, rel_l2(widened[k], kept[k]));
+  double worst = 0, worst_bf16 = 0;
+  for (size_t k = 0; k < kept.size(); ++k) {
+    worst = std::max(worst, rel_l2(widened[k], kept[k]));
+    worst_bf16 = std::max(worst_bf16, rel_l2(widened[k], bf16[k]));
+  }
   EXPECT_LT(worst, 0.01);
+  EXPECT_LT(worst_bf16, 0.05) << "BF16 keeps 8 bits of mantissa";
+  EXPECT_NEAR(l_bf16, l_widened, 0.01 * l_widened);
   EXPECT_NE(widened, kept) << "the F16 kernels round the activations: the switch must change the path";
+  EXPECT_NE(bf16, kept) << "BF16 weights must change the path";
 
   auto weights = [&](const TrainOptions& t) { return estimate_train_memory(t, {cpu_}).weights; };
-  EXPECT_GT(weights(o), weights(off) * 3 / 2) << "the estimate holds the widened matrices";
+  EXPECT_GT(weights(f32w), weights(file) * 3 / 2) << "the estimate holds the widened matrices";
+  EXPECT_EQ(weights(bf16w), weights(file)) << "BF16 takes the bytes F16 does";
 }
 
 // The GPU's defaults for a quantized base on the CPU backend: flash attention, its forward matmuls on BF16
