@@ -124,6 +124,11 @@ check "failures extract writes training JSONL, asked as the eval asked" python3 
 check "failures extract --form question writes the plan's form" python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; assert r and all("instruction" in x and "####" in x["output"] for x in r)' "$T/fail_q.jsonl"
 "$COGUMI" train -m "$T/m.gguf" -d "$T/fail.jsonl" -o "$T/fix.gguf" --lora-rank 4 --max-steps 3 --seq-len 96 --batch 2 >"$T/train.txt" 2>&1
 check "train writes an adapter llama.cpp loads" "$COGUMI" generate -m "$T/m.gguf" --lora fix="$T/fix.gguf" --adapter fix -p hi -n 2 -q
+# --f32-weights (the old switch) is --base-weights's alias: on holds the base in F32, and giving both is refused.
+"$COGUMI" train -m "$T/m.gguf" -d "$T/fail.jsonl" -o "$T/f32w.gguf" --lora-rank 4 --max-steps 1 --seq-len 96 --batch 2 --f32-weights on --cpu >/dev/null 2>&1
+check "train --f32-weights on holds the base in F32" python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["base_weights"] == "f32"' "$T/f32w.gguf.summary.json"
+"$COGUMI" train -m "$T/m.gguf" -d "$T/fail.jsonl" -o "$T/bw.gguf" --max-steps 1 --base-weights bf16 --f32-weights on >"$T/bw.txt" 2>&1 && echo "exit 0" >>"$T/bw.txt"
+check "train refuses --base-weights with --f32-weights by name" grep -qE -- '--(base-weights excludes --f32-weights|f32-weights excludes --base-weights)' "$T/bw.txt"
 # MAML keeps no checkpoints and has no memory estimate: --resume/--dry-run are refused with it, not ignored.
 "$COGUMI" train --maml -m "$T/m.gguf" -d "$T/fail.jsonl" -o "$T/maml.gguf" --resume >"$T/maml.txt" 2>&1 && echo "exit 0" >>"$T/maml.txt"
 check "train --maml refuses --resume by name" grep -qE -- '--(maml excludes --resume|resume excludes --maml)' "$T/maml.txt"

@@ -341,6 +341,8 @@ TEST(Trainer, ReportLogAndClipping) {
   json sum = json::parse(read_file(o.out.string() + ".summary.json"));
   EXPECT_EQ(sum["steps"], 12);
   EXPECT_EQ(sum["mode"], "lora");
+  EXPECT_EQ(sum["base_weights"], "file") << "the tiny model is F32: no 16-bit matrix to hold otherwise";
+  EXPECT_EQ(r.base_weights, BaseWeights::file);
   EXPECT_DOUBLE_EQ(sum["best_val_loss"].get<double>(), r.best_val_loss);
   std::string svg = read_file(o.out.string() + ".loss.svg");
   EXPECT_NE(svg.find("<svg"), std::string::npos);
