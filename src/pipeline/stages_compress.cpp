@@ -92,7 +92,7 @@ fs::path source_file(const Shared& sh, const CompressSource& s, const fs::path& 
 
 void add_prune(Plan& plan, const std::shared_ptr<Shared>& sh) {
   const CompressConfig& c = sh->cfg.compress;
-  Stage s{"compress.prune", "6", sh->data_deps("base"), {}, {}, {}, {}};  // 2-6: the trainer's numbers changed (recovery)
+  Stage s{"compress.prune", "7", sh->data_deps("base"), {}, {}, {}, {}};  // 2-7: the trainer's numbers changed (recovery)
   s.settings = {{"prune", c.to_json()["prune"]}, {"calibration", source_id(plan, c.prune_calib, "train")},
                 {"ctx", c.calib_ctx}, {"chunks", c.calib_chunks}};
   if (c.recover) {  // recovery data, and the measure text for the quality before and after recovery

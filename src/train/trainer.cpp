@@ -56,12 +56,12 @@ bool TrainOptions::out_prod_grads_on(ggml_backend* dev) const { return on_unless
 
 BaseWeights TrainOptions::base_weights_on(ggml_backend* dev) const {
   if (full || base_weights == "file") return BaseWeights::file;
+  const size_t widened = ModelGraph::widened_16bit_bytes(model);
+  if (widened == 0) return BaseWeights::file;  // no 16-bit matrix: nothing to hold otherwise
   if (base_weights == "f32") return BaseWeights::f32;
   if (base_weights == "bf16") return BaseWeights::bf16;
   ggml_backend_dev_t d = ggml_backend_get_device(dev);
   if (ggml_backend_dev_type(d) != GGML_BACKEND_DEVICE_TYPE_CPU) return BaseWeights::file;
-  const size_t widened = ModelGraph::widened_16bit_bytes(model);
-  if (widened == 0) return BaseWeights::file;  // no 16-bit matrix
   if (ggml_cpu_has_avx512_bf16()) return BaseWeights::bf16;
   if (max_memory_gib > 0) return BaseWeights::file;  // a run held to a memory limit keeps the file's types
   size_t free = 0, total = 0;
@@ -153,6 +153,8 @@ void TrainOptions::validate() const {
     fail("--out-prod-grads must be auto, on or off, got '{}'", out_prod_grads);
   if (base_weights != "auto" && base_weights != "file" && base_weights != "f32" && base_weights != "bf16")
     fail("--base-weights must be auto, file, f32 or bf16, got '{}'", base_weights);
+  if (full && base_weights != "auto")
+    fail("--base-weights {} holds a LoRA's frozen base; --full trains every weight, in F32: drop one", base_weights);
   if (cpu_only && device.rfind("gpu", 0) == 0) fail("--cpu and --device {} contradict each other; give one", device);
 }
 

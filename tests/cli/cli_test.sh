@@ -125,8 +125,11 @@ check "failures extract --form question writes the plan's form" python3 -c 'impo
 "$COGUMI" train -m "$T/m.gguf" -d "$T/fail.jsonl" -o "$T/fix.gguf" --lora-rank 4 --max-steps 3 --seq-len 96 --batch 2 >"$T/train.txt" 2>&1
 check "train writes an adapter llama.cpp loads" "$COGUMI" generate -m "$T/m.gguf" --lora fix="$T/fix.gguf" --adapter fix -p hi -n 2 -q
 # --f32-weights (the old switch) is --base-weights's alias: on holds the base in F32, and giving both is refused.
-"$COGUMI" train -m "$T/m.gguf" -d "$T/fail.jsonl" -o "$T/f32w.gguf" --lora-rank 4 --max-steps 1 --seq-len 96 --batch 2 --f32-weights on --cpu >/dev/null 2>&1
-check "train --f32-weights on holds the base in F32" python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["base_weights"] == "f32"' "$T/f32w.gguf.summary.json"
+"$COGUMI" model quantize "$T/m.gguf" "$T/m16.gguf" --type f16 >/dev/null
+"$COGUMI" train -m "$T/m16.gguf" -d "$T/fail.jsonl" -o "$T/f32w.gguf" --lora-rank 4 --max-steps 1 --seq-len 96 --batch 2 --f32-weights on --cpu >/dev/null 2>&1
+check "train --f32-weights on holds an F16 base in F32" python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["base_weights"] == "f32"' "$T/f32w.gguf.summary.json"
+"$COGUMI" train -m "$T/m16.gguf" -d "$T/fail.jsonl" -o "$T/bf16w.gguf" --lora-rank 4 --max-steps 1 --seq-len 96 --batch 2 --base-weights bf16 --cpu >/dev/null 2>&1
+check "train --base-weights bf16 holds an F16 base in BF16" python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["base_weights"] == "bf16"' "$T/bf16w.gguf.summary.json"
 "$COGUMI" train -m "$T/m.gguf" -d "$T/fail.jsonl" -o "$T/bw.gguf" --max-steps 1 --base-weights bf16 --f32-weights on >"$T/bw.txt" 2>&1 && echo "exit 0" >>"$T/bw.txt"
 check "train refuses --base-weights with --f32-weights by name" grep -qE -- '--(base-weights excludes --f32-weights|f32-weights excludes --base-weights)' "$T/bw.txt"
 # MAML keeps no checkpoints and has no memory estimate: --resume/--dry-run are refused with it, not ignored.

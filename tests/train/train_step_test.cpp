@@ -415,6 +415,13 @@ TEST_F(TrainStepTest, BaseWeightsHoldA16BitBaseAsF32OrBf16) {
   bad.max_steps = 1;
   EXPECT_NE(test::error_of([&] { bad.validate(); }).find("--base-weights must be auto, file, f32 or bf16, got 'on'"),
             std::string::npos);
+  TrainOptions f32_bf16 = f32;
+  f32_bf16.base_weights = "bf16";
+  EXPECT_EQ(f32_bf16.base_weights_on(cpu_), BaseWeights::file) << "an F32 base has nothing 16-bit to hold as BF16";
+  bad.base_weights = "bf16";
+  bad.full = true;
+  EXPECT_NE(test::error_of([&] { bad.validate(); }).find("--base-weights bf16 holds a LoRA's frozen base; --full"),
+            std::string::npos);
 
   const HostBatch b = random_batch(ModelGraph(f16, cpu_, true, false).hparams().n_vocab, 9);
   auto grads = [&](bool keep_file_types, BaseWeights hold, double* loss) {
