@@ -62,14 +62,13 @@ void read_tensor_data(const std::filesystem::path& path, gguf_context* g, ggml_c
     if (!t) continue;
     std::vector<char> raw = gguf_tensor_bytes(path, g, i);
     const ggml_type type = gguf_get_tensor_type(g, i);
-    if ((type == GGML_TYPE_F16 || type == GGML_TYPE_BF16) && t->type == GGML_TYPE_F32) {
+    if ((type == GGML_TYPE_F16 || type == GGML_TYPE_BF16) && t->type != type) {  // held as F32 or BF16
       std::vector<float> wide(raw.size() / 2);
       ggml_get_type_traits(type)->to_float(raw.data(), wide.data(), int64_t(wide.size()));
-      raw.assign(reinterpret_cast<const char*>(wide.data()), reinterpret_cast<const char*>(wide.data() + wide.size()));
-    } else if (type == GGML_TYPE_F16 && t->type == GGML_TYPE_BF16) {
-      std::vector<float> wide(raw.size() / 2);
-      ggml_get_type_traits(type)->to_float(raw.data(), wide.data(), int64_t(wide.size()));
-      ggml_fp32_to_bf16_row_ref(wide.data(), reinterpret_cast<ggml_bf16_t*>(raw.data()), int64_t(wide.size()));
+      if (t->type == GGML_TYPE_BF16)
+        ggml_fp32_to_bf16_row_ref(wide.data(), reinterpret_cast<ggml_bf16_t*>(raw.data()), int64_t(wide.size()));
+      else
+        raw.assign(reinterpret_cast<const char*>(wide.data()), reinterpret_cast<const char*>(wide.data() + wide.size()));
     }
     if (raw.size() != ggml_nbytes(t)) fail("'{}': tensor '{}' has an unexpected size", path.string(), t->name);
     ggml_backend_tensor_set(t, raw.data(), 0, raw.size());

@@ -102,7 +102,7 @@ struct TrainOptions {
   // load, the same values: the CPU multiplies F32 by F32 without converting either operand and rounds no
   // activation to 16 bits; 16-bit weights convert both, a nano LoRA step ~8% slower on an AVX512-FP16 Xeon);
   // "bf16" (F16 rounded to the nearest BF16 at load: a CPU with AVX512-BF16 multiplies BF16 pairs at twice F32's
-  // rate, a nano LoRA step ~34% faster than F32 on a Zen 4 EPYC; the weights, the activations entering each base
+  // rate, a nano LoRA step 18-46% faster than F32 on a Zen 4 EPYC; the weights, the activations entering each base
   // matmul and, through patch 0002's BF16 transposed copies, the gradients flowing back through it are rounded to
   // BF16; the adapter is served on the file's F16 base); "auto": on the CPU, bf16 where it has AVX512-BF16, else f32 when the
   // widened weights take at most a quarter of its free memory and no --max-memory-gib is given; a GPU and
