@@ -229,8 +229,9 @@ std::filesystem::path beside(const std::filesystem::path& out, const std::string
 
 // What must match for a checkpoint to be resumed: everything that shapes the loss curve. Data
 // files are hashed (an edited file under the same name is another run); the base model only by
-// path and size, since hashing tens of GB on every start costs minutes.
-json fingerprint(const TrainOptions& o, size_t n_train) {
+// path and size, since hashing tens of GB on every start costs minutes. How the base is held and
+// whether attention is fused are as resolved for this run (they change the floats' rounding and order).
+json fingerprint(const TrainOptions& o, size_t n_train, BaseWeights base_weights, const TrainGraphOptions& go) {
   json data = json::array(), val = json::array();
   for (auto& d : o.data) data.push_back({d.path.string(), d.weight, sha256_file(d.path)});
   for (auto& f : o.val_data) val.push_back({f.string(), sha256_file(f)});
@@ -242,7 +243,25 @@ json fingerprint(const TrainOptions& o, size_t n_train) {
           {"drop_long", o.sft.drop_long}, {"train_on_inputs", o.sft.train_on_inputs}, {"batch", o.batch},
           {"grad_accum", o.grad_accum}, {"epochs", o.epochs}, {"max_steps", o.max_steps}, {"lr", o.lr},
           {"schedule", o.schedule}, {"warmup", o.warmup}, {"weight_decay", o.weight_decay}, {"beta1", o.beta1},
-          {"beta2", o.beta2}, {"clip", o.clip}, {"seed", o.seed}, {"pack", o.pack}, {"n_train", n_train}};
+          {"beta2", o.beta2}, {"clip", o.clip}, {"seed", o.seed}, {"pack", o.pack}, {"n_train", n_train},
+          {"base_weights", to_string(base_weights)}, {"flash_attn", go.flash_attn},
+          {"fused_attention", go.fused_attention}};
+}
+
+// How a run holds its base: as --base-weights resolves on this device, except that a resumed run with "auto"
+// keeps what its checkpoint started with (auto may choose otherwise on another CPU, or with less free memory).
+BaseWeights resolved_base_weights(const TrainOptions& o, ggml_backend* dev, const std::filesystem::path& ckpt) {
+  const BaseWeights here = o.base_weights_on(dev);
+  if (!o.resume || o.base_weights != "auto" || !std::filesystem::exists(ckpt)) return here;
+  const std::string saved = checkpoint_state(ckpt).value("fingerprint", json::object()).value("base_weights", "");
+  for (BaseWeights w : {BaseWeights::file, BaseWeights::f32, BaseWeights::bf16})
+    if (saved == to_string(w) && w != here) {
+      if (o.progress)
+        fmt::print(stderr, "train: --resume keeps the checkpoint's base weights ({}; here auto would hold {})\n", saved,
+                   to_string(here));
+      return w;
+    }
+  return here;
 }
 
 std::string fingerprint_diff(const json& a, const json& b) {
@@ -379,7 +398,8 @@ void TrainRun::prepare(const std::vector<ggml_backend_t>& backends) {
   load_examples(o_, *tok, res_, examples_, val_);
   res_.n_train = examples_.size();
   res_.n_val = val_.size();
-  res_.base_weights = o_.base_weights_on(backends.front());
+  ckpt_ = beside(o_.out, ".ckpt.gguf");
+  res_.base_weights = resolved_base_weights(o_, backends.front(), ckpt_);
   mg_ = std::make_unique<ModelGraph>(o_.model, backends.front(), /*keep_file_types=*/!o_.full, /*load_data=*/true,
                                      res_.base_weights);
   if (!o_.full) mg_->add_lora(o_.lora, o_.seed);
@@ -401,9 +421,8 @@ void TrainRun::prepare(const std::vector<ggml_backend_t>& backends) {
                  go.loss_rows, rows);
   }
   tg_ = std::make_unique<TrainGraph>(*mg_, backends, T_, S_, go);
-  ckpt_ = beside(o_.out, ".ckpt.gguf");
   log_path_ = o_.log.empty() ? beside(o_.out, ".log.jsonl") : o_.log;
-  fp_ = fingerprint(o_, examples_.size());
+  fp_ = fingerprint(o_, examples_.size(), res_.base_weights, go);
   params_ = mg_->trainable();
   auto moments = tg_->moments();
   best_.resize(params_.size());

@@ -250,6 +250,34 @@ TEST(TrainerTrust, ResumeRefusesACheckpointOfAnotherRun) {
   EXPECT_EQ(r.steps, 4);
 }
 
+// How a 16-bit base is held (F32 or BF16) changes the rounding, so it belongs to the run a checkpoint continues:
+// an explicit other choice is refused by name, and auto keeps the checkpoint's (which auto may not choose here).
+TEST(TrainerTrust, ResumeKeepsTheBaseWeightsItStartedWith) {
+  ModelInitOptions mi;
+  mi.shape = model_shape_preset("tiny");
+  mi.seed = 7;
+  mi.type = "f16";
+  const auto f16 = test::tmp_dir() / "tiny-f16-resume.gguf";
+  model_init(f16, mi);
+  auto o = small_options("bw", write_items("bw.jsonl", 8));
+  o.model = f16;
+  o.base_weights = "f32";
+  std::atomic<bool> cancel{true};  // checkpoint after the first step
+  o.cancel = &cancel;
+  ASSERT_TRUE(train(o).interrupted);
+  o.cancel = nullptr;
+  o.resume = true;
+  auto c = o;
+  c.base_weights = "bf16";
+  const std::string msg = error_of([&] { train(c); });
+  EXPECT_NE(msg.find("different run (differing: base_weights)"), std::string::npos) << msg;
+  c.base_weights = "auto";
+  const auto r = train(c);
+  EXPECT_EQ(r.resumed_from, 1);
+  EXPECT_EQ(r.steps, 4);
+  EXPECT_EQ(r.base_weights, BaseWeights::f32);
+}
+
 // ---- non-finite gradients --------------------------------------------------------------------
 
 // Overwrites a checkpoint tensor's values in place.
