@@ -322,8 +322,19 @@ void add_trains(Plan& plan, const std::shared_ptr<Shared>& sh) {
       to.cancel = ctx.cancel;
       // An interrupted stage continues from its checkpoint along the same loss curve.
       to.save_steps = std::max(1, std::min(100, ms.steps / 4));
-      to.resume = fs::exists(to.out.string() + ".ckpt.gguf");
-      TrainResult r = train(to);
+      const fs::path ckpt = to.out.string() + ".ckpt.gguf";
+      to.resume = fs::exists(ckpt);
+      TrainResult r;
+      try {
+        r = train(to);
+      } catch (const CheckpointMismatch& e) {
+        // Written by other code or another device (a checkpoint keeps the float order of its run): nothing to
+        // continue, so the stage trains afresh rather than failing on every rerun.
+        if (ctx.progress) fmt::print(stderr, "{}: training afresh: {}\n", ctx.stage.name, e.what());
+        fs::remove(ckpt);
+        to.resume = false;
+        r = train(to);
+      }
       if (r.interrupted) fail("training of {} was interrupted; run again to resume", ctx.stage.name);
       return json{{"adapter", to.out.string()},   {"bytes", fs::file_size(to.out)},  {"log", to.out.string() + ".log.jsonl"},
                   {"steps", r.steps},            {"best_step", r.best_step},        {"best_val_loss", r.best_val_loss},

@@ -253,12 +253,13 @@ json fingerprint(const TrainOptions& o, size_t n_train, BaseWeights base_weights
 BaseWeights resolved_base_weights(const TrainOptions& o, ggml_backend* dev, const std::filesystem::path& ckpt) {
   const BaseWeights here = o.base_weights_on(dev);
   if (!o.resume || o.base_weights != "auto" || !std::filesystem::exists(ckpt)) return here;
-  const std::string saved = checkpoint_state(ckpt).value("fingerprint", json::object()).value("base_weights", "");
+  const json fp = checkpoint_state(ckpt).value("fingerprint", json::object());
+  const json saved = fp.is_object() ? fp.value("base_weights", json()) : json();
   for (BaseWeights w : {BaseWeights::file, BaseWeights::f32, BaseWeights::bf16})
     if (saved == to_string(w) && w != here) {
       if (o.progress)
-        fmt::print(stderr, "train: --resume keeps the checkpoint's base weights ({}; here auto would hold {})\n", saved,
-                   to_string(here));
+        fmt::print(stderr, "train: --resume keeps the checkpoint's base weights ({}; here auto would hold {})\n",
+                   to_string(w), to_string(here));
       return w;
     }
   return here;
@@ -399,7 +400,7 @@ void TrainRun::prepare(const std::vector<ggml_backend_t>& backends) {
   res_.n_train = examples_.size();
   res_.n_val = val_.size();
   ckpt_ = beside(o_.out, ".ckpt.gguf");
-  res_.base_weights = resolved_base_weights(o_, backends.front(), ckpt_);
+  res_.base_weights = o_.base_weights_on(backends.front());  // as train() resolved it
   mg_ = std::make_unique<ModelGraph>(o_.model, backends.front(), /*keep_file_types=*/!o_.full, /*load_data=*/true,
                                      res_.base_weights);
   if (!o_.full) mg_->add_lora(o_.lora, o_.seed);
@@ -443,8 +444,9 @@ void TrainRun::resume() {
   for (size_t i = 0; i < params_.size(); ++i) with_best.host["b." + std::string(params_[i]->name)] = &best_[i];
   const json saved = checkpoint_state(ckpt_).value("fingerprint", json::object());
   if (saved != fp_)
-    fail("--resume: '{}' was written by a different run (differing: {}); start afresh without --resume or "
-         "restore that run's options and data", ckpt_.string(), fingerprint_diff(saved, fp_));
+    throw CheckpointMismatch(fmt::format("--resume: '{}' was written by a different run (differing: {}); start afresh "
+                                         "without --resume or restore that run's options and data",
+                                         ckpt_.string(), fingerprint_diff(saved, fp_)));
   json st = load_checkpoint(ckpt_, with_best);
   try {
     step_ = st.at("step"), epoch_ = st.at("epoch"), next_row_ = st.at("next_row"), since_best_ = st.at("since_best");
@@ -668,6 +670,8 @@ TrainResult train(const TrainOptions& opts, const std::function<void(const Train
       for (auto* x : *b) ggml_backend_free(x);
     }
   } backends_free{&backends};
+  // How the base is held, settled once, before the memory estimate: a resumed run keeps its checkpoint's choice.
+  if (!o.full) o.base_weights = to_string(resolved_base_weights(o, backends.front(), beside(o.out, ".ckpt.gguf")));
   // Before the data or the weights are read: a run that cannot fit stops here, saying what would.
   if (const std::string chose = resolve_checkpoint_blocks(o, backends); !chose.empty() && o.progress)
     fmt::print(stderr, "train: {}\n", chose);

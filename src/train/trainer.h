@@ -19,6 +19,7 @@
 #include <functional>
 #include <string>
 
+#include "core/error.h"
 #include "train/base_weights.h"
 #include "train/lora_spec.h"
 #include "train/sft_data.h"
@@ -172,6 +173,13 @@ class DivergenceWatch {
   int warmup_, rising_ = 0;
   double ema_ = -1, best_ = -1;
   bool fired_ = false;
+};
+
+// What train() throws when --resume finds a checkpoint written by another run (other options, data,
+// base weights or attention): a caller that resumes on its own (the pipeline) may start afresh instead.
+class CheckpointMismatch : public Error {
+ public:
+  using Error::Error;
 };
 
 TrainResult train(const TrainOptions& opts, const std::function<void(const TrainStep&)>& on_step = {});

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <atomic>
 #include <cstdio>
 #include <fstream>
 #include <set>
@@ -13,6 +14,7 @@
 #include "pipeline/config.h"
 #include "pipeline/stages.h"
 #include "test_util.h"
+#include "train/trainer.h"
 
 namespace cogumi {
 namespace {
@@ -182,6 +184,33 @@ TEST(PipelineRun, TinyEndToEndThenReusedThenOnlyWhatChanged) {
   EXPECT_EQ(resumed, 1u);
   EXPECT_EQ(load_jsonl(items).size(), 24u);  // 10 kept + 14 redone
   EXPECT_EQ(read_file(items).substr(0, cut), all.substr(0, cut));
+
+  // 2c. A training stage interrupted with a checkpoint another run wrote (older code, another device: other
+  //     rounding): it trains afresh, as it first did, instead of failing on every rerun.
+  const json stages = json::parse(read_file(cfg.work_dir / "run.json"))["stages"];
+  const fs::path train_dir = stages["train.math"]["dir"].get<std::string>();
+  const std::string adapter = read_file(train_dir / "modifier.gguf");
+  {
+    TrainOptions other;
+    other.model = json::parse(read_file(fs::path(stages["base"]["dir"].get<std::string>()) / "done.json"))["result"]["model"]
+                      .get<std::string>();
+    const fs::path data = dir / "other-run.jsonl";
+    std::ofstream(data) << "{\"prompt\": \"1+1=\", \"completion\": \" 2\"}\n{\"prompt\": \"2+2=\", \"completion\": \" 4\"}\n";
+    other.data = {{data}};
+    other.out = dir / "other-run.gguf";
+    other.lora.rank = 4;
+    other.max_steps = 3;
+    other.progress = false;
+    std::atomic<bool> cancel{true};  // a checkpoint after the first step
+    other.cancel = &cancel;
+    ASSERT_TRUE(train(other).interrupted);
+    fs::remove(train_dir / "done.json");
+    fs::copy_file(dir / "other-run.gguf.ckpt.gguf", train_dir / "modifier.gguf.ckpt.gguf", fs::copy_options::overwrite_existing);
+  }
+  PipelineRun r2c = run_pipeline(cfg, o);
+  EXPECT_EQ(ran(r2c.summary), (std::set<std::string>{"train.math"}));
+  EXPECT_FALSE(read_file(train_dir / "modifier.gguf.ckpt.gguf") == read_file(dir / "other-run.gguf.ckpt.gguf"));
+  EXPECT_TRUE(read_file(train_dir / "modifier.gguf") == adapter) << "trained afresh, the same adapter as the first run";
 
   // 3. The gates pass: `cogumi gates` exits 0 and prints each gate with its values.
   Cmd ok = run_cmd(fmt::format("'{}' gates '{}'", COGUMI_BIN, cfg.work_dir.string()));

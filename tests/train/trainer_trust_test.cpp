@@ -264,7 +264,8 @@ TEST(TrainerTrust, ResumeKeepsTheBaseWeightsItStartedWith) {
   o.base_weights = "f32";
   std::atomic<bool> cancel{true};  // checkpoint after the first step
   o.cancel = &cancel;
-  ASSERT_TRUE(train(o).interrupted);
+  const TrainResult first = train(o);
+  ASSERT_TRUE(first.interrupted);
   o.cancel = nullptr;
   o.resume = true;
   auto c = o;
@@ -276,6 +277,7 @@ TEST(TrainerTrust, ResumeKeepsTheBaseWeightsItStartedWith) {
   EXPECT_EQ(r.resumed_from, 1);
   EXPECT_EQ(r.steps, 4);
   EXPECT_EQ(r.base_weights, BaseWeights::f32);
+  EXPECT_EQ(r.memory_estimate, first.memory_estimate) << "the memory check counts the weights the run holds";
 }
 
 // ---- non-finite gradients --------------------------------------------------------------------
