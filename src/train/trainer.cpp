@@ -229,8 +229,8 @@ std::filesystem::path beside(const std::filesystem::path& out, const std::string
 
 // What must match for a checkpoint to be resumed: everything that shapes the loss curve. Data
 // files are hashed (an edited file under the same name is another run); the base model only by
-// path and size, since hashing tens of GB on every start costs minutes. How the base is held and
-// whether attention is fused are as resolved for this run (they change the floats' rounding and order).
+// path and size, since hashing tens of GB on every start costs minutes. How the base is held and the
+// graph's attention and matmul forms are as resolved for this run (they change the floats' rounding and order).
 json fingerprint(const TrainOptions& o, size_t n_train, BaseWeights base_weights, const TrainGraphOptions& go) {
   json data = json::array(), val = json::array();
   for (auto& d : o.data) data.push_back({d.path.string(), d.weight, sha256_file(d.path)});
@@ -245,7 +245,8 @@ json fingerprint(const TrainOptions& o, size_t n_train, BaseWeights base_weights
           {"schedule", o.schedule}, {"warmup", o.warmup}, {"weight_decay", o.weight_decay}, {"beta1", o.beta1},
           {"beta2", o.beta2}, {"clip", o.clip}, {"seed", o.seed}, {"pack", o.pack}, {"n_train", n_train},
           {"base_weights", to_string(base_weights)}, {"flash_attn", go.flash_attn},
-          {"fused_attention", go.fused_attention}};
+          {"fused_attention", go.fused_attention}, {"dequant_forward", go.dequant_forward},
+          {"out_prod_grads", go.out_prod_grads}};
 }
 
 // How a run holds its base: as --base-weights resolves on this device, except that a resumed run with "auto"
