@@ -329,9 +329,12 @@ void add_trains(Plan& plan, const std::shared_ptr<Shared>& sh) {
         r = train(to);
       } catch (const CheckpointMismatch& e) {
         // Written by other code or another device (a checkpoint keeps the float order of its run): nothing to
-        // continue, so the stage trains afresh rather than failing on every rerun.
-        if (ctx.progress) fmt::print(stderr, "{}: training afresh: {}\n", ctx.stage.name, e.what());
-        fs::remove(ckpt);
+        // continue here, so the stage trains afresh rather than failing on every rerun. The checkpoint is kept
+        // aside, for the device that wrote it.
+        const fs::path aside = ckpt.string() + ".other-run";
+        fmt::print(stderr, "{}: training afresh ({} kept as {}): {}\n", ctx.stage.name, ckpt.filename().string(),
+                   aside.filename().string(), e.what());
+        fs::rename(ckpt, aside);
         to.resume = false;
         r = train(to);
       }

@@ -230,7 +230,8 @@ std::filesystem::path beside(const std::filesystem::path& out, const std::string
 // What must match for a checkpoint to be resumed: everything that shapes the loss curve. Data
 // files are hashed (an edited file under the same name is another run); the base model only by
 // path and size, since hashing tens of GB on every start costs minutes. How the base is held and the
-// graph's attention and matmul forms are as resolved for this run (they change the floats' rounding and order).
+// attention and matmul forms auto picks per device are as resolved for this run (they change the floats'
+// rounding and order).
 json fingerprint(const TrainOptions& o, size_t n_train, BaseWeights base_weights, const TrainGraphOptions& go) {
   json data = json::array(), val = json::array();
   for (auto& d : o.data) data.push_back({d.path.string(), d.weight, sha256_file(d.path)});
@@ -250,12 +251,18 @@ json fingerprint(const TrainOptions& o, size_t n_train, BaseWeights base_weights
 }
 
 // How a run holds its base: as --base-weights resolves on this device, except that a resumed run with "auto"
-// keeps what its checkpoint started with (auto may choose otherwise on another CPU, or with less free memory).
+// keeps what its checkpoint started with (auto may choose otherwise on another CPU, or with less free memory),
+// when the checkpoint's other per-device forms are this device's too: a checkpoint of another kind of device
+// cannot be continued anyway (resume() refuses it), and its choice could make this run not fit.
 BaseWeights resolved_base_weights(const TrainOptions& o, ggml_backend* dev, const std::filesystem::path& ckpt) {
   const BaseWeights here = o.base_weights_on(dev);
   if (!o.resume || o.base_weights != "auto" || !std::filesystem::exists(ckpt)) return here;
   const json fp = checkpoint_state(ckpt).value("fingerprint", json::object());
-  const json saved = fp.is_object() ? fp.value("base_weights", json()) : json();
+  if (!fp.is_object() || fp.value("flash_attn", json()) != o.flash_attn_on(dev) ||
+      fp.value("dequant_forward", json()) != o.dequant_forward_on(dev) ||
+      fp.value("out_prod_grads", json()) != o.out_prod_grads_on(dev))
+    return here;
+  const json saved = fp.value("base_weights", json());
   for (BaseWeights w : {BaseWeights::file, BaseWeights::f32, BaseWeights::bf16})
     if (saved == to_string(w) && w != here) {
       if (o.progress)

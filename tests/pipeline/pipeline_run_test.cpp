@@ -210,6 +210,8 @@ TEST(PipelineRun, TinyEndToEndThenReusedThenOnlyWhatChanged) {
   PipelineRun r2c = run_pipeline(cfg, o);
   EXPECT_EQ(ran(r2c.summary), (std::set<std::string>{"train.math"}));
   EXPECT_FALSE(read_file(train_dir / "modifier.gguf.ckpt.gguf") == read_file(dir / "other-run.gguf.ckpt.gguf"));
+  EXPECT_TRUE(read_file(train_dir / "modifier.gguf.ckpt.gguf.other-run") == read_file(dir / "other-run.gguf.ckpt.gguf"))
+      << "the other run's checkpoint is kept aside";
   EXPECT_TRUE(read_file(train_dir / "modifier.gguf") == adapter) << "trained afresh, the same adapter as the first run";
 
   // 3. The gates pass: `cogumi gates` exits 0 and prints each gate with its values.
