@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Ours under several environment settings, interleaved: ROUNDS rounds, each running bench/mixed_lora_bench.sh
+# (cogumi's setups only) once per setting, so that a drift of the machine hits every setting alike. Ends with a
+# table per stream count: each setting's median base and mixed tok/s over the rounds, mixed as a share of the
+# median base of all settings' runs, and the output hashes (the same kernels' floats give the same hashes).
+# Usage: bench/mixed_lora_rounds.sh BIN_DIR MODEL ADAPTERS OUT_DIR "VAR=V[+VAR=V...] ..."
+#   env: ROUNDS (2), and mixed_lora_bench.sh's (STREAMS, SETUPS, PP, TG, REPS, FA, ...)
+# Example (the H100 of bench/device.sh, patch 0014's kernels against patch 0010's):
+#   STREAMS=8,32 SETUPS=base,mixed PP=128 TG=256 REPS=3 FA=1 bench/mixed_lora_rounds.sh $B $M $A out/r \
+#     "GGML_COGUMI_LORA_GROUPED=0 GGML_COGUMI_LORA_GROUPED=2"
+set -euo pipefail
+BIN=$1 MODEL=$2 ADAPTERS=$3 OUT=$4 SETTINGS=$5
+ROUNDS=${ROUNDS:-2}
+[[ $ROUNDS =~ ^[1-9][0-9]?$ ]] || { echo "ROUNDS must be 1..99, got '$ROUNDS'" >&2; exit 2; }
+[ -n "$SETTINGS" ] || { echo "no settings given (the fifth argument)" >&2; exit 2; }
+here=$(cd "$(dirname "$0")" && pwd)
+mkdir -p "$OUT"
+for r in $(seq 1 "$ROUNDS"); do
+  for s in $SETTINGS; do
+    tag=$(echo "$s" | tr -c 'A-Za-z0-9=\n' '_' | tr '=' '-')
+    echo "## round $r $s"
+    # shellcheck disable=SC2046
+    env $(echo "$s" | tr '+' ' ') LLAMA_SERVER="" "$here/mixed_lora_bench.sh" "$BIN" "$MODEL" "$ADAPTERS" "$OUT/$tag-r$r" |
+      grep '^|' | grep -v -- '---' || { echo "the run under $s failed" >&2; exit 1; }
+    cp "$OUT/$tag-r$r/results.jsonl" "$OUT/$tag-r$r.jsonl"
+  done
+done
+python3 - "$OUT" "$ROUNDS" $SETTINGS <<'EOF'
+import json, statistics, sys
+out, rounds, settings = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+def tag(s):
+    return "".join(c if c.isalnum() or c in "=\n" else "_" for c in s).replace("=", "-")
+runs = {}  # (setting, streams, setup) -> [(tok/s, hash)]
+for s in settings:
+    for r in range(1, rounds + 1):
+        for line in open(f"{out}/{tag(s)}-r{r}.jsonl"):
+            d = json.loads(line)
+            runs.setdefault((s, d["streams"], d["setup"]), []).append((d["tok_s"], d["output_sha256"]))
+streams = sorted({k[1] for k in runs})
+print(f"\n## medians over {rounds} round(s); mixed as a share of the median base over all settings' runs")
+print("| streams | setting | base tok/s | mixed tok/s | mixed / base | mixed hashes |\n|---:|---|---:|---:|---:|---|")
+for n in streams:
+    bases = [v for (s, k, u), vs in runs.items() if k == n and u == "base" for v, _ in vs]
+    all_base = statistics.median(bases) if bases else float("nan")
+    for s in settings:
+        b = runs.get((s, n, "base"), [])
+        m = runs.get((s, n, "mixed"), [])
+        bm = statistics.median(v for v, _ in b) if b else float("nan")
+        mm = statistics.median(v for v, _ in m) if m else float("nan")
+        hashes = ",".join(sorted({h for _, h in m}))
+        print(f"| {n} | {s} | {bm:.1f} | {mm:.1f} | {100 * mm / all_base:.1f}% | {hashes} |")
+EOF
