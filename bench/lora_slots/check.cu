@@ -11,6 +11,8 @@
 
 #include <cublas_v2.h>
 
+#include <cstring>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -202,6 +204,33 @@ static double time_step(int n, bool f16, int mode, cublasHandle_t cb) {
     return ms / reps;
 }
 
+// Patch 0014's folded add: dst = (y + d) + z with strided rows, against the host's two float additions bit for bit
+static bool check_add_add(unsigned seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    const int n_out = 1000, n = 7, ys = 1003, zs = 1001, ds = 1005;
+    std::vector<float> y((size_t) ys * n), d((size_t) n_out * n), z((size_t) zs * n), out((size_t) ds * n, -7.0f);
+    for (auto & f : y) f = nd(rng);
+    for (auto & f : d) f = nd(rng) * 1e-3f;
+    for (auto & f : z) f = nd(rng);
+    cogumi_lora_slots_args p = {};
+    p.y = dev(y); p.y_nb1 = ys;
+    p.dst = dev(out); p.dst_nb1 = ds;
+    p.n_out = n_out; p.n = n;
+    cogumi_lora_slots_add_add(p, dev(d), dev(z), zs, 0);
+    CK(cudaGetLastError());
+    CK(cudaDeviceSynchronize());
+    CK(cudaMemcpy(out.data(), p.dst, out.size() * sizeof(float), cudaMemcpyDeviceToHost));
+    size_t bad = 0;
+    for (int t = 0; t < n; ++t)
+        for (int o = 0; o < ds; ++o) {
+            const float want = o < n_out ? (y[(size_t) t * ys + o] + d[(size_t) t * n_out + o]) + z[(size_t) t * zs + o] : -7.0f;
+            bad += memcmp(&want, &out[(size_t) t * ds + o], 4) != 0;
+        }
+    printf("check folded add (y + d) + z, strided rows: %zu values differ %s\n", bad, bad ? "FAIL" : "ok");
+    return bad == 0;
+}
+
 static const char * mode_name(int m) {
     return m < VARIANTS ? variant_name[m] : m == UNFUSED ? "unfused (cuBLAS)" : "one memset node per target (a graph node's floor)";
 }
@@ -229,6 +258,7 @@ int main() {
         }
         ++seed;
     }
+    ok &= check_add_add(seed);
     cublasHandle_t cb; CB(cublasCreate(&cb));
     for (int n : {8, 32}) {
         printf("time 8B shape, 32 layers x 7 targets, 3 x rank 16, %d tokens, ms per step:\n", n);
