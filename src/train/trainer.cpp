@@ -250,6 +250,19 @@ json fingerprint(const TrainOptions& o, size_t n_train, BaseWeights base_weights
           {"out_prod_grads", go.out_prod_grads}};
 }
 
+// The fingerprint with the benchmark switches that change the floats' order too (COGUMI_LORA_GROUP_FORWARD=split,
+// GGML_COGUMI_BACKWARD_WEIGHT_TYPE=f32|bf16), each recorded only when set off its default: a checkpoint written
+// before they were recorded was made with the defaults (or its run is told apart from this one by nothing else),
+// and still resumes.
+json fingerprint_with_switches(const TrainOptions& o, size_t n_train, BaseWeights base_weights,
+                               const TrainGraphOptions& go) {
+  json fp = fingerprint(o, n_train, base_weights, go);
+  if (go.split_lora_groups) fp["lora_forward"] = "split";
+  if (const char* e = std::getenv("GGML_COGUMI_BACKWARD_WEIGHT_TYPE"); e && *e && std::string_view(e) != "auto")
+    fp["backward_weight_type"] = e;
+  return fp;
+}
+
 // How a run holds its base: as --base-weights resolves on this device, except that a resumed run with "auto"
 // keeps what its checkpoint started with (auto may choose otherwise on another CPU, or with less free memory),
 // when the checkpoint's other per-device forms are this device's too: a checkpoint of another kind of device
@@ -273,10 +286,13 @@ BaseWeights resolved_base_weights(const TrainOptions& o, ggml_backend* dev, cons
   return here;
 }
 
+// The keys whose values differ, or that only one of the two holds.
 std::string fingerprint_diff(const json& a, const json& b) {
   std::string keys;
   for (auto& [k, v] : b.items())
     if (!a.contains(k) || a[k] != v) keys += (keys.empty() ? "" : ", ") + k;
+  for (auto& [k, v] : a.items())
+    if (!b.contains(k)) keys += (keys.empty() ? "" : ", ") + k;
   return keys.empty() ? "format" : keys;
 }
 
@@ -431,7 +447,7 @@ void TrainRun::prepare(const std::vector<ggml_backend_t>& backends) {
   }
   tg_ = std::make_unique<TrainGraph>(*mg_, backends, T_, S_, go);
   log_path_ = o_.log.empty() ? beside(o_.out, ".log.jsonl") : o_.log;
-  fp_ = fingerprint(o_, examples_.size(), res_.base_weights, go);
+  fp_ = fingerprint_with_switches(o_, examples_.size(), res_.base_weights, go);
   params_ = mg_->trainable();
   auto moments = tg_->moments();
   best_.resize(params_.size());

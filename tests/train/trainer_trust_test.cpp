@@ -280,6 +280,44 @@ TEST(TrainerTrust, ResumeKeepsTheBaseWeightsItStartedWith) {
   EXPECT_EQ(r.memory_estimate, first.memory_estimate) << "the memory check counts the weights the run holds";
 }
 
+// The benchmark switches that change the floats' order are part of what a resume checks, in both directions: a run
+// resumed under another switch is refused naming it, as is one resumed without the switch it started with (the
+// message listed "format" before: only the current run's keys were compared).
+TEST(TrainerTrust, ResumeChecksTheForwardAndBackwardSwitches) {
+  auto o = small_options("switches", write_items("switches.jsonl", 8));
+  std::atomic<bool> cancel{true};  // checkpoint after the first step
+  o.cancel = &cancel;
+  ASSERT_TRUE(train(o).interrupted);
+  o.cancel = nullptr;
+  o.resume = true;
+  {
+    test::ScopedEnv split("COGUMI_LORA_GROUP_FORWARD", "split");
+    const std::string msg = error_of([&] { train(o); });
+    EXPECT_NE(msg.find("different run (differing: lora_forward)"), std::string::npos) << msg;
+  }
+  {
+    test::ScopedEnv bwd("GGML_COGUMI_BACKWARD_WEIGHT_TYPE", "bf16");
+    const std::string msg = error_of([&] { train(o); });
+    EXPECT_NE(msg.find("different run (differing: backward_weight_type)"), std::string::npos) << msg;
+  }
+  {
+    test::ScopedEnv bwd("GGML_COGUMI_BACKWARD_WEIGHT_TYPE", "auto");  // the default, named
+    const TrainResult r = train(o);
+    EXPECT_EQ(r.resumed_from, 1);
+  }
+  // started with split forwards, resumed without
+  auto s = small_options("switches-split", write_items("switches-split.jsonl", 8));
+  s.cancel = &cancel;
+  {
+    test::ScopedEnv split("COGUMI_LORA_GROUP_FORWARD", "split");
+    ASSERT_TRUE(train(s).interrupted);
+  }
+  s.cancel = nullptr;
+  s.resume = true;
+  const std::string msg = error_of([&] { train(s); });
+  EXPECT_NE(msg.find("different run (differing: lora_forward)"), std::string::npos) << msg;
+}
+
 // ---- non-finite gradients --------------------------------------------------------------------
 
 // Overwrites a checkpoint tensor's values in place.
