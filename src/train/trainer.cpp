@@ -253,7 +253,8 @@ json fingerprint(const TrainOptions& o, size_t n_train, BaseWeights base_weights
 // The fingerprint with the benchmark switches that change the floats' order too (COGUMI_LORA_GROUP_FORWARD=split,
 // GGML_COGUMI_BACKWARD_WEIGHT_TYPE=f32|bf16), each recorded only when set off its default: a checkpoint written
 // before they were recorded was made with the defaults (or its run is told apart from this one by nothing else),
-// and still resumes.
+// and still resumes. They are recorded as given, not as resolved: a switch that changes nothing here (f32 where auto
+// picks f32, split for a full fine-tune) still refuses a resume without it, which is safe.
 json fingerprint_with_switches(const TrainOptions& o, size_t n_train, BaseWeights base_weights,
                                const TrainGraphOptions& go) {
   json fp = fingerprint(o, n_train, base_weights, go);

@@ -284,6 +284,8 @@ TEST(TrainerTrust, ResumeKeepsTheBaseWeightsItStartedWith) {
 // resumed under another switch is refused naming it, as is one resumed without the switch it started with (the
 // message listed "format" before: only the current run's keys were compared).
 TEST(TrainerTrust, ResumeChecksTheForwardAndBackwardSwitches) {
+  test::ScopedEnv no_split("COGUMI_LORA_GROUP_FORWARD", nullptr);  // the defaults, whatever the caller set
+  test::ScopedEnv no_bwd("GGML_COGUMI_BACKWARD_WEIGHT_TYPE", nullptr);
   auto o = small_options("switches", write_items("switches.jsonl", 8));
   std::atomic<bool> cancel{true};  // checkpoint after the first step
   o.cancel = &cancel;
