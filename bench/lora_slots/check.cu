@@ -243,30 +243,37 @@ static double time_step(int n, bool f16, Mode mode, cublasHandle_t cb) {
     return ms / reps;
 }
 
-// Patch 0014's folded add: dst = (y + d) + z with strided rows, against the host's two float additions bit for bit
-static bool check_add_add(unsigned seed) {
+// Patch 0014's folded add: dst = (y + d) + z with strided rows, against the host's two float additions bit for bit;
+// `into`: 0 a buffer of its own, 1 in place over z, 2 in place over y (the graph allocator may give the ADD's output
+// either's memory, with the same rows)
+static bool check_add_add(unsigned seed, int into) {
     std::mt19937 rng(seed);
     std::normal_distribution<float> nd(0.0f, 1.0f);
-    const int n_out = 1000, n = 7, ys = 1003, zs = 1001, ds = 1005;
+    const int n_out = 1000, n = 7, ys = 1003, zs = into == 2 ? 1003 : 1001, ds = into == 0 ? 1005 : into == 1 ? zs : ys;
     std::vector<float> y((size_t) ys * n), d((size_t) n_out * n), z((size_t) zs * n), out((size_t) ds * n, -7.0f);
     for (auto & f : y) f = nd(rng);
     for (auto & f : d) f = nd(rng) * 1e-3f;
     for (auto & f : z) f = nd(rng);
+    if (into == 1) out = z;
+    if (into == 2) out = y;
     cogumi_lora_slots_args p = {};
-    p.y = dev(y); p.y_nb1 = ys;
-    p.dst = dev(out); p.dst_nb1 = ds;
+    float * d_out = dev(out);
+    p.y = into == 2 ? d_out : dev(y); p.y_nb1 = ys;
+    p.dst = d_out; p.dst_nb1 = ds;
     p.n_out = n_out; p.n = n;
-    cogumi_lora_slots_add_add(p, dev(d), dev(z), zs, 0);
+    cogumi_lora_slots_add_add(p, dev(d), into == 1 ? d_out : dev(z), zs, 0);
     CK(cudaGetLastError());
     CK(cudaDeviceSynchronize());
     CK(cudaMemcpy(out.data(), p.dst, out.size() * sizeof(float), cudaMemcpyDeviceToHost));
     size_t bad = 0;
     for (int t = 0; t < n; ++t)
         for (int o = 0; o < ds; ++o) {
-            const float want = o < n_out ? (y[(size_t) t * ys + o] + d[(size_t) t * n_out + o]) + z[(size_t) t * zs + o] : -7.0f;
+            const float pad = into == 0 ? -7.0f : into == 1 ? z[(size_t) t * zs + o] : y[(size_t) t * ys + o];
+            const float want = o < n_out ? (y[(size_t) t * ys + o] + d[(size_t) t * n_out + o]) + z[(size_t) t * zs + o] : pad;
             bad += memcmp(&want, &out[(size_t) t * ds + o], 4) != 0;
         }
-    printf("check folded add (y + d) + z, strided rows: %zu values differ %s\n", bad, bad ? "FAIL" : "ok");
+    const char * where[] = {"its own buffer", "in place over z", "in place over y"};
+    printf("check folded add (y + d) + z, strided rows, %s: %zu values differ %s\n", where[into], bad, bad ? "FAIL" : "ok");
     return bad == 0;
 }
 
@@ -287,7 +294,7 @@ int main() {
         printf("check n_in=%d n_out=%d n=%d ranks=%zu%s pad=%d: rel L2 of the delta %.2e %s\n", c.n_in, c.n_out, c.n,
                c.ranks.size(), c.f16 ? " f16" : "", c.pad, err, good ? "ok" : "FAIL");
     }
-    ok &= check_add_add(seed);
+    for (int into = 0; into < 3; ++into) ok &= check_add_add(seed, into);
     cublasHandle_t cb; CB(cublasCreate(&cb));
     for (int n : {8, 32}) {
         printf("time 8B shape, 32 layers x 7 targets, 3 x rank 16, %d tokens, ms per step:", n);
