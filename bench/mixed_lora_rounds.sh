@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Ours under several environment settings, interleaved: ROUNDS rounds, each running bench/mixed_lora_bench.sh
-# (cogumi's setups only) once per setting, so that a drift of the machine hits every setting alike. Ends with a
-# table per stream count: each setting's median base and mixed tok/s over the rounds, mixed as a share of the
-# median base of all settings' runs, and the output hashes (the same kernels' floats give the same hashes).
+# (cogumi's setups only) once per setting, so that a drift of the machine hits every setting alike. Ends with
+# bench/mixed_lora_rounds.py's table (per stream count and setting: median base and mixed tok/s over the rounds,
+# mixed as a share of the median base of all settings' runs, each run's own share, the output hashes: the same
+# kernels' floats give the same hashes).
 # Usage: bench/mixed_lora_rounds.sh BIN_DIR MODEL ADAPTERS OUT_DIR "VAR=V[+VAR=V...] ..."
 #   each setting one or more VAR=V joined by '+' (a baseline names a variable's default, e.g. VAR=0)
 #   env: ROUNDS (2), and mixed_lora_bench.sh's (STREAMS, SETUPS, PP, TG, REPS, FA, ...)
@@ -34,28 +35,8 @@ for r in $(seq 1 "$ROUNDS"); do
     cp "$OUT/$tag-r$r/results.jsonl" "$OUT/$tag-r$r.jsonl"
   done
 done
-python3 - "$OUT" "$ROUNDS" $SETTINGS <<'EOF'
-import json, statistics, sys
-out, rounds, settings = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-def tag(s):
-    return "".join(c if c.isalnum() or c in "=\n" else "_" for c in s).replace("=", "-")
-runs = {}  # (setting, streams, setup) -> [(tok/s, hash)]
-for s in settings:
-    for r in range(1, rounds + 1):
-        for line in open(f"{out}/{tag(s)}-r{r}.jsonl"):
-            d = json.loads(line)
-            runs.setdefault((s, d["streams"], d["setup"]), []).append((d["tok_s"], d["output_sha256"]))
-streams = sorted({k[1] for k in runs})
-print(f"\n## medians over {rounds} round(s); mixed as a share of the median base over all settings' runs")
-print("| streams | setting | base tok/s | mixed tok/s | mixed / base | mixed hashes |\n|---:|---|---:|---:|---:|---|")
-for n in streams:
-    bases = [v for (s, k, u), vs in runs.items() if k == n and u == "base" for v, _ in vs]
-    all_base = statistics.median(bases) if bases else float("nan")
-    for s in settings:
-        b = runs.get((s, n, "base"), [])
-        m = runs.get((s, n, "mixed"), [])
-        bm = statistics.median(v for v, _ in b) if b else float("nan")
-        mm = statistics.median(v for v, _ in m) if m else float("nan")
-        hashes = ",".join(sorted({h for _, h in m}))
-        print(f"| {n} | {s} | {bm:.1f} | {mm:.1f} | {100 * mm / all_base:.1f}% | {hashes} |")
-EOF
+echo
+echo "## medians over $ROUNDS round(s); mixed as a share of the median base over all settings' runs"
+files=()
+for s in $SETTINGS; do for r in $(seq 1 "$ROUNDS"); do files+=("$OUT/$(tagof "$s")-r$r.jsonl"); done; done
+python3 "$here/mixed_lora_rounds.py" "${files[@]}"

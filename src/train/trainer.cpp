@@ -231,7 +231,11 @@ std::filesystem::path beside(const std::filesystem::path& out, const std::string
 // files are hashed (an edited file under the same name is another run); the base model only by
 // path and size, since hashing tens of GB on every start costs minutes. How the base is held and the
 // attention and matmul forms auto picks per device are as resolved for this run (they change the floats'
-// rounding and order).
+// rounding and order), and so do the benchmark switches COGUMI_LORA_GROUP_FORWARD=split and
+// GGML_COGUMI_BACKWARD_WEIGHT_TYPE=f32|bf16. Those two are recorded only when set off their defaults, so that a
+// checkpoint written before they were recorded still resumes, and as given, not as resolved: one that changes
+// nothing here (f32 where auto picks f32, split for a full fine-tune) still refuses a resume without it, which is
+// safe.
 json fingerprint(const TrainOptions& o, size_t n_train, BaseWeights base_weights, const TrainGraphOptions& go) {
   json data = json::array(), val = json::array();
   for (auto& d : o.data) data.push_back({d.path.string(), d.weight, sha256_file(d.path)});
@@ -239,25 +243,15 @@ json fingerprint(const TrainOptions& o, size_t n_train, BaseWeights base_weights
   std::error_code ec;
   const auto model_bytes = std::filesystem::file_size(o.model, ec);
   json lora = o.full ? json(nullptr) : json{{"rank", o.lora.rank}, {"alpha", o.lora.alpha}, {"targets", o.lora.targets}};
-  return {{"model", o.model.string()}, {"model_bytes", ec ? 0 : model_bytes}, {"data", data}, {"val_data", val},
-          {"val_split", o.val_split}, {"full", o.full}, {"lora", lora}, {"seq_len", o.sft.max_len},
-          {"drop_long", o.sft.drop_long}, {"train_on_inputs", o.sft.train_on_inputs}, {"batch", o.batch},
-          {"grad_accum", o.grad_accum}, {"epochs", o.epochs}, {"max_steps", o.max_steps}, {"lr", o.lr},
-          {"schedule", o.schedule}, {"warmup", o.warmup}, {"weight_decay", o.weight_decay}, {"beta1", o.beta1},
-          {"beta2", o.beta2}, {"clip", o.clip}, {"seed", o.seed}, {"pack", o.pack}, {"n_train", n_train},
-          {"base_weights", to_string(base_weights)}, {"flash_attn", go.flash_attn},
-          {"fused_attention", go.fused_attention}, {"dequant_forward", go.dequant_forward},
-          {"out_prod_grads", go.out_prod_grads}};
-}
-
-// The fingerprint with the benchmark switches that change the floats' order too (COGUMI_LORA_GROUP_FORWARD=split,
-// GGML_COGUMI_BACKWARD_WEIGHT_TYPE=f32|bf16), each recorded only when set off its default: a checkpoint written
-// before they were recorded was made with the defaults (or its run is told apart from this one by nothing else),
-// and still resumes. They are recorded as given, not as resolved: a switch that changes nothing here (f32 where auto
-// picks f32, split for a full fine-tune) still refuses a resume without it, which is safe.
-json fingerprint_with_switches(const TrainOptions& o, size_t n_train, BaseWeights base_weights,
-                               const TrainGraphOptions& go) {
-  json fp = fingerprint(o, n_train, base_weights, go);
+  json fp = {{"model", o.model.string()}, {"model_bytes", ec ? 0 : model_bytes}, {"data", data}, {"val_data", val},
+             {"val_split", o.val_split}, {"full", o.full}, {"lora", lora}, {"seq_len", o.sft.max_len},
+             {"drop_long", o.sft.drop_long}, {"train_on_inputs", o.sft.train_on_inputs}, {"batch", o.batch},
+             {"grad_accum", o.grad_accum}, {"epochs", o.epochs}, {"max_steps", o.max_steps}, {"lr", o.lr},
+             {"schedule", o.schedule}, {"warmup", o.warmup}, {"weight_decay", o.weight_decay}, {"beta1", o.beta1},
+             {"beta2", o.beta2}, {"clip", o.clip}, {"seed", o.seed}, {"pack", o.pack}, {"n_train", n_train},
+             {"base_weights", to_string(base_weights)}, {"flash_attn", go.flash_attn},
+             {"fused_attention", go.fused_attention}, {"dequant_forward", go.dequant_forward},
+             {"out_prod_grads", go.out_prod_grads}};
   if (go.split_lora_groups) fp["lora_forward"] = "split";
   if (const char* e = std::getenv("GGML_COGUMI_BACKWARD_WEIGHT_TYPE"); e && *e && std::string_view(e) != "auto")
     fp["backward_weight_type"] = e;
@@ -448,7 +442,7 @@ void TrainRun::prepare(const std::vector<ggml_backend_t>& backends) {
   }
   tg_ = std::make_unique<TrainGraph>(*mg_, backends, T_, S_, go);
   log_path_ = o_.log.empty() ? beside(o_.out, ".log.jsonl") : o_.log;
-  fp_ = fingerprint_with_switches(o_, examples_.size(), res_.base_weights, go);
+  fp_ = fingerprint(o_, examples_.size(), res_.base_weights, go);
   params_ = mg_->trainable();
   auto moments = tg_->moments();
   best_.resize(params_.size());
