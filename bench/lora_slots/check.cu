@@ -1,6 +1,6 @@
 // Checks and times patch 0010's fused adapter-slot kernels (lora-slots.cuh) on their own: the result against a
 // double-precision reference (F32 and F16 adapters, ranks and sizes that are not multiples of 4, tokens without
-// an adapter, strided rows), patch 0014's folded add and patch 0016's one-launch groups bit for bit, then one decode step's adapter work on an 8B-shaped model (32 layers x 7 targets,
+// an adapter, strided rows), patch 0014's folded add bit for bit, then one decode step's adapter work on an 8B-shaped model (32 layers x 7 targets,
 // three rank-16 adapters, 8 and 32 tokens), captured in a CUDA graph as ggml runs it, against the unfused form
 // the patch replaces (A x as one cuBLAS GEMM over all stacked rank rows, a mask, B as a GEMM, an add).
 //   nvcc -O3 -std=c++17 -arch=sm_90 -I<patched llama.cpp>/ggml/src/ggml-cuda check.cu -lcublas -o check && ./check
@@ -105,11 +105,9 @@ struct Target { int n_in, n_out; };
 // GSHRINK, GBOTH: what grouping the targets that share an input would give (timing only: the kernels at the
 // grouped shapes, launched one by one): one shrink for q/k/v (rank 48) and one for gate/up (rank 32), 4 shrinks
 // and 7 expands per layer; GBOTH also one expand launch per group (q/k/v's 6,144 rows, gate/up's 28,672).
-// MULTI: patch 0016's one-launch groups (q/k/v and gate/up: cogumi_lora_slots_multi), deltas alone as patch 0013's
-// side stream writes them; o and down one target each.
-enum Mode { UNFUSED, FUSED, GSHRINK, GBOTH, MEMSET, MULTI, MODES };
+enum Mode { UNFUSED, FUSED, GSHRINK, GBOTH, MEMSET, MODES };
 static const char * mode_name[] = {"unfused (cuBLAS)", "fused", "grouped shrinks", "grouped shrinks and expands",
-                                   "one memset node per target (a graph node's floor)", "one launch per group (patch 0016)"};
+                                   "one memset node per target (a graph node's floor)"};
 
 
 static double time_step(int n, bool f16, Mode mode, cublasHandle_t cb) {
@@ -202,25 +200,6 @@ static double time_step(int n, bool f16, Mode mode, cublasHandle_t cb) {
             }
             return;
         }
-        if (mode == MULTI) {
-            const int groups[4][4] = {{0, 2, 1, -1}, {3, -1}, {4, 5, -1}, {6, -1}};  // q, v, k (graph order); o; gate, up; down
-            for (int l = 0; l < L; ++l)
-                for (const auto & grp : groups) {
-                    cogumi_lora_slots_args ps[cogumi_lora::MULTI_MAX];
-                    int m = 0;
-                    for (; m < 4 && grp[m] >= 0; ++m) {
-                        const Target & g = tg[grp[m]];
-                        Buf & u = bufs[7 * l + grp[m]];
-                        cogumi_lora_slots_args & p = ps[m];
-                        p = {};
-                        p.a = u.a; p.b = u.b; p.f16 = f16; p.x = u.x; p.x_nb1 = g.n_in; p.y = nullptr;
-                        p.dst = u.d; p.dst_nb1 = g.n_out; p.slots = d_slots; p.h = u.h;
-                        p.n_in = g.n_in; p.n_out = g.n_out; p.R = R; p.n = n; p.max_rank = rank;
-                    }
-                    cogumi_lora_slots_multi(ps, m, st);
-                }
-            return;
-        }
         int i = 0;
         for (int l = 0; l < L; ++l)
             for (const Target & g : tg) {
@@ -298,62 +277,6 @@ static bool check_add_add(unsigned seed, int into) {
     return bad == 0;
 }
 
-// Patch 0016's one-launch groups against the per-target kernels, bit for bit: three members with one x and table
-// (sizes not multiples of the block, tokens with no adapter), F32 and F16.
-static bool check_multi(unsigned seed, bool f16) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> nd(0.0f, 1.0f);
-    const int n_in = 300, n = 11, R = 24, n_members = 3, n_out[3] = {517, 130, 77};
-    std::vector<float> x((size_t) n_in * n);
-    for (auto & f : x) f = nd(rng);
-    std::vector<int32_t> slots(3 * n);
-    for (int t = 0; t < n; ++t) {
-        const float scale = 0.5f + 0.1f * t;
-        slots[3 * t] = (t % 3) * 8; slots[3 * t + 1] = t % 4 == 3 ? 0 : 8 - (t % 2); memcpy(&slots[3 * t + 2], &scale, 4);
-    }
-    float * d_x = dev(x);
-    int32_t * d_slots = dev(slots);
-    cogumi_lora_slots_args one[3], multi[3];
-    for (int m = 0; m < n_members; ++m) {
-        std::vector<float> a((size_t) R * n_in), b((size_t) n_out[m] * R);
-        for (auto & f : a) f = nd(rng) * 0.05f;
-        for (auto & f : b) f = nd(rng) * 0.05f;
-        cogumi_lora_slots_args p = {};
-        if (f16) {
-            std::vector<half> ah(a.size()), bh(b.size());
-            for (size_t i = 0; i < a.size(); ++i) ah[i] = __float2half(a[i]);
-            for (size_t i = 0; i < b.size(); ++i) bh[i] = __float2half(b[i]);
-            p.a = dev(ah); p.b = dev(bh);
-        } else {
-            p.a = dev(a); p.b = dev(b);
-        }
-        p.f16 = f16; p.x = d_x; p.x_nb1 = n_in; p.y = nullptr; p.dst_nb1 = n_out[m]; p.slots = d_slots;
-        p.n_in = n_in; p.n_out = n_out[m]; p.R = R; p.n = n; p.max_rank = 8;
-        const std::vector<float> zh((size_t) n * R, 0.0f), zd((size_t) n * n_out[m], 0.0f);
-        one[m] = multi[m] = p;
-        one[m].h = dev(zh); one[m].dst = dev(zd);
-        multi[m].h = dev(zh); multi[m].dst = dev(zd);
-        cogumi_lora_slots_shrink(one[m], 0);
-        cogumi_lora_slots_expand(one[m], 0);
-    }
-    cogumi_lora_slots_multi(multi, n_members, 0);
-    CK(cudaGetLastError());
-    CK(cudaDeviceSynchronize());
-    size_t bad = 0;
-    for (int m = 0; m < n_members; ++m) {
-        std::vector<float> d1((size_t) n * n_out[m]), d2(d1.size()), h1((size_t) n * R), h2(h1.size());
-        CK(cudaMemcpy(d1.data(), one[m].dst, d1.size() * 4, cudaMemcpyDeviceToHost));
-        CK(cudaMemcpy(d2.data(), multi[m].dst, d2.size() * 4, cudaMemcpyDeviceToHost));
-        CK(cudaMemcpy(h1.data(), one[m].h, h1.size() * 4, cudaMemcpyDeviceToHost));
-        CK(cudaMemcpy(h2.data(), multi[m].h, h2.size() * 4, cudaMemcpyDeviceToHost));
-        for (size_t i = 0; i < d1.size(); ++i) bad += memcmp(&d1[i], &d2[i], 4) != 0;
-        for (size_t i = 0; i < h1.size(); ++i) bad += memcmp(&h1[i], &h2[i], 4) != 0;
-    }
-    printf("check one launch per group (3 members)%s against the per-target kernels: %zu values differ %s\n",
-           f16 ? " f16" : "", bad, bad ? "FAIL" : "ok");
-    return bad == 0;
-}
-
 int main() {
     const Case cases[] = {
         {4096, 1024, 32, {16, 16, 16}, false, 0, 0.0f},
@@ -372,8 +295,6 @@ int main() {
                c.ranks.size(), c.f16 ? " f16" : "", c.pad, err, good ? "ok" : "FAIL");
     }
     for (int into = 0; into < 3; ++into) ok &= check_add_add(seed, into);
-    ok &= check_multi(seed, false);
-    ok &= check_multi(seed + 1, true);
     cublasHandle_t cb; CB(cublasCreate(&cb));
     for (int n : {8, 32}) {
         printf("time 8B shape, 32 layers x 7 targets, 3 x rank 16, %d tokens, ms per step:", n);
