@@ -257,6 +257,8 @@ void PipelineConfig::validate() const {
     fail("{}: router.holdout must be in [0.05, 0.9], got {}", where, router_holdout);
   if (router_epochs < 1 || router_epochs > 1000) fail("{}: router.epochs must be in 1..1000, got {}", where, router_epochs);
   if (!(router_lr > 0 && router_lr <= 100)) fail("{}: router.lr must be in (0, 100], got {}", where, router_lr);
+  if (!(route_alpha > 0 && route_alpha <= 1))
+    fail("{}: router.route_alpha must be in (0, 1], got {}", where, route_alpha);
   if (!(threshold >= 0 && threshold <= 1)) fail("{}: runtime.threshold must be in [0, 1], got {}", where, threshold);
   if (escalation != "accurate" && escalation != "base")
     fail("{}: runtime.escalation must be accurate or base, got '{}'", where, escalation);
@@ -344,7 +346,7 @@ PipelineConfig PipelineConfig::load(const fs::path& path) {
       fail("{}: cpu_only: true and domain {}'s training device '{}' contradict each other; give one", path.string(),
            d.name, d.train.device);
   if (const YAML::Node n = root["router"]) {
-    r.expect_map(n, "router", {"enabled", "holdout", "epochs", "lr", "limit", "choose_on_dev", "dev_limit"});
+    r.expect_map(n, "router", {"enabled", "holdout", "epochs", "lr", "limit", "choose_on_dev", "dev_limit", "route_alpha"});
     if (n["enabled"]) c.router = r.boolean(n["enabled"], "router.enabled");
     if (n["holdout"]) c.router_holdout = r.number(n["holdout"], "router.holdout", 0.05, 0.9);
     if (n["epochs"]) c.router_epochs = r.integer(n["epochs"], "router.epochs", 1, 1000);
@@ -352,6 +354,7 @@ PipelineConfig PipelineConfig::load(const fs::path& path) {
     if (n["limit"]) c.router_limit = size_t(r.integer(n["limit"], "router.limit", 0, 100000000));
     if (n["choose_on_dev"]) c.choose_on_dev = r.boolean(n["choose_on_dev"], "router.choose_on_dev");
     if (n["dev_limit"]) c.dev_limit = size_t(r.integer(n["dev_limit"], "router.dev_limit", 0, 100000000));
+    if (n["route_alpha"]) c.route_alpha = r.number(n["route_alpha"], "router.route_alpha", 0, 1, true);
   }
   if (const YAML::Node n = root["runtime"]) {
     r.expect_map(n, "runtime", {"threshold", "escalation"});

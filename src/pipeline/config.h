@@ -24,7 +24,7 @@
 //       val: [PATH]                          # early stopping (else train.val_split)
 //       dev: {humaneval: PATH}               # dev split: where each domain's route is chosen (optional)
 //       modifier: true                       # false: evaluated, no modifier of its own
-//   router: {enabled: true, holdout: 0.2, epochs: 10, lr: 0.5, limit: 0, choose_on_dev: true, dev_limit: 0}
+//   router: {enabled: true, holdout: 0.2, epochs: 10, lr: 0.5, limit: 0, choose_on_dev: true, dev_limit: 0, route_alpha: 0.05}
 //   runtime: {threshold: 0.0, escalation: accurate}
 //   data: {tiers: [...], judge: {...}, dedup: {...}}   # teacher-made training data (config_data.h)
 //   gates: ["math >= base + 10", "every other domain >= base - 5", "router.accuracy >= 0.97"]
@@ -130,6 +130,9 @@ struct PipelineConfig {
   // default (its own modifier, else the base); off, or no dev split: the default.
   bool choose_on_dev = true;
   size_t dev_limit = 0;          // dev items per benchmark for that choice (0: all), 0..10^8
+  // A modifier takes a domain from the base only where it beats the base on the domain's dev items with an exact
+  // McNemar p below this (paired items); 1: no test, the best dev accuracy wins. (0, 1]
+  double route_alpha = 0.05;
   // Runtime (the system file's settings).
   double threshold = 0.0;        // [0, 1]
   std::string escalation = "accurate";

@@ -277,6 +277,14 @@ std::string model_card(const json& r) {
   return t + "</table>\n";
 }
 
+// A modifier's paired dev result against the base in a domain (the `routes` stage's dev_vs_base), or "".
+std::string vs_base(const json& rc, const std::string& config, const std::string& domain) {
+  if (!rc.contains("dev_vs_base") || !rc["dev_vs_base"].contains(config) || !rc["dev_vs_base"][config].contains(domain))
+    return "";
+  const json& v = rc["dev_vs_base"][config][domain];
+  return fmt::format("{}/{} vs base, p {:.2g}", v.value("wins", 0), v.value("losses", 0), v.value("p", 1.0));
+}
+
 }  // namespace
 
 std::string report_html(const json& r) {
@@ -348,11 +356,19 @@ std::string report_html(const json& r) {
     for (auto& [d, route] : rc["routes"].items()) {
       h += fmt::format("<tr><td>{}</td><td>{}</td>", esc(d), esc(route.get<std::string>()));
       for (auto& [config, acc] : rc["dev_accuracy"].items())
-        h += acc.contains(d) ? fmt::format("<td>{:.1f}% of {}</td>", acc[d]["accuracy"].get<double>(), acc[d]["n"].get<long>())
-                             : std::string("<td>-</td>");
+        if (acc.contains(d)) {
+          const std::string v = vs_base(rc, config, d);
+          h += fmt::format("<td>{:.1f}% of {}{}</td>", acc[d]["accuracy"].get<double>(), acc[d]["n"].get<long>(),
+                           v.empty() ? "" : "<br><small>" + esc(v) + "</small>");
+        } else {
+          h += "<td>-</td>";
+        }
       h += "</tr>\n";
     }
     h += "</table>\n";
+    if (rc.value("route_alpha", 1.0) < 1)
+      h += fmt::format("<p>A modifier takes a domain from the base only where it wins more of the paired dev items (wins/losses "
+                       "against the base), with McNemar p &lt; {:g}.</p>\n", rc["route_alpha"].get<double>());
   } else if (rc.contains("reason")) {
     h += "<p>Routes: each domain's default (" + esc(rc["reason"].get<std::string>()) + ").</p>\n";
   }
@@ -376,10 +392,17 @@ std::string report_markdown(const json& r) {
       m += fmt::format(" {} -> {} (", d, route.get<std::string>());
       std::string sep;
       for (auto& [config, acc] : rc["dev_accuracy"].items())
-        if (acc.contains(d)) m += fmt::format("{}{} {:.1f}%", sep, config, acc[d]["accuracy"].get<double>()), sep = ", ";
+        if (acc.contains(d)) {
+          const std::string v = vs_base(rc, config, d);
+          m += fmt::format("{}{} {:.1f}%{}", sep, config, acc[d]["accuracy"].get<double>(), v.empty() ? "" : " [" + v + "]");
+          sep = ", ";
+        }
       m += ");";
     }
     m += "\n";
+    if (rc.value("route_alpha", 1.0) < 1)
+      m += fmt::format("(a modifier takes a domain from the base only where it wins more of the paired dev items, McNemar p < {:g})\n",
+                       rc["route_alpha"].get<double>());
   }
   const json& ca = r["calibration"];
   m += ca.contains("ece") ? fmt::format("Router calibration (its confidence in the route): ECE {:.4f}, {:.4f} before "

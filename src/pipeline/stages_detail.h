@@ -53,7 +53,13 @@ std::string default_route(const DomainFiles& d);
 // Each domain's route from the dev accuracies ({config: {domain: {n, correct, accuracy}}}, config "base" or a
 // modifier): the most accurate configuration on the domain's dev split; ties, and domains without a dev split,
 // keep default_route. Result {domain: config}.
-json choose_routes(const std::vector<DomainFiles>& domains, const json& dev_accuracy);
+// Each domain's route from the dev accuracies {config: {domain: {n, correct, accuracy}}}: the best configuration, ties to
+// the domain's default. With alpha < 1 a modifier takes a domain from the base only where its paired dev items beat
+// the base's with McNemar p < alpha (dev_vs_base {modifier: {domain: {wins, losses, p}}}, missing: not shown).
+json choose_routes(const std::vector<DomainFiles>& domains, const json& dev_accuracy, const json& dev_vs_base = json::object(),
+                   double alpha = 1.0);
+// dev_vs_base's entries for one modifier: its dev run against the base's, item by item, per domain.
+json dev_against_base(const std::vector<DomainFiles>& domains, const fs::path& base_run, const fs::path& run);
 // The modifiers the routed system uses (eval_system's choices; a modifier no domain is routed to is not part of it).
 std::set<std::string> modifiers_in_use(const StageContext& ctx);
 // routes, router, calibrate, eval_system, gates, report (stages_system.cpp).

@@ -42,23 +42,47 @@ std::set<std::string> modifiers_in_use(const StageContext& ctx) {
   return out;
 }
 
-json choose_routes(const std::vector<DomainFiles>& domains, const json& dev_accuracy) {
+json choose_routes(const std::vector<DomainFiles>& domains, const json& dev_accuracy, const json& dev_vs_base,
+                   double alpha) {
   json routes = json::object();
   for (auto& d : domains) {
-    std::string best = default_route(d);
     const auto acc = [&](const std::string& config) {
       const json& a = dev_accuracy.contains(config) ? dev_accuracy[config] : json::object();
       return a.contains(d.name) && a[d.name].value("n", 0L) > 0 ? a[d.name]["accuracy"].get<double>() : -1.0;
     };
+    // with the test on and the base measured, a modifier must beat the base significantly to be a candidate
+    const bool test = alpha < 1 && acc("base") >= 0;
+    const auto allowed = [&](const std::string& config) {
+      if (!test || config == "base") return true;
+      const json* v = dev_vs_base.contains(config) ? &dev_vs_base[config] : nullptr;
+      return v && v->contains(d.name) && (*v)[d.name].value("wins", 0) > (*v)[d.name].value("losses", 0) &&
+             (*v)[d.name].value("p", 1.0) < alpha;
+    };
+    std::string best = default_route(d);
+    if (!d.dev.empty() && !allowed(best)) best = "base";
     double best_acc = acc(best);
     if (!d.dev.empty()) {
       if (acc("base") > best_acc) best = "base", best_acc = acc("base");  // the base first among equal alternatives
       for (auto& [config, _] : dev_accuracy.items())
-        if (acc(config) > best_acc) best = config, best_acc = acc(config);
+        if (acc(config) > best_acc && allowed(config)) best = config, best_acc = acc(config);
     }
     routes[d.name] = best;
   }
   return routes;
+}
+
+json dev_against_base(const std::vector<DomainFiles>& domains, const fs::path& base_run, const fs::path& run) {
+  const json cmp = compare_runs(base_run, run);  // per "benchmark/category": wins and losses of `run`
+  json out = json::object();
+  for (auto& d : domains) {
+    std::set<std::string> kinds;
+    for (auto& b : d.dev) kinds.insert(b.kind);
+    int wins = 0, losses = 0;
+    for (auto& [cat, t] : cmp["categories"].items())
+      if (kinds.count(cat.substr(0, cat.find('/')))) wins += t["wins"].get<int>(), losses += t["losses"].get<int>();
+    out[d.name] = {{"wins", wins}, {"losses", losses}, {"p", mcnemar_p(wins, losses)}};
+  }
+  return out;
 }
 
 namespace {
@@ -103,7 +127,8 @@ void add_routes(Plan& plan, const std::shared_ptr<Shared>& sh) {
     dev_kinds[d.name] = json::array();
     for (auto& b : d.dev) dev_kinds[d.name].push_back(b.kind);
   }
-  Stage s{"routes", "2", {}, {{"choose_on_dev", c.choose_on_dev}, {"router", c.router}, {"defaults", defaults}}, {}, {}, {}};
+  Stage s{"routes", "3", {}, {{"choose_on_dev", c.choose_on_dev}, {"router", c.router}, {"defaults", defaults},
+                             {"route_alpha", c.route_alpha}}, {}, {}, {}};
   if (!reason) {
     const json settings = {{"dev", bench_ids(plan, *sh, dev)},
                            {"dev_kinds", dev_kinds},
@@ -125,9 +150,14 @@ void add_routes(Plan& plan, const std::shared_ptr<Shared>& sh) {
   }
   s.run = [sh, reason](const StageContext& ctx) {
     if (reason) return json{{"routes", choose_routes(sh->domains, json::object())}, {"reason", reason}};
-    json acc = json::object();
+    json acc = json::object(), vs_base = json::object();
     for (auto& dep : ctx.stage.deps) acc[dep.substr(4)] = ctx.result(dep)["domains"];
-    return json{{"routes", choose_routes(sh->domains, acc)}, {"dev_accuracy", acc}};
+    const fs::path base_run = ctx.result("dev.base")["run"].get<std::string>();
+    for (auto& dep : ctx.stage.deps)
+      if (dep != "dev.base")
+        vs_base[dep.substr(4)] = dev_against_base(sh->domains, base_run, ctx.result(dep)["run"].get<std::string>());
+    const json routes = choose_routes(sh->domains, acc, vs_base, sh->cfg.route_alpha);
+    return json{{"routes", routes}, {"dev_accuracy", acc}, {"dev_vs_base", vs_base}, {"route_alpha", sh->cfg.route_alpha}};
   };
   plan.add(std::move(s));
 }

@@ -75,6 +75,8 @@ TEST(PipelineConfig, ErrorsNameFileLineAndKey) {
       {std::string(kMinimal) + "router: {enabled: maybe}\n", "bad.yaml:10: 'router.enabled': expected true or false"},
       {std::string(kMinimal) + "router: {choose_on_dev: 1}\n", "bad.yaml:10: 'router.choose_on_dev': expected true or false"},
       {std::string(kMinimal) + "router: {dev_limit: -1}\n", "bad.yaml:10: 'router.dev_limit': must be in [0, 100000000]"},
+      {std::string(kMinimal) + "router: {route_alpha: 0}\n", "bad.yaml:10: 'router.route_alpha': must be in (0, 1], got 0"},
+      {std::string(kMinimal) + "router: {route_alpha: 1.5}\n", "bad.yaml:10: 'router.route_alpha': must be in (0, 1], got 1.5"},
       {"base: {gguf: b.gguf}\ndomains:\n  math:\n    test: {gsm8k: t.jsonl}\n    dev: {gsm9k: d.jsonl}\n",
        "bad.yaml:5: 'domains.math.dev.gsm9k': unknown benchmark kind"},
       {std::string(kMinimal) + "failures:\n  labeler: {url: ftp://x}\n", "bad.yaml:11: 'failures.labeler.url': expected an http"},
