@@ -127,7 +127,7 @@ struct PipelineConfig {
   double router_lr = 0.5;        // (0, 100]
   size_t router_limit = 0;       // queries per source (0: all)
   // Each domain routed to the configuration (the base or any modifier) best on its dev split, ties to its
-  // default (its own modifier, else the base); off, or no dev split: the default.
+  // default (its own modifier, else the base), among those route_alpha admits; off, or no dev split: the default.
   bool choose_on_dev = true;
   size_t dev_limit = 0;          // dev items per benchmark for that choice (0: all), 0..10^8
   // A modifier takes a domain from the base only where it beats the base on the domain's dev items with an exact

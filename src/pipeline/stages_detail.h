@@ -52,10 +52,10 @@ json eval_stage(const Shared& sh, const StageContext& ctx, const std::vector<Ben
 std::string default_route(const DomainFiles& d);
 // Each domain's route from the dev accuracies ({config: {domain: {n, correct, accuracy}}}, config "base" or a
 // modifier): the most accurate configuration on the domain's dev split; ties, and domains without a dev split,
-// keep default_route. Result {domain: config}.
-// Each domain's route from the dev accuracies {config: {domain: {n, correct, accuracy}}}: the best configuration, ties to
-// the domain's default. With alpha < 1 a modifier takes a domain from the base only where its paired dev items beat
-// the base's with McNemar p < alpha (dev_vs_base {modifier: {domain: {wins, losses, p}}}, missing: not shown).
+// keep default_route. With alpha < 1 (and the base measured there) only the base and the modifiers that beat it on
+// the domain's paired dev items (more wins than losses, McNemar p < alpha; dev_vs_base {modifier: {domain: {wins,
+// losses, p}}}, a missing entry counts as no win) are candidates, so a domain's own modifier that only ties or
+// narrowly beats the base leaves it to the base. Result {domain: config}.
 json choose_routes(const std::vector<DomainFiles>& domains, const json& dev_accuracy, const json& dev_vs_base = json::object(),
                    double alpha = 1.0);
 // dev_vs_base's entries for one modifier: its dev run against the base's, item by item, per domain.

@@ -75,6 +75,7 @@ json dev_against_base(const std::vector<DomainFiles>& domains, const fs::path& b
   const json cmp = compare_runs(base_run, run);  // per "benchmark/category": wins and losses of `run`
   json out = json::object();
   for (auto& d : domains) {
+    if (d.dev.empty()) continue;
     std::set<std::string> kinds;
     for (auto& b : d.dev) kinds.insert(b.kind);
     int wins = 0, losses = 0;
@@ -107,9 +108,10 @@ std::vector<BenchSpec> all_dev(const Shared& sh) {
 
 // Each domain's route: the base and every modifier evaluated on the dev splits (a stage each: dev.base,
 // dev.MODIFIER, so one retrained modifier re-evaluates only itself), then `routes` takes the configuration best
-// on each domain's dev split (choose_routes). Without a dev split, with router.choose_on_dev off or with no
+// on each domain's dev split among those router.route_alpha admits (choose_routes, dev_against_base). Without a dev split, with router.choose_on_dev off or with no
 // modifier there are no dev stages and `routes` keeps the defaults. Result {routes: {domain: base | modifier},
-// dev_accuracy: {config: {domain: {n, correct, accuracy}}}} or {routes, reason}.
+// dev_accuracy: {config: {domain: {n, correct, accuracy}}}, dev_vs_base: {modifier: {domain: {wins, losses, p}}},
+// route_alpha} or {routes, reason}.
 void add_routes(Plan& plan, const std::shared_ptr<Shared>& sh) {
   const PipelineConfig& c = sh->cfg;
   const std::vector<BenchSpec> dev = all_dev(*sh);
@@ -127,9 +129,9 @@ void add_routes(Plan& plan, const std::shared_ptr<Shared>& sh) {
     dev_kinds[d.name] = json::array();
     for (auto& b : d.dev) dev_kinds[d.name].push_back(b.kind);
   }
-  Stage s{"routes", "3", {}, {{"choose_on_dev", c.choose_on_dev}, {"router", c.router}, {"defaults", defaults},
-                             {"route_alpha", c.route_alpha}}, {}, {}, {}};
+  Stage s{"routes", "3", {}, {{"choose_on_dev", c.choose_on_dev}, {"router", c.router}, {"defaults", defaults}}, {}, {}, {}};
   if (!reason) {
+    s.settings["route_alpha"] = c.route_alpha;  // only where a choice is made: elsewhere it changes nothing
     const json settings = {{"dev", bench_ids(plan, *sh, dev)},
                            {"dev_kinds", dev_kinds},
                            {"limit", c.dev_limit},

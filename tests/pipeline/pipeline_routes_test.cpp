@@ -1,12 +1,12 @@
 // Each domain's route chosen on its dev split (pipeline_detail::choose_routes, the `routes` stage): the best
-// configuration, the base or any domain's modifier; ties and domains without a dev split keep the default.
+// configuration, the base or any domain's modifier; ties and domains without a dev split keep the default; with
+// route_alpha < 1 a modifier must beat the base significantly on the paired dev items (dev_against_base).
 #include <gtest/gtest.h>
-
-#include <unistd.h>
 
 #include <fstream>
 
 #include "pipeline/stages_detail.h"
+#include "test_util.h"
 
 namespace cogumi::pipeline_detail {
 namespace {
@@ -76,7 +76,7 @@ TEST(PipelineRoutes, AModifierTakesADomainFromTheBaseOnlyOnASignificantDevWin) {
 
 // The paired counts come from the two dev runs' items, matched by benchmark and id, per domain (its dev kinds).
 TEST(PipelineRoutes, DevAgainstBaseCountsPairedWinsAndLossesPerDomain) {
-  const fs::path dir = fs::temp_directory_path() / ("cogumi_routes_" + std::to_string(::getpid()));
+  const fs::path dir = test::tmp_dir() / "routes-dev-against-base";
   fs::create_directories(dir / "base");
   fs::create_directories(dir / "mod");
   auto write = [](const fs::path& f, const std::vector<std::tuple<std::string, int, bool>>& items) {
@@ -98,7 +98,9 @@ TEST(PipelineRoutes, DevAgainstBaseCountsPairedWinsAndLossesPerDomain) {
   EXPECT_NEAR(v["math"]["p"].get<double>(), 0.375, 1e-9);  // 2 * P(X <= 1), X ~ Bin(5, 1/2)
   EXPECT_EQ(v["reasoning"]["wins"], 0);
   EXPECT_EQ(v["reasoning"]["losses"], 2);
-  fs::remove_all(dir);
+  // a domain without a dev split has no entry
+  domains[1].dev.clear();
+  EXPECT_FALSE(dev_against_base(domains, dir / "base", dir / "mod").contains("reasoning"));
 }
 
 }  // namespace
