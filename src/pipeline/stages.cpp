@@ -82,10 +82,8 @@ json bench_ids(Plan& plan, const Shared& sh, const std::vector<BenchSpec>& b) {
 }
 
 void add_backward_type_setting(json& settings) {
-  const char* e = std::getenv("GGML_COGUMI_BACKWARD_WEIGHT_TYPE");
-  if (e && *e && std::string_view(e) != "auto") settings["backward_weight_type"] = e;
-  const char* g = std::getenv("COGUMI_LORA_GROUP_FORWARD");
-  if (g && std::string_view(g) == "split") settings["lora_group_forward"] = g;
+  if (const std::string t = backward_weight_type_switch(); !t.empty()) settings["backward_weight_type"] = t;
+  if (lora_forward_split_switch()) settings["lora_group_forward"] = "split";
 }
 
 }  // namespace pipeline_detail

@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "train/checkpoint_graph.h"
+#include "train/trainer.h"  // backward_weight_type_switch
 
 namespace cogumi {
 
@@ -175,10 +176,8 @@ void TrainGraph::make_static_tensors(bool measure) {
 void TrainGraph::build_graphs() {
   // Patch 0002 reads GGML_COGUMI_BACKWARD_WEIGHT_TYPE (the type of the frozen weights' transposed copies in the
   // backward pass: auto, the default, is bf16 for BF16 weights and f32 for the others; f32 or bf16 force one)
-  // when the backward graph is built; a bad value aborts there.
-  if (const char* e = std::getenv("GGML_COGUMI_BACKWARD_WEIGHT_TYPE");
-      e && *e && std::string_view(e) != "auto" && std::string_view(e) != "f32" && std::string_view(e) != "bf16")
-    fail("GGML_COGUMI_BACKWARD_WEIGHT_TYPE is '{}': use auto, f32 or bf16", e);
+  // when the backward graph is built; a bad value aborts there, so it is checked here first.
+  backward_weight_type_switch();
   // Up to seven graphs: forward, backward, norm, AdamW, and with checkpointing or flash attention the
   // rebuilt backward (two with flash attention) and the rebuilt forward.
   ggml_init_params gp{4 * kGraphSize * ggml_tensor_overhead() + 7 * ggml_graph_overhead_custom(kGraphSize, true), nullptr,

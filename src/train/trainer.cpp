@@ -77,12 +77,24 @@ TrainGraphOptions TrainOptions::graph_options(ggml_backend* dev, int head_dim) c
   go.fused_attention = go.flash_attn && fused_attention_on(dev, head_dim);
   go.dequant_forward = dequant_forward_on(dev);
   go.out_prod_grads = out_prod_grads_on(dev);
+  go.split_lora_groups = lora_forward_split_switch();
+  return go;
+}
+
+std::string backward_weight_type_switch() {
+  const char* e = std::getenv("GGML_COGUMI_BACKWARD_WEIGHT_TYPE");
+  const std::string_view v = e ? e : "";
+  if (!v.empty() && v != "auto" && v != "f32" && v != "bf16")
+    fail("GGML_COGUMI_BACKWARD_WEIGHT_TYPE is '{}': use auto, f32 or bf16", v);
+  return v == "auto" ? "" : std::string(v);
+}
+
+bool lora_forward_split_switch() {
   const char* e = std::getenv("COGUMI_LORA_GROUP_FORWARD");
   const std::string_view split = e ? e : "";
   if (!split.empty() && split != "group" && split != "split")
     fail("COGUMI_LORA_GROUP_FORWARD is '{}': use group or split", split);
-  go.split_lora_groups = split == "split";
-  return go;
+  return split == "split";
 }
 
 bool TrainOptions::flash_attn_on(ggml_backend* dev) const { return on_unless_cpu(flash_attn, dev); }
@@ -253,8 +265,7 @@ json fingerprint(const TrainOptions& o, size_t n_train, BaseWeights base_weights
              {"fused_attention", go.fused_attention}, {"dequant_forward", go.dequant_forward},
              {"out_prod_grads", go.out_prod_grads}};
   if (go.split_lora_groups) fp["lora_forward"] = "split";
-  if (const char* e = std::getenv("GGML_COGUMI_BACKWARD_WEIGHT_TYPE"); e && *e && std::string_view(e) != "auto")
-    fp["backward_weight_type"] = e;
+  if (const std::string t = backward_weight_type_switch(); !t.empty()) fp["backward_weight_type"] = t;
   return fp;
 }
 

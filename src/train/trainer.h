@@ -30,6 +30,13 @@ namespace cogumi {
 
 struct TrainGraphOptions;  // train/step.h
 
+// The trainer's two benchmark switches, read from the environment in one place each and checked (an Error names a
+// bad value): GGML_COGUMI_BACKWARD_WEIGHT_TYPE, the type of the frozen weights' transposed copies in patch 0002's
+// backward ("" for unset or auto, else "f32" or "bf16"), and COGUMI_LORA_GROUP_FORWARD (true for split, false for
+// unset or group). They change the floats' rounding and order, so resume fingerprints and pipeline keys record them.
+std::string backward_weight_type_switch();
+bool lora_forward_split_switch();
+
 // One training file and its mixing weight: 1 uses every example once, 0.3 a seeded 30% sample,
 // 2.5 every example twice plus a seeded half of them again.
 struct DataSource {

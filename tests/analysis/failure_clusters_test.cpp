@@ -22,7 +22,7 @@ namespace {
 // A one-file OpenAI-compatible endpoint: answers every chat request with a label that quotes
 // the Authorization header it got, so the test sees which key was sent.
 const char* kServer = R"PY(
-import http.server, json, sys
+import http.server, json, os, sys
 class H(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers['Content-Length'])))
@@ -33,7 +33,8 @@ class H(http.server.BaseHTTPRequestHandler):
         self.send_header('Content-Length', str(len(out))); self.end_headers(); self.wfile.write(out)
     def log_message(self, *a): pass
 s = http.server.HTTPServer(('127.0.0.1', 0), H)
-open(sys.argv[1], 'w').write(str(s.server_address[1]))
+open(sys.argv[1] + '.tmp', 'w').write(str(s.server_address[1]))
+os.replace(sys.argv[1] + '.tmp', sys.argv[1])  # whole: the test reads it as soon as it exists
 s.serve_forever()
 )PY";
 
@@ -48,7 +49,8 @@ struct Server {
     FILE* f = popen(cmd.c_str(), "r");
     if (f && fscanf(f, "%d", &pid) != 1) pid = -1;
     if (f) pclose(f);
-    for (int i = 0; i < 100 && !fs::exists(port_file); ++i)
+    // up to 20 s: the suite runs beside heavy tests, and python3 may start slowly then
+    for (int i = 0; i < 400 && !fs::exists(port_file); ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     if (fs::exists(port_file)) port = std::atoi(read_file(port_file).c_str());
   }

@@ -103,5 +103,32 @@ TEST(PipelineRoutes, DevAgainstBaseCountsPairedWinsAndLossesPerDomain) {
   EXPECT_FALSE(dev_against_base(domains, dir / "base", dir / "mod").contains("reasoning"));
 }
 
+// The trainer's switches in a training stage's settings (so a run under another one retrains): recorded when set
+// off their defaults, and a bad value stops the plan with the trainer's own message, before any stage runs.
+TEST(PipelineTrainSwitches, RecordedOffTheirDefaultsAndRefusedWhenBad) {
+  auto settings = [] {
+    json s = json::object();
+    add_backward_type_setting(s);
+    return s;
+  };
+  {
+    test::ScopedEnv a("GGML_COGUMI_BACKWARD_WEIGHT_TYPE", "auto"), b("COGUMI_LORA_GROUP_FORWARD", "group");
+    EXPECT_EQ(settings(), json::object());
+  }
+  {
+    test::ScopedEnv a("GGML_COGUMI_BACKWARD_WEIGHT_TYPE", "bf16"), b("COGUMI_LORA_GROUP_FORWARD", "split");
+    EXPECT_EQ(settings(), (json{{"backward_weight_type", "bf16"}, {"lora_group_forward", "split"}}));
+  }
+  {
+    test::ScopedEnv a("GGML_COGUMI_BACKWARD_WEIGHT_TYPE", "fp8"), b("COGUMI_LORA_GROUP_FORWARD", nullptr);
+    EXPECT_NE(test::error_of(settings).find("GGML_COGUMI_BACKWARD_WEIGHT_TYPE is 'fp8': use auto, f32 or bf16"),
+              std::string::npos);
+  }
+  {
+    test::ScopedEnv a("GGML_COGUMI_BACKWARD_WEIGHT_TYPE", nullptr), b("COGUMI_LORA_GROUP_FORWARD", "splt");
+    EXPECT_NE(test::error_of(settings).find("COGUMI_LORA_GROUP_FORWARD is 'splt': use group or split"), std::string::npos);
+  }
+}
+
 }  // namespace
 }  // namespace cogumi::pipeline_detail
