@@ -58,7 +58,10 @@ std::string default_route(const DomainFiles& d);
 // narrowly beats the base leaves it to the base. Result {domain: config}.
 json choose_routes(const std::vector<DomainFiles>& domains, const json& dev_accuracy, const json& dev_vs_base = json::object(),
                    double alpha = 1.0);
-// dev_vs_base's entries for one modifier: its dev run against the base's, item by item, per domain.
+// Wins/ties/losses and McNemar p of run B against run A, item by item, per domain, pooled over its test benchmarks
+// (dev: its dev benchmarks, and only the domains that have a dev split).
+json compare_by_domain(const std::vector<DomainFiles>& domains, const fs::path& a, const fs::path& b, bool dev = false);
+// dev_vs_base's entries for one modifier: its dev run against the base's (compare_by_domain on the dev splits).
 json dev_against_base(const std::vector<DomainFiles>& domains, const fs::path& base_run, const fs::path& run);
 // The modifiers the routed system uses (eval_system's choices; a modifier no domain is routed to is not part of it).
 std::set<std::string> modifiers_in_use(const StageContext& ctx);

@@ -71,18 +71,26 @@ json choose_routes(const std::vector<DomainFiles>& domains, const json& dev_accu
   return routes;
 }
 
-json dev_against_base(const std::vector<DomainFiles>& domains, const fs::path& base_run, const fs::path& run) {
-  const json cmp = compare_runs(base_run, run);  // per "benchmark/category": wins and losses of `run`
+json compare_by_domain(const std::vector<DomainFiles>& domains, const fs::path& a, const fs::path& b, bool dev) {
+  const json cmp = compare_runs(a, b);
   json out = json::object();
   for (auto& d : domains) {
-    if (d.dev.empty()) continue;
-    std::set<std::string> kinds;
-    for (auto& b : d.dev) kinds.insert(b.kind);
-    int wins = 0, losses = 0;
-    for (auto& [cat, t] : cmp["categories"].items())
-      if (kinds.count(cat.substr(0, cat.find('/')))) wins += t["wins"].get<int>(), losses += t["losses"].get<int>();
-    out[d.name] = {{"wins", wins}, {"losses", losses}, {"p", mcnemar_p(wins, losses)}};
+    const std::vector<BenchSpec>& benches = dev ? d.dev : d.test;
+    if (dev && benches.empty()) continue;
+    int w = 0, t = 0, l = 0;
+    for (auto& [cat, v] : cmp["categories"].items())
+      for (auto& bench : benches)
+        if (cat.rfind(bench.kind + "/", 0) == 0) w += v["wins"].get<int>(), t += v["ties"].get<int>(), l += v["losses"].get<int>();
+    out[d.name] = {{"wins", w}, {"ties", t}, {"losses", l}, {"mcnemar_p", mcnemar_p(w, l)}};
   }
+  return out;
+}
+
+json dev_against_base(const std::vector<DomainFiles>& domains, const fs::path& base_run, const fs::path& run) {
+  const json cmp = compare_by_domain(domains, base_run, run, true);  // alive for items()
+  json out = json::object();
+  for (auto& [domain, v] : cmp.items())
+    out[domain] = {{"wins", v["wins"]}, {"losses", v["losses"]}, {"p", v["mcnemar_p"]}};
   return out;
 }
 
@@ -400,20 +408,6 @@ void add_gates(Plan& plan, const std::shared_ptr<Shared>& sh) {
   plan.add(std::move(s));
 }
 
-// Wins/ties/losses and McNemar p of run B against A, per domain (pooled over its benchmarks).
-json compare_by_domain(const Shared& sh, const fs::path& a, const fs::path& b) {
-  const json cmp = compare_runs(a, b);
-  json out = json::object();
-  for (auto& d : sh.domains) {
-    int w = 0, t = 0, l = 0;
-    for (auto& [cat, v] : cmp["categories"].items())
-      for (auto& bench : d.test)
-        if (cat.rfind(bench.kind + "/", 0) == 0) w += v["wins"].get<int>(), t += v["ties"].get<int>(), l += v["losses"].get<int>();
-    out[d.name] = {{"wins", w}, {"ties", t}, {"losses", l}, {"mcnemar_p", mcnemar_p(w, l)}};
-  }
-  return out;
-}
-
 json loss_curve(const fs::path& log) {
   json loss = json::array(), val = json::array();
   if (fs::exists(log))
@@ -447,12 +441,12 @@ void add_report(Plan& plan, const std::shared_ptr<Shared>& sh) {
     r["routed_accuracy"] = ctx.result("eval_system")["domains"];
     r["routes"] = ctx.result("eval_system")["routes"];
     r["route_choice"] = ctx.result("routes");
-    r["routed_vs_base"] = compare_by_domain(h, base_run, ctx.result("eval_system")["run"].get<std::string>());
+    r["routed_vs_base"] = compare_by_domain(h.domains, base_run, ctx.result("eval_system")["run"].get<std::string>());
     json mods = json::object();
     for (auto& m : modifier_names(h)) {
       const json& tr = ctx.result("train." + m);
       mods[m] = {{"accuracy", ctx.result("eval." + m)["domains"]},
-                 {"vs_base", compare_by_domain(h, base_run, ctx.result("eval." + m)["run"].get<std::string>())},
+                 {"vs_base", compare_by_domain(h.domains, base_run, ctx.result("eval." + m)["run"].get<std::string>())},
                  {"train", tr},
                  {"settings", h.cfg.domain(m).train.to_json()},
                  {"trainset", ctx.result("trainset." + m)["sources"]},
