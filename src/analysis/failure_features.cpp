@@ -22,9 +22,18 @@ using Matrix = std::vector<std::vector<double>>;  // row-major, small (m x m or 
 // Rayleigh-Ritz step is needed, only a subspace that has settled.
 constexpr int kSubspaceIter = 60;
 
+// Eight partial sums, added pairwise at the end: the compiler keeps them in one vector register
+// (a single running sum is one dependent add after another, ~8x slower here). The sums are the
+// principal subspace's Gram and power-iteration products, thousands of rows of thousands.
 double dot(const std::vector<double>& a, const std::vector<double>& b) {
-  double s = 0;
-  for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
+  const size_t n = a.size(), n8 = n / 8 * 8;
+  const double* x = a.data();
+  const double* y = b.data();
+  double p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (size_t i = 0; i < n8; i += 8)
+    for (int k = 0; k < 8; ++k) p[k] += x[i + k] * y[i + k];
+  double s = ((p[0] + p[4]) + (p[1] + p[5])) + ((p[2] + p[6]) + (p[3] + p[7]));
+  for (size_t i = n8; i < n; ++i) s += x[i] * y[i];
   return s;
 }
 
