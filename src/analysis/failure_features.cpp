@@ -22,9 +22,9 @@ using Matrix = std::vector<std::vector<double>>;  // row-major, small (m x m or 
 // Rayleigh-Ritz step is needed, only a subspace that has settled.
 constexpr int kSubspaceIter = 60;
 
-// Eight partial sums, added pairwise at the end: the compiler keeps them in one vector register
-// (a single running sum is one dependent add after another, ~8x slower here). The sums are the
-// principal subspace's Gram and power-iteration products, thousands of rows of thousands.
+// Eight partial sums, added pairwise at the end, which the compiler keeps in vector registers: a
+// single running sum is one dependent add after another, and the failure clustering (these are its
+// principal subspace's Gram and power-iteration products) took twice as long with it.
 double dot(const std::vector<double>& a, const std::vector<double>& b) {
   const size_t n = a.size(), n8 = n / 8 * 8;
   const double* x = a.data();
