@@ -6,6 +6,7 @@
 #include "commands.h"
 #include "core/error.h"
 #include "eval/compare.h"
+#include "eval/exec_cache.h"
 #include "eval/run.h"
 #include "runtime/eval_system.h"
 
@@ -92,6 +93,10 @@ void setup_eval(CLI::App& sub) {
                  "ids, else FILE:INDEX, e.g. test.jsonl:0)");
   sub.add_option("--workers", o.workers, "Sandbox processes for code (0 = cores)")
       ->check(CLI::Range(0, 1024));
+  static std::string exec_cache;
+  sub.add_option("--exec-cache", exec_cache,
+                 "SQLite file of code runs to reuse: a program already run under the same limits and "
+                 "interpreter is not run again (runs that exited; made when missing)");
   sub.add_option("--timeout", o.sandbox.limits.timeout_s, "Seconds per code run (> 0)")
       ->check(positive_number())
       ->capture_default_str();
@@ -133,6 +138,7 @@ void setup_eval(CLI::App& sub) {
       if (eq == std::string::npos || eq == 0) fail("--lora expects NAME=PATH, got '{}'", l);
       o.adapters.emplace_back(l.substr(0, eq), l.substr(eq + 1));
     }
+    if (!exec_cache.empty()) o.exec_cache = ExecCache::open(exec_cache);
     g_cancel = false;
     o.cancel = &g_cancel;
     auto old = std::signal(SIGINT, on_sigint);

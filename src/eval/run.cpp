@@ -1,5 +1,7 @@
 #include "eval/run.h"
 
+#include "eval/exec_cache.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -344,7 +346,8 @@ json run_eval(const EvalOptions& o) {
   JsonlWriter writer(items_path, /*append=*/true);
   Progress progress("eval", int64_t(jobs.size()), o.progress);
   auto t0 = Clock::now();
-  int64_t gen_tokens = 0, prompt_tokens = 0;
+  int64_t gen_tokens = 0, prompt_tokens = 0, n_programs = 0;
+  const ExecCache::Stats cache0 = o.exec_cache ? o.exec_cache->stats() : ExecCache::Stats{};
   size_t n_done = 0;
   bool cancelled = false;
   for (size_t start = 0; start < jobs.size() && !cancelled; start += o.chunk) {
@@ -385,16 +388,19 @@ json run_eval(const EvalOptions& o) {
     }
     // Code: every program of the chunk through the sandbox at once.
     std::vector<size_t> code_idx;
-    std::vector<std::string> programs;
+    std::vector<std::string> programs, bodies;
     for (size_t i = start; i < end; ++i)
       if (jobs[i].item->kind == TaskKind::kCode && results[i - start].finish != FinishReason::kError) {
         code_idx.push_back(i);
+        bodies.push_back(code_program_body(*jobs[i].item, results[i - start].text));
         programs.push_back(code_program(*jobs[i].item, results[i - start].text));
       }
     std::map<size_t, ItemScore> judged = judge_chunk(o, jobs, results, start, end);
     std::map<size_t, SandboxResult> runs;
     if (!programs.empty()) {
-      auto sr = run_python_batch(programs, o.sandbox, workers);
+      n_programs += int64_t(programs.size());
+      auto sr = o.exec_cache ? run_python_batch_cached(*o.exec_cache, programs, bodies, code_pass_marker(), o.sandbox, workers)
+                             : run_python_batch(programs, o.sandbox, workers);
       for (size_t k = 0; k < code_idx.size(); ++k) runs[code_idx[k]] = sr[k];
     }
     for (size_t i = start; i < end; ++i) {
@@ -468,6 +474,11 @@ json run_eval(const EvalOptions& o) {
                     {"samples", o.samples},
                     {"adapter", o.adapter},
                     {"complete", !cancelled}};
+  if (o.exec_cache) {  // programs of this call: found in the cache, run now (the rest repeat one of these)
+    const ExecCache::Stats c = o.exec_cache->stats();
+    summary["run"]["sandbox"] = {{"programs", n_programs}, {"cached", c.hits - cache0.hits},
+                                 {"ran", c.misses - cache0.misses}, {"cache", o.exec_cache->path().string()}};
+  }
   write_file_atomic(o.out_dir / "summary.json", summary.dump(2));
   if (cancelled) fail("interrupted: {} items scored and kept in {}; rerun with --resume", n_done, items_path.string());
   return summary;

@@ -20,6 +20,7 @@
 #include "engine/generate.h"
 #include "data/openai_client.h"
 #include "eval/benchmark.h"
+#include "eval/exec_cache.h"
 #include "eval/sandbox.h"
 
 namespace cogumi {
@@ -55,6 +56,7 @@ struct EvalOptions {
   fs::path responses;              // score these outputs instead of generating
   SandboxOptions sandbox;
   int workers = 0;                 // sandbox processes; 0 = cores
+  std::shared_ptr<ExecCache> exec_cache;  // optional: code runs reused across evaluations (eval/exec_cache.h)
   size_t chunk = 1024;             // items per generate call / append, >= 1
   bool resume = false;
   bool progress = true;

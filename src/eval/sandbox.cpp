@@ -9,6 +9,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -237,9 +238,11 @@ void set_limit(int resource, rlim_t soft, rlim_t hard) {
   child_fail("execve");
 }
 
-// Reads whatever is ready on the open pipes (fd -1 = closed), waiting at most ms.
-void pump(int (&fds)[3], TailBuffer* bufs[3], bool* started, int ms) {
-  pollfd pfd[3];
+// Reads whatever is ready on the open pipes (fd -1 = closed), waiting at most ms; an exit of the
+// process behind `pidfd` (when >= 0) ends the wait too, so a run that closed its pipes just before
+// exiting is not waited on for the rest of the poll.
+void pump(int (&fds)[3], TailBuffer* bufs[3], bool* started, int ms, int pidfd = -1) {
+  pollfd pfd[4];
   int idx[3];
   nfds_t n = 0;
   for (int i = 0; i < 3; ++i)
@@ -247,9 +250,11 @@ void pump(int (&fds)[3], TailBuffer* bufs[3], bool* started, int ms) {
       pfd[n] = {fds[i], POLLIN, 0};
       idx[n++] = i;
     }
+  const nfds_t n_pipes = n;
+  if (pidfd >= 0) pfd[n++] = {pidfd, POLLIN, 0};
   if (poll(n ? pfd : nullptr, n, ms) <= 0) return;
   char buf[1 << 16];
-  for (nfds_t k = 0; k < n; ++k) {
+  for (nfds_t k = 0; k < n_pipes; ++k) {
     if (!pfd[k].revents) continue;
     int i = idx[k];
     for (;;) {
@@ -302,6 +307,8 @@ RawRun spawn_and_wait(const ExecPlan& plan, double timeout_s) {
   }
   setpgid(pid, pid);  // also done by the child; whichever runs first wins the race with kill(-pid)
   for (int fd : fds) fcntl(fd, F_SETFL, O_NONBLOCK);
+  // Readable once the child exits (Linux 5.3+); without it the loop notices an exit within 20 ms.
+  const int pidfd = int(syscall(SYS_pidfd_open, pid, 0));
 
   TailBuffer out_tail, err_tail;
   TailBuffer* bufs[3] = {&out_tail, &err_tail, nullptr};
@@ -327,8 +334,9 @@ RawRun spawn_and_wait(const ExecPlan& plan, double timeout_s) {
       }
     }
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
-    pump(fds, bufs, &r.started, int(std::min<int64_t>(left, 20)));
+    pump(fds, bufs, &r.started, int(std::min<int64_t>(left, 20)), pidfd);
   }
+  if (pidfd >= 0) close(pidfd);
   // Under bwrap the group is bwrap itself; killing it tears down the pid namespace. Unconfined,
   // it also ends background processes the program left behind.
   kill(-pid, SIGKILL);
@@ -728,40 +736,24 @@ SandboxResult run_python_sandboxed(const std::string& program, const SandboxOpti
   return run_python_sandboxed_now(program, opts);
 }
 
-std::vector<SandboxResult> run_python_batch(const std::vector<std::string>& programs,
-                                            const SandboxOptions& opts, int workers,
-                                            const std::function<void(size_t)>& on_done) {
-  if (workers < 1) fail("run_python_batch: workers must be at least 1, got {}", workers);
-  opts.validate();
-  std::vector<SandboxResult> results(programs.size());
-  std::atomic<size_t> next{0};
-  std::mutex mu;  // serializes on_done and the first error
-  std::exception_ptr error;
-  auto work = [&] {
-    for (size_t i; (i = next++) < programs.size();) {
-      try {
-        results[i] = run_python_sandboxed(programs[i], opts);
-        if (on_done) {
-          std::lock_guard lock(mu);
-          on_done(i);
-        }
-      } catch (...) {
-        std::lock_guard lock(mu);
-        if (!error) error = std::current_exception();
-        next = programs.size();  // stop handing out work
-      }
-    }
-  };
-  size_t n_threads = std::min(size_t(workers), programs.size());
-  if (n_threads <= 1) {
-    work();
-  } else {
-    std::vector<std::thread> threads;
-    for (size_t t = 0; t < n_threads; ++t) threads.emplace_back(work);
-    for (auto& t : threads) t.join();
+std::string sandbox_identity(const SandboxOptions& opts) {
+  const Interpreter& in = interpreter(opts.python);
+  if (!in.error.empty()) return "python: " + in.error;
+  std::string s = "python: " + in.exe;
+  std::error_code ec;
+  const fs::path real = fs::canonical(in.exe, ec);
+  if (!ec) {
+    const auto size = fs::file_size(real, ec);
+    const auto mtime = fs::last_write_time(real, ec).time_since_epoch().count();
+    s += fmt::format(" ({}, {} bytes, mtime {})", real.string(), ec ? 0 : size, ec ? 0 : mtime);
   }
-  if (error) std::rethrow_exception(error);
-  return results;
+  std::string bwrap = find_bwrap(opts.bwrap);
+  if (!opts.require_isolation && !probe(opts.python, opts.bwrap, nullptr)) bwrap.clear();
+  s += "\nbwrap: " + (bwrap.empty() ? std::string("unconfined") : bwrap);
+  // The kind of control, not its cgroup's path (which names this process's cgroup).
+  const MemoryMode m = sandbox_detail::memory_control().mode;
+  s += fmt::format("\nmemory: {}", m == MemoryMode::kCgroup2 ? "cgroup v2" : m == MemoryMode::kCgroup1 ? "cgroup v1" : "watchdog");
+  return s;
 }
 
 bool sandbox_available(std::string* why) {

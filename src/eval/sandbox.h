@@ -133,6 +133,11 @@ bool sandbox_available(std::string* why = nullptr);
 // The same for opts.python and opts.bwrap.
 bool sandbox_available(const SandboxOptions& opts, std::string* why);
 
+// What besides the program and the limits decides a run's outcome here: the interpreter (resolved
+// path, size, modification time), the bubblewrap binary (or "unconfined") and the memory control;
+// for ExecCache keys.
+std::string sandbox_identity(const SandboxOptions& opts);
+
 // How the whole-sandbox memory limit is enforced here, decided once per process, e.g.
 // "cgroup v1 (/sys/fs/cgroup/memory/...)" or "watchdog (no cgroup: ...)"; for logs and reports.
 std::string sandbox_memory_control();

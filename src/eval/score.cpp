@@ -213,7 +213,7 @@ std::string prompt_before_entry(const EvalItem& item) {
 
 }  // namespace
 
-std::string code_program(const EvalItem& item, const std::string& output) {
+std::string code_program_body(const EvalItem& item, const std::string& output) {
   std::string text = output;
   if (item.benchmark == "mbpp") {
     // MBPP asks for [BEGIN] code [DONE]; in chat mode no stop string cuts the answer there.
@@ -226,12 +226,16 @@ std::string code_program(const EvalItem& item, const std::string& output) {
     // stub and keeps everything before it.
     bool whole = !item.entry_point.empty() && code.find("def " + item.entry_point + "(") != std::string::npos;
     std::string body = whole ? prompt_before_entry(item) + code : item.code_prompt + code;
-    return body + "\n\n" + item.test + "\n\ncheck(" + item.entry_point + ")\n" + marker_epilogue();
+    return body + "\n\n" + item.test + "\n\ncheck(" + item.entry_point + ")\n";
   }
   // MBPP: upstream runs the setup after the solution (it may build the solution's classes).
   std::string prog = code + "\n\n" + item.test_setup + "\n\n";
   for (const auto& t : item.test_list) prog += t + "\n";
-  return prog + marker_epilogue();
+  return prog;
+}
+
+std::string code_program(const EvalItem& item, const std::string& output) {
+  return code_program_body(item, output) + marker_epilogue();
 }
 
 ItemScore score_code(const EvalItem& item, const std::string& output, const std::string& finish,

@@ -42,6 +42,9 @@ bool answers_match(const std::string& got, const std::string& reference);
 // code, as upstream runs it: setups build objects of classes the solution defines), the
 // asserts. The program ends by printing code_pass_marker(), which its text does not contain.
 std::string code_program(const EvalItem& item, const std::string& output);
+// code_program() without its ending (the same for every program of one process but for the
+// marker): what decides the program's outcome, for eval/exec_cache.h's keys.
+std::string code_program_body(const EvalItem& item, const std::string& output);
 // Random per process (OpenSSL RAND_bytes). A program passes only if its stdout shows this
 // after its tests returned: exiting 0 early (sys.exit(0), os._exit(0)) is not a pass.
 const std::string& code_pass_marker();

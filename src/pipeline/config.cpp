@@ -310,7 +310,7 @@ PipelineConfig PipelineConfig::load(const fs::path& path) {
   if (c.base_train && c.curriculum.enabled)
     r.error(root["curriculum"], "curriculum", "a trained base brings its own curriculum (set it under base.train)");
   if (const YAML::Node e = root["eval"]) {
-    r.expect_map(e, "eval", {"test_limit", "mine_limit", "mine_skip", "max_tokens", "parallel"});
+    r.expect_map(e, "eval", {"test_limit", "mine_limit", "mine_skip", "max_tokens", "parallel", "exec_cache"});
     if (e["test_limit"]) c.test_limit = size_t(r.integer(e["test_limit"], "eval.test_limit", 0, 100000000));
     if (e["mine_limit"]) c.mine_limit = size_t(r.integer(e["mine_limit"], "eval.mine_limit", 0, 100000000));
     if (e["mine_skip"])
@@ -319,6 +319,7 @@ PipelineConfig PipelineConfig::load(const fs::path& path) {
                         : long(r.integer(e["mine_skip"], "eval.mine_skip", 0, 100000000));
     if (e["max_tokens"]) c.max_tokens = r.integer(e["max_tokens"], "eval.max_tokens", 1, 32768);
     if (e["parallel"]) c.parallel = r.integer(e["parallel"], "eval.parallel", 1, 255);
+    if (e["exec_cache"]) c.exec_cache = r.boolean(e["exec_cache"], "eval.exec_cache");
   }
   if (const YAML::Node f = root["failures"]) {
     r.expect_map(f, "failures", {"cluster", "k", "k_max", "embeddings", "labeler"});

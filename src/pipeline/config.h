@@ -9,7 +9,7 @@
 //     gguf: ../models/nano-base.gguf # a GGUF (relative to this file), or
 //     train: {steps: 2500, ...}      # "train the nano base" (NanoBaseOptions' fields)
 //   curriculum: {seed: 1, n_train: 12000, n_mix: 3000, difficulty: "2,math=1"}  # nano data
-//   eval: {test_limit: 0, mine_limit: 600, mine_skip: auto, max_tokens: 96, parallel: 64}
+//   eval: {test_limit: 0, mine_limit: 600, mine_skip: auto, max_tokens: 96, parallel: 64, exec_cache: true}
 //   failures: {cluster: true, k: 0, k_max: 6, embeddings: 0.5,
 //              labeler: {url: http://127.0.0.1:8080/v1, model: default, key_env: LABELER_KEY}}
 //   training: {rank: 16, steps: 1000, lr: 2e-3, device: auto, ...}  # defaults of every modifier (device: auto = a GPU when there is one, cpu, gpu, gpu:N)
@@ -111,6 +111,9 @@ struct PipelineConfig {
   size_t mine_skip_items() const;  // mine_skip with auto resolved
   int max_tokens = 96;           // 1..32768
   int parallel = 64;             // generator slots, 1..255
+  // Code runs kept in WORK_DIR/exec-cache.sqlite and reused by later evaluations (eval/exec_cache.h): the
+  // base, each modifier and the routed system mostly write the same programs.
+  bool exec_cache = true;
   // Failure analysis.
   bool cluster = true;
   int k = 0;                     // clusters per benchmark (0: chosen by silhouette), 0..100

@@ -57,6 +57,7 @@ json eval_stage(const Shared& sh, const StageContext& ctx, const std::vector<Ben
   e.progress = ctx.progress;
   e.resume = fs::exists(e.out_dir / "items.jsonl");
   e.cancel = ctx.cancel;
+  e.exec_cache = sh.code_runs();
   if (!adapters.empty()) {
     e.adapters = adapters;
     e.adapter = adapters[0].first;
@@ -368,6 +369,7 @@ void add_modifier_evals(Plan& plan, const std::shared_ptr<Shared>& sh) {
 void plan_pipeline(const PipelineConfig& cfg, Plan& plan) {
   cfg.validate();
   auto sh = std::make_shared<Shared>(Shared{cfg, {}, {}, {}});
+  if (cfg.exec_cache) sh->exec_cache = plan.work_dir() / "exec-cache.sqlite";
   add_base(plan, sh);
   if (cfg.curriculum.enabled) {
     add_data(plan, sh);
@@ -391,6 +393,11 @@ std::vector<std::string> Shared::data_deps(const char* first) const {
   if (first) d.push_back(first);
   if (!data_stage.empty() && data_stage != (first ? first : "")) d.push_back(data_stage);
   return d;
+}
+
+std::shared_ptr<ExecCache> Shared::code_runs() const {
+  if (!exec_cache.empty() && !opened_cache) opened_cache = ExecCache::open(exec_cache);
+  return opened_cache;
 }
 
 PipelineRun run_pipeline(const PipelineConfig& cfg, const RunOptions& o) {

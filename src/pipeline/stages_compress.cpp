@@ -243,6 +243,7 @@ json eval_compressed(const Shared& sh, const StageContext& ctx, const fs::path& 
   e.gen.n_threads = sh.cfg.threads;
   e.progress = ctx.progress;
   e.resume = fs::exists(e.out_dir / "items.jsonl");
+  e.exec_cache = sh.code_runs();
   e.cancel = ctx.cancel;
   const json summary = eval_system(SystemConfig::load(system), e);
   const json acc = domain_accuracy(summary, sh.domains);

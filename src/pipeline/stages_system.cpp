@@ -332,6 +332,7 @@ void add_eval_system(Plan& plan, const std::shared_ptr<Shared>& sh) {
     e.gen.n_threads = h.cfg.threads;
     e.progress = ctx.progress;
     e.resume = fs::exists(e.out_dir / "items.jsonl");
+    e.exec_cache = h.code_runs();
     e.cancel = ctx.cancel;
     json summary = eval_system(sys, e);
     // How the router sent each domain's test items.

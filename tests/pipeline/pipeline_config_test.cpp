@@ -51,6 +51,8 @@ TEST(PipelineConfig, DefaultsAndPathsRelativeToTheFile) {
   EXPECT_EQ(c.domains[1].sft.at(0), f.parent_path() / "code_sft.jsonl");
   EXPECT_FALSE(c.domains[2].modifier);
   EXPECT_EQ(c.mine_limit, 600u);
+  EXPECT_TRUE(c.exec_cache);
+  EXPECT_FALSE(PipelineConfig::load(write("nocache.yaml", std::string(kMinimal) + "eval: {exec_cache: false}\n")).exec_cache);
   EXPECT_TRUE(c.router);
   // The base's curriculum options, as a trained base reads them.
   const PipelineConfig t = PipelineConfig::load(write(
@@ -87,6 +89,7 @@ TEST(PipelineConfig, ErrorsNameFileLineAndKey) {
       {"base: {gguf: b.gguf, train: {}}\ndomains:\n  math: {}\n", "bad.yaml:1: 'base': give exactly one"},
       {"base: {train: {n_copy: -1}}\ndomains:\n  math: {}\n", "bad.yaml:1: 'base.train.n_copy': must be in [0, 1000000], got -1"},
       {std::string(kMinimal) + "eval: {mine_skip: -2}\n", "bad.yaml:10: 'eval.mine_skip': must be in [0, 100000000], got -2"},
+      {std::string(kMinimal) + "eval: {exec_cache: sometimes}\n", "bad.yaml:10: 'eval.exec_cache': expected true or false"},
       {"base: {gguf: b.gguf}\ncurriculum: {n_copy: 2000000}\ndomains:\n  math: {}\n",
        "bad.yaml:2: 'curriculum.n_copy': must be in [0, 1000000], got 2000000"},
       {"base: {train: {n_choice: -2}}\ndomains:\n  math: {}\n", "bad.yaml:1: 'base.train.n_choice': must be in [0, 1000000], got -2"},

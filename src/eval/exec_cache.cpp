@@ -1,0 +1,246 @@
+// The sandbox-run memo on SQLite: open and check, keys, batched look-ups and stores.
+#include "eval/exec_cache.h"
+
+#include <sqlite3.h>
+
+#include <chrono>
+#include <string_view>
+#include <unordered_map>
+
+#include "core/error.h"
+#include "core/io.h"
+
+namespace cogumi {
+
+namespace {
+
+// PRAGMA user_version of a cache file; a change of the table is a new version (old files are refused,
+// not rewritten: a cache is cheap to rebuild).
+constexpr int kVersion = 1;
+// Bumped when what a run's outcome depends on changes in the sandbox itself (its mounts, rlimits,
+// bootstrap): every key changes with it.
+constexpr const char* kKeyVersion = "cogumi-exec-cache-v1";
+
+struct Stmt {
+  sqlite3_stmt* s = nullptr;
+  ~Stmt() { sqlite3_finalize(s); }
+};
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Stands for the caller's secret in stored output.
+constexpr std::string_view kSecret = "\x01cogumi-secret\x01";
+
+std::string replace_all(std::string s, std::string_view from, std::string_view to) {
+  if (from.empty()) return s;
+  for (size_t at = 0; (at = s.find(from, at)) != std::string::npos; at += to.size()) s.replace(at, from.size(), to);
+  return s;
+}
+
+std::string column_text(sqlite3_stmt* s, int i) {
+  const unsigned char* t = sqlite3_column_text(s, i);
+  return t ? std::string(reinterpret_cast<const char*>(t), size_t(sqlite3_column_bytes(s, i))) : std::string();
+}
+
+}  // namespace
+
+ExecCache::ExecCache(fs::path path) : path_(std::move(path)) {}
+
+ExecCache::~ExecCache() { sqlite3_close_v2(db_); }
+
+void ExecCache::fail_db(int rc, const std::string& doing) const {
+  std::string why = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+  if ((rc & 0xff) == SQLITE_NOTADB) why = "not a SQLite database (" + why + ")";
+  fail("sandbox run cache {}: {}: {}", path_.string(), doing, why);
+}
+
+void ExecCache::exec(const char* sql, const std::string& doing) {
+  char* err = nullptr;
+  const int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err);
+  sqlite3_free(err);
+  if (rc != SQLITE_OK) fail_db(rc, doing);
+}
+
+std::shared_ptr<ExecCache> ExecCache::open(const fs::path& file) {
+  std::shared_ptr<ExecCache> c(new ExecCache(file));
+  std::error_code ec;
+  if (file.has_parent_path()) fs::create_directories(file.parent_path(), ec);
+  if (ec) fail("sandbox run cache {}: cannot create its directory: {}", file.string(), ec.message());
+  int rc = sqlite3_open_v2(file.c_str(), &c->db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                           nullptr);
+  if (rc != SQLITE_OK) c->fail_db(rc, "opening");
+  sqlite3_extended_result_codes(c->db_, 1);
+  sqlite3_busy_timeout(c->db_, 30000);
+  int version = -1;
+  {
+    Stmt s;
+    rc = sqlite3_prepare_v2(c->db_, "PRAGMA user_version", -1, &s.s, nullptr);
+    if (rc == SQLITE_OK) rc = sqlite3_step(s.s);
+    if (rc != SQLITE_ROW) c->fail_db(rc, "reading the version");
+    version = sqlite3_column_int(s.s, 0);
+  }
+  if (version == 0 || version == kVersion) {
+    Stmt s;  // a new file must be empty and ours must have its table: never take over another program's database
+    rc = sqlite3_prepare_v2(c->db_, "SELECT count(*), count(CASE WHEN name = 'runs' THEN 1 END) FROM sqlite_master",
+                            -1, &s.s, nullptr);
+    if (rc == SQLITE_OK) rc = sqlite3_step(s.s);
+    if (rc != SQLITE_ROW) c->fail_db(rc, "reading the schema");
+    const bool empty = sqlite3_column_int(s.s, 0) == 0, has_runs = sqlite3_column_int(s.s, 1) == 1;
+    if (version == 0 ? !empty : !has_runs)
+      fail("sandbox run cache {}: a SQLite database of something else (not a cache of code runs); give another file",
+           file.string());
+  } else {
+    fail("sandbox run cache {}: version {}, this build reads version {}; delete the file (it is only a cache)",
+         file.string(), version, kVersion);
+  }
+  c->exec("PRAGMA journal_mode=WAL", "switching to WAL");
+  c->exec("PRAGMA synchronous=NORMAL", "setting synchronous");
+  if (version == 0)
+    c->exec("BEGIN IMMEDIATE;"
+            "CREATE TABLE IF NOT EXISTS runs(key TEXT PRIMARY KEY, outcome TEXT NOT NULL, exit_code INTEGER NOT NULL,"
+            " stdout TEXT NOT NULL, stderr TEXT NOT NULL, wall_s REAL NOT NULL, created_ms INTEGER NOT NULL);"
+            "PRAGMA user_version = 1;"
+            "COMMIT;",
+            "creating the table");
+  return c;
+}
+
+std::string ExecCache::key(const std::string& text, const SandboxOptions& opts) {
+  const SandboxLimits& l = opts.limits;
+  std::string head = fmt::format("{}\n{}\ntimeout_s={:.17g} cpu_s={} memory_mb={} max_procs={} max_file_mb={} shm_mb={}\n",
+                                 kKeyVersion, sandbox_identity(opts), l.timeout_s, l.cpu_s, l.memory_mb,
+                                 l.max_procs, l.max_file_mb, l.shm_mb);
+  return sha256_hex(head + fmt::format("{}\n", text.size()) + text);
+}
+
+bool ExecCache::cacheable(const SandboxResult& r) {
+  return (r.outcome == SandboxOutcome::kPassed || r.outcome == SandboxOutcome::kFailed) && !r.memory_exceeded &&
+         r.signal == 0;
+}
+
+std::vector<std::optional<SandboxResult>> ExecCache::find(const std::vector<std::string>& keys) {
+  std::vector<std::optional<SandboxResult>> out(keys.size());
+  std::lock_guard lock(mu_);
+  Stmt s;
+  int rc = sqlite3_prepare_v2(db_, "SELECT outcome, exit_code, stdout, stderr, wall_s FROM runs WHERE key = ?1", -1,
+                              &s.s, nullptr);
+  if (rc != SQLITE_OK) fail_db(rc, "preparing a look-up");
+  for (size_t i = 0; i < keys.size(); ++i) {
+    sqlite3_reset(s.s);
+    sqlite3_bind_text(s.s, 1, keys[i].data(), int(keys[i].size()), SQLITE_TRANSIENT);
+    rc = sqlite3_step(s.s);
+    if (rc == SQLITE_DONE) {
+      ++stats_.misses;
+      continue;
+    }
+    if (rc != SQLITE_ROW) fail_db(rc, "looking up a run");
+    SandboxResult r;
+    const std::string outcome = column_text(s.s, 0);
+    if (outcome == "passed") {
+      r.outcome = SandboxOutcome::kPassed;
+    } else if (outcome == "failed") {
+      r.outcome = SandboxOutcome::kFailed;
+    } else {
+      fail("sandbox run cache {}: a stored run has outcome '{}', which is never stored; delete the file",
+           path_.string(), outcome);
+    }
+    r.exit_code = sqlite3_column_int(s.s, 1);
+    r.stdout_tail = column_text(s.s, 2);
+    r.stderr_tail = column_text(s.s, 3);
+    r.wall_s = sqlite3_column_double(s.s, 4);
+    out[i] = std::move(r);
+    ++stats_.hits;
+  }
+  return out;
+}
+
+void ExecCache::put(const std::vector<std::pair<std::string, SandboxResult>>& runs) {
+  std::lock_guard lock(mu_);
+  exec("BEGIN IMMEDIATE", "starting a write");
+  Stmt s;
+  int rc = sqlite3_prepare_v2(db_,
+                              "INSERT OR REPLACE INTO runs(key, outcome, exit_code, stdout, stderr, wall_s, created_ms) "
+                              "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                              -1, &s.s, nullptr);
+  if (rc != SQLITE_OK) {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    fail_db(rc, "preparing a store");
+  }
+  const int64_t t = now_ms();
+  int64_t n = 0;
+  for (const auto& [k, r] : runs) {
+    if (!cacheable(r)) continue;
+    sqlite3_reset(s.s);
+    const char* outcome = sandbox_outcome_name(r.outcome);
+    sqlite3_bind_text(s.s, 1, k.data(), int(k.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_text(s.s, 2, outcome, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s.s, 3, r.exit_code);
+    sqlite3_bind_text(s.s, 4, r.stdout_tail.data(), int(r.stdout_tail.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_text(s.s, 5, r.stderr_tail.data(), int(r.stderr_tail.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_double(s.s, 6, r.wall_s);
+    sqlite3_bind_int64(s.s, 7, t);
+    rc = sqlite3_step(s.s);
+    if (rc != SQLITE_DONE) {
+      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      fail_db(rc, "storing a run");
+    }
+    ++n;
+  }
+  exec("COMMIT", "committing stored runs");
+  stats_.stored += n;
+}
+
+ExecCache::Stats ExecCache::stats() const {
+  std::lock_guard lock(mu_);
+  return stats_;
+}
+
+std::vector<SandboxResult> run_python_batch_cached(ExecCache& cache, const std::vector<std::string>& programs,
+                                                   const std::vector<std::string>& key_texts,
+                                                   const std::string& secret, const SandboxOptions& opts,
+                                                   int workers) {
+  if (key_texts.size() != programs.size())
+    fail("run_python_batch_cached: {} key texts for {} programs", key_texts.size(), programs.size());
+  opts.validate();
+  std::vector<SandboxResult> results(programs.size());
+  std::vector<std::string> keys(programs.size());
+  std::unordered_map<std::string, size_t> first;  // key -> its first program
+  std::vector<std::string> distinct;
+  for (size_t i = 0; i < programs.size(); ++i) {
+    keys[i] = ExecCache::key(key_texts[i], opts);
+    if (first.emplace(keys[i], i).second) distinct.push_back(keys[i]);
+  }
+  const auto found = cache.find(distinct);
+  std::vector<std::string> todo;  // programs to run, by their first index
+  std::vector<size_t> todo_idx;
+  for (size_t j = 0; j < distinct.size(); ++j) {
+    const size_t i = first.at(distinct[j]);
+    if (found[j]) {
+      results[i] = *found[j];
+      results[i].stdout_tail = replace_all(results[i].stdout_tail, kSecret, secret);
+    } else {
+      todo.push_back(programs[i]);
+      todo_idx.push_back(i);
+    }
+  }
+  if (!todo.empty()) {
+    auto ran = run_python_batch(todo, opts, workers);
+    std::vector<std::pair<std::string, SandboxResult>> store;
+    for (size_t j = 0; j < todo.size(); ++j) {
+      SandboxResult kept = ran[j];
+      kept.stdout_tail = replace_all(kept.stdout_tail, secret, kSecret);
+      store.emplace_back(keys[todo_idx[j]], std::move(kept));
+      results[todo_idx[j]] = std::move(ran[j]);
+    }
+    cache.put(store);
+  }
+  for (size_t i = 0; i < programs.size(); ++i)
+    if (const size_t f = first.at(keys[i]); f != i) results[i] = results[f];
+  return results;
+}
+
+}  // namespace cogumi

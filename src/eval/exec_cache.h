@@ -1,0 +1,80 @@
+// cogumi/eval: a memo of sandbox runs, so that a program already run is not run again.
+//
+// The improvement loop evaluates the same code answers many times: the base, each modifier and the
+// routed system mostly write the same completion for a HumanEval item (in the nano main job 2,065 of
+// its 2,600 sandbox runs repeat a program run before), and each run costs a fresh interpreter in a
+// fresh sandbox (~45 ms on 2 cores). The cache keys a run by everything that decides its outcome: the
+// program's bytes, the limits, the interpreter (its resolved path, size and modification time), the
+// bubblewrap binary and the memory control in use. It keeps only runs that ended by exiting (passed
+// or failed); timeouts, crashes, memory kills and setup errors depend on the machine's load and are
+// always run again. What it assumes: a program's exit status depends on its text alone (true of
+// benchmark tests, which are deterministic; a test that draws random numbers or reads the clock
+// is run once per text).
+//
+// A code benchmark's program ends with a per-process secret (eval/score.h's pass marker), so a run is keyed
+// by a text the caller names (the program without that ending) and the secret is stored in the output as a
+// placeholder, given back as the reading process's own secret.
+//
+// One SQLite file (WAL, busy timeout), safe to share between threads and processes.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "eval/sandbox.h"
+
+struct sqlite3;
+
+namespace cogumi {
+
+namespace fs = std::filesystem;
+
+class ExecCache {
+ public:
+  // Opens FILE, creating it (and its directory) when missing. Error naming the file when it cannot
+  // be opened or is not a cache of this kind.
+  static std::shared_ptr<ExecCache> open(const fs::path& file);
+  ~ExecCache();
+  ExecCache(const ExecCache&) = delete;
+  ExecCache& operator=(const ExecCache&) = delete;
+
+  // The key of running a program identified by `text` under `opts` (hex sha256).
+  static std::string key(const std::string& text, const SandboxOptions& opts);
+  // The stored results of these keys (nullopt where none).
+  std::vector<std::optional<SandboxResult>> find(const std::vector<std::string>& keys);
+  // Stores the results that may be reused (passed or failed; see above), in one transaction.
+  void put(const std::vector<std::pair<std::string, SandboxResult>>& runs);
+  // Whether a result may be stored.
+  static bool cacheable(const SandboxResult& r);
+
+  struct Stats {
+    int64_t hits = 0, misses = 0, stored = 0;
+  };
+  Stats stats() const;
+  const fs::path& path() const { return path_; }
+
+ private:
+  explicit ExecCache(fs::path path);
+  [[noreturn]] void fail_db(int rc, const std::string& doing) const;
+  void exec(const char* sql, const std::string& doing);
+
+  fs::path path_;
+  sqlite3* db_ = nullptr;
+  mutable std::mutex mu_;
+  Stats stats_;
+};
+
+// run_python_batch with the cache: programs[i] runs unless the cache holds a run of key_texts[i] under
+// opts; a key text repeated within the batch runs once; runs that may be reused are stored at the end.
+// `secret` (may be empty) is what stdout carries that differs between processes (see above).
+std::vector<SandboxResult> run_python_batch_cached(ExecCache& cache, const std::vector<std::string>& programs,
+                                                   const std::vector<std::string>& key_texts,
+                                                   const std::string& secret, const SandboxOptions& opts,
+                                                   int workers);
+
+}  // namespace cogumi

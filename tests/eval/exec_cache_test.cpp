@@ -1,0 +1,150 @@
+// The sandbox-run memo: a second evaluation of the same answers takes every code run from the cache
+// and scores exactly as a fresh one; what is not deterministic is never kept; the file is checked.
+#include "eval/exec_cache.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "core/error.h"
+#include "core/io.h"
+#include "eval/run.h"
+#include "eval/score.h"
+#include "runtime/memory.h"
+#include "test_util.h"
+
+namespace cogumi {
+namespace {
+
+const fs::path kData = fs::path(COGUMI_DATASETS);
+
+#define REQUIRE_SANDBOX()                                                                  \
+  do {                                                                                     \
+    std::string why;                                                                       \
+    ASSERT_TRUE(sandbox_available(&why)) << "the code tests need the bubblewrap sandbox: " << why; \
+  } while (0)
+
+fs::path fresh(const std::string& name) {
+  fs::path p = test::tmp_dir() / "exec_cache" / name;
+  fs::remove_all(p);
+  fs::create_directories(p.parent_path());
+  return p;
+}
+
+// items.jsonl without the per-item latency (the only field a cached run changes).
+std::vector<json> items_of(const fs::path& run) {
+  std::vector<json> v = load_jsonl(run / "items.jsonl");
+  for (auto& j : v) j.erase("latency_ms");
+  return v;
+}
+
+TEST(ExecCache, ASecondEvaluationTakesEveryRunFromTheCacheAndScoresAsAFreshOne) {
+  REQUIRE_SANDBOX();
+  const fs::path he = kData / "humaneval/HumanEval.jsonl.gz";
+  auto items = load_benchmark("humaneval", he);
+  // Right, wrong and raising answers: 24 items, a wrong one every third, a raising one every sixth.
+  std::string resp;
+  for (size_t i = 0; i < 24; ++i) {
+    std::string out = items[i].solution;
+    if (i % 3 == 1) out = "    return None\n";
+    if (i % 6 == 2) out = "    raise ValueError('no')\n";
+    resp += json{{"task_id", items[i].id}, {"completion", out}}.dump() + "\n";
+  }
+  const fs::path responses = fresh("responses.jsonl");
+  std::ofstream(responses) << resp;
+  auto run = [&](const std::string& out, std::shared_ptr<ExecCache> cache) {
+    EvalOptions o;
+    o.benches = {{"humaneval", he}};
+    o.responses = responses;
+    o.limit = 24;
+    o.out_dir = fresh(out);
+    o.progress = false;
+    o.exec_cache = std::move(cache);
+    return run_eval(o);
+  };
+  const fs::path db = fresh("runs.sqlite");
+  const json plain = run("plain", nullptr);
+  EXPECT_FALSE(plain["run"].contains("sandbox"));
+  const json first = run("first", ExecCache::open(db));
+  EXPECT_EQ(first["run"]["sandbox"]["programs"], 24);
+  EXPECT_EQ(first["run"]["sandbox"]["cached"], 0);
+  EXPECT_EQ(first["run"]["sandbox"]["ran"], 24);
+  // Opened again, as another process would.
+  const json second = run("second", ExecCache::open(db));
+  EXPECT_EQ(second["run"]["sandbox"]["cached"], 24);
+  EXPECT_EQ(second["run"]["sandbox"]["ran"], 0);
+  EXPECT_EQ(plain["benchmarks"], second["benchmarks"]);
+  EXPECT_EQ(plain["benchmarks"]["humaneval"]["correct"], 12);
+  const fs::path dir = test::tmp_dir() / "exec_cache";
+  const auto a = items_of(dir / "plain"), b = items_of(dir / "second");
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i], b[i]) << i;  // the failures' details too
+}
+
+TEST(ExecCache, TheSecretOfTheRunThatStoredItIsGivenBackAsTheReadersOwn) {
+  REQUIRE_SANDBOX();
+  auto cache = ExecCache::open(fresh("secret.sqlite"));
+  SandboxOptions so;
+  const std::string body = "print('result', 42)\n";
+  auto r1 = run_python_batch_cached(*cache, {body + "print('S1-abc')\n"}, {body}, "S1-abc", so, 1);
+  ASSERT_EQ(r1[0].outcome, SandboxOutcome::kPassed) << r1[0].stderr_tail;
+  EXPECT_NE(r1[0].stdout_tail.find("S1-abc"), std::string::npos);
+  auto r2 = run_python_batch_cached(*cache, {body + "print('S2-xyz')\n"}, {body}, "S2-xyz", so, 1);
+  EXPECT_EQ(cache->stats().hits, 1);
+  EXPECT_NE(r2[0].stdout_tail.find("result 42"), std::string::npos) << r2[0].stdout_tail;
+  EXPECT_NE(r2[0].stdout_tail.find("S2-xyz"), std::string::npos) << r2[0].stdout_tail;
+  EXPECT_EQ(r2[0].stdout_tail.find("S1-abc"), std::string::npos) << r2[0].stdout_tail;
+}
+
+TEST(ExecCache, OnlyRunsThatExitedAreKeptAndARepeatedProgramRunsOnce) {
+  REQUIRE_SANDBOX();
+  auto cache = ExecCache::open(fresh("kinds.sqlite"));
+  SandboxOptions so;
+  so.limits.timeout_s = 0.5;
+  const std::vector<std::string> progs = {"import sys\nsys.exit(3)\n", "while True:\n    pass\n", "print(1)\n",
+                                          "print(1)\n", "print(1)\n"};
+  auto r1 = run_python_batch_cached(*cache, progs, progs, "", so, 2);
+  EXPECT_EQ(r1[0].outcome, SandboxOutcome::kFailed);
+  EXPECT_EQ(r1[0].exit_code, 3);
+  EXPECT_EQ(r1[1].outcome, SandboxOutcome::kTimeout);
+  for (size_t i = 2; i < 5; ++i) EXPECT_EQ(r1[i].outcome, SandboxOutcome::kPassed) << i;
+  EXPECT_EQ(cache->stats().misses, 3);  // three distinct programs looked up
+  EXPECT_EQ(cache->stats().stored, 2);  // the timeout is not kept
+  auto r2 = run_python_batch_cached(*cache, progs, progs, "", so, 2);
+  EXPECT_EQ(cache->stats().hits, 2);
+  EXPECT_EQ(cache->stats().misses, 4);  // the timeout ran again
+  EXPECT_EQ(r2[0].exit_code, 3);
+  EXPECT_EQ(r2[1].outcome, SandboxOutcome::kTimeout);
+  EXPECT_EQ(r2[4].stdout_tail, r1[2].stdout_tail);
+}
+
+TEST(ExecCache, KeysCoverTheTextAndTheLimits) {
+  REQUIRE_SANDBOX();
+  SandboxOptions a, b;
+  b.limits.timeout_s = a.limits.timeout_s + 1;
+  EXPECT_EQ(ExecCache::key("print(1)\n", a), ExecCache::key("print(1)\n", a));
+  EXPECT_NE(ExecCache::key("print(1)\n", a), ExecCache::key("print(2)\n", a));
+  EXPECT_NE(ExecCache::key("print(1)\n", a), ExecCache::key("print(1)\n", b));
+  b = a;
+  b.limits.memory_mb = a.limits.memory_mb / 2;
+  EXPECT_NE(ExecCache::key("print(1)\n", a), ExecCache::key("print(1)\n", b));
+}
+
+TEST(ExecCache, RefusesAFileThatIsNotItsOwnAndLeavesItAsItWas) {
+  const fs::path text = fresh("notes.sqlite");
+  std::ofstream(text) << "my notes, not a database\n";
+  std::string e = test::error_of([&] { ExecCache::open(text); });
+  EXPECT_NE(e.find(text.string()), std::string::npos) << e;
+  EXPECT_NE(e.find("not a SQLite database"), std::string::npos) << e;
+  EXPECT_EQ(read_file(text), "my notes, not a database\n");
+  // Another program's database (here the session memory's).
+  const fs::path other = fresh("memory.sqlite");
+  { SessionStore::open(other); }
+  const std::string before = sha256_file(other);
+  e = test::error_of([&] { ExecCache::open(other); });
+  EXPECT_NE(e.find(other.string()), std::string::npos) << e;
+  EXPECT_EQ(sha256_file(other), before);
+}
+
+}  // namespace
+}  // namespace cogumi
