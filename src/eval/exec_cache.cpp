@@ -3,7 +3,9 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <string_view>
 #include <unordered_map>
 
@@ -11,6 +13,10 @@
 #include "core/io.h"
 
 namespace cogumi {
+
+// Stands for the caller's secret in stored output. A run whose own output holds it is never stored: a
+// program that printed it would read back as having printed the reader's secret.
+constexpr std::string_view kSecret = "\x01" "cogumi-secret\x01";  // split: \x01c would be one hex escape
 
 namespace {
 
@@ -31,9 +37,6 @@ int64_t now_ms() {
              std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
-
-// Stands for the caller's secret in stored output.
-constexpr std::string_view kSecret = "\x01cogumi-secret\x01";
 
 std::string replace_all(std::string s, std::string_view from, std::string_view to) {
   if (from.empty()) return s;
@@ -75,15 +78,23 @@ std::shared_ptr<ExecCache> ExecCache::open(const fs::path& file) {
   if (rc != SQLITE_OK) c->fail_db(rc, "opening");
   sqlite3_extended_result_codes(c->db_, 1);
   sqlite3_busy_timeout(c->db_, 30000);
-  int version = -1;
+  if (sqlite3_db_readonly(c->db_, "main") == 1)
+    fail("sandbox run cache {}: the file is read-only; give a writable file", file.string());
+  // Checked and created in one write transaction, so two processes opening a new file at once cannot
+  // see each other's half-made schema.
   {
-    Stmt s;
-    rc = sqlite3_prepare_v2(c->db_, "PRAGMA user_version", -1, &s.s, nullptr);
-    if (rc == SQLITE_OK) rc = sqlite3_step(s.s);
-    if (rc != SQLITE_ROW) c->fail_db(rc, "reading the version");
-    version = sqlite3_column_int(s.s, 0);
-  }
-  if (version == 0 || version == kVersion) {
+    Transaction t(*c, "checking the schema");
+    int version = -1;
+    {
+      Stmt s;
+      rc = sqlite3_prepare_v2(c->db_, "PRAGMA user_version", -1, &s.s, nullptr);
+      if (rc == SQLITE_OK) rc = sqlite3_step(s.s);
+      if (rc != SQLITE_ROW) c->fail_db(rc, "reading the version");
+      version = sqlite3_column_int(s.s, 0);
+    }
+    if (version != 0 && version != kVersion)
+      fail("sandbox run cache {}: version {}, this build reads version {}; delete the file (it is only a cache)",
+           file.string(), version, kVersion);
     Stmt s;  // a new file must be empty and ours must have its table: never take over another program's database
     rc = sqlite3_prepare_v2(c->db_, "SELECT count(*), count(CASE WHEN name = 'runs' THEN 1 END) FROM sqlite_master",
                             -1, &s.s, nullptr);
@@ -93,34 +104,43 @@ std::shared_ptr<ExecCache> ExecCache::open(const fs::path& file) {
     if (version == 0 ? !empty : !has_runs)
       fail("sandbox run cache {}: a SQLite database of something else (not a cache of code runs); give another file",
            file.string());
-  } else {
-    fail("sandbox run cache {}: version {}, this build reads version {}; delete the file (it is only a cache)",
-         file.string(), version, kVersion);
+    if (version == 0)
+      c->exec("CREATE TABLE runs(key TEXT PRIMARY KEY, outcome TEXT NOT NULL, exit_code INTEGER NOT NULL,"
+              " stdout TEXT NOT NULL, stderr TEXT NOT NULL, wall_s REAL NOT NULL, created_ms INTEGER NOT NULL);"
+              "PRAGMA user_version = 1;",
+              "creating the table");
+    t.commit();
   }
   c->exec("PRAGMA journal_mode=WAL", "switching to WAL");
   c->exec("PRAGMA synchronous=NORMAL", "setting synchronous");
-  if (version == 0)
-    c->exec("BEGIN IMMEDIATE;"
-            "CREATE TABLE IF NOT EXISTS runs(key TEXT PRIMARY KEY, outcome TEXT NOT NULL, exit_code INTEGER NOT NULL,"
-            " stdout TEXT NOT NULL, stderr TEXT NOT NULL, wall_s REAL NOT NULL, created_ms INTEGER NOT NULL);"
-            "PRAGMA user_version = 1;"
-            "COMMIT;",
-            "creating the table");
   return c;
 }
 
-std::string ExecCache::key(const std::string& text, const SandboxOptions& opts) {
+std::string ExecCache::key_head(const SandboxOptions& opts) {
   const SandboxLimits& l = opts.limits;
-  std::string head = fmt::format("{}\n{}\ntimeout_s={:.17g} cpu_s={} memory_mb={} max_procs={} max_file_mb={} shm_mb={}\n",
-                                 kKeyVersion, sandbox_identity(opts), l.timeout_s, l.cpu_s, l.memory_mb,
-                                 l.max_procs, l.max_file_mb, l.shm_mb);
+  return fmt::format("{}\n{}\ntimeout_s={:.17g} cpu_s={} memory_mb={} max_procs={} max_file_mb={} shm_mb={}\n",
+                     kKeyVersion, sandbox_identity(opts), l.timeout_s, l.cpu_s, l.memory_mb, l.max_procs,
+                     l.max_file_mb, l.shm_mb);
+}
+
+std::string ExecCache::key(const std::string& head, const std::string& text) {
   return sha256_hex(head + fmt::format("{}\n", text.size()) + text);
 }
+
+std::string ExecCache::key(const std::string& text, const SandboxOptions& opts) { return key(key_head(opts), text); }
 
 bool ExecCache::cacheable(const SandboxResult& r) {
   return (r.outcome == SandboxOutcome::kPassed || r.outcome == SandboxOutcome::kFailed) && !r.memory_exceeded &&
          r.signal == 0;
 }
+
+ExecCache::Transaction::Transaction(ExecCache& c, const char* doing) : c_(c) { c_.exec("BEGIN IMMEDIATE", doing); }
+
+ExecCache::Transaction::~Transaction() {
+  if (!sqlite3_get_autocommit(c_.db_)) sqlite3_exec(c_.db_, "ROLLBACK", nullptr, nullptr, nullptr);
+}
+
+void ExecCache::Transaction::commit() { c_.exec("COMMIT", "committing"); }
 
 std::vector<std::optional<SandboxResult>> ExecCache::find(const std::vector<std::string>& keys) {
   std::vector<std::optional<SandboxResult>> out(keys.size());
@@ -160,17 +180,15 @@ std::vector<std::optional<SandboxResult>> ExecCache::find(const std::vector<std:
 
 void ExecCache::put(const std::vector<std::pair<std::string, SandboxResult>>& runs) {
   std::lock_guard lock(mu_);
-  exec("BEGIN IMMEDIATE", "starting a write");
+  if (std::none_of(runs.begin(), runs.end(), [](const auto& r) { return cacheable(r.second); })) return;
+  Transaction t(*this, "starting a write");
   Stmt s;
   int rc = sqlite3_prepare_v2(db_,
                               "INSERT OR REPLACE INTO runs(key, outcome, exit_code, stdout, stderr, wall_s, created_ms) "
                               "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                               -1, &s.s, nullptr);
-  if (rc != SQLITE_OK) {
-    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-    fail_db(rc, "preparing a store");
-  }
-  const int64_t t = now_ms();
+  if (rc != SQLITE_OK) fail_db(rc, "preparing a store");
+  const int64_t t_ms = now_ms();
   int64_t n = 0;
   for (const auto& [k, r] : runs) {
     if (!cacheable(r)) continue;
@@ -182,15 +200,12 @@ void ExecCache::put(const std::vector<std::pair<std::string, SandboxResult>>& ru
     sqlite3_bind_text(s.s, 4, r.stdout_tail.data(), int(r.stdout_tail.size()), SQLITE_TRANSIENT);
     sqlite3_bind_text(s.s, 5, r.stderr_tail.data(), int(r.stderr_tail.size()), SQLITE_TRANSIENT);
     sqlite3_bind_double(s.s, 6, r.wall_s);
-    sqlite3_bind_int64(s.s, 7, t);
+    sqlite3_bind_int64(s.s, 7, t_ms);
     rc = sqlite3_step(s.s);
-    if (rc != SQLITE_DONE) {
-      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-      fail_db(rc, "storing a run");
-    }
+    if (rc != SQLITE_DONE) fail_db(rc, "storing a run");
     ++n;
   }
-  exec("COMMIT", "committing stored runs");
+  t.commit();
   stats_.stored += n;
 }
 
@@ -210,11 +225,19 @@ std::vector<SandboxResult> run_python_batch_cached(ExecCache& cache, const std::
   std::vector<std::string> keys(programs.size());
   std::unordered_map<std::string, size_t> first;  // key -> its first program
   std::vector<std::string> distinct;
+  const std::string head = ExecCache::key_head(opts);
   for (size_t i = 0; i < programs.size(); ++i) {
-    keys[i] = ExecCache::key(key_texts[i], opts);
+    keys[i] = ExecCache::key(head, key_texts[i]);
     if (first.emplace(keys[i], i).second) distinct.push_back(keys[i]);
   }
-  const auto found = cache.find(distinct);
+  // The cache only saves time: when it cannot be read or written, the programs run and the runs are kept
+  // by the caller as always (with a warning).
+  std::vector<std::optional<SandboxResult>> found(distinct.size());
+  try {
+    found = cache.find(distinct);
+  } catch (const Error& e) {
+    fmt::print(stderr, "warning: {}; running every program\n", e.what());
+  }
   std::vector<std::string> todo;  // programs to run, by their first index
   std::vector<size_t> todo_idx;
   for (size_t j = 0; j < distinct.size(); ++j) {
@@ -232,11 +255,17 @@ std::vector<SandboxResult> run_python_batch_cached(ExecCache& cache, const std::
     std::vector<std::pair<std::string, SandboxResult>> store;
     for (size_t j = 0; j < todo.size(); ++j) {
       SandboxResult kept = ran[j];
-      kept.stdout_tail = replace_all(kept.stdout_tail, secret, kSecret);
-      store.emplace_back(keys[todo_idx[j]], std::move(kept));
+      if (ExecCache::cacheable(kept) && kept.stdout_tail.find(kSecret) == std::string::npos) {
+        kept.stdout_tail = replace_all(kept.stdout_tail, secret, kSecret);
+        store.emplace_back(keys[todo_idx[j]], std::move(kept));
+      }
       results[todo_idx[j]] = std::move(ran[j]);
     }
-    cache.put(store);
+    try {
+      cache.put(store);
+    } catch (const Error& e) {
+      fmt::print(stderr, "warning: {}; these runs were not kept\n", e.what());
+    }
   }
   for (size_t i = 0; i < programs.size(); ++i)
     if (const size_t f = first.at(keys[i]); f != i) results[i] = results[f];

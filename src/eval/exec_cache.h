@@ -3,13 +3,15 @@
 // The improvement loop evaluates the same code answers many times: the base, each modifier and the
 // routed system mostly write the same completion for a HumanEval item (in the nano main job 2,065 of
 // its 2,600 sandbox runs repeat a program run before), and each run costs a fresh interpreter in a
-// fresh sandbox (~45 ms on 2 cores). The cache keys a run by everything that decides its outcome: the
-// program's bytes, the limits, the interpreter (its resolved path, size and modification time), the
-// bubblewrap binary and the memory control in use. It keeps only runs that ended by exiting (passed
-// or failed); timeouts, crashes, memory kills and setup errors depend on the machine's load and are
-// always run again. What it assumes: a program's exit status depends on its text alone (true of
-// benchmark tests, which are deterministic; a test that draws random numbers or reads the clock
-// is run once per text).
+// fresh sandbox (~45 ms on 2 cores). The cache keys a run by the program's bytes, the limits, the
+// sandbox's identity (sandbox_identity(): the interpreter's resolved path, size and modification time,
+// the bubblewrap command line it builds, whether we run as root, the memory-control kind). It keeps
+// only runs that ended by exiting (passed or failed); timeouts, crashes, memory kills and setup errors
+// depend on the machine's load and are always run again. What it assumes: a program's exit status
+// depends on its text alone (true of benchmark tests, which are deterministic; a test that draws
+// random numbers or reads the clock is run once per text), and on the interpreter binary, not its
+// libraries: after changing the packages a program imports (site-packages, a shared libpython),
+// delete the file.
 //
 // A code benchmark's program ends with a per-process secret (eval/score.h's pass marker), so a run is keyed
 // by a text the caller names (the program without that ending) and the secret is stored in the output as a
@@ -45,6 +47,10 @@ class ExecCache {
 
   // The key of running a program identified by `text` under `opts` (hex sha256).
   static std::string key(const std::string& text, const SandboxOptions& opts);
+  // The same in two steps: what the key takes from opts (the sandbox's identity and limits; computed once
+  // per batch), then the key of one text under that head.
+  static std::string key_head(const SandboxOptions& opts);
+  static std::string key(const std::string& head, const std::string& text);
   // The stored results of these keys (nullopt where none).
   std::vector<std::optional<SandboxResult>> find(const std::vector<std::string>& keys);
   // Stores the results that may be reused (passed or failed; see above), in one transaction.
@@ -60,6 +66,16 @@ class ExecCache {
 
  private:
   explicit ExecCache(fs::path path);
+  // BEGIN IMMEDIATE ... COMMIT; rolled back when left without commit() (an error on the way).
+  class Transaction {
+   public:
+    Transaction(ExecCache& c, const char* doing);
+    ~Transaction();
+    void commit();
+
+   private:
+    ExecCache& c_;
+  };
   [[noreturn]] void fail_db(int rc, const std::string& doing) const;
   void exec(const char* sql, const std::string& doing);
 

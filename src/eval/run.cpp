@@ -393,7 +393,7 @@ json run_eval(const EvalOptions& o) {
       if (jobs[i].item->kind == TaskKind::kCode && results[i - start].finish != FinishReason::kError) {
         code_idx.push_back(i);
         bodies.push_back(code_program_body(*jobs[i].item, results[i - start].text));
-        programs.push_back(code_program(*jobs[i].item, results[i - start].text));
+        programs.push_back(bodies.back() + code_program_ending());
       }
     std::map<size_t, ItemScore> judged = judge_chunk(o, jobs, results, start, end);
     std::map<size_t, SandboxResult> runs;

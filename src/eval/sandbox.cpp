@@ -240,8 +240,8 @@ void set_limit(int resource, rlim_t soft, rlim_t hard) {
 
 // Reads whatever is ready on the open pipes (fd -1 = closed), waiting at most ms; an exit of the
 // process behind `pidfd` (when >= 0) ends the wait too, so a run that closed its pipes just before
-// exiting is not waited on for the rest of the poll.
-void pump(int (&fds)[3], TailBuffer* bufs[3], bool* started, int ms, int pidfd = -1) {
+// exiting is not waited on for the rest of the poll. True when pidfd reported that exit.
+bool pump(int (&fds)[3], TailBuffer* bufs[3], bool* started, int ms, int pidfd = -1) {
   pollfd pfd[4];
   int idx[3];
   nfds_t n = 0;
@@ -252,7 +252,7 @@ void pump(int (&fds)[3], TailBuffer* bufs[3], bool* started, int ms, int pidfd =
     }
   const nfds_t n_pipes = n;
   if (pidfd >= 0) pfd[n++] = {pidfd, POLLIN, 0};
-  if (poll(n ? pfd : nullptr, n, ms) <= 0) return;
+  if (poll(n ? pfd : nullptr, n, ms) <= 0) return false;
   char buf[1 << 16];
   for (nfds_t k = 0; k < n_pipes; ++k) {
     if (!pfd[k].revents) continue;
@@ -271,6 +271,7 @@ void pump(int (&fds)[3], TailBuffer* bufs[3], bool* started, int ms, int pidfd =
       break;
     }
   }
+  return pidfd >= 0 && pfd[n_pipes].revents != 0;
 }
 
 // Forks, execs the plan, captures stdout/stderr tails and the start byte (fd 3), kills the whole
@@ -308,7 +309,11 @@ RawRun spawn_and_wait(const ExecPlan& plan, double timeout_s) {
   setpgid(pid, pid);  // also done by the child; whichever runs first wins the race with kill(-pid)
   for (int fd : fds) fcntl(fd, F_SETFL, O_NONBLOCK);
   // Readable once the child exits (Linux 5.3+); without it the loop notices an exit within 20 ms.
-  const int pidfd = int(syscall(SYS_pidfd_open, pid, 0));
+#ifdef SYS_pidfd_open
+  int pidfd = int(syscall(SYS_pidfd_open, pid, 0));
+#else
+  int pidfd = -1;
+#endif
 
   TailBuffer out_tail, err_tail;
   TailBuffer* bufs[3] = {&out_tail, &err_tail, nullptr};
@@ -334,7 +339,10 @@ RawRun spawn_and_wait(const ExecPlan& plan, double timeout_s) {
       }
     }
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
-    pump(fds, bufs, &r.started, int(std::min<int64_t>(left, 20)), pidfd);
+    if (pump(fds, bufs, &r.started, int(std::min<int64_t>(left, 20)), pidfd)) {
+      close(pidfd);  // it stays readable: once is enough (a later waitid sees the exit)
+      pidfd = -1;
+    }
   }
   if (pidfd >= 0) close(pidfd);
   // Under bwrap the group is bwrap itself; killing it tears down the pid namespace. Unconfined,
@@ -743,16 +751,22 @@ std::string sandbox_identity(const SandboxOptions& opts) {
   std::error_code ec;
   const fs::path real = fs::canonical(in.exe, ec);
   if (!ec) {
-    const auto size = fs::file_size(real, ec);
-    const auto mtime = fs::last_write_time(real, ec).time_since_epoch().count();
-    s += fmt::format(" ({}, {} bytes, mtime {})", real.string(), ec ? 0 : size, ec ? 0 : mtime);
+    std::error_code e1, e2;
+    const auto size = fs::file_size(real, e1);
+    const auto mtime = fs::last_write_time(real, e2).time_since_epoch().count();
+    s += fmt::format(" ({}, {} bytes, mtime {})", real.string(), e1 ? 0 : size, e2 ? 0 : mtime);
   }
   std::string bwrap = find_bwrap(opts.bwrap);
   if (!opts.require_isolation && !probe(opts.python, opts.bwrap, nullptr)) bwrap.clear();
-  s += "\nbwrap: " + (bwrap.empty() ? std::string("unconfined") : bwrap);
+  // The whole command line bwrap gets (mounts, namespaces, the bootstrap), not only its path.
+  s += "\nbwrap:";
+  if (bwrap.empty()) s += " unconfined";
+  for (const auto& a : bwrap.empty() ? std::vector<std::string>{} : bwrap_args(bwrap, in, opts.limits)) s += " " + a;
+  s += fmt::format("\nroot: {}", geteuid() == 0);  // root drops to another uid with its own binds
   // The kind of control, not its cgroup's path (which names this process's cgroup).
   const MemoryMode m = sandbox_detail::memory_control().mode;
-  s += fmt::format("\nmemory: {}", m == MemoryMode::kCgroup2 ? "cgroup v2" : m == MemoryMode::kCgroup1 ? "cgroup v1" : "watchdog");
+  s += fmt::format("\nmemory: {}",
+                   m == MemoryMode::kCgroup2 ? "cgroup v2" : m == MemoryMode::kCgroup1 ? "cgroup v1" : "watchdog");
   return s;
 }
 

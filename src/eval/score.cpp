@@ -234,6 +234,8 @@ std::string code_program_body(const EvalItem& item, const std::string& output) {
   return prog;
 }
 
+std::string code_program_ending() { return marker_epilogue(); }
+
 std::string code_program(const EvalItem& item, const std::string& output) {
   return code_program_body(item, output) + marker_epilogue();
 }

@@ -45,6 +45,9 @@ std::string code_program(const EvalItem& item, const std::string& output);
 // code_program() without its ending (the same for every program of one process but for the
 // marker): what decides the program's outcome, for eval/exec_cache.h's keys.
 std::string code_program_body(const EvalItem& item, const std::string& output);
+// The ending code_program() puts after the body: prints code_pass_marker() (a new random encoding of it
+// each call).
+std::string code_program_ending();
 // Random per process (OpenSSL RAND_bytes). A program passes only if its stdout shows this
 // after its tests returned: exiting 0 early (sys.exit(0), os._exit(0)) is not a pass.
 const std::string& code_pass_marker();

@@ -3,8 +3,10 @@
 #include "eval/exec_cache.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <fstream>
+#include <functional>
 
 #include "core/error.h"
 #include "core/io.h"
@@ -42,12 +44,16 @@ TEST(ExecCache, ASecondEvaluationTakesEveryRunFromTheCacheAndScoresAsAFreshOne) 
   REQUIRE_SANDBOX();
   const fs::path he = kData / "humaneval/HumanEval.jsonl.gz";
   auto items = load_benchmark("humaneval", he);
-  // Right, wrong and raising answers: 24 items, a wrong one every third, a raising one every sixth.
+  // Right, wrong, raising and early-exiting answers (an exit 0 before the tests is no pass, from the cache
+  // too), and one that prints the cache's placeholder for the secret marker, then exits early: 24 items, 9
+  // right.
   std::string resp;
   for (size_t i = 0; i < 24; ++i) {
     std::string out = items[i].solution;
-    if (i % 3 == 1) out = "    return None\n";
-    if (i % 6 == 2) out = "    raise ValueError('no')\n";
+    if (i % 4 == 1) out = "    return None\n";
+    if (i % 4 == 2) out = "    raise ValueError('no')\n";
+    if (i % 8 == 3) out = "    import sys\n    sys.exit(0)\n";
+    if (i == 19) out = "    import os\n    os.write(1, b'\\x01cogumi-secret\\x01\\n')\n    os._exit(0)\n";
     resp += json{{"task_id", items[i].id}, {"completion", out}}.dump() + "\n";
   }
   const fs::path responses = fresh("responses.jsonl");
@@ -71,10 +77,10 @@ TEST(ExecCache, ASecondEvaluationTakesEveryRunFromTheCacheAndScoresAsAFreshOne) 
   EXPECT_EQ(first["run"]["sandbox"]["ran"], 24);
   // Opened again, as another process would.
   const json second = run("second", ExecCache::open(db));
-  EXPECT_EQ(second["run"]["sandbox"]["cached"], 24);
-  EXPECT_EQ(second["run"]["sandbox"]["ran"], 0);
+  EXPECT_EQ(second["run"]["sandbox"]["cached"], 23);
+  EXPECT_EQ(second["run"]["sandbox"]["ran"], 1);  // the one that printed the placeholder is never kept
   EXPECT_EQ(plain["benchmarks"], second["benchmarks"]);
-  EXPECT_EQ(plain["benchmarks"]["humaneval"]["correct"], 12);
+  EXPECT_EQ(plain["benchmarks"]["humaneval"]["correct"], 9);
   const fs::path dir = test::tmp_dir() / "exec_cache";
   const auto a = items_of(dir / "plain"), b = items_of(dir / "second");
   ASSERT_EQ(a.size(), b.size());
@@ -89,6 +95,7 @@ TEST(ExecCache, TheSecretOfTheRunThatStoredItIsGivenBackAsTheReadersOwn) {
   auto r1 = run_python_batch_cached(*cache, {body + "print('S1-abc')\n"}, {body}, "S1-abc", so, 1);
   ASSERT_EQ(r1[0].outcome, SandboxOutcome::kPassed) << r1[0].stderr_tail;
   EXPECT_NE(r1[0].stdout_tail.find("S1-abc"), std::string::npos);
+  EXPECT_EQ(cache->stats().stored, 1);
   auto r2 = run_python_batch_cached(*cache, {body + "print('S2-xyz')\n"}, {body}, "S2-xyz", so, 1);
   EXPECT_EQ(cache->stats().hits, 1);
   EXPECT_NE(r2[0].stdout_tail.find("result 42"), std::string::npos) << r2[0].stdout_tail;
@@ -99,35 +106,43 @@ TEST(ExecCache, TheSecretOfTheRunThatStoredItIsGivenBackAsTheReadersOwn) {
 TEST(ExecCache, OnlyRunsThatExitedAreKeptAndARepeatedProgramRunsOnce) {
   REQUIRE_SANDBOX();
   auto cache = ExecCache::open(fresh("kinds.sqlite"));
-  SandboxOptions so;
-  so.limits.timeout_s = 0.5;
-  const std::vector<std::string> progs = {"import sys\nsys.exit(3)\n", "while True:\n    pass\n", "print(1)\n",
-                                          "print(1)\n", "print(1)\n"};
+  SandboxOptions so, quick;
+  quick.limits.timeout_s = 0.5;
+  const std::vector<std::string> progs = {"import sys\nsys.exit(3)\n", "print(1)\n", "print(1)\n", "print(1)\n"};
+  const std::vector<std::string> loop = {"while True:\n    pass\n"};
   auto r1 = run_python_batch_cached(*cache, progs, progs, "", so, 2);
   EXPECT_EQ(r1[0].outcome, SandboxOutcome::kFailed);
   EXPECT_EQ(r1[0].exit_code, 3);
-  EXPECT_EQ(r1[1].outcome, SandboxOutcome::kTimeout);
-  for (size_t i = 2; i < 5; ++i) EXPECT_EQ(r1[i].outcome, SandboxOutcome::kPassed) << i;
-  EXPECT_EQ(cache->stats().misses, 3);  // three distinct programs looked up
+  for (size_t i = 1; i < 4; ++i) EXPECT_EQ(r1[i].outcome, SandboxOutcome::kPassed) << i;
+  EXPECT_EQ(cache->stats().misses, 2);  // two distinct programs looked up
+  EXPECT_EQ(cache->stats().stored, 2);
+  EXPECT_EQ(run_python_batch_cached(*cache, loop, loop, "", quick, 1)[0].outcome, SandboxOutcome::kTimeout);
   EXPECT_EQ(cache->stats().stored, 2);  // the timeout is not kept
   auto r2 = run_python_batch_cached(*cache, progs, progs, "", so, 2);
   EXPECT_EQ(cache->stats().hits, 2);
-  EXPECT_EQ(cache->stats().misses, 4);  // the timeout ran again
   EXPECT_EQ(r2[0].exit_code, 3);
-  EXPECT_EQ(r2[1].outcome, SandboxOutcome::kTimeout);
-  EXPECT_EQ(r2[4].stdout_tail, r1[2].stdout_tail);
+  EXPECT_EQ(r2[3].stdout_tail, r1[1].stdout_tail);
+  EXPECT_EQ(run_python_batch_cached(*cache, loop, loop, "", quick, 1)[0].outcome, SandboxOutcome::kTimeout);
+  EXPECT_EQ(cache->stats().misses, 4);  // the timeout ran again
 }
 
-TEST(ExecCache, KeysCoverTheTextAndTheLimits) {
+TEST(ExecCache, KeysCoverTheTextTheLimitsAndTheInterpreter) {
   REQUIRE_SANDBOX();
-  SandboxOptions a, b;
-  b.limits.timeout_s = a.limits.timeout_s + 1;
-  EXPECT_EQ(ExecCache::key("print(1)\n", a), ExecCache::key("print(1)\n", a));
-  EXPECT_NE(ExecCache::key("print(1)\n", a), ExecCache::key("print(2)\n", a));
-  EXPECT_NE(ExecCache::key("print(1)\n", a), ExecCache::key("print(1)\n", b));
-  b = a;
-  b.limits.memory_mb = a.limits.memory_mb / 2;
-  EXPECT_NE(ExecCache::key("print(1)\n", a), ExecCache::key("print(1)\n", b));
+  const SandboxOptions a;
+  const std::string k = ExecCache::key("print(1)\n", a);
+  EXPECT_EQ(k, ExecCache::key("print(1)\n", a));
+  EXPECT_NE(k, ExecCache::key("print(2)\n", a));
+  const std::vector<std::function<void(SandboxOptions&)>> changes = {
+      [](SandboxOptions& o) { o.limits.timeout_s += 1; },   [](SandboxOptions& o) { o.limits.cpu_s += 1; },
+      [](SandboxOptions& o) { o.limits.memory_mb /= 2; },   [](SandboxOptions& o) { o.limits.max_procs += 1; },
+      [](SandboxOptions& o) { o.limits.max_file_mb += 1; }, [](SandboxOptions& o) { o.limits.shm_mb += 1; },
+      [](SandboxOptions& o) { o.python = "no-such-python-3"; },
+  };
+  for (size_t i = 0; i < changes.size(); ++i) {
+    SandboxOptions b = a;
+    changes[i](b);
+    EXPECT_NE(k, ExecCache::key("print(1)\n", b)) << "change " << i;
+  }
 }
 
 TEST(ExecCache, RefusesAFileThatIsNotItsOwnAndLeavesItAsItWas) {
@@ -144,6 +159,15 @@ TEST(ExecCache, RefusesAFileThatIsNotItsOwnAndLeavesItAsItWas) {
   e = test::error_of([&] { ExecCache::open(other); });
   EXPECT_NE(e.find(other.string()), std::string::npos) << e;
   EXPECT_EQ(sha256_file(other), before);
+  // A cache of another version.
+  const fs::path old = fresh("old.sqlite");
+  ExecCache::open(old).reset();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(old.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 7", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  e = test::error_of([&] { ExecCache::open(old); });
+  EXPECT_NE(e.find(old.string() + ": version 7, this build reads version 1; delete the file"), std::string::npos) << e;
 }
 
 }  // namespace
