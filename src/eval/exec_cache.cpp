@@ -23,8 +23,9 @@ namespace {
 // PRAGMA user_version of a cache file; a change of the table is a new version (old files are refused,
 // not rewritten: a cache is cheap to rebuild).
 constexpr int kVersion = 1;
-// Bumped when what a run's outcome depends on changes in the sandbox itself (its mounts, rlimits,
-// bootstrap): every key changes with it.
+// Bumped when what a stored run means changes in a way the key's text does not show (the table's
+// fields, the secret placeholder): every key changes with it. The sandbox's command line and limits are
+// in the key already (sandbox_identity).
 constexpr const char* kKeyVersion = "cogumi-exec-cache-v1";
 
 struct Stmt {
