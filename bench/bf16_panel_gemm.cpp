@@ -12,7 +12,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <vector>
 
 // best-of-reps ms per ggml_mul_mat(w[k,m] BF16, x[k,n] F32) on `threads` threads; `panels`: the node is marked
 static double run(int k, int m, int n, bool panels, int threads, int reps, double* checksum) {
@@ -26,13 +28,21 @@ static double run(int k, int m, int n, bool panels, int threads, int reps, doubl
   if (panels) ggml_cogumi_mul_mat_allow_small_k(c);
   ggml_cgraph* g = ggml_new_graph(ctx);
   ggml_build_forward_expand(g, c);
-  ggml_graph_compute_with_ctx(ctx, g, threads);
+  // One plan, work buffer and thread pool for every repetition, as a training run keeps them: a fresh work buffer
+  // per call would time its page faults too.
+  ggml_threadpool_params tpp = ggml_threadpool_params_default(threads);
+  ggml_threadpool* pool = ggml_threadpool_new(&tpp);
+  ggml_cplan plan = ggml_graph_plan(g, threads, pool);
+  std::vector<uint8_t> work(plan.work_size);
+  plan.work_data = work.data();
+  ggml_graph_compute(g, &plan);
   double best = 1e9;
   for (int r = 0; r < reps; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
-    ggml_graph_compute_with_ctx(ctx, g, threads);
+    ggml_graph_compute(g, &plan);
     best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
+  ggml_threadpool_free(pool);
   double s = 0;
   for (int64_t i = 0; i < ggml_nelements(c); ++i) s += ((const float*)c->data)[i];
   *checksum = s;

@@ -291,7 +291,8 @@ void add_trains(Plan& plan, const std::shared_ptr<Shared>& sh) {
     // Version 7: on the CPU, short inner dimensions summed as scaled rows (patch 0011) and a 16-bit base held in
     // F32 (--f32-weights's default): summation order and activations no longer rounded to F16.
     // Version 8: on a CPU with AVX512-BF16 a 16-bit base held in BF16 (--base-weights's default; rounding).
-    Stage tr{"train." + d.name, "8", {"base", "trainset." + d.name}, {{"modifier", ms.to_json()}}, {}, {}, {}};
+    // Version 9: there, the BF16 base's products from packed panels (patch 0017): another summation order.
+    Stage tr{"train." + d.name, "9", {"base", "trainset." + d.name}, {{"modifier", ms.to_json()}}, {}, {}, {}};
     add_backward_type_setting(tr.settings);
     tr.run = [sh, ms](const StageContext& ctx) {
       const json& set = ctx.result(ctx.stage.deps[1]);
