@@ -1,11 +1,14 @@
-// The CPU's BF16-weight products, tinyBLAS against patch 0017's packed panels (bench/RESULTS.md, "Packed BF16
-// panels: the CPU trainer 1.5x"). The nano trainer's base-weight shapes with its 16 x 128 = 2,048 positions: gate/up
-// [256 -> 768], q/k/v/o [256 -> 256], down [768 -> 256], and the output head on the gathered loss rows. A marked node
-// (ggml_cogumi_mul_mat_allow_small_k, as the trainer marks its graphs) takes the panels, an unmarked one tinyBLAS, so
-// both run in one process. Not part of the CMake build; with the pinned llama.cpp's CPU install P (scripts/deps.sh
-// prints it):
+// The CPU trainer's products, ggml's kernels against patches 0017 and 0019's packed panels (bench/RESULTS.md,
+// "Packed panels: the CPU trainer 1.5x"). The nano trainer's shapes with its 16 x 128 = 2,048 positions: the BF16
+// base weights gate/up [256 -> 768], q/k/v/o [256 -> 256], down [768 -> 256] and the output head on the gathered
+// loss rows; the F32 attention products over 4 heads x 16 rows (K Q^T with Q read through a permute, V^T P) and
+// LoRA shrinks A x. A node marked as the trainer marks its graphs (ggml_cogumi_mul_mat_allow_small_k) takes the
+// panels, the same product unmarked ggml's own kernels (tinyBLAS; for K Q^T's permuted operand, ggml's dot products).
+// Run a second time with GGML_COGUMI_F32_PANEL=0: its "marked" column is what the trainer took before patch 0019
+// (tinyBLAS, or patch 0011's row sums for K Q^T). Not part of the CMake
+// build; with the pinned llama.cpp's CPU install P (scripts/deps.sh prints it):
 //   g++ -O2 -std=c++17 bench/bf16_panel_gemm.cpp -I$P/include -L$P/lib -lggml -lggml-base -lggml-cpu \
-//     -Wl,-rpath,$P/lib -o /tmp/bf16_panel_gemm && /tmp/bf16_panel_gemm
+//     -Wl,-rpath,$P/lib -o /tmp/panel_gemm && /tmp/panel_gemm && GGML_COGUMI_F32_PANEL=0 /tmp/panel_gemm
 #include <ggml.h>
 #include <ggml-cpu.h>
 
@@ -14,18 +17,33 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <string_view>
 #include <vector>
 
-// best-of-reps ms per ggml_mul_mat(w[k,m] BF16, x[k,n] F32) on `threads` threads; `panels`: the node is marked
-static double run(int k, int m, int n, bool panels, int threads, int reps, double* checksum) {
+struct Shape {
+  const char* name;
+  ggml_type type;
+  int k, m, n, heads, seqs;
+  bool permuted;  // src1 [k, n, heads, seqs] read from [k, heads, n, seqs]
+};
+
+// best-of-reps ms per ggml_mul_mat on `threads` threads; `mark`: marked as a training graph's product
+static double run(const Shape& s, bool mark, int threads, int reps, double* checksum) {
   ggml_init_params ip{size_t(256) << 20, nullptr, false};
   ggml_context* ctx = ggml_init(ip);
-  ggml_tensor* w = ggml_new_tensor_2d(ctx, GGML_TYPE_BF16, k, m);
-  ggml_tensor* x = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, k, n);
-  for (int64_t i = 0; i < ggml_nelements(w); ++i) ((ggml_bf16_t*)w->data)[i] = ggml_fp32_to_bf16(0.01f * float(i % 97) - 0.4f);
-  for (int64_t i = 0; i < ggml_nelements(x); ++i) ((float*)x->data)[i] = 0.02f * float(i % 89) - 0.9f;
+  ggml_tensor* w = ggml_new_tensor_4d(ctx, s.type, s.k, s.m, s.heads, s.seqs);
+  ggml_tensor* x = s.permuted ? ggml_permute(ctx, ggml_new_tensor_4d(ctx, GGML_TYPE_F32, s.k, s.heads, s.n, s.seqs), 0, 2, 1, 3)
+                              : ggml_new_tensor_4d(ctx, GGML_TYPE_F32, s.k, s.n, s.heads, s.seqs);
+  ggml_tensor* xs = x->view_src ? x->view_src : x;
+  for (int64_t i = 0; i < ggml_nelements(w); ++i) {
+    const float v = 0.01f * float(i % 97) - 0.4f;
+    if (s.type == GGML_TYPE_BF16) ((ggml_bf16_t*)w->data)[i] = ggml_fp32_to_bf16(v);
+    else ((float*)w->data)[i] = v;
+  }
+  for (int64_t i = 0; i < ggml_nelements(xs); ++i) ((float*)xs->data)[i] = 0.02f * float(i % 89) - 0.9f;
   ggml_tensor* c = ggml_mul_mat(ctx, w, x);
-  if (panels) ggml_cogumi_mul_mat_allow_small_k(c);
+  if (mark) ggml_cogumi_mul_mat_allow_small_k(c);
   ggml_cgraph* g = ggml_new_graph(ctx);
   ggml_build_forward_expand(g, c);
   // One plan, work buffer and thread pool for every repetition, as a training run keeps them: a fresh work buffer
@@ -43,27 +61,37 @@ static double run(int k, int m, int n, bool panels, int threads, int reps, doubl
     best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   ggml_threadpool_free(pool);
-  double s = 0;
-  for (int64_t i = 0; i < ggml_nelements(c); ++i) s += ((const float*)c->data)[i];
-  *checksum = s;
+  double sum = 0;
+  for (int64_t i = 0; i < ggml_nelements(c); ++i) sum += ((const float*)c->data)[i];
+  *checksum = sum;
   ggml_free(ctx);
   return best * 1e3;
 }
 
 int main() {
-  std::printf("packed panels in this build: %s\n\n", ggml_cogumi_bf16_panel_available() ? "yes" : "no (no AVX512-BF16)");
-  std::printf("| product (K -> M, N columns) | tinyBLAS ms | GFLOP/s | panels ms | GFLOP/s | speed-up | sums agree |\n");
+  const char* env = std::getenv("GGML_COGUMI_F32_PANEL");
+  const bool f32_off = env && std::string_view(env) == "0";
+  std::printf("panels in this build: BF16 %s, F32 %s%s\n\n", ggml_cogumi_bf16_panel_available() ? "yes" : "no",
+              ggml_cogumi_f32_panel_available() ? "yes" : "no", f32_off ? " (off: GGML_COGUMI_F32_PANEL=0)" : "");
+  std::printf("| product (K -> M, N columns) | unmarked ms | GFLOP/s | marked ms | GFLOP/s | speed-up | sums agree |\n");
   std::printf("|---|---:|---:|---:|---:|---:|---|\n");
-  const int shapes[][4] = {{256, 768, 2048, 0}, {256, 256, 2048, 0}, {768, 256, 2048, 0}, {256, 2368, 270, 0}};
-  const char* names[] = {"gate/up 256 -> 768", "q/k/v/o 256 -> 256", "down 768 -> 256", "head 256 -> 2368"};
-  for (int i = 0; i < 4; ++i) {
-    const int k = shapes[i][0], m = shapes[i][1], n = shapes[i][2];
-    double sum_t = 0, sum_p = 0;
-    const double t = run(k, m, n, false, 2, 30, &sum_t);
-    const double p = run(k, m, n, true, 2, 30, &sum_p);
-    const double gf = 2.0 * k * m * n / 1e6;
-    std::printf("| %s, N %d | %.3f | %.0f | %.3f | %.0f | %.2fx | %s |\n", names[i], n, t, gf / t, p, gf / p, t / p,
-                std::fabs(sum_t - sum_p) <= 1e-4 * std::max(1.0, std::fabs(sum_t)) ? "yes" : "NO");
+  const Shape shapes[] = {
+      {"BF16 gate/up 256 -> 768", GGML_TYPE_BF16, 256, 768, 2048, 1, 1, false},
+      {"BF16 q/k/v/o 256 -> 256", GGML_TYPE_BF16, 256, 256, 2048, 1, 1, false},
+      {"BF16 down 768 -> 256", GGML_TYPE_BF16, 768, 256, 2048, 1, 1, false},
+      {"BF16 head 256 -> 2368", GGML_TYPE_BF16, 256, 2368, 270, 1, 1, false},
+      {"F32 K Q^T 64 -> 128 (x64, Q permuted)", GGML_TYPE_F32, 64, 128, 128, 4, 16, true},
+      {"F32 V^T P 128 -> 64 (x64)", GGML_TYPE_F32, 128, 64, 128, 4, 16, false},
+      {"F32 LoRA A x 256 -> 16", GGML_TYPE_F32, 256, 16, 2048, 1, 1, false},
+      {"F32 LoRA A x 768 -> 16", GGML_TYPE_F32, 768, 16, 2048, 1, 1, false},
+  };
+  for (const Shape& s : shapes) {
+    double sum_b = 0, sum_m = 0;
+    const double b = run(s, false, 2, 30, &sum_b);
+    const double m = run(s, true, 2, 30, &sum_m);
+    const double gf = 2.0 * s.k * s.m * s.n * s.heads * s.seqs / 1e6;
+    std::printf("| %s, N %d | %.3f | %.0f | %.3f | %.0f | %.2fx | %s |\n", s.name, s.n, b, gf / b, m, gf / m, b / m,
+                std::fabs(sum_b - sum_m) <= 1e-4 * std::max(1.0, std::fabs(sum_b)) ? "yes" : "NO");
   }
   return 0;
 }

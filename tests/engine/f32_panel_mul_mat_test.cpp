@@ -1,0 +1,109 @@
+// Patch 0019: the CPU's F32 products with K >= 48 in training graphs from packed panels of src0. Against a
+// double-precision reference: attention's shapes (K Q^T with Q read through a permute, V^T P over batched heads),
+// LoRA shrinks (16 and 48 rows, K = 256 and 768), src0 broadcast over src1's dims 2 and 3, partial register tiles
+// and column tails, 1 to 3 threads (bit for bit the same: each output sums its k in order); the counter shows each
+// took the path, and that short K (patch 0011's), rows not a multiple of 16 and unmarked products do not.
+#include <ggml-cpu.h>
+#include <ggml.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+namespace cogumi {
+namespace {
+
+struct Case {
+  int k, m, n;
+  int a2 = 1, a3 = 1, b2 = 1, b3 = 1;
+  bool permuted = false;   // src1 read through a permute: [k, n, b2, b3] from [k, b2, n, b3]
+  bool marked = true;
+};
+
+struct Result {
+  double worst = 0;
+  int64_t panel_calls = 0;
+  std::vector<float> out;
+};
+
+Result run(const Case& c, int threads, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  ggml_init_params ip{size_t(256) << 20, nullptr, false};
+  ggml_context* ctx = ggml_init(ip);
+  ggml_tensor* a = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, c.k, c.m, c.a2, c.a3);
+  ggml_tensor* b = c.permuted ? ggml_permute(ctx, ggml_new_tensor_4d(ctx, GGML_TYPE_F32, c.k, c.b2, c.n, c.b3), 0, 2, 1, 3)
+                              : ggml_new_tensor_4d(ctx, GGML_TYPE_F32, c.k, c.n, c.b2, c.b3);
+  ggml_tensor* bsrc = b->view_src ? b->view_src : b;
+  for (int64_t i = 0; i < ggml_nelements(a); ++i) ((float*)a->data)[i] = nd(rng);
+  for (int64_t i = 0; i < ggml_nelements(bsrc); ++i) ((float*)bsrc->data)[i] = nd(rng);
+  ggml_tensor* d = ggml_mul_mat(ctx, a, b);
+  if (c.marked) ggml_cogumi_mul_mat_allow_small_k(d);
+  ggml_cgraph* g = ggml_new_graph(ctx);
+  ggml_build_forward_expand(g, d);
+  const int64_t before = ggml_cogumi_f32_panel_mul_mats();
+  EXPECT_EQ(ggml_graph_compute_with_ctx(ctx, g, threads), GGML_STATUS_SUCCESS);
+  Result r;
+  r.panel_calls = ggml_cogumi_f32_panel_mul_mats() - before;
+  r.out.assign((const float*)d->data, (const float*)d->data + ggml_nelements(d));
+  auto at = [](const ggml_tensor* t, int64_t i0, int64_t i1, int64_t i2, int64_t i3) {
+    return double(*(const float*)((const char*)t->data + i0 * t->nb[0] + i1 * t->nb[1] + i2 * t->nb[2] + i3 * t->nb[3]));
+  };
+  for (int64_t i3 = 0; i3 < c.b3; ++i3)
+    for (int64_t i2 = 0; i2 < c.b2; ++i2)
+      for (int64_t j = 0; j < c.n; ++j)
+        for (int64_t i = 0; i < c.m; ++i) {
+          double want = 0, mag = 0;
+          for (int64_t k = 0; k < c.k; ++k) {
+            const double p = at(a, k, i, i2 / (c.b2 / c.a2), i3 / (c.b3 / c.a3)) * at(b, k, j, i2, i3);
+            want += p, mag += std::fabs(p);
+          }
+          r.worst = std::max(r.worst, std::fabs(at(d, i, j, i2, i3) - want) / std::max(mag, 1e-30));
+        }
+  ggml_free(ctx);
+  return r;
+}
+
+TEST(F32PanelMulMat, TrainingShapesMatchTheDoubleReferenceOnAnyThreadCount) {
+  const bool kAvx512 = ggml_cogumi_f32_panel_available();
+  if (!kAvx512) std::fprintf(stderr, "note: this build has no AVX-512: the products keep ggml's kernels\n");
+  const std::vector<Case> cases = {
+      {64, 128, 128, 1, 1, 4, 2, true},   // attention's K Q^T: head size 64, 4 heads x 2 sequences, Q permuted
+      {128, 64, 128, 4, 2, 4, 2},         // V^T P: K = the sequence
+      {256, 16, 100},                     // a LoRA shrink A x: one panel, a column tail past 96
+      {768, 48, 40},                      // the q/k/v group's shrink at K = 768: three panels (a partial tile)
+      {48, 80, 17, 1, 1, 3, 1},           // the shortest K, 80 = 64 + 16 rows, src0 broadcast over dim 2
+      {100, 32, 16, 2, 1, 4, 3, true},    // broadcast over dims 2 and 3, permuted, the fewest columns
+  };
+  unsigned seed = 11;
+  for (const Case& c : cases) {
+    std::vector<float> first;
+    for (int threads : {1, 2, 3}) {
+      const Result r = run(c, threads, seed);
+      EXPECT_LT(r.worst, 1e-5) << "k " << c.k << " m " << c.m << " n " << c.n << " threads " << threads;
+      EXPECT_EQ(r.panel_calls, kAvx512 ? 1 : 0) << "k " << c.k << " m " << c.m << " n " << c.n;
+      if (first.empty()) {
+        first = r.out;
+      } else if (kAvx512) {
+        EXPECT_EQ(std::memcmp(first.data(), r.out.data(), first.size() * sizeof(float)), 0)
+            << "k " << c.k << " m " << c.m << ": " << threads << " threads changed the sums";
+      }
+    }
+    ++seed;
+  }
+}
+
+TEST(F32PanelMulMat, OtherShapesAndUnmarkedProductsKeepTheirKernels) {
+  Case unmarked{256, 64, 40};
+  unmarked.marked = false;
+  for (const Case& c : std::vector<Case>{{32, 64, 40}, {47, 64, 40}, {256, 24, 40}, {256, 64, 15}, unmarked}) {
+    const Result r = run(c, 2, 5);
+    EXPECT_LT(r.worst, 1e-5) << "k " << c.k << " m " << c.m << " n " << c.n;
+    EXPECT_EQ(r.panel_calls, 0) << "k " << c.k << " m " << c.m << " n " << c.n;
+  }
+}
+
+}  // namespace
+}  // namespace cogumi
