@@ -112,5 +112,38 @@ TEST(Bf16PanelMulMat, OtherShapesAndUnmarkedProductsKeepTinyBlas) {
   }
 }
 
+TEST(Bf16PanelMulMat, AWeightViewAtAnOddElementKeepsTinyBlas) {
+  // The panels read a row's BF16 values in pairs as 32-bit words: a view starting one element into its tensor
+  // (rows still 4-byte apart) must not take them, and its product must still be right.
+  const int k = 256, m = 64, n = 32;
+  ggml_init_params ip{size_t(64) << 20, nullptr, false};
+  ggml_context* ctx = ggml_init(ip);
+  ggml_tensor* whole = ggml_new_tensor_2d(ctx, GGML_TYPE_BF16, k + 2, m);
+  ggml_tensor* w = ggml_view_2d(ctx, whole, k, m, whole->nb[1], sizeof(ggml_bf16_t));
+  ggml_tensor* x = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, k, n);
+  for (int64_t i = 0; i < ggml_nelements(whole); ++i) ((ggml_bf16_t*)whole->data)[i] = ggml_fp32_to_bf16(0.01f * float(i % 89) - 0.4f);
+  for (int64_t i = 0; i < ggml_nelements(x); ++i) ((float*)x->data)[i] = 0.02f * float(i % 83) - 0.8f;
+  ggml_tensor* d = ggml_mul_mat(ctx, w, x);
+  ggml_cogumi_mul_mat_allow_small_k(d);
+  ggml_cgraph* g = ggml_new_graph(ctx);
+  ggml_build_forward_expand(g, d);
+  const int64_t before = ggml_cogumi_bf16_panel_mul_mats();
+  ASSERT_EQ(ggml_graph_compute_with_ctx(ctx, g, 2), GGML_STATUS_SUCCESS);
+  EXPECT_EQ(ggml_cogumi_bf16_panel_mul_mats() - before, 0);
+  double worst = 0;
+  for (int j = 0; j < n; ++j)
+    for (int i = 0; i < m; ++i) {
+      double want = 0, mag = 0;
+      for (int kk = 0; kk < k; ++kk) {
+        const double p = ggml_bf16_to_fp32(((const ggml_bf16_t*)w->data)[size_t(i) * (k + 2) + kk]) *
+                         ggml_bf16_to_fp32(ggml_fp32_to_bf16(((const float*)x->data)[size_t(j) * k + kk]));
+        want += p, mag += std::fabs(p);
+      }
+      worst = std::max(worst, std::fabs(((const float*)d->data)[size_t(j) * m + i] - want) / std::max(mag, 1e-30));
+    }
+  EXPECT_LT(worst, 1e-5);
+  ggml_free(ctx);
+}
+
 }  // namespace
 }  // namespace cogumi
