@@ -8,6 +8,8 @@
 #include <ggml.h>
 #include <gtest/gtest.h>
 
+#include "engine/mul_mat_reference.h"
+
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -36,15 +38,8 @@ Result run(const Case& c, int threads, unsigned seed) {
   ggml_context* ctx = ggml_init(ip);
   ggml_tensor* w = ggml_new_tensor_3d(ctx, GGML_TYPE_BF16, c.k, c.m, c.a2);
   ggml_tensor* x = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, c.k, c.n, c.b2);
-  std::vector<double> wd(size_t(ggml_nelements(w))), xd(size_t(ggml_nelements(x)));
-  for (int64_t i = 0; i < ggml_nelements(w); ++i) {
-    ((ggml_bf16_t*)w->data)[i] = ggml_fp32_to_bf16(0.1f * nd(rng));
-    wd[size_t(i)] = ggml_bf16_to_fp32(((ggml_bf16_t*)w->data)[i]);
-  }
-  for (int64_t i = 0; i < ggml_nelements(x); ++i) {
-    ((float*)x->data)[i] = nd(rng);
-    xd[size_t(i)] = ggml_bf16_to_fp32(ggml_fp32_to_bf16(((float*)x->data)[i]));  // the product reads x as BF16
-  }
+  for (int64_t i = 0; i < ggml_nelements(w); ++i) ((ggml_bf16_t*)w->data)[i] = ggml_fp32_to_bf16(0.1f * nd(rng));
+  for (int64_t i = 0; i < ggml_nelements(x); ++i) ((float*)x->data)[i] = nd(rng);
   ggml_tensor* d = ggml_mul_mat(ctx, w, x);
   if (c.marked) ggml_cogumi_mul_mat_allow_small_k(d);
   ggml_cgraph* g = ggml_new_graph(ctx);
@@ -54,18 +49,7 @@ Result run(const Case& c, int threads, unsigned seed) {
   Result r;
   r.panel_calls = ggml_cogumi_bf16_panel_mul_mats() - before;
   r.out.assign((const float*)d->data, (const float*)d->data + ggml_nelements(d));
-  for (int i2 = 0; i2 < c.b2; ++i2)
-    for (int j = 0; j < c.n; ++j)
-      for (int i = 0; i < c.m; ++i) {
-        double want = 0, mag = 0;
-        const size_t wi = (size_t(i2 / (c.b2 / c.a2)) * c.m + i) * c.k, xi = (size_t(i2) * c.n + j) * c.k;
-        for (int k = 0; k < c.k; ++k) {
-          const double p = wd[wi + k] * xd[xi + k];
-          want += p, mag += std::fabs(p);
-        }
-        const double got = r.out[(size_t(i2) * c.n + j) * c.m + i];
-        r.worst = std::max(r.worst, std::fabs(got - want) / std::max(mag, 1e-30));
-      }
+  r.worst = test::mul_mat_worst_error(w, x, d, /*b_as_bf16=*/true);  // the product reads x as BF16
   ggml_free(ctx);
   return r;
 }
@@ -130,17 +114,7 @@ TEST(Bf16PanelMulMat, AWeightViewAtAnOddElementKeepsTinyBlas) {
   const int64_t before = ggml_cogumi_bf16_panel_mul_mats();
   ASSERT_EQ(ggml_graph_compute_with_ctx(ctx, g, 2), GGML_STATUS_SUCCESS);
   EXPECT_EQ(ggml_cogumi_bf16_panel_mul_mats() - before, 0);
-  double worst = 0;
-  for (int j = 0; j < n; ++j)
-    for (int i = 0; i < m; ++i) {
-      double want = 0, mag = 0;
-      for (int kk = 0; kk < k; ++kk) {
-        const double p = ggml_bf16_to_fp32(((const ggml_bf16_t*)w->data)[size_t(i) * (k + 2) + kk]) *
-                         ggml_bf16_to_fp32(ggml_fp32_to_bf16(((const float*)x->data)[size_t(j) * k + kk]));
-        want += p, mag += std::fabs(p);
-      }
-      worst = std::max(worst, std::fabs(((const float*)d->data)[size_t(j) * m + i] - want) / std::max(mag, 1e-30));
-    }
+  const double worst = test::mul_mat_worst_error(w, x, d, /*b_as_bf16=*/true);
   EXPECT_LT(worst, 1e-5);
   ggml_free(ctx);
 }

@@ -7,6 +7,8 @@
 #include <ggml.h>
 #include <gtest/gtest.h>
 
+#include "engine/mul_mat_reference.h"
+
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -48,20 +50,7 @@ Result run(const Case& c, int threads, unsigned seed) {
   Result r;
   r.panel_calls = ggml_cogumi_f32_panel_mul_mats() - before;
   r.out.assign((const float*)d->data, (const float*)d->data + ggml_nelements(d));
-  auto at = [](const ggml_tensor* t, int64_t i0, int64_t i1, int64_t i2, int64_t i3) {
-    return double(*(const float*)((const char*)t->data + i0 * t->nb[0] + i1 * t->nb[1] + i2 * t->nb[2] + i3 * t->nb[3]));
-  };
-  for (int64_t i3 = 0; i3 < c.b3; ++i3)
-    for (int64_t i2 = 0; i2 < c.b2; ++i2)
-      for (int64_t j = 0; j < c.n; ++j)
-        for (int64_t i = 0; i < c.m; ++i) {
-          double want = 0, mag = 0;
-          for (int64_t k = 0; k < c.k; ++k) {
-            const double p = at(a, k, i, i2 / (c.b2 / c.a2), i3 / (c.b3 / c.a3)) * at(b, k, j, i2, i3);
-            want += p, mag += std::fabs(p);
-          }
-          r.worst = std::max(r.worst, std::fabs(at(d, i, j, i2, i3) - want) / std::max(mag, 1e-30));
-        }
+  r.worst = test::mul_mat_worst_error(a, b, d);
   ggml_free(ctx);
   return r;
 }

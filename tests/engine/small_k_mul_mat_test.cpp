@@ -7,6 +7,8 @@
 #include <ggml.h>
 #include <gtest/gtest.h>
 
+#include "engine/mul_mat_reference.h"
+
 #include <cmath>
 #include <random>
 #include <vector>
@@ -46,20 +48,7 @@ Result run(const Case& c, int threads, unsigned seed) {
   EXPECT_EQ(ggml_graph_compute_with_ctx(ctx, g, threads), GGML_STATUS_SUCCESS);
   Result r;
   r.small_k_calls = ggml_cogumi_small_k_mul_mats() - before;
-  auto at = [](const ggml_tensor* t, int64_t i0, int64_t i1, int64_t i2, int64_t i3) {
-    return double(*(const float*)((const char*)t->data + i0 * t->nb[0] + i1 * t->nb[1] + i2 * t->nb[2] + i3 * t->nb[3]));
-  };
-  for (int64_t i3 = 0; i3 < c.b3; ++i3)
-    for (int64_t i2 = 0; i2 < c.b2; ++i2)
-      for (int64_t j = 0; j < c.n; ++j)
-        for (int64_t i = 0; i < c.m; ++i) {
-          double want = 0, mag = 0;
-          for (int64_t k = 0; k < c.k; ++k) {
-            const double p = at(a, k, i, i2 / (c.b2 / c.a2), i3 / (c.b3 / c.a3)) * at(b, k, j, i2, i3);
-            want += p, mag += std::fabs(p);
-          }
-          r.worst = std::max(r.worst, std::fabs(at(d, i, j, i2, i3) - want) / std::max(mag, 1e-30));
-        }
+  r.worst = test::mul_mat_worst_error(a, b, d);
   ggml_free(ctx);
   return r;
 }
