@@ -108,8 +108,10 @@ fi
 PATCHES=()
 for p in "$(cd "$(dirname "$0")/.." && pwd)"/patches/*.patch; do [ -f "$p" ] && PATCHES+=("$p"); done
 PATCH_HASH=none
+PATCH_SHA=none
 if ((${#PATCHES[@]})); then
-  PATCH_HASH=$(cat "${PATCHES[@]}" | sha256sum | cut -c1-8)
+  PATCH_SHA=$(cat "${PATCHES[@]}" | sha256sum | cut -c1-64)
+  PATCH_HASH=${PATCH_SHA:0:8}
   PSRC="$CACHE/llama.cpp-$LLAMA_VERSION-patched"
   if [ ! -f "$PSRC/.cogumi-ok" ]; then
     rm -rf "$PSRC" && mkdir -p "$PSRC"
@@ -186,6 +188,11 @@ if [ ! -f "$PREFIX/.cogumi-ok" ]; then
   ln -sfn "$SRC" "$PREFIX/src"
   touch "$PREFIX/.cogumi-ok"
 fi
+
+# What the pipeline's stage keys name as the engine (src/core/build_info.cpp, through CMake): the pinned version and
+# the sha256 of the patches' text, so that a changed patch reruns the stages whose numbers it may change.
+ENGINE_ID="llama.cpp $LLAMA_VERSION patches $PATCH_SHA"
+[ "$(cat "$PREFIX/cogumi-engine.txt" 2>/dev/null)" = "$ENGINE_ID" ] || echo "$ENGINE_ID" >"$PREFIX/cogumi-engine.txt"
 
 TOOL_TARGETS=(llama-bench llama-batched-bench llama-completion llama-simple llama-server llama-imatrix llama-quantize)
 if ((TOOLS)) && [ ! -x "$PREFIX/bin/llama-quantize" ]; then

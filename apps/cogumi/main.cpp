@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "commands.h"
+#include "core/build_info.h"
 #include "core/error.h"
 #include "engine/model.h"
 
@@ -47,7 +48,7 @@ static const Command kCommands[] = {
 int main(int argc, char** argv) {
   CLI::App app{"cogumi: one open LLM made small, fast and modular"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "cogumi 0.1.0");
+  app.set_version_flag("--version", fmt::format("cogumi 0.1.0 ({})", cogumi::engine_id()));
   auto& g = cogumi::cli::globals();
   app.add_flag("-v,--verbose", g.verbose, "Show llama.cpp's log");
   for (const auto& c : kCommands) c.setup(*app.add_subcommand(c.name, c.help));

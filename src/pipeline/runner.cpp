@@ -61,7 +61,8 @@ bool selects(const std::string& pattern, const std::string& name) {
 }  // namespace
 
 // Absolute: stage results hold paths that other files (system.yaml) resolve from elsewhere.
-Plan::Plan(fs::path work_dir) : work_dir_(fs::absolute(work_dir).lexically_normal()) {
+Plan::Plan(fs::path work_dir, std::string engine)
+    : work_dir_(fs::absolute(work_dir).lexically_normal()), engine_(std::move(engine)) {
   const fs::path f = work_dir_ / "hashes.json";
   if (fs::exists(f)) {
     json h = json::parse(read_file(f), nullptr, false);
@@ -108,7 +109,8 @@ std::string Plan::file_id(const fs::path& path) {
 
 const Stage& Plan::add(Stage s) {
   if (index_.count(s.name)) fail("pipeline: stage '{}' is planned twice", s.name);
-  json material = {{"name", s.name}, {"version", s.version}, {"settings", s.settings}, {"deps", json::object()}};
+  json material = {{"name", s.name},         {"version", s.version}, {"engine", engine_},
+                   {"settings", s.settings}, {"deps", json::object()}};
   for (auto& d : s.deps) material["deps"][d] = at(d).key;
   s.key = sha256_hex(material.dump());
   s.dir = work_dir_ / "stages" / (s.name + "-" + s.key.substr(0, 12));
@@ -204,7 +206,7 @@ RunSummary run_plan(Plan& plan, const RunOptions& o) {
   fs::create_directories(plan.work_dir());
   WorkLock lock(plan.work_dir());
   JsonlWriter events(plan.work_dir() / "events.jsonl", true);
-  events.write({{"t", utc_now()}, {"event", "run_start"}, {"stages", n_sel}, {"until", o.until}, {"only", o.only}});
+  events.write({{"t", utc_now()}, {"event", "run_start"}, {"engine", plan.engine()}, {"stages", n_sel}, {"until", o.until}, {"only", o.only}});
   size_t k = 0;
   for (size_t i = 0; i < st.size(); ++i) {
     const Stage& s = st[i];
@@ -229,8 +231,8 @@ RunSummary run_plan(Plan& plan, const RunOptions& o) {
     const bool resuming = fs::exists(s.dir);
     fs::create_directories(s.dir);
     write_file_atomic(s.dir / "stage.json",
-                      json{{"name", s.name}, {"key", s.key}, {"version", s.version}, {"deps", s.deps},
-                           {"settings", s.settings}}.dump(2) + "\n");
+                      json{{"name", s.name}, {"key", s.key}, {"version", s.version}, {"engine", plan.engine()},
+                           {"deps", s.deps}, {"settings", s.settings}}.dump(2) + "\n");
     events.write({{"t", utc_now()}, {"event", resuming ? "stage_resume" : "stage_start"}, {"stage", s.name}, {"key", s.key}});
     if (o.progress)
       fmt::print(stderr, "{}: {} (overall {:.0f} s)\n", tag, resuming ? "resuming an interrupted run" : "running", since(t0));

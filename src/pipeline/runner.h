@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "core/build_info.h"
 #include "core/io.h"
 
 namespace cogumi {
@@ -48,7 +49,9 @@ struct StageContext {
 
 class Plan {
  public:
-  explicit Plan(fs::path work_dir);
+  // `engine` names the llama.cpp build (core/build_info.h's engine_id()): part of every stage's key, since
+  // every stage's numbers may depend on its kernels.
+  explicit Plan(fs::path work_dir, std::string engine = std::string(engine_id()));
   ~Plan();
   Plan(const Plan&) = delete;
   Plan& operator=(const Plan&) = delete;
@@ -58,6 +61,7 @@ class Plan {
   bool has(const std::string& name) const;
   const std::deque<Stage>& stages() const { return stages_; }
   const fs::path& work_dir() const { return work_dir_; }
+  const std::string& engine() const { return engine_; }
   // A file's identity for keys: its sha256 (cached by path, size and mtime in WORK/hashes.json).
   // A missing file is recorded in missing() and gets "missing:PATH".
   std::string file_id(const fs::path& path);
@@ -67,6 +71,7 @@ class Plan {
 
  private:
   fs::path work_dir_;
+  std::string engine_;
   std::deque<Stage> stages_;  // a deque: references from add() stay valid
   std::map<std::string, size_t> index_;
   std::vector<std::string> missing_;

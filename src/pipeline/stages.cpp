@@ -292,6 +292,8 @@ void add_trains(Plan& plan, const std::shared_ptr<Shared>& sh) {
     // F32 (--f32-weights's default): summation order and activations no longer rounded to F16.
     // Version 8: on a CPU with AVX512-BF16 a 16-bit base held in BF16 (--base-weights's default; rounding).
     // Version 9: there, the BF16 base's products from packed panels (patch 0017): another summation order.
+    // Since then every stage's key also names the llama.cpp build (Plan's engine: the patches' sha256), so a
+    // changed patch reruns the stages by itself; bump the version for changes to Cogumi's own trainer.
     Stage tr{"train." + d.name, "9", {"base", "trainset." + d.name}, {{"modifier", ms.to_json()}}, {}, {}, {}};
     add_backward_type_setting(tr.settings);
     tr.run = [sh, ms](const StageContext& ctx) {

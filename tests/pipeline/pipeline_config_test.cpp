@@ -8,6 +8,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <set>
@@ -373,6 +374,48 @@ TEST(PipelineRunner, UntilOnlyAndDryRun) {
   EXPECT_EQ(run_plan(p, only).ran, 1);
   EXPECT_EQ(c.runs["b.x"], 2);
   EXPECT_EQ(c.runs["c"], 0);
+}
+
+// The engine (the llama.cpp build, patches included) is part of every stage's key: a run made with other kernels
+// (another summation order, a fixed bug) reruns instead of reusing their numbers.
+TEST(PipelineRunner, AnotherEngineRerunsEveryStage) {
+  const fs::path dir = test::tmp_dir() / "runner-engine";
+  Counting c;
+  RunOptions o;
+  o.progress = false;
+  {
+    Plan p(dir, "llama.cpp 0.5.0 patches aaaa");
+    c.plan(p);
+    EXPECT_EQ(run_plan(p, o).ran, 4);
+    EXPECT_EQ(json::parse(read_file(p.at("a").dir / "stage.json"))["engine"], "llama.cpp 0.5.0 patches aaaa");
+  }
+  {
+    Plan same(dir, "llama.cpp 0.5.0 patches aaaa");
+    c.plan(same);
+    EXPECT_EQ(run_plan(same, o).reused, 4);
+  }
+  Plan other(dir, "llama.cpp 0.5.0 patches bbbb");
+  c.plan(other);
+  RunSummary s = run_plan(other, o);
+  EXPECT_EQ(s.ran, 4);
+  EXPECT_EQ(c.runs["a"], 2);
+  EXPECT_EQ(c.runs["c"], 2);
+}
+
+// The engine this binary names is the patches of this checkout (scripts/deps.sh: the sha256 of patches/*.patch
+// concatenated in name order), so a patch edited without rebuilding llama.cpp shows here, and a plan made by
+// default carries it.
+TEST(PipelineRunner, EngineIdNamesThisCheckoutsPatches) {
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(fs::path(COGUMI_REPO_DIR) / "patches"))
+    if (e.path().extension() == ".patch") files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  ASSERT_FALSE(files.empty());
+  std::string all;
+  for (const auto& f : files) all += read_file(f);
+  EXPECT_EQ(std::string(engine_id()), "llama.cpp 0.5.0 patches " + sha256_hex(all));
+  Plan p(test::tmp_dir() / "runner-engine-default");
+  EXPECT_EQ(p.engine(), engine_id());
 }
 
 }  // namespace
