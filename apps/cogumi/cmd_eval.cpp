@@ -97,6 +97,11 @@ void setup_eval(CLI::App& sub) {
   sub.add_option("--exec-cache", exec_cache,
                  "SQLite file of code runs to reuse: a program already run under the same limits and "
                  "interpreter is not run again (runs that exited; made when missing)");
+  static ExecCacheOptions exec_cache_opts;
+  sub.add_option("--exec-cache-max-runs", exec_cache_opts.max_runs,
+                 "Runs the --exec-cache file keeps; past it the least recently used are dropped (0 = no limit)")
+      ->check(CLI::Range(int64_t(0), int64_t(1000000000)))
+      ->capture_default_str();
   sub.add_option("--timeout", o.sandbox.limits.timeout_s, "Seconds per code run (> 0)")
       ->check(positive_number())
       ->capture_default_str();
@@ -138,7 +143,7 @@ void setup_eval(CLI::App& sub) {
       if (eq == std::string::npos || eq == 0) fail("--lora expects NAME=PATH, got '{}'", l);
       o.adapters.emplace_back(l.substr(0, eq), l.substr(eq + 1));
     }
-    if (!exec_cache.empty()) o.exec_cache = ExecCache::open(exec_cache);
+    if (!exec_cache.empty()) o.exec_cache = ExecCache::open(exec_cache, exec_cache_opts);
     g_cancel = false;
     o.cancel = &g_cancel;
     auto old = std::signal(SIGINT, on_sigint);

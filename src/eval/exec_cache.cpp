@@ -20,9 +20,9 @@ constexpr std::string_view kSecret = "\x01" "cogumi-secret\x01";  // split: \x01
 
 namespace {
 
-// PRAGMA user_version of a cache file; a change of the table is a new version (old files are refused,
-// not rewritten: a cache is cheap to rebuild).
-constexpr int kVersion = 1;
+// PRAGMA user_version of a cache file; a change of the table is a new version. Version 1 (no use times) is
+// brought up to 2 in place; others are refused, not rewritten (a cache is cheap to rebuild).
+constexpr int kVersion = 2;
 // Bumped when what a stored run means changes in a way the key's text does not show (the table's
 // fields, the secret placeholder): every key changes with it. The sandbox's command line and limits are
 // in the key already (sandbox_identity).
@@ -52,7 +52,12 @@ std::string column_text(sqlite3_stmt* s, int i) {
 
 }  // namespace
 
-ExecCache::ExecCache(fs::path path) : path_(std::move(path)) {}
+void ExecCacheOptions::validate() const {
+  if (max_runs < 0 || max_runs > 1000000000)
+    fail("exec cache: max_runs {} is out of range (0 = no limit, at most 1000000000)", max_runs);
+}
+
+ExecCache::ExecCache(fs::path path, ExecCacheOptions opts) : path_(std::move(path)), opts_(opts) {}
 
 ExecCache::~ExecCache() { sqlite3_close_v2(db_); }
 
@@ -69,8 +74,9 @@ void ExecCache::exec(const char* sql, const std::string& doing) {
   if (rc != SQLITE_OK) fail_db(rc, doing);
 }
 
-std::shared_ptr<ExecCache> ExecCache::open(const fs::path& file) {
-  std::shared_ptr<ExecCache> c(new ExecCache(file));
+std::shared_ptr<ExecCache> ExecCache::open(const fs::path& file, const ExecCacheOptions& opts) {
+  opts.validate();
+  std::shared_ptr<ExecCache> c(new ExecCache(file, opts));
   std::error_code ec;
   if (file.has_parent_path()) fs::create_directories(file.parent_path(), ec);
   if (ec) fail("sandbox run cache {}: cannot create its directory: {}", file.string(), ec.message());
@@ -93,7 +99,7 @@ std::shared_ptr<ExecCache> ExecCache::open(const fs::path& file) {
       if (rc != SQLITE_ROW) c->fail_db(rc, "reading the version");
       version = sqlite3_column_int(s.s, 0);
     }
-    if (version != 0 && version != kVersion)
+    if (version != 0 && version != 1 && version != kVersion)
       fail("sandbox run cache {}: version {}, this build reads version {}; delete the file (it is only a cache)",
            file.string(), version, kVersion);
     Stmt s;  // a new file must be empty and ours must have its table: never take over another program's database
@@ -107,9 +113,17 @@ std::shared_ptr<ExecCache> ExecCache::open(const fs::path& file) {
            file.string());
     if (version == 0)
       c->exec("CREATE TABLE runs(key TEXT PRIMARY KEY, outcome TEXT NOT NULL, exit_code INTEGER NOT NULL,"
-              " stdout TEXT NOT NULL, stderr TEXT NOT NULL, wall_s REAL NOT NULL, created_ms INTEGER NOT NULL);"
-              "PRAGMA user_version = 1;",
+              " stdout TEXT NOT NULL, stderr TEXT NOT NULL, wall_s REAL NOT NULL, created_ms INTEGER NOT NULL,"
+              " used_ms INTEGER NOT NULL DEFAULT 0);"
+              "CREATE INDEX runs_by_use ON runs(used_ms);"
+              "PRAGMA user_version = 2;",
               "creating the table");
+    if (version == 1)  // version 1 had no use times: a run counts as used when it was stored
+      c->exec("ALTER TABLE runs ADD COLUMN used_ms INTEGER NOT NULL DEFAULT 0;"
+              "UPDATE runs SET used_ms = created_ms;"
+              "CREATE INDEX runs_by_use ON runs(used_ms);"
+              "PRAGMA user_version = 2;",
+              "bringing a version 1 file up to version 2");
     t.commit();
   }
   c->exec("PRAGMA journal_mode=WAL", "switching to WAL");
@@ -176,7 +190,42 @@ std::vector<std::optional<SandboxResult>> ExecCache::find(const std::vector<std:
     out[i] = std::move(r);
     ++stats_.hits;
   }
+  touch(keys, out);
   return out;
+}
+
+// The runs found count as used now (what eviction keeps longest).
+void ExecCache::touch(const std::vector<std::string>& keys, const std::vector<std::optional<SandboxResult>>& found) {
+  if (std::none_of(found.begin(), found.end(), [](const auto& f) { return f.has_value(); })) return;
+  Transaction t(*this, "starting a write");
+  Stmt s;
+  int rc = sqlite3_prepare_v2(db_, "UPDATE runs SET used_ms = ?1 WHERE key = ?2", -1, &s.s, nullptr);
+  if (rc != SQLITE_OK) fail_db(rc, "preparing a use time");
+  const int64_t t_ms = now_ms();
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (!found[i]) continue;
+    sqlite3_reset(s.s);
+    sqlite3_bind_int64(s.s, 1, t_ms);
+    sqlite3_bind_text(s.s, 2, keys[i].data(), int(keys[i].size()), SQLITE_TRANSIENT);
+    rc = sqlite3_step(s.s);
+    if (rc != SQLITE_DONE) fail_db(rc, "recording a use");
+  }
+  t.commit();
+}
+
+// Drops the least recently used runs past max_runs (inside the caller's transaction).
+int64_t ExecCache::evict() {
+  if (opts_.max_runs == 0) return 0;
+  Stmt s;
+  int rc = sqlite3_prepare_v2(db_,
+                              "DELETE FROM runs WHERE key IN (SELECT key FROM runs ORDER BY used_ms, created_ms, key "
+                              "LIMIT max(0, (SELECT count(*) FROM runs) - ?1))",
+                              -1, &s.s, nullptr);
+  if (rc != SQLITE_OK) fail_db(rc, "preparing an eviction");
+  sqlite3_bind_int64(s.s, 1, opts_.max_runs);
+  rc = sqlite3_step(s.s);
+  if (rc != SQLITE_DONE) fail_db(rc, "dropping the least recently used runs");
+  return sqlite3_changes(db_);
 }
 
 void ExecCache::put(const std::vector<std::pair<std::string, SandboxResult>>& runs) {
@@ -185,8 +234,8 @@ void ExecCache::put(const std::vector<std::pair<std::string, SandboxResult>>& ru
   Transaction t(*this, "starting a write");
   Stmt s;
   int rc = sqlite3_prepare_v2(db_,
-                              "INSERT OR REPLACE INTO runs(key, outcome, exit_code, stdout, stderr, wall_s, created_ms) "
-                              "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                              "INSERT OR REPLACE INTO runs(key, outcome, exit_code, stdout, stderr, wall_s, created_ms, "
+                              "used_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
                               -1, &s.s, nullptr);
   if (rc != SQLITE_OK) fail_db(rc, "preparing a store");
   const int64_t t_ms = now_ms();
@@ -206,8 +255,10 @@ void ExecCache::put(const std::vector<std::pair<std::string, SandboxResult>>& ru
     if (rc != SQLITE_DONE) fail_db(rc, "storing a run");
     ++n;
   }
+  const int64_t dropped = evict();
   t.commit();
   stats_.stored += n;
+  stats_.evicted += dropped;
 }
 
 ExecCache::Stats ExecCache::stats() const {

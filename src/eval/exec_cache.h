@@ -17,7 +17,8 @@
 // by a text the caller names (the program without that ending) and the secret is stored in the output as a
 // placeholder, given back as the reading process's own secret.
 //
-// One SQLite file (WAL, busy timeout), safe to share between threads and processes.
+// One SQLite file (WAL, busy timeout), safe to share between threads and processes. It holds at most
+// ExecCacheOptions::max_runs runs: past that, a store drops the runs least recently stored or looked up.
 #pragma once
 
 #include <cstdint>
@@ -36,11 +37,19 @@ namespace cogumi {
 
 namespace fs = std::filesystem;
 
+struct ExecCacheOptions {
+  // The most runs the file keeps (0: no limit); a store past it drops the least recently used. At ~1 KB a
+  // run (the outputs' tails), the default keeps a file near 100 MB.
+  int64_t max_runs = 100000;
+  void validate() const;  // 0 .. 1e9; throws Error naming the option
+};
+
 class ExecCache {
  public:
-  // Opens FILE, creating it (and its directory) when missing. Error naming the file when it cannot
-  // be opened or is not a cache of this kind.
-  static std::shared_ptr<ExecCache> open(const fs::path& file);
+  // Opens FILE, creating it (and its directory) when missing; a file of the previous version (1, no use
+  // times) is brought up to this one in place. Error naming the file when it cannot be opened or is not
+  // a cache of this kind.
+  static std::shared_ptr<ExecCache> open(const fs::path& file, const ExecCacheOptions& opts = {});
   ~ExecCache();
   ExecCache(const ExecCache&) = delete;
   ExecCache& operator=(const ExecCache&) = delete;
@@ -51,21 +60,22 @@ class ExecCache {
   // per batch), then the key of one text under that head.
   static std::string key_head(const SandboxOptions& opts);
   static std::string key(const std::string& head, const std::string& text);
-  // The stored results of these keys (nullopt where none).
+  // The stored results of these keys (nullopt where none); the ones found count as used now.
   std::vector<std::optional<SandboxResult>> find(const std::vector<std::string>& keys);
-  // Stores the results that may be reused (passed or failed; see above), in one transaction.
+  // Stores the results that may be reused (passed or failed; see above), in one transaction, then drops
+  // the least recently used runs past max_runs.
   void put(const std::vector<std::pair<std::string, SandboxResult>>& runs);
   // Whether a result may be stored.
   static bool cacheable(const SandboxResult& r);
 
   struct Stats {
-    int64_t hits = 0, misses = 0, stored = 0;
+    int64_t hits = 0, misses = 0, stored = 0, evicted = 0;
   };
   Stats stats() const;
   const fs::path& path() const { return path_; }
 
  private:
-  explicit ExecCache(fs::path path);
+  ExecCache(fs::path path, ExecCacheOptions opts);
   // BEGIN IMMEDIATE ... COMMIT; rolled back when left without commit() (an error on the way).
   class Transaction {
    public:
@@ -77,9 +87,12 @@ class ExecCache {
     ExecCache& c_;
   };
   [[noreturn]] void fail_db(int rc, const std::string& doing) const;
+  void touch(const std::vector<std::string>& keys, const std::vector<std::optional<SandboxResult>>& found);
+  int64_t evict();
   void exec(const char* sql, const std::string& doing);
 
   fs::path path_;
+  ExecCacheOptions opts_;
   sqlite3* db_ = nullptr;
   mutable std::mutex mu_;
   Stats stats_;

@@ -2,11 +2,14 @@
 // and scores exactly as a fresh one; what is not deterministic is never kept; the file is checked.
 #include "eval/exec_cache.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
 #include <fstream>
+#include <chrono>
 #include <functional>
+#include <thread>
 
 #include "core/error.h"
 #include "core/io.h"
@@ -167,7 +170,65 @@ TEST(ExecCache, RefusesAFileThatIsNotItsOwnAndLeavesItAsItWas) {
   ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 7", nullptr, nullptr, nullptr), SQLITE_OK);
   sqlite3_close(db);
   e = test::error_of([&] { ExecCache::open(old); });
-  EXPECT_NE(e.find(old.string() + ": version 7, this build reads version 1; delete the file"), std::string::npos) << e;
+  EXPECT_NE(e.find(old.string() + ": version 7, this build reads version 2; delete the file"), std::string::npos) << e;
+}
+
+// The file stays bounded: past max_runs a store drops the runs least recently stored or looked up, and a
+// dropped program simply runs again.
+TEST(ExecCache, KeepsAtMostMaxRunsDroppingTheLeastRecentlyUsed) {
+  REQUIRE_SANDBOX();
+  ExecCacheOptions o;
+  o.max_runs = 3;
+  auto cache = ExecCache::open(fresh("bounded.sqlite"), o);
+  SandboxOptions so;
+  auto prog = [](int i) { return fmt::format("print({})\n", i); };
+  auto run = [&](int i) {
+    const std::vector<std::string> p = {prog(i)};
+    return run_python_batch_cached(*cache, p, p, "", so, 1)[0];
+  };
+  for (int i = 0; i < 3; ++i) {
+    run(i);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // distinct use times
+  }
+  EXPECT_EQ(cache->stats().evicted, 0);
+  run(0);  // a hit: program 0 is now the most recently used
+  EXPECT_EQ(cache->stats().hits, 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  run(3);  // a fourth run: program 1, the least recently used, goes
+  EXPECT_EQ(cache->stats().evicted, 1);
+  const auto found = cache->find({ExecCache::key(prog(0), so), ExecCache::key(prog(1), so),
+                                  ExecCache::key(prog(2), so), ExecCache::key(prog(3), so)});
+  EXPECT_TRUE(found[0].has_value());
+  EXPECT_FALSE(found[1].has_value());
+  EXPECT_TRUE(found[2].has_value());
+  EXPECT_TRUE(found[3].has_value());
+  EXPECT_EQ(run(1).stdout_tail, "1\n");  // dropped: it runs again, same answer
+  ExecCacheOptions bad;
+  bad.max_runs = -1;
+  EXPECT_NE(test::error_of([&] { ExecCache::open(fresh("bad.sqlite"), bad); }).find("max_runs -1 is out of range"),
+            std::string::npos);
+}
+
+// A file made by the previous version (no use times) keeps its runs and is brought up to date in place.
+TEST(ExecCache, AVersionOneFileKeepsItsRuns) {
+  REQUIRE_SANDBOX();
+  const fs::path f = fresh("v1.sqlite");
+  SandboxOptions so;
+  const std::string k = ExecCache::key("print(7)\n", so);
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(f.c_str(), &db), SQLITE_OK);
+  const std::string sql = "CREATE TABLE runs(key TEXT PRIMARY KEY, outcome TEXT NOT NULL, exit_code INTEGER NOT NULL,"
+                          " stdout TEXT NOT NULL, stderr TEXT NOT NULL, wall_s REAL NOT NULL, created_ms INTEGER NOT NULL);"
+                          "INSERT INTO runs VALUES('" + k + "', 'passed', 0, 'stored 7\n', '', 0.05, 1);"
+                          "PRAGMA user_version = 1;";
+  ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  auto cache = ExecCache::open(f);
+  const std::vector<std::string> p = {"print(7)\n"};
+  EXPECT_EQ(run_python_batch_cached(*cache, p, p, "", so, 1)[0].stdout_tail, "stored 7\n");  // from the file
+  EXPECT_EQ(cache->stats().hits, 1);
+  cache.reset();
+  EXPECT_EQ(ExecCache::open(f)->find({k})[0]->stdout_tail, "stored 7\n");  // reopened as version 2
 }
 
 }  // namespace
