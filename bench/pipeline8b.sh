@@ -7,8 +7,13 @@
 # what each costs, not quality. The files the plan's config expects from the user (MBPP, BBH, BFCL) are
 # replaced by the nano curriculum's code and tool-call sets in the same upstream formats.
 #
+# Since session 32 also the config's compress stages (the base quantized to Q5_K_M with an importance matrix, the
+# modifiers cut to rank 64 by SVD, KLD/agreement against the F16 base, the compressed system on the test samples,
+# the base packed), with GSM8K's text standing in for the WikiText-2 files the config asks the user for.
+#
 # Usage: bench/pipeline8b.sh COGUMI VOCAB.gguf OUT_DIR [WORK_DIR]   (bench/device.sh pipeline8b runs it)
-#   env: TEST_LIMIT (16) MINE_LIMIT (32) STEPS (6) SEQ (512) PIPE_TIMEOUT (0: none)
+#   env: TEST_LIMIT (16) MINE_LIMIT (32) STEPS (6) SEQ (512) CALIB_CHUNKS (32) MEASURE_CHUNKS (16)
+#        PIPE_TIMEOUT (0: none; a rerun in the same WORK_DIR resumes, reusing the finished stages)
 set -euo pipefail
 COGUMI=$(realpath "$1") VOCAB=$(realpath "$2") OUT=$3 W=${4:-/root/p8}
 TEST_LIMIT=${TEST_LIMIT:-16} MINE_LIMIT=${MINE_LIMIT:-32} STEPS=${STEPS:-6} SEQ=${SEQ:-512}
@@ -73,6 +78,18 @@ gates:
   - routed every domain >= best
   - router.accuracy >= 0.97
   - size_mb <= 20000
+  - compress.agreement >= 0.95
+  - compress.kld <= 0.05
+  - compress.accuracy_delta >= -2
+  - compress.size_mb <= 8000
+compress:                   # configs/llama-3.1-8b.yaml's, with GSM8K text for the calibration and KLD files it
+  quantize: q5_k_m          # asks the user for (WikiText-2), and fewer chunks
+  imatrix: $R/datasets/gsm8k/train.jsonl
+  tensor_types: {output: q8_0}
+  lora_rank: 64
+  pack: true
+  measure: {data: $R/datasets/gsm8k/test.jsonl, ctx: 512, chunks: ${MEASURE_CHUNKS:-16}}
+  calib: {ctx: 512, chunks: ${CALIB_CHUNKS:-32}}
 YAML
 "$COGUMI" run "$W/p8.yaml" --dry-run | tail -30
 # PIPE_TIMEOUT (seconds, 0: none) stops the run before the device call's own limit, so the stage times so far
