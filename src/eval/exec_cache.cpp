@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/io.h"
+#include "core/sqlite_util.h"
 
 namespace cogumi {
 
@@ -28,11 +29,6 @@ constexpr int kVersion = 2;
 // in the key already (sandbox_identity).
 constexpr const char* kKeyVersion = "cogumi-exec-cache-v1";
 
-struct Stmt {
-  sqlite3_stmt* s = nullptr;
-  ~Stmt() { sqlite3_finalize(s); }
-};
-
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -45,10 +41,8 @@ std::string replace_all(std::string s, std::string_view from, std::string_view t
   return s;
 }
 
-std::string column_text(sqlite3_stmt* s, int i) {
-  const unsigned char* t = sqlite3_column_text(s, i);
-  return t ? std::string(reinterpret_cast<const char*>(t), size_t(sqlite3_column_bytes(s, i))) : std::string();
-}
+using sqlite::column_text;
+using sqlite::Stmt;
 
 }  // namespace
 
@@ -62,15 +56,11 @@ ExecCache::ExecCache(fs::path path, ExecCacheOptions opts) : path_(std::move(pat
 ExecCache::~ExecCache() { sqlite3_close_v2(db_); }
 
 void ExecCache::fail_db(int rc, const std::string& doing) const {
-  std::string why = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
-  if ((rc & 0xff) == SQLITE_NOTADB) why = "not a SQLite database (" + why + ")";
-  fail("sandbox run cache {}: {}: {}", path_.string(), doing, why);
+  fail("sandbox run cache {}: {}: {}", path_.string(), doing, sqlite::why(db_, rc));
 }
 
 void ExecCache::exec(const char* sql, const std::string& doing) {
-  char* err = nullptr;
-  const int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err);
-  sqlite3_free(err);
+  const int rc = sqlite::exec(db_, sql);
   if (rc != SQLITE_OK) fail_db(rc, doing);
 }
 
@@ -92,13 +82,8 @@ std::shared_ptr<ExecCache> ExecCache::open(const fs::path& file, const ExecCache
   {
     Transaction t(*c, "checking the schema");
     int version = -1;
-    {
-      Stmt s;
-      rc = sqlite3_prepare_v2(c->db_, "PRAGMA user_version", -1, &s.s, nullptr);
-      if (rc == SQLITE_OK) rc = sqlite3_step(s.s);
-      if (rc != SQLITE_ROW) c->fail_db(rc, "reading the version");
-      version = sqlite3_column_int(s.s, 0);
-    }
+    rc = sqlite::query_int(c->db_, "PRAGMA user_version", &version);
+    if (rc != SQLITE_ROW) c->fail_db(rc, "reading the version");
     if (version != 0 && version != 1 && version != kVersion)
       fail("sandbox run cache {}: version {}, this build reads version {}; delete the file (it is only a cache)",
            file.string(), version, kVersion);

@@ -11,6 +11,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "core/sqlite_util.h"
 
 namespace cogumi {
 
@@ -114,28 +115,21 @@ struct SessionStore::Impl {
   std::mutex write_mu;
 
   [[noreturn]] void fail_db(sqlite3* db, int rc, const std::string& doing) const {
-    const int code = rc & 0xff;
-    std::string why = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
-    if (code == SQLITE_NOTADB) why = "not a SQLite database (" + why + ")";
-    if (code == SQLITE_BUSY)
+    std::string why = sqlite::why(db, rc);
+    if ((rc & 0xff) == SQLITE_BUSY)
       why += fmt::format(" after waiting {} ms for another writer (MemoryOptions::busy_timeout_ms)",
                          opts.busy_timeout_ms);
     fail("session store {}: {}: {}", path.string(), doing, why);
   }
 
   void exec(Conn& c, const char* sql, const std::string& doing) const {
-    char* err = nullptr;
-    const int rc = sqlite3_exec(c.db, sql, nullptr, nullptr, &err);
-    sqlite3_free(err);
+    const int rc = sqlite::exec(c.db, sql);
     if (rc != SQLITE_OK) fail_db(c.db, rc, doing);
   }
 
   int user_version(Conn& c) const {
-    sqlite3_stmt* s = nullptr;
-    int rc = sqlite3_prepare_v2(c.db, "PRAGMA user_version", -1, &s, nullptr);
-    if (rc == SQLITE_OK) rc = sqlite3_step(s);
-    const int v = rc == SQLITE_ROW ? sqlite3_column_int(s, 0) : -1;
-    sqlite3_finalize(s);
+    int v = -1;
+    const int rc = sqlite::query_int(c.db, "PRAGMA user_version", &v);
     if (rc != SQLITE_ROW) fail_db(c.db, rc, "reading the schema version");
     return v;
   }
@@ -164,13 +158,8 @@ struct SessionStore::Impl {
   }
 
   std::string query_text(Conn& c, const char* sql) const {
-    sqlite3_stmt* s = nullptr;
-    int rc = sqlite3_prepare_v2(c.db, sql, -1, &s, nullptr);
-    if (rc == SQLITE_OK) rc = sqlite3_step(s);
     std::string out;
-    if (rc == SQLITE_ROW && sqlite3_column_text(s, 0))
-      out = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
-    sqlite3_finalize(s);
+    const int rc = sqlite::query_text(c.db, sql, &out);
     if (rc != SQLITE_ROW) fail_db(c.db, rc, sql);
     return out;
   }
@@ -273,10 +262,7 @@ class Run {
   }
   int64_t col_i64(int i) { return sqlite3_column_int64(st_, i); }
   bool col_null(int i) { return sqlite3_column_type(st_, i) == SQLITE_NULL; }
-  std::string col_text(int i) {
-    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(st_, i));
-    return p ? std::string(p, size_t(sqlite3_column_bytes(st_, i))) : std::string();
-  }
+  std::string col_text(int i) { return sqlite::column_text(st_, i); }
   std::optional<double> col_real(int i) {
     if (col_null(i)) return std::nullopt;
     return sqlite3_column_double(st_, i);
