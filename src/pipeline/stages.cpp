@@ -242,6 +242,13 @@ void add_trainsets(Plan& plan, const std::shared_ptr<Shared>& sh) {
     const ModifierSettings ms = c.domain(d.name).train;
     if (ms.patience > 0 && d.val.empty() && ms.val_split <= 0)
       fail("{}: domains.{}.train.patience needs validation data: 'val' files or train.val_split > 0", c.file.string(), d.name);
+    // Known before anything runs: no source can give this modifier an example.
+    const bool can_fail = ms.failure_weight > 0 && !d.mine.empty(), can_own = ms.domain_share > 0 && !d.sft.empty();
+    if (!can_fail && !can_own && (replay.empty() || ms.replay <= 0) && data_stage_of(*sh, d.name).empty())
+      fail("{}: domains.{}: the modifier has no training data: failures need 'mine' files and train.failure_weight > 0, "
+           "its own data 'sft' files and train.domain_share > 0, replay a mix and train.replay > 0, generated data a "
+           "'data:' entry (or modifier: false)",
+           c.file.string(), d.name);
     const std::string ts = "trainset." + d.name;
     Stage t{ts, "1", sh->data_deps(), {}, {}, {}, {}};
     if (plan.has("failures") && !d.mine.empty()) t.deps.push_back("failures");
@@ -264,8 +271,10 @@ void add_trainsets(Plan& plan, const std::shared_ptr<Shared>& sh) {
       if (!replay.empty() && ms.replay > 0) sources.push_back({{"path", replay.string()}, {"weight", ms.replay}, {"what", "replay"}});
       add_data_source(ctx, d.name, sources);
       if (sources.empty())
-        fail("domain '{}': no training data (no failures were mined or failure_weight is 0, and domain_share or sft is empty)",
-             d.name);
+        fail("domain '{}': no training data: the base failed none of its mined items, and the domain has no other "
+             "source (its own 'sft' files with train.domain_share > 0, or train.replay > 0). Mine more items "
+             "(eval.mine_limit), give it data of its own, or set domains.{}.modifier: false to leave it with the base",
+             d.name, d.name);
       json val = json::array();
       for (auto& f : d.val) val.push_back(f.string());
       json r = {{"sources", sources}, {"val", val}, {"val_split", d.val.empty() ? ms.val_split : 0.0}, {"n_failures", n_fail}};

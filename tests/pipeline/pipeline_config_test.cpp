@@ -269,6 +269,30 @@ TEST(PipelineKeys, InputFilesCountByContent) {
                                    "gates", "report"}));
 }
 
+// A modifier that no source can feed is refused when the plan is made (a dry run shows it), naming the domain and
+// what would feed it, instead of failing at its training set after the evaluations have run.
+TEST(PipelineKeys, AModifierWithNoPossibleTrainingDataIsRefusedAtPlanTime) {
+  const fs::path dir = test::tmp_dir() / "pipeline-nodata";
+  fs::create_directories(dir);
+  std::ofstream(dir / "base.gguf") << "not really a model";
+  std::ofstream(dir / "t.jsonl") << "{\"question\": \"1+1\", \"answer\": \"#### 2\"}\n";
+  auto plan_of = [&](const std::string& train) {
+    const fs::path f = write("nodata.yaml", fmt::format("base: {{gguf: {}}}\ndomains:\n  math: {{test: {{gsm8k: {}}}, "
+                                                        "mine: {{gsm8k: {}}}, train: {{patience: 0{}}}}}\n",
+                                                        (dir / "base.gguf").string(), (dir / "t.jsonl").string(),
+                                                        (dir / "t.jsonl").string(), train));
+    PipelineConfig c = PipelineConfig::load(f);
+    c.work_dir = dir / "work";
+    Plan p(c.work_dir);
+    plan_pipeline(c, p);
+    return p.has("train.math");
+  };
+  EXPECT_TRUE(plan_of(""));  // its failures feed it
+  const std::string e = test::error_of([&] { plan_of(", failure_weight: 0"); });
+  EXPECT_NE(e.find("nodata.yaml: domains.math: the modifier has no training data"), std::string::npos) << e;
+  EXPECT_NE(e.find("modifier: false"), std::string::npos) << e;
+}
+
 // A plan of three counting stages in a fresh directory.
 struct Counting {
   std::map<std::string, int> runs;
