@@ -38,8 +38,9 @@ namespace cogumi {
 namespace fs = std::filesystem;
 
 struct ExecCacheOptions {
-  // The most runs the file keeps (0: no limit); a store past it drops the least recently used. At ~1 KB a
-  // run (the outputs' tails), the default keeps a file near 100 MB.
+  // The most runs the file keeps (0: no limit); a store past it drops the least recently used. A run takes
+  // ~300 bytes in the nano main job (636 runs in 188 KB) and at most ~8 KB (two 4-KiB output tails), so the
+  // default bounds a file at ~30 MB typically, ~800 MB at worst.
   int64_t max_runs = 100000;
   void validate() const;  // 0 .. 1e9; throws Error naming the option
 };
