@@ -64,6 +64,11 @@ void ExecCache::exec(const char* sql, const std::string& doing) {
   if (rc != SQLITE_OK) fail_db(rc, doing);
 }
 
+void ExecCache::prepare(Stmt& s, const char* sql, const std::string& doing) {
+  const int rc = sqlite3_prepare_v2(db_, sql, -1, &s.s, nullptr);
+  if (rc != SQLITE_OK) fail_db(rc, doing);
+}
+
 std::shared_ptr<ExecCache> ExecCache::open(const fs::path& file, const ExecCacheOptions& opts) {
   opts.validate();
   std::shared_ptr<ExecCache> c(new ExecCache(file, opts));
@@ -146,9 +151,8 @@ std::vector<std::optional<SandboxResult>> ExecCache::find(const std::vector<std:
   std::vector<std::optional<SandboxResult>> out(keys.size());
   std::lock_guard lock(mu_);
   Stmt s;
-  int rc = sqlite3_prepare_v2(db_, "SELECT outcome, exit_code, stdout, stderr, wall_s FROM runs WHERE key = ?1", -1,
-                              &s.s, nullptr);
-  if (rc != SQLITE_OK) fail_db(rc, "preparing a look-up");
+  prepare(s, "SELECT outcome, exit_code, stdout, stderr, wall_s FROM runs WHERE key = ?1", "preparing a look-up");
+  int rc = SQLITE_OK;
   for (size_t i = 0; i < keys.size(); ++i) {
     sqlite3_reset(s.s);
     sqlite3_bind_text(s.s, 1, keys[i].data(), int(keys[i].size()), SQLITE_TRANSIENT);
@@ -184,15 +188,14 @@ void ExecCache::touch(const std::vector<std::string>& keys, const std::vector<st
   if (std::none_of(found.begin(), found.end(), [](const auto& f) { return f.has_value(); })) return;
   Transaction t(*this, "starting a write");
   Stmt s;
-  int rc = sqlite3_prepare_v2(db_, "UPDATE runs SET used_ms = ?1 WHERE key = ?2", -1, &s.s, nullptr);
-  if (rc != SQLITE_OK) fail_db(rc, "preparing a use time");
+  prepare(s, "UPDATE runs SET used_ms = ?1 WHERE key = ?2", "preparing a use time");
   const int64_t t_ms = now_ms();
   for (size_t i = 0; i < keys.size(); ++i) {
     if (!found[i]) continue;
     sqlite3_reset(s.s);
     sqlite3_bind_int64(s.s, 1, t_ms);
     sqlite3_bind_text(s.s, 2, keys[i].data(), int(keys[i].size()), SQLITE_TRANSIENT);
-    rc = sqlite3_step(s.s);
+    const int rc = sqlite3_step(s.s);
     if (rc != SQLITE_DONE) fail_db(rc, "recording a use");
   }
   t.commit();
@@ -202,13 +205,12 @@ void ExecCache::touch(const std::vector<std::string>& keys, const std::vector<st
 int64_t ExecCache::evict() {
   if (opts_.max_runs == 0) return 0;
   Stmt s;
-  int rc = sqlite3_prepare_v2(db_,
-                              "DELETE FROM runs WHERE key IN (SELECT key FROM runs ORDER BY used_ms, created_ms, key "
-                              "LIMIT max(0, (SELECT count(*) FROM runs) - ?1))",
-                              -1, &s.s, nullptr);
-  if (rc != SQLITE_OK) fail_db(rc, "preparing an eviction");
+  prepare(s,
+          "DELETE FROM runs WHERE key IN (SELECT key FROM runs ORDER BY used_ms, created_ms, key "
+          "LIMIT max(0, (SELECT count(*) FROM runs) - ?1))",
+          "preparing an eviction");
   sqlite3_bind_int64(s.s, 1, opts_.max_runs);
-  rc = sqlite3_step(s.s);
+  const int rc = sqlite3_step(s.s);
   if (rc != SQLITE_DONE) fail_db(rc, "dropping the least recently used runs");
   return sqlite3_changes(db_);
 }
@@ -218,11 +220,11 @@ void ExecCache::put(const std::vector<std::pair<std::string, SandboxResult>>& ru
   if (std::none_of(runs.begin(), runs.end(), [](const auto& r) { return cacheable(r.second); })) return;
   Transaction t(*this, "starting a write");
   Stmt s;
-  int rc = sqlite3_prepare_v2(db_,
-                              "INSERT OR REPLACE INTO runs(key, outcome, exit_code, stdout, stderr, wall_s, created_ms, "
-                              "used_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
-                              -1, &s.s, nullptr);
-  if (rc != SQLITE_OK) fail_db(rc, "preparing a store");
+  prepare(s,
+          "INSERT OR REPLACE INTO runs(key, outcome, exit_code, stdout, stderr, wall_s, created_ms, used_ms) "
+          "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+          "preparing a store");
+  int rc = SQLITE_OK;
   const int64_t t_ms = now_ms();
   int64_t n = 0;
   for (const auto& [k, r] : runs) {

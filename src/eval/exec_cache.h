@@ -35,6 +35,10 @@ struct sqlite3;
 
 namespace cogumi {
 
+namespace sqlite {
+struct Stmt;
+}
+
 namespace fs = std::filesystem;
 
 struct ExecCacheOptions {
@@ -91,6 +95,7 @@ class ExecCache {
   void touch(const std::vector<std::string>& keys, const std::vector<std::optional<SandboxResult>>& found);
   int64_t evict();
   void exec(const char* sql, const std::string& doing);
+  void prepare(sqlite::Stmt& s, const char* sql, const std::string& doing);
 
   fs::path path_;
   ExecCacheOptions opts_;
