@@ -75,6 +75,8 @@ void setup_lora(CLI::App& sub) {
       ->check(finite_number() & CLI::Range(1e-9, 1.0));
   shrink->add_option("--size-mb", so.size_mb, "Tensor data at most this many MB (10^6 bytes)")
       ->check(positive_number());
+  shrink->add_option("--threads", so.n_threads, "Tensors factored at once (0 = all cores; the output is the same)")
+      ->check(CLI::Range(0, 4096));
   shrink->callback([&] {
     const LoraShrinkResult r = lora_shrink(s_in, s_out, so);
     int lo = 1 << 30, hi = 0;

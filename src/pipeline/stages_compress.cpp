@@ -174,6 +174,7 @@ void add_lora(Plan& plan, const std::shared_ptr<Shared>& sh) {
   s.run = [sh](const StageContext& ctx) {
     LoraShrinkOptions o;
     o.rank = sh->cfg.compress.lora_rank;
+    o.n_threads = sh->cfg.threads;
     json out = json::object();
     for (auto& m : modifier_names(*sh)) {
       const fs::path in = ctx.result("train." + m)["adapter"].get<std::string>(), to = ctx.stage.dir / (m + ".gguf");

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "compress/lora_shrink.h"
+#include "core/io.h"
 #include "engine/adapter.h"
 #include "engine/generate.h"
 #include "test_util.h"
@@ -118,6 +119,28 @@ TEST(LoraShrink, EnergyAndSizeTargets) {
   EXPECT_GT(double(rs.bytes_out), 0.35 * s.size_mb * 2e6);  // the budget is used, not just rank 1
   auto model = Model::load(test::tiny_model());
   EXPECT_NO_THROW(model->load_adapter("s", out));  // uneven ranks load in llama.cpp
+}
+
+TEST(LoraShrink, ThreadsWriteTheSameAdapter) {
+  // The tensors are factored on several threads at once; which thread took which must not show.
+  std::string one;
+  for (int threads : {1, 2, 3}) {
+    const fs::path out = test::tmp_dir() / ("shrink-t" + std::to_string(threads) + ".gguf");
+    LoraShrinkOptions o;
+    o.energy = 0.9;
+    o.n_threads = threads;
+    lora_shrink(rank8_adapter(), out, o);
+    const std::string bytes = read_file(out);
+    ASSERT_FALSE(bytes.empty());
+    if (threads == 1) one = bytes;
+    EXPECT_EQ(bytes, one) << threads << " threads";
+  }
+  LoraShrinkOptions bad;
+  bad.rank = 2;
+  bad.n_threads = -1;
+  EXPECT_NE(test::error_of([&] { lora_shrink(rank8_adapter(), test::tmp_dir() / "x.gguf", bad); })
+                .find("--threads must be in [0, 4096], got -1"),
+            std::string::npos);
 }
 
 TEST(LoraShrink, BadInputNamesTheProblem) {
