@@ -20,8 +20,8 @@ struct LoraShrinkOptions {
                          // squared Frobenius norm, in (0, 1]; 0: not this target
   double size_mb = 0.0;  // tensor data at most this many MB (10^6 bytes), singular values chosen
                          // across tensors by energy per byte (at least rank 1 each); 0: not this
-  // Exactly one target must be set (the flags --rank, --energy, --size-mb).
   int n_threads = 0;     // tensors factored at once (0: compute_threads' default; 0-4096); the output is the same
+  // Exactly one target must be set (the flags --rank, --energy, --size-mb).
   void validate() const;
 };
 

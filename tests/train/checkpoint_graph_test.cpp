@@ -453,12 +453,14 @@ TEST_F(CheckpointGraphTest, FlashAttentionKeepsNoAttentionProbabilities) {
 }
 
 // The loss a chunk of rows at a time (uneven chunks: 64 rows in 7s) gives every gradient of the
-// whole-batch loss within rounding (relative L2 1e-6 per tensor): with LoRA the frozen output
+// whole-batch loss within rounding (relative L2 2e-6 per tensor): with LoRA the frozen output
 // weight is padded to a vocabulary multiple of 32, so its backward matmul takes ggml's sgemm for a
 // chunk of 2+ rows and its dot-product loop for the last chunk's single row (other summation
 // orders; the unpadded vocabulary took the loop for every chunk and was bit for bit);
 // full-parameter, the output weight's gradient is summed chunk by chunk. The loss differs only in
-// its summation order.
+// its summation order. Products of 16 columns or more take patch 0019's panels (each output one FMA chain over
+// its K) and a 7-row chunk's do not: on an AVX2 CPU the full-parameter F32 case's worst gradient is 1.03e-6
+// with them (below 1e-6 with tinyBLAS for both); a wrong chunk's gradient is off by orders of magnitude more.
 TEST_F(CheckpointGraphTest, LossInChunksGivesTheWholeBatchGradients) {
   for (const auto& [type, lora] : std::vector<std::pair<std::string, bool>>{{"f16", true}, {"f32", false}}) {
     for (bool ckpt : {false, true}) {
@@ -467,7 +469,7 @@ TEST_F(CheckpointGraphTest, LossInChunksGivesTheWholeBatchGradients) {
       const StepResult chunked = step(ckpt_model(type), lora, ckpt, 32, 2, 7);
       ASSERT_EQ(whole.grads.size(), chunked.grads.size());
       EXPECT_NEAR(chunked.loss, whole.loss, 1e-6 * whole.loss);
-      for (size_t k = 0; k < whole.grads.size(); ++k) EXPECT_LE(rel_l2(chunked, whole, k), 1e-6) << "gradient " << k;
+      for (size_t k = 0; k < whole.grads.size(); ++k) EXPECT_LE(rel_l2(chunked, whole, k), 2e-6) << "gradient " << k;
     }
   }
   EXPECT_NE(test::error_of([&] { step(ckpt_model("f16"), true, false, 32, 2, -1); }).find("loss_chunk_rows is -1"),
