@@ -33,8 +33,9 @@
 #                            # prefill/decode speed against the unpruned model (bench/prune_bench.sh, LEVELS)
 #   bench/device.sh qlora8b     # issue 14's correctness row: LoRA on an 8B-shaped Q4_K_M base vs on its BF16 source,
 #                            # held-out loss step by step (bench/qlora_loss.sh)
-#   bench/device.sh pipeline8b  # (after `llama`) `cogumi run` on an 8B-shaped random F16 model: every stage
-#                            # on the GPU, small samples, seconds per stage (bench/pipeline8b.sh)
+#   bench/device.sh pipeline8b  # `cogumi run` on an 8B-shaped random F16 model: every stage on the GPU, small
+#                            # samples, seconds per stage (bench/pipeline8b.sh); builds what it needs; PIPE_DEADLINE=570
+#                            # ends the pipeline 570 s after the script's start, whatever the builds took
 #   bench/device.sh nano "<nano base args>"...      # nano base candidates side by side: base.gguf, recipe,
 #                                                   # training log, dev accuracy (200 items per domain); on a fresh
 #                                                   # machine `PREP=1 bench/device.sh nano` first (the builds only;
@@ -369,6 +370,13 @@ r=json.loads([l for l in open("/root/peft.txt") if l.startswith("{")][-1]); r["p
     # `cogumi run` on an 8B-shaped random F16 model, every stage on the GPU (bench/pipeline8b.sh)
     PREFIX=$(scripts/deps.sh --cuda | tail -n 1)
     cogumi_build "$PREFIX" cogumi_app
+    # PIPE_DEADLINE (seconds since this script started): the pipeline's own limit is what is left of it after the
+    # builds, so a cold machine's first call builds and runs as far as the device call's limit allows
+    if [ -n "${PIPE_DEADLINE:-}" ]; then
+      export PIPE_TIMEOUT=$((PIPE_DEADLINE - SECONDS))
+      [ "$PIPE_TIMEOUT" -gt 0 ] || { echo "device.sh: the builds took ${SECONDS} s, past PIPE_DEADLINE" >&2; exit 124; }
+      echo "device.sh: builds done at ${SECONDS} s, pipeline limit ${PIPE_TIMEOUT} s"
+    fi
     bench/pipeline8b.sh "$BC/bin/cogumi" "$PREFIX/src/models/ggml-vocab-llama-bpe.gguf" "$OUT/pipeline8b"
     ;;
   qlora8b)
