@@ -84,6 +84,13 @@ int main() {
       {"F32 V^T P 128 -> 64 (x64)", GGML_TYPE_F32, 128, 64, 128, 4, 16, false},
       {"F32 LoRA A x 256 -> 16", GGML_TYPE_F32, 256, 16, 2048, 1, 1, false},
       {"F32 LoRA A x 768 -> 16", GGML_TYPE_F32, 768, 16, 2048, 1, 1, false},
+      // a CPU without AVX512-BF16 holds the base in F32 (the trainer's --base-weights auto)
+      {"F32 gate/up 256 -> 768", GGML_TYPE_F32, 256, 768, 2048, 1, 1, false},
+      {"F32 q/k/v/o 256 -> 256", GGML_TYPE_F32, 256, 256, 2048, 1, 1, false},
+      {"F32 down 768 -> 256", GGML_TYPE_F32, 768, 256, 2048, 1, 1, false},
+      // a rank-16 LoRA's up-projections B (A x)
+      {"F32 LoRA B 16 -> 768", GGML_TYPE_F32, 16, 768, 2048, 1, 1, false},
+      {"F32 LoRA B 16 -> 256", GGML_TYPE_F32, 16, 256, 2048, 1, 1, false},
   };
   for (const Shape& s : shapes) {
     double sum_b = 0, sum_m = 0;

@@ -1,8 +1,9 @@
-// Patch 0019: the CPU's F32 products with K >= 48 in training graphs from packed panels of src0. Against a
+// Patch 0019: the CPU's F32 products with K >= 16 in training graphs from packed panels of src0. Against a
 // double-precision reference: attention's shapes (K Q^T with Q read through a permute, V^T P over batched heads),
-// LoRA shrinks (16 and 48 rows, K = 256 and 768), src0 broadcast over src1's dims 2 and 3, partial register tiles
-// and column tails, 1 to 3 threads (bit for bit the same: each output sums its k in order); the counter shows each
-// took the path, and that short K (patch 0011's), rows not a multiple of 16 and unmarked products do not. Every
+// LoRA shrinks (16 and 48 rows, K = 256 and 768) and up-projections (K = the rank, 16 or 32), src0 broadcast over
+// src1's dims 2 and 3, partial register tiles, column tails of every width 1-5, K not a multiple of 8 (the AVX2
+// pack's tail), 1 to 3 threads (bit for bit the same: each output sums its k in order); the counter shows each
+// took the path, and that K < 16 (patch 0011's), rows not a multiple of 16 and unmarked products do not. Every
 // output is exactly the FMAs of its k in order (checked bit for bit against std::fma in a loop), which is what makes
 // the AVX-512 tile and the AVX2 one (session 33) give the same numbers.
 #include <ggml-cpu.h>
@@ -88,6 +89,10 @@ TEST(F32PanelMulMat, TrainingShapesMatchTheDoubleReferenceOnAnyThreadCount) {
       {768, 48, 40},                      // the q/k/v group's shrink at K = 768: three panels (a partial tile)
       {48, 80, 17, 1, 1, 3, 1},           // the shortest K, 80 = 64 + 16 rows, src0 broadcast over dim 2
       {100, 32, 16, 2, 1, 4, 3, true},    // broadcast over dims 2 and 3, permuted, the fewest columns
+      {16, 768, 200},                     // a rank-16 LoRA's B (A x) (session 34): the shortest K, tail 8 = 6 + 2
+      {32, 256, 99},                      // the k/v group's up-projection at rank 16 x 2; tail 3
+      {20, 48, 101, 1, 1, 2, 1},          // K = 20: the AVX2 pack's 8 x 8 blocks and a 4-wide tail; column tail 5
+      {47, 16, 97},                       // K = 47, a one-column tail
   };
   unsigned seed = 11;
   for (const Case& c : cases) {
@@ -124,7 +129,7 @@ TEST(F32PanelMulMat, EveryX86CpuWithAvx2AndFmaHasThePath) {
 TEST(F32PanelMulMat, OtherShapesAndUnmarkedProductsKeepTheirKernels) {
   Case unmarked{256, 64, 40};
   unmarked.marked = false;
-  for (const Case& c : std::vector<Case>{{32, 64, 40}, {47, 64, 40}, {256, 24, 40}, {256, 64, 15}, unmarked}) {
+  for (const Case& c : std::vector<Case>{{15, 64, 40}, {8, 64, 40}, {256, 24, 40}, {256, 64, 15}, unmarked}) {
     const Result r = run(c, 2, 5);
     EXPECT_LT(r.worst, 1e-5) << "k " << c.k << " m " << c.m << " n " << c.n;
     EXPECT_EQ(r.panel_calls, 0) << "k " << c.k << " m " << c.m << " n " << c.n;

@@ -2,7 +2,8 @@
 // with a permuted operand) are sums of scaled rows. Against a double-precision reference: ranks 1 to 32,
 // row counts that leave a partial block, strided and permuted right-hand sides, broadcasting over dims 2
 // and 3, 1 to 3 threads; the path's counter shows each case took it, and that longer inner dimensions and
-// unmarked products (inference's) do not.
+// unmarked products (inference's) do not. Since session 34, a build with patch 0019's F32 panels (AVX-512, or AVX2
+// with FMA) takes K >= 16 with rows a multiple of 16 and 16 or more columns there instead (its counter shows it).
 #include <ggml-cpu.h>
 #include <ggml.h>
 #include <gtest/gtest.h>
@@ -27,6 +28,7 @@ struct Case {
 struct Result {
   double worst = 0;         // largest |error| relative to the row's magnitude
   int64_t small_k_calls = 0;
+  int64_t panel_calls = 0;  // patch 0019's
 };
 
 Result run(const Case& c, int threads, unsigned seed) {
@@ -44,10 +46,11 @@ Result run(const Case& c, int threads, unsigned seed) {
   if (c.allowed) ggml_cogumi_mul_mat_allow_small_k(d);
   ggml_cgraph* g = ggml_new_graph(ctx);
   ggml_build_forward_expand(g, d);
-  const int64_t before = ggml_cogumi_small_k_mul_mats();
+  const int64_t before = ggml_cogumi_small_k_mul_mats(), panels_before = ggml_cogumi_f32_panel_mul_mats();
   EXPECT_EQ(ggml_graph_compute_with_ctx(ctx, g, threads), GGML_STATUS_SUCCESS);
   Result r;
   r.small_k_calls = ggml_cogumi_small_k_mul_mats() - before;
+  r.panel_calls = ggml_cogumi_f32_panel_mul_mats() - panels_before;
   r.worst = test::mul_mat_worst_error(a, b, d);
   ggml_free(ctx);
   return r;
@@ -64,21 +67,25 @@ TEST(SmallKMulMat, ShortInnerDimensionsMatchTheDoubleReference) {
       {40, 128, 20, 4, 2, 4, 2, true},         // attention's shape, permuted src1 (K >= 48 takes patch 0019's panels
                                                // on an AVX-512 build, K = 64 too)
       {48, 70, 12, 1, 1, 3, 1, true},          // permuted, partial row block
+      {16, 760, 40},                           // rank 16, rows not a multiple of 16: this path on any build
   };
   unsigned seed = 1;
   for (const Case& c : cases)
     for (int threads : {1, 2, 3}) {
       const Result r = run(c, threads, seed++);
       EXPECT_LT(r.worst, 1e-5) << "k " << c.k << " m " << c.m << " n " << c.n << " threads " << threads;
-      EXPECT_EQ(r.small_k_calls, 1) << "k " << c.k << " m " << c.m << ": the patch's path must have run";
+      const bool panels = ggml_cogumi_f32_panel_available() && c.k >= 16 && c.m % 16 == 0 && c.n >= 16;
+      EXPECT_EQ(r.small_k_calls, panels ? 0 : 1) << "k " << c.k << " m " << c.m << ": the patch's path must have run";
+      EXPECT_EQ(r.panel_calls, panels ? 1 : 0) << "k " << c.k << " m " << c.m << ": patch 0019's panels";
     }
 }
 
 TEST(SmallKMulMat, OtherShapesKeepTheirKernels) {
-  // K past the limits (33 contiguous, 65 permuted), too few rows, or a product not marked: ggml's own kernels.
+  // K past the limits (33 contiguous, 65 permuted), too few rows, or a product not marked: ggml's own kernels (rows
+  // not a multiple of 16 or fewer than 16 columns, so that patch 0019's panels do not take them either).
   Case unmarked{16, 768, 40};
   unmarked.allowed = false;
-  for (const Case& c : std::vector<Case>{{33, 64, 16}, {65, 64, 8, 1, 1, 2, 1, true}, {16, 15, 30}, unmarked}) {
+  for (const Case& c : std::vector<Case>{{33, 60, 16}, {65, 64, 8, 1, 1, 2, 1, true}, {16, 15, 30}, unmarked}) {
     const Result r = run(c, 2, 99);
     EXPECT_LT(r.worst, 1e-5) << "k " << c.k << " m " << c.m;
     EXPECT_EQ(r.small_k_calls, 0) << "k " << c.k << " m " << c.m;
