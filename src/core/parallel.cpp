@@ -4,12 +4,17 @@
 #include <atomic>
 #include <exception>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
 namespace cogumi {
 
 void parallel_for(size_t n, int threads, const std::function<void(size_t)>& task) {
+  detail::parallel_for(n, threads, task, [](std::function<void()> f) { return std::thread(std::move(f)); });
+}
+
+void detail::parallel_for(size_t n, int threads, const std::function<void(size_t)>& task, const ThreadStart& start) {
   const size_t t = std::min(n, size_t(std::max(1, threads)));
   if (t <= 1) {
     for (size_t i = 0; i < n; ++i) task(i);
@@ -33,7 +38,12 @@ void parallel_for(size_t n, int threads, const std::function<void(size_t)>& task
   };
   std::vector<std::thread> pool;
   pool.reserve(t - 1);
-  for (size_t k = 1; k < t; ++k) pool.emplace_back(work);
+  try {
+    for (size_t k = 1; k < t; ++k) pool.push_back(start(work));
+  } catch (const std::system_error&) {
+    // no more threads: the ones running (and this one) take every task; leaving here would
+    // destroy joinable threads, which terminates the process
+  }
   work();
   for (auto& th : pool) th.join();
   if (error) std::rethrow_exception(error);

@@ -4,10 +4,10 @@
 #include <chrono>
 #include <map>
 #include <set>
-#include <thread>
 #include <unordered_map>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "core/io.h"
 #include "core/progress.h"
 #include "core/threads.h"
@@ -141,17 +141,10 @@ void process_batch(const Worker& w, const Batch& batch, int threads, Scan& scan)
   for (size_t ln : batch.line_nos) scan.line.push_back(uint32_t(ln));
   const size_t t = std::max<size_t>(1, std::min<size_t>(size_t(threads), n / 64 + 1));
   std::vector<BatchOut> outs(t);
-  std::vector<std::thread> pool;
-  for (size_t p = 0; p < t; ++p) {
+  parallel_for(t, int(t), [&](size_t p) {
     outs[p].hits.resize(n);
-    size_t lo = n * p / t, hi = n * (p + 1) / t;
-    if (p + 1 == t) {
-      process_range(w, batch, lo, hi, base, scan, outs[p]);
-    } else {
-      pool.emplace_back([&, lo, hi, p] { process_range(w, batch, lo, hi, base, scan, outs[p]); });
-    }
-  }
-  for (auto& th : pool) th.join();
+    process_range(w, batch, n * p / t, n * (p + 1) / t, base, scan, outs[p]);
+  });
   const BatchOut* first = nullptr;
   for (const auto& o : outs)
     if (o.error_line != SIZE_MAX && (!first || o.error_line < first->error_line)) first = &o;

@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "core/progress.h"
 
 namespace cogumi {
@@ -215,28 +216,23 @@ std::vector<json> ask_all(const TeacherEndpoint& ep, const std::vector<TeacherRe
   if (!todo.empty()) {
     Pool pool{ep, ep.api_key(), ep.api == "chat" ? "/chat/completions" : "/completions", log, spend, annotate};
     Progress bar(fmt::format("{} ({})", ep.name, ep.model), int64_t(todo.size()), progress);
-    std::atomic<size_t> next{0}, done{0};
-    auto work = [&] {
-      for (size_t t; (t = next++) < todo.size();) {
-        if (pool.abort) return;
-        if (spend.exhausted()) {
-          spend.capped = true;
-          continue;
-        }
-        const size_t i = todo[t];
-        try {  // an exception escaping a worker would terminate the process without a message
-          out[i] = pool.ask(reqs[i], keys[i]);
-        } catch (const std::exception& e) {  // a failed check (sandbox), a full disk for the log
-          pool.stop(e.what());
-          return;
-        }
-        std::lock_guard lk(pool.mu);
-        bar.update(int64_t(++done));
+    std::atomic<size_t> done{0};
+    parallel_for(todo.size(), std::min<int>(ep.concurrency, int(todo.size())), [&](size_t t) {
+      if (pool.abort) return;
+      if (spend.exhausted()) {
+        spend.capped = true;
+        return;
       }
-    };
-    std::vector<std::thread> threads;
-    for (int w = 0; w < std::min<int>(ep.concurrency, int(todo.size())); ++w) threads.emplace_back(work);
-    for (auto& t : threads) t.join();
+      const size_t i = todo[t];
+      try {  // the first failure (a failed check in the sandbox, a full disk for the log) stops the others
+        out[i] = pool.ask(reqs[i], keys[i]);
+      } catch (const std::exception& e) {
+        pool.stop(e.what());
+        return;
+      }
+      std::lock_guard lk(pool.mu);
+      bar.update(int64_t(++done));
+    });
     bar.finish();
     if (pool.abort) throw Error(pool.abort_why);
   }

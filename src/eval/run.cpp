@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "core/io.h"
 #include "core/progress.h"
 #include "eval/prompts.h"
@@ -293,25 +294,16 @@ std::map<size_t, ItemScore> judge_chunk(const EvalOptions& o, const std::vector<
       idx.push_back(i);
   if (!idx.empty() && o.judge.base_url.empty()) fail("--scoring judge needs --judge URL");
   std::vector<ItemScore> js(idx.size());
-  std::vector<std::string> errors(idx.size());
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t k; (k = next++) < idx.size();) {
-      try {
-        js[k] = score_with_judge(*jobs[idx[k]].item, results[idx[k] - start].text,
-                                 finish_reason_name(results[idx[k] - start].finish), o.judge);
-      } catch (const Error& e) {
-        errors[k] = e.what();
-      }
+  // the first item (in order) whose judging fails names itself in the error; the rest are not asked
+  parallel_for(idx.size(), o.judge_concurrency, [&](size_t k) {
+    try {
+      js[k] = score_with_judge(*jobs[idx[k]].item, results[idx[k] - start].text,
+                               finish_reason_name(results[idx[k] - start].finish), o.judge);
+    } catch (const Error& e) {
+      fail("judging item '{}': {}", jobs[idx[k]].item->id, e.what());
     }
-  };
-  std::vector<std::thread> ts;
-  for (int t = 0; t < std::min<int>(o.judge_concurrency, int(idx.size())); ++t) ts.emplace_back(work);
-  for (auto& t : ts) t.join();
-  for (size_t k = 0; k < idx.size(); ++k) {
-    if (!errors[k].empty()) fail("judging item '{}': {}", jobs[idx[k]].item->id, errors[k]);
-    judged[idx[k]] = js[k];
-  }
+  });
+  for (size_t k = 0; k < idx.size(); ++k) judged[idx[k]] = js[k];
   return judged;
 }
 

@@ -3,11 +3,10 @@
 #include <hnswlib/hnswlib.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdio>
-#include <thread>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "core/io.h"
 
 namespace cogumi {
@@ -88,14 +87,7 @@ void VectorIndex::build() {
       &g->space, n_, size_t(opts_.M), size_t(opts_.ef_construction), size_t(opts_.seed));
   // hnswlib's addPoint is thread-safe; the first point goes alone so the others find an entry.
   g->hnsw->addPoint(row(0), 0);
-  std::atomic<size_t> next{1};
-  auto work = [&] {
-    for (size_t i; (i = next++) < n_;) g->hnsw->addPoint(row(i), hnswlib::labeltype(i));
-  };
-  std::vector<std::thread> pool;
-  for (int t = 1; t < opts_.threads; ++t) pool.emplace_back(work);
-  work();
-  for (auto& t : pool) t.join();
+  parallel_for(n_ - 1, opts_.threads, [&](size_t i) { g->hnsw->addPoint(row(i + 1), hnswlib::labeltype(i + 1)); });
   g->hnsw->setEf(size_t(opts_.ef_search));
   graph_ = std::move(g);
 }

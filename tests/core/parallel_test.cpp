@@ -11,6 +11,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -71,6 +72,22 @@ TEST(ParallelFor, TheLowestFailingTaskIsRethrown) {
     }
     EXPECT_GE(ran.load(), 8);   // tasks 0..7 all ran
     EXPECT_LT(ran.load(), 50);  // the rest were skipped once a task failed
+  }
+}
+
+TEST(ParallelFor, ThreadsThatCannotStartLeaveTheirTasksToTheOthers) {
+  // std::thread's constructor throws std::system_error when the process is out of threads; before
+  // session 34 that escaped parallel_for with the started threads still joinable (std::terminate).
+  for (int can_start : {0, 1, 2}) {
+    std::atomic<int> started{0};
+    std::vector<std::atomic<int>> runs(40);
+    detail::parallel_for(runs.size(), 5, [&](size_t i) { runs[i]++; }, [&](std::function<void()> f) {
+      if (started >= can_start) throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again));
+      ++started;
+      return std::thread(std::move(f));
+    });
+    for (size_t i = 0; i < runs.size(); ++i)
+      ASSERT_EQ(runs[i].load(), 1) << "task " << i << ", " << can_start << " threads started";
   }
 }
 
