@@ -33,7 +33,10 @@ void setup_pack(CLI::App& compress) {
   pack->add_flag("--no-split", no_split, "Compress each tensor's bytes as they are (no byte-plane split)");
   pack->add_flag("--dict", o.dict, "Train a zstd dictionary on the file and use it");
   pack->add_option("--dict-kb", o.dict_kb, "Dictionary size in KiB")->capture_default_str();
-  pack->add_option("--threads", o.threads, "zstd worker threads (0 = none)")->capture_default_str();
+  pack->add_option("--threads", o.threads, "Planes compressed at once, one thread each (0 = COGUMI_THREADS or every core); the same bytes at any count")
+      ->capture_default_str();
+  pack->add_option("--window-mb", o.window_mb, "MiB of the file read ahead for the threads (memory: about twice this)")
+      ->capture_default_str();
   pack->callback([&] {
     o.split = !no_split;
     const std::string dst = out.empty() ? in + ".czst" : out;

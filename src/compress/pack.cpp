@@ -9,9 +9,12 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <mutex>
 
 #include "compress/gguf_file.h"
 #include "core/error.h"
+#include "core/parallel.h"
+#include "core/threads.h"
 
 namespace cogumi {
 
@@ -21,6 +24,7 @@ void PackOptions::validate() const {
   if (level < 1 || level > ZSTD_maxCLevel()) fail("--level must be in 1..{}, got {}", ZSTD_maxCLevel(), level);
   if (dict_kb < 1 || dict_kb > 4096) fail("--dict-kb must be in 1..4096, got {}", dict_kb);
   if (threads < 0 || threads > 256) fail("--threads must be in 0..256, got {}", threads);
+  if (window_mb < 1 || window_mb > 65536) fail("--window-mb must be in 1..65536, got {}", window_mb);
 }
 
 namespace {
@@ -196,17 +200,14 @@ struct CCtxDel {
   void operator()(ZSTD_DDict* c) const { ZSTD_freeDDict(c); }
 };
 
+// One compression context (a plane at a time, on the calling thread). The dictionary, when there is one, is
+// digested once and shared read-only by every context.
 class Compressor {
  public:
-  Compressor(const PackOptions& o, const std::string& dict) : cctx_(ZSTD_createCCtx()) {
+  Compressor(const PackOptions& o, const ZSTD_CDict* dict) : cctx_(ZSTD_createCCtx()) {
     ZSTD_CCtx_setParameter(cctx_.get(), ZSTD_c_compressionLevel, o.level);
     ZSTD_CCtx_setParameter(cctx_.get(), ZSTD_c_checksumFlag, 1);
-    if (o.threads > 0 && ZSTD_isError(ZSTD_CCtx_setParameter(cctx_.get(), ZSTD_c_nbWorkers, o.threads)))
-      note = "this libzstd has no worker threads: compressed on one thread";
-    if (!dict.empty()) {
-      cdict_.reset(ZSTD_createCDict(dict.data(), dict.size(), o.level));
-      ZSTD_CCtx_refCDict(cctx_.get(), cdict_.get());
-    }
+    if (dict) ZSTD_CCtx_refCDict(cctx_.get(), dict);
   }
   // A plane as (method, bytes): zstd, or stored when zstd would not make it smaller.
   std::pair<uint8_t, std::string> compress(const std::string& plane) {
@@ -217,11 +218,36 @@ class Compressor {
     out.resize(n);
     return {1, std::move(out)};
   }
-  std::string note;
 
  private:
   std::unique_ptr<ZSTD_CCtx, CCtxDel> cctx_;
+};
+
+// Contexts for the threads: one is taken per plane and given back (a level-12 context holds megabytes, so they are
+// kept, not made per plane).
+class CompressorPool {
+ public:
+  CompressorPool(const PackOptions& o, const std::string& dict) : o_(o) {
+    if (!dict.empty()) cdict_.reset(ZSTD_createCDict(dict.data(), dict.size(), o.level));
+  }
+  std::pair<uint8_t, std::string> compress(const std::string& plane) {
+    std::unique_ptr<Compressor> z;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!free_.empty()) z = std::move(free_.back()), free_.pop_back();
+    }
+    if (!z) z = std::make_unique<Compressor>(o_, cdict_.get());
+    auto r = z->compress(plane);
+    std::lock_guard<std::mutex> lock(mu_);
+    free_.push_back(std::move(z));
+    return r;
+  }
+
+ private:
+  const PackOptions& o_;
   std::unique_ptr<ZSTD_CDict, CCtxDel> cdict_;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<Compressor>> free_;
 };
 
 // Up to 8 evenly spaced 4 KiB samples of every plane of every segment (32 MiB in all at most).
@@ -251,25 +277,32 @@ std::string train_dict(In& in, const std::vector<Segment>& segs, const PackOptio
   return dict;
 }
 
-void write_segment(AtomicOut& out, Compressor& z, const Segment& s, const std::string& d, bool split) {
-  const Layout l = split && s.type != kHeaderType ? layout_for(s.type) : Layout{};
+// A segment read and compressed, waiting for its turn to be written.
+struct PackedSegment {
+  uint64_t raw_bytes = 0;                              // the file's bytes (hashed as read: in order)
+  Layout layout;
+  std::vector<std::string> planes;                     // split
+  std::vector<std::pair<uint8_t, std::string>> zplanes;  // (method, bytes) per plane
+};
+
+void write_segment(AtomicOut& out, const Segment& s, const PackedSegment& p) {
+  const Layout& l = p.layout;
   out.put_pod(kSegTag);
   out.put_pod(uint16_t(s.name.size()));
   out.put(s.name.data(), s.name.size());
   out.put_pod(s.type);
-  out.put_pod(uint64_t(d.size()));
+  out.put_pod(p.raw_bytes);
   out.put_pod(l.block);
   out.put_pod(uint8_t(l.fields.size()));
   for (const Field& f : l.fields) {
     out.put_pod(f.off);
     out.put_pod(f.len);
   }
-  const std::vector<std::string> planes = split_planes(d, s.data_len, l);
-  out.put_pod(uint8_t(planes.size()));
-  for (const std::string& p : planes) {
-    auto [method, bytes] = z.compress(p);
+  out.put_pod(uint8_t(p.planes.size()));
+  for (size_t k = 0; k < p.planes.size(); ++k) {
+    const auto& [method, bytes] = p.zplanes[k];
     out.put_pod(method);
-    out.put_pod(uint64_t(p.size()));
+    out.put_pod(uint64_t(p.planes[k].size()));
     out.put_pod(uint64_t(bytes.size()));
     out.put(bytes.data(), bytes.size());
   }
@@ -285,8 +318,8 @@ PackResult pack_gguf(const fs::path& in_path, const fs::path& out_path, const Pa
   PackResult r;
   const std::string dict = o.dict ? train_dict(in, segs, o, r.note) : "";
   r.dict_bytes = dict.size();
-  Compressor z(o, dict);
-  if (!z.note.empty()) r.note += (r.note.empty() ? "" : "; ") + z.note;
+  CompressorPool zs(o, dict);
+  const int threads = compute_threads(o.threads);
   AtomicOut out(out_path);
   out.put(kMagic, 4);
   out.put_pod(kVersion);
@@ -295,16 +328,47 @@ PackResult pack_gguf(const fs::path& in_path, const fs::path& out_path, const Pa
   out.put_pod(uint32_t(dict.size()));
   out.put(dict.data(), dict.size());
   Sha256 sha;
-  for (const Segment& s : segs) {
-    const std::string d = read_segment(in, s);
-    sha.update(d.data(), d.size());
-    const uint64_t before = out.written();
-    write_segment(out, z, s, d, o.split);
-    auto& st = r.by_type[s.type == kHeaderType ? "header" : ggml_type_name(ggml_type(s.type))];
-    st.n_tensors += s.type != kHeaderType;
-    st.raw_bytes += d.size();
-    st.packed_bytes += out.written() - before;
-    r.raw_bytes += d.size();
+  // Windows of whole segments (up to window_mb of the file, at least one segment): read in order, their planes
+  // compressed on the threads, written in order. Each plane is one zstd frame made by one context, so the bytes do
+  // not depend on the thread count.
+  const uint64_t window = uint64_t(o.window_mb) << 20;
+  for (size_t a = 0; a < segs.size();) {
+    size_t b = a;
+    uint64_t bytes = 0;
+    while (b < segs.size() && (b == a || bytes + segs[b].len <= window)) bytes += segs[b++].len;
+    std::vector<PackedSegment> win(b - a);
+    std::vector<std::pair<size_t, size_t>> jobs;  // (segment in the window, plane)
+    for (size_t i = a; i < b; ++i) {
+      PackedSegment& p = win[i - a];
+      const std::string raw = read_segment(in, segs[i]);
+      sha.update(raw.data(), raw.size());
+      p.raw_bytes = raw.size();
+      p.layout = o.split && segs[i].type != kHeaderType ? layout_for(segs[i].type) : Layout{};
+      p.planes = split_planes(raw, segs[i].data_len, p.layout);
+      p.zplanes.resize(p.planes.size());
+      for (size_t k = 0; k < p.planes.size(); ++k) jobs.emplace_back(i - a, k);
+    }
+    // the largest planes first, so that a big one does not start last
+    std::stable_sort(jobs.begin(), jobs.end(), [&](const auto& x, const auto& y) {
+      return win[x.first].planes[x.second].size() > win[y.first].planes[y.second].size();
+    });
+    parallel_for(jobs.size(), threads, [&](size_t j) {
+      PackedSegment& p = win[jobs[j].first];
+      p.zplanes[jobs[j].second] = zs.compress(p.planes[jobs[j].second]);
+    });
+    for (size_t i = a; i < b; ++i) {
+      const Segment& s = segs[i];
+      PackedSegment& p = win[i - a];
+      const uint64_t before = out.written();
+      write_segment(out, s, p);
+      auto& st = r.by_type[s.type == kHeaderType ? "header" : ggml_type_name(ggml_type(s.type))];
+      st.n_tensors += s.type != kHeaderType;
+      st.raw_bytes += p.raw_bytes;
+      st.packed_bytes += out.written() - before;
+      r.raw_bytes += p.raw_bytes;
+      p = PackedSegment{};  // free it before the next window
+    }
+    a = b;
   }
   const std::string digest = sha.digest();
   out.put_pod(kEndTag);

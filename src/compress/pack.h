@@ -25,7 +25,10 @@ struct PackOptions {
   bool split = true;      // byte-plane / block-field split (what measured best: bench/pack_bench.sh)
   bool dict = false;      // a dictionary trained (ZDICT) on samples of the file, stored in the pack
   int dict_kb = 112;      // its size in KiB, 1..4096
-  int threads = 0;        // zstd worker threads (0: none, compress on the calling thread)
+  int threads = 0;        // planes compressed at once, one thread each (0: COGUMI_THREADS or every core); the
+                          // bytes written are the same at any count
+  int window_mb = 1024;   // file bytes read ahead and held (with their compressed planes) for the threads, 1..65536;
+                          // a segment larger than this is a window alone
   void validate() const;  // throws Error naming the flag
 };
 

@@ -300,12 +300,14 @@ void add_eval(Plan& plan, const std::shared_ptr<Shared>& sh) {
   plan.add(std::move(s));
 }
 
-void add_pack(Plan& plan) {
+void add_pack(Plan& plan, const std::shared_ptr<Shared>& sh) {
   const std::string ms = model_stage(plan).empty() ? "base" : model_stage(plan);
   Stage s{"compress.pack", "1", {ms}, {{"level", PackOptions{}.level}, {"split", PackOptions{}.split}}, {}, {}, {}};
-  s.run = [ms](const StageContext& ctx) {
+  s.run = [ms, sh](const StageContext& ctx) {
     const fs::path in = ctx.result(ms)["model"].get<std::string>(), out = ctx.stage.dir / "base.czst";
-    const PackResult r = pack_gguf(in, out, PackOptions{});
+    PackOptions po;
+    po.threads = sh->cfg.threads;  // the same bytes at any count, so not part of the key
+    const PackResult r = pack_gguf(in, out, po);
     const UnpackResult v = verify_pack(out);
     if (v.sha256 != r.sha256) fail("compress.pack: {} does not verify (sha256 {} vs {})", out.string(), v.sha256, r.sha256);
     return json{{"pack", out.string()}, {"bytes", r.packed_bytes}, {"raw_bytes", r.raw_bytes}, {"ratio", r.ratio()},
@@ -323,7 +325,7 @@ void add_compress_stages(Plan& plan, const std::shared_ptr<Shared>& sh) {
   if (!c.quantize.empty()) add_quantize(plan, sh);
   if (c.lora_rank > 0 && c.prune_level <= 0 && !modifier_names(*sh).empty()) add_lora(plan, sh);
   add_eval(plan, sh);
-  if (c.pack) add_pack(plan);
+  if (c.pack) add_pack(plan, sh);
 }
 
 std::vector<std::string> compress_deps(const Plan& plan) {

@@ -73,6 +73,49 @@ TEST(Pack, ByteSplitHelpsOnHalfPrecision) {
   }
 }
 
+TEST(Pack, ThreadsAndWindowsWriteTheSameBytes) {
+  // Planes are compressed on several threads, one zstd frame per plane from one context each, so the file does
+  // not depend on the thread count or the read-ahead window. Before session 34, --threads set zstd's own workers,
+  // whose frames differ from a single thread's once a plane is larger than a zstd job (measured: a 58 MiB plane at
+  // level 12), so a pipeline's pack would have changed with the machine's cores.
+  ModelInitOptions mi;
+  mi.shape = model_shape_preset("tiny");
+  mi.shape.n_embd = 1024;
+  mi.shape.n_ff = 4096;
+  mi.shape.n_layer = 1;
+  mi.type = "f16";
+  mi.seed = 5;
+  const fs::path model = test::tmp_dir() / "pack-wide-f16.gguf";
+  model_init(model, mi);
+  struct Run {
+    bool dict;
+    int threads, window_mb;
+  };
+  std::map<bool, std::string> first;
+  for (Run c : {Run{false, 0, 1024}, Run{false, 1, 1024}, Run{false, 3, 1024}, Run{false, 2, 1}, Run{true, 1, 1024},
+                Run{true, 3, 2}}) {
+    SCOPED_TRACE(fmt::format("dict={} threads={} window={} MiB", c.dict, c.threads, c.window_mb));
+    PackOptions o;
+    o.level = 3;
+    o.dict = c.dict;
+    o.threads = c.threads;
+    o.window_mb = c.window_mb;
+    const fs::path packed = test::tmp_dir() / "threads.czst";
+    const PackResult r = pack_gguf(model, packed, o);
+    const std::string bytes = read_file(packed);
+    if (!first.count(c.dict)) {
+      first[c.dict] = bytes;
+      EXPECT_EQ(unpack_gguf(packed, test::tmp_dir() / "threads.gguf").sha256, r.sha256);
+      EXPECT_TRUE(read_file(test::tmp_dir() / "threads.gguf") == read_file(model));
+    } else {
+      EXPECT_TRUE(bytes == first[c.dict]) << "the packed bytes changed";
+    }
+  }
+  PackOptions bad;
+  bad.window_mb = 0;
+  EXPECT_THROW(bad.validate(), Error);
+}
+
 void write_bytes(const fs::path& p, const std::string& s) {
   std::ofstream(p, std::ios::binary).write(s.data(), std::streamsize(s.size()));
 }
