@@ -113,8 +113,12 @@ std::shared_ptr<Model> MixedLora::nano_;
 // products in another order (scale before B instead of after), and the rounding that follows differs
 // by CPU: at most 1e-3 on the Intel Xeon these tests were written on, up to 2.2e-3 on an AMD EPYC
 // with AVX-512, and 1.57e-2 on an AMD EPYC Zen 3 (AVX2, no AVX-512; session 33), there on a request at
-// scale 0, the base alone in two batch compositions, with or without patch 0019's panels (measured, cause
-// not traced). A missing delta moves these log-probabilities by 0.06 or more (the first test checks that
+// scale 0, the base alone in two batch compositions. Traced in session 34: that request's first 10 tokens
+// match bit for bit; from its 11th, when the batch's shorter requests have finished and their KV cells are
+// reused, its later keys sit before its earlier ones in the cache, and attention sums them in cell order.
+// The chosen tokens then move by at most 5.3e-4; the 1.57e-2 is a low-probability alternative's (the top-8
+// list reaches far down, where a log amplifies rounding), 7.3e-3 without flash attention (whose CPU kernel
+// accumulates V in F16). A missing delta moves these log-probabilities by 0.06 or more (the first test checks that
 // the adapters move them by more than kChanged); a delta missing from one of the 28 adapted weights alone
 // could move them by less than the tolerance.
 constexpr float kTol = 2e-2f;
