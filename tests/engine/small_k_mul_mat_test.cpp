@@ -64,8 +64,8 @@ TEST(SmallKMulMat, ShortInnerDimensionsMatchTheDoubleReference) {
       {5, 16, 7},                              // the fewest rows the path takes
       {32, 100, 65},                           // the longest contiguous K; 100 = 64 + 36
       {24, 130, 17, 2, 1, 4, 3},               // broadcasting src0 over dims 2 and 3
-      {40, 128, 20, 4, 2, 4, 2, true},         // attention's shape, permuted src1 (K >= 48 takes patch 0019's panels
-                                               // on an AVX-512 build, K = 64 too)
+      {40, 128, 20, 4, 2, 4, 2, true},         // attention's shape, permuted src1 (patch 0019's panels on a build
+                                               // that has them, K = 64 too)
       {48, 70, 12, 1, 1, 3, 1, true},          // permuted, partial row block
       {16, 760, 40},                           // rank 16, rows not a multiple of 16: this path on any build
   };
