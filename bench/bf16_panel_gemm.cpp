@@ -4,8 +4,9 @@
 // loss rows; the F32 attention products over 4 heads x 16 rows (K Q^T with Q read through a permute, V^T P) and
 // LoRA shrinks A x. A node marked as the trainer marks its graphs (ggml_cogumi_mul_mat_allow_small_k) takes the
 // panels, the same product unmarked ggml's own kernels (tinyBLAS; for K Q^T's permuted operand, ggml's dot products).
-// Run a second time with GGML_COGUMI_F32_PANEL=0: its "marked" column is what the trainer took before patch 0019
-// (tinyBLAS, or patch 0011's row sums for K Q^T). Not part of the CMake
+// The F32 base shapes (a CPU without AVX512-BF16 holds the base in F32) and a rank-16 LoRA's up-projections B (A x)
+// (K = 16: the panels' since session 34). Run a second time with GGML_COGUMI_F32_PANEL=0: its "marked" column is what
+// the trainer took before patch 0019 (tinyBLAS, or patch 0011's row sums for K Q^T and K = 16). Not part of the CMake
 // build; with the pinned llama.cpp's CPU install P (scripts/deps.sh prints it):
 //   g++ -O2 -std=c++17 bench/bf16_panel_gemm.cpp -I$P/include -L$P/lib -lggml -lggml-base -lggml-cpu \
 //     -Wl,-rpath,$P/lib -o /tmp/panel_gemm && /tmp/panel_gemm && GGML_COGUMI_F32_PANEL=0 /tmp/panel_gemm

@@ -1,13 +1,16 @@
 // The CPU's F32 products with a short inner dimension, ggml's kernels against patch 0011's row sums
 // (bench/RESULTS.md, "The CPU trainer: short products and F32 weights"). The nano trainer's shapes: a LoRA's
 // B (A x) at rank 16 for 768 and 256 outputs, a q/k/v group's rank 48, attention's QK^T with a permuted
-// operand. Not part of the CMake build; with the pinned llama.cpp's CPU install P (scripts/deps.sh prints it):
+// operand. Patch 0019's F32 panels (which take K >= 16 first on AVX2/AVX-512 builds since session 34) are turned
+// off here (GGML_COGUMI_F32_PANEL=0) so that the marked column is patch 0011's; bench/bf16_panel_gemm.cpp times the
+// panels. Not part of the CMake build; with the pinned llama.cpp's CPU install P (scripts/deps.sh prints it):
 //   g++ -O2 -std=c++17 bench/small_k_matmul.cpp -I$P/include -L$P/lib -lggml -lggml-base -lggml-cpu \
 //     -Wl,-rpath,$P/lib -o /tmp/small_k_matmul && /tmp/small_k_matmul
 #include <ggml.h>
 #include <ggml-cpu.h>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 // ms per ggml_mul_mat(a[k,m,h,bt], b[k,n,h,bt]) on 2 threads; `permuted`: b read through a permute (not contiguous)
 static double run(int k, int m, int n, int h, int bt, bool permuted, bool row_sums, int reps) {
   ggml_init_params ip{size_t(512) << 20, nullptr, false};
@@ -30,12 +33,14 @@ static double run(int k, int m, int n, int h, int bt, bool permuted, bool row_su
   return s;
 }
 int main() {
+  setenv("GGML_COGUMI_F32_PANEL", "0", 1);  // read once, at the first marked product
   unsigned csr = __builtin_ia32_stmxcsr();
   __builtin_ia32_ldmxcsr(csr | 0x8040);  // FTZ + DAZ, as engine_init sets them
   struct Shape { const char* what; int k, m, n, h, bt; bool permuted; } shapes[] = {
       {"LoRA B (A x), 768 outputs", 16, 768, 2048, 1, 1, false},
       {"LoRA B (A x), 256 outputs", 16, 256, 2048, 1, 1, false},
       {"q/k/v group's A^T g", 48, 256, 2048, 1, 1, false},  // K 48: past the contiguous limit, ggml's kernel both ways
+                                                               // (the panels' since patch 0019, off here)
       {"attention QK^T, permuted q", 64, 128, 128, 4, 16, true},
   };
   std::printf("| product | ggml ms | GFLOP/s | row sums ms | GFLOP/s | speed-up |\n|---|---:|---:|---:|---:|---:|\n");

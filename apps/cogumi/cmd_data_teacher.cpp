@@ -30,10 +30,10 @@ void add_endpoint_options(CLI::App* app, EndpointFlags& f, const char* section) 
   app->add_option("--ca-file", f.ca_file, "PEM CA certificates trusted for https:// (all endpoints)");
   app->add_option("--template", f.template_path, "Prompt template file (configs/prompts/; placeholders in its README)");
   app->add_option("--concurrency", f.ep.concurrency, "Requests in flight")->check(CLI::Range(1, 256))->capture_default_str();
-  app->add_option("--rate-limit", f.ep.rate_limit, "Requests per minute (0 = off)")->check(at_least(0))->capture_default_str();
+  app->add_option("--rate-limit", f.ep.rate_limit, "Requests per minute (0 = off)")->check(finite_number())->check(CLI::Range(0.0, 1e6))->capture_default_str();
   app->add_option("--max-retries", f.ep.max_retries, "Retries per request on 429, 5xx and timeouts")->check(CLI::Range(0, 100))->capture_default_str();
-  app->add_option("--backoff", f.ep.backoff_s, "First retry delay in seconds (doubles per attempt, jittered)")->check(at_least(0))->capture_default_str();
-  app->add_option("--timeout", f.ep.timeout_s, "Seconds per attempt")->check(positive_number())->capture_default_str();
+  app->add_option("--backoff", f.ep.backoff_s, "First retry delay in seconds (doubles per attempt, jittered)")->check(finite_number())->check(CLI::Range(0.0, 3600.0))->capture_default_str();
+  app->add_option("--timeout", f.ep.timeout_s, "Seconds per attempt")->check(positive_number())->check(CLI::Range(0.0, 86400.0))->capture_default_str();
   app->add_option("--max-tokens", f.ep.max_tokens, "Tokens per reply")->check(CLI::Range(1, 1000000))->capture_default_str();
   app->add_option("--temperature", f.ep.temperature, "Sampling temperature")->check(CLI::Range(0.0, 2.0))->capture_default_str();
 }

@@ -61,6 +61,7 @@ void add_eval(CLI::App& sub) {
   e->add_option("--data", data, "Labelled JSONL")->required();
   e->add_option("--family", family, "Only rows whose family starts with this (e.g. hand:)");
   e->add_option("--threshold", threshold, "Replace the detector's threshold (0 = keep it)")
+      ->check(finite_number())
       ->check(CLI::Range(0.0, 0.99));
   e->add_flag("--json", as_json, "Print the report as JSON");
   e->callback([&] {

@@ -22,12 +22,12 @@ void setup_model(CLI::App& sub) {
                      "Shape preset: tiny, nano, 1b (Llama-3.2-1B), 8b (Llama-3.1-8B); 1b and 8b carry their llama3 "
                      "RoPE scaling (rope_freqs.weight)")
         ->capture_default_str();
-    init->add_option("--n-embd", n_embd, "Override: embedding width");
-    init->add_option("--n-layer", n_layer, "Override: layers");
-    init->add_option("--n-head", n_head, "Override: attention heads");
-    init->add_option("--n-head-kv", n_head_kv, "Override: key/value heads");
-    init->add_option("--n-ff", n_ff, "Override: feed-forward width");
-    init->add_option("--n-ctx", n_ctx, "Override: training context length");
+    init->add_option("--n-embd", n_embd, "Override: embedding width")->check(CLI::Range(1, 65536));
+    init->add_option("--n-layer", n_layer, "Override: layers")->check(CLI::Range(1, 1024));
+    init->add_option("--n-head", n_head, "Override: attention heads")->check(CLI::Range(1, 1024));
+    init->add_option("--n-head-kv", n_head_kv, "Override: key/value heads")->check(CLI::Range(1, 1024));
+    init->add_option("--n-ff", n_ff, "Override: feed-forward width")->check(CLI::Range(1, 1048576));
+    init->add_option("--n-ctx", n_ctx, "Override: training context length")->check(CLI::Range(1, 1048576));
     init->add_option("--type", o.type, "f32, f16, bf16 or a quantization (q8_0, q4_k_m, ...)")->capture_default_str();
     init->add_option("--seed", o.seed, "Weight seed")->capture_default_str();
     init->add_option("--std", o.init_std, "Weight standard deviation")->capture_default_str();

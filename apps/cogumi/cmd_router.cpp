@@ -51,7 +51,9 @@ void setup_router(CLI::App& sub) {
     t->add_option("--holdout", j.holdout, "Share of queries held out for the report")
         ->check(CLI::Range(0.0, 0.99))
         ->capture_default_str();
-    t->add_option("--limit", j.limit, "Queries per source (0 = all)")->capture_default_str();
+    t->add_option("--limit", j.limit, "Queries per source (0 = all)")
+        ->check(CLI::Range(size_t(0), size_t(100000000)))
+        ->capture_default_str();
     t->add_option("--epochs", j.train.epochs, "Passes over the data")
         ->check(CLI::Range(1, 1000))
         ->capture_default_str();
@@ -86,7 +88,9 @@ void setup_router(CLI::App& sub) {
          "Evaluate the held-out share chosen by the same hash as training (0 = every query)")
         ->check(CLI::Range(0.0, 0.99))
         ->capture_default_str();
-    e->add_option("--limit", limit, "Queries per source (0 = all)")->capture_default_str();
+    e->add_option("--limit", limit, "Queries per source (0 = all)")
+        ->check(CLI::Range(size_t(0), size_t(100000000)))
+        ->capture_default_str();
     e->add_flag("--json", as_json, "Print the report as JSON");
     e->callback([&] {
       RouterReport r = eval_router_job(router, data, holdout, limit);

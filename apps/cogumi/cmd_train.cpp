@@ -117,6 +117,18 @@ void setup_train(CLI::App& sub) {
   sub.callback([&] {
     if (!f32_weights.empty()) o.base_weights = f32_weights == "on" ? "f32" : f32_weights == "off" ? "file" : "auto";
     o.checkpoint_blocks = ckpt_blocks == "auto" ? TrainOptions::kCheckpointBlocksAuto : std::stoi(ckpt_blocks);
+    // Each mode's settings only with that mode: given to the other, they were silently ignored (and unchecked).
+    static const char* kSftOnly[] = {"--batch",      "--grad-accum", "--epochs",   "--warmup",     "--schedule",
+                                     "--weight-decay", "--val-split", "--val-data", "--eval-steps", "--patience",
+                                     "--save-steps"};
+    static const char* kMamlOnly[] = {"--task-field", "--inner-steps", "--inner-lr", "--inner-clip",
+                                      "--meta-batch", "--shots",       "--query",    "--init"};
+    for (const char* f : maml ? std::vector<const char*>(std::begin(kSftOnly), std::end(kSftOnly))
+                              : std::vector<const char*>(std::begin(kMamlOnly), std::end(kMamlOnly)))
+      if (sub.get_option(f)->count() > 0) {
+        if (maml) fail("{} is not a --maml setting (it takes --inner-*, --meta-batch, --shots, --query, --max-steps, --lr, --clip)", f);
+        fail("{} is a --maml setting: give --maml, or drop it", f);
+      }
     if (maml) {
       engine_set_verbose(globals().verbose);
       mo.model = o.model, mo.out = o.out, mo.seq_len = o.sft.max_len, mo.seed = o.seed, mo.n_threads = o.n_threads;
@@ -153,6 +165,7 @@ void setup_train(CLI::App& sub) {
     for (std::string t; std::getline(ss, t, ',');)
       if (!t.empty()) o.lora.targets.push_back(t);
     if (dry_run) {
+      o.validate();  // before the estimate reads the options
       if (const std::string chose = resolve_checkpoint_blocks(o); !chose.empty()) fmt::print("{}\n", chose);
       const TrainMemory m = estimate_train_memory(o);
       fmt::print("{}\n{}\n", m.report(o), m.fits() ? "fits" : "does not fit");

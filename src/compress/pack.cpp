@@ -216,6 +216,7 @@ class Compressor {
     if (ZSTD_isError(n)) fail("zstd: {}", ZSTD_getErrorName(n));
     if (n >= plane.size()) return {0, plane};
     out.resize(n);
+    out.shrink_to_fit();  // held until its window is written: its size, not the bound's
     return {1, std::move(out)};
   }
 

@@ -40,9 +40,9 @@ void detail::parallel_for(size_t n, int threads, const std::function<void(size_t
   pool.reserve(t - 1);
   try {
     for (size_t k = 1; k < t; ++k) pool.push_back(start(work));
-  } catch (const std::system_error&) {
-    // no more threads: the ones running (and this one) take every task; leaving here would
-    // destroy joinable threads, which terminates the process
+  } catch (...) {
+    // no more threads (std::system_error), or no memory for one's closure: the ones running (and
+    // this one) take every task; leaving here would destroy joinable threads, which terminates
   }
   work();
   for (auto& th : pool) th.join();

@@ -26,10 +26,17 @@ std::string lora_target_tensor(const std::string& module) {
   return it->second;
 }
 
+void AdapterInitOptions::validate() const {
+  if (rank < 1 || rank > 4096) fail("--rank must be in 1..4096, got {}", rank);
+  if (!(alpha >= 0.0f && alpha <= 1e6f)) fail("--alpha must be in [0, 1e6], got {}", alpha);
+  if (!(std_a >= 0.0f && std_a <= 10.0f)) fail("--std-a must be in [0, 10], got {}", std_a);
+  if (!(std_b >= 0.0f && std_b <= 10.0f)) fail("--std-b must be in [0, 10], got {}", std_b);
+  if (targets.empty()) fail("LoRA needs at least one target module (--targets)");
+}
+
 uint64_t adapter_init(const fs::path& base, const fs::path& out, const AdapterInitOptions& o) {
   engine_init();
-  if (o.rank < 1) fail("LoRA rank must be >= 1, got {}", o.rank);
-  if (o.targets.empty()) fail("LoRA needs at least one target module");
+  o.validate();
   std::vector<std::string> suffixes;
   for (const auto& t : o.targets) suffixes.push_back(fmt::format(".{}.weight", lora_target_tensor(t)));
   if (!fs::exists(base)) fail("model file not found: '{}'", base.string());

@@ -25,6 +25,7 @@ struct AdapterInitOptions {
   uint64_t seed = 1;
   float std_a = 0.02f;
   float std_b = 0.0f;  // 0: the usual LoRA start (B = 0, adapter is a no-op)
+  void validate() const;  // throws Error naming the flag
 };
 
 // Writes a LoRA adapter GGUF for `base` (reads only its header). Returns the parameter count.

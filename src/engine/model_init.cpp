@@ -177,10 +177,17 @@ void set_tokenizer(gguf_context* g, const ModelInitOptions& o, int& n_vocab) {
 
 }  // namespace
 
+void ModelInitOptions::validate() const {
+  shape.validate();
+  if (!(init_std >= 0.0f && init_std <= 10.0f)) fail("--std must be in [0, 10], got {}", init_std);
+  if (vocab_merges < 0 || vocab_merges > 1000000) fail("--vocab-merges must be in 0..1000000, got {}", vocab_merges);
+  if (n_threads < 0 || n_threads > 4096) fail("--threads must be in 0..4096, got {}", n_threads);
+}
+
 ModelInitResult model_init(const fs::path& out, const ModelInitOptions& o) {
   engine_init();
   const ModelShape& s = o.shape;
-  s.validate();
+  o.validate();
   if (o.vocab_split_punct && o.vocab_train.empty())
     fail("vocab_split_punct (--vocab-split-punct) shapes a vocabulary fitted to text: give vocab_train (--vocab-train) too");
   std::string type = o.type;

@@ -58,6 +58,7 @@ struct ModelInitOptions {
   std::string name = "cogumi-random";
   std::string chat_template;     // empty: ChatML for the built-in vocabulary, the source's otherwise
   int n_threads = 0;
+  void validate() const;  // the shape's and these fields' ranges; throws Error naming the flag
 };
 
 struct ModelInitResult {

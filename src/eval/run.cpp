@@ -40,8 +40,8 @@ void EvalOptions::validate() const {
       fail("--pass-k {} needs 1 <= k <= --samples ({}): pass@k takes k of the samples of each item", k, samples);
   if (chunk < 1) fail("--chunk must be >= 1 (items per batch), got {}", chunk);
   if (workers < 0 || workers > 1024) fail("--workers must be in 0..1024 (0 = cores), got {}", workers);
-  if (!(sandbox.limits.timeout_s > 0) || !std::isfinite(sandbox.limits.timeout_s))
-    fail("--timeout must be a finite number of seconds > 0, got {}", sandbox.limits.timeout_s);
+  if (!(sandbox.limits.timeout_s > 0 && sandbox.limits.timeout_s <= 86400))
+    fail("--timeout must be in (0, 86400] seconds, got {}", sandbox.limits.timeout_s);
   if (n_gpu_layers < -1) fail("--ngl must be >= -1 (-1 = all), got {}", n_gpu_layers);
   if (judge_concurrency < 1) fail("judge_concurrency must be >= 1, got {}", judge_concurrency);
   if (!std::isfinite(adapter_scale)) fail("--adapter-scale must be finite, got {}", adapter_scale);

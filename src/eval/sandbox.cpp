@@ -783,9 +783,8 @@ std::string sandbox_memory_control() {
 }
 
 void SandboxOptions::validate() const {
-  if (!(limits.timeout_s > 0) || !std::isfinite(limits.timeout_s))
-    fail("sandbox option limits.timeout_s must be a positive number of seconds, got {}",
-         limits.timeout_s);
+  if (!(limits.timeout_s > 0 && limits.timeout_s <= 86400))  // nanoseconds in an int64 beyond ~9.2e9 s
+    fail("sandbox option limits.timeout_s must be in (0, 86400] seconds, got {}", limits.timeout_s);
   if (python.empty()) fail("sandbox option python must name an interpreter");
   if (bwrap.empty()) fail("sandbox option bwrap must name bubblewrap");
 }

@@ -45,11 +45,11 @@ void NanoBaseOptions::validate() const {
   need(n_embd >= 8, "n_embd", ">= 8", n_embd);
   need(n_head >= 1 && n_embd % n_head == 0, "n_head", "a divisor of n_embd", n_head);
   need(n_ff >= 1, "n_ff", ">= 1", n_ff);
-  need(steps >= 1, "--steps", ">= 1", steps);
+  need(steps >= 1 && steps <= 1000000000, "--steps", "in 1..1e9", steps);
   need(seq_len >= 8 && seq_len <= (1 << 16), "--seq-len", "in 8..65536", seq_len);
-  need(batch >= 1, "--batch", ">= 1", batch);
-  need(warmup >= 0, "--warmup", ">= 0", warmup);
-  need(finite_pos(lr), "--lr", "a finite number > 0", lr);
+  need(batch >= 1 && batch <= (1 << 16), "--batch", "in 1..65536", batch);
+  need(warmup >= 0 && warmup <= 1000000000, "--warmup", "in 0..1e9", warmup);
+  need(finite_pos(lr) && lr <= 1, "--lr", "in (0, 1]", lr);
   need(n_threads >= 0 && n_threads <= 1024, "--threads", "in 0..1024 (0 = all)", n_threads);
 }
 
@@ -59,12 +59,12 @@ void NanoLoopOptions::validate() const {
   need(finite_nonneg(domain_share), "--domain-share", "a finite number >= 0", domain_share);
   need(finite_nonneg(replay), "--replay", "a finite number >= 0", replay);
   need(lora_rank >= 1 && lora_rank <= 4096, "--rank", "in 1..4096", lora_rank);
-  need(steps >= 1, "--steps", ">= 1", steps);
-  need(batch >= 1, "--batch", ">= 1", batch);
+  need(steps >= 1 && steps <= 1000000000, "--steps", "in 1..1e9", steps);
+  need(batch >= 1 && batch <= (1 << 16), "--batch", "in 1..65536", batch);
   need(seq_len >= 8 && seq_len <= (1 << 16), "seq_len", "in 8..65536", seq_len);
   need(eval_steps >= 1, "eval_steps", ">= 1", eval_steps);
-  need(patience >= 0, "--patience", ">= 0", patience);
-  need(finite_pos(lr), "--lr", "a finite number > 0", lr);
+  need(patience >= 0 && patience <= 1000000000, "--patience", "in 0..1e9", patience);
+  need(finite_pos(lr) && lr <= 1, "--lr", "in (0, 1]", lr);
   need(max_tokens >= 1, "max_tokens", ">= 1", max_tokens);
   need(n_threads >= 0 && n_threads <= 1024, "--threads", "in 0..1024 (0 = all)", n_threads);
 }

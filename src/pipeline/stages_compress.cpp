@@ -306,7 +306,7 @@ void add_pack(Plan& plan, const std::shared_ptr<Shared>& sh) {
   s.run = [ms, sh](const StageContext& ctx) {
     const fs::path in = ctx.result(ms)["model"].get<std::string>(), out = ctx.stage.dir / "base.czst";
     PackOptions po;
-    po.threads = sh->cfg.threads;  // the same bytes at any count, so not part of the key
+    po.threads = std::min(sh->cfg.threads, 256);  // the same bytes at any count, so not part of the key
     const PackResult r = pack_gguf(in, out, po);
     const UnpackResult v = verify_pack(out);
     if (v.sha256 != r.sha256) fail("compress.pack: {} does not verify (sha256 {} vs {})", out.string(), v.sha256, r.sha256);

@@ -103,6 +103,7 @@ nlohmann::json lora_info(const std::filesystem::path& adapter) {
 
 void lora_merge(const std::filesystem::path& base, const std::filesystem::path& adapter,
                 const std::filesystem::path& out, float scale) {
+  if (!(scale >= -100.0f && scale <= 100.0f)) fail("--scale must be in [-100, 100], got {}", scale);
   nlohmann::json info = lora_info(adapter);
   Gguf b(base), a(adapter);
   if (b.str("general.architecture") != a.str("general.architecture"))

@@ -135,6 +135,16 @@ check "train refuses --base-weights with --f32-weights by name" grep -qE -- '--(
 # MAML keeps no checkpoints and has no memory estimate: --resume/--dry-run are refused with it, not ignored.
 "$COGUMI" train --maml -m "$T/m.gguf" -d "$T/fail.jsonl" -o "$T/maml.gguf" --resume >"$T/maml.txt" 2>&1 && echo "exit 0" >>"$T/maml.txt"
 check "train --maml refuses --resume by name" grep -qE -- '--(maml excludes --resume|resume excludes --maml)' "$T/maml.txt"
+# Each mode's settings only with that mode (session 34: they were ignored unchecked), and --dry-run checks the
+# options before its estimate reads them; numeric options out of range or NaN are refused by name.
+expect_bad_option "train --maml refuses an SFT setting by name" "--batch is not a --maml setting" "$COGUMI" train --maml -m "$T/m.gguf" -d "$T/fail.jsonl" -o "$T/maml.gguf" --batch -5
+expect_bad_option "train refuses a --maml setting without --maml" "--shots is a --maml setting" "$COGUMI" train -m "$T/m.gguf" -d "$T/fail.jsonl" -o "$T/x.gguf" --shots 3
+expect_bad_option "train --dry-run checks --lora-rank first" "--lora-rank" "$COGUMI" train -m "$T/m.gguf" -d "$T/fail.jsonl" -o "$T/x.gguf" --lora-rank 0 --dry-run --checkpoint-blocks auto
+expect_bad_option "lora init refuses a NaN --std-a" "--std-a" "$COGUMI" lora init "$T/m.gguf" "$T/x.gguf" --std-a nan
+expect_bad_option "lora merge refuses an infinite --scale" "--scale" "$COGUMI" lora merge "$T/m.gguf" "$T/fix.gguf" "$T/x.gguf" --scale inf
+expect_bad_option "model init refuses --n-embd 0" "--n-embd" "$COGUMI" model init "$T/x.gguf" --n-embd 0
+expect_bad_option "model init refuses a negative --std" "--std" "$COGUMI" model init "$T/x.gguf" --std -1
+expect_bad_option "router eval refuses --limit -1" "--limit" "$COGUMI" router eval "$T/none.json" --data a=x.jsonl --limit -1
 # A training run killed with SIGKILL resumes from its last checkpoint and finishes; the log holds every step once.
 "$COGUMI" train -m "$T/m.gguf" -d "$T/fail.jsonl" -o "$T/kill.gguf" --lora-rank 4 --max-steps 200 --seq-len 160 --batch 2 --save-steps 5 >/dev/null 2>&1 &
 pid=$!
