@@ -5,11 +5,13 @@
 
 #include <algorithm>
 #include <cctype>
+#include <thread>
 #include <unordered_set>
 
 #include "core/error.h"
 #include "core/hash.h"
 #include "core/io.h"
+#include "core/parallel.h"
 #include "eval/benchmark.h"
 #include "eval/prompts.h"
 
@@ -253,6 +255,7 @@ void SynthOptions::validate() const {
   if (n_copy < 0 || n_copy > 1000000) fail("synth: n_copy must be in 0..1000000, got {}", n_copy);
   if (n_choice < 0 || n_choice > 1000000) fail("synth: n_choice must be in 0..1000000, got {}", n_choice);
   if (difficulty < 1 || difficulty > 4) fail("synth: difficulty must be 1..4, got {}", difficulty);
+  if (threads < 0 || threads > 1024) fail("synth: threads must be in 0..1024 (0 = all cores), got {}", threads);
   const auto& ds = synth_domains();
   for (const auto& [d, n] : domain_difficulty) {
     if (std::find(ds.begin(), ds.end(), d) == ds.end()) fail("synth: difficulty given for unknown domain '{}'", d);
@@ -265,55 +268,80 @@ const std::vector<std::string>& synth_domains() {
   return d;
 }
 
+namespace {
+// What one domain adds to the curriculum: its split files (written), its template lines, its training records
+// (in file order) and its counts. Domains draw from streams of their own, so they are made on threads of their own
+// and merged in domain order: the same bytes at any thread count.
+struct DomainFiles {
+  ojson files = ojson::object(), counts = ojson::object();
+  std::array<int, 3> n{};
+  std::string templates;
+  std::vector<json> train_rows;  // the train split asked as eval asks it
+};
+
+DomainFiles write_domain(const fs::path& out_dir, const Domain& dom, const std::array<std::vector<Item>, 3>& items) {
+  DomainFiles out;
+  for (int s = 0; s < 3; ++s) {
+    const auto& split = items[size_t(s)];
+    const std::string rel = write_split(out_dir, dom.name, kSplits[s], split);
+    out.files[kSplits[s]] = rel;
+    out.templates += template_lines(out_dir, dom, kSplits[s], rel, split);
+    out.n[size_t(s)] = int(split.size());
+    out.counts[kSplits[s]] = split.size();
+  }
+  // Each item of a split asked as eval asks it, read back through eval's own loader.
+  auto sft_records = [&](int split) {
+    std::vector<json> rows;
+    if (items[size_t(split)].empty()) return rows;
+    for (const auto& it : load_benchmark(dom.eval_kind, out_dir / out.files[kSplits[split]].get<std::string>())) {
+      json row = training_record(it, false);
+      row["category"] = dom.name;
+      rows.push_back(std::move(row));
+    }
+    return rows;
+  };
+  std::string domain_text, dev_text;
+  out.train_rows = sft_records(0);
+  for (const auto& row : out.train_rows) domain_text += row.dump() + "\n";
+  write_file_atomic(out_dir / "mix" / (std::string(dom.name) + ".jsonl"), domain_text);
+  // The dev split in the same form: validation data for early stopping.
+  for (auto& row : sft_records(1)) dev_text += row.dump() + "\n";
+  write_file_atomic(out_dir / "mix" / "dev" / (std::string(dom.name) + ".jsonl"), dev_text);
+  return out;
+}
+}  // namespace
+
 SynthStats synth_write(const fs::path& out_dir, const SynthOptions& opts) {
   opts.validate();
+  const size_t n_domains = std::size(kDomains);
+  const int threads = opts.threads > 0 ? opts.threads : int(std::max(1u, std::thread::hardware_concurrency()));
   // Everything is drawn before anything is written: a domain that runs out of items leaves an
   // earlier curriculum in out_dir whole rather than half replaced.
-  std::vector<std::array<std::vector<Item>, 3>> all;
-  for (size_t d = 0; d < std::size(kDomains); ++d) all.push_back(generate(kDomains[d], d, opts));
+  std::vector<std::array<std::vector<Item>, 3>> all(n_domains);
+  parallel_for(n_domains, threads, [&](size_t d) { all[d] = generate(kDomains[d], d, opts); });
   std::error_code ec;
-  fs::create_directories(out_dir, ec);
+  fs::create_directories(out_dir / "mix" / "dev", ec);
   if (ec) fail("synth: cannot create '{}': {}", out_dir.string(), ec.message());
 
+  std::vector<DomainFiles> made(n_domains);
+  parallel_for(n_domains, threads, [&](size_t d) { made[d] = write_domain(out_dir, kDomains[d], all[d]); });
   SynthStats stats;
   ojson files = ojson::object(), kinds = ojson::object(), counts = ojson::object();
   // The training mix: each train item asked exactly as `cogumi eval` asks it (completion mode,
   // zero-shot), read back through eval's own loaders, so what the base learns is what is measured.
   std::vector<json> mix;
   std::string templates;
-  for (size_t d = 0; d < std::size(kDomains); ++d) {
+  for (size_t d = 0; d < n_domains; ++d) {
     const Domain& dom = kDomains[d];
-    for (int s = 0; s < 3; ++s) {
-      const auto& items = all[d][size_t(s)];
-      files[dom.name][kSplits[s]] = write_split(out_dir, dom.name, kSplits[s], items);
-      templates += template_lines(out_dir, dom, kSplits[s], files[dom.name][kSplits[s]].get<std::string>(), items);
-      stats.counts[dom.name][size_t(s)] = int(items.size());
-      counts[dom.name][kSplits[s]] = items.size();
-    }
+    DomainFiles& m = made[d];
+    files[dom.name] = std::move(m.files);
+    counts[dom.name] = std::move(m.counts);
+    stats.counts[dom.name] = m.n;
+    templates += m.templates;
     kinds[dom.name] = dom.eval_kind;
-    // Each item of a split asked as eval asks it, read back through eval's own loader.
-    auto sft_records = [&](int split) {
-      std::vector<json> rows;
-      if (all[d][size_t(split)].empty()) return rows;
-      for (const auto& it : load_benchmark(dom.eval_kind, out_dir / files[dom.name][kSplits[split]].get<std::string>())) {
-        json row = training_record(it, false);
-        row["category"] = dom.name;
-        rows.push_back(std::move(row));
-      }
-      return rows;
-    };
-    std::string domain_text, dev_text;
-    int taken = 0;
-    for (auto& row : sft_records(0)) {
-      domain_text += row.dump() + "\n";
-      if (opts.n_mix == 0 || taken++ < opts.n_mix) mix.push_back(std::move(row));
-    }
-    std::string rel = std::string("mix/") + dom.name + ".jsonl";
-    write_file_atomic(out_dir / rel, domain_text);
-    files["mix"][dom.name] = rel;
-    // The dev split in the same form: validation data for early stopping.
-    for (auto& row : sft_records(1)) dev_text += row.dump() + "\n";
-    write_file_atomic(out_dir / "mix" / "dev" / (std::string(dom.name) + ".jsonl"), dev_text);
+    const size_t take = opts.n_mix == 0 ? m.train_rows.size() : std::min(m.train_rows.size(), size_t(opts.n_mix));
+    for (size_t i = 0; i < take; ++i) mix.push_back(std::move(m.train_rows[i]));
+    files["mix"][dom.name] = std::string("mix/") + dom.name + ".jsonl";
   }
 
   // The copying items: their own stream, drawn until n_copy distinct prompts (the generator has far more).

@@ -65,6 +65,7 @@ struct SynthOptions {
   // base misses on reasoning: reading the letter off the option it named. Their own stream: 0 (the
   // default) leaves every file as without it. 0..10^6.
   int n_choice = 0;
+  int threads = 0;  // domains made at once (0 = all cores), 0..1024: the files are the same at any count
 
   int difficulty_of(const std::string& domain) const;
   // "2" (every domain) or "math=1,code=3" (those domains; the rest keep `difficulty`), or both

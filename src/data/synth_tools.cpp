@@ -300,6 +300,25 @@ ojson spec_json(const Tool& t) {
           {"parameters", {{"type", "dict"}, {"properties", props}, {"required", required}}}};
 }
 
+// Each tool's spec once, and its text as the eval prompt lists it (keys sorted): an item's list is
+// these joined, the same bytes as parsing and dumping the whole list again (tools are drawn 12,000+
+// times per curriculum).
+struct ToolSpec {
+  ojson spec;
+  std::string sorted;
+};
+const ToolSpec& tool_spec(const Tool& t) {
+  static const std::vector<ToolSpec> specs = [] {
+    std::vector<ToolSpec> v;
+    for (const auto& d : kToolDefs) {
+      ojson j = spec_json(d);
+      v.push_back({j, nlohmann::json::parse(j.dump()).dump()});
+    }
+    return v;
+  }();
+  return specs[size_t(&t - kToolDefs)];
+}
+
 }  // namespace
 
 std::string city(Rng& r) { return r.pick(kCities); }
@@ -330,7 +349,13 @@ Item automation_item(Rng& rng, int difficulty) {
     }
   }
   ojson functions = ojson::array();
-  for (const Tool* t : tools) functions.push_back(spec_json(*t));
+  std::string listed = "[";
+  for (const Tool* t : tools) {
+    const ToolSpec& ts = tool_spec(*t);
+    functions.push_back(ts.spec);
+    listed += (listed.size() > 1 ? "," : "") + ts.sorted;
+  }
+  listed += "]";
   ojson call = {{"name", target.name}, {"arguments", args}};
 
   Item it;
@@ -339,8 +364,7 @@ Item automation_item(Rng& rng, int difficulty) {
       {"question", ojson::array({ojson::array({{{"role", "user"}, {"content", req.text}}})})},
       {"function", functions}};
   it.answer = ojson::array({{{target.name, accepted}}});
-  // The zero-shot eval prompt's shape (eval/prompts.cpp), whose function list is key-sorted.
-  const std::string listed = nlohmann::json::parse(functions.dump()).dump();
+  // The zero-shot eval prompt's shape (eval/prompts.cpp), whose function list is key-sorted (`listed`).
   it.instruction = "You can call these functions:\n" + listed +
                    "\n\nAnswer each request with one JSON object {\"name\": ..., \"arguments\": "
                    "{...}} and nothing else.\n\nRequest: " + req.text;
