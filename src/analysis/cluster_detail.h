@@ -46,6 +46,12 @@ class Rng {
 // `work` is the rough total cost in multiply-adds; small jobs stay on the calling thread.
 void parallel_for(size_t n, double work, const std::function<void(size_t, size_t)>& fn);
 
+// Coordinates of the centred rows in their top-r principal subspace (some orthonormal basis of it; r at most the
+// rows' rank): subspace iterations on the n x n Gram matrix when there are fewer rows than dimensions, else on the
+// d x d covariance. With sparse_ok, rows that are mostly zeros (the hashed TF-IDF bag) take the Gram matrix
+// implicitly, never made; the coordinates agree with the dense way's up to rounding and rotation.
+std::vector<std::vector<double>> principal_coords(const Points& rows, int r, bool sparse_ok);
+
 // Squared Euclidean distance. Eight independent accumulators let the compiler vectorise and
 // pipeline without -ffast-math; the fixed summation order keeps results reproducible.
 inline float sq_dist(const float* a, const float* b, size_t d) {

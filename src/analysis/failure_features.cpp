@@ -6,6 +6,8 @@
 #include <map>
 #include <unordered_map>
 
+#include <Eigen/Dense>
+
 #include "analysis/cluster_detail.h"
 #include "core/error.h"
 
@@ -22,60 +24,90 @@ using Matrix = std::vector<std::vector<double>>;  // row-major, small (m x m or 
 // Rayleigh-Ritz step is needed, only a subspace that has settled.
 constexpr int kSubspaceIter = 60;
 
-// Eight partial sums, added pairwise at the end, which the compiler keeps in vector registers: a
-// single running sum is one dependent add after another, and the failure clustering (these are its
-// principal subspace's Gram and power-iteration products) took twice as long with it.
-double dot(const std::vector<double>& a, const std::vector<double>& b) {
-  const size_t n = a.size(), n8 = n / 8 * 8;
-  const double* x = a.data();
-  const double* y = b.data();
-  double p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  for (size_t i = 0; i < n8; i += 8)
-    for (int k = 0; k < 8; ++k) p[k] += x[i + k] * y[i + k];
-  double s = ((p[0] + p[4]) + (p[1] + p[5])) + ((p[2] + p[6]) + (p[3] + p[7]));
-  for (size_t i = n8; i < n; ++i) s += x[i] * y[i];
-  return s;
-}
+using Dense = Eigen::MatrixXd;  // column-major
 
-// Modified Gram-Schmidt over columns stored as vectors; drops columns that vanish (rank < r).
-void orthonormalize(Matrix& cols) {
-  Matrix kept;
-  for (auto& c : cols) {
-    double before = std::sqrt(dot(c, c));
-    for (const auto& q : kept) {
-      double p = dot(c, q);
-      for (size_t i = 0; i < c.size(); ++i) c[i] -= p * q[i];
+// a * b on every core: blocks of kRowBlock rows of a, a fixed partition of the rows, each block one of Eigen's
+// products. The blocks depend only on the shapes, never on the thread count, so neither do the sums.
+// (Dot products one output at a time, before, read both operands from memory for every output: the failure
+// clustering spent most of its time here.)
+constexpr Eigen::Index kRowBlock = 64;
+Dense times(const Dense& a, const Dense& b) {
+  Dense out(a.rows(), b.cols());
+  const Eigen::Index blocks = (a.rows() + kRowBlock - 1) / kRowBlock;
+  parallel_for(size_t(blocks), double(a.rows()) * double(a.cols()) * double(b.cols()), [&](size_t lo, size_t hi) {
+    for (size_t blk = lo; blk < hi; ++blk) {
+      const Eigen::Index r0 = Eigen::Index(blk) * kRowBlock, len = std::min(kRowBlock, a.rows() - r0);
+      out.middleRows(r0, len).noalias() = a.middleRows(r0, len) * b;
     }
-    double norm = std::sqrt(dot(c, c));
-    if (before == 0 || norm < 1e-9 * before) continue;
-    for (double& x : c) x /= norm;
-    kept.push_back(std::move(c));
-  }
-  cols = std::move(kept);
-}
-
-// A (m x m, symmetric PSD) times each column.
-Matrix times(const Matrix& a, const Matrix& cols) {
-  Matrix out(cols.size(), std::vector<double>(a.size(), 0.0));
-  parallel_for(a.size(), double(a.size()) * a.size() * cols.size(), [&](size_t b, size_t e) {
-    for (size_t i = b; i < e; ++i)
-      for (size_t c = 0; c < cols.size(); ++c) out[c][i] = dot(a[i], cols[c]);
   });
   return out;
 }
 
-// Orthonormal basis (as columns) of the top-r eigenspace of a symmetric PSD matrix.
-Matrix top_eigenspace(const Matrix& a, int r) {
+// Modified Gram-Schmidt over the columns; drops columns that vanish (rank < r).
+void orthonormalize(Dense& cols) {
+  Eigen::Index kept = 0;
+  for (Eigen::Index c = 0; c < cols.cols(); ++c) {
+    Eigen::VectorXd v = cols.col(c);
+    const double before = v.norm();
+    for (Eigen::Index q = 0; q < kept; ++q) v -= cols.col(q).dot(v) * cols.col(q);
+    const double norm = v.norm();
+    if (before == 0 || norm < 1e-9 * before) continue;
+    cols.col(kept++) = v / norm;
+  }
+  cols.conservativeResize(Eigen::NoChange, kept);
+}
+
+// Orthonormal basis (as columns) of the top-r eigenspace of a symmetric PSD n x n matrix A, given as its product
+// with a block of columns (`apply`: A U).
+using Operator = std::function<Dense(const Dense&)>;
+Dense top_eigenspace(const Operator& apply, Eigen::Index n, int r) {
   Rng rng(0xF3A7);
-  Matrix u(size_t(std::min<size_t>(size_t(r), a.size())), std::vector<double>(a.size()));
-  for (auto& c : u)
-    for (double& x : c) x = rng.uniform() - 0.5;
+  Dense u(n, std::min<Eigen::Index>(r, n));
+  for (Eigen::Index c = 0; c < u.cols(); ++c)
+    for (Eigen::Index i = 0; i < u.rows(); ++i) u(i, c) = rng.uniform() - 0.5;
   orthonormalize(u);
-  for (int it = 0; it < kSubspaceIter && !u.empty(); ++it) {
-    u = times(a, u);
+  for (int it = 0; it < kSubspaceIter && u.cols() > 0; ++it) {
+    u = apply(u);
     orthonormalize(u);
   }
   return u;
+}
+
+// Rows with few non-zero values (the hashed TF-IDF bag: ~100 of 4,096), centred implicitly: the Gram matrix of the
+// centred rows times U is X (X^T U - m 1^T U) - 1 m^T (...), n x nnz x r instead of n x n x r, and the n x n x d
+// Gram matrix itself is never made.
+struct SparseRows {
+  std::vector<std::vector<std::pair<Eigen::Index, double>>> rows;
+  Eigen::VectorXd mean;
+};
+SparseRows sparse_rows(const Rows& rows, Eigen::Index d) {
+  SparseRows s;
+  s.rows.resize(rows.size());
+  s.mean = Eigen::VectorXd::Zero(d);
+  for (size_t i = 0; i < rows.size(); ++i)
+    for (Eigen::Index j = 0; j < d; ++j)
+      if (const double v = rows[i][size_t(j)]; v != 0) {
+        s.rows[i].emplace_back(j, v);
+        s.mean(j) += v;
+      }
+  if (!rows.empty()) s.mean /= double(rows.size());
+  return s;
+}
+Dense centred_gram_times(const SparseRows& x, const Dense& u_in) {
+  using RowMajor = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  const RowMajor u = u_in;  // rows contiguous: each non-zero value touches one row of r values
+  RowMajor w = RowMajor::Zero(x.mean.size(), u.cols());  // X_c^T U
+  for (size_t i = 0; i < x.rows.size(); ++i)
+    for (const auto& [j, v] : x.rows[i]) w.row(j) += v * u.row(Eigen::Index(i));
+  w -= x.mean * u.colwise().sum();
+  const Eigen::RowVectorXd shift = x.mean.transpose() * w;
+  RowMajor out(u.rows(), u.cols());
+  for (size_t i = 0; i < x.rows.size(); ++i) {
+    auto row = out.row(Eigen::Index(i));
+    row = -shift;
+    for (const auto& [j, v] : x.rows[i]) row += v * w.row(j);
+  }
+  return out;
 }
 
 // Lower Cholesky factor of a small SPD matrix.
@@ -103,61 +135,70 @@ std::vector<double> solve_lower(const Matrix& l, const std::vector<double>& y) {
   return z;
 }
 
+}  // namespace
+
+namespace cluster_detail {
+
 // Coordinates of the centred rows in their top-r principal subspace (some orthonormal basis of
 // it): through the n x n Gram matrix when there are fewer rows than dimensions, else through
 // the d x d covariance.
-Matrix principal_coords(const Rows& rows, int r) {
-  size_t n = rows.size(), d = n ? rows[0].size() : 0;
-  std::vector<double> mean(d, 0.0);
-  for (const auto& x : rows)
-    for (size_t j = 0; j < d; ++j) mean[j] += x[j];
-  for (double& m : mean) m /= double(std::max<size_t>(n, 1));
-  Matrix x(n, std::vector<double>(d));
-  for (size_t i = 0; i < n; ++i)
-    for (size_t j = 0; j < d; ++j) x[i][j] = rows[i][j] - mean[j];
-  Matrix y(n);
+std::vector<std::vector<double>> principal_coords(const Points& rows, int r, bool sparse_ok) {
+  const Eigen::Index n = Eigen::Index(rows.size()), d = n ? Eigen::Index(rows[0].size()) : 0;
+  Matrix y(static_cast<size_t>(n));
+  size_t nnz = 0;
+  for (const auto& row : rows) nnz += size_t(std::count_if(row.begin(), row.end(), [](float v) { return v != 0; }));
   if (n <= d) {
-    Matrix gram(n, std::vector<double>(n));
-    parallel_for(n, double(n) * n * d / 2, [&](size_t b, size_t e) {
-      for (size_t i = b; i < e; ++i)
-        for (size_t j = 0; j <= i; ++j) gram[i][j] = dot(x[i], x[j]);
-    });
-    for (size_t i = 0; i < n; ++i)
-      for (size_t j = 0; j < i; ++j) gram[j][i] = gram[i][j];
-    Matrix u = top_eigenspace(gram, r);
-    if (u.empty()) return Matrix(n);
+    // Sparse rows: the Gram matrix applied implicitly; dense ones: made once (n x n x d), then applied.
+    SparseRows sx;
+    Dense gram;
+    Operator apply;
+    if (sparse_ok && double(nnz) < 0.125 * double(n) * double(d)) {
+      sx = sparse_rows(rows, d);
+      apply = [&](const Dense& u) { return centred_gram_times(sx, u); };
+    } else {
+      Dense x(n, d);
+      for (Eigen::Index i = 0; i < n; ++i)
+        for (Eigen::Index j = 0; j < d; ++j) x(i, j) = rows[size_t(i)][size_t(j)];
+      if (n > 0) x.rowwise() -= x.colwise().mean();
+      gram = times(x, x.transpose());
+      apply = [&](const Dense& u) { return times(gram, u); };
+    }
+    const Dense u = top_eigenspace(apply, n, r);
+    if (u.cols() == 0) return Matrix(static_cast<size_t>(n));
     // K U (U^T K U)^{-1/2 in Cholesky form} has the Gram matrix of the projected rows.
-    Matrix ku = times(gram, u);
-    size_t k = u.size();
-    Matrix m(k, std::vector<double>(k));
-    for (size_t a = 0; a < k; ++a)
-      for (size_t b = 0; b < k; ++b) m[a][b] = dot(u[a], ku[b]);
+    const Dense ku = apply(u);
+    const Eigen::Index k = u.cols();
+    const Dense utku = u.transpose() * ku;
+    Matrix m(static_cast<size_t>(k), std::vector<double>(static_cast<size_t>(k)));
+    for (Eigen::Index a = 0; a < k; ++a)
+      for (Eigen::Index b = 0; b < k; ++b) m[size_t(a)][size_t(b)] = utku(a, b);
     Matrix l = cholesky(m);
-    for (size_t i = 0; i < n; ++i) {
-      std::vector<double> row(k);
-      for (size_t c = 0; c < k; ++c) row[c] = ku[c][i];
-      y[i] = solve_lower(l, row);
+    for (Eigen::Index i = 0; i < n; ++i) {
+      std::vector<double> row(static_cast<size_t>(k));
+      for (Eigen::Index c = 0; c < k; ++c) row[size_t(c)] = ku(i, c);
+      y[size_t(i)] = solve_lower(l, row);
     }
   } else {
-    Matrix cov(d, std::vector<double>(d, 0.0));
-    parallel_for(d, double(n) * d * d / 2, [&](size_t b, size_t e) {
-      for (size_t a = b; a < e; ++a)
-        for (size_t c = 0; c <= a; ++c) {
-          double s = 0;
-          for (size_t i = 0; i < n; ++i) s += x[i][a] * x[i][c];
-          cov[a][c] = s;
-        }
-    });
-    for (size_t a = 0; a < d; ++a)
-      for (size_t c = 0; c < a; ++c) cov[c][a] = cov[a][c];
-    Matrix v = top_eigenspace(cov, r);
-    for (size_t i = 0; i < n; ++i) {
-      y[i].resize(v.size());
-      for (size_t c = 0; c < v.size(); ++c) y[i][c] = dot(x[i], v[c]);
+    Dense x(n, d);
+    for (Eigen::Index i = 0; i < n; ++i)
+      for (Eigen::Index j = 0; j < d; ++j) x(i, j) = rows[size_t(i)][size_t(j)];
+    x.rowwise() -= x.colwise().mean();
+    const Dense cov = times(x.transpose(), x);
+    const Dense v = top_eigenspace([&](const Dense& u) { return times(cov, u); }, d, r);
+    const Dense proj = times(x, v);
+    for (Eigen::Index i = 0; i < n; ++i) {
+      y[size_t(i)].resize(size_t(v.cols()));
+      for (Eigen::Index c = 0; c < v.cols(); ++c) y[size_t(i)][size_t(c)] = proj(i, c);
     }
   }
   return y;
 }
+
+}  // namespace cluster_detail
+
+namespace {
+
+using cluster_detail::principal_coords;
 
 void normalize(std::vector<float>& v, double scale = 1.0) {
   double s = 0;
@@ -264,15 +305,15 @@ std::vector<std::string> feature_tokens(const std::string& text) {
   return out;
 }
 
-Rows project_rows(const Rows& rows, int dims) {
-  Matrix y = principal_coords(rows, dims);
+Rows project_rows(const Rows& rows, int dims, bool sparse_ok) {
+  Matrix y = principal_coords(rows, dims, sparse_ok);
   Rows out(rows.size());
   for (size_t i = 0; i < rows.size(); ++i) out[i].assign(y[i].begin(), y[i].end());
   return out;
 }
 
 Rows whiten_rows(const Rows& rows, int dims) {
-  Matrix y = principal_coords(rows, dims);
+  Matrix y = principal_coords(rows, dims, true);
   size_t n = y.size(), k = n ? y[0].size() : 0;
   Rows out(n, std::vector<float>(k));
   if (k == 0) return out;

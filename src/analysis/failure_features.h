@@ -44,8 +44,11 @@ std::vector<std::vector<float>> failure_features(const std::vector<FailureText>&
 // L2-normalises each row. Fewer rows than dims keep rows - 1 directions.
 std::vector<std::vector<float>> whiten_rows(const std::vector<std::vector<float>>& rows, int dims);
 
-// Rows projected onto their top `dims` principal directions (centred, not rescaled).
-std::vector<std::vector<float>> project_rows(const std::vector<std::vector<float>>& rows, int dims);
+// Rows projected onto their top `dims` principal directions (centred, not rescaled), in some orthonormal basis of
+// them. Rows that are mostly zeros (the hashed TF-IDF bag) take the centred Gram matrix implicitly, n x nnz per
+// product instead of n x n x d; `sparse_ok` false makes it whole (the same coordinates up to rounding, tests).
+std::vector<std::vector<float>> project_rows(const std::vector<std::vector<float>>& rows, int dims,
+                                             bool sparse_ok = true);
 
 // Lowercased runs of letters and '_' (identifiers stay whole), numbers as "0", and every other
 // visible character as a token of its own ("*", "(", "\""), so arithmetic and code keep their

@@ -202,7 +202,9 @@ void add_evals(Plan& plan, const std::shared_ptr<Shared>& sh) {
   plan.add(std::move(fa));
 
   if (!c.cluster) return;
-  Stage cl{"cluster", "1", {"base", "mine", "failures"},
+  // Version 2: the text features' principal coordinates through Eigen's products and the Gram matrix applied
+  // implicitly (the same clusters on the main job's failures; rounding may move a borderline member elsewhere).
+  Stage cl{"cluster", "2", {"base", "mine", "failures"},
            {{"k", c.k}, {"k_max", c.k_max}, {"embeddings", c.embeddings}, {"labeler", c.labeler_url},
             {"labeler_model", c.labeler_model}},
            {}, {}, {}};

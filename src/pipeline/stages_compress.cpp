@@ -169,7 +169,9 @@ void add_quantize(Plan& plan, const std::shared_ptr<Shared>& sh) {
 }
 
 void add_lora(Plan& plan, const std::shared_ptr<Shared>& sh) {
-  Stage s{"compress.lora", "1", {}, {{"rank", sh->cfg.compress.lora_rank}}, {}, {}, {}};
+  // Version 2: Eigen's products single-threaded (EIGEN_DONT_PARALLELIZE), so the cut adapters no longer depend on
+  // the machine's core count; their rounding may differ from version 1's.
+  Stage s{"compress.lora", "2", {}, {{"rank", sh->cfg.compress.lora_rank}}, {}, {}, {}};
   for (auto& m : modifier_names(*sh)) s.deps.push_back("train." + m);
   s.run = [sh](const StageContext& ctx) {
     LoraShrinkOptions o;

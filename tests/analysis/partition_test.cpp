@@ -164,6 +164,34 @@ TEST(Features, WhiteningTakesTheWeightOffTheDominantDirection) {
   EXPECT_THROW(bad.validate(), Error);
 }
 
+// Sparse rows (a hashed TF-IDF bag: ~40 of 1,024 values set, a few shared by many rows) project through the Gram
+// matrix applied implicitly, centring included; the coordinates must be the dense way's up to rotation, so the
+// projected rows' Gram matrices agree. (A centring left out, or a row's values applied to the wrong row, moves
+// them by far more.)
+TEST(Features, SparseRowsProjectAsTheDenseWayDoes) {
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int> bucket(0, 1023), common(0, 7);
+  std::normal_distribution<float> value(0.0f, 1.0f);
+  Points rows(300, std::vector<float>(1024, 0.0f));
+  for (size_t i = 0; i < rows.size(); ++i) {
+    for (int t = 0; t < 36; ++t) rows[i][size_t(bucket(rng))] += value(rng);
+    for (int t = 0; t < 4; ++t) rows[i][size_t(common(rng))] += 1.0f + 0.1f * value(rng);  // shared: a large mean
+  }
+  const Points sparse = project_rows(rows, 16, true), dense = project_rows(rows, 16, false);
+  ASSERT_EQ(sparse.size(), rows.size());
+  ASSERT_EQ(sparse[0].size(), 16u);
+  ASSERT_EQ(dense[0].size(), 16u);
+  double worst = 0, scale = 0;
+  for (size_t i = 0; i < rows.size(); i += 7)
+    for (size_t j = 0; j < rows.size(); j += 5) {
+      double gs = 0, gd = 0;
+      for (size_t c = 0; c < 16; ++c) gs += double(sparse[i][c]) * sparse[j][c], gd += double(dense[i][c]) * dense[j][c];
+      worst = std::max(worst, std::abs(gs - gd));
+      scale = std::max(scale, std::abs(gd));
+    }
+  EXPECT_LT(worst, 1e-4 * scale) << "largest Gram entry " << scale;
+}
+
 struct Scores {
   double ari, purity, largest;
   int k;
