@@ -36,6 +36,7 @@
 #   bench/device.sh pipeline8b  # `cogumi run` on an 8B-shaped random F16 model: every stage on the GPU, small
 #                            # samples, seconds per stage (bench/pipeline8b.sh); builds what it needs; PIPE_DEADLINE=570
 #                            # ends the pipeline 570 s after the script's start, whatever the builds took
+#   bench/device.sh pack8b      # compress pack at 8B on every core and on one, CPU build only (PACK_THREADS="16 1")
 #   bench/device.sh nano "<nano base args>"...      # nano base candidates side by side: base.gguf, recipe,
 #                                                   # training log, dev accuracy (200 items per domain); on a fresh
 #                                                   # machine `PREP=1 bench/device.sh nano` first (the builds only;
@@ -379,6 +380,26 @@ r=json.loads([l for l in open("/root/peft.txt") if l.startswith("{")][-1]); r["p
     fi
     bench/pipeline8b.sh "$BC/bin/cogumi" "$PREFIX/src/models/ggml-vocab-llama-bpe.gguf" "$OUT/pipeline8b"
     ;;
+  pack8b)
+    # `cogumi compress pack` at 8B on the machine's cores, CPU only (no CUDA build): an 8B-shaped Q5_K_M file, the type
+    # compress.quantize makes, packed on every core and on one (PACK_THREADS); the packs must have the same sha256
+    # (bench/RESULTS.md "Compression"). A first call may stop after the model (PACK_THREADS=none).
+    PREFIX=$(scripts/deps.sh | tail -n 1)
+    BC=/root/build-cpu
+    cogumi_build "$PREFIX" cogumi_app
+    M=/root/m8b-q5km.gguf
+    [ -f "$M" ] || /usr/bin/time -f "model init (8b, q5_k_m): %e s" -a -o "$OUT/pack8b.md" "$BC/bin/cogumi" model init "$M" \
+      --shape 8b --type q5_k_m --vocab "$PREFIX/src/models/ggml-vocab-llama-bpe.gguf" --seed 1 >/dev/null
+    { nproc; ls -l "$M"; } | tee -a "$OUT/pack8b.md"
+    for t in ${PACK_THREADS:-16 1}; do
+      [ "$t" = none ] && break
+      /usr/bin/time -f "pack, --threads $t: %e s wall, %M KB max RSS" -a -o "$OUT/pack8b.md" \
+        "$BC/bin/cogumi" compress pack "$M" -o "/root/m8b.t$t.czst" --threads "$t" >/dev/null
+      { sha256sum "/root/m8b.t$t.czst"; ls -l "/root/m8b.t$t.czst"; } | tee -a "$OUT/pack8b.md"
+      [ "$t" = 16 ] && /usr/bin/time -f "verify: %e s wall" -a -o "$OUT/pack8b.md" "$BC/bin/cogumi" compress verify "/root/m8b.t16.czst" >/dev/null
+    done
+    cat "$OUT/pack8b.md"
+    ;;
   qlora8b)
     # A LoRA on an 8B-shaped Q4_K_M base against one on the BF16 base it was quantized from: held-out loss step by
     # step (bench/qlora_loss.sh; STEPS, default 60)
@@ -387,5 +408,5 @@ r=json.loads([l for l in open("/root/peft.txt") if l.startswith("{")][-1]); r["p
     VOCAB="$PREFIX/src/models/ggml-vocab-llama-bpe.gguf" bench/qlora_loss.sh "$BC/bin/cogumi" 8b /root/qlora "${STEPS:-60}"
     cp /root/qlora/summary.md /root/qlora/lora-*.gguf.log.jsonl "$OUT/" 2>/dev/null || true
     ;;
-  *) echo "usage: bench/device.sh llama|cogumi|engine|train|mixedlora|compress8b|pipeline8b|qlora8b|nano|nanoloop|nanoselect" >&2; exit 2 ;;
+  *) echo "usage: bench/device.sh llama|cogumi|engine|train|mixedlora|compress8b|pipeline8b|pack8b|qlora8b|nano|nanoloop|nanoselect" >&2; exit 2 ;;
 esac
