@@ -22,7 +22,36 @@ namespace cogumi {
 
 namespace {
 constexpr size_t kGraphSize = 32768;
+
+// Attention's softmax is the one whose mask is the batch's causal mask; its input and its gradient dP (the input of
+// SOFT_MAX_BACK) are [keys, queries] products whose outputs with key > query are unused; products that take P or dS
+// themselves as src1 ([keys, queries], zero where key > query) sum only key <= query. Operands reached through a view
+// or a copy are left alone: their layout is not known to be [keys, queries].
+void mark_causal_products(ggml_cgraph* g, const ggml_tensor* mask) {
+  std::unordered_set<const ggml_tensor*> zero_above;  // P and dS
+  auto mark = [](ggml_tensor* t, int mode) {
+    if (t && t->op == GGML_OP_MUL_MAT) ggml_cogumi_mul_mat_set_causal(t, mode);
+  };
+  for (int i = 0; i < ggml_graph_n_nodes(g); ++i) {
+    ggml_tensor* n = ggml_graph_node(g, i);
+    if (n->op == GGML_OP_SOFT_MAX && mask && n->src[1] == mask) {
+      zero_above.insert(n);
+      mark(n->src[0], 1);
+    }
+  }
+  for (int i = 0; i < ggml_graph_n_nodes(g); ++i) {
+    ggml_tensor* n = ggml_graph_node(g, i);
+    if (n->op == GGML_OP_SOFT_MAX_BACK && zero_above.count(n->src[1])) {
+      zero_above.insert(n);
+      mark(n->src[0], 1);
+    }
+  }
+  for (int i = 0; i < ggml_graph_n_nodes(g); ++i) {
+    ggml_tensor* n = ggml_graph_node(g, i);
+    if (n->op == GGML_OP_MUL_MAT && zero_above.count(n->src[1])) mark(n, 2);
+  }
 }
+}  // namespace
 
 std::vector<ggml_backend_t> train_backends(bool cpu_only, int n_threads, int gpu) {
   std::vector<ggml_backend_t> out;
@@ -233,6 +262,9 @@ void TrainGraph::build_graphs() {
   for (ggml_cgraph* g : {gf_, gb_})
     for (int i = 0; i < ggml_graph_n_nodes(g); ++i)
       if (ggml_graph_node(g, i)->op == GGML_OP_MUL_MAT) ggml_cogumi_mul_mat_allow_small_k(ggml_graph_node(g, i));
+  // Patch 0020: the mask hides every key after its query (fill_batch), so attention's products skip that half:
+  // K Q^T and its gradient dP (outputs above the diagonal unused: mode 1), P V and dS K (P and dS zero there: mode 2).
+  for (ggml_cgraph* g : {gf_, gb_}) mark_causal_products(g, mask_);
 
   // The optimizer step in two graphs: the norm of the averaged gradients, read on the host to
   // decide whether to update at all and by what clip factor; then AdamW.

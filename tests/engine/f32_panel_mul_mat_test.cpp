@@ -25,11 +25,13 @@ struct Case {
   int a2 = 1, a3 = 1, b2 = 1, b3 = 1;
   bool permuted = false;   // src1 read through a permute: [k, n, b2, b3] from [k, b2, n, b3]
   bool marked = true;
+  int causal = 0;          // patch 0020's mark (1: outputs below the diagonal unused; 2: src1 zero below it)
+  bool zero_upper = false; // src1's values (k, j) with k > j set to 0, as P and dS are in a causal graph
 };
 
 struct Result {
   double worst = 0;
-  int64_t panel_calls = 0;
+  int64_t panel_calls = 0, causal_calls = 0;
   std::vector<float> out;
   int64_t not_in_order = 0;  // outputs that differ from std::fma over k in order, bit for bit
 };
@@ -64,14 +66,20 @@ Result run(const Case& c, int threads, unsigned seed) {
   ggml_tensor* bsrc = b->view_src ? b->view_src : b;
   for (int64_t i = 0; i < ggml_nelements(a); ++i) ((float*)a->data)[i] = nd(rng);
   for (int64_t i = 0; i < ggml_nelements(bsrc); ++i) ((float*)bsrc->data)[i] = nd(rng);
+  if (c.zero_upper)  // b contiguous here: element (k, j) of matrix q at [q * n + j] * k_len + k
+    for (int64_t q = 0; q < int64_t(c.b2) * c.b3; ++q)
+      for (int64_t j = 0; j < c.n; ++j)
+        for (int64_t k = j + 1; k < c.k; ++k) ((float*)b->data)[(q * c.n + j) * c.k + k] = 0.0f;
   ggml_tensor* d = ggml_mul_mat(ctx, a, b);
   if (c.marked) ggml_cogumi_mul_mat_allow_small_k(d);
+  if (c.causal) ggml_cogumi_mul_mat_set_causal(d, c.causal);
   ggml_cgraph* g = ggml_new_graph(ctx);
   ggml_build_forward_expand(g, d);
-  const int64_t before = ggml_cogumi_f32_panel_mul_mats();
+  const int64_t before = ggml_cogumi_f32_panel_mul_mats(), causal_before = ggml_cogumi_causal_mul_mats();
   EXPECT_EQ(ggml_graph_compute_with_ctx(ctx, g, threads), GGML_STATUS_SUCCESS);
   Result r;
   r.panel_calls = ggml_cogumi_f32_panel_mul_mats() - before;
+  r.causal_calls = ggml_cogumi_causal_mul_mats() - causal_before;
   r.out.assign((const float*)d->data, (const float*)d->data + ggml_nelements(d));
   r.worst = test::mul_mat_worst_error(a, b, d);
   r.not_in_order = outputs_not_in_fma_order(a, b, d);
@@ -113,6 +121,57 @@ TEST(F32PanelMulMat, TrainingShapesMatchTheDoubleReferenceOnAnyThreadCount) {
     }
     ++seed;
   }
+}
+
+// Patch 0020: attention's products in a causal graph. Mode 1 (K Q^T, dP: outputs (i, j) with i > j are unused) must
+// give the unmarked product's bits on and above the diagonal; mode 2 (P V, dS K: src1 zero below the diagonal) must
+// give its bits everywhere. Sequence lengths 128 and 112 (a partial 64-row tile, a 4-column tail), permuted and
+// batched operands, 1 to 3 threads. A mode-2 mark on a src1 that is not zero below the diagonal changes outputs: the
+// skipping happens.
+TEST(F32PanelMulMat, CausalMarksKeepTheBitsOfEveryOutputThatIsUsed) {
+  if (!ggml_cogumi_f32_panel_available()) GTEST_SKIP() << "no panels in this build: the marks have no path to take";
+  struct Shape {
+    Case c;
+    int mode;
+  };
+  const std::vector<Shape> shapes = {
+      {{64, 128, 128, 1, 1, 4, 2, true}, 1},          // K Q^T: rows = keys, columns = queries, Q permuted
+      {{64, 112, 112, 1, 1, 2, 3, true}, 1},          // a 112-long sequence
+      {{128, 64, 128, 4, 2, 4, 2}, 2},                // P V: K = the keys, src1 = P
+      {{112, 64, 112, 2, 3, 2, 3}, 2},                // 112 long
+  };
+  unsigned seed = 101;
+  for (const Shape& s : shapes) {
+    Case plain = s.c, causal = s.c;
+    plain.zero_upper = causal.zero_upper = s.mode == 2;
+    causal.causal = s.mode;
+    for (int threads : {1, 2, 3}) {
+      const Result want = run(plain, threads, seed), got = run(causal, threads, seed);
+      EXPECT_EQ(got.causal_calls, 1);
+      EXPECT_EQ(want.causal_calls, 0);
+      const int64_t rows = s.c.m, cols = s.c.n, mats = int64_t(s.c.b2) * s.c.b3;
+      int64_t differ = 0, zeros = 0;
+      for (int64_t q = 0; q < mats; ++q)
+        for (int64_t j = 0; j < cols; ++j)
+          for (int64_t i = 0; i < rows; ++i) {
+            const size_t at = size_t((q * cols + j) * rows + i);
+            if (s.mode == 1 && i > j) {
+              zeros += got.out[at] == 0.0f;
+              continue;
+            }
+            differ += std::memcmp(&want.out[at], &got.out[at], sizeof(float)) != 0;
+          }
+      EXPECT_EQ(differ, 0) << "k " << s.c.k << " m " << rows << " mode " << s.mode << " threads " << threads;
+      if (s.mode == 1) {
+        EXPECT_GT(zeros, rows * cols * mats / 4) << "mode 1 skipped no tile";
+      }
+    }
+    ++seed;
+  }
+  Case wrong{128, 64, 128, 4, 2, 4, 2};
+  wrong.causal = 2;  // src1 not zero below the diagonal: the terms the mark leaves out are not zeros
+  const Result a = run(Case{128, 64, 128, 4, 2, 4, 2}, 2, 7), b = run(wrong, 2, 7);
+  EXPECT_NE(std::memcmp(a.out.data(), b.out.data(), a.out.size() * sizeof(float)), 0);
 }
 
 TEST(F32PanelMulMat, EveryX86CpuWithAvx2AndFmaHasThePath) {
