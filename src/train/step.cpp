@@ -25,7 +25,8 @@ constexpr size_t kGraphSize = 32768;
 
 // Attention's softmax is the one whose mask is the batch's causal mask; its input and its gradient dP (the input of
 // SOFT_MAX_BACK) are [keys, queries] products whose outputs with key > query are unused; products that take P or dS
-// themselves as src1 ([keys, queries], zero where key > query) sum only key <= query. Operands reached through a view
+// themselves as src1 ([keys, queries], zero where key > query) sum only key <= query, and out_prods over the queries
+// that take them (dV's, dK's) sum only the queries at or after each key. Operands reached through a view
 // or a copy are left alone: their layout is not known to be [keys, queries].
 void mark_causal_products(ggml_cgraph* g, const ggml_tensor* mask) {
   std::unordered_set<const ggml_tensor*> zero_above;  // P and dS
@@ -49,6 +50,9 @@ void mark_causal_products(ggml_cgraph* g, const ggml_tensor* mask) {
   for (int i = 0; i < ggml_graph_n_nodes(g); ++i) {
     ggml_tensor* n = ggml_graph_node(g, i);
     if (n->op == GGML_OP_MUL_MAT && zero_above.count(n->src[1])) mark(n, 2);
+    // dV's (src0 = P) and dK's (src1 = dS) out_prods: each output sums only the queries at or after its key
+    if (n->op == GGML_OP_OUT_PROD && zero_above.count(n->src[0])) ggml_cogumi_out_prod_set_causal(n, 1);
+    if (n->op == GGML_OP_OUT_PROD && zero_above.count(n->src[1])) ggml_cogumi_out_prod_set_causal(n, 2);
   }
 }
 }  // namespace

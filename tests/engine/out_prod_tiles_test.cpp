@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -89,6 +90,63 @@ TEST(OutProdTiles, BroadcastingAndNarrowRowsKeepGgmlsLoop) {
     EXPECT_LT(r.worst, 1e-5) << "n " << c.n << " m " << c.m;
     EXPECT_EQ(r.tiled, 0) << "n " << c.n << " m " << c.m;
   }
+}
+
+// Patch 0020: attention's out_prods in a causal graph, dV's (mode 1: a = P, zero at (key i, query p) with i > p) and
+// dK's (mode 2: b = dS, zero at (key j, query p) with j > p), each output summing only the queries it needs. With the
+// zeros in place the outputs must be the unmarked product's bit for bit: lengths 128 and 100 (chunks, edges), 4
+// planes, 1 to 3 threads; a mark on operands that are not zero there changes them (the skipping happens).
+// `zeros`: which operand holds attention's zeros (1: a, 2: b, 0: neither); `mode`: the mark (0: none).
+std::vector<float> causal_out_prod(int n, int m, int p, int planes, int mode, int zeros, int threads, unsigned seed,
+                                   int64_t* marked) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  ggml_init_params ip{size_t(64) << 20, nullptr, false};
+  ggml_context* ctx = ggml_init(ip);
+  ggml_tensor* a = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, n, p, planes);
+  ggml_tensor* b = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, m, p, planes);
+  for (ggml_tensor* t : {a, b})
+    for (int64_t i = 0; i < ggml_nelements(t); ++i) ((float*)t->data)[i] = nd(rng);
+  ggml_tensor* z = zeros == 1 ? a : b;  // the operand with zeros: element (row r, p) with r > p
+  if (zeros)
+    for (int64_t k = 0; k < planes; ++k)
+      for (int64_t q = 0; q < p; ++q)
+        for (int64_t r = q + 1; r < z->ne[0]; ++r) ((float*)z->data)[(k * p + q) * z->ne[0] + r] = 0.0f;
+  ggml_tensor* d = ggml_out_prod(ctx, a, b);
+  if (mode) ggml_cogumi_out_prod_set_causal(d, mode);
+  ggml_cgraph* g = ggml_new_graph(ctx);
+  ggml_build_forward_expand(g, d);
+  const int64_t before = ggml_cogumi_causal_out_prods();
+  EXPECT_EQ(ggml_graph_compute_with_ctx(ctx, g, threads), GGML_STATUS_SUCCESS);
+  *marked = ggml_cogumi_causal_out_prods() - before;
+  std::vector<float> out((const float*)d->data, (const float*)d->data + ggml_nelements(d));
+  ggml_free(ctx);
+  return out;
+}
+
+TEST(OutProdTiles, CausalMarksKeepEveryOutputsBits) {
+  struct Shape {
+    int n, m, p, mode;
+  };
+  for (const Shape& s : std::vector<Shape>{{128, 64, 128, 1},    // dV^T: keys x head size, over the queries
+                                           {64, 128, 128, 2},    // dK: head size x keys
+                                           {100, 40, 100, 1},    // a 100-long sequence: edges
+                                           {40, 100, 100, 2}}) {
+    for (int threads : {1, 2, 3}) {
+      int64_t marked = 0, unmarked = 0;
+      const auto want = causal_out_prod(s.n, s.m, s.p, 4, 0, s.mode, threads, 5, &unmarked);
+      const auto got = causal_out_prod(s.n, s.m, s.p, 4, s.mode, s.mode, threads, 5, &marked);
+      EXPECT_EQ(unmarked, 0);
+      EXPECT_EQ(marked, 1) << "n " << s.n << " m " << s.m << ": the tiles' path must have run";
+      ASSERT_EQ(want.size(), got.size());
+      EXPECT_EQ(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)), 0)
+          << "n " << s.n << " m " << s.m << " mode " << s.mode << " threads " << threads;
+    }
+  }
+  int64_t marked = 0;
+  const auto plain = causal_out_prod(128, 64, 128, 4, 0, 0, 2, 9, &marked);
+  const auto skipped = causal_out_prod(128, 64, 128, 4, 1, 0, 2, 9, &marked);
+  EXPECT_NE(std::memcmp(plain.data(), skipped.data(), plain.size() * sizeof(float)), 0);
 }
 
 }  // namespace

@@ -173,16 +173,17 @@ TEST_F(CheckpointGraphTest, GradientsEqualThePlainGraphs) {
 }
 
 // Patch 0020: the trainer marks attention's products in its causal graphs, and they skip their masked half: per
-// block and micro-batch, K Q^T and P V forward, dP and dS's product backward (the counter moves by the products that
-// used a mark). The gradients are GradientsEqualThePlainGraphs' with the marks in both graphs; that a mark keeps every
+// block and micro-batch, K Q^T and P V forward, dP and dS's product backward, and dV's and dK's out_prods (the
+// counters move by the products that used a mark). The gradients are GradientsEqualThePlainGraphs' with the marks in both graphs; that a mark keeps every
 // used output's bits is F32PanelMulMat.CausalMarksKeepTheBitsOfEveryOutputThatIsUsed, and the CLI test trains the
 // same adapter byte for byte with GGML_COGUMI_CAUSAL=0.
 TEST_F(CheckpointGraphTest, AttentionProductsSkipTheirMaskedHalf) {
   if (!ggml_cogumi_f32_panel_available()) GTEST_SKIP() << "no F32 panels in this build (no AVX2+FMA): nothing skips";
-  const int64_t before = ggml_cogumi_causal_mul_mats();
+  const int64_t before = ggml_cogumi_causal_mul_mats(), out_prods_before = ggml_cogumi_causal_out_prods();
   const StepResult r = step(ckpt_model("f32"), true, false, 32, 2);
   EXPECT_GT(r.loss, 1.0);
   EXPECT_EQ(ggml_cogumi_causal_mul_mats() - before, 2 * 4 * 4);  // 2 micro-batches x 4 blocks x 4 products
+  EXPECT_EQ(ggml_cogumi_causal_out_prods() - out_prods_before, 2 * 4 * 2);  // dV's and dK's out_prods
 }
 
 // Relative L2 distance per gradient tensor, the largest.
