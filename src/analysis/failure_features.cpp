@@ -9,6 +9,7 @@
 #include <Eigen/Dense>
 
 #include "analysis/cluster_detail.h"
+#include "core/eigen_setup.h"
 #include "core/error.h"
 
 namespace cogumi {
@@ -143,6 +144,7 @@ namespace cluster_detail {
 // it): through the n x n Gram matrix when there are fewer rows than dimensions, else through
 // the d x d covariance.
 std::vector<std::vector<double>> principal_coords(const Points& rows, int r, bool sparse_ok) {
+  eigen_setup();  // Eigen's blocking fixed: the same sums on any CPU
   const Eigen::Index n = Eigen::Index(rows.size()), d = n ? Eigen::Index(rows[0].size()) : 0;
   Matrix y(static_cast<size_t>(n));
   size_t nnz = 0;

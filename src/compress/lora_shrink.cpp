@@ -7,6 +7,7 @@
 #include <queue>
 
 #include "compress/gguf_file.h"
+#include "core/eigen_setup.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "core/threads.h"
@@ -216,7 +217,7 @@ LoraShrinkResult lora_shrink(const std::filesystem::path& in, const std::filesys
   std::vector<Pair> pairs = read_pairs(f);
   // Each tensor's QR and SVD are independent: the four 8B modifiers of bench/pipeline8b.sh (224 tensors each,
   // rank 64-128) took 139 s on one thread of the GPU machine's 16 (session 33).
-  Eigen::initParallel();
+  eigen_setup();  // Eigen's blocking fixed: the same bits on any CPU
   parallel_for(pairs.size(), compute_threads(opts.n_threads), [&](size_t i) { factor(f, alpha, pairs[i]); });
   choose_ranks(f, pairs, opts);
   write_adapter(f, pairs, alpha, out);

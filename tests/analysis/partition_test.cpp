@@ -12,6 +12,7 @@
 #include <set>
 
 #include "analysis/failure_features.h"
+#include "core/eigen_setup.h"
 #include "core/error.h"
 
 namespace cogumi {
@@ -190,6 +191,11 @@ TEST(Features, SparseRowsProjectAsTheDenseWayDoes) {
       scale = std::max(scale, std::abs(gd));
     }
   EXPECT_LT(worst, 1e-4 * scale) << "largest Gram entry " << scale;
+  // Eigen's blocking (the order of its sums) follows fixed cache sizes, not this CPU's: the same bits on any machine.
+  const EigenCacheSizes cs = eigen_cache_sizes();
+  EXPECT_EQ(cs.l1, 32L << 10);
+  EXPECT_EQ(cs.l2, 256L << 10);
+  EXPECT_EQ(cs.l3, 2L << 20);
 }
 
 struct Scores {
