@@ -152,6 +152,38 @@ std::optional<FinishReason> take_token(Slot& sl, const GenRequest& rq, GenResult
   return std::nullopt;
 }
 
+Lanes::Lanes(const std::vector<size_t>& order, int n_lanes) : lanes_(size_t(std::max(n_lanes, 1))), left_(order.size()) {
+  const size_t n = lanes_.size();
+  for (size_t l = 0, at = 0; l < n; ++l) {
+    const size_t len = order.size() / n + (l < order.size() % n ? 1 : 0);
+    lanes_[l].assign(order.begin() + long(at), order.begin() + long(at + len));
+    at += len;
+  }
+}
+
+size_t Lanes::take(int lane) {
+  if (left_ == 0) fail("internal: no request waiting");
+  auto& own = lanes_[size_t(lane) % lanes_.size()];
+  if (own.empty()) {
+    auto& longest = *std::max_element(lanes_.begin(), lanes_.end(),
+                                      [](const auto& a, const auto& b) { return a.size() < b.size(); });
+    const long keep = long(longest.size() / 2);
+    own.assign(longest.begin() + keep, longest.end());
+    longest.resize(size_t(keep));
+  }
+  const size_t r = own.front();
+  own.pop_front();
+  --left_;
+  return r;
+}
+
+std::vector<size_t> Lanes::drain() {
+  std::vector<size_t> all;
+  for (auto& l : lanes_) all.insert(all.end(), l.begin(), l.end()), l.clear();
+  left_ = 0;
+  return all;
+}
+
 int32_t set_seq_adapter_slot(llama_context* ctx, llama_seq_id seq, int32_t slot, float scale) {
 #ifdef LLAMA_ADAPTER_SLOTS
   return llama_set_seq_adapter_slot(ctx, seq, slot, scale);

@@ -7,6 +7,7 @@
 #include <llama.h>
 
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -51,6 +52,7 @@ struct Slot {
   long req = -1;                 // index into the request list; -1 = free
   std::vector<Token> prompt;
   size_t n_fed = 0;              // prompt tokens already placed in the KV cache (incl. shared prefix)
+  int kv_group = -1;             // request group whose prompt[0, n_fed) the KV cache holds; -1 none
   int n_past = 0;                // position of the next token
   SamplerPtr sampler;
   std::string text;
@@ -63,6 +65,23 @@ struct Slot {
   std::vector<llama_token_data> cand;  // sampler candidates, reused across steps
   Token chosen = -1;
   RawLogprob lp;
+};
+
+// The waiting requests of one generate() call, cut into one contiguous lane per slot: a slot takes
+// the front of its own lane, and one whose lane is empty takes the back half of the longest lane
+// (the earlier lane keeps its front half). With requests sorted by prompt, a slot's consecutive
+// requests then share the longest prefixes, while slots admitted in the same step work on
+// different parts of the order. With one lane it is a FIFO queue.
+class Lanes {
+ public:
+  Lanes(const std::vector<size_t>& order, int n_lanes);
+  bool empty() const { return left_ == 0; }
+  size_t size() const { return left_; }
+  size_t take(int lane);              // the next request for `lane`; not empty()
+  std::vector<size_t> drain();        // every request still waiting, in lane order
+ private:
+  std::vector<std::deque<size_t>> lanes_;
+  size_t left_ = 0;
 };
 
 // Streams a piece of one slot's text; false stops that request.

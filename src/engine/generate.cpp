@@ -312,8 +312,18 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
     llama_memory_clear(mem, true);
     prefix_group = -1;
 
-    std::deque<size_t> queue;
-    for (int g : run) queue.insert(queue.end(), members_of[g].begin(), members_of[g].end());
+    // With shared prefixes, each group's requests are sorted by their prompts' tokens and dealt to
+    // the slots in lanes (Lanes), so a slot's next request usually starts with most of the prompt
+    // it just finished, whose KV cache it keeps (reuse_prefix below).
+    std::vector<size_t> order;
+    for (int g : run) {
+      const size_t from = order.size();
+      order.insert(order.end(), members_of[g].begin(), members_of[g].end());
+      if (opts_.shared_prefix)
+        std::stable_sort(order.begin() + long(from), order.end(),
+                         [&](size_t a, size_t b) { return prompts[a] < prompts[b]; });
+    }
+    Lanes queue(order, opts_.shared_prefix ? n_slots : 1);
     std::vector<Slot> slots(n_slots);
     for (int s = 0; s < n_slots; ++s) slots[s].seq = s;
     size_t active = 0;
@@ -326,27 +336,66 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
       r.latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - sl.start).count();
       if (on_piece && !sl.stream_stopped && sl.emitted < sl.text.size())
         on_piece(size_t(sl.req), sl.text.substr(sl.emitted));
-      llama_memory_seq_rm(mem, sl.seq, -1, -1);
+      // The slot's KV cache is kept: its prompt's tokens can serve the next requests (reuse_prefix).
       sl.req = -1;
       sl.sampler.reset();
       --active;
+    };
+
+    // Puts into free slot `sl` the longest prefix of `prompt` (request group g) whose KV cache is
+    // already computed: the slot's own earlier prompt (kept after it finished; the rest of its
+    // cache is dropped), another slot's prompt tokens decoded so far (its stream copied, then cut;
+    // llama.cpp copies whole streams, and queued copies run in order before the next decode, so a
+    // chain of copies within one admission round is consistent), or the group's common prefix.
+    // A copy must save at least min_shared_prefix tokens over the slot's own. Every prompt keeps
+    // one token of its own to decode (its logits). Returns the tokens reused.
+    auto reuse_prefix = [&](Slot& sl, int g, const std::vector<Token>& prompt) -> size_t {
+      const size_t cap = prompt.empty() ? 0 : prompt.size() - 1;
+      auto common = [&](const std::vector<Token>& kv, size_t n_kv) {
+        size_t k = 0, n = std::min({n_kv, kv.size(), cap});
+        while (k < n && kv[k] == prompt[k]) ++k;
+        return k;
+      };
+      size_t own = (opts_.shared_prefix && sl.kv_group == g) ? common(sl.prompt, sl.n_fed) : 0;
+      size_t best = 0;
+      llama_seq_id src = -1;
+      if (opts_.shared_prefix) {
+        for (const Slot& o : slots)
+          if (&o != &sl && o.kv_group == g) {
+            size_t k = common(o.prompt, o.n_fed);
+            if (k > best) best = k, src = o.seq;
+          }
+        const size_t pre = std::min(prefix_len[g], cap);
+        if (pre > best) {
+          if (prefix_group != g) decode_prefix(g);
+          best = pre, src = prefix_seq;
+        }
+      }
+      if (src >= 0 && best >= own + size_t(opts_.min_shared_prefix)) {
+        llama_memory_seq_cp(mem, src, sl.seq, -1, -1);
+        llama_memory_seq_rm(mem, sl.seq, llama_pos(best), -1);
+        return best;
+      }
+      llama_memory_seq_rm(mem, sl.seq, own > 0 ? llama_pos(own) : -1, -1);
+      return own;
     };
 
     while (!queue.empty() || active > 0) {
       if (cancel && cancel->load()) {
         for (auto& sl : slots)
           if (sl.req >= 0) finish_slot(sl, FinishReason::kCancelled);
-        for (size_t i : queue) results[i].finish = FinishReason::kCancelled;
-        queue.clear();
+        for (size_t i : queue.drain()) results[i].finish = FinishReason::kCancelled;
         break;
       }
       // Admit waiting requests into free slots.
       for (auto& sl : slots) {
         if (sl.req >= 0 || queue.empty()) continue;
-        sl.req = long(queue.front());
-        queue.pop_front();
+        sl.req = long(queue.take(sl.seq));
         const GenRequest& rq = requests[sl.req];
+        const int g = group_of[sl.req];
+        const size_t reused = reuse_prefix(sl, g, prompts[sl.req]);
         sl.prompt = prompts[sl.req];
+        sl.kv_group = g;
         sl.text.clear();
         sl.emitted = 0;
         sl.n_gen = 0;
@@ -356,17 +405,10 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
         sl.sampler = make_sampler(rq.sampling, n_vocab, llama_model_get_vocab(model_->raw()), rq.grammar);
         if (rq.sampling.repeat_penalty != 1.0f)
           for (Token t : sl.prompt) llama_sampler_accept(sl.sampler.get(), t);
-        llama_memory_seq_rm(mem, sl.seq, -1, -1);
-        const int g = group_of[sl.req];
         set_seq_group(sl.seq, g);
-        const size_t prefix = prefix_len[g];
-        if (prefix > 0) {
-          if (prefix_group != g) decode_prefix(g);
-          llama_memory_seq_cp(mem, prefix_seq, sl.seq, -1, -1);
-          stats_.n_prefix_reused += long(prefix);
-        }
-        sl.n_fed = prefix;
-        sl.n_past = int(prefix);
+        stats_.n_prefix_reused += long(reused);
+        sl.n_fed = reused;
+        sl.n_past = int(reused);
         ++active;
       }
 

@@ -115,7 +115,7 @@ struct GeneratorOptions {
   int n_batch = 2048;
   int n_threads = 0;           // 0: all cores
   bool shared_prefix = true;   // decode common prompt prefixes once
-  int min_shared_prefix = 16;  // shortest prefix (tokens) worth sharing, >= 1
+  int min_shared_prefix = 8;   // fewest tokens a KV copy must save to be made, >= 1
   int flash_attn = -1;         // -1 auto, 0 off, 1 on
   // Greedy calls without log-probabilities can pick tokens inside llama.cpp's graph (its
   // backend samplers) instead of copying each row of logits to the host and scanning it there.

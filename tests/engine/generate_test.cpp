@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "engine/gen_slot.h"
 #include "test_util.h"
 
 namespace cogumi {
@@ -103,6 +104,58 @@ TEST_F(GenerateTest, SharedPrefixIsDecodedOnceAndChangesNothing) {
   EXPECT_EQ(without.last_stats().n_prefix_reused, 0);
   EXPECT_LT(with.last_stats().n_prompt_tokens, without.last_stats().n_prompt_tokens / 3);
   for (size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(a[i].text, b[i].text) << i;
+}
+
+TEST_F(GenerateTest, PromptsSharingPrefixesInPartsReuseTheirCacheAndChangeNothing) {
+  // Four families of prompts (a long preamble each, as few-shot blocks or tool lists are), given
+  // interleaved: no prefix is common to all of them, so only prefixes kept per slot or copied
+  // from another slot save work. Each prompt appears twice (samples of one question).
+  std::vector<GenRequest> reqs;
+  for (int i = 0; i < 24; ++i) {
+    std::string pre;
+    for (int k = 0; k < 4; ++k) pre += "Family " + std::to_string(i % 4) + " example " + std::to_string(k) + " done. ";
+    GenRequest r;
+    r.prompt = pre + "Question " + std::to_string(i / 2) + "?";
+    r.max_tokens = 6 + i % 5;
+    r.ignore_eos = true;
+    reqs.push_back(r);
+  }
+  GeneratorOptions o;
+  o.n_parallel = 4;
+  Generator with(model_, o);
+  auto a = with.generate(reqs);
+  o.shared_prefix = false;
+  Generator without(model_, o);
+  auto b = without.generate(reqs);
+  EXPECT_EQ(without.last_stats().n_prefix_reused, 0);
+  // Most of every prompt after the first of its family comes from the cache.
+  EXPECT_LT(with.last_stats().n_prompt_tokens, without.last_stats().n_prompt_tokens / 3);
+  EXPECT_EQ(with.last_stats().n_prompt_tokens + with.last_stats().n_prefix_reused,
+            without.last_stats().n_prompt_tokens);
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    EXPECT_EQ(a[i].text, b[i].text) << i;
+    EXPECT_EQ(a[i].n_gen_tokens, reqs[i].max_tokens) << i;
+  }
+}
+
+TEST(GenLanes, SlotsTakeTheirOwnRunOfTheOrderThenHalfOfTheLongest) {
+  gen_detail::Lanes lanes({0, 1, 2, 3, 4, 5, 6, 7, 8}, 2);  // lanes 0..4 and 5..8
+  EXPECT_EQ(lanes.size(), 9u);
+  EXPECT_EQ(lanes.take(0), 0u);
+  EXPECT_EQ(lanes.take(1), 5u);
+  EXPECT_EQ(lanes.take(1), 6u);
+  EXPECT_EQ(lanes.take(1), 7u);
+  EXPECT_EQ(lanes.take(1), 8u);
+  // Lane 1 is empty: it takes the back half of lane 0 (1 2 3 4 -> keeps 1 2, takes 3 4).
+  EXPECT_EQ(lanes.take(1), 3u);
+  EXPECT_EQ(lanes.take(0), 1u);
+  EXPECT_EQ(lanes.drain(), (std::vector<size_t>{2, 4}));
+  EXPECT_TRUE(lanes.empty());
+  EXPECT_THROW(lanes.take(0), Error);
+  gen_detail::Lanes fifo({3, 1, 2}, 1);
+  EXPECT_EQ(fifo.take(5), 3u);
+  EXPECT_EQ(fifo.take(0), 1u);
+  EXPECT_EQ(fifo.take(2), 2u);
 }
 
 TEST_F(GenerateTest, StopStringEndsGenerationBeforeIt) {
