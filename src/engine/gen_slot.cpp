@@ -152,6 +152,34 @@ std::optional<FinishReason> take_token(Slot& sl, const GenRequest& rq, GenResult
   return std::nullopt;
 }
 
+size_t take_cached(llama_memory_t mem, const std::vector<Slot>& slots, Slot& dst, int group,
+                   const std::vector<Token>& prompt, size_t min_copy) {
+  const size_t cap = prompt.empty() ? 0 : prompt.size() - 1;
+  auto common = [&](const Slot& s) {
+    size_t k = 0;
+    if (s.kv_group != group) return k;
+    const size_t n = std::min(s.kv.size(), cap);
+    while (k < n && s.kv[k] == prompt[k]) ++k;
+    return k;
+  };
+  const size_t own = common(dst);
+  const Slot* src = nullptr;
+  size_t best = 0;
+  for (const Slot& s : slots)
+    if (&s != &dst)
+      if (size_t k = common(s); k > best) best = k, src = &s;
+  dst.kv_group = group;
+  if (src && best >= own + min_copy) {
+    llama_memory_seq_cp(mem, src->seq, dst.seq, -1, -1);
+    llama_memory_seq_rm(mem, dst.seq, llama_pos(best), -1);
+    dst.kv.assign(src->kv.begin(), src->kv.begin() + long(best));
+    return best;
+  }
+  llama_memory_seq_rm(mem, dst.seq, own > 0 ? llama_pos(own) : -1, -1);
+  dst.kv.resize(own);
+  return own;
+}
+
 Lanes::Lanes(const std::vector<size_t>& order, int n_lanes) : lanes_(size_t(std::max(n_lanes, 1))), left_(order.size()) {
   const size_t n = lanes_.size();
   for (size_t l = 0, at = 0; l < n; ++l) {

@@ -52,7 +52,11 @@ struct Slot {
   long req = -1;                 // index into the request list; -1 = free
   std::vector<Token> prompt;
   size_t n_fed = 0;              // prompt tokens already placed in the KV cache (incl. shared prefix)
-  int kv_group = -1;             // request group whose prompt[0, n_fed) the KV cache holds; -1 none
+  // The tokens the sequence's KV cache holds, by position (prompt and generated tokens decoded),
+  // and the request group (adapter and scale) they were computed under; -1: none. Kept after the
+  // request ends, so that the next one can start from a prefix of them (take_cached).
+  std::vector<Token> kv;
+  int kv_group = -1;
   int n_past = 0;                // position of the next token
   SamplerPtr sampler;
   std::string text;
@@ -83,6 +87,15 @@ class Lanes {
   std::vector<std::deque<size_t>> lanes_;
   size_t left_ = 0;
 };
+
+// Starts free slot `dst`'s KV cache with the longest prefix of `prompt` (request group `group`,
+// at most all but its last token, which must be decoded for its logits) that a slot's cache
+// holds: dst's own (the rest of it dropped), or another slot's, whose stream is copied and cut,
+// when that saves at least `min_copy` tokens more (llama.cpp copies a sequence's whole stream;
+// copies queued before one decode run in order, so a chain of them stays consistent). Returns
+// the tokens reused; dst.kv and dst.kv_group describe its cache afterwards.
+size_t take_cached(llama_memory_t mem, const std::vector<Slot>& slots, Slot& dst, int group,
+                   const std::vector<Token>& prompt, size_t min_copy);
 
 // Streams a piece of one slot's text; false stops that request.
 using EmitFn = std::function<bool(const std::string& piece)>;

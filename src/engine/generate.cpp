@@ -336,48 +336,32 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
       r.latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - sl.start).count();
       if (on_piece && !sl.stream_stopped && sl.emitted < sl.text.size())
         on_piece(size_t(sl.req), sl.text.substr(sl.emitted));
-      // The slot's KV cache is kept: its prompt's tokens can serve the next requests (reuse_prefix).
+      // The slot's KV cache is kept: its tokens can serve the next requests (reuse_prefix).
       sl.req = -1;
       sl.sampler.reset();
       --active;
     };
 
-    // Puts into free slot `sl` the longest prefix of `prompt` (request group g) whose KV cache is
-    // already computed: the slot's own earlier prompt (kept after it finished; the rest of its
-    // cache is dropped), another slot's prompt tokens decoded so far (its stream copied, then cut;
-    // llama.cpp copies whole streams, and queued copies run in order before the next decode, so a
-    // chain of copies within one admission round is consistent), or the group's common prefix.
-    // A copy must save at least min_shared_prefix tokens over the slot's own. Every prompt keeps
-    // one token of its own to decode (its logits). Returns the tokens reused.
+    // Puts into free slot `sl` the longest prefix of `prompt` whose KV cache is already computed
+    // (take_cached: its own, another slot's), or the group's common prefix when that saves at
+    // least min_shared_prefix tokens more. Returns the tokens reused.
     auto reuse_prefix = [&](Slot& sl, int g, const std::vector<Token>& prompt) -> size_t {
-      const size_t cap = prompt.empty() ? 0 : prompt.size() - 1;
-      auto common = [&](const std::vector<Token>& kv, size_t n_kv) {
-        size_t k = 0, n = std::min({n_kv, kv.size(), cap});
-        while (k < n && kv[k] == prompt[k]) ++k;
-        return k;
-      };
-      size_t own = (opts_.shared_prefix && sl.kv_group == g) ? common(sl.prompt, sl.n_fed) : 0;
-      size_t best = 0;
-      llama_seq_id src = -1;
-      if (opts_.shared_prefix) {
-        for (const Slot& o : slots)
-          if (&o != &sl && o.kv_group == g) {
-            size_t k = common(o.prompt, o.n_fed);
-            if (k > best) best = k, src = o.seq;
-          }
-        const size_t pre = std::min(prefix_len[g], cap);
-        if (pre > best) {
-          if (prefix_group != g) decode_prefix(g);
-          best = pre, src = prefix_seq;
-        }
+      if (!opts_.shared_prefix) {
+        llama_memory_seq_rm(mem, sl.seq, -1, -1);
+        sl.kv.clear();
+        sl.kv_group = g;
+        return 0;
       }
-      if (src >= 0 && best >= own + size_t(opts_.min_shared_prefix)) {
-        llama_memory_seq_cp(mem, src, sl.seq, -1, -1);
-        llama_memory_seq_rm(mem, sl.seq, llama_pos(best), -1);
-        return best;
+      size_t got = take_cached(mem, slots, sl, g, prompt, size_t(opts_.min_shared_prefix));
+      const size_t pre = std::min(prefix_len[g], prompt.empty() ? 0 : prompt.size() - 1);
+      if (pre >= got + size_t(opts_.min_shared_prefix)) {
+        if (prefix_group != g) decode_prefix(g);
+        llama_memory_seq_cp(mem, prefix_seq, sl.seq, -1, -1);
+        llama_memory_seq_rm(mem, sl.seq, llama_pos(pre), -1);
+        sl.kv.assign(prompt.begin(), prompt.begin() + long(pre));
+        got = pre;
       }
-      llama_memory_seq_rm(mem, sl.seq, own > 0 ? llama_pos(own) : -1, -1);
-      return own;
+      return got;
     };
 
     while (!queue.empty() || active > 0) {
@@ -395,7 +379,6 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
         const int g = group_of[sl.req];
         const size_t reused = reuse_prefix(sl, g, prompts[sl.req]);
         sl.prompt = prompts[sl.req];
-        sl.kv_group = g;
         sl.text.clear();
         sl.emitted = 0;
         sl.n_gen = 0;
@@ -407,6 +390,7 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
           for (Token t : sl.prompt) llama_sampler_accept(sl.sampler.get(), t);
         set_seq_group(sl.seq, g);
         stats_.n_prefix_reused += long(reused);
+        results[sl.req].n_cached_tokens = int(reused);
         sl.n_fed = reused;
         sl.n_past = int(reused);
         ++active;
@@ -419,6 +403,7 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
         // validate() keeps n_parallel <= n_batch, so every pending token fits; a slot that did
         // not would keep its token for the next step.
         if (sl.req >= 0 && sl.next >= 0 && batch.n_tokens < opts_.n_batch) {
+          sl.kv.push_back(sl.next);
           sl.logits_at = add_tok(sl.next, sl.n_past++, sl.seq, true);
           sl.next = -1;
         }
@@ -428,6 +413,7 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
         if (sl.req < 0 || sl.n_fed >= sl.prompt.size()) continue;
         while (sl.n_fed < sl.prompt.size() && batch.n_tokens < opts_.n_batch) {
           bool last = sl.n_fed + 1 == sl.prompt.size();
+          sl.kv.push_back(sl.prompt[sl.n_fed]);
           int at = add_tok(sl.prompt[sl.n_fed++], sl.n_past++, sl.seq, last);
           if (last) sl.logits_at = at;
         }

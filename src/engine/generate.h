@@ -85,6 +85,7 @@ struct GenResult {
   FinishReason finish = FinishReason::kStop;
   std::string error;               // set when finish == kError (e.g. prompt longer than context)
   int n_prompt_tokens = 0;
+  int n_cached_tokens = 0;         // of those, taken from a KV cache another request computed
   int n_gen_tokens = 0;
   std::vector<TokenLogprob> logprobs;
   double latency_ms = 0.0;         // from admission to the last token

@@ -49,6 +49,17 @@ class ServeLoop {
   bool mixed_ = false;         // adapter slots: every sequence carries its own adapter
   Key ctx_key_{"", 0.0f};      // without them: the adapter on the whole context
   bool closed_ = false;
+  std::vector<Key> groups_;    // request groups seen: a slot's cache is reused within its group only
+
+  int group_of(const Key& k) {
+    auto it = std::find(groups_.begin(), groups_.end(), k);
+    if (it != groups_.end()) return int(it - groups_.begin());
+    groups_.push_back(k);
+    return int(groups_.size()) - 1;
+  }
+  void forget_caches() {  // the context's adapter changed, or a decode failed
+    for (auto& sl : slots_) sl.kv_group = -1, sl.kv.clear();
+  }
 
   bool poll();
   void accept(GenJob job);
@@ -157,13 +168,26 @@ void ServeLoop::drop_cancelled() {
   }
 }
 
-// Oldest first into free slots. Without adapter slots a request for another adapter than the
-// context's waits (and holds back those behind it, so none is starved) until the slots drain.
+// Oldest first into free slots, each into the free slot whose kept cache starts with the most of
+// its prompt (a conversation's next turn usually finds its history there). Without adapter
+// slots a request for another adapter than the context's waits (and holds back those behind it,
+// so none is starved) until the slots drain.
 void ServeLoop::admit() {
-  for (auto& sl : slots_) {
-    if (sl.req >= 0) continue;
-    if (queue_.empty()) return;
+  while (!queue_.empty()) {
     Waiting& w = queue_.front();
+    Slot* free = nullptr;
+    size_t most = 0;
+    const int g = group_of(w.key);
+    for (auto& sl : slots_) {
+      if (sl.req >= 0) continue;
+      size_t k = 0;
+      if (sl.kv_group == g)
+        while (k < sl.kv.size() && k + 1 < w.prompt.size() && sl.kv[k] == w.prompt[k]) ++k;
+      // ties: the slot used longest ago (one never used first)
+      if (!free || k > most || (k == most && sl.start < free->start)) free = &sl, most = k;
+    }
+    if (!free) return;
+    Slot& sl = *free;
     if (!mixed_ && w.key != ctx_key_) {
       if (active_ > 0) return;
       if (w.key.first.empty()) {
@@ -173,6 +197,7 @@ void ServeLoop::admit() {
         llama_set_adapters_lora(g_.ctx_, &a, 1, &w.key.second);
       }
       ctx_key_ = w.key;
+      forget_caches();
     }
     Waiting taken = std::move(w);
     queue_.pop_front();
@@ -194,7 +219,13 @@ void ServeLoop::start(Slot& sl, Waiting w) {
   sl.sampler = make_sampler(rq.sampling, n_vocab_, llama_model_get_vocab(g_.model_->raw()), rq.grammar);
   if (rq.sampling.repeat_penalty != 1.0f)
     for (Token t : sl.prompt) llama_sampler_accept(sl.sampler.get(), t);
-  llama_memory_seq_rm(mem_, sl.seq, -1, -1);
+  size_t reused = 0;
+  if (g_.opts_.shared_prefix) {
+    reused = take_cached(mem_, slots_, sl, group_of(w.key), sl.prompt, size_t(g_.opts_.min_shared_prefix));
+  } else {
+    llama_memory_seq_rm(mem_, sl.seq, -1, -1);
+    sl.kv.clear();
+  }
   if (mixed_) {
     int32_t slot = -1;
     if (!w.key.first.empty())
@@ -202,10 +233,12 @@ void ServeLoop::start(Slot& sl, Waiting w) {
     if (set_seq_adapter_slot(g_.ctx_, sl.seq, slot, w.key.second) != 0)
       fail("internal: adapter slot {} for sequence {}: {}", slot, sl.seq, engine_last_error());
   }
-  sl.n_fed = 0;
-  sl.n_past = 0;
+  sl.n_fed = reused;
+  sl.n_past = int(reused);
+  g_.stats_.n_prefix_reused += int64_t(reused);
   run_[size_t(at)] = Running{std::move(w.job), GenResult{}};
   run_[size_t(at)].result.n_prompt_tokens = int(sl.prompt.size());
+  run_[size_t(at)].result.n_cached_tokens = int(reused);
   ++active_;
 }
 
@@ -219,7 +252,7 @@ void ServeLoop::finish(Slot& sl, FinishReason why, const std::string& error) {
   r.latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - sl.start).count();
   if (feed_.on_piece && !sl.stream_stopped && sl.emitted < sl.text.size() && why != FinishReason::kError)
     feed_.on_piece(rn.job.id, sl.text.substr(sl.emitted));
-  llama_memory_seq_rm(mem_, sl.seq, -1, -1);  // its KV cells are free for the next request now
+  // Its KV cache stays for a later request that starts the same way (take_cached).
   sl.req = -1;
   publish_kv();
   sl.sampler.reset();
@@ -247,6 +280,7 @@ bool ServeLoop::fill_batch() {
   for (auto& sl : slots_) {
     sl.logits_at = -1;
     if (sl.req >= 0 && sl.next >= 0) {  // n_parallel <= n_batch: every pending token fits
+      sl.kv.push_back(sl.next);
       sl.logits_at = add(sl.next, sl.n_past++, sl.seq, true);
       sl.next = -1;
     }
@@ -255,6 +289,7 @@ bool ServeLoop::fill_batch() {
   for (auto& sl : slots_) {
     while (sl.req >= 0 && sl.n_fed < sl.prompt.size() && batch_.n_tokens < g_.opts_.n_batch) {
       const bool last = sl.n_fed + 1 == sl.prompt.size();
+      sl.kv.push_back(sl.prompt[sl.n_fed]);
       const int at = add(sl.prompt[sl.n_fed++], sl.n_past++, sl.seq, last);
       if (last) sl.logits_at = at;
     }
@@ -293,6 +328,7 @@ void ServeLoop::step() {
     const std::string why = fmt::format("llama_decode failed (code {}): {}", rc, engine_last_error());
     for (auto& sl : slots_)
       if (sl.req >= 0) finish(sl, FinishReason::kError, why);
+    forget_caches();
     return;
   }
   publish_kv();

@@ -248,8 +248,9 @@ void load_bbh_file(const fs::path& p, std::vector<EvalItem>& out) {
   } catch (const json::exception& e) {  // parse_error, or out_of_range for 1e400
     fail("{}: invalid JSON: {}", p.string(), e.what());
   }
-  object_at(doc, p.string());
-  const json& ex = field(doc, "examples", p.string());
+  const std::string where = p.string();  // a named string: the reference below is into doc, not into it
+  object_at(doc, where);
+  const json& ex = field(doc, "examples", where);
   if (!ex.is_array()) fail("{}: field 'examples' must be a list, got {}", p.string(), ex.type_name());
   auto lines = element_lines(text, "examples");
   std::string task = p.stem().string();

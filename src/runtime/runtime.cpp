@@ -500,6 +500,7 @@ size_t Runtime::conclude(size_t i, const Plan& p, const std::vector<GenResult>& 
       r.error = g.error;
     }
     r.prompt_tokens = g.n_prompt_tokens;
+    if (s == p.first) r.cached_tokens = g.n_cached_tokens;
     r.gen_tokens += g.n_gen_tokens;
     keys.push_back(vote_key(p.item, g.text));
     lps.push_back(mean_logprob(g));

@@ -95,6 +95,7 @@ struct AskResponse {
   int votes = 1, samples = 1;
   std::vector<std::string> demonstrations;  // ids of the bank examples put before the request
   int prompt_tokens = 0, gen_tokens = 0;
+  int cached_tokens = 0;  // of the prompt's tokens, taken from a KV cache an earlier request left
   double seconds = 0;  // wall time of the batch this request ran in
   std::string finish_reason = "stop";  // stop | length | cancelled
   std::vector<TokenLogprob> logprobs;  // the answer's, when AskRequest::n_logprobs >= 0

@@ -191,6 +191,7 @@ void fill_record(RequestRecord& rec, const Job& job, const std::vector<AskRespon
     rec.overridden = answers[0].overridden;
     if (!answers[0].route.probs.empty()) rec.router_probability = answers[0].route.probability;
     rec.prompt_tokens = answers[0].prompt_tokens;
+    rec.cached_tokens = answers[0].cached_tokens;
     for (auto& a : answers) rec.completion_tokens += a.gen_tokens;
   }
   if (job.started != Clock::time_point{}) rec.queue_seconds = secs(job.submitted, job.started);

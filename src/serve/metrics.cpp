@@ -301,6 +301,8 @@ ServeMetrics::ServeMetrics(metrics::RegistryOptions options)
                              {"endpoint", "model", "status"})),
       prompt_tokens_(reg_.counter("cogumi_prompt_tokens_total", "Prompt tokens processed",
                                   {"model"})),
+      cached_tokens_(reg_.counter("cogumi_prompt_tokens_cached_total",
+                                  "Prompt tokens taken from the KV cache an earlier request left", {"model"})),
       completion_tokens_(reg_.counter("cogumi_completion_tokens_total", "Tokens generated",
                                       {"model"})),
       duration_(reg_.histogram("cogumi_request_duration_seconds",
@@ -347,11 +349,16 @@ void ServeMetrics::declare(const std::vector<std::string>& choices,
   for (const auto& c : choices) routed_.touch({c});
   for (const auto& m : models) {
     prompt_tokens_.touch({m});
+    cached_tokens_.touch({m});
     completion_tokens_.touch({m});
   }
 }
 
 void ServeMetrics::set_in_flight(int64_t n) { in_flight_.set(double(n)); }
+
+void ServeMetrics::cached_prompt_tokens(const std::string& model, int64_t n) {
+  if (n > 0) cached_tokens_.inc({model}, double(n));
+}
 
 void ServeMetrics::request_finished(const std::string& endpoint, const std::string& model,
                                     int status, double seconds, int64_t prompt_tokens,

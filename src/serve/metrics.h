@@ -134,6 +134,8 @@ class ServeMetrics {
 
   // Requests being answered now (the server counts them; sampled at each scrape).
   void set_in_flight(int64_t n);
+  // Prompt tokens a request took from the KV cache an earlier request left (not computed again).
+  void cached_prompt_tokens(const std::string& model, int64_t n);
   // status: the HTTP status; ttft_seconds < 0 when no token was produced; queue_seconds < 0
   // when the request never waited for the engine (refused first).
   void request_finished(const std::string& endpoint, const std::string& model, int status,
@@ -160,7 +162,7 @@ class ServeMetrics {
 
  private:
   metrics::Registry reg_;
-  metrics::Family &requests_, &prompt_tokens_, &completion_tokens_, &duration_, &ttft_, &queue_wait_,
+  metrics::Family &requests_, &prompt_tokens_, &cached_tokens_, &completion_tokens_, &duration_, &ttft_, &queue_wait_,
       &in_flight_, &queue_depth_, &kv_used_, &kv_ratio_, &routed_, &overrides_, &escalations_,
       &confidence_, &feedback_, &errors_, &rss_, &vsz_, &cpu_, &fds_, &start_time_;
   std::mutex render_mu_;  // one process_* refresh at a time (the CPU counter adds a difference)

@@ -344,7 +344,11 @@ json decision_json(const AskResponse& r, const std::vector<std::string>& rc, con
 json usage_json(const std::vector<AskResponse>& answers) {
   int p = answers.empty() ? 0 : answers[0].prompt_tokens, c = 0;
   for (auto& a : answers) c += a.gen_tokens;
-  return {{"prompt_tokens", p}, {"completion_tokens", c}, {"total_tokens", p + c}};
+  const int cached = answers.empty() ? 0 : answers[0].cached_tokens;
+  return {{"prompt_tokens", p},
+          {"completion_tokens", c},
+          {"total_tokens", p + c},
+          {"prompt_tokens_details", {{"cached_tokens", cached}}}};
 }
 
 namespace {

@@ -65,6 +65,7 @@ struct RequestRecord {
   double router_probability = -1;  // the router's probability of the choice it made (-1: not routed)
   std::string escalated_by, error_type;
   int prompt_tokens = 0, completion_tokens = 0;
+  int cached_tokens = 0;     // prompt tokens taken from the KV cache of an earlier request
   double seconds = 0;        // receipt to last byte of the answer
   double queue_seconds = 0;  // waiting for the engine
   double ttft_seconds = -1;  // to the first generated piece (-1: none)

@@ -28,6 +28,7 @@ void add_metrics(Server& server, ServeMetrics& metrics) {
     metrics.request_finished(r.endpoint, r.model, r.status, r.seconds, r.prompt_tokens,
                              r.completion_tokens, r.ttft_seconds,
                              r.status < 400 ? r.queue_seconds : -1);
+    if (r.cached_tokens > 0) metrics.cached_prompt_tokens(r.model, r.cached_tokens);
     if (!r.choice.empty() && r.status < 400) metrics.routed(r.choice, r.escalated_by, r.router_probability, r.overridden);
     if (const std::string type = error_type_of(r); !type.empty()) metrics.error(type);
   });

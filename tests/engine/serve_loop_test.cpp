@@ -175,5 +175,42 @@ TEST_F(GeneratorServe, WithoutAdapterSlotsAnotherAdapterWaitsForTheRunningOnes) 
   EXPECT_EQ(t.results.at(2).text, alone(same));
 }
 
+// A conversation's turns, each sent when the one before has answered (as a chat client does): the
+// next turn starts with the whole history, whose KV cache the slot kept, so only the new part is
+// decoded; it answers as alone. A turn for another adapter computes its own.
+TEST_F(GeneratorServe, ANextTurnReusesTheHistorysCacheAndAnswersAsAlone) {
+  GeneratorOptions o;
+  o.n_parallel = 3;
+  Generator g(nano_, o);
+  std::vector<GenRequest> turns = {request("Tom has 3 apples and buys 5 more. How many apples does he have?", "", 16)};
+  std::map<uint64_t, GenResult> out;
+  GenFeed feed;
+  size_t given = 0;
+  feed.poll = [&](std::vector<GenJob>& admit, bool idle) {
+    if (given == out.size() && given < 4) {
+      if (given > 0) {  // the history so far, the answer, and a new question
+        GenRequest next = request(turns.back().prompt + out.at(given - 1).text + "\nAnd then he eats 2. How many?",
+                                  given == 3 ? "math" : "", 16);
+        turns.push_back(next);
+      }
+      admit.push_back({given, turns[given], nullptr});
+      ++given;
+    }
+    return given < 4 || !idle || out.size() < 4;
+  };
+  feed.on_done = [&](uint64_t id, GenResult r) { out[id] = std::move(r); };
+  g.serve(feed);
+  ASSERT_EQ(out.size(), 4u);
+  EXPECT_EQ(out.at(0).n_cached_tokens, 0);
+  for (uint64_t i = 1; i < 3; ++i) {
+    // Turn i's prompt is turn i-1's prompt and answer plus a question: most of it was cached.
+    EXPECT_GT(out.at(i).n_cached_tokens, out.at(i - 1).n_prompt_tokens) << i;
+    EXPECT_LT(out.at(i).n_cached_tokens, out.at(i).n_prompt_tokens) << i;
+  }
+  EXPECT_EQ(out.at(3).n_cached_tokens, 0) << "another adapter's turn reused the base's cache";
+  for (uint64_t i = 0; i < 4; ++i) EXPECT_EQ(out.at(i).text, alone(turns[i])) << i;
+  EXPECT_GT(g.last_stats().n_prefix_reused, 0);
+}
+
 }  // namespace
 }  // namespace cogumi

@@ -144,6 +144,17 @@ test('chat streaming: the deltas add up to the whole answer; usage at the end', 
   assert.equal(usage.completion_tokens, whole.usage.completion_tokens);
 });
 
+test('a conversation\'s next turn reuses the KV cache of the one before (usage.prompt_tokens_details)', async () => {
+  const first = [{ role: 'user', content: MATH_Q }];
+  const a = await client.chat.completions.create({ model: 'math', messages: first, max_tokens: 24 });
+  const second = [...first, { role: 'assistant', content: a.choices[0].message.content },
+    { role: 'user', content: 'And if he then gets 5 more cards, how many does he have?' }];
+  const b = await client.chat.completions.create({ model: 'math', messages: second, max_tokens: 24 });
+  const cached = b.usage.prompt_tokens_details.cached_tokens;
+  assert.ok(cached >= a.usage.prompt_tokens && cached < b.usage.prompt_tokens, JSON.stringify([a.usage, b.usage]));
+  assert.equal(typeof a.usage.prompt_tokens_details.cached_tokens, 'number');
+});
+
 test('accurate mode streams: the role at once, then the voted answer in pieces equal to the whole answer', async () => {
   const req = { model: 'math', messages: [{ role: 'user', content: MATH_Q }], cogumi: { mode: 'accurate' } };
   const whole = await client.chat.completions.create(req);
