@@ -84,6 +84,9 @@ void setup_eval(CLI::App& sub) {
       ->capture_default_str();
   sub.add_option("--ctx", o.gen.n_ctx_per_seq, "Context per sequence (0 = model's, at most 4096)")
       ->check(CLI::Range(0, 1 << 20));
+  sub.add_flag_callback(
+      "--no-prefix-cache", [] { o.gen.shared_prefix = false; },
+      "Decode every prompt whole: no KV cache reused between prompts that start alike (for comparisons)");
   sub.add_option("--threads", o.gen.n_threads, "CPU threads (0 = all)")->check(CLI::Range(0, 1024));
   sub.add_option("--ngl", o.n_gpu_layers, "Layers on the GPU (-1 = all)")
       ->check(CLI::Range(-1, 1 << 20));

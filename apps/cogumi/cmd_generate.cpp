@@ -71,6 +71,9 @@ void setup_generate(CLI::App& sub) {
       ->check(CLI::Range(1, 255))
       ->capture_default_str();
   sub.add_option("--ctx", a.gen.n_ctx_per_seq, "Context per sequence (0 = model's, at most 4096)")->check(CLI::Range(0, 1 << 20));
+  sub.add_flag_callback(
+      "--no-prefix-cache", [] { a.gen.shared_prefix = false; },
+      "Decode every prompt whole: no KV cache reused between prompts that start alike (for comparisons)");
   sub.add_option("--batch", a.gen.n_batch, "Tokens per decode call (32..65536)")
       ->check(CLI::Range(32, 1 << 16))
       ->capture_default_str();

@@ -38,6 +38,9 @@ void setup_serve(CLI::App& sub) {
   sub.add_flag("--static-batches", o.static_batches,
                "One batch at a time: requests arriving during a batch wait for its end (default: they join it "
                "at the next decode step)");
+  sub.add_flag_callback(
+      "--no-prefix-cache", [] { o.prefix_cache = false; },
+      "Decode every prompt whole: no KV cache reused from earlier requests (for comparisons)");
   sub.callback([&] {
     engine_set_verbose(globals().verbose);
     o.system = system;

@@ -198,6 +198,7 @@ Runtime::Runtime(SystemConfig cfg) : cfg_(std::move(cfg)) {
   GeneratorOptions go;
   go.n_parallel = cfg_.parallel;
   go.n_threads = cfg_.threads;
+  go.shared_prefix = cfg_.prefix_cache;
   gen_ = std::make_unique<Generator>(model_, go);
 }
 

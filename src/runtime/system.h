@@ -64,6 +64,7 @@ struct SystemConfig {
   int max_tokens = 256;                 // 1..32768
   int parallel = 16;                    // generator slots, 1..255
   int threads = 0;                      // 0: all cores
+  bool prefix_cache = true;             // requests reuse the KV cache of earlier ones that began alike (not in YAML)
   std::filesystem::path memory;         // optional SQLite session store
   std::filesystem::path detector;       // optional escalation detector (cogumi escalation train)
   FewshotOptions fewshot;               // optional: demonstrations from a bank (fewshot.bank empty: off)

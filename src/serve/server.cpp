@@ -50,6 +50,7 @@ SystemConfig load_config(const ServeOptions& o) {
     cfg = SystemConfig::load(o.system);
   }
   if (o.parallel > 0) cfg.parallel = o.parallel;
+  cfg.prefix_cache = o.prefix_cache;
   return cfg;
 }
 

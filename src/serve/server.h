@@ -52,6 +52,9 @@ struct ServeOptions {
   // One Runtime batch at a time: a request arriving while a batch generates waits for all of it
   // (the scheduler before continuous admission; kept for comparisons, bench/serve_arrivals.sh).
   bool static_batches = false;
+  // Requests reuse the KV cache an earlier request left when their prompts begin alike (a
+  // conversation's next turn); off: every prompt decoded whole (kept for comparisons).
+  bool prefix_cache = true;
   void validate() const;                 // throws Error naming the option (--port, --timeout, ...)
 };
 

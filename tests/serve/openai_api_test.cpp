@@ -265,6 +265,7 @@ TEST(OpenAiApi, ResponsesCarryTheDecisionUsageAndLogprobs) {
   a.confidence = 0.6;
   a.route.probs = {0.75, 0.25};
   a.prompt_tokens = 5;
+  a.cached_tokens = 3;  // of them from the KV cache an earlier request left
   a.gen_tokens = 1;
   a.finish_reason = "length";
   a.logprobs = {{7, "ok", -0.5f, {{"ok", -0.5f}}}};
@@ -276,7 +277,10 @@ TEST(OpenAiApi, ResponsesCarryTheDecisionUsageAndLogprobs) {
   EXPECT_EQ(r["choices"].size(), 2u);
   EXPECT_EQ(r["choices"][1]["index"], 1);
   EXPECT_EQ(r["choices"][0]["finish_reason"], "length");
-  EXPECT_EQ(r["usage"], json({{"prompt_tokens", 5}, {"completion_tokens", 2}, {"total_tokens", 7}}));
+  EXPECT_EQ(r["usage"], json({{"prompt_tokens", 5},
+                              {"completion_tokens", 2},
+                              {"total_tokens", 7},
+                              {"prompt_tokens_details", {{"cached_tokens", 3}}}}));
   EXPECT_EQ(r["cogumi"]["probabilities"], json({{"math", 0.75}, {"code", 0.25}}));
   EXPECT_EQ(r["cogumi"]["escalated_by"], "router");
   EXPECT_EQ(r["cogumi"]["mode"], "accurate");
