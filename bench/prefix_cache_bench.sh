@@ -27,7 +27,7 @@ args_for() {
     *) echo "prefix_cache_bench.sh: unknown set '$1'" >&2; exit 2 ;;
   esac
 }
-echo "| set | prefix cache | seconds (best of $REPS) | prompt tokens decoded | of | outputs differing |"
+echo "| set | prefix cache | seconds (best of $REPS) | prompt tokens decoded | of those asked | outputs differing |"
 echo "|---|---|---:|---:|---:|---:|"
 for set in $SETS; do
   for mode in on off; do
@@ -46,12 +46,15 @@ import json, sys
 run, ref, name, mode, best = sys.argv[1:]
 s = json.load(open(f"{run}/summary.json"))["run"]
 items = [json.loads(l) for l in open(f"{run}/items.jsonl")]
-asked = sum(i["n_prompt_tokens"] for i in items)
+# prompts over the context are refused, not decoded (failure type "error"): not counted as asked
+asked = sum(i["n_prompt_tokens"] for i in items if i.get("failure_type") != "error")
+refused = sum(1 for i in items if i.get("failure_type") == "error")
 diff = "-"
 if mode == "off":
     key = lambda i: (i["benchmark"], i["id"], i.get("sample", 0))
     on = {key(i): i["output"] for i in map(json.loads, open(f"{ref}/items.jsonl"))}
     diff = sum(1 for i in items if on.get(key(i)) != i["output"])
+name += f", {refused} over the context" if refused else ""
 print(f"| {name} ({len(items)} items) | {mode} | {float(best):.1f} | {s['prompt_tokens']:,} | {asked:,} | {diff} |")
 PY
   done
