@@ -152,32 +152,38 @@ std::optional<FinishReason> take_token(Slot& sl, const GenRequest& rq, GenResult
   return std::nullopt;
 }
 
-size_t take_cached(llama_memory_t mem, const std::vector<Slot>& slots, Slot& dst, int group,
-                   const std::vector<Token>& prompt, size_t min_copy) {
-  const size_t cap = prompt.empty() ? 0 : prompt.size() - 1;
-  auto common = [&](const Slot& s) {
-    size_t k = 0;
-    if (s.kv_group != group) return k;
-    const size_t n = std::min(s.kv.size(), cap);
-    while (k < n && s.kv[k] == prompt[k]) ++k;
-    return k;
-  };
-  const size_t own = common(dst);
-  const Slot* src = nullptr;
-  size_t best = 0;
+size_t cached_common(const Slot& s, int group, const std::vector<Token>& prompt) {
+  size_t k = 0;
+  if (s.kv_group != group || prompt.empty()) return k;
+  const size_t n = std::min(s.kv.size(), prompt.size() - 1);
+  while (k < n && s.kv[k] == prompt[k]) ++k;
+  return k;
+}
+
+CachedPrefix find_cached(const std::vector<Slot>& slots, const Slot& dst, int group, const std::vector<Token>& prompt) {
+  CachedPrefix c;
+  c.own = cached_common(dst, group, prompt);
   for (const Slot& s : slots)
     if (&s != &dst)
-      if (size_t k = common(s); k > best) best = k, src = &s;
+      if (size_t k = cached_common(s, group, prompt); k > c.best) c.best = k, c.src = &s;
+  return c;
+}
+
+size_t take_cached(llama_memory_t mem, Slot& dst, int group, const CachedPrefix& c, size_t min_copy) {
   dst.kv_group = group;
-  if (src && best >= own + min_copy) {
-    llama_memory_seq_cp(mem, src->seq, dst.seq, -1, -1);
-    llama_memory_seq_rm(mem, dst.seq, llama_pos(best), -1);
-    dst.kv.assign(src->kv.begin(), src->kv.begin() + long(best));
-    return best;
+  if (c.src && c.best >= c.own + min_copy) {
+    llama_memory_seq_cp(mem, c.src->seq, dst.seq, -1, -1);
+    if (llama_memory_seq_rm(mem, dst.seq, llama_pos(c.best), -1)) {
+      dst.kv.assign(c.src->kv.begin(), c.src->kv.begin() + long(c.best));
+      return c.best;
+    }
+  } else if (c.own > 0 && llama_memory_seq_rm(mem, dst.seq, llama_pos(c.own), -1)) {
+    dst.kv.resize(c.own);
+    return c.own;
   }
-  llama_memory_seq_rm(mem, dst.seq, own > 0 ? llama_pos(own) : -1, -1);
-  dst.kv.resize(own);
-  return own;
+  llama_memory_seq_rm(mem, dst.seq, -1, -1);
+  dst.kv.clear();
+  return 0;
 }
 
 Lanes::Lanes(const std::vector<size_t>& order, int n_lanes) : lanes_(size_t(std::max(n_lanes, 1))), left_(order.size()) {

@@ -57,6 +57,7 @@ struct Slot {
   // request ends, so that the next one can start from a prefix of them (take_cached).
   std::vector<Token> kv;
   int kv_group = -1;
+  Clock::time_point freed;       // when its last request ended (serve: the least recently used slot)
   int n_past = 0;                // position of the next token
   SamplerPtr sampler;
   std::string text;
@@ -88,14 +89,26 @@ class Lanes {
   size_t left_ = 0;
 };
 
-// Starts free slot `dst`'s KV cache with the longest prefix of `prompt` (request group `group`,
-// at most all but its last token, which must be decoded for its logits) that a slot's cache
-// holds: dst's own (the rest of it dropped), or another slot's, whose stream is copied and cut,
-// when that saves at least `min_copy` tokens more (llama.cpp copies a sequence's whole stream;
-// copies queued before one decode run in order, so a chain of them stays consistent). Returns
-// the tokens reused; dst.kv and dst.kv_group describe its cache afterwards.
-size_t take_cached(llama_memory_t mem, const std::vector<Slot>& slots, Slot& dst, int group,
-                   const std::vector<Token>& prompt, size_t min_copy);
+// The tokens of `prompt` (request group `group`; at most all but its last token, which must be
+// decoded for its logits) that slot `s`'s cache holds at the same positions.
+size_t cached_common(const Slot& s, int group, const std::vector<Token>& prompt);
+
+// What free slot `dst` could start a prompt from: its own cache's common prefix, and the longest
+// one any other slot's cache holds.
+struct CachedPrefix {
+  size_t own = 0;
+  const Slot* src = nullptr;
+  size_t best = 0;  // src's
+};
+CachedPrefix find_cached(const std::vector<Slot>& slots, const Slot& dst, int group, const std::vector<Token>& prompt);
+
+// Starts `dst`'s KV cache with what `c` found: another slot's prefix, its stream copied and cut,
+// when that saves at least `min_copy` tokens over dst's own (llama.cpp copies a sequence's whole
+// stream; copies queued before one decode run in order, so a chain of them stays consistent);
+// else dst's own, the rest dropped. A memory that cannot cut a sequence (recurrent and hybrid
+// models) starts empty instead. Returns the tokens reused; dst.kv and dst.kv_group describe its
+// cache afterwards.
+size_t take_cached(llama_memory_t mem, Slot& dst, int group, const CachedPrefix& c, size_t min_copy);
 
 // Streams a piece of one slot's text; false stops that request.
 using EmitFn = std::function<bool(const std::string& piece)>;

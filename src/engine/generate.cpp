@@ -35,7 +35,8 @@ void GeneratorOptions::validate() const {
          "sequence, so the batch must hold at least one per slot",
          n_batch, n_parallel);
   if (n_threads < 0 || n_threads > 1024) fail("n_threads (--threads) must be in 0..1024 (0 = all cores), got {}", n_threads);
-  if (min_shared_prefix < 1) fail("min_shared_prefix must be >= 1, got {}", min_shared_prefix);
+  if (min_shared_prefix < 0 || min_shared_prefix > (1 << 20))
+    fail("min_shared_prefix must be in 0..{} (0: auto), got {}", 1 << 20, min_shared_prefix);
   if (flash_attn < -1 || flash_attn > 1) fail("flash_attn must be -1 (auto), 0 or 1, got {}", flash_attn);
 }
 
@@ -63,6 +64,9 @@ using namespace gen_detail;
 Generator::Generator(std::shared_ptr<Model> model, GeneratorOptions opts) : model_(std::move(model)), opts_(opts) {
   opts_.validate();
   if (opts_.n_ctx_per_seq == 0) opts_.n_ctx_per_seq = std::min(model_->n_ctx_train() > 0 ? model_->n_ctx_train() : 4096, 4096);
+  // A KV copy moves a sequence's whole stream and waits for it; on a GPU a few dozen more prompt
+  // tokens in a batch that runs anyway cost less (bench/RESULTS.md, "Prompts that start alike").
+  min_copy_ = opts_.min_shared_prefix > 0 ? opts_.min_shared_prefix : (model_->offloaded() ? 64 : 8);
   llama_context_params cp = llama_context_default_params();
   // One KV stream per slot plus one for shared prefixes.
   cp.n_seq_max = uint32_t(opts_.n_parallel + (opts_.shared_prefix ? 1 : 0));
@@ -281,7 +285,7 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
       while (k < prefix && k < p.size() && p[k] == p0[k]) ++k;
       prefix = std::min(k, p.size() - 1);
     }
-    if (int(prefix) >= opts_.min_shared_prefix) prefix_len[g] = prefix;
+    if (int(prefix) >= min_copy_) prefix_len[g] = prefix;
   }
   int prefix_group = -1;  // whose prefix the spare sequence holds
   auto decode_prefix = [&](int g) {
@@ -342,26 +346,28 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
       --active;
     };
 
-    // Puts into free slot `sl` the longest prefix of `prompt` whose KV cache is already computed
-    // (take_cached: its own, another slot's), or the group's common prefix when that saves at
-    // least min_shared_prefix tokens more. Returns the tokens reused.
-    auto reuse_prefix = [&](Slot& sl, int g, const std::vector<Token>& prompt) -> size_t {
+    // Puts into free slot `sl` the longest prefix of `prompt` whose KV cache is already computed:
+    // a slot's (take_cached: its own, another's), or the group's common prefix in the spare
+    // sequence when that saves at least min_shared_prefix tokens more. Returns the tokens reused
+    // and, of them, those taken from a slot's cache (the spare prefix was computed for this call).
+    auto reuse_prefix = [&](Slot& sl, int g, const std::vector<Token>& prompt) -> std::pair<size_t, size_t> {
       if (!opts_.shared_prefix) {
         llama_memory_seq_rm(mem, sl.seq, -1, -1);
         sl.kv.clear();
         sl.kv_group = g;
-        return 0;
+        return {0, 0};
       }
-      size_t got = take_cached(mem, slots, sl, g, prompt, size_t(opts_.min_shared_prefix));
-      const size_t pre = std::min(prefix_len[g], prompt.empty() ? 0 : prompt.size() - 1);
-      if (pre >= got + size_t(opts_.min_shared_prefix)) {
+      const CachedPrefix c = find_cached(slots, sl, g, prompt);
+      const size_t pre = prefix_len[g];  // <= every member's prompt size - 1
+      if (pre > c.best && pre >= c.own + size_t(min_copy_)) {
         if (prefix_group != g) decode_prefix(g);
         llama_memory_seq_cp(mem, prefix_seq, sl.seq, -1, -1);
-        llama_memory_seq_rm(mem, sl.seq, llama_pos(pre), -1);
         sl.kv.assign(prompt.begin(), prompt.begin() + long(pre));
-        got = pre;
+        sl.kv_group = g;
+        return {pre, 0};
       }
-      return got;
+      const size_t got = take_cached(mem, sl, g, c, size_t(min_copy_));
+      return {got, got};
     };
 
     while (!queue.empty() || active > 0) {
@@ -377,7 +383,7 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
         sl.req = long(queue.take(sl.seq));
         const GenRequest& rq = requests[sl.req];
         const int g = group_of[sl.req];
-        const size_t reused = reuse_prefix(sl, g, prompts[sl.req]);
+        const auto [reused, cached] = reuse_prefix(sl, g, prompts[sl.req]);
         sl.prompt = prompts[sl.req];
         sl.text.clear();
         sl.emitted = 0;
@@ -390,7 +396,7 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
           for (Token t : sl.prompt) llama_sampler_accept(sl.sampler.get(), t);
         set_seq_group(sl.seq, g);
         stats_.n_prefix_reused += long(reused);
-        results[sl.req].n_cached_tokens = int(reused);
+        results[sl.req].n_cached_tokens = int(cached);
         sl.n_fed = reused;
         sl.n_past = int(reused);
         ++active;

@@ -116,7 +116,7 @@ struct GeneratorOptions {
   int n_batch = 2048;
   int n_threads = 0;           // 0: all cores
   bool shared_prefix = true;   // decode common prompt prefixes once
-  int min_shared_prefix = 8;   // fewest tokens a KV copy must save to be made, >= 1
+  int min_shared_prefix = 0;   // fewest tokens a KV copy must save to be made; 0: 8 on the CPU, 64 on a GPU
   int flash_attn = -1;         // -1 auto, 0 off, 1 on
   // Greedy calls without log-probabilities can pick tokens inside llama.cpp's graph (its
   // backend samplers) instead of copying each row of logits to the host and scanning it there.
@@ -204,6 +204,7 @@ class Generator {
   GeneratorOptions opts_;
   llama_context* ctx_ = nullptr;
   int n_threads_ = 1;
+  int min_copy_ = 8;  // opts_.min_shared_prefix, or its automatic value
   std::vector<llama_sampler*> backend_chains_;  // one greedy chain per slot sequence
   bool backend_attached_ = false;
   bool use_adapter_slots();                        // registers the Model's adapters; false if refused

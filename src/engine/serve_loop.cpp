@@ -54,6 +54,10 @@ class ServeLoop {
   int group_of(const Key& k) {
     auto it = std::find(groups_.begin(), groups_.end(), k);
     if (it != groups_.end()) return int(it - groups_.begin());
+    if (groups_.size() >= 256) {  // clients sending ever new adapter scales: start the list over
+      forget_caches();
+      groups_.clear();
+    }
     groups_.push_back(k);
     return int(groups_.size()) - 1;
   }
@@ -168,24 +172,29 @@ void ServeLoop::drop_cancelled() {
   }
 }
 
-// Oldest first into free slots, each into the free slot whose kept cache starts with the most of
-// its prompt (a conversation's next turn usually finds its history there). Without adapter
-// slots a request for another adapter than the context's waits (and holds back those behind it,
-// so none is starved) until the slots drain.
+// Oldest first into free slots. A request goes to the free slot whose kept cache it continues
+// (a conversation's next turn: all of that cache but a few tokens at its end is a prefix of the
+// prompt), the longest such; else to the slot used longest ago (one never used first), taking
+// what prefix it can from any slot (take_cached copies it). So a new conversation that shares
+// only a system prompt does not cut another one's history. Without adapter slots a request for
+// another adapter than the context's waits (and holds back those behind it, so none is starved)
+// until the slots drain.
 void ServeLoop::admit() {
   while (!queue_.empty()) {
     Waiting& w = queue_.front();
-    Slot* free = nullptr;
+    Slot* cont = nullptr;  // the longest continuation
+    Slot* lru = nullptr;
     size_t most = 0;
     const int g = group_of(w.key);
     for (auto& sl : slots_) {
       if (sl.req >= 0) continue;
-      size_t k = 0;
-      if (sl.kv_group == g)
-        while (k < sl.kv.size() && k + 1 < w.prompt.size() && sl.kv[k] == w.prompt[k]) ++k;
-      // ties: the slot used longest ago (one never used first)
-      if (!free || k > most || (k == most && sl.start < free->start)) free = &sl, most = k;
+      if (!lru || sl.freed < lru->freed) lru = &sl;
+      const size_t k = cached_common(sl, g, w.prompt);
+      // dropped at the end: the last answer's retokenized tail, the prompt's final token
+      const size_t slack = std::max<size_t>(32, sl.kv.size() / 8);
+      if (k > most && k + slack >= sl.kv.size()) cont = &sl, most = k;
     }
+    Slot* free = cont ? cont : lru;
     if (!free) return;
     Slot& sl = *free;
     if (!mixed_ && w.key != ctx_key_) {
@@ -221,7 +230,8 @@ void ServeLoop::start(Slot& sl, Waiting w) {
     for (Token t : sl.prompt) llama_sampler_accept(sl.sampler.get(), t);
   size_t reused = 0;
   if (g_.opts_.shared_prefix) {
-    reused = take_cached(mem_, slots_, sl, group_of(w.key), sl.prompt, size_t(g_.opts_.min_shared_prefix));
+    const int g = group_of(w.key);
+    reused = take_cached(mem_, sl, g, find_cached(slots_, sl, g, sl.prompt), size_t(g_.min_copy_));
   } else {
     llama_memory_seq_rm(mem_, sl.seq, -1, -1);
     sl.kv.clear();
@@ -254,6 +264,7 @@ void ServeLoop::finish(Slot& sl, FinishReason why, const std::string& error) {
     feed_.on_piece(rn.job.id, sl.text.substr(sl.emitted));
   // Its KV cache stays for a later request that starts the same way (take_cached).
   sl.req = -1;
+  sl.freed = Clock::now();
   publish_kv();
   sl.sampler.reset();
   --active_;
@@ -324,7 +335,7 @@ void ServeLoop::step() {
   g_.stats_.t_decode_ms += ms;
   g_.stats_.n_decode_calls++;
   if (!prompt_step) g_.stats_.n_gen_step_tokens += batch_.n_tokens;
-  if (rc != 0) {  // nothing of this step is in the cache: the requests in it end with the error
+  if (rc != 0) {  // the requests in this step end with the error; what the cache kept of it is unknown
     const std::string why = fmt::format("llama_decode failed (code {}): {}", rc, engine_last_error());
     for (auto& sl : slots_)
       if (sl.req >= 0) finish(sl, FinishReason::kError, why);
@@ -341,7 +352,7 @@ void ServeLoop::step() {
     if (auto why = take_token(*sl, rn.job.request, rn.result, *g_.model_, emit, ctx_seq_, g_.stats_))
       finish(*sl, *why);
   }
-  publish_kv();  // finished sequences hold no cells any more (a scrape between requests reads 0)
+  publish_kv();  // cells held by running requests (kept caches of finished ones are not counted)
   const double step_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   (prompt_step ? g_.stats_.t_prompt_ms : g_.stats_.t_gen_ms) += step_ms;
   if (!prompt_step) g_.stats_.t_gen_decode_ms += ms;

@@ -104,6 +104,12 @@ TEST_F(GenerateTest, SharedPrefixIsDecodedOnceAndChangesNothing) {
   EXPECT_EQ(without.last_stats().n_prefix_reused, 0);
   EXPECT_LT(with.last_stats().n_prompt_tokens, without.last_stats().n_prompt_tokens / 3);
   for (size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(a[i].text, b[i].text) << i;
+  // The first request took the common prefix this call decoded for it: not a cache an earlier
+  // request left, so not reported as cached (as the usage of a server's first answer must not).
+  EXPECT_EQ(a[0].n_cached_tokens, 0);
+  int64_t cached = 0;
+  for (const auto& r : a) cached += r.n_cached_tokens;
+  EXPECT_LT(cached, with.last_stats().n_prefix_reused);
 }
 
 TEST_F(GenerateTest, PromptsSharingPrefixesInPartsReuseTheirCacheAndChangeNothing) {

@@ -212,5 +212,36 @@ TEST_F(GeneratorServe, ANextTurnReusesTheHistorysCacheAndAnswersAsAlone) {
   EXPECT_GT(g.last_stats().n_prefix_reused, 0);
 }
 
+// Two conversations with the same long system prompt, turns sent one after another (A, B, A): B's
+// first turn must not take and cut the slot holding A's history while another slot is free (it
+// copies the shared part instead), so A's next turn still finds its whole history.
+TEST_F(GeneratorServe, ANewConversationDoesNotCutAnotherOnesHistory) {
+  GeneratorOptions o;
+  o.n_parallel = 2;
+  Generator g(nano_, o);
+  std::string system;
+  for (int i = 0; i < 6; ++i) system += "Rule " + std::to_string(i) + ": answer with the number only. ";
+  std::vector<GenRequest> sent;
+  std::map<uint64_t, GenResult> out;
+  GenFeed feed;
+  feed.poll = [&](std::vector<GenJob>& admit, bool idle) {
+    if (sent.size() == out.size() && sent.size() < 3) {
+      if (sent.empty()) sent.push_back(request(system + "Tom has 3 apples and buys 5 more. How many?", "", 24));
+      else if (sent.size() == 1) sent.push_back(request(system + "Mia has 9 pens and loses 4. How many?", "", 24));
+      else sent.push_back(request(sent[0].prompt + out.at(0).text + "\nAnd then he eats 2. How many?", "", 8));
+      admit.push_back({sent.size() - 1, sent.back(), nullptr});
+    }
+    return sent.size() < 3 || !idle || out.size() < 3;
+  };
+  feed.on_done = [&](uint64_t id, GenResult r) { out[id] = std::move(r); };
+  g.serve(feed);
+  ASSERT_EQ(out.size(), 3u);
+  // B reused the system prompt (copied from A's slot), A's next turn all of its first turn.
+  EXPECT_GT(out.at(1).n_cached_tokens, 0);
+  EXPECT_LT(out.at(1).n_cached_tokens, out.at(0).n_prompt_tokens);
+  EXPECT_GT(out.at(2).n_cached_tokens, out.at(0).n_prompt_tokens);
+  for (uint64_t i = 0; i < 3; ++i) EXPECT_EQ(out.at(i).text, alone(sent[i])) << i;
+}
+
 }  // namespace
 }  // namespace cogumi
