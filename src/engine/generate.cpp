@@ -351,12 +351,7 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
     // sequence when that saves at least min_shared_prefix tokens more. Returns the tokens reused
     // and, of them, those taken from a slot's cache (the spare prefix was computed for this call).
     auto reuse_prefix = [&](Slot& sl, int g, const std::vector<Token>& prompt) -> std::pair<size_t, size_t> {
-      if (!opts_.shared_prefix) {
-        llama_memory_seq_rm(mem, sl.seq, -1, -1);
-        sl.kv.clear();
-        sl.kv_group = g;
-        return {0, 0};
-      }
+      if (!opts_.shared_prefix) return {take_cached(mem, sl, g, CachedPrefix{}, 0), 0};  // starts empty
       const CachedPrefix c = find_cached(slots, sl, g, prompt);
       const size_t pre = prefix_len[g];  // <= every member's prompt size - 1
       if (pre > c.best && pre >= c.own + size_t(min_copy_)) {

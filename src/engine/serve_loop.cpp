@@ -228,14 +228,9 @@ void ServeLoop::start(Slot& sl, Waiting w) {
   sl.sampler = make_sampler(rq.sampling, n_vocab_, llama_model_get_vocab(g_.model_->raw()), rq.grammar);
   if (rq.sampling.repeat_penalty != 1.0f)
     for (Token t : sl.prompt) llama_sampler_accept(sl.sampler.get(), t);
-  size_t reused = 0;
-  if (g_.opts_.shared_prefix) {
-    const int g = group_of(w.key);
-    reused = take_cached(mem_, sl, g, find_cached(slots_, sl, g, sl.prompt), size_t(g_.min_copy_));
-  } else {
-    llama_memory_seq_rm(mem_, sl.seq, -1, -1);
-    sl.kv.clear();
-  }
+  const int g = group_of(w.key);
+  const CachedPrefix found = g_.opts_.shared_prefix ? find_cached(slots_, sl, g, sl.prompt) : CachedPrefix{};
+  const size_t reused = take_cached(mem_, sl, g, found, size_t(g_.min_copy_));  // empty when caching is off
   if (mixed_) {
     int32_t slot = -1;
     if (!w.key.first.empty())
