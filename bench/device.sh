@@ -36,6 +36,10 @@
 #   bench/device.sh pipeline8b  # `cogumi run` on an 8B-shaped random F16 model: every stage on the GPU, small
 #                            # samples, seconds per stage (bench/pipeline8b.sh); builds what it needs; PIPE_DEADLINE=570
 #                            # ends the pipeline 570 s after the script's start, whatever the builds took
+#   bench/device.sh prefix8b    # the prefix cache on the GPU: `cogumi eval` on 8B-shaped Q4_K_M, real MMLU 5-shot,
+#                            # with and without --no-prefix-cache (bench/prefix_cache_bench.sh, SETS=mmlu5; REPS (1),
+#                            # MMLU_LIMIT (1000)); builds what it needs, the model made once per machine (a first call
+#                            # cut off after the builds: call again back to back); each run's log + summary to $OUT
 #   bench/device.sh pack8b      # compress pack at 8B on every core and on one, CPU build only (PACK_THREADS="16 1")
 #   bench/device.sh nano "<nano base args>"...      # nano base candidates side by side: base.gguf, recipe,
 #                                                   # training log, dev accuracy (200 items per domain); on a fresh
@@ -380,6 +384,33 @@ r=json.loads([l for l in open("/root/peft.txt") if l.startswith("{")][-1]); r["p
     fi
     bench/pipeline8b.sh "$BC/bin/cogumi" "$PREFIX/src/models/ggml-vocab-llama-bpe.gguf" "$OUT/pipeline8b"
     ;;
+  prefix8b)
+    # The prefix cache (src/engine/generate.cpp) with an 8B-shaped Q4_K_M model on the GPU: `cogumi eval` offloads
+    # every layer by default (--ngl -1); the KV copy threshold is the engine's automatic 64 tokens on a GPU
+    # (GeneratorOptions::min_shared_prefix has no CLI flag)
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+    PREFIX=$(scripts/deps.sh --cuda | tail -n 1)
+    echo "device.sh: llama.cpp ready at ${SECONDS} s"
+    cogumi_build "$PREFIX" cogumi_app
+    rm -f "$OUT/cmake.txt" "$OUT/build.txt"  # kept only on failure (the device tool returns at most 8 files)
+    echo "device.sh: builds done at ${SECONDS} s"
+    M=/root/m8b-q4km.gguf
+    if [ ! -f "$M" ]; then  # made under another name first: a call cut off mid-init leaves no partial model behind
+      "$BC/bin/cogumi" model init /root/m8b-q4km.part.gguf --shape 8b --type q4_k_m --vocab "$PREFIX/src/models/ggml-vocab-llama-bpe.gguf" \
+        --seed 1 >/dev/null && mv /root/m8b-q4km.part.gguf "$M"
+      echo "device.sh: model made at ${SECONDS} s"
+    fi
+    "$BC/bin/cogumi" info "$M" | head -8 || true
+    W=/root/prefix8b rc=0
+    SETS=mmlu5 REPS=${REPS:-1} MMLU_LIMIT=${MMLU_LIMIT:-1000} bench/prefix_cache_bench.sh "$BC/bin/cogumi" "$M" "$W" |
+      tee "$OUT/prefix8b.md" || rc=$?
+    echo "device.sh: bench done at ${SECONDS} s (exit $rc)"
+    for m in on off; do
+      cp "$W/mmlu5-$m/summary.json" "$OUT/mmlu5-$m-summary.json" 2>/dev/null || true
+      tail -c 200000 "$W/mmlu5-$m.log" >"$OUT/mmlu5-$m.log" 2>/dev/null || true
+    done
+    exit $rc
+    ;;
   pack8b)
     # `cogumi compress pack` at 8B on the machine's cores, CPU only (no CUDA build): an 8B-shaped Q5_K_M file, the type
     # compress.quantize makes, packed on every core and on one (PACK_THREADS); the packs must have the same sha256
@@ -408,5 +439,5 @@ r=json.loads([l for l in open("/root/peft.txt") if l.startswith("{")][-1]); r["p
     VOCAB="$PREFIX/src/models/ggml-vocab-llama-bpe.gguf" bench/qlora_loss.sh "$BC/bin/cogumi" 8b /root/qlora "${STEPS:-60}"
     cp /root/qlora/summary.md /root/qlora/lora-*.gguf.log.jsonl "$OUT/" 2>/dev/null || true
     ;;
-  *) echo "usage: bench/device.sh llama|cogumi|engine|train|mixedlora|compress8b|pipeline8b|pack8b|qlora8b|nano|nanoloop|nanoselect" >&2; exit 2 ;;
+  *) echo "usage: bench/device.sh llama|cogumi|engine|train|mixedlora|compress8b|pipeline8b|prefix8b|pack8b|qlora8b|nano|nanoloop|nanoselect" >&2; exit 2 ;;
 esac
