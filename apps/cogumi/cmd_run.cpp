@@ -26,6 +26,9 @@ void setup_run(CLI::App& sub) {
   sub.add_option("--until", o.until, "Run the stages up to this one (a name, or a group: train = train.*)");
   sub.add_option("--only", o.only, "Run only this stage or group; its inputs must be finished");
   sub.add_flag("--dry-run", o.dry_run, "Print the plan and what would be reused; run nothing");
+  sub.add_option("-j,--jobs", o.jobs,
+                 "Stages run at once, sharing the CPU threads (1-64; default: the config's jobs, else 1)")
+      ->check(CLI::Range(1, 64));
   sub.add_flag("-q,--quiet", quiet, "No progress lines");
   sub.callback([&] {
     engine_set_verbose(globals().verbose);

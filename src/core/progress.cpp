@@ -4,13 +4,24 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <utility>
 
 namespace cogumi {
 
+namespace {
+thread_local std::string t_scope;
+}
+
 bool stdout_is_tty() { return isatty(STDOUT_FILENO) == 1; }
 
+ProgressScope::ProgressScope(std::string name) : saved_(std::exchange(t_scope, std::move(name))) {}
+ProgressScope::~ProgressScope() { t_scope = std::move(saved_); }
+
 Progress::Progress(std::string label, int64_t total, bool enabled)
-    : label_(std::move(label)), total_(total), enabled_(enabled), tty_(isatty(STDERR_FILENO) == 1) {
+    : label_(t_scope.empty() ? std::move(label) : fmt::format("[{}] {}", t_scope, label)),
+      total_(total),
+      enabled_(enabled),
+      tty_(t_scope.empty() && isatty(STDERR_FILENO) == 1) {
   start_ = last_ = std::chrono::steady_clock::now();
 }
 

@@ -2,6 +2,8 @@
 //
 // Draws a one-line bar on stderr when stderr is a terminal; otherwise prints a plain line
 // at most every few seconds so logs in CI stay readable. Thread-compatible, not thread-safe.
+// Inside a ProgressScope (a pipeline stage running beside others) the lines name the scope and
+// no bar is drawn: two bars would overwrite each other's line.
 #pragma once
 
 #include <chrono>
@@ -24,6 +26,18 @@ class Progress {
   bool tty_;
   bool finished_ = false;
   std::chrono::steady_clock::time_point start_, last_;
+};
+
+// While alive, every Progress made on this thread prints plain lines starting "[NAME] ".
+class ProgressScope {
+ public:
+  explicit ProgressScope(std::string name);
+  ~ProgressScope();
+  ProgressScope(const ProgressScope&) = delete;
+  ProgressScope& operator=(const ProgressScope&) = delete;
+
+ private:
+  std::string saved_;
 };
 
 // True when stdout is a terminal.

@@ -248,6 +248,7 @@ void PipelineConfig::validate() const {
   if (base_train) base_options.validate();
   if (domains.empty()) fail("{}: 'domains' needs at least one domain", where);
   if (threads < 0 || threads > 1024) fail("{}: threads must be in 0..1024, got {}", where, threads);
+  if (jobs < 1 || jobs > 64) fail("{}: jobs must be in 1..64, got {}", where, jobs);
   if (max_tokens < 1 || max_tokens > 32768) fail("{}: eval.max_tokens must be in 1..32768, got {}", where, max_tokens);
   if (parallel < 1 || parallel > 255) fail("{}: eval.parallel must be in 1..255, got {}", where, parallel);
   if (k < 0 || k > 100) fail("{}: failures.k must be in 0..100, got {}", where, k);
@@ -298,11 +299,12 @@ PipelineConfig PipelineConfig::load(const fs::path& path) {
   PipelineConfig c;
   c.file = path;
   c.name = path.stem().string();
-  r.expect_map(root, "", {"name", "work_dir", "threads", "cpu_only", "base", "curriculum", "eval", "failures", "training",
+  r.expect_map(root, "", {"name", "work_dir", "threads", "jobs", "cpu_only", "base", "curriculum", "eval", "failures", "training",
                           "replay", "domains", "router", "runtime", "gates", "data", "compress"});
   if (root["name"]) c.name = r.str(root["name"], "name");
   if (root["work_dir"]) c.work_dir = r.str(root["work_dir"], "work_dir");
   if (root["threads"]) c.threads = r.integer(root["threads"], "threads", 0, 1024);
+  if (root["jobs"]) c.jobs = r.integer(root["jobs"], "jobs", 1, 64);
   if (root["cpu_only"]) c.cpu_only = r.boolean(root["cpu_only"], "cpu_only");
   if (!root["base"]) fail("{}: 'base' is required (gguf: PATH, or train: {{...}})", path.string());
   read_base(r, root["base"], c);

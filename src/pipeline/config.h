@@ -5,6 +5,7 @@
 //   name: nano                       # default: the file's stem; the work dir is runs/NAME
 //   work_dir: runs/nano              # default runs/NAME (relative to the current directory)
 //   threads: 0                       # 0: all cores
+//   jobs: 1                          # stages run at once (1..64), sharing the threads
 //   base:
 //     gguf: ../models/nano-base.gguf # a GGUF (relative to this file), or
 //     train: {steps: 2500, ...}      # "train the nano base" (NanoBaseOptions' fields)
@@ -95,6 +96,7 @@ struct PipelineConfig {
   std::string name = "pipeline";
   fs::path work_dir;             // default runs/NAME
   int threads = 0;               // 0..1024
+  int jobs = 1;                  // 1..64: independent stages run side by side (cogumi run --jobs overrides)
   bool cpu_only = false;
   // The base: a GGUF, or trained from nothing (nano_base; its curriculum becomes the data).
   fs::path base_gguf;

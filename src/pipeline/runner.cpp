@@ -10,9 +10,15 @@
 #include <chrono>
 #include <cstring>
 #include <ctime>
+#include <condition_variable>
+#include <memory>
+#include <optional>
 #include <set>
+#include <thread>
 
 #include "core/error.h"
+#include "core/progress.h"
+#include "core/threads.h"
 
 namespace cogumi {
 
@@ -130,6 +136,7 @@ bool Plan::has(const std::string& name) const { return index_.count(name) > 0; }
 bool Plan::finished(const std::string& name) const { return fs::exists(at(name).dir / "done.json"); }
 
 const json& Plan::result(const std::string& name) const {
+  std::lock_guard lk(results_mu_);
   auto it = results_.find(name);
   if (it != results_.end()) return it->second;
   const Stage& s = at(name);
@@ -146,6 +153,8 @@ fs::path StageContext::dir(const std::string& name) const { return plan.at(name)
 
 void RunOptions::validate() const {
   if (!until.empty() && !only.empty()) fail("--until and --only cannot be combined");
+  if (jobs < 0 || jobs > 64) fail("--jobs must be in 1..64, got {}", jobs);
+  if (threads < 0 || threads > 1024) fail("threads must be in 0..1024, got {}", threads);
 }
 
 namespace {
@@ -184,9 +193,242 @@ std::vector<bool> select_stages(const Plan& plan, const RunOptions& o) {
 
 }  // namespace
 
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Runs a plan's selected stages: up to `jobs` at once, each as soon as the stages it reads are
+// finished. Only this object's thread writes events, done.json files and the pipeline's lines;
+// each stage runs on a thread of its own and hands back its result or its exception.
+class Scheduler {
+ public:
+  Scheduler(Plan& plan, const RunOptions& o, const std::vector<bool>& sel, JsonlWriter& events, Clock::time_point t0)
+      : plan_(plan), o_(o), events_(events), t0_(t0), st_(plan.stages()), state_(st_.size()), outcome_(st_.size()), num_(st_.size()) {
+    for (size_t i = 0; i < st_.size(); ++i) {
+      state_[i] = sel[i] ? State::pending : State::skipped;
+      outcome_[i] = {st_[i].name, st_[i].key, "not selected", 0};
+      n_sel_ += sel[i];
+    }
+    free_threads_ = o.jobs > 1 ? compute_threads(o.threads) : o.threads;
+  }
+
+  RunSummary run() {
+    reuse_finished();
+    check_inputs();
+    while (true) {
+      if (!stop_) {
+        launch_ready();
+        grow();
+      }
+      if (running_ == 0) break;
+      std::unique_lock lk(mu_);
+      cv_.wait_for(lk, std::chrono::milliseconds(100), [&] { return !finished_.empty(); });
+      std::vector<Finished> done;
+      done.swap(finished_);
+      lk.unlock();
+      if (o_.cancel && o_.cancel->load()) stop_ = true;
+      for (auto& f : done) complete(f);
+    }
+    if (error_) std::rethrow_exception(error_);
+    for (size_t i = 0; i < st_.size(); ++i)
+      if (state_[i] == State::pending) fail("pipeline: stage '{}' could not start (its inputs did not finish)", st_[i].name);
+    RunSummary sum;
+    sum.stages = outcome_;
+    for (auto& s : outcome_) sum.ran += s.status == "ran", sum.reused += s.status == "reused";
+    return sum;
+  }
+
+ private:
+  enum class State { skipped, pending, running, done };
+  struct Finished {
+    size_t i;
+    json result;
+    std::exception_ptr error;
+    double seconds;
+  };
+
+  // Finished stages are reused first, in the plan's order.
+  void reuse_finished() {
+    for (size_t i = 0; i < st_.size(); ++i) {
+      const Stage& s = st_[i];
+      if (state_[i] != State::pending || !plan_.finished(s.name)) continue;
+      (void)plan_.result(s.name);  // checks done.json belongs to this key
+      events_.write({{"t", utc_now()}, {"event", "stage_reused"}, {"stage", s.name}, {"key", s.key}});
+      num_[i] = ++counter_;
+      if (o_.progress) fmt::print(stderr, "{}: reused ({})\n", tag(i), s.dir.filename().string());
+      outcome_[i].status = "reused";
+      state_[i] = State::done;
+    }
+  }
+
+  // Every input of a stage to run is finished or will run in this call (else nothing starts).
+  void check_inputs() const {
+    for (size_t i = 0; i < st_.size(); ++i) {
+      if (state_[i] != State::pending) continue;
+      for (auto& d : st_[i].deps)
+        if (state_[index(d)] == State::skipped && !plan_.finished(d))
+          fail("stage '{}' needs '{}', which has not finished: run without --only, or with --until {}", st_[i].name, d, d);
+    }
+  }
+
+  size_t index(const std::string& name) const {
+    for (size_t i = 0; i < st_.size(); ++i)
+      if (st_[i].name == name) return i;
+    fail("pipeline: no stage named '{}'", name);
+  }
+
+  bool ready(size_t i) const {
+    if (state_[i] != State::pending) return false;
+    for (auto& d : st_[i].deps)
+      if (state_[index(d)] != State::done && !plan_.finished(d)) return false;
+    return true;
+  }
+
+  // Starts ready stages in the plan's order while jobs and threads are free; those started together
+  // share the free threads.
+  void launch_ready() {
+    std::vector<size_t> rd;
+    for (size_t i = 0; i < st_.size(); ++i)
+      if (ready(i)) rd.push_back(i);
+    const size_t n = std::min(rd.size(), size_t(std::max(0, o_.jobs - running_)));
+    for (size_t k = 0; k < n; ++k) {
+      if (o_.cancel && o_.cancel->load()) {
+        stop_ = true;
+        if (!error_)
+          error_ = std::make_exception_ptr(Error(fmt::format("interrupted before stage '{}'; run again to continue", st_[rd[k]].name)));
+        return;
+      }
+      if (o_.jobs == 1) {
+        start(rd[k], o_.threads);
+        continue;
+      }
+      if (free_threads_ < 1) return;
+      const int share = std::max(1, free_threads_ / int(n - k));
+      free_threads_ -= share;
+      start(rd[k], share);
+    }
+  }
+
+  // Threads that no stage can start with go to the running stages that grow, the fewest-threaded first (the
+  // pipeline's last training, alone, gets every core).
+  void grow() {
+    if (o_.jobs == 1 || free_threads_ < 1) return;
+    if (running_ < o_.jobs)
+      for (size_t i = 0; i < st_.size(); ++i)
+        if (ready(i)) return;
+    std::vector<size_t> g;
+    for (auto& [i, t] : threads_)
+      if (st_[i].grows && state_[i] == State::running) g.push_back(i);
+    if (g.empty()) return;
+    std::set<size_t> grown;
+    while (free_threads_ > 0) {
+      const size_t m = *std::min_element(g.begin(), g.end(), [&](size_t a, size_t b) { return threads_[a] < threads_[b]; });
+      ++threads_[m];
+      --free_threads_;
+      grown.insert(m);
+    }
+    for (size_t i : grown) {
+      live_[i]->store(threads_[i]);
+      events_.write({{"t", utc_now()}, {"event", "stage_threads"}, {"stage", st_[i].name}, {"threads", threads_[i]}});
+      if (o_.progress) fmt::print(stderr, "{}: now on {} threads (overall {:.0f} s)\n", tag(i), threads_[i], since(t0_));
+    }
+  }
+
+  void start(size_t i, int threads) {
+    const Stage& s = st_[i];
+    const bool resuming = fs::exists(s.dir);
+    fs::create_directories(s.dir);
+    write_file_atomic(s.dir / "stage.json",
+                      json{{"name", s.name}, {"key", s.key}, {"version", s.version}, {"engine", plan_.engine()},
+                           {"deps", s.deps}, {"settings", s.settings}}.dump(2) + "\n");
+    events_.write({{"t", utc_now()}, {"event", resuming ? "stage_resume" : "stage_start"}, {"stage", s.name}, {"key", s.key}});
+    num_[i] = ++counter_;
+    if (o_.progress)
+      fmt::print(stderr, "{}: {}{} (overall {:.0f} s)\n", tag(i), resuming ? "resuming an interrupted run" : "running",
+                 o_.jobs > 1 ? fmt::format(" on {} thread{}", threads, threads == 1 ? "" : "s") : "", since(t0_));
+    state_[i] = State::running;
+    threads_[i] = threads;
+    live_[i] = std::make_unique<std::atomic<int>>(threads);
+    ++running_;
+    workers_[i] = std::thread([this, i, threads, live = s.grows && o_.jobs > 1 ? live_[i].get() : nullptr] {
+      const Stage& s = st_[i];
+      Finished f{i, json(), nullptr, 0};
+      const auto ts = Clock::now();
+      try {
+        std::optional<ProgressScope> scope;
+        if (o_.jobs > 1) scope.emplace(s.name);
+        StageContext ctx{s, plan_, o_.progress, &stop_, threads, live};
+        f.result = s.run(ctx);
+      } catch (...) {
+        f.error = std::current_exception();
+      }
+      f.seconds = since(ts);
+      std::lock_guard lk(mu_);
+      finished_.push_back(std::move(f));
+      cv_.notify_one();
+    });
+  }
+
+  void complete(Finished& f) {
+    workers_[f.i].join();
+    workers_.erase(f.i);
+    live_.erase(f.i);
+    --running_;
+    if (o_.jobs > 1) free_threads_ += threads_[f.i];
+    threads_.erase(f.i);
+    const Stage& s = st_[f.i];
+    if (f.error) {
+      std::string what = "unknown error";
+      try {
+        std::rethrow_exception(f.error);
+      } catch (const std::exception& e) {
+        what = e.what();
+      } catch (...) {
+      }
+      const bool stopped = stop_ || (o_.cancel && o_.cancel->load());  // stopped by Ctrl-C or another's failure
+      events_.write({{"t", utc_now()}, {"event", stopped ? "stage_interrupted" : "stage_failed"}, {"stage", s.name},
+                     {"key", s.key}, {"error", what}});
+      if (!error_) error_ = f.error;
+      stop_ = true;  // the other running stages stop and keep their work
+      state_[f.i] = State::pending;
+      return;
+    }
+    write_file_atomic(s.dir / "done.json", json{{"name", s.name}, {"key", s.key}, {"version", s.version}, {"seconds", f.seconds},
+                                                {"finished", utc_now()}, {"result", f.result}}.dump(2) + "\n");
+    events_.write({{"t", utc_now()}, {"event", "stage_done"}, {"stage", s.name}, {"key", s.key}, {"seconds", f.seconds}});
+    if (o_.progress) fmt::print(stderr, "{}: done in {:.1f} s\n", tag(f.i), f.seconds);
+    outcome_[f.i].status = "ran";
+    outcome_[f.i].seconds = f.seconds;
+    state_[f.i] = State::done;
+  }
+
+  std::string tag(size_t i) const { return fmt::format("[pipeline {}/{}] {}", num_[i], n_sel_, st_[i].name); }
+
+  Plan& plan_;
+  const RunOptions& o_;
+  JsonlWriter& events_;
+  Clock::time_point t0_;
+  const std::deque<Stage>& st_;
+  std::vector<State> state_;
+  std::vector<StageOutcome> outcome_;
+  std::vector<size_t> num_;  // each stage's place in the order stages were reused or started
+  size_t n_sel_ = 0, counter_ = 0;
+  int running_ = 0, free_threads_ = 0;
+  std::map<size_t, int> threads_;
+  std::map<size_t, std::thread> workers_;
+  std::map<size_t, std::unique_ptr<std::atomic<int>>> live_;  // what a growing stage reads as its thread count
+  std::atomic<bool> stop_{false};  // what the running stages see as their cancel flag
+  std::exception_ptr error_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Finished> finished_;
+};
+
+}  // namespace
+
 RunSummary run_plan(Plan& plan, const RunOptions& o) {
   o.validate();
-  const auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = Clock::now();
   const std::vector<bool> sel = select_stages(plan, o);
   RunSummary sum;
   sum.plan_text = plan_table(plan, sel);
@@ -206,60 +448,18 @@ RunSummary run_plan(Plan& plan, const RunOptions& o) {
   fs::create_directories(plan.work_dir());
   WorkLock lock(plan.work_dir());
   JsonlWriter events(plan.work_dir() / "events.jsonl", true);
-  events.write({{"t", utc_now()}, {"event", "run_start"}, {"engine", plan.engine()}, {"stages", n_sel}, {"until", o.until}, {"only", o.only}});
-  size_t k = 0;
-  for (size_t i = 0; i < st.size(); ++i) {
-    const Stage& s = st[i];
-    if (!sel[i]) {
-      sum.stages.push_back({s.name, s.key, "not selected", 0});
-      continue;
-    }
-    ++k;
-    const std::string tag = fmt::format("[pipeline {}/{}] {}", k, n_sel, s.name);
-    if (plan.finished(s.name)) {
-      (void)plan.result(s.name);  // checks done.json belongs to this key
-      events.write({{"t", utc_now()}, {"event", "stage_reused"}, {"stage", s.name}, {"key", s.key}});
-      if (o.progress) fmt::print(stderr, "{}: reused ({})\n", tag, s.dir.filename().string());
-      sum.stages.push_back({s.name, s.key, "reused", 0});
-      ++sum.reused;
-      continue;
-    }
-    if (o.cancel && o.cancel->load()) fail("interrupted before stage '{}'; run again to continue", s.name);
-    for (auto& d : s.deps)
-      if (!plan.finished(d))
-        fail("stage '{}' needs '{}', which has not finished: run without --only, or with --until {}", s.name, d, d);
-    const bool resuming = fs::exists(s.dir);
-    fs::create_directories(s.dir);
-    write_file_atomic(s.dir / "stage.json",
-                      json{{"name", s.name}, {"key", s.key}, {"version", s.version}, {"engine", plan.engine()},
-                           {"deps", s.deps}, {"settings", s.settings}}.dump(2) + "\n");
-    events.write({{"t", utc_now()}, {"event", resuming ? "stage_resume" : "stage_start"}, {"stage", s.name}, {"key", s.key}});
-    if (o.progress)
-      fmt::print(stderr, "{}: {} (overall {:.0f} s)\n", tag, resuming ? "resuming an interrupted run" : "running", since(t0));
-    const auto ts = std::chrono::steady_clock::now();
-    json result;
-    try {
-      StageContext ctx{s, plan, o.progress, o.cancel};
-      result = s.run(ctx);
-    } catch (const std::exception& e) {
-      const bool stopped = o.cancel && o.cancel->load();
-      events.write({{"t", utc_now()}, {"event", stopped ? "stage_interrupted" : "stage_failed"}, {"stage", s.name},
-                    {"key", s.key}, {"error", e.what()}});
-      throw;
-    }
-    const double secs = since(ts);
-    write_file_atomic(s.dir / "done.json", json{{"name", s.name}, {"key", s.key}, {"version", s.version}, {"seconds", secs},
-                                                {"finished", utc_now()}, {"result", result}}.dump(2) + "\n");
-    events.write({{"t", utc_now()}, {"event", "stage_done"}, {"stage", s.name}, {"key", s.key}, {"seconds", secs}});
-    if (o.progress) fmt::print(stderr, "{}: done in {:.1f} s\n", tag, secs);
-    sum.stages.push_back({s.name, s.key, "ran", secs});
-    ++sum.ran;
-  }
-  sum.seconds = since(t0);
-  events.write({{"t", utc_now()}, {"event", "run_done"}, {"ran", sum.ran}, {"reused", sum.reused}, {"seconds", sum.seconds}});
+  events.write({{"t", utc_now()}, {"event", "run_start"}, {"engine", plan.engine()}, {"stages", n_sel}, {"until", o.until},
+                {"only", o.only}, {"jobs", std::max(1, o.jobs)}});
+  RunOptions ro = o;
+  ro.jobs = std::max(1, o.jobs);
+  Scheduler sched(plan, ro, sel, events, t0);
+  RunSummary ran = sched.run();
+  ran.plan_text = std::move(sum.plan_text);
+  ran.seconds = since(t0);
+  events.write({{"t", utc_now()}, {"event", "run_done"}, {"ran", ran.ran}, {"reused", ran.reused}, {"seconds", ran.seconds}});
   if (o.progress)
-    fmt::print(stderr, "[pipeline] {} stages: {} ran, {} reused, {:.1f} s\n", n_sel, sum.ran, sum.reused, sum.seconds);
-  return sum;
+    fmt::print(stderr, "[pipeline] {} stages: {} ran, {} reused, {:.1f} s\n", n_sel, ran.ran, ran.reused, ran.seconds);
+  return ran;
 }
 
 }  // namespace cogumi

@@ -9,12 +9,18 @@
 // so switching a setting back reuses them.
 //
 // Every start, reuse, finish and failure is a line of WORK/events.jsonl.
+//
+// With jobs > 1, stages whose inputs are finished run side by side, up to `jobs` at once, sharing
+// the CPU threads: a stage started beside others gets its part of them (at least one), a stage
+// started alone all that are free. A stage's outputs never depend on its thread count, so the
+// keys do not hold it and a run with any jobs reuses another's stages.
 #pragma once
 
 #include <atomic>
 #include <deque>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -35,6 +41,9 @@ struct Stage {
   // Filled by Plan::add.
   std::string key;
   fs::path dir;
+  // The stage follows StageContext::threads_live between its steps, so the runner hands it the threads that the
+  // stages beside it leave free when they finish (a trainer: its steps give the same numbers on any count).
+  bool grows = false;
 };
 
 struct StageContext {
@@ -42,6 +51,8 @@ struct StageContext {
   const Plan& plan;
   bool progress = true;
   const std::atomic<bool>* cancel = nullptr;  // set (Ctrl-C): stop, keeping partial work for the resume
+  int threads = 0;  // CPU threads this stage may use (0: all, compute_threads())
+  const std::atomic<int>* threads_live = nullptr;  // for a stage that grows: its threads from now on
   // The result (done.json "result") of a finished stage this one depends on.
   const json& result(const std::string& name) const;
   fs::path dir(const std::string& name) const;
@@ -77,6 +88,7 @@ class Plan {
   std::vector<std::string> missing_;
   json hashes_ = json::object();
   bool hashes_dirty_ = false;
+  mutable std::mutex results_mu_;  // stages running side by side read their inputs' results
   mutable std::map<std::string, json> results_;
 };
 
@@ -85,7 +97,9 @@ struct RunOptions {
   std::string only;     // run only these (their dependencies must be finished)
   bool dry_run = false; // print the plan and what would be reused; run nothing
   bool progress = true;
-  const std::atomic<bool>* cancel = nullptr;  // set (Ctrl-C): the running stage stops and keeps its work
+  const std::atomic<bool>* cancel = nullptr;  // set (Ctrl-C): the running stages stop and keep their work
+  int jobs = 0;     // stages run at once (1..64; 0: the config's, else 1); a failure stops the others, which keep their work
+  int threads = 0;  // CPU threads for all running stages together (0: compute_threads())
   void validate() const;  // throws Error naming the option
 };
 
@@ -101,8 +115,9 @@ struct RunSummary {
   std::string plan_text;  // the plan table (what --dry-run prints)
 };
 
-// Runs the selected stages in order. Throws the first stage's Error (recorded in events.jsonl
-// as stage_failed), leaving finished stages finished.
+// Runs the selected stages in order (with jobs > 1, each as soon as its inputs are finished and a
+// job is free; the plan's order among those ready). Throws the first stage's Error (recorded in
+// events.jsonl as stage_failed), leaving finished stages finished.
 RunSummary run_plan(Plan& plan, const RunOptions& o);
 
 }  // namespace cogumi

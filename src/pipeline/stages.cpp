@@ -53,7 +53,7 @@ json eval_stage(const Shared& sh, const StageContext& ctx, const std::vector<Ben
   e.limit = limit;
   e.max_tokens = sh.cfg.max_tokens;
   e.gen.n_parallel = sh.cfg.parallel;
-  e.gen.n_threads = sh.cfg.threads;
+  e.gen.n_threads = ctx.threads;
   e.progress = ctx.progress;
   e.resume = fs::exists(e.out_dir / "items.jsonl");
   e.cancel = ctx.cancel;
@@ -120,7 +120,7 @@ void add_base(Plan& plan, const std::shared_ptr<Shared>& sh) {
     s.run = [sh](const StageContext& ctx) {
       NanoBaseOptions o = sh->cfg.base_options;
       o.dir = ctx.stage.dir;
-      o.n_threads = sh->cfg.threads;
+      o.n_threads = ctx.threads;
       o.cpu_only = sh->cfg.cpu_only;
       o.progress = ctx.progress;
       json recipe = nano_base(o);
@@ -222,7 +222,7 @@ void add_evals(Plan& plan, const std::shared_ptr<Shared>& sh) {
     o.labeler.base_url = sh->cfg.labeler_url;
     o.labeler.model = sh->cfg.labeler_model;
     o.labeler_key_env = sh->cfg.labeler_key_env;
-    o.n_threads = sh->cfg.threads;
+    o.n_threads = ctx.threads;
     o.progress = ctx.progress;
     FailureClusterResult r = cluster_failures(o);
     json clusters = json::array();
@@ -307,6 +307,7 @@ void add_trains(Plan& plan, const std::shared_ptr<Shared>& sh) {
     // changed patch reruns the stages by itself; bump the version for changes to Cogumi's own trainer.
     Stage tr{"train." + d.name, "9", {"base", "trainset." + d.name}, {{"modifier", ms.to_json()}}, {}, {}, {}};
     add_backward_type_setting(tr.settings);
+    tr.grows = true;
     tr.run = [sh, ms](const StageContext& ctx) {
       const json& set = ctx.result(ctx.stage.deps[1]);
       TrainOptions to;
@@ -326,7 +327,8 @@ void add_trains(Plan& plan, const std::shared_ptr<Shared>& sh) {
       to.warmup = std::min(ms.warmup, std::max(0, ms.steps - 1));
       to.eval_steps = ms.eval_steps;
       to.patience = ms.patience;
-      to.n_threads = sh->cfg.threads;
+      to.n_threads = ctx.threads;
+      to.threads_live = ctx.threads_live;
       to.cpu_only = sh->cfg.cpu_only;
       to.device = ms.device == "auto" ? "" : ms.device;  // auto: the first GPU when the build has one
       to.checkpoint_activations = ms.checkpoint_activations;
@@ -409,17 +411,17 @@ std::vector<std::string> Shared::data_deps(const char* first) const {
   return d;
 }
 
-std::shared_ptr<ExecCache> Shared::code_runs() const {
-  if (!exec_cache.empty() && !opened_cache) opened_cache = ExecCache::open(exec_cache);
-  return opened_cache;
-}
+std::shared_ptr<ExecCache> Shared::code_runs() const { return exec_cache.empty() ? nullptr : ExecCache::open(exec_cache); }
 
 PipelineRun run_pipeline(const PipelineConfig& cfg, const RunOptions& o) {
   PipelineRun r;
   Plan plan(cfg.work_dir);
   plan_pipeline(cfg, plan);
   r.missing = plan.missing();
-  r.summary = run_plan(plan, o);
+  RunOptions ro = o;
+  if (ro.jobs == 0) ro.jobs = cfg.jobs;
+  ro.threads = cfg.threads;
+  r.summary = run_plan(plan, ro);
   if (o.dry_run) return r;
   publish_outputs(plan);
   return r;

@@ -112,7 +112,7 @@ void add_prune(Plan& plan, const std::shared_ptr<Shared>& sh) {
     o.multiple = cc.prune_multiple;
     o.ctx = cc.calib_ctx;
     o.max_chunks = cc.calib_chunks;
-    o.n_threads = sh->cfg.threads;
+    o.n_threads = ctx.threads;
     if (cc.recover) {
       o.recover_data = cc.recover_data.curriculum ? sh->data / "mix/train.jsonl" : cc.recover_data.file;
       o.recover_steps = cc.recover_steps;
@@ -144,7 +144,7 @@ void add_quantize(Plan& plan, const std::shared_ptr<Shared>& sh) {
       o.out = ctx.stage.dir / "imatrix.gguf";
       o.chunk = cc.calib_ctx;
       o.chunks = cc.calib_chunks;
-      o.n_threads = sh->cfg.threads;
+      o.n_threads = ctx.threads;
       o.progress = ctx.progress;
       ImatrixResult r = compute_imatrix(o);
       return json{{"imatrix", o.out.string()}, {"entries", r.n_entries}, {"chunks", r.n_chunks}, {"tokens", r.n_tokens}};
@@ -160,7 +160,7 @@ void add_quantize(Plan& plan, const std::shared_ptr<Shared>& sh) {
     o.type = sh->cfg.compress.quantize;
     o.tensor_types = sh->cfg.compress.tensor_types;
     if (ctx.plan.has("compress.imatrix")) o.imatrix = ctx.result("compress.imatrix")["imatrix"].get<std::string>();
-    o.n_threads = sh->cfg.threads;
+    o.n_threads = ctx.threads;
     QuantizeResult r = quantize_model(o);
     return json{{"model", o.out.string()}, {"bytes", r.out_bytes}, {"in_bytes", r.in_bytes},
                 {"imatrix_entries", r.n_imatrix_entries}};
@@ -176,7 +176,7 @@ void add_lora(Plan& plan, const std::shared_ptr<Shared>& sh) {
   s.run = [sh](const StageContext& ctx) {
     LoraShrinkOptions o;
     o.rank = sh->cfg.compress.lora_rank;
-    o.n_threads = sh->cfg.threads;
+    o.n_threads = ctx.threads;
     json out = json::object();
     for (auto& m : modifier_names(*sh)) {
       const fs::path in = ctx.result("train." + m)["adapter"].get<std::string>(), to = ctx.stage.dir / (m + ".gguf");
@@ -227,7 +227,7 @@ json measure_kld(const Shared& sh, const StageContext& ctx, const fs::path& mode
   o.data = source_file(sh, c.measure, ctx.stage.dir, true);
   o.ctx = c.measure_ctx;
   o.chunks = c.measure_chunks;
-  o.n_threads = sh.cfg.threads;
+  o.n_threads = ctx.threads;
   o.progress = ctx.progress;
   const ReportResult r = compress_report(o);
   const KldStats& k = r.candidates.at(0);
@@ -243,7 +243,7 @@ json eval_compressed(const Shared& sh, const StageContext& ctx, const fs::path& 
   e.limit = sh.cfg.test_limit;
   e.max_tokens = sh.cfg.max_tokens;
   e.gen.n_parallel = sh.cfg.parallel;
-  e.gen.n_threads = sh.cfg.threads;
+  e.gen.n_threads = ctx.threads;
   e.progress = ctx.progress;
   e.resume = fs::exists(e.out_dir / "items.jsonl");
   e.exec_cache = sh.code_runs();
@@ -308,7 +308,7 @@ void add_pack(Plan& plan, const std::shared_ptr<Shared>& sh) {
   s.run = [ms, sh](const StageContext& ctx) {
     const fs::path in = ctx.result(ms)["model"].get<std::string>(), out = ctx.stage.dir / "base.czst";
     PackOptions po;
-    po.threads = std::min(sh->cfg.threads, 256);  // the same bytes at any count, so not part of the key
+    po.threads = std::min(ctx.threads, 256);  // the same bytes at any count, so not part of the key
     const PackResult r = pack_gguf(in, out, po);
     const UnpackResult v = verify_pack(out);
     if (v.sha256 != r.sha256) fail("compress.pack: {} does not verify (sha256 {} vs {})", out.string(), v.sha256, r.sha256);

@@ -197,7 +197,7 @@ json curate_run(const Shared& sh, const std::string& from, const StageContext& c
   o.decontam.benches = decontam_benches(sh);
   o.decontam.ngram = dc.ngram;
   o.decontam.min_words = dc.min_words;
-  o.threads = std::min(sh.cfg.threads, 256);
+  o.threads = std::min(ctx.threads, 256);
   o.progress = false;
   o.cancel = ctx.cancel;
   const DedupResult r = run_dedup(o);

@@ -27,9 +27,10 @@ struct Shared {
   fs::path data;  // the curriculum directory, or empty
   std::vector<DomainFiles> domains;
   std::string data_stage;  // the stage that wrote the curriculum: "data", "base" (a trained base) or ""
-  fs::path exec_cache;     // the code-run cache every evaluation shares (empty: none); opened on first use
-  std::shared_ptr<ExecCache> code_runs() const;  // that cache, or null
-  mutable std::shared_ptr<ExecCache> opened_cache;
+  fs::path exec_cache;     // the code-run cache every evaluation shares (empty: none)
+  // A connection of its own to that cache (null without one): evaluations running side by side
+  // (cogumi run --jobs) share the file through SQLite's locks, never one connection.
+  std::shared_ptr<ExecCache> code_runs() const;
   // Dependencies of a stage that reads the curriculum: `first`, then the curriculum's stage.
   std::vector<std::string> data_deps(const char* first = nullptr) const;
 };

@@ -362,6 +362,7 @@ class TrainRun {
 
  private:
   void prepare(const std::vector<ggml_backend_t>& backends);
+  void follow_threads(const std::vector<ggml_backend_t>& backends);
   int64_t most_targets_in_run() const;
   void resume();
   void save();
@@ -401,6 +402,7 @@ class TrainRun {
   std::chrono::steady_clock::time_point proc_t0_, t0_;
   HostBatch batch_;
   DivergenceWatch watch_;
+  int threads_now_ = 0;  // the CPU threads follow_threads last set (0: as the backends were made)
 };
 
 // The most target positions in any batch the run will fill: validation's, and every epoch's in the order the
@@ -622,6 +624,7 @@ bool TrainRun::after_step(const TrainStep& ts) {
                {"tokens", tokens_done_}};
   if (ts.skipped) line["skipped"] = true;
   if (ts.val_loss >= 0) line["val_loss"] = ts.val_loss, line["val_ppl"] = std::exp(std::min(ts.val_loss, 50.0));
+  if (ts.threads > 0) line["threads"] = ts.threads;
   log_->write(line);
   if (on_step_) on_step_(ts);
   progress_->update(step_, fmt::format("loss {:.4f}", ts.loss));
@@ -656,6 +659,14 @@ void TrainRun::finish() {
   write_train_report(log_path_, beside(o_.out, ".loss.svg"), beside(o_.out, ".summary.json"), res_, o_);
 }
 
+void TrainRun::follow_threads(const std::vector<ggml_backend_t>& backends) {
+  const int want = o_.threads_live ? o_.threads_live->load() : 0;
+  if (want < 1 || want == threads_now_) return;
+  for (ggml_backend_t b : backends)
+    if (ggml_backend_is_cpu(b)) ggml_backend_cpu_set_n_threads(b, want);
+  threads_now_ = want;
+}
+
 TrainResult TrainRun::run(const std::vector<ggml_backend_t>& backends, size_t memory_estimate) {
   res_.memory_estimate = memory_estimate;
   prepare(backends);
@@ -673,7 +684,9 @@ TrainResult TrainRun::run(const std::vector<ggml_backend_t>& backends, size_t me
     fresh_epoch_ = true;
     rows = make_rows(examples_, order_, T_, o_.pack);
     while (next_row_ < rows.size() && step_ < total_) {
+      follow_threads(backends);
       TrainStep ts = optimizer_step(rows);
+      ts.threads = threads_now_;
       record(ts, next_row_ >= rows.size());
       if (after_step(ts)) return res_;
       if (o_.patience > 0 && since_best_ >= o_.patience) {

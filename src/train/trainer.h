@@ -117,6 +117,9 @@ struct TrainOptions {
   // --full keep the file's types (--full widens every weight anyway). Rounding-level changes only.
   std::string base_weights = "auto";
   const std::atomic<bool>* cancel = nullptr;  // set (Ctrl-C): checkpoint and return
+  // When set and above 0: the CPU threads from the next step on (cogumi run raises it when the stages beside
+  // this one finish). A step's numbers are the same on any count.
+  const std::atomic<int>* threads_live = nullptr;
   bool progress = true;
   // Every numeric option in its range; errors name the command-line option.
   void validate() const;
@@ -144,6 +147,7 @@ struct TrainStep {
   double val_loss = -1.0;        // set on validation steps
   double grad_norm = 0.0;        // before clipping
   bool skipped = false;          // the norm was not finite: no update was made
+  int threads = 0;               // with threads_live: the CPU threads the step ran on (also in the log)
 };
 
 struct TrainResult {

@@ -9,9 +9,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <set>
+#include <thread>
 
 #include "pipeline/config.h"
 #include "pipeline/gates.h"
@@ -104,6 +108,8 @@ TEST(PipelineConfig, ErrorsNameFileLineAndKey) {
        "domains.code.test: benchmark kind 'gsm8k' is already another domain's"},
       {"base: {gguf: b.gguf}\ndomains:\n  math: {test: {gsm8k: t.jsonl}}\n", "'domains.math': a modifier needs training data"},
       {"base: {gguf: [x]\n", "bad.yaml:2: not valid YAML"},
+      {std::string(kMinimal) + "jobs: 0\n", "bad.yaml:10: 'jobs': must be in [1, 64], got 0"},
+      {std::string(kMinimal) + "jobs: two\n", "bad.yaml:10: 'jobs': expected a number, got 'two'"},
   };
   for (const Case& k : cases) {
     const fs::path f = write("bad.yaml", k.yaml);
@@ -398,6 +404,134 @@ TEST(PipelineRunner, UntilOnlyAndDryRun) {
   EXPECT_EQ(run_plan(p, only).ran, 1);
   EXPECT_EQ(c.runs["b.x"], 2);
   EXPECT_EQ(c.runs["c"], 0);
+}
+
+// Stages that wait on each other's company: each returns once both are inside (a rendezvous), or
+// after `patience` alone. Which threads each stage was given, and whether the two met.
+struct SideBySide {
+  std::mutex mu;
+  std::condition_variable cv;
+  int inside = 0, peak = 0;  // stages running now, and the most at once
+  std::map<std::string, int> threads;
+  std::map<std::string, bool> met;
+  std::chrono::milliseconds patience{10000};
+  bool fail_y = false;  // b.y fails once b.x is running; b.x then waits for its cancel flag
+  int grown_to = 0;     // b.x grows: the threads it was handed once b.y finished
+
+  void plan(Plan& p) {
+    for (const char* n : {"a", "b.x", "b.y", "c"}) {
+      Stage s{n, "1", {}, {{"n", n}}, {}, {}, {}};
+      if (std::string(n) != "a") s.deps = {"a"};
+      if (std::string(n) == "c") s.deps = {"b.x", "b.y"};
+      s.grows = std::string(n) == "b.x";
+      s.run = [this, n = std::string(n)](const StageContext& ctx) {
+        std::unique_lock lk(mu);
+        threads[n] = ctx.threads;
+        if (n == "a" || n == "c") return json{{"from", n}};
+        peak = std::max(peak, ++inside);
+        cv.notify_all();
+        met[n] = cv.wait_for(lk, patience, [&] { return peak == 2; });
+        --inside;
+        if (n == "b.y" && fail_y) fail("b.y broke");
+        if (n == "b.x" && fail_y) {
+          lk.unlock();
+          for (int i = 0; i < 1000 && !ctx.cancel->load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+          std::ofstream(ctx.stage.dir / "partial") << "half";
+          if (ctx.cancel->load()) fail("b.x interrupted");
+        }
+        if (n == "b.x" && ctx.threads_live) {  // b.y's thread comes to it once b.y is done
+          lk.unlock();
+          for (int i = 0; i < 1000 && ctx.threads_live->load() < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+          grown_to = ctx.threads_live->load();
+        }
+        return json{{"from", n}};
+      };
+      p.add(std::move(s));
+    }
+  }
+};
+
+TEST(PipelineRunner, IndependentStagesRunSideBySideSharingTheThreads) {
+  const fs::path dir = test::tmp_dir() / "runner-jobs";
+  fs::remove_all(dir);
+  RunOptions o;
+  o.progress = false;
+  o.jobs = 2;
+  o.threads = 2;
+  {
+    SideBySide sb;
+    Plan p(dir / "two");
+    sb.plan(p);
+    RunSummary s = run_plan(p, o);
+    EXPECT_EQ(s.ran, 4);
+    EXPECT_TRUE(sb.met["b.x"]);  // both were running at once
+    EXPECT_TRUE(sb.met["b.y"]);
+    EXPECT_EQ(sb.threads["a"], 2);  // alone: every thread
+    EXPECT_EQ(sb.threads["b.x"], 1);  // side by side: one each
+    EXPECT_EQ(sb.threads["b.y"], 1);
+    EXPECT_EQ(sb.threads["c"], 2);
+    EXPECT_EQ(sb.grown_to, 2);  // b.x, which grows, was handed b.y's thread when b.y finished
+    ASSERT_EQ(s.stages.size(), 4u);  // the summary keeps the plan's order
+    EXPECT_EQ(s.stages[3].name, "c");
+    EXPECT_EQ(s.stages[3].status, "ran");
+    // c started only after both of its inputs had finished.
+    std::vector<std::string> order;
+    read_jsonl(dir / "two" / "events.jsonl", [&](const json& j, size_t) {
+      if (j["event"] == "stage_start" || j["event"] == "stage_done") order.push_back(j["event"].get<std::string>() + " " + j["stage"].get<std::string>());
+    });
+    const auto at = [&](const std::string& e) { return std::find(order.begin(), order.end(), e) - order.begin(); };
+    EXPECT_LT(at("stage_done b.x"), at("stage_start c"));
+    EXPECT_LT(at("stage_done b.y"), at("stage_start c"));
+    EXPECT_LT(at("stage_start b.y"), at("stage_done b.x"));
+  }
+  {  // one job: one stage at a time, so neither meets the other
+    SideBySide sb;
+    sb.patience = std::chrono::milliseconds(200);
+    Plan p(dir / "one");
+    sb.plan(p);
+    RunOptions one = o;
+    one.jobs = 1;
+    EXPECT_EQ(run_plan(p, one).ran, 4);
+    EXPECT_FALSE(sb.met["b.x"]);
+    EXPECT_FALSE(sb.met["b.y"]);
+    EXPECT_EQ(sb.grown_to, 0);  // one job: a stage has every thread from its start, nothing to follow
+  }
+  RunOptions bad = o;
+  bad.jobs = 65;
+  Plan p(dir / "bad");
+  SideBySide sb;
+  sb.plan(p);
+  EXPECT_NE(test::error_of([&] { run_plan(p, bad); }).find("--jobs must be in 1..64, got 65"), std::string::npos);
+}
+
+TEST(PipelineRunner, AFailureStopsTheStagesBesideItWhichKeepTheirWork) {
+  const fs::path dir = test::tmp_dir() / "runner-jobs-fail";
+  fs::remove_all(dir);
+  RunOptions o;
+  o.progress = false;
+  o.jobs = 2;
+  o.threads = 2;
+  {
+    SideBySide sb;
+    sb.fail_y = true;
+    Plan p(dir);
+    sb.plan(p);
+    EXPECT_NE(test::error_of([&] { run_plan(p, o); }).find("b.y broke"), std::string::npos);  // the failure, not the stop
+    EXPECT_TRUE(p.finished("a"));
+    EXPECT_FALSE(p.finished("b.x"));
+    EXPECT_FALSE(p.finished("c"));
+    EXPECT_TRUE(fs::exists(p.at("b.x").dir / "partial"));  // stopped early, its work kept for the resume
+    EXPECT_EQ(sb.threads.count("c"), 0u);
+  }
+  EXPECT_EQ(count_events(dir / "events.jsonl", "stage_failed"), 1u);
+  EXPECT_EQ(count_events(dir / "events.jsonl", "stage_interrupted"), 1u);
+  SideBySide sb;
+  Plan p(dir);
+  sb.plan(p);
+  RunSummary s = run_plan(p, o);
+  EXPECT_EQ(s.reused, 1);
+  EXPECT_EQ(s.ran, 3);
+  EXPECT_EQ(count_events(dir / "events.jsonl", "stage_resume"), 2u);
 }
 
 // The engine (the llama.cpp build, patches included) is part of every stage's key: a run made with other kernels

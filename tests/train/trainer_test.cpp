@@ -308,6 +308,33 @@ TEST(Trainer, ResumeFollowsTheSameLossCurve) {
   }
 }
 
+// cogumi run hands a training stage the threads of the stages beside it when they finish: the steps
+// then run on more threads, with the same numbers.
+TEST(Trainer, MoreThreadsMidRunGiveTheSameWeights) {
+  auto a = resume_options("threads-a");
+  a.n_threads = 1;
+  auto ra = train(a);
+  auto b = resume_options("threads-b");
+  b.n_threads = 1;
+  std::atomic<int> live{1};
+  b.threads_live = &live;
+  std::vector<int> seen;
+  auto rb = train(b, [&](const TrainStep& s) {
+    seen.push_back(s.threads);
+    if (s.step == 4) live = 2;
+  });
+  ASSERT_EQ(seen.size(), 12u);
+  EXPECT_EQ(seen[3], 1);  // step 4 on one thread
+  EXPECT_EQ(seen[4], 2);  // from step 5 on two
+  EXPECT_EQ(seen[11], 2);
+  ASSERT_EQ(rb.losses.size(), ra.losses.size());
+  for (size_t i = 0; i < ra.losses.size(); ++i) EXPECT_EQ(rb.losses[i], ra.losses[i]) << "step " << i + 1;
+  EXPECT_EQ(read_file(a.out), read_file(b.out));
+  std::vector<int> logged;
+  read_jsonl(b.out.string() + ".log.jsonl", [&](const json& j, size_t) { logged.push_back(j.value("threads", 0)); });
+  EXPECT_EQ(logged, seen);
+}
+
 TEST(Trainer, DivergenceIsFlaggedOnceWhenTheLossKeepsClimbing) {
   DivergenceWatch falling(5), noisy(5), climbing(5);
   int fired_at = 0, n_fired = 0;
