@@ -17,6 +17,8 @@ bool stdout_is_tty() { return isatty(STDOUT_FILENO) == 1; }
 ProgressScope::ProgressScope(std::string name) : saved_(std::exchange(t_scope, std::move(name))) {}
 ProgressScope::~ProgressScope() { t_scope = std::move(saved_); }
 
+std::string progress_prefix() { return t_scope.empty() ? std::string() : fmt::format("[{}] ", t_scope); }
+
 Progress::Progress(std::string label, int64_t total, bool enabled)
     : label_(t_scope.empty() ? std::move(label) : fmt::format("[{}] {}", t_scope, label)),
       total_(total),

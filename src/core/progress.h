@@ -40,6 +40,9 @@ class ProgressScope {
   std::string saved_;
 };
 
+// "[NAME] " inside a ProgressScope on this thread, else "": for other lines a stage prints.
+std::string progress_prefix();
+
 // True when stdout is a terminal.
 bool stdout_is_tty();
 

@@ -119,6 +119,7 @@ json nano_base(const NanoBaseOptions& o) {
   to.warmup = o.warmup;
   to.seed = o.seed;
   to.n_threads = o.n_threads;
+  to.threads_live = o.threads_live;
   to.cpu_only = o.cpu_only;
   to.progress = o.progress;
   log_stage(fmt::format("full-parameter training, {} steps", o.steps));

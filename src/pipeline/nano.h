@@ -18,6 +18,7 @@
 // and test comparisons share the mined failures and the trained modifiers.
 #pragma once
 
+#include <atomic>
 #include <filesystem>
 #include <string>
 
@@ -40,6 +41,7 @@ struct NanoBaseOptions {
   int steps = 2500, seq_len = 128, batch = 64, warmup = 100;
   float lr = 3e-3f;
   int n_threads = 0;
+  const std::atomic<int>* threads_live = nullptr;  // TrainOptions::threads_live (cogumi run --jobs)
   bool cpu_only = false;       // train on the CPU even when a GPU is present
   bool progress = true;
   void validate() const;       // throws Error naming the option (its CLI flag)

@@ -19,6 +19,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/threads.h"
+#include "engine/model.h"
 
 namespace cogumi {
 
@@ -212,6 +213,13 @@ class Scheduler {
     free_threads_ = o.jobs > 1 ? compute_threads(o.threads) : o.threads;
   }
 
+  // Joins what still runs when the scheduler itself failed (a full disk writing done.json): the stages stop,
+  // keeping their work, before the error goes on.
+  ~Scheduler() {
+    stop_ = true;
+    for (auto& [i, t] : workers_) t.join();
+  }
+
   RunSummary run() {
     reuse_finished();
     check_inputs();
@@ -221,17 +229,14 @@ class Scheduler {
         grow();
       }
       if (running_ == 0) break;
-      std::unique_lock lk(mu_);
-      cv_.wait_for(lk, std::chrono::milliseconds(100), [&] { return !finished_.empty(); });
-      std::vector<Finished> done;
-      done.swap(finished_);
-      lk.unlock();
-      if (o_.cancel && o_.cancel->load()) stop_ = true;
-      for (auto& f : done) complete(f);
+      for (auto& f : wait_finished()) complete(f);
     }
     if (error_) std::rethrow_exception(error_);
     for (size_t i = 0; i < st_.size(); ++i)
-      if (state_[i] == State::pending) fail("pipeline: stage '{}' could not start (its inputs did not finish)", st_[i].name);
+      if (state_[i] == State::pending) {
+        if (o_.cancel && o_.cancel->load()) fail("interrupted before stage '{}'; run again to continue", st_[i].name);
+        fail("pipeline: stage '{}' could not start (its inputs did not finish)", st_[i].name);
+      }
     RunSummary sum;
     sum.stages = outcome_;
     for (auto& s : outcome_) sum.ran += s.status == "ran", sum.reused += s.status == "reused";
@@ -246,6 +251,17 @@ class Scheduler {
     std::exception_ptr error;
     double seconds;
   };
+
+  // The stages that finished since the last call (waits up to 0.1 s for one); Ctrl-C becomes the stages' stop.
+  std::vector<Finished> wait_finished() {
+    std::unique_lock lk(mu_);
+    cv_.wait_for(lk, std::chrono::milliseconds(100), [&] { return !finished_.empty(); });
+    std::vector<Finished> done;
+    done.swap(finished_);
+    lk.unlock();
+    if (o_.cancel && o_.cancel->load()) stop_ = true;
+    return done;
+  }
 
   // Finished stages are reused first, in the plan's order.
   void reuse_finished() {
@@ -355,6 +371,7 @@ class Scheduler {
       Finished f{i, json(), nullptr, 0};
       const auto ts = Clock::now();
       try {
+        engine_init();  // this thread's denormal flushing, as a stage on the caller's thread had it
         std::optional<ProgressScope> scope;
         if (o_.jobs > 1) scope.emplace(s.name);
         StageContext ctx{s, plan_, o_.progress, &stop_, threads, live};

@@ -117,10 +117,12 @@ void add_base(Plan& plan, const std::shared_ptr<Shared>& sh) {
     if (b.n_copy > 0) s.settings["train"]["n_copy"] = b.n_copy;  // absent at 0: earlier runs' keys stay valid
     if (b.n_choice > 0) s.settings["train"]["n_choice"] = b.n_choice;
     if (b.vocab_split_punct) s.settings["train"]["vocab_split_punct"] = true;
+    s.grows = true;  // its training follows threads_live
     s.run = [sh](const StageContext& ctx) {
       NanoBaseOptions o = sh->cfg.base_options;
       o.dir = ctx.stage.dir;
       o.n_threads = ctx.threads;
+      o.threads_live = ctx.threads_live;
       o.cpu_only = sh->cfg.cpu_only;
       o.progress = ctx.progress;
       json recipe = nano_base(o);

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <mutex>
 #include <cstdlib>
 #include <map>
 #include <string>
@@ -253,7 +254,11 @@ void TrainGraph::build_graphs() {
   }
   gb_ = ggml_graph_dup(c, gf_, true);
   {
-    struct OutProdScope {  // patch 0002's flag is global: set for this build only, even on a throw
+    // Patch 0002's flag is global: set for this build only, even on a throw, and one build at a time (cogumi run
+    // --jobs builds two trainings' graphs at once, maybe one for the CPU and one for a GPU).
+    static std::mutex build_mu;
+    std::lock_guard build_lock(build_mu);
+    struct OutProdScope {
       bool prev = ggml_cogumi_get_out_prod_grads();
       explicit OutProdScope(bool on) { ggml_cogumi_set_out_prod_grads(on); }
       ~OutProdScope() { ggml_cogumi_set_out_prod_grads(prev); }

@@ -285,8 +285,8 @@ BaseWeights resolved_base_weights(const TrainOptions& o, ggml_backend* dev, cons
   for (BaseWeights w : {BaseWeights::file, BaseWeights::f32, BaseWeights::bf16})
     if (saved == to_string(w) && w != here) {
       if (o.progress)
-        fmt::print(stderr, "train: --resume keeps the checkpoint's base weights ({}; here auto would hold {})\n",
-                   to_string(w), to_string(here));
+        fmt::print(stderr, "{}train: --resume keeps the checkpoint's base weights ({}; here auto would hold {})\n",
+                   progress_prefix(), to_string(w), to_string(here));
       return w;
     }
   return here;
@@ -450,8 +450,8 @@ void TrainRun::prepare(const std::vector<ggml_backend_t>& backends) {
     if (4 * want <= 3 * rows) go.loss_rows = int(std::max<int64_t>(1, want));
     res_.loss_rows = go.loss_rows;
     if (go.loss_rows > 0 && o_.progress)
-      fmt::print(stderr, "train: logits for up to {} of a batch's {} positions (the most targets in any of the run's batches)\n",
-                 go.loss_rows, rows);
+      fmt::print(stderr, "{}train: logits for up to {} of a batch's {} positions (the most targets in any of the run's batches)\n",
+                 progress_prefix(), go.loss_rows, rows);
   }
   tg_ = std::make_unique<TrainGraph>(*mg_, backends, T_, S_, go);
   log_path_ = o_.log.empty() ? beside(o_.out, ".log.jsonl") : o_.log;
@@ -590,8 +590,8 @@ void TrainRun::record(TrainStep& ts, bool end_of_epoch) {
     if (++skips_in_row_ >= kMaxSkips)
       fail("the gradient norm was {} for {} steps in a row (to step {}, loss {:.4f}): stopping (lower --lr?). {}",
            ts.grad_norm, skips_in_row_, step_, ts.loss, last_good());
-    fmt::print(stderr, "warning: step {}: gradient norm {} with loss {:.4f}; update skipped\n", step_, ts.grad_norm,
-               ts.loss);
+    fmt::print(stderr, "{}warning: step {}: gradient norm {} with loss {:.4f}; update skipped\n", progress_prefix(), step_,
+               ts.grad_norm, ts.loss);
   } else {
     skips_in_row_ = 0;
   }
@@ -600,7 +600,7 @@ void TrainRun::record(TrainStep& ts, bool end_of_epoch) {
   res_.losses.push_back(ts.loss);
   if (watch_.update(step_, ts.loss) && !res_.diverged_at) {
     res_.diverged_at = step_;
-    fmt::print(stderr, "warning: the loss is diverging at step {} (loss {:.4f}); lower --lr?\n", step_, ts.loss);
+    fmt::print(stderr, "{}warning: the loss is diverging at step {} (loss {:.4f}); lower --lr?\n", progress_prefix(), step_, ts.loss);
   }
   if (val_.empty() || !(o_.eval_steps > 0 ? step_ % o_.eval_steps == 0 : end_of_epoch)) return;
   ts.val_loss = validation_loss();
@@ -717,9 +717,9 @@ TrainResult train(const TrainOptions& opts, const std::function<void(const Train
   if (!o.full) o.base_weights = to_string(resolved_base_weights(o, backends.front(), beside(o.out, ".ckpt.gguf")));
   // Before the data or the weights are read: a run that cannot fit stops here, saying what would.
   if (const std::string chose = resolve_checkpoint_blocks(o, backends); !chose.empty() && o.progress)
-    fmt::print(stderr, "train: {}\n", chose);
+    fmt::print(stderr, "{}train: {}\n", progress_prefix(), chose);
   const TrainMemory memory = estimate_train_memory(o, backends);
-  if (o.progress) fmt::print(stderr, "{}\n", memory.report(o));
+  if (o.progress) fmt::print(stderr, "{}{}\n", progress_prefix(), memory.report(o));
   check_train_memory(memory, o, backends);
   TrainRun run(o, on_step);
   return run.run(backends, memory.weights + memory.lora + memory.optimizer + memory.activations);

@@ -534,6 +534,30 @@ TEST(PipelineRunner, AFailureStopsTheStagesBesideItWhichKeepTheirWork) {
   EXPECT_EQ(count_events(dir / "events.jsonl", "stage_resume"), 2u);
 }
 
+// Ctrl-C while a stage that does not watch for it finishes: that stage is done, the next does not start,
+// and the error says so (not that its inputs did not finish).
+TEST(PipelineRunner, CtrlCDuringAStageStopsBeforeTheNextOne) {
+  for (int jobs : {1, 2}) {
+    const fs::path dir = test::tmp_dir() / fmt::format("runner-ctrl-c-{}", jobs);
+    fs::remove_all(dir);
+    std::atomic<bool> cancel{false};
+    Plan p(dir);
+    p.add(Stage{"a", "1", {}, {}, [&](const StageContext&) {
+                  cancel = true;  // the user's Ctrl-C arrives while a works on
+                  return json{{"from", "a"}};
+                }, {}, {}});
+    p.add(Stage{"b", "1", {"a"}, {}, [](const StageContext&) { return json{{"from", "b"}}; }, {}, {}});
+    RunOptions o;
+    o.progress = false;
+    o.jobs = jobs;
+    o.cancel = &cancel;
+    EXPECT_NE(test::error_of([&] { run_plan(p, o); }).find("interrupted before stage 'b'; run again to continue"),
+              std::string::npos) << "jobs " << jobs;
+    EXPECT_TRUE(p.finished("a"));
+    EXPECT_FALSE(p.finished("b"));
+  }
+}
+
 // The engine (the llama.cpp build, patches included) is part of every stage's key: a run made with other kernels
 // (another summation order, a fixed bug) reruns instead of reusing their numbers.
 TEST(PipelineRunner, AnotherEngineRerunsEveryStage) {
