@@ -10,7 +10,7 @@
 # directory).
 # Work goes to runs/nano (override with OUT_DIR); finished stages are reused when run again.
 #
-#   scripts/run.sh                  # the short loop, ~12 minutes on 2 CPU cores with AVX512-BF16 after the build (~16 without)
+#   scripts/run.sh                  # the short loop, ~13 minutes on 2 AVX2 CPU cores after the build (two stages at a time)
 #   scripts/run.sh --full           # configs/nano-full.yaml: the GPU's 4,000-step modifiers (minutes on a GPU, ~2 hours on 2 CPU cores)
 #   scripts/run.sh --dry-run        # the plan and what a rerun would reuse
 #
