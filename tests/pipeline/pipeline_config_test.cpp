@@ -451,13 +451,19 @@ struct SideBySide {
   }
 };
 
-TEST(PipelineRunner, IndependentStagesRunSideBySideSharingTheThreads) {
-  const fs::path dir = test::tmp_dir() / "runner-jobs";
-  fs::remove_all(dir);
+// Two stages at a time on two threads, quietly.
+RunOptions two_jobs() {
   RunOptions o;
   o.progress = false;
   o.jobs = 2;
   o.threads = 2;
+  return o;
+}
+
+TEST(PipelineRunner, IndependentStagesRunSideBySideSharingTheThreads) {
+  const fs::path dir = test::tmp_dir() / "runner-jobs";
+  fs::remove_all(dir);
+  const RunOptions o = two_jobs();
   {
     SideBySide sb;
     Plan p(dir / "two");
@@ -507,10 +513,7 @@ TEST(PipelineRunner, IndependentStagesRunSideBySideSharingTheThreads) {
 TEST(PipelineRunner, AFailureStopsTheStagesBesideItWhichKeepTheirWork) {
   const fs::path dir = test::tmp_dir() / "runner-jobs-fail";
   fs::remove_all(dir);
-  RunOptions o;
-  o.progress = false;
-  o.jobs = 2;
-  o.threads = 2;
+  const RunOptions o = two_jobs();
   {
     SideBySide sb;
     sb.fail_y = true;
