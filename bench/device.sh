@@ -38,8 +38,10 @@
 #                            # ends the pipeline 570 s after the script's start, whatever the builds took
 #   bench/device.sh prefix8b    # the prefix cache on the GPU: `cogumi eval` on 8B-shaped Q4_K_M, real MMLU 5-shot,
 #                            # with and without --no-prefix-cache (bench/prefix_cache_bench.sh, SETS=mmlu5; REPS (1),
-#                            # MMLU_LIMIT (1000)); builds what it needs, the model made once per machine (a first call
-#                            # cut off after the builds: call again back to back); each run's log + summary to $OUT
+#                            # MMLU_LIMIT (1000); CONTROL (32): cache off at that --parallel too; NANO (1): the trained
+#                            # nano base on the mining set the same way); builds what it needs, the model made once per
+#                            # machine (a first call cut off after the builds: call again back to back); tables and
+#                            # the first differing outputs (diffs.txt) to $OUT
 #   bench/device.sh pack8b      # compress pack at 8B on every core and on one, CPU build only (PACK_THREADS="16 1")
 #   bench/device.sh nano "<nano base args>"...      # nano base candidates side by side: base.gguf, recipe,
 #                                                   # training log, dev accuracy (200 items per domain); on a fresh
@@ -401,14 +403,21 @@ r=json.loads([l for l in open("/root/peft.txt") if l.startswith("{")][-1]); r["p
       echo "device.sh: model made at ${SECONDS} s"
     fi
     "$BC/bin/cogumi" info "$M" | head -8 || true
+    # CONTROL (32): a third run per set with the cache off at --parallel 32, against the cache-off run at 64: what the
+    # batch composition alone changes. NANO=1 (the default) then runs the trained nano base on the mining set the same
+    # way: a model whose logits are not near flat.
     W=/root/prefix8b rc=0
-    SETS=mmlu5 REPS=${REPS:-1} MMLU_LIMIT=${MMLU_LIMIT:-1000} bench/prefix_cache_bench.sh "$BC/bin/cogumi" "$M" "$W" |
-      tee "$OUT/prefix8b.md" || rc=$?
-    echo "device.sh: bench done at ${SECONDS} s (exit $rc)"
-    for m in on off; do
-      cp "$W/mmlu5-$m/summary.json" "$OUT/mmlu5-$m-summary.json" 2>/dev/null || true
-      tail -c 200000 "$W/mmlu5-$m.log" >"$OUT/mmlu5-$m.log" 2>/dev/null || true
-    done
+    SETS=mmlu5 REPS=${REPS:-1} MMLU_LIMIT=${MMLU_LIMIT:-1000} CONTROL=${CONTROL:-32} bench/prefix_cache_bench.sh \
+      "$BC/bin/cogumi" "$M" "$W" | tee "$OUT/prefix8b.md" || rc=$?
+    echo "device.sh: 8B bench done at ${SECONDS} s (exit $rc)"
+    if [ "${NANO:-1}" = 1 ]; then
+      SETS=mine REPS=1 CONTROL=${CONTROL:-32} bench/prefix_cache_bench.sh "$BC/bin/cogumi" models/nano-base.gguf \
+        /root/prefixnano | tail -n 3 | tee -a "$OUT/prefix8b.md" || rc=$?
+      echo "device.sh: nano bench done at ${SECONDS} s (exit $rc)"
+    fi
+    # the first differing items of each comparison, to read (the device tool returns at most 8 files)
+    python3 bench/prefix_diffs.py "$W"/mmlu5-{on,off,off${CONTROL:-32}} /root/prefixnano/mine-{on,off,off${CONTROL:-32}} \
+      >"$OUT/diffs.txt" 2>&1 || true
     exit $rc
     ;;
   pack8b)
