@@ -252,6 +252,19 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
       (keys.size() > 1 || (one_adapter && opts_.single_adapter_slots.value_or(model_->offloaded()))) &&
       use_adapter_slots();
   stats_.mixed_adapters = mixed;
+  // The slots, with what their caches kept from the last call (keep_cache) where this call has requests for the
+  // same adapter; any other kept cache is dropped when its slot takes a request (take_cached).
+  const bool keep = opts_.keep_cache && opts_.shared_prefix;
+  std::vector<Slot> slots(n_slots);
+  for (int s = 0; s < n_slots; ++s) slots[s].seq = s;
+  if (keep && kept_valid_) {
+    for (int s = 0; s < n_slots && s < int(kept_.size()); ++s)
+      for (int g = 0; g < int(keys.size()); ++g)
+        if (kept_matches(kept_[s], keys[g], mixed)) slots[s].kv = kept_[s].kv, slots[s].kv_group = g;
+  } else {
+    llama_memory_clear(mem, true);
+  }
+  kept_valid_ = false;  // until this call ends normally
   // No sequence keeps a slot from an earlier call (a context with slots but none in use
   // computes no slot deltas).
   for (llama_seq_id s = 0; s <= prefix_seq && !slot_adapters_.empty(); ++s) set_seq_adapter_slot(ctx_, s, -1, 0.0f);
@@ -288,13 +301,30 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
     if (int(prefix) >= min_copy_) prefix_len[g] = prefix;
   }
   int prefix_group = -1;  // whose prefix the spare sequence holds
+  size_t prefix_cached = 0;  // of its tokens, those copied from a slot's cache rather than decoded
   auto decode_prefix = [&](int g) {
     const size_t prefix = prefix_len[g];
     const auto& p0 = prompts[members_of[g][0]];
     llama_memory_seq_rm(mem, prefix_seq, -1, -1);
     set_seq_group(prefix_seq, g);
+    // It starts from the slot cache that holds most of it, if that saves min_copy_ tokens: an earlier turn's
+    // (keep_cache), or the group's own prefix in a slot after the spare held another group's.
+    const Slot* src = nullptr;
+    prefix_cached = 0;
+    for (const Slot& s : slots) {
+      const size_t c = std::min(cached_common(s, g, p0), prefix);
+      if (c > prefix_cached) prefix_cached = c, src = &s;
+    }
+    if (prefix_cached < size_t(min_copy_)) prefix_cached = 0;
+    if (prefix_cached > 0) {
+      llama_memory_seq_cp(mem, src->seq, prefix_seq, -1, -1);
+      if (!llama_memory_seq_rm(mem, prefix_seq, llama_pos(prefix_cached), -1)) {  // a memory that cannot cut
+        llama_memory_seq_rm(mem, prefix_seq, -1, -1);
+        prefix_cached = 0;
+      }
+    }
     auto tp = Clock::now();
-    for (size_t off = 0; off < prefix; off += opts_.n_batch) {
+    for (size_t off = prefix_cached; off < prefix; off += opts_.n_batch) {
       batch.n_tokens = 0;
       for (size_t k = off; k < std::min(prefix, off + opts_.n_batch); ++k)
         add_tok(p0[k], llama_pos(k), prefix_seq, false);
@@ -313,8 +343,10 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
       float scale = keys[run[0]].second;
       llama_set_adapters_lora(ctx_, &a, 1, &scale);
     }
-    llama_memory_clear(mem, true);
+    if (opts_.shared_prefix) llama_memory_seq_rm(mem, prefix_seq, -1, -1);
     prefix_group = -1;
+    // A slot's cache from an earlier run (grouped: another adapter's) is labelled with its group, so no request of
+    // this run starts from it.
 
     // With shared prefixes, each group's requests are sorted by their prompts' tokens and dealt to
     // the slots in lanes (Lanes), so a slot's next request usually starts with most of the prompt
@@ -328,8 +360,6 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
                          [&](size_t a, size_t b) { return prompts[a] < prompts[b]; });
     }
     Lanes queue(order, opts_.shared_prefix ? n_slots : 1);
-    std::vector<Slot> slots(n_slots);
-    for (int s = 0; s < n_slots; ++s) slots[s].seq = s;
     size_t active = 0;
 
     auto finish_slot = [&](Slot& sl, FinishReason why) {
@@ -349,7 +379,7 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
     // Puts into free slot `sl` the longest prefix of `prompt` whose KV cache is already computed:
     // a slot's (take_cached: its own, another's), or the group's common prefix in the spare
     // sequence when that saves at least min_shared_prefix tokens more. Returns the tokens reused
-    // and, of them, those taken from a slot's cache (the spare prefix was computed for this call).
+    // and, of them, those taken from a slot's cache (the spare's own: those it copied from one).
     auto reuse_prefix = [&](Slot& sl, int g, const std::vector<Token>& prompt) -> std::pair<size_t, size_t> {
       if (!opts_.shared_prefix) return {take_cached(mem, sl, g, CachedPrefix{}, 0), 0};  // starts empty
       const CachedPrefix c = find_cached(slots, sl, g, prompt);
@@ -359,7 +389,7 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
         llama_memory_seq_cp(mem, prefix_seq, sl.seq, -1, -1);
         sl.kv.assign(prompt.begin(), prompt.begin() + long(pre));
         sl.kv_group = g;
-        return {pre, 0};
+        return {pre, prefix_cached};
       }
       const size_t got = take_cached(mem, sl, g, c, size_t(min_copy_));
       return {got, got};
@@ -465,7 +495,24 @@ std::vector<GenResult> Generator::generate(const std::vector<GenRequest>& reques
     }
   }
   stats_.t_total_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  if (keep) {
+    kept_.assign(size_t(n_slots), KeptCache{});
+    for (int s = 0; s < n_slots; ++s) {
+      const int g = slots[s].kv_group;
+      if (g < 0 || slots[s].kv.empty()) continue;
+      const std::string& a = keys[g].first;
+      kept_[s] = {slots[s].kv, a, keys[g].second, a.empty() ? nullptr : model_->raw_adapter(a), mixed && !a.empty()};
+    }
+    kept_valid_ = true;
+  }
   return results;
+}
+
+bool Generator::kept_matches(const KeptCache& k, const std::pair<std::string, float>& key, bool mixed) const {
+  if (k.kv.empty() || k.adapter != key.first || k.scale != key.second) return false;
+  if (k.adapter.empty()) return true;  // the base: no adapter delta either way
+  // the same adapter object (not one reloaded under its name), applied the same way
+  return k.raw == model_->raw_adapter(k.adapter) && k.slots == mixed;
 }
 
 }  // namespace cogumi

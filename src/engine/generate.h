@@ -117,6 +117,10 @@ struct GeneratorOptions {
   int n_threads = 0;           // 0: all cores
   bool shared_prefix = true;   // decode common prompt prefixes once
   int min_shared_prefix = 0;   // fewest tokens a KV copy must save to be made; 0: 8 on the CPU, 64 on a GPU
+  // The slots keep their KV caches from one generate() call to the next (with shared_prefix): a chat's next
+  // turn, whose prompt starts with the last turn's prompt and answer, decodes only what is new. Off: every
+  // call starts from an empty cache, so its outputs do not depend on the calls before it (evaluations).
+  bool keep_cache = false;
   int flash_attn = -1;         // -1 auto, 0 off, 1 on
   // Greedy calls without log-probabilities can pick tokens inside llama.cpp's graph (its
   // backend samplers) instead of copying each row of logits to the host and scanning it there.
@@ -212,6 +216,19 @@ class Generator {
   std::vector<llama_adapter_lora*> slot_adapters_;
   GenStats stats_;
   std::atomic<int64_t> kv_used_{0};
+  // What each slot's KV cache held when the last generate() call ended (opts_.keep_cache): its tokens and the
+  // adapter they were computed under (the adapter's identity, and whether through the adapter slots, whose
+  // kernels give other floats than per-context LoRA).
+  struct KeptCache {
+    std::vector<Token> kv;
+    std::string adapter;
+    float scale = 1.0f;
+    const llama_adapter_lora* raw = nullptr;
+    bool slots = false;
+  };
+  std::vector<KeptCache> kept_;
+  bool kept_matches(const KeptCache& k, const std::pair<std::string, float>& key, bool mixed) const;
+  bool kept_valid_ = false;  // kept_ describes the context's KV cache (not after serve(), a failed call, or none)
 };
 
 }  // namespace cogumi

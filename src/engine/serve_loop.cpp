@@ -371,6 +371,7 @@ void ServeLoop::run() {
 namespace cogumi {
 
 void Generator::serve(const GenFeed& feed) {
+  kept_valid_ = false;  // the loop clears the KV cache and leaves its own requests' in it
   gen_detail::ServeLoop loop(*this, feed);
   try {
     loop.run();

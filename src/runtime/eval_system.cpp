@@ -41,6 +41,7 @@ void answer_with_runtime(const SystemConfig& cfg, const std::string& mode, EvalO
   SystemConfig batch = cfg;  // the harness's batch settings (--parallel, --threads) drive the engine
   batch.parallel = o.gen.n_parallel;
   batch.threads = o.gen.n_threads;
+  batch.keep_cache = false;  // each chunk of items answered as if first
   auto rt = std::make_shared<Runtime>(batch);
   const int max_tokens = o.max_tokens;
   o.answer = [rt, mode, max_tokens](const std::vector<const EvalItem*>& items, std::vector<json>* extra) {

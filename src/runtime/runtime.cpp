@@ -163,6 +163,7 @@ nlohmann::json AskResponse::to_json(const std::vector<std::string>& router_choic
           {"demonstrations", demonstrations},
           {"samples", samples},
           {"prompt_tokens", prompt_tokens},
+          {"cached_tokens", cached_tokens},
           {"completion_tokens", gen_tokens},
           {"seconds", seconds}};
 }
@@ -199,6 +200,7 @@ Runtime::Runtime(SystemConfig cfg) : cfg_(std::move(cfg)) {
   go.n_parallel = cfg_.parallel;
   go.n_threads = cfg_.threads;
   go.shared_prefix = cfg_.prefix_cache;
+  go.keep_cache = cfg_.keep_cache;
   gen_ = std::make_unique<Generator>(model_, go);
 }
 

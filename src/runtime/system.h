@@ -65,6 +65,10 @@ struct SystemConfig {
   int parallel = 16;                    // generator slots, 1..255
   int threads = 0;                      // 0: all cores
   bool prefix_cache = true;             // requests reuse the KV cache of earlier ones that began alike (not in YAML)
+  // With prefix_cache, the engine's slots keep their caches from one ask() to the next, so a session's next turn
+  // decodes only what is new (GeneratorOptions::keep_cache; not in YAML). Evaluations turn it off: an item's
+  // answer must not depend on what was asked before it.
+  bool keep_cache = true;
   std::filesystem::path memory;         // optional SQLite session store
   std::filesystem::path detector;       // optional escalation detector (cogumi escalation train)
   FewshotOptions fewshot;               // optional: demonstrations from a bank (fewshot.bank empty: off)

@@ -29,11 +29,13 @@ std::string decision_line(const AskResponse& r, const std::vector<std::string>& 
     esc = r.escalated_by == "detector"
               ? fmt::format(" | escalated by detector (p {:.2f})", r.escalation_probability)
               : " | escalated by " + r.escalated_by;
-  return fmt::format("-- choice {}{}{} | mode {} | confidence {:.2f}{}{} | {} + {} tokens, {:.2f} s",
+  // the prompt's tokens taken from the cache an earlier turn left (SystemConfig::keep_cache)
+  const std::string cached = r.cached_tokens > 0 ? fmt::format(" ({} cached)", r.cached_tokens) : "";
+  return fmt::format("-- choice {}{}{} | mode {} | confidence {:.2f}{}{} | {}{} + {} tokens, {:.2f} s",
                      r.choice, r.overridden ? " (override)" : "",
                      probs.empty() ? "" : " [" + probs + "]", r.mode, r.confidence,
                      r.mode == "accurate" ? fmt::format(" ({}/{} votes)", r.votes, r.samples) : "",
-                     esc, r.prompt_tokens, r.gen_tokens, r.seconds);
+                     esc, r.prompt_tokens, cached, r.gen_tokens, r.seconds);
 }
 
 struct ChatState {

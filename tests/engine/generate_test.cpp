@@ -275,6 +275,85 @@ TEST_F(GenerateTest, OutputStopsAtTheContextEnd) {
   EXPECT_LE(r.n_prompt_tokens + r.n_gen_tokens, 48);
 }
 
+// keep_cache: a chat's next turn (its prompt the last turn's prompt, the answer, a new question) decodes only
+// what is new, and answers as a fresh Generator does; a cache made under another adapter, or lost to serve(),
+// is not taken.
+TEST_F(GenerateTest, KeptCachesLetANextTurnDecodeOnlyWhatIsNew) {
+  model_->load_adapter("a", test::tiny_adapter());
+  std::string pre;
+  for (int k = 0; k < 6; ++k) pre += "Rule " + std::to_string(k) + ": answer with the number only. ";
+  GenRequest first;
+  first.prompt_tokens = model_->tokenize(pre + "Sam has 30 cards and gives 11 away.", true, false);
+  first.max_tokens = 8;
+  first.ignore_eos = true;
+  first.n_logprobs = 0;  // the generated tokens' ids
+  GeneratorOptions o;
+  o.n_parallel = 2;
+  o.keep_cache = true;
+  Generator g(model_, o);
+  const GenResult r1 = g.generate({first}).at(0);
+  ASSERT_EQ(r1.logprobs.size(), 8u);
+  GenRequest next = first;
+  for (const auto& lp : r1.logprobs) next.prompt_tokens.push_back(lp.token);
+  for (Token t : model_->tokenize(" How many cards does Sam have now, and how many did he give away?", false, false)) next.prompt_tokens.push_back(t);
+  next.n_logprobs = -1;
+  next.max_tokens = 10;
+
+  GeneratorOptions fresh_o = o;
+  fresh_o.keep_cache = false;
+  Generator fresh(model_, fresh_o);
+  const GenResult alone = fresh.generate({next}).at(0);
+  EXPECT_EQ(alone.n_cached_tokens, 0);
+  // The last answer token was sampled but never decoded: the cache holds all before it.
+  const size_t kept = first.prompt_tokens.size() + r1.logprobs.size() - 1;
+  const GenResult r2 = g.generate({next}).at(0);
+  EXPECT_EQ(size_t(r2.n_cached_tokens), kept);
+  EXPECT_EQ(size_t(g.last_stats().n_prompt_tokens), next.prompt_tokens.size() - kept);
+  EXPECT_EQ(r2.text, alone.text);
+
+  // Samples of one prompt (accurate mode) decode their common prefix once, from the earlier turn's cache on.
+  Generator samples(model_, o);
+  samples.generate({first});
+  const std::vector<GenResult> three = samples.generate({next, next, next});
+  for (const GenResult& r : three) {
+    EXPECT_GE(size_t(r.n_cached_tokens), kept);
+    EXPECT_EQ(r.text, alone.text);
+  }
+  // the prefix's new tokens once (the question is longer than min_shared_prefix, 8 on the CPU), then each
+  // sample's last prompt token
+  EXPECT_EQ(size_t(samples.last_stats().n_prompt_tokens), next.prompt_tokens.size() - 1 - kept + 3);
+
+  // Off (the default), the same two calls start empty.
+  const GenResult again = fresh.generate({next}).at(0);
+  EXPECT_EQ(again.n_cached_tokens, 0);
+  EXPECT_EQ(again.text, alone.text);
+
+  // Under an adapter the base's cache is not taken.
+  GenRequest adapted = next;
+  adapted.adapter = "a";
+  const GenResult a_alone = fresh.generate({adapted}).at(0);
+  const GenResult a2 = g.generate({adapted}).at(0);
+  EXPECT_EQ(a2.n_cached_tokens, 0);
+  EXPECT_EQ(a2.text, a_alone.text);
+  EXPECT_NE(a2.text, alone.text);
+
+  // serve() leaves its own requests in the cache: the next call starts from nothing it kept before.
+  g.generate({next});
+  GenRequest other = first;
+  other.prompt_tokens = model_->tokenize("A different prompt entirely, about books.", true, false);
+  GenFeed feed;
+  int polls = 0;
+  feed.poll = [&](std::vector<GenJob>& admit, bool idle) {
+    if (++polls == 1) admit.push_back({0, other, nullptr});
+    return polls == 1 || !idle;
+  };
+  feed.on_done = [](uint64_t, GenResult) {};
+  g.serve(feed);
+  const GenResult r3 = g.generate({next}).at(0);
+  EXPECT_EQ(r3.n_cached_tokens, 0);
+  EXPECT_EQ(r3.text, alone.text);
+}
+
 TEST_F(GenerateTest, AdaptersApplyPerRequestAndMixInOneCall) {
   model_->load_adapter("a", test::tiny_adapter());
   auto reqs = greedy_requests(6, 16);

@@ -67,6 +67,8 @@ TEST(ChatCli, TwoLinesPipedInAnswerWithTheDecisionAndGoToSessionMemory) {
   ASSERT_NE(second, std::string::npos) << out;
   EXPECT_NE(out.find("| mode accurate |", second), std::string::npos) << out;
   EXPECT_NE(out.find("escalated by detector", second), std::string::npos) << out;
+  // The second turn's prompt starts with the first turn and its answer, which the engine kept in its cache.
+  EXPECT_EQ(out.find("cached)"), out.find(" cached)", second) + 1) << out;
   EXPECT_NE(err.find("2 answered, 0 failed"), std::string::npos) << err;
   // The session id printed on stderr names the session both turns went to.
   const size_t at = err.find("session ");
