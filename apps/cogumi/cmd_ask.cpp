@@ -57,7 +57,7 @@ void setup_ask(CLI::App& sub) {
         rt.router() ? rt.router()->choices() : std::vector<std::string>{};
     for (const AskResponse& r : rt.ask(reqs)) {
       if (as_json) {
-        fmt::print("{}\n", r.to_json(rc).dump());
+        fmt::print("{}\n", json_text(r.to_json(rc)));
         continue;
       }
       std::string probs;

@@ -26,11 +26,15 @@ void setup_chat(CLI::App& sub) {
   sub.add_option("-n,--max-tokens", opts.max_tokens, "Tokens per answer (0 = the system's)")
       ->check(CLI::Range(0, 32768));
   sub.add_flag("--json", opts.json, "One JSON object per answer: the text and the decision");
+  static bool no_prefix_cache = false;
+  sub.add_flag("--no-prefix-cache", no_prefix_cache,
+               "Decode every prompt whole (by default a turn reuses the cache the turns before it left)");
   sub.callback([&] {
     engine_set_verbose(globals().verbose);
     opts.validate();
     SystemConfig cfg = SystemConfig::load(system);
     if (!memory.empty()) cfg.memory = memory;
+    if (no_prefix_cache) cfg.prefix_cache = false;
     Runtime rt(cfg);
     opts.show_prompt = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
     const ChatStats st = run_chat(rt, std::cin, std::cout, std::cerr, opts);

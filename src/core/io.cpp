@@ -104,8 +104,10 @@ JsonlWriter::~JsonlWriter() {
   if (f_) std::fclose(f_);
 }
 
+std::string json_text(const json& j, int indent) { return j.dump(indent, ' ', false, json::error_handler_t::replace); }
+
 void JsonlWriter::write(const json& obj) {
-  std::string line = obj.dump(-1, ' ', false, json::error_handler_t::replace);
+  std::string line = json_text(obj);
   line.push_back('\n');
   if (std::fwrite(line.data(), 1, line.size(), f_) != line.size() || std::fflush(f_) != 0)
     fail("write to '{}' failed: {}", path_.string(), std::strerror(errno));

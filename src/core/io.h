@@ -48,6 +48,10 @@ class JsonlWriter {
   std::FILE* f_ = nullptr;
 };
 
+// JSON text of `j` on one line (indent -1) or indented, with any invalid UTF-8 in its strings (a model's
+// output can end mid-character) replaced by U+FFFD instead of throwing: for everything that prints model text.
+std::string json_text(const json& j, int indent = -1);
+
 // Required-field accessors that name the file, line and field on failure.
 std::string get_string(const json& obj, std::string_view field, const std::string& where);
 

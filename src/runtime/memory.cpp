@@ -11,6 +11,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "core/io.h"
 #include "core/sqlite_util.h"
 
 namespace cogumi {
@@ -382,7 +383,7 @@ std::string SessionStore::create_session(const json& metadata) {
   if (!metadata.is_null() && !metadata.is_object())
     fail("session store {}: session metadata must be a JSON object (got {})", impl_->path.string(),
          metadata.type_name());
-  const std::string meta = metadata.is_null() ? "{}" : metadata.dump();
+  const std::string meta = metadata.is_null() ? "{}" : json_text(metadata);
   const std::string id = random_id();
   Lease c(*impl_);
   std::lock_guard lock(impl_->write_mu);
@@ -417,7 +418,7 @@ int64_t SessionStore::append_turn(const std::string& session, const Turn& turn) 
          turn.decision.type_name());
   if (turn.confidence && !std::isfinite(*turn.confidence))
     fail("session store {}: turn confidence must be finite", where);
-  const std::string decision = turn.decision.is_null() ? "" : turn.decision.dump();
+  const std::string decision = turn.decision.is_null() ? "" : json_text(turn.decision);  // the answer may end mid-character
   const int64_t now = impl_->now();
   Lease c(*impl_);
   Transaction tx(*impl_, *c);

@@ -6,6 +6,7 @@
 #include <ostream>
 
 #include "core/error.h"
+#include "core/io.h"
 #include "runtime/memory.h"
 #include "runtime/runtime.h"
 
@@ -104,7 +105,7 @@ void answer(ChatState& st, const std::string& text) {
     st.last_turn = r.turn_id;
     ++st.stats.answered;
     if (st.opts.json)
-      st.out << r.to_json(rc).dump() << "\n";
+      st.out << json_text(r.to_json(rc)) << "\n";
     else
       st.out << r.text << "\n" << decision_line(r, rc) << "\n";
     st.out.flush();

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/io.h"
 #include "runtime/memory.h"
 
 namespace cogumi {
@@ -27,7 +28,7 @@ struct HttpError {
 
 void send_json(httplib::Response& res, int status, const json& body) {
   res.status = status;
-  res.set_content(body.dump(), "application/json");
+  res.set_content(json_text(body), "application/json");  // turns hold model text
 }
 
 void send_error(httplib::Response& res, const HttpError& e) {

@@ -164,6 +164,22 @@ TEST(Memory, RoundTripLastTurnsAndFeedback) {
   EXPECT_FALSE(st.session("nope"));
 }
 
+// An answer cut at its token limit can end mid-character: the turn is stored (its decision, which holds the
+// answer, with the broken bytes replaced), not refused with a JSON error that ends the chat.
+TEST(Memory, AnAnswerEndingMidCharacterIsStored) {
+  SessionStore st = SessionStore::open(fresh("utf8.db"));
+  const std::string s = st.create_session();
+  const std::string cut = "caf\xC3";  // "café" cut after the first byte of its last character
+  Turn t = answer(cut, "math", 0.5, false);
+  t.decision["answer"] = cut;
+  const int64_t id = st.append_turn(s, t);
+  EXPECT_GT(id, 0);
+  const auto last = st.last_turns(s, 1);
+  ASSERT_EQ(last.size(), 1u);
+  EXPECT_EQ(last[0].content, cut);  // the text itself as the model gave it
+  EXPECT_EQ(last[0].decision["answer"], "caf\xEF\xBF\xBD");  // U+FFFD in the JSON
+}
+
 TEST(Memory, RejectsBadInputNamingIt) {
   SessionStore st = SessionStore::open(fresh("bad-input.db"));
   const std::string s = st.create_session();
