@@ -2,9 +2,14 @@
 // with its decision (src/serve/chat.h).
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
 
 #include "commands.h"
+#include "core/error.h"
 #include "engine/model.h"
 #include "runtime/runtime.h"
 #include "serve/chat.h"
@@ -12,9 +17,13 @@
 namespace cogumi::cli {
 
 void setup_chat(CLI::App& sub) {
-  static std::string system = "models/nano-system.yaml", memory;
+  static std::string system = "models/nano-system.yaml", memory, model;
   static ChatOptions opts;
-  sub.add_option("-s,--system", system, "System file (YAML)")->capture_default_str();
+  auto* s = sub.add_option("-s,--system", system, "System file (YAML)")->capture_default_str();
+  sub.add_option("-m,--model", model,
+                 "Chat with a bare GGUF model instead of a system (its chat template; the session lives in a "
+                 "temporary store unless --memory names one)")
+      ->excludes(s);
   sub.add_option("--session", opts.session,
                  "'new' starts a session in the system's memory, 'none' keeps none, or the id "
                  "of a session to continue")
@@ -32,10 +41,27 @@ void setup_chat(CLI::App& sub) {
   sub.callback([&] {
     engine_set_verbose(globals().verbose);
     opts.validate();
-    SystemConfig cfg = SystemConfig::load(system);
+    SystemConfig cfg = model.empty() ? SystemConfig::load(system) : SystemConfig::bare_model(model);
     if (!memory.empty()) cfg.memory = memory;
+    std::filesystem::path scratch;  // a bare model's session store, for this chat only
+    if (!model.empty() && memory.empty()) {
+      std::string dir = (std::filesystem::temp_directory_path() / "cogumi-chat-XXXXXX").string();
+      if (!mkdtemp(dir.data())) fail("chat: cannot make a temporary folder for the session: {}", std::strerror(errno));
+      scratch = dir;
+      cfg.memory = scratch / "sessions.db";
+    }
+    struct Cleanup {  // after the runtime below has closed the store
+      std::filesystem::path dir;
+      ~Cleanup() {
+        std::error_code ec;
+        if (!dir.empty()) std::filesystem::remove_all(dir, ec);
+      }
+    } cleanup{scratch};
     if (no_prefix_cache) cfg.prefix_cache = false;
     Runtime rt(cfg);
+    if (!model.empty() && !rt.model()->has_chat_template())
+      std::cerr << "note: " << model << " has no chat template: each line is asked as plain text, without the "
+                << "conversation before it\n";
     opts.show_prompt = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
     const ChatStats st = run_chat(rt, std::cin, std::cout, std::cerr, opts);
     std::cerr << st.answered << " answered, " << st.failed << " failed\n";

@@ -155,6 +155,16 @@ void SystemConfig::validate() const {
   }
 }
 
+SystemConfig SystemConfig::bare_model(const std::filesystem::path& model) {
+  SystemConfig cfg;
+  cfg.name = model.stem().string();
+  cfg.base = model;
+  cfg.choices = {{"base", {}, "chat"}};
+  cfg.default_choice = "base";
+  cfg.history = 8;
+  return cfg;
+}
+
 SystemConfig SystemConfig::load(const std::filesystem::path& path) {
   YAML::Node root;
   try {

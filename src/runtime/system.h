@@ -81,6 +81,9 @@ struct SystemConfig {
 
   // Reads and checks a system file. Errors name the file, the line and the key.
   static SystemConfig load(const std::filesystem::path& path);
+  // A bare model as a system: the base alone, asked as chat (its template; plain text without one), the last
+  // four exchanges of a session before each question (`cogumi serve -m`, `cogumi chat -m`).
+  static SystemConfig bare_model(const std::filesystem::path& model);
   // Throws Error naming the key for anything out of range or inconsistent.
   void validate() const;
   const SystemChoice& choice(const std::string& name) const;  // throws for unknown names

@@ -40,15 +40,7 @@ void ServeOptions::validate() const {
 namespace {
 
 SystemConfig load_config(const ServeOptions& o) {
-  SystemConfig cfg;
-  if (!o.model.empty()) {  // a bare model: the base alone, asked as chat
-    cfg.name = o.model.stem().string();
-    cfg.base = o.model;
-    cfg.choices = {{"base", {}, "chat"}};
-    cfg.default_choice = "base";
-  } else {
-    cfg = SystemConfig::load(o.system);
-  }
+  SystemConfig cfg = o.model.empty() ? SystemConfig::load(o.system) : SystemConfig::bare_model(o.model);
   if (o.parallel > 0) cfg.parallel = o.parallel;
   cfg.prefix_cache = o.prefix_cache;
   return cfg;

@@ -9,11 +9,14 @@
 #include <fstream>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "runtime/memory.h"
 #include "runtime/runtime.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
+using json = nlohmann::json;
 
 namespace cogumi {
 namespace {
@@ -88,6 +91,44 @@ TEST(ChatCli, TwoLinesPipedInAnswerWithTheDecisionAndGoToSessionMemory) {
           &rc);
   EXPECT_NE(rc, 0);
   EXPECT_NE(slurp(dir / "err2.txt").find("--max-tokens"), std::string::npos);
+}
+
+// A bare model (-m): its chat template, a session in a store of its own that is gone after the chat, and the
+// second turn's prompt (the first exchange, then the new question) mostly from the cache the first turn left.
+TEST(ChatCli, ABareModelKeepsTheConversationForThisChatOnly) {
+  const fs::path dir = test::tmp_dir() / "chat-bare";
+  fs::create_directories(dir);
+  std::ofstream(dir / "in.txt") << "How many apples are in the basket?\nAnd how many pears?\n";
+  auto scratch_dirs = [] {
+    int n = 0;
+    for (auto& e : fs::directory_iterator(fs::temp_directory_path()))
+      n += e.path().filename().string().rfind("cogumi-chat-", 0) == 0;
+    return n;
+  };
+  const int before = scratch_dirs();
+  int rc = -1;
+  const std::string out = run_cmd(std::string(COGUMI_BIN) + " chat -m " + test::tiny_model().string() +
+                                      " -n 8 --json < " + (dir / "in.txt").string() + " 2>" + (dir / "err.txt").string(),
+                                  &rc);
+  const std::string err = slurp(dir / "err.txt");
+  ASSERT_EQ(rc, 0) << out << err;
+  EXPECT_NE(err.find("2 answered, 0 failed"), std::string::npos) << err;
+  EXPECT_EQ(err.find("(none: the system has no memory)"), std::string::npos) << err;
+  std::vector<json> answers;
+  std::istringstream lines(out);
+  for (std::string l; std::getline(lines, l);) answers.push_back(json::parse(l));
+  ASSERT_EQ(answers.size(), 2u) << out;
+  EXPECT_EQ(answers[0]["cached_tokens"], 0);
+  // The second prompt holds the first exchange: longer than the first, and most of it from the cache.
+  EXPECT_GT(answers[1]["prompt_tokens"].get<int>(), answers[0]["prompt_tokens"].get<int>() + 4) << out;
+  EXPECT_GE(answers[1]["cached_tokens"].get<int>(), answers[0]["prompt_tokens"].get<int>()) << out;
+  EXPECT_EQ(scratch_dirs(), before);
+  // -m and -s are one or the other.
+  run_cmd(std::string(COGUMI_BIN) + " chat -m " + test::tiny_model().string() + " -s " + kSystem.string() +
+              " </dev/null 2>" + (dir / "err2.txt").string(),
+          &rc);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(slurp(dir / "err2.txt").find("excludes"), std::string::npos) << slurp(dir / "err2.txt");
 }
 
 TEST(Chat, CommandsOverrideRateAndReportErrorsWithoutEndingTheChat) {
