@@ -5,19 +5,22 @@
 # turns and a new question; T questions are piped in, each answered with TOKENS tokens, --json output. Prints per
 # setting: the prompt tokens asked and taken from the cache over turns 2..T, and their mean and total seconds
 # (the runtime's own per-answer time: routing, prompt, generation).
-# Usage: bench/chat_cli_turns.sh [COGUMI] [MODEL] [T=8] [TOKENS=24] [H=16]
+# ASK_AS (gsm8k): how each question is asked: chat (the model's chat template, the history as its messages) or a
+# completion form (gsm8k: each earlier exchange as a question and answer before the new one; any model).
+# Usage: bench/chat_cli_turns.sh [COGUMI] [MODEL] [T=8] [TOKENS=24] [H=16]   env: ASK_AS
 set -euo pipefail
 R=$(cd "$(dirname "$0")/.." && pwd)
 COGUMI=${1:-$R/build/bin/cogumi} MODEL=$(realpath "${2:-$R/models/nano-base.gguf}") T=${3:-8} TOK=${4:-24} H=${5:-16}
 for v in T TOK H; do
   [[ "${!v}" =~ ^[0-9]+$ && "${!v}" -ge 1 && "${!v}" -le 64 ]] || { echo "chat_cli_turns.sh: $v must be in 1..64" >&2; exit 2; }
 done
+ASK_AS=${ASK_AS:-gsm8k}
 W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
 cat >"$W/system.yaml" <<YAML
 name: chat-bench
 base: $MODEL
 history: $H
-choices: {base: {ask_as: gsm8k}}  # completion form: the history goes before each question (a model without a chat template)
+choices: {base: {ask_as: $ASK_AS}}
 generation: {max_tokens: $TOK, parallel: 4}
 YAML
 python3 - "$T" >"$W/in.txt" <<'PY'
