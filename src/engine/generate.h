@@ -166,6 +166,7 @@ struct GenFeed {
 
 namespace gen_detail {
 class ServeLoop;
+class BatchCall;
 }
 
 class Generator {
@@ -204,6 +205,7 @@ class Generator {
  private:
   struct Impl;
   friend class gen_detail::ServeLoop;
+  friend class gen_detail::BatchCall;
   std::shared_ptr<Model> model_;
   GeneratorOptions opts_;
   llama_context* ctx_ = nullptr;
