@@ -58,6 +58,9 @@ void setup_chat(CLI::App& sub) {
       }
     } cleanup{scratch};
     if (no_prefix_cache) cfg.prefix_cache = false;
+    // One person chatting: as many slots as accurate mode samples at once, not a server's 16 (each slot holds
+    // a context's KV: ~512 MiB for an 8B Llama at 4,096 tokens).
+    if (!model.empty()) cfg.parallel = cfg.samples;
     Runtime rt(cfg);
     if (!model.empty() && !rt.model()->has_chat_template())
       std::cerr << "note: " << model << " has no chat template: each line is asked as plain text, without the "

@@ -48,6 +48,8 @@ class BatchCall {
   std::vector<Slot> slots_;
   bool mixed_ = false;                        // every group in one run through the adapter slots
   bool keep_ = false;                         // the slots' caches outlive the call
+  bool restored_ = false;                     // the call began from the last one's kept caches
+  std::vector<char> used_;                    // slots that took a request in this call
   int prefix_group_ = -1;                     // whose prefix the spare sequence holds
   size_t prefix_cached_ = 0;                  // of its tokens, those copied from a slot's cache
   size_t active_ = 0;
@@ -87,7 +89,8 @@ BatchCall::BatchCall(Generator& g, const std::vector<GenRequest>& requests, cons
       results_(requests.size()),
       prompts_(requests.size()),
       group_of_(requests.size(), -1),
-      slots_(size_t(g.opts_.n_parallel)) {}
+      slots_(size_t(g.opts_.n_parallel)),
+      used_(size_t(g.opts_.n_parallel), 0) {}
 
 // Every request is checked before anything runs; a bad one throws, naming it.
 void BatchCall::check_requests(std::map<Key, std::vector<size_t>>& groups) const {
@@ -188,7 +191,8 @@ void BatchCall::make_groups(const std::map<Key, std::vector<size_t>>& groups) {
 void BatchCall::restore_kept() {
   keep_ = g_.opts_.keep_cache && g_.opts_.shared_prefix;
   for (int s = 0; s < n_slots_; ++s) slots_[s].seq = s;
-  if (keep_ && g_.kept_valid_) {
+  restored_ = keep_ && g_.kept_valid_;
+  if (restored_) {
     for (int s = 0; s < n_slots_ && s < int(g_.kept_.size()); ++s)
       for (int g = 0; g < int(keys_.size()); ++g)
         if (g_.kept_matches(g_.kept_[s], keys_[g], mixed_)) slots_[s].kv = g_.kept_[s].kv, slots_[s].kv_group = g;
@@ -198,16 +202,22 @@ void BatchCall::restore_kept() {
   g_.kept_valid_ = false;  // until this call ends normally
 }
 
+// What each slot's cache holds now: this call's tokens, or, in a slot that took no request, what it kept from
+// before (another adapter's: a slot's cache is only copied from unless it takes a request).
 void BatchCall::keep_caches() {
   if (!keep_) return;
-  g_.kept_.assign(size_t(n_slots_), Generator::KeptCache{});
+  std::vector<Generator::KeptCache> kept(static_cast<size_t>(n_slots_));
   for (int s = 0; s < n_slots_; ++s) {
     const int g = slots_[s].kv_group;
-    if (g < 0 || slots_[s].kv.empty()) continue;
-    const std::string& a = keys_[g].first;
-    g_.kept_[s] = {slots_[s].kv, a, keys_[g].second, a.empty() ? nullptr : g_.model_->raw_adapter(a),
-                   mixed_ && !a.empty()};
+    if (g >= 0 && !slots_[s].kv.empty()) {
+      const std::string& a = keys_[g].first;
+      kept[s] = {slots_[s].kv, a, keys_[g].second, a.empty() ? nullptr : g_.model_->raw_adapter(a),
+                 mixed_ && !a.empty()};
+    } else if (restored_ && !used_[s] && size_t(s) < g_.kept_.size()) {
+      kept[s] = std::move(g_.kept_[s]);
+    }
   }
+  g_.kept_ = std::move(kept);
   g_.kept_valid_ = true;
 }
 
@@ -219,7 +229,7 @@ void BatchCall::find_prefixes() {
   prefix_len_.assign(keys_.size(), 0);
   for (size_t g = 0; g < keys_.size(); ++g) {
     const auto& todo = members_of_[g];
-    if (!g_.opts_.shared_prefix || todo.size() < 2) continue;
+    if (!g_.has_spare() || todo.size() < 2) continue;
     const auto& p0 = prompts_[todo[0]];
     size_t prefix = p0.size();
     for (size_t i : todo) {
@@ -336,6 +346,7 @@ void BatchCall::admit(Lanes& queue) {
   for (auto& sl : slots_) {
     if (sl.req >= 0 || queue.empty()) continue;
     sl.req = long(queue.take(sl.seq));
+    used_[size_t(sl.seq)] = 1;
     const GenRequest& rq = requests_[sl.req];
     const int g = group_of_[sl.req];
     const auto [reused, cached] = reuse_prefix(sl, g, prompts_[sl.req]);
@@ -426,7 +437,7 @@ void BatchCall::run_groups(const std::vector<int>& run) {
     float scale = keys_[run[0]].second;
     llama_set_adapters_lora(g_.ctx_, &a, 1, &scale);
   }
-  if (g_.opts_.shared_prefix) llama_memory_seq_rm(mem_, prefix_seq_, -1, -1);
+  if (g_.has_spare()) llama_memory_seq_rm(mem_, prefix_seq_, -1, -1);
   prefix_group_ = -1;
   // A slot's cache from an earlier run (grouped: another adapter's) is labelled with its group, so
   // no request of this run starts from it.
@@ -481,7 +492,7 @@ std::vector<GenResult> BatchCall::run() {
   restore_kept();
   // No sequence keeps a slot from an earlier call (a context with slots but none in use
   // computes no slot deltas).
-  for (llama_seq_id s = 0; s <= prefix_seq_ && !g_.slot_adapters_.empty(); ++s)
+  for (llama_seq_id s = 0; s < g_.n_sequences() && !g_.slot_adapters_.empty(); ++s)
     set_seq_adapter_slot(g_.ctx_, s, -1, 0.0f);
   find_prefixes();
   std::vector<std::vector<int>> runs;  // group indices

@@ -64,8 +64,8 @@ Generator::Generator(std::shared_ptr<Model> model, GeneratorOptions opts) : mode
   // tokens in a batch that runs anyway cost less (bench/RESULTS.md, "Prompts that start alike").
   min_copy_ = opts_.min_shared_prefix > 0 ? opts_.min_shared_prefix : (model_->offloaded() ? 64 : 8);
   llama_context_params cp = llama_context_default_params();
-  // One KV stream per slot plus one for shared prefixes.
-  cp.n_seq_max = uint32_t(opts_.n_parallel + (opts_.shared_prefix ? 1 : 0));
+  // One KV stream per slot plus the spare one for shared prefixes.
+  cp.n_seq_max = uint32_t(n_sequences());
   cp.n_ctx = uint32_t(opts_.n_ctx_per_seq) * cp.n_seq_max;
   cp.n_batch = uint32_t(opts_.n_batch);
   cp.n_ubatch = std::min<uint32_t>(512, cp.n_batch);
@@ -114,6 +114,8 @@ bool Generator::use_adapter_slots() {
 #endif
 }
 
+
+int64_t Generator::kv_cells_allocated() const { return int64_t(llama_n_ctx(ctx_)); }
 
 bool Generator::kept_matches(const KeptCache& k, const std::pair<std::string, float>& key, bool mixed) const {
   if (k.kv.empty() || k.adapter != key.first || k.scale != key.second) return false;

@@ -121,6 +121,10 @@ struct GeneratorOptions {
   // turn, whose prompt starts with the last turn's prompt and answer, decodes only what is new. Off: every
   // call starts from an empty cache, so its outputs do not depend on the calls before it (evaluations).
   bool keep_cache = false;
+  // One more KV stream beside the slots, into which generate() decodes the common prefix of a call's requests
+  // once (with shared_prefix). serve() never uses it: a Generator that only serves turns it off and saves a
+  // slot's worth of KV memory; generate() then shares prefixes through the slots' caches only.
+  bool spare_sequence = true;
   int flash_attn = -1;         // -1 auto, 0 off, 1 on
   // Greedy calls without log-probabilities can pick tokens inside llama.cpp's graph (its
   // backend samplers) instead of copying each row of logits to the host and scanning it there.
@@ -200,6 +204,9 @@ class Generator {
   int64_t kv_cells_used() const { return kv_used_.load(std::memory_order_relaxed); }
   int64_t kv_cells_total() const { return int64_t(opts_.n_ctx_per_seq) * opts_.n_parallel; }
   const GeneratorOptions& options() const { return opts_; }
+  // KV streams the context holds: one per slot, and the spare (GeneratorOptions::spare_sequence).
+  int n_sequences() const { return opts_.n_parallel + (has_spare() ? 1 : 0); }
+  int64_t kv_cells_allocated() const;  // the context's KV cells, every stream's (the spare's included)
   Model& model() const { return *model_; }
 
  private:
@@ -211,6 +218,7 @@ class Generator {
   llama_context* ctx_ = nullptr;
   int n_threads_ = 1;
   int min_copy_ = 8;  // opts_.min_shared_prefix, or its automatic value
+  bool has_spare() const { return opts_.shared_prefix && opts_.spare_sequence; }
   std::vector<llama_sampler*> backend_chains_;  // one greedy chain per slot sequence
   bool backend_attached_ = false;
   bool use_adapter_slots();                        // registers the Model's adapters; false if refused

@@ -105,7 +105,7 @@ ServeLoop::ServeLoop(Generator& g, const GenFeed& feed)
   llama_set_adapters_lora(g.ctx_, nullptr, 0, nullptr);
   llama_memory_clear(mem_, true);
   mixed_ = g.opts_.mixed_adapters && !g.model_->adapter_names().empty() && g.use_adapter_slots();
-  for (llama_seq_id s = 0; s <= g.opts_.n_parallel && !g.slot_adapters_.empty(); ++s)
+  for (llama_seq_id s = 0; s < g.n_sequences() && !g.slot_adapters_.empty(); ++s)
     set_seq_adapter_slot(g.ctx_, s, -1, 0.0f);
 }
 

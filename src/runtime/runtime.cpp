@@ -201,6 +201,7 @@ Runtime::Runtime(SystemConfig cfg) : cfg_(std::move(cfg)) {
   go.n_threads = cfg_.threads;
   go.shared_prefix = cfg_.prefix_cache;
   go.keep_cache = cfg_.keep_cache;
+  go.spare_sequence = cfg_.spare_sequence;
   gen_ = std::make_unique<Generator>(model_, go);
 }
 
@@ -452,6 +453,14 @@ void Runtime::plan(const AskRequest& q, AskResponse& r, Plan& p, std::vector<Gen
     std::vector<ChatMessage> msgs = q.history;
     msgs.push_back({"user", q.text});
     auto ct = model_->tokenize_chat(msgs);
+    // The oldest turns leave the prompt, an exchange at a time, until it leaves room for the answer in a slot's
+    // context (up to half of it): a long session is not refused for its history.
+    const size_t ctx = size_t(gen_->options().n_ctx_per_seq);
+    const size_t answer = std::min(size_t(g.max_tokens), ctx / 2);
+    while (ct.tokens.size() + answer > ctx && msgs.size() > 1) {
+      msgs.erase(msgs.begin(), msgs.begin() + long(std::min<size_t>(2, msgs.size() - 1)));
+      ct = model_->tokenize_chat(msgs);
+    }
     g.prompt_tokens = std::move(ct.tokens);
     r.prompt = std::move(ct.text);
   } else if (!q.item && (c.ask_as == "raw" || c.ask_as == "chat" || q.raw)) {

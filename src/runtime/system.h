@@ -69,6 +69,9 @@ struct SystemConfig {
   // decodes only what is new (GeneratorOptions::keep_cache; not in YAML). Evaluations turn it off: an item's
   // answer must not depend on what was asked before it.
   bool keep_cache = true;
+  // The engine's spare KV stream for a batch's common prompt prefix (GeneratorOptions::spare_sequence; not in
+  // YAML): a server that serves continuously never asks in batches and turns it off.
+  bool spare_sequence = true;
   std::filesystem::path memory;         // optional SQLite session store
   std::filesystem::path detector;       // optional escalation detector (cogumi escalation train)
   FewshotOptions fewshot;               // optional: demonstrations from a bank (fewshot.bank empty: off)

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/io.h"
 #include "engine/json_grammar.h"
 #include "eval/extract.h"
 
@@ -195,7 +196,7 @@ void parse_extension(const json& body, CogumiExtension& x) {
 
 }  // namespace
 
-std::string wire(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string wire(const json& j) { return json_text(j); }
 
 json ApiError::body() const {
   return {{"error",

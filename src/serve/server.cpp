@@ -43,6 +43,7 @@ SystemConfig load_config(const ServeOptions& o) {
   SystemConfig cfg = o.model.empty() ? SystemConfig::load(o.system) : SystemConfig::bare_model(o.model);
   if (o.parallel > 0) cfg.parallel = o.parallel;
   cfg.prefix_cache = o.prefix_cache;
+  cfg.spare_sequence = o.static_batches;  // continuous serving never decodes a batch's common prefix
   return cfg;
 }
 

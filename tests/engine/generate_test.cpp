@@ -112,6 +112,26 @@ TEST_F(GenerateTest, SharedPrefixIsDecodedOnceAndChangesNothing) {
   EXPECT_LT(cached, with.last_stats().n_prefix_reused);
 }
 
+// A Generator that only serves needs no spare stream: without it the context holds one KV stream per slot, and
+// generate() still shares prefixes, through the slots' caches, with the same outputs.
+TEST_F(GenerateTest, WithoutTheSpareSequenceTheContextHoldsOneStreamPerSlot) {
+  std::string shared;
+  for (int i = 0; i < 6; ++i) shared += "Question: how many apples? Answer: " + std::to_string(i * 3) + "\n";
+  auto reqs = greedy_requests(12, 12, shared);
+  GeneratorOptions o;
+  o.n_parallel = 4;
+  o.n_ctx_per_seq = 256;
+  Generator with(model_, o);
+  o.spare_sequence = false;
+  Generator without(model_, o);
+  EXPECT_EQ(with.kv_cells_allocated(), 256 * 5);
+  EXPECT_EQ(without.kv_cells_allocated(), 256 * 4);
+  const auto a = with.generate(reqs);
+  const auto b = without.generate(reqs);
+  EXPECT_GT(without.last_stats().n_prefix_reused, 12 * 20);
+  for (size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(b[i].text, a[i].text) << i;
+}
+
 TEST_F(GenerateTest, PromptsSharingPrefixesInPartsReuseTheirCacheAndChangeNothing) {
   // Four families of prompts (a long preamble each, as few-shot blocks or tool lists are), given
   // interleaved: no prefix is common to all of them, so only prefixes kept per slot or copied
@@ -322,6 +342,22 @@ TEST_F(GenerateTest, KeptCachesLetANextTurnDecodeOnlyWhatIsNew) {
   // the prefix's new tokens once (the question is longer than min_shared_prefix, 8 on the CPU), then each
   // sample's last prompt token
   EXPECT_EQ(size_t(samples.last_stats().n_prompt_tokens), next.prompt_tokens.size() - 1 - kept + 3);
+
+  // A call for another adapter keeps the caches of the slots it did not use.
+  Generator h(model_, o);
+  GenRequest q = first;
+  q.prompt_tokens = model_->tokenize("Books: a long list of every title on the shelf, one by one, in order.", true, false);
+  h.generate({first, q});  // one slot each
+  GenRequest other_adapter = q;
+  other_adapter.adapter = "a";
+  other_adapter.n_logprobs = -1;
+  h.generate({other_adapter});  // one slot
+  GenRequest q_next = q;
+  q_next.n_logprobs = -1;
+  for (Token t : model_->tokenize(" And then?", false, false)) q_next.prompt_tokens.push_back(t);
+  const int c1 = h.generate({next}).at(0).n_cached_tokens;
+  const int c2 = h.generate({q_next}).at(0).n_cached_tokens;
+  EXPECT_GE(std::max(c1, c2), int(std::min(first.prompt_tokens.size(), q.prompt_tokens.size())) - 1) << c1 << " " << c2;
 
   // Off (the default), the same two calls start empty.
   const GenResult again = fresh.generate({next}).at(0);

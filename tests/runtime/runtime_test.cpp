@@ -311,6 +311,41 @@ namespace {
 
 // Sessions: each request and answer is a turn with its decision; a follow-up that complains
 // about the last answer escalates to accurate mode and stays with that answer's choice.
+// A bare chat model's session longer than a slot's context (the tiny model's 512 tokens): the oldest exchanges
+// leave the prompt until the answer fits, instead of the request being refused.
+TEST(RuntimeSession, AHistoryLongerThanTheContextLosesItsOldestExchanges) {
+  SystemConfig cfg = SystemConfig::bare_model(test::tiny_model());
+  cfg.memory = test::tmp_dir() / "runtime" / "long-session" / "s.db";
+  fs::remove(cfg.memory);
+  cfg.parallel = 2;
+  Runtime rt(cfg);
+  const std::string s = rt.memory().create_session();
+  std::string para;
+  for (int k = 0; k < 3; ++k) para += "The apples in basket " + std::to_string(k) + " are red. ";
+  for (int t = 0; t < 4; ++t) {  // 8 turns, all in the history window, together over the context
+    Turn u;
+    u.role = "user";
+    u.content = "Question " + std::to_string(t) + ": " + para;
+    rt.memory().append_turn(s, u);
+    Turn a = u;
+    a.role = "assistant";
+    a.content = "Answer " + std::to_string(t) + ": " + para;
+    rt.memory().append_turn(s, a);
+  }
+  AskRequest q;
+  q.session = s;
+  q.text = "How many baskets were there?";
+  q.max_tokens = 16;
+  q.ignore_eos = true;
+  const AskResponse r = rt.ask({q}).at(0);
+  EXPECT_NE(r.finish_reason, "error") << r.text;
+  EXPECT_EQ(r.gen_tokens, 16);
+  EXPECT_LE(r.prompt_tokens + 16, 512);
+  EXPECT_GT(r.prompt_tokens, 512 / 3) << r.prompt;  // the latest exchanges stayed
+  EXPECT_NE(r.prompt.find("Answer 3: "), std::string::npos);
+  EXPECT_EQ(r.prompt.find("Question 0: "), std::string::npos);
+}
+
 TEST(RuntimeSession, TurnsAreRecordedAndAComplaintEscalates) {
   const fs::path models = fs::path(COGUMI_REPO_DIR) / "models";
   const fs::path db = test::tmp_dir() / "runtime" / "sessions" / "s.db";
