@@ -350,16 +350,7 @@ void BatchCall::admit(Lanes& queue) {
     const GenRequest& rq = requests_[sl.req];
     const int g = group_of_[sl.req];
     const auto [reused, cached] = reuse_prefix(sl, g, prompts_[sl.req]);
-    sl.prompt = prompts_[sl.req];
-    sl.text.clear();
-    sl.emitted = 0;
-    sl.n_gen = 0;
-    sl.next = -1;
-    sl.stream_stopped = false;
-    sl.start = Clock::now();
-    sl.sampler = make_sampler(rq.sampling, n_vocab_, llama_model_get_vocab(g_.model_->raw()), rq.grammar);
-    if (rq.sampling.repeat_penalty != 1.0f)
-      for (Token t : sl.prompt) llama_sampler_accept(sl.sampler.get(), t);
+    begin_request(sl, rq, prompts_[sl.req], n_vocab_, llama_model_get_vocab(g_.model_->raw()));
     set_seq_group(sl.seq, g);
     g_.stats_.n_prefix_reused += long(reused);
     results_[sl.req].n_cached_tokens = int(cached);

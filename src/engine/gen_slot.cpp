@@ -105,6 +105,19 @@ Token choose_token(const float* logits, int32_t n_vocab, const SamplingParams& s
   return t;
 }
 
+void begin_request(Slot& sl, const GenRequest& rq, std::vector<Token> prompt, int32_t n_vocab, const llama_vocab* vocab) {
+  sl.prompt = std::move(prompt);
+  sl.text.clear();
+  sl.emitted = 0;
+  sl.n_gen = 0;
+  sl.next = -1;
+  sl.stream_stopped = false;
+  sl.start = Clock::now();
+  sl.sampler = make_sampler(rq.sampling, n_vocab, vocab, rq.grammar);
+  if (rq.sampling.repeat_penalty != 1.0f)
+    for (Token t : sl.prompt) llama_sampler_accept(sl.sampler.get(), t);
+}
+
 std::optional<FinishReason> take_token(Slot& sl, const GenRequest& rq, GenResult& r, const Model& model,
                                        const EmitFn& emit, int ctx_seq, GenStats& stats) {
   const Token tok = sl.chosen;

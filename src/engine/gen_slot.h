@@ -110,6 +110,10 @@ CachedPrefix find_cached(const std::vector<Slot>& slots, const Slot& dst, int gr
 // cache afterwards.
 size_t take_cached(llama_memory_t mem, Slot& dst, int group, const CachedPrefix& c, size_t min_copy);
 
+// Starts request `rq` (its tokens `prompt`) in slot `sl`: no text yet, and a fresh sampler chain that has seen the
+// prompt when a repeat penalty asks for it. The slot's KV cache and positions are the caller's.
+void begin_request(Slot& sl, const GenRequest& rq, std::vector<Token> prompt, int32_t n_vocab, const llama_vocab* vocab);
+
 // Streams a piece of one slot's text; false stops that request.
 using EmitFn = std::function<bool(const std::string& piece)>;
 

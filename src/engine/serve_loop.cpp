@@ -218,16 +218,7 @@ void ServeLoop::start(Slot& sl, Waiting w) {
   const long at = long(&sl - slots_.data());
   const GenRequest& rq = w.job.request;
   sl.req = at;
-  sl.prompt = std::move(w.prompt);
-  sl.text.clear();
-  sl.emitted = 0;
-  sl.n_gen = 0;
-  sl.next = -1;
-  sl.stream_stopped = false;
-  sl.start = Clock::now();
-  sl.sampler = make_sampler(rq.sampling, n_vocab_, llama_model_get_vocab(g_.model_->raw()), rq.grammar);
-  if (rq.sampling.repeat_penalty != 1.0f)
-    for (Token t : sl.prompt) llama_sampler_accept(sl.sampler.get(), t);
+  begin_request(sl, rq, std::move(w.prompt), n_vocab_, llama_model_get_vocab(g_.model_->raw()));
   const int g = group_of(w.key);
   const CachedPrefix found = g_.opts_.shared_prefix ? find_cached(slots_, sl, g, sl.prompt) : CachedPrefix{};
   const size_t reused = take_cached(mem_, sl, g, found, size_t(g_.min_copy_));  // empty when caching is off
