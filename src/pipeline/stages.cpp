@@ -54,7 +54,6 @@ json eval_stage(const Shared& sh, const StageContext& ctx, const std::vector<Ben
   e.max_tokens = sh.cfg.max_tokens;
   e.gen.n_parallel = sh.cfg.parallel;
   e.gen.n_threads = ctx.threads;
-  e.workers = ctx.threads;  // sandboxes for code answers: the stage's share of the cores, not all of them
   e.progress = ctx.progress;
   e.resume = fs::exists(e.out_dir / "items.jsonl");
   e.cancel = ctx.cancel;

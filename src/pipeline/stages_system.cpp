@@ -330,7 +330,6 @@ void add_eval_system(Plan& plan, const std::shared_ptr<Shared>& sh) {
     e.max_tokens = h.cfg.max_tokens;
     e.gen.n_parallel = h.cfg.parallel;
     e.gen.n_threads = ctx.threads;
-    e.workers = ctx.threads;  // the stage's share of the cores for code sandboxes
     e.progress = ctx.progress;
     e.resume = fs::exists(e.out_dir / "items.jsonl");
     e.exec_cache = h.code_runs();

@@ -42,7 +42,6 @@ void answer_with_runtime(const SystemConfig& cfg, const std::string& mode, EvalO
   batch.parallel = o.gen.n_parallel;
   batch.threads = o.gen.n_threads;
   batch.keep_cache = false;  // each chunk of items answered as if first
-  if (batch.sandboxes == 0 && o.workers > 0) batch.sandboxes = o.workers;  // the harness's share of the cores
   auto rt = std::make_shared<Runtime>(batch);
   const int max_tokens = o.max_tokens;
   o.answer = [rt, mode, max_tokens](const std::vector<const EvalItem*>& items, std::vector<json>* extra) {
