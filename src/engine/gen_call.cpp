@@ -252,16 +252,7 @@ void BatchCall::set_seq_group(llama_seq_id seq, int g) {
 }
 
 int BatchCall::add_tok(Token t, llama_pos pos, llama_seq_id seq, bool logits) {
-  // The buffer holds n_batch tokens; every caller checks room first, this keeps a slip from
-  // turning into a write past the end.
-  if (batch_.n_tokens >= g_.opts_.n_batch) fail("internal: decode batch full ({} tokens)", g_.opts_.n_batch);
-  int n = batch_.n_tokens++;
-  batch_.token[n] = t;
-  batch_.pos[n] = pos;
-  batch_.n_seq_id[n] = 1;
-  batch_.seq_id[n][0] = seq;
-  batch_.logits[n] = logits;
-  return n;
+  return batch_add(batch_, g_.opts_.n_batch, t, pos, seq, logits);
 }
 
 void BatchCall::decode() {

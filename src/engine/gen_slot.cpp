@@ -105,6 +105,17 @@ Token choose_token(const float* logits, int32_t n_vocab, const SamplingParams& s
   return t;
 }
 
+int batch_add(llama_batch& batch, int cap, Token t, llama_pos pos, llama_seq_id seq, bool logits) {
+  if (batch.n_tokens >= cap) fail("internal: decode batch full ({} tokens)", cap);
+  const int n = batch.n_tokens++;
+  batch.token[n] = t;
+  batch.pos[n] = pos;
+  batch.n_seq_id[n] = 1;
+  batch.seq_id[n][0] = seq;
+  batch.logits[n] = logits;
+  return n;
+}
+
 void begin_request(Slot& sl, const GenRequest& rq, std::vector<Token> prompt, int32_t n_vocab, const llama_vocab* vocab) {
   sl.prompt = std::move(prompt);
   sl.text.clear();

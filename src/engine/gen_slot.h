@@ -114,6 +114,10 @@ size_t take_cached(llama_memory_t mem, Slot& dst, int group, const CachedPrefix&
 // prompt when a repeat penalty asks for it. The slot's KV cache and positions are the caller's.
 void begin_request(Slot& sl, const GenRequest& rq, std::vector<Token> prompt, int32_t n_vocab, const llama_vocab* vocab);
 
+// Appends one token to `batch`, which holds `cap` tokens (every caller checks room first; this keeps a slip from
+// turning into a write past the end). Returns its index in the batch.
+int batch_add(llama_batch& batch, int cap, Token t, llama_pos pos, llama_seq_id seq, bool logits);
+
 // Streams a piece of one slot's text; false stops that request.
 using EmitFn = std::function<bool(const std::string& piece)>;
 

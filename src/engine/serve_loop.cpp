@@ -264,14 +264,7 @@ void ServeLoop::finish(Slot& sl, FinishReason why, const std::string& error) {
 // when the batch holds prompt tokens.
 bool ServeLoop::fill_batch() {
   auto add = [&](Token t, llama_pos pos, llama_seq_id seq, bool logits) {
-    if (batch_.n_tokens >= g_.opts_.n_batch) fail("internal: decode batch full ({} tokens)", g_.opts_.n_batch);
-    const int n = batch_.n_tokens++;
-    batch_.token[n] = t;
-    batch_.pos[n] = pos;
-    batch_.n_seq_id[n] = 1;
-    batch_.seq_id[n][0] = seq;
-    batch_.logits[n] = logits;
-    return n;
+    return batch_add(batch_, g_.opts_.n_batch, t, pos, seq, logits);
   };
   batch_.n_tokens = 0;
   for (auto& sl : slots_) {
