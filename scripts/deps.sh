@@ -157,7 +157,8 @@ fi
 # ---- build + install the libraries -----------------------------------------
 OPTS=(-DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON -DGGML_NATIVE=ON
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF
-  -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_BUILD_IS_DEV=OFF)
+  -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_BUILD_IS_DEV=OFF
+  -DLLAMA_BUILD_COMMON=ON)  # libllama-common: chat templates (Jinja), tool-call parsing, JSON-Schema grammars
 KEY="cpu"
 if ((CUDA)); then
   OPTS+=(-DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90)
@@ -175,9 +176,9 @@ fi
 if [ ! -f "$PREFIX/.cogumi-ok" ]; then
   log "building llama.cpp $LLAMA_VERSION ($KEY) into $PREFIX with $JOBS jobs (cold: ~10 min on 2 cores)"
   if command -v ccache >/dev/null; then OPTS+=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
-  cmake -S "$SRC" -B "$BUILD" -G Ninja "${OPTS[@]}" -DLLAMA_BUILD_COMMON=ON \
+  cmake -S "$SRC" -B "$BUILD" -G Ninja "${OPTS[@]}" \
     -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_EXAMPLES=ON -DCMAKE_INSTALL_PREFIX="$PREFIX" >&2
-  cmake --build "$BUILD" -j "$JOBS" --target llama >&2
+  cmake --build "$BUILD" -j "$JOBS" --target llama llama-common >&2
   # Install only the library component pieces: headers, libs, CMake package files.
   rm -rf "$PREFIX"
   # cmake --install of unbuilt tools fails; copy the library artefacts explicitly instead.

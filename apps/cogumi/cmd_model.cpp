@@ -37,11 +37,17 @@ void setup_model(CLI::App& sub) {
     init->add_option("--vocab-merges", o.vocab_merges, "Merges learned with --vocab-train")->capture_default_str();
     init->add_flag("--vocab-split-punct", o.vocab_split_punct,
                    "With --vocab-train: no merge joins letters to punctuation (\"B. Mia\" -> [B][.][ Mia])");
+    static std::string template_file;
+    init->add_option("--chat-template", template_file,
+                     "The chat template (a Jinja file, e.g. llama.cpp's models/templates/*.jinja) in place of the "
+                     "tokenizer's")
+        ->check(CLI::ExistingFile);
     init->add_option("--name", o.name, "general.name")->capture_default_str();
     init->add_option("--threads", o.n_threads, "Threads (0 = all)")->check(CLI::Range(0, 4096));
     init->callback([&] {
       engine_set_verbose(globals().verbose);
       o.shape = model_shape_preset(preset);
+      if (!template_file.empty()) o.chat_template = read_file(template_file);
       if (n_embd) o.shape.n_embd = n_embd;
       if (n_layer) o.shape.n_layer = n_layer;
       if (n_head) o.shape.n_head = n_head;

@@ -8,32 +8,6 @@
 
 #include "core/error.h"
 
-// The converter's three string helpers live in llama.cpp's common.cpp, which would bring the
-// whole of llama.cpp's common library (logging, downloads, arguments) with it. Written here to
-// common.h's declarations instead.
-std::string string_join(const std::vector<std::string>& values, const std::string& separator) {
-  std::string out;
-  for (size_t i = 0; i < values.size(); ++i) out += (i ? separator : "") + values[i];
-  return out;
-}
-
-std::vector<std::string> string_split(const std::string& str, const std::string& delimiter) {
-  std::vector<std::string> parts;
-  size_t start = 0;
-  for (size_t at; !delimiter.empty() && (at = str.find(delimiter, start)) != std::string::npos;
-       start = at + delimiter.size())
-    parts.push_back(str.substr(start, at - start));
-  parts.push_back(str.substr(start));
-  return parts;
-}
-
-std::string string_repeat(const std::string& str, size_t n) {
-  std::string out;
-  out.reserve(str.size() * n);
-  for (size_t i = 0; i < n; ++i) out += str;
-  return out;
-}
-
 namespace cogumi {
 
 namespace {

@@ -261,8 +261,15 @@ std::string content_marker(size_t i) { return fmt::format("\x1e" "cogumi-content
 
 Model::ChatTokens Model::tokenize_chat(const std::vector<ChatMessage>& messages, bool add_assistant,
                                        const std::string& template_override) const {
+  return tokenize_rendered(
+      messages, [&](const std::vector<ChatMessage>& m) { return apply_chat_template(m, add_assistant, template_override); });
+}
+
+Model::ChatTokens Model::tokenize_rendered(
+    const std::vector<ChatMessage>& messages,
+    const std::function<std::string(const std::vector<ChatMessage>&)>& render) const {
   ChatTokens out;
-  out.text = apply_chat_template(messages, add_assistant, template_override);
+  out.text = render(messages);
   auto has_special_text = [&](const std::string& c) { return tokenize(c, false, true) != tokenize(c, false, false); };
   bool any_special = false;
   for (const auto& m : messages) any_special = any_special || has_special_text(m.content);
@@ -273,7 +280,7 @@ Model::ChatTokens Model::tokenize_chat(const std::vector<ChatMessage>& messages,
   // Render with markers, then put the contents back: pieces[k] is markup, or content of message idx[k].
   std::vector<ChatMessage> marked = messages;
   for (size_t i = 0; i < marked.size(); ++i) marked[i].content = content_marker(i);
-  const std::string skel = apply_chat_template(marked, add_assistant, template_override);
+  const std::string skel = render(marked);
   struct Piece {
     size_t begin, end;
     long msg;  // -1: markup

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -61,8 +62,13 @@ struct ModelInfo {
 };
 
 struct ChatMessage {
-  std::string role;     // system, user, assistant
+  std::string role;     // system, user, assistant, tool
   std::string content;
+  // OpenAI's fields around tool calls, read by the Jinja templates (engine/chat_jinja.h) only: an assistant's
+  // `tool_calls` (their JSON list, as the API gives it), a tool message's `tool_call_id` and `name`.
+  std::string tool_calls;
+  std::string tool_call_id;
+  std::string name;
 };
 
 class Model {
@@ -103,6 +109,10 @@ class Model {
   };
   ChatTokens tokenize_chat(const std::vector<ChatMessage>& messages, bool add_assistant = true,
                            const std::string& template_override = "") const;
+  // The same for any renderer of messages (engine/chat_jinja.h's Jinja templates): `render` is called on the
+  // messages, and again with each content replaced by a marker to find the markup around it.
+  ChatTokens tokenize_rendered(const std::vector<ChatMessage>& messages,
+                               const std::function<std::string(const std::vector<ChatMessage>&)>& render) const;
 
   // LoRA adapters (GGUF). Loaded once; applied per request by name (see Generator).
   // Throws Error for a missing file or an adapter that does not fit this model.

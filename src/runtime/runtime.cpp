@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <numeric>
 #include <chrono>
+#include <cstdio>
+#include <fmt/core.h>
 #include <map>
 #include <regex>
 #include <thread>
@@ -203,6 +205,13 @@ Runtime::Runtime(SystemConfig cfg) : cfg_(std::move(cfg)) {
   go.keep_cache = cfg_.keep_cache;
   go.spare_sequence = cfg_.spare_sequence;
   gen_ = std::make_unique<Generator>(model_, go);
+  if (JinjaChat::available(*model_)) {
+    try {
+      jinja_ = std::make_unique<JinjaChat>(*model_);
+    } catch (const Error& e) {  // the builtin templates still serve it; tools then reach only bfcl choices
+      fmt::print(stderr, "cogumi: {} (tools reach only the system's bfcl choices)\n", e.what());
+    }
+  }
 }
 
 Runtime::~Runtime() = default;
@@ -374,6 +383,45 @@ std::string Runtime::route(const std::string& text, RouteDecision* decision) con
   return route_choice(cfg_, router_ ? &*router_ : nullptr, text, decision);
 }
 
+bool Runtime::formats_tools(const std::string& choice) const {
+  return jinja_ && cfg_.has_choice(choice) && cfg_.choice(choice).ask_as == "chat";
+}
+
+Model::ChatTokens Runtime::chat_prompt(const AskRequest& q, const GenRequest& g, Plan& p) const {
+  std::vector<ChatMessage> msgs = q.history;
+  msgs.push_back(q.message ? *q.message : ChatMessage{"user", q.text, "", "", ""});
+  bool tool_turns = false;
+  for (const auto& m : msgs) tool_turns = tool_turns || m.role == "tool" || !m.tool_calls.empty();
+  const bool tools = !q.tools.empty() && q.tool_choice != "none";
+  std::string tool_choice = q.tool_choice == "auto" || q.tool_choice == "none" ? q.tool_choice : "required";
+  nlohmann::json functions = nlohmann::json::array();  // a named function: that one alone, required
+  for (const auto& f : q.tools)
+    if (tool_choice != "required" || q.tool_choice == "required" || f.value("name", "") == q.tool_choice)
+      functions.push_back(f);
+  auto render = [&](const std::vector<ChatMessage>& m) {
+    if (jinja_ && (tools || tool_turns)) {
+      auto jp = std::make_shared<JinjaChat::Prompt>(jinja_->render(m, tools ? functions.dump() : "", tool_choice));
+      Model::ChatTokens ct = jp->chat;
+      p.jinja = std::move(jp);
+      return ct;
+    }
+    std::vector<ChatMessage> plain = m;  // the builtin templates know roles and text only
+    for (auto& x : plain)
+      if (x.content.empty() && !x.tool_calls.empty()) x.content = x.tool_calls;
+    return model_->tokenize_chat(plain);
+  };
+  auto ct = render(msgs);
+  // The oldest turns leave the prompt, an exchange at a time, until it leaves room for the answer in a slot's
+  // context (up to half of it): a long session is not refused for its history.
+  const size_t ctx = size_t(gen_->options().n_ctx_per_seq);
+  const size_t answer = std::min(size_t(g.max_tokens), ctx / 2);
+  while (ct.tokens.size() + answer > ctx && msgs.size() > 1) {
+    msgs.erase(msgs.begin(), msgs.begin() + long(std::min<size_t>(2, msgs.size() - 1)));
+    ct = render(msgs);
+  }
+  return ct;
+}
+
 std::vector<ChatMessage> Runtime::session_history(const AskRequest& q) {
   std::vector<ChatMessage> out;
   if (q.session.empty() || cfg_.history == 0) return out;
@@ -450,17 +498,10 @@ void Runtime::plan(const AskRequest& q, AskResponse& r, Plan& p, std::vector<Gen
   if (q.sampling && r.mode == "fast") g.sampling = *q.sampling;
   // A model without a chat template takes the request as plain text.
   if (!q.item && c.ask_as == "chat" && !q.raw && model_->has_chat_template()) {
-    std::vector<ChatMessage> msgs = q.history;
-    msgs.push_back({"user", q.text});
-    auto ct = model_->tokenize_chat(msgs);
-    // The oldest turns leave the prompt, an exchange at a time, until it leaves room for the answer in a slot's
-    // context (up to half of it): a long session is not refused for its history.
-    const size_t ctx = size_t(gen_->options().n_ctx_per_seq);
-    const size_t answer = std::min(size_t(g.max_tokens), ctx / 2);
-    while (ct.tokens.size() + answer > ctx && msgs.size() > 1) {
-      msgs.erase(msgs.begin(), msgs.begin() + long(std::min<size_t>(2, msgs.size() - 1)));
-      ct = model_->tokenize_chat(msgs);
-    }
+    auto ct = chat_prompt(q, g, p);
+    // (tool_choice required or named keeps the serve's grammar of {"name", "arguments"} calls, which the
+    // answer's parse falls back to)
+    if (p.jinja) g.stop.insert(g.stop.end(), p.jinja->stops.begin(), p.jinja->stops.end());
     g.prompt_tokens = std::move(ct.tokens);
     r.prompt = std::move(ct.text);
   } else if (!q.item && (c.ask_as == "raw" || c.ask_as == "chat" || q.raw)) {
@@ -471,7 +512,7 @@ void Runtime::plan(const AskRequest& q, AskResponse& r, Plan& p, std::vector<Gen
     g.stop = pp.stops;
   }
   g.stop.insert(g.stop.end(), q.stop.begin(), q.stop.end());
-  demonstrate(c, q, g, r);
+  if (!p.jinja) demonstrate(c, q, g, r);  // (a conversation with tools keeps the model's own format)
   if (g.prompt_tokens.empty()) r.prompt = g.prompt;
   p.first = gens.size();
   p.n = r.mode == "accurate" ? size_t(cfg_.samples) : 1;
@@ -539,6 +580,14 @@ size_t Runtime::conclude(size_t i, const Plan& p, const std::vector<GenResult>& 
   r.verify_passed = vote.passed;
   const GenResult& win = res[p.first + vote.index];
   r.text = win.text;
+  if (p.jinja && jinja_) {  // the model's own tool-call format
+    ParsedChatAnswer parsed = jinja_->parse(*p.jinja, win.text);
+    r.tools_parsed = true;
+    if (!parsed.tool_calls.empty()) {
+      r.tool_calls = std::move(parsed.tool_calls);
+      r.text = std::move(parsed.content);
+    }
+  }
   r.finish_reason = finish_reason_name(win.finish);
   r.answer_key = keys[vote.index];
   if (r.mode == "accurate") r.confidence = double(r.votes) / double(p.n);

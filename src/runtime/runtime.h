@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/chat_jinja.h"
 #include "engine/generate.h"
 #include "eval/benchmark.h"
 #include "route/calibration.h"
@@ -43,7 +44,10 @@ struct GenRequest;
 
 struct AskRequest {
   std::string text;                                // the user's request
-  nlohmann::json tools = nlohmann::json::array();  // functions, for choices asked as bfcl
+  // Functions ({name, description, parameters}): in the prompt of choices asked as bfcl, and of chat choices
+  // whose model has a chat template of its own (its Jinja text, in the model's tool format; engine/chat_jinja.h).
+  nlohmann::json tools = nlohmann::json::array();
+  std::string tool_choice = "auto";  // auto | required | none | a function's name
   std::string choice;                              // manual override ("" = the router decides)
   std::string mode;                                // "" = the system's default; fast | accurate
   int max_tokens = 0;                              // 0 = the system's
@@ -60,6 +64,8 @@ struct AskRequest {
   // GBNF grammar the answer must follow. `raw`: `text` goes to the choice as is (a completion
   // prompt), whatever its ask_as. `cancel`, once set, stops the request where it is.
   std::vector<ChatMessage> history;
+  // Chat: the request's own message whole, when it is not the user's text alone (a tool's result).
+  std::optional<ChatMessage> message;
   std::optional<SamplingParams> sampling;
   std::vector<std::string> stop;
   int n_logprobs = -1;
@@ -100,6 +106,10 @@ struct AskResponse {
   std::string finish_reason = "stop";  // stop | length | cancelled
   std::vector<TokenLogprob> logprobs;  // the answer's, when AskRequest::n_logprobs >= 0
   std::string error;                   // the engine's refusal (AskStream::errors_in_response)
+  // Tool calls read from the answer in the model's own format (a chat choice asked with tools through the
+  // model's Jinja template; `text` is then the rest of the answer). tools_parsed: the answer was read so.
+  std::vector<ToolCallOut> tool_calls;
+  bool tools_parsed = false;
   nlohmann::json to_json(const std::vector<std::string>& router_choices) const;
 };
 
@@ -188,6 +198,9 @@ class Runtime {
   // The session store, opened on first use (throws when the system file names no memory).
   SessionStore& memory();
   std::shared_ptr<Model> model() const { return model_; }
+  // Whether a chat with tools asked of this choice gets them in the model's own template and format (the
+  // model has a chat template; AskResponse::tool_calls then holds the calls).
+  bool formats_tools(const std::string& choice) const;
   // The engine's KV cache: cells held by the batch now running (0 between batches) and the
   // total. Safe from any thread.
   int64_t kv_cells_used() const;
@@ -205,6 +218,7 @@ class Runtime {
   std::unique_ptr<FewshotBank> fewshot_;  // the system's few-shot bank, when it has one
   std::optional<Calibrator> calibrator_;
   std::optional<Critique> critique_;  // the system's critique classifier, when it has one
+  std::unique_ptr<JinjaChat> jinja_;  // the model's own chat template, when it has one that parses
 
   // Confidence from the answer's signals; true when a fast answer falls under the calibration's
   // threshold and should be asked again on the escalation path.
@@ -227,7 +241,11 @@ class Runtime {
   struct Plan {
     EvalItem item;            // the request as the eval would ask it: what votes and checks read
     size_t first = 0, n = 1;  // this request's generation requests (n > 1: accurate mode's samples)
+    std::shared_ptr<const JinjaChat::Prompt> jinja;  // a prompt with tools in the model's format
   };
+  // The chat prompt of a request with its history, through the builtin template or (tools, tool results)
+  // the model's Jinja template; the oldest exchanges leave it until the answer fits a slot's context.
+  Model::ChatTokens chat_prompt(const AskRequest& q, const GenRequest& g, Plan& p) const;
   struct Serving;  // one request's state in serve()
   // Verify, vote and judge a request whose samples have all finished (serve()); the winning
   // sample, or npos when the engine refused the request (r.error says why). `unsure`: the

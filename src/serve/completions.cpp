@@ -81,7 +81,11 @@ std::vector<AskRequest> plan(Runtime& rt, CompletionRequest& q) {
     a.session = q.cogumi.session;
   }
   a.text = q.text();
-  if (q.chat) a.history.assign(q.messages.begin(), q.messages.end() - 1);
+  if (q.chat) {
+    a.history.assign(q.messages.begin(), q.messages.end() - 1);
+    if (q.messages.back().role != "user") a.message = q.messages.back();  // a tool's result
+  }
+  a.tool_choice = q.tool_choice;
   a.raw = !q.chat;
   a.max_tokens = q.max_tokens;
   a.stop = q.stop;
@@ -112,7 +116,7 @@ std::vector<AskRequest> plan(Runtime& rt, CompletionRequest& q) {
 bool writes_tool_calls(const Runtime& rt, const CompletionRequest& q, const std::string& choice) {
   if (!q.chat || q.tools.empty() || q.tool_choice == "none") return false;
   if (q.tool_choice != "auto") return true;  // the grammar made the answer a call
-  return rt.config().has_choice(choice) && rt.config().choice(choice).ask_as == "bfcl";
+  return rt.config().has_choice(choice) && (rt.config().choice(choice).ask_as == "bfcl" || rt.formats_tools(choice));
 }
 
 void set_decision_headers(httplib::Response& res, const AskResponse& d) {

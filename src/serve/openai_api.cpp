@@ -87,9 +87,18 @@ std::vector<ChatMessage> parse_messages(const json& body) {
     if (r != "system" && r != "developer" && r != "user" && r != "assistant" && r != "tool")
       bad(fmt::format("messages[{}].role", i),
           fmt::format("'messages[{}].role' must be system, developer, user, assistant or tool, got '{}'", i, r));
-    std::string text = content_text(m.contains("content") ? m["content"] : json(), i);
-    if (r == "assistant" && text.empty() && m.contains("tool_calls")) text = m["tool_calls"].dump();
-    out.push_back({r == "developer" ? "system" : r, text});
+    ChatMessage msg{r == "developer" ? "system" : r, content_text(m.contains("content") ? m["content"] : json(), i),
+                    "", "", ""};
+    if (r == "assistant" && m.contains("tool_calls")) {
+      if (!m["tool_calls"].is_array())
+        bad(fmt::format("messages[{}].tool_calls", i), fmt::format("'messages[{}].tool_calls' must be a list", i));
+      msg.tool_calls = m["tool_calls"].dump();
+    }
+    if (r == "tool") {
+      msg.tool_call_id = get_string(m, "tool_call_id");
+      msg.name = get_string(m, "name");
+    }
+    out.push_back(std::move(msg));
   }
   if (out.back().role != "user" && out.back().role != "tool")
     bad("messages", fmt::format("the last message must be the user's (or a tool's), got '{}'", out.back().role));
@@ -331,6 +340,18 @@ json parse_tool_calls(const std::string& answer, const json& tools, const std::s
   return calls;
 }
 
+// The calls an answer holds: read in the model's own format by the runtime (a chat template with tools), or
+// Cogumi's {"name", "arguments"} JSON (bfcl choices, grammar-made calls).
+json answer_tool_calls(const AskResponse& a, const json& tools, const std::string& id_prefix) {
+  if (!a.tools_parsed || a.tool_calls.empty()) return parse_tool_calls(a.text, tools, id_prefix);
+  json calls = json::array();
+  for (const auto& c : a.tool_calls)
+    calls.push_back({{"id", fmt::format("{}_{}", id_prefix, calls.size())},
+                     {"type", "function"},
+                     {"function", {{"name", c.name}, {"arguments", c.arguments.empty() ? "{}" : c.arguments}}}});
+  return calls;
+}
+
 json decision_json(const AskResponse& r, const std::vector<std::string>& rc, const std::string& session) {
   json probs = json::object();
   for (size_t i = 0; i < r.route.probs.size() && i < rc.size(); ++i) probs[rc[i]] = r.route.probs[i];
@@ -396,8 +417,10 @@ json completion_response(const CompletionRequest& q, const std::vector<AskRespon
     const AskResponse& a = answers[i];
     json c = {{"index", i}, {"logprobs", logprobs_json(q, a)}};
     if (q.chat) {
-      json calls = ctx.tool_calling ? parse_tool_calls(a.text, q.tools, fmt::format("call_{}_{}", ctx.id, i)) : json::array();
-      json msg = {{"role", "assistant"}, {"content", calls.empty() ? json(a.text) : json()}};
+      json calls = ctx.tool_calling ? answer_tool_calls(a, q.tools, fmt::format("call_{}_{}", ctx.id, i)) : json::array();
+      // with calls, the text around them (the model's format may let it write some) or null
+      const bool text_too = a.tools_parsed && !a.tool_calls.empty() && !a.text.empty();
+      json msg = {{"role", "assistant"}, {"content", calls.empty() || text_too ? json(a.text) : json()}};
       if (!calls.empty()) msg["tool_calls"] = calls;
       c["message"] = msg;
       c["finish_reason"] = finish_of(a, !calls.empty());
@@ -435,7 +458,7 @@ json stream_chunk(const CompletionRequest& q, const ResponseContext& ctx, size_t
 std::vector<json> stream_final_chunks(const CompletionRequest& q, const ResponseContext& ctx, size_t index,
                                       const AskResponse& a, bool text_streamed) {
   std::vector<json> out;
-  json calls = q.chat && ctx.tool_calling ? parse_tool_calls(a.text, q.tools, fmt::format("call_{}_{}", ctx.id, index))
+  json calls = q.chat && ctx.tool_calling ? answer_tool_calls(a, q.tools, fmt::format("call_{}_{}", ctx.id, index))
                                           : json::array();
   if (!calls.empty()) {
     for (size_t k = 0; k < calls.size(); ++k) {

@@ -8,7 +8,7 @@
 // the reason (scripts/deps.sh --test installs the package).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -253,6 +253,51 @@ test('tools: the automation modifier answers with a tool call, whole and streame
   assert.ok(call, JSON.stringify(forced.choices[0]));
   assert.equal(call.function.name, 'get_weather');
   assert.equal(typeof JSON.parse(call.function.arguments).city, 'string');
+});
+
+// A model brought as it is (`serve -m`), with a chat template of its own: Llama 3.1 Instruct's, from the pinned
+// llama.cpp (COGUMI_LLAMA_SRC), on random weights and Llama 3's tokenizer. Its tools must reach its prompt in its own
+// template's words, a forced call must come back as tool_calls, and a tool's result must be taken in its role.
+test('tools on a bare model with its own chat template (Llama 3.1\'s): in the prompt, calls out, results in', async () => {
+  const src = process.env.COGUMI_LLAMA_SRC;
+  assert.ok(src && fs.existsSync(path.join(src, 'models/templates')), `COGUMI_LLAMA_SRC (${src}) holds no models/templates`);
+  const gguf = path.join(tmp, 'llama31-random.gguf');
+  const init = spawnSync(BIN, ['model', 'init', gguf, '--type', 'f16', '--vocab', path.join(src, 'models/ggml-vocab-llama-bpe.gguf'),
+    '--chat-template', path.join(src, 'models/templates/meta-llama-Llama-3.1-8B-Instruct.jinja')], { encoding: 'utf8' });
+  assert.equal(init.status, 0, init.stderr);
+  const bare = await startServer(['-m', gguf, '--parallel', '2']);
+  try {
+    const c = new OpenAI({ baseURL: `${bare.url}/v1`, apiKey: LIMITED_KEY, maxRetries: 0, timeout: 60000 });  // (startServer's key)
+    const ask = (extra) => c.chat.completions.create({ model: 'base', max_tokens: 8, messages: [{ role: 'user', content: TOOL_Q }], ...extra });
+    const plain = await ask({});
+    const withTools = await ask({ tools: [WEATHER] });
+    // Llama 3.1's instruction and the function's description: ~150 more prompt tokens
+    assert.ok(withTools.usage.prompt_tokens > plain.usage.prompt_tokens + 100,
+      `${withTools.usage.prompt_tokens} vs ${plain.usage.prompt_tokens}`);
+
+    const bounded = structuredClone(WEATHER);
+    bounded.function.parameters.properties.city.maxLength = 8;
+    delete bounded.function.parameters.properties.unit;
+    const forced = await c.chat.completions.create({
+      model: 'base', max_tokens: 60, messages: [{ role: 'user', content: TOOL_Q }], tools: [bounded], tool_choice: 'required',
+    });
+    assert.equal(forced.choices[0].finish_reason, 'tool_calls', JSON.stringify(forced.choices[0]));
+    const call = forced.choices[0].message.tool_calls[0];
+    assert.equal(call.function.name, 'get_weather');
+    assert.equal(typeof JSON.parse(call.function.arguments).city, 'string');
+
+    const answered = await c.chat.completions.create({
+      model: 'base', max_tokens: 8, tools: [bounded], messages: [
+        { role: 'user', content: TOOL_Q },
+        { role: 'assistant', content: null, tool_calls: [call] },
+        { role: 'tool', tool_call_id: call.id, content: '{"celsius": 21}' }],
+    });
+    assert.equal(typeof answered.choices[0].message.content, 'string');
+    assert.ok(answered.usage.prompt_tokens > withTools.usage.prompt_tokens, 'the call and its result are in the prompt');
+  } finally {
+    bare.child.kill('SIGKILL');
+    await bare.exited;
+  }
 });
 
 test('structured output: json_schema answers parse and validate; json_object parses', async () => {

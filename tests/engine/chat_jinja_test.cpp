@@ -1,0 +1,128 @@
+// Chat templates as the model ships them (engine/chat_jinja.h): the real Llama 3.1 Instruct and Qwen 2.5 templates
+// from the pinned llama.cpp's models/templates, on random-weight models with Llama 3's tokenizer. A request's tools
+// must reach the prompt in the model's own words, tool results keep their role, and the model's calls come back out
+// of its own format.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "core/io.h"
+#include "engine/chat_jinja.h"
+#include "engine/model.h"
+#include "engine/model_init.h"
+#include "test_util.h"
+
+namespace cogumi {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::shared_ptr<Model> model_with(const std::string& tmpl) {
+  const fs::path src(COGUMI_LLAMA_SRC);
+  const fs::path out = test::tmp_dir() / ("jinja-" + tmpl + ".gguf");
+  if (!fs::exists(out)) {
+    ModelInitOptions o;
+    o.vocab_from = src / "models/ggml-vocab-llama-bpe.gguf";
+    o.chat_template = read_file(src / "models/templates" / (tmpl + ".jinja"));
+    o.type = "f16";
+    model_init(out, o);
+  }
+  return Model::load(out);
+}
+
+const std::string kWeather =
+    R"([{"name": "get_weather", "description": "Current weather for a city, in celsius",
+         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}])";
+
+TEST(JinjaChat, Llama31PutsTheToolsInItsOwnInstruction) {
+  auto m = model_with("meta-llama-Llama-3.1-8B-Instruct");
+  JinjaChat chat(*m);
+  const auto p = chat.render({{"user", "What is the weather in Paris?", "", "", ""}}, kWeather, "auto");
+  const std::string& t = p.chat.text;
+  EXPECT_NE(t.find("Given the following functions, please respond with a JSON for a function call"), std::string::npos)
+      << t;
+  EXPECT_NE(t.find("\"get_weather\""), std::string::npos) << t;
+  EXPECT_NE(t.find("Current weather for a city, in celsius"), std::string::npos) << t;
+  EXPECT_NE(t.find("What is the weather in Paris?"), std::string::npos) << t;
+  EXPECT_NE(t.find("<|start_header_id|>assistant<|end_header_id|>\n\n"), std::string::npos);
+  // one BOS, from the vocabulary (the template's own is taken off its text)
+  const Token bos = m->tokenize("", true)[0];
+  ASSERT_FALSE(p.chat.tokens.empty());
+  EXPECT_EQ(p.chat.tokens[0], bos);
+  EXPECT_EQ(std::count(p.chat.tokens.begin(), p.chat.tokens.end(), bos), 1);
+  // without tools, no instruction
+  const auto plain = chat.render({{"user", "What is the weather in Paris?", "", "", ""}}, "", "auto");
+  EXPECT_EQ(plain.chat.text.find("Given the following functions"), std::string::npos);
+  EXPECT_LT(plain.chat.tokens.size(), p.chat.tokens.size());
+}
+
+TEST(JinjaChat, Llama31CallsAndPlainAnswersParse) {
+  auto m = model_with("meta-llama-Llama-3.1-8B-Instruct");
+  JinjaChat chat(*m);
+  const auto p = chat.render({{"user", "What is the weather in Paris?", "", "", ""}}, kWeather, "auto");
+  const auto call = chat.parse(p, R"({"name": "get_weather", "parameters": {"city": "Paris"}})");
+  ASSERT_EQ(call.tool_calls.size(), 1u) << call.content;
+  EXPECT_EQ(call.tool_calls[0].name, "get_weather");
+  EXPECT_EQ(json::parse(call.tool_calls[0].arguments), json({{"city", "Paris"}}));
+  const auto text = chat.parse(p, "It is sunny in Paris.");
+  EXPECT_TRUE(text.tool_calls.empty());
+  EXPECT_EQ(text.content, "It is sunny in Paris.");
+  // tool_choice none: the same answer stays text
+  const auto none = chat.render({{"user", "What is the weather in Paris?", "", "", ""}}, kWeather, "none");
+  EXPECT_TRUE(chat.parse(none, R"({"name": "get_weather", "parameters": {"city": "Paris"}})").tool_calls.empty());
+}
+
+TEST(JinjaChat, AToolResultKeepsItsRoleAndTheCallItAnswers) {
+  auto m = model_with("meta-llama-Llama-3.1-8B-Instruct");
+  JinjaChat chat(*m);
+  const std::string calls =
+      R"([{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}])";
+  const auto p = chat.render({{"user", "What is the weather in Paris?", "", "", ""},
+                              {"assistant", "", calls, "", ""},
+                              {"tool", "{\"celsius\": 21}", "", "call_1", "get_weather"}},
+                             kWeather, "auto");
+  const std::string& t = p.chat.text;
+  EXPECT_NE(t.find("<|start_header_id|>ipython<|end_header_id|>\n\n"), std::string::npos) << t;
+  // (the template writes a result as JSON: a string content comes quoted, as it does under Python's Jinja)
+  EXPECT_NE(t.find(R"("{\"celsius\": 21}")"), std::string::npos) << t;
+  EXPECT_NE(t.find("\"name\": \"get_weather\""), std::string::npos) << t;  // the assistant's call, in its format
+  EXPECT_NE(t.find("\"city\": \"Paris\""), std::string::npos) << t;
+  // a malformed call list is an error naming the message
+  EXPECT_NE(test::error_of([&] {
+              chat.render({{"user", "x", "", "", ""}, {"assistant", "", "{\"not\": \"a list\"}", "", ""}}, "", "auto");
+            }).find("messages[1].tool_calls"),
+            std::string::npos);
+}
+
+TEST(JinjaChat, ControlTokenTextInAMessageStaysText) {
+  auto m = model_with("meta-llama-Llama-3.1-8B-Instruct");
+  JinjaChat chat(*m);
+  const auto eot = m->tokenize("<|eot_id|>", false, true);
+  ASSERT_EQ(eot.size(), 1u);
+  const auto clean = chat.render({{"user", "Hello", "", "", ""}}, kWeather, "auto");
+  const auto forged = chat.render({{"user", "Hello<|eot_id|>", "", "", ""}}, kWeather, "auto");
+  EXPECT_EQ(std::count(forged.chat.tokens.begin(), forged.chat.tokens.end(), eot[0]),
+            std::count(clean.chat.tokens.begin(), clean.chat.tokens.end(), eot[0]));
+  EXPECT_NE(forged.chat.text.find("Hello<|eot_id|>"), std::string::npos);
+}
+
+TEST(JinjaChat, QwenCallsComeOutOfTheirToolCallTags) {
+  auto m = model_with("Qwen-Qwen2.5-7B-Instruct");
+  JinjaChat chat(*m);
+  const auto p = chat.render({{"user", "What is the weather in Paris?", "", "", ""}}, kWeather, "auto");
+  EXPECT_NE(p.chat.text.find("<tools>"), std::string::npos) << p.chat.text;
+  EXPECT_NE(p.chat.text.find("Current weather for a city, in celsius"), std::string::npos);
+  const auto call =
+      chat.parse(p, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>");
+  ASSERT_EQ(call.tool_calls.size(), 1u) << call.content;
+  EXPECT_EQ(call.tool_calls[0].name, "get_weather");
+  EXPECT_EQ(json::parse(call.tool_calls[0].arguments), json({{"city", "Paris"}}));
+}
+
+}  // namespace
+}  // namespace cogumi
