@@ -126,13 +126,13 @@ JinjaChat::Prompt JinjaChat::render(const std::vector<ChatMessage>& messages, co
   return out;
 }
 
-ParsedChatAnswer JinjaChat::parse(const Prompt& prompt, const std::string& answer) const {
+ParsedChatAnswer JinjaChat::parse(const Prompt& prompt, const std::string& answer, bool partial) const {
   ParsedChatAnswer out;
   out.content = answer;
   const auto* parser = static_cast<const Parser*>(prompt.parser.get());
   if (!parser) return out;
   try {
-    const common_chat_msg msg = common_chat_parse(answer, false, parser->params);
+    const common_chat_msg msg = common_chat_parse(answer, partial, parser->params);
     out.content = msg.content;
     for (const auto& c : msg.tool_calls) out.tool_calls.push_back({c.name, c.arguments});
   } catch (const std::exception&) {

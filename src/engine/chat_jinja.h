@@ -44,8 +44,8 @@ class JinjaChat {
   Prompt render(const std::vector<ChatMessage>& messages, const std::string& tools,
                 const std::string& tool_choice) const;
   // The answer in the prompt's format: text and tool calls. An answer the format's parser does not
-  // take is all text.
-  ParsedChatAnswer parse(const Prompt& prompt, const std::string& answer) const;
+  // take is all text. `partial`: the answer so far, while it streams (a call being written is not text).
+  ParsedChatAnswer parse(const Prompt& prompt, const std::string& answer, bool partial = false) const;
 
  private:
   const Model& model_;

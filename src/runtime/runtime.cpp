@@ -383,6 +383,11 @@ std::string Runtime::route(const std::string& text, RouteDecision* decision) con
   return route_choice(cfg_, router_ ? &*router_ : nullptr, text, decision);
 }
 
+ParsedChatAnswer Runtime::parse_answer(const AskResponse& decision, const std::string& text, bool partial) const {
+  if (!jinja_ || !decision.tools_prompt) return {text, {}};
+  return jinja_->parse(*decision.tools_prompt, text, partial);
+}
+
 bool Runtime::formats_tools(const std::string& choice) const {
   return jinja_ && cfg_.has_choice(choice) && cfg_.choice(choice).ask_as == "chat";
 }
@@ -512,6 +517,7 @@ void Runtime::plan(const AskRequest& q, AskResponse& r, Plan& p, std::vector<Gen
     g.stop = pp.stops;
   }
   g.stop.insert(g.stop.end(), q.stop.begin(), q.stop.end());
+  r.tools_prompt = p.jinja;
   if (!p.jinja) demonstrate(c, q, g, r);  // (a conversation with tools keeps the model's own format)
   if (g.prompt_tokens.empty()) r.prompt = g.prompt;
   p.first = gens.size();

@@ -110,6 +110,7 @@ struct AskResponse {
   // model's Jinja template; `text` is then the rest of the answer). tools_parsed: the answer was read so.
   std::vector<ToolCallOut> tool_calls;
   bool tools_parsed = false;
+  std::shared_ptr<const JinjaChat::Prompt> tools_prompt;  // that prompt (the decision has it: parse_answer)
   nlohmann::json to_json(const std::vector<std::string>& router_choices) const;
 };
 
@@ -201,6 +202,9 @@ class Runtime {
   // Whether a chat with tools asked of this choice gets them in the model's own template and format (the
   // model has a chat template; AskResponse::tool_calls then holds the calls).
   bool formats_tools(const std::string& choice) const;
+  // An answer (or, partial, the answer so far) of a decided request read in its prompt's tool-call format; all
+  // text when the decision has no such prompt.
+  ParsedChatAnswer parse_answer(const AskResponse& decision, const std::string& text, bool partial) const;
   // The engine's KV cache: cells held by the batch now running (0 between batches) and the
   // total. Safe from any thread.
   int64_t kv_cells_used() const;

@@ -215,6 +215,8 @@ struct SseWriter {
   RequestRecord rec;
   std::function<void(const RequestRecord&)> notify;
   std::shared_ptr<void> guard;  // the request counts as in flight while this lives
+  const Runtime* rt = nullptr;
+  std::vector<std::string> generated;  // per choice: the answer so far (a tool-calling answer, read as it grows)
 
   bool send(httplib::DataSink& sink, const json& j) {
     const std::string s = "data: " + wire(j) + "\n\n";
@@ -231,8 +233,22 @@ struct SseWriter {
     return sink.write(s.data(), s.size());
   }
 
+  // A tool-calling answer's new piece: in the model's own format (a chat template with tools), the text it adds
+  // outside calls, read from the answer so far (`text`; false: none); with Cogumi's bare JSON calls, nothing.
+  bool tool_text(size_t k, const std::string& piece, const std::string& sent, std::string& text) {
+    if (!decision.tools_prompt || !rt) return false;
+    if (generated.size() <= k) generated.resize(k + 1);
+    generated[k] += piece;
+    const ParsedChatAnswer so_far = rt->parse_answer(decision, generated[k], true);
+    if (!so_far.tool_calls.empty() || so_far.content.size() <= sent.size() ||
+        so_far.content.compare(0, sent.size(), sent) != 0)
+      return false;
+    text = so_far.content.substr(sent.size());
+    return true;
+  }
+
   // Pieces until the job is done; false when the client left or the deadline passed.
-  bool stream_pieces(httplib::DataSink& sink, std::vector<bool>& streamed, bool& timed_out) {
+  bool stream_pieces(httplib::DataSink& sink, std::vector<std::string>& streamed, bool& timed_out) {
     for (;;) {
       std::unique_lock lk(job->mu);
       job->cv.wait_until(lk, std::min(deadline, Clock::now() + std::chrono::milliseconds(250)), [&] {
@@ -245,9 +261,10 @@ struct SseWriter {
       lk.unlock();
       if (!send_progress(sink, samples_done, samples)) return false;
       for (auto& [k, piece] : pieces) {
-        if (ctx.tool_calling) continue;  // calls go out whole, at the end
-        streamed[k] = true;
-        if (!send(sink, stream_chunk(*q, ctx, k, {{"content", piece}}, nullptr))) return false;
+        std::string text = piece;
+        if (ctx.tool_calling && !tool_text(k, piece, streamed[k], text)) continue;  // calls go out whole, at the end
+        streamed[k] += text;
+        if (!send(sink, stream_chunk(*q, ctx, k, {{"content", text}}, nullptr))) return false;
       }
       if (done) return true;
       if (Clock::now() >= deadline) return !(timed_out = true);
@@ -257,7 +274,7 @@ struct SseWriter {
 
   bool write(httplib::DataSink& sink) {
     const size_t n = job->requests.size();
-    std::vector<bool> streamed(n, false);
+    std::vector<std::string> streamed(n);  // the text each choice sent
     bool ok = true, timed_out = false;
     for (size_t i = 0; i < n && ok && q->chat; ++i) {
       json first = stream_chunk(*q, ctx, i, {{"role", "assistant"}, {"content", ""}}, nullptr);
@@ -400,7 +417,7 @@ void Server::handle_completion(const httplib::Request& req, httplib::Response& r
   res.set_header("Cache-Control", "no-cache");
   auto w = std::make_shared<SseWriter>();
   *w = SseWriter{job, q, ctx, decision, t0, deadline, opts_.timeout_s, rec,
-                 [this](const RequestRecord& r) { notify(r); }, guard};
+                 [this](const RequestRecord& r) { notify(r); }, guard, rt_.get(), {}};
   // An exception must not leave httplib's thread (it would end the process): the stream ends.
   res.set_chunked_content_provider("text/event-stream", [w](size_t, httplib::DataSink& sink) {
     try {

@@ -456,21 +456,22 @@ json stream_chunk(const CompletionRequest& q, const ResponseContext& ctx, size_t
 }
 
 std::vector<json> stream_final_chunks(const CompletionRequest& q, const ResponseContext& ctx, size_t index,
-                                      const AskResponse& a, bool text_streamed) {
+                                      const AskResponse& a, const std::string& streamed) {
   std::vector<json> out;
   json calls = q.chat && ctx.tool_calling ? answer_tool_calls(a, q.tools, fmt::format("call_{}_{}", ctx.id, index))
                                           : json::array();
-  if (!calls.empty()) {
-    for (size_t k = 0; k < calls.size(); ++k) {
-      json head = calls[k];
-      head["index"] = k;
-      head["function"]["arguments"] = "";
-      out.push_back(stream_chunk(q, ctx, index, {{"tool_calls", json::array({head})}}, nullptr));
-      json args = {{"index", k}, {"function", {{"arguments", calls[k]["function"]["arguments"]}}}};
-      out.push_back(stream_chunk(q, ctx, index, {{"tool_calls", json::array({args})}}, nullptr));
-    }
-  } else if (!text_streamed && !a.text.empty()) {
-    out.push_back(stream_chunk(q, ctx, index, {{"content", a.text}}, nullptr));
+  // The text not sent yet: all of it when nothing streamed (a tool-calling choice's answer without calls), else
+  // the rest of what streamed; with calls, only text read around them in the model's own format.
+  const bool rest = a.text.size() > streamed.size() && a.text.compare(0, streamed.size(), streamed) == 0;
+  if (rest && (calls.empty() || a.tools_parsed))
+    out.push_back(stream_chunk(q, ctx, index, {{"content", a.text.substr(streamed.size())}}, nullptr));
+  for (size_t k = 0; k < calls.size(); ++k) {
+    json head = calls[k];
+    head["index"] = k;
+    head["function"]["arguments"] = "";
+    out.push_back(stream_chunk(q, ctx, index, {{"tool_calls", json::array({head})}}, nullptr));
+    json args = {{"index", k}, {"function", {{"arguments", calls[k]["function"]["arguments"]}}}};
+    out.push_back(stream_chunk(q, ctx, index, {{"tool_calls", json::array({args})}}, nullptr));
   }
   json last = stream_chunk(q, ctx, index, json::object(), finish_of(a, !calls.empty()));
   if (q.logprobs >= 0) last["choices"][0]["logprobs"] = logprobs_json(q, a);

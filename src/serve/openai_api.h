@@ -111,10 +111,10 @@ nlohmann::json completion_response(const CompletionRequest& q, const std::vector
 // One streamed chunk of choice `index`: a delta of text (or the role, first).
 nlohmann::json stream_chunk(const CompletionRequest& q, const ResponseContext& ctx, size_t index,
                             const nlohmann::json& delta, const nlohmann::json& finish_reason);
-// The chunks that end choice `index` of a stream: tool-call deltas (each call with its own
-// index), then the finish reason; then the routing decision.
+// The chunks that end choice `index` of a stream: the answer's text past what `streamed` sent already, tool-call
+// deltas (each call with its own index), then the finish reason; then the routing decision.
 std::vector<nlohmann::json> stream_final_chunks(const CompletionRequest& q, const ResponseContext& ctx,
-                                                size_t index, const AskResponse& answer, bool text_streamed);
+                                                size_t index, const AskResponse& answer, const std::string& streamed);
 nlohmann::json usage_json(const std::vector<AskResponse>& answers);
 
 nlohmann::json embedding_response(const EmbeddingRequest& q, const std::vector<std::vector<float>>& vecs,

@@ -77,6 +77,30 @@ TEST(JinjaChat, Llama31CallsAndPlainAnswersParse) {
   EXPECT_TRUE(chat.parse(none, R"({"name": "get_weather", "parameters": {"city": "Paris"}})").tool_calls.empty());
 }
 
+// What a stream sends while the answer grows: the text so far of a plain answer, and no text of a call being
+// written (a client can't take text back once it has it).
+TEST(JinjaChat, AnAnswerReadAsItGrowsNeverShowsACallAsText) {
+  for (const std::string tmpl : {"meta-llama-Llama-3.1-8B-Instruct", "Qwen-Qwen2.5-7B-Instruct"}) {
+    auto m = model_with(tmpl);
+    JinjaChat chat(*m);
+    const auto p = chat.render({{"user", "What is the weather in Paris?", "", "", ""}}, kWeather, "auto");
+    const std::string call = tmpl[0] == 'm' ? R"({"name": "get_weather", "parameters": {"city": "Paris"}})"
+                                            : "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": "
+                                              "{\"city\": \"Paris\"}}\n</tool_call>";
+    for (size_t n = 1; n <= call.size(); ++n)
+      EXPECT_EQ(chat.parse(p, call.substr(0, n), true).content, "") << tmpl << ": " << call.substr(0, n);
+    EXPECT_EQ(chat.parse(p, call).tool_calls.size(), 1u) << tmpl;
+    const std::string text = "It is sunny in Paris, 21 degrees.";
+    std::string before;
+    for (size_t n = 1; n <= text.size(); ++n) {
+      const std::string now = chat.parse(p, text.substr(0, n), true).content;
+      EXPECT_EQ(now.compare(0, before.size(), before), 0) << tmpl << ": '" << before << "' then '" << now << "'";
+      before = now;
+    }
+    EXPECT_EQ(chat.parse(p, text).content, text) << tmpl;
+  }
+}
+
 TEST(JinjaChat, AToolResultKeepsItsRoleAndTheCallItAnswers) {
   auto m = model_with("meta-llama-Llama-3.1-8B-Instruct");
   JinjaChat chat(*m);

@@ -233,7 +233,7 @@ TEST(OpenAiApi, StreamedToolCallsCarryOneIndexEach) {
   AskResponse a;
   a.choice = "automation";
   a.text = R"([{"name": "add", "arguments": {"a": 1}}, {"name": "add", "arguments": {"a": 2}}])";
-  auto chunks = stream_final_chunks(q, ctx, 0, a, false);
+  auto chunks = stream_final_chunks(q, ctx, 0, a, "");
   ASSERT_EQ(chunks.size(), 5u);  // per call: head + arguments; then the finish
   std::map<int, std::string> args;
   for (size_t i = 0; i < 4; ++i) {

@@ -275,6 +275,18 @@ test('tools on a bare model with its own chat template (Llama 3.1\'s): in the pr
     assert.ok(withTools.usage.prompt_tokens > plain.usage.prompt_tokens + 100,
       `${withTools.usage.prompt_tokens} vs ${plain.usage.prompt_tokens}`);
 
+    // streamed with tools: the text (no call, from random weights) comes in pieces as it grows, and adds up to the
+    // whole answer's
+    const stream = await ask({ tools: [WEATHER], stream: true });
+    let text = '';
+    let pieces = 0;
+    for await (const chunk of stream) {
+      const d = chunk.choices[0]?.delta?.content;
+      if (d) { text += d; pieces += 1; }
+    }
+    assert.equal(text, withTools.choices[0].message.content);
+    assert.ok(pieces > 1, `the answer came in ${pieces} piece(s): ${JSON.stringify(text)}`);
+
     const bounded = structuredClone(WEATHER);
     bounded.function.parameters.properties.city.maxLength = 8;
     delete bounded.function.parameters.properties.unit;
