@@ -207,6 +207,11 @@ Runtime::Runtime(SystemConfig cfg) : cfg_(std::move(cfg)) {
   gen_ = std::make_unique<Generator>(model_, go);
   if (JinjaChat::available(*model_)) {
     try {
+      model_->apply_chat_template({{"user", "x", "", "", ""}});
+      builtin_template_ = true;
+    } catch (const Error&) {  // a template llama.cpp's builtin list does not recognise: Jinja renders it
+    }
+    try {
       jinja_ = std::make_unique<JinjaChat>(*model_);
     } catch (const Error& e) {  // the builtin templates still serve it; tools then reach only bfcl choices
       fmt::print(stderr, "cogumi: {} (tools reach only the system's bfcl choices)\n", e.what());
@@ -404,7 +409,7 @@ Model::ChatTokens Runtime::chat_prompt(const AskRequest& q, const GenRequest& g,
     if (tool_choice != "required" || q.tool_choice == "required" || f.value("name", "") == q.tool_choice)
       functions.push_back(f);
   auto render = [&](const std::vector<ChatMessage>& m) {
-    if (jinja_ && (tools || tool_turns)) {
+    if (jinja_ && (tools || tool_turns || !builtin_template_)) {
       auto jp = std::make_shared<JinjaChat::Prompt>(jinja_->render(m, tools ? functions.dump() : "", tool_choice));
       Model::ChatTokens ct = jp->chat;
       p.jinja = std::move(jp);

@@ -223,6 +223,7 @@ class Runtime {
   std::optional<Calibrator> calibrator_;
   std::optional<Critique> critique_;  // the system's critique classifier, when it has one
   std::unique_ptr<JinjaChat> jinja_;  // the model's own chat template, when it has one that parses
+  bool builtin_template_ = false;     // llama.cpp's builtin templates know the model's (else jinja_ renders all)
 
   // Confidence from the answer's signals; true when a fast answer falls under the calibration's
   // threshold and should be asked again on the escalation path.

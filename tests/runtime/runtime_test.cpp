@@ -10,6 +10,7 @@
 #include "core/io.h"
 #include "data/synth.h"
 #include "engine/model.h"
+#include "engine/model_init.h"
 #include "route/router_job.h"
 #include "runtime/eval_system.h"
 #include "runtime/memory.h"
@@ -344,6 +345,31 @@ TEST(RuntimeSession, AHistoryLongerThanTheContextLosesItsOldestExchanges) {
   EXPECT_GT(r.prompt_tokens, 512 / 3) << r.prompt;  // the latest exchanges stayed
   EXPECT_NE(r.prompt.find("Answer 3: "), std::string::npos);
   EXPECT_EQ(r.prompt.find("Question 0: "), std::string::npos);
+}
+
+// A chat template llama.cpp's builtin list does not know (llama_chat_apply_template refuses it): the model's own
+// Jinja text renders the conversation instead of the request failing.
+TEST(RuntimeSession, AChatTemplateTheBuiltinListDoesNotKnowIsRenderedAsJinja) {
+  ModelInitOptions o;
+  o.chat_template =
+      "{% for m in messages %}<<turn {{ m.role }}>> {{ m.content }}\n{% endfor %}"
+      "{% if add_generation_prompt %}<<turn assistant>> {% endif %}";
+  const fs::path path = test::tmp_dir() / "runtime" / "custom-template.gguf";
+  fs::create_directories(path.parent_path());
+  model_init(path, o);
+  EXPECT_NE(test::error_of([&] { Model::load(path)->apply_chat_template({{"user", "x", "", "", ""}}); })
+                .find("not supported"),
+            std::string::npos);
+  SystemConfig cfg = SystemConfig::bare_model(path);
+  cfg.parallel = 1;
+  Runtime rt(cfg);
+  AskRequest q;
+  q.text = "Hello there";
+  q.history = {{"user", "Hi", "", "", ""}, {"assistant", "Hi!", "", "", ""}};
+  q.max_tokens = 4;
+  const AskResponse r = rt.ask({q}).at(0);
+  EXPECT_EQ(r.prompt, "<<turn user>> Hi\n<<turn assistant>> Hi!\n<<turn user>> Hello there\n<<turn assistant>> ");
+  EXPECT_GT(r.gen_tokens, 0);
 }
 
 TEST(RuntimeSession, TurnsAreRecordedAndAComplaintEscalates) {
