@@ -40,8 +40,9 @@
 #                            # with and without --no-prefix-cache (bench/prefix_cache_bench.sh, SETS=mmlu5; REPS (1),
 #                            # MMLU_LIMIT (1000); CONTROL (32): cache off at that --parallel too; NANO (1): the trained
 #                            # nano base on the mining set the same way); builds what it needs, the model made once per
-#                            # machine; on a fresh machine `PREP=1 ... prefix8b` first (builds + model, ~550 s on an
-#                            # H100), then `prefix8b` back to back; tables and the first differing outputs (diffs.txt)
+#                            # machine; on a fresh machine `PREP=1 ... prefix8b` first (llama.cpp's build: 511 s on
+#                            # an H100 in session 39), then `prefix8b` back to back (cogumi, the model, the runs);
+#                            # tables and the first differing outputs (diffs.txt)
 #                            # to $OUT
 #   bench/device.sh pack8b      # compress pack at 8B on every core and on one, CPU build only (PACK_THREADS="16 1")
 #   bench/device.sh nano "<nano base args>"...      # nano base candidates side by side: base.gguf, recipe,
@@ -394,6 +395,10 @@ r=json.loads([l for l in open("/root/peft.txt") if l.startswith("{")][-1]); r["p
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
     PREFIX=$(scripts/deps.sh --cuda | tail -n 1)
     echo "device.sh: llama.cpp ready at ${SECONDS} s"
+    # PREP=1: llama.cpp's build only, the first of two back-to-back calls. Session 39's H100 took 511 s for it and
+    # 591 s with cogumi's, before libllama-common joined the build; the second call builds cogumi and the model. (A
+    # call cut off mid-build resumes where it stopped when the next comes while the machine is warm.)
+    [ "${PREP:-0}" = 1 ] && exit 0
     cogumi_build "$PREFIX" cogumi_app
     rm -f "$OUT/cmake.txt" "$OUT/build.txt"  # kept only on failure (the device tool returns at most 8 files)
     echo "device.sh: builds done at ${SECONDS} s"
@@ -404,7 +409,6 @@ r=json.loads([l for l in open("/root/peft.txt") if l.startswith("{")][-1]); r["p
       echo "device.sh: model made at ${SECONDS} s"
     fi
     "$BC/bin/cogumi" info "$M" | head -8 || true
-    [ "${PREP:-0}" = 1 ] && exit 0  # the builds and the model only: the first of two back-to-back calls
     # CONTROL (32): a third run per set with the cache off at --parallel 32, against the cache-off run at 64: what the
     # batch composition alone changes. NANO=1 (the default) then runs the trained nano base on the mining set the same
     # way: a model whose logits are not near flat.
