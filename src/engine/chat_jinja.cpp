@@ -1,8 +1,10 @@
 #include "engine/chat_jinja.h"
 
 #include <chat.h>
+#include <log.h>
 
 #include <exception>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -84,6 +86,12 @@ bool JinjaChat::available(const Model& model) { return model.has_chat_template()
 
 JinjaChat::JinjaChat(const Model& model) : model_(model), impl_(std::make_unique<Impl>()) {
   if (!available(model)) fail("model '{}' has no chat template of its own", model.info().path);
+  // llama.cpp's common library logs on its own (a parse it could not finish, with the answer's text): quiet
+  // unless the engine is verbose
+  static std::once_flag quiet;
+  std::call_once(quiet, [] {
+    if (!engine_verbose()) common_log_pause(common_log_main());
+  });
   try {
     impl_->templates = common_chat_templates_init(model.raw(), "");
   } catch (const std::exception& e) {
@@ -103,19 +111,26 @@ JinjaChat::Prompt JinjaChat::render(const std::vector<ChatMessage>& messages, co
     fail("tool_choice must be auto, required or none, got '{}'", tool_choice);
   in.tool_choice = common_chat_tool_choice_parse_oaicompat(tool_choice);
   in.parallel_tool_calls = true;
+  // Control-token text where contents can't keep it plain (tools, calls, names): refused, as a forged turn would be
+  if (model_.has_control_text(tools)) fail("tools hold control-token text (such as '<|eot_id|>')");
+  for (size_t i = 0; i < messages.size(); ++i)
+    if (model_.has_control_text(messages[i].tool_calls + messages[i].tool_call_id + messages[i].name))
+      fail("messages[{}]: its tool calls, tool_call_id or name hold control-token text (such as '<|eot_id|>')", i);
   Prompt out;
   common_chat_params params;
+  bool first = true;  // tokenize_rendered renders the real conversation first, then marked copies
   auto apply = [&](const std::vector<ChatMessage>& msgs) {
     in.messages = messages_of(msgs);
     try {
-      params = common_chat_templates_apply(impl_->templates.get(), in);
+      common_chat_params p = common_chat_templates_apply(impl_->templates.get(), in);
+      if (first) params = p;
+      first = false;
+      return p.prompt;
     } catch (const std::exception& e) {
       fail("the chat template of '{}' failed on this conversation: {}", model_.info().path, e.what());
     }
-    return params.prompt;
   };
   out.chat = model_.tokenize_rendered(messages, apply);
-  apply(messages);  // the parameters of the real conversation (tokenize_rendered renders marked copies last)
   out.stops = params.additional_stops;
   out.format = common_chat_format_name(params.format);
   auto parser = std::make_shared<Parser>();

@@ -51,6 +51,11 @@ bool engine_flushes_denormals() {
 #endif
 }
 
+bool engine_verbose() {
+  std::lock_guard<std::mutex> lk(g_log_mu);
+  return g_verbose;
+}
+
 void engine_set_verbose(bool verbose) {
   std::lock_guard<std::mutex> lk(g_log_mu);
   g_verbose = verbose;
@@ -270,16 +275,22 @@ Model::ChatTokens Model::tokenize_rendered(
     const std::function<std::string(const std::vector<ChatMessage>&)>& render) const {
   ChatTokens out;
   out.text = render(messages);
-  auto has_special_text = [&](const std::string& c) { return tokenize(c, false, true) != tokenize(c, false, false); };
   bool any_special = false;
-  for (const auto& m : messages) any_special = any_special || has_special_text(m.content);
+  std::vector<bool> special(messages.size());
+  for (size_t i = 0; i < messages.size(); ++i) {
+    special[i] = has_control_text(messages[i].content);
+    any_special = any_special || special[i];
+  }
   if (!any_special) {  // the common case: exactly the whole string's tokens
     out.tokens = tokenize(out.text, true, true);
     return out;
   }
-  // Render with markers, then put the contents back: pieces[k] is markup, or content of message idx[k].
+  // Render with markers in the contents that hold control-token text (the others render as they are: a template
+  // may test a content, `if message.content`), then put the contents back: pieces[k] is markup, or content of
+  // message idx[k].
   std::vector<ChatMessage> marked = messages;
-  for (size_t i = 0; i < marked.size(); ++i) marked[i].content = content_marker(i);
+  for (size_t i = 0; i < marked.size(); ++i)
+    if (special[i]) marked[i].content = content_marker(i);
   const std::string skel = render(marked);
   struct Piece {
     size_t begin, end;

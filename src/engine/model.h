@@ -91,6 +91,10 @@ class Model {
   std::string token_to_piece(Token t, bool special = false) const;
   std::string detokenize(const std::vector<Token>& tokens, bool special = false) const;
   bool is_eog(Token t) const;
+  // Whether `text` holds control-token text ("<|eot_id|>"): its tokens differ with special tokens parsed.
+  bool has_control_text(const std::string& text) const {
+    return tokenize(text, false, true) != tokenize(text, false, false);
+  }
 
   // Formats messages with the model's chat template, or with `template_override` (a
   // llama.cpp built-in template name such as "chatml" or "llama3", or a template text).
@@ -143,6 +147,7 @@ void engine_init();
 // Whether denormal floats are flushed to zero in the calling thread (false where the CPU has no such mode).
 bool engine_flushes_denormals();
 void engine_set_verbose(bool verbose);
+bool engine_verbose();
 // The last error-level line llama.cpp logged (used to explain a failed load).
 std::string engine_last_error();
 // Names of the compute backends available (e.g. "CPU", "CUDA0").

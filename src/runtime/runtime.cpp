@@ -425,8 +425,10 @@ Model::ChatTokens Runtime::chat_prompt(const AskRequest& q, const GenRequest& g,
   // context (up to half of it): a long session is not refused for its history.
   const size_t ctx = size_t(gen_->options().n_ctx_per_seq);
   const size_t answer = std::min(size_t(g.max_tokens), ctx / 2);
+  // (An exchange ends where the next user message starts: a call and its tool results leave with their question.)
   while (ct.tokens.size() + answer > ctx && msgs.size() > 1) {
     msgs.erase(msgs.begin(), msgs.begin() + long(std::min<size_t>(2, msgs.size() - 1)));
+    while (msgs.size() > 1 && msgs.front().role != "user") msgs.erase(msgs.begin());
     ct = render(msgs);
   }
   return ct;
@@ -594,7 +596,13 @@ size_t Runtime::conclude(size_t i, const Plan& p, const std::vector<GenResult>& 
   if (p.jinja && jinja_) {  // the model's own tool-call format
     ParsedChatAnswer parsed = jinja_->parse(*p.jinja, win.text);
     r.tools_parsed = true;
-    if (!parsed.tool_calls.empty()) {
+    // the parser is lenient (it closes what a cut answer left open): calls count only with whole JSON arguments
+    bool whole = true;
+    for (const auto& c : parsed.tool_calls) {
+      const auto args = nlohmann::json::parse(c.arguments.empty() ? "{}" : c.arguments, nullptr, false);
+      whole = whole && args.is_object() && win.finish != FinishReason::kLength;
+    }
+    if (!parsed.tool_calls.empty() && whole) {
       r.tool_calls = std::move(parsed.tool_calls);
       r.text = std::move(parsed.content);
     }

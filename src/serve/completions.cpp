@@ -236,7 +236,8 @@ struct SseWriter {
   // A tool-calling answer's new piece: in the model's own format (a chat template with tools), the text it adds
   // outside calls, read from the answer so far (`text`; false: none); with Cogumi's bare JSON calls, nothing.
   bool tool_text(size_t k, const std::string& piece, const std::string& sent, std::string& text) {
-    if (!decision.tools_prompt || !rt) return false;
+    // (tool_choice required or named: a grammar makes the answer a call in Cogumi's JSON, which is no text)
+    if (!decision.tools_prompt || !rt || q->tool_choice != "auto") return false;
     if (generated.size() <= k) generated.resize(k + 1);
     generated[k] += piece;
     const ParsedChatAnswer so_far = rt->parse_answer(decision, generated[k], true);

@@ -89,7 +89,7 @@ std::vector<ChatMessage> parse_messages(const json& body) {
           fmt::format("'messages[{}].role' must be system, developer, user, assistant or tool, got '{}'", i, r));
     ChatMessage msg{r == "developer" ? "system" : r, content_text(m.contains("content") ? m["content"] : json(), i),
                     "", "", ""};
-    if (r == "assistant" && m.contains("tool_calls")) {
+    if (r == "assistant" && m.contains("tool_calls") && !m["tool_calls"].is_null()) {
       if (!m["tool_calls"].is_array())
         bad(fmt::format("messages[{}].tool_calls", i), fmt::format("'messages[{}].tool_calls' must be a list", i));
       msg.tool_calls = m["tool_calls"].dump();
@@ -340,10 +340,12 @@ json parse_tool_calls(const std::string& answer, const json& tools, const std::s
   return calls;
 }
 
-// The calls an answer holds: read in the model's own format by the runtime (a chat template with tools), or
-// Cogumi's {"name", "arguments"} JSON (bfcl choices, grammar-made calls).
-json answer_tool_calls(const AskResponse& a, const json& tools, const std::string& id_prefix) {
-  if (!a.tools_parsed || a.tool_calls.empty()) return parse_tool_calls(a.text, tools, id_prefix);
+// The calls an answer holds: read in the model's own format by the runtime (a chat template with tools; with
+// tool_choice auto, only those, as the stream read the text), or Cogumi's {"name", "arguments"} JSON (bfcl
+// choices, and calls a grammar made: tool_choice required or named).
+json answer_tool_calls(const CompletionRequest& q, const AskResponse& a, const std::string& id_prefix) {
+  if (a.tools_parsed && a.tool_calls.empty() && q.tool_choice == "auto") return json::array();
+  if (!a.tools_parsed || a.tool_calls.empty()) return parse_tool_calls(a.text, q.tools, id_prefix);
   json calls = json::array();
   for (const auto& c : a.tool_calls)
     calls.push_back({{"id", fmt::format("{}_{}", id_prefix, calls.size())},
@@ -417,7 +419,7 @@ json completion_response(const CompletionRequest& q, const std::vector<AskRespon
     const AskResponse& a = answers[i];
     json c = {{"index", i}, {"logprobs", logprobs_json(q, a)}};
     if (q.chat) {
-      json calls = ctx.tool_calling ? answer_tool_calls(a, q.tools, fmt::format("call_{}_{}", ctx.id, i)) : json::array();
+      json calls = ctx.tool_calling ? answer_tool_calls(q, a, fmt::format("call_{}_{}", ctx.id, i)) : json::array();
       // with calls, the text around them (the model's format may let it write some) or null
       const bool text_too = a.tools_parsed && !a.tool_calls.empty() && !a.text.empty();
       json msg = {{"role", "assistant"}, {"content", calls.empty() || text_too ? json(a.text) : json()}};
@@ -458,7 +460,7 @@ json stream_chunk(const CompletionRequest& q, const ResponseContext& ctx, size_t
 std::vector<json> stream_final_chunks(const CompletionRequest& q, const ResponseContext& ctx, size_t index,
                                       const AskResponse& a, const std::string& streamed) {
   std::vector<json> out;
-  json calls = q.chat && ctx.tool_calling ? answer_tool_calls(a, q.tools, fmt::format("call_{}_{}", ctx.id, index))
+  json calls = q.chat && ctx.tool_calling ? answer_tool_calls(q, a, fmt::format("call_{}_{}", ctx.id, index))
                                           : json::array();
   // The text not sent yet: all of it when nothing streamed (a tool-calling choice's answer without calls), else
   // the rest of what streamed; with calls, only text read around them in the model's own format.

@@ -372,6 +372,42 @@ TEST(RuntimeSession, AChatTemplateTheBuiltinListDoesNotKnowIsRenderedAsJinja) {
   EXPECT_GT(r.gen_tokens, 0);
 }
 
+// A tool conversation over the context (Llama 3.1's template, its tools in the prompt): the oldest question leaves
+// with its call and the tool's result; a result left alone at the front would read as the first user message.
+TEST(RuntimeSession, TrimmingAToolConversationDropsACallWithItsQuestion) {
+  const fs::path src(COGUMI_LLAMA_SRC);
+  ModelInitOptions o;
+  o.vocab_from = src / "models/ggml-vocab-llama-bpe.gguf";
+  o.chat_template = read_file(src / "models/templates/meta-llama-Llama-3.1-8B-Instruct.jinja");
+  o.type = "f16";
+  const fs::path path = test::tmp_dir() / "runtime" / "llama31-template.gguf";
+  fs::create_directories(path.parent_path());
+  model_init(path, o);
+  SystemConfig cfg = SystemConfig::bare_model(path);
+  cfg.parallel = 1;
+  Runtime rt(cfg);
+  std::string para;
+  for (int k = 0; k < 6; ++k) para += "The apples in basket " + std::to_string(k) + " are red. ";
+  const std::string calls =
+      R"([{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}}])";
+  AskRequest q;
+  q.tools = nlohmann::json::parse(R"([{"name": "get_weather", "description": "Current weather for a city",
+      "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}])");
+  q.history = {{"user", "Question 0: " + para + para + para, "", "", ""},
+               {"assistant", "", calls, "", ""},
+               {"tool", "Result 0: 21 celsius", "", "call_1", "get_weather"},
+               {"user", "Question 1: " + para, "", "", ""},
+               {"assistant", "Answer 1: " + para, "", "", ""}};
+  q.text = "Question 2: and tomorrow?";
+  q.max_tokens = 16;
+  const AskResponse r = rt.ask({q}).at(0);
+  EXPECT_LE(r.prompt_tokens + 16, 512);
+  EXPECT_EQ(r.prompt.find("Question 0: "), std::string::npos);
+  EXPECT_EQ(r.prompt.find("Result 0: "), std::string::npos) << r.prompt;
+  EXPECT_NE(r.prompt.find("Answer 1: "), std::string::npos) << r.prompt;
+  EXPECT_NE(r.prompt.find("Given the following functions"), std::string::npos);
+}
+
 TEST(RuntimeSession, TurnsAreRecordedAndAComplaintEscalates) {
   const fs::path models = fs::path(COGUMI_REPO_DIR) / "models";
   const fs::path db = test::tmp_dir() / "runtime" / "sessions" / "s.db";

@@ -223,6 +223,56 @@ TEST(OpenAiApi, ToolCallsAreReadFromAnswersInTheShapesModelsWrite) {
   EXPECT_TRUE(parse_tool_calls("It is sunny.", tools, "c").empty());
 }
 
+// An answer read in the model's own format (a chat template with tools) that held no call there: with tool_choice
+// auto it is the text the stream sent, not also a call (a Qwen model writing bare JSON, not its <tool_call> tags);
+// a grammar-made call (required) still comes out of Cogumi's JSON.
+TEST(OpenAiApi, AnAnswerTheModelsFormatReadAsTextIsNotAlsoACall) {
+  const json weather = {{"type", "function"}, {"function", {{"name", "get_weather"}}}};
+  ResponseContext ctx;
+  ctx.id = "chatcmpl-2";
+  ctx.tool_calling = true;
+  AskResponse a;
+  a.text = R"({"name": "get_weather", "arguments": {"city": "Paris"}})";
+  a.tools_parsed = true;
+  CompletionRequest automatic = parse_completion_request(chat_body({{"tools", {weather}}}).dump(), true);
+  json whole = completion_response(automatic, {a}, ctx);
+  EXPECT_EQ(whole["choices"][0]["message"]["content"], a.text);
+  EXPECT_FALSE(whole["choices"][0]["message"].contains("tool_calls"));
+  auto chunks = stream_final_chunks(automatic, ctx, 0, a, a.text);  // all of it streamed as text
+  ASSERT_EQ(chunks.size(), 1u);
+  EXPECT_EQ(chunks[0]["choices"][0]["finish_reason"], "stop");
+  CompletionRequest required =
+      parse_completion_request(chat_body({{"tools", {weather}}, {"tool_choice", "required"}}).dump(), true);
+  whole = completion_response(required, {a}, ctx);
+  EXPECT_EQ(whole["choices"][0]["message"]["tool_calls"].size(), 1u);
+  EXPECT_EQ(whole["choices"][0]["finish_reason"], "tool_calls");
+  // calls the format read, with the text around them
+  a.text = "Let me look.";
+  a.tool_calls = {{"get_weather", R"({"city": "Paris"})"}};
+  whole = completion_response(automatic, {a}, ctx);
+  EXPECT_EQ(whole["choices"][0]["message"]["content"], "Let me look.");
+  EXPECT_EQ(whole["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"], R"({"city": "Paris"})");
+}
+
+TEST(OpenAiApi, ToolTurnsKeepTheirCallsIdsAndNames) {
+  const json call = {{"id", "call_1"}, {"type", "function"},
+                     {"function", {{"name", "get_weather"}, {"arguments", "{\"city\": \"Paris\"}"}}}};
+  CompletionRequest q = parse_completion_request(
+      chat_body({{"messages", {{{"role", "user"}, {"content", "Weather?"}},
+                               {{"role", "assistant"}, {"content", nullptr}, {"tool_calls", {call}}},
+                               {{"role", "assistant"}, {"content", "x"}, {"tool_calls", nullptr}},
+                               {{"role", "tool"}, {"tool_call_id", "call_1"}, {"name", "get_weather"},
+                                {"content", "{\"celsius\": 21}"}}}}})
+          .dump(),
+      true);
+  ASSERT_EQ(q.messages.size(), 4u);
+  EXPECT_EQ(json::parse(q.messages[1].tool_calls), json::array({call}));
+  EXPECT_EQ(q.messages[1].content, "");
+  EXPECT_EQ(q.messages[2].tool_calls, "");  // null: no calls (some clients send it)
+  EXPECT_EQ(q.messages[3].tool_call_id, "call_1");
+  EXPECT_EQ(q.messages[3].name, "get_weather");
+}
+
 TEST(OpenAiApi, StreamedToolCallsCarryOneIndexEach) {
   CompletionRequest q = parse_completion_request(
       chat_body({{"tools", {{{"type", "function"}, {"function", {{"name", "add"}}}}}}}).dump(), true);
