@@ -1,7 +1,9 @@
 // What a chat prompt costs the server before any decoding: the model's template rendered and tokenized by
 // llama.cpp's builtin templates (llama_chat_apply_template, the peer) and by its Jinja engine (engine/chat_jinja.h:
 // what a request with tools takes), and the answer read back in the model's tool format, whole and as a stream
-// reads it (the answer so far, after each of its pieces). Prints a Markdown table, median and p90 of REPS runs.
+// reads it (the answer so far, after each of its pieces). The Jinja rows run twice: with the template's analysis
+// made once per template (patch 0021) and made on every call as unpatched llama.cpp does. Prints a Markdown table,
+// median and p90 of REPS runs.
 //   cogumi-bench-chat-template MODEL.gguf [TURNS] [REPS]
 // (a GGUF whose template both engines know: llama.cpp's models/templates/meta-llama-Llama-3.1-8B-Instruct.jinja
 // through `cogumi model init --chat-template`, bench/chat_template_bench.sh)
@@ -66,8 +68,15 @@ int main(int argc, char** argv) {
                 prompt.chat.tokens.size());
     std::printf("| step | runs | median us | p90 us |\n|---|---:|---:|---:|\n");
     row("builtin template (llama_chat_apply_template), tokenized", reps, [&] { (void)model->tokenize_chat(msgs); });
-    row("Jinja template, no tools, tokenized", reps, [&] { (void)chat.render(msgs, "", "auto"); });
-    row("Jinja template, 2 tools, tokenized", reps, [&] { (void)chat.render(msgs, kTools, "auto"); });
+    // The template's analysis made once (patch 0021, the default) and, as llama.cpp does unpatched, on every call
+    // (COGUMI_TEMPLATE_ANALYSIS_CACHE=0, read by the patched library on each call)
+    for (const bool cached : {false, true}) {
+      setenv("COGUMI_TEMPLATE_ANALYSIS_CACHE", cached ? "1" : "0", 1);
+      const std::string how = cached ? ", analysis kept (patch 0021)" : ", analyzed every call (unpatched)";
+      row(("Jinja template, no tools, tokenized" + how).c_str(), reps, [&] { (void)chat.render(msgs, "", "auto"); });
+      row(("Jinja template, 2 tools, tokenized" + how).c_str(), reps,
+          [&] { (void)chat.render(msgs, kTools, "auto"); });
+    }
     const std::string call = R"({"name": "get_weather", "parameters": {"city": "Oslo", "unit": "celsius"}})";
     row("a call read back (whole answer)", reps, [&] { (void)chat.parse(prompt, call); });
     const std::string text = "It will be sunny in Oslo tomorrow, around 14 degrees, with a light wind from the west.";

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -172,6 +173,45 @@ TEST(JinjaChat, QwenCallsComeOutOfTheirToolCallTags) {
   ASSERT_EQ(call.tool_calls.size(), 1u) << call.content;
   EXPECT_EQ(call.tool_calls[0].name, "get_weather");
   EXPECT_EQ(json::parse(call.tool_calls[0].arguments), json({{"city", "Paris"}}));
+}
+
+// Patch 0021 keeps a template's analysis after its first use. What each call gets must be what a fresh analysis gives
+// (COGUMI_TEMPLATE_ANALYSIS_CACHE=0: analyzed on every call, as unpatched llama.cpp does): the prompt, its tokens,
+// stops and format, and the answer read back. Two templates in turn in one process: a cache that mixed them up
+// would give the second the first one's markers.
+TEST(JinjaChat, TheKeptTemplateAnalysisGivesWhatAFreshOneGives) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"meta-llama-Llama-3.1-8B-Instruct", R"({"name": "get_weather", "parameters": {"city": "Oslo"}})"},
+      {"Qwen-Qwen2.5-7B-Instruct",
+       "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call>"}};
+  auto outcome = [](const std::string& tmpl, const std::string& answer) {
+    auto m = model_with(tmpl);
+    JinjaChat chat(*m);
+    std::string out;
+    for (const std::string& tools : {kWeather, std::string()})
+      for (const char* question : {"What is the weather in Paris?", "And in Oslo?"}) {
+        const auto p = chat.render({{"user", question, "", "", ""}}, tools, "auto");
+        out += p.chat.text + "\n[format] " + p.format + "\n[tokens]";
+        for (Token t : p.chat.tokens) out += " " + std::to_string(t);
+        for (const auto& s : p.stops) out += "\n[stop] " + s;
+        const auto a = chat.parse(p, answer);
+        out += "\n[content] " + a.content;
+        for (const auto& c : a.tool_calls) out += "\n[call] " + c.name + " " + c.arguments;
+        out += "\n\n";
+      }
+    return out;
+  };
+  struct Unset {
+    ~Unset() { unsetenv("COGUMI_TEMPLATE_ANALYSIS_CACHE"); }
+  } unset;
+  std::vector<std::string> kept, fresh;
+  for (const auto& [tmpl, answer] : cases) kept.push_back(outcome(tmpl, answer));
+  setenv("COGUMI_TEMPLATE_ANALYSIS_CACHE", "0", 1);
+  for (const auto& [tmpl, answer] : cases) fresh.push_back(outcome(tmpl, answer));
+  for (size_t i = 0; i < cases.size(); ++i) {
+    EXPECT_EQ(kept[i], fresh[i]) << cases[i].first;
+    EXPECT_NE(kept[i].find("[call] get_weather"), std::string::npos) << cases[i].first << ": the call was not read";
+  }
 }
 
 }  // namespace

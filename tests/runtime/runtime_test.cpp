@@ -374,16 +374,22 @@ TEST(RuntimeSession, AChatTemplateTheBuiltinListDoesNotKnowIsRenderedAsJinja) {
 
 // A tool conversation over the context (Llama 3.1's template, its tools in the prompt): the oldest question leaves
 // with its call and the tool's result; a result left alone at the front would read as the first user message.
-TEST(RuntimeSession, TrimmingAToolConversationDropsACallWithItsQuestion) {
+// A random-weight model with Llama 3 BPE vocabulary and Llama 3.1 Instruct's own template, made once.
+fs::path llama31_template_model() {
   const fs::path src(COGUMI_LLAMA_SRC);
+  const fs::path path = test::tmp_dir() / "runtime" / "llama31-template.gguf";
+  if (fs::exists(path)) return path;
   ModelInitOptions o;
   o.vocab_from = src / "models/ggml-vocab-llama-bpe.gguf";
   o.chat_template = read_file(src / "models/templates/meta-llama-Llama-3.1-8B-Instruct.jinja");
   o.type = "f16";
-  const fs::path path = test::tmp_dir() / "runtime" / "llama31-template.gguf";
   fs::create_directories(path.parent_path());
   model_init(path, o);
-  SystemConfig cfg = SystemConfig::bare_model(path);
+  return path;
+}
+
+TEST(RuntimeSession, TrimmingAToolConversationDropsACallWithItsQuestion) {
+  SystemConfig cfg = SystemConfig::bare_model(llama31_template_model());
   cfg.parallel = 1;
   Runtime rt(cfg);
   std::string para;
@@ -406,6 +412,39 @@ TEST(RuntimeSession, TrimmingAToolConversationDropsACallWithItsQuestion) {
   EXPECT_EQ(r.prompt.find("Result 0: "), std::string::npos) << r.prompt;
   EXPECT_NE(r.prompt.find("Answer 1: "), std::string::npos) << r.prompt;
   EXPECT_NE(r.prompt.find("Given the following functions"), std::string::npos);
+}
+
+// A call in the model's format (Llama 3.1's {"name", "parameters"}, written here by a grammar) that the token limit
+// cuts short: llama.cpp's parser is lenient and closes what the answer left open, but a cut call stays text (its
+// arguments may have lost their end); the same answer given room is a call.
+TEST(RuntimeSession, ACallCutByTheTokenLimitStaysText) {
+  SystemConfig cfg = SystemConfig::bare_model(llama31_template_model());
+  cfg.parallel = 1;
+  Runtime rt(cfg);
+  AskRequest q;
+  q.tools = nlohmann::json::parse(R"([{"name": "get_weather", "description": "Current weather for a city",
+      "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}])");
+  q.text = "What is the weather in Paris?";
+  q.grammar = R"(root ::= "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}}")";
+  q.max_tokens = 64;
+  const std::string call = R"({"name": "get_weather", "parameters": {"city": "Paris"}})";
+  const AskResponse whole = rt.ask({q}).at(0);
+  ASSERT_EQ(whole.text, "");  // all of it a call
+  ASSERT_TRUE(whole.tools_parsed);
+  ASSERT_EQ(whole.tool_calls.size(), 1u) << whole.text;
+  EXPECT_EQ(nlohmann::json::parse(whole.tool_calls[0].arguments), nlohmann::json({{"city", "Paris"}}));
+  ASSERT_GT(whole.gen_tokens, 3);
+  for (int cut : {1, 2}) {  // the last token (the end, or the call's closing brace) or the last two
+    q.max_tokens = whole.gen_tokens - cut;
+    const AskResponse r = rt.ask({q}).at(0);
+    EXPECT_EQ(r.finish_reason, "length");
+    if (cut == 2) {
+      EXPECT_LT(r.text.size(), call.size());
+    }
+    EXPECT_TRUE(r.tool_calls.empty()) << "cut at " << r.text << " read as a call of " << r.tool_calls[0].arguments;
+    EXPECT_GT(r.text.size(), 10u);
+    EXPECT_EQ(r.text, call.substr(0, r.text.size()));
+  }
 }
 
 TEST(RuntimeSession, TurnsAreRecordedAndAComplaintEscalates) {
