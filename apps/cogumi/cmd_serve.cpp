@@ -32,9 +32,16 @@ void setup_serve(CLI::App& sub) {
                  "(0: --timeout + 5)")
       ->capture_default_str();
   sub.add_option("--parallel", o.parallel, "Engine sequence slots (0: the system's)")->capture_default_str();
+  sub.add_option("--threads", o.threads, "Engine CPU threads (0: the system's generation.threads)")
+      ->capture_default_str();
   sub.add_option("--http-threads", o.http_threads, "Connections served at once (0: 2 x slots + 8)")
       ->capture_default_str();
   sub.add_option("--max-batch", o.max_batch, "Answers per engine batch")->capture_default_str();
+  sub.add_option("--prepare", o.prepare,
+                 "Where a request's prompt is made (history, routing, chat template, tokens): on its HTTP thread "
+                 "(on), on the engine's (off), or on when the engine leaves CPU to spare: a GPU, or --threads "
+                 "under the cores (auto)")
+      ->capture_default_str();
   sub.add_flag("--static-batches", o.static_batches,
                "One batch at a time: requests arriving during a batch wait for its end (default: they join it "
                "at the next decode step)");

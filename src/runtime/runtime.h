@@ -126,6 +126,8 @@ struct AskStream {
   bool errors_in_response = false;
 };
 
+struct PreparedAsk;  // Runtime::prepare
+
 // A server's continuous path (Runtime::serve): requests handed over while others generate join
 // the engine's running batch at its next step (Generator::serve).
 struct AskJob {
@@ -134,6 +136,9 @@ struct AskJob {
   // Its decision when the caller made it already (Runtime::decide_request, to count the engine
   // sequences it takes before handing it over); serve() decides it otherwise.
   std::optional<AskResponse> decision;
+  // Decided and planned by the caller already (Runtime::prepare, on its own thread): serve() only
+  // starts its samples. Takes the place of `decision`.
+  std::shared_ptr<const PreparedAsk> prepared;
 };
 struct AskFeed {
   // Before every engine step: append newcomers. `idle`: nothing runs, so it may block until
@@ -181,6 +186,16 @@ class Runtime {
   // The decision ask() and serve() make for a request before generating (route, override, mode,
   // escalation). Throws Error for a bad request (unknown choice, mode or session).
   AskResponse decide_request(const AskRequest& q) { return decide(q, 0); }
+  // Everything serve() does for a request before its samples join the engine: the session's history read,
+  // the decision made (as decide_request) and the prompt rendered and tokenized (a chat template's Jinja
+  // render: milliseconds). On the caller's thread, so a server's HTTP threads do it while the engine loop
+  // decodes; hand the result over in AskJob::prepared. Throws Error for a bad request. Safe from any thread.
+  std::shared_ptr<const PreparedAsk> prepare(const AskRequest& q);
+  // The decision a prepared request carries.
+  static const AskResponse& decision_of(const PreparedAsk& prepared);
+  // Whether the engine leaves a CPU core to other threads: its model on a GPU, or fewer engine threads than
+  // cores (where preparing requests on other threads pays: bench/RESULTS.md, "prepared on the HTTP threads").
+  bool cpu_to_spare() const;
   // The engine sequences a decided request takes at first: accurate mode's samples, else 1.
   size_t sequences(const AskResponse& decision) const {
     return decision.mode == "accurate" ? size_t(cfg_.samples) : 1;
@@ -252,6 +267,7 @@ class Runtime {
   // the model's Jinja template; the oldest exchanges leave it until the answer fits a slot's context.
   Model::ChatTokens chat_prompt(const AskRequest& q, const GenRequest& g, Plan& p) const;
   struct Serving;  // one request's state in serve()
+  friend struct PreparedAsk;
   // Verify, vote and judge a request whose samples have all finished (serve()); the winning
   // sample, or npos when the engine refused the request (r.error says why). `unsure`: the
   // answer falls under the calibrated threshold and is to be re-asked.
@@ -268,6 +284,15 @@ class Runtime {
   void record(const AskRequest& q, AskResponse& r);
   // Puts the bank's nearest examples of the choice's domain before the request (runtime/fewshot.h).
   void demonstrate(const SystemChoice& c, const AskRequest& q, GenRequest& g, AskResponse& r) const;
+};
+
+// A request ready for the engine (Runtime::prepare): as asked with its session's history, its decision, and its
+// generation requests (the prompt tokenized; accurate mode's samples).
+struct PreparedAsk {
+  AskRequest request;
+  AskResponse decision;
+  Runtime::Plan plan;
+  std::vector<GenRequest> gens;
 };
 
 // The one routing decision of a system (Runtime::route, eval --system): the router's choice

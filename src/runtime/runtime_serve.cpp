@@ -8,6 +8,7 @@
 // their answers; a fast answer
 // under the calibrated threshold is re-asked on the escalation path from there, its new samples
 // joining the running batch at the next step.
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <list>
@@ -17,6 +18,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/threads.h"
 #include "engine/generate.h"
 #include "runtime/runtime.h"
 
@@ -132,6 +134,22 @@ size_t Runtime::complete(const AskRequest& q, AskResponse& r, const Plan& p, con
   return win;
 }
 
+std::shared_ptr<const PreparedAsk> Runtime::prepare(const AskRequest& q) {
+  auto out = std::make_shared<PreparedAsk>();
+  out->request = q;
+  if (out->request.history.empty()) out->request.history = session_history(q);
+  out->decision = decide(out->request, 0);
+  plan(out->request, out->decision, out->plan, out->gens);
+  return out;
+}
+
+const AskResponse& Runtime::decision_of(const PreparedAsk& prepared) { return prepared.decision; }
+
+bool Runtime::cpu_to_spare() const {
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  return model_->offloaded() || unsigned(compute_threads(cfg_.threads)) < cores;
+}
+
 void Runtime::serve(const AskFeed& feed) {
   if (!feed.poll || !feed.on_done) fail("Runtime::serve: the feed needs poll and on_done");
   using ServingPtr = std::shared_ptr<Serving>;
@@ -142,15 +160,24 @@ void Runtime::serve(const AskFeed& feed) {
   std::mutex again_mu;
   std::vector<std::pair<uint64_t, ServingPtr>> again;  // answers to re-ask, from the finishing threads
 
-  // Decide (unless the caller did) and plan; the samples go to the engine. A refusal answers at once.
-  auto launch = [&](uint64_t id, ServingPtr s, const std::optional<AskResponse>& decided, std::vector<GenJob>& out) {
+  // Decide (unless the caller did) and plan (unless the caller prepared it); the samples go to the engine. A
+  // refusal answers at once.
+  auto launch = [&](uint64_t id, ServingPtr s, const std::optional<AskResponse>& decided, const PreparedAsk* prepared,
+                    std::vector<GenJob>& out) {
     std::vector<GenRequest> reqs;
-    try {
-      if (s->q.history.empty()) s->q.history = session_history(s->q);
-      s->r = decided ? *decided : decide(s->q, 0);
-      plan(s->q, s->r, s->p, reqs);
-    } catch (const Error& e) {
-      return feed.on_done(id, AskResponse{}, e.what());
+    if (prepared) {
+      s->q = prepared->request;
+      s->r = prepared->decision;
+      s->p = prepared->plan;
+      reqs = prepared->gens;
+    } else {
+      try {
+        if (s->q.history.empty()) s->q.history = session_history(s->q);
+        s->r = decided ? *decided : decide(s->q, 0);
+        plan(s->q, s->r, s->p, reqs);
+      } catch (const Error& e) {
+        return feed.on_done(id, AskResponse{}, e.what());
+      }
     }
     s->held = s->p.n > 1 || may_reask(s->q, s->r);
     if (feed.on_decision && s->first) {  // a re-ask announces itself escalated
@@ -211,7 +238,7 @@ void Runtime::serve(const AskFeed& feed) {
         s->asked = j.request;
         s->q = std::move(j.request);
         s->t0 = std::chrono::steady_clock::now();
-        launch(j.id, std::move(s), j.decision, out);
+        launch(j.id, std::move(s), j.decision, j.prepared.get(), out);
       }
     }
     std::vector<std::pair<uint64_t, ServingPtr>> redo;
@@ -225,7 +252,7 @@ void Runtime::serve(const AskFeed& feed) {
       s->q = escalated_request(first->asked);
       s->t0 = first->t0;
       s->first = std::move(first->r);
-      launch(id, std::move(s), std::nullopt, out);
+      launch(id, std::move(s), std::nullopt, nullptr, out);
     }
     if (idle && busy && out.empty()) finisher.wait_any(std::chrono::milliseconds(10));
     return !closed || !live.empty() || finishing();

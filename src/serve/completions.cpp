@@ -361,6 +361,8 @@ void Server::handle_completion(const httplib::Request& req, httplib::Response& r
     return refuse(ApiError(503, e.what(), "server_error", "", "shutting_down"));
   } catch (const Error& e) {
     return refuse(ApiError(400, e.what()));
+  } catch (const std::exception& e) {  // preparing it failed for no fault of the request (the session store)
+    return refuse(ApiError(500, e.what(), "server_error"));
   }
   ResponseContext ctx;
   ctx.id = make_id(chat ? "chatcmpl" : "cmpl");

@@ -8,8 +8,9 @@ namespace cogumi::serve {
 
 using Clock = std::chrono::steady_clock;
 
-Scheduler::Scheduler(Runtime& rt, size_t max_batch, bool continuous)
-    : rt_(rt), max_batch_(std::max<size_t>(1, max_batch)), continuous_(continuous) {
+Scheduler::Scheduler(Runtime& rt, size_t max_batch, bool continuous, bool prepare_ahead)
+    : rt_(rt), max_batch_(std::max<size_t>(1, max_batch)), continuous_(continuous),
+      prepare_ahead_(continuous && prepare_ahead) {
   thread_ = std::thread([this] { continuous_ ? serve_loop() : loop(); });
 }
 
@@ -59,6 +60,13 @@ std::shared_ptr<Job> Scheduler::submit(std::vector<AskRequest> requests) {
   job->requests = std::move(requests);
   job->submitted = Clock::now();
   for (auto& q : job->requests) q.cancel = &job->cancel;
+  auto shutting = [&] {
+    std::lock_guard lk(mu_);
+    return stop_ || cut_;
+  };
+  if (shutting()) throw ShuttingDown("the server is shutting down");
+  if (prepare_ahead_)
+    for (const AskRequest& q : job->requests) job->prepared.push_back(rt_.prepare(q));
   {
     std::lock_guard lk(mu_);
     if (stop_ || cut_) throw ShuttingDown("the server is shutting down");
@@ -204,8 +212,8 @@ void answer_now(Job& job, const std::string& error, bool engine = false) {
 
 }  // namespace
 
-// Under mu_. The front job's answers decided (where and how each runs) and its sequences counted,
-// once per job.
+// Under mu_. The front job's answers decided (where and how each runs; prepared ahead: when submitted)
+// and its sequences counted, once per job.
 bool Scheduler::ready_front() {
   std::shared_ptr<Job> job = queue_.front();
   if (job->cancel.load()) {  // cancelled while it waited (client gone, timeout): never runs
@@ -215,12 +223,14 @@ bool Scheduler::ready_front() {
     return false;
   }
   if (front_ == job) return true;
-  std::vector<AskResponse> ds;
+  std::vector<std::optional<AskResponse>> ds(job->requests.size());
+  std::vector<size_t> each;
   size_t seqs = 0;
   try {
-    for (const AskRequest& q : job->requests) {
-      ds.push_back(rt_.decide_request(q));
-      seqs += rt_.sequences(ds.back());
+    for (size_t k = 0; k < job->requests.size(); ++k) {
+      if (job->prepared.empty()) ds[k] = rt_.decide_request(job->requests[k]);
+      each.push_back(rt_.sequences(ds[k] ? *ds[k] : Runtime::decision_of(*job->prepared[k])));
+      seqs += each.back();
     }
   } catch (const std::exception& e) {  // an unknown session (or any failure deciding it): this job alone
     // fails. Letting it escape would end the engine loop, fail every job in flight, and meet the
@@ -231,6 +241,7 @@ bool Scheduler::ready_front() {
   }
   front_ = std::move(job);
   front_decisions_ = std::move(ds);
+  front_answer_seqs_ = std::move(each);
   front_seqs_ = seqs;
   return true;
 }
@@ -249,10 +260,11 @@ void Scheduler::admit_front(std::vector<AskJob>& out) {
   queue_.pop_front();
   job->started = Clock::now();
   for (size_t k = 0; k < job->requests.size(); ++k) {
-    const size_t seqs = rt_.sequences(front_decisions_[k]);
+    const size_t seqs = front_answer_seqs_[k];
     answers_[next_id_] = Answer{job, k, seqs, false};
     seqs_in_flight_ += seqs;
-    out.push_back(AskJob{next_id_++, job->requests[k], std::move(front_decisions_[k])});
+    out.push_back(AskJob{next_id_++, job->requests[k], std::move(front_decisions_[k]),
+                         job->prepared.empty() ? nullptr : job->prepared[k]});
   }
   most_seqs_ = std::max(most_seqs_, seqs_in_flight_);
   live_.push_back(job);

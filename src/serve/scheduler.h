@@ -28,6 +28,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -43,6 +44,8 @@ struct ShuttingDown : Error {
 
 struct Job {
   std::vector<AskRequest> requests;  // n answers of one HTTP request
+  // Prepared ahead: each request decided and planned on the submitting thread (Runtime::prepare)
+  std::vector<std::shared_ptr<const PreparedAsk>> prepared;
   std::atomic<bool> cancel{false};
   std::chrono::steady_clock::time_point submitted, started, first_piece;
 
@@ -64,12 +67,16 @@ class Scheduler {
  public:
   // max_batch: answers generating at once (continuous) or per Runtime batch (static), >= 1; more
   // wait. continuous: see above.
-  Scheduler(Runtime& rt, size_t max_batch, bool continuous = true);
+  // prepare_ahead (continuous): requests are prepared in submit(), on the caller's thread (Runtime::prepare);
+  // else the engine's thread decides and plans each as it admits it.
+  Scheduler(Runtime& rt, size_t max_batch, bool continuous = true, bool prepare_ahead = false);
   ~Scheduler();  // finishes the batch in flight, fails the jobs still waiting
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
-  // Throws ShuttingDown once the scheduler stops or was cut.
+  // Throws ShuttingDown once the scheduler stops or was cut. With prepare_ahead: prepares each request on
+  // the calling thread first (Runtime::prepare: history, decision, the prompt rendered and tokenized), so
+  // that work never holds the engine loop; a bad request (an unknown session) throws its Error from here.
   std::shared_ptr<Job> submit(std::vector<AskRequest> requests);
   size_t waiting() const;   // jobs queued, not yet running
   size_t running() const;   // jobs now generating
@@ -90,7 +97,7 @@ class Scheduler {
  private:
   Runtime& rt_;
   size_t max_batch_;
-  bool continuous_;
+  bool continuous_, prepare_ahead_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Job>> queue_;
@@ -119,12 +126,14 @@ class Scheduler {
   std::map<uint64_t, Answer> answers_;
   size_t seqs_in_flight_ = 0, most_seqs_ = 0;
   uint64_t next_id_ = 0;
-  // The job at the queue's front, decided once (its answers' decisions and sequences).
+  // The job at the queue's front, decided once unless it was prepared ahead (its answers' decisions),
+  // and the engine sequences its answers take (each, and together).
   std::shared_ptr<Job> front_;
-  std::vector<AskResponse> front_decisions_;
+  std::vector<std::optional<AskResponse>> front_decisions_;
+  std::vector<size_t> front_answer_seqs_;
   size_t front_seqs_ = 0;
-  // Decides the front job; false when it failed (a bad request) or was cancelled while it
-  // waited, and left the queue answered.
+  // Decides the front job (unless it was prepared ahead) and counts its sequences; false when it
+  // failed (a bad request) or was cancelled while it waited, and left the queue answered.
   bool ready_front();
   bool fits(const Job& job, size_t seqs) const;
   void admit_front(std::vector<AskJob>& out);

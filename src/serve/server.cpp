@@ -33,6 +33,9 @@ void ServeOptions::validate() const {
   if (!(timeout_s > 0 && timeout_s <= 86400)) fail("--timeout must be in (0, 86400] seconds, got {}", timeout_s);
   if (!(drain_s >= 0 && drain_s <= 86400)) fail("--drain must be in [0, 86400] seconds (0: --timeout + 5), got {}", drain_s);
   if (parallel < 0 || parallel > 255) fail("--parallel must be 0..255 (0: the system's), got {}", parallel);
+  if (threads < 0 || threads > 1024) fail("--threads must be 0..1024 (0: the system's), got {}", threads);
+  if (prepare != "auto" && prepare != "on" && prepare != "off")
+    fail("--prepare must be auto, on or off, got '{}'", prepare);
   if (http_threads < 0 || http_threads > 4096) fail("--http-threads must be 0..4096, got {}", http_threads);
   if (max_batch < 1 || max_batch > 4096) fail("--max-batch must be 1..4096, got {}", max_batch);
 }
@@ -42,6 +45,7 @@ namespace {
 SystemConfig load_config(const ServeOptions& o) {
   SystemConfig cfg = o.model.empty() ? SystemConfig::load(o.system) : SystemConfig::bare_model(o.model);
   if (o.parallel > 0) cfg.parallel = o.parallel;
+  if (o.threads > 0) cfg.threads = o.threads;
   cfg.prefix_cache = o.prefix_cache;
   cfg.spare_sequence = o.static_batches;  // continuous serving never decodes a batch's common prefix
   return cfg;
@@ -69,7 +73,8 @@ Server::Server(ServeOptions opts) : opts_(std::move(opts)) {
   opts_.validate();
   rt_ = std::make_unique<Runtime>(load_config(opts_));
   if (!rt_->config().memory.empty()) (void)rt_->memory();  // opened here, not racing in handlers
-  sched_ = std::make_unique<Scheduler>(*rt_, size_t(opts_.max_batch), !opts_.static_batches);
+  const bool ahead = opts_.prepare == "on" || (opts_.prepare == "auto" && rt_->cpu_to_spare());
+  sched_ = std::make_unique<Scheduler>(*rt_, size_t(opts_.max_batch), !opts_.static_batches, ahead);
   const int threads = opts_.http_threads > 0 ? opts_.http_threads : 2 * rt_->config().parallel + 8;
   http_.new_task_queue = [threads] { return new httplib::ThreadPool(size_t(threads)); };
   http_.set_payload_max_length(opts_.max_body);

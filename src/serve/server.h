@@ -47,6 +47,7 @@ struct ServeOptions {
   // SSE error event once a stream began). 0: timeout_s + 5 (each request's own deadline first).
   double drain_s = 0;                    // [0, 86400]
   int parallel = 0;                      // engine slots (0: the system's generation.parallel); 0..255
+  int threads = 0;                       // engine CPU threads (0: the system's generation.threads); 0..1024
   int http_threads = 0;                  // connections served at once (0: 2 * slots + 8); 0..4096
   int max_batch = 64;                    // answers per engine batch; 1..4096
   // One Runtime batch at a time: a request arriving while a batch generates waits for all of it
@@ -55,6 +56,11 @@ struct ServeOptions {
   // Requests reuse the KV cache an earlier request left when their prompts begin alike (a
   // conversation's next turn); off: every prompt decoded whole (kept for comparisons).
   bool prefix_cache = true;
+  // Where a request is prepared (Runtime::prepare: history, decision, the prompt rendered and tokenized): "on" its
+  // HTTP thread as it arrives, so the engine loop only starts its samples; "off" on the engine's thread when it is
+  // admitted; "auto" on when the engine leaves CPU to spare (Runtime::cpu_to_spare: a GPU, or fewer engine threads
+  // than cores). A thread working beside a ggml pool that holds every core slows the pool more than it saves.
+  std::string prepare = "auto";
   void validate() const;                 // throws Error naming the option (--port, --timeout, ...)
 };
 

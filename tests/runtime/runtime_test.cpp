@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <mutex>
+#include <thread>
 
 #include "core/error.h"
 #include "core/io.h"
@@ -445,6 +447,57 @@ TEST(RuntimeSession, ACallCutByTheTokenLimitStaysText) {
     EXPECT_GT(r.text.size(), 10u);
     EXPECT_EQ(r.text, call.substr(0, r.text.size()));
   }
+}
+
+// A server prepares each request on the thread that received it (Runtime::prepare: the history read, the decision,
+// the prompt rendered and tokenized) and hands it to the engine loop ready. Requests prepared on other threads while
+// the loop runs answer as ask() answers them, tools (the model's Jinja template) and history included; a bad request
+// is refused by prepare itself, before the loop sees it.
+TEST(RuntimeServe, RequestsPreparedOnOtherThreadsAnswerAsAskDoes) {
+  SystemConfig cfg = SystemConfig::bare_model(fs::path(COGUMI_REPO_DIR) / "models" / "nano-base.gguf");
+  cfg.parallel = 4;
+  Runtime rt(cfg);
+  std::vector<AskRequest> qs(4);
+  qs[0].text = "Tom has 3 apples and buys 5 more. How many apples does Tom have?";
+  qs[1].text = "And if he buys 2 more?";
+  qs[1].history = {{"user", qs[0].text, "", "", ""}, {"assistant", "8", "", "", ""}};
+  qs[2].text = "What is the weather in Paris?";
+  qs[2].tools = nlohmann::json::parse(R"([{"name": "get_weather", "description": "Current weather for a city",
+      "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}])");
+  qs[3].text = "Write a function that adds two numbers.";
+  for (auto& q : qs) q.max_tokens = 12;
+  std::vector<AskResponse> alone;
+  for (const auto& q : qs) alone.push_back(rt.ask({q}).at(0));
+  std::vector<std::shared_ptr<const PreparedAsk>> prepared(qs.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < qs.size(); ++i) threads.emplace_back([&, i] { prepared[i] = rt.prepare(qs[i]); });
+  for (auto& t : threads) t.join();
+  std::mutex mu;
+  std::map<uint64_t, AskResponse> served;
+  size_t given = 0;
+  AskFeed feed;
+  feed.poll = [&](std::vector<AskJob>& admit, bool) {  // one newcomer per engine step
+    if (given == qs.size()) return false;
+    admit.push_back(AskJob{given, qs[given], std::nullopt, prepared[given]});
+    ++given;
+    return true;
+  };
+  feed.on_done = [&](uint64_t id, AskResponse a, const std::string& error) {
+    EXPECT_EQ(error, "");
+    std::lock_guard lk(mu);
+    served[id] = std::move(a);
+  };
+  rt.serve(feed);
+  ASSERT_EQ(served.size(), qs.size());
+  for (size_t i = 0; i < qs.size(); ++i) {
+    EXPECT_EQ(served[i].prompt, alone[i].prompt) << i;
+    EXPECT_EQ(served[i].prompt_tokens, alone[i].prompt_tokens) << i;
+    EXPECT_EQ(served[i].text, alone[i].text) << i;
+  }
+  AskRequest bad;
+  bad.text = "x";
+  bad.mode = "slow";
+  EXPECT_NE(test::error_of([&] { (void)rt.prepare(bad); }).find("mode must be fast or accurate"), std::string::npos);
 }
 
 TEST(RuntimeSession, TurnsAreRecordedAndAComplaintEscalates) {

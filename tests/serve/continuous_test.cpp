@@ -40,12 +40,14 @@ json chat(const std::string& text, int max_tokens, bool stream, const std::strin
 
 class ServeContinuous : public ::testing::Test {
  protected:
-  void start(bool static_batches, int parallel = 0, const std::filesystem::path& model = kBase) {
+  void start(bool static_batches, int parallel = 0, const std::filesystem::path& model = kBase,
+             const std::string& prepare = "auto") {
     ServeOptions o;
     o.model = model;
     o.port = 0;
     o.static_batches = static_batches;
     o.parallel = parallel;
+    o.prepare = prepare;
     server_ = std::make_unique<Server>(o);
     port_ = server_->bind();
     thread_ = std::thread([this] { server_->listen(); });
@@ -124,6 +126,27 @@ TEST_F(ServeContinuous, AShortRequestArrivingMidGenerationFinishesBeforeTheLongO
   EXPECT_GT(before.short_done, before.long_done) << "--static-batches let a request join a running batch";
   EXPECT_EQ(before.short_text, short_alone);
   EXPECT_EQ(before.long_text, long_alone);
+
+  // Prepared on the HTTP threads (--prepare on; off, the engine thread prepares each as it admits it, as above on a
+  // machine whose engine takes every core): the same race, the same answers; a bad request refused the same way.
+  for (const std::string prepare : {"on", "off"}) {
+    SCOPED_TRACE("--prepare " + prepare);
+    stop();
+    start(false, 0, kBase, prepare);
+    const Race ahead = race(long_body, short_body);
+    EXPECT_LT(ahead.short_done, ahead.long_done);
+    EXPECT_EQ(ahead.short_text, short_alone);
+    EXPECT_EQ(ahead.long_text, long_alone);
+    httplib::Client c("127.0.0.1", port_);
+    json bad = short_body;  // a call without a function name: the chat template's render refuses it
+    bad["messages"] = json::parse(R"([{"role": "user", "content": "Weather?"},
+        {"role": "assistant", "tool_calls": [{"type": "function", "function": {"arguments": "{}"}}]},
+        {"role": "user", "content": "Well?"}])");
+    auto res = c.Post("/v1/chat/completions", bad.dump(), "application/json");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 400);
+    EXPECT_NE(res->body.find("messages[1].tool_calls[0] must be"), std::string::npos) << res->body;
+  }
 }
 
 // A random model ~8x slower per token than the nano (512 wide, 8 layers) with a long context: a

@@ -49,6 +49,10 @@ TEST(ServeOptions, EveryNumberIsRangeCheckedNamingTheOption) {
   EXPECT_NE(with([](ServeOptions& x) { x.max_body = 10; }).find("--max-body"), std::string::npos);
   EXPECT_NE(with([](ServeOptions& x) { x.timeout_s = 0; }).find("--timeout"), std::string::npos);
   EXPECT_NE(with([](ServeOptions& x) { x.parallel = 300; }).find("--parallel"), std::string::npos);
+  EXPECT_NE(with([](ServeOptions& x) { x.threads = -1; }).find("--threads"), std::string::npos);
+  EXPECT_NE(with([](ServeOptions& x) { x.threads = 2000; }).find("--threads"), std::string::npos);
+  EXPECT_NE(with([](ServeOptions& x) { x.prepare = "sometimes"; }).find("--prepare must be auto, on or off"),
+            std::string::npos);
   EXPECT_NE(with([](ServeOptions& x) { x.max_batch = 0; }).find("--max-batch"), std::string::npos);
   EXPECT_NE(with([](ServeOptions& x) { x.api_keys = {"a b"}; }).find("--api-key"), std::string::npos);
   EXPECT_NE(with([](ServeOptions& x) { x.host = ""; }).find("--host"), std::string::npos);
