@@ -44,6 +44,8 @@
 #                            # an H100 in session 39), then `prefix8b` back to back (cogumi, the model, the runs);
 #                            # tables and the first differing outputs (diffs.txt)
 #                            # to $OUT
+#   bench/device.sh servetools  # bench/serve_tools_load.sh with CUDA (1B-shaped F16, --prepare off vs on); on a fresh
+#                            # machine `PREP=1 ... servetools` first; the table to $OUT/servetools.md
 #   bench/device.sh pack8b      # compress pack at 8B on every core and on one, CPU build only (PACK_THREADS="16 1")
 #   bench/device.sh nano "<nano base args>"...      # nano base candidates side by side: base.gguf, recipe,
 #                                                   # training log, dev accuracy (200 items per domain); on a fresh
@@ -424,6 +426,26 @@ r=json.loads([l for l in open("/root/peft.txt") if l.startswith("{")][-1]); r["p
     # the first differing items of each comparison, to read (the device tool returns at most 8 files)
     python3 bench/prefix_diffs.py "$W"/mmlu5-{on,off,off${CONTROL:-32}} /root/prefixnano/mine-{on,off,off${CONTROL:-32}} \
       >"$OUT/diffs.txt" 2>&1 || true
+    exit $rc
+    ;;
+  servetools)
+    # bench/serve_tools_load.sh with CUDA: long streams while chat requests with tools arrive, each rendered by the
+    # model's Jinja template, prepared on the engine's thread (--prepare off) and on the HTTP threads (on, what
+    # auto picks with the model on the GPU). A random 1B-shaped F16 model with Llama 3.1's template (SHAPE), made
+    # once per machine; STREAMS (16), TOKENS (512), RATE (20), PARALLEL (16), THREADS (0: the default).
+    # On a fresh machine `PREP=1 ... servetools` first (llama.cpp's build), then `servetools` back to back.
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+    PREFIX=$(scripts/deps.sh --cuda | tail -n 1)
+    echo "device.sh: llama.cpp ready at ${SECONDS} s"
+    [ "${PREP:-0}" = 1 ] && exit 0
+    cogumi_build "$PREFIX" cogumi_app
+    rm -f "$OUT/cmake.txt" "$OUT/build.txt"
+    echo "device.sh: builds done at ${SECONDS} s"
+    rc=0
+    SHAPE=${SHAPE:-1b} STREAMS=${STREAMS:-16} TOKENS=${TOKENS:-512} RATE=${RATE:-20} PARALLEL=${PARALLEL:-16} \
+      THREADS=${THREADS:-0} WORK=/root/servetools bench/serve_tools_load.sh "$BC/bin/cogumi" |
+      tee "$OUT/servetools.md" || rc=$?
+    echo "device.sh: bench done at ${SECONDS} s (exit $rc)"
     exit $rc
     ;;
   pack8b)

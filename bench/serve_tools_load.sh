@@ -6,13 +6,14 @@
 # tool traffic. The engine gets THREADS threads: 1 of 2 cores leaves one to the HTTP threads, as on a GPU machine
 # where decoding leaves the CPU idle; 2 (all) shows the other side.
 #   bench/serve_tools_load.sh [BIN (build/bin/cogumi)]
-# Environment: STREAMS (4), TOKENS (512), RATE (10 tool requests/s), TURNS (8), PARALLEL (8), THREADS (1),
-#   WORK (/tmp/cogumi-serve-tools: the model, made once)
+# Environment: STREAMS (4), TOKENS (512), RATE (10 tool requests/s), TURNS (8), PARALLEL (8), THREADS (1; 0: the
+#   server's default), SHAPE (`model init --shape`: tiny; 1b on a GPU), WORK (/tmp/cogumi-serve-tools: the model,
+#   made once per shape)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-build/bin/cogumi}
 STREAMS=${STREAMS:-4} TOKENS=${TOKENS:-512} RATE=${RATE:-10} TURNS=${TURNS:-8} PARALLEL=${PARALLEL:-8}
-THREADS=${THREADS:-1} WORK=${WORK:-/tmp/cogumi-serve-tools}
+THREADS=${THREADS:-1} WORK=${WORK:-/tmp/cogumi-serve-tools} SHAPE=${SHAPE:-tiny}
 for v in STREAMS TOKENS PARALLEL THREADS TURNS; do
   [[ "${!v}" =~ ^[0-9]+$ ]] || { echo "serve_tools_load: $v must be a whole number, got '${!v}'" >&2; exit 2; }
 done
@@ -20,12 +21,12 @@ done
 [ -x "$BIN" ] || { echo "serve_tools_load: no cogumi binary at $BIN" >&2; exit 2; }
 SRC="$(scripts/deps.sh | tail -n 1)/src"
 mkdir -p "$WORK"
-M="$WORK/llama31-template.gguf"
-[ -f "$M" ] || "$BIN" model init "$M" --type f16 --vocab "$SRC/models/ggml-vocab-llama-bpe.gguf" \
+M="$WORK/llama31-template-$SHAPE.gguf"
+[ -f "$M" ] || "$BIN" model init "$M" --shape "$SHAPE" --type f16 --vocab "$SRC/models/ggml-vocab-llama-bpe.gguf" \
   --chat-template "$SRC/models/templates/meta-llama-Llama-3.1-8B-Instruct.jinja" >/dev/null
 PID=""
 trap '[ -n "$PID" ] && kill $PID 2>/dev/null || true' EXIT
-echo "| server (--threads $THREADS) | streams | streams' tokens/s | tool requests | tool latency p50 (ms) | p90 (ms) | errors |"
+echo "| server ($SHAPE, --threads $THREADS) | streams | streams' tokens/s | tool requests | tool latency p50 (ms) | p90 (ms) | errors |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
 port=18391
 for prepare in off on; do
