@@ -16,7 +16,8 @@ if git -C "$SRC" rev-parse -q --verify HEAD >/dev/null 2>&1 && [ -n "$(git -C "$
 fi
 tar -C "$SRC" --exclude=./.git --exclude=./docs --exclude='./models/*' -cf - . |
   xz -T2 -6 >.devcache/llama-src.tar.xz
-(cd "$SRC" && tar -cf - models/ggml-vocab-llama-bpe.gguf models/ggml-vocab-llama-spm.gguf) | xz -6 >.devcache/llama-vocab.tar.xz
+(cd "$SRC" && tar -cf - models/ggml-vocab-llama-bpe.gguf models/ggml-vocab-llama-spm.gguf \
+  models/templates/meta-llama-Llama-3.1-8B-Instruct.jinja) | xz -6 >.devcache/llama-vocab.tar.xz
 cd .devcache/debs
 apt-get download nlohmann-json3-dev libcli11-dev libfmt-dev libfmt9 libssl-dev zlib1g-dev bubblewrap \
   libcpp-httplib-dev libcpp-httplib0.11 libyaml-cpp-dev libyaml-cpp0.7 libsqlite3-dev libsqlite3-0 libre2-dev libre2-9 libhnswlib-dev libzstd-dev libzstd1 libeigen3-dev 2>/dev/null

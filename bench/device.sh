@@ -443,7 +443,7 @@ r=json.loads([l for l in open("/root/peft.txt") if l.startswith("{")][-1]); r["p
     echo "device.sh: builds done at ${SECONDS} s"
     rc=0
     SHAPE=${SHAPE:-1b} STREAMS=${STREAMS:-16} TOKENS=${TOKENS:-512} RATE=${RATE:-20} PARALLEL=${PARALLEL:-16} \
-      THREADS=${THREADS:-0} WORK=/root/servetools bench/serve_tools_load.sh "$BC/bin/cogumi" |
+      THREADS=${THREADS:-0} WORK=/root/servetools LLAMA_SRC="$PREFIX/src" bench/serve_tools_load.sh "$BC/bin/cogumi" |
       tee "$OUT/servetools.md" || rc=$?
     echo "device.sh: bench done at ${SECONDS} s (exit $rc)"
     exit $rc

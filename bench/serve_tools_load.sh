@@ -7,7 +7,7 @@
 # where decoding leaves the CPU idle; 2 (all) shows the other side.
 #   bench/serve_tools_load.sh [BIN (build/bin/cogumi)]
 # Environment: STREAMS (4), TOKENS (512), RATE (10 tool requests/s), TURNS (8), PARALLEL (8), THREADS (1; 0: the
-#   server's default), SHAPE (`model init --shape`: tiny; 1b on a GPU), WORK (/tmp/cogumi-serve-tools: the model,
+#   server's default), LLAMA_SRC (the pinned llama.cpp source; default: scripts/deps.sh's), SHAPE (`model init --shape`: tiny; 1b on a GPU), WORK (/tmp/cogumi-serve-tools: the model,
 #   made once per shape)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +19,7 @@ for v in STREAMS TOKENS PARALLEL THREADS TURNS; do
 done
 [[ "$RATE" =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "serve_tools_load: RATE must be a number, got '$RATE'" >&2; exit 2; }
 [ -x "$BIN" ] || { echo "serve_tools_load: no cogumi binary at $BIN" >&2; exit 2; }
-SRC="$(scripts/deps.sh | tail -n 1)/src"
+SRC="${LLAMA_SRC:-$(scripts/deps.sh | tail -n 1)/src}"  # the pinned source: its Llama 3 vocabulary and template
 mkdir -p "$WORK"
 M="$WORK/llama31-template-$SHAPE.gguf"
 [ -f "$M" ] || "$BIN" model init "$M" --shape "$SHAPE" --type f16 --vocab "$SRC/models/ggml-vocab-llama-bpe.gguf" \
