@@ -75,6 +75,18 @@ cogumi_build() {  # cogumi_build PREFIX [TARGET...]: configure and build cogumi 
   cmake --build "$BC" -j 16 "${t[@]}" >"$OUT/build.txt" 2>&1 ||
     { grep -B2 -A20 -m3 FAILED "$OUT/build.txt" >&2; echo "device.sh: the cogumi build failed (build.txt)" >&2; exit 1; }
 }
+cuda_cogumi_app() {  # the GPU to $OUT/gpu.txt, llama.cpp with CUDA (sets PREFIX), then cogumi's app
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+  PREFIX=$(scripts/deps.sh --cuda | tail -n 1)
+  echo "device.sh: llama.cpp ready at ${SECONDS} s"
+  # PREP=1: llama.cpp's build only, the first of two back-to-back calls (session 40's H200: 429 s; session 39's
+  # H100: 511 s); the second call builds cogumi (66 s) and runs. A call cut off mid-build resumes where it stopped
+  # when the next comes while the machine is warm.
+  [ "${PREP:-0}" = 1 ] && exit 0
+  cogumi_build "$PREFIX" cogumi_app
+  rm -f "$OUT/cmake.txt" "$OUT/build.txt"  # kept only on failure (the device tool returns at most 8 files)
+  echo "device.sh: builds done at ${SECONDS} s"
+}
 ship_curriculum() {  # ship_curriculum DIR [ARGS]: the shipped base and the curriculum it was trained on (models/nano-base.json's
   # recipe), ARGS appended (e.g. --n-choice 6000: option-lookup items in the modifiers' replay mix; flags the recipe
   # already gives cannot be given again)
@@ -394,16 +406,7 @@ r=json.loads([l for l in open("/root/peft.txt") if l.startswith("{")][-1]); r["p
     # The prefix cache (src/engine/generate.cpp) with an 8B-shaped Q4_K_M model on the GPU: `cogumi eval` offloads
     # every layer by default (--ngl -1); the KV copy threshold is the engine's automatic 64 tokens on a GPU
     # (GeneratorOptions::min_shared_prefix has no CLI flag)
-    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
-    PREFIX=$(scripts/deps.sh --cuda | tail -n 1)
-    echo "device.sh: llama.cpp ready at ${SECONDS} s"
-    # PREP=1: llama.cpp's build only, the first of two back-to-back calls. Session 39's H100 took 511 s for it and
-    # 591 s with cogumi's, before libllama-common joined the build; the second call builds cogumi and the model. (A
-    # call cut off mid-build resumes where it stopped when the next comes while the machine is warm.)
-    [ "${PREP:-0}" = 1 ] && exit 0
-    cogumi_build "$PREFIX" cogumi_app
-    rm -f "$OUT/cmake.txt" "$OUT/build.txt"  # kept only on failure (the device tool returns at most 8 files)
-    echo "device.sh: builds done at ${SECONDS} s"
+    cuda_cogumi_app
     M=/root/m8b-q4km.gguf
     if [ ! -f "$M" ]; then  # made under another name first: a call cut off mid-init leaves no partial model behind
       "$BC/bin/cogumi" model init /root/m8b-q4km.part.gguf --shape 8b --type q4_k_m --vocab "$PREFIX/src/models/ggml-vocab-llama-bpe.gguf" \
@@ -434,13 +437,7 @@ r=json.loads([l for l in open("/root/peft.txt") if l.startswith("{")][-1]); r["p
     # auto picks with the model on the GPU). A random 1B-shaped F16 model with Llama 3.1's template (SHAPE), made
     # once per machine; STREAMS (16), TOKENS (512), RATE (20), PARALLEL (16), THREADS (0: the default).
     # On a fresh machine `PREP=1 ... servetools` first (llama.cpp's build), then `servetools` back to back.
-    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
-    PREFIX=$(scripts/deps.sh --cuda | tail -n 1)
-    echo "device.sh: llama.cpp ready at ${SECONDS} s"
-    [ "${PREP:-0}" = 1 ] && exit 0
-    cogumi_build "$PREFIX" cogumi_app
-    rm -f "$OUT/cmake.txt" "$OUT/build.txt"
-    echo "device.sh: builds done at ${SECONDS} s"
+    cuda_cogumi_app
     rc=0
     SHAPE=${SHAPE:-1b} STREAMS=${STREAMS:-16} TOKENS=${TOKENS:-512} RATE=${RATE:-20} PARALLEL=${PARALLEL:-16} \
       THREADS=${THREADS:-0} WORK=/root/servetools LLAMA_SRC="$PREFIX/src" bench/serve_tools_load.sh "$BC/bin/cogumi" |
