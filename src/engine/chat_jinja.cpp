@@ -31,13 +31,14 @@ std::vector<common_chat_tool_call> calls_of(const std::string& text, size_t mess
     fail("messages[{}].tool_calls must be a list of calls, got {}", message, text);
   for (size_t i = 0; i < list.size(); ++i) {
     const common_json& c = list.at(i);
+    // (every type checked here: a JSON type error is no cogumi::Error, and must not leave as one)
     if (!c.is_object() || !c.contains("function") || !c.at("function").is_object() ||
-        !c.at("function").contains("name"))
-      fail("messages[{}].tool_calls[{}] must be {{\"function\": {{\"name\", \"arguments\"}}}}", message, i);
+        !c.at("function").contains("name") || !c.at("function").at("name").is_string())
+      fail("messages[{}].tool_calls[{}] must be {{\"function\": {{\"name\": string, \"arguments\"}}}}", message, i);
     const common_json& f = c.at("function");
     common_chat_tool_call tc;
     tc.name = f.at("name").get<std::string>();
-    if (f.contains("arguments"))
+    if (f.contains("arguments") && !f.at("arguments").is_null())
       tc.arguments = f.at("arguments").is_string() ? f.at("arguments").get<std::string>() : f.at("arguments").dump();
     if (c.contains("id") && c.at("id").is_string()) tc.id = c.at("id").get<std::string>();
     out.push_back(std::move(tc));

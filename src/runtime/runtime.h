@@ -194,7 +194,8 @@ class Runtime {
   // The decision a prepared request carries.
   static const AskResponse& decision_of(const PreparedAsk& prepared);
   // Whether the engine leaves a CPU core to other threads: its model on a GPU, or fewer engine threads than
-  // cores (where preparing requests on other threads pays: bench/RESULTS.md, "prepared on the HTTP threads").
+  // cores and no few-shot retrieval by the model's embeddings (where preparing requests on other threads pays:
+  // bench/RESULTS.md, "prepared on the HTTP threads").
   bool cpu_to_spare() const;
   // The engine sequences a decided request takes at first: accurate mode's samples, else 1.
   size_t sequences(const AskResponse& decision) const {

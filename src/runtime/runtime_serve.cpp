@@ -19,6 +19,7 @@
 
 #include "core/error.h"
 #include "core/threads.h"
+#include "runtime/fewshot.h"
 #include "engine/generate.h"
 #include "runtime/runtime.h"
 
@@ -147,7 +148,9 @@ const AskResponse& Runtime::decision_of(const PreparedAsk& prepared) { return pr
 
 bool Runtime::cpu_to_spare() const {
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
-  return model_->offloaded() || unsigned(compute_threads(cfg_.threads)) < cores;
+  // few-shot retrieval with the model's own embeddings decodes on every core for each request prepared
+  const bool embeds = fewshot_ && fewshot_->options().embedding == Embedding::model;
+  return model_->offloaded() || (!embeds && unsigned(compute_threads(cfg_.threads)) < cores);
 }
 
 void Runtime::serve(const AskFeed& feed) {
@@ -175,7 +178,7 @@ void Runtime::serve(const AskFeed& feed) {
         if (s->q.history.empty()) s->q.history = session_history(s->q);
         s->r = decided ? *decided : decide(s->q, 0);
         plan(s->q, s->r, s->p, reqs);
-      } catch (const Error& e) {
+      } catch (const std::exception& e) {  // this request alone: an escape would end the loop and every other
         return feed.on_done(id, AskResponse{}, e.what());
       }
     }

@@ -361,7 +361,7 @@ void Server::handle_completion(const httplib::Request& req, httplib::Response& r
     return refuse(ApiError(503, e.what(), "server_error", "", "shutting_down"));
   } catch (const Error& e) {
     return refuse(ApiError(400, e.what()));
-  } catch (const std::exception& e) {  // preparing it failed for no fault of the request (the session store)
+  } catch (const std::exception& e) {  // preparing it failed outside the request's checks (the session store)
     return refuse(ApiError(500, e.what(), "server_error"));
   }
   ResponseContext ctx;

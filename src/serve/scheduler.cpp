@@ -65,8 +65,10 @@ std::shared_ptr<Job> Scheduler::submit(std::vector<AskRequest> requests) {
     return stop_ || cut_;
   };
   if (shutting()) throw ShuttingDown("the server is shutting down");
-  if (prepare_ahead_)
+  if (prepare_ahead_) {
     for (const AskRequest& q : job->requests) job->prepared.push_back(rt_.prepare(q));
+    prepared_ += int64_t(job->prepared.size());
+  }
   {
     std::lock_guard lk(mu_);
     if (stop_ || cut_) throw ShuttingDown("the server is shutting down");

@@ -93,6 +93,8 @@ class Scheduler {
   // Jobs stopped before their end (client gone, timeout): mid-generation, or still waiting (those
   // never run; each is counted when the engine loop takes it off the queue).
   int64_t cancelled() const { return cancelled_.load(); }
+  // Requests prepared on the submitting threads (prepare_ahead) so far.
+  int64_t prepared_ahead() const { return prepared_.load(); }
 
  private:
   Runtime& rt_;
@@ -107,6 +109,7 @@ class Scheduler {
   std::atomic<int64_t> batches_{0};
   std::atomic<size_t> largest_{0};
   std::atomic<int64_t> cancelled_{0};
+  std::atomic<int64_t> prepared_{0};
   std::thread thread_;
 
   void loop();

@@ -450,9 +450,9 @@ TEST(RuntimeSession, ACallCutByTheTokenLimitStaysText) {
 }
 
 // A server prepares each request on the thread that received it (Runtime::prepare: the history read, the decision,
-// the prompt rendered and tokenized) and hands it to the engine loop ready. Requests prepared on other threads while
-// the loop runs answer as ask() answers them, tools (the model's Jinja template) and history included; a bad request
-// is refused by prepare itself, before the loop sees it.
+// the prompt rendered and tokenized) and hands it to the engine loop ready. Requests prepared on four threads at once
+// answer as ask() answers them, tools (the model's Jinja template) and history included, and the loop runs what was
+// prepared, not the request beside it; a bad request is refused by prepare itself, before the loop sees it.
 TEST(RuntimeServe, RequestsPreparedOnOtherThreadsAnswerAsAskDoes) {
   SystemConfig cfg = SystemConfig::bare_model(fs::path(COGUMI_REPO_DIR) / "models" / "nano-base.gguf");
   cfg.parallel = 4;
@@ -472,6 +472,9 @@ TEST(RuntimeServe, RequestsPreparedOnOtherThreadsAnswerAsAskDoes) {
   std::vector<std::thread> threads;
   for (size_t i = 0; i < qs.size(); ++i) threads.emplace_back([&, i] { prepared[i] = rt.prepare(qs[i]); });
   for (auto& t : threads) t.join();
+  // a fifth job: request 3 as handed over, request 0 as prepared: the loop must run what was prepared
+  qs.push_back(qs[3]);
+  prepared.push_back(prepared[0]);
   std::mutex mu;
   std::map<uint64_t, AskResponse> served;
   size_t given = 0;
@@ -490,9 +493,10 @@ TEST(RuntimeServe, RequestsPreparedOnOtherThreadsAnswerAsAskDoes) {
   rt.serve(feed);
   ASSERT_EQ(served.size(), qs.size());
   for (size_t i = 0; i < qs.size(); ++i) {
-    EXPECT_EQ(served[i].prompt, alone[i].prompt) << i;
-    EXPECT_EQ(served[i].prompt_tokens, alone[i].prompt_tokens) << i;
-    EXPECT_EQ(served[i].text, alone[i].text) << i;
+    const AskResponse& want = alone[i < 4 ? i : 0];
+    EXPECT_EQ(served[i].prompt, want.prompt) << i;
+    EXPECT_EQ(served[i].prompt_tokens, want.prompt_tokens) << i;
+    EXPECT_EQ(served[i].text, want.text) << i;
   }
   AskRequest bad;
   bad.text = "x";

@@ -146,6 +146,14 @@ TEST_F(ServeContinuous, AShortRequestArrivingMidGenerationFinishesBeforeTheLongO
     ASSERT_TRUE(res);
     EXPECT_EQ(res->status, 400);
     EXPECT_NE(res->body.find("messages[1].tool_calls[0] must be"), std::string::npos) << res->body;
+    // a name that is no string: before, a JSON type error left the engine loop and failed every request in flight
+    bad["messages"][1]["tool_calls"][0]["function"]["name"] = 1;
+    res = c.Post("/v1/chat/completions", bad.dump(), "application/json");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 400) << res->body;
+    EXPECT_NE(res->body.find("messages[1].tool_calls[0] must be"), std::string::npos) << res->body;
+    EXPECT_EQ(whole(short_body), short_alone);  // and the server goes on
+    EXPECT_EQ(server_->scheduler().prepared_ahead() > 0, prepare == "on");
   }
 }
 
