@@ -191,8 +191,6 @@ class Runtime {
   // render: milliseconds). On the caller's thread, so a server's HTTP threads do it while the engine loop
   // decodes; hand the result over in AskJob::prepared. Throws Error for a bad request. Safe from any thread.
   std::shared_ptr<const PreparedAsk> prepare(const AskRequest& q);
-  // The decision a prepared request carries.
-  static const AskResponse& decision_of(const PreparedAsk& prepared);
   // Whether the engine leaves a CPU core to other threads: its model on a GPU, or fewer engine threads than
   // cores and no few-shot retrieval by the model's embeddings (where preparing requests on other threads pays:
   // bench/RESULTS.md, "prepared on the HTTP threads").

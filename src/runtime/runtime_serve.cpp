@@ -144,8 +144,6 @@ std::shared_ptr<const PreparedAsk> Runtime::prepare(const AskRequest& q) {
   return out;
 }
 
-const AskResponse& Runtime::decision_of(const PreparedAsk& prepared) { return prepared.decision; }
-
 bool Runtime::cpu_to_spare() const {
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   // few-shot retrieval with the model's own embeddings decodes on every core for each request prepared

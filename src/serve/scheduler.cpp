@@ -231,7 +231,7 @@ bool Scheduler::ready_front() {
   try {
     for (size_t k = 0; k < job->requests.size(); ++k) {
       if (job->prepared.empty()) ds[k] = rt_.decide_request(job->requests[k]);
-      each.push_back(rt_.sequences(ds[k] ? *ds[k] : Runtime::decision_of(*job->prepared[k])));
+      each.push_back(rt_.sequences(ds[k] ? *ds[k] : job->prepared[k]->decision));
       seqs += each.back();
     }
   } catch (const std::exception& e) {  // an unknown session (or any failure deciding it): this job alone
